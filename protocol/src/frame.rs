@@ -1,0 +1,399 @@
+//! The wire format: JSON text frames, each an object with a `type`. Client frames are decoded
+//! borrowing from the received text, and a message's `data` is kept as raw JSON, so it is parsed
+//! once and copied into outgoing frames without being re-serialized.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+
+/// The heartbeat ping a client sends, byte for byte. The runtime answers it with [`PONG`] without
+/// waking the room (the WebSocket auto-response), so it must match exactly.
+pub const PING: &str = r#"{"type":"ping"}"#;
+/// The heartbeat answer.
+pub const PONG: &str = r#"{"type":"pong"}"#;
+
+/// Who a direct message is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// Every connection opened with this client id.
+    Client(Cow<'a, str>),
+    /// Every connection of this user in the room.
+    User(Cow<'a, str>),
+}
+
+/// A frame a client sent.
+#[derive(Debug)]
+pub enum ClientFrame<'a> {
+    /// Store and broadcast `data`; `id` makes retries idempotent and is echoed in the ack.
+    Publish { id: Cow<'a, str>, data: &'a RawValue },
+    /// Deliver `data` to the target's connections only; not stored.
+    Direct { id: Cow<'a, str>, to: Target<'a>, data: &'a RawValue },
+    /// A heartbeat that did not match [`PING`] byte for byte (it reached the room).
+    Ping,
+}
+
+/// Why a client frame was refused. Every variant is normal input from a misbehaving or newer
+/// client: the sender gets an error frame and the connection stays open.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame is not a JSON object with a string \"type\": {0}")]
+    Malformed(String),
+    #[error("unknown frame type")]
+    UnknownType,
+    #[error("missing field \"{0}\"")]
+    MissingField(&'static str),
+    #[error("field \"{field}\" {problem}")]
+    InvalidField { field: &'static str, problem: &'static str },
+}
+
+impl FrameError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            FrameError::UnknownType => ErrorCode::UnknownType,
+            _ => ErrorCode::BadFrame,
+        }
+    }
+}
+
+/// The `code` of an error frame or an HTTP error body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    BadFrame,
+    UnknownType,
+    TooLarge,
+    NoRecipient,
+    Storage,
+    BadRequest,
+    NotFound,
+    Unauthorized,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadFrame => "bad_frame",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::NoRecipient => "no_recipient",
+            ErrorCode::Storage => "storage",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Unauthorized => "unauthorized",
+        }
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+// `data` may be JSON null, so "present" is told apart from "absent" without Option's null rule.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    data: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    to: Option<TargetFields<'a>>,
+}
+
+#[derive(Deserialize)]
+struct TargetFields<'a> {
+    #[serde(default, borrow, rename = "clientId")]
+    client_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    user: Option<Cow<'a, str>>,
+}
+
+/// Decodes one client frame. Unknown fields are ignored, so newer clients can add some.
+pub fn decode_client(text: &str, max_id_len: usize) -> Result<ClientFrame<'_>, FrameError> {
+    let env: Envelope<'_> = serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    match env.kind.as_ref() {
+        "publish" => Ok(ClientFrame::Publish {
+            id: check_id(env.id, max_id_len)?,
+            data: env.data.ok_or(FrameError::MissingField("data"))?,
+        }),
+        "direct" => {
+            let to = match env.to {
+                Some(TargetFields { client_id: Some(c), user: None }) => Target::Client(c),
+                Some(TargetFields { client_id: None, user: Some(u) }) => Target::User(u),
+                Some(_) => {
+                    return Err(FrameError::InvalidField { field: "to", problem: "must have exactly one of clientId or user" })
+                }
+                None => return Err(FrameError::MissingField("to")),
+            };
+            Ok(ClientFrame::Direct { id: check_id(env.id, max_id_len)?, to, data: env.data.ok_or(FrameError::MissingField("data"))? })
+        }
+        "ping" => Ok(ClientFrame::Ping),
+        _ => Err(FrameError::UnknownType),
+    }
+}
+
+fn check_id<'a>(id: Option<Cow<'a, str>>, max: usize) -> Result<Cow<'a, str>, FrameError> {
+    let id = id.ok_or(FrameError::MissingField("id"))?;
+    if id.is_empty() || id.len() > max {
+        return Err(FrameError::InvalidField { field: "id", problem: "must be a non-empty string within the id length limit" });
+    }
+    Ok(id)
+}
+
+/// Pulls the `id` out of a frame that failed to decode, so the error frame can name it.
+pub fn salvage_id(text: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct IdOnly {
+        id: Option<String>,
+    }
+    serde_json::from_str::<IdOnly>(text).ok().and_then(|f| f.id).filter(|id| id.len() <= 256)
+}
+
+// ---- server frames --------------------------------------------------------------------------
+
+/// One stored or live message as it goes to clients (`type: "message"`).
+#[derive(Serialize)]
+pub struct MessageFrame<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub seq: u64,
+    pub from: &'a str,
+    pub user: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+    pub data: &'a RawValue,
+    pub ts: u64,
+}
+
+#[derive(Serialize)]
+struct AckFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivered: Option<usize>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    duplicate: bool,
+}
+
+#[derive(Serialize)]
+struct ErrorFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    code: ErrorCode,
+    message: &'a str,
+}
+
+#[derive(Serialize)]
+struct DirectFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    from: &'a str,
+    user: &'a str,
+    data: &'a RawValue,
+    ts: u64,
+}
+
+/// One member of the room, as the welcome frame, presence frames and the HTTP API show it.
+#[derive(Serialize, Debug, Clone)]
+pub struct MemberView<'a> {
+    pub user: &'a str,
+    pub connections: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<&'a RawValue>,
+}
+
+/// What a resume request turned into, in the welcome frame.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ResumeOutcome {
+    /// The missed messages follow the welcome, in order, before any live one.
+    Recovered { replayed: u64 },
+    /// Nothing is replayed: the client must refetch (history API) or accept the gap.
+    NotRecovered { reason: GapReason, since: u64 },
+}
+
+/// Why a resume point could not be served.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum GapReason {
+    /// The room's history was reset since (a different epoch).
+    Epoch,
+    /// The messages after the resume point are older than the history kept.
+    Retention,
+    /// The resume point is ahead of the room (it never had that seq in this epoch).
+    Ahead,
+    /// History could not be read just now; the client should refetch.
+    Unavailable,
+}
+
+#[derive(Serialize)]
+struct WelcomeFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    epoch: &'a str,
+    seq: u64,
+    #[serde(rename = "clientId")]
+    client_id: &'a str,
+    user: &'a str,
+    members: &'a [MemberView<'a>],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resume: Option<&'a ResumeOutcome>,
+}
+
+/// What happened to a member.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceEvent {
+    Join,
+    Update,
+    Leave,
+}
+
+#[derive(Serialize)]
+struct PresenceFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    event: PresenceEvent,
+    member: &'a MemberView<'a>,
+}
+
+fn to_text<T: Serialize>(frame: &T) -> String {
+    // These frames hold only strings, numbers and already-valid raw JSON: serialization cannot
+    // fail, and an empty string would be the harmless answer if it ever did.
+    serde_json::to_string(frame).unwrap_or_default()
+}
+
+pub fn encode_message(frame: &MessageFrame<'_>) -> String {
+    to_text(frame)
+}
+
+pub fn encode_ack(id: &str, seq: u64, duplicate: bool) -> String {
+    to_text(&AckFrame { kind: "ack", id, seq: Some(seq), delivered: None, duplicate })
+}
+
+pub fn encode_direct_ack(id: &str, delivered: usize) -> String {
+    to_text(&AckFrame { kind: "ack", id, seq: None, delivered: Some(delivered), duplicate: false })
+}
+
+pub fn encode_error(id: Option<&str>, code: ErrorCode, message: &str) -> String {
+    to_text(&ErrorFrame { kind: "error", id, code, message })
+}
+
+pub fn encode_direct(from: &str, user: &str, data: &RawValue, ts: u64) -> String {
+    to_text(&DirectFrame { kind: "direct", from, user, data, ts })
+}
+
+pub fn encode_welcome(
+    epoch: &str,
+    seq: u64,
+    client_id: &str,
+    user: &str,
+    members: &[MemberView<'_>],
+    resume: Option<&ResumeOutcome>,
+) -> String {
+    to_text(&WelcomeFrame { kind: "welcome", epoch, seq, client_id, user, members, resume })
+}
+
+pub fn encode_presence(event: PresenceEvent, member: &MemberView<'_>) -> String {
+    to_text(&PresenceFrame { kind: "presence", event, member })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_publish_keeping_raw_data() {
+        let f = decode_client(r#"{"type":"publish","id":"m1","data":{"text":"hi","n":[1,2]}}"#, 128).unwrap();
+        match f {
+            ClientFrame::Publish { id, data } => {
+                assert_eq!(id, "m1");
+                assert_eq!(data.get(), r#"{"text":"hi","n":[1,2]}"#);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn null_data_is_present_but_missing_data_is_an_error() {
+        assert!(matches!(
+            decode_client(r#"{"type":"publish","id":"a","data":null}"#, 128),
+            Ok(ClientFrame::Publish { .. })
+        ));
+        assert_eq!(
+            decode_client(r#"{"type":"publish","id":"a"}"#, 128).unwrap_err(),
+            FrameError::MissingField("data")
+        );
+    }
+
+    #[test]
+    fn escaped_ids_decode() {
+        match decode_client(r#"{"type":"publish","id":"a\"b","data":1}"#, 128).unwrap() {
+            ClientFrame::Publish { id, .. } => assert_eq!(id, "a\"b"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn direct_targets() {
+        match decode_client(r#"{"type":"direct","id":"d","to":{"user":"bob"},"data":"x"}"#, 128).unwrap() {
+            ClientFrame::Direct { to, .. } => assert_eq!(to, Target::User("bob".into())),
+            other => panic!("unexpected {other:?}"),
+        }
+        let both = decode_client(r#"{"type":"direct","id":"d","to":{"user":"b","clientId":"c"},"data":1}"#, 128);
+        assert!(matches!(both, Err(FrameError::InvalidField { field: "to", .. })));
+        let none = decode_client(r#"{"type":"direct","id":"d","data":1}"#, 128);
+        assert_eq!(none.unwrap_err(), FrameError::MissingField("to"));
+    }
+
+    #[test]
+    fn bad_frames_are_classified() {
+        assert!(matches!(decode_client("not json", 128), Err(FrameError::Malformed(_))));
+        assert!(matches!(decode_client("[1,2]", 128), Err(FrameError::Malformed(_))));
+        assert!(matches!(decode_client(r#"{"type":5}"#, 128), Err(FrameError::Malformed(_))));
+        assert_eq!(decode_client(r#"{"type":"dance"}"#, 128).unwrap_err(), FrameError::UnknownType);
+        assert_eq!(decode_client(r#"{"type":"dance"}"#, 128).unwrap_err().code(), ErrorCode::UnknownType);
+        let long_id = format!(r#"{{"type":"publish","id":"{}","data":1}}"#, "x".repeat(129));
+        assert!(matches!(decode_client(&long_id, 128), Err(FrameError::InvalidField { field: "id", .. })));
+        assert!(matches!(
+            decode_client(r#"{"type":"publish","id":"","data":1}"#, 128),
+            Err(FrameError::InvalidField { field: "id", .. })
+        ));
+    }
+
+    #[test]
+    fn ping_constant_is_a_ping_frame() {
+        assert!(matches!(decode_client(PING, 128), Ok(ClientFrame::Ping)));
+    }
+
+    #[test]
+    fn server_frames_are_json() {
+        let data = RawValue::from_string("{\"a\":1}".into()).unwrap();
+        let text = encode_message(&MessageFrame { kind: "message", seq: 7, from: "c1", user: "u", id: Some("m"), data: &data, ts: 5 });
+        assert_eq!(text, r#"{"type":"message","seq":7,"from":"c1","user":"u","id":"m","data":{"a":1},"ts":5}"#);
+        assert_eq!(encode_ack("m", 7, false), r#"{"type":"ack","id":"m","seq":7}"#);
+        assert_eq!(encode_ack("m", 7, true), r#"{"type":"ack","id":"m","seq":7,"duplicate":true}"#);
+        assert_eq!(encode_direct_ack("d", 2), r#"{"type":"ack","id":"d","delivered":2}"#);
+        assert_eq!(
+            encode_error(Some("m"), ErrorCode::TooLarge, "big"),
+            r#"{"type":"error","id":"m","code":"too_large","message":"big"}"#
+        );
+        let outcome = ResumeOutcome::NotRecovered { reason: GapReason::Retention, since: 3 };
+        let w = encode_welcome("e1", 9, "c", "u", &[MemberView { user: "u", connections: 1, meta: None }], Some(&outcome));
+        assert_eq!(
+            w,
+            r#"{"type":"welcome","epoch":"e1","seq":9,"clientId":"c","user":"u","members":[{"user":"u","connections":1}],"resume":{"status":"not_recovered","reason":"retention","since":3}}"#
+        );
+    }
+}

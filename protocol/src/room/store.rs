@@ -1,0 +1,140 @@
+//! The room's durable state, behind one small interface. The room borrows a store for the length
+//! of one event and never owns it (the way tungstenite borrows its stream): the Durable Object
+//! passes its SQLite-backed store, the tests pass [`MemoryStore`]. Every call is synchronous,
+//! which the Durable Object's SQL API is, so one event is handled without interleaving.
+
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
+
+/// The origin recorded for messages published through the HTTP API; client ids cannot contain
+/// a colon, so it never collides with a client's.
+pub const API_ORIGIN: &str = ":api";
+
+/// One message in the room's history.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub seq: u64,
+    pub ts: u64,
+    /// The publishing client id, or [`API_ORIGIN`].
+    pub from: String,
+    pub user: String,
+    /// The publisher's message id, which makes retries idempotent.
+    pub id: Option<String>,
+    pub data: Box<RawValue>,
+}
+
+/// The room's identity in time: its epoch and the last sequence number it gave out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomMeta {
+    pub epoch: String,
+    pub seq: u64,
+}
+
+/// A user whose last connection closed, still shown as present until `due`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingLeave {
+    pub user: String,
+    pub due: u64,
+    pub meta: Option<String>,
+}
+
+/// A storage failure. Transient from the room's point of view: the event that met it is answered
+/// with an error and nothing is broadcast, so no client sees a message that was not stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("storage: {0}")]
+pub struct StoreError(pub String);
+
+/// What the room needs to keep across restarts and hibernation.
+pub trait Store {
+    /// The room's epoch and last seq, if the room was ever created.
+    fn meta(&mut self) -> Result<Option<RoomMeta>, StoreError>;
+    /// Records a new room's epoch (its seq starts at 0).
+    fn create(&mut self, meta: &RoomMeta) -> Result<(), StoreError>;
+    /// Appends one message; its seq is one more than the last.
+    fn append(&mut self, message: &StoredMessage) -> Result<(), StoreError>;
+    /// The seq a message with this (origin, id) got, if it is still in history.
+    fn find(&mut self, from: &str, id: &str) -> Result<Option<u64>, StoreError>;
+    /// Up to `limit` messages with seq greater than `after`, in seq order.
+    fn after(&mut self, after: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError>;
+    /// The oldest seq still in history.
+    fn oldest(&mut self) -> Result<Option<u64>, StoreError>;
+    /// How many messages history holds.
+    fn count(&mut self) -> Result<u64, StoreError>;
+    /// Deletes messages with seq at most `through_seq` or timestamp below `before_ts`, after
+    /// recording `last_seq` so that the room's seq survives even an emptied history.
+    fn trim(&mut self, through_seq: u64, before_ts: u64, last_seq: u64) -> Result<(), StoreError>;
+    fn pending_leaves(&mut self) -> Result<Vec<PendingLeave>, StoreError>;
+    fn put_pending_leave(&mut self, leave: &PendingLeave) -> Result<(), StoreError>;
+    fn delete_pending_leave(&mut self, user: &str) -> Result<(), StoreError>;
+}
+
+/// An in-memory [`Store`], for tests and simulations. It can be told to fail, to test that a
+/// failed write is never broadcast.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryStore {
+    meta: Option<RoomMeta>,
+    messages: BTreeMap<u64, StoredMessage>,
+    leaves: BTreeMap<String, PendingLeave>,
+    /// When set, every write fails.
+    pub fail_writes: bool,
+}
+
+impl MemoryStore {
+    fn writable(&self) -> Result<(), StoreError> {
+        if self.fail_writes {
+            Err(StoreError("injected failure".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Store for MemoryStore {
+    fn meta(&mut self) -> Result<Option<RoomMeta>, StoreError> {
+        let last = self.messages.keys().next_back().copied().unwrap_or(0);
+        Ok(self.meta.clone().map(|m| RoomMeta { seq: m.seq.max(last), ..m }))
+    }
+    fn create(&mut self, meta: &RoomMeta) -> Result<(), StoreError> {
+        self.writable()?;
+        self.meta = Some(meta.clone());
+        Ok(())
+    }
+    fn append(&mut self, message: &StoredMessage) -> Result<(), StoreError> {
+        self.writable()?;
+        self.messages.insert(message.seq, message.clone());
+        Ok(())
+    }
+    fn find(&mut self, from: &str, id: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.messages.values().find(|m| m.from == from && m.id.as_deref() == Some(id)).map(|m| m.seq))
+    }
+    fn after(&mut self, after: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
+        Ok(self.messages.range(after.saturating_add(1)..).take(limit).map(|(_, m)| m.clone()).collect())
+    }
+    fn oldest(&mut self) -> Result<Option<u64>, StoreError> {
+        Ok(self.messages.keys().next().copied())
+    }
+    fn count(&mut self) -> Result<u64, StoreError> {
+        Ok(self.messages.len() as u64)
+    }
+    fn trim(&mut self, through_seq: u64, before_ts: u64, last_seq: u64) -> Result<(), StoreError> {
+        self.writable()?;
+        if let Some(meta) = self.meta.as_mut() {
+            meta.seq = meta.seq.max(last_seq);
+        }
+        self.messages.retain(|seq, m| *seq > through_seq && m.ts >= before_ts);
+        Ok(())
+    }
+    fn pending_leaves(&mut self) -> Result<Vec<PendingLeave>, StoreError> {
+        Ok(self.leaves.values().cloned().collect())
+    }
+    fn put_pending_leave(&mut self, leave: &PendingLeave) -> Result<(), StoreError> {
+        self.writable()?;
+        self.leaves.insert(leave.user.clone(), leave.clone());
+        Ok(())
+    }
+    fn delete_pending_leave(&mut self, user: &str) -> Result<(), StoreError> {
+        self.writable()?;
+        self.leaves.remove(user);
+        Ok(())
+    }
+}

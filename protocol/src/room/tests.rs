@@ -1,0 +1,510 @@
+//! The room driven natively: a simulated adapter delivers the room's actions to per-connection
+//! inboxes, with a simulated clock and the in-memory store.
+
+use super::*;
+use crate::frame::PING;
+use proptest::prelude::*;
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+
+struct Sim {
+    room: Room,
+    store: MemoryStore,
+    now: u64,
+    open: BTreeSet<ConnId>,
+    inbox: HashMap<ConnId, Vec<Value>>,
+    closed_by_room: Vec<(ConnId, u16)>,
+}
+
+impl Sim {
+    fn new(config: RoomConfig) -> Sim {
+        let mut store = MemoryStore::default();
+        let room = Room::load(config, &mut store, "epoch-1", 1_000, []).unwrap();
+        Sim { room, store, now: 1_000, open: BTreeSet::new(), inbox: HashMap::new(), closed_by_room: Vec::new() }
+    }
+
+    fn deliver(&mut self) {
+        while let Some(action) = self.room.poll_action() {
+            match action {
+                Action::Send { to, text } => {
+                    let value: Value = serde_json::from_str(&text).expect("server frames are JSON");
+                    let targets: Vec<ConnId> = match to {
+                        Recipients::All { except } => self.open.iter().copied().filter(|c| Some(*c) != except).collect(),
+                        Recipients::One(c) => vec![c],
+                        Recipients::List(list) => list,
+                    };
+                    for c in targets {
+                        assert!(self.open.contains(&c), "frame sent to a closed connection {c}");
+                        self.inbox.entry(c).or_default().push(value.clone());
+                    }
+                }
+                Action::Close { conn, code } => {
+                    self.open.remove(&conn);
+                    self.closed_by_room.push((conn, code.code));
+                }
+            }
+        }
+    }
+
+    fn connect(&mut self, client: &str, user: &str, echo: bool, resume: Option<ResumePoint>) -> ConnId {
+        let identity = Identity { client_id: client.into(), user: user.into(), meta: None, echo };
+        let id = self.room.handle_open(identity, resume, self.now, &mut self.store);
+        self.open.insert(id);
+        self.deliver();
+        id
+    }
+
+    fn text(&mut self, conn: ConnId, text: &str) {
+        self.room.handle_text(conn, text, self.now, &mut self.store);
+        self.deliver();
+    }
+
+    fn publish(&mut self, conn: ConnId, id: &str, data: &str) {
+        self.text(conn, &format!(r#"{{"type":"publish","id":"{id}","data":{data}}}"#));
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        self.open.remove(&conn);
+        self.room.handle_close(conn, self.now, &mut self.store);
+        self.deliver();
+    }
+
+    fn advance(&mut self, ms: u64, last_pong: impl Fn(ConnId) -> Option<u64>) {
+        self.now += ms;
+        self.room.handle_timeout(self.now, last_pong, &mut self.store);
+        self.deliver();
+    }
+
+    fn frames(&self, conn: ConnId, kind: &str) -> Vec<Value> {
+        self.inbox.get(&conn).map(|v| v.iter().filter(|f| f["type"] == kind).cloned().collect()).unwrap_or_default()
+    }
+
+    fn seqs(&self, conn: ConnId) -> Vec<u64> {
+        self.frames(conn, "message").iter().map(|f| f["seq"].as_u64().unwrap()).collect()
+    }
+
+    fn last(&self, conn: ConnId) -> Value {
+        self.inbox[&conn].last().cloned().unwrap()
+    }
+}
+
+fn small_history() -> RoomConfig {
+    RoomConfig { history_max_messages: 16, ..RoomConfig::default() }
+}
+
+#[test]
+fn fanout_reaches_the_others_and_not_the_sender_with_echo_off() {
+    let mut sim = Sim::new(RoomConfig::default());
+    let a = sim.connect("a", "ua", true, None);
+    let b = sim.connect("b", "ub", true, None);
+    let c = sim.connect("c", "uc", true, None);
+    let sender = sim.connect("d", "ud", false, None);
+    sim.publish(sender, "m1", r#"{"text":"hi"}"#);
+    for conn in [a, b, c] {
+        let msgs = sim.frames(conn, "message");
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(msgs[0]["data"]["text"], "hi");
+        assert_eq!(msgs[0]["seq"], 1);
+        assert_eq!(msgs[0]["from"], "d");
+        assert_eq!(msgs[0]["user"], "ud");
+    }
+    assert!(sim.frames(sender, "message").is_empty());
+    assert_eq!(sim.last(sender), serde_json::json!({"type":"ack","id":"m1","seq":1}));
+}
+
+#[test]
+fn echo_on_sends_the_message_then_the_ack() {
+    let mut sim = Sim::new(RoomConfig::default());
+    let a = sim.connect("a", "ua", true, None);
+    sim.publish(a, "x", "1");
+    let kinds: Vec<_> = sim.inbox[&a].iter().map(|f| f["type"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(kinds, ["welcome", "message", "ack"]);
+}
+
+#[test]
+fn welcome_carries_epoch_seq_and_members() {
+    let mut sim = Sim::new(RoomConfig::default());
+    let a = sim.connect("a", "alice", true, None);
+    sim.publish(a, "1", "1");
+    let b = sim.connect("b", "bob", true, None);
+    let w = &sim.frames(b, "welcome")[0];
+    assert_eq!(w["epoch"], "epoch-1");
+    assert_eq!(w["seq"], 1);
+    assert_eq!(w["clientId"], "b");
+    let users: Vec<_> = w["members"].as_array().unwrap().iter().map(|m| m["user"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(users, ["alice", "bob"]);
+    let joins = sim.frames(a, "presence");
+    assert_eq!(joins.last().unwrap()["event"], "join");
+    assert_eq!(joins.last().unwrap()["member"]["user"], "bob");
+}
+
+#[test]
+fn retried_publish_is_acknowledged_with_its_first_seq_and_not_rebroadcast() {
+    let mut sim = Sim::new(RoomConfig::default());
+    let a = sim.connect("a", "ua", false, None);
+    let b = sim.connect("b", "ub", true, None);
+    sim.publish(a, "same", "1");
+    sim.publish(a, "other", "2");
+    sim.publish(a, "same", "1");
+    assert_eq!(sim.last(a), serde_json::json!({"type":"ack","id":"same","seq":1,"duplicate":true}));
+    assert_eq!(sim.seqs(b), [1, 2]);
+    assert_eq!(sim.room.seq(), 2);
+    // the same id from another client is a different message
+    sim.publish(b, "same", "3");
+    assert_eq!(sim.room.seq(), 3);
+}
+
+#[test]
+fn a_failed_write_is_neither_broadcast_nor_acknowledged() {
+    let mut sim = Sim::new(RoomConfig::default());
+    let a = sim.connect("a", "ua", false, None);
+    let b = sim.connect("b", "ub", true, None);
+    sim.store.fail_writes = true;
+    sim.publish(a, "m", "1");
+    assert_eq!(sim.last(a)["type"], "error");
+    assert_eq!(sim.last(a)["code"], "storage");
+    assert_eq!(sim.last(a)["id"], "m");
+    assert!(sim.seqs(b).is_empty());
+    assert_eq!(sim.room.seq(), 0);
+    sim.store.fail_writes = false;
+    sim.publish(a, "m", "1");
+    assert_eq!(sim.seqs(b), [1]);
+}
+
+#[test]
+fn bad_frames_get_errors_and_the_connection_keeps_working() {
+    let config = RoomConfig { max_frame_bytes: 100, ..RoomConfig::default() };
+    let mut sim = Sim::new(config);
+    let a = sim.connect("a", "ua", false, None);
+    let b = sim.connect("b", "ub", true, None);
+    for (text, code) in [
+        ("{not json", "bad_frame"),
+        (r#"{"type":"teleport","id":"t1"}"#, "unknown_type"),
+        (r#"{"type":"publish","id":"p1"}"#, "bad_frame"),
+        (&"x".repeat(101), "too_large"),
+    ] {
+        sim.text(a, text);
+        let last = sim.last(a);
+        assert_eq!(last["type"], "error", "for {text}");
+        assert_eq!(last["code"], code, "for {text}");
+    }
+    assert_eq!(sim.frames(a, "error")[1]["id"], "t1");
+    sim.room.handle_binary(a, sim.now);
+    sim.deliver();
+    assert_eq!(sim.last(a)["code"], "bad_frame");
+    sim.publish(a, "ok", "1");
+    assert_eq!(sim.seqs(b), [1]);
+    assert!(sim.frames(b, "error").is_empty());
+}
+
+#[test]
+fn a_ping_that_reaches_the_room_is_answered() {
+    let mut sim = Sim::new(RoomConfig::default());
+    let a = sim.connect("a", "ua", true, None);
+    sim.text(a, r#"{ "type": "ping" }"#);
+    assert_eq!(sim.last(a)["type"], "pong");
+    sim.text(a, PING);
+    assert_eq!(sim.last(a)["type"], "pong");
+}
+
+#[test]
+fn direct_messages_reach_only_their_target() {
+    let mut sim = Sim::new(RoomConfig::default());
+    let a = sim.connect("a", "alice", true, None);
+    let b1 = sim.connect("b1", "bob", true, None);
+    let b2 = sim.connect("b2", "bob", true, None);
+    let c = sim.connect("c", "carol", true, None);
+    sim.text(a, r#"{"type":"direct","id":"d1","to":{"user":"bob"},"data":"psst"}"#);
+    assert_eq!(sim.last(a), serde_json::json!({"type":"ack","id":"d1","delivered":2}));
+    for conn in [b1, b2] {
+        let d = sim.frames(conn, "direct");
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0]["from"], "a");
+        assert_eq!(d[0]["user"], "alice");
+        assert_eq!(d[0]["data"], "psst");
+    }
+    assert!(sim.frames(c, "direct").is_empty());
+    sim.text(a, r#"{"type":"direct","id":"d2","to":{"clientId":"c"},"data":1}"#);
+    assert_eq!(sim.frames(c, "direct").len(), 1);
+    assert_eq!(sim.frames(b1, "direct").len(), 1);
+    sim.text(a, r#"{"type":"direct","id":"d3","to":{"clientId":"nobody"},"data":1}"#);
+    assert_eq!(sim.last(a)["code"], "no_recipient");
+    assert_eq!(sim.room.seq(), 0, "direct messages are not stored");
+}
+
+#[test]
+fn resume_replays_exactly_the_missing_suffix() {
+    let mut sim = Sim::new(RoomConfig::default());
+    let p = sim.connect("p", "pub", false, None);
+    for i in 0..10 {
+        sim.publish(p, &format!("m{i}"), &i.to_string());
+    }
+    let r = sim.connect("r", "reader", true, Some(ResumePoint { epoch: "epoch-1".into(), since: 6 }));
+    let w = &sim.frames(r, "welcome")[0];
+    assert_eq!(w["resume"], serde_json::json!({"status":"recovered","replayed":4}));
+    assert_eq!(sim.seqs(r), [7, 8, 9, 10]);
+    sim.publish(p, "live", "11");
+    assert_eq!(sim.seqs(r), [7, 8, 9, 10, 11]);
+    // replay comes right after the welcome, before anything else
+    let kinds: Vec<_> = sim.inbox[&r].iter().take(5).map(|f| f["type"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(kinds, ["welcome", "message", "message", "message", "message"]);
+}
+
+#[test]
+fn resume_that_cannot_be_served_says_why() {
+    let mut sim = Sim::new(small_history());
+    let p = sim.connect("p", "pub", false, None);
+    for i in 0..40 {
+        sim.publish(p, &format!("m{i}"), "0");
+    }
+    let cases = [("epoch-1", 2, "retention"), ("other", 39, "epoch"), ("epoch-1", 99, "ahead")];
+    for (i, (epoch, since, reason)) in cases.into_iter().enumerate() {
+        let r = sim.connect(&format!("r{i}"), "reader", true, Some(ResumePoint { epoch: epoch.into(), since }));
+        let w = &sim.frames(r, "welcome")[0];
+        assert_eq!(w["resume"]["status"], "not_recovered");
+        assert_eq!(w["resume"]["reason"], reason);
+        assert_eq!(w["resume"]["since"], since);
+        assert!(sim.seqs(r).is_empty(), "nothing is replayed on a gap");
+    }
+}
+
+#[test]
+fn presence_is_per_user_with_grace() {
+    let config = RoomConfig { presence_grace_ms: 500, ..RoomConfig::default() };
+    let mut sim = Sim::new(config);
+    let watcher = sim.connect("w", "watcher", true, None);
+    let phone = sim.connect("p", "alice", true, None);
+    let laptop = sim.connect("l", "alice", true, None);
+    let events = |sim: &Sim| -> Vec<(String, u64)> {
+        sim.frames(watcher, "presence")
+            .iter()
+            .filter(|f| f["member"]["user"] == "alice")
+            .map(|f| (f["event"].as_str().unwrap().to_owned(), f["member"]["connections"].as_u64().unwrap()))
+            .collect()
+    };
+    assert_eq!(events(&sim), [("join".into(), 1), ("update".into(), 2)]);
+    sim.close(phone);
+    sim.close(laptop);
+    assert_eq!(events(&sim).last().unwrap(), &("update".to_string(), 0));
+    assert_eq!(sim.room.poll_timeout(), Some(sim.now + 500));
+    // a reconnect inside the grace period is not a leave
+    sim.advance(300, |_| None);
+    let back = sim.connect("p", "alice", true, None);
+    sim.advance(1_000, |_| None);
+    assert!(!events(&sim).iter().any(|(e, _)| e == "leave"));
+    sim.close(back);
+    sim.advance(499, |_| None);
+    assert!(!events(&sim).iter().any(|(e, _)| e == "leave"));
+    sim.advance(1, |_| None);
+    assert_eq!(events(&sim).last().unwrap(), &("leave".to_string(), 0));
+    assert!(sim.room.presence().get("alice").is_none());
+}
+
+#[test]
+fn heartbeat_sweep_closes_silent_connections_only() {
+    let config = RoomConfig { heartbeat_timeout_ms: 1_000, presence_grace_ms: 1, ..RoomConfig::default() };
+    let mut sim = Sim::new(config);
+    let pinging = sim.connect("a", "ua", true, None);
+    let silent = sim.connect("b", "ub", true, None);
+    // the runtime answers `pinging`'s pings as time goes by; `silent` sends nothing
+    for _ in 0..4 {
+        let pong_at = sim.now + 500;
+        sim.advance(500, |c| (c == pinging).then_some(pong_at));
+    }
+    assert_eq!(sim.closed_by_room, [(silent, close::HEARTBEAT_TIMEOUT.code)]);
+    assert!(sim.open.contains(&pinging));
+    let pong_at = sim.now + 10;
+    sim.advance(10, |c| (c == pinging).then_some(pong_at));
+    let leaves: Vec<_> = sim.frames(pinging, "presence").into_iter().filter(|f| f["event"] == "leave").collect();
+    assert_eq!(leaves.len(), 1);
+    assert_eq!(leaves[0]["member"]["user"], "ub");
+    // calling the timer again, early or late, changes nothing more
+    let pong_at = sim.now;
+    sim.advance(0, |_| Some(pong_at));
+    assert_eq!(sim.closed_by_room.len(), 1);
+}
+
+#[test]
+fn load_rebuilds_connections_and_grace_without_announcing() {
+    let config = RoomConfig { presence_grace_ms: 1_000, ..RoomConfig::default() };
+    let mut sim = Sim::new(config.clone());
+    let a = sim.connect("a", "alice", true, None);
+    let b = sim.connect("b", "bob", true, None);
+    sim.publish(a, "m", "1");
+    sim.close(b);
+    let attachments: Vec<Connection> = [a]
+        .iter()
+        .map(|id| serde_json::from_str(&serde_json::to_string(sim.room.connection(*id).unwrap()).unwrap()).unwrap())
+        .collect();
+    // hibernation: a new instance from the store and the live sockets' attachments
+    let mut room = Room::load(config, &mut sim.store, "unused-epoch", sim.now + 10, attachments).unwrap();
+    assert!(room.poll_action().is_none(), "a wake announces nothing");
+    assert_eq!(room.epoch(), "epoch-1");
+    assert_eq!(room.seq(), 1);
+    assert_eq!(room.presence().get("alice").unwrap().connections, 1);
+    assert_eq!(room.presence().get("bob").unwrap().leave_at, Some(sim.now + 1_000));
+    // new connections get fresh ids
+    let c = room.handle_open(
+        Identity { client_id: "c".into(), user: "carol".into(), meta: None, echo: true },
+        None,
+        sim.now + 20,
+        &mut sim.store,
+    );
+    assert!(c > a && c > b);
+    room.handle_timeout(sim.now + 1_000, |_| None, &mut sim.store);
+    let leave = std::iter::from_fn(|| room.poll_action()).any(|a| matches!(a, Action::Send { text, .. } if text.contains("\"leave\"") && text.contains("bob")));
+    assert!(leave, "bob's grace period ends after the wake too");
+}
+
+#[test]
+fn http_publish_validates_the_whole_batch_first() {
+    let config = RoomConfig { publish_batch_max: 3, ..RoomConfig::default() };
+    let mut sim = Sim::new(config);
+    let a = sim.connect("a", "ua", true, None);
+    let item = |id: Option<&str>| PublishItem { data: RawValue::from_string("1".into()).unwrap(), id: id.map(Into::into) };
+    let r = sim.room.handle_publish(&[item(None), item(Some(""))], sim.now, &mut sim.store);
+    assert_eq!(r, Err(PublishError::BadId(1)));
+    assert_eq!(sim.room.seq(), 0);
+    assert_eq!(sim.room.handle_publish(&vec![item(None); 4], sim.now, &mut sim.store), Err(PublishError::TooMany(3)));
+    assert_eq!(sim.room.handle_publish(&[], sim.now, &mut sim.store), Err(PublishError::Empty));
+    let r = sim.room.handle_publish(&[item(Some("x")), item(None), item(Some("x"))], sim.now, &mut sim.store).unwrap();
+    assert_eq!(r.iter().map(|p| (p.seq, p.duplicate)).collect::<Vec<_>>(), [(1, false), (2, false), (1, true)]);
+    sim.deliver();
+    assert_eq!(sim.seqs(a), [1, 2]);
+    assert_eq!(sim.frames(a, "message")[0]["from"], API_ORIGIN);
+    let stats = sim.room.stats(&mut sim.store).unwrap();
+    assert_eq!((stats.seq, stats.messages_in, stats.messages_out, stats.history), (2, 2, 2, 2));
+}
+
+#[test]
+fn history_is_trimmed_by_count_and_age() {
+    let config = RoomConfig { history_max_messages: 16, history_max_age_ms: 10_000, heartbeat_timeout_ms: 2_000, ..RoomConfig::default() };
+    let mut sim = Sim::new(config);
+    let a = sim.connect("a", "ua", true, None);
+    for i in 0..50 {
+        sim.publish(a, &format!("m{i}"), "0");
+    }
+    let count = sim.store.count().unwrap();
+    assert!((16..=17).contains(&count), "history holds {count}");
+    let page = sim.room.history(0, 100, &mut sim.store).unwrap();
+    assert_eq!(page.messages.last().unwrap().seq, 50);
+    sim.advance(20_000, |_| Some(u64::MAX / 4));
+    assert_eq!(sim.store.count().unwrap(), 0, "age trims everything old");
+    assert_eq!(sim.store.meta().unwrap().unwrap().seq, 50, "seq survives an empty history");
+}
+
+// ---- properties -----------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+enum Op {
+    Open { user: u8, echo: bool },
+    Close { pick: usize },
+    Publish { pick: usize, id: u8 },
+    HttpPublish { id: Option<u8> },
+    Advance { ms: u16 },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        2 => (0u8..4, any::<bool>()).prop_map(|(user, echo)| Op::Open { user, echo }),
+        1 => any::<usize>().prop_map(|pick| Op::Close { pick }),
+        4 => (any::<usize>(), 0u8..12).prop_map(|(pick, id)| Op::Publish { pick, id }),
+        1 => proptest::option::of(0u8..6).prop_map(|id| Op::HttpPublish { id }),
+        1 => (0u16..400).prop_map(|ms| Op::Advance { ms }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Sequence numbers strictly increase without gaps; every open connection gets every
+    /// broadcast made while it was open exactly once and in order (its own only with echo on);
+    /// retries are applied once; after the grace period presence equals the users with open
+    /// connections.
+    #[test]
+    fn room_invariants(ops in proptest::collection::vec(op(), 1..120)) {
+        let config = RoomConfig { presence_grace_ms: 300, heartbeat_timeout_ms: 1_000_000, ..RoomConfig::default() };
+        let mut sim = Sim::new(config);
+        // what each connection should have seen: seqs broadcast while it was open
+        let mut expected: HashMap<ConnId, Vec<u64>> = HashMap::new();
+        let mut echo_of: HashMap<ConnId, bool> = HashMap::new();
+        let mut applied: BTreeSet<(String, String)> = BTreeSet::new();
+        let mut next_client = 0;
+        for op in ops {
+            let before = sim.room.seq();
+            let mut sender = None;
+            match op {
+                Op::Open { user, echo } => {
+                    next_client += 1;
+                    let c = sim.connect(&format!("c{next_client}"), &format!("u{user}"), echo, None);
+                    echo_of.insert(c, echo);
+                    expected.insert(c, Vec::new());
+                }
+                Op::Close { pick } => {
+                    if let Some(c) = sim.open.iter().nth(pick % sim.open.len().max(1)).copied() {
+                        sim.close(c);
+                    }
+                }
+                Op::Publish { pick, id } => {
+                    if let Some(c) = sim.open.iter().nth(pick % sim.open.len().max(1)).copied() {
+                        let client = sim.room.connection(c).unwrap().client_id.clone();
+                        let fresh = applied.insert((client, id.to_string()));
+                        sim.publish(c, &id.to_string(), "0");
+                        prop_assert_eq!(sim.room.seq(), before + u64::from(fresh));
+                        let ack = sim.last(c);
+                        prop_assert_eq!(&ack["type"], "ack");
+                        prop_assert_eq!(ack.get("duplicate").is_some(), !fresh);
+                        sender = Some(c);
+                    }
+                }
+                Op::HttpPublish { id } => {
+                    let fresh = id.is_none_or(|i| applied.insert((API_ORIGIN.into(), i.to_string())));
+                    let item = PublishItem { data: RawValue::from_string("0".into()).unwrap(), id: id.map(|i| i.to_string()) };
+                    sim.room.handle_publish(&[item], sim.now, &mut sim.store).unwrap();
+                    sim.deliver();
+                    prop_assert_eq!(sim.room.seq(), before + u64::from(fresh));
+                }
+                Op::Advance { ms } => sim.advance(u64::from(ms), |_| None),
+            }
+            if sim.room.seq() > before {
+                let seq = sim.room.seq();
+                for c in sim.open.iter() {
+                    if Some(*c) != sender || echo_of[c] {
+                        expected.get_mut(c).unwrap().push(seq);
+                    }
+                }
+            }
+        }
+        for (c, want) in &expected {
+            prop_assert_eq!(&sim.seqs(*c), want, "connection {}", c);
+        }
+        let stored: Vec<u64> = sim.store.after(0, usize::MAX).unwrap().iter().map(|m| m.seq).collect();
+        prop_assert_eq!(stored, (1..=sim.room.seq()).collect::<Vec<_>>());
+        sim.advance(301, |_| None);
+        let truth: BTreeSet<String> = sim.open.iter().map(|c| sim.room.connection(*c).unwrap().user.clone()).collect();
+        let present: BTreeSet<String> = sim.room.presence().views().iter().map(|m| m.user.to_owned()).collect();
+        prop_assert_eq!(present, truth);
+    }
+
+    /// Resuming from any seq still in history yields exactly the missing suffix, in order; from
+    /// any older seq, an explicit retention gap.
+    #[test]
+    fn resume_yields_the_suffix_or_a_gap(total in 1u64..80, since_frac in 0.0f64..=1.0) {
+        let mut sim = Sim::new(small_history());
+        let p = sim.connect("p", "pub", false, None);
+        for i in 0..total {
+            sim.publish(p, &format!("m{i}"), "0");
+        }
+        let since = ((total as f64) * since_frac) as u64;
+        let r = sim.connect("r", "reader", true, Some(ResumePoint { epoch: "epoch-1".into(), since }));
+        let oldest = sim.store.oldest().unwrap().unwrap();
+        let resume = &sim.frames(r, "welcome")[0]["resume"];
+        if since + 1 >= oldest {
+            prop_assert_eq!(&resume["status"], "recovered");
+            prop_assert_eq!(sim.seqs(r), (since + 1..=total).collect::<Vec<_>>());
+        } else {
+            prop_assert_eq!(&resume["reason"], "retention");
+            prop_assert!(sim.seqs(r).is_empty());
+        }
+    }
+}

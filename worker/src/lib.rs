@@ -1,0 +1,17 @@
+//! roomcast's Worker: the edge entry (routing, checks, the HTTP API) and the Room Durable Object.
+//! Both are thin adapters: the rules live in `roomcast-protocol`.
+
+mod edge;
+mod http;
+mod platform;
+mod room_object;
+mod sql_store;
+
+pub use room_object::RoomObject;
+
+use worker::{event, Context, Env, Request, Response, Result};
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    edge::handle(req, env).await
+}

@@ -1,0 +1,40 @@
+//! Runtime APIs that workers-rs 0.8 does not bind: declared here with wasm-bindgen.
+
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen]
+extern "C" {
+    /// `DurableObjectState`, seen only for the methods below.
+    pub type StateExt;
+
+    /// When the runtime last answered this socket's ping with the auto-response, or null.
+    #[wasm_bindgen(method, catch, js_name = getWebSocketAutoResponseTimestamp)]
+    fn get_web_socket_auto_response_timestamp(this: &StateExt, ws: &JsValue) -> Result<JsValue, JsValue>;
+
+    #[wasm_bindgen(js_namespace = crypto, js_name = getRandomValues)]
+    fn get_random_values(buf: &mut [u8]);
+}
+
+/// The last auto-response time of `ws`, in ms since the epoch.
+pub fn last_auto_response(state: &worker::State, ws: &worker::WebSocket) -> Option<u64> {
+    let ext: &StateExt = state.as_raw().unchecked_ref();
+    let value = ext.get_web_socket_auto_response_timestamp(ws.as_ref()).ok()?;
+    value.dyn_into::<js_sys::Date>().ok().map(|d| d.get_time() as u64)
+}
+
+/// `n` random bytes as lowercase hex, from the runtime's CSPRNG.
+pub fn random_hex(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    get_random_values(&mut buf);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(n * 2);
+    for b in buf {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
+    }
+    out
+}
+
+pub fn now_ms() -> u64 {
+    js_sys::Date::now() as u64
+}

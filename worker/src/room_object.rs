@@ -1,0 +1,328 @@
+//! The Room Durable Object: feeds platform events (upgrade, message, close, error, alarm, HTTP
+//! API calls) into [`Room`] and carries out the actions it returns. It holds no rules of its own.
+//!
+//! After hibernation the object is constructed anew: the first event loads the room from SQLite
+//! and rebuilds the connection table from the live sockets' attachments.
+
+use crate::edge::{ConnectInfo, CONNECT_HEADER};
+use crate::sql_store::SqlStore;
+use crate::{http, platform};
+use roomcast_protocol::config::RoomConfig;
+use roomcast_protocol::frame::{self, ErrorCode};
+use roomcast_protocol::room::{self, Action, ConnId, Connection, Identity, PublishError, PublishItem, Recipients, ResumePoint, Room};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use worker::{
+    durable_object, DurableObject, Env, Headers, Method, Request, Response, Result, State, WebSocket, WebSocketIncomingMessage,
+    WebSocketPair,
+};
+
+/// The room and what it needs, loaded on the first event after construction.
+struct Loaded {
+    room: Room,
+    store: SqlStore,
+    sockets: BTreeMap<ConnId, WebSocket>,
+    /// The alarm this instance last set, so it is only rewritten when the deadline moves.
+    alarm_at: Option<u64>,
+}
+
+#[durable_object]
+pub struct RoomObject {
+    state: State,
+    env: Env,
+    loaded: RefCell<Option<Loaded>>,
+}
+
+/// The attachment holds just the JSON of [`Connection`], well under the 2,048-byte budget.
+fn attachment(ws: &WebSocket) -> Option<Connection> {
+    let text: String = ws.deserialize_attachment().ok()??;
+    serde_json::from_str(&text).ok()
+}
+
+#[derive(Deserialize)]
+struct IdOnly {
+    i: ConnId,
+}
+
+fn conn_id(ws: &WebSocket) -> Option<ConnId> {
+    let text: String = ws.deserialize_attachment().ok()??;
+    serde_json::from_str::<IdOnly>(&text).ok().map(|c| c.i)
+}
+
+/// Closing and closed sockets are skipped when rebuilding: `getWebSockets()` still lists them.
+fn is_open(ws: &WebSocket) -> bool {
+    let raw: &web_sys::WebSocket = ws.as_ref();
+    raw.ready_state() == web_sys::WebSocket::OPEN
+}
+
+impl RoomObject {
+    fn config(&self) -> RoomConfig {
+        RoomConfig::from_vars(|name| self.env.var(name).ok().map(|v| v.to_string()))
+    }
+
+    fn load(&self) -> Result<Loaded> {
+        let pair = worker::worker_sys::WebSocketRequestResponsePair::new(frame::PING, frame::PONG)
+            .map_err(|_| worker::Error::RustError("auto-response pair".into()))?;
+        self.state.set_websocket_auto_response(&pair);
+        let mut store = SqlStore::open(self.state.storage().sql()).map_err(|e| worker::Error::RustError(e.0))?;
+        let mut sockets = BTreeMap::new();
+        let mut connections = Vec::new();
+        for ws in self.state.get_websockets() {
+            if !is_open(&ws) {
+                continue;
+            }
+            if let Some(info) = attachment(&ws) {
+                sockets.insert(info.id, ws);
+                connections.push(info);
+            }
+        }
+        let epoch = platform::random_hex(8);
+        let room = Room::load(self.config(), &mut store, &epoch, platform::now_ms(), connections)
+            .map_err(|e| worker::Error::RustError(e.0))?;
+        Ok(Loaded { room, store, sockets, alarm_at: None })
+    }
+
+    /// Runs `f` on the loaded room, carries out the actions it queued, and sets the alarm if
+    /// the room's next deadline moved.
+    async fn with_room<R>(&self, f: impl FnOnce(&mut Loaded, u64) -> R) -> Result<R> {
+        let (result, alarm) = {
+            let mut slot = self.loaded.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(self.load()?);
+            }
+            let Some(loaded) = slot.as_mut() else { return Err(worker::Error::RustError("room not loaded".into())) };
+            let result = f(loaded, platform::now_ms());
+            carry_out(loaded);
+            let next = loaded.room.poll_timeout();
+            let alarm = match next {
+                Some(t) if loaded.alarm_at != Some(t) => {
+                    loaded.alarm_at = Some(t);
+                    Some(t)
+                }
+                _ => None,
+            };
+            (result, alarm)
+        };
+        if let Some(t) = alarm {
+            self.state.storage().set_alarm(t as i64).await?;
+        }
+        Ok(result)
+    }
+
+    async fn accept(&self, req: &Request) -> Result<Response> {
+        let Some(header) = req.headers().get(CONNECT_HEADER)? else {
+            return http::error(400, ErrorCode::BadRequest, "connections come through the edge");
+        };
+        let Ok(info) = serde_json::from_str::<ConnectInfo>(&header) else {
+            return http::error(400, ErrorCode::BadRequest, "bad connect header");
+        };
+        let pair = WebSocketPair::new()?;
+        let server = pair.server;
+        self.state.accept_web_socket(&server);
+        let subprotocol = info.subprotocol;
+        let identity = Identity { client_id: info.cid, user: info.user, meta: info.meta, echo: info.echo };
+        let resume = info.resume.map(|(epoch, since)| ResumePoint { epoch, since });
+        self.with_room(move |l, now| {
+            let id = l.room.handle_open(identity, resume, now, &mut l.store);
+            if let Some(conn) = l.room.connection(id) {
+                let _ = server.serialize_attachment(serde_json::to_string(conn).unwrap_or_default());
+            }
+            l.sockets.insert(id, server);
+        })
+        .await?;
+        let response = Response::from_websocket(pair.client)?;
+        if subprotocol {
+            let headers = Headers::new();
+            headers.set("Sec-WebSocket-Protocol", roomcast_protocol::SUBPROTOCOL)?;
+            return Ok(response.with_headers(headers));
+        }
+        Ok(response)
+    }
+
+    async fn closed(&self, ws: &WebSocket) -> Result<()> {
+        let id = conn_id(ws);
+        self.with_room(|l, now| {
+            if let Some(id) = id {
+                l.sockets.remove(&id);
+                l.room.handle_close(id, now, &mut l.store);
+            }
+        })
+        .await
+    }
+}
+
+fn carry_out(l: &mut Loaded) {
+    while let Some(action) = l.room.poll_action() {
+        match action {
+            Action::Send { to, text } => match to {
+                // Sends to a closing socket fail; its close event follows, so they are ignored.
+                Recipients::All { except } => {
+                    for (id, ws) in &l.sockets {
+                        if Some(*id) != except {
+                            let _ = ws.send_with_str(&text);
+                        }
+                    }
+                }
+                Recipients::One(id) => {
+                    if let Some(ws) = l.sockets.get(&id) {
+                        let _ = ws.send_with_str(&text);
+                    }
+                }
+                Recipients::List(ids) => {
+                    for id in ids {
+                        if let Some(ws) = l.sockets.get(&id) {
+                            let _ = ws.send_with_str(&text);
+                        }
+                    }
+                }
+            },
+            Action::Close { conn, code } => {
+                if let Some(ws) = l.sockets.remove(&conn) {
+                    let _ = ws.close(Some(code.code), Some(code.reason));
+                }
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct HistoryBody<'a> {
+    epoch: &'a str,
+    seq: u64,
+    more: bool,
+    messages: Vec<&'a RawMessage>,
+}
+
+type RawMessage = serde_json::value::RawValue;
+
+#[derive(Serialize)]
+struct PresenceBody<'a> {
+    members: &'a RawMessage,
+}
+
+#[derive(Serialize)]
+struct BatchBody<'a> {
+    messages: &'a [room::Published],
+}
+
+fn query_u64(url: &worker::Url, key: &str) -> Option<std::result::Result<u64, ()>> {
+    url.query_pairs().find(|(k, _)| k == key).map(|(_, v)| v.parse::<u64>().map_err(|_| ()))
+}
+
+impl RoomObject {
+    async fn publish(&self, mut req: Request) -> Result<Response> {
+        let body = req.text().await?;
+        let config = self.config();
+        if body.len() > config.max_frame_bytes.saturating_mul(config.publish_batch_max) {
+            return http::error(413, ErrorCode::TooLarge, "request body is larger than a batch may be");
+        }
+        let trimmed = body.trim_start();
+        let (items, single) = if trimmed.starts_with('[') {
+            (serde_json::from_str::<Vec<PublishItem>>(&body), false)
+        } else {
+            (serde_json::from_str::<PublishItem>(&body).map(|i| vec![i]), true)
+        };
+        let items = match items {
+            Ok(items) => items,
+            Err(e) => {
+                let message = format!("body must be {{\"data\": …, \"id\"?: string}} or an array of them: {e}");
+                return http::error(400, ErrorCode::BadRequest, &message);
+            }
+        };
+        let result = self.with_room(|l, now| l.room.handle_publish(&items, now, &mut l.store)).await?;
+        match result {
+            Ok(published) if single => match published.first() {
+                Some(p) => http::json(p),
+                None => http::error(500, ErrorCode::Storage, "nothing was published"),
+            },
+            Ok(published) => http::json(&BatchBody { messages: &published }),
+            Err(PublishError::Store(e)) => http::error(503, ErrorCode::Storage, &e.to_string()),
+            Err(PublishError::TooLarge(_)) => {
+                let e = result_message(&PublishError::TooLarge(0));
+                http::error(413, ErrorCode::TooLarge, &e)
+            }
+            Err(e) => http::error(400, ErrorCode::BadRequest, &e.to_string()),
+        }
+    }
+
+    async fn history(&self, req: &Request) -> Result<Response> {
+        let url = req.url()?;
+        let (since, limit) = match (query_u64(&url, "since"), query_u64(&url, "limit")) {
+            (Some(Err(())), _) | (_, Some(Err(()))) => {
+                return http::error(400, ErrorCode::BadRequest, "since and limit must be whole numbers")
+            }
+            (since, limit) => (since.and_then(|s| s.ok()).unwrap_or(0), limit.and_then(|l| l.ok()).unwrap_or(100)),
+        };
+        let page = self.with_room(|l, _| l.room.history(since, limit as usize, &mut l.store)).await?;
+        match page {
+            Ok(page) => {
+                let texts: Vec<String> = page.messages.iter().map(room::encode_stored).collect();
+                let raws: Vec<Box<RawMessage>> = texts.into_iter().filter_map(|t| RawMessage::from_string(t).ok()).collect();
+                http::json(&HistoryBody { epoch: &page.epoch, seq: page.seq, more: page.more, messages: raws.iter().map(|r| &**r).collect() })
+            }
+            Err(e) => http::error(503, ErrorCode::Storage, &e.to_string()),
+        }
+    }
+}
+
+fn result_message(e: &PublishError) -> String {
+    e.to_string()
+}
+
+impl DurableObject for RoomObject {
+    fn new(state: State, env: Env) -> Self {
+        RoomObject { state, env, loaded: RefCell::new(None) }
+    }
+
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        let path = req.path();
+        match (path.as_str(), req.method()) {
+            ("/ws", Method::Get) => self.accept(&req).await,
+            ("/messages", Method::Post) => self.publish(req).await,
+            ("/history", Method::Get) => self.history(&req).await,
+            ("/presence", Method::Get) => {
+                let members = self.with_room(|l, _| l.room.members_json()).await?;
+                let raw = RawMessage::from_string(members).map_err(|e| worker::Error::RustError(e.to_string()))?;
+                http::json(&PresenceBody { members: &raw })
+            }
+            ("/stats", Method::Get) => match self.with_room(|l, _| l.room.stats(&mut l.store)).await? {
+                Ok(stats) => http::json(&stats),
+                Err(e) => http::error(503, ErrorCode::Storage, &e.to_string()),
+            },
+            _ => http::error(404, ErrorCode::NotFound, "no such room endpoint"),
+        }
+    }
+
+    async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> Result<()> {
+        let Some(id) = conn_id(&ws) else { return Ok(()) };
+        self.with_room(|l, now| match &message {
+            WebSocketIncomingMessage::String(text) => l.room.handle_text(id, text, now, &mut l.store),
+            WebSocketIncomingMessage::Binary(_) => l.room.handle_binary(id, now),
+        })
+        .await
+    }
+
+    async fn websocket_close(&self, ws: WebSocket, code: usize, reason: String, _was_clean: bool) -> Result<()> {
+        // Complete the closing handshake; 1005/1006 may not be sent, so they become 1000.
+        let code = if code == 1000 || (3000..5000).contains(&code) { code as u16 } else { 1000 };
+        let _ = ws.close(Some(code), Some(reason));
+        self.closed(&ws).await
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
+        self.closed(&ws).await
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        let state = &self.state;
+        self.with_room(|l, now| {
+            // The deadline this alarm was set for has passed; the next one is set afresh.
+            l.alarm_at = None;
+            let sockets = &l.sockets;
+            l.room.handle_timeout(now, |id| sockets.get(&id).and_then(|ws| platform::last_auto_response(state, ws)), &mut l.store);
+        })
+        .await?;
+        Response::ok("")
+    }
+}

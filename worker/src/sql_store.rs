@@ -1,0 +1,148 @@
+//! The room's [`Store`] on the Durable Object's SQLite storage. The SQL API is synchronous, so
+//! a room event runs start to finish without interleaving; the runtime's output gate holds every
+//! message sent after a write until that write is durable.
+
+use roomcast_protocol::room::{PendingLeave, RoomMeta, Store, StoreError, StoredMessage};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use worker::{SqlStorage, SqlStorageValue};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (k INTEGER PRIMARY KEY CHECK (k = 1), epoch TEXT NOT NULL, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+  seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, origin TEXT NOT NULL, user TEXT NOT NULL,
+  mid TEXT, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS messages_by_mid ON messages (origin, mid) WHERE mid IS NOT NULL;
+CREATE INDEX IF NOT EXISTS messages_by_ts ON messages (ts);
+CREATE TABLE IF NOT EXISTS pending_leaves (user TEXT PRIMARY KEY, due INTEGER NOT NULL, meta TEXT);
+";
+
+pub struct SqlStore {
+    sql: SqlStorage,
+}
+
+fn err(e: worker::Error) -> StoreError {
+    StoreError(e.to_string())
+}
+
+// SQLite integers arrive as JS numbers; seqs and times stay far below 2^53.
+fn int(v: u64) -> SqlStorageValue {
+    SqlStorageValue::Integer(v as i64)
+}
+
+#[derive(Deserialize)]
+struct MetaRow {
+    epoch: String,
+    seq: f64,
+}
+
+#[derive(Deserialize)]
+struct MessageRow {
+    seq: f64,
+    ts: f64,
+    origin: String,
+    user: String,
+    mid: Option<String>,
+    data: String,
+}
+
+#[derive(Deserialize)]
+struct SeqRow {
+    seq: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct CountRow {
+    n: f64,
+}
+
+#[derive(Deserialize)]
+struct LeaveRow {
+    user: String,
+    due: f64,
+    meta: Option<String>,
+}
+
+impl SqlStore {
+    pub fn open(sql: SqlStorage) -> Result<SqlStore, StoreError> {
+        sql.exec(SCHEMA, None).map_err(err)?;
+        Ok(SqlStore { sql })
+    }
+
+    fn rows<T: for<'de> Deserialize<'de>>(&self, query: &str, args: Vec<SqlStorageValue>) -> Result<Vec<T>, StoreError> {
+        self.sql.exec(query, Some(args)).map_err(err)?.to_array::<T>().map_err(err)
+    }
+
+    fn run(&self, query: &str, args: Vec<SqlStorageValue>) -> Result<(), StoreError> {
+        self.sql.exec(query, Some(args)).map(|_| ()).map_err(err)
+    }
+}
+
+impl Store for SqlStore {
+    fn meta(&mut self) -> Result<Option<RoomMeta>, StoreError> {
+        let Some(meta) = self.rows::<MetaRow>("SELECT epoch, seq FROM meta WHERE k = 1", vec![])?.pop() else {
+            return Ok(None);
+        };
+        // `meta.seq` is written when history is trimmed; the newest row holds it otherwise.
+        let last = self.rows::<SeqRow>("SELECT MAX(seq) AS seq FROM messages", vec![])?.pop().and_then(|r| r.seq);
+        Ok(Some(RoomMeta { epoch: meta.epoch, seq: (meta.seq as u64).max(last.unwrap_or(0.0) as u64) }))
+    }
+
+    fn create(&mut self, meta: &RoomMeta) -> Result<(), StoreError> {
+        self.run("INSERT INTO meta (k, epoch, seq) VALUES (1, ?, ?)", vec![meta.epoch.as_str().into(), int(meta.seq)])
+    }
+
+    fn append(&mut self, m: &StoredMessage) -> Result<(), StoreError> {
+        self.run(
+            "INSERT INTO messages (seq, ts, origin, user, mid, data) VALUES (?, ?, ?, ?, ?, ?)",
+            vec![int(m.seq), int(m.ts), m.from.as_str().into(), m.user.as_str().into(), m.id.as_deref().into(), m.data.get().into()],
+        )
+    }
+
+    fn find(&mut self, from: &str, id: &str) -> Result<Option<u64>, StoreError> {
+        let rows = self.rows::<SeqRow>("SELECT seq FROM messages WHERE origin = ? AND mid = ? LIMIT 1", vec![from.into(), id.into()])?;
+        Ok(rows.into_iter().next().and_then(|r| r.seq).map(|s| s as u64))
+    }
+
+    fn after(&mut self, after: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
+        let rows = self.rows::<MessageRow>(
+            "SELECT seq, ts, origin, user, mid, data FROM messages WHERE seq > ? ORDER BY seq LIMIT ?",
+            vec![int(after), int(limit.min(i64::MAX as usize) as u64)],
+        )?;
+        rows.into_iter()
+            .map(|r| {
+                let data = RawValue::from_string(r.data).map_err(|e| StoreError(e.to_string()))?;
+                Ok(StoredMessage { seq: r.seq as u64, ts: r.ts as u64, from: r.origin, user: r.user, id: r.mid, data })
+            })
+            .collect()
+    }
+
+    fn oldest(&mut self) -> Result<Option<u64>, StoreError> {
+        Ok(self.rows::<SeqRow>("SELECT MIN(seq) AS seq FROM messages", vec![])?.pop().and_then(|r| r.seq).map(|s| s as u64))
+    }
+
+    fn count(&mut self) -> Result<u64, StoreError> {
+        Ok(self.rows::<CountRow>("SELECT COUNT(*) AS n FROM messages", vec![])?.pop().map_or(0, |r| r.n as u64))
+    }
+
+    fn trim(&mut self, through_seq: u64, before_ts: u64, last_seq: u64) -> Result<(), StoreError> {
+        self.run("UPDATE meta SET seq = MAX(seq, ?) WHERE k = 1", vec![int(last_seq)])?;
+        self.run("DELETE FROM messages WHERE seq <= ? OR ts < ?", vec![int(through_seq), int(before_ts)])
+    }
+
+    fn pending_leaves(&mut self) -> Result<Vec<PendingLeave>, StoreError> {
+        let rows = self.rows::<LeaveRow>("SELECT user, due, meta FROM pending_leaves", vec![])?;
+        Ok(rows.into_iter().map(|r| PendingLeave { user: r.user, due: r.due as u64, meta: r.meta }).collect())
+    }
+
+    fn put_pending_leave(&mut self, leave: &PendingLeave) -> Result<(), StoreError> {
+        self.run(
+            "INSERT OR REPLACE INTO pending_leaves (user, due, meta) VALUES (?, ?, ?)",
+            vec![leave.user.as_str().into(), int(leave.due), leave.meta.as_deref().into()],
+        )
+    }
+
+    fn delete_pending_leave(&mut self, user: &str) -> Result<(), StoreError> {
+        self.run("DELETE FROM pending_leaves WHERE user = ?", vec![user.into()])
+    }
+}
