@@ -79,7 +79,7 @@ async fn connect(req: &Request, env: &Env, url: &Url, room: &str) -> Result<Resp
 }
 
 fn connect_info(req: &Request, url: &Url) -> std::result::Result<ConnectInfo, String> {
-    let (mut cid, mut user, mut meta, mut since, mut epoch, mut echo) = (None, None, None, None, None, true);
+    let (mut cid, mut user, mut meta, mut since, mut epoch, mut echo) = (None, None, None, None, None, false);
     for (key, value) in url.query_pairs() {
         match key.as_ref() {
             "cid" => cid = Some(value.into_owned()),
@@ -88,7 +88,7 @@ fn connect_info(req: &Request, url: &Url) -> std::result::Result<ConnectInfo, St
             "meta" => meta = Some(value.into_owned()),
             "since" => since = Some(value.parse::<u64>().map_err(|_| "since must be a whole number".to_string())?),
             "epoch" => epoch = Some(value.into_owned()),
-            "echo" => echo = !matches!(value.as_ref(), "0" | "false"),
+            "echo" => echo = matches!(value.as_ref(), "1" | "true"),
             _ => {}
         }
     }

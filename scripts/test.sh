@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# `npm test`: setup, native tests of the pure code, the wasm builds, then the end-to-end tests
+# against the real local runtime (wrangler dev) and Chromium.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bash "$ROOT/scripts/setup.sh" --browser
+use_toolchain
+cd "$ROOT"
+
+step "native tests (cargo test)"
+cargo test --quiet -p roomcast-protocol -p roomcast-sdk
+
+step "wasm builds"
+bash scripts/build-worker.sh
+
+step "end-to-end tests (node --test, wrangler dev, Chromium)"
+node --test --test-concurrency=2 --test-reporter=spec "tests/e2e/"*.test.mjs

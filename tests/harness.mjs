@@ -1,0 +1,184 @@
+// Test harness: runs the real local edge (wrangler dev: miniflare + workerd) on a free port with
+// its own persistence directory, waits until it answers, and always stops it. Also a small
+// WebSocket client that records every frame and waits for the ones a test expects.
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import WebSocket from "ws";
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+const WRANGLER = join(ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
+
+/** The API key the setup wrote into .dev.vars, which wrangler dev loads. */
+export function apiKey() {
+  const vars = readFileSync(join(ROOT, ".dev.vars"), "utf8");
+  const match = vars.match(/^ROOMCAST_API_KEY="?([^"\n]+)"?/m);
+  if (!match) throw new Error(".dev.vars has no ROOMCAST_API_KEY; run `npm run setup`");
+  return match[1];
+}
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export function tempDir(prefix) {
+  return mkdtempSync(join(tmpdir(), `roomcast-${prefix}-`));
+}
+
+/**
+ * Starts `wrangler dev`. `vars` override `[vars]` from wrangler.toml. Resolves once the edge
+ * answers HTTP; rejects with the log if it exits or does not come up within `timeoutMs`.
+ */
+export async function startEdge({ persistDir = tempDir("state"), vars = {}, port, timeoutMs = 120_000 } = {}) {
+  port ??= await freePort();
+  const args = [WRANGLER, "dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", persistDir,
+    "--log-level", "warn", "--show-interactive-dev-session=false"];
+  for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
+  const child = spawn(process.execPath, args, {
+    cwd: ROOT,
+    detached: true, // its own process group, so workerd is stopped with it
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true", NO_COLOR: "1" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let log = "";
+  child.stdout.on("data", (d) => (log += d));
+  child.stderr.on("data", (d) => (log += d));
+  const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+  const edge = {
+    port,
+    persistDir,
+    url: `http://127.0.0.1:${port}`,
+    wsUrl: `ws://127.0.0.1:${port}`,
+    get log() { return log; },
+    /** Stops the edge; `signal` SIGKILL simulates a crash. */
+    async stop(signal = "SIGTERM") {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      try { process.kill(-child.pid, signal); } catch { /* already gone */ }
+      const timer = setTimeout(() => { try { process.kill(-child.pid, "SIGKILL"); } catch { /* gone */ } }, 5_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const state = await Promise.race([exited, fetch(`${edge.url}/`).then((r) => r.status, () => null)]);
+    if (state === 200) return edge;
+    if (state && typeof state === "object") throw new Error(`wrangler dev exited (${JSON.stringify(state)}):\n${log}`);
+    if (Date.now() > deadline) {
+      await edge.stop();
+      throw new Error(`wrangler dev did not answer within ${timeoutMs} ms:\n${log}`);
+    }
+    await new Promise((r) => setTimeout(r, 100)); // poll interval while waiting for readiness
+  }
+}
+
+/** An HTTP call to the backend API with the API key. */
+export async function api(edge, method, path, body, { key = apiKey() } = {}) {
+  const res = await fetch(`${edge.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let json;
+  try { json = JSON.parse(text); } catch { json = undefined; }
+  return { status: res.status, json, text };
+}
+
+/** A raw protocol client that records every frame. */
+export class Client {
+  static async connect(edge, room, query = {}, { protocols = ["roomcast.v1"], pingEveryMs } = {}) {
+    const qs = new URLSearchParams(query).toString();
+    const ws = new WebSocket(`${edge.wsUrl}/rooms/${room}/ws${qs ? `?${qs}` : ""}`, protocols);
+    const client = new Client(ws);
+    await new Promise((resolve, reject) => {
+      ws.once("open", resolve);
+      ws.once("error", reject);
+      ws.once("unexpected-response", (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
+    });
+    client.welcome = await client.next((f) => f.type === "welcome");
+    if (pingEveryMs) client.pinger = setInterval(() => client.raw('{"type":"ping"}'), pingEveryMs);
+    return client;
+  }
+
+  constructor(ws) {
+    this.ws = ws;
+    this.frames = [];
+    this.waiters = [];
+    this.closed = new Promise((resolve) => ws.once("close", (code, reason) => {
+      clearInterval(this.pinger);
+      resolve({ code, reason: reason.toString() });
+    }));
+    ws.on("message", (data) => {
+      const frame = JSON.parse(data.toString());
+      this.frames.push(frame);
+      this.waiters = this.waiters.filter((w) => !w.check());
+    });
+  }
+
+  /** Resolves with the first frame (recorded or future) matching `pred` that `next` has not returned yet. */
+  next(pred, timeoutMs = 10_000) {
+    this.taken ??= new Set();
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        check: () => {
+          const frame = this.frames.find((f) => !this.taken.has(f) && pred(f));
+          if (!frame) return false;
+          this.taken.add(frame);
+          clearTimeout(waiter.timer);
+          resolve(frame);
+          return true;
+        },
+      };
+      if (waiter.check()) return;
+      waiter.timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        reject(new Error(`no matching frame within ${timeoutMs} ms; got ${JSON.stringify(this.frames).slice(0, 2000)}`));
+      }, timeoutMs);
+      this.waiters.push(waiter);
+    });
+  }
+
+  messages() { return this.frames.filter((f) => f.type === "message"); }
+  send(frame) { this.ws.send(JSON.stringify(frame)); }
+  raw(text) { this.ws.send(text); }
+
+  /** Publishes and resolves with the ack (or error) frame for this id. */
+  async publish(id, data) {
+    this.send({ type: "publish", id, data });
+    return this.next((f) => (f.type === "ack" || f.type === "error") && f.id === id);
+  }
+
+  async close() {
+    clearInterval(this.pinger);
+    if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) this.ws.close(1000);
+    await this.closed;
+  }
+}
+
+/** Resolves when `cond()` is truthy, checking every `intervalMs`; rejects after `timeoutMs`. */
+export async function until(cond, { timeoutMs = 10_000, intervalMs = 50, what = "condition" } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await cond();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+let unique = 0;
+/** A room name no other test uses. */
+export function roomName(prefix = "t") {
+  return `${prefix}-${process.pid}-${Date.now().toString(36)}-${unique++}`;
+}
