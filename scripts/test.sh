@@ -14,4 +14,4 @@ step "wasm builds"
 bash scripts/build-worker.sh
 
 step "end-to-end tests (node --test, wrangler dev, Chromium)"
-node --test --test-concurrency=2 --test-reporter=spec "tests/e2e/"*.test.mjs
+node --test --test-concurrency=2 --test-timeout=120000 --test-reporter=spec "tests/e2e/"*.test.mjs

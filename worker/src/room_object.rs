@@ -105,7 +105,9 @@ impl RoomObject {
             (result, alarm)
         };
         if let Some(t) = alarm {
-            self.state.storage().set_alarm(t as i64).await?;
+            // workers-rs reads an integer as an offset from now, not as a timestamp.
+            let offset = t.saturating_sub(platform::now_ms());
+            self.state.storage().set_alarm(std::time::Duration::from_millis(offset)).await?;
         }
         Ok(result)
     }
