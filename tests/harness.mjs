@@ -42,7 +42,7 @@ export function tempDir(prefix) {
 export async function startEdge({ persistDir = tempDir("state"), vars = {}, port, timeoutMs = 120_000 } = {}) {
   port ??= await freePort();
   const args = [WRANGLER, "dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", persistDir,
-    "--log-level", "warn", "--show-interactive-dev-session=false"];
+    "--log-level", process.env.ROOMCAST_LOG_LEVEL ?? "warn", "--show-interactive-dev-session=false"];
   for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
@@ -99,7 +99,9 @@ export async function api(edge, method, path, body, { key = apiKey() } = {}) {
 export class Client {
   static async connect(edge, room, query = {}, { protocols = ["roomcast.v1"], pingEveryMs } = {}) {
     const qs = new URLSearchParams(query).toString();
-    const ws = new WebSocket(`${edge.wsUrl}/rooms/${room}/ws${qs ? `?${qs}` : ""}`, protocols);
+    // closeTimeout: after a close handshake the local runtime (through wrangler dev's proxy)
+    // leaves the TCP connection open; `ws` would wait 30 s before reporting the close.
+    const ws = new WebSocket(`${edge.wsUrl}/rooms/${room}/ws${qs ? `?${qs}` : ""}`, protocols, { closeTimeout: 500 });
     const client = new Client(ws);
     await new Promise((resolve, reject) => {
       ws.once("open", resolve);
