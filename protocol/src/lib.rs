@@ -10,8 +10,10 @@
 pub mod close;
 pub mod config;
 pub mod frame;
+pub mod limit;
 pub mod name;
 pub mod room;
+pub mod token;
 
 /// The WebSocket subprotocol the server selects.
 pub const SUBPROTOCOL: &str = "roomcast.v1";

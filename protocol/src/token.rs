@@ -1,0 +1,329 @@
+//! Access tokens: HS256 JWTs signed with `ROOMCAST_SECRET` by the application's backend.
+//!
+//! The algorithm is pinned to HS256: the header must say so, and `none`, HS512, RS256 or anything
+//! else is refused before any signature work. HMAC-SHA256 comes from RustCrypto (`hmac`, `sha2`),
+//! whose `verify_slice` compares in constant time. The signature is checked before the payload
+//! is parsed, so unauthenticated input never reaches the claim parser.
+//!
+//! Claims: `sub` (user id), `exp` (required, seconds since the epoch), `nbf` and `iat`
+//! (optional), `rooms` (patterns to rights), `meta` (optional presence metadata, a JSON object
+//! of at most [`META_MAX`] bytes). Times get a leeway of [`LEEWAY_SECS`] for clock skew.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sha2::Sha256;
+use std::collections::BTreeMap;
+
+/// Longest token accepted, in bytes.
+pub const MAX_TOKEN_BYTES: usize = 4096;
+/// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
+pub const LEEWAY_SECS: u64 = 30;
+/// Largest `meta` claim, in bytes of JSON.
+pub const META_MAX: usize = 1024;
+
+/// What a token lets its holder do in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Right {
+    /// Connect and receive messages (and read history through the API).
+    Subscribe,
+    /// Publish messages and send direct messages.
+    Publish,
+    /// See the member list and presence events.
+    Presence,
+}
+
+/// The rights one connection holds in one room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Rights {
+    #[serde(rename = "s")]
+    pub subscribe: bool,
+    #[serde(rename = "p")]
+    pub publish: bool,
+    #[serde(rename = "m")]
+    pub presence: bool,
+}
+
+impl Rights {
+    pub const ALL: Rights = Rights { subscribe: true, publish: true, presence: true };
+
+    pub fn has(&self, right: Right) -> bool {
+        match right {
+            Right::Subscribe => self.subscribe,
+            Right::Publish => self.publish,
+            Right::Presence => self.presence,
+        }
+    }
+
+    fn grant(&mut self, right: Right) {
+        match right {
+            Right::Subscribe => self.subscribe = true,
+            Right::Publish => self.publish = true,
+            Right::Presence => self.presence = true,
+        }
+    }
+}
+
+/// The claims roomcast reads. Other claims (`iss`, `aud`, `jti`, …) are allowed and ignored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    /// Room patterns to rights: an exact name (`chat:lobby`), a prefix ending in `*` (`chat:*`
+    /// matches `chat:lobby` but not `chatroom`), or `*` for every room.
+    #[serde(default)]
+    pub rooms: BTreeMap<String, Vec<Right>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Box<RawValue>>,
+}
+
+impl Claims {
+    /// The union of the rights of every pattern that matches `room`.
+    pub fn rights_for(&self, room: &str) -> Rights {
+        let mut rights = Rights::default();
+        for (pattern, granted) in &self.rooms {
+            if pattern_matches(pattern, room) {
+                for r in granted {
+                    rights.grant(*r);
+                }
+            }
+        }
+        rights
+    }
+}
+
+/// Whether a room pattern matches a room name: exact, or a prefix before a final `*`.
+pub fn pattern_matches(pattern: &str, room: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => room.starts_with(prefix),
+        None => pattern == room,
+    }
+}
+
+/// Whether any pattern in a comma-separated list matches (for `ANONYMOUS_ROOMS`).
+pub fn any_pattern_matches(patterns: &str, room: &str) -> bool {
+    patterns.split(',').map(str::trim).filter(|p| !p.is_empty()).any(|p| pattern_matches(p, room))
+}
+
+/// Why a token was refused. All are normal input errors: the request gets 401.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("token is longer than {MAX_TOKEN_BYTES} bytes")]
+    TooLarge,
+    #[error("token is not three base64url parts")]
+    Malformed,
+    #[error("token algorithm must be HS256")]
+    Algorithm,
+    #[error("token signature does not match")]
+    BadSignature,
+    #[error("token claims are invalid: {0}")]
+    BadClaims(String),
+    #[error("token has expired")]
+    Expired,
+    #[error("token is not valid yet")]
+    NotYetValid,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+// HMAC takes keys of any length, so this never fails; it still returns a Result rather than
+// carrying a panic path into the wasm build.
+fn mac(secret: &[u8]) -> Result<HmacSha256, TokenError> {
+    <HmacSha256 as Mac>::new_from_slice(secret).map_err(|_| TokenError::BadSignature)
+}
+
+/// Verifies a token at `now_ms` and returns its claims.
+pub fn verify(token: &str, secret: &[u8], now_ms: u64) -> Result<Claims, TokenError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(TokenError::TooLarge);
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(TokenError::Malformed);
+    };
+    let header = URL_SAFE_NO_PAD.decode(h).map_err(|_| TokenError::Malformed)?;
+    let header: Header = serde_json::from_slice(&header).map_err(|_| TokenError::Malformed)?;
+    if header.alg != "HS256" {
+        return Err(TokenError::Algorithm);
+    }
+    let signature = URL_SAFE_NO_PAD.decode(s).map_err(|_| TokenError::Malformed)?;
+    let mut m = mac(secret)?;
+    m.update(h.as_bytes());
+    m.update(b".");
+    m.update(p.as_bytes());
+    m.verify_slice(&signature).map_err(|_| TokenError::BadSignature)?;
+
+    let payload = URL_SAFE_NO_PAD.decode(p).map_err(|_| TokenError::Malformed)?;
+    let claims: Claims = serde_json::from_slice(&payload).map_err(|e| TokenError::BadClaims(e.to_string()))?;
+    crate::name::validate_user(&claims.sub).map_err(|e| TokenError::BadClaims(format!("sub: {e}")))?;
+    if let Some(meta) = &claims.meta {
+        if meta.get().len() > META_MAX || !meta.get().starts_with('{') {
+            return Err(TokenError::BadClaims(format!("meta must be a JSON object of at most {META_MAX} bytes")));
+        }
+    }
+    let now = now_ms / 1000;
+    if now > claims.exp.saturating_add(LEEWAY_SECS) {
+        return Err(TokenError::Expired);
+    }
+    let earliest = claims.nbf.into_iter().chain(claims.iat).max();
+    if earliest.is_some_and(|t| t > now.saturating_add(LEEWAY_SECS)) {
+        return Err(TokenError::NotYetValid);
+    }
+    Ok(claims)
+}
+
+/// Signs claims into a token (header `{"alg":"HS256","typ":"JWT"}`). This is what an
+/// application's backend does; `tools/token.mjs` does the same in JavaScript.
+pub fn mint(claims: &Claims, secret: &[u8]) -> Result<String, TokenError> {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
+    let mut m = mac(secret)?;
+    m.update(header.as_bytes());
+    m.update(b".");
+    m.update(payload.as_bytes());
+    let signature = URL_SAFE_NO_PAD.encode(m.finalize().into_bytes());
+    Ok(format!("{header}.{payload}.{signature}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SECRET: &[u8] = b"test-secret";
+    const NOW_MS: u64 = 1_800_000_000_000;
+
+    fn claims() -> Claims {
+        Claims {
+            sub: "alice".into(),
+            exp: NOW_MS / 1000 + 3600,
+            nbf: None,
+            iat: Some(NOW_MS / 1000),
+            rooms: BTreeMap::from([("chat:*".into(), vec![Right::Subscribe, Right::Publish]), ("news".into(), vec![Right::Subscribe])]),
+            meta: Some(RawValue::from_string(r#"{"name":"Alice"}"#.into()).unwrap()),
+        }
+    }
+
+    fn forge(header: &str, payload: &str, secret: &[u8]) -> String {
+        let h = URL_SAFE_NO_PAD.encode(header);
+        let p = URL_SAFE_NO_PAD.encode(payload);
+        let mut m = mac(secret).unwrap();
+        m.update(format!("{h}.{p}").as_bytes());
+        format!("{h}.{p}.{}", URL_SAFE_NO_PAD.encode(m.finalize().into_bytes()))
+    }
+
+    #[test]
+    fn minted_tokens_verify_and_grant_by_pattern() {
+        let t = mint(&claims(), SECRET).unwrap();
+        let c = verify(&t, SECRET, NOW_MS).unwrap();
+        assert_eq!(c.sub, "alice");
+        assert_eq!(c.rights_for("chat:lobby"), Rights { subscribe: true, publish: true, presence: false });
+        assert_eq!(c.rights_for("news"), Rights { subscribe: true, publish: false, presence: false });
+        assert_eq!(c.rights_for("chatroom"), Rights::default(), "chat:* must not match chatroom");
+        assert_eq!(c.rights_for("newsroom"), Rights::default());
+        assert_eq!(c.rights_for("chat:"), Rights { subscribe: true, publish: true, presence: false });
+    }
+
+    #[test]
+    fn every_forgery_is_refused() {
+        let good = mint(&claims(), SECRET).unwrap();
+        assert_eq!(verify(&good, b"other-secret", NOW_MS).unwrap_err(), TokenError::BadSignature);
+        let payload = serde_json::to_string(&claims()).unwrap();
+        assert_eq!(verify(&forge(r#"{"alg":"none"}"#, &payload, SECRET), SECRET, NOW_MS).unwrap_err(), TokenError::Algorithm);
+        let none = format!("{}.{}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#), URL_SAFE_NO_PAD.encode(&payload));
+        assert_eq!(verify(&none, SECRET, NOW_MS).unwrap_err(), TokenError::Algorithm);
+        for alg in ["HS512", "RS256", "hs256", "ES256"] {
+            let t = forge(&format!(r#"{{"alg":"{alg}"}}"#), &payload, SECRET);
+            assert_eq!(verify(&t, SECRET, NOW_MS).unwrap_err(), TokenError::Algorithm, "{alg}");
+        }
+        // tampered payload: the signature no longer matches
+        let mut parts: Vec<String> = good.split('.').map(String::from).collect();
+        parts[1] = URL_SAFE_NO_PAD.encode(payload.replace("alice", "mallory"));
+        assert_eq!(verify(&parts.join("."), SECRET, NOW_MS).unwrap_err(), TokenError::BadSignature);
+        assert_eq!(verify("a.b", SECRET, NOW_MS).unwrap_err(), TokenError::Malformed);
+        assert_eq!(verify("a.b.c.d", SECRET, NOW_MS).unwrap_err(), TokenError::Malformed);
+        assert_eq!(verify("!!!.???.***", SECRET, NOW_MS).unwrap_err(), TokenError::Malformed);
+        assert_eq!(verify(&"a".repeat(MAX_TOKEN_BYTES + 1), SECRET, NOW_MS).unwrap_err(), TokenError::TooLarge);
+    }
+
+    #[test]
+    fn claim_types_and_times_are_checked() {
+        let h = r#"{"alg":"HS256","typ":"JWT"}"#;
+        let exp = NOW_MS / 1000 + 60;
+        for bad in [
+            format!(r#"{{"sub":5,"exp":{exp}}}"#),
+            r#"{"sub":"a","exp":"tomorrow"}"#.to_string(),
+            r#"{"sub":"a"}"#.to_string(),
+            format!(r#"{{"sub":"a","exp":{exp},"rooms":{{"x":["fly"]}}}}"#),
+            format!(r#"{{"sub":"a","exp":{exp},"rooms":["x"]}}"#),
+            format!(r#"{{"sub":"a b","exp":{exp}}}"#),
+            format!(r#"{{"sub":"a","exp":{exp},"meta":"not an object"}}"#),
+            format!(r#"{{"sub":"a","exp":{exp},"meta":{{"pad":"{}"}}}}"#, "x".repeat(META_MAX)),
+        ] {
+            assert!(matches!(verify(&forge(h, &bad, SECRET), SECRET, NOW_MS), Err(TokenError::BadClaims(_))), "{bad}");
+        }
+        let now = NOW_MS / 1000;
+        let at = |exp: u64, nbf: Option<u64>| {
+            let c = Claims { exp, nbf, iat: None, ..claims() };
+            verify(&mint(&c, SECRET).unwrap(), SECRET, NOW_MS)
+        };
+        assert_eq!(at(now - LEEWAY_SECS - 1, None).unwrap_err(), TokenError::Expired);
+        assert!(at(now - LEEWAY_SECS, None).is_ok(), "within the leeway");
+        assert_eq!(at(now + 60, Some(now + LEEWAY_SECS + 1)).unwrap_err(), TokenError::NotYetValid);
+        assert!(at(now + 60, Some(now + LEEWAY_SECS)).is_ok());
+    }
+
+    #[test]
+    fn anonymous_patterns() {
+        assert!(any_pattern_matches("demo:*, public", "demo:lobby"));
+        assert!(any_pattern_matches("demo:*, public", "public"));
+        assert!(!any_pattern_matches("demo:*, public", "publicity"));
+        assert!(!any_pattern_matches("", "anything"));
+        assert!(any_pattern_matches("*", "anything"));
+    }
+
+    proptest! {
+        /// Arbitrary input never panics and is never accepted without the secret.
+        #[test]
+        fn arbitrary_tokens_are_refused(token in "[A-Za-z0-9_.-]{0,300}") {
+            prop_assert!(verify(&token, SECRET, NOW_MS).is_err());
+        }
+
+        /// Flipping any character of a valid token makes it invalid.
+        #[test]
+        fn any_single_change_is_refused(pos in 0usize..200, ch in "[A-Za-z0-9_-]") {
+            let good = mint(&claims(), SECRET).unwrap();
+            let pos = pos % good.len();
+            let mut bytes = good.clone().into_bytes();
+            let replacement = ch.as_bytes()[0];
+            prop_assume!(bytes[pos] != replacement && bytes[pos] != b'.');
+            bytes[pos] = replacement;
+            let changed = String::from_utf8(bytes).unwrap();
+            // base64url's last character can carry unused bits: a change there may decode the same
+            let same_bytes = changed.split('.').zip(good.split('.'))
+                .all(|(a, b)| URL_SAFE_NO_PAD.decode(a).ok() == URL_SAFE_NO_PAD.decode(b).ok());
+            prop_assume!(!same_bytes);
+            prop_assert!(verify(&changed, SECRET, NOW_MS).is_err());
+        }
+
+        /// Patterns: a prefix pattern matches exactly the names that start with its prefix.
+        #[test]
+        fn prefix_patterns(prefix in "[a-z:]{0,6}", room in "[a-z:]{1,10}") {
+            let pattern = format!("{prefix}*");
+            prop_assert_eq!(pattern_matches(&pattern, &room), room.starts_with(&prefix));
+            prop_assert_eq!(pattern_matches(&prefix, &room), prefix == room);
+        }
+    }
+}
