@@ -22,6 +22,18 @@ pub struct RoomConfig {
     pub message_id_max: usize,
     /// Largest presence metadata, in bytes of JSON.
     pub presence_meta_max: usize,
+    /// Most connections one room holds (`MAX_CONNECTIONS`; the platform's limit is 32,768).
+    pub max_connections: usize,
+    /// Sustained publishes (and direct messages) per second per connection (`RATE_MESSAGES_PER_SEC`).
+    pub rate_messages_per_sec: u64,
+    /// Publishes a connection may burst above the rate (`RATE_MESSAGES_BURST`).
+    pub rate_messages_burst: u64,
+    /// Sustained bytes of frames per second per connection (`RATE_BYTES_PER_SEC`); the burst is
+    /// four times this, and at least one frame of the largest size.
+    pub rate_bytes_per_sec: u64,
+    /// Refused frames (rate-limited or invalid), net of accepted ones, after which the
+    /// connection is closed with 4029 (`MAX_STRIKES`).
+    pub max_strikes: u32,
 }
 
 impl Default for RoomConfig {
@@ -36,6 +48,11 @@ impl Default for RoomConfig {
             publish_batch_max: 100,
             message_id_max: 128,
             presence_meta_max: 1024,
+            max_connections: 10_000,
+            rate_messages_per_sec: 50,
+            rate_messages_burst: 100,
+            rate_bytes_per_sec: 256 * 1024,
+            max_strikes: 50,
         }
     }
 }
@@ -67,6 +84,23 @@ impl RoomConfig {
         if let Some(v) = num("PUBLISH_BATCH_MAX") {
             c.publish_batch_max = v as usize;
         }
+        if let Some(v) = num("MAX_CONNECTIONS") {
+            c.max_connections = (v as usize).min(32_768);
+        }
+        if let Some(v) = num("RATE_MESSAGES_PER_SEC") {
+            c.rate_messages_per_sec = v;
+        }
+        if let Some(v) = num("RATE_MESSAGES_BURST") {
+            c.rate_messages_burst = v;
+        }
+        if let Some(v) = num("RATE_BYTES_PER_SEC") {
+            c.rate_bytes_per_sec = v;
+        }
+        if let Some(v) = num("MAX_STRIKES") {
+            c.max_strikes = v.min(u64::from(u32::MAX)) as u32;
+        }
+        // History is capped so a misconfiguration cannot grow a room's storage without bound.
+        c.history_max_messages = c.history_max_messages.min(100_000);
         c
     }
 }

@@ -66,6 +66,8 @@ pub enum ErrorCode {
     BadRequest,
     NotFound,
     Unauthorized,
+    Forbidden,
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -79,6 +81,8 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::RateLimited => "rate_limited",
         }
     }
 }

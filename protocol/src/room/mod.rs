@@ -14,6 +14,8 @@ pub mod store;
 use crate::close::{self, CloseCode};
 use crate::config::RoomConfig;
 use crate::frame::{self, ClientFrame, ErrorCode, GapReason, MessageFrame, PresenceEvent, ResumeOutcome, Target};
+use crate::limit::Bucket;
+use crate::token::Rights;
 use presence::Presence;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -41,6 +43,8 @@ pub struct Connection {
     pub echo: bool,
     #[serde(rename = "t")]
     pub opened_at: u64,
+    #[serde(rename = "r", default)]
+    pub rights: Rights,
 }
 
 /// The identity a new connection presents, already verified by the edge.
@@ -51,6 +55,7 @@ pub struct Identity {
     pub meta: Option<Box<RawValue>>,
     /// Whether this connection receives its own publishes.
     pub echo: bool,
+    pub rights: Rights,
 }
 
 /// Where a reconnecting client left off.
@@ -142,6 +147,26 @@ struct Live {
     info: Connection,
     /// Last time a frame from this connection reached the room.
     last_seen: u64,
+    /// Publishes and direct messages.
+    messages: Bucket,
+    /// Bytes of every frame that reaches the room.
+    bytes: Bucket,
+    /// Refused frames, net of accepted ones; at `max_strikes` the connection is closed.
+    strikes: u32,
+}
+
+impl Live {
+    // Buckets are not persisted: after a wake every connection starts with a full bucket.
+    fn new(info: Connection, last_seen: u64, config: &RoomConfig, now: u64) -> Live {
+        let byte_burst = (config.rate_bytes_per_sec.saturating_mul(4)).max(config.max_frame_bytes as u64);
+        Live {
+            info,
+            last_seen,
+            messages: Bucket::new(config.rate_messages_burst, config.rate_messages_per_sec, now),
+            bytes: Bucket::new(byte_burst, config.rate_bytes_per_sec, now),
+            strikes: 0,
+        }
+    }
 }
 
 /// One room.
@@ -202,7 +227,8 @@ impl Room {
             room.presence.restore(&info.user, info.meta.clone());
             // Liveness restarts from the open time, not from `now`: a wake by the sweep alarm
             // must not make a dead connection look fresh.
-            room.conns.insert(info.id, Live { last_seen: info.opened_at, info });
+            let live = Live::new(info, 0, &room.config, now);
+            room.conns.insert(live.info.id, Live { last_seen: live.info.opened_at, ..live });
         }
         for leave in store.pending_leaves()? {
             if room.presence.get(&leave.user).is_some() {
@@ -239,6 +265,12 @@ impl Room {
 
     pub fn connection_count(&self) -> usize {
         self.conns.len()
+    }
+
+    /// Whether the room holds as many connections as it may; the adapter then refuses new
+    /// ones with close code 4409.
+    pub fn is_full(&self) -> bool {
+        self.conns.len() >= self.config.max_connections
     }
 
     /// The member list as JSON (`[{user, connections, meta?}]`).
@@ -309,8 +341,9 @@ impl Room {
             meta: identity.meta,
             echo: identity.echo,
             opened_at: now,
+            rights: identity.rights,
         };
-        self.conns.insert(id, Live { info, last_seen: now });
+        self.conns.insert(id, Live::new(info, now, &self.config, now));
         if self.next_sweep.is_none() {
             self.next_sweep = Some(now.saturating_add(self.sweep_interval()));
         }
@@ -333,7 +366,8 @@ impl Room {
         };
         let welcome = {
             let info = &self.conns[&id].info;
-            let members = self.presence.views();
+            // Without the presence right the member list stays empty.
+            let members = if info.rights.presence { self.presence.views() } else { Vec::new() };
             frame::encode_welcome(&self.meta.epoch, self.meta.seq, &info.client_id, &info.user, &members, outcome.as_ref())
         };
         self.send_to(id, welcome);
@@ -350,18 +384,36 @@ impl Room {
         live.last_seen = now;
         if text.len() > self.config.max_frame_bytes {
             // Not parsed: a frame over the limit is not worth the CPU to salvage its id.
-            let msg = "frame is larger than the room's frame limit";
-            self.send_to(conn, frame::encode_error(None, ErrorCode::TooLarge, msg));
-            return;
+            return self.refuse(conn, None, ErrorCode::TooLarge, "frame is larger than the room's frame limit", now, store);
         }
-        match frame::decode_client(text, self.config.message_id_max) {
+        if !live.bytes.take(text.len() as u64, now) {
+            return self.refuse(conn, None, ErrorCode::RateLimited, "too many bytes per second; slow down", now, store);
+        }
+        let frame = match frame::decode_client(text, self.config.message_id_max) {
+            Ok(frame) => frame,
             Err(e) => {
                 let id = frame::salvage_id(text);
                 let msg = e.to_string();
-                self.send_to(conn, frame::encode_error(id.as_deref(), e.code(), &msg));
+                return self.refuse(conn, id.as_deref(), e.code(), &msg, now, store);
             }
-            Ok(ClientFrame::Ping) => self.send_to(conn, frame::PONG.to_owned()),
-            Ok(ClientFrame::Publish { id, data }) => {
+        };
+        let (id, is_direct) = match &frame {
+            ClientFrame::Ping => return self.send_to(conn, frame::PONG.to_owned()),
+            ClientFrame::Publish { id, .. } => (id.as_ref(), false),
+            ClientFrame::Direct { id, .. } => (id.as_ref(), true),
+        };
+        if !self.conns.get(&conn).is_some_and(|l| l.info.rights.publish) {
+            let msg = if is_direct { "this token may not send direct messages here" } else { "this token may not publish here" };
+            return self.refuse(conn, Some(id), ErrorCode::Forbidden, msg, now, store);
+        }
+        if !self.conns.get_mut(&conn).is_some_and(|l| l.messages.take(1, now)) {
+            return self.refuse(conn, Some(id), ErrorCode::RateLimited, "too many messages per second; slow down", now, store);
+        }
+        if let Some(l) = self.conns.get_mut(&conn) {
+            l.strikes = l.strikes.saturating_sub(1);
+        }
+        match frame {
+            ClientFrame::Publish { id, data } => {
                 let (from, user, echo) = {
                     let info = &self.conns[&conn].info;
                     (info.client_id.clone(), info.user.clone(), info.echo)
@@ -375,7 +427,20 @@ impl Room {
                     }
                 }
             }
-            Ok(ClientFrame::Direct { id, to, data }) => self.direct(conn, &id, &to, data, now),
+            ClientFrame::Direct { id, to, data } => self.direct(conn, &id, &to, data, now),
+            ClientFrame::Ping => {}
+        }
+    }
+
+    /// Answers a refused frame with an error and counts a strike; enough strikes close the
+    /// connection (4029), so a flood costs the room one cheap check per frame and then nothing.
+    fn refuse(&mut self, conn: ConnId, id: Option<&str>, code: ErrorCode, message: &str, now: u64, store: &mut impl Store) {
+        self.send_to(conn, frame::encode_error(id, code, message));
+        let Some(live) = self.conns.get_mut(&conn) else { return };
+        live.strikes += 1;
+        if live.strikes >= self.config.max_strikes {
+            self.actions.push_back(Action::Close { conn, code: close::POLICY_VIOLATION });
+            self.handle_close(conn, now, store);
         }
     }
 
@@ -472,9 +537,16 @@ impl Room {
         self.actions.push_back(Action::Send { to: Recipients::One(conn), text });
     }
 
+    /// Tells the connections that hold the presence right about a member's change.
     fn announce(&mut self, event: PresenceEvent, user: &str, except: Option<ConnId>) {
         let text = frame::encode_presence(event, &self.presence.view(user));
-        self.actions.push_back(Action::Send { to: Recipients::All { except }, text });
+        let to = if self.conns.values().all(|l| l.info.rights.presence) {
+            Recipients::All { except }
+        } else {
+            let ids = self.conns.iter().filter(|(id, l)| l.info.rights.presence && Some(**id) != except).map(|(id, _)| *id).collect();
+            Recipients::List(ids)
+        };
+        self.actions.push_back(Action::Send { to, text });
     }
 
     /// Stores one message and queues its broadcast, or finds the earlier copy of a retry.

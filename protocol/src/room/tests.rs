@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::frame::PING;
+use crate::token::Rights;
 use proptest::prelude::*;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
@@ -47,7 +48,11 @@ impl Sim {
     }
 
     fn connect(&mut self, client: &str, user: &str, echo: bool, resume: Option<ResumePoint>) -> ConnId {
-        let identity = Identity { client_id: client.into(), user: user.into(), meta: None, echo };
+        self.connect_with(client, user, echo, resume, Rights::ALL)
+    }
+
+    fn connect_with(&mut self, client: &str, user: &str, echo: bool, resume: Option<ResumePoint>, rights: Rights) -> ConnId {
+        let identity = Identity { client_id: client.into(), user: user.into(), meta: None, echo, rights };
         let id = self.room.handle_open(identity, resume, self.now, &mut self.store);
         self.open.insert(id);
         self.deliver();
@@ -345,7 +350,7 @@ fn load_rebuilds_connections_and_grace_without_announcing() {
     assert_eq!(room.presence().get("bob").unwrap().leave_at, Some(sim.now + 1_000));
     // new connections get fresh ids
     let c = room.handle_open(
-        Identity { client_id: "c".into(), user: "carol".into(), meta: None, echo: true },
+        Identity { client_id: "c".into(), user: "carol".into(), meta: None, echo: true, rights: Rights::ALL },
         None,
         sim.now + 20,
         &mut sim.store,
@@ -391,6 +396,84 @@ fn history_is_trimmed_by_count_and_age() {
     sim.advance(20_000, |_| Some(u64::MAX / 4));
     assert_eq!(sim.store.count().unwrap(), 0, "age trims everything old");
     assert_eq!(sim.store.meta().unwrap().unwrap().seq, 50, "seq survives an empty history");
+}
+
+#[test]
+fn rights_gate_publishing_and_presence() {
+    let mut sim = Sim::new(RoomConfig::default());
+    let reader_only = Rights { subscribe: true, publish: false, presence: false };
+    let watcher = sim.connect("w", "watcher", true, None);
+    let reader = sim.connect_with("r", "reader", true, None, reader_only);
+    assert_eq!(sim.frames(reader, "welcome")[0]["members"], serde_json::json!([]), "no presence right, no member list");
+    sim.publish(reader, "m", "1");
+    assert_eq!(sim.last(reader)["code"], "forbidden");
+    assert_eq!(sim.last(reader)["id"], "m");
+    sim.text(reader, r#"{"type":"direct","id":"d","to":{"user":"watcher"},"data":1}"#);
+    assert_eq!(sim.last(reader)["code"], "forbidden");
+    assert_eq!(sim.room.seq(), 0);
+    assert!(sim.frames(watcher, "direct").is_empty());
+    // presence events reach only connections with the right
+    sim.connect("x", "xavier", true, None);
+    assert!(sim.frames(reader, "presence").is_empty());
+    assert!(sim.frames(watcher, "presence").iter().any(|f| f["member"]["user"] == "xavier"));
+    // the reader still receives messages
+    sim.publish(watcher, "w1", "2");
+    assert_eq!(sim.seqs(reader), [1]);
+}
+
+#[test]
+fn a_flood_is_rate_limited_then_closed_and_others_keep_flowing() {
+    let config = RoomConfig { rate_messages_per_sec: 10, rate_messages_burst: 5, max_strikes: 20, ..RoomConfig::default() };
+    let mut sim = Sim::new(config);
+    let flooder = sim.connect("f", "flood", false, None);
+    let calm = sim.connect("c", "calm", false, None);
+    let watcher = sim.connect("w", "watch", false, None);
+    for i in 0..30 {
+        if sim.open.contains(&flooder) {
+            sim.publish(flooder, &format!("f{i}"), "0");
+        }
+    }
+    let limited = sim.frames(flooder, "error").iter().filter(|f| f["code"] == "rate_limited").count();
+    assert_eq!(limited, 20, "everything past the burst is refused until the strikes run out");
+    assert_eq!(sim.closed_by_room, [(flooder, close::POLICY_VIOLATION.code)]);
+    let from_flooder = sim.frames(watcher, "message").iter().filter(|m| m["from"] == "f").count();
+    assert_eq!(from_flooder, 5, "only the burst got through");
+    sim.publish(calm, "c1", "1");
+    assert_eq!(sim.frames(watcher, "message").last().unwrap()["from"], "c");
+    // tokens come back with time
+    let mut sim2 = Sim::new(RoomConfig { rate_messages_per_sec: 10, rate_messages_burst: 1, ..RoomConfig::default() });
+    let a = sim2.connect("a", "a", false, None);
+    sim2.publish(a, "1", "0");
+    sim2.publish(a, "2", "0");
+    assert_eq!(sim2.last(a)["code"], "rate_limited");
+    sim2.advance(100, |_| None);
+    sim2.publish(a, "3", "0");
+    assert_eq!(sim2.last(a)["type"], "ack");
+}
+
+#[test]
+fn byte_rate_limit_and_invalid_frames_count_as_strikes() {
+    let config = RoomConfig { rate_bytes_per_sec: 100, max_frame_bytes: 400, max_strikes: 3, ..RoomConfig::default() };
+    let mut sim = Sim::new(config);
+    let a = sim.connect("a", "a", false, None);
+    let payload = format!("\"{}\"", "x".repeat(300));
+    sim.publish(a, "1", &payload);
+    assert_eq!(sim.last(a)["type"], "ack");
+    sim.publish(a, "2", &payload);
+    assert_eq!(sim.last(a)["code"], "rate_limited");
+    sim.text(a, "garbage");
+    assert!(sim.open.contains(&a));
+    sim.text(a, "garbage");
+    assert_eq!(sim.closed_by_room, [(a, close::POLICY_VIOLATION.code)]);
+}
+
+#[test]
+fn a_full_room_says_so() {
+    let mut sim = Sim::new(RoomConfig { max_connections: 2, ..RoomConfig::default() });
+    sim.connect("a", "a", false, None);
+    assert!(!sim.room.is_full());
+    sim.connect("b", "b", false, None);
+    assert!(sim.room.is_full());
 }
 
 // ---- properties -----------------------------------------------------------------------------
