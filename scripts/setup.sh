@@ -111,16 +111,20 @@ fi
 
 # --- 5. local secrets -------------------------------------------------------------------------------
 step "local development vars"
-if [ -f .dev.vars ]; then
-  note ".dev.vars present"
-else
-  rand() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }
-  cat > .dev.vars <<VARS
-# Written by scripts/setup.sh for local development only; git ignores this file.
-ROOMCAST_SECRET="$(rand)"
-ROOMCAST_API_KEY="dev-$(rand)"
-VARS
-  note "wrote .dev.vars with a random development secret and API key"
-fi
+# Each key is added if missing, so an older .dev.vars gains new keys and keeps its values.
+rand() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }
+[ -f .dev.vars ] || echo "# Written by scripts/setup.sh for local development only; git ignores this file." > .dev.vars
+ensure_var() {
+  if grep -q "^$1=" .dev.vars; then
+    note "$1 present"
+  else
+    echo "$1=\"$2\"" >> .dev.vars
+    note "$1 written"
+  fi
+}
+ensure_var ROOMCAST_SECRET "$(rand)"
+ensure_var ROOMCAST_API_KEY "dev-$(rand)"
+# Enables GET /dev/token, which the demo uses; never set in a deployed config.
+ensure_var ROOMCAST_DEV_TOKENS "1"
 
 step "setup done in $(( $(date +%s) - started )) s"

@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
+import { devVar, mintToken } from "../tools/token.mjs";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const WRANGLER = join(ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
@@ -95,9 +96,31 @@ export async function api(edge, method, path, body, { key = apiKey() } = {}) {
   return { status: res.status, json, text };
 }
 
+/** A token signed with the development secret, as an application's backend would sign it. */
+export function token(user, rooms, { ttlSeconds = 3600, meta, now } = {}) {
+  return mintToken({ secret: devVar("ROOMCAST_SECRET"), user, rooms, ttlSeconds, meta, now });
+}
+
+export const ALL_RIGHTS = ["subscribe", "publish", "presence"];
+
 /** A raw protocol client that records every frame. */
 export class Client {
-  static async connect(edge, room, query = {}, { protocols = ["roomcast.v1"], pingEveryMs } = {}) {
+  /**
+   * Opens a connection. Unless `token` is given or `anonymous` is set, it carries a token for
+   * `query.user` (or the cid) with every right in `room`, and `query.meta` becomes the token's
+   * presence metadata. The token rides in the subprotocol, or in `?token=` when `protocols` is empty.
+   */
+  static async connect(edge, room, query = {}, { protocols = ["roomcast.v1"], pingEveryMs, token: given, anonymous } = {}) {
+    query = { ...query };
+    let bearer = given;
+    if (bearer === undefined && !anonymous) {
+      const meta = query.meta === undefined ? undefined : JSON.parse(query.meta);
+      bearer = token(query.user ?? query.cid ?? "user", { [room]: ALL_RIGHTS }, { meta });
+      delete query.user;
+      delete query.meta;
+    }
+    if (bearer && protocols.length === 0) query.token = bearer;
+    else if (bearer) protocols = [...protocols, `bearer.${bearer}`];
     const qs = new URLSearchParams(query).toString();
     // closeTimeout: after a close handshake the local runtime (through wrangler dev's proxy)
     // leaves the TCP connection open; `ws` would wait 30 s before reporting the close.

@@ -22,6 +22,8 @@ pub const GOING_AWAY: CloseCode = CloseCode { code: 4000, reason: "going away" }
 pub const HEARTBEAT_TIMEOUT: CloseCode = CloseCode { code: 4001, reason: "heartbeat timeout" };
 /// The connection broke the room's limits repeatedly; reconnect after backing off.
 pub const POLICY_VIOLATION: CloseCode = CloseCode { code: 4029, reason: "too many errors" };
+/// Too many connection attempts from this address; reconnect after backing off.
+pub const RATE_LIMITED: CloseCode = CloseCode { code: 4029, reason: "rate limited" };
 /// The upgrade request was invalid (bad room name, bad query); final.
 pub const BAD_REQUEST: CloseCode = CloseCode { code: 4400, reason: "bad request" };
 /// The token was missing, malformed, expired or forged; final until the app has a new token.
@@ -37,7 +39,7 @@ mod tests {
 
     #[test]
     fn retryable_and_final_ranges_do_not_overlap() {
-        for c in [GOING_AWAY, HEARTBEAT_TIMEOUT, POLICY_VIOLATION] {
+        for c in [GOING_AWAY, HEARTBEAT_TIMEOUT, POLICY_VIOLATION, RATE_LIMITED] {
             assert!(!CloseCode::is_final(c.code), "{} should be retryable", c.code);
         }
         for c in [BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, ROOM_FULL] {

@@ -123,9 +123,14 @@ impl RoomObject {
         let server = pair.server;
         self.state.accept_web_socket(&server);
         let subprotocol = info.subprotocol;
-        let identity = Identity { client_id: info.cid, user: info.user, meta: info.meta, echo: info.echo };
+        let identity = Identity { client_id: info.cid, user: info.user, meta: info.meta, echo: info.echo, rights: info.rights };
         let resume = info.resume.map(|(epoch, since)| ResumePoint { epoch, since });
         self.with_room(move |l, now| {
+            if l.room.is_full() {
+                let full = roomcast_protocol::close::ROOM_FULL;
+                let _ = server.close(Some(full.code), Some(full.reason));
+                return;
+            }
             let id = l.room.handle_open(identity, resume, now, &mut l.store);
             if let Some(conn) = l.room.connection(id) {
                 let _ = server.serialize_attachment(serde_json::to_string(conn).unwrap_or_default());

@@ -128,6 +128,8 @@ pub struct Stats {
     pub messages_in: u64,
     /// Message deliveries to connections since `countersSince`.
     pub messages_out: u64,
+    /// Connections opened since `countersSince`.
+    pub connections_opened: u64,
     /// When this instance of the room started counting (it restarts after hibernation).
     pub counters_since: u64,
 }
@@ -182,6 +184,7 @@ pub struct Room {
     appends_since_trim: u64,
     messages_in: u64,
     messages_out: u64,
+    connections_opened: u64,
     counters_since: u64,
 }
 
@@ -215,6 +218,7 @@ impl Room {
             appends_since_trim: 0,
             messages_in: 0,
             messages_out: 0,
+            connections_opened: 0,
             counters_since: now,
         };
         // Ids are never reused, even across wakes: a socket that was closing during the wake
@@ -292,6 +296,7 @@ impl Room {
             oldest: store.oldest()?,
             messages_in: self.messages_in,
             messages_out: self.messages_out,
+            connections_opened: self.connections_opened,
             counters_since: self.counters_since,
         })
     }
@@ -328,6 +333,7 @@ impl Room {
     pub fn handle_open(&mut self, identity: Identity, resume: Option<ResumePoint>, now: u64, store: &mut impl Store) -> ConnId {
         let id = self.next_conn;
         self.next_conn += 1;
+        self.connections_opened += 1;
         let was_pending = self.presence.get(&identity.user).is_some_and(|m| m.leave_at.is_some());
         let change = self.presence.connect(&identity.user, identity.meta.clone());
         if was_pending {
