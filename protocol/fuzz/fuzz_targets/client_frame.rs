@@ -1,0 +1,17 @@
+//! The client-frame decoder on arbitrary bytes: it must never panic, and whatever it accepts
+//! must be well-formed.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use roomcast_protocol::frame::{decode_client, salvage_id, ClientFrame};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let _ = salvage_id(text);
+    match decode_client(text, 128) {
+        Ok(ClientFrame::Publish { id, data }) | Ok(ClientFrame::Direct { id, data, .. }) => {
+            assert!(!id.is_empty() && id.len() <= 128);
+            assert!(serde_json::from_str::<serde_json::Value>(data.get()).is_ok());
+        }
+        Ok(ClientFrame::Ping) | Err(_) => {}
+    }
+});

@@ -1,0 +1,103 @@
+//! The room state machine driven by arbitrary event sequences (opens with arbitrary identities
+//! and resume points, arbitrary text frames, closes, timers, HTTP publishes, storage failures).
+//! It must never panic, and its core invariants must hold after every event: seq only grows and
+//! equals the number of stored messages' highest seq, and no frame goes to a closed connection.
+#![no_main]
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
+use roomcast_protocol::config::RoomConfig;
+use roomcast_protocol::room::{Action, Identity, MemoryStore, PublishItem, Recipients, ResumePoint, Room, Store};
+use roomcast_protocol::token::Rights;
+use serde_json::value::RawValue;
+use std::collections::BTreeSet;
+
+#[derive(Arbitrary, Debug)]
+enum Event {
+    Open { client: u8, user: u8, echo: bool, resume: Option<(bool, u16)>, publish: bool, presence: bool },
+    Text { pick: u8, text: String },
+    Publish { pick: u8, id: u8, data: u8 },
+    Close { pick: u8 },
+    Advance { ms: u16, pong: bool },
+    Http { id: Option<u8>, count: u8 },
+    FailWrites(bool),
+}
+
+fuzz_target!(|events: Vec<Event>| {
+    let config = RoomConfig {
+        history_max_messages: 8,
+        presence_grace_ms: 50,
+        heartbeat_timeout_ms: 300,
+        rate_messages_burst: 5,
+        max_strikes: 6,
+        max_frame_bytes: 256,
+        ..RoomConfig::default()
+    };
+    let mut store = MemoryStore::default();
+    let Ok(mut room) = Room::load(config, &mut store, "e", 1_000, []) else { return };
+    let mut now = 1_000u64;
+    let mut open: BTreeSet<u64> = BTreeSet::new();
+    let mut last_seq = 0;
+    let pick = |open: &BTreeSet<u64>, i: u8| open.iter().nth(i as usize % open.len().max(1)).copied();
+    for event in events.into_iter().take(200) {
+        match event {
+            Event::Open { client, user, echo, resume, publish, presence } => {
+                let identity = Identity {
+                    client_id: format!("c{client}"),
+                    user: format!("u{}", user % 4),
+                    meta: None,
+                    echo,
+                    rights: Rights { subscribe: true, publish, presence },
+                };
+                let resume = resume.map(|(same, since)| ResumePoint { epoch: if same { "e".into() } else { "x".into() }, since: since.into() });
+                if !room.is_full() {
+                    open.insert(room.handle_open(identity, resume, now, &mut store));
+                }
+            }
+            Event::Text { pick: i, text } => {
+                if let Some(c) = pick(&open, i) {
+                    room.handle_text(c, &text, now, &mut store);
+                }
+            }
+            Event::Publish { pick: i, id, data } => {
+                if let Some(c) = pick(&open, i) {
+                    room.handle_text(c, &format!(r#"{{"type":"publish","id":"{id}","data":{data}}}"#), now, &mut store);
+                }
+            }
+            Event::Close { pick: i } => {
+                if let Some(c) = pick(&open, i) {
+                    open.remove(&c);
+                    room.handle_close(c, now, &mut store);
+                }
+            }
+            Event::Advance { ms, pong } => {
+                now += u64::from(ms);
+                let at = now;
+                room.handle_timeout(now, |_| pong.then_some(at), &mut store);
+            }
+            Event::Http { id, count } => {
+                let items: Vec<PublishItem> = (0..count % 4)
+                    .map(|i| PublishItem { data: RawValue::from_string(i.to_string()).unwrap(), id: id.map(|x| x.to_string()) })
+                    .collect();
+                let _ = room.handle_publish(&items, now, &mut store);
+            }
+            Event::FailWrites(fail) => store.fail_writes = fail,
+        }
+        while let Some(action) = room.poll_action() {
+            match action {
+                Action::Send { to: Recipients::One(c), .. } => assert!(open.contains(&c)),
+                Action::Send { to: Recipients::List(list), .. } => assert!(list.iter().all(|c| open.contains(c))),
+                Action::Send { .. } => {}
+                Action::Close { conn, .. } => {
+                    open.remove(&conn);
+                }
+            }
+        }
+        assert!(room.seq() >= last_seq);
+        last_seq = room.seq();
+        let newest = store.after(room.seq().saturating_sub(1), 10).unwrap();
+        if room.seq() > 0 && !newest.is_empty() {
+            assert_eq!(newest.last().unwrap().seq, room.seq());
+        }
+        assert_eq!(room.connection_count(), open.len());
+    }
+});
