@@ -42,8 +42,11 @@ export function tempDir(prefix) {
  */
 export async function startEdge({ persistDir = tempDir("state"), vars = {}, port, timeoutMs = 120_000 } = {}) {
   port ??= await freePort();
+  // An inspector port of our own: wrangler's default (9229) is raced for when edges start together.
+  const inspectorPort = await freePort();
   const args = [WRANGLER, "dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", persistDir,
-    "--log-level", process.env.ROOMCAST_LOG_LEVEL ?? "warn", "--show-interactive-dev-session=false"];
+    "--inspector-port", String(inspectorPort),
+    "--log-level", process.env.ROOMCAST_LOG_LEVEL ?? "info", "--show-interactive-dev-session=false"];
   for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
