@@ -7,6 +7,7 @@
 //! translates platform events into calls on [`room::Room`] and carries out what it returns; the
 //! tests drive the same machine natively, with a simulated clock.
 
+pub mod client;
 pub mod close;
 pub mod config;
 pub mod frame;
