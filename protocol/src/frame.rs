@@ -120,6 +120,11 @@ struct TargetFields<'a> {
 
 /// Decodes one client frame. Unknown fields are ignored, so newer clients can add some.
 pub fn decode_client(text: &str, max_id_len: usize) -> Result<ClientFrame<'_>, FrameError> {
+    // serde reads a struct from a JSON array too (positionally); a frame must be an object.
+    // (Found by the client_frame fuzz target.)
+    if !text.trim_start().starts_with('{') {
+        return Err(FrameError::Malformed("a frame is a JSON object".into()));
+    }
     let env: Envelope<'_> = serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
     match env.kind.as_ref() {
         "publish" => Ok(ClientFrame::Publish {
@@ -365,6 +370,9 @@ mod tests {
     fn bad_frames_are_classified() {
         assert!(matches!(decode_client("not json", 128), Err(FrameError::Malformed(_))));
         assert!(matches!(decode_client("[1,2]", 128), Err(FrameError::Malformed(_))));
+        // regression (fuzzing): serde would read this array positionally as a publish
+        assert!(matches!(decode_client(r#"["publish","id",1]"#, 128), Err(FrameError::Malformed(_))));
+        assert!(matches!(decode_client(r#"  ["direct","id",{"user":"u"},1]"#, 128), Err(FrameError::Malformed(_))));
         assert!(matches!(decode_client(r#"{"type":5}"#, 128), Err(FrameError::Malformed(_))));
         assert_eq!(decode_client(r#"{"type":"dance"}"#, 128).unwrap_err(), FrameError::UnknownType);
         assert_eq!(decode_client(r#"{"type":"dance"}"#, 128).unwrap_err().code(), ErrorCode::UnknownType);

@@ -155,7 +155,7 @@ pub struct Client {
 }
 
 /// Appends `n` in decimal; the SDK avoids `format!` and its machinery in the wasm build.
-fn push_u64(out: &mut String, mut n: u64) {
+pub fn push_u64(out: &mut String, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {

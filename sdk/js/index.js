@@ -1,0 +1,153 @@
+// roomcast browser SDK: the public API (see README.md and index.d.ts) around the Rust/wasm core.
+// The wasm is inlined by the build, so importing this module is all a page needs: no init call.
+import init, { Connection } from "../pkg/roomcast_wasm.js";
+import wasm from "../pkg/roomcast_wasm_bg.wasm";
+
+await init({ module_or_path: wasm });
+
+const EVENTS = ["message", "presence", "status", "gap", "direct", "error"];
+
+class RoomcastError extends Error {
+  constructor(code, message) {
+    super(message || code);
+    this.name = "RoomcastError";
+    this.code = code;
+  }
+}
+
+function endpoint(url, room) {
+  const base = new URL(url, globalThis.location?.href);
+  if (base.protocol === "http:") base.protocol = "ws:";
+  if (base.protocol === "https:") base.protocol = "wss:";
+  base.pathname = `${base.pathname.replace(/\/$/, "")}/rooms/${room}/ws`;
+  base.search = "";
+  return base.href;
+}
+
+function randomId() {
+  const bytes = new Uint8Array(12);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+class Room {
+  #conn;
+  #handlers = new Map();
+  #pending = new Map();
+  #members = new Map();
+  #token;
+
+  constructor(options) {
+    if (!options?.url || !options?.room) throw new TypeError("roomcast: connect() needs url and room");
+    this.#token = options.token;
+    this.clientId = options.clientId ?? randomId();
+    this.#conn = new Connection(
+      { ...options, clientId: this.clientId, endpoint: endpoint(options.url, options.room) },
+      (kind, payload) => this.#dispatch(kind, payload),
+    );
+    // Start once the caller has had the chance to attach handlers.
+    queueMicrotask(() => this.#conn.start());
+  }
+
+  get state() { return this.#conn.state; }
+  get lastSeq() { return this.#conn.lastSeq; }
+
+  on(event, handler) {
+    if (!EVENTS.includes(event)) throw new TypeError(`roomcast: unknown event ${event}`);
+    if (!this.#handlers.has(event)) this.#handlers.set(event, new Set());
+    this.#handlers.get(event).add(handler);
+    return () => this.#handlers.get(event)?.delete(handler);
+  }
+
+  publish(data) {
+    return this.#track(() => this.#conn.publish(JSON.stringify(data ?? null)), (ack) => ack.seq);
+  }
+
+  sendTo(target, data) {
+    const to = target?.user !== undefined ? { user: String(target.user) } : { clientId: String(target?.clientId) };
+    return this.#track(() => this.#conn.send_to(JSON.stringify(to), JSON.stringify(data ?? null)), (ack) => undefined);
+  }
+
+  members() { return Array.from(this.#members.values()); }
+
+  close() { this.#conn.close(); }
+
+  #track(send, value) {
+    return new Promise((resolve, reject) => {
+      let id;
+      try {
+        id = send();
+      } catch (code) {
+        const message = { queue_full: "the offline queue is full", closed: "the room is closed", offline: "not connected" }[code];
+        reject(new RoomcastError(String(code), message));
+        return;
+      }
+      this.#pending.set(id, { resolve: (ack) => resolve(value(ack)), reject });
+    });
+  }
+
+  #emit(event, payload) {
+    for (const h of this.#handlers.get(event) ?? []) {
+      try { h(payload); } catch (e) { queueMicrotask(() => { throw e; }); }
+    }
+  }
+
+  #dispatch(kind, p) {
+    switch (kind) {
+      case "message":
+        this.#emit("message", { seq: p.seq, from: p.from, user: p.user, data: p.data, ts: p.ts });
+        break;
+      case "welcome": {
+        const before = new Set(this.#members.keys());
+        this.#members = new Map(p.members.map((m) => [m.user, m]));
+        const joined = p.members.filter((m) => !before.has(m.user));
+        const left = [...before].filter((u) => !this.#members.has(u));
+        this.#emit("presence", { members: this.members(), joined, left });
+        break;
+      }
+      case "presence": {
+        const m = p.member;
+        const isNew = !this.#members.has(m.user);
+        if (p.event === "leave") this.#members.delete(m.user);
+        else this.#members.set(m.user, m);
+        this.#emit("presence", {
+          members: this.members(),
+          joined: p.event !== "leave" && isNew ? [m] : [],
+          left: p.event === "leave" ? [m.user] : [],
+        });
+        break;
+      }
+      case "ack": case "reject": {
+        const pending = this.#pending.get(p.id);
+        if (!pending) {
+          if (kind === "reject") this.#emit("error", { code: p.code, id: p.id });
+          break;
+        }
+        this.#pending.delete(p.id);
+        if (kind === "ack") pending.resolve(p);
+        else pending.reject(new RoomcastError(p.code));
+        break;
+      }
+      case "token":
+        Promise.resolve()
+          .then(() => (typeof this.#token === "function" ? this.#token() : this.#token))
+          .then((t) => this.#conn.set_token(typeof t === "string" ? t : undefined), () => this.#conn.set_token(undefined));
+        break;
+      case "direct":
+        this.#emit("direct", { from: p.from, user: p.user, data: p.data, ts: p.ts });
+        break;
+      default:
+        this.#emit(kind, p);
+    }
+  }
+
+  /** For tests: open [sockets, timers, listeners]. */
+  _resources() { return Array.from(this.#conn.resources()); }
+}
+
+/** Opens a room; see index.d.ts for the options and events. */
+export function connect(options) {
+  return new Room(options);
+}
+
+export { RoomcastError };
