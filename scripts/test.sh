@@ -8,10 +8,11 @@ use_toolchain
 cd "$ROOT"
 
 step "native tests (cargo test)"
-cargo test --quiet -p roomcast-protocol -p roomcast-sdk
+cargo test --quiet -p roomcast-protocol
 
 step "wasm builds"
 bash scripts/build-worker.sh
+bash scripts/build-sdk.sh
 
 step "end-to-end tests (node --test, wrangler dev, Chromium)"
 node --test --test-concurrency=2 --test-timeout=120000 --test-reporter=spec "tests/e2e/"*.test.mjs

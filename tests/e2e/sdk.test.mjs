@@ -1,0 +1,157 @@
+// The browser SDK, built as the npm package, in headless Chromium against the local runtime.
+import assert from "node:assert/strict";
+import { createServer, connect as tcpConnect } from "node:net";
+import { after, before, test } from "node:test";
+import { launchChromium, servePackage } from "../browser.mjs";
+import { ALL_RIGHTS, api, roomName, startEdge, tempDir, token } from "../harness.mjs";
+
+let edge, browser, site;
+const persistDir = tempDir("sdk");
+before(async () => {
+  [edge, browser, site] = await Promise.all([startEdge({ persistDir }), launchChromium(), servePackage()]);
+});
+after(async () => {
+  await Promise.all([edge?.stop(), browser?.close(), site?.close()]);
+});
+
+const FAST = { minReconnectDelayMs: 100, maxReconnectDelayMs: 1000, pingIntervalMs: 1000, pongTimeoutMs: 1000 };
+
+/** A page with the package loaded and one room connected as `window.room`, recording events. */
+async function openPage(room, user, { url = edge.wsUrl, options = {} } = {}) {
+  const page = await browser.newPage();
+  await page.goto(site.url);
+  await page.waitForFunction(() => window.ready === true);
+  const t = token(user, { [room]: ALL_RIGHTS }, { meta: { name: user } });
+  await page.evaluate(({ url, room, t, user, options }) => {
+    window.log = { message: [], presence: [], status: [], gap: [] };
+    window.room = window.roomcast.connect({ url, room, token: t, clientId: `c-${user}`, ...options });
+    for (const e of Object.keys(window.log)) window.room.on(e, (p) => window.log[e].push(p));
+  }, { url, room, t, user, options });
+  await page.waitForFunction(() => window.room.state === "open");
+  return page;
+}
+
+const seqs = (page) => page.evaluate(() => window.log.message.map((m) => m.seq));
+
+test("connect, publish, receive and presence from the built package", async () => {
+  const room = roomName("sdk");
+  const alice = await openPage(room, "alice");
+  const bob = await openPage(room, "bob");
+  await alice.waitForFunction(() => window.room.members().some((m) => m.user === "bob"));
+  const members = await alice.evaluate(() => window.room.members().map((m) => [m.user, m.connections, m.meta.name]).sort());
+  assert.deepEqual(members, [["alice", 1, "alice"], ["bob", 1, "bob"]]);
+  const seq = await bob.evaluate(() => window.room.publish({ text: "hi from bob" }));
+  assert.equal(seq, 1);
+  await alice.waitForFunction(() => window.log.message.length === 1);
+  const got = await alice.evaluate(() => window.log.message[0]);
+  assert.deepEqual([got.seq, got.user, got.from, got.data], [1, "bob", "c-bob", { text: "hi from bob" }]);
+  assert.equal(await bob.evaluate(() => window.log.message.length), 0, "echo is off by default");
+  assert.equal(await alice.evaluate(() => window.room.lastSeq), 1);
+  assert.equal(await bob.evaluate(() => window.room.lastSeq), 1, "the ack moves lastSeq");
+  await bob.evaluate(() => window.room.close());
+  await alice.waitForFunction(() => window.log.presence.some((p) => p.members.find((m) => m.user === "bob")?.connections === 0));
+  await Promise.all([alice.close(), bob.close()]);
+});
+
+test("a restart of the runtime: reconnecting, open, and every message exactly once in order", async () => {
+  const room = roomName("sdk-restart");
+  const page = await openPage(room, "carol", { options: FAST });
+  for (let i = 1; i <= 3; i++) await api(edge, "POST", `/rooms/${room}/messages`, { data: i, id: `m${i}` });
+  await page.waitForFunction(() => window.log.message.length === 3);
+
+  const port = edge.port;
+  await edge.stop("SIGKILL");
+  await page.waitForFunction(() => window.room.state === "reconnecting");
+  edge = await startEdge({ persistDir, port });
+  // published while the page is still disconnected (it is backing off)
+  for (let i = 4; i <= 8; i++) await api(edge, "POST", `/rooms/${room}/messages`, { data: i, id: `m${i}` });
+  await page.waitForFunction(() => window.room.state === "open", null, { timeout: 20_000 });
+  for (let i = 9; i <= 12; i++) await api(edge, "POST", `/rooms/${room}/messages`, { data: i, id: `m${i}` });
+  await page.waitForFunction(() => window.log.message.length >= 12);
+  assert.deepEqual(await seqs(page), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+  assert.deepEqual(await page.evaluate(() => window.log.message.map((m) => m.data)), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+  const states = await page.evaluate(() => window.log.status.map((s) => s.state));
+  assert.ok(states.includes("reconnecting"), states.join(","));
+  assert.equal(states.at(-1), "open");
+  assert.deepEqual(await page.evaluate(() => window.log.gap), []);
+  await page.close();
+});
+
+test("publishes made offline are queued and delivered once after the reconnect", async () => {
+  const room = roomName("sdk-queue");
+  const page = await openPage(room, "dave", { options: FAST });
+  const port = edge.port;
+  await edge.stop("SIGKILL");
+  await page.waitForFunction(() => window.room.state === "reconnecting");
+  await page.evaluate(() => { window.acks = Promise.all([1, 2, 3].map((n) => window.room.publish({ n }))); });
+  edge = await startEdge({ persistDir, port });
+  const acks = await page.evaluate(() => window.acks);
+  assert.deepEqual(acks, [1, 2, 3]);
+  const history = await api(edge, "GET", `/rooms/${room}/history?since=0`);
+  assert.deepEqual(history.json.messages.map((m) => m.data.n), [1, 2, 3]);
+  await page.close();
+});
+
+/** A TCP proxy that can stall: it stops forwarding bytes on every open connection. */
+function stallingProxy(target) {
+  const sockets = new Set();
+  let stalled = false;
+  const server = createServer((client) => {
+    const upstream = tcpConnect(target, "127.0.0.1");
+    for (const [a, b] of [[client, upstream], [upstream, client]]) {
+      a.on("data", (d) => { if (!a.stalled) b.write(d); });
+      a.on("error", () => b.destroy());
+      a.on("close", () => b.destroy());
+    }
+    client.stalled = upstream.stalled = stalled;
+    sockets.add(client).add(upstream);
+  });
+  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve({
+    port: server.address().port,
+    stall() { for (const s of sockets) s.stalled = true; },
+    close() { for (const s of sockets) s.destroy(); return new Promise((r) => server.close(r)); },
+  })));
+}
+
+test("a connection that stops answering pings is declared dead and replaced", async () => {
+  const room = roomName("sdk-stall");
+  const proxy = await stallingProxy(edge.port);
+  try {
+    const page = await openPage(room, "erin", { url: `ws://127.0.0.1:${proxy.port}`, options: FAST });
+    const stalledAt = Date.now();
+    proxy.stall();
+    await page.waitForFunction(() => window.log.status.some((s) => s.state === "reconnecting"));
+    const detectedAfter = Date.now() - stalledAt;
+    const reason = await page.evaluate(() => window.log.status.find((s) => s.state === "reconnecting"));
+    assert.equal(reason.code, 4001);
+    // ping interval + pong timeout, plus timer slack
+    assert.ok(detectedAfter <= FAST.pingIntervalMs + FAST.pongTimeoutMs + 1000, `detected after ${detectedAfter} ms`);
+    await page.waitForFunction(() => window.room.state === "open");
+    await api(edge, "POST", `/rooms/${room}/messages`, { data: "after the stall" });
+    await page.waitForFunction(() => window.log.message.some((m) => m.data === "after the stall"));
+    await page.close();
+  } finally {
+    await proxy.close();
+  }
+});
+
+test("after close() nothing runs: no timers, no listeners, no connection attempts", async () => {
+  const room = roomName("sdk-close");
+  const page = await openPage(room, "frank", { options: FAST });
+  await page.evaluate(() => {
+    window.attempts = 0;
+    const Native = window.WebSocket;
+    window.WebSocket = class extends Native { constructor(...a) { super(...a); window.attempts++; } };
+  });
+  assert.deepEqual(await page.evaluate(() => window.room._resources()), [1, 1, 2]);
+  await page.evaluate(() => window.room.close());
+  assert.equal(await page.evaluate(() => window.room.state), "closed");
+  assert.deepEqual(await page.evaluate(() => window.room._resources()), [0, 0, 0]);
+  // run the page's clock far ahead: any timer left behind would fire and try to connect
+  await page.clock.install();
+  await page.clock.runFor(120_000);
+  await page.evaluate(() => window.dispatchEvent(new Event("online")));
+  assert.equal(await page.evaluate(() => window.attempts), 0);
+  await assert.rejects(page.evaluate(() => window.room.publish(1)), /closed/);
+  await page.close();
+});
