@@ -1,0 +1,87 @@
+// The npm package as a user gets it: `npm pack` output installed into an empty project, type-
+// checked with tsc, and bundled by Vite into an app that runs in Chromium.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import { join } from "node:path";
+import { readFile } from "node:fs/promises";
+import { after, before, test } from "node:test";
+import { launchChromium } from "../browser.mjs";
+import { ALL_RIGHTS, api, ROOT, roomName, startEdge, tempDir, token } from "../harness.mjs";
+
+const npm = (args, cwd) => execFileSync("npm", [...args, "--no-audit", "--no-fund", "--loglevel=error"], { cwd, encoding: "utf8" });
+let project, edge, browser;
+
+before(async () => {
+  // npm pack, then install the tarball into an empty project, as a user would
+  const packDir = tempDir("pack");
+  const out = npm(["pack", join(ROOT, "sdk"), "--pack-destination", packDir, "--json"], ROOT);
+  const [{ filename, files }] = JSON.parse(out);
+  assert.ok(files.some((f) => f.path === "dist/index.js") && files.some((f) => f.path === "dist/index.d.ts"), JSON.stringify(files));
+  project = tempDir("app");
+  writeFileSync(join(project, "package.json"), JSON.stringify({ name: "app", private: true, type: "module" }));
+  npm(["install", join(packDir, filename)], project);
+  [edge, browser] = await Promise.all([startEdge(), launchChromium()]);
+});
+after(async () => { await Promise.all([edge?.stop(), browser?.close()]); });
+
+test("the packed package type-checks with tsc", () => {
+  writeFileSync(join(project, "check.ts"), `
+import { connect, type Message, type StatusEvent } from "roomcast";
+const room = connect({ url: "wss://example.com", room: "chat:lobby", token: async () => "t", echo: true, pingIntervalMs: 5000 });
+const off: () => void = room.on("message", (m: Message) => console.log(m.seq, m.data));
+room.on("status", (s: StatusEvent) => s.state === "reconnecting" && console.log(s.delayMs));
+room.on("presence", (p) => p.members.map((m) => m.connections));
+const seq: Promise<number> = room.publish({ text: "hi" });
+void room.sendTo({ user: "bob" }, 1);
+const n: number = room.lastSeq;
+off(); room.close(); void seq; void n;
+`);
+  writeFileSync(join(project, "bad.ts"), `import { connect } from "roomcast";\nconnect({ room: "x" });\n`);
+  const tsc = join(ROOT, "node_modules", ".bin", "tsc");
+  const flags = ["--noEmit", "--strict", "--module", "esnext", "--moduleResolution", "bundler", "--target", "es2022", "--lib", "es2022,dom"];
+  execFileSync(tsc, [...flags, "check.ts"], { cwd: project, encoding: "utf8" });
+  // and the types really check: a missing url is an error
+  assert.throws(
+    () => execFileSync(tsc, [...flags, "bad.ts"], { cwd: project, encoding: "utf8", stdio: "pipe" }),
+    (e) => /Property 'url' is missing/.test(e.stdout),
+  );
+});
+
+test("a Vite-built app using the package runs in Chromium", async () => {
+  const room = roomName("vite");
+  const t = token("vite-user", { [room]: ALL_RIGHTS });
+  writeFileSync(join(project, "index.html"), `<!doctype html><title>vite app</title><p id="out">waiting</p><script type="module" src="/main.js"></script>`);
+  writeFileSync(join(project, "main.js"), `
+import { connect } from "roomcast";
+const room = connect({ url: ${JSON.stringify(edge.wsUrl)}, room: ${JSON.stringify(room)}, token: ${JSON.stringify(t)} });
+room.on("message", (m) => { document.getElementById("out").textContent = "got " + m.data.text; });
+room.on("status", (s) => { document.body.dataset.state = s.state; });
+`);
+  const { build } = await import(join(ROOT, "node_modules", "vite", "dist", "node", "index.js"));
+  await build({ root: project, logLevel: "error", build: { target: "es2022", outDir: "dist" } });
+  const dist = join(project, "dist");
+  assert.ok(readdirSync(join(dist, "assets")).some((f) => f.endsWith(".js")));
+  const server = createServer(async (req, res) => {
+    const path = req.url === "/" ? "/index.html" : req.url;
+    try {
+      const body = await readFile(join(dist, path));
+      res.writeHead(200, { "content-type": path.endsWith(".js") ? "text/javascript" : "text/html" });
+      res.end(body);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  try {
+    const page = await browser.newPage();
+    await page.goto(`http://127.0.0.1:${server.address().port}/`);
+    await page.waitForFunction(() => document.body.dataset.state === "open");
+    await api(edge, "POST", `/rooms/${room}/messages`, { data: { text: "hello vite" } });
+    await page.waitForFunction(() => document.getElementById("out").textContent === "got hello vite");
+    await page.close();
+  } finally {
+    await new Promise((r) => server.close(r));
+  }
+});
