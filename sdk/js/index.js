@@ -6,6 +6,8 @@ import wasm from "../pkg/roomcast_wasm_bg.wasm";
 await init({ module_or_path: wasm });
 
 const EVENTS = ["message", "presence", "status", "gap", "direct", "error"];
+// What the wasm side returns instead of an id when a message cannot be sent.
+const FAILURES = { 1: ["queue_full", "the offline queue is full"], 2: ["closed", "the room is closed"], 3: ["offline", "not connected"] };
 
 class RoomcastError extends Error {
   constructor(code, message) {
@@ -74,15 +76,13 @@ class Room {
 
   #track(send, value) {
     return new Promise((resolve, reject) => {
-      let id;
-      try {
-        id = send();
-      } catch (code) {
-        const message = { queue_full: "the offline queue is full", closed: "the room is closed", offline: "not connected" }[code];
-        reject(new RoomcastError(String(code), message));
+      const id = send();
+      if (typeof id === "string") {
+        this.#pending.set(id, { resolve: (ack) => resolve(value(ack)), reject });
         return;
       }
-      this.#pending.set(id, { resolve: (ack) => resolve(value(ack)), reject });
+      const [code, message] = FAILURES[id] ?? ["closed", "the room is closed"];
+      reject(new RoomcastError(code, message));
     });
   }
 

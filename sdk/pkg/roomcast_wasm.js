@@ -30,37 +30,21 @@ export class Connection {
      */
     constructor(options, emit) {
         const ret = wasm.connection_new(options, emit);
-        if (ret[2]) {
-            throw takeFromExternrefTable0(ret[1]);
-        }
-        this.__wbg_ptr = ret[0];
+        this.__wbg_ptr = ret;
         ConnectionFinalization.register(this, this.__wbg_ptr, this);
         return this;
     }
     /**
-     * Queues a publish of JSON text; returns its id. Throws "queue_full" or "closed".
+     * Queues a publish of JSON text. Returns its id (a string), or why not (a number: see
+     * `queue_error`). Plain values rather than `Result`s keep wasm-bindgen's shims small.
      * @param {string} data_json
-     * @returns {string}
+     * @returns {any}
      */
     publish(data_json) {
-        let deferred3_0;
-        let deferred3_1;
-        try {
-            const ptr0 = passStringToWasm0(data_json, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
-            const len0 = WASM_VECTOR_LEN;
-            const ret = wasm.connection_publish(this.__wbg_ptr, ptr0, len0);
-            var ptr2 = ret[0];
-            var len2 = ret[1];
-            if (ret[3]) {
-                ptr2 = 0; len2 = 0;
-                throw takeFromExternrefTable0(ret[2]);
-            }
-            deferred3_0 = ptr2;
-            deferred3_1 = len2;
-            return getStringFromWasm0(ptr2, len2);
-        } finally {
-            wasm.__wbindgen_free(deferred3_0, deferred3_1, 1);
-        }
+        const ptr0 = passStringToWasm0(data_json, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+        const len0 = WASM_VECTOR_LEN;
+        const ret = wasm.connection_publish(this.__wbg_ptr, ptr0, len0);
+        return ret;
     }
     /**
      * Open resources, for tests: [sockets, timers, listeners].
@@ -71,40 +55,26 @@ export class Connection {
         return ret;
     }
     /**
-     * Sends a direct message; `to_json` is `{"user":…}` or `{"clientId":…}`. Throws "offline"
-     * or "closed".
+     * Sends a direct message; `to_json` is `{"user":…}` or `{"clientId":…}`. Returns like
+     * `publish`.
      * @param {string} to_json
      * @param {string} data_json
-     * @returns {string}
+     * @returns {any}
      */
     send_to(to_json, data_json) {
-        let deferred4_0;
-        let deferred4_1;
+        let ptr0, len0, ptr1, len1;
         try {
-            let ptr0, len0, ptr1, len1;
-            try {
-                ptr0 = passStringToWasm0(to_json, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
-                len0 = WASM_VECTOR_LEN;
-                ptr1 = passStringToWasm0(data_json, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
-                len1 = WASM_VECTOR_LEN;
-            } catch (e) {
-                if (ptr1) { wasm.__wbindgen_free(ptr1, len1 * 1, 1); }
-                if (ptr0) { wasm.__wbindgen_free(ptr0, len0 * 1, 1); }
-                throw e;
-            }
-            const ret = wasm.connection_send_to(this.__wbg_ptr, ptr0, len0, ptr1, len1);
-            var ptr3 = ret[0];
-            var len3 = ret[1];
-            if (ret[3]) {
-                ptr3 = 0; len3 = 0;
-                throw takeFromExternrefTable0(ret[2]);
-            }
-            deferred4_0 = ptr3;
-            deferred4_1 = len3;
-            return getStringFromWasm0(ptr3, len3);
-        } finally {
-            wasm.__wbindgen_free(deferred4_0, deferred4_1, 1);
+            ptr0 = passStringToWasm0(to_json, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            len0 = WASM_VECTOR_LEN;
+            ptr1 = passStringToWasm0(data_json, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            len1 = WASM_VECTOR_LEN;
+        } catch (e) {
+            if (ptr1) { wasm.__wbindgen_free(ptr1, len1 * 1, 1); }
+            if (ptr0) { wasm.__wbindgen_free(ptr0, len0 * 1, 1); }
+            throw e;
         }
+        const ret = wasm.connection_send_to(this.__wbg_ptr, ptr0, len0, ptr1, len1);
+        return ret;
     }
     /**
      * The token function's result arrived (`None`: it failed).
@@ -119,19 +89,11 @@ export class Connection {
         wasm.connection_start(this.__wbg_ptr);
     }
     /**
-     * @returns {string}
+     * @returns {any}
      */
     get state() {
-        let deferred1_0;
-        let deferred1_1;
-        try {
-            const ret = wasm.connection_state(this.__wbg_ptr);
-            deferred1_0 = ret[0];
-            deferred1_1 = ret[1];
-            return getStringFromWasm0(ret[0], ret[1]);
-        } finally {
-            wasm.__wbindgen_free(deferred1_0, deferred1_1, 1);
-        }
+        const ret = wasm.connection_state(this.__wbg_ptr);
+        return ret;
     }
 }
 if (Symbol.dispose) Connection.prototype[Symbol.dispose] = Connection.prototype.free;
@@ -300,23 +262,23 @@ function __wbg_get_imports() {
             return (__wbindgen_enum_VisibilityState.indexOf(ret) + 1 || 3) - 1;
         },
         __wbindgen_generic_0000000000000001: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("CloseEvent")], shim_idx: 3, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__hc290d9e4302b63a0);
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("CloseEvent")], shim_idx: 1, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h8bbed444e817b7ef);
             return ret;
         },
         __wbindgen_generic_0000000000000002: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("MessageEvent")], shim_idx: 3, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__hc290d9e4302b63a0_10);
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("MessageEvent")], shim_idx: 1, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h8bbed444e817b7ef_10);
             return ret;
         },
         __wbindgen_generic_0000000000000003: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Ref(NamedExternref("Event"))], shim_idx: 1, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures________invoke__hc3e009e6d6cbfd3b);
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Ref(NamedExternref("Event"))], shim_idx: 2, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures________invoke__h6b0440b725b370d9);
             return ret;
         },
         __wbindgen_generic_0000000000000004: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [], shim_idx: 2, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h76d7813dcbd9ebd9);
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [], shim_idx: 3, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h39c446e6215adbbc);
             return ret;
         },
         __wbindgen_generic_0000000000000005: function(arg0) {
@@ -344,20 +306,20 @@ function __wbg_get_imports() {
     };
 }
 
-function wasm_bindgen__convert__closures_____invoke__h76d7813dcbd9ebd9(arg0, arg1) {
-    wasm.wasm_bindgen__convert__closures_____invoke__h76d7813dcbd9ebd9(arg0, arg1);
+function wasm_bindgen__convert__closures_____invoke__h39c446e6215adbbc(arg0, arg1) {
+    wasm.wasm_bindgen__convert__closures_____invoke__h39c446e6215adbbc(arg0, arg1);
 }
 
-function wasm_bindgen__convert__closures_____invoke__hc290d9e4302b63a0(arg0, arg1, arg2) {
-    wasm.wasm_bindgen__convert__closures_____invoke__hc290d9e4302b63a0(arg0, arg1, arg2);
+function wasm_bindgen__convert__closures_____invoke__h8bbed444e817b7ef(arg0, arg1, arg2) {
+    wasm.wasm_bindgen__convert__closures_____invoke__h8bbed444e817b7ef(arg0, arg1, arg2);
 }
 
-function wasm_bindgen__convert__closures_____invoke__hc290d9e4302b63a0_10(arg0, arg1, arg2) {
-    wasm.wasm_bindgen__convert__closures_____invoke__hc290d9e4302b63a0_10(arg0, arg1, arg2);
+function wasm_bindgen__convert__closures_____invoke__h8bbed444e817b7ef_10(arg0, arg1, arg2) {
+    wasm.wasm_bindgen__convert__closures_____invoke__h8bbed444e817b7ef_10(arg0, arg1, arg2);
 }
 
-function wasm_bindgen__convert__closures________invoke__hc3e009e6d6cbfd3b(arg0, arg1, arg2) {
-    wasm.wasm_bindgen__convert__closures________invoke__hc3e009e6d6cbfd3b(arg0, arg1, arg2);
+function wasm_bindgen__convert__closures________invoke__h6b0440b725b370d9(arg0, arg1, arg2) {
+    wasm.wasm_bindgen__convert__closures________invoke__h6b0440b725b370d9(arg0, arg1, arg2);
 }
 
 
@@ -473,12 +435,6 @@ function passStringToWasm0(arg, malloc, realloc) {
 
     WASM_VECTOR_LEN = offset;
     return ptr;
-}
-
-function takeFromExternrefTable0(idx) {
-    const value = wasm.__wbindgen_externrefs.get(idx);
-    wasm.__externref_table_dealloc(idx);
-    return value;
 }
 
 let cachedTextDecoder = new TextDecoder('utf-8', { ignoreBOM: true });

@@ -11,7 +11,7 @@ use crate::options::{self, Options, Token};
 use gloo_events::EventListener;
 use gloo_timers::callback::Timeout;
 use js_sys::{Array, Function, Object, Reflect, JSON};
-use roomcast_protocol::client::{Client, Output, Resumed, State};
+use roomcast_protocol::client::{Client, Output, QueueError, Resumed, State};
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
@@ -304,8 +304,9 @@ impl Connection {
     /// Reads the options; nothing starts until [`Connection::start`], so that JavaScript can
     /// attach its handlers first.
     #[wasm_bindgen(constructor)]
-    pub fn new(options: &JsValue, emit: Function) -> Result<Connection, JsValue> {
-        let opts = options::read(options)?;
+    pub fn new(options: &JsValue, emit: Function) -> Connection {
+        // The JS wrapper validates the options; what cannot be read falls back to defaults.
+        let opts = options::read(options);
         let shared = Rc::new_cyclic(|weak| {
             RefCell::new(Inner {
                 opts,
@@ -320,7 +321,7 @@ impl Connection {
                 weak: weak.clone(),
             })
         });
-        Ok(Connection { shared })
+        Connection { shared }
     }
 
     pub fn start(&self) {
@@ -365,24 +366,25 @@ impl Connection {
         });
     }
 
-    /// Queues a publish of JSON text; returns its id. Throws "queue_full" or "closed".
-    pub fn publish(&self, data_json: &str) -> Result<String, JsValue> {
-        let mut result = Err(JsValue::from_str("closed"));
+    /// Queues a publish of JSON text. Returns its id (a string), or why not (a number: see
+    /// `queue_error`). Plain values rather than `Result`s keep wasm-bindgen's shims small.
+    pub fn publish(&self, data_json: &str) -> JsValue {
+        let mut result = queue_error(QueueError::Closed);
         enter(&self.shared, |me, _| {
             if let Some(c) = me.client.as_mut() {
-                result = c.publish(data_json).map_err(queue_error);
+                result = c.publish(data_json).map_or_else(queue_error, |id| JsValue::from_str(&id));
             }
         });
         result
     }
 
-    /// Sends a direct message; `to_json` is `{"user":…}` or `{"clientId":…}`. Throws "offline"
-    /// or "closed".
-    pub fn send_to(&self, to_json: &str, data_json: &str) -> Result<String, JsValue> {
-        let mut result = Err(JsValue::from_str("closed"));
+    /// Sends a direct message; `to_json` is `{"user":…}` or `{"clientId":…}`. Returns like
+    /// `publish`.
+    pub fn send_to(&self, to_json: &str, data_json: &str) -> JsValue {
+        let mut result = queue_error(QueueError::Closed);
         enter(&self.shared, |me, _| {
             if let Some(c) = me.client.as_mut() {
-                result = c.direct(to_json, data_json).map_err(queue_error);
+                result = c.direct(to_json, data_json).map_or_else(queue_error, |id| JsValue::from_str(&id));
             }
         });
         result
@@ -412,8 +414,9 @@ impl Connection {
     }
 
     #[wasm_bindgen(getter)]
-    pub fn state(&self) -> String {
-        self.shared.try_borrow().ok().and_then(|me| me.client.as_ref().map(|c| c.state().as_str())).unwrap_or("connecting").into()
+    pub fn state(&self) -> JsValue {
+        let state = self.shared.try_borrow().ok().and_then(|me| me.client.as_ref().map(|c| c.state().as_str()));
+        JsValue::from_str(state.unwrap_or("connecting"))
     }
 
     #[wasm_bindgen(getter, js_name = lastSeq)]
@@ -434,11 +437,11 @@ impl Connection {
     }
 }
 
-fn queue_error(e: roomcast_protocol::client::QueueError) -> JsValue {
-    use roomcast_protocol::client::QueueError;
-    JsValue::from_str(match e {
-        QueueError::Full => "queue_full",
-        QueueError::Closed => "closed",
-        QueueError::Offline => "offline",
+/// 1: the queue is full, 2: closed, 3: offline (direct messages only).
+fn queue_error(e: QueueError) -> JsValue {
+    JsValue::from(match e {
+        QueueError::Full => 1,
+        QueueError::Closed => 2,
+        QueueError::Offline => 3,
     })
 }

@@ -36,8 +36,8 @@ fn ms(o: &JsValue, key: &str, default: u64) -> u64 {
 }
 
 /// Options as the JS wrapper normalized them: `url` is already the room's WebSocket endpoint.
-pub fn read(o: &JsValue) -> Result<Options, JsValue> {
-    let endpoint = get(o, "endpoint").as_string().ok_or_else(|| JsValue::from_str("roomcast: endpoint missing"))?;
+pub fn read(o: &JsValue) -> Options {
+    let endpoint = get(o, "endpoint").as_string().unwrap_or_default();
     let client_id = get(o, "clientId").as_string().unwrap_or_default();
     let token = match get(o, "token") {
         t if t.is_function() => Token::Function,
@@ -58,5 +58,5 @@ pub fn read(o: &JsValue) -> Result<Options, JsValue> {
         queue_max: num(o, "queueMax").map_or(d.queue_max, |v| v as usize),
     };
     let seed = num(o, "seed").map_or_else(|| (js_sys::Math::random() * 9_007_199_254_740_991.0) as u64, |v| v as u64);
-    Ok(Options { endpoint, client_id, echo: get(o, "echo").as_bool().unwrap_or(false), token, config, seed })
+    Options { endpoint, client_id, echo: get(o, "echo").as_bool().unwrap_or(false), token, config, seed }
 }
