@@ -97,6 +97,8 @@ test("wrangler deploy --dry-run validates the config and bundle", () => {
   assert.equal(run.status, 0, run.stdout + run.stderr);
   assert.match(run.stdout, /--dry-run: exiting now/);
   assert.match(run.stdout, /env\.ROOMS \(RoomObject\)\s+Durable Object/);
+  assert.match(run.stdout, /UPGRADES_PER_IP/);
+  assert.doesNotMatch(run.stdout, /ROOMCAST_DEV_TOKENS|ROOMCAST_SECRET|ROOMCAST_API_KEY/, "local secrets never go into a deploy");
   const files = readdirSync(outdir);
   assert.ok(files.includes("index.js"), files.join(","));
   assert.ok(files.some((f) => f.endsWith(".wasm")), files.join(","));

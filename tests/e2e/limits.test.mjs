@@ -8,7 +8,8 @@ const HEARTBEAT_TIMEOUT_MS = 1500;
 let edge;
 before(async () => {
   edge = await startEdge({
-    vars: { HISTORY_MAX_MESSAGES: 20, MAX_FRAME_BYTES: 1024, HEARTBEAT_TIMEOUT_MS, PRESENCE_GRACE_MS: 200 },
+    // ROOMCAST_DEV_TOKENS off: as in a deployed config
+    vars: { HISTORY_MAX_MESSAGES: 20, MAX_FRAME_BYTES: 1024, HEARTBEAT_TIMEOUT_MS, PRESENCE_GRACE_MS: 200, ROOMCAST_DEV_TOKENS: "0" },
   });
 });
 after(async () => { await edge?.stop(); });
@@ -71,4 +72,10 @@ test("the room closes a socket whose pings stopped, with 4001, and announces the
   await alive.publish("still-here", 1);
   assert.equal(alive.ws.readyState, 1);
   await alive.close();
+});
+
+test("without the development flag there is no token endpoint", async () => {
+  const res = await fetch(`${edge.url}/dev/token?user=x&room=y`);
+  assert.equal(res.status, 404);
+  assert.equal((await res.json()).error.code, "not_found");
 });

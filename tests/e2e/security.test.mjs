@@ -1,11 +1,13 @@
 // Security at the edge and in the room: the token matrix (none of the refused ones reaches the
 // room's object), origins, anonymous rooms, rights, rate limits and abuse caps.
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { createHmac } from "node:crypto";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
 import WebSocket from "ws";
 import { devVar } from "../../tools/token.mjs";
-import { ALL_RIGHTS, api, Client, roomName, startEdge, token, until } from "../harness.mjs";
+import { ALL_RIGHTS, api, Client, ROOT, roomName, startEdge, token, until } from "../harness.mjs";
 
 let edge;
 before(async () => {
@@ -223,6 +225,34 @@ test("the development token endpoint works locally", async () => {
   assert.deepEqual(claims.rooms, { "chat:*": ["subscribe"] });
 });
 
+test("an identity header sent by a client is ignored: the room trusts only the edge", async () => {
+  const room = roomName("forge");
+  const forged = JSON.stringify({ cid: "x", user: "admin", echo: true, rights: { s: true, p: true, m: true }, subprotocol: true });
+  const ws = new WebSocket(`${edge.wsUrl}/rooms/${room}/ws?cid=m1`, ["roomcast.v1", `bearer.${token("mallory", { [room]: ["subscribe"] })}`],
+    { headers: { "x-roomcast-connect": forged }, closeTimeout: 500 });
+  const welcome = await new Promise((resolve, reject) => {
+    ws.once("message", (d) => resolve(JSON.parse(d.toString())));
+    ws.once("error", reject);
+  });
+  assert.equal(welcome.user, "mallory");
+  ws.send(JSON.stringify({ type: "publish", id: "p", data: 1 }));
+  const answer = await new Promise((resolve) => ws.once("message", (d) => resolve(JSON.parse(d.toString()))));
+  assert.equal(answer.code, "forbidden", "the rights are the token's, not the header's");
+  ws.close();
+});
+
+test("npm run token mints a token the edge accepts", async () => {
+  const room = roomName("chat:cli");
+  const minted = execFileSync(process.execPath, [join(ROOT, "tools", "token.mjs"), "--user", "cli-user", "--room", "chat:*",
+    "--rights", "subscribe,publish", "--ttl", "5m", "--meta", '{"name":"CLI"}'], { encoding: "utf8" }).trim();
+  const c = await Client.connect(edge, room, { cid: "cli" }, { token: minted });
+  assert.equal(c.welcome.user, "cli-user");
+  assert.equal((await c.publish("1", "from the CLI token")).type, "ack");
+  await c.close();
+  assert.throws(() => execFileSync(process.execPath, [join(ROOT, "tools", "token.mjs"), "--user", "x"], { stdio: "pipe" }), /usage/);
+});
+
+// Last: it uses up this address's upgrade allowance for the next 10 s.
 test("per-IP upgrade limit: a burst of upgrades is cut off with 429", async () => {
   const room = roomName("ipflood");
   const statuses = [];
