@@ -30,13 +30,14 @@ apt_install() {
 step "wasm32 standard library"
 if rustc_has_wasm32 /usr/bin/rustc; then
   note "present for $(/usr/bin/rustc --version) (Debian toolchain)"
-elif rustc_has_wasm32 rustc; then
+elif [ "${ROOMCAST_WASM_STD:-}" != "debian" ] && rustc_has_wasm32 rustc; then
   note "present for $(rustc --version) (rustup target)"
 else
   # rustup's download of the target works on an ordinary machine; here it hangs, so it gets a
   # short deadline before the Debian route (TOOLCHAIN.md) takes over.
-  if command -v rustup >/dev/null 2>&1 && timeout 45 rustup target add wasm32-unknown-unknown >/dev/null 2>&1 \
-      && rustc_has_wasm32 rustc; then
+  # ROOMCAST_WASM_STD=debian skips rustup (to exercise the fallback on a machine where rustup works).
+  if [ "${ROOMCAST_WASM_STD:-}" != "debian" ] && command -v rustup >/dev/null 2>&1 \
+      && timeout 45 rustup target add wasm32-unknown-unknown >/dev/null 2>&1 && rustc_has_wasm32 rustc; then
     note "installed with rustup"
   else
     note "rustup cannot download the target here; building it from Debian's Rust sources"
