@@ -40,11 +40,13 @@ else
       && timeout 45 rustup target add wasm32-unknown-unknown >/dev/null 2>&1 && rustc_has_wasm32 rustc; then
     note "installed with rustup"
   else
-    note "rustup cannot download the target here; building it from Debian's Rust sources"
+    note "no rustup target (unavailable or skipped); building the wasm32 std from Debian's Rust sources"
     apt_install rustc-web cargo-web rust-web-src lld-22
     [ -e /usr/bin/rust-lld ] || die "/usr/bin/rust-lld is missing after installing lld-22"
     work="$(mktemp -d)"
     (
+      # Debian's cargo must drive Debian's rustc, not the rustup shim earlier in PATH.
+      export PATH="/usr/bin:$PATH" RUSTC=/usr/bin/rustc
       cd "$work"
       /usr/bin/cargo new --lib --quiet wasmstd
       cd wasmstd
@@ -55,7 +57,7 @@ else
       $SUDO mkdir -p "$dest"
       find target/wasm32-unknown-unknown/release/deps -name '*.rlib' ! -name 'libwasmstd-*' \
         -exec $SUDO cp {} "$dest/" \;
-    )
+    ) || die "building the wasm32 standard library failed (see above); on a machine with internet access, 'rustup target add wasm32-unknown-unknown' does the same job"
     rm -rf "$work"
     rustc_has_wasm32 /usr/bin/rustc || die "the wasm32 std build finished but rustc still cannot find it"
     # Artifacts built against an earlier sysroot fail with E0463; start the wasm builds clean.
