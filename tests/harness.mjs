@@ -40,7 +40,20 @@ export function tempDir(prefix) {
  * Starts `wrangler dev`. `vars` override `[vars]` from wrangler.toml. Resolves once the edge
  * answers HTTP; rejects with the log if it exits or does not come up within `timeoutMs`.
  */
-export async function startEdge({ persistDir = tempDir("state"), vars = {}, port, timeoutMs = 120_000 } = {}) {
+export async function startEdge(options = {}) {
+  // A free port can be taken by another process (another edge's workerd opens several) between
+  // our check and wrangler's bind; then it is tried again on fresh ports. A caller that asked for
+  // a specific port gets the failure instead.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startEdgeOnce(options);
+    } catch (e) {
+      if (options.port !== undefined || attempt >= 3 || !/Address already in use/.test(e.message)) throw e;
+    }
+  }
+}
+
+async function startEdgeOnce({ persistDir = tempDir("state"), vars = {}, port, timeoutMs = 120_000 } = {}) {
   port ??= await freePort();
   // An inspector port of our own: wrangler's default (9229) is raced for when edges start together.
   const inspectorPort = await freePort();
