@@ -155,3 +155,47 @@ test("after close() nothing runs: no timers, no listeners, no connection attempt
   await assert.rejects(page.evaluate(() => window.room.publish(1)), /closed/);
   await page.close();
 });
+
+test("a refused token is final: status closed with 4401, no retries", async () => {
+  const room = roomName("sdk-refused");
+  const page = await browser.newPage();
+  await page.goto(site.url);
+  await page.waitForFunction(() => window.ready === true);
+  await page.evaluate(({ url, room }) => {
+    window.statuses = [];
+    window.room = window.roomcast.connect({ url, room, token: "not-a-valid-token", minReconnectDelayMs: 50 });
+    window.room.on("status", (s) => window.statuses.push(s));
+  }, { url: edge.wsUrl, room });
+  await page.waitForFunction(() => window.room.state === "closed");
+  const last = await page.evaluate(() => window.statuses.at(-1));
+  assert.deepEqual([last.state, last.code], ["closed", 4401]);
+  assert.match(last.reason, /token/);
+  assert.deepEqual(await page.evaluate(() => window.room._resources()), [0, 0, 0]);
+  await page.close();
+});
+
+test("a token function is called before every attempt, and `online` reconnects at once", async () => {
+  const room = roomName("sdk-tokenfn");
+  const page = await browser.newPage();
+  await page.goto(site.url);
+  await page.waitForFunction(() => window.ready === true);
+  const t = token("gina", { [room]: ALL_RIGHTS });
+  // a long backoff, so only the `online` event can explain a quick reconnect
+  await page.evaluate(({ url, room, t }) => {
+    window.calls = 0;
+    window.room = window.roomcast.connect({
+      url, room, minReconnectDelayMs: 60_000, maxReconnectDelayMs: 120_000, jitter: false,
+      token: async () => { window.calls++; return t; },
+    });
+  }, { url: edge.wsUrl, room, t });
+  await page.waitForFunction(() => window.room.state === "open");
+  assert.equal(await page.evaluate(() => window.calls), 1);
+  const port = edge.port;
+  await edge.stop("SIGKILL");
+  await page.waitForFunction(() => window.room.state === "reconnecting");
+  edge = await startEdge({ persistDir, port });
+  await page.evaluate(() => window.dispatchEvent(new Event("online")));
+  await page.waitForFunction(() => window.room.state === "open", null, { timeout: 10_000 });
+  assert.equal(await page.evaluate(() => window.calls), 2, "a fresh token for the new attempt");
+  await page.close();
+});
