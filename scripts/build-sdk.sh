@@ -17,6 +17,8 @@ wasm-opt -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-nontr
 esbuild sdk/js/index.js --bundle --format=esm --platform=browser --target=es2022 --minify \
   --loader:.wasm=binary --log-level=warning --outfile=sdk/dist/index.js
 cp sdk/types/index.d.ts sdk/dist/index.d.ts
+# The demo pages load the package file as a plain `<script type="module">` app would.
+mkdir -p demo/vendor && cp sdk/dist/index.js demo/vendor/roomcast.js
 
 wasm_raw=$(stat -c %s sdk/pkg/roomcast_wasm_bg.wasm)
 wasm_gz=$(gzip -9 -c sdk/pkg/roomcast_wasm_bg.wasm | wc -c)

@@ -7,5 +7,6 @@ bash "$ROOT/scripts/setup.sh"
 use_toolchain
 cd "$ROOT"
 bash scripts/build-worker.sh
+bash scripts/build-sdk.sh
 step "wrangler dev on http://127.0.0.1:8787"
 exec wrangler dev --ip 127.0.0.1 --port "${PORT:-8787}" --persist-to .wrangler/state "$@"

@@ -262,23 +262,23 @@ function __wbg_get_imports() {
             return (__wbindgen_enum_VisibilityState.indexOf(ret) + 1 || 3) - 1;
         },
         __wbindgen_generic_0000000000000001: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("CloseEvent")], shim_idx: 1, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h8bbed444e817b7ef);
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("CloseEvent")], shim_idx: 2, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h17776bd350095f12);
             return ret;
         },
         __wbindgen_generic_0000000000000002: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("MessageEvent")], shim_idx: 1, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h8bbed444e817b7ef_10);
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("MessageEvent")], shim_idx: 2, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h17776bd350095f12_10);
             return ret;
         },
         __wbindgen_generic_0000000000000003: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Ref(NamedExternref("Event"))], shim_idx: 2, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures________invoke__h6b0440b725b370d9);
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Ref(NamedExternref("Event"))], shim_idx: 3, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures________invoke__h58dab08aa560e431);
             return ret;
         },
         __wbindgen_generic_0000000000000004: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [], shim_idx: 3, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h39c446e6215adbbc);
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [], shim_idx: 1, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__haf788e69a6bae73c);
             return ret;
         },
         __wbindgen_generic_0000000000000005: function(arg0) {
@@ -306,20 +306,20 @@ function __wbg_get_imports() {
     };
 }
 
-function wasm_bindgen__convert__closures_____invoke__h39c446e6215adbbc(arg0, arg1) {
-    wasm.wasm_bindgen__convert__closures_____invoke__h39c446e6215adbbc(arg0, arg1);
+function wasm_bindgen__convert__closures_____invoke__haf788e69a6bae73c(arg0, arg1) {
+    wasm.wasm_bindgen__convert__closures_____invoke__haf788e69a6bae73c(arg0, arg1);
 }
 
-function wasm_bindgen__convert__closures_____invoke__h8bbed444e817b7ef(arg0, arg1, arg2) {
-    wasm.wasm_bindgen__convert__closures_____invoke__h8bbed444e817b7ef(arg0, arg1, arg2);
+function wasm_bindgen__convert__closures_____invoke__h17776bd350095f12(arg0, arg1, arg2) {
+    wasm.wasm_bindgen__convert__closures_____invoke__h17776bd350095f12(arg0, arg1, arg2);
 }
 
-function wasm_bindgen__convert__closures_____invoke__h8bbed444e817b7ef_10(arg0, arg1, arg2) {
-    wasm.wasm_bindgen__convert__closures_____invoke__h8bbed444e817b7ef_10(arg0, arg1, arg2);
+function wasm_bindgen__convert__closures_____invoke__h17776bd350095f12_10(arg0, arg1, arg2) {
+    wasm.wasm_bindgen__convert__closures_____invoke__h17776bd350095f12_10(arg0, arg1, arg2);
 }
 
-function wasm_bindgen__convert__closures________invoke__h6b0440b725b370d9(arg0, arg1, arg2) {
-    wasm.wasm_bindgen__convert__closures________invoke__h6b0440b725b370d9(arg0, arg1, arg2);
+function wasm_bindgen__convert__closures________invoke__h58dab08aa560e431(arg0, arg1, arg2) {
+    wasm.wasm_bindgen__convert__closures________invoke__h58dab08aa560e431(arg0, arg1, arg2);
 }
 
 
