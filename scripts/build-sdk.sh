@@ -17,6 +17,9 @@ wasm-opt -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-nontr
 esbuild sdk/js/index.js --bundle --format=esm --platform=browser --target=es2022 --minify \
   --loader:.wasm=binary --log-level=warning --outfile=sdk/dist/index.js
 cp sdk/types/index.d.ts sdk/dist/index.d.ts
+# roomcast/react: kept as its own module that imports "roomcast" and "react" (both stay external).
+esbuild sdk/js/react.js --format=esm --target=es2022 --minify --log-level=warning --outfile=sdk/dist/react.js
+cp sdk/types/react.d.ts sdk/dist/react.d.ts
 # The demo pages load the package file as a plain `<script type="module">` app would.
 mkdir -p demo/vendor && cp sdk/dist/index.js demo/vendor/roomcast.js
 

@@ -44,6 +44,8 @@ struct Inner {
     timer: Option<(u64, Timeout)>,
     listeners: Vec<EventListener>,
     retired: Vec<Box<dyn Any>>,
+    /// `close()` came before `start()`: the connection never starts.
+    closed_early: bool,
     emit: Function,
     weak: Weak<RefCell<Inner>>,
 }
@@ -317,6 +319,7 @@ impl Connection {
                 timer: None,
                 listeners: Vec::new(),
                 retired: Vec::new(),
+                closed_early: false,
                 emit,
                 weak: weak.clone(),
             })
@@ -326,7 +329,7 @@ impl Connection {
 
     pub fn start(&self) {
         enter(&self.shared, |me, _| {
-            if me.client.is_some() {
+            if me.client.is_some() || me.closed_early {
                 return;
             }
             let fetches = matches!(me.opts.token, Token::Function);
@@ -391,10 +394,9 @@ impl Connection {
     }
 
     pub fn close(&self) {
-        enter(&self.shared, |me, _| {
-            if let Some(c) = me.client.as_mut() {
-                c.close();
-            }
+        enter(&self.shared, |me, _| match me.client.as_mut() {
+            Some(c) => c.close(),
+            None => me.closed_early = true,
         });
         // Outside any callback everything retired can go now; inside one, the next entry
         // point would never come, so a zero-delay timer finishes the job once.

@@ -21,7 +21,9 @@ before(async () => {
   assert.ok(files.some((f) => f.path === "dist/index.js") && files.some((f) => f.path === "dist/index.d.ts"), JSON.stringify(files));
   project = tempDir("app");
   writeFileSync(join(project, "package.json"), JSON.stringify({ name: "app", private: true, type: "module" }));
-  npm(["install", join(packDir, filename)], project);
+  // react from the workspace (as local folders), for the roomcast/react test
+  npm(["install", join(packDir, filename), join(ROOT, "node_modules", "react"), join(ROOT, "node_modules", "react-dom"),
+    join(ROOT, "node_modules", "scheduler")], project);
   [edge, browser] = await Promise.all([startEdge(), launchChromium()]);
 });
 after(async () => { await Promise.all([edge?.stop(), browser?.close()]); });
@@ -80,6 +82,69 @@ room.on("status", (s) => { document.body.dataset.state = s.state; });
     await page.waitForFunction(() => document.body.dataset.state === "open");
     await api(edge, "POST", `/rooms/${room}/messages`, { data: { text: "hello vite" } });
     await page.waitForFunction(() => document.getElementById("out").textContent === "got hello vite");
+    await page.close();
+  } finally {
+    await new Promise((r) => server.close(r));
+  }
+});
+
+test("roomcast/react under StrictMode: one connection, live state and members", async () => {
+  const room = roomName("react");
+  const t = token("rita", { [room]: ALL_RIGHTS });
+  writeFileSync(join(project, "react.html"), `<!doctype html><title>react app</title><div id="root"></div><script type="module" src="/react-main.js"></script>`);
+  writeFileSync(join(project, "react-main.js"), `
+import { StrictMode, createElement as h, useEffect } from "react";
+import { createRoot } from "react-dom/client";
+import { flushSync } from "react-dom";
+import { useRoom, usePresence, useConnectionState } from "roomcast/react";
+function App() {
+  useEffect(() => { window.effectRuns = (window.effectRuns ?? 0) + 1; }, []);
+  const room = useRoom({ url: ${JSON.stringify(edge.wsUrl)}, room: ${JSON.stringify(room)}, token: () => ${JSON.stringify(t)} });
+  const state = useConnectionState(room);
+  const members = usePresence(room);
+  return h("p", { id: "app", "data-state": state }, state + ": " + members.map((m) => m.user).join(","));
+}
+const root = createRoot(document.getElementById("root"));
+root.render(h(StrictMode, null, h(App)));
+// Unmount and mount again in one task, as hot reload does: the connection must survive it.
+window.remount = () => {
+  flushSync(() => root.render(h(StrictMode, null, null)));
+  flushSync(() => root.render(h(StrictMode, null, h(App))));
+};
+`);
+  const { build } = await import(join(ROOT, "node_modules", "vite", "dist", "node", "index.js"));
+  // A development build: StrictMode double-mounts effects only in development.
+  await build({
+    root: project, logLevel: "error", mode: "development", define: { "process.env.NODE_ENV": JSON.stringify("development") },
+    build: { target: "es2022", outDir: "dist-react", minify: false, rollupOptions: { input: join(project, "react.html") } },
+  });
+  const dist = join(project, "dist-react");
+  const server = createServer(async (req, res) => {
+    const path = req.url === "/" ? "/react.html" : req.url;
+    try {
+      const body = await readFile(join(dist, path));
+      res.writeHead(200, { "content-type": path.endsWith(".js") ? "text/javascript" : "text/html" });
+      res.end(body);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  try {
+    const page = await browser.newPage();
+    await page.addInitScript(() => {
+      window.sockets = 0;
+      const Native = window.WebSocket;
+      window.WebSocket = class extends Native { constructor(...a) { super(...a); window.sockets++; } };
+    });
+    await page.goto(`http://127.0.0.1:${server.address().port}/`);
+    await page.waitForFunction(() => document.getElementById("app")?.dataset.state === "open");
+    await page.waitForFunction(() => document.getElementById("app").textContent === "open: rita");
+    assert.equal(await page.evaluate(() => window.effectRuns), 2, "StrictMode ran the effects twice");
+    assert.equal(await page.evaluate(() => window.sockets), 1, "StrictMode's double mount did not open a second connection");
+    await page.evaluate(() => window.remount());
+    await page.waitForFunction(() => document.getElementById("app")?.textContent === "open: rita");
+    assert.equal(await page.evaluate(() => window.sockets), 1, "a remount in one task keeps the connection");
     await page.close();
   } finally {
     await new Promise((r) => server.close(r));

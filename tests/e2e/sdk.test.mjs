@@ -199,3 +199,22 @@ test("a token function is called before every attempt, and `online` reconnects a
   assert.equal(await page.evaluate(() => window.calls), 2, "a fresh token for the new attempt");
   await page.close();
 });
+
+test("a room closed before it started never connects", async () => {
+  const page = await browser.newPage();
+  await page.goto(site.url);
+  await page.waitForFunction(() => window.ready === true);
+  await page.evaluate(({ url }) => {
+    window.attempts = 0;
+    const Native = window.WebSocket;
+    window.WebSocket = class extends Native { constructor(...a) { super(...a); window.attempts++; } };
+    const room = window.roomcast.connect({ url, room: "never", token: "t" });
+    room.close();
+    window.closedRoom = room;
+  }, { url: edge.wsUrl });
+  // start() was queued as a microtask; by the next task it has run (or not)
+  await page.evaluate(() => new Promise((r) => setTimeout(r, 0)));
+  assert.equal(await page.evaluate(() => window.attempts), 0);
+  assert.deepEqual(await page.evaluate(() => window.closedRoom._resources()), [0, 0, 0]);
+  await page.close();
+});
