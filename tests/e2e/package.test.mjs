@@ -2,7 +2,7 @@
 // checked with tsc, and bundled by Vite into an app that runs in Chromium.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { join } from "node:path";
 import { readFile } from "node:fs/promises";
@@ -145,6 +145,42 @@ window.remount = () => {
     await page.evaluate(() => window.remount());
     await page.waitForFunction(() => document.getElementById("app")?.textContent === "open: rita");
     assert.equal(await page.evaluate(() => window.sockets), 1, "a remount in one task keeps the connection");
+    await page.close();
+  } finally {
+    await new Promise((r) => server.close(r));
+  }
+});
+
+test("examples/react builds against the package and chats in Chromium", async () => {
+  const room = roomName("chat:example");
+  const dir = join(project, "example");
+  mkdirSync(dir, { recursive: true });
+  for (const f of ["index.html", "main.js"]) copyFileSync(join(ROOT, "examples", "react", f), join(dir, f));
+  const { build } = await import(join(ROOT, "node_modules", "vite", "dist", "node", "index.js"));
+  await build({
+    root: dir, logLevel: "error", configFile: join(ROOT, "examples", "react", "vite.config.js"),
+    define: { "import.meta.env.VITE_ROOMCAST_URL": JSON.stringify(edge.url), "import.meta.env.VITE_ROOMCAST_ROOM": JSON.stringify(room) },
+    build: { outDir: join(dir, "dist") },
+  });
+  const dist = join(dir, "dist");
+  const server = createServer(async (req, res) => {
+    const path = req.url === "/" ? "/index.html" : req.url;
+    try {
+      const body = await readFile(join(dist, path));
+      res.writeHead(200, { "content-type": path.endsWith(".js") ? "text/javascript" : "text/html" });
+      res.end(body);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  try {
+    const page = await browser.newPage();
+    await page.goto(`http://127.0.0.1:${server.address().port}/`);
+    await page.waitForFunction(() => document.getElementById("state")?.textContent.startsWith("open · 1 here"));
+    await page.fill("#text", "hello from the example");
+    await page.press("#text", "Enter");
+    await page.waitForFunction(() => document.getElementById("messages").textContent.includes("hello from the example"));
     await page.close();
   } finally {
     await new Promise((r) => server.close(r));

@@ -309,7 +309,14 @@ fn dev_token(env: &Env, url: &Url) -> Result<Response> {
         Err(r) => return http::error(500, ErrorCode::Unauthorized, &r.message),
     };
     match token::mint(&claims, secret.as_bytes()) {
-        Ok(token) => http::json(&DevToken { token, user, expires: claims.exp }),
+        Ok(token) => {
+            // Development pages may run on another origin (a Vite dev server, say).
+            let response = http::json(&DevToken { token, user, expires: claims.exp })?;
+            let headers = Headers::new();
+            headers.set("Content-Type", "application/json")?;
+            headers.set("Access-Control-Allow-Origin", "*")?;
+            Ok(response.with_headers(headers))
+        }
         Err(e) => http::error(500, ErrorCode::Unauthorized, &e.to_string()),
     }
 }
