@@ -2,6 +2,7 @@
 // test pages that import the built SDK package (sdk/dist) the way a user's page would.
 import { createServer } from "node:http";
 import { readFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 import { ROOT } from "./harness.mjs";
@@ -26,6 +27,23 @@ export function servePackage() {
     } else {
       res.writeHead(200, { "content-type": "text/html" });
       res.end(page);
+    }
+  });
+  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => {
+    resolve({ url: `http://127.0.0.1:${server.address().port}/`, close: () => new Promise((r) => server.close(r)) });
+  }));
+}
+
+/** Serves a built app's directory (`/` is `index`) on a free port. */
+export function serveDir(dir, index = "index.html") {
+  const server = createServer(async (req, res) => {
+    const path = req.url === "/" ? `/${index}` : req.url;
+    try {
+      const body = await readFile(join(dir, path));
+      res.writeHead(200, { "content-type": path.endsWith(".js") ? "text/javascript" : "text/html" });
+      res.end(body);
+    } catch {
+      res.writeHead(404).end();
     }
   });
   return new Promise((resolve) => server.listen(0, "127.0.0.1", () => {

@@ -3,11 +3,9 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
-import { createServer } from "node:http";
 import { join } from "node:path";
-import { readFile } from "node:fs/promises";
 import { after, before, test } from "node:test";
-import { launchChromium } from "../browser.mjs";
+import { launchChromium, serveDir } from "../browser.mjs";
 import { ALL_RIGHTS, api, ROOT, roomName, startEdge, tempDir, token } from "../harness.mjs";
 
 const npm = (args, cwd) => execFileSync("npm", [...args, "--no-audit", "--no-fund", "--loglevel=error"], { cwd, encoding: "utf8" });
@@ -65,26 +63,16 @@ room.on("status", (s) => { document.body.dataset.state = s.state; });
   await build({ root: project, logLevel: "error", build: { target: "es2022", outDir: "dist" } });
   const dist = join(project, "dist");
   assert.ok(readdirSync(join(dist, "assets")).some((f) => f.endsWith(".js")));
-  const server = createServer(async (req, res) => {
-    const path = req.url === "/" ? "/index.html" : req.url;
-    try {
-      const body = await readFile(join(dist, path));
-      res.writeHead(200, { "content-type": path.endsWith(".js") ? "text/javascript" : "text/html" });
-      res.end(body);
-    } catch {
-      res.writeHead(404).end();
-    }
-  });
-  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  const server = await serveDir(dist, "index.html");
   try {
     const page = await browser.newPage();
-    await page.goto(`http://127.0.0.1:${server.address().port}/`);
+    await page.goto(server.url);
     await page.waitForFunction(() => document.body.dataset.state === "open");
     await api(edge, "POST", `/rooms/${room}/messages`, { data: { text: "hello vite" } });
     await page.waitForFunction(() => document.getElementById("out").textContent === "got hello vite");
     await page.close();
   } finally {
-    await new Promise((r) => server.close(r));
+    await server.close();
   }
 });
 
@@ -119,17 +107,7 @@ window.remount = () => {
     build: { target: "es2022", outDir: "dist-react", minify: false, rollupOptions: { input: join(project, "react.html") } },
   });
   const dist = join(project, "dist-react");
-  const server = createServer(async (req, res) => {
-    const path = req.url === "/" ? "/react.html" : req.url;
-    try {
-      const body = await readFile(join(dist, path));
-      res.writeHead(200, { "content-type": path.endsWith(".js") ? "text/javascript" : "text/html" });
-      res.end(body);
-    } catch {
-      res.writeHead(404).end();
-    }
-  });
-  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  const server = await serveDir(dist, "react.html");
   try {
     const page = await browser.newPage();
     await page.addInitScript(() => {
@@ -137,7 +115,7 @@ window.remount = () => {
       const Native = window.WebSocket;
       window.WebSocket = class extends Native { constructor(...a) { super(...a); window.sockets++; } };
     });
-    await page.goto(`http://127.0.0.1:${server.address().port}/`);
+    await page.goto(server.url);
     await page.waitForFunction(() => document.getElementById("app")?.dataset.state === "open");
     await page.waitForFunction(() => document.getElementById("app").textContent === "open: rita");
     assert.equal(await page.evaluate(() => window.effectRuns), 2, "StrictMode ran the effects twice");
@@ -147,7 +125,7 @@ window.remount = () => {
     assert.equal(await page.evaluate(() => window.sockets), 1, "a remount in one task keeps the connection");
     await page.close();
   } finally {
-    await new Promise((r) => server.close(r));
+    await server.close();
   }
 });
 
@@ -163,26 +141,16 @@ test("examples/react builds against the package and chats in Chromium", async ()
     build: { outDir: join(dir, "dist") },
   });
   const dist = join(dir, "dist");
-  const server = createServer(async (req, res) => {
-    const path = req.url === "/" ? "/index.html" : req.url;
-    try {
-      const body = await readFile(join(dist, path));
-      res.writeHead(200, { "content-type": path.endsWith(".js") ? "text/javascript" : "text/html" });
-      res.end(body);
-    } catch {
-      res.writeHead(404).end();
-    }
-  });
-  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  const server = await serveDir(dist, "index.html");
   try {
     const page = await browser.newPage();
-    await page.goto(`http://127.0.0.1:${server.address().port}/`);
+    await page.goto(server.url);
     await page.waitForFunction(() => document.getElementById("state")?.textContent.startsWith("open · 1 here"));
     await page.fill("#text", "hello from the example");
     await page.press("#text", "Enter");
     await page.waitForFunction(() => document.getElementById("messages").textContent.includes("hello from the example"));
     await page.close();
   } finally {
-    await new Promise((r) => server.close(r));
+    await server.close();
   }
 });

@@ -16,11 +16,17 @@ after(async () => {
 
 const FAST = { minReconnectDelayMs: 100, maxReconnectDelayMs: 1000, pingIntervalMs: 1000, pongTimeoutMs: 1000 };
 
-/** A page with the package loaded and one room connected as `window.room`, recording events. */
-async function openPage(room, user, { url = edge.wsUrl, options = {} } = {}) {
+/** A page with the package loaded as `window.roomcast`. */
+async function blankPage() {
   const page = await browser.newPage();
   await page.goto(site.url);
   await page.waitForFunction(() => window.ready === true);
+  return page;
+}
+
+/** A page with the package loaded and one room connected as `window.room`, recording events. */
+async function openPage(room, user, { url = edge.wsUrl, options = {} } = {}) {
+  const page = await blankPage();
   const t = token(user, { [room]: ALL_RIGHTS }, { meta: { name: user } });
   await page.evaluate(({ url, room, t, user, options }) => {
     window.log = { message: [], presence: [], status: [], gap: [] };
@@ -158,9 +164,7 @@ test("after close() nothing runs: no timers, no listeners, no connection attempt
 
 test("a refused token is final: status closed with 4401, no retries", async () => {
   const room = roomName("sdk-refused");
-  const page = await browser.newPage();
-  await page.goto(site.url);
-  await page.waitForFunction(() => window.ready === true);
+  const page = await blankPage();
   await page.evaluate(({ url, room }) => {
     window.statuses = [];
     window.room = window.roomcast.connect({ url, room, token: "not-a-valid-token", minReconnectDelayMs: 50 });
@@ -176,9 +180,7 @@ test("a refused token is final: status closed with 4401, no retries", async () =
 
 test("a token function is called before every attempt, and `online` reconnects at once", async () => {
   const room = roomName("sdk-tokenfn");
-  const page = await browser.newPage();
-  await page.goto(site.url);
-  await page.waitForFunction(() => window.ready === true);
+  const page = await blankPage();
   const t = token("gina", { [room]: ALL_RIGHTS });
   // a long backoff, so only the `online` event can explain a quick reconnect
   await page.evaluate(({ url, room, t }) => {
@@ -201,9 +203,7 @@ test("a token function is called before every attempt, and `online` reconnects a
 });
 
 test("a room closed before it started never connects", async () => {
-  const page = await browser.newPage();
-  await page.goto(site.url);
-  await page.waitForFunction(() => window.ready === true);
+  const page = await blankPage();
   await page.evaluate(({ url }) => {
     window.attempts = 0;
     const Native = window.WebSocket;
