@@ -171,6 +171,25 @@ pub fn push_u64(out: &mut String, mut n: u64) {
     }
 }
 
+/// `{"type":<kind>,"id":<id>[,"to":<to_json>],"data":<data_json>}`, built by concatenation: the id
+/// is ours (no escaping needed) and the JSON parts come already encoded.
+fn frame_text(kind: &str, id: &str, to_json: Option<&str>, data_json: &str) -> String {
+    let mut text = String::with_capacity(data_json.len() + id.len() + to_json.map_or(0, str::len) + 48);
+    text.push_str(r#"{"type":""#);
+    text.push_str(kind);
+    text.push_str(r#"","id":""#);
+    text.push_str(id);
+    text.push('"');
+    if let Some(to) = to_json {
+        text.push_str(r#","to":"#);
+        text.push_str(to);
+    }
+    text.push_str(r#","data":"#);
+    text.push_str(data_json);
+    text.push('}');
+    text
+}
+
 impl Client {
     /// A client that starts connecting at once. `seed` drives the jitter and the message-id
     /// prefix; `fetches_token` says whether a token must be fetched before every attempt.
@@ -256,12 +275,7 @@ impl Client {
             return Err(QueueError::Full);
         }
         let id = self.new_id();
-        let mut text = String::with_capacity(data_json.len() + id.len() + 40);
-        text.push_str(r#"{"type":"publish","id":""#);
-        text.push_str(&id);
-        text.push_str(r#"","data":"#);
-        text.push_str(data_json);
-        text.push('}');
+        let text = frame_text("publish", &id, None, data_json);
         if self.state == State::Open {
             self.outputs.push_back(Output::Send(text.clone()));
         }
@@ -276,15 +290,7 @@ impl Client {
             return Err(if self.state == State::Closed { QueueError::Closed } else { QueueError::Offline });
         }
         let id = self.new_id();
-        let mut text = String::with_capacity(data_json.len() + to_json.len() + 50);
-        text.push_str(r#"{"type":"direct","id":""#);
-        text.push_str(&id);
-        text.push_str(r#"","to":"#);
-        text.push_str(to_json);
-        text.push_str(r#","data":"#);
-        text.push_str(data_json);
-        text.push('}');
-        self.outputs.push_back(Output::Send(text));
+        self.outputs.push_back(Output::Send(frame_text("direct", &id, Some(to_json), data_json)));
         Ok(id)
     }
 
