@@ -42,12 +42,16 @@ export async function reconnectStorm({ clients = 1000, rooms = 10, jitter = true
   edge = await startEdge({ persistDir, vars, port });
   const upAt = Date.now();
   await waitFor(() => members.every((m) => m.reopenedAt !== null), 120_000, "every client back");
-  const times = members.map((m) => m.reopenedAt - upAt).sort((a, b) => a - b);
+  // Measured from the first reconnect: attempts that reach wrangler dev while its runtime starts
+  // are held and complete together, a little before its readiness check answers.
+  const first = Math.min(...members.map((m) => m.reopenedAt));
+  const times = members.map((m) => m.reopenedAt - first).sort((a, b) => a - b);
   const buckets = new Map();
   for (const t of times) buckets.set(Math.floor(t / 100), (buckets.get(Math.floor(t / 100)) ?? 0) + 1);
   const result = {
     clients, jitter,
     runtimeDownMs: upAt - killedAt,
+    firstReconnectAfterKillMs: first - killedAt,
     peakPer100ms: Math.max(...buckets.values()),
     msTo95: times[Math.floor(times.length * 0.95) - 1],
     msTo100: times.at(-1),
