@@ -207,6 +207,8 @@ export class Client {
   }
 }
 
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
 /** Resolves when `cond()` is truthy, checking every `intervalMs`; rejects after `timeoutMs`. */
 export async function until(cond, { timeoutMs = 10_000, intervalMs = 50, what = "condition" } = {}) {
   const deadline = Date.now() + timeoutMs;

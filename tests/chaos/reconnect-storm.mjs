@@ -1,17 +1,7 @@
 // Reconnect storm: many SDK clients are cut off at once by a runtime restart. Measures how their
 // reconnects spread over time (peak per 100 ms, time to 95 % and to 100 %), with the SDK's full
 // jitter and, for comparison, without it (every client waits exactly its backoff cap).
-import { ALL_RIGHTS, roomName, startEdge, tempDir, token } from "../harness.mjs";
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(cond, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
+import { ALL_RIGHTS, roomName, sleep, startEdge, tempDir, token, until } from "../harness.mjs";
 
 export async function reconnectStorm({ clients = 1000, rooms = 10, jitter = true, seed = 1 } = {}) {
   const { connect } = await import("../../sdk/dist/index.js");
@@ -39,14 +29,14 @@ export async function reconnectStorm({ clients = 1000, rooms = 10, jitter = true
     members.push(m);
     if (i % 100 === 99) await sleep(50);
   }
-  await waitFor(() => members.every((m) => m.r.state === "open"), 120_000, "all clients open");
+  await until(() => members.every((m) => m.r.state === "open"), { timeoutMs: 120_000, intervalMs: 20, what: "all clients open" });
 
   for (const m of members) m.armed = true;
   const killedAt = Date.now();
   await edge.stop("SIGKILL");
   edge = await startEdge({ persistDir, vars, port });
   const upAt = Date.now();
-  await waitFor(() => members.every((m) => m.reopenedAt !== null), 120_000, "every client back");
+  await until(() => members.every((m) => m.reopenedAt !== null), { timeoutMs: 120_000, intervalMs: 20, what: "every client back" });
   // Two views, both from the kill: when clients try (what jitter controls: the load a restarted
   // server meets) and when they are back (which also includes the server's own queueing).
   const perWindow = (times) => {

@@ -8,7 +8,7 @@
 //   - refused or unacknowledged publishes are reported, never silently dropped;
 //   - no gap is reported (history is configured to cover the run).
 import { appendFileSync, writeFileSync } from "node:fs";
-import { api, ALL_RIGHTS, roomName, startEdge, tempDir, token } from "../harness.mjs";
+import { ALL_RIGHTS, api, roomName, sleep, startEdge, tempDir, token, until } from "../harness.mjs";
 
 /** A small seeded generator (mulberry32), so a run can be repeated. */
 function rng(seed) {
@@ -20,16 +20,6 @@ function rng(seed) {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(cond, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 export async function restartStorm({
@@ -65,7 +55,7 @@ export async function restartStorm({
     r.on("gap", (g) => { member.gaps++; record({ t: "gap", cid, room, ...g }); });
     members.push(member);
   }
-  await waitFor(() => members.every((m) => m.r.state === "open"), 60_000, "all clients open");
+  await until(() => members.every((m) => m.r.state === "open"), { timeoutMs: 60_000, intervalMs: 20, what: "all clients open" });
   log(`${clients} clients open in ${rooms} rooms`);
 
   // ---- publishers ----------------------------------------------------------------------------
@@ -116,7 +106,7 @@ export async function restartStorm({
   for (let n = 0; n < messages; n++) {
     publishOne(n);
     if (n % 50 === 49) await sleep(10);
-    if (inflight.size > 2000) await waitFor(() => inflight.size < 1000, 120_000, "publishes to drain");
+    if (inflight.size > 2000) await until(() => inflight.size < 1000, { timeoutMs: 120_000, intervalMs: 20, what: "publishes to drain" });
     if (restartAt.has(n)) {
       const downAt = Date.now();
       await edge.stop("SIGKILL");
@@ -124,12 +114,12 @@ export async function restartStorm({
       await sleep(Math.floor(random() * 1500));
       edge = await startEdge({ persistDir, vars, port });
       const upAt = Date.now();
-      await waitFor(() => members.every((m) => m.r.state === "open"), 120_000, "clients back after a restart");
+      await until(() => members.every((m) => m.r.state === "open"), { timeoutMs: 120_000, intervalMs: 20, what: "clients back after a restart" });
       recoveries.push({ downMs: upAt - downAt, allOpenMs: Date.now() - upAt });
       log(`restart ${recoveries.length}: runtime down ${upAt - downAt} ms, all clients open ${Date.now() - upAt} ms later`);
     }
   }
-  await waitFor(() => inflight.size === 0, 300_000, "every publish to be acknowledged or refused");
+  await until(() => inflight.size === 0, { timeoutMs: 300_000, intervalMs: 20, what: "every publish to be acknowledged or refused" });
 
   // ---- checks, from the event log and the stored history --------------------------------------
   const stored = new Map(); // room -> Map(seq -> key)
@@ -137,7 +127,7 @@ export async function restartStorm({
     const page = await api(edge, "GET", `/rooms/${room}/history?since=0&limit=50000`);
     stored.set(room, new Map(page.json.messages.map((m) => [m.seq, m.data.key])));
     const last = page.json.seq;
-    await waitFor(() => members.filter((m) => m.room === room).every((m) => m.seqs.at(-1) === last), 120_000, `clients of ${room} to reach seq ${last}`);
+    await until(() => members.filter((m) => m.room === room).every((m) => m.seqs.at(-1) === last), { timeoutMs: 120_000, intervalMs: 20, what: `clients of ${room} to reach seq ${last}` });
   }
   const problems = [];
   let lost = 0, duplicated = 0, reordered = 0, disagreements = 0;

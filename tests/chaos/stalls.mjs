@@ -3,17 +3,7 @@
 // heartbeat bounds (ping interval + pong timeout) and come back; a merely slow connection must
 // stay up; and a slow consumer must not slow the room for everyone else.
 import { createServer, connect as tcpConnect } from "node:net";
-import { ALL_RIGHTS, api, roomName, startEdge, tempDir, token } from "../harness.mjs";
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(cond, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
+import { ALL_RIGHTS, api, roomName, sleep, startEdge, tempDir, token, until } from "../harness.mjs";
 
 /**
  * A TCP proxy whose behaviour can be switched for every open connection: "pass", "blackhole"
@@ -94,14 +84,14 @@ export async function stalls({ clients = 20, pingIntervalMs = 1000, pongTimeoutM
     r.on("message", (msg) => m.seqs.push(msg.seq));
     members.push(m);
   }
-  await waitFor(() => members.every((m) => m.r.state === "open"), 30_000, "clients open");
+  await until(() => members.every((m) => m.r.state === "open"), { timeoutMs: 30_000, intervalMs: 20, what: "clients open" });
   const results = {};
   const bound = pingIntervalMs + pongTimeoutMs;
   for (const [mode, opts] of [["blackhole", {}], ["reset", {}]]) {
     const mark = Date.now();
     for (const m of members) m.events = [];
     proxy.fault(mode, opts);
-    await waitFor(() => members.every((m) => m.events.some((e) => e.state === "open")), 30_000, `recovery from ${mode}`);
+    await until(() => members.every((m) => m.events.some((e) => e.state === "open")), { timeoutMs: 30_000, intervalMs: 20, what: `recovery from ${mode}` });
     const detect = members.map((m) => m.events.find((e) => e.state === "reconnecting").at - mark);
     const recover = members.map((m) => m.events.find((e) => e.state === "open").at - mark);
     results[mode] = { maxDetectMs: Math.max(...detect), maxRecoverMs: Math.max(...recover), boundMs: bound };
@@ -114,7 +104,7 @@ export async function stalls({ clients = 20, pingIntervalMs = 1000, pongTimeoutM
     const before = members.map((m) => m.seqs.length);
     const res = await api(edge, "POST", `/rooms/${room}/messages`, Array.from({ length: 20 }, (_, i) => ({ data: { n: i } })));
     if (res.status !== 200) throw new Error(`publish failed: ${res.text}`);
-    await waitFor(() => members.every((m, i) => m.seqs.length >= before[i] + 20), 30_000, `messages through ${mode}`);
+    await until(() => members.every((m, i) => m.seqs.length >= before[i] + 20), { timeoutMs: 30_000, intervalMs: 20, what: `messages through ${mode}` });
     await sleep(bound * 2);
     results[mode] = { falseAlarms: members.filter((m) => m.events.some((e) => e.state === "reconnecting")).length };
     log(`${mode}: ${results[mode].falseAlarms} false alarms, all messages delivered`);
@@ -137,16 +127,16 @@ export async function stalls({ clients = 20, pingIntervalMs = 1000, pongTimeoutM
     if (withSlow) {
       slow = connect({ url: `ws://127.0.0.1:${proxy.port}`, room: name, clientId: "slow", ...tuning, pongTimeoutMs: 60_000, token: token("slow", { [name]: ALL_RIGHTS }) });
       slow.on("message", () => slowCount++);
-      await waitFor(() => slow.state === "open", 10_000, "slow client open");
+      await until(() => slow.state === "open", { timeoutMs: 10_000, intervalMs: 20, what: "slow client open" });
       proxy.fault("throttle", { bytesPerSec: 4096 });
     }
-    await waitFor(() => fast.every((m) => m.r.state === "open"), 10_000, "fast clients open");
+    await until(() => fast.every((m) => m.r.state === "open"), { timeoutMs: 10_000, intervalMs: 20, what: "fast clients open" });
     const started = Date.now();
     const payload = "x".repeat(1000);
     for (let b = 0; b < 3; b++) {
       await api(edge, "POST", `/rooms/${name}/messages`, Array.from({ length: 100 }, (_, i) => ({ data: { i, payload } })));
     }
-    await waitFor(() => fast.every((m) => m.count === 300), 60_000, "fast clients to get the burst");
+    await until(() => fast.every((m) => m.count === 300), { timeoutMs: 60_000, intervalMs: 20, what: "fast clients to get the burst" });
     const ms = Date.now() - started;
     const slowHad = slowCount;
     for (const m of fast) m.r.close();
