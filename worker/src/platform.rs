@@ -13,6 +13,20 @@ extern "C" {
 
     #[wasm_bindgen(js_namespace = crypto, js_name = getRandomValues)]
     fn get_random_values(buf: &mut [u8]);
+
+    /// A `WebSocket`, seen only for `send` with a JS value: one JS string built once can go to
+    /// many sockets (`send_with_str` would convert the Rust string again for every recipient).
+    pub type SocketExt;
+
+    #[wasm_bindgen(method, catch, js_name = send)]
+    fn send_value(this: &SocketExt, data: &JsValue) -> Result<(), JsValue>;
+}
+
+/// Sends an already-converted JS string; errors (a closing socket) are the caller's to ignore.
+pub fn send_js(ws: &worker::WebSocket, text: &JsValue) -> Result<(), JsValue> {
+    let raw: &web_sys::WebSocket = ws.as_ref();
+    let ext: &SocketExt = raw.unchecked_ref();
+    ext.send_value(text)
 }
 
 /// The last auto-response time of `ws`, in ms since the epoch.

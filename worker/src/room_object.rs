@@ -164,10 +164,12 @@ fn carry_out(l: &mut Loaded) {
         match action {
             Action::Send { to, text } => match to {
                 // Sends to a closing socket fail; its close event follows, so they are ignored.
+                // Fanout converts the frame to a JS string once, not once per recipient.
                 Recipients::All { except } => {
+                    let js = wasm_bindgen::JsValue::from_str(&text);
                     for (id, ws) in &l.sockets {
                         if Some(*id) != except {
-                            let _ = ws.send_with_str(&text);
+                            let _ = platform::send_js(ws, &js);
                         }
                     }
                 }
@@ -177,9 +179,10 @@ fn carry_out(l: &mut Loaded) {
                     }
                 }
                 Recipients::List(ids) => {
+                    let js = wasm_bindgen::JsValue::from_str(&text);
                     for id in ids {
                         if let Some(ws) = l.sockets.get(&id) {
-                            let _ = ws.send_with_str(&text);
+                            let _ = platform::send_js(ws, &js);
                         }
                     }
                 }
