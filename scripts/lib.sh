@@ -36,3 +36,9 @@ use_toolchain() {
   export WASM_OPT_BIN="$ROOT/node_modules/.bin/wasm-opt"
   export ESBUILD_BIN="$ROOT/node_modules/.bin/esbuild"
 }
+
+# Node 20 has a global WebSocket (which the SDK uses in the chaos tests) only behind a flag;
+# newer Node has it built in and may not know the flag.
+node_ws_flag() {
+  if node -e 'process.exit(typeof WebSocket === "undefined" ? 1 : 0)'; then echo ""; else echo "--experimental-websocket"; fi
+}

@@ -15,4 +15,4 @@ bash scripts/build-worker.sh
 bash scripts/build-sdk.sh
 
 step "end-to-end tests (node --test, wrangler dev, Chromium)"
-node --experimental-websocket --test --test-concurrency=2 --test-timeout=120000 --test-reporter=spec "tests/e2e/"*.test.mjs
+node $(node_ws_flag) --test --test-concurrency=2 --test-timeout=120000 --test-reporter=spec "tests/e2e/"*.test.mjs
