@@ -3,10 +3,8 @@
 # on local disk in .wrangler/state. Extra arguments go to `wrangler dev`.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-bash "$ROOT/scripts/setup.sh"
+bash "$ROOT/scripts/build.sh"
 use_toolchain
 cd "$ROOT"
-bash scripts/build-worker.sh
-bash scripts/build-sdk.sh
 step "wrangler dev on http://127.0.0.1:8787"
 exec wrangler dev --ip 127.0.0.1 --port "${PORT:-8787}" --persist-to .wrangler/state "$@"

@@ -223,8 +223,13 @@ fn query_u64(url: &worker::Url, key: &str) -> Option<std::result::Result<u64, ()
 impl RoomObject {
     async fn publish(&self, mut req: Request) -> Result<Response> {
         let body = req.text().await?;
-        let config = self.config();
-        if body.len() > config.max_frame_bytes.saturating_mul(config.publish_batch_max) {
+        // The loaded room already holds the limits; no need to read the vars again.
+        let max_body = self.with_room(|l, _| {
+            let c = l.room.config();
+            c.max_frame_bytes.saturating_mul(c.publish_batch_max)
+        })
+        .await?;
+        if body.len() > max_body {
             return http::error(413, ErrorCode::TooLarge, "request body is larger than a batch may be");
         }
         let trimmed = body.trim_start();
@@ -248,10 +253,7 @@ impl RoomObject {
             },
             Ok(published) => http::json(&BatchBody { messages: &published }),
             Err(PublishError::Store(e)) => http::error(503, ErrorCode::Storage, &e.to_string()),
-            Err(PublishError::TooLarge(_)) => {
-                let e = result_message(&PublishError::TooLarge(0));
-                http::error(413, ErrorCode::TooLarge, &e)
-            }
+            Err(e @ PublishError::TooLarge(_)) => http::error(413, ErrorCode::TooLarge, &e.to_string()),
             Err(e) => http::error(400, ErrorCode::BadRequest, &e.to_string()),
         }
     }
@@ -274,10 +276,6 @@ impl RoomObject {
             Err(e) => http::error(503, ErrorCode::Storage, &e.to_string()),
         }
     }
-}
-
-fn result_message(e: &PublishError) -> String {
-    e.to_string()
 }
 
 impl DurableObject for RoomObject {
