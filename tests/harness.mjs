@@ -53,13 +53,18 @@ export async function startEdge(options = {}) {
   }
 }
 
-async function startEdgeOnce({ persistDir = tempDir("state"), vars = {}, port, timeoutMs = 120_000 } = {}) {
+/**
+ * `config` runs another wrangler.toml (the benchmark's peers); `logLevel` overrides
+ * ROOMCAST_LOG_LEVEL (the benchmarks log warnings only, for every system alike).
+ */
+async function startEdgeOnce({ persistDir = tempDir("state"), vars = {}, port, timeoutMs = 120_000, config, logLevel } = {}) {
   port ??= await freePort();
   // An inspector port of our own: wrangler's default (9229) is raced for when edges start together.
   const inspectorPort = await freePort();
   const args = [WRANGLER, "dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", persistDir,
     "--inspector-port", String(inspectorPort),
-    "--log-level", process.env.ROOMCAST_LOG_LEVEL ?? "info", "--show-interactive-dev-session=false"];
+    "--log-level", logLevel ?? process.env.ROOMCAST_LOG_LEVEL ?? "info", "--show-interactive-dev-session=false"];
+  if (config) args.push("--config", config);
   for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
@@ -74,6 +79,8 @@ async function startEdgeOnce({ persistDir = tempDir("state"), vars = {}, port, t
   const edge = {
     port,
     persistDir,
+    /** wrangler's process; workerd runs below it (the benchmarks measure the whole tree). */
+    pid: child.pid,
     url: `http://127.0.0.1:${port}`,
     wsUrl: `ws://127.0.0.1:${port}`,
     get log() { return log; },

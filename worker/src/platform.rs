@@ -22,6 +22,20 @@ extern "C" {
     fn send_value(this: &SocketExt, data: &JsValue) -> Result<(), JsValue>;
 }
 
+#[wasm_bindgen(inline_js = "export function fanout(sockets, text, except) {
+  let sent = 0;
+  for (const ws of sockets) {
+    if (ws === except) continue;
+    try { ws.send(text); sent++; } catch {}
+  }
+  return sent;
+}")]
+extern "C" {
+    /// Sends `text` to every socket in `sockets` but `except`, in one call: the loop runs in JS,
+    /// so a fanout crosses the wasm boundary once instead of once per recipient.
+    pub fn fanout(sockets: &js_sys::Array, text: &str, except: &JsValue) -> u32;
+}
+
 /// Sends an already-converted JS string; errors (a closing socket) are the caller's to ignore.
 pub fn send_js(ws: &worker::WebSocket, text: &JsValue) -> Result<(), JsValue> {
     let raw: &web_sys::WebSocket = ws.as_ref();

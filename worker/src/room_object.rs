@@ -22,7 +22,10 @@ use worker::{
 struct Loaded {
     room: Room,
     store: SqlStore,
-    sockets: BTreeMap<ConnId, WebSocket>,
+    sockets: Sockets,
+    /// Socket → connection id, kept current on open, so a message finds its sender without
+    /// deserializing the socket's attachment (the runtime hands the same socket object back).
+    ids: js_sys::WeakMap,
     /// The alarm this instance last set, so it is only rewritten when the deadline moves.
     alarm_at: Option<u64>,
 }
@@ -32,6 +35,45 @@ pub struct RoomObject {
     state: State,
     env: Env,
     loaded: RefCell<Option<Loaded>>,
+}
+
+/// The open sockets by connection id, and the same sockets as a JS array that the fanout hands
+/// to the runtime in one call (kept current on open and close rather than rebuilt per message).
+#[derive(Default)]
+struct Sockets {
+    by_id: BTreeMap<ConnId, WebSocket>,
+    all: js_sys::Array,
+}
+
+impl Sockets {
+    fn insert(&mut self, id: ConnId, ws: WebSocket) {
+        self.all.push(ws.as_ref());
+        if let Some(old) = self.by_id.insert(id, ws) {
+            self.forget(&old);
+        }
+    }
+
+    fn remove(&mut self, id: &ConnId) -> Option<WebSocket> {
+        let ws = self.by_id.remove(id)?;
+        self.forget(&ws);
+        Some(ws)
+    }
+
+    fn forget(&self, ws: &WebSocket) {
+        // Order in the array does not matter (each recipient's frames keep their order), so the
+        // last socket takes the removed one's place.
+        let at = self.all.index_of(ws.as_ref(), 0);
+        if at >= 0 {
+            let last = self.all.pop();
+            if (at as u32) < self.all.length() {
+                self.all.set(at as u32, last);
+            }
+        }
+    }
+
+    fn get(&self, id: &ConnId) -> Option<&WebSocket> {
+        self.by_id.get(id)
+    }
 }
 
 /// The attachment holds just the JSON of [`Connection`], well under the 2,048-byte budget.
@@ -45,9 +87,25 @@ struct IdOnly {
     i: ConnId,
 }
 
-fn conn_id(ws: &WebSocket) -> Option<ConnId> {
+fn attached_id(ws: &WebSocket) -> Option<ConnId> {
     let text: String = ws.deserialize_attachment().ok()??;
     serde_json::from_str::<IdOnly>(&text).ok().map(|c| c.i)
+}
+
+impl Loaded {
+    fn remember(&self, ws: &WebSocket, id: ConnId) {
+        // Connection ids count up from 1 per instance; f64 holds them exactly.
+        self.ids.set(ws.as_ref(), &wasm_bindgen::JsValue::from_f64(id as f64));
+    }
+
+    /// The connection a socket belongs to: from the map, else (a socket this instance has not
+    /// seen, which should not happen) from its attachment.
+    fn conn_id(&self, ws: &WebSocket) -> Option<ConnId> {
+        match self.ids.get(ws.as_ref()).as_f64() {
+            Some(id) => Some(id as ConnId),
+            None => attached_id(ws),
+        }
+    }
 }
 
 /// Closing and closed sockets are skipped when rebuilding: `getWebSockets()` still lists them.
@@ -66,13 +124,15 @@ impl RoomObject {
             .map_err(|_| worker::Error::RustError("auto-response pair".into()))?;
         self.state.set_websocket_auto_response(&pair);
         let mut store = SqlStore::open(self.state.storage().sql()).map_err(|e| worker::Error::RustError(e.0))?;
-        let mut sockets = BTreeMap::new();
+        let mut sockets = Sockets::default();
         let mut connections = Vec::new();
+        let ids = js_sys::WeakMap::new();
         for ws in self.state.get_websockets() {
             if !is_open(&ws) {
                 continue;
             }
             if let Some(info) = attachment(&ws) {
+                ids.set(ws.as_ref(), &wasm_bindgen::JsValue::from_f64(info.id as f64));
                 sockets.insert(info.id, ws);
                 connections.push(info);
             }
@@ -80,19 +140,36 @@ impl RoomObject {
         let epoch = platform::random_hex(8);
         let room = Room::load(self.config(), &mut store, &epoch, platform::now_ms(), connections)
             .map_err(|e| worker::Error::RustError(e.0))?;
-        Ok(Loaded { room, store, sockets, alarm_at: None })
+        Ok(Loaded { room, store, sockets, ids, alarm_at: None })
     }
 
     /// Runs `f` on the loaded room, carries out the actions it queued, and sets the alarm if
     /// the room's next deadline moved.
+    ///
+    /// If `f` wrote to storage, the actions wait until the write is durable. The runtime's output
+    /// gate would hold the frames anyway, but it does so per `send`: every frame of a fanout
+    /// sent while a write is pending waits on the gate on its own, which cost more CPU than the
+    /// send itself (bench/README.md). One wait per event instead, then every send goes straight
+    /// out. Frames stay in order: all of them leave through the room's one action queue, and an
+    /// event that runs during the wait only drains that queue further, still behind the gate.
     async fn with_room<R>(&self, f: impl FnOnce(&mut Loaded, u64) -> R) -> Result<R> {
-        let (result, alarm) = {
+        let (result, wrote) = {
             let mut slot = self.loaded.borrow_mut();
             if slot.is_none() {
                 *slot = Some(self.load()?);
             }
             let Some(loaded) = slot.as_mut() else { return Err(worker::Error::RustError("room not loaded".into())) };
             let result = f(loaded, platform::now_ms());
+            (result, loaded.store.take_wrote())
+        };
+        if wrote {
+            // A failed sync means the write is not durable: the output gate then never releases
+            // what follows and the runtime resets the object, so the error itself needs no answer.
+            let _ = self.state.storage().sync().await;
+        }
+        let alarm = {
+            let mut slot = self.loaded.borrow_mut();
+            let Some(loaded) = slot.as_mut() else { return Err(worker::Error::RustError("room not loaded".into())) };
             carry_out(loaded);
             let next = loaded.room.poll_timeout();
             let alarm = match next {
@@ -102,7 +179,7 @@ impl RoomObject {
                 }
                 _ => None,
             };
-            (result, alarm)
+            alarm
         };
         if let Some(t) = alarm {
             // workers-rs reads an integer as an offset from now, not as a timestamp.
@@ -135,6 +212,7 @@ impl RoomObject {
             if let Some(conn) = l.room.connection(id) {
                 let _ = server.serialize_attachment(serde_json::to_string(conn).unwrap_or_default());
             }
+            l.remember(&server, id);
             l.sockets.insert(id, server);
         })
         .await?;
@@ -148,9 +226,8 @@ impl RoomObject {
     }
 
     async fn closed(&self, ws: &WebSocket) -> Result<()> {
-        let id = conn_id(ws);
         self.with_room(|l, now| {
-            if let Some(id) = id {
+            if let Some(id) = l.conn_id(ws) {
                 l.sockets.remove(&id);
                 l.room.handle_close(id, now, &mut l.store);
             }
@@ -164,14 +241,10 @@ fn carry_out(l: &mut Loaded) {
         match action {
             Action::Send { to, text } => match to {
                 // Sends to a closing socket fail; its close event follows, so they are ignored.
-                // Fanout converts the frame to a JS string once, not once per recipient.
+                // Fanout is one call: the runtime's loop sends one JS string to every socket.
                 Recipients::All { except } => {
-                    let js = wasm_bindgen::JsValue::from_str(&text);
-                    for (id, ws) in &l.sockets {
-                        if Some(*id) != except {
-                            let _ = platform::send_js(ws, &js);
-                        }
-                    }
+                    let except = except.and_then(|id| l.sockets.get(&id)).map_or(wasm_bindgen::JsValue::NULL, |ws| wasm_bindgen::JsValue::from(ws.as_ref() as &web_sys::WebSocket));
+                    platform::fanout(&l.sockets.all, &text, &except);
                 }
                 Recipients::One(id) => {
                     if let Some(ws) = l.sockets.get(&id) {
@@ -303,10 +376,12 @@ impl DurableObject for RoomObject {
     }
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> Result<()> {
-        let Some(id) = conn_id(&ws) else { return Ok(()) };
-        self.with_room(|l, now| match &message {
-            WebSocketIncomingMessage::String(text) => l.room.handle_text(id, text, now, &mut l.store),
-            WebSocketIncomingMessage::Binary(_) => l.room.handle_binary(id, now),
+        self.with_room(|l, now| {
+            let Some(id) = l.conn_id(&ws) else { return };
+            match &message {
+                WebSocketIncomingMessage::String(text) => l.room.handle_text(id, text, now, &mut l.store),
+                WebSocketIncomingMessage::Binary(_) => l.room.handle_binary(id, now),
+            }
         })
         .await
     }

@@ -19,6 +19,8 @@ CREATE TABLE IF NOT EXISTS pending_leaves (user TEXT PRIMARY KEY, due INTEGER NO
 
 pub struct SqlStore {
     sql: SqlStorage,
+    /// Set by every write; the object clears it once it has waited for the write to be durable.
+    wrote: bool,
 }
 
 fn err(e: worker::Error) -> StoreError {
@@ -66,14 +68,20 @@ struct LeaveRow {
 impl SqlStore {
     pub fn open(sql: SqlStorage) -> Result<SqlStore, StoreError> {
         sql.exec(SCHEMA, None).map_err(err)?;
-        Ok(SqlStore { sql })
+        Ok(SqlStore { sql, wrote: true })
+    }
+
+    /// Whether anything was written since the last call.
+    pub fn take_wrote(&mut self) -> bool {
+        std::mem::take(&mut self.wrote)
     }
 
     fn rows<T: for<'de> Deserialize<'de>>(&self, query: &str, args: Vec<SqlStorageValue>) -> Result<Vec<T>, StoreError> {
         self.sql.exec(query, Some(args)).map_err(err)?.to_array::<T>().map_err(err)
     }
 
-    fn run(&self, query: &str, args: Vec<SqlStorageValue>) -> Result<(), StoreError> {
+    fn run(&mut self, query: &str, args: Vec<SqlStorageValue>) -> Result<(), StoreError> {
+        self.wrote = true;
         self.sql.exec(query, Some(args)).map(|_| ()).map_err(err)
     }
 }

@@ -1,0 +1,168 @@
+// `npm run bench` (quick) and `npm run bench -- --full`: the side-by-side benchmark.
+//
+// Every round starts each system fresh, in a random order, and runs the same scenarios against
+// it with the Rust load generator (bench/src); ratios to the in-runtime limit (B) are taken within
+// a round, then medians and spreads over the rounds. Writes bench/results/<stamp>.json,
+// bench/results/latest.json, bench/results/chart.svg and the tables in bench/README.md.
+import { execFileSync } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpus, totalmem, release } from "node:os";
+import { join } from "node:path";
+import WebSocket from "ws";
+import { ROOT, tempDir } from "../tests/harness.mjs";
+import { clientSizes, sdkParts, workerSizes } from "./sizes.mjs";
+import { SYSTEMS } from "./systems.mjs";
+import { renderReadme } from "./report.mjs";
+
+const BENCH = join(ROOT, "bench");
+const LOADGEN = join(BENCH, "target", "release", "roomcast-bench");
+const KNEE_P99_MS = 250;
+
+const args = process.argv.slice(2);
+const full = args.includes("--full");
+const option = (name) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+
+// Offered loads in deliveries per second; the first is the reference load at which latency and
+// CPU per delivery are compared, the rest climb until a system passes its knee.
+const LADDER = full ? [20e3, 30e3, 40e3, 50e3, 60e3, 70e3, 80e3, 100e3, 120e3, 150e3] : [20e3, 30e3, 40e3, 50e3, 60e3, 70e3, 80e3, 100e3];
+const SCENARIOS = (full
+  ? [[100, 10], [10, 100], [1, 1000], [1, 5000]].flatMap(([rooms, members]) => [64, 1024].map((size) => ({ rooms, members, size })))
+  : [{ rooms: 1, members: 1000, size: 64 }]
+).map((s) => ({ ...s, id: `${s.rooms}x${s.members}-${s.size}B`, name: `${s.rooms} × ${s.members}, ${s.size === 1024 ? "1 KiB" : `${s.size} B`}` }));
+const scenarios = option("--scenarios") ? SCENARIOS.filter((s) => option("--scenarios").split(",").includes(s.id)) : SCENARIOS;
+const systems = (option("--systems") ?? Object.keys(SYSTEMS).join(",")).split(",");
+const rounds = Number(option("--rounds") ?? 5);
+const stepSeconds = full ? 3 : 1.2;
+
+function shuffle(list) {
+  const a = [...list];
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [a[i], a[j]] = [a[j], a[i]];
+  }
+  return a;
+}
+
+/** Two members of one room; resolves when one receives what the other sent. */
+async function firstEcho(system, server) {
+  const url = system.url(server).replace("{room}", "coldstart");
+  const open = async (cid) => {
+    const ws = new WebSocket(url.replace("{cid}", cid), { perMessageDeflate: false });
+    const texts = [];
+    const waiters = [];
+    ws.on("message", (d) => {
+      texts.push(d.toString());
+      for (const w of waiters.splice(0)) w();
+    });
+    await new Promise((resolve, reject) => { ws.once("open", resolve); ws.once("error", reject); });
+    const until = async (pred) => {
+      while (!texts.some(pred)) await new Promise((r) => waiters.push(r));
+    };
+    if (system.protocol === "roomcast") await until((t) => t.includes('"type":"welcome"'));
+    if (system.protocol === "socket_io") {
+      await until((t) => t.startsWith("0"));
+      ws.send("40");
+      await until((t) => t.startsWith("40"));
+      ws.send('42["join","coldstart"]');
+      await until((t) => t.startsWith('42["joined"'));
+    }
+    return { ws, until };
+  };
+  const a = await open("a");
+  const b = await open("b");
+  const text = '"echo"';
+  a.ws.send(system.protocol === "roomcast" ? `{"type":"publish","id":"1","data":${text}}` : system.protocol === "socket_io" ? `42["m",${text}]` : text);
+  await b.until((t) => t.includes("echo"));
+  a.ws.terminate();
+  b.ws.terminate();
+}
+
+function runLoad(system, server, scenario) {
+  const config = {
+    protocol: system.protocol,
+    url: system.url(server),
+    rooms: scenario.rooms,
+    members: scenario.members,
+    publishers_per_room: Math.min(scenario.members, 5),
+    size: scenario.size,
+    steps: LADDER.map((d) => ({ msgs_per_s: d / (scenario.members - 1), seconds: stepSeconds })),
+    server_pid: server.pid,
+    knee_p99_ms: KNEE_P99_MS,
+    stop_after_knee: true,
+    drain_seconds: 2,
+  };
+  const file = join(tempDir("bench"), "config.json");
+  writeFileSync(file, JSON.stringify(config));
+  return JSON.parse(execFileSync(LOADGEN, ["run", file], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 1 << 24 }));
+}
+
+function machine() {
+  const wranglerVersion = JSON.parse(readFileSync(join(ROOT, "node_modules", "wrangler", "package.json"), "utf8")).version;
+  const workerdVersion = JSON.parse(readFileSync(join(ROOT, "node_modules", "workerd", "package.json"), "utf8")).version;
+  return {
+    cpu: cpus()[0]?.model ?? "unknown",
+    cores: cpus().length,
+    memory_gib: Math.round(totalmem() / 2 ** 30),
+    kernel: release(),
+    node: process.version,
+    wrangler: wranglerVersion,
+    workerd: workerdVersion,
+  };
+}
+
+async function main() {
+  const started = new Date();
+  const runs = [];
+  console.log(`roomcast bench (${full ? "full" : "quick"}): ${rounds} rounds × systems ${systems.join(" ")} × ${scenarios.map((s) => s.id).join(" ")}`);
+  for (let round = 1; round <= rounds; round++) {
+    const order = shuffle(systems);
+    console.log(`\nround ${round}: ${order.join(" ")}`);
+    for (const id of order) {
+      const system = SYSTEMS[id];
+      const t0 = performance.now();
+      const server = await system.start();
+      try {
+        await firstEcho(system, server);
+        const coldStartMs = performance.now() - t0;
+        for (const scenario of scenarios) {
+          const result = runLoad(system, server, scenario);
+          runs.push({ round, system: id, scenario: scenario.id, cold_start_ms: coldStartMs, result });
+          const ref = result.steps[0];
+          const knee = Math.max(0, ...result.steps.filter((s) => s.within_knee).map((s) => s.deliveries_per_s));
+          console.log(`  ${id} ${scenario.id}: knee ${Math.round(knee)}/s; at ${Math.round(ref.offered_deliveries_per_s)}/s p50 ${ref.p50_ms} ms p99 ${ref.p99_ms} ms, ${ref.cpu_us_per_delivery.toFixed(2)} µs CPU/delivery; idle ${result.idle_kib_per_connection.toFixed(1)} KiB/conn; cold start ${Math.round(coldStartMs)} ms`);
+        }
+      } finally {
+        await server.stop();
+      }
+    }
+  }
+  const results = {
+    mode: full ? "full" : "quick",
+    started: started.toISOString(),
+    seconds: Math.round((Date.now() - started.getTime()) / 1000),
+    machine: machine(),
+    knee_p99_ms: KNEE_P99_MS,
+    ladder_deliveries_per_s: LADDER,
+    step_seconds: stepSeconds,
+    systems: Object.fromEntries(systems.map((id) => [id, SYSTEMS[id].label])),
+    scenarios,
+    sizes: { workers: workerSizes(), clients: await clientSizes(), sdk: sdkParts() },
+    runs,
+  };
+  const dir = join(BENCH, "results");
+  mkdirSync(dir, { recursive: true });
+  const stamp = started.toISOString().replace(/[:.]/g, "-");
+  writeFileSync(join(dir, `${stamp}-${results.mode}.json`), JSON.stringify(results, null, 1) + "\n");
+  writeFileSync(join(dir, "latest.json"), JSON.stringify(results, null, 1) + "\n");
+  const { chart, readme } = renderReadme(results, readFileSync(join(BENCH, "README.md"), "utf8"));
+  const chartFile = join(tempDir("bench"), "chart.json");
+  writeFileSync(chartFile, JSON.stringify(chart));
+  execFileSync(LOADGEN, ["chart", chartFile, join(dir, "chart.svg")], { stdio: "inherit" });
+  writeFileSync(join(BENCH, "README.md"), readme);
+  console.log(`\nwrote bench/results/${stamp}-${results.mode}.json, bench/results/chart.svg and the tables in bench/README.md (${results.seconds} s)`);
+}
+
+await main();

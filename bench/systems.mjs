@@ -1,0 +1,104 @@
+// The five systems `npm run bench` compares, each started the same way every round: a fresh
+// process tree (wrangler dev + workerd, or node), measured from its root pid.
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import { freePort, ROOT, startEdge, token } from "../tests/harness.mjs";
+import { workerRuntime } from "./runtime.mjs";
+
+const SERVERS = join(ROOT, "bench", "servers");
+
+// roomcast's limits are for production; the benchmark offers loads far above one member's share
+// and keeps members silent for minutes, so the per-connection rate limits, the heartbeat sweep
+// and the per-IP upgrade limit are lifted. Everything else (storage, seq, idempotency) is as
+// deployed.
+const ROOMCAST_VARS = {
+  UPGRADE_LIMITER: "",
+  RATE_MESSAGES_PER_SEC: 1_000_000,
+  RATE_MESSAGES_BURST: 1_000_000,
+  RATE_BYTES_PER_SEC: 1_000_000_000,
+  HEARTBEAT_TIMEOUT_MS: 3_600_000,
+  MAX_CONNECTIONS: 10_000,
+};
+
+/** Starts a node server script that prints "listening <port>". */
+async function startNode(script) {
+  const port = await freePort();
+  const child = spawn(process.execPath, [join(SERVERS, script), String(port)], {
+    cwd: join(ROOT, "bench"),
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let log = "";
+  const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+  await new Promise((resolve, reject) => {
+    child.stdout.on("data", (d) => {
+      log += d;
+      if (log.includes("listening")) resolve();
+    });
+    child.stderr.on("data", (d) => (log += d));
+    exited.then((e) => reject(new Error(`${script} exited (${JSON.stringify(e)}):\n${log}`)));
+  });
+  return {
+    port,
+    pid: child.pid,
+    wsUrl: `ws://127.0.0.1:${port}`,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      try { process.kill(-child.pid, "SIGTERM"); } catch { /* gone */ }
+      await exited;
+    },
+  };
+}
+
+/**
+ * Starts wrangler dev and points the benchmark at the runtime that runs the Worker (see
+ * runtime.mjs): `pid` and `wsUrl` are the runtime's, `stop` stops the whole tree.
+ */
+const wrangler = (config, vars = {}) => async () => {
+  const edge = await startEdge({ config: config && join(SERVERS, config, "wrangler.toml"), vars, logLevel: "warn" });
+  try {
+    const runtime = await workerRuntime(edge.pid);
+    return { ...runtime, wsUrl: `ws://127.0.0.1:${runtime.port}`, stop: () => edge.stop() };
+  } catch (e) {
+    await edge.stop();
+    throw e;
+  }
+};
+
+export const SYSTEMS = {
+  A: {
+    label: "roomcast (Rust/Wasm DO)",
+    protocol: "roomcast",
+    start: wrangler(undefined, ROOMCAST_VARS),
+    url: (s) => {
+      // One token for every member: publish and subscribe in the bench rooms, no presence right
+      // (presence is not what is measured, and 5,000 joins would announce 12.5 M presence frames).
+      const bearer = token("bench", { "bench:*": ["subscribe", "publish"] }, { ttlSeconds: 86_400 });
+      return `${s.wsUrl}/rooms/bench:{room}/ws?cid={cid}&token=${bearer}`;
+    },
+  },
+  B: {
+    label: "minimal JS DO (in-runtime limit)",
+    protocol: "relay",
+    start: wrangler("js-do"),
+    url: (s) => `${s.wsUrl}/rooms/{room}/ws`,
+  },
+  C: {
+    label: "PartyServer (hibernate)",
+    protocol: "relay",
+    start: wrangler("partyserver"),
+    url: (s) => `${s.wsUrl}/parties/relay/{room}`,
+  },
+  D: {
+    label: "Socket.IO 4 (Node)",
+    protocol: "socket_io",
+    start: () => startNode("socketio.mjs"),
+    url: (s) => `${s.wsUrl}/socket.io/?EIO=4&transport=websocket`,
+  },
+  E: {
+    label: "ws (Node)",
+    protocol: "relay",
+    start: () => startNode("ws.mjs"),
+    url: (s) => `${s.wsUrl}/{room}`,
+  },
+};
