@@ -27,7 +27,7 @@ const option = (name) => {
 
 // Offered loads in deliveries per second; the first is the reference load at which latency and
 // CPU per delivery are compared, the rest climb until a system passes its knee.
-const LADDER = full ? [20e3, 30e3, 40e3, 50e3, 60e3, 70e3, 80e3, 100e3, 120e3, 150e3] : [20e3, 30e3, 40e3, 50e3, 60e3, 70e3, 80e3, 100e3];
+const LADDER = full ? [20e3, 30e3, 40e3, 50e3, 60e3, 70e3, 80e3, 100e3, 120e3, 150e3] : [20e3, 30e3, 40e3, 50e3, 60e3, 80e3, 100e3, 120e3, 150e3];
 const SCENARIOS = (full
   ? [[100, 10], [10, 100], [1, 1000], [1, 5000]].flatMap(([rooms, members]) => [64, 1024].map((size) => ({ rooms, members, size })))
   : [{ rooms: 1, members: 1000, size: 64 }]

@@ -167,9 +167,13 @@ export class Client {
       clearInterval(this.pinger);
       resolve({ code, reason: reason.toString() });
     }));
+    /** Every WebSocket message as received, before splitting. */
+    this.raw = [];
     ws.on("message", (data) => {
-      const frame = JSON.parse(data.toString());
-      this.frames.push(frame);
+      const text = data.toString();
+      this.raw.push(text);
+      // One WebSocket message may carry several frames, one per line (docs/PROTOCOL.md).
+      for (const line of text.split("\n")) this.frames.push(JSON.parse(line));
       this.waiters = this.waiters.filter((w) => !w.check());
     });
   }

@@ -186,9 +186,12 @@ async fn read_loop(protocol: Protocol, mut stream: SplitStream<Socket>, sink: Si
         match message {
             Ok(Message::Text(text)) => {
                 let text = text.as_str();
-                if let Some(stamp) = wire::parse(text) {
+                let mut any = false;
+                for stamp in wire::stamps(text) {
                     shared.record(stamp, &mut last);
-                } else if protocol == Protocol::SocketIo && text == "2" {
+                    any = true;
+                }
+                if !any && protocol == Protocol::SocketIo && text == "2" {
                     // Engine.IO heartbeat: the server pings, the client answers.
                     let _ = sink.lock().await.send(Message::text("3")).await;
                 }

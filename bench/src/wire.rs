@@ -45,17 +45,23 @@ pub fn publish_frame(protocol: Protocol, n: u64, payload: &str) -> String {
     }
 }
 
-/// The stamp in a received frame, if it carries one.
-pub fn parse(text: &str) -> Option<Stamp> {
-    let start = text.find(MARK)? + MARK.len();
-    let mut fields = text[start..].splitn(5, '~');
-    let mut next = || fields.next()?.parse::<u64>().ok();
-    Some(Stamp { step: next()? as u32, publisher: next()? as u32, n: next()?, scheduled_us: next()? })
+/// Every stamp in a received WebSocket message, in order: roomcast may coalesce several
+/// frames into one message (one per line), the others send one per message.
+pub fn stamps(text: &str) -> impl Iterator<Item = Stamp> + '_ {
+    text.match_indices(MARK).filter_map(|(at, _)| {
+        let mut fields = text[at + MARK.len()..].splitn(5, '~');
+        let mut next = || fields.next()?.parse::<u64>().ok();
+        Some(Stamp { step: next()? as u32, publisher: next()? as u32, n: next()?, scheduled_us: next()? })
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(text: &str) -> Option<Stamp> {
+        stamps(text).next()
+    }
 
     #[test]
     fn payload_has_the_size_asked_for_and_parses_back_in_every_frame() {
@@ -71,6 +77,9 @@ mod tests {
             assert_eq!(parse(&delivered), Some(stamp));
         }
         assert_eq!(parse("{\"type\":\"welcome\"}"), None);
+        let other = Stamp { n: stamp.n + 1, ..stamp };
+        let coalesced = format!("{}\n{{\"type\":\"ack\"}}\n{}", payload(stamp, 64), payload(other, 64));
+        assert_eq!(stamps(&coalesced).collect::<Vec<_>>(), vec![stamp, other]);
         assert_eq!(parse("~B~1~2~x~4~"), None);
     }
 }

@@ -251,7 +251,14 @@ impl Inner {
             return;
         }
         let Some(text) = data.as_string() else { return };
-        let Ok(frame) = JSON::parse(&text) else { return };
+        // The server may coalesce several frames into one message, one per line.
+        for line in text.split('\n') {
+            self.on_line(line, events);
+        }
+    }
+
+    fn on_line(&mut self, line: &str, events: &mut Events) {
+        let Ok(frame) = JSON::parse(line) else { return };
         let Some(client) = self.client.as_mut() else { return };
         let kind = get(&frame, "type").as_string().unwrap_or_default();
         let seq = get(&frame, "seq").as_f64().map(|s| s as u64);

@@ -22,18 +22,18 @@ extern "C" {
     fn send_value(this: &SocketExt, data: &JsValue) -> Result<(), JsValue>;
 }
 
-#[wasm_bindgen(inline_js = "export function fanout(sockets, text, except) {
+#[wasm_bindgen(inline_js = "export function fanout(sockets, text, skip) {
   let sent = 0;
   for (const ws of sockets) {
-    if (ws === except) continue;
+    if (skip.size && skip.has(ws)) continue;
     try { ws.send(text); sent++; } catch {}
   }
   return sent;
 }")]
 extern "C" {
-    /// Sends `text` to every socket in `sockets` but `except`, in one call: the loop runs in JS,
-    /// so a fanout crosses the wasm boundary once instead of once per recipient.
-    pub fn fanout(sockets: &js_sys::Array, text: &str, except: &JsValue) -> u32;
+    /// Sends `text` to every socket in `sockets` but those in `skip`, in one call: the loop runs
+    /// in JS, so a fanout crosses the wasm boundary once instead of once per recipient.
+    pub fn fanout(sockets: &js_sys::Array, text: &str, skip: &js_sys::Set) -> u32;
 }
 
 /// Sends an already-converted JS string; errors (a closing socket) are the caller's to ignore.

@@ -9,7 +9,8 @@ use crate::sql_store::SqlStore;
 use crate::{http, platform};
 use roomcast_protocol::config::RoomConfig;
 use roomcast_protocol::frame::{self, ErrorCode};
-use roomcast_protocol::room::{self, Action, ConnId, Connection, Identity, PublishError, PublishItem, Recipients, ResumePoint, Room};
+use roomcast_protocol::room::batch::{self, Group};
+use roomcast_protocol::room::{self, ConnId, Connection, Identity, PublishError, PublishItem, ResumePoint, Room};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -236,35 +237,39 @@ impl RoomObject {
     }
 }
 
+/// Carries out what the room queued, coalesced (`room::batch`): one text per group of
+/// connections that get the same frames, each converted to a JS string once; the shared text
+/// goes to the room in one call into the runtime.
 fn carry_out(l: &mut Loaded) {
+    let mut actions = Vec::new();
     while let Some(action) = l.room.poll_action() {
-        match action {
-            Action::Send { to, text } => match to {
-                // Sends to a closing socket fail; its close event follows, so they are ignored.
-                // Fanout is one call: the runtime's loop sends one JS string to every socket.
-                Recipients::All { except } => {
-                    let except = except.and_then(|id| l.sockets.get(&id)).map_or(wasm_bindgen::JsValue::NULL, |ws| wasm_bindgen::JsValue::from(ws.as_ref() as &web_sys::WebSocket));
-                    platform::fanout(&l.sockets.all, &text, &except);
+        actions.push(action);
+    }
+    if actions.is_empty() {
+        return;
+    }
+    let batch = batch::coalesce(actions, |id| l.sockets.by_id.contains_key(&id));
+    // Sends to a closing socket fail; its close event follows, so they are ignored.
+    for delivery in batch.deliveries {
+        match delivery.to {
+            Group::AllBut(except) => {
+                let skip = js_sys::Set::new(&wasm_bindgen::JsValue::UNDEFINED);
+                for ws in except.iter().filter_map(|id| l.sockets.get(id)) {
+                    skip.add(ws.as_ref());
                 }
-                Recipients::One(id) => {
-                    if let Some(ws) = l.sockets.get(&id) {
-                        let _ = ws.send_with_str(&text);
-                    }
-                }
-                Recipients::List(ids) => {
-                    let js = wasm_bindgen::JsValue::from_str(&text);
-                    for id in ids {
-                        if let Some(ws) = l.sockets.get(&id) {
-                            let _ = platform::send_js(ws, &js);
-                        }
-                    }
-                }
-            },
-            Action::Close { conn, code } => {
-                if let Some(ws) = l.sockets.remove(&conn) {
-                    let _ = ws.close(Some(code.code), Some(code.reason));
+                platform::fanout(&l.sockets.all, &delivery.text, &skip);
+            }
+            Group::Only(ids) => {
+                let js = wasm_bindgen::JsValue::from_str(&delivery.text);
+                for ws in ids.iter().filter_map(|id| l.sockets.get(id)) {
+                    let _ = platform::send_js(ws, &js);
                 }
             }
+        }
+    }
+    for (conn, code) in batch.closes {
+        if let Some(ws) = l.sockets.remove(&conn) {
+            let _ = ws.close(Some(code.code), Some(code.reason));
         }
     }
 }

@@ -8,6 +8,7 @@
 //! first seq and not stored again; a resume replays exactly the missing suffix or says why not;
 //! presence follows the set of users with open connections, with a grace period.
 
+pub mod batch;
 pub mod presence;
 pub mod store;
 
