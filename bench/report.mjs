@@ -17,9 +17,13 @@ function spread(values) {
   return { median: median(v), min: Math.min(...v), max: Math.max(...v), n: v.length };
 }
 
-/** The figures of one run that the tables compare. */
-function figures(run) {
+/**
+ * The figures of one run that the tables compare. `loadedStep` is the highest offered load the
+ * baseline (B) sustained in the same round: CPU is compared there too, where the systems are busy.
+ */
+function figures(run, loadedStep) {
   const steps = run.result.steps;
+  const loaded = loadedStep >= 0 ? steps[loadedStep] : undefined;
   const passed = steps.filter((s) => s.within_knee);
   const ref = steps[0];
   return {
@@ -28,6 +32,8 @@ function figures(run) {
     p50: ref?.p50_ms,
     p99: ref?.p99_ms,
     cpu: ref?.cpu_us_per_delivery,
+    cpuLoaded: loaded?.within_knee ? loaded.cpu_us_per_delivery : NaN,
+    loadedOffered: loaded?.offered_deliveries_per_s,
     idle: run.result.idle_kib_per_connection,
     coldStart: run.cold_start_ms,
     lost: steps.reduce((n, s) => n + s.lost, 0),
@@ -42,10 +48,15 @@ export function summarize(results) {
     out[scenario.id] = {};
     for (const system of Object.keys(results.systems)) {
       const mine = results.runs.filter((r) => r.scenario === scenario.id && r.system === system);
-      const f = mine.map((r) => ({ round: r.round, ...figures(r) }));
+      const baselineRun = (round) => results.runs.find((r) => r.scenario === scenario.id && r.system === "B" && r.round === round);
+      const loadedStep = (round) => {
+        const b = baselineRun(round);
+        return b ? b.result.steps.findLastIndex((st) => st.within_knee) : -1;
+      };
+      const f = mine.map((r) => ({ round: r.round, ...figures(r, loadedStep(r.round)) }));
       const baseline = (round) => {
-        const b = results.runs.find((r) => r.scenario === scenario.id && r.system === "B" && r.round === round);
-        return b && figures(b);
+        const b = baselineRun(round);
+        return b && figures(b, loadedStep(round));
       };
       const ratio = (key) => f.map((x) => {
         const b = baseline(x.round);
@@ -59,6 +70,9 @@ export function summarize(results) {
         p99: spread(f.map((x) => x.p99)),
         cpu: spread(f.map((x) => x.cpu)),
         cpuVsB: spread(ratio("cpu")),
+        cpuLoaded: spread(f.map((x) => x.cpuLoaded)),
+        cpuLoadedVsB: spread(ratio("cpuLoaded")),
+        loadedOffered: spread(f.map((x) => x.loadedOffered)),
         idle: spread(f.map((x) => x.idle)),
         coldStart: spread(f.map((x) => x.coldStart)),
         refPassed: f.filter((x) => x.refPassed).length,
@@ -83,18 +97,22 @@ export function renderReadme(results, readme) {
   lines.push(`Last run: **${results.mode}**, ${results.started.slice(0, 16).replace("T", " ")} UTC, ${results.runs.length} runs in ${Math.round(results.seconds / 60)} min; ` +
     `${m.cores} cores (${m.cpu}), ${m.memory_gib} GiB, Linux ${m.kernel}, Node ${m.node}, wrangler ${m.wrangler} (workerd ${m.workerd}). ` +
     `Rounds: ${Math.max(...results.runs.map((r) => r.round))}, each system fresh and in a random order per round; ` +
-    `steps of ${results.step_seconds} s. Cells are median (min–max) over the rounds; ratios (÷ B) are taken within a round, then the median.`);
+    `steps of ${results.step_seconds} s. Cells are median (min–max) over the rounds; ratios (÷ B) are taken within a round, then the median. ` +
+    `A step is within the knee when every delivery arrived (within ${results.drain_seconds ?? 2} s of the step's end) and p99 ≤ ${results.knee_p99_ms} ms; ` +
+    `the knee is the highest such step's deliveries/s. "reordered" counts deliveries that came after a later one from the same publisher, over all steps.`);
   lines.push("");
   lines.push(`Chart: [results/chart.svg](results/chart.svg). Raw figures: [results/latest.json](results/latest.json).`);
   lines.push("");
   for (const scenario of results.scenarios) {
     lines.push(`### ${scenario.name}`, "");
-    lines.push(`| system | deliveries/s at the knee | ÷ B | p50 ms at ${num(ref)}/s | p99 ms at ${num(ref)}/s | CPU µs per delivery at ${num(ref)}/s | ÷ B | idle KiB per connection | lost / reordered |`);
-    lines.push("|---|---|---|---|---|---|---|---|---|");
+    const loadedAt = summary[scenario.id].B?.loadedOffered;
+    const loadedLabel = loadedAt ? `at B's knee (${loadedAt.min === loadedAt.max ? num(loadedAt.median) : `${num(loadedAt.min)}–${num(loadedAt.max)}`}/s)` : "at B's knee";
+    lines.push(`| system | deliveries/s at the knee | ÷ B | p50 ms at ${num(ref)}/s | p99 ms at ${num(ref)}/s | CPU µs per delivery at ${num(ref)}/s | ÷ B | CPU µs per delivery ${loadedLabel} | ÷ B | idle KiB per connection | reordered |`);
+    lines.push("|---|---|---|---|---|---|---|---|---|---|---|");
     for (const id of systems) {
       const s = summary[scenario.id][id];
       if (!s || !s.rounds) continue;
-      lines.push(`| ${id}: ${results.systems[id]} | ${cell(s.knee)} | ${s.kneeVsB ? num(s.kneeVsB.median, 2) : "–"} | ${cell(s.p50, 1)} | ${cell(s.p99, 1)} | ${cell(s.cpu, 1)} | ${s.cpuVsB ? num(s.cpuVsB.median, 2) : "–"} | ${cell(s.idle, 1)} | ${s.lost} / ${s.reordered} |`);
+      lines.push(`| ${id}: ${results.systems[id]} | ${cell(s.knee)} | ${s.kneeVsB ? num(s.kneeVsB.median, 2) : "–"} | ${cell(s.p50, 1)} | ${cell(s.p99, 1)} | ${cell(s.cpu, 1)} | ${s.cpuVsB ? num(s.cpuVsB.median, 2) : "–"} | ${cell(s.cpuLoaded, 1)} | ${s.cpuLoadedVsB ? num(s.cpuLoadedVsB.median, 2) : "–"} | ${cell(s.idle, 1)} | ${s.reordered} |`);
     }
     lines.push("");
   }
@@ -144,6 +162,7 @@ export function renderReadme(results, readme) {
     panels: [
       panel("Deliveries per second at the knee (p99 ≤ 250 ms)", "deliveries/s", "knee"),
       panel(`CPU per delivery at ${num(ref)} deliveries/s`, "µs", "cpu"),
+      panel("CPU per delivery at the highest load B sustained", "µs", "cpuLoaded"),
       panel("Memory per idle connection", "KiB", "idle"),
     ],
   };

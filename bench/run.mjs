@@ -17,6 +17,7 @@ import { renderReadme } from "./report.mjs";
 const BENCH = join(ROOT, "bench");
 const LOADGEN = join(BENCH, "target", "release", "roomcast-bench");
 const KNEE_P99_MS = 250;
+const DRAIN_SECONDS = 2;
 
 const args = process.argv.slice(2);
 const full = args.includes("--full");
@@ -27,7 +28,7 @@ const option = (name) => {
 
 // Offered loads in deliveries per second; the first is the reference load at which latency and
 // CPU per delivery are compared, the rest climb until a system passes its knee.
-const LADDER = full ? [20e3, 30e3, 40e3, 50e3, 60e3, 70e3, 80e3, 100e3, 120e3, 150e3] : [20e3, 30e3, 40e3, 50e3, 60e3, 80e3, 100e3, 120e3, 150e3];
+const LADDER = full ? [20e3, 30e3, 40e3, 50e3, 60e3, 80e3, 100e3, 120e3, 150e3, 200e3] : [20e3, 40e3, 60e3, 80e3, 120e3, 160e3];
 const SCENARIOS = (full
   ? [[100, 10], [10, 100], [1, 1000], [1, 5000]].flatMap(([rooms, members]) => [64, 1024].map((size) => ({ rooms, members, size })))
   : [{ rooms: 1, members: 1000, size: 64 }]
@@ -35,7 +36,7 @@ const SCENARIOS = (full
 const scenarios = option("--scenarios") ? SCENARIOS.filter((s) => option("--scenarios").split(",").includes(s.id)) : SCENARIOS;
 const systems = (option("--systems") ?? Object.keys(SYSTEMS).join(",")).split(",");
 const rounds = Number(option("--rounds") ?? 5);
-const stepSeconds = full ? 3 : 1.2;
+const stepSeconds = full ? 3 : 1;
 
 function shuffle(list) {
   const a = [...list];
@@ -92,7 +93,7 @@ function runLoad(system, server, scenario) {
     server_pid: server.pid,
     knee_p99_ms: KNEE_P99_MS,
     stop_after_knee: true,
-    drain_seconds: 2,
+    drain_seconds: DRAIN_SECONDS,
   };
   const file = join(tempDir("bench"), "config.json");
   writeFileSync(file, JSON.stringify(config));
@@ -147,6 +148,7 @@ async function main() {
     knee_p99_ms: KNEE_P99_MS,
     ladder_deliveries_per_s: LADDER,
     step_seconds: stepSeconds,
+    drain_seconds: DRAIN_SECONDS,
     systems: Object.fromEntries(systems.map((id) => [id, SYSTEMS[id].label])),
     scenarios,
     sizes: { workers: workerSizes(), clients: await clientSizes(), sdk: sdkParts() },

@@ -72,6 +72,10 @@ pub struct RunResult {
     pub rss_before_kib: u64,
     pub rss_connected_kib: u64,
     pub idle_kib_per_connection: f64,
+    /// The same after the steps, with the connections still open: what a connection costs
+    /// once frames have gone through it.
+    pub rss_after_kib: u64,
+    pub used_kib_per_connection: f64,
     pub steps: Vec<StepResult>,
     /// Connections that closed or failed during the run (should be 0).
     pub closed: usize,
@@ -342,7 +346,10 @@ pub async fn run(config: RunConfig) -> Result<RunResult, LoadError> {
             break;
         }
     }
+    let rss_after = procfs::rss_kib(config.server_pid);
     Ok(RunResult {
+        rss_after_kib: rss_after,
+        used_kib_per_connection: rss_after.saturating_sub(rss_before) as f64 / total.max(1) as f64,
         connections: total,
         connect_seconds,
         rss_before_kib: rss_before,
