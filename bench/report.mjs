@@ -21,11 +21,11 @@ function spread(values) {
  * The figures of one run that the tables compare. `loadedStep` is the highest offered load the
  * baseline (B) sustained in the same round: CPU is compared there too, where the systems are busy.
  */
-function figures(run, loadedStep) {
+function figures(run, loadedStep, refStep) {
   const steps = run.result.steps;
   const loaded = loadedStep >= 0 ? steps[loadedStep] : undefined;
   const passed = steps.filter((s) => s.within_knee);
-  const ref = steps[0];
+  const ref = steps[refStep];
   return {
     knee: passed.length ? Math.max(...passed.map((s) => s.deliveries_per_s)) : 0,
     refPassed: Boolean(ref?.within_knee),
@@ -41,9 +41,16 @@ function figures(run, loadedStep) {
   };
 }
 
+/** Which ladder step is the reference load (older results: the first). */
+function referenceStep(results) {
+  const i = results.ladder_deliveries_per_s.indexOf(results.reference_deliveries_per_s);
+  return i >= 0 ? i : 0;
+}
+
 /** Per scenario and system: spreads over rounds, and ratios to B taken within each round. */
 export function summarize(results) {
   const out = {};
+  const refStep = referenceStep(results);
   for (const scenario of results.scenarios) {
     out[scenario.id] = {};
     for (const system of Object.keys(results.systems)) {
@@ -53,10 +60,10 @@ export function summarize(results) {
         const b = baselineRun(round);
         return b ? b.result.steps.findLastIndex((st) => st.within_knee) : -1;
       };
-      const f = mine.map((r) => ({ round: r.round, ...figures(r, loadedStep(r.round)) }));
+      const f = mine.map((r) => ({ round: r.round, ...figures(r, loadedStep(r.round), refStep) }));
       const baseline = (round) => {
         const b = baselineRun(round);
-        return b && figures(b, loadedStep(round));
+        return b && figures(b, loadedStep(round), refStep);
       };
       const ratio = (key) => f.map((x) => {
         const b = baseline(x.round);
@@ -91,7 +98,7 @@ const kib = (bytes) => `${(bytes / 1024).toFixed(1)} KiB`;
 export function renderReadme(results, readme) {
   const summary = summarize(results);
   const systems = Object.keys(results.systems);
-  const ref = results.ladder_deliveries_per_s[0];
+  const ref = results.ladder_deliveries_per_s[referenceStep(results)];
   const m = results.machine;
   const lines = [BEGIN, ""];
   lines.push(`Last run: **${results.mode}**, ${results.started.slice(0, 16).replace("T", " ")} UTC, ${results.runs.length} runs in ${Math.round(results.seconds / 60)} min; ` +
@@ -119,8 +126,8 @@ export function renderReadme(results, readme) {
   lines.push("### Cold start (process start to the first message relayed between two members)", "");
   lines.push("| system | ms |", "|---|---|");
   for (const id of systems) {
-    const s = Object.values(summary)[0]?.[id];
-    if (s?.rounds) lines.push(`| ${id}: ${results.systems[id]} | ${cell(s.coldStart)} |`);
+    const starts = results.runs.filter((r) => r.system === id).map((r) => r.cold_start_ms);
+    if (starts.length) lines.push(`| ${id}: ${results.systems[id]} | ${cell(spread(starts))} |`);
   }
   lines.push("");
   const w = results.sizes.workers;

@@ -83,6 +83,12 @@ export const SYSTEMS = {
     start: wrangler("js-do"),
     url: (s) => `${s.wsUrl}/rooms/{room}/ws`,
   },
+  S: {
+    label: "minimal JS DO + SQLite insert per message",
+    protocol: "relay",
+    start: wrangler("js-do", { DURABLE: "1" }),
+    url: (s) => `${s.wsUrl}/rooms/{room}/ws`,
+  },
   C: {
     label: "PartyServer (hibernate)",
     protocol: "relay",

@@ -1,9 +1,19 @@
 // (B) The in-runtime limit: the smallest hibernatable Durable Object that relays a room's
-// messages, written the way Cloudflare's WebSocket hibernation example does it. No storage, no
-// protocol, no checks: every text frame goes as is to the room's other sockets.
+// messages, written the way Cloudflare's WebSocket hibernation example does it. No protocol, no
+// checks: every text frame goes as is to the room's other sockets.
+//
+// (S) The same object with DURABLE = "1": it first inserts each message into its SQLite storage,
+// the one thing roomcast's room must do per message that B does not (the runtime's output gate
+// then holds the frames until the write is durable). It prices durability in this runtime.
 export class Relay {
-  constructor(ctx) {
+  constructor(ctx, env) {
     this.ctx = ctx;
+    this.durable = env.DURABLE === "1";
+    this.seq = 0;
+    if (this.durable) {
+      ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS messages (seq INTEGER PRIMARY KEY, data TEXT NOT NULL)");
+      this.seq = ctx.storage.sql.exec("SELECT COALESCE(MAX(seq), 0) AS seq FROM messages").one().seq;
+    }
   }
 
   fetch() {
@@ -13,6 +23,7 @@ export class Relay {
   }
 
   webSocketMessage(sender, message) {
+    if (this.durable) this.ctx.storage.sql.exec("INSERT INTO messages (seq, data) VALUES (?, ?)", ++this.seq, message);
     for (const ws of this.ctx.getWebSockets()) {
       if (ws === sender) continue;
       try {
