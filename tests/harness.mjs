@@ -167,11 +167,11 @@ export class Client {
       clearInterval(this.pinger);
       resolve({ code, reason: reason.toString() });
     }));
-    /** Every WebSocket message as received, before splitting. */
-    this.raw = [];
+    /** Every WebSocket message as received, before splitting into frames. */
+    this.received = [];
     ws.on("message", (data) => {
       const text = data.toString();
-      this.raw.push(text);
+      this.received.push(text);
       // One WebSocket message may carry several frames, one per line (docs/PROTOCOL.md).
       for (const line of text.split("\n")) this.frames.push(JSON.parse(line));
       this.waiters = this.waiters.filter((w) => !w.check());

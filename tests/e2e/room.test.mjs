@@ -190,13 +190,13 @@ test("an HTTP publish reaches WebSocket clients and history; stats count it", as
 test("frames ready together reach a connection coalesced in one message, one per line, in order", async () => {
   const room = roomName("coalesce");
   const observer = await Client.connect(edge, room, { cid: "watch" });
-  const before = observer.raw.length;
+  const before = observer.received.length;
   const items = Array.from({ length: 10 }, (_, i) => ({ data: { i }, id: `c${i}` }));
   const { status } = await api(edge, "POST", `/rooms/${room}/messages`, items);
   assert.equal(status, 200);
   await until(() => observer.messages().length >= 10, { what: "the batch" });
   assert.deepEqual(observer.messages().map((m) => m.data.i), items.map((_, i) => i), "all ten, in publish order");
-  const texts = observer.raw.slice(before);
+  const texts = observer.received.slice(before);
   assert.equal(texts.length, 1, "one WebSocket message for the ten frames of one event");
   assert.equal(texts[0].split("\n").length, 10);
   await observer.close();
