@@ -91,7 +91,9 @@ function runLoad(system, server, scenario) {
     members: scenario.members,
     publishers_per_room: Math.min(scenario.members, 5),
     size: scenario.size,
-    steps: LADDER.map((d) => ({ msgs_per_s: d / (scenario.members - 1), seconds: stepSeconds })),
+    // A warm-up step at the first rate (not reported), then the ladder.
+    steps: [LADDER[0], ...LADDER].map((d) => ({ msgs_per_s: d / (scenario.members - 1), seconds: stepSeconds })),
+    warmup_steps: 1,
     server_pid: server.pid,
     knee_p99_ms: KNEE_P99_MS,
     stop_after_knee: true,

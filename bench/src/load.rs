@@ -44,6 +44,10 @@ pub struct RunConfig {
     pub knee_p99_ms: f64,
     /// Stop at the first step over the knee (p99 above the bound, or anything lost).
     pub stop_after_knee: bool,
+    /// How many of the first steps only warm up (first writes, JIT tiers, buffers): they run
+    /// like the others but are left out of the result.
+    #[serde(default)]
+    pub warmup_steps: usize,
     #[serde(default = "default_concurrency")]
     pub connect_concurrency: usize,
     /// How long to wait after the last send for deliveries still in flight.
@@ -342,6 +346,10 @@ pub async fn run(config: RunConfig) -> Result<RunResult, LoadError> {
             generator_cpu_seconds: own,
             within_knee,
         });
+        if i < config.warmup_steps {
+            steps.pop();
+            continue;
+        }
         if config.stop_after_knee && !within_knee {
             break;
         }
