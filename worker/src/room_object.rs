@@ -95,7 +95,7 @@ fn attached_id(ws: &WebSocket) -> Option<ConnId> {
 
 impl Loaded {
     fn remember(&self, ws: &WebSocket, id: ConnId) {
-        // Connection ids count up from 1 per instance; f64 holds them exactly.
+        // Connection ids stay below 2^53 (the room starts them at now × 1024), so f64 holds them exactly.
         self.ids.set(ws.as_ref(), &wasm_bindgen::JsValue::from_f64(id as f64));
     }
 
