@@ -118,7 +118,22 @@ function machine() {
   };
 }
 
+/** Writes the chart and the README tables for `results` (a run just made, or `--report <file>`). */
+function report(results) {
+  const dir = join(BENCH, "results");
+  const { chart, readme } = renderReadme(results, readFileSync(join(BENCH, "README.md"), "utf8"));
+  const chartFile = join(tempDir("bench"), "chart.json");
+  writeFileSync(chartFile, JSON.stringify(chart));
+  execFileSync(LOADGEN, ["chart", chartFile, join(dir, "chart.svg")], { stdio: "inherit" });
+  writeFileSync(join(BENCH, "README.md"), readme);
+}
+
 async function main() {
+  if (option("--report")) {
+    report(JSON.parse(readFileSync(option("--report"), "utf8")));
+    console.log(`rendered bench/results/chart.svg and the tables in bench/README.md from ${option("--report")}`);
+    return;
+  }
   const started = new Date();
   const runs = [];
   console.log(`roomcast bench (${full ? "full" : "quick"}): ${rounds} rounds × systems ${systems.join(" ")} × ${scenarios.map((s) => s.id).join(" ")}`);
@@ -167,11 +182,7 @@ async function main() {
   const stamp = started.toISOString().replace(/[:.]/g, "-");
   writeFileSync(join(dir, `${stamp}-${results.mode}.json`), JSON.stringify(results, null, 1) + "\n");
   writeFileSync(join(dir, "latest.json"), JSON.stringify(results, null, 1) + "\n");
-  const { chart, readme } = renderReadme(results, readFileSync(join(BENCH, "README.md"), "utf8"));
-  const chartFile = join(tempDir("bench"), "chart.json");
-  writeFileSync(chartFile, JSON.stringify(chart));
-  execFileSync(LOADGEN, ["chart", chartFile, join(dir, "chart.svg")], { stdio: "inherit" });
-  writeFileSync(join(BENCH, "README.md"), readme);
+  report(results);
   console.log(`\nwrote bench/results/${stamp}-${results.mode}.json, bench/results/chart.svg and the tables in bench/README.md (${results.seconds} s)`);
 }
 

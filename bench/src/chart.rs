@@ -33,7 +33,14 @@ pub struct Spread {
     pub max: f64,
 }
 
-const COLORS: [RGBColor; 5] = [RGBColor(230, 120, 20), RGBColor(60, 110, 200), RGBColor(120, 170, 60), RGBColor(170, 80, 160), RGBColor(120, 120, 120)];
+const COLORS: [RGBColor; 6] = [
+    RGBColor(230, 120, 20),
+    RGBColor(60, 110, 200),
+    RGBColor(120, 170, 60),
+    RGBColor(170, 80, 160),
+    RGBColor(120, 120, 120),
+    RGBColor(40, 170, 170),
+];
 
 pub fn draw(chart: &Chart, path: &str) -> Result<(), Box<dyn std::error::Error>> {
     let height = 60 + 360 * chart.panels.len() as u32;
@@ -55,7 +62,8 @@ fn draw_panel(panel: &Panel, area: &DrawingArea<SVGBackend, plotters::coord::Shi
         .flat_map(|s| s.values.iter().flatten().map(|v| v.max.max(v.median)))
         .fold(0.0f64, f64::max)
         .max(1e-9)
-        * 1.15;
+        // Headroom above the tallest whisker for the legend.
+        * 1.6;
     let groups = panel.groups.len();
     let n = panel.series.len().max(1);
     let mut chart = ChartBuilder::on(area)
