@@ -204,6 +204,11 @@ impl RoomObject {
         let identity = Identity { client_id: info.cid, user: info.user, meta: info.meta, echo: info.echo, rights: info.rights };
         let resume = info.resume.map(|(epoch, since)| ResumePoint { epoch, since });
         self.with_room(move |l, now| {
+            // Frames still queued (another event waiting for its write to be durable) were meant
+            // for the connections open when they were queued; `All` is resolved when they are sent,
+            // so they leave now, before this socket joins. The output gate still holds them until
+            // the write is durable.
+            carry_out(l);
             if l.room.is_full() {
                 let full = roomcast_protocol::close::ROOM_FULL;
                 let _ = server.close(Some(full.code), Some(full.reason));
