@@ -145,7 +145,9 @@ export function renderReadme(results, readme) {
   for (const c of results.sizes.clients) lines.push(`| ${c.name} | ${c.version} | ${kib(c.raw)} | ${kib(c.gzip)} |`);
   const sdk = results.sizes.sdk;
   lines.push("");
-  lines.push(`roomcast's bundle carries its wasm inlined as base64, which gzips worse than the binary: the wasm alone is ${kib(sdk.wasm.raw)} (${kib(sdk.wasm.gzip)} gzipped) and the minified wasm-bindgen glue ${kib(sdk.glue.gzip)} gzipped.`);
+  // Results from before the SDK dropped wasm-bindgen (2026-11-22) have no `total`.
+  const glue = sdk.total === undefined ? "minified wasm-bindgen glue" : "minified JS host glue";
+  lines.push(`roomcast's bundle carries its wasm inlined as base64, which gzips worse than the binary: the wasm alone is ${kib(sdk.wasm.raw)} (${kib(sdk.wasm.gzip)} gzipped) and the ${glue} ${kib(sdk.glue.gzip)} gzipped.`);
   lines.push("", END);
 
   const block = lines.join("\n");

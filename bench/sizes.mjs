@@ -38,13 +38,8 @@ export async function clientSizes() {
   return out;
 }
 
-/** The wasm and the wasm-bindgen glue of the SDK alone (issue #5's budget is on these). */
-export function sdkParts() {
-  // Measured as scripts/build-sdk.sh prints them: the wasm, and the glue minified.
-  const dir = join(ROOT, "sdk", "pkg");
-  const glue = esbuild.transformSync(readFileSync(join(dir, "roomcast_wasm.js"), "utf8"), { minify: true, format: "esm" }).code;
-  return { wasm: sized(readFileSync(join(dir, "roomcast_wasm_bg.wasm"))), glue: sized(Buffer.from(glue)) };
-}
+/** The wasm and its JS host glue alone (issue #5's budget is on these): tools/sdk-size.mjs. */
+export { sdkParts } from "../tools/sdk-size.mjs";
 
 /** The Worker bundles `wrangler deploy --dry-run` would upload, for A, B and C. */
 export function workerSizes() {

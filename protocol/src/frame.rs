@@ -7,8 +7,9 @@ use serde_json::value::RawValue;
 use std::borrow::Cow;
 
 /// The heartbeat ping a client sends, byte for byte. The runtime answers it with [`PONG`] without
-/// waking the room (the WebSocket auto-response), so it must match exactly.
-pub const PING: &str = r#"{"type":"ping"}"#;
+/// waking the room (the WebSocket auto-response), so it must match exactly. (Defined at the crate
+/// root, which the `no_std` client build also has.)
+pub use crate::PING;
 /// The heartbeat answer.
 pub const PONG: &str = r#"{"type":"pong"}"#;
 

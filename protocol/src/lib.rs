@@ -6,15 +6,31 @@
 //! ([`room::Action`]s to carry out, the next timer to set). The Durable Object in `worker/` only
 //! translates platform events into calls on [`room::Room`] and carries out what it returns; the
 //! tests drive the same machine natively, with a simulated clock.
+//!
+//! Without the default `server` feature the crate is `no_std` and holds only [`client`] and
+//! [`close`]: the browser SDK's whole Rust side, kept free of std so its wasm stays small.
+
+#![cfg_attr(not(feature = "server"), no_std)]
+
+extern crate alloc;
 
 pub mod client;
 pub mod close;
+#[cfg(feature = "server")]
 pub mod config;
+#[cfg(feature = "server")]
 pub mod frame;
+#[cfg(feature = "server")]
 pub mod limit;
+#[cfg(feature = "server")]
 pub mod name;
+#[cfg(feature = "server")]
 pub mod room;
+#[cfg(feature = "server")]
 pub mod token;
 
 /// The WebSocket subprotocol the server selects.
 pub const SUBPROTOCOL: &str = "roomcast.v1";
+
+/// The heartbeat a client sends, byte for byte (see `frame::PING`).
+pub const PING: &str = r#"{"type":"ping"}"#;

@@ -1,9 +1,6 @@
 // roomcast browser SDK: the public API (see README.md and index.d.ts) around the Rust/wasm core.
-// The wasm is inlined by the build, so importing this module is all a page needs: no init call.
-import init, { Connection } from "../pkg/roomcast_wasm.js";
-import wasm from "../pkg/roomcast_wasm_bg.wasm";
-
-await init({ module_or_path: wasm });
+// The wasm is inlined by the build and instantiated on import, so a page needs no init call.
+import { Host } from "./host.js";
 
 const EVENTS = ["message", "presence", "status", "gap", "direct", "error"];
 // What the wasm side returns instead of an id when a message cannot be sent.
@@ -33,7 +30,7 @@ function randomId() {
 }
 
 class Room {
-  #conn;
+  #host;
   #handlers = new Map();
   #pending = new Map();
   #members = new Map();
@@ -43,16 +40,15 @@ class Room {
     if (!options?.url || !options?.room) throw new TypeError("roomcast: connect() needs url and room");
     this.#token = options.token;
     this.clientId = options.clientId ?? randomId();
-    this.#conn = new Connection(
-      { ...options, clientId: this.clientId, endpoint: endpoint(options.url, options.room) },
-      (kind, payload) => this.#dispatch(kind, payload),
-    );
+    this.#host = new Host(this, { ...options, clientId: this.clientId, endpoint: endpoint(options.url, options.room) });
     // Start once the caller has had the chance to attach handlers.
-    queueMicrotask(() => this.#conn.start());
+    queueMicrotask(() => this.#closedEarly || this.#host.start());
   }
 
-  get state() { return this.#conn.state; }
-  get lastSeq() { return this.#conn.lastSeq; }
+  #closedEarly = false;
+
+  get state() { return this.#host.state === "connecting" && this.#closedEarly ? "closed" : this.#host.state; }
+  get lastSeq() { return this.#host.lastSeq(); }
 
   on(event, handler) {
     if (!EVENTS.includes(event)) throw new TypeError(`roomcast: unknown event ${event}`);
@@ -62,17 +58,20 @@ class Room {
   }
 
   publish(data) {
-    return this.#track(() => this.#conn.publish(JSON.stringify(data ?? null)), (ack) => ack.seq);
+    return this.#track(() => this.#host.send(undefined, JSON.stringify(data ?? null)), (ack) => ack.seq);
   }
 
   sendTo(target, data) {
     const to = target?.user !== undefined ? { user: String(target.user) } : { clientId: String(target?.clientId) };
-    return this.#track(() => this.#conn.send_to(JSON.stringify(to), JSON.stringify(data ?? null)), (ack) => undefined);
+    return this.#track(() => this.#host.send(JSON.stringify(to), JSON.stringify(data ?? null)), () => undefined);
   }
 
   members() { return Array.from(this.#members.values()); }
 
-  close() { this.#conn.close(); }
+  close() {
+    this.#closedEarly = true;
+    this.#host.close();
+  }
 
   #track(send, value) {
     return new Promise((resolve, reject) => {
@@ -92,7 +91,8 @@ class Room {
     }
   }
 
-  #dispatch(kind, p) {
+  /** Events from the host (see host.js); not part of the API. */
+  _dispatch(kind, p) {
     switch (kind) {
       case "message":
         this.#emit("message", { seq: p.seq, from: p.from, user: p.user, data: p.data, ts: p.ts });
@@ -131,10 +131,15 @@ class Room {
       case "token":
         Promise.resolve()
           .then(() => (typeof this.#token === "function" ? this.#token() : this.#token))
-          .then((t) => this.#conn.set_token(typeof t === "string" ? t : undefined), () => this.#conn.set_token(undefined));
+          .then((t) => this.#host.setToken(typeof t === "string" ? t : undefined), () => this.#host.setToken(undefined));
         break;
       case "direct":
         this.#emit("direct", { from: p.from, user: p.user, data: p.data, ts: p.ts });
+        break;
+      case "status":
+        this.#emit("status", p);
+        // Closed for good (close(), or a final code): the wasm half has released everything.
+        if (p.state === "closed") this.#host.free();
         break;
       default:
         this.#emit(kind, p);
@@ -142,7 +147,7 @@ class Room {
   }
 
   /** For tests: open [sockets, timers, listeners]. */
-  _resources() { return Array.from(this.#conn.resources()); }
+  _resources() { return this.#host.resources(); }
 }
 
 /** Opens a room; see index.d.ts for the options and events. */

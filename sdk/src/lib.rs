@@ -1,20 +1,43 @@
-//! roomcast's browser SDK, the Rust half: a thin adapter that feeds browser events (socket open,
-//! frames, close, timers, `online`, page visibility) into `roomcast_protocol::client::Client` and
-//! carries out what it returns. The JavaScript half (`js/index.js`) gives it the API of
-//! `docs/PROTOCOL.md`'s clients: `connect`, `on`, `publish`, and the rest.
+//! roomcast's browser SDK, the Rust half: the connection logic is `roomcast_protocol::client`'s
+//! pure state machine; this crate runs one per connection and bridges it to the browser through
+//! `js/host.js`, which owns the WebSocket, the timers and the listeners.
 //!
-//! Resources are values that clean up on drop (gloo's `Timeout` and `EventListener`, the
-//! socket's closures), so `close()` drops them and nothing keeps running.
+//! The bridge is plain wasm imports and exports (numbers, and strings as pointer and length)
+//! rather than wasm-bindgen: the SDK's size budget is 13 KiB gzipped for wasm and glue together,
+//! and wasm-bindgen's closures and generated glue alone took more than that (sdk/README.md).
+//!
+//! The browser resources are still Rust values that release on drop ([`host::Socket`],
+//! [`host::Timer`], [`host::WakeListeners`]), so a connection that closes drops them and leaves
+//! nothing running.
+//!
+//! Natively (in `cargo test` of the workspace) the crate is empty: the state machine is tested in
+//! `roomcast-protocol`, and this bridge end to end in Chromium (tests/e2e/sdk.test.mjs).
+
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+#[cfg(target_arch = "wasm32")]
+extern crate alloc;
+
+#[cfg(target_arch = "wasm32")]
+mod conn;
+#[cfg(target_arch = "wasm32")]
+mod exports;
+#[cfg(target_arch = "wasm32")]
+mod host;
 
 // A free-list allocator of a few hundred bytes instead of dlmalloc's several kilobytes: the SDK
-// allocates little and briefly, and its size budget is 13 KiB gzipped for everything.
+// allocates little and briefly.
 #[cfg(target_arch = "wasm32")]
 #[global_allocator]
 static ALLOCATOR: lol_alloc::AssumeSingleThreaded<lol_alloc::FreeListAllocator> =
     // SAFETY: wasm32-unknown-unknown without the atomics feature runs one thread.
     unsafe { lol_alloc::AssumeSingleThreaded::new(lol_alloc::FreeListAllocator::new()) };
 
-mod adapter;
-mod options;
-
-pub use adapter::Connection;
+/// Nothing here panics on input (no indexing by input, no unwraps); should a bug panic anyway,
+/// the instance traps and the call into it throws in JavaScript. Formatting the message would
+/// cost several kilobytes of `core::fmt`.
+#[cfg(target_arch = "wasm32")]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    core::arch::wasm32::unreachable()
+}

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { launchChromium, serveDir } from "../browser.mjs";
 import { ALL_RIGHTS, api, ROOT, roomName, startEdge, tempDir, token } from "../harness.mjs";
+import { sdkParts } from "../../tools/sdk-size.mjs";
 
 const npm = (args, cwd) => execFileSync("npm", [...args, "--no-audit", "--no-fund", "--loglevel=error"], { cwd, encoding: "utf8" });
 let project, edge, browser;
@@ -25,6 +26,12 @@ before(async () => {
   [edge, browser] = await Promise.all([startEdge(), launchChromium()]);
 });
 after(async () => { await Promise.all([edge?.stop(), browser?.close()]); });
+
+test("the wasm and its JS glue fit the 13 KiB gzipped budget", () => {
+  const { wasm, glue, total, budget } = sdkParts();
+  assert.ok(wasm.gzip > 0 && glue.gzip > 0);
+  assert.ok(total <= budget, `wasm ${wasm.gzip} + glue ${glue.gzip} = ${total} bytes gzipped, budget ${budget}`);
+});
 
 test("the packed package type-checks with tsc", () => {
   writeFileSync(join(project, "check.ts"), `

@@ -42,7 +42,16 @@ pub struct Backoff {
 impl Backoff {
     /// The upper bound of attempt `attempt`'s window.
     pub fn cap(&self, attempt: u32) -> u64 {
-        let grown = (self.min_ms as f64) * self.factor.max(1.0).powi(attempt.min(64) as i32);
+        // min × factor^attempt by multiplication: `f64::powi` is std-only, and this crate is
+        // `no_std` in the SDK. 64 steps reach any cap a u64 holds.
+        let factor = self.factor.max(1.0);
+        let mut grown = self.min_ms as f64;
+        for _ in 0..attempt.min(64) {
+            grown *= factor;
+            if grown >= self.max_ms as f64 {
+                break;
+            }
+        }
         if grown >= self.max_ms as f64 {
             self.max_ms
         } else {

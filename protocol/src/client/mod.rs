@@ -13,9 +13,11 @@
 pub mod backoff;
 
 use crate::close::{self, CloseCode};
-use crate::frame::PING;
+use crate::PING;
+use alloc::borrow::ToOwned;
+use alloc::collections::VecDeque;
+use alloc::string::String;
 use backoff::{Backoff, Rng};
-use std::collections::VecDeque;
 
 /// The client's settings, with the SDK's defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -502,7 +504,7 @@ impl Client {
     fn finish(&mut self, code: u16, reason: &str) {
         self.timers = Timers::default();
         self.awaiting_token = false;
-        for q in std::mem::take(&mut self.queue) {
+        for q in core::mem::take(&mut self.queue) {
             self.outputs.push_back(Output::Rejected { id: q.id, code: "closed".to_owned() });
         }
         self.set_state(State::Closed, 0, code, reason);

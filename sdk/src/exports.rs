@@ -1,0 +1,206 @@
+//! What `js/host.js` calls. Connections live in a table keyed by ids the host assigns (never
+//! reused, so a late callback for a freed connection finds nothing). Strings come in as buffers
+//! the host filled after [`alloc`]; the export takes them over and frees them.
+//!
+//! No export is ever re-entered (the host dispatches events only after an export returned), so
+//! the table's `RefCell` is never contended; `try_borrow_mut` makes a violation a no-op instead
+//! of a trap.
+
+use crate::conn::Conn;
+use crate::host;
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use roomcast_protocol::client::backoff::Backoff;
+use roomcast_protocol::client::{ClientConfig, QueueError, Resumed};
+
+struct Table(RefCell<Vec<Conn>>);
+// SAFETY: wasm32-unknown-unknown without the atomics feature runs one thread.
+unsafe impl Sync for Table {}
+
+static CONNS: Table = Table(RefCell::new(Vec::new()));
+
+fn with(id: u32, f: impl FnOnce(&mut Conn)) {
+    let Ok(mut conns) = CONNS.0.try_borrow_mut() else { return };
+    if let Some(conn) = conns.iter_mut().find(|c| c.id == id) {
+        f(conn);
+        conn.pump();
+    }
+}
+
+/// A buffer of `len` bytes for the host to write a string into.
+#[no_mangle]
+pub extern "C" fn alloc(len: usize) -> *mut u8 {
+    Box::into_raw(alloc::vec![0u8; len].into_boxed_slice()).cast()
+}
+
+/// Takes over a buffer from [`alloc`].
+///
+/// SAFETY: `ptr` and `len` must come from one `alloc(len)`, filled with UTF-8 (the host writes
+/// `TextEncoder` output, which always is), and not used again.
+unsafe fn take(ptr: *mut u8, len: usize) -> String {
+    let bytes = Box::from_raw(core::ptr::slice_from_raw_parts_mut(ptr, len));
+    String::from_utf8_unchecked(bytes.into_vec())
+}
+
+/// A setting from JavaScript: a finite, non-negative number, or the default.
+fn setting(v: f64, default: u64) -> u64 {
+    if v.is_finite() && v >= 0.0 {
+        v as u64
+    } else {
+        default
+    }
+}
+
+/// Creates connection `id` and starts it. Settings the app left out arrive as NaN.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn conn_new(
+    id: u32,
+    seed: f64,
+    fetches_token: u32,
+    min_delay: f64,
+    max_delay: f64,
+    factor: f64,
+    jitter: u32,
+    min_uptime: f64,
+    connect_timeout: f64,
+    ping_interval: f64,
+    pong_timeout: f64,
+    queue_max: f64,
+) {
+    let d = ClientConfig::default();
+    let config = ClientConfig {
+        backoff: Backoff {
+            min_ms: setting(min_delay, d.backoff.min_ms),
+            max_ms: setting(max_delay, d.backoff.max_ms),
+            factor: if factor.is_finite() && factor >= 1.0 { factor } else { d.backoff.factor },
+            jitter: jitter != 0,
+        },
+        min_uptime_ms: setting(min_uptime, d.min_uptime_ms),
+        connect_timeout_ms: setting(connect_timeout, d.connect_timeout_ms),
+        ping_interval_ms: setting(ping_interval, d.ping_interval_ms),
+        pong_timeout_ms: setting(pong_timeout, d.pong_timeout_ms),
+        queue_max: setting(queue_max, d.queue_max as u64) as usize,
+    };
+    let conn = Conn::start(id, config, setting(seed, 0), fetches_token != 0);
+    if let Ok(mut conns) = CONNS.0.try_borrow_mut() {
+        conns.push(conn);
+    }
+}
+
+/// Drops a connection and everything it holds (after its `closed` status, or on `close()`).
+#[no_mangle]
+pub extern "C" fn conn_free(id: u32) {
+    let Ok(mut conns) = CONNS.0.try_borrow_mut() else { return };
+    conns.retain(|c| c.id != id);
+}
+
+/// The token function's result is ready (`ok`), or it failed.
+#[no_mangle]
+pub extern "C" fn conn_token(id: u32, ok: u32) {
+    with(id, |c| c.client.handle_token(ok != 0, host::now()));
+}
+
+/// A `welcome` frame. `resumed`: 0 no resume asked, 1 recovered, 2 not (with `reason`).
+#[no_mangle]
+pub unsafe extern "C" fn conn_welcome(id: u32, epoch: *mut u8, epoch_len: usize, seq: f64, resumed: u32, reason: *mut u8, reason_len: usize) {
+    let epoch = take(epoch, epoch_len);
+    let reason = take(reason, reason_len);
+    let resumed = match resumed {
+        0 => None,
+        1 => Some(Resumed::Recovered),
+        _ => Some(Resumed::NotRecovered(reason)),
+    };
+    with(id, |c| c.client.handle_welcome(&epoch, setting(seq, 0), resumed, host::now()));
+}
+
+/// A `message` frame with `seq`: 1 to deliver it, 0 for a replayed duplicate.
+#[no_mangle]
+pub extern "C" fn conn_message(id: u32, seq: f64) -> u32 {
+    let mut deliver = false;
+    with(id, |c| deliver = c.client.handle_message(setting(seq, 0)));
+    deliver.into()
+}
+
+/// An `ack` frame (`seq < 0`: none) or an `error` frame for one of our ids (`code` non-empty).
+#[no_mangle]
+pub unsafe extern "C" fn conn_settled(id: u32, msg: *mut u8, msg_len: usize, seq: f64, code: *mut u8, code_len: usize) {
+    let msg = take(msg, msg_len);
+    let code = take(code, code_len);
+    with(id, |c| {
+        if code.is_empty() {
+            c.client.handle_ack(&msg, (seq >= 0.0).then(|| setting(seq, 0)));
+        } else {
+            c.client.handle_error(&msg, &code);
+        }
+    });
+}
+
+#[no_mangle]
+pub extern "C" fn conn_pong(id: u32) {
+    with(id, |c| c.client.handle_pong());
+}
+
+/// The socket closed (or failed to open).
+#[no_mangle]
+pub unsafe extern "C" fn conn_closed(id: u32, code: u32, reason: *mut u8, reason_len: usize) {
+    let reason = take(reason, reason_len);
+    with(id, |c| c.client.handle_close(code.min(u16::MAX.into()) as u16, &reason, host::now()));
+}
+
+#[no_mangle]
+pub extern "C" fn conn_timer(id: u32) {
+    with(id, Conn::on_timer);
+}
+
+/// Back online, or the page visible again.
+#[no_mangle]
+pub extern "C" fn conn_wake(id: u32) {
+    with(id, |c| c.client.handle_wake(host::now()));
+}
+
+/// Queues a publish of JSON text. Returns 0 and gives the id (see `host::give`), or why not:
+/// 1 the queue is full, 2 closed, 3 offline (direct messages only).
+#[no_mangle]
+pub unsafe extern "C" fn conn_publish(id: u32, data: *mut u8, data_len: usize) -> u32 {
+    let data = take(data, data_len);
+    let mut result = Err(QueueError::Closed);
+    with(id, |c| result = c.client.publish(&data));
+    settle(result)
+}
+
+/// Sends a direct message; `to` is `{"user":…}` or `{"clientId":…}`. Returns like `conn_publish`.
+#[no_mangle]
+pub unsafe extern "C" fn conn_send_to(id: u32, to: *mut u8, to_len: usize, data: *mut u8, data_len: usize) -> u32 {
+    let to = take(to, to_len);
+    let data = take(data, data_len);
+    let mut result = Err(QueueError::Closed);
+    with(id, |c| result = c.client.direct(&to, &data));
+    settle(result)
+}
+
+fn settle(result: Result<String, QueueError>) -> u32 {
+    match result {
+        Ok(id) => {
+            host::give(&id);
+            0
+        }
+        Err(QueueError::Full) => 1,
+        Err(QueueError::Closed) => 2,
+        Err(QueueError::Offline) => 3,
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn conn_close(id: u32) {
+    with(id, |c| c.client.close());
+}
+
+#[no_mangle]
+pub extern "C" fn conn_last_seq(id: u32) -> f64 {
+    let mut seq = 0.0;
+    with(id, |c| seq = c.client.last_seq() as f64);
+    seq
+}
