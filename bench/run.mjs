@@ -30,15 +30,20 @@ const option = (name) => {
 // CPU per delivery are compared at REFERENCE (one of the steps); the full run starts lower so that
 // a knee below it is still found.
 const REFERENCE = 20e3;
-const LADDER = full ? [5e3, 10e3, 20e3, 40e3, 70e3, 100e3, 150e3, 220e3] : [20e3, 40e3, 60e3, 80e3, 120e3];
+const LADDER = option("--ladder")?.split(",").map(Number)
+  ?? (full ? [5e3, 10e3, 20e3, 40e3, 70e3, 100e3, 150e3, 220e3] : [20e3, 40e3, 60e3, 80e3, 120e3]);
 const SCENARIOS = (full
   ? [[100, 10], [10, 100], [1, 1000], [1, 5000]].flatMap(([rooms, members]) => [64, 1024].map((size) => ({ rooms, members, size })))
   : [{ rooms: 1, members: 1000, size: 64 }]
 ).map((s) => ({ ...s, id: `${s.rooms}x${s.members}-${s.size}B`, name: `${s.rooms} × ${s.members}, ${s.size === 1024 ? "1 KiB" : `${s.size} B`}` }));
 const scenarios = option("--scenarios") ? SCENARIOS.filter((s) => option("--scenarios").split(",").includes(s.id)) : SCENARIOS;
-const systems = (option("--systems") ?? Object.keys(SYSTEMS).join(",")).split(",");
+const systems = (option("--systems") ?? Object.keys(SYSTEMS).filter((id) => !SYSTEMS[id].control).join(",")).split(",");
 const rounds = Number(option("--rounds") ?? 5);
-const stepSeconds = full ? 2 : 1;
+const stepSeconds = Number(option("--step-seconds") ?? (full ? 2 : 1));
+// A focused run (a chosen ladder, systems or scenarios) answers one question: it writes its own
+// results file and prints per-step ratios, and leaves latest.json, the chart and the README alone.
+const focus = ["--ladder", "--systems", "--scenarios", "--step-seconds"].some((o) => option(o) !== undefined);
+const mode = focus ? "focus" : full ? "full" : "quick";
 
 function shuffle(list) {
   const a = [...list];
@@ -128,6 +133,44 @@ function report(results) {
   writeFileSync(join(BENCH, "README.md"), readme);
 }
 
+const median = (xs) => {
+  const a = [...xs].sort((x, y) => x - y);
+  return a.length ? (a.length % 2 ? a[(a.length - 1) / 2] : (a[a.length / 2 - 1] + a[a.length / 2]) / 2) : NaN;
+};
+
+/**
+ * For a focused run: per scenario and offered load, each system's CPU µs per delivery (median,
+ * and its kernel share) and the median over rounds of its ratio to B in the same round. Only
+ * steps within the knee for both count.
+ */
+function printStepRatios(results) {
+  for (const scenario of results.scenarios) {
+    console.log(`\n${scenario.id}: CPU µs/delivery, median (kernel share) [min–max]; ratio to B, median [min–max] over rounds`);
+    for (const [i, load] of results.ladder_deliveries_per_s.entries()) {
+      const at = (round, system) => {
+        const r = results.runs.find((x) => x.round === round && x.system === system && x.scenario === scenario.id);
+        const step = r?.result.steps[i];
+        return step?.within_knee ? step : undefined;
+      };
+      const cells = Object.keys(results.systems).map((id) => {
+        const steps = [], ratios = [];
+        for (let round = 1; round <= rounds; round++) {
+          const s = at(round, id), b = at(round, "B");
+          if (!s) continue;
+          steps.push(s);
+          if (b) ratios.push(s.cpu_us_per_delivery / b.cpu_us_per_delivery);
+        }
+        if (!steps.length) return `${id} –`;
+        const cpu = steps.map((s) => s.cpu_us_per_delivery);
+        const sys = median(steps.map((s) => s.system_cpu_us_per_delivery / s.cpu_us_per_delivery));
+        const ratio = ratios.length ? ` ×${median(ratios).toFixed(2)} [${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}]` : "";
+        return `${id} ${median(cpu).toFixed(1)} (${Math.round(sys * 100)}%) [${Math.min(...cpu).toFixed(1)}–${Math.max(...cpu).toFixed(1)}]${ratio}`;
+      });
+      console.log(`  ${load}/s: ${cells.join(";  ")}`);
+    }
+  }
+}
+
 async function main() {
   if (option("--report")) {
     report(JSON.parse(readFileSync(option("--report"), "utf8")));
@@ -136,7 +179,7 @@ async function main() {
   }
   const started = new Date();
   const runs = [];
-  console.log(`roomcast bench (${full ? "full" : "quick"}): ${rounds} rounds × systems ${systems.join(" ")} × ${scenarios.map((s) => s.id).join(" ")}`);
+  console.log(`roomcast bench (${mode}): ${rounds} rounds × systems ${systems.join(" ")} × ${scenarios.map((s) => s.id).join(" ")}`);
   for (let round = 1; round <= rounds; round++) {
     const order = shuffle(systems);
     console.log(`\nround ${round}: ${order.join(" ")}`);
@@ -163,7 +206,7 @@ async function main() {
     }
   }
   const results = {
-    mode: full ? "full" : "quick",
+    mode,
     started: started.toISOString(),
     seconds: Math.round((Date.now() - started.getTime()) / 1000),
     machine: machine(),
@@ -181,6 +224,11 @@ async function main() {
   mkdirSync(dir, { recursive: true });
   const stamp = started.toISOString().replace(/[:.]/g, "-");
   writeFileSync(join(dir, `${stamp}-${results.mode}.json`), JSON.stringify(results, null, 1) + "\n");
+  if (focus) {
+    printStepRatios(results);
+    console.log(`\nwrote bench/results/${stamp}-${results.mode}.json (${results.seconds} s)`);
+    return;
+  }
   writeFileSync(join(dir, "latest.json"), JSON.stringify(results, null, 1) + "\n");
   report(results);
   console.log(`\nwrote bench/results/${stamp}-${results.mode}.json, bench/results/chart.svg and the tables in bench/README.md (${results.seconds} s)`);

@@ -47,15 +47,14 @@ function listeningPorts(pid) {
 
 /**
  * The workerd process that runs the Worker under wrangler dev rooted at `rootPid`, and the port
- * on which it serves the Worker (the one that answers `GET /` with 200).
+ * on which it serves the Worker (the one whose answer to `GET /` satisfies `ready`).
  */
-export async function workerRuntime(rootPid) {
+export async function workerRuntime(rootPid, ready = async (r) => r.status === 200) {
   for (const pid of descendants(rootPid)) {
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
     if (!cmdline[0].endsWith("workerd") || !cmdline.includes("--socket-addr=entry=127.0.0.1:0")) continue;
     for (const port of listeningPorts(pid)) {
-      const status = await fetch(`http://127.0.0.1:${port}/`).then((r) => r.status, () => 0);
-      if (status === 200) return { pid, port };
+      if (await fetch(`http://127.0.0.1:${port}/`).then(ready, () => false)) return { pid, port };
     }
   }
   throw new Error(`no workerd runtime with a Worker port under pid ${rootPid}`);

@@ -1,8 +1,9 @@
 // The five systems `npm run bench` compares, each started the same way every round: a fresh
 // process tree (wrangler dev + workerd, or node), measured from its root pid.
 import { spawn } from "node:child_process";
+import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { freePort, ROOT, startEdge, token } from "../tests/harness.mjs";
+import { freePort, ROOT, startEdge, tempDir, token } from "../tests/harness.mjs";
 import { workerRuntime } from "./runtime.mjs";
 
 const SERVERS = join(ROOT, "bench", "servers");
@@ -19,6 +20,23 @@ const ROOMCAST_VARS = {
   HEARTBEAT_TIMEOUT_MS: 3_600_000,
   MAX_CONNECTIONS: 10_000,
 };
+
+/**
+ * roomcast's wrangler.toml without `[assets]` and `[build]` (bench.sh builds first). The demo's
+ * static assets put the local runtime's asset router in front of every request, and with it two
+ * more WebSocket pipe hops on every frame a socket sends: measured at 1 × 1,000 and 5,000
+ * deliveries/s, B behind the same router cost 43.3 µs per delivery against 32.3 µs without, and A
+ * 43.0 µs. That is the runtime's routing, not the Room object, and B has no assets.
+ */
+function roomcastConfig() {
+  const sections = readFileSync(join(ROOT, "wrangler.toml"), "utf8").split(/^(?=\[)/m);
+  const kept = sections.filter((s) => !/^\[(assets|build)\]/.test(s)).join("");
+  const dir = tempDir("bench-config");
+  writeFileSync(join(dir, "wrangler.toml"), kept.replace(/^main = "(.*)"$/m, (_, main) => `main = ${JSON.stringify(join(ROOT, main))}`));
+  // wrangler dev reads the secrets (the token key) from the .dev.vars beside the config.
+  copyFileSync(join(ROOT, ".dev.vars"), join(dir, ".dev.vars"));
+  return join(dir, "wrangler.toml");
+}
 
 /** Starts a node server script that prints "listening <port>". */
 async function startNode(script) {
@@ -50,14 +68,20 @@ async function startNode(script) {
   };
 }
 
+/** `GET /` reached a Worker: B, S, R and C answer 200, roomcast without its demo a JSON 404. */
+async function isWorker(response) {
+  return response.status === 200 || (response.status === 404 && (await response.text()).includes("docs/PROTOCOL.md"));
+}
+
 /**
  * Starts wrangler dev and points the benchmark at the runtime that runs the Worker (see
  * runtime.mjs): `pid` and `wsUrl` are the runtime's, `stop` stops the whole tree.
  */
 const wrangler = (config, vars = {}) => async () => {
-  const edge = await startEdge({ config: config && join(SERVERS, config, "wrangler.toml"), vars, logLevel: "warn" });
+  const file = typeof config === "function" ? config() : join(SERVERS, config, "wrangler.toml");
+  const edge = await startEdge({ config: file, vars, logLevel: "warn", ready: isWorker });
   try {
-    const runtime = await workerRuntime(edge.pid);
+    const runtime = await workerRuntime(edge.pid, isWorker);
     return { ...runtime, wsUrl: `ws://127.0.0.1:${runtime.port}`, stop: () => edge.stop() };
   } catch (e) {
     await edge.stop();
@@ -69,7 +93,7 @@ export const SYSTEMS = {
   A: {
     label: "roomcast (Rust/Wasm DO)",
     protocol: "roomcast",
-    start: wrangler(undefined, ROOMCAST_VARS),
+    start: wrangler(roomcastConfig, ROOMCAST_VARS),
     url: (s) => {
       // One token for every member: publish and subscribe in the bench rooms, no presence right
       // (presence is not what is measured, and 5,000 joins would announce 12.5 M presence frames).
@@ -88,6 +112,14 @@ export const SYSTEMS = {
     protocol: "relay",
     start: wrangler("js-do", { DURABLE: "1" }),
     url: (s) => `${s.wsUrl}/rooms/{room}/ws`,
+  },
+  R: {
+    label: "minimal JS DO relaying roomcast-sized frames",
+    protocol: "relay",
+    start: wrangler("js-do", { ENVELOPE: "1" }),
+    url: (s) => `${s.wsUrl}/rooms/{room}/ws`,
+    // A control for focused runs (`--systems A,B,R`), not part of the default comparison.
+    control: true,
   },
   C: {
     label: "PartyServer (hibernate)",

@@ -57,7 +57,10 @@ export async function startEdge(options = {}) {
  * `config` runs another wrangler.toml (the benchmark's peers); `logLevel` overrides
  * ROOMCAST_LOG_LEVEL (the benchmarks log warnings only, for every system alike).
  */
-async function startEdgeOnce({ persistDir = tempDir("state"), vars = {}, port, timeoutMs = 120_000, config, logLevel } = {}) {
+/** Whether `GET /` shows the edge is up: the demo page answers 200. */
+const demoReady = (response) => response.status === 200;
+
+async function startEdgeOnce({ persistDir = tempDir("state"), vars = {}, port, timeoutMs = 120_000, config, logLevel, ready = demoReady } = {}) {
   port ??= await freePort();
   // An inspector port of our own: wrangler's default (9229) is raced for when edges start together.
   const inspectorPort = await freePort();
@@ -95,8 +98,8 @@ async function startEdgeOnce({ persistDir = tempDir("state"), vars = {}, port, t
   };
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const state = await Promise.race([exited, fetch(`${edge.url}/`).then((r) => r.status, () => null)]);
-    if (state === 200) return edge;
+    const state = await Promise.race([exited, fetch(`${edge.url}/`).then(ready, () => null)]);
+    if (state === true) return edge;
     if (state && typeof state === "object") throw new Error(`wrangler dev exited (${JSON.stringify(state)}):\n${log}`);
     if (Date.now() > deadline) {
       await edge.stop();

@@ -102,6 +102,8 @@ pub struct StepResult {
     pub max_ms: f64,
     pub server_cpu_seconds: f64,
     pub cpu_us_per_delivery: f64,
+    /// The kernel-mode (stime) part of `cpu_us_per_delivery`.
+    pub system_cpu_us_per_delivery: f64,
     pub generator_cpu_seconds: f64,
     pub within_knee: bool,
 }
@@ -293,6 +295,7 @@ pub async fn run(config: RunConfig) -> Result<RunResult, LoadError> {
         let per_publisher = spec.msgs_per_s / publishers.len() as f64;
         let interval = Duration::from_secs_f64(1.0 / per_publisher);
         let cpu_before = procfs::cpu_seconds(config.server_pid);
+        let sys_before = procfs::system_cpu_seconds(config.server_pid);
         let own_before = procfs::own_cpu_seconds();
         let start = Instant::now() + Duration::from_millis(50);
         let end = start + Duration::from_secs_f64(spec.seconds);
@@ -319,6 +322,7 @@ pub async fn run(config: RunConfig) -> Result<RunResult, LoadError> {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let cpu = procfs::cpu_seconds(config.server_pid) - cpu_before;
+        let sys = procfs::system_cpu_seconds(config.server_pid) - sys_before;
         let own = procfs::own_cpu_seconds() - own_before;
         let delivered = counters.delivered.load(Ordering::Relaxed);
         let reordered = counters.reordered.load(Ordering::Relaxed);
@@ -343,6 +347,7 @@ pub async fn run(config: RunConfig) -> Result<RunResult, LoadError> {
             max_ms: h.max() as f64 / 1000.0,
             server_cpu_seconds: cpu,
             cpu_us_per_delivery: if delivered > 0 { cpu * 1e6 / delivered as f64 } else { 0.0 },
+            system_cpu_us_per_delivery: if delivered > 0 { sys * 1e6 / delivered as f64 } else { 0.0 },
             generator_cpu_seconds: own,
             within_knee,
         });

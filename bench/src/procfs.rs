@@ -8,8 +8,13 @@ use std::fs;
 /// Linux reports utime/stime in USER_HZ ticks, which is 100 on every architecture it supports.
 const TICKS_PER_SECOND: f64 = 100.0;
 
-/// `(pid, ppid, utime + stime)` from one `/proc/<pid>/stat`.
+/// `(ppid, utime + stime)` from one `/proc/<pid>/stat`.
 fn stat(pid: u32) -> Option<(u32, u64)> {
+    stat_split(pid).map(|(ppid, utime, stime)| (ppid, utime + stime))
+}
+
+/// `(ppid, utime, stime)` from one `/proc/<pid>/stat`.
+fn stat_split(pid: u32) -> Option<(u32, u64, u64)> {
     let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses: fields start after the last ')'.
     let rest = &text[text.rfind(')')? + 2..];
@@ -18,7 +23,7 @@ fn stat(pid: u32) -> Option<(u32, u64)> {
     let ppid = fields.get(1)?.parse().ok()?;
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((ppid, utime + stime))
+    Some((ppid, utime, stime))
 }
 
 /// `root` and every process below it.
@@ -46,6 +51,13 @@ pub fn tree(root: u32) -> Vec<u32> {
 /// CPU seconds used so far by the tree under `root` (its processes alive now).
 pub fn cpu_seconds(root: u32) -> f64 {
     tree(root).into_iter().filter_map(stat).map(|(_, ticks)| ticks as f64 / TICKS_PER_SECOND).sum()
+}
+
+/// Kernel-mode CPU seconds (stime) used so far by the tree under `root`. On loopback much of the
+/// receiving side's TCP work runs in the sender's system calls, so this share grows with the
+/// bytes sent as well as with the number of writes.
+pub fn system_cpu_seconds(root: u32) -> f64 {
+    tree(root).into_iter().filter_map(stat_split).map(|(_, _, stime)| stime as f64 / TICKS_PER_SECOND).sum()
 }
 
 /// CPU seconds used so far by this process.

@@ -5,10 +5,16 @@
 // (S) The same object with DURABLE = "1": it first inserts each message into its SQLite storage,
 // the one thing roomcast's room must do per message that B does not (the runtime's output gate
 // then holds the frames until the write is durable). It prices durability in this runtime.
+//
+// (R) The same object with ENVELOPE = "1": it wraps each message in a frame shaped like
+// roomcast's `message` frame (type, seq, from, user, id, data, ts) before relaying it, so the
+// recipients get as many bytes as from roomcast. It prices the envelope: what B's relaying costs
+// with roomcast's frame size and none of its protocol work.
 export class Relay {
   constructor(ctx, env) {
     this.ctx = ctx;
     this.durable = env.DURABLE === "1";
+    this.envelope = env.ENVELOPE === "1";
     this.seq = 0;
     if (this.durable) {
       ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS messages (seq INTEGER PRIMARY KEY, data TEXT NOT NULL)");
@@ -24,6 +30,11 @@ export class Relay {
 
   webSocketMessage(sender, message) {
     if (this.durable) this.ctx.storage.sql.exec("INSERT INTO messages (seq, data) VALUES (?, ?)", ++this.seq, message);
+    if (this.envelope) {
+      // The bench's members are "m<n>", its user "bench", its message ids the publisher's counter.
+      const seq = ++this.seq;
+      message = `{"type":"message","seq":${seq},"from":"m${seq % 1000}","user":"bench","id":"${seq}","data":${message},"ts":${Date.now()}}`;
+    }
     for (const ws of this.ctx.getWebSockets()) {
       if (ws === sender) continue;
       try {
