@@ -1,8 +1,9 @@
 // A diagnostic: the runtime's CPU (user and system seconds per second) while N members sit idle
 // in one room, per system, with no messages at all. Run from `npm run bench`'s environment:
 //   node bench/idle-cpu.mjs A,B 1000 10      (systems, members, seconds measured)
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import WebSocket from "ws";
+import { descendants } from "./runtime.mjs";
 import { SYSTEMS } from "./systems.mjs";
 
 const [ids = "A,B", n = "1000", seconds = "10"] = process.argv.slice(2);
@@ -10,22 +11,16 @@ const TICKS_PER_SECOND = 100;
 
 /** CPU seconds (user, system) of the process tree under `root`, from /proc. */
 function treeCpu(root) {
-  const procs = [];
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
+  let user = 0, system = 0;
+  for (const pid of [root, ...descendants(root)]) {
     try {
-      const text = readFileSync(`/proc/${name}/stat`, "utf8");
+      const text = readFileSync(`/proc/${pid}/stat`, "utf8");
       const f = text.slice(text.lastIndexOf(")") + 2).split(" ");
-      procs.push({ pid: Number(name), ppid: Number(f[1]), user: Number(f[11]), system: Number(f[12]) });
+      user += Number(f[11]) / TICKS_PER_SECOND;
+      system += Number(f[12]) / TICKS_PER_SECOND;
     } catch { /* exited */ }
   }
-  const tree = new Set([root]);
-  for (let grew = true; grew;) {
-    grew = false;
-    for (const p of procs) if (!tree.has(p.pid) && tree.has(p.ppid)) { tree.add(p.pid); grew = true; }
-  }
-  const mine = procs.filter((p) => tree.has(p.pid));
-  return { user: mine.reduce((a, p) => a + p.user, 0) / TICKS_PER_SECOND, system: mine.reduce((a, p) => a + p.system, 0) / TICKS_PER_SECOND };
+  return { user, system };
 }
 
 const idle = (ms) => new Promise((r) => setTimeout(r, ms));

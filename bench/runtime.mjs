@@ -17,7 +17,7 @@ function children(pid) {
   return out;
 }
 
-function descendants(pid) {
+export function descendants(pid) {
   const all = [];
   for (let queue = [pid]; queue.length; ) {
     const next = children(queue.shift());

@@ -195,6 +195,7 @@ export class Host {
   }
 
   start() {
+    if (hosts.has(this.id) || this.finalSeq !== undefined) return;
     const o = this.options;
     const n = (v) => (typeof v === "number" ? v : NaN);
     hosts.set(this.id, this);

@@ -41,8 +41,12 @@ class Room {
     this.#token = options.token;
     this.clientId = options.clientId ?? randomId();
     this.#host = new Host(this, { ...options, clientId: this.clientId, endpoint: endpoint(options.url, options.room) });
-    // Start once the caller has had the chance to attach handlers.
-    queueMicrotask(() => this.#closedEarly || this.#host.start());
+    // Start once the caller has had the chance to attach handlers (or at its first publish).
+    queueMicrotask(() => this.#start());
+  }
+
+  #start() {
+    if (!this.#closedEarly) this.#host.start();
   }
 
   #closedEarly = false;
@@ -58,6 +62,8 @@ class Room {
   }
 
   publish(data) {
+    // A publish right after connect() is queued like any other made while not yet open.
+    this.#start();
     return this.#track(() => this.#host.send(undefined, JSON.stringify(data ?? null)), (ack) => ack.seq);
   }
 

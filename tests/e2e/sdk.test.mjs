@@ -202,6 +202,17 @@ test("a token function is called before every attempt, and `online` reconnects a
   await page.close();
 });
 
+test("a publish made right after connect() is queued, sent once open, and acknowledged", async () => {
+  const room = roomName("sdk-early");
+  const page = await blankPage();
+  const t = token("ivy", { [room]: ALL_RIGHTS });
+  const seq = await page.evaluate(({ url, room, t }) => window.roomcast.connect({ url, room, token: t }).publish({ early: true }), { url: edge.wsUrl, room, t });
+  assert.equal(seq, 1);
+  const history = await api(edge, "GET", `/rooms/${room}/history?since=0`);
+  assert.deepEqual(history.json.messages.map((m) => m.data), [{ early: true }]);
+  await page.close();
+});
+
 test("a room closed before it started never connects", async () => {
   const page = await blankPage();
   await page.evaluate(({ url }) => {
