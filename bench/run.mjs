@@ -12,7 +12,7 @@ import WebSocket from "ws";
 import { ROOT, tempDir } from "../tests/harness.mjs";
 import { clientSizes, sdkParts, workerSizes } from "./sizes.mjs";
 import { SYSTEMS } from "./systems.mjs";
-import { renderReadme } from "./report.mjs";
+import { median, renderReadme } from "./report.mjs";
 
 const BENCH = join(ROOT, "bench");
 const LOADGEN = join(BENCH, "target", "release", "roomcast-bench");
@@ -132,11 +132,6 @@ function report(results) {
   execFileSync(LOADGEN, ["chart", chartFile, join(dir, "chart.svg")], { stdio: "inherit" });
   writeFileSync(join(BENCH, "README.md"), readme);
 }
-
-const median = (xs) => {
-  const a = [...xs].sort((x, y) => x - y);
-  return a.length ? (a.length % 2 ? a[(a.length - 1) / 2] : (a[a.length / 2 - 1] + a[a.length / 2]) / 2) : NaN;
-};
 
 /**
  * For a focused run: per scenario and offered load, each system's CPU µs per delivery (median,

@@ -4,6 +4,7 @@
 //
 // Events from the wasm are queued and dispatched only once no call into it is running, so the
 // app's handlers may call publish() or close() from anywhere: the instance is never re-entered.
+
 // The wasm, gzipped by the build and inlined (as base64) into the package file: base64 of the
 // raw wasm gzips to 10.6 KB, of the gzipped wasm to 8.2 KB.
 import gzipped from "../pkg/roomcast_sdk.wasm.gz";
@@ -32,7 +33,7 @@ function str(s) {
 }
 
 /** Runs a call into the wasm, then (outermost only) dispatches the events it queued. */
-export function call(f) {
+function call(f) {
   depth++;
   let result;
   try {

@@ -46,12 +46,13 @@ class Room {
   }
 
   #start() {
-    if (!this.#closedEarly) this.#host.start();
+    if (!this.#closed) this.#host.start();
   }
 
-  #closedEarly = false;
+  /** close() was called (perhaps before the connection started, when the host never ran). */
+  #closed = false;
 
-  get state() { return this.#host.state === "connecting" && this.#closedEarly ? "closed" : this.#host.state; }
+  get state() { return this.#closed ? "closed" : this.#host.state; }
   get lastSeq() { return this.#host.lastSeq(); }
 
   on(event, handler) {
@@ -75,7 +76,7 @@ class Room {
   members() { return Array.from(this.#members.values()); }
 
   close() {
-    this.#closedEarly = true;
+    this.#closed = true;
     this.#host.close();
   }
 
