@@ -14,8 +14,12 @@
 
 extern crate alloc;
 
+#[cfg(feature = "server")]
+pub mod api;
 pub mod client;
 pub mod close;
+#[cfg(feature = "server")]
+pub mod compact;
 #[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "server")]
