@@ -14,8 +14,17 @@ use std::fmt;
 
 /// A JSON value in canonical compact form (see the module docs). Cheap to clone into frames:
 /// it is serialized verbatim.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct CompactJson(Box<RawValue>);
+
+/// Equal texts: compact forms of one value written the same way compare equal.
+impl PartialEq for CompactJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Eq for CompactJson {}
 
 impl CompactJson {
     /// Compacts a value that is already known to be valid JSON.
@@ -177,7 +186,8 @@ mod tests {
             let before: serde_json::Value = serde_json::from_str(&text).unwrap();
             let after: serde_json::Value = serde_json::from_str(c.get()).unwrap();
             prop_assert_eq!(before, after);
-            prop_assert_eq!(CompactJson::parse(c.get()).unwrap().get(), c.get());
+            let again = CompactJson::parse(c.get()).unwrap();
+            prop_assert_eq!(again.get(), c.get());
         }
     }
 }

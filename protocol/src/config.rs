@@ -34,6 +34,27 @@ pub struct RoomConfig {
     /// Refused frames (rate-limited or invalid), net of accepted ones, after which the
     /// connection is closed with 4029 (`MAX_STRIKES`).
     pub max_strikes: u32,
+    /// Most connections one user holds in a room (`MAX_CONNECTIONS_PER_USER`).
+    pub max_connections_per_user: u32,
+    /// Largest sum of `data` bytes in one HTTP publish (`PUBLISH_BATCH_MAX_BYTES`).
+    pub publish_batch_max_bytes: usize,
+    /// HTTP publishes per second per caller (API key or token user) and room
+    /// (`HTTP_RATE_MESSAGES_PER_SEC`); the room as a whole takes four times this.
+    pub http_rate_messages_per_sec: u64,
+    /// HTTP publishes a caller may burst (`HTTP_RATE_MESSAGES_BURST`; at least a batch).
+    pub http_rate_messages_burst: u64,
+    /// HTTP publish bytes per second per caller (`HTTP_RATE_BYTES_PER_SEC`; burst four times
+    /// this, and at least one batch of the largest size).
+    pub http_rate_bytes_per_sec: u64,
+    /// Bytes of resume replays and history reads per second per user (`READ_BYTES_PER_SEC`);
+    /// the room as a whole reads eight times this.
+    pub read_bytes_per_sec: u64,
+    /// Read bytes a user may burst (`READ_BYTES_BURST`); one read of any size passes when the
+    /// user's budget is not in debt.
+    pub read_bytes_burst: u64,
+    /// Presence frames per second about one user (`PRESENCE_RATE_PER_SEC`, burst twice this);
+    /// changes beyond it are coalesced into the user's latest state.
+    pub presence_rate_per_sec: u64,
 }
 
 impl Default for RoomConfig {
@@ -53,6 +74,14 @@ impl Default for RoomConfig {
             rate_messages_burst: 100,
             rate_bytes_per_sec: 256 * 1024,
             max_strikes: 50,
+            max_connections_per_user: 20,
+            publish_batch_max_bytes: 1024 * 1024,
+            http_rate_messages_per_sec: 200,
+            http_rate_messages_burst: 1000,
+            http_rate_bytes_per_sec: 1024 * 1024,
+            read_bytes_per_sec: 1024 * 1024,
+            read_bytes_burst: 8 * 1024 * 1024,
+            presence_rate_per_sec: 5,
         }
     }
 }
@@ -98,6 +127,30 @@ impl RoomConfig {
         }
         if let Some(v) = num("MAX_STRIKES") {
             c.max_strikes = v.min(u64::from(u32::MAX)) as u32;
+        }
+        if let Some(v) = num("MAX_CONNECTIONS_PER_USER") {
+            c.max_connections_per_user = v.min(u64::from(u32::MAX)) as u32;
+        }
+        if let Some(v) = num("PUBLISH_BATCH_MAX_BYTES") {
+            c.publish_batch_max_bytes = v as usize;
+        }
+        if let Some(v) = num("HTTP_RATE_MESSAGES_PER_SEC") {
+            c.http_rate_messages_per_sec = v;
+        }
+        if let Some(v) = num("HTTP_RATE_MESSAGES_BURST") {
+            c.http_rate_messages_burst = v;
+        }
+        if let Some(v) = num("HTTP_RATE_BYTES_PER_SEC") {
+            c.http_rate_bytes_per_sec = v;
+        }
+        if let Some(v) = num("READ_BYTES_PER_SEC") {
+            c.read_bytes_per_sec = v;
+        }
+        if let Some(v) = num("READ_BYTES_BURST") {
+            c.read_bytes_burst = v;
+        }
+        if let Some(v) = num("PRESENCE_RATE_PER_SEC") {
+            c.presence_rate_per_sec = v;
         }
         // History is capped so a misconfiguration cannot grow a room's storage without bound.
         c.history_max_messages = c.history_max_messages.min(100_000);

@@ -1,8 +1,14 @@
 //! The wire format: JSON text frames, each an object with a `type`. Client frames are decoded
-//! borrowing from the received text, and a message's `data` is kept as raw JSON, so it is parsed
-//! once and copied into outgoing frames without being re-serialized.
+//! borrowing from the received text, and a message's `data` is kept as JSON text, compacted once
+//! ([`CompactJson`]) and copied into outgoing frames without being re-serialized.
+//!
+//! Framing rule: every frame the server encodes is one line (serde_json writes no whitespace and
+//! escapes control characters in strings, and the only verbatim JSON it embeds is compact), so
+//! the room can join frames with line feeds and a client split them back, and no byte a client
+//! controls can end or start a frame.
 
 use serde::{Deserialize, Deserializer, Serialize};
+use crate::compact::CompactJson;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
@@ -26,11 +32,13 @@ pub enum Target<'a> {
 #[derive(Debug)]
 pub enum ClientFrame<'a> {
     /// Store and broadcast `data`; `id` makes retries idempotent and is echoed in the ack.
-    Publish { id: Cow<'a, str>, data: &'a RawValue },
+    Publish { id: Cow<'a, str>, data: CompactJson },
     /// Deliver `data` to the target's connections only; not stored.
-    Direct { id: Cow<'a, str>, to: Target<'a>, data: &'a RawValue },
+    Direct { id: Cow<'a, str>, to: Target<'a>, data: CompactJson },
     /// A heartbeat that did not match [`PING`] byte for byte (it reached the room).
     Ping,
+    /// A fresh token for this connection, before its current one expires.
+    Refresh { token: Cow<'a, str> },
 }
 
 /// Why a client frame was refused. Every variant is normal input from a misbehaving or newer
@@ -109,6 +117,8 @@ struct Envelope<'a> {
     data: Option<&'a RawValue>,
     #[serde(default, borrow)]
     to: Option<TargetFields<'a>>,
+    #[serde(default, borrow)]
+    token: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -130,7 +140,7 @@ pub fn decode_client(text: &str, max_id_len: usize) -> Result<ClientFrame<'_>, F
     match env.kind.as_ref() {
         "publish" => Ok(ClientFrame::Publish {
             id: check_id(env.id, max_id_len)?,
-            data: env.data.ok_or(FrameError::MissingField("data"))?,
+            data: CompactJson::from_raw(env.data.ok_or(FrameError::MissingField("data"))?),
         }),
         "direct" => {
             let to = match env.to {
@@ -141,9 +151,11 @@ pub fn decode_client(text: &str, max_id_len: usize) -> Result<ClientFrame<'_>, F
                 }
                 None => return Err(FrameError::MissingField("to")),
             };
-            Ok(ClientFrame::Direct { id: check_id(env.id, max_id_len)?, to, data: env.data.ok_or(FrameError::MissingField("data"))? })
+            let data = CompactJson::from_raw(env.data.ok_or(FrameError::MissingField("data"))?);
+            Ok(ClientFrame::Direct { id: check_id(env.id, max_id_len)?, to, data })
         }
         "ping" => Ok(ClientFrame::Ping),
+        "refresh" => Ok(ClientFrame::Refresh { token: env.token.ok_or(FrameError::MissingField("token"))? }),
         _ => Err(FrameError::UnknownType),
     }
 }
@@ -177,7 +189,7 @@ pub struct MessageFrame<'a> {
     pub user: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<&'a str>,
-    pub data: &'a RawValue,
+    pub data: &'a CompactJson,
     pub ts: u64,
 }
 
@@ -210,7 +222,7 @@ struct DirectFrame<'a> {
     kind: &'static str,
     from: &'a str,
     user: &'a str,
-    data: &'a RawValue,
+    data: &'a CompactJson,
     ts: u64,
 }
 
@@ -220,7 +232,7 @@ pub struct MemberView<'a> {
     pub user: &'a str,
     pub connections: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub meta: Option<&'a RawValue>,
+    pub meta: Option<&'a CompactJson>,
 }
 
 /// What a resume request turned into, in the welcome frame.
@@ -259,6 +271,16 @@ struct WelcomeFrame<'a> {
     members: &'a [MemberView<'a>],
     #[serde(skip_serializing_if = "Option::is_none")]
     resume: Option<&'a ResumeOutcome>,
+    /// When the connection's token expires (ms); absent for anonymous connections.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct RefreshedFrame {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    expires: u64,
 }
 
 /// What happened to a member.
@@ -292,15 +314,20 @@ pub fn encode_ack(id: &str, seq: u64, duplicate: bool) -> String {
     to_text(&AckFrame { kind: "ack", id, seq: Some(seq), delivered: None, duplicate })
 }
 
-pub fn encode_direct_ack(id: &str, delivered: usize) -> String {
-    to_text(&AckFrame { kind: "ack", id, seq: None, delivered: Some(delivered), duplicate: false })
+/// The answer to a direct message; `delivered` is left out for a sender who may not see presence.
+pub fn encode_direct_ack(id: &str, delivered: Option<usize>) -> String {
+    to_text(&AckFrame { kind: "ack", id, seq: None, delivered, duplicate: false })
+}
+
+pub fn encode_refreshed(expires: u64) -> String {
+    to_text(&RefreshedFrame { kind: "refreshed", expires })
 }
 
 pub fn encode_error(id: Option<&str>, code: ErrorCode, message: &str) -> String {
     to_text(&ErrorFrame { kind: "error", id, code, message })
 }
 
-pub fn encode_direct(from: &str, user: &str, data: &RawValue, ts: u64) -> String {
+pub fn encode_direct(from: &str, user: &str, data: &CompactJson, ts: u64) -> String {
     to_text(&DirectFrame { kind: "direct", from, user, data, ts })
 }
 
@@ -311,8 +338,9 @@ pub fn encode_welcome(
     user: &str,
     members: &[MemberView<'_>],
     resume: Option<&ResumeOutcome>,
+    expires: Option<u64>,
 ) -> String {
-    to_text(&WelcomeFrame { kind: "welcome", epoch, seq, client_id, user, members, resume })
+    to_text(&WelcomeFrame { kind: "welcome", epoch, seq, client_id, user, members, resume, expires })
 }
 
 pub fn encode_presence(event: PresenceEvent, member: &MemberView<'_>) -> String {
@@ -331,6 +359,11 @@ mod tests {
                 assert_eq!(id, "m1");
                 assert_eq!(data.get(), r#"{"text":"hi","n":[1,2]}"#);
             }
+            other => panic!("unexpected {other:?}"),
+        }
+        // whitespace between tokens (line feeds included) is dropped, strings are kept
+        match decode_client("{\"type\":\"publish\",\"id\":\"m\",\"data\":{\"a\":\n{\"b\" : \"x y\"}\r\n}}", 128).unwrap() {
+            ClientFrame::Publish { data, .. } => assert_eq!(data.get(), r#"{"a":{"b":"x y"}}"#),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -392,18 +425,20 @@ mod tests {
 
     #[test]
     fn server_frames_are_json() {
-        let data = RawValue::from_string("{\"a\":1}".into()).unwrap();
+        let data = CompactJson::parse("{\"a\": 1}").unwrap();
         let text = encode_message(&MessageFrame { kind: "message", seq: 7, from: "c1", user: "u", id: Some("m"), data: &data, ts: 5 });
         assert_eq!(text, r#"{"type":"message","seq":7,"from":"c1","user":"u","id":"m","data":{"a":1},"ts":5}"#);
         assert_eq!(encode_ack("m", 7, false), r#"{"type":"ack","id":"m","seq":7}"#);
         assert_eq!(encode_ack("m", 7, true), r#"{"type":"ack","id":"m","seq":7,"duplicate":true}"#);
-        assert_eq!(encode_direct_ack("d", 2), r#"{"type":"ack","id":"d","delivered":2}"#);
+        assert_eq!(encode_direct_ack("d", Some(2)), r#"{"type":"ack","id":"d","delivered":2}"#);
+        assert_eq!(encode_direct_ack("d", None), r#"{"type":"ack","id":"d"}"#);
+        assert_eq!(encode_refreshed(5000), r#"{"type":"refreshed","expires":5000}"#);
         assert_eq!(
             encode_error(Some("m"), ErrorCode::TooLarge, "big"),
             r#"{"type":"error","id":"m","code":"too_large","message":"big"}"#
         );
         let outcome = ResumeOutcome::NotRecovered { reason: GapReason::Retention, since: 3 };
-        let w = encode_welcome("e1", 9, "c", "u", &[MemberView { user: "u", connections: 1, meta: None }], Some(&outcome));
+        let w = encode_welcome("e1", 9, "c", "u", &[MemberView { user: "u", connections: 1, meta: None }], Some(&outcome), None);
         assert_eq!(
             w,
             r#"{"type":"welcome","epoch":"e1","seq":9,"clientId":"c","user":"u","members":[{"user":"u","connections":1}],"resume":{"status":"not_recovered","reason":"retention","since":3}}"#

@@ -62,6 +62,12 @@ pub fn random_hex(n: usize) -> String {
     out
 }
 
+/// The object's name (`ctx.id.name`, set when the object is reached by name, as every room is).
+pub fn object_name(state: &worker::State) -> Option<String> {
+    let id = js_sys::Reflect::get(state.as_raw(), &JsValue::from_str("id")).ok()?;
+    js_sys::Reflect::get(&id, &JsValue::from_str("name")).ok()?.as_string()
+}
+
 pub fn now_ms() -> u64 {
     js_sys::Date::now() as u64
 }

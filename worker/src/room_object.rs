@@ -4,13 +4,13 @@
 //! After hibernation the object is constructed anew: the first event loads the room from SQLite
 //! and rebuilds the connection table from the live sockets' attachments.
 
-use crate::edge::{ConnectInfo, CONNECT_HEADER};
 use crate::sql_store::SqlStore;
 use crate::{http, platform};
+use roomcast_protocol::api::{Caller, ConnectInfo, CALLER_HEADER, CONNECT_HEADER};
 use roomcast_protocol::config::RoomConfig;
 use roomcast_protocol::frame::{self, ErrorCode};
 use roomcast_protocol::room::batch::{self, Group};
-use roomcast_protocol::room::{self, ConnId, Connection, Identity, PublishError, PublishItem, ResumePoint, Room};
+use roomcast_protocol::room::{self, ConnId, Connection, Identity, PublishError, ReadError, ResumePoint, Room, TokenCheck};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -139,8 +139,13 @@ impl RoomObject {
             }
         }
         let epoch = platform::random_hex(8);
-        let room = Room::load(self.config(), &mut store, &epoch, platform::now_ms(), connections)
+        let mut room = Room::load(self.config(), &mut store, &epoch, platform::now_ms(), connections)
             .map_err(|e| worker::Error::RustError(e.0))?;
+        // Refresh frames are verified in the room, against its own name (rights are per room).
+        let secret = self.env.secret("ROOMCAST_SECRET").map(|s| s.to_string()).unwrap_or_default();
+        if let (Some(name), false) = (platform::object_name(&self.state), secret.is_empty()) {
+            room.set_token_check(TokenCheck { room: name, secret: secret.into_bytes() });
+        }
         Ok(Loaded { room, store, sockets, ids, alarm_at: None })
     }
 
@@ -161,6 +166,13 @@ impl RoomObject {
             }
             let Some(loaded) = slot.as_mut() else { return Err(worker::Error::RustError("room not loaded".into())) };
             let result = f(loaded, platform::now_ms());
+            // A refresh changed a connection's rights and expiry: its attachment must say so, or
+            // a wake would restore the old ones.
+            for id in loaded.room.take_changed() {
+                if let (Some(ws), Some(conn)) = (loaded.sockets.get(&id), loaded.room.connection(id)) {
+                    let _ = ws.serialize_attachment(serde_json::to_string(conn).unwrap_or_default());
+                }
+            }
             (result, loaded.store.take_wrote())
         };
         if wrote {
@@ -201,7 +213,8 @@ impl RoomObject {
         let server = pair.server;
         self.state.accept_web_socket(&server);
         let subprotocol = info.subprotocol;
-        let identity = Identity { client_id: info.cid, user: info.user, meta: info.meta, echo: info.echo, rights: info.rights };
+        let identity =
+            Identity { client_id: info.cid, user: info.user, meta: info.meta, echo: info.echo, rights: info.rights, expires: info.exp };
         let resume = info.resume.map(|(epoch, since)| ResumePoint { epoch, since });
         self.with_room(move |l, now| {
             // Frames still queued (another event waiting for its write to be durable) were meant
@@ -209,12 +222,13 @@ impl RoomObject {
             // so they leave now, before this socket joins. The output gate still holds them until
             // the write is durable.
             carry_out(l);
-            if l.room.is_full() {
-                let full = roomcast_protocol::close::ROOM_FULL;
-                let _ = server.close(Some(full.code), Some(full.reason));
-                return;
-            }
-            let id = l.room.handle_open(identity, resume, now, &mut l.store);
+            let id = match l.room.handle_open(identity, resume, now, &mut l.store) {
+                Ok(id) => id,
+                Err(code) => {
+                    let _ = server.close(Some(code.code), Some(code.reason));
+                    return;
+                }
+            };
             if let Some(conn) = l.room.connection(id) {
                 let _ = server.serialize_attachment(serde_json::to_string(conn).unwrap_or_default());
             }
@@ -305,6 +319,7 @@ fn query_u64(url: &worker::Url, key: &str) -> Option<std::result::Result<u64, ()
 
 impl RoomObject {
     async fn publish(&self, mut req: Request) -> Result<Response> {
+        let Some(caller) = caller(&req) else { return http::error(400, ErrorCode::BadRequest, "calls come through the edge") };
         let body = req.text().await?;
         // The loaded room already holds the limits; no need to read the vars again.
         let max_body = self.with_room(|l, _| {
@@ -315,20 +330,11 @@ impl RoomObject {
         if body.len() > max_body {
             return http::error(413, ErrorCode::TooLarge, "request body is larger than a batch may be");
         }
-        let trimmed = body.trim_start();
-        let (items, single) = if trimmed.starts_with('[') {
-            (serde_json::from_str::<Vec<PublishItem>>(&body), false)
-        } else {
-            (serde_json::from_str::<PublishItem>(&body).map(|i| vec![i]), true)
+        let (items, single) = match room::parse_publish_body(&body) {
+            Ok(parsed) => parsed,
+            Err(message) => return http::error(400, ErrorCode::BadRequest, &message),
         };
-        let items = match items {
-            Ok(items) => items,
-            Err(e) => {
-                let message = format!("body must be {{\"data\": …, \"id\"?: string}} or an array of them: {e}");
-                return http::error(400, ErrorCode::BadRequest, &message);
-            }
-        };
-        let result = self.with_room(|l, now| l.room.handle_publish(&items, now, &mut l.store)).await?;
+        let result = self.with_room(|l, now| l.room.handle_publish(&caller, &items, now, &mut l.store)).await?;
         match result {
             Ok(published) if single => match published.first() {
                 Some(p) => http::json(p),
@@ -336,12 +342,14 @@ impl RoomObject {
             },
             Ok(published) => http::json(&BatchBody { messages: &published }),
             Err(PublishError::Store(e)) => http::error(503, ErrorCode::Storage, &e.to_string()),
-            Err(e @ PublishError::TooLarge(_)) => http::error(413, ErrorCode::TooLarge, &e.to_string()),
+            Err(e @ (PublishError::TooLarge(_) | PublishError::BatchTooLarge(_))) => http::error(413, ErrorCode::TooLarge, &e.to_string()),
+            Err(e @ PublishError::RateLimited { retry_after_ms }) => too_many(&e.to_string(), retry_after_ms),
             Err(e) => http::error(400, ErrorCode::BadRequest, &e.to_string()),
         }
     }
 
     async fn history(&self, req: &Request) -> Result<Response> {
+        let Some(caller) = caller(req) else { return http::error(400, ErrorCode::BadRequest, "calls come through the edge") };
         let url = req.url()?;
         let (since, limit) = match (query_u64(&url, "since"), query_u64(&url, "limit")) {
             (Some(Err(())), _) | (_, Some(Err(()))) => {
@@ -349,16 +357,60 @@ impl RoomObject {
             }
             (since, limit) => (since.and_then(|s| s.ok()).unwrap_or(0), limit.and_then(|l| l.ok()).unwrap_or(100)),
         };
-        let page = self.with_room(|l, _| l.room.history(since, limit as usize, &mut l.store)).await?;
+        let page = self.with_room(|l, now| l.room.history(&caller.user, since, limit as usize, now, &mut l.store)).await?;
         match page {
             Ok(page) => {
                 let texts: Vec<String> = page.messages.iter().map(room::encode_stored).collect();
                 let raws: Vec<Box<RawMessage>> = texts.into_iter().filter_map(|t| RawMessage::from_string(t).ok()).collect();
                 http::json(&HistoryBody { epoch: &page.epoch, seq: page.seq, more: page.more, messages: raws.iter().map(|r| &**r).collect() })
             }
+            Err(e @ ReadError::RateLimited { retry_after_ms }) => too_many(&e.to_string(), retry_after_ms),
+            Err(ReadError::Store(e)) => http::error(503, ErrorCode::Storage, &e.to_string()),
+        }
+    }
+
+    /// `POST /kick` from the edge (API key only): `{"user", "banSeconds"?, "reason"?}`.
+    async fn kick(&self, mut req: Request) -> Result<Response> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Kick {
+            user: String,
+            #[serde(default)]
+            ban_seconds: Option<u64>,
+        }
+        let Some(caller) = caller(&req) else { return http::error(400, ErrorCode::BadRequest, "calls come through the edge") };
+        if caller != Caller::backend() {
+            return http::error(403, ErrorCode::Forbidden, "removing users needs the API key");
+        }
+        let Ok(kick) = serde_json::from_str::<Kick>(&req.text().await?) else {
+            return http::error(400, ErrorCode::BadRequest, "body must be {\"user\": string, \"banSeconds\"?: number}");
+        };
+        let closed = self
+            .with_room(|l, now| {
+                let until = kick.ban_seconds.map(|s| now.saturating_add(s.saturating_mul(1000)));
+                l.room.handle_kick(&kick.user, until, now, &mut l.store)
+            })
+            .await?;
+        match closed {
+            Ok(closed) => http::json(&serde_json::json!({ "closed": closed })),
             Err(e) => http::error(503, ErrorCode::Storage, &e.to_string()),
         }
     }
+}
+
+/// Who the edge says is calling (a header on the request it built; clients cannot set it).
+fn caller(req: &Request) -> Option<Caller> {
+    let header = req.headers().get(CALLER_HEADER).ok().flatten()?;
+    serde_json::from_str(&header).ok()
+}
+
+/// 429 with `Retry-After` (whole seconds, rounded up) and the JSON error body.
+fn too_many(message: &str, retry_after_ms: u64) -> Result<Response> {
+    let response = http::error(429, ErrorCode::RateLimited, message)?;
+    let headers = Headers::new();
+    headers.set("Content-Type", "application/json")?;
+    headers.set("Retry-After", &retry_after_ms.div_ceil(1000).max(1).to_string())?;
+    Ok(response.with_headers(headers))
 }
 
 impl DurableObject for RoomObject {
@@ -372,6 +424,7 @@ impl DurableObject for RoomObject {
             ("/ws", Method::Get) => self.accept(&req).await,
             ("/messages", Method::Post) => self.publish(req).await,
             ("/history", Method::Get) => self.history(&req).await,
+            ("/kick", Method::Post) => self.kick(req).await,
             ("/presence", Method::Get) => {
                 let members = self.with_room(|l, _| l.room.members_json()).await?;
                 let raw = RawMessage::from_string(members).map_err(|e| worker::Error::RustError(e.to_string()))?;

@@ -2,9 +2,9 @@
 //! a room event runs start to finish without interleaving; the runtime's output gate holds every
 //! message sent after a write until that write is durable.
 
+use roomcast_protocol::compact::CompactJson;
 use roomcast_protocol::room::{PendingLeave, RoomMeta, Store, StoreError, StoredMessage};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use worker::{SqlStorage, SqlStorageValue};
 
 const SCHEMA: &str = "
@@ -15,6 +15,8 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS messages_by_mid ON messages (origin, mid) WHERE mid IS NOT NULL;
 CREATE INDEX IF NOT EXISTS messages_by_ts ON messages (ts);
 CREATE TABLE IF NOT EXISTS pending_leaves (user TEXT PRIMARY KEY, due INTEGER NOT NULL, meta TEXT);
+CREATE TABLE IF NOT EXISTS client_ids (cid TEXT PRIMARY KEY, user TEXT NOT NULL, seen INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS bans (user TEXT PRIMARY KEY, until INTEGER NOT NULL);
 ";
 
 pub struct SqlStore {
@@ -56,6 +58,17 @@ struct SeqRow {
 #[derive(Deserialize)]
 struct CountRow {
     n: f64,
+}
+
+#[derive(Deserialize)]
+struct OwnerRow {
+    user: String,
+    seen: f64,
+}
+
+#[derive(Deserialize)]
+struct UntilRow {
+    until: f64,
 }
 
 #[derive(Deserialize)]
@@ -107,8 +120,11 @@ impl Store for SqlStore {
         )
     }
 
-    fn find(&mut self, from: &str, id: &str) -> Result<Option<u64>, StoreError> {
-        let rows = self.rows::<SeqRow>("SELECT seq FROM messages WHERE origin = ? AND mid = ? LIMIT 1", vec![from.into(), id.into()])?;
+    fn find(&mut self, user: &str, from: &str, id: &str) -> Result<Option<u64>, StoreError> {
+        let rows = self.rows::<SeqRow>(
+            "SELECT seq FROM messages WHERE origin = ? AND mid = ? AND user = ? LIMIT 1",
+            vec![from.into(), id.into(), user.into()],
+        )?;
         Ok(rows.into_iter().next().and_then(|r| r.seq).map(|s| s as u64))
     }
 
@@ -119,7 +135,9 @@ impl Store for SqlStore {
         )?;
         rows.into_iter()
             .map(|r| {
-                let data = RawValue::from_string(r.data).map_err(|e| StoreError(e.to_string()))?;
+                // Compacted on the way out too: rows written before data was compacted on the way
+                // in may hold raw line feeds, which must never reach a frame.
+                let data = CompactJson::parse_owned(r.data).map_err(|e| StoreError(e.to_string()))?;
                 Ok(StoredMessage { seq: r.seq as u64, ts: r.ts as u64, from: r.origin, user: r.user, id: r.mid, data })
             })
             .collect()
@@ -152,5 +170,30 @@ impl Store for SqlStore {
 
     fn delete_pending_leave(&mut self, user: &str) -> Result<(), StoreError> {
         self.run("DELETE FROM pending_leaves WHERE user = ?", vec![user.into()])
+    }
+
+    fn client_owner(&mut self, cid: &str) -> Result<Option<(String, u64)>, StoreError> {
+        let row = self.rows::<OwnerRow>("SELECT user, seen FROM client_ids WHERE cid = ?", vec![cid.into()])?.pop();
+        Ok(row.map(|r| (r.user, r.seen as u64)))
+    }
+
+    fn bind_client(&mut self, cid: &str, user: &str, now: u64) -> Result<(), StoreError> {
+        self.run("INSERT OR REPLACE INTO client_ids (cid, user, seen) VALUES (?, ?, ?)", vec![cid.into(), user.into(), int(now)])
+    }
+
+    fn forget_clients(&mut self, before: u64) -> Result<(), StoreError> {
+        self.run("DELETE FROM client_ids WHERE seen < ?", vec![int(before)])
+    }
+
+    fn ban(&mut self, user: &str, until: u64) -> Result<(), StoreError> {
+        self.run("INSERT OR REPLACE INTO bans (user, until) VALUES (?, ?)", vec![user.into(), int(until)])
+    }
+
+    fn banned_until(&mut self, user: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.rows::<UntilRow>("SELECT until FROM bans WHERE user = ?", vec![user.into()])?.pop().map(|r| r.until as u64))
+    }
+
+    fn forget_bans(&mut self, now: u64) -> Result<(), StoreError> {
+        self.run("DELETE FROM bans WHERE until <= ?", vec![int(now)])
     }
 }

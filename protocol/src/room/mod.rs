@@ -8,28 +8,36 @@
 //! first seq and not stored again; a resume replays exactly the missing suffix or says why not;
 //! presence follows the set of users with open connections, with a grace period.
 
+pub mod announce;
 pub mod batch;
+pub mod guard;
 pub mod presence;
 pub mod store;
 
+use crate::api::Caller;
 use crate::close::{self, CloseCode};
+use crate::compact::CompactJson;
 use crate::config::RoomConfig;
 use crate::frame::{self, ClientFrame, ErrorCode, GapReason, MessageFrame, PresenceEvent, ResumeOutcome, Target};
 use crate::limit::Bucket;
-use crate::token::Rights;
+use crate::token::{self, Rights};
+use announce::Announcer;
+use guard::Guards;
 use presence::Presence;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 pub use store::{MemoryStore, PendingLeave, RoomMeta, Store, StoreError, StoredMessage, API_ORIGIN};
 
 /// A connection's number within one room, unique for the room's lifetime in memory and restored
 /// from the socket attachments after hibernation.
 pub type ConnId = u64;
 
-/// Who a connection is, fixed when it opens. The Durable Object keeps it as the socket's
-/// attachment (short field names: the attachment budget is 2,048 bytes), so the room is rebuilt
-/// from the live sockets after hibernation.
+/// Who a connection is, fixed when it opens (its rights and expiry change only through a
+/// `refresh`). The Durable Object keeps it as the socket's attachment (short field names: the
+/// attachment budget is 2,048 bytes), so the room is rebuilt from the live sockets after
+/// hibernation. A connection's identity is the pair (user, client id): the user comes from the
+/// token, and a client id belongs to one user per room (see [`Room::handle_open`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Connection {
     #[serde(rename = "i")]
@@ -39,13 +47,16 @@ pub struct Connection {
     #[serde(rename = "u")]
     pub user: String,
     #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
-    pub meta: Option<Box<RawValue>>,
+    pub meta: Option<CompactJson>,
     #[serde(rename = "e")]
     pub echo: bool,
     #[serde(rename = "t")]
     pub opened_at: u64,
     #[serde(rename = "r", default)]
     pub rights: Rights,
+    /// When the connection's token expires (ms); `None` for anonymous connections.
+    #[serde(rename = "x", default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
 }
 
 /// The identity a new connection presents, already verified by the edge.
@@ -53,10 +64,20 @@ pub struct Connection {
 pub struct Identity {
     pub client_id: String,
     pub user: String,
-    pub meta: Option<Box<RawValue>>,
+    pub meta: Option<CompactJson>,
     /// Whether this connection receives its own publishes.
     pub echo: bool,
     pub rights: Rights,
+    /// When the token expires (ms since the epoch); `None` for anonymous connections.
+    pub expires: Option<u64>,
+}
+
+/// What the room needs to verify a `refresh` frame's token: its own name (rights are per room)
+/// and the signing secret.
+#[derive(Debug, Clone)]
+pub struct TokenCheck {
+    pub room: String,
+    pub secret: Vec<u8>,
 }
 
 /// Where a reconnecting client left off.
@@ -85,9 +106,29 @@ pub enum Action {
 /// One message of an HTTP publish.
 #[derive(Debug, Clone, Deserialize)]
 pub struct PublishItem {
-    pub data: Box<RawValue>,
+    pub data: CompactJson,
     #[serde(default)]
     pub id: Option<String>,
+}
+
+/// Parses an HTTP publish body: one `{"data", "id"?}` object, or an array of them. Returns the
+/// items and whether the body was a single object. Items must be objects: serde would otherwise
+/// read an array such as `[1,"id"]` positionally.
+pub fn parse_publish_body(body: &str) -> Result<(Vec<PublishItem>, bool), String> {
+    const SHAPE: &str = "body must be {\"data\": …, \"id\"?: string} or an array of them";
+    let item = |raw: &RawValue| -> Result<PublishItem, String> {
+        if !raw.get().starts_with('{') {
+            return Err(format!("{SHAPE}: every message must be an object"));
+        }
+        serde_json::from_str::<PublishItem>(raw.get()).map_err(|e| format!("{SHAPE}: {e}"))
+    };
+    let value: &RawValue = serde_json::from_str(body).map_err(|e| format!("{SHAPE}: {e}"))?;
+    if value.get().starts_with('[') {
+        let raws: Vec<&RawValue> = serde_json::from_str(value.get()).map_err(|e| format!("{SHAPE}: {e}"))?;
+        Ok((raws.into_iter().map(item).collect::<Result<_, _>>()?, false))
+    } else {
+        Ok((vec![item(value)?], true))
+    }
 }
 
 /// The outcome of one published message.
@@ -111,6 +152,21 @@ pub enum PublishError {
     BadId(usize),
     #[error("message {0}: data is larger than the frame limit")]
     TooLarge(usize),
+    #[error("the batch's data is larger than PUBLISH_BATCH_MAX_BYTES ({0} bytes)")]
+    BatchTooLarge(usize),
+    /// Normal under load: the caller or the room is over its HTTP publish rate.
+    #[error("too many publishes; retry after {retry_after_ms} ms")]
+    RateLimited { retry_after_ms: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a history read was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// Normal: the reader (or the room) is over its read budget.
+    #[error("read budget exceeded; retry after {retry_after_ms} ms")]
+    RateLimited { retry_after_ms: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -181,6 +237,13 @@ pub struct Room {
     next_conn: ConnId,
     presence: Presence,
     actions: VecDeque<Action>,
+    announcer: Announcer,
+    guards: Guards,
+    /// (deadline, connection): when each token-holding connection must have refreshed by.
+    expiries: BTreeSet<(u64, ConnId)>,
+    token_check: Option<TokenCheck>,
+    /// Connections whose info changed (a refresh): the adapter re-saves their attachments.
+    changed: Vec<ConnId>,
     next_sweep: Option<u64>,
     appends_since_trim: u64,
     messages_in: u64,
@@ -209,12 +272,17 @@ impl Room {
             }
         };
         let mut room = Room {
+            announcer: Announcer::new(config.presence_rate_per_sec),
+            guards: Guards::new(&config, now),
             config,
             meta,
             conns: BTreeMap::new(),
             next_conn: 1,
             presence: Presence::default(),
             actions: VecDeque::new(),
+            expiries: BTreeSet::new(),
+            token_check: None,
+            changed: Vec::new(),
             next_sweep: None,
             appends_since_trim: 0,
             messages_in: 0,
@@ -230,6 +298,10 @@ impl Room {
         for info in connections {
             room.next_conn = room.next_conn.max(info.id + 1);
             room.presence.restore(&info.user, info.meta.clone());
+            room.announcer.restore(&info.user, now);
+            if let Some(exp) = info.expires {
+                room.expiries.insert((expiry_deadline(exp), info.id));
+            }
             // Liveness restarts from the open time, not from `now`: a wake by the sweep alarm
             // must not make a dead connection look fresh.
             let live = Live::new(info, 0, &room.config, now);
@@ -240,14 +312,20 @@ impl Room {
                 // They came back before the object slept; the row is stale.
                 let _ = store.delete_pending_leave(&leave.user);
             } else {
-                let meta = leave.meta.and_then(|m| RawValue::from_string(m).ok());
+                let meta = leave.meta.and_then(|m| CompactJson::parse_owned(m).ok());
                 room.presence.restore_pending(&leave.user, meta, leave.due);
+                room.announcer.restore(&leave.user, now);
             }
         }
         if !room.conns.is_empty() {
             room.next_sweep = Some(now.saturating_add(room.sweep_interval()));
         }
         Ok(room)
+    }
+
+    /// Lets the room verify `refresh` frames (the adapter knows the room's name and the secret).
+    pub fn set_token_check(&mut self, check: TokenCheck) {
+        self.token_check = Some(check);
     }
 
     // ---- getters -----------------------------------------------------------------------------
@@ -302,13 +380,22 @@ impl Room {
         })
     }
 
-    /// Up to `limit` (capped by the page maximum) messages after `since`.
-    pub fn history(&self, since: u64, limit: usize, store: &mut impl Store) -> Result<HistoryPage, StoreError> {
+    /// Up to `limit` (capped by the page maximum) messages after `since`, read by `reader` (a
+    /// user, or the backend), charged to the reader's read budget.
+    pub fn history(&mut self, reader: &str, since: u64, limit: usize, now: u64, store: &mut impl Store) -> Result<HistoryPage, ReadError> {
+        self.guards.may_read(reader, now).map_err(|retry_after_ms| ReadError::RateLimited { retry_after_ms })?;
         let limit = limit.clamp(1, self.config.history_page_max);
         let mut messages = store.after(since, limit + 1)?;
         let more = messages.len() > limit;
         messages.truncate(limit);
+        self.guards.spend_read(reader, read_cost(&messages), now);
         Ok(HistoryPage { epoch: self.meta.epoch.clone(), seq: self.meta.seq, messages, more })
+    }
+
+    /// Connections whose stored info changed since the last call (their rights and expiry, after
+    /// a refresh); the adapter re-saves their attachments.
+    pub fn take_changed(&mut self) -> Vec<ConnId> {
+        std::mem::take(&mut self.changed)
     }
 
     // ---- outputs -----------------------------------------------------------------------------
@@ -321,26 +408,43 @@ impl Room {
     /// When [`Room::handle_timeout`] should next run: the heartbeat sweep or the end of a
     /// presence grace period, whichever is first.
     pub fn poll_timeout(&self) -> Option<u64> {
-        match (self.next_sweep, self.presence.next_due()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.next_sweep, self.presence.next_due(), self.announcer.next_due(), self.expiries.first().map(|(t, _)| *t)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     // ---- inputs ------------------------------------------------------------------------------
 
     /// A connection opened. Returns its id; the welcome (and any replay) is queued for it, and
-    /// the others hear about a presence change.
-    pub fn handle_open(&mut self, identity: Identity, resume: Option<ResumePoint>, now: u64, store: &mut impl Store) -> ConnId {
+    /// the others hear about a presence change. Refused, it returns the close code the adapter
+    /// closes the socket with, and nothing else happened: the room is full (4409), the user is
+    /// banned (4411) or holds `MAX_CONNECTIONS_PER_USER` connections (4410), the client id
+    /// belongs to another user (4412), or the resume replay is over the user's read budget (4029).
+    pub fn handle_open(&mut self, identity: Identity, resume: Option<ResumePoint>, now: u64, store: &mut impl Store) -> Result<ConnId, CloseCode> {
+        self.admit(&identity, now, store)?;
+        let plan = match &resume {
+            Some(point) => {
+                self.guards.may_read(&identity.user, now).map_err(|_| close::READ_BUDGET)?;
+                // The replay is contiguous, the client's own messages included even with echo
+                // off (the client drops those itself), so a client can tell a skipped seq from a
+                // replay and never has to trust a jump.
+                let (outcome, replay) = self.plan_resume(point, store);
+                self.guards.spend_read(&identity.user, read_cost(&replay), now);
+                Some((outcome, replay))
+            }
+            None => None,
+        };
         let id = self.next_conn;
         self.next_conn += 1;
         self.connections_opened += 1;
         let was_pending = self.presence.get(&identity.user).is_some_and(|m| m.leave_at.is_some());
-        let change = self.presence.connect(&identity.user, identity.meta.clone());
+        self.presence.connect(&identity.user, identity.meta.clone());
         if was_pending {
             // A failed delete only leaves a stale row, which `load` recognizes and drops.
             let _ = store.delete_pending_leave(&identity.user);
         }
+        let user = identity.user.clone();
         let info = Connection {
             id,
             client_id: identity.client_id,
@@ -349,40 +453,83 @@ impl Room {
             echo: identity.echo,
             opened_at: now,
             rights: identity.rights,
+            expires: identity.expires,
         };
+        if let Some(exp) = info.expires {
+            self.expiries.insert((expiry_deadline(exp), id));
+        }
         self.conns.insert(id, Live::new(info, now, &self.config, now));
         if self.next_sweep.is_none() {
             self.next_sweep = Some(now.saturating_add(self.sweep_interval()));
         }
-        self.announce(change.event, &change.user, Some(id));
+        self.presence_changed(&user, Some(id), now);
 
-        let (outcome, replay) = match resume {
-            Some(point) => {
-                let (mut outcome, mut replay) = self.plan_resume(&point, store);
-                let info = &self.conns[&id].info;
-                if !info.echo {
-                    // Echo off covers replays too: a client never gets back what it published.
-                    replay.retain(|m| m.from != info.client_id);
-                    if let ResumeOutcome::Recovered { replayed } = &mut outcome {
-                        *replayed = replay.len() as u64;
-                    }
-                }
-                (Some(outcome), replay)
-            }
+        let (outcome, replay) = match plan {
+            Some((outcome, replay)) => (Some(outcome), replay),
             None => (None, Vec::new()),
         };
         let welcome = {
             let info = &self.conns[&id].info;
             // Without the presence right the member list stays empty.
             let members = if info.rights.presence { self.presence.views() } else { Vec::new() };
-            frame::encode_welcome(&self.meta.epoch, self.meta.seq, &info.client_id, &info.user, &members, outcome.as_ref())
+            frame::encode_welcome(&self.meta.epoch, self.meta.seq, &info.client_id, &info.user, &members, outcome.as_ref(), info.expires)
         };
         self.send_to(id, welcome);
         for m in &replay {
             let text = encode_stored(m);
             self.send_to(id, text);
         }
-        id
+        Ok(id)
+    }
+
+    /// The checks a new connection must pass before anything changes.
+    fn admit(&mut self, identity: &Identity, now: u64, store: &mut impl Store) -> Result<(), CloseCode> {
+        if self.is_full() {
+            return Err(close::ROOM_FULL);
+        }
+        // A failed read lets the user in: bans are the backend's tool, not a safety property.
+        if store.banned_until(&identity.user).ok().flatten().is_some_and(|until| until > now) {
+            return Err(close::REMOVED);
+        }
+        if self.presence.get(&identity.user).is_some_and(|m| m.connections >= self.config.max_connections_per_user) {
+            return Err(close::USER_CONNECTIONS);
+        }
+        self.bind_client_id(&identity.client_id, &identity.user, now, store)
+    }
+
+    /// A client id belongs to the first user who opens it in this room, for as long as it stays
+    /// in use (and `HISTORY_MAX_AGE_SECONDS` after): direct messages to it and the idempotency of
+    /// its publishes then cannot be taken over by another user who learned it from `from`.
+    fn bind_client_id(&mut self, cid: &str, user: &str, now: u64, store: &mut impl Store) -> Result<(), CloseCode> {
+        if self.conns.values().any(|l| l.info.client_id == cid && l.info.user != user) {
+            return Err(close::CLIENT_ID_TAKEN);
+        }
+        let max_age = self.config.history_max_age_ms;
+        match store.client_owner(cid) {
+            Ok(Some((owner, seen))) if owner != user && now.saturating_sub(seen) <= max_age => Err(close::CLIENT_ID_TAKEN),
+            // The binding is refreshed only now and then, so a reconnect rarely costs a write.
+            Ok(Some((owner, seen))) if owner == user && now.saturating_sub(seen) <= max_age / 8 => Ok(()),
+            // A failed write leaves the open-connection check above as the guard.
+            Ok(_) => {
+                let _ = store.bind_client(cid, user, now);
+                Ok(())
+            }
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// The backend removes `user`: their connections close with 4411 and, until `ban_until`,
+    /// new ones are refused. Returns how many connections were closed.
+    pub fn handle_kick(&mut self, user: &str, ban_until: Option<u64>, now: u64, store: &mut impl Store) -> Result<usize, StoreError> {
+        if let Some(until) = ban_until.filter(|u| *u > now) {
+            store.ban(user, until)?;
+        }
+        let ids: Vec<ConnId> = self.conns.iter().filter(|(_, l)| l.info.user == user).map(|(id, _)| *id).collect();
+        for id in &ids {
+            self.actions.push_back(Action::Close { conn: *id, code: close::REMOVED });
+            self.handle_close(*id, now, store);
+        }
+        Ok(ids.len())
     }
 
     /// A text frame arrived from a connection.
@@ -405,7 +552,18 @@ impl Room {
             }
         };
         let (id, is_direct) = match &frame {
-            ClientFrame::Ping => return self.send_to(conn, frame::PONG.to_owned()),
+            // Heartbeats and refreshes that reach the room take a message token like any frame,
+            // so a flood of them is cut off like a flood of publishes.
+            ClientFrame::Ping | ClientFrame::Refresh { .. } => {
+                if !self.conns.get_mut(&conn).is_some_and(|l| l.messages.take(1, now)) {
+                    return self.refuse(conn, None, ErrorCode::RateLimited, "too many frames per second; slow down", now, store);
+                }
+                match frame {
+                    ClientFrame::Refresh { token } => self.refresh(conn, &token, now),
+                    _ => self.send_to(conn, frame::PONG.to_owned()),
+                }
+                return;
+            }
             ClientFrame::Publish { id, .. } => (id.as_ref(), false),
             ClientFrame::Direct { id, .. } => (id.as_ref(), true),
         };
@@ -426,7 +584,7 @@ impl Room {
                     (info.client_id.clone(), info.user.clone(), info.echo)
                 };
                 let except = if echo { None } else { Some(conn) };
-                match self.append(&from, &user, Some(&id), data, except, now, store) {
+                match self.append(&from, &user, Some(&id), &data, except, now, store) {
                     Ok(p) => self.send_to(conn, frame::encode_ack(&id, p.seq, p.duplicate)),
                     Err(e) => {
                         let msg = e.to_string();
@@ -434,9 +592,39 @@ impl Room {
                     }
                 }
             }
-            ClientFrame::Direct { id, to, data } => self.direct(conn, &id, &to, data, now),
-            ClientFrame::Ping => {}
+            ClientFrame::Direct { id, to, data } => self.direct(conn, &id, &to, &data, now),
+            ClientFrame::Ping | ClientFrame::Refresh { .. } => {}
         }
+    }
+
+    /// A fresh token for a live connection: it must verify, be for the same user and still grant
+    /// this room; its rights and expiry then replace the old ones. Refused, the connection keeps
+    /// its old token (and is closed when that expires).
+    fn refresh(&mut self, conn: ConnId, token_text: &str, now: u64) {
+        let Some(check) = &self.token_check else {
+            return self.send_to(conn, frame::encode_error(None, ErrorCode::Unauthorized, "this room cannot verify tokens"));
+        };
+        let claims = match token::verify(token_text, &check.secret, now) {
+            Ok(claims) => claims,
+            Err(e) => return self.send_to(conn, frame::encode_error(None, ErrorCode::Unauthorized, &e.to_string())),
+        };
+        let rights = claims.rights_for(&check.room);
+        let Some(live) = self.conns.get_mut(&conn) else { return };
+        if claims.sub != live.info.user {
+            return self.send_to(conn, frame::encode_error(None, ErrorCode::Forbidden, "the token is for another user"));
+        }
+        if !rights.subscribe {
+            return self.send_to(conn, frame::encode_error(None, ErrorCode::Forbidden, "the token does not grant this room"));
+        }
+        let expires = claims.exp.saturating_mul(1000);
+        if let Some(old) = live.info.expires {
+            self.expiries.remove(&(expiry_deadline(old), conn));
+        }
+        live.info.rights = rights;
+        live.info.expires = Some(expires);
+        self.expiries.insert((expiry_deadline(expires), conn));
+        self.changed.push(conn);
+        self.send_to(conn, frame::encode_refreshed(expires));
     }
 
     /// Answers a refused frame with an error and counts a strike; enough strikes close the
@@ -462,8 +650,11 @@ impl Room {
     /// connection does nothing, so the adapter may report a socket more than once.
     pub fn handle_close(&mut self, conn: ConnId, now: u64, store: &mut impl Store) {
         let Some(live) = self.conns.remove(&conn) else { return };
+        if let Some(exp) = live.info.expires {
+            self.expiries.remove(&(expiry_deadline(exp), conn));
+        }
         let user = live.info.user;
-        if let Some(change) = self.presence.disconnect(&user, now, self.config.presence_grace_ms) {
+        if self.presence.disconnect(&user, now, self.config.presence_grace_ms).is_some() {
             if let Some(member) = self.presence.get(&user) {
                 if let Some(due) = member.leave_at {
                     let meta = member.meta.as_ref().map(|m| m.get().to_owned());
@@ -472,7 +663,7 @@ impl Room {
                     let _ = store.put_pending_leave(&PendingLeave { user: user.clone(), due, meta });
                 }
             }
-            self.announce(change.event, &change.user, None);
+            self.presence_changed(&user, None, now);
         }
         if self.conns.is_empty() {
             self.next_sweep = None;
@@ -486,7 +677,19 @@ impl Room {
     pub fn handle_timeout(&mut self, now: u64, last_pong: impl Fn(ConnId) -> Option<u64>, store: &mut impl Store) {
         for user in self.presence.expire(now) {
             let _ = store.delete_pending_leave(&user);
-            self.announce(PresenceEvent::Leave, &user, None);
+            self.presence_changed(&user, None, now);
+        }
+        let presence = &self.presence;
+        for (user, event) in self.announcer.due(now, |u| presence.get(u).is_some()) {
+            self.announce(event, &user, None);
+        }
+        while let Some(&(deadline, conn)) = self.expiries.first() {
+            if deadline > now {
+                break;
+            }
+            self.expiries.pop_first();
+            self.actions.push_back(Action::Close { conn, code: close::TOKEN_EXPIRED });
+            self.handle_close(conn, now, store);
         }
         if self.next_sweep.is_some_and(|t| t <= now) {
             let timeout = self.config.heartbeat_timeout_ms;
@@ -505,12 +708,18 @@ impl Room {
             }
             self.next_sweep = if self.conns.is_empty() { None } else { Some(now.saturating_add(self.sweep_interval())) };
             self.trim(now, store);
+            self.guards.prune(now);
+            self.announcer.prune(now);
+            let _ = store.forget_clients(now.saturating_sub(self.config.history_max_age_ms));
+            let _ = store.forget_bans(now);
         }
     }
 
     /// An HTTP publish of one or more messages, applied in order. The whole batch is validated
     /// before anything is stored.
-    pub fn handle_publish(&mut self, items: &[PublishItem], now: u64, store: &mut impl Store) -> Result<Vec<Published>, PublishError> {
+    /// `caller` is who the edge says is publishing: the backend (`:api`) or a token's user, whose
+    /// messages carry its identity and whose ids are its own namespace.
+    pub fn handle_publish(&mut self, caller: &Caller, items: &[PublishItem], now: u64, store: &mut impl Store) -> Result<Vec<Published>, PublishError> {
         if items.is_empty() {
             return Err(PublishError::Empty);
         }
@@ -525,9 +734,16 @@ impl Room {
                 return Err(PublishError::TooLarge(i));
             }
         }
+        let bytes: usize = items.iter().map(|i| i.data.len()).sum();
+        if bytes > self.config.publish_batch_max_bytes {
+            return Err(PublishError::BatchTooLarge(self.config.publish_batch_max_bytes));
+        }
+        self.guards
+            .publish(&caller.user, items.len() as u64, bytes as u64, now)
+            .map_err(|retry_after_ms| PublishError::RateLimited { retry_after_ms })?;
         let mut out = Vec::with_capacity(items.len());
         for item in items {
-            out.push(self.append(API_ORIGIN, API_ORIGIN, item.id.as_deref(), &item.data, None, now, store)?);
+            out.push(self.append(&caller.from, &caller.user, item.id.as_deref(), &item.data, None, now, store)?);
         }
         Ok(out)
     }
@@ -542,6 +758,15 @@ impl Room {
 
     fn send_to(&mut self, conn: ConnId, text: String) {
         self.actions.push_back(Action::Send { to: Recipients::One(conn), text });
+    }
+
+    /// A user's presence changed: announce it now, or later when the user's presence budget has
+    /// refilled (see [`announce`]). `except` is a connection that already knows (its welcome).
+    fn presence_changed(&mut self, user: &str, except: Option<ConnId>, now: u64) {
+        let present = self.presence.get(user).is_some();
+        if let Some(event) = self.announcer.changed(user, present, now) {
+            self.announce(event, user, except);
+        }
     }
 
     /// Tells the connections that hold the presence right about a member's change.
@@ -563,13 +788,14 @@ impl Room {
         from: &str,
         user: &str,
         id: Option<&str>,
-        data: &RawValue,
+        data: &CompactJson,
         except: Option<ConnId>,
         now: u64,
         store: &mut impl Store,
     ) -> Result<Published, StoreError> {
         if let Some(id) = id {
-            if let Some(seq) = store.find(from, id)? {
+            // Ids are scoped to (user, from): nobody can make another user's publish a duplicate.
+            if let Some(seq) = store.find(user, from, id)? {
                 return Ok(Published { seq, id: Some(id.to_owned()), duplicate: true });
             }
         }
@@ -580,7 +806,7 @@ impl Room {
             from: from.to_owned(),
             user: user.to_owned(),
             id: id.map(str::to_owned),
-            data: data.to_owned(),
+            data: data.clone(),
         };
         // Stored first: a message nobody could recover is never broadcast or acknowledged.
         store.append(&message)?;
@@ -605,7 +831,12 @@ impl Room {
         }
     }
 
-    fn direct(&mut self, conn: ConnId, id: &str, to: &Target<'_>, data: &RawValue, now: u64) {
+    /// A direct message. `{clientId}` reaches the connections with that client id, which all
+    /// belong to one user (client ids are bound to users, see `bind_client_id`); `{user}` reaches
+    /// every connection of the user. A sender without the presence right learns nothing about who
+    /// is online: the ack never says how many connections got it, and a missing recipient is not
+    /// reported.
+    fn direct(&mut self, conn: ConnId, id: &str, to: &Target<'_>, data: &CompactJson, now: u64) {
         let targets: Vec<ConnId> = self
             .conns
             .iter()
@@ -618,18 +849,20 @@ impl Room {
             })
             .map(|(cid, _)| *cid)
             .collect();
-        if targets.is_empty() {
+        let (sees_presence, text) = {
+            let info = &self.conns[&conn].info;
+            (info.rights.presence, frame::encode_direct(&info.client_id, &info.user, data, now))
+        };
+        if targets.is_empty() && sees_presence {
             self.send_to(conn, frame::encode_error(Some(id), ErrorCode::NoRecipient, "no connection in the room matches the target"));
             return;
         }
-        let text = {
-            let info = &self.conns[&conn].info;
-            frame::encode_direct(&info.client_id, &info.user, data, now)
-        };
         let delivered = targets.len();
-        self.messages_out += delivered as u64;
-        self.actions.push_back(Action::Send { to: Recipients::List(targets), text });
-        self.send_to(conn, frame::encode_direct_ack(id, delivered));
+        if delivered > 0 {
+            self.messages_out += delivered as u64;
+            self.actions.push_back(Action::Send { to: Recipients::List(targets), text });
+        }
+        self.send_to(conn, frame::encode_direct_ack(id, sees_presence.then_some(delivered)));
     }
 
     /// Decides what a resume point gets: the missing suffix, or an explicit reason why not.
@@ -661,6 +894,16 @@ impl Room {
             Err(_) => not(GapReason::Unavailable),
         }
     }
+}
+
+/// When a connection holding a token that expires at `exp` (ms) is closed: after the leeway.
+fn expiry_deadline(exp: u64) -> u64 {
+    exp.saturating_add(token::LEEWAY_SECS * 1000)
+}
+
+/// What a read costs a reader's budget: the bytes it sends, roughly.
+fn read_cost(messages: &[StoredMessage]) -> u64 {
+    messages.iter().map(|m| (m.data.len() + m.from.len() + m.user.len() + m.id.as_ref().map_or(0, String::len) + 64) as u64).sum()
 }
 
 /// The `message` frame of a stored message.

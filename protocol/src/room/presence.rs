@@ -2,13 +2,13 @@
 //! grace period after the last one closed, so that a reconnect does not flicker leave/join.
 
 use crate::frame::{MemberView, PresenceEvent};
-use serde_json::value::RawValue;
+use crate::compact::CompactJson;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone)]
 pub struct Member {
     pub connections: u32,
-    pub meta: Option<Box<RawValue>>,
+    pub meta: Option<CompactJson>,
     /// Set while the user has no connection left: when they leave unless one opens.
     pub leave_at: Option<u64>,
 }
@@ -27,7 +27,7 @@ pub struct Presence {
 
 impl Presence {
     /// A connection of `user` opened.
-    pub fn connect(&mut self, user: &str, meta: Option<Box<RawValue>>) -> Change {
+    pub fn connect(&mut self, user: &str, meta: Option<CompactJson>) -> Change {
         let event = match self.members.get_mut(user) {
             Some(m) => {
                 m.connections += 1;
@@ -46,12 +46,12 @@ impl Presence {
     }
 
     /// Restores a connection after the object woke from hibernation; announces nothing.
-    pub fn restore(&mut self, user: &str, meta: Option<Box<RawValue>>) {
+    pub fn restore(&mut self, user: &str, meta: Option<CompactJson>) {
         let _ = self.connect(user, meta);
     }
 
     /// Restores a user in their grace period after a wake.
-    pub fn restore_pending(&mut self, user: &str, meta: Option<Box<RawValue>>, due: u64) {
+    pub fn restore_pending(&mut self, user: &str, meta: Option<CompactJson>, due: u64) {
         self.members.entry(user.to_owned()).or_insert(Member { connections: 0, meta, leave_at: Some(due) });
     }
 
@@ -104,13 +104,13 @@ impl Presence {
 
     pub fn view<'a>(&'a self, user: &'a str) -> MemberView<'a> {
         match self.members.get(user) {
-            Some(m) => MemberView { user, connections: m.connections, meta: m.meta.as_deref() },
+            Some(m) => MemberView { user, connections: m.connections, meta: m.meta.as_ref() },
             None => MemberView { user, connections: 0, meta: None },
         }
     }
 
     pub fn views(&self) -> Vec<MemberView<'_>> {
-        self.members.iter().map(|(u, m)| MemberView { user: u, connections: m.connections, meta: m.meta.as_deref() }).collect()
+        self.members.iter().map(|(u, m)| MemberView { user: u, connections: m.connections, meta: m.meta.as_ref() }).collect()
     }
 }
 

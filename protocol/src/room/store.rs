@@ -3,11 +3,11 @@
 //! passes its SQLite-backed store, the tests pass [`MemoryStore`]. Every call is synchronous,
 //! which the Durable Object's SQL API is, so one event is handled without interleaving.
 
-use serde_json::value::RawValue;
+use crate::compact::CompactJson;
 use std::collections::BTreeMap;
 
-/// The origin recorded for messages published through the HTTP API; client ids cannot contain
-/// a colon, so it never collides with a client's.
+/// The origin (and user) recorded for messages the backend publishes with the API key; client ids
+/// cannot contain a colon and token subjects cannot start with one, so it never collides.
 pub const API_ORIGIN: &str = ":api";
 
 /// One message in the room's history.
@@ -18,9 +18,9 @@ pub struct StoredMessage {
     /// The publishing client id, or [`API_ORIGIN`].
     pub from: String,
     pub user: String,
-    /// The publisher's message id, which makes retries idempotent.
+    /// The publisher's message id, which makes retries idempotent (scoped to `user` and `from`).
     pub id: Option<String>,
-    pub data: Box<RawValue>,
+    pub data: CompactJson,
 }
 
 /// The room's identity in time: its epoch and the last sequence number it gave out.
@@ -52,8 +52,8 @@ pub trait Store {
     fn create(&mut self, meta: &RoomMeta) -> Result<(), StoreError>;
     /// Appends one message; its seq is one more than the last.
     fn append(&mut self, message: &StoredMessage) -> Result<(), StoreError>;
-    /// The seq a message with this (origin, id) got, if it is still in history.
-    fn find(&mut self, from: &str, id: &str) -> Result<Option<u64>, StoreError>;
+    /// The seq a message with this (user, origin, id) got, if it is still in history.
+    fn find(&mut self, user: &str, from: &str, id: &str) -> Result<Option<u64>, StoreError>;
     /// Up to `limit` messages with seq greater than `after`, in seq order.
     fn after(&mut self, after: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError>;
     /// The oldest seq still in history.
@@ -66,6 +66,17 @@ pub trait Store {
     fn pending_leaves(&mut self) -> Result<Vec<PendingLeave>, StoreError>;
     fn put_pending_leave(&mut self, leave: &PendingLeave) -> Result<(), StoreError>;
     fn delete_pending_leave(&mut self, user: &str) -> Result<(), StoreError>;
+    /// The user a client id is bound to in this room, and when the binding was last refreshed.
+    fn client_owner(&mut self, cid: &str) -> Result<Option<(String, u64)>, StoreError>;
+    /// Binds (or rebinds, or refreshes) a client id to a user.
+    fn bind_client(&mut self, cid: &str, user: &str, now: u64) -> Result<(), StoreError>;
+    /// Forgets bindings last refreshed before `before`.
+    fn forget_clients(&mut self, before: u64) -> Result<(), StoreError>;
+    /// Refuses `user`'s connections until `until` (ms).
+    fn ban(&mut self, user: &str, until: u64) -> Result<(), StoreError>;
+    fn banned_until(&mut self, user: &str) -> Result<Option<u64>, StoreError>;
+    /// Forgets bans that ended by `now`.
+    fn forget_bans(&mut self, now: u64) -> Result<(), StoreError>;
 }
 
 /// An in-memory [`Store`], for tests and simulations. It can be told to fail, to test that a
@@ -75,6 +86,8 @@ pub struct MemoryStore {
     meta: Option<RoomMeta>,
     messages: BTreeMap<u64, StoredMessage>,
     leaves: BTreeMap<String, PendingLeave>,
+    clients: BTreeMap<String, (String, u64)>,
+    bans: BTreeMap<String, u64>,
     /// When set, every write fails.
     pub fail_writes: bool,
 }
@@ -104,8 +117,8 @@ impl Store for MemoryStore {
         self.messages.insert(message.seq, message.clone());
         Ok(())
     }
-    fn find(&mut self, from: &str, id: &str) -> Result<Option<u64>, StoreError> {
-        Ok(self.messages.values().find(|m| m.from == from && m.id.as_deref() == Some(id)).map(|m| m.seq))
+    fn find(&mut self, user: &str, from: &str, id: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.messages.values().find(|m| m.user == user && m.from == from && m.id.as_deref() == Some(id)).map(|m| m.seq))
     }
     fn after(&mut self, after: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
         Ok(self.messages.range(after.saturating_add(1)..).take(limit).map(|(_, m)| m.clone()).collect())
@@ -135,6 +148,32 @@ impl Store for MemoryStore {
     fn delete_pending_leave(&mut self, user: &str) -> Result<(), StoreError> {
         self.writable()?;
         self.leaves.remove(user);
+        Ok(())
+    }
+    fn client_owner(&mut self, cid: &str) -> Result<Option<(String, u64)>, StoreError> {
+        Ok(self.clients.get(cid).cloned())
+    }
+    fn bind_client(&mut self, cid: &str, user: &str, now: u64) -> Result<(), StoreError> {
+        self.writable()?;
+        self.clients.insert(cid.to_owned(), (user.to_owned(), now));
+        Ok(())
+    }
+    fn forget_clients(&mut self, before: u64) -> Result<(), StoreError> {
+        self.writable()?;
+        self.clients.retain(|_, (_, seen)| *seen >= before);
+        Ok(())
+    }
+    fn ban(&mut self, user: &str, until: u64) -> Result<(), StoreError> {
+        self.writable()?;
+        self.bans.insert(user.to_owned(), until);
+        Ok(())
+    }
+    fn banned_until(&mut self, user: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.bans.get(user).copied())
+    }
+    fn forget_bans(&mut self, now: u64) -> Result<(), StoreError> {
+        self.writable()?;
+        self.bans.retain(|_, until| *until > now);
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! inboxes, with a simulated clock and the in-memory store.
 
 use super::*;
+use crate::api::Caller;
 use crate::frame::PING;
 use crate::token::Rights;
 use proptest::prelude::*;
@@ -52,8 +53,8 @@ impl Sim {
     }
 
     fn connect_with(&mut self, client: &str, user: &str, echo: bool, resume: Option<ResumePoint>, rights: Rights) -> ConnId {
-        let identity = Identity { client_id: client.into(), user: user.into(), meta: None, echo, rights };
-        let id = self.room.handle_open(identity, resume, self.now, &mut self.store);
+        let identity = Identity { client_id: client.into(), user: user.into(), meta: None, echo, rights, expires: None };
+        let id = self.room.handle_open(identity, resume, self.now, &mut self.store).expect("admitted");
         self.open.insert(id);
         self.deliver();
         id
@@ -350,11 +351,12 @@ fn load_rebuilds_connections_and_grace_without_announcing() {
     assert_eq!(room.presence().get("bob").unwrap().leave_at, Some(sim.now + 1_000));
     // new connections get fresh ids
     let c = room.handle_open(
-        Identity { client_id: "c".into(), user: "carol".into(), meta: None, echo: true, rights: Rights::ALL },
+        Identity { client_id: "c".into(), user: "carol".into(), meta: None, echo: true, rights: Rights::ALL, expires: None },
         None,
         sim.now + 20,
         &mut sim.store,
-    );
+    )
+    .unwrap();
     assert!(c > a && c > b);
     room.handle_timeout(sim.now + 1_000, |_| None, &mut sim.store);
     let leave = std::iter::from_fn(|| room.poll_action()).any(|a| matches!(a, Action::Send { text, .. } if text.contains("\"leave\"") && text.contains("bob")));
@@ -366,13 +368,13 @@ fn http_publish_validates_the_whole_batch_first() {
     let config = RoomConfig { publish_batch_max: 3, ..RoomConfig::default() };
     let mut sim = Sim::new(config);
     let a = sim.connect("a", "ua", true, None);
-    let item = |id: Option<&str>| PublishItem { data: RawValue::from_string("1".into()).unwrap(), id: id.map(Into::into) };
-    let r = sim.room.handle_publish(&[item(None), item(Some(""))], sim.now, &mut sim.store);
+    let item = |id: Option<&str>| PublishItem { data: CompactJson::parse("1").unwrap(), id: id.map(Into::into) };
+    let r = sim.room.handle_publish(&Caller::backend(), &[item(None), item(Some(""))], sim.now, &mut sim.store);
     assert_eq!(r, Err(PublishError::BadId(1)));
     assert_eq!(sim.room.seq(), 0);
-    assert_eq!(sim.room.handle_publish(&vec![item(None); 4], sim.now, &mut sim.store), Err(PublishError::TooMany(3)));
-    assert_eq!(sim.room.handle_publish(&[], sim.now, &mut sim.store), Err(PublishError::Empty));
-    let r = sim.room.handle_publish(&[item(Some("x")), item(None), item(Some("x"))], sim.now, &mut sim.store).unwrap();
+    assert_eq!(sim.room.handle_publish(&Caller::backend(), &vec![item(None); 4], sim.now, &mut sim.store), Err(PublishError::TooMany(3)));
+    assert_eq!(sim.room.handle_publish(&Caller::backend(), &[], sim.now, &mut sim.store), Err(PublishError::Empty));
+    let r = sim.room.handle_publish(&Caller::backend(), &[item(Some("x")), item(None), item(Some("x"))], sim.now, &mut sim.store).unwrap();
     assert_eq!(r.iter().map(|p| (p.seq, p.duplicate)).collect::<Vec<_>>(), [(1, false), (2, false), (1, true)]);
     sim.deliver();
     assert_eq!(sim.seqs(a), [1, 2]);
@@ -391,7 +393,7 @@ fn history_is_trimmed_by_count_and_age() {
     }
     let count = sim.store.count().unwrap();
     assert!((16..=17).contains(&count), "history holds {count}");
-    let page = sim.room.history(0, 100, &mut sim.store).unwrap();
+    let page = sim.room.history("reader", 0, 100, sim.now, &mut sim.store).unwrap();
     assert_eq!(page.messages.last().unwrap().seq, 50);
     sim.advance(20_000, |_| Some(u64::MAX / 4));
     assert_eq!(sim.store.count().unwrap(), 0, "age trims everything old");
@@ -542,8 +544,8 @@ proptest! {
                 }
                 Op::HttpPublish { id } => {
                     let fresh = id.is_none_or(|i| applied.insert((API_ORIGIN.into(), i.to_string())));
-                    let item = PublishItem { data: RawValue::from_string("0".into()).unwrap(), id: id.map(|i| i.to_string()) };
-                    sim.room.handle_publish(&[item], sim.now, &mut sim.store).unwrap();
+                    let item = PublishItem { data: CompactJson::parse("0").unwrap(), id: id.map(|i| i.to_string()) };
+                    sim.room.handle_publish(&Caller::backend(), &[item], sim.now, &mut sim.store).unwrap();
                     sim.deliver();
                     prop_assert_eq!(sim.room.seq(), before + u64::from(fresh));
                 }
