@@ -138,7 +138,7 @@ fn compact(text: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -152,7 +152,7 @@ mod tests {
     }
 
     /// Arbitrary JSON values, printed with arbitrary whitespace between tokens.
-    fn json_text() -> impl Strategy<Value = String> {
+    pub(crate) fn json_text() -> impl Strategy<Value = String> {
         let ws = prop::collection::vec(prop::sample::select(vec![" ", "\n", "\r", "\t", ""]), 0..3).prop_map(|v| v.concat());
         let leaf = prop_oneof![
             Just("null".to_string()),

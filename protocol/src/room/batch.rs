@@ -103,6 +103,13 @@ pub fn coalesce(actions: Vec<Action>, is_open: impl Fn(ConnId) -> bool) -> Batch
     Batch { deliveries, closes }
 }
 
+/// The frames in one delivered text: the inverse of the joining above. It is exact because no
+/// frame the room encodes contains a line feed (see `frame`: every embedded value a client
+/// controls is [`crate::compact::CompactJson`]).
+pub fn split(text: &str) -> impl Iterator<Item = &str> {
+    text.split('\n')
+}
+
 struct Open<F>(F);
 
 impl<F: Fn(ConnId) -> bool> Open<F> {

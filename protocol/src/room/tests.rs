@@ -593,3 +593,302 @@ proptest! {
         }
     }
 }
+
+// ---- framing --------------------------------------------------------------------------------
+
+/// Drives every path a client's `data` takes (WebSocket publish and direct, HTTP single and batch,
+/// resume replay, history) with `data`, then checks that what each connection receives, coalesced
+/// and split back on line feeds, is exactly the frames the room encoded, one by one, and that no
+/// encoded frame holds a line feed. Returns how many frames carried `data`.
+pub(crate) fn check_framing(data: &str) -> usize {
+    use super::batch::{coalesce, split, Group};
+    let mut store = MemoryStore::default();
+    let mut room = Room::load(RoomConfig::default(), &mut store, "e", 1_000, []).unwrap();
+    let who = |c: &str, u: &str, echo| Identity { client_id: c.into(), user: u.into(), meta: None, echo, rights: Rights::ALL, expires: None };
+    let alice = room.handle_open(who("a", "alice", false), None, 1_000, &mut store).unwrap();
+    let bob = room.handle_open(who("b", "bob", true), None, 1_000, &mut store).unwrap();
+    room.handle_text(alice, &format!(r#"{{"type":"publish","id":"p","data":{data}}}"#), 1_001, &mut store);
+    room.handle_text(alice, &format!(r#"{{"type":"direct","id":"d","to":{{"user":"bob"}},"data":{data}}}"#), 1_002, &mut store);
+    room.handle_text(alice, data, 1_003, &mut store);
+    for body in [format!(r#"{{"data":{data},"id":"h"}}"#), format!(r#"[{{"data":{data}}},{{"id":"i","data":{data}}}]"#)] {
+        if let Ok((items, _)) = parse_publish_body(&body) {
+            room.handle_publish(&Caller::backend(), &items, 1_004, &mut store).unwrap();
+        }
+    }
+    let carol = room.handle_open(who("c", "carol", true), Some(ResumePoint { epoch: "e".into(), since: 0 }), 1_005, &mut store).unwrap();
+    let open = [alice, bob, carol];
+    let actions: Vec<Action> = std::iter::from_fn(|| room.poll_action()).collect();
+    // one by one: every connection's frames in order
+    let mut expected: BTreeMap<ConnId, Vec<String>> = BTreeMap::new();
+    let mut carrying = 0;
+    for a in &actions {
+        let Action::Send { to, text } = a else { continue };
+        assert!(!text.contains('\n'), "an encoded frame holds a line feed: {text:?}");
+        let value: Value = serde_json::from_str(text).expect("frames are JSON");
+        assert!(value["type"].is_string(), "{text}");
+        if value.get("data").is_some() {
+            carrying += 1;
+        }
+        let targets: Vec<ConnId> = match to {
+            Recipients::All { except } => open.iter().copied().filter(|c| Some(*c) != *except).collect(),
+            Recipients::One(c) => vec![*c],
+            Recipients::List(l) => l.clone(),
+        };
+        for c in targets {
+            expected.entry(c).or_default().push(text.clone());
+        }
+    }
+    let batch = coalesce(actions, |c| open.contains(&c));
+    let mut got: BTreeMap<ConnId, Vec<String>> = BTreeMap::new();
+    for d in &batch.deliveries {
+        let targets: Vec<ConnId> = match &d.to {
+            Group::AllBut(except) => open.iter().copied().filter(|c| !except.contains(c)).collect(),
+            Group::Only(ids) => ids.clone(),
+        };
+        for c in targets {
+            got.entry(c).or_default().extend(split(&d.text).map(str::to_owned));
+        }
+    }
+    assert_eq!(got, expected);
+    let page = room.history(":api", 0, 100, 1_006, &mut store).unwrap();
+    for m in &page.messages {
+        assert!(!encode_stored(m).contains('\n'));
+    }
+    carrying
+}
+
+#[test]
+fn a_raw_line_feed_in_data_cannot_forge_a_frame() {
+    let forged = "{\"a\":\n{\"type\":\"message\",\"seq\":999999,\"from\":\"x\",\"user\":\"alice\",\"data\":1,\"ts\":1}\n,\"b\":1}";
+    // publish, direct, HTTP single, HTTP batch x2, replay x4 (publish + 3 HTTP)
+    assert_eq!(check_framing(forged), 1 + 1 + 1 + 2 + 4);
+    assert_eq!(check_framing("\"plain\""), 9);
+    assert_eq!(check_framing("not json\n{}"), 0, "refused everywhere, and the error frames are single lines");
+}
+
+proptest! {
+    /// Any JSON, with any whitespace between its tokens, on every path.
+    #[test]
+    fn no_data_can_forge_a_frame(data in crate::compact::tests::json_text()) {
+        prop_assert_eq!(check_framing(&data), 9);
+    }
+}
+
+// ---- trust: identity, budgets, lifetime (issue #13) -------------------------------------------
+
+impl Sim {
+    fn try_connect(&mut self, identity: Identity, resume: Option<ResumePoint>) -> Result<ConnId, u16> {
+        let r = self.room.handle_open(identity, resume, self.now, &mut self.store).map_err(|c| c.code);
+        if let Ok(id) = r {
+            self.open.insert(id);
+        }
+        self.deliver();
+        r
+    }
+}
+
+fn who(client: &str, user: &str) -> Identity {
+    Identity { client_id: client.into(), user: user.into(), meta: None, echo: false, rights: Rights::ALL, expires: None }
+}
+
+#[test]
+fn a_client_id_belongs_to_one_user() {
+    let mut sim = Sim::new(RoomConfig::default());
+    let alice = sim.connect("phone", "alice", false, None);
+    assert_eq!(sim.try_connect(who("phone", "mallory"), None), Err(close::CLIENT_ID_TAKEN.code));
+    // still refused once alice is gone: the binding is stored, not just held by a live socket
+    sim.close(alice);
+    sim.advance(60_000, |_| None);
+    assert_eq!(sim.try_connect(who("phone", "mallory"), None), Err(close::CLIENT_ID_TAKEN.code));
+    assert!(sim.try_connect(who("phone", "alice"), None).is_ok(), "the owner comes back with it");
+    // after HISTORY_MAX_AGE of disuse the binding lapses
+    let config = RoomConfig { history_max_age_ms: 10_000, heartbeat_timeout_ms: 1_000, ..RoomConfig::default() };
+    let mut sim = Sim::new(config);
+    let a = sim.connect("tab", "alice", false, None);
+    sim.close(a);
+    sim.connect("other", "bob", false, None);
+    sim.advance(11_000, |_| Some(u64::MAX / 4));
+    assert!(sim.try_connect(who("tab", "mallory"), None).is_ok());
+}
+
+#[test]
+fn nobody_can_make_another_users_publish_a_duplicate() {
+    let mut sim = Sim::new(RoomConfig::default());
+    let alice = sim.connect("a", "alice", false, None);
+    let mallory = sim.connect("m", "mallory", false, None);
+    let watcher = sim.connect("w", "watcher", false, None);
+    sim.publish(mallory, "a-1", "\"mine first\"");
+    sim.publish(alice, "a-1", "\"hello\"");
+    assert!(sim.last(alice).get("duplicate").is_none(), "{}", sim.last(alice));
+    assert_eq!(sim.frames(watcher, "message").len(), 2);
+    // the backend's ids are its own too: a token user on HTTP cannot pre-empt them
+    let item = PublishItem { data: CompactJson::parse("1").unwrap(), id: Some("b-1".into()) };
+    let by_token = sim.room.handle_publish(&Caller::user("mallory"), &[item.clone()], sim.now, &mut sim.store).unwrap();
+    let by_key = sim.room.handle_publish(&Caller::backend(), &[item], sim.now, &mut sim.store).unwrap();
+    assert!(!by_token[0].duplicate && !by_key[0].duplicate);
+    sim.deliver();
+    let m = sim.frames(watcher, "message");
+    assert_eq!((m[2]["from"].as_str(), m[2]["user"].as_str()), (Some(":http"), Some("mallory")));
+    assert_eq!((m[3]["from"].as_str(), m[3]["user"].as_str()), (Some(":api"), Some(":api")));
+}
+
+#[test]
+fn direct_answers_reveal_nothing_without_the_presence_right() {
+    let mut sim = Sim::new(RoomConfig::default());
+    let no_presence = Rights { subscribe: true, publish: true, presence: false };
+    let s = sim.connect_with("s", "sender", false, None, no_presence);
+    let b = sim.connect("b", "bob", false, None);
+    sim.text(s, r#"{"type":"direct","id":"1","to":{"user":"bob"},"data":1}"#);
+    let online = sim.last(s);
+    sim.text(s, r#"{"type":"direct","id":"1","to":{"user":"nobody"},"data":1}"#);
+    let offline = sim.last(s);
+    assert_eq!(online, offline);
+    assert_eq!(online, serde_json::json!({"type":"ack","id":"1"}));
+    assert_eq!(sim.frames(b, "direct").len(), 1, "it was still delivered");
+}
+
+#[test]
+fn pings_that_reach_the_room_are_rate_limited() {
+    let mut sim = Sim::new(RoomConfig { rate_messages_burst: 3, rate_messages_per_sec: 1, max_strikes: 100, ..RoomConfig::default() });
+    let a = sim.connect("a", "ua", false, None);
+    for _ in 0..3 {
+        sim.text(a, r#"{"type": "ping"}"#);
+        assert_eq!(sim.last(a)["type"], "pong");
+    }
+    sim.text(a, r#"{"type": "ping"}"#);
+    assert_eq!(sim.last(a)["code"], "rate_limited");
+}
+
+#[test]
+fn a_user_holds_at_most_the_per_user_connections() {
+    let mut sim = Sim::new(RoomConfig { max_connections_per_user: 2, ..RoomConfig::default() });
+    sim.connect("a1", "alice", false, None);
+    sim.connect("a2", "alice", false, None);
+    assert_eq!(sim.try_connect(who("a3", "alice"), None), Err(close::USER_CONNECTIONS.code));
+    assert!(sim.try_connect(who("b1", "bob"), None).is_ok());
+}
+
+#[test]
+fn http_publishes_are_limited_per_caller_with_a_retry_time() {
+    let config = RoomConfig { http_rate_messages_per_sec: 10, http_rate_messages_burst: 5, publish_batch_max: 5, ..RoomConfig::default() };
+    let mut sim = Sim::new(config);
+    let item = PublishItem { data: CompactJson::parse("1").unwrap(), id: None };
+    assert!(sim.room.handle_publish(&Caller::user("u"), &vec![item.clone(); 5], sim.now, &mut sim.store).is_ok());
+    let refused = sim.room.handle_publish(&Caller::user("u"), &[item.clone()], sim.now, &mut sim.store);
+    assert_eq!(refused, Err(PublishError::RateLimited { retry_after_ms: 100 }));
+    assert!(sim.room.handle_publish(&Caller::backend(), &[item.clone()], sim.now, &mut sim.store).is_ok(), "per caller");
+    let big = PublishItem { data: CompactJson::parse(&format!("\"{}\"", "x".repeat(600_000))).unwrap(), id: None };
+    let config = RoomConfig { max_frame_bytes: 1 << 20, ..RoomConfig::default() };
+    let mut sim = Sim::new(config);
+    assert!(matches!(
+        sim.room.handle_publish(&Caller::backend(), &[big.clone(), big], sim.now, &mut sim.store),
+        Err(PublishError::BatchTooLarge(_))
+    ));
+}
+
+#[test]
+fn resume_loops_run_out_of_read_budget_and_honest_readers_do_not() {
+    let config = RoomConfig { read_bytes_per_sec: 1_000, read_bytes_burst: 1_000, ..RoomConfig::default() };
+    let mut sim = Sim::new(config);
+    let p = sim.connect("p", "pub", false, None);
+    for i in 0..20 {
+        sim.publish(p, &format!("m{i}"), &format!("\"{}\"", "x".repeat(100)));
+    }
+    let from_start = || Some(ResumePoint { epoch: "epoch-1".into(), since: 0 });
+    let first = sim.try_connect(who("r", "reader"), from_start()).expect("one read of any size passes");
+    assert_eq!(sim.seqs(first).len(), 20);
+    sim.close(first);
+    assert_eq!(sim.try_connect(who("r", "reader"), from_start()), Err(close::READ_BUDGET.code));
+    assert!(sim.try_connect(who("h", "honest"), from_start()).is_ok(), "another user's budget is their own");
+    assert!(matches!(sim.room.history("reader", 0, 100, sim.now, &mut sim.store), Err(ReadError::RateLimited { .. })));
+    sim.now += 10_000;
+    assert!(sim.try_connect(who("r", "reader"), from_start()).is_ok(), "the budget refills");
+}
+
+#[test]
+fn replays_are_contiguous_even_with_echo_off() {
+    let mut sim = Sim::new(RoomConfig::default());
+    let a = sim.connect("a", "alice", false, None);
+    let b = sim.connect("b", "bob", false, None);
+    sim.publish(a, "1", "1");
+    sim.publish(b, "2", "2");
+    sim.close(a);
+    let again = sim.connect("a", "alice", false, Some(ResumePoint { epoch: "epoch-1".into(), since: 0 }));
+    assert_eq!(sim.seqs(again), [1, 2], "its own message comes back in the replay; the client drops it");
+}
+
+#[test]
+fn expired_tokens_are_closed_unless_refreshed() {
+    let secret = b"s3cret".to_vec();
+    let mut sim = Sim::new(RoomConfig::default());
+    sim.room.set_token_check(TokenCheck { room: "chat:x".into(), secret: secret.clone() });
+    let exp_ms = sim.now + 5_000;
+    let leeway = token::LEEWAY_SECS * 1000;
+    let mut identity = who("a", "alice");
+    identity.expires = Some(exp_ms);
+    let a = sim.try_connect(identity.clone(), None).unwrap();
+    assert_eq!(sim.frames(a, "welcome")[0]["expires"], exp_ms);
+    assert_eq!(sim.room.poll_timeout().unwrap().min(exp_ms + leeway), sim.room.poll_timeout().unwrap());
+    identity.client_id = "b".into();
+    let b = sim.try_connect(identity, None).unwrap();
+    let mint = |sub: &str, room: &str, exp_s: u64| {
+        let claims = token::Claims {
+            sub: sub.into(),
+            exp: exp_s,
+            nbf: None,
+            iat: None,
+            rooms: [(room.to_owned(), vec![token::Right::Subscribe])].into(),
+            meta: None,
+        };
+        token::mint(&claims, &secret).unwrap()
+    };
+    let later = sim.now / 1000 + 3_600;
+    // refusals keep the old token
+    sim.text(b, &format!(r#"{{"type":"refresh","token":"{}"}}"#, mint("mallory", "chat:x", later)));
+    assert_eq!(sim.last(b)["code"], "forbidden");
+    sim.text(b, &format!(r#"{{"type":"refresh","token":"{}"}}"#, mint("alice", "chat:other", later)));
+    assert_eq!(sim.last(b)["code"], "forbidden");
+    sim.text(b, r#"{"type":"refresh","token":"garbage"}"#);
+    assert_eq!(sim.last(b)["code"], "unauthorized");
+    sim.text(b, &format!(r#"{{"type":"refresh","token":"{}"}}"#, mint("alice", "chat:x", later)));
+    assert_eq!(sim.last(b), serde_json::json!({"type":"refreshed","expires": later * 1000}));
+    assert_eq!(sim.room.take_changed(), vec![b]);
+    assert_eq!(sim.room.connection(b).unwrap().rights, Rights { subscribe: true, publish: false, presence: false });
+    sim.advance(5_000 + leeway - 1, |_| Some(u64::MAX / 4));
+    assert!(sim.open.contains(&a), "within the leeway");
+    sim.advance(1, |_| Some(u64::MAX / 4));
+    assert_eq!(sim.closed_by_room, vec![(a, close::TOKEN_EXPIRED.code)]);
+    assert!(sim.open.contains(&b), "refreshed");
+}
+
+#[test]
+fn the_backend_removes_and_bans_a_user() {
+    let mut sim = Sim::new(RoomConfig::default());
+    let a1 = sim.connect("a1", "alice", false, None);
+    let a2 = sim.connect("a2", "alice", false, None);
+    let b = sim.connect("b", "bob", false, None);
+    assert_eq!(sim.room.handle_kick("alice", Some(sim.now + 60_000), sim.now, &mut sim.store), Ok(2));
+    sim.deliver();
+    assert_eq!(sim.closed_by_room, vec![(a1, close::REMOVED.code), (a2, close::REMOVED.code)]);
+    assert!(sim.open.contains(&b));
+    assert_eq!(sim.try_connect(who("a1", "alice"), None), Err(close::REMOVED.code));
+    sim.now += 60_001;
+    assert!(sim.try_connect(who("a1", "alice"), None).is_ok(), "the ban ends");
+}
+
+#[test]
+fn a_churning_user_costs_others_a_bounded_number_of_presence_frames() {
+    let mut sim = Sim::new(RoomConfig { presence_rate_per_sec: 5, presence_grace_ms: 0, ..RoomConfig::default() });
+    let watcher = sim.connect("w", "watcher", false, None);
+    for i in 0..200 {
+        let c = sim.connect(&format!("c{i}"), "churner", false, None);
+        sim.close(c);
+        sim.now += 5; // 200 opens and closes in one second
+    }
+    let frames = sim.frames(watcher, "presence").len();
+    assert!(frames <= 10 + 5 + 1, "{frames} presence frames in one second");
+    // and the watcher's view converges: the churner left
+    sim.advance(5_000, |_| Some(u64::MAX / 4));
+    let last = sim.frames(watcher, "presence").into_iter().filter(|f| f["member"]["user"] == "churner").last().unwrap();
+    assert_eq!(last["event"], "leave");
+}
