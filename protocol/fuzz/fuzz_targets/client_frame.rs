@@ -13,7 +13,8 @@ fuzz_target!(|data: &[u8]| {
             // valid JSON text (numbers beyond f64 are valid JSON, so no Value round trip)
             assert!(serde_json::from_str::<serde::de::IgnoredAny>(data.get()).is_ok());
             assert!(text.trim_start().starts_with('{'));
+            assert!(data.get().bytes().all(|b| b >= 0x20), "data is compact: no control bytes");
         }
-        Ok(ClientFrame::Ping) | Err(_) => {}
+        Ok(ClientFrame::Ping) | Ok(ClientFrame::Refresh { .. }) | Err(_) => {}
     }
 });

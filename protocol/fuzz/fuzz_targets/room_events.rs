@@ -6,9 +6,10 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use roomcast_protocol::config::RoomConfig;
+use roomcast_protocol::api::Caller;
+use roomcast_protocol::compact::CompactJson;
 use roomcast_protocol::room::{Action, Identity, MemoryStore, PublishItem, Recipients, ResumePoint, Room, Store};
 use roomcast_protocol::token::Rights;
-use serde_json::value::RawValue;
 use std::collections::BTreeSet;
 
 #[derive(Arbitrary, Debug)]
@@ -47,10 +48,11 @@ fuzz_target!(|events: Vec<Event>| {
                     meta: None,
                     echo,
                     rights: Rights { subscribe: true, publish, presence },
+                    expires: None,
                 };
                 let resume = resume.map(|(same, since)| ResumePoint { epoch: if same { "e".into() } else { "x".into() }, since: since.into() });
-                if !room.is_full() {
-                    open.insert(room.handle_open(identity, resume, now, &mut store));
+                if let Ok(id) = room.handle_open(identity, resume, now, &mut store) {
+                    open.insert(id);
                 }
             }
             Event::Text { pick: i, text } => {
@@ -76,9 +78,9 @@ fuzz_target!(|events: Vec<Event>| {
             }
             Event::Http { id, count } => {
                 let items: Vec<PublishItem> = (0..count % 4)
-                    .map(|i| PublishItem { data: RawValue::from_string(i.to_string()).unwrap(), id: id.map(|x| x.to_string()) })
+                    .map(|i| PublishItem { data: CompactJson::parse(&i.to_string()).unwrap(), id: id.map(|x| x.to_string()) })
                     .collect();
-                let _ = room.handle_publish(&items, now, &mut store);
+                let _ = room.handle_publish(&Caller::backend(), &items, now, &mut store);
             }
             Event::FailWrites(fail) => store.fail_writes = fail,
         }

@@ -10,6 +10,8 @@
 
 pub mod announce;
 pub mod batch;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod framing_check;
 pub mod guard;
 pub mod presence;
 pub mod store;

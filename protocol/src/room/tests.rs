@@ -596,66 +596,7 @@ proptest! {
 
 // ---- framing --------------------------------------------------------------------------------
 
-/// Drives every path a client's `data` takes (WebSocket publish and direct, HTTP single and batch,
-/// resume replay, history) with `data`, then checks that what each connection receives, coalesced
-/// and split back on line feeds, is exactly the frames the room encoded, one by one, and that no
-/// encoded frame holds a line feed. Returns how many frames carried `data`.
-pub(crate) fn check_framing(data: &str) -> usize {
-    use super::batch::{coalesce, split, Group};
-    let mut store = MemoryStore::default();
-    let mut room = Room::load(RoomConfig::default(), &mut store, "e", 1_000, []).unwrap();
-    let who = |c: &str, u: &str, echo| Identity { client_id: c.into(), user: u.into(), meta: None, echo, rights: Rights::ALL, expires: None };
-    let alice = room.handle_open(who("a", "alice", false), None, 1_000, &mut store).unwrap();
-    let bob = room.handle_open(who("b", "bob", true), None, 1_000, &mut store).unwrap();
-    room.handle_text(alice, &format!(r#"{{"type":"publish","id":"p","data":{data}}}"#), 1_001, &mut store);
-    room.handle_text(alice, &format!(r#"{{"type":"direct","id":"d","to":{{"user":"bob"}},"data":{data}}}"#), 1_002, &mut store);
-    room.handle_text(alice, data, 1_003, &mut store);
-    for body in [format!(r#"{{"data":{data},"id":"h"}}"#), format!(r#"[{{"data":{data}}},{{"id":"i","data":{data}}}]"#)] {
-        if let Ok((items, _)) = parse_publish_body(&body) {
-            room.handle_publish(&Caller::backend(), &items, 1_004, &mut store).unwrap();
-        }
-    }
-    let carol = room.handle_open(who("c", "carol", true), Some(ResumePoint { epoch: "e".into(), since: 0 }), 1_005, &mut store).unwrap();
-    let open = [alice, bob, carol];
-    let actions: Vec<Action> = std::iter::from_fn(|| room.poll_action()).collect();
-    // one by one: every connection's frames in order
-    let mut expected: BTreeMap<ConnId, Vec<String>> = BTreeMap::new();
-    let mut carrying = 0;
-    for a in &actions {
-        let Action::Send { to, text } = a else { continue };
-        assert!(!text.contains('\n'), "an encoded frame holds a line feed: {text:?}");
-        let value: Value = serde_json::from_str(text).expect("frames are JSON");
-        assert!(value["type"].is_string(), "{text}");
-        if value.get("data").is_some() {
-            carrying += 1;
-        }
-        let targets: Vec<ConnId> = match to {
-            Recipients::All { except } => open.iter().copied().filter(|c| Some(*c) != *except).collect(),
-            Recipients::One(c) => vec![*c],
-            Recipients::List(l) => l.clone(),
-        };
-        for c in targets {
-            expected.entry(c).or_default().push(text.clone());
-        }
-    }
-    let batch = coalesce(actions, |c| open.contains(&c));
-    let mut got: BTreeMap<ConnId, Vec<String>> = BTreeMap::new();
-    for d in &batch.deliveries {
-        let targets: Vec<ConnId> = match &d.to {
-            Group::AllBut(except) => open.iter().copied().filter(|c| !except.contains(c)).collect(),
-            Group::Only(ids) => ids.clone(),
-        };
-        for c in targets {
-            got.entry(c).or_default().extend(split(&d.text).map(str::to_owned));
-        }
-    }
-    assert_eq!(got, expected);
-    let page = room.history(":api", 0, 100, 1_006, &mut store).unwrap();
-    for m in &page.messages {
-        assert!(!encode_stored(m).contains('\n'));
-    }
-    carrying
-}
+use super::framing_check::check_framing;
 
 #[test]
 fn a_raw_line_feed_in_data_cannot_forge_a_frame() {
@@ -723,7 +664,7 @@ fn nobody_can_make_another_users_publish_a_duplicate() {
     assert_eq!(sim.frames(watcher, "message").len(), 2);
     // the backend's ids are its own too: a token user on HTTP cannot pre-empt them
     let item = PublishItem { data: CompactJson::parse("1").unwrap(), id: Some("b-1".into()) };
-    let by_token = sim.room.handle_publish(&Caller::user("mallory"), &[item.clone()], sim.now, &mut sim.store).unwrap();
+    let by_token = sim.room.handle_publish(&Caller::user("mallory"), std::slice::from_ref(&item), sim.now, &mut sim.store).unwrap();
     let by_key = sim.room.handle_publish(&Caller::backend(), &[item], sim.now, &mut sim.store).unwrap();
     assert!(!by_token[0].duplicate && !by_key[0].duplicate);
     sim.deliver();
@@ -774,9 +715,9 @@ fn http_publishes_are_limited_per_caller_with_a_retry_time() {
     let mut sim = Sim::new(config);
     let item = PublishItem { data: CompactJson::parse("1").unwrap(), id: None };
     assert!(sim.room.handle_publish(&Caller::user("u"), &vec![item.clone(); 5], sim.now, &mut sim.store).is_ok());
-    let refused = sim.room.handle_publish(&Caller::user("u"), &[item.clone()], sim.now, &mut sim.store);
+    let refused = sim.room.handle_publish(&Caller::user("u"), std::slice::from_ref(&item), sim.now, &mut sim.store);
     assert_eq!(refused, Err(PublishError::RateLimited { retry_after_ms: 100 }));
-    assert!(sim.room.handle_publish(&Caller::backend(), &[item.clone()], sim.now, &mut sim.store).is_ok(), "per caller");
+    assert!(sim.room.handle_publish(&Caller::backend(), std::slice::from_ref(&item), sim.now, &mut sim.store).is_ok(), "per caller");
     let big = PublishItem { data: CompactJson::parse(&format!("\"{}\"", "x".repeat(600_000))).unwrap(), id: None };
     let config = RoomConfig { max_frame_bytes: 1 << 20, ..RoomConfig::default() };
     let mut sim = Sim::new(config);
@@ -889,6 +830,6 @@ fn a_churning_user_costs_others_a_bounded_number_of_presence_frames() {
     assert!(frames <= 10 + 5 + 1, "{frames} presence frames in one second");
     // and the watcher's view converges: the churner left
     sim.advance(5_000, |_| Some(u64::MAX / 4));
-    let last = sim.frames(watcher, "presence").into_iter().filter(|f| f["member"]["user"] == "churner").last().unwrap();
+    let last = sim.frames(watcher, "presence").into_iter().rfind(|f| f["member"]["user"] == "churner").unwrap();
     assert_eq!(last["event"], "leave");
 }
