@@ -119,7 +119,7 @@ export async function api(edge, method, path, body, { key = apiKey() } = {}) {
   const text = await res.text();
   let json;
   try { json = JSON.parse(text); } catch { json = undefined; }
-  return { status: res.status, json, text };
+  return { status: res.status, json, text, headers: res.headers };
 }
 
 /** A token signed with the development secret, as an application's backend would sign it. */
@@ -135,8 +135,11 @@ export class Client {
    * Opens a connection. Unless `token` is given or `anonymous` is set, it carries a token for
    * `query.user` (or the cid) with every right in `room`, and `query.meta` becomes the token's
    * presence metadata. The token rides in the subprotocol, or in `?token=` when `protocols` is empty.
+   * `lenient`: a received line that is not JSON is recorded as `{type: "unparsable", line}`
+   * instead of throwing (for tests that feed the room hostile input). `welcome: false`: resolves
+   * once the socket is open, without waiting for the welcome (for connections the room may refuse).
    */
-  static async connect(edge, room, query = {}, { protocols = ["roomcast.v1"], pingEveryMs, token: given, anonymous } = {}) {
+  static async connect(edge, room, query = {}, { protocols = ["roomcast.v1"], pingEveryMs, token: given, anonymous, lenient = false, welcome = true } = {}) {
     query = { ...query };
     let bearer = given;
     if (bearer === undefined && !anonymous) {
@@ -151,18 +154,19 @@ export class Client {
     // closeTimeout: after a close handshake the local runtime (through wrangler dev's proxy)
     // leaves the TCP connection open; `ws` would wait 30 s before reporting the close.
     const ws = new WebSocket(`${edge.wsUrl}/rooms/${room}/ws${qs ? `?${qs}` : ""}`, protocols, { closeTimeout: 500 });
-    const client = new Client(ws);
+    const client = new Client(ws, { lenient });
     await new Promise((resolve, reject) => {
       ws.once("open", resolve);
       ws.once("error", reject);
       ws.once("unexpected-response", (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
     });
+    if (!welcome) return client;
     client.welcome = await client.next((f) => f.type === "welcome");
     if (pingEveryMs) client.pinger = setInterval(() => client.raw('{"type":"ping"}'), pingEveryMs);
     return client;
   }
 
-  constructor(ws) {
+  constructor(ws, { lenient = false } = {}) {
     this.ws = ws;
     this.frames = [];
     this.waiters = [];
@@ -176,7 +180,13 @@ export class Client {
       const text = data.toString();
       this.received.push(text);
       // One WebSocket message may carry several frames, one per line (docs/PROTOCOL.md).
-      for (const line of text.split("\n")) this.frames.push(JSON.parse(line));
+      for (const line of text.split("\n")) {
+        if (!lenient) {
+          this.frames.push(JSON.parse(line));
+          continue;
+        }
+        try { this.frames.push(JSON.parse(line)); } catch { this.frames.push({ type: "unparsable", line }); }
+      }
       this.waiters = this.waiters.filter((w) => !w.check());
     });
   }
