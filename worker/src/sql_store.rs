@@ -131,7 +131,9 @@ impl Store for SqlStore {
     fn after(&mut self, after: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
         let rows = self.rows::<MessageRow>(
             "SELECT seq, ts, origin, user, mid, data FROM messages WHERE seq > ? ORDER BY seq LIMIT ?",
-            vec![int(after), int(limit.min(i64::MAX as usize) as u64)],
+            // SQLite integers are signed: a `since` at or above 2^63 would wrap to a negative number
+            // and return everything, so it is clamped (no seq gets anywhere near it).
+            vec![int(after.min(i64::MAX as u64)), int(limit.min(i64::MAX as usize) as u64)],
         )?;
         rows.into_iter()
             .map(|r| {

@@ -833,3 +833,15 @@ fn a_churning_user_costs_others_a_bounded_number_of_presence_frames() {
     let last = sim.frames(watcher, "presence").into_iter().rfind(|f| f["member"]["user"] == "churner").unwrap();
     assert_eq!(last["event"], "leave");
 }
+
+#[test]
+fn http_publish_bodies_are_objects_or_arrays_of_objects() {
+    let (items, single) = parse_publish_body("{\"data\":\n{ \"a\" : 1 },\"id\":\"x\"}").unwrap();
+    assert!(single);
+    assert_eq!((items[0].data.get(), items[0].id.as_deref()), ("{\"a\":1}", Some("x")));
+    let (items, single) = parse_publish_body(r#"[{"data":1},{"data":2,"id":"y"}]"#).unwrap();
+    assert!(!single && items.len() == 2);
+    for bad in [r#"[[1,"id"]]"#, r#"[1]"#, r#"["x"]"#, r#"[{"id":"x"}]"#, "5", "nope", r#"{"data":1} {"data":2}"#] {
+        assert!(parse_publish_body(bad).is_err(), "{bad}");
+    }
+}
