@@ -10,9 +10,9 @@ use serde_json::value::RawValue;
 #[derive(serde::Deserialize)]
 struct Probe<'a> {
     #[serde(rename = "type")]
-    _kind: &'a str,
-    #[serde(borrow)]
-    data: Option<&'a RawValue>,
+    kind: &'a str,
+    #[serde(borrow, rename = "data")]
+    _data: Option<&'a RawValue>,
 }
 
 /// Drives every path a client's `data` takes (WebSocket publish and direct, HTTP single and batch,
@@ -45,7 +45,7 @@ pub fn check_framing(data: &str) -> usize {
         assert!(!text.contains('\n'), "an encoded frame holds a line feed: {text:?}");
         // Read with a raw `data`: JSON allows numbers (1e999) that a `Value` cannot hold.
         let probe: Probe<'_> = serde_json::from_str(text).expect("frames are JSON objects with a type");
-        if probe.data.is_some() {
+        if matches!(probe.kind, "message" | "direct") {
             carrying += 1;
         }
         let targets: Vec<ConnId> = match to {
