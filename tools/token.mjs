@@ -20,7 +20,8 @@ const b64url = (data) => Buffer.from(data).toString("base64url");
 /**
  * @param {object} o
  * @param {string} o.secret    ROOMCAST_SECRET
- * @param {string} o.user      the user id (`sub`): 1-64 of A-Z a-z 0-9 _ - . : @
+ * @param {string} o.user      the user id (`sub`): 1-64 of A-Z a-z 0-9 _ - . : @, not starting with
+ *   ":" or "anon:" (reserved for the backend's `:api` and anonymous users; the edge refuses them)
  * @param {Record<string, ("subscribe"|"publish"|"presence")[]>} o.rooms  patterns to rights:
  *   an exact room name, a prefix ending in `*` (`chat:*` matches `chat:lobby`, not `chatroom`), or `*`
  * @param {number} [o.ttlSeconds=3600]  lifetime; `exp` is required by the server
@@ -31,6 +32,7 @@ const b64url = (data) => Buffer.from(data).toString("base64url");
 export function mintToken({ secret, user, rooms, ttlSeconds = 3600, meta, now = Date.now() }) {
   if (!secret) throw new Error("mintToken: secret is required");
   if (!/^[A-Za-z0-9_.:@-]{1,64}$/.test(user ?? "")) throw new Error("mintToken: user must be 1-64 of A-Z a-z 0-9 _ - . : @");
+  if (isReservedUser(user)) throw new Error(`mintToken: user ${user} is reserved (ids starting with ":" or "anon:" are the server's)`);
   for (const [pattern, rights] of Object.entries(rooms ?? {})) {
     for (const r of rights) if (!RIGHTS.has(r)) throw new Error(`mintToken: unknown right ${r} for ${pattern}`);
   }
@@ -41,6 +43,11 @@ export function mintToken({ secret, user, rooms, ttlSeconds = 3600, meta, now = 
   const body = b64url(JSON.stringify(claims));
   const sig = createHmac("sha256", secret).update(`${head}.${body}`).digest("base64url");
   return `${head}.${body}.${sig}`;
+}
+
+/** Whether a user id is reserved: `:api` and anything else starting with ":", and `anon:<name>`. */
+export function isReservedUser(user) {
+  return user.startsWith(":") || user.startsWith("anon:");
 }
 
 /** Reads a value from the project's .dev.vars (local development only). */

@@ -4,6 +4,8 @@
 pub const ROOM_NAME_MAX: usize = 128;
 /// Longest client id or user id, in bytes.
 pub const ID_MAX: usize = 64;
+/// Prefix of anonymous user ids (`anon:<name>`), so an anonymous user never passes for a token's.
+pub const ANON_PREFIX: &str = "anon:";
 
 /// Why a name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,6 +54,14 @@ pub fn validate_user(id: &str) -> Result<(), NameError> {
     })
 }
 
+/// Whether a user id is one the server assigns itself and no token may claim: anything starting
+/// with a colon (`:api`, the backend; `:http` and whatever comes next) or with [`ANON_PREFIX`]
+/// (anonymous users). A token carrying one would let its holder act as the backend or as an
+/// anonymous member.
+pub fn is_reserved_user(id: &str) -> bool {
+    id.starts_with(':') || id.starts_with(ANON_PREFIX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,5 +85,15 @@ mod tests {
         assert!(validate_user("alice@example.com").is_ok());
         assert!(validate_user("al ice").is_err());
         assert!(validate_user(&"u".repeat(ID_MAX + 1)).is_err());
+    }
+
+    #[test]
+    fn reserved_users() {
+        for id in [":api", ":http", ":", ":foo", "anon:", "anon:x"] {
+            assert!(is_reserved_user(id), "{id}");
+        }
+        for id in ["api", "alice:api", "anon", "anonymous", "a:non:x", "anon-x"] {
+            assert!(!is_reserved_user(id), "{id}");
+        }
     }
 }

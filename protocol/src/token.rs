@@ -8,12 +8,17 @@
 //! Claims: `sub` (user id), `exp` (required, seconds since the epoch), `nbf` and `iat`
 //! (optional), `rooms` (patterns to rights), `meta` (optional presence metadata, a JSON object
 //! of at most [`META_MAX`] bytes). Times get a leeway of [`LEEWAY_SECS`] for clock skew.
+//!
+//! `sub` may not be a reserved user id (`:api`, anything else starting with a colon, `anon:…`:
+//! [`crate::name::is_reserved_user`]): those are the identities the server assigns itself.
+//! `meta` is read into [`CompactJson`]: a token signed with whitespace or line feeds inside its
+//! `meta` is accepted and its meta compacted, so it can never break a frame or a header.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use crate::compact::CompactJson;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use sha2::Sha256;
 use std::collections::BTreeMap;
 
@@ -81,7 +86,7 @@ pub struct Claims {
     #[serde(default)]
     pub rooms: BTreeMap<String, Vec<Right>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub meta: Option<Box<RawValue>>,
+    pub meta: Option<CompactJson>,
 }
 
 impl Claims {
@@ -96,6 +101,11 @@ impl Claims {
             }
         }
         rights
+    }
+
+    /// When the token expires, in ms since the epoch (`exp` is in seconds).
+    pub fn expires_ms(&self) -> u64 {
+        self.exp.saturating_mul(1000)
     }
 }
 
@@ -168,8 +178,12 @@ pub fn verify(token: &str, secret: &[u8], now_ms: u64) -> Result<Claims, TokenEr
     let payload = URL_SAFE_NO_PAD.decode(p).map_err(|_| TokenError::Malformed)?;
     let claims: Claims = serde_json::from_slice(&payload).map_err(|e| TokenError::BadClaims(e.to_string()))?;
     crate::name::validate_user(&claims.sub).map_err(|e| TokenError::BadClaims(format!("sub: {e}")))?;
+    if crate::name::is_reserved_user(&claims.sub) {
+        return Err(TokenError::BadClaims("sub: reserved (starts with ':' or 'anon:')".into()));
+    }
     if let Some(meta) = &claims.meta {
-        if meta.get().len() > META_MAX || !meta.get().starts_with('{') {
+        // Measured compact: the form that is stored and sent.
+        if meta.len() > META_MAX || !meta.is_object() {
             return Err(TokenError::BadClaims(format!("meta must be a JSON object of at most {META_MAX} bytes")));
         }
     }
@@ -197,6 +211,23 @@ pub fn mint(claims: &Claims, secret: &[u8]) -> Result<String, TokenError> {
     Ok(format!("{header}.{payload}.{signature}"))
 }
 
+/// Whether a presented secret (an API key) equals the configured one, in time independent of
+/// where they differ and of their lengths: both are run through HMAC-SHA256 under a fixed key
+/// and the tags compared with `verify_slice`, RustCrypto's constant-time comparison. An empty
+/// configured secret matches nothing.
+pub fn secrets_match(given: &[u8], expected: &[u8]) -> bool {
+    const DOMAIN: &[u8] = b"roomcast secret comparison";
+    if expected.is_empty() {
+        return false;
+    }
+    let Ok(mut tag) = mac(DOMAIN) else { return false };
+    tag.update(expected);
+    let expected_tag = tag.finalize().into_bytes();
+    let Ok(mut m) = mac(DOMAIN) else { return false };
+    m.update(given);
+    m.verify_slice(&expected_tag).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,7 +243,7 @@ mod tests {
             nbf: None,
             iat: Some(NOW_MS / 1000),
             rooms: BTreeMap::from([("chat:*".into(), vec![Right::Subscribe, Right::Publish]), ("news".into(), vec![Right::Subscribe])]),
-            meta: Some(RawValue::from_string(r#"{"name":"Alice"}"#.into()).unwrap()),
+            meta: Some(CompactJson::parse(r#"{"name":"Alice"}"#).unwrap()),
         }
     }
 
@@ -286,6 +317,42 @@ mod tests {
     }
 
     #[test]
+    fn reserved_subs_are_refused() {
+        let h = r#"{"alg":"HS256","typ":"JWT"}"#;
+        let exp = NOW_MS / 1000 + 60;
+        for sub in [":api", ":http", ":foo", ":", "anon:x", "anon:"] {
+            let t = forge(h, &format!(r#"{{"sub":"{sub}","exp":{exp}}}"#), SECRET);
+            match verify(&t, SECRET, NOW_MS) {
+                Err(TokenError::BadClaims(m)) => assert!(m.contains("reserved") || sub == ":" || sub == "anon:", "{sub}: {m}"),
+                other => panic!("{sub} was not refused: {other:?}"),
+            }
+        }
+        let t = forge(h, &format!(r#"{{"sub":"a:pi","exp":{exp}}}"#), SECRET);
+        assert!(verify(&t, SECRET, NOW_MS).is_ok());
+    }
+
+    #[test]
+    fn meta_with_raw_whitespace_is_compacted() {
+        let h = r#"{"alg":"HS256","typ":"JWT"}"#;
+        let exp = NOW_MS / 1000 + 60;
+        let payload = format!("{{\"sub\":\"a\",\"exp\":{exp},\"meta\":\n{{ \"name\" :\n\"A\\nB\",\r\n\t\"n\": [1, 2] }}\n}}");
+        let c = verify(&forge(h, &payload, SECRET), SECRET, NOW_MS).unwrap();
+        assert_eq!(c.meta.unwrap().get(), r#"{"name":"A\nB","n":[1,2]}"#);
+        // the limit applies to the compact form: padding with whitespace does not count
+        let padded = format!(r#"{{"sub":"a","exp":{exp},"meta":{{"k":{}"{}"}}}}"#, " ".repeat(META_MAX), "v".repeat(META_MAX - 10));
+        assert!(verify(&forge(h, &padded, SECRET), SECRET, NOW_MS).is_ok());
+    }
+
+    #[test]
+    fn secrets_compare_by_value() {
+        assert!(secrets_match(b"key-123", b"key-123"));
+        assert!(!secrets_match(b"key-124", b"key-123"));
+        assert!(!secrets_match(b"key-12", b"key-123"));
+        assert!(!secrets_match(b"", b""), "an unset key matches nothing");
+        assert!(!secrets_match(b"x", b""));
+    }
+
+    #[test]
     fn anonymous_patterns() {
         assert!(any_pattern_matches("demo:*, public", "demo:lobby"));
         assert!(any_pattern_matches("demo:*, public", "public"));
@@ -299,6 +366,13 @@ mod tests {
         #[test]
         fn arbitrary_tokens_are_refused(token in "[A-Za-z0-9_.-]{0,300}") {
             prop_assert!(verify(&token, SECRET, NOW_MS).is_err());
+        }
+
+        /// No signed token with a reserved `sub` is ever accepted, whatever follows the prefix.
+        #[test]
+        fn reserved_subs_never_verify(prefix in prop::sample::select(vec![":", "anon:"]), rest in "[A-Za-z0-9_.:@-]{0,20}") {
+            let c = Claims { sub: format!("{prefix}{rest}"), ..claims() };
+            prop_assert!(matches!(verify(&mint(&c, SECRET).unwrap(), SECRET, NOW_MS), Err(TokenError::BadClaims(_))));
         }
 
         /// Flipping any character of a valid token makes it invalid.

@@ -1,0 +1,168 @@
+//! Which endpoint a request is for: `/rooms/:room/{ws,messages,history,presence,stats,kick}` and
+//! `/dev/token`, checked for method and room name.
+
+use super::refusal::{Refusal, RefusalKind};
+use crate::name;
+use crate::token::Right;
+
+/// The HTTP methods the edge tells apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Other,
+}
+
+/// A room's endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `GET /rooms/:room/ws`: the WebSocket upgrade.
+    Connect,
+    /// `POST /rooms/:room/messages`: publish.
+    Publish,
+    /// `GET /rooms/:room/history`.
+    History,
+    /// `GET /rooms/:room/presence`.
+    Presence,
+    /// `GET /rooms/:room/stats`: operators only.
+    Stats,
+    /// `POST /rooms/:room/kick`: the backend removes a user.
+    Kick,
+}
+
+/// Who may call an HTTP API endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The API key, or a token with this right for the room.
+    KeyOrRight(Right),
+    /// The API key only.
+    Key,
+}
+
+impl Endpoint {
+    fn parse(segment: &str) -> Option<Endpoint> {
+        Some(match segment {
+            "ws" => Endpoint::Connect,
+            "messages" => Endpoint::Publish,
+            "history" => Endpoint::History,
+            "presence" => Endpoint::Presence,
+            "stats" => Endpoint::Stats,
+            "kick" => Endpoint::Kick,
+            _ => return None,
+        })
+    }
+
+    pub fn method(self) -> Method {
+        match self {
+            Endpoint::Publish | Endpoint::Kick => Method::Post,
+            _ => Method::Get,
+        }
+    }
+
+    /// The path of the room object's endpoint the edge forwards to.
+    pub fn room_path(self) -> &'static str {
+        match self {
+            Endpoint::Connect => "/ws",
+            Endpoint::Publish => "/messages",
+            Endpoint::History => "/history",
+            Endpoint::Presence => "/presence",
+            Endpoint::Stats => "/stats",
+            Endpoint::Kick => "/kick",
+        }
+    }
+
+    /// Who may call it (`Connect` is admitted by [`super::admission`], not here).
+    pub fn access(self) -> Access {
+        match self {
+            Endpoint::Publish => Access::KeyOrRight(Right::Publish),
+            Endpoint::Presence => Access::KeyOrRight(Right::Presence),
+            Endpoint::Connect | Endpoint::History => Access::KeyOrRight(Right::Subscribe),
+            // Stats are for operators; removing a user is the backend's call alone.
+            Endpoint::Stats | Endpoint::Kick => Access::Key,
+        }
+    }
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Room { room: String, endpoint: Endpoint },
+    DevToken,
+}
+
+/// Routes a request by method and path (the path as the URL carries it, percent-encoded: a room
+/// name with `%` in it is refused like any other bad character).
+pub fn route(method: Method, path: &str) -> Result<Route, Refusal> {
+    let mut segments = path.trim_start_matches('/').split('/');
+    match (segments.next(), segments.next(), segments.next(), segments.next()) {
+        (Some("rooms"), Some(room), Some(endpoint), None) => {
+            let Some(endpoint) = Endpoint::parse(endpoint) else {
+                return Err(Refusal::not_found("no such room endpoint; see docs/PROTOCOL.md"));
+            };
+            name::validate_room(room).map_err(|e| Refusal::bad_request(e.to_string()))?;
+            if method != endpoint.method() {
+                return Err(Refusal::new(RefusalKind::MethodNotAllowed, "method not allowed for this endpoint"));
+            }
+            Ok(Route::Room { room: room.to_owned(), endpoint })
+        }
+        (Some("dev"), Some("token"), None, None) if method == Method::Get => Ok(Route::DevToken),
+        (Some("dev"), Some("token"), None, None) => Err(Refusal::new(RefusalKind::MethodNotAllowed, "method not allowed for this endpoint")),
+        _ => Err(Refusal::not_found("no such endpoint; see docs/PROTOCOL.md")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::refusal::documented;
+    use super::*;
+    use proptest::prelude::*;
+
+    fn room(r: &str, e: Endpoint) -> Result<Route, Refusal> {
+        Ok(Route::Room { room: r.into(), endpoint: e })
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(route(Method::Get, "/rooms/chat:lobby/ws"), room("chat:lobby", Endpoint::Connect));
+        assert_eq!(route(Method::Post, "/rooms/a/messages"), room("a", Endpoint::Publish));
+        assert_eq!(route(Method::Get, "/rooms/a/history"), room("a", Endpoint::History));
+        assert_eq!(route(Method::Get, "/rooms/a/presence"), room("a", Endpoint::Presence));
+        assert_eq!(route(Method::Get, "/rooms/a/stats"), room("a", Endpoint::Stats));
+        assert_eq!(route(Method::Post, "/rooms/a/kick"), room("a", Endpoint::Kick));
+        assert_eq!(route(Method::Get, "/dev/token"), Ok(Route::DevToken));
+        let status = |m, p| route(m, p).unwrap_err().status();
+        assert_eq!(status(Method::Get, "/rooms/a/kick"), 405);
+        assert_eq!(status(Method::Post, "/rooms/a/ws"), 405);
+        assert_eq!(status(Method::Other, "/rooms/a/history"), 405);
+        assert_eq!(status(Method::Get, "/rooms/a/nope"), 404);
+        assert_eq!(status(Method::Get, "/rooms/a/ws/"), 404);
+        assert_eq!(status(Method::Get, "/rooms/a%20b/ws"), 400);
+        assert_eq!(status(Method::Get, "/rooms//ws"), 400);
+        assert_eq!(status(Method::Get, "/elsewhere"), 404);
+        assert_eq!(status(Method::Post, "/dev/token"), 405);
+    }
+
+    #[test]
+    fn key_only_endpoints() {
+        assert_eq!(Endpoint::Kick.access(), Access::Key);
+        assert_eq!(Endpoint::Stats.access(), Access::Key);
+        assert_eq!(Endpoint::Publish.access(), Access::KeyOrRight(Right::Publish));
+    }
+
+    proptest! {
+        /// Any path and method: a route or a documented refusal, never a panic; a routed room name
+        /// is always valid.
+        #[test]
+        fn arbitrary_paths(path in "(/[a-z:%._ -]{0,12}){0,5}", post in any::<bool>()) {
+            let method = if post { Method::Post } else { Method::Get };
+            match route(method, &path) {
+                Ok(Route::Room { room, endpoint }) => {
+                    prop_assert!(name::validate_room(&room).is_ok());
+                    prop_assert_eq!(endpoint.method(), method);
+                }
+                Ok(Route::DevToken) => prop_assert_eq!(path.as_str(), "/dev/token"),
+                Err(r) => prop_assert!(documented::is_documented(&r)),
+            }
+        }
+    }
+}
