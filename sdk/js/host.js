@@ -61,36 +61,78 @@ function detach(h) {
   return ws;
 }
 
-/** One message from the server: one frame per line (the room may coalesce several). */
-function onMessage(h, data) {
-  if (typeof data !== "string") return;
+const isSeq = (n) => Number.isSafeInteger(n) && n >= 0;
+const isStr = (s) => typeof s === "string";
+const isMember = (m) => isStr(m?.user);
+/**
+ * The frames the server sends, each with the fields the SDK reads (unknown fields are ignored).
+ * A frame that fails its check is not acted on: it is reported as a `bad_frame` error.
+ */
+const SHAPES = {
+  __proto__: null,
+  welcome: (f) => isStr(f.epoch) && isSeq(f.seq) && Array.isArray(f.members) && f.members.every(isMember) && (f.expires === undefined || isSeq(f.expires)),
+  message: (f) => isSeq(f.seq) && isStr(f.from) && isStr(f.user),
+  ack: (f) => isStr(f.id) && (f.seq === undefined || isSeq(f.seq)),
+  error: (f) => isStr(f.code),
+  pong: () => true,
+  presence: (f) => isMember(f.member) && isStr(f.event),
+  direct: (f) => isStr(f.from) && isStr(f.user),
+  refreshed: (f) => isSeq(f.expires),
+};
+
+/** Why a parsed line is not a frame the SDK can act on, or "" if it is. */
+function invalid(f) {
+  if (f === undefined) return "not JSON";
+  if (typeof f?.type !== "string") return "not a frame";
+  if (!SHAPES[f.type]) return `unknown frame type ${f.type}`;
+  return SHAPES[f.type](f) ? "" : `invalid ${f.type} frame`;
+}
+
+/**
+ * One message from socket `ws`: one frame per line (the room may coalesce several). A line the
+ * SDK cannot trust is an `error` event, never silence; a seq out of order makes the wasm half
+ * drop the socket, and the rest of its lines with it (the resume covers them).
+ */
+function onMessage(h, ws, data) {
   call((w) => {
-    for (const line of data.split("\n")) {
+    const lines = typeof data === "string" ? data.split("\n") : [];
+    if (!lines.length) emit(h, "error", { code: "bad_frame", message: "a binary message", frame: "" });
+    for (const line of lines) {
+      if (h.ws !== ws) return;
       let f;
-      try { f = JSON.parse(line); } catch { continue; }
-      if (!f || hosts.get(h.id) !== h) return;
-      const seq = typeof f.seq === "number" ? f.seq : -1;
+      try { f = JSON.parse(line); } catch {}
+      const why = invalid(f);
+      if (why) {
+        emit(h, "error", { code: "bad_frame", message: why, frame: line.slice(0, 200) });
+        continue;
+      }
+      const o = h.options;
       switch (f.type) {
         case "welcome": {
           const status = f.resume?.status;
           emit(h, "welcome", f);
-          w.conn_welcome(h.id, ...str(String(f.epoch ?? "")), seq, status ? (status === "recovered" ? 1 : 2) : 0, ...str(String(f.resume?.reason ?? "")));
+          w.conn_welcome(h.id, ...str(f.epoch), f.seq, status ? (status === "recovered" ? 1 : 2) : 0, ...str(String(f.resume?.reason ?? "")), f.expires ?? -1);
           break;
         }
         case "message":
-          if (seq >= 0 && w.conn_message(h.id, seq)) emit(h, "message", f);
+          // With echo off the room still replays this client's own messages (so a replay has no
+          // holes); they move lastSeq on but are not delivered.
+          if (w.conn_message(h.id, f.seq) && (o.echo || f.from !== o.clientId)) emit(h, "message", f);
           break;
         case "ack":
-          w.conn_settled(h.id, ...str(String(f.id)), seq, ...str(""));
+          w.conn_settled(h.id, ...str(f.id), f.seq ?? -1, ...str(""));
           break;
         case "error":
-          if (typeof f.id === "string") w.conn_settled(h.id, ...str(f.id), -1, ...str(String(f.code || "error")));
+          if (isStr(f.id)) w.conn_settled(h.id, ...str(f.id), -1, ...str(f.code));
           else emit(h, "error", f);
           break;
         case "pong":
           w.conn_pong(h.id);
           break;
-        case "presence": case "direct":
+        case "refreshed":
+          w.conn_refreshed(h.id, f.expires);
+          break;
+        default:
           emit(h, f.type, f);
       }
     }
@@ -113,7 +155,7 @@ const imports = {
         return 0;
       }
       h.ws = ws;
-      ws.onmessage = (e) => onMessage(h, e.data);
+      ws.onmessage = (e) => onMessage(h, ws, e.data);
       ws.onclose = (e) => {
         detach(h);
         call((w) => w.conn_closed(id, e.code, ...str(e.reason)));
@@ -122,6 +164,10 @@ const imports = {
     },
     ws_send(id, ptr, len) {
       hosts.get(id)?.ws?.send(text(ptr, len));
+    },
+    ws_refresh(id) {
+      const h = hosts.get(id);
+      h?.ws?.send(JSON.stringify({ type: "refresh", token: h.token }));
     },
     ws_close(id, code, ptr, len) {
       const h = hosts.get(id);
@@ -167,6 +213,10 @@ const imports = {
     emit_gap(id, ptr, len, since) {
       emit(hosts.get(id), "gap", { reason: text(ptr, len), since });
     },
+    emit_out_of_order(id, expected, received) {
+      const message = `seq ${received} arrived when ${expected} was next; resuming from ${expected - 1}`;
+      emit(hosts.get(id), "error", { code: "out_of_order", message, expected, received });
+    },
     emit_settled(id, ptr, len, seq, codePtr, codeLen) {
       const code = text(codePtr, codeLen);
       emit(hosts.get(id), code ? "reject" : "ack", { id: text(ptr, len), seq: seq < 0 ? undefined : seq, code });
@@ -205,8 +255,9 @@ export class Host {
       n(o.minUptimeMs), n(o.connectTimeoutMs), n(o.pingIntervalMs), n(o.pongTimeoutMs), n(o.queueMax)));
   }
 
-  /** The token function's result (undefined: it failed). */
+  /** The token function's result (undefined: it failed), for a connection attempt or a refresh. */
   setToken(token) {
+    if (!hosts.has(this.id)) return;
     this.token = token ?? null;
     call((w) => w.conn_token(this.id, token !== undefined));
   }

@@ -48,6 +48,11 @@ impl Conn {
                         s.send(&text);
                     }
                 }
+                Output::SendRefresh => {
+                    if self.socket.is_some() {
+                        host::send_refresh(self.id);
+                    }
+                }
                 Output::CloseSocket(code) => {
                     if let Some(s) = self.socket.take() {
                         s.close(code.code, code.reason);
@@ -62,6 +67,7 @@ impl Conn {
                     }
                 }
                 Output::Gap { reason, since } => host::emit_gap(self.id, &reason, since),
+                Output::OutOfOrder { expected, received } => host::emit_out_of_order(self.id, expected, received),
                 Output::Acked { id, seq } => host::emit_settled(self.id, &id, seq, ""),
                 Output::Rejected { id, code } => host::emit_settled(self.id, &id, None, &code),
             }

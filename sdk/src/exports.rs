@@ -97,15 +97,24 @@ pub extern "C" fn conn_free(id: u32) {
     conns.retain(|c| c.id != id);
 }
 
-/// The token function's result is ready (`ok`), or it failed.
+/// The token function's result is ready (`ok`), or it failed. The host keeps the token: it
+/// connects with it and puts it in `refresh` frames.
 #[no_mangle]
 pub extern "C" fn conn_token(id: u32, ok: u32) {
     with(id, |c| c.client.handle_token(ok != 0, host::now()));
 }
 
-/// A `welcome` frame. `resumed`: 0 no resume asked, 1 recovered, 2 not (with `reason`).
+/// A `refreshed` frame: the room took the fresh token, which expires at `expires` (ms).
 #[no_mangle]
-pub unsafe extern "C" fn conn_welcome(id: u32, epoch: *mut u8, epoch_len: usize, seq: f64, resumed: u32, reason: *mut u8, reason_len: usize) {
+pub extern "C" fn conn_refreshed(id: u32, expires: f64) {
+    with(id, |c| c.client.handle_refreshed(setting(expires, 0), host::now()));
+}
+
+/// A `welcome` frame. `resumed`: 0 no resume asked, 1 recovered, 2 not (with `reason`).
+/// `expires`: when the connection's token expires (ms), negative when the frame has none.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn conn_welcome(id: u32, epoch: *mut u8, epoch_len: usize, seq: f64, resumed: u32, reason: *mut u8, reason_len: usize, expires: f64) {
     let epoch = take(epoch, epoch_len);
     let reason = take(reason, reason_len);
     let resumed = match resumed {
@@ -113,14 +122,16 @@ pub unsafe extern "C" fn conn_welcome(id: u32, epoch: *mut u8, epoch_len: usize,
         1 => Some(Resumed::Recovered),
         _ => Some(Resumed::NotRecovered(reason)),
     };
-    with(id, |c| c.client.handle_welcome(&epoch, setting(seq, 0), resumed, host::now()));
+    let expires = (expires >= 0.0).then(|| setting(expires, 0));
+    with(id, |c| c.client.handle_welcome(&epoch, setting(seq, 0), resumed, expires, host::now()));
 }
 
-/// A `message` frame with `seq`: 1 to deliver it, 0 for a replayed duplicate.
+/// A `message` frame with `seq`: 1 to deliver it, 0 not to (a replayed duplicate, or a seq out of
+/// order, which the machine reports and resumes from).
 #[no_mangle]
 pub extern "C" fn conn_message(id: u32, seq: f64) -> u32 {
     let mut deliver = false;
-    with(id, |c| deliver = c.client.handle_message(setting(seq, 0)));
+    with(id, |c| deliver = c.client.handle_message(setting(seq, 0), host::now()));
     deliver.into()
 }
 
@@ -131,7 +142,7 @@ pub unsafe extern "C" fn conn_settled(id: u32, msg: *mut u8, msg_len: usize, seq
     let code = take(code, code_len);
     with(id, |c| {
         if code.is_empty() {
-            c.client.handle_ack(&msg, (seq >= 0.0).then(|| setting(seq, 0)));
+            c.client.handle_ack(&msg, (seq >= 0.0).then(|| setting(seq, 0)), host::now());
         } else {
             c.client.handle_error(&msg, &code);
         }

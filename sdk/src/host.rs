@@ -16,6 +16,8 @@ mod imports {
         /// (an invalid URL throws synchronously).
         pub fn ws_open(conn: u32, epoch: *const u8, epoch_len: usize, since: f64) -> u32;
         pub fn ws_send(conn: u32, text: *const u8, len: usize);
+        /// Sends a `refresh` frame with the token the host fetched last.
+        pub fn ws_refresh(conn: u32);
         /// Closes the socket with a code and reason and detaches its handlers.
         pub fn ws_close(conn: u32, code: u32, reason: *const u8, len: usize);
         /// Replaces the connection's one timer.
@@ -27,6 +29,7 @@ mod imports {
         pub fn fetch_token(conn: u32);
         pub fn emit_status(conn: u32, state: u32, attempt: u32, delay_ms: f64, code: u32, reason: *const u8, len: usize);
         pub fn emit_gap(conn: u32, reason: *const u8, len: usize, since: f64);
+        pub fn emit_out_of_order(conn: u32, expected: f64, received: f64);
         /// An ack (`code_len == 0`, `seq < 0` when none) or a rejection with its code.
         pub fn emit_settled(conn: u32, id: *const u8, id_len: usize, seq: f64, code: *const u8, code_len: usize);
         /// Hands a string back as the result of the export that is running.
@@ -43,6 +46,10 @@ pub fn now() -> u64 {
 
 pub fn fetch_token(conn: u32) {
     unsafe { imports::fetch_token(conn) }
+}
+
+pub fn send_refresh(conn: u32) {
+    unsafe { imports::ws_refresh(conn) }
 }
 
 pub fn give(text: &str) {
@@ -62,6 +69,10 @@ pub fn emit_status(conn: u32, s: &Status) {
 
 pub fn emit_gap(conn: u32, reason: &str, since: u64) {
     unsafe { imports::emit_gap(conn, reason.as_ptr(), reason.len(), since as f64) }
+}
+
+pub fn emit_out_of_order(conn: u32, expected: u64, received: u64) {
+    unsafe { imports::emit_out_of_order(conn, expected as f64, received as f64) }
 }
 
 /// `code` empty: acknowledged (with the seq a publish got); otherwise rejected with that code.

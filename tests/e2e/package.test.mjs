@@ -35,11 +35,16 @@ test("the wasm and its JS glue fit the 13 KiB gzipped budget", () => {
 
 test("the packed package type-checks with tsc", () => {
   writeFileSync(join(project, "check.ts"), `
-import { connect, type Message, type StatusEvent } from "roomcast";
+import { connect, type ErrorEvent, type GapEvent, type Message, type StatusEvent } from "roomcast";
 const room = connect({ url: "wss://example.com", room: "chat:lobby", token: async () => "t", echo: true, pingIntervalMs: 5000 });
 const off: () => void = room.on("message", (m: Message) => console.log(m.seq, m.data));
 room.on("status", (s: StatusEvent) => s.state === "reconnecting" && console.log(s.delayMs));
 room.on("presence", (p) => p.members.map((m) => m.connections));
+room.on("error", (e: ErrorEvent) => {
+  if (e.code === "out_of_order") console.log(e.expected, e.received);
+  else if (e.code === "bad_frame") console.log(e.frame?.length);
+});
+room.on("gap", (g: GapEvent) => g.reason === "ahead" && console.log(g.since));
 const seq: Promise<number> = room.publish({ text: "hi" });
 void room.sendTo({ user: "bob" }, 1);
 const n: number = room.lastSeq;

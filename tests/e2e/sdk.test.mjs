@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { createServer, connect as tcpConnect } from "node:net";
 import { after, before, test } from "node:test";
 import { launchChromium, servePackage } from "../browser.mjs";
-import { ALL_RIGHTS, api, roomName, startEdge, tempDir, token } from "../harness.mjs";
+import { ALL_RIGHTS, api, roomName, startEdge, tempDir, token, until } from "../harness.mjs";
 
 let edge, browser, site;
 const persistDir = tempDir("sdk");
@@ -29,7 +29,7 @@ async function openPage(room, user, { url = edge.wsUrl, options = {} } = {}) {
   const page = await blankPage();
   const t = token(user, { [room]: ALL_RIGHTS }, { meta: { name: user } });
   await page.evaluate(({ url, room, t, user, options }) => {
-    window.log = { message: [], presence: [], status: [], gap: [] };
+    window.log = { message: [], presence: [], status: [], gap: [], error: [] };
     window.room = window.roomcast.connect({ url, room, token: t, clientId: `c-${user}`, ...options });
     for (const e of Object.keys(window.log)) window.room.on(e, (p) => window.log[e].push(p));
   }, { url, room, t, user, options });
@@ -98,7 +98,10 @@ test("publishes made offline are queued and delivered once after the reconnect",
   await page.close();
 });
 
-/** A TCP proxy that can stall: it stops forwarding bytes on every open connection. */
+/**
+ * A TCP proxy that can stall: it stops forwarding bytes on every open connection, both ways or
+ * (`stall("down")`) only from the server to the client.
+ */
 function stallingProxy(target) {
   const sockets = new Set();
   let stalled = false;
@@ -110,11 +113,12 @@ function stallingProxy(target) {
       a.on("close", () => b.destroy());
     }
     client.stalled = upstream.stalled = stalled;
+    upstream.down = true;
     sockets.add(client).add(upstream);
   });
   return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve({
     port: server.address().port,
-    stall() { for (const s of sockets) s.stalled = true; },
+    stall(direction = "both") { for (const s of sockets) if (direction === "both" || s.down) s.stalled = true; },
     close() { for (const s of sockets) s.destroy(); return new Promise((r) => server.close(r)); },
   })));
 }
@@ -227,5 +231,85 @@ test("a room closed before it started never connects", async () => {
   await page.evaluate(() => new Promise((r) => setTimeout(r, 0)));
   assert.equal(await page.evaluate(() => window.attempts), 0);
   assert.deepEqual(await page.evaluate(() => window.closedRoom._resources()), [0, 0, 0]);
+  await page.close();
+});
+
+test("echo off: this client's own messages replayed on resume move lastSeq on and are not delivered; no error", async () => {
+  const room = roomName("sdk-echo-replay");
+  const proxy = await stallingProxy(edge.port);
+  try {
+    const page = await openPage(room, "hana", { url: `ws://127.0.0.1:${proxy.port}`, options: FAST });
+    // the room hears this publish, but its ack (and everything else) no longer reaches the page
+    proxy.stall("down");
+    await page.evaluate(() => { window.ack = window.room.publish("mine"); });
+    await until(async () => (await api(edge, "GET", `/rooms/${room}/history?since=0`)).json?.messages?.length === 1, { what: "the publish stored" });
+    await api(edge, "POST", `/rooms/${room}/messages`, { data: "theirs" });
+    // the page finds the connection dead and resumes from 0: the room replays 1 (its own) and 2
+    assert.equal(await page.evaluate(() => window.ack), 1, "the resent publish is acknowledged with its first seq");
+    await page.waitForFunction(() => window.log.message.length >= 1);
+    assert.deepEqual(await page.evaluate(() => window.log.message.map((m) => [m.seq, m.data])), [[2, "theirs"]]);
+    assert.equal(await page.evaluate(() => window.room.lastSeq), 2);
+    assert.deepEqual(await page.evaluate(() => window.log.error), [], "a replay with the client's own messages has no holes");
+    assert.deepEqual(await page.evaluate(() => window.log.gap), []);
+    await page.close();
+  } finally {
+    await proxy.close();
+  }
+});
+
+test("token lifetime: a token function refreshes an expiring token on the open connection; a fixed token is closed with 4002, then refused", { timeout: 60_000 }, async () => {
+  const room = roomName("sdk-refresh");
+  const now = Date.now();
+  // expired 25 s ago: the edge still admits it (30 s leeway), and the room closes it about 5 s in
+  const stale = (user) => token(user, { [room]: ALL_RIGHTS }, { ttlSeconds: -25, now });
+  const closesAt = (Math.floor(now / 1000) - 25 + 30) * 1000;
+  const tokens = {
+    // refreshed at once (the welcome says it expired), with a fresh token of its own
+    rhea: [stale("rhea"), token("rhea", { [room]: ALL_RIGHTS })],
+    // the refresh hands another user's token: refused; closed with 4002; the reconnect gets a fresh one
+    sam: [stale("sam"), token("mallory", { [room]: ALL_RIGHTS }), token("sam", { [room]: ALL_RIGHTS })],
+  };
+  const page = await blankPage();
+  await page.evaluate(({ url, room, tokens, fixed }) => {
+    window.rooms = {};
+    const watch = (name, options) => {
+      const r = window.roomcast.connect({ url, room, clientId: `c-${name}`, minReconnectDelayMs: 50, maxReconnectDelayMs: 200, ...options });
+      const log = { status: [], error: [], calls: 0 };
+      r.on("status", (s) => log.status.push(s));
+      r.on("error", (e) => log.error.push(e));
+      window.rooms[name] = { r, log };
+      return log;
+    };
+    for (const [name, list] of Object.entries(tokens)) {
+      // each call hands the next token of the list (the last one from then on)
+      watch(name, { token: async () => list[Math.min(window.rooms[name].log.calls++, list.length - 1)] });
+    }
+    watch("tess", { token: fixed });
+  }, { url: edge.wsUrl, room, tokens, fixed: stale("tess") });
+  const state = (name) => page.evaluate((n) => window.rooms[n].r.state, name);
+  const log = (name) => page.evaluate((n) => window.rooms[n].log, name);
+
+  // the fixed token: closed with 4002 past the leeway, and its own (expired) token is then refused
+  await page.waitForFunction(() => window.rooms.tess.r.state === "closed", null, { timeout: 30_000 });
+  const tess = await log("tess");
+  assert.ok(Date.now() >= closesAt - 1_000, "not closed before the token expired (with the leeway)");
+  const reconnecting = tess.status.find((s) => s.state === "reconnecting");
+  assert.deepEqual([reconnecting.code, reconnecting.reason], [4002, "token expired"]);
+  assert.equal(tess.status.at(-1).code, 4401, "a fixed token cannot be refreshed: the reconnect is refused for good");
+
+  // the refused refresh: an error event, then 4002, then a fresh token on the reconnect
+  await page.waitForFunction(() => window.rooms.sam.log.calls === 3 && window.rooms.sam.r.state === "open", null, { timeout: 30_000 });
+  const sam = await log("sam");
+  assert.ok(["unauthorized", "forbidden"].includes(sam.error[0]?.code), JSON.stringify(sam.error));
+  assert.deepEqual(sam.status.filter((s) => s.state === "reconnecting").map((s) => s.code), [4002]);
+
+  // the refreshed connection outlived its first token without a reconnect, and still publishes
+  await until(() => Date.now() > closesAt + 2_000, { timeoutMs: 40_000, what: "past the first token's expiry" });
+  assert.equal(await state("rhea"), "open");
+  const rhea = await log("rhea");
+  assert.equal(rhea.calls, 2, "one token to connect, one to refresh");
+  assert.deepEqual(rhea.status.map((s) => s.state), ["connecting", "open"]);
+  assert.deepEqual(rhea.error, []);
+  assert.equal(typeof await page.evaluate(() => window.rooms.rhea.r.publish("still here")), "number");
   await page.close();
 });

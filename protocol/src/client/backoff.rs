@@ -71,7 +71,10 @@ impl Backoff {
 
 #[cfg(test)]
 mod tests {
+    // The crate is `no_std` without its `server` feature; the tests may use std either way.
+    extern crate std;
     use super::{Backoff, Rng};
+    use std::vec::Vec;
     use proptest::prelude::{any, prop_assert, proptest};
 
     #[test]

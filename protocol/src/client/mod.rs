@@ -6,6 +6,15 @@
 //! It never parses JSON: the adapter reads the few fields it needs (the browser's `JSON.parse`
 //! is free, and serde would triple the SDK's size), and message payloads never enter it.
 //!
+//! What the client accepts is checked against what the room told it, never taken on trust: a
+//! `message` must carry exactly the next seq (one that jumps ahead is not delivered: the client
+//! reports it and reconnects to resume, so the room replays what is really missing), and a welcome
+//! that contradicts what the client saw is reported as a gap. Whatever a frame claims, the client
+//! never stops delivering the room's real messages.
+//!
+//! Tokens from the app's token function are also refreshed on the open connection before they
+//! expire (a `refresh` frame), so a long-lived connection is not closed with 4002.
+//!
 //! States follow centrifuge-js: `Connecting` (first connection), `Open` (the welcome arrived),
 //! `Reconnecting` (after a drop, until open again), `Closed` (by `close()` or a final close
 //! code). Every change goes through [`Client::set_state`], which emits it with a code and reason.
@@ -92,17 +101,29 @@ pub enum Resumed {
 /// What the adapter must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
-    /// Get a fresh token (the app gave a function), then call [`Client::handle_token`].
+    /// Get a fresh token (the app gave a function), then call [`Client::handle_token`]: before a
+    /// connection attempt, or to refresh the open connection's token before it expires.
     FetchToken,
     /// Open a socket, resuming from `(epoch, since)` when given.
     Connect { resume: Option<(String, u64)> },
     /// Send this text on the open socket.
     Send(String),
+    /// Send `{"type":"refresh","token":<token>}` on the open socket, with the token the adapter
+    /// just fetched. Tokens never enter the machine (the adapter connects with them too), so it
+    /// neither holds credentials nor needs a JSON string encoder.
+    SendRefresh,
     /// Close the current socket (the client already counts it as gone).
     CloseSocket(CloseCode),
     Status(Status),
-    /// Messages were missed and will not be replayed: `since` is the last seq seen.
+    /// Messages were missed and will not be replayed: `since` is the last seq seen. `reason` is
+    /// the room's (`retention`, `epoch`, `ahead`, `unavailable`), or the client's own reading of a
+    /// welcome that contradicts what it saw (`ahead`: the room is behind the client's last seq;
+    /// `epoch`: a different history).
     Gap { reason: String, since: u64 },
+    /// A `message` (or a publish's ack) claimed seq `received` when `expected` was next. Nothing
+    /// was delivered; the socket is dropped and the client resumes from `expected - 1`, so the
+    /// room replays whatever is really missing. Normal only if frames were lost or forged.
+    OutOfOrder { expected: u64, received: u64 },
     /// A publish or direct message was acknowledged.
     Acked { id: String, seq: Option<u64> },
     /// A publish or direct message failed for good (an error frame, a full queue, or close).
@@ -132,6 +153,8 @@ struct Timers {
     reconnect_at: Option<u64>,
     ping_at: Option<u64>,
     pong_deadline: Option<u64>,
+    /// When to fetch a fresh token for the open connection.
+    refresh_at: Option<u64>,
 }
 
 /// One client connection to one room, across reconnects.
@@ -144,6 +167,10 @@ pub struct Client {
     fetches_token: bool,
     /// Waiting for the adapter's token before connecting.
     awaiting_token: bool,
+    /// Waiting for the adapter's token to refresh the open connection's.
+    awaiting_refresh: bool,
+    /// When the open connection's token expires (ms), as the room said.
+    expires: Option<u64>,
     /// Whether a socket is in use (connecting or open).
     socket: bool,
     epoch: Option<String>,
@@ -192,6 +219,27 @@ fn frame_text(kind: &str, id: &str, to_json: Option<&str>, data_json: &str) -> S
     text
 }
 
+/// When to refresh a token that expires at `expires`: a fifth of its remaining life early, at
+/// most a minute early (the room's leeway after expiry is 30 s, so a refresh has time to land),
+/// and never in the past.
+pub fn refresh_at(now: u64, expires: u64) -> u64 {
+    let left = expires.saturating_sub(now);
+    expires.saturating_sub((left / 5).min(60_000)).max(now)
+}
+
+/// When to try again after a refresh that brought nothing new (the token function failed, or
+/// returned a token no fresher than the last): half the time left, at least a second on, and only
+/// before the token expires. So a few tries, never a busy loop.
+pub fn retry_refresh_at(now: u64, expires: u64) -> Option<u64> {
+    let at = now.saturating_add((expires.saturating_sub(now) / 2).max(1_000));
+    (at < expires).then_some(at)
+}
+
+/// The client's own reason for dropping a socket whose frames jumped ahead of the sequence. The
+/// socket itself is closed with 1000 (browsers allow no other code below 3000); 4000 is what the
+/// status reports, like a connect timeout: retryable.
+const OUT_OF_ORDER: CloseCode = CloseCode { code: 4000, reason: "message out of order" };
+
 impl Client {
     /// A client that starts connecting at once. `seed` drives the jitter and the message-id
     /// prefix; `fetches_token` says whether a token must be fetched before every attempt.
@@ -213,6 +261,8 @@ impl Client {
             rng,
             fetches_token,
             awaiting_token: false,
+            awaiting_refresh: false,
+            expires: None,
             socket: false,
             epoch: None,
             last_seq: 0,
@@ -261,7 +311,7 @@ impl Client {
     /// closed client has no timers at all).
     pub fn poll_timeout(&self) -> Option<u64> {
         let t = self.timers;
-        [t.connect_deadline, t.reconnect_at, t.ping_at, t.pong_deadline].into_iter().flatten().min()
+        [t.connect_deadline, t.reconnect_at, t.ping_at, t.pong_deadline, t.refresh_at].into_iter().flatten().min()
     }
 
     // ---- commands ----------------------------------------------------------------------------
@@ -310,38 +360,66 @@ impl Client {
 
     // ---- inputs ------------------------------------------------------------------------------
 
-    /// The token the adapter fetched is ready (`ok`), or fetching it failed.
+    /// The token the adapter fetched is ready (`ok`), or fetching it failed: for a connection
+    /// attempt, or for a refresh of the open connection's token.
     pub fn handle_token(&mut self, ok: bool, now: u64) {
-        if !self.awaiting_token || self.state == State::Closed {
+        if self.state == State::Closed {
             return;
         }
-        self.awaiting_token = false;
-        if ok {
-            self.connect(now);
-        } else {
-            self.schedule_reconnect(0, "token fetch failed", now);
+        if self.awaiting_token {
+            self.awaiting_token = false;
+            if ok {
+                self.connect(now);
+            } else {
+                self.schedule_reconnect(0, "token fetch failed", now);
+            }
+        } else if self.awaiting_refresh {
+            self.awaiting_refresh = false;
+            if ok {
+                self.outputs.push_back(Output::SendRefresh);
+            } else {
+                // Tried again while the token is still valid; past that, the room closes the
+                // connection with 4002 and the reconnect fetches one.
+                self.timers.refresh_at = self.expires.and_then(|e| retry_refresh_at(now, e));
+            }
         }
     }
 
-    /// The welcome frame arrived: the connection is open.
-    pub fn handle_welcome(&mut self, epoch: &str, seq: u64, resumed: Option<Resumed>, now: u64) {
+    /// The welcome frame arrived: the connection is open. `expires` is when its token expires
+    /// (ms; `None` for anonymous connections).
+    pub fn handle_welcome(&mut self, epoch: &str, seq: u64, resumed: Option<Resumed>, expires: Option<u64>, now: u64) {
         if !self.socket || self.state == State::Closed {
             return;
         }
-        match resumed {
-            // The replay follows and moves `last_seq` on.
-            Some(Resumed::Recovered) => {}
-            Some(Resumed::NotRecovered(reason)) => {
-                self.outputs.push_back(Output::Gap { reason, since: self.last_seq });
-                self.last_seq = seq;
-            }
-            None => self.last_seq = seq,
+        // A resume was asked exactly when an epoch is known (see `connect`).
+        let asked = self.epoch.is_some();
+        let same_epoch = self.epoch.as_deref() == Some(epoch);
+        // Recovered: the replay (last_seq + 1 ..= seq) follows and moves `last_seq` on. Only
+        // believed when it fits what the client saw: a room at a seq below the client's last one
+        // could never send the next message the client waits for, and it would go quiet. A room
+        // at exactly the client's seq has nothing to replay, whatever it says.
+        let recovered = same_epoch
+            && (seq == self.last_seq || (seq > self.last_seq && matches!(resumed, Some(Resumed::Recovered))));
+        if asked && !recovered {
+            let reason = match resumed {
+                Some(Resumed::NotRecovered(reason)) => reason,
+                _ if !same_epoch => "epoch".to_owned(),
+                _ if seq < self.last_seq => "ahead".to_owned(),
+                // Asked, and the room said nothing about it: nothing will be replayed.
+                _ => "unavailable".to_owned(),
+            };
+            self.outputs.push_back(Output::Gap { reason, since: self.last_seq });
+        }
+        if !recovered {
+            self.last_seq = seq;
         }
         self.epoch = Some(epoch.to_owned());
         self.opened_at = Some(now);
         self.timers.connect_deadline = None;
         self.timers.ping_at = Some(now.saturating_add(self.config.ping_interval_ms));
         self.timers.pong_deadline = None;
+        self.expires = expires;
+        self.timers.refresh_at = expires.filter(|_| self.fetches_token).map(|e| refresh_at(now, e));
         self.set_state(State::Open, 0, 0, "");
         // The queue goes out in order, with its original ids; the server drops what it has.
         for q in &self.queue {
@@ -349,26 +427,55 @@ impl Client {
         }
     }
 
-    /// A message frame with `seq` arrived. Returns whether to deliver it: replays can overlap
-    /// what was already seen, and those duplicates are dropped here.
-    pub fn handle_message(&mut self, seq: u64) -> bool {
-        if seq <= self.last_seq {
+    /// A message frame with `seq` arrived. Returns whether to deliver it. Only the next seq is:
+    /// replays can overlap what was already seen, and those duplicates are dropped silently; a seq
+    /// further ahead (or any message before the welcome) means frames were lost or forged, so it
+    /// is reported ([`Output::OutOfOrder`]) and the client reconnects to resume from `last_seq`.
+    /// Believing it instead would drop every real message up to the claimed seq.
+    pub fn handle_message(&mut self, seq: u64, now: u64) -> bool {
+        if !self.socket {
+            // From a socket already given up on; the resume covers it.
             return false;
         }
-        self.last_seq = seq;
-        true
+        if self.state == State::Open {
+            if seq <= self.last_seq {
+                return false;
+            }
+            if seq == self.last_seq.saturating_add(1) {
+                self.last_seq = seq;
+                return true;
+            }
+        }
+        self.out_of_order(seq, now);
+        false
     }
 
     /// An ack arrived. A publish's seq also moves `last_seq`: the server sent everything before
-    /// it first, and with echo off the message itself never comes back.
-    pub fn handle_ack(&mut self, id: &str, seq: Option<u64>) {
-        if let Some(seq) = seq {
-            self.last_seq = self.last_seq.max(seq);
-        }
+    /// it first, and with echo off the message itself does not come back live. So an ack further
+    /// ahead than the next seq means messages were lost, exactly like a message that jumps.
+    pub fn handle_ack(&mut self, id: &str, seq: Option<u64>, now: u64) {
         if let Some(i) = self.queue.iter().position(|q| q.id == id) {
             self.queue.remove(i);
         }
         self.outputs.push_back(Output::Acked { id: id.to_owned(), seq });
+        match seq {
+            Some(seq) if seq == self.last_seq.saturating_add(1) => self.last_seq = seq,
+            Some(seq) if seq > self.last_seq && self.socket && self.state == State::Open => self.out_of_order(seq, now),
+            _ => {}
+        }
+    }
+
+    /// The room took the fresh token from a `refresh` frame: the connection's token now expires
+    /// at `expires` (ms).
+    pub fn handle_refreshed(&mut self, expires: u64, now: u64) {
+        if !self.socket || self.state != State::Open || !self.fetches_token {
+            return;
+        }
+        // A token that expires no later than the last one (the app's function handed back a
+        // cached token) would be refreshed again at once, over and over; wait a while instead.
+        let extended = self.expires.is_none_or(|old| expires > old);
+        self.timers.refresh_at = if extended { Some(refresh_at(now, expires)) } else { retry_refresh_at(now, expires) };
+        self.expires = Some(expires);
     }
 
     /// An error frame arrived for a publish or direct message.
@@ -423,6 +530,11 @@ impl Client {
             self.drop_socket(close::HEARTBEAT_TIMEOUT, now);
         } else if t.ping_at.is_some_and(|at| at <= now) && self.state == State::Open {
             self.ping(now);
+        }
+        if self.timers.refresh_at.is_some_and(|at| at <= now) && self.state == State::Open && self.socket {
+            self.timers.refresh_at = None;
+            self.awaiting_refresh = true;
+            self.outputs.push_back(Output::FetchToken);
         }
     }
 
@@ -490,6 +602,11 @@ impl Client {
         self.schedule_reconnect(code.code, code.reason, now);
     }
 
+    fn out_of_order(&mut self, received: u64, now: u64) {
+        self.outputs.push_back(Output::OutOfOrder { expected: self.last_seq.saturating_add(1), received });
+        self.drop_socket(OUT_OF_ORDER, now);
+    }
+
     fn schedule_reconnect(&mut self, code: u16, reason: &str, now: u64) {
         if self.opened_at.is_some_and(|t| now.saturating_sub(t) >= self.config.min_uptime_ms) {
             self.attempt = 0;
@@ -498,12 +615,16 @@ impl Client {
         self.attempt = self.attempt.saturating_add(1);
         let delay = self.config.backoff.delay(self.attempt, &mut self.rng);
         self.timers = Timers { reconnect_at: Some(now.saturating_add(delay)), ..Timers::default() };
+        // A refresh belongs to the connection that is gone; the next one fetches its own token.
+        self.awaiting_refresh = false;
+        self.expires = None;
         self.set_state(State::Reconnecting, delay, code, reason);
     }
 
     fn finish(&mut self, code: u16, reason: &str) {
         self.timers = Timers::default();
         self.awaiting_token = false;
+        self.awaiting_refresh = false;
         for q in core::mem::take(&mut self.queue) {
             self.outputs.push_back(Output::Rejected { id: q.id, code: "closed".to_owned() });
         }

@@ -2,6 +2,9 @@
 //! deterministic and runs in microseconds.
 
 use super::*;
+// The crate is `no_std` without its `server` feature; the tests may use std either way.
+extern crate std;
+use std::{format, string::String, vec::Vec};
 
 fn config() -> ClientConfig {
     ClientConfig {
@@ -49,7 +52,7 @@ fn reconnect(c: &mut Client, now: &mut u64) -> Vec<Output> {
 }
 
 fn open(c: &mut Client, now: u64, seq: u64) -> Vec<Output> {
-    c.handle_welcome("e1", seq, None, now);
+    c.handle_welcome("e1", seq, None, None, now);
     drain(c)
 }
 
@@ -141,16 +144,16 @@ fn resume_sends_the_last_seq_and_drops_replayed_duplicates() {
     let mut c = Client::new(config(), 9, false, 0);
     drain(&mut c);
     open(&mut c, 0, 10);
-    assert!(c.handle_message(11));
-    assert!(c.handle_message(12));
+    assert!(c.handle_message(11, 0));
+    assert!(c.handle_message(12, 0));
     c.handle_close(1006, "lost", 50);
     drain(&mut c);
     let mut now = 50;
     let out = reconnect(&mut c, &mut now);
     assert!(out.contains(&Output::Connect { resume: Some(("e1".into(), 12)) }));
-    c.handle_welcome("e1", 14, Some(Resumed::Recovered), now);
+    c.handle_welcome("e1", 14, Some(Resumed::Recovered), None, now);
     // an overlapping replay: 12 again, then 13, 14
-    let delivered: Vec<u64> = [12, 13, 14, 13].into_iter().filter(|s| c.handle_message(*s)).collect();
+    let delivered: Vec<u64> = [12, 13, 14, 13].into_iter().filter(|s| c.handle_message(*s, now)).collect();
     assert_eq!(delivered, [13, 14]);
     assert_eq!(c.last_seq(), 14);
 }
@@ -164,7 +167,7 @@ fn a_resume_the_server_cannot_serve_is_reported_as_a_gap() {
     drain(&mut c);
     let mut now = 0;
     reconnect(&mut c, &mut now);
-    c.handle_welcome("e1", 500, Some(Resumed::NotRecovered("retention".into())), now);
+    c.handle_welcome("e1", 500, Some(Resumed::NotRecovered("retention".into())), None, now);
     let out = drain(&mut c);
     assert_eq!(out[0], Output::Gap { reason: "retention".into(), since: 10 });
     assert_eq!(c.last_seq(), 500);
@@ -183,7 +186,7 @@ fn the_queue_is_bounded_and_flushed_in_order_with_the_same_ids_after_a_reconnect
     for (text, (id, data)) in sent.iter().zip(ids.iter().zip(["1", "2", "3"])) {
         assert_eq!(text, &format!(r#"{{"type":"publish","id":"{id}","data":{data}}}"#));
     }
-    c.handle_ack(&ids[0], Some(1));
+    c.handle_ack(&ids[0], Some(1), 0);
     // the connection drops before 2 and 3 are acknowledged: they go again, same ids
     c.handle_close(1006, "lost", 10);
     drain(&mut c);
@@ -191,7 +194,7 @@ fn the_queue_is_bounded_and_flushed_in_order_with_the_same_ids_after_a_reconnect
     reconnect(&mut c, &mut now);
     let again = sends(&open(&mut c, now, 1));
     assert_eq!(again, sent[1..]);
-    c.handle_ack(&ids[1], Some(2));
+    c.handle_ack(&ids[1], Some(2), 0);
     c.handle_error(&ids[2], "forbidden");
     assert_eq!(c.queued(), 0);
     let out = drain(&mut c);
@@ -302,4 +305,331 @@ fn direct_messages_are_not_queued_offline() {
     open(&mut c, 0, 0);
     let id = c.direct(r#"{"user":"bob"}"#, r#""hi""#).unwrap();
     assert_eq!(sends(&drain(&mut c)), [format!(r#"{{"type":"direct","id":"{id}","to":{{"user":"bob"}},"data":"hi"}}"#)]);
+}
+
+// ---- sequence integrity ------------------------------------------------------------------------
+
+fn gaps(out: &[Output]) -> Vec<(String, u64)> {
+    out.iter().filter_map(|o| if let Output::Gap { reason, since } = o { Some((reason.clone(), *since)) } else { None }).collect()
+}
+
+#[test]
+fn a_message_that_jumps_ahead_is_reported_never_delivered_and_the_client_resumes_before_it() {
+    let mut c = Client::new(config(), 37, false, 0);
+    drain(&mut c);
+    open(&mut c, 0, 10);
+    assert!(c.handle_message(11, 5));
+    // a frame claiming a far seq (what a forged frame did): not delivered, reported, socket dropped
+    assert!(!c.handle_message(999_999, 6));
+    let out = drain(&mut c);
+    assert_eq!(out[0], Output::OutOfOrder { expected: 12, received: 999_999 });
+    assert_eq!(out[1], Output::CloseSocket(CloseCode { code: 1000, reason: "message out of order" }));
+    let s = statuses(&out);
+    assert_eq!((s[0].state, s[0].code, s[0].reason.as_str()), (State::Reconnecting, 4000, "message out of order"));
+    assert_eq!(c.last_seq(), 11, "the claimed seq was not believed");
+    // the rest of the dead socket's frames are ignored: the resume covers them
+    assert!(!c.handle_message(12, 7));
+    assert!(drain(&mut c).is_empty());
+    // the reconnect resumes from the last real seq, and the room replays what is really missing
+    let mut now = 7;
+    let out = reconnect(&mut c, &mut now);
+    assert!(out.contains(&Output::Connect { resume: Some(("e1".into(), 11)) }), "{out:?}");
+    c.handle_welcome("e1", 13, Some(Resumed::Recovered), None, now);
+    assert!(gaps(&drain(&mut c)).is_empty());
+    let delivered: Vec<u64> = [12, 13, 14, 15].into_iter().filter(|s| c.handle_message(*s, now)).collect();
+    assert_eq!(delivered, [12, 13, 14, 15], "later real messages still arrive");
+    assert_eq!(c.state(), State::Open);
+}
+
+#[test]
+fn a_message_before_the_welcome_is_out_of_order() {
+    let mut c = Client::new(config(), 41, false, 0);
+    drain(&mut c);
+    assert!(!c.handle_message(1, 1));
+    let out = drain(&mut c);
+    assert_eq!(out[0], Output::OutOfOrder { expected: 1, received: 1 });
+    assert_eq!(statuses(&out)[0].state, State::Reconnecting);
+}
+
+#[test]
+fn an_ack_ahead_of_the_sequence_settles_its_publish_and_resumes_before_it() {
+    let mut c = Client::new(config(), 43, false, 0);
+    drain(&mut c);
+    open(&mut c, 0, 5);
+    let a = c.publish("1").unwrap();
+    let b = c.publish("2").unwrap();
+    drain(&mut c);
+    // echo off: the ack stands for the message itself, so 6 moves last_seq on
+    c.handle_ack(&a, Some(6), 1);
+    assert_eq!(c.last_seq(), 6);
+    assert_eq!(drain(&mut c), [Output::Acked { id: a, seq: Some(6) }]);
+    // 7 and 8 never came: the publish is settled, and the client goes back for them
+    c.handle_ack(&b, Some(9), 2);
+    let out = drain(&mut c);
+    assert_eq!(out[0], Output::Acked { id: b, seq: Some(9) });
+    assert_eq!(out[1], Output::OutOfOrder { expected: 7, received: 9 });
+    assert_eq!(c.last_seq(), 6);
+    assert_eq!(c.queued(), 0);
+    let mut now = 2;
+    assert!(reconnect(&mut c, &mut now).contains(&Output::Connect { resume: Some(("e1".into(), 6)) }));
+}
+
+#[test]
+fn a_welcome_that_contradicts_what_the_client_saw_is_a_gap_and_delivery_goes_on() {
+    // (epoch, seq, what the room said) -> the gap reported when the client had seen up to 12 in e1
+    let cases: [(&str, u64, Option<Resumed>, Option<&str>); 6] = [
+        // the room says recovered, but it is behind: the next seq the client waits for never comes
+        ("e1", 5, Some(Resumed::Recovered), Some("ahead")),
+        // recovered across a different history
+        ("e2", 20, Some(Resumed::Recovered), Some("epoch")),
+        // asked to resume, and the room said nothing about it
+        ("e1", 20, None, Some("unavailable")),
+        // nothing happened since: nothing to replay, whatever the room says
+        ("e1", 12, None, None),
+        ("e1", 12, Some(Resumed::NotRecovered("unavailable".into())), None),
+        ("e1", 15, Some(Resumed::Recovered), None),
+    ];
+    for (epoch, seq, resumed, gap) in cases {
+        let mut c = Client::new(config(), 47, false, 0);
+        drain(&mut c);
+        open(&mut c, 0, 10);
+        assert!(c.handle_message(11, 0) && c.handle_message(12, 0));
+        c.handle_close(1006, "lost", 0);
+        drain(&mut c);
+        let mut now = 0;
+        reconnect(&mut c, &mut now);
+        let recovered = gap.is_none() && seq > 12;
+        c.handle_welcome(epoch, seq, resumed.clone(), None, now);
+        let out = drain(&mut c);
+        assert_eq!(gaps(&out), gap.map(|r| (r.to_owned(), 12)).into_iter().collect::<Vec<_>>(), "{epoch} {seq} {resumed:?}");
+        // either way the next real message is delivered
+        let next = if recovered { 13 } else { seq + 1 };
+        assert!(c.handle_message(next, now), "{epoch} {seq} {resumed:?}: {next} not delivered");
+    }
+}
+
+/// A room with history 1..=`total`, published one by one; before real message `k`, the frames
+/// in `forged` with index `k` reach the client on its current socket. Whenever the client drops
+/// its socket, the room takes its resume point and replays from it.
+fn run_forgery(total: u64, forged: &[(u64, u64)], seed: u64) -> (Vec<u64>, u32) {
+    let mut c = Client::new(config(), seed, false, 0);
+    drain(&mut c);
+    let mut now = 0;
+    let mut published = 0;
+    let mut delivered = Vec::new();
+    let mut errors = 0;
+    c.handle_welcome("e", 0, None, None, now);
+    drain(&mut c);
+    let mut connected = true;
+    let feed = |c: &mut Client, seq: u64, now: u64, delivered: &mut Vec<u64>, errors: &mut u32| -> bool {
+        if c.handle_message(seq, now) {
+            delivered.push(seq);
+        }
+        let out = drain(c);
+        *errors += out.iter().filter(|o| matches!(o, Output::OutOfOrder { .. })).count() as u32;
+        !out.iter().any(|o| matches!(o, Output::CloseSocket(_)))
+    };
+    loop {
+        if !connected {
+            // back off, reconnect, and replay what the room has after the resume point
+            now = c.poll_timeout().expect("a reconnect is scheduled");
+            c.handle_timeout(now);
+            let out = drain(&mut c);
+            let Some(Output::Connect { resume: Some((_, since)) }) = out.into_iter().find(|o| matches!(o, Output::Connect { .. })) else {
+                panic!("no resume")
+            };
+            c.handle_welcome("e", published, Some(Resumed::Recovered), None, now);
+            drain(&mut c);
+            connected = true;
+            for seq in since + 1..=published {
+                if !feed(&mut c, seq, now, &mut delivered, &mut errors) {
+                    connected = false;
+                    break;
+                }
+            }
+            continue;
+        }
+        if published == total {
+            break;
+        }
+        let k = published + 1;
+        for &(_, seq) in forged.iter().filter(|(at, _)| *at == k) {
+            if connected && !feed(&mut c, seq, now, &mut delivered, &mut errors) {
+                connected = false;
+            }
+        }
+        published = k;
+        if connected && !feed(&mut c, k, now, &mut delivered, &mut errors) {
+            connected = false;
+        }
+        now += 10;
+    }
+    (delivered, errors)
+}
+
+#[test]
+fn a_forged_future_seq_costs_a_reconnect_and_no_message() {
+    let (delivered, errors) = run_forgery(6, &[(3, 999_999)], 53);
+    assert_eq!(delivered, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(errors, 1);
+}
+
+proptest::proptest! {
+    /// Whatever seqs untrusted frames claim, and wherever they come, the client delivers the
+    /// room's sequence exactly: every seq once, in order, none skipped, and it never goes quiet.
+    /// (A forged frame that claims exactly the next seq takes that seq's place: no client can tell;
+    /// the framing fix is what keeps such frames out.)
+    #[test]
+    fn the_delivered_sequence_is_the_rooms_whatever_frames_claim(
+        total in 1u64..30,
+        forged in proptest::collection::vec((1u64..30, proptest::prelude::any::<u64>()), 0..8),
+        seed in proptest::prelude::any::<u64>(),
+    ) {
+        let (delivered, _) = run_forgery(total, &forged, seed);
+        proptest::prop_assert_eq!(delivered, (1..=total).collect::<Vec<_>>());
+    }
+}
+
+// ---- token refresh -----------------------------------------------------------------------------
+
+/// Heartbeats far apart, so refresh tests see only refresh timers.
+fn quiet_config() -> ClientConfig {
+    ClientConfig { ping_interval_ms: 10_000_000, ..config() }
+}
+
+fn opened_with_token_fn(expires: u64, now: u64) -> Client {
+    let mut c = Client::new(quiet_config(), 59, true, now);
+    drain(&mut c);
+    c.handle_token(true, now);
+    drain(&mut c);
+    c.handle_welcome("e1", 0, None, Some(expires), now);
+    drain(&mut c);
+    c
+}
+
+#[test]
+fn the_refresh_time_is_a_fifth_of_the_remaining_life_early_at_most_a_minute_and_never_past() {
+    let hour = 3_600_000;
+    assert_eq!(refresh_at(0, hour), hour - 60_000);
+    assert_eq!(refresh_at(1_000, 101_000), 81_000);
+    assert_eq!(refresh_at(5_000, 5_000), 5_000);
+    assert_eq!(refresh_at(9_000, 5_000), 9_000, "already expired: at once");
+    assert_eq!(retry_refresh_at(0, 60_000), Some(30_000));
+    assert_eq!(retry_refresh_at(0, 1_500), Some(1_000));
+    assert_eq!(retry_refresh_at(0, 1_000), None, "too close to expiry to try again");
+}
+
+#[test]
+fn a_token_function_refreshes_the_open_connection_before_expiry() {
+    let t0 = 1_000;
+    let mut c = opened_with_token_fn(t0 + 100_000, t0);
+    assert_eq!(c.poll_timeout(), Some(t0 + 80_000));
+    let mut now = t0;
+    assert!(run_until(&mut c, &mut now, t0 + 79_999).is_empty());
+    assert_eq!(run_until(&mut c, &mut now, t0 + 80_000), [Output::FetchToken]);
+    c.handle_token(true, now);
+    assert_eq!(drain(&mut c), [Output::SendRefresh]);
+    assert_eq!(c.state(), State::Open, "the connection stays as it is");
+    // the room took it: the next refresh is timed from the new expiry
+    c.handle_refreshed(now + 3_600_000, now);
+    assert_eq!(c.poll_timeout(), Some(now + 3_600_000 - 60_000));
+    let later = now + 3_600_000 - 60_000;
+    assert_eq!(run_until(&mut c, &mut now, later), [Output::FetchToken]);
+}
+
+#[test]
+fn a_failed_or_stale_refresh_is_retried_a_few_times_then_left_to_the_expiry_close() {
+    // the token function fails every time
+    let mut c = opened_with_token_fn(100_000, 0);
+    let mut now = 0;
+    let mut fetches = 0;
+    // (the heartbeat timer is far beyond the expiry)
+    while let Some(at) = c.poll_timeout().filter(|at| *at < 100_000) {
+        now = at;
+        c.handle_timeout(now);
+        assert_eq!(drain(&mut c), [Output::FetchToken]);
+        fetches += 1;
+        c.handle_token(false, now);
+        assert!(drain(&mut c).is_empty());
+    }
+    assert!((2..=8).contains(&fetches), "{fetches} fetches");
+    assert!(now < 100_000);
+    // the token function hands back the same token: no refresh loop either
+    let mut c = opened_with_token_fn(100_000, 0);
+    let mut refreshes = 0;
+    while let Some(at) = c.poll_timeout().filter(|at| *at < 100_000) {
+        let now = at;
+        c.handle_timeout(now);
+        drain(&mut c);
+        // (the token function hands back the token the connection already has)
+        c.handle_token(true, now);
+        assert_eq!(drain(&mut c), [Output::SendRefresh]);
+        refreshes += 1;
+        c.handle_refreshed(100_000, now);
+    }
+    assert!((2..=8).contains(&refreshes), "{refreshes} refreshes");
+}
+
+#[test]
+fn no_refresh_without_a_token_function_or_an_expiry() {
+    let mut c = Client::new(quiet_config(), 61, false, 0);
+    drain(&mut c);
+    c.handle_welcome("e1", 0, None, Some(50_000), 0);
+    drain(&mut c);
+    assert_eq!(c.poll_timeout(), Some(10_000_000), "only the heartbeat");
+    let mut c = Client::new(quiet_config(), 61, true, 0);
+    drain(&mut c);
+    c.handle_token(true, 0);
+    c.handle_welcome("e1", 0, None, None, 0);
+    drain(&mut c);
+    assert_eq!(c.poll_timeout(), Some(10_000_000), "an anonymous connection has no expiry");
+}
+
+#[test]
+fn a_refresh_token_that_arrives_after_the_socket_dropped_is_not_sent() {
+    let mut c = opened_with_token_fn(10_000, 0);
+    let mut now = 0;
+    assert_eq!(run_until(&mut c, &mut now, 8_000), [Output::FetchToken]);
+    c.handle_close(1006, "lost", now);
+    drain(&mut c);
+    c.handle_token(true, now);
+    assert!(drain(&mut c).is_empty(), "nothing sent, no connect before the reconnect timer");
+    // the reconnect fetches its own token, and the refresh is timed from the new welcome
+    let out = reconnect(&mut c, &mut now);
+    assert_eq!(out, [Output::FetchToken]);
+    c.handle_token(true, now);
+    assert!(matches!(drain(&mut c)[..], [Output::Connect { .. }]));
+    c.handle_welcome("e1", 0, None, Some(now + 100_000), now);
+    drain(&mut c);
+    assert_eq!(c.poll_timeout(), Some(now + 80_000));
+}
+
+// ---- close codes of the trust issue --------------------------------------------------------------
+
+#[test]
+fn an_expired_token_close_reconnects_with_a_fresh_token() {
+    let mut c = opened_with_token_fn(100_000, 0);
+    c.handle_close(4002, "token expired", 130_000);
+    let s = statuses(&drain(&mut c));
+    assert_eq!((s[0].state, s[0].code), (State::Reconnecting, 4002));
+    let mut now = 130_000;
+    assert_eq!(reconnect(&mut c, &mut now), [Output::FetchToken]);
+}
+
+#[test]
+fn per_user_limit_removal_and_a_taken_client_id_are_final_with_their_reason() {
+    for (code, reason) in [
+        (4410, "too many connections for this user"),
+        (4411, "removed from the room"),
+        (4412, "client id belongs to another user"),
+    ] {
+        let mut c = Client::new(config(), 67, true, 0);
+        drain(&mut c);
+        c.handle_token(true, 0);
+        drain(&mut c);
+        c.handle_close(code, reason, 1);
+        let s = statuses(&drain(&mut c));
+        assert_eq!((s[0].state, s[0].code, s[0].reason.as_str()), (State::Closed, code, reason));
+        assert_eq!(c.poll_timeout(), None, "no retry is scheduled");
+    }
 }
