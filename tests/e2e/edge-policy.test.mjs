@@ -1,0 +1,237 @@
+// The edge's policy (issue #13), end to end against the real local runtime: reserved identities,
+// token meta with raw line feeds, close reasons within a close frame, history numbers past 2^53,
+// errors=close for every refused upgrade, who may fetch a development token, the per-IP upgrade
+// limit against a forged CF-Connecting-IP, the HTTP API's caller identity, and the removal call.
+// The pure policy behind each is tested natively in protocol/src/api/.
+import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
+import { after, before, test } from "node:test";
+import WebSocket from "ws";
+import { devVar } from "../../tools/token.mjs";
+import { ALL_RIGHTS, api, apiKey, Client, roomName, startEdge, token } from "../harness.mjs";
+
+let edge;
+before(async () => {
+  // The upgrade limit is off here (it has a test and an edge of its own below): this file opens
+  // many sockets, and one address's allowance would otherwise run out midway.
+  edge = await startEdge({ vars: { UPGRADE_LIMITER: "" } });
+});
+after(async () => { await edge?.stop(); });
+
+const now = () => Math.floor(Date.now() / 1000);
+const b64 = (text) => Buffer.from(text).toString("base64url");
+
+/**
+ * Signs a payload written as raw text with the development secret, the way a careless backend
+ * could: whatever whitespace it holds, whatever `sub` it names (tools/token.mjs refuses reserved
+ * users, so these are signed by hand).
+ */
+function signRaw(payload) {
+  const head = b64(JSON.stringify({ alg: "HS256", typ: "JWT" }));
+  const body = b64(payload);
+  return `${head}.${body}.${createHmac("sha256", devVar("ROOMCAST_SECRET")).update(`${head}.${body}`).digest("base64url")}`;
+}
+
+/**
+ * Tries an upgrade. Resolves with `{status: "open"}`, `{status, body}` for an HTTP refusal, or
+ * `{close: code, reason}` (reason as the raw bytes) when the socket is accepted and closed at once.
+ */
+function attempt(target, path, { protocols = ["roomcast.v1"], headers = {} } = {}) {
+  const ws = new WebSocket(`${target.wsUrl}${path}`, protocols, { headers, closeTimeout: 500 });
+  return new Promise((resolve, reject) => {
+    // An admitted socket gets its welcome; one the edge accepts only to refuse closes at once.
+    ws.once("message", () => { ws.close(); resolve({ status: "open" }); });
+    ws.once("close", (code, reason) => resolve({ close: code, reason }));
+    ws.once("unexpected-response", (_req, res) => {
+      let body = "";
+      res.on("data", (d) => (body += d));
+      res.on("end", () => {
+        let json;
+        try { json = JSON.parse(body); } catch { json = undefined; }
+        resolve({ status: res.statusCode, body: json, text: body });
+      });
+    });
+    ws.once("error", (e) => { if (!ws.listenerCount("unexpected-response")) reject(e); });
+  });
+}
+
+const bearerFor = (t) => ["roomcast.v1", `bearer.${t}`];
+
+async function roomUntouched(room) {
+  const stats = await api(edge, "GET", `/rooms/${room}/stats`);
+  assert.equal(stats.status, 200);
+  assert.deepEqual([stats.json.connectionsOpened, stats.json.seq], [0, 0], `${room} was touched`);
+}
+
+test("reserved identities in a token's sub are refused on sockets and the HTTP API", async () => {
+  const room = roomName("reserved");
+  for (const sub of [":api", "anon:x", ":foo"]) {
+    const t = signRaw(JSON.stringify({ sub, exp: now() + 600, rooms: { [room]: ALL_RIGHTS } }));
+    const res = await attempt(edge, `/rooms/${room}/ws`, { protocols: bearerFor(t) });
+    assert.equal(res.status, 401, `${sub} was admitted`);
+    assert.equal(res.body.error.code, "unauthorized", sub);
+    assert.match(res.body.error.message, /reserved/, sub);
+    const published = await api(edge, "POST", `/rooms/${room}/messages`, { data: `as ${sub}` }, { key: t });
+    assert.equal(published.status, 401, `${sub} published over HTTP`);
+  }
+  await roomUntouched(room);
+  // an ordinary user whose id merely contains a colon is fine
+  const fine = token("team:alice", { [room]: ALL_RIGHTS });
+  assert.equal((await attempt(edge, `/rooms/${room}/ws`, { protocols: bearerFor(fine) })).status, "open");
+});
+
+test("a token whose meta holds raw line feeds is admitted and its meta shown compact", async () => {
+  const room = roomName("meta-lf");
+  const alice = await Client.connect(edge, room, { cid: "alice", user: "alice" });
+  const payload = `{"sub":"bob","exp":${now() + 600},"rooms":{"${room}":["subscribe","publish","presence"]},`
+    + `"meta":{\n  "name" :\r\n "Bob",\n\t"tags": [ 1,\n 2 ]\n}\n}`;
+  const bob = await Client.connect(edge, room, { cid: "bob" }, { token: signRaw(payload) });
+  assert.equal(bob.welcome.user, "bob");
+  const carol = await Client.connect(edge, room, { cid: "carol", user: "carol" });
+  const seen = carol.welcome.members.find((m) => m.user === "bob");
+  assert.deepEqual(seen.meta, { name: "Bob", tags: [1, 2] });
+  assert.ok(carol.received[0].includes('"meta":{"name":"Bob","tags":[1,2]}'), carol.received[0]);
+  // the honest member's frames all parse line by line (no raw line feed split a frame)
+  await alice.next((f) => f.type === "presence" && JSON.stringify(f).includes('"bob"'));
+  for (const text of alice.received) for (const line of text.split("\n")) JSON.parse(line);
+  await Promise.all([alice, bob, carol].map((c) => c.close()));
+});
+
+test("with errors=close a refusal's reason over 123 bytes is cut on a character boundary", async () => {
+  const room = roomName("reason");
+  // a validly signed token whose claim error quotes 150 two-byte characters back
+  const t = signRaw(JSON.stringify({ sub: "x", exp: "é".repeat(150), rooms: { [room]: ALL_RIGHTS } }));
+  const res = await attempt(edge, `/rooms/${room}/ws?errors=close`, { protocols: bearerFor(t) });
+  assert.equal(res.close, 4401, `expected a clean close, got ${JSON.stringify({ ...res, reason: String(res.reason) })}`);
+  assert.ok(res.reason.length <= 123, `reason is ${res.reason.length} bytes`);
+  assert.ok(res.reason.length >= 121, `reason cut too short: ${res.reason.length} bytes`);
+  assert.ok(Buffer.from(res.reason.toString("utf8")).equals(res.reason), "the reason is whole UTF-8");
+  assert.match(res.reason.toString(), /^token claims are invalid/);
+  await roomUntouched(room);
+});
+
+test("history numbers at or above 2^53 are refused with 400 JSON at the edge", async () => {
+  const room = roomName("since");
+  for (const data of ["one", "two"]) assert.equal((await api(edge, "POST", `/rooms/${room}/messages`, { data })).status, 200);
+  for (const query of ["since=9223372036854775808", "since=9007199254740992", "limit=9007199254740992", "since=18446744073709551616"]) {
+    const res = await api(edge, "GET", `/rooms/${room}/history?${query}`);
+    assert.equal(res.status, 400, `${query}: ${res.text.slice(0, 200)}`);
+    assert.equal(res.json.error.code, "bad_request", query);
+  }
+  const below = await api(edge, "GET", `/rooms/${room}/history?since=9007199254740991`);
+  assert.equal(below.status, 200);
+  assert.deepEqual(below.json.messages, [], "nothing is newer than 2^53 - 1");
+  const all = await api(edge, "GET", `/rooms/${room}/history?since=0`);
+  assert.deepEqual(all.json.messages.map((m) => m.data), ["one", "two"]);
+  // the resume point of an upgrade obeys the same bound
+  const t = token("r", { [room]: ALL_RIGHTS });
+  const res = await attempt(edge, `/rooms/${room}/ws?since=9223372036854775808&epoch=${all.json.epoch}`, { protocols: bearerFor(t) });
+  assert.equal(res.status, 400);
+  assert.equal(res.body.error.code, "bad_request");
+});
+
+test("every refused upgrade honours errors=close, a bad room name included", async () => {
+  const t = token("n", { "*": ALL_RIGHTS });
+  const bad = await attempt(edge, "/rooms/bad%20name/ws?errors=close", { protocols: bearerFor(t) });
+  assert.equal(bad.close, 4400, JSON.stringify(bad));
+  assert.match(bad.reason.toString(), /room name/);
+  const tooLong = await attempt(edge, `/rooms/${"r".repeat(129)}/ws?errors=close`, { protocols: bearerFor(t) });
+  assert.equal(tooLong.close, 4400);
+  const badQuery = await attempt(edge, `/rooms/${roomName("q")}/ws?errors=close&cid=not%20valid`, { protocols: bearerFor(t) });
+  assert.equal(badQuery.close, 4400);
+  // without errors=close the same refusal is HTTP with a JSON body
+  const plain = await attempt(edge, "/rooms/bad%20name/ws", { protocols: bearerFor(t) });
+  assert.deepEqual([plain.status, plain.body.error.code], [400, "bad_request"]);
+});
+
+test("the development token endpoint answers no origin, its own and loopback origins, and no other site", async () => {
+  const path = "/dev/token?user=dev&room=chat:*&rights=subscribe";
+  const get = (origin) => fetch(`${edge.url}${path}`, { headers: origin ? { Origin: origin } : {} });
+  for (const origin of ["https://evil.example", "http://localhost.evil.example", "null"]) {
+    const res = await get(origin);
+    assert.equal(res.status, 403, origin);
+    assert.equal((await res.json()).error.code, "forbidden", origin);
+    assert.equal(res.headers.get("access-control-allow-origin"), null, origin);
+  }
+  for (const origin of ["http://localhost:5173", "http://127.0.0.1:3000", "http://[::1]:8080", edge.url]) {
+    const res = await get(origin);
+    assert.equal(res.status, 200, origin);
+    assert.equal(res.headers.get("access-control-allow-origin"), origin, "the origin is echoed, never *");
+    assert.equal((await res.json()).user, "dev");
+  }
+  const none = await get(undefined);
+  assert.equal(none.status, 200);
+  assert.equal(none.headers.get("access-control-allow-origin"), null);
+  const { token: t } = await none.json();
+  assert.deepEqual(JSON.parse(Buffer.from(t.split(".")[1], "base64url")).rooms, { "chat:*": ["subscribe"] });
+  // nor does it mint reserved identities
+  assert.equal((await fetch(`${edge.url}/dev/token?user=:api&room=x`)).status, 400);
+});
+
+test("the HTTP API acts as the token's own user; only the API key is :api, and a client's caller header is ignored", async () => {
+  const room = roomName("caller");
+  const watcher = await Client.connect(edge, room, { cid: "watcher", user: "watcher" });
+  const svc = token("svc", { [room]: ["publish"] });
+  const forged = JSON.stringify({ user: ":api", from: ":api" });
+  const res = await fetch(`${edge.url}/rooms/${room}/messages`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${svc}`, "content-type": "application/json", "x-roomcast-caller": forged },
+    body: JSON.stringify({ data: "from svc" }),
+  });
+  assert.equal(res.status, 200);
+  assert.equal((await api(edge, "POST", `/rooms/${room}/messages`, { data: "from the backend" })).status, 200);
+  const first = await watcher.next((f) => f.type === "message" && f.data === "from svc");
+  assert.deepEqual([first.user, first.from], ["svc", ":http"]);
+  const second = await watcher.next((f) => f.type === "message" && f.data === "from the backend");
+  assert.deepEqual([second.user, second.from], [":api", ":api"]);
+  await watcher.close();
+});
+
+test("the removal call takes the API key only and a checked body", async () => {
+  const room = roomName("kick");
+  const victim = await Client.connect(edge, room, { cid: "victim", user: "victim" });
+  const kick = (body, options) => api(edge, "POST", `/rooms/${room}/kick`, body, options);
+  const everything = token("mod", { [room]: ALL_RIGHTS });
+  for (const key of [everything, "not-the-key"]) {
+    const res = await kick({ user: "victim" }, { key });
+    assert.equal(res.status, 401, `credential ${key.slice(0, 10)}…`);
+    assert.equal(res.json.error.code, "unauthorized");
+  }
+  const anonymous = await fetch(`${edge.url}/rooms/${room}/kick`, { method: "POST", body: JSON.stringify({ user: "victim" }) });
+  assert.equal(anonymous.status, 401);
+  for (const body of ["not json", {}, { user: 5 }, { user: "has space" }, { user: "victim", banSeconds: -1 },
+    { user: "victim", banSeconds: 1.5 }, { user: "victim", banSeconds: 30 * 86400 + 1 }, { user: "victim", reason: "é".repeat(62) },
+    { user: "victim", extra: true }, ["victim"], ["victim", 60]]) {
+    const res = await kick(body);
+    assert.equal(res.status, 400, JSON.stringify(body));
+    assert.equal(res.json.error.code, "bad_request", JSON.stringify(body));
+  }
+  assert.equal((await api(edge, "GET", `/rooms/${room}/kick`)).status, 405);
+  assert.equal(victim.ws.readyState, WebSocket.OPEN, "nothing refused at the edge reached the room");
+  // a valid call reaches the room, which closes the user's connections
+  const res = await kick({ user: "victim", banSeconds: 60, reason: "spam" });
+  assert.equal(res.status, 200, res.text);
+  assert.equal(res.json.closed, 1);
+  assert.equal((await victim.closed).code, 4411);
+});
+
+// Last, on an edge of its own with the limit on: it uses up the local allowance for 10 s.
+test("a forged CF-Connecting-IP does not dodge the per-IP upgrade limit locally", async () => {
+  const own = await startEdge();
+  try {
+    const room = roomName("forged-ip");
+    const statuses = [];
+    for (let i = 0; i < 150 && !statuses.includes(429); i++) {
+      // every attempt claims another address; without a token each is otherwise a 401
+      const headers = { "CF-Connecting-IP": `198.51.100.${i % 250}`, "X-Forwarded-For": `203.0.113.${i % 250}` };
+      statuses.push((await attempt(own, `/rooms/${room}/ws`, { headers })).status);
+    }
+    assert.ok(statuses.includes(429), `no 429 in ${statuses.length} attempts with forged addresses`);
+    assert.ok(statuses.indexOf(429) >= 50, "the limit is not hit by ordinary traffic");
+    // and a further fresh address is refused too, as a close code when asked
+    const again = await attempt(own, `/rooms/${room}/ws?errors=close`, { headers: { "CF-Connecting-IP": "192.0.2.1" } });
+    assert.equal(again.close, 4029);
+  } finally {
+    await own.stop();
+  }
+});
