@@ -6,7 +6,7 @@
 // who receives exactly the real messages, in order.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { ALL_RIGHTS, api, Client, roomName, startEdge, token, until } from "../harness.mjs";
+import { ALL_RIGHTS, api, apiKey, Client, roomName, startEdge, token, until } from "../harness.mjs";
 
 const PER_USER = 3;
 const PRESENCE_RATE = 2;
@@ -346,6 +346,14 @@ test("HTTP API: a batch whose data is over PUBLISH_BATCH_MAX_BYTES is refused wh
   assert.equal(res.status, 413, res.text.slice(0, 300));
   assert.ok(res.json?.error?.code, res.text.slice(0, 300));
   assert.equal((await api(tight, "GET", `/rooms/${room}/stats`)).json.seq, 0, "nothing of it was stored");
+  // a body that says it is far larger than any batch is refused at the edge, before it is read
+  const huge = await fetch(`${tight.url}${messagesPath(room)}`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${apiKey()}`, "content-type": "application/json" },
+    body: JSON.stringify({ data: "x".repeat(BATCH_MAX_BYTES * 4) }),
+  });
+  assert.equal(huge.status, 413);
+  assert.equal((await huge.json()).error.code, "too_large");
   const small = await api(tight, "POST", messagesPath(room), [{ data: "a" }, { data: "b" }]);
   assert.equal(small.status, 200, small.text);
   await until(() => honest.messages().length >= 2, { what: "the small batch" });
@@ -562,6 +570,12 @@ test("backend removal: POST /rooms/:room/kick closes a user's connections with 4
   const again = await connect(edge, room, { cid: "m3", user: "mallory" }, { welcome: false });
   assert.equal(await closeCode(again), 4411, "a banned user's new connection is refused");
   assert.equal(again.frames.filter((f) => f.type === "message").length, 0);
+  // the ban covers the HTTP API too: a banned user's token can neither publish nor read there
+  const malloryKey = { key: token("mallory", { [room]: ALL_RIGHTS }) };
+  const bannedPublish = await api(edge, "POST", `/rooms/${room}/messages`, { data: "let me in" }, malloryKey);
+  assert.deepEqual([bannedPublish.status, bannedPublish.json?.error?.code], [403, "forbidden"], bannedPublish.text);
+  const bannedRead = await api(edge, "GET", `/rooms/${room}/history?since=0`, undefined, malloryKey);
+  assert.equal(bannedRead.status, 403, bannedRead.text);
 
   // bob was removed, not banned: he comes back; others were never affected
   const bobBack = await connect(edge, room, { cid: "bob", user: "bob" });

@@ -10,6 +10,7 @@ use roomcast_protocol::api::client_ip::{self, Runtime};
 use roomcast_protocol::api::history::HistoryQuery;
 use roomcast_protocol::api::kick::KickRequest;
 use roomcast_protocol::api::{dev_token, origin, query, Caller, Endpoint, Refusal, RefusalKind, Route, CALLER_HEADER, CONNECT_HEADER};
+use roomcast_protocol::config::RoomConfig;
 use roomcast_protocol::SUBPROTOCOL;
 use worker::{Env, Headers, Method, Request, RequestInit, Response, Result, Url, WebSocketPair};
 
@@ -131,7 +132,14 @@ async fn api_call(mut req: Request, env: &Env, room: &str, endpoint: Endpoint, r
     let caller = admission::authorize_api(authorization.as_deref(), &config, room, endpoint.access(), platform::now_ms())?;
     let (query, body) = match endpoint {
         Endpoint::History => (HistoryQuery::parse(raw_query)?.to_query(), None),
-        Endpoint::Publish => (String::new(), Some(req.text().await?)),
+        Endpoint::Publish => {
+            // Refused before it is read when it says it is too large; the room checks again after.
+            let max = RoomConfig::from_vars(|name| env.var(name).ok().map(|v| v.to_string())).max_publish_body();
+            if header(&req, "Content-Length").and_then(|l| l.trim().parse::<usize>().ok()).is_some_and(|l| l > max) {
+                return Err(Refusal::new(RefusalKind::TooLarge, "request body is larger than a batch may be").into());
+            }
+            (String::new(), Some(req.text().await?))
+        }
         Endpoint::Kick => (String::new(), Some(KickRequest::parse(&req.text().await?)?.to_json())),
         Endpoint::Presence | Endpoint::Stats | Endpoint::Connect => (String::new(), None),
     };

@@ -323,8 +323,7 @@ impl RoomObject {
         let body = req.text().await?;
         // The loaded room already holds the limits; no need to read the vars again.
         let max_body = self.with_room(|l, _| {
-            let c = l.room.config();
-            c.max_frame_bytes.saturating_mul(c.publish_batch_max)
+            l.room.config().max_publish_body()
         })
         .await?;
         if body.len() > max_body {
@@ -344,6 +343,7 @@ impl RoomObject {
             Err(PublishError::Store(e)) => http::error(503, ErrorCode::Storage, &e.to_string()),
             Err(e @ (PublishError::TooLarge(_) | PublishError::BatchTooLarge(_))) => http::error(413, ErrorCode::TooLarge, &e.to_string()),
             Err(e @ PublishError::RateLimited { retry_after_ms }) => too_many(&e.to_string(), retry_after_ms),
+            Err(e @ PublishError::Banned) => http::error(403, ErrorCode::Forbidden, &e.to_string()),
             Err(e) => http::error(400, ErrorCode::BadRequest, &e.to_string()),
         }
     }
@@ -366,6 +366,7 @@ impl RoomObject {
             }
             Err(e @ ReadError::RateLimited { retry_after_ms }) => too_many(&e.to_string(), retry_after_ms),
             Err(ReadError::Store(e)) => http::error(503, ErrorCode::Storage, &e.to_string()),
+            Err(e @ ReadError::Banned) => http::error(403, ErrorCode::Forbidden, &e.to_string()),
         }
     }
 
@@ -443,7 +444,7 @@ impl DurableObject for RoomObject {
             let Some(id) = l.conn_id(&ws) else { return };
             match &message {
                 WebSocketIncomingMessage::String(text) => l.room.handle_text(id, text, now, &mut l.store),
-                WebSocketIncomingMessage::Binary(_) => l.room.handle_binary(id, now),
+                WebSocketIncomingMessage::Binary(bytes) => l.room.handle_binary(id, bytes.len(), now, &mut l.store),
             }
         })
         .await

@@ -29,10 +29,12 @@ pub enum RefusalKind {
     UpgradeRequired,
     /// Too many upgrades from this address.
     RateLimited,
+    /// A request body larger than the endpoint takes (told by its Content-Length, before reading).
+    TooLarge,
 }
 
 impl RefusalKind {
-    pub const ALL: [RefusalKind; 7] = [
+    pub const ALL: [RefusalKind; 8] = [
         RefusalKind::BadRequest,
         RefusalKind::Unauthorized,
         RefusalKind::Forbidden,
@@ -40,6 +42,7 @@ impl RefusalKind {
         RefusalKind::MethodNotAllowed,
         RefusalKind::UpgradeRequired,
         RefusalKind::RateLimited,
+        RefusalKind::TooLarge,
     ];
 
     /// The HTTP status (docs/PROTOCOL.md, *Errors over HTTP*).
@@ -52,6 +55,7 @@ impl RefusalKind {
             RefusalKind::MethodNotAllowed => 405,
             RefusalKind::UpgradeRequired => 426,
             RefusalKind::RateLimited => 429,
+            RefusalKind::TooLarge => 413,
         }
     }
 
@@ -63,6 +67,7 @@ impl RefusalKind {
             RefusalKind::Forbidden => ErrorCode::Forbidden,
             RefusalKind::NotFound => ErrorCode::NotFound,
             RefusalKind::RateLimited => ErrorCode::RateLimited,
+            RefusalKind::TooLarge => ErrorCode::TooLarge,
         }
     }
 
@@ -70,7 +75,11 @@ impl RefusalKind {
     /// retrying cannot fix is final; only the rate limit is retryable.
     pub fn close(self) -> CloseCode {
         match self {
-            RefusalKind::BadRequest | RefusalKind::NotFound | RefusalKind::MethodNotAllowed | RefusalKind::UpgradeRequired => {
+            RefusalKind::BadRequest
+            | RefusalKind::NotFound
+            | RefusalKind::MethodNotAllowed
+            | RefusalKind::UpgradeRequired
+            | RefusalKind::TooLarge => {
                 close::BAD_REQUEST
             }
             RefusalKind::Unauthorized => close::UNAUTHORIZED,
@@ -162,7 +171,7 @@ pub fn error_body(code: ErrorCode, message: &str) -> String {
 /// tests of the other modules check every refusal against them.
 #[cfg(test)]
 pub(crate) mod documented {
-    pub const STATUSES: [u16; 7] = [400, 401, 403, 404, 405, 426, 429];
+    pub const STATUSES: [u16; 8] = [400, 401, 403, 404, 405, 413, 426, 429];
     pub const CLOSES: [u16; 4] = [4400, 4401, 4403, 4029];
 
     pub fn is_documented(r: &super::Refusal) -> bool {

@@ -156,6 +156,9 @@ pub enum PublishError {
     TooLarge(usize),
     #[error("the batch's data is larger than PUBLISH_BATCH_MAX_BYTES ({0} bytes)")]
     BatchTooLarge(usize),
+    /// Normal: the backend removed this user from the room for a while (`/kick` with `banSeconds`).
+    #[error("this user is banned from the room")]
+    Banned,
     /// Normal under load: the caller or the room is over its HTTP publish rate.
     #[error("too many publishes; retry after {retry_after_ms} ms")]
     RateLimited { retry_after_ms: u64 },
@@ -166,6 +169,9 @@ pub enum PublishError {
 /// Why a history read was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
+    /// Normal: the backend removed this user from the room for a while.
+    #[error("this user is banned from the room")]
+    Banned,
     /// Normal: the reader (or the room) is over its read budget.
     #[error("read budget exceeded; retry after {retry_after_ms} ms")]
     RateLimited { retry_after_ms: u64 },
@@ -385,6 +391,9 @@ impl Room {
     /// Up to `limit` (capped by the page maximum) messages after `since`, read by `reader` (a
     /// user, or the backend), charged to the reader's read budget.
     pub fn history(&mut self, reader: &str, since: u64, limit: usize, now: u64, store: &mut impl Store) -> Result<HistoryPage, ReadError> {
+        if self.is_banned(reader, now, store) {
+            return Err(ReadError::Banned);
+        }
         self.guards.may_read(reader, now).map_err(|retry_after_ms| ReadError::RateLimited { retry_after_ms })?;
         let limit = limit.clamp(1, self.config.history_page_max);
         let mut messages = store.after(since, limit + 1)?;
@@ -489,14 +498,19 @@ impl Room {
         if self.is_full() {
             return Err(close::ROOM_FULL);
         }
-        // A failed read lets the user in: bans are the backend's tool, not a safety property.
-        if store.banned_until(&identity.user).ok().flatten().is_some_and(|until| until > now) {
+        if self.is_banned(&identity.user, now, store) {
             return Err(close::REMOVED);
         }
         if self.presence.get(&identity.user).is_some_and(|m| m.connections >= self.config.max_connections_per_user) {
             return Err(close::USER_CONNECTIONS);
         }
         self.bind_client_id(&identity.client_id, &identity.user, now, store)
+    }
+
+    /// Whether the backend banned `user` until after `now`. A failed read lets the user in: bans
+    /// are the backend's tool for a moment, not a safety property.
+    fn is_banned(&self, user: &str, now: u64, store: &mut impl Store) -> bool {
+        store.banned_until(user).ok().flatten().is_some_and(|until| until > now)
     }
 
     /// A client id belongs to the first user who opens it in this room, for as long as it stays
@@ -642,10 +656,15 @@ impl Room {
     }
 
     /// A binary frame arrived; the protocol is text only.
-    pub fn handle_binary(&mut self, conn: ConnId, now: u64) {
+    /// Refused like an invalid text frame: its bytes are counted and it is a strike, so a flood
+    /// of binary frames is cut off like any other.
+    pub fn handle_binary(&mut self, conn: ConnId, len: usize, now: u64, store: &mut impl Store) {
         let Some(live) = self.conns.get_mut(&conn) else { return };
         live.last_seen = now;
-        self.send_to(conn, frame::encode_error(None, ErrorCode::BadFrame, "binary frames are not part of the protocol; send JSON text"));
+        if !live.bytes.take(len as u64, now) {
+            return self.refuse(conn, None, ErrorCode::RateLimited, "too many bytes per second; slow down", now, store);
+        }
+        self.refuse(conn, None, ErrorCode::BadFrame, "binary frames are not part of the protocol; send JSON text", now, store);
     }
 
     /// A connection closed (by either side, or it errored). Closing an unknown or already closed
@@ -735,6 +754,9 @@ impl Room {
             if item.data.get().len() > self.config.max_frame_bytes {
                 return Err(PublishError::TooLarge(i));
             }
+        }
+        if self.is_banned(&caller.user, now, store) {
+            return Err(PublishError::Banned);
         }
         let bytes: usize = items.iter().map(|i| i.data.len()).sum();
         if bytes > self.config.publish_batch_max_bytes {

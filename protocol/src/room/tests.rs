@@ -195,7 +195,7 @@ fn bad_frames_get_errors_and_the_connection_keeps_working() {
         assert_eq!(last["code"], code, "for {text}");
     }
     assert_eq!(sim.frames(a, "error")[1]["id"], "t1");
-    sim.room.handle_binary(a, sim.now);
+    sim.room.handle_binary(a, 3, sim.now, &mut sim.store);
     sim.deliver();
     assert_eq!(sim.last(a)["code"], "bad_frame");
     sim.publish(a, "ok", "1");
@@ -691,6 +691,17 @@ fn direct_answers_reveal_nothing_without_the_presence_right() {
 }
 
 #[test]
+fn binary_frames_are_strikes_and_a_flood_of_them_is_cut_off() {
+    let mut sim = Sim::new(RoomConfig { max_strikes: 5, ..RoomConfig::default() });
+    let a = sim.connect("a", "ua", false, None);
+    for _ in 0..5 {
+        sim.room.handle_binary(a, 10, sim.now, &mut sim.store);
+        sim.deliver();
+    }
+    assert_eq!(sim.closed_by_room, vec![(a, close::POLICY_VIOLATION.code)]);
+}
+
+#[test]
 fn pings_that_reach_the_room_are_rate_limited() {
     let mut sim = Sim::new(RoomConfig { rate_messages_burst: 3, rate_messages_per_sec: 1, max_strikes: 100, ..RoomConfig::default() });
     let a = sim.connect("a", "ua", false, None);
@@ -815,6 +826,11 @@ fn the_backend_removes_and_bans_a_user() {
     assert_eq!(sim.closed_by_room, vec![(a1, close::REMOVED.code), (a2, close::REMOVED.code)]);
     assert!(sim.open.contains(&b));
     assert_eq!(sim.try_connect(who("a1", "alice"), None), Err(close::REMOVED.code));
+    // the HTTP API is closed to them too
+    let item = PublishItem { data: CompactJson::parse("1").unwrap(), id: None };
+    let publish = sim.room.handle_publish(&Caller::user("alice"), std::slice::from_ref(&item), sim.now, &mut sim.store);
+    assert_eq!(publish, Err(PublishError::Banned));
+    assert!(matches!(sim.room.history("alice", 0, 10, sim.now, &mut sim.store), Err(ReadError::Banned)));
     sim.now += 60_001;
     assert!(sim.try_connect(who("a1", "alice"), None).is_ok(), "the ban ends");
 }
