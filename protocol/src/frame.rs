@@ -168,6 +168,25 @@ fn check_id<'a>(id: Option<Cow<'a, str>>, max: usize) -> Result<Cow<'a, str>, Fr
     Ok(id)
 }
 
+/// How far into an oversized frame the room looks for its `id`.
+pub const ID_PREFIX_SCAN: usize = 512;
+
+/// The `id` of a frame too large to parse, read from its first [`ID_PREFIX_SCAN`] bytes: the
+/// first `"id":"…"` there, when it is a plain string (no escapes) of at most `max` bytes. Clients
+/// that put `type` and `id` first (the SDK does) get their refusals matched to the publish.
+pub fn salvage_id_prefix(text: &str, max: usize) -> Option<&str> {
+    let mut end = text.len().min(ID_PREFIX_SCAN);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let prefix = &text[..end];
+    let start = prefix.find("\"id\":\"")? + 6;
+    let rest = &prefix[start..];
+    let close = rest.find('"')?;
+    let id = &rest[..close];
+    (!id.is_empty() && id.len() <= max && !id.contains('\\')).then_some(id)
+}
+
 /// Pulls the `id` out of a frame that failed to decode, so the error frame can name it.
 pub fn salvage_id(text: &str) -> Option<String> {
     #[derive(Deserialize)]
@@ -274,6 +293,41 @@ struct WelcomeFrame<'a> {
     /// When the connection's token expires (ms); absent for anonymous connections.
     #[serde(skip_serializing_if = "Option::is_none")]
     expires: Option<u64>,
+    heartbeat: &'a Heartbeat,
+    limits: &'a Limits,
+}
+
+/// The liveness contract, in the welcome: ping at least every `interval` ms; a connection with no
+/// sign of life (an answered ping or any frame) for `timeout` ms is closed with 4001 within half
+/// a timeout more.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub interval: u64,
+    pub timeout: u64,
+}
+
+/// The limits a client needs to stay within, in the welcome.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Limits {
+    pub max_frame_bytes: usize,
+    pub messages_per_sec: u64,
+    pub messages_burst: u64,
+    pub bytes_per_sec: u64,
+    pub message_id_max: usize,
+    pub presence_meta_max: usize,
+}
+
+/// What a welcome frame says, besides the member list.
+pub struct Welcome<'a> {
+    pub epoch: &'a str,
+    pub seq: u64,
+    pub client_id: &'a str,
+    pub user: &'a str,
+    pub resume: Option<&'a ResumeOutcome>,
+    pub expires: Option<u64>,
+    pub heartbeat: &'a Heartbeat,
+    pub limits: &'a Limits,
 }
 
 #[derive(Serialize)]
@@ -331,16 +385,19 @@ pub fn encode_direct(from: &str, user: &str, data: &CompactJson, ts: u64) -> Str
     to_text(&DirectFrame { kind: "direct", from, user, data, ts })
 }
 
-pub fn encode_welcome(
-    epoch: &str,
-    seq: u64,
-    client_id: &str,
-    user: &str,
-    members: &[MemberView<'_>],
-    resume: Option<&ResumeOutcome>,
-    expires: Option<u64>,
-) -> String {
-    to_text(&WelcomeFrame { kind: "welcome", epoch, seq, client_id, user, members, resume, expires })
+pub fn encode_welcome(w: &Welcome<'_>, members: &[MemberView<'_>]) -> String {
+    to_text(&WelcomeFrame {
+        kind: "welcome",
+        epoch: w.epoch,
+        seq: w.seq,
+        client_id: w.client_id,
+        user: w.user,
+        members,
+        resume: w.resume,
+        expires: w.expires,
+        heartbeat: w.heartbeat,
+        limits: w.limits,
+    })
 }
 
 pub fn encode_presence(event: PresenceEvent, member: &MemberView<'_>) -> String {
@@ -438,10 +495,33 @@ mod tests {
             r#"{"type":"error","id":"m","code":"too_large","message":"big"}"#
         );
         let outcome = ResumeOutcome::NotRecovered { reason: GapReason::Retention, since: 3 };
-        let w = encode_welcome("e1", 9, "c", "u", &[MemberView { user: "u", connections: 1, meta: None }], Some(&outcome), None);
+        let heartbeat = Heartbeat { interval: 20_000, timeout: 60_000 };
+        let limits = Limits { max_frame_bytes: 100, messages_per_sec: 1, messages_burst: 2, bytes_per_sec: 3, message_id_max: 4, presence_meta_max: 5 };
+        let welcome = Welcome {
+            epoch: "e1",
+            seq: 9,
+            client_id: "c",
+            user: "u",
+            resume: Some(&outcome),
+            expires: None,
+            heartbeat: &heartbeat,
+            limits: &limits,
+        };
+        let w = encode_welcome(&welcome, &[MemberView { user: "u", connections: 1, meta: None }]);
         assert_eq!(
             w,
-            r#"{"type":"welcome","epoch":"e1","seq":9,"clientId":"c","user":"u","members":[{"user":"u","connections":1}],"resume":{"status":"not_recovered","reason":"retention","since":3}}"#
+            r#"{"type":"welcome","epoch":"e1","seq":9,"clientId":"c","user":"u","members":[{"user":"u","connections":1}],"resume":{"status":"not_recovered","reason":"retention","since":3},"heartbeat":{"interval":20000,"timeout":60000},"limits":{"maxFrameBytes":100,"messagesPerSec":1,"messagesBurst":2,"bytesPerSec":3,"messageIdMax":4,"presenceMetaMax":5}}"#
         );
+    }
+
+    #[test]
+    fn ids_are_salvaged_from_the_start_of_an_oversized_frame() {
+        let big = format!(r#"{{"type":"publish","id":"m-7","data":"{}"}}"#, "x".repeat(10_000));
+        assert_eq!(salvage_id_prefix(&big, 128), Some("m-7"));
+        assert_eq!(salvage_id_prefix(&format!(r#"{{"type":"publish","data":"{}","id":"late"}}"#, "x".repeat(600)), 128), None);
+        assert_eq!(salvage_id_prefix(r#"{"id":"a\"b"}"#, 128), None, "escapes are not unpicked");
+        assert_eq!(salvage_id_prefix(r#"{"id":""}"#, 128), None);
+        assert_eq!(salvage_id_prefix(r#"{"id":"toolong"}"#, 3), None);
+        assert_eq!(salvage_id_prefix(&format!("{{\"id\":\"{}", "é".repeat(300)), 1000), None, "cut on a char boundary, unterminated");
     }
 }

@@ -210,7 +210,7 @@ test("the API takes the key or a token with the right for the room", async () =>
   assert.deepEqual([denied.status, denied.json.error.code], [403, "forbidden"]);
   assert.equal((await api(edge, "GET", `/rooms/${room}/history`, undefined, { key: reader })).status, 200);
   assert.equal((await api(edge, "GET", `/rooms/${room}/presence`, undefined, { key: reader })).status, 403);
-  assert.equal((await api(edge, "GET", `/rooms/${room}/stats`, undefined, { key: publisher })).status, 401, "stats need the key");
+  assert.equal((await api(edge, "GET", `/rooms/${room}/stats`, undefined, { key: publisher })).status, 403, "stats need the key: a valid token is forbidden there");
   const forged = await api(edge, "POST", `/rooms/${room}/messages`, { data: 3 }, { key: publisher.slice(0, -2) + "xx" });
   assert.equal(forged.status, 401);
   assert.equal((await api(edge, "GET", `/rooms/${room}/stats`)).json.seq, 1);

@@ -62,7 +62,13 @@ impl ConnectQuery {
                 "meta" => q.meta = Some(value.into_owned()),
                 "since" => q.since = Some(query::whole("since", &value)?),
                 "epoch" => q.epoch = Some(value.into_owned()),
-                "echo" => q.echo = matches!(value.as_ref(), "1" | "true"),
+                "echo" => {
+                    q.echo = match value.as_ref() {
+                        "1" | "true" => true,
+                        "0" | "false" => false,
+                        _ => return Err(Refusal::bad_request("echo must be 1, true, 0 or false")),
+                    }
+                }
                 "token" => q.token = Some(value.into_owned()),
                 _ => {}
             }
@@ -146,13 +152,15 @@ pub fn authorize_api(authorization: Option<&str>, config: &AuthConfig<'_>, room:
     if token::secrets_match(credential.as_bytes(), config.api_key.as_bytes()) {
         return Ok(Caller::backend());
     }
-    let Access::KeyOrRight(right) = access else {
-        return Err(Refusal::unauthorized("this endpoint needs the API key"));
-    };
     if credential.matches('.').count() != 2 {
         return Err(Refusal::unauthorized("wrong API key"));
     }
     let claims = verify(config, credential, now_ms)?;
+    // A valid token is who it says, but this endpoint is the backend's alone: forbidden, not
+    // unauthorized (a new token would not help).
+    let Access::KeyOrRight(right) = access else {
+        return Err(Refusal::forbidden("this endpoint needs the API key"));
+    };
     if claims.rights_for(room).has(right) {
         Ok(Caller::user(&claims.sub))
     } else {
@@ -207,6 +215,10 @@ mod tests {
     fn a_token_in_the_subprotocol_or_the_query_admits_its_user() {
         let t = token_for("alice", &[("chat:*", &[Right::Subscribe, Right::Publish])]);
         let info = connect("chat:lobby", "cid=c1&echo=1", &format!("roomcast.v1, bearer.{t}")).unwrap();
+        for (echo, expected) in [("true", Some(true)), ("0", Some(false)), ("false", Some(false)), ("yes", None), ("", None), ("2", None)] {
+            let got = connect("chat:lobby", &format!("echo={echo}"), &format!("roomcast.v1, bearer.{t}"));
+            assert_eq!(got.as_ref().ok().map(|i| i.echo), expected, "echo={echo}");
+        }
         assert_eq!((info.cid.as_str(), info.user.as_str(), info.echo, info.subprotocol), ("c1", "alice", true, true));
         assert_eq!(info.rights, Rights { subscribe: true, publish: true, presence: false });
         assert_eq!(info.exp, Some((NOW_MS / 1000 + 600) * 1000));
@@ -280,7 +292,8 @@ mod tests {
         assert_eq!(caller, Caller::user("svc"));
         assert_ne!(caller.user, API_ORIGIN, "a token never acts as the backend");
         assert_eq!(auth(Some(&format!("Bearer {t}")), Access::KeyOrRight(Right::Presence)).unwrap_err().status(), 403);
-        assert_eq!(auth(Some(&format!("Bearer {t}")), Access::Key).unwrap_err().status(), 401, "kick and stats need the key");
+        assert_eq!(auth(Some(&format!("Bearer {t}")), Access::Key).unwrap_err().status(), 403, "kick and stats need the key: a valid token is forbidden");
+        assert_eq!(auth(Some("Bearer a.b.c"), Access::Key).unwrap_err().status(), 401, "an invalid token stays unauthorized");
         assert_eq!(auth(None, publish).unwrap_err().status(), 401);
         assert_eq!(auth(Some("Basic abc"), publish).unwrap_err().status(), 401);
         assert_eq!(auth(Some("Bearer dev-api-kez"), publish).unwrap_err().status(), 401);

@@ -250,6 +250,9 @@ pub struct Room {
     /// (deadline, connection): when each token-holding connection must have refreshed by.
     expiries: BTreeSet<(u64, ConnId)>,
     token_check: Option<TokenCheck>,
+    /// What every welcome tells the client (from the config).
+    heartbeat: frame::Heartbeat,
+    limits: frame::Limits,
     /// Connections whose info changed (a refresh): the adapter re-saves their attachments.
     changed: Vec<ConnId>,
     next_sweep: Option<u64>,
@@ -281,6 +284,19 @@ impl Room {
         };
         let mut room = Room {
             announcer: Announcer::new(config.presence_rate_per_sec),
+            heartbeat: frame::Heartbeat {
+                // A third of the timeout: two pings may be lost before the room gives up.
+                interval: (config.heartbeat_timeout_ms / 3).max(1_000),
+                timeout: config.heartbeat_timeout_ms,
+            },
+            limits: frame::Limits {
+                max_frame_bytes: config.max_frame_bytes,
+                messages_per_sec: config.rate_messages_per_sec,
+                messages_burst: config.rate_messages_burst,
+                bytes_per_sec: config.rate_bytes_per_sec,
+                message_id_max: config.message_id_max,
+                presence_meta_max: config.presence_meta_max,
+            },
             guards: Guards::new(&config, now),
             config,
             meta,
@@ -483,7 +499,17 @@ impl Room {
             let info = &self.conns[&id].info;
             // Without the presence right the member list stays empty.
             let members = if info.rights.presence { self.presence.views() } else { Vec::new() };
-            frame::encode_welcome(&self.meta.epoch, self.meta.seq, &info.client_id, &info.user, &members, outcome.as_ref(), info.expires)
+            let welcome = frame::Welcome {
+                epoch: &self.meta.epoch,
+                seq: self.meta.seq,
+                client_id: &info.client_id,
+                user: &info.user,
+                resume: outcome.as_ref(),
+                expires: info.expires,
+                heartbeat: &self.heartbeat,
+                limits: &self.limits,
+            };
+            frame::encode_welcome(&welcome, &members)
         };
         self.send_to(id, welcome);
         for m in &replay {
@@ -553,8 +579,10 @@ impl Room {
         let Some(live) = self.conns.get_mut(&conn) else { return };
         live.last_seen = now;
         if text.len() > self.config.max_frame_bytes {
-            // Not parsed: a frame over the limit is not worth the CPU to salvage its id.
-            return self.refuse(conn, None, ErrorCode::TooLarge, "frame is larger than the room's frame limit", now, store);
+            // Not parsed (a frame over the limit is not worth the CPU); its id is read from its
+            // start when the client put it there, so the refusal settles the right publish.
+            let id = frame::salvage_id_prefix(text, self.config.message_id_max).map(str::to_owned);
+            return self.refuse(conn, id.as_deref(), ErrorCode::TooLarge, "frame is larger than the room's frame limit", now, store);
         }
         if !live.bytes.take(text.len() as u64, now) {
             return self.refuse(conn, None, ErrorCode::RateLimited, "too many bytes per second; slow down", now, store);

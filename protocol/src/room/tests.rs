@@ -863,3 +863,15 @@ fn http_publish_bodies_are_objects_or_arrays_of_objects() {
         assert!(parse_publish_body(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn an_oversized_publish_is_refused_with_its_id_and_the_welcome_states_the_terms() {
+    let mut sim = Sim::new(RoomConfig { max_frame_bytes: 100, heartbeat_timeout_ms: 30_000, ..RoomConfig::default() });
+    let a = sim.connect("a", "ua", false, None);
+    let w = &sim.frames(a, "welcome")[0];
+    assert_eq!(w["heartbeat"], serde_json::json!({"interval": 10_000, "timeout": 30_000}));
+    assert_eq!(w["limits"]["maxFrameBytes"], 100);
+    sim.publish(a, "big-1", &format!("\"{}\"", "x".repeat(200)));
+    let e = sim.last(a);
+    assert_eq!((e["code"].as_str(), e["id"].as_str()), (Some("too_large"), Some("big-1")));
+}
