@@ -321,7 +321,7 @@ impl Room {
         room.next_conn = now.saturating_mul(1024).max(1);
         for info in connections {
             room.next_conn = room.next_conn.max(info.id + 1);
-            room.presence.restore(&info.user, info.meta.clone());
+            room.presence.restore(&info.user, info.id, info.meta.clone());
             room.announcer.restore(&info.user, now);
             if let Some(exp) = info.expires {
                 room.expiries.insert((expiry_deadline(exp), info.id));
@@ -466,7 +466,7 @@ impl Room {
         self.next_conn += 1;
         self.connections_opened += 1;
         let was_pending = self.presence.get(&identity.user).is_some_and(|m| m.leave_at.is_some());
-        self.presence.connect(&identity.user, identity.meta.clone());
+        self.presence.connect(&identity.user, id, identity.meta.clone());
         if was_pending {
             // A failed delete only leaves a stale row, which `load` recognizes and drops.
             let _ = store.delete_pending_leave(&identity.user);
@@ -703,7 +703,7 @@ impl Room {
             self.expiries.remove(&(expiry_deadline(exp), conn));
         }
         let user = live.info.user;
-        if self.presence.disconnect(&user, now, self.config.presence_grace_ms).is_some() {
+        if self.presence.disconnect(&user, conn, now, self.config.presence_grace_ms).is_some() {
             if let Some(member) = self.presence.get(&user) {
                 if let Some(due) = member.leave_at {
                     let meta = member.meta.as_ref().map(|m| m.get().to_owned());
