@@ -4,7 +4,7 @@
 // intact, fanout and presence working.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { api, Client, roomName, startEdge } from "../harness.mjs";
+import { api, Client, roomName, startEdge, until } from "../harness.mjs";
 
 let edge;
 before(async () => { edge = await startEdge(); });
@@ -40,4 +40,41 @@ test("heartbeats do not wake a hibernated room, and it wakes up whole", { timeou
   const update = await alice.next((f) => f.type === "presence" && f.member.user === "bob" && f.event === "update" && f.member.connections === 0);
   assert.equal(update.member.user, "bob");
   await Promise.all([alice, carol].map((c) => c.close()));
+});
+
+test("a silent connection is closed with 4001 in time although the room hibernates between sweeps; a talking one stays", { timeout: 90_000 }, async () => {
+  // A 24 s timeout sweeps every 12 s, longer than local workerd keeps an idle object (about
+  // 10 s): the room is evicted between sweeps, and only the alarm can bring the sweep back.
+  const timeout = 24_000;
+  const sleepy = await startEdge({ vars: { HEARTBEAT_TIMEOUT_MS: timeout, PRESENCE_GRACE_MS: 1 } });
+  try {
+    const room = roomName("sweep");
+    const silent = await Client.connect(sleepy, room, { cid: "s", user: "silent" });
+    const openedAt = Date.now();
+    // The talker publishes every 11 s (so the room is evicted between its frames too) and never
+    // pings: frames are signs of life, and the room must remember them across its wakes.
+    const talker = await Client.connect(sleepy, room, { cid: "t", user: "talker" });
+    const first = (await api(sleepy, "GET", `/rooms/${room}/stats`)).json;
+    let n = 0;
+    const talk = setInterval(() => talker.publish(`t${++n}`, "still here").catch(() => {}), 11_000);
+    try {
+      const { code } = await silent.closed;
+      const after = Date.now() - openedAt;
+      assert.equal(code, 4001, "heartbeat timeout");
+      assert.ok(after > timeout - 1_000 && after <= timeout * 1.5 + 3_000, `closed ${after} ms after its last sign of life`);
+      // past 1.5 timeouts the talker is still open, and the room really was evicted meanwhile
+      await until(() => Date.now() - openedAt > timeout * 1.5 + 2_000, { timeoutMs: 60_000, what: "1.5 timeouts" });
+      assert.equal(talker.ws.readyState, 1, "the talker stays open");
+      const later = (await api(sleepy, "GET", `/rooms/${room}/stats`)).json;
+      assert.ok(later.countersSince > first.countersSince, "the room hibernated in between");
+      assert.equal(later.connections, 1);
+      const members = (await api(sleepy, "GET", `/rooms/${room}/presence`)).json.members.map((m) => m.user);
+      assert.deepEqual(members, ["talker"], "no ghost member");
+    } finally {
+      clearInterval(talk);
+    }
+    await talker.close();
+  } finally {
+    await sleepy.stop();
+  }
 });

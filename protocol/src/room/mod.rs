@@ -59,6 +59,10 @@ pub struct Connection {
     /// When the connection's token expires (ms); `None` for anonymous connections.
     #[serde(rename = "x", default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<u64>,
+    /// The last frame from the connection, as last saved (the room saves it again once it is a
+    /// quarter timeout old), so a connection that sends frames but no pings outlives a wake.
+    #[serde(rename = "s", default)]
+    pub seen: u64,
 }
 
 /// The identity a new connection presents, already verified by the edge.
@@ -326,10 +330,11 @@ impl Room {
             if let Some(exp) = info.expires {
                 room.expiries.insert((expiry_deadline(exp), info.id));
             }
-            // Liveness restarts from the open time, not from `now`: a wake by the sweep alarm
-            // must not make a dead connection look fresh.
-            let live = Live::new(info, 0, &room.config, now);
-            room.conns.insert(live.info.id, Live { last_seen: live.info.opened_at, ..live });
+            // Liveness restarts from the last saved sign of life, never from `now`: a wake (by the
+            // sweep's alarm, or any event) must not make a dead connection look fresh.
+            let seen = info.opened_at.max(info.seen);
+            let live = Live::new(info, seen, &room.config, now);
+            room.conns.insert(live.info.id, live);
         }
         for leave in store.pending_leaves()? {
             if room.presence.get(&leave.user).is_some() {
@@ -341,9 +346,11 @@ impl Room {
                 room.announcer.restore(&leave.user, now);
             }
         }
-        if !room.conns.is_empty() {
-            room.next_sweep = Some(now.saturating_add(room.sweep_interval()));
-        }
+        // The sweep is due when the first connection could be dead, at the latest: scheduling it
+        // from `now` instead would push it out again at every wake, and a room that hibernates
+        // between sweeps would never run one.
+        let timeout = room.config.heartbeat_timeout_ms;
+        room.next_sweep = room.conns.values().map(|l| l.last_seen.saturating_add(timeout).saturating_add(1)).min().map(|t| t.max(now));
         Ok(room)
     }
 
@@ -419,8 +426,8 @@ impl Room {
         Ok(HistoryPage { epoch: self.meta.epoch.clone(), seq: self.meta.seq, messages, more })
     }
 
-    /// Connections whose stored info changed since the last call (their rights and expiry, after
-    /// a refresh); the adapter re-saves their attachments.
+    /// Connections whose stored info changed since the last call (their rights and expiry after a
+    /// refresh, their last sign of life); the adapter re-saves their attachments.
     pub fn take_changed(&mut self) -> Vec<ConnId> {
         std::mem::take(&mut self.changed)
     }
@@ -481,6 +488,7 @@ impl Room {
             opened_at: now,
             rights: identity.rights,
             expires: identity.expires,
+            seen: now,
         };
         if let Some(exp) = info.expires {
             self.expiries.insert((expiry_deadline(exp), id));
@@ -576,8 +584,10 @@ impl Room {
 
     /// A text frame arrived from a connection.
     pub fn handle_text(&mut self, conn: ConnId, text: &str, now: u64, store: &mut impl Store) {
+        if !self.saw(conn, now) {
+            return;
+        }
         let Some(live) = self.conns.get_mut(&conn) else { return };
-        live.last_seen = now;
         if text.len() > self.config.max_frame_bytes {
             // Not parsed (a frame over the limit is not worth the CPU); its id is read from its
             // start when the client put it there, so the refusal settles the right publish.
@@ -684,11 +694,26 @@ impl Room {
     }
 
     /// A binary frame arrived; the protocol is text only.
+    /// A frame arrived from `conn`: a sign of life, saved in its attachment once the saved one is a
+    /// quarter timeout old (so it survives a wake). False for a connection the room does not hold.
+    fn saw(&mut self, conn: ConnId, now: u64) -> bool {
+        let save_every = (self.config.heartbeat_timeout_ms / 4).max(1);
+        let Some(live) = self.conns.get_mut(&conn) else { return false };
+        live.last_seen = now;
+        if now.saturating_sub(live.info.seen) >= save_every {
+            live.info.seen = now;
+            self.changed.push(conn);
+        }
+        true
+    }
+
     /// Refused like an invalid text frame: its bytes are counted and it is a strike, so a flood
     /// of binary frames is cut off like any other.
     pub fn handle_binary(&mut self, conn: ConnId, len: usize, now: u64, store: &mut impl Store) {
+        if !self.saw(conn, now) {
+            return;
+        }
         let Some(live) = self.conns.get_mut(&conn) else { return };
-        live.last_seen = now;
         if !live.bytes.take(len as u64, now) {
             return self.refuse(conn, None, ErrorCode::RateLimited, "too many bytes per second; slow down", now, store);
         }

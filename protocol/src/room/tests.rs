@@ -875,3 +875,80 @@ fn an_oversized_publish_is_refused_with_its_id_and_the_welcome_states_the_terms(
     let e = sim.last(a);
     assert_eq!((e["code"].as_str(), e["id"].as_str()), (Some("too_large"), Some("big-1")));
 }
+
+// ---- liveness across hibernation (issue #14) ---------------------------------------------------
+
+/// The room as the Durable Object runs it when it hibernates between every two events: each
+/// event (a frame, the alarm) meets a room loaded afresh from the store and the live sockets'
+/// attachments, and the alarm fires exactly at the room's `poll_timeout`.
+struct Hibernating {
+    store: MemoryStore,
+    config: RoomConfig,
+    attachments: BTreeMap<ConnId, Connection>,
+    closed: Vec<(ConnId, u16, u64)>,
+    alarm: Option<u64>,
+}
+
+impl Hibernating {
+    fn wake(&mut self, now: u64) -> Room {
+        Room::load(self.config.clone(), &mut self.store, "unused", now, self.attachments.values().cloned()).unwrap()
+    }
+
+    /// Carries out what the room did and saves it before it hibernates again.
+    fn sleep(&mut self, mut room: Room, now: u64) {
+        while let Some(action) = room.poll_action() {
+            if let Action::Close { conn, code } = action {
+                self.attachments.remove(&conn);
+                self.closed.push((conn, code.code, now));
+            }
+        }
+        for id in room.take_changed() {
+            if let Some(info) = room.connection(id) {
+                self.attachments.insert(id, info.clone());
+            }
+        }
+        self.alarm = room.poll_timeout();
+    }
+}
+
+#[test]
+fn silent_connections_are_closed_in_time_however_often_the_room_hibernates() {
+    let timeout = 60_000;
+    let config = RoomConfig { heartbeat_timeout_ms: timeout, presence_grace_ms: 1, ..RoomConfig::default() };
+    let mut h = Hibernating { store: MemoryStore::default(), config, attachments: BTreeMap::new(), closed: Vec::new(), alarm: None };
+    let start = 1_000_000;
+    let mut room = h.wake(start);
+    let mut open = |room: &mut Room, c: &str| {
+        let id = room.handle_open(who(c, c), None, start, &mut h.store).unwrap();
+        (id, room.connection(id).unwrap().clone())
+    };
+    let (silent, a) = open(&mut room, "silent");
+    let (talker, b) = open(&mut room, "talker");
+    let (pinger, c) = open(&mut room, "pinger");
+    h.attachments.extend([(silent, a), (talker, b), (pinger, c)]);
+    h.sleep(room, start);
+    // The talker publishes every 15 s (no pings); the pinger's pings are answered by the runtime
+    // every 20 s (the room never sees them, it reads their time at a sweep). Every event wakes the
+    // room from hibernation.
+    let pong = |now: u64| Some(now - (now - start) % 20_000);
+    let mut now = start;
+    let mut next_publish = start + 15_000;
+    while now < start + 10 * timeout {
+        let alarm = h.alarm.unwrap_or(u64::MAX);
+        now = alarm.min(next_publish);
+        let mut room = h.wake(now);
+        if now == next_publish {
+            room.handle_text(talker, &format!(r#"{{"type":"publish","id":"{now}","data":1}}"#), now, &mut h.store);
+            next_publish += 15_000;
+        }
+        if room.poll_timeout().is_some_and(|t| t <= now) {
+            room.handle_timeout(now, |id| (id == pinger).then(|| pong(now)).flatten(), &mut h.store);
+        }
+        h.sleep(room, now);
+    }
+    assert_eq!(h.closed.len(), 1, "only the silent connection is closed: {:?}", h.closed);
+    let (conn, code, at) = h.closed[0];
+    assert_eq!((conn, code), (silent, close::HEARTBEAT_TIMEOUT.code));
+    let after = at - start;
+    assert!(after > timeout && after <= timeout * 3 / 2, "closed {after} ms after its last sign of life");
+}
