@@ -9,6 +9,7 @@ cd "$ROOT"
 
 step "native tests (cargo test)"
 cargo test --quiet -p roomcast-protocol
+node --test tests/unit/*.test.mjs
 
 step "wasm builds"
 bash scripts/build-worker.sh

@@ -1,0 +1,231 @@
+// The wire format's JSON Schema (docs/protocol.schema.json) against every frame the project writes:
+// the golden frames (tests/golden/frames.json, whose Rust builders protocol/tests/golden.rs checks
+// byte for byte), the frames tests/harness.mjs's Client sends, and the frames the SDK sends (its
+// JS layer builds `refresh`; publish, direct and ping come from the wasm client machine). No
+// server or browser needed: `node --test tests/unit/`.
+import assert from "node:assert/strict";
+import { EventEmitter } from "node:events";
+import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
+import { register } from "node:module";
+import { dirname, join } from "node:path";
+import { test } from "node:test";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import Ajv2020 from "ajv/dist/2020.js";
+import { Client } from "../harness.mjs";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const schema = JSON.parse(readFileSync(join(ROOT, "docs/protocol.schema.json"), "utf8"));
+const golden = JSON.parse(readFileSync(join(ROOT, "tests/golden/frames.json"), "utf8")).frames;
+
+const ajv = new Ajv2020({ strict: true, allErrors: true });
+ajv.addSchema(schema);
+const validators = {
+  client: ajv.getSchema(`${schema.$id}#/$defs/clientFrame`),
+  server: ajv.getSchema(`${schema.$id}#/$defs/serverFrame`),
+  any: ajv.getSchema(schema.$id),
+};
+
+/** Asserts that `text` is one frame of `direction` the schema accepts. */
+function assertValid(direction, text, what) {
+  const frame = JSON.parse(text);
+  const validate = validators[direction];
+  assert.ok(validate(frame), `${what}: ${text}\n${ajv.errorsText(validate.errors, { separator: "\n" })}`);
+  assert.ok(validators.any(frame), `${what}: the root schema accepts it too`);
+}
+
+function assertInvalid(direction, frame, what) {
+  assert.equal(validators[direction](frame), false, `${what} should be refused: ${JSON.stringify(frame)}`);
+}
+
+test("the schema compiles in strict mode and names every frame type", () => {
+  const types = (def) => schema.$defs[def].oneOf.map((r) => {
+    const d = schema.$defs[r.$ref.split("/").pop()];
+    return d.properties?.type?.const ?? d.oneOf[0].properties.type.const;
+  });
+  assert.deepEqual(types("clientFrame").sort(), ["direct", "ping", "publish", "refresh"]);
+  assert.deepEqual(types("serverFrame").sort(), ["ack", "direct", "error", "message", "pong", "presence", "refreshed", "welcome"]);
+});
+
+test("every golden frame validates against the schema", () => {
+  assert.ok(golden.length >= 30, `only ${golden.length} golden frames`);
+  const seen = new Set();
+  for (const g of golden) {
+    assertValid(g.direction, g.text, g.name);
+    seen.add(`${g.direction} ${JSON.parse(g.text).type}`);
+  }
+  for (const needed of ["client publish", "client direct", "client ping", "client refresh", "server welcome", "server message",
+    "server ack", "server error", "server direct", "server presence", "server pong", "server refreshed"]) {
+    assert.ok(seen.has(needed), `no golden frame for ${needed}`);
+  }
+});
+
+test("the schema refuses frames that break the protocol", () => {
+  const welcome = JSON.parse(golden.find((g) => JSON.parse(g.text).type === "welcome").text);
+  const without = (o, key) => Object.fromEntries(Object.entries(o).filter(([k]) => k !== key));
+  for (const key of ["epoch", "seq", "clientId", "user", "members", "heartbeat", "limits"]) {
+    assertInvalid("server", without(welcome, key), `a welcome without ${key}`);
+  }
+  assertInvalid("server", { ...welcome, heartbeat: { interval: 500, timeout: 60000 } }, "a heartbeat interval under 1 s");
+  assertInvalid("server", { ...welcome, limits: without(welcome.limits, "maxFrameBytes") }, "limits without maxFrameBytes");
+  assertInvalid("server", { ...welcome, resume: { status: "recovered" } }, "a recovered resume without replayed");
+  assertInvalid("server", { ...welcome, seq: 2 ** 53 }, "a seq at 2^53");
+  assertInvalid("client", { type: "publish", id: "a" }, "a publish without data");
+  assertInvalid("client", { type: "publish", id: "", data: 1 }, "a publish with an empty id");
+  assertInvalid("client", { type: "publish", id: "x".repeat(129), data: 1 }, "a publish with a 129-byte id");
+  assertInvalid("client", { type: "publish", id: 5, data: 1 }, "a publish with a number id");
+  assertInvalid("client", { type: "direct", id: "d", to: { user: "b", clientId: "c" }, data: 1 }, "a direct message with two targets");
+  assertInvalid("client", { type: "direct", id: "d", to: {}, data: 1 }, "a direct message with no target");
+  assertInvalid("client", { type: "refresh" }, "a refresh without token");
+  assertInvalid("client", { type: "dance" }, "an unknown client frame type");
+  assertInvalid("server", { type: "ack", id: "m", seq: 3, delivered: 1 }, "an ack with both seq and delivered");
+  assertInvalid("server", { type: "ack", id: "m", delivered: 0 }, "a direct ack that delivered to nobody (that is no_recipient)");
+  assertInvalid("server", { type: "message", seq: 1, from: "c", user: "u", ts: 1 }, "a message without data");
+  assertInvalid("server", { type: "message", seq: 0, from: "c", user: "u", data: 1, ts: 1 }, "a message with seq 0");
+  assertInvalid("server", { type: "error", code: "teapot", message: "" }, "an error code this version does not send");
+  assertInvalid("server", { type: "presence", event: "wave", member: { user: "u", connections: 1 } }, "an unknown presence event");
+  assertInvalid("server", { type: "direct", id: "d", to: { user: "bob" }, data: 1 }, "a client's direct frame as a server frame");
+  // Forward compatibility: unknown fields are allowed, required ones are still required.
+  assertValid("server", JSON.stringify({ ...welcome, region: "weur" }), "a welcome with a field from a newer server");
+  assertValid("client", '{"type":"ping","sentAt":1}', "a ping with an extra field");
+});
+
+// ---- tests/harness.mjs --------------------------------------------------------------------------
+
+/** The part of a `ws` WebSocket that the harness's Client uses; records what is sent. */
+class FakeWs extends EventEmitter {
+  static OPEN = 1;
+  readyState = 1;
+  sent = [];
+  send(text) { this.sent.push(text); }
+  close() { this.readyState = 3; this.emit("close", 1000, Buffer.from("")); }
+}
+
+test("frames the test harness's Client sends validate, and it reads coalesced golden frames", async () => {
+  const ws = new FakeWs();
+  const client = new Client(ws);
+  // Every golden server frame in one coalesced message, as the room may send them.
+  const server = golden.filter((g) => g.direction === "server");
+  ws.emit("message", Buffer.from(server.map((g) => g.text).join("\n")));
+  assert.deepEqual(client.frames, server.map((g) => JSON.parse(g.text)));
+
+  await client.close();
+
+  const ws2 = new FakeWs();
+  const sender = new Client(ws2);
+  for (const g of golden.filter((g) => g.source?.fn === "tests/harness.mjs Client.publish")) {
+    const answer = sender.publish(g.source.id, JSON.parse(g.source.data));
+    assert.equal(ws2.sent.at(-1), g.text, `${g.name}: the harness writes exactly the golden bytes`);
+    ws2.emit("message", Buffer.from(JSON.stringify({ type: "ack", id: g.source.id, seq: 99 })));
+    assert.equal((await answer).seq, 99);
+  }
+  // The other frames the e2e tests send through the harness (tests/e2e/*.test.mjs).
+  sender.send({ type: "direct", id: "d-1", to: { user: "bob" }, data: { text: "psst" } });
+  sender.send({ type: "direct", id: "d-2", to: { clientId: "tab-2" }, data: null });
+  sender.send({ type: "refresh", token: "a.b.c" });
+  sender.raw('{"type":"ping"}'); // Client.connect's pinger
+  for (const text of ws2.sent) assertValid("client", text, "a harness frame");
+  assert.equal(ws2.sent.length, 5);
+  await sender.close();
+});
+
+// ---- the SDK ------------------------------------------------------------------------------------
+
+test("the SDK's refresh frame is built as the golden one", () => {
+  // sdk/js/host.js (ws_refresh) sends JSON.stringify({ type: "refresh", token }) with the token the
+  // app's function returned; the test below drives the real host when the wasm is built.
+  for (const g of golden.filter((g) => g.source?.fn === "sdk/js/host.js ws_refresh")) {
+    assert.equal(JSON.stringify({ type: "refresh", token: g.source.token }), g.text, g.name);
+  }
+  const host = readFileSync(join(ROOT, "sdk/js/host.js"), "utf8");
+  assert.match(host, /JSON\.stringify\(\{\s*type:\s*"refresh",\s*token:/, "host.js still builds refresh frames with JSON.stringify");
+});
+
+const WASM = join(ROOT, "sdk/pkg/roomcast_sdk.wasm.gz");
+
+/** Why the built wasm cannot stand for the sources, or "" when it can. */
+function wasmStale() {
+  if (!existsSync(WASM)) return "the SDK's wasm is not built (npm run build:sdk)";
+  const built = statSync(WASM).mtimeMs;
+  const sources = ["sdk/src", "protocol/src/client"].flatMap((d) => readdirSync(join(ROOT, d)).map((f) => join(ROOT, d, f)));
+  sources.push(join(ROOT, "protocol/src/close.rs"), join(ROOT, "protocol/src/lib.rs"));
+  const newer = sources.filter((f) => statSync(f).mtimeMs > built);
+  return newer.length ? `the SDK's wasm is older than ${newer.map((f) => f.slice(ROOT.length + 1)).join(", ")} (npm run build:sdk)` : "";
+}
+
+/** A browser WebSocket stand-in: records the instances the SDK opens and what they send. */
+class FakeWebSocket {
+  static instances = [];
+  readyState = 1;
+  sent = [];
+  constructor(url, protocols) {
+    this.url = url;
+    this.protocols = protocols;
+    FakeWebSocket.instances.push(this);
+  }
+  send(text) { this.sent.push(text); }
+  close(code = 1000, reason = "") {
+    this.readyState = 3;
+    this.onclose?.({ code, reason });
+  }
+  /** A message from the server. */
+  receive(text) { this.onmessage?.({ data: text }); }
+}
+
+const until = async (cond, what, ms = 5_000) => {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+};
+
+test("frames the SDK sends (wasm client machine and JS host) validate", async (t) => {
+  const stale = wasmStale();
+  if (stale) return t.skip(stale);
+  // host.js imports the gzipped wasm as bytes (esbuild's binary loader in the build); Node gets the
+  // same bytes through a load hook.
+  register(`data:text/javascript,${encodeURIComponent(`
+    import { readFileSync } from "node:fs";
+    export async function load(url, context, next) {
+      if (!url.endsWith(".wasm.gz")) return next(url, context);
+      const b64 = readFileSync(new URL(url)).toString("base64");
+      return { format: "module", shortCircuit: true,
+        source: "export default Uint8Array.from(atob(" + JSON.stringify(b64) + "), (c) => c.charCodeAt(0));" };
+    }`)}`, import.meta.url);
+  const saved = globalThis.WebSocket;
+  globalThis.WebSocket = FakeWebSocket;
+  let room;
+  try {
+    const { connect } = await import(pathToFileURL(join(ROOT, "sdk/js/index.js")).href);
+    const refreshGolden = golden.find((g) => g.source?.fn === "sdk/js/host.js ws_refresh");
+    room = connect({ url: "http://127.0.0.1:9", room: "chat", token: async () => refreshGolden.source.token, pingIntervalMs: 30, seed: 7 });
+    await until(() => FakeWebSocket.instances.length === 1, "the SDK to open a socket");
+    const ws = FakeWebSocket.instances[0];
+    assert.ok(ws.protocols.includes("roomcast.v1"), "the SDK offers roomcast.v1");
+    // A welcome whose token expires soon, so the SDK refreshes it at once.
+    const welcome = JSON.parse(golden.find((g) => g.name.startsWith("welcome, fresh")).text);
+    ws.receive(JSON.stringify({ ...welcome, clientId: room.clientId, seq: 0, expires: Date.now() + 200 }));
+    await until(() => room.state === "open", "the SDK to open");
+    const published = room.publish({ text: "hello" });
+    const sentTo = room.sendTo({ user: "bob" }, "psst");
+    const sentToClient = room.sendTo({ clientId: "tab-2" }, null);
+    await until(() => ws.sent.some((s) => s.includes('"refresh"')), "a refresh frame");
+    await until(() => ws.sent.includes('{"type":"ping"}'), "a ping frame");
+    const frames = ws.sent.map((s) => JSON.parse(s));
+    for (const text of ws.sent) assertValid("client", text, "an SDK frame");
+    const publish = frames.find((f) => f.type === "publish");
+    assert.deepEqual(publish.data, { text: "hello" });
+    assert.match(ws.sent.find((s) => s.includes('"publish"')), /^\{"type":"publish","id":"[^"]+",/, "type and id first (too_large can name the id)");
+    assert.equal(ws.sent.find((s) => s.includes('"refresh"')), refreshGolden.text, "the refresh frame is the golden one");
+    assert.deepEqual(frames.filter((f) => f.type === "direct").map((f) => f.to), [{ user: "bob" }, { clientId: "tab-2" }]);
+    // Settle the promises with golden-shaped answers.
+    ws.receive(`{"type":"ack","id":"${publish.id}","seq":1}`);
+    for (const f of frames.filter((f) => f.type === "direct")) ws.receive(`{"type":"ack","id":"${f.id}","delivered":1}`);
+    assert.equal(await published, 1);
+    await sentTo;
+    await sentToClient;
+  } finally {
+    room?.close();
+    globalThis.WebSocket = saved;
+  }
+});
