@@ -14,13 +14,15 @@ use std::collections::BTreeSet;
 
 #[derive(Arbitrary, Debug)]
 enum Event {
-    Open { client: u8, user: u8, echo: bool, resume: Option<(bool, u16)>, publish: bool, presence: bool },
+    Open { client: u8, user: u8, echo: bool, resume: Option<(bool, u16)>, publish: bool, presence: bool, expires: Option<u16> },
     Text { pick: u8, text: String },
     Publish { pick: u8, id: u8, data: u8 },
     Close { pick: u8 },
     Advance { ms: u16, pong: bool },
     Http { id: Option<u8>, count: u8 },
     FailWrites(bool),
+    Kick { user: u8, ban: Option<u16> },
+    Binary { pick: u8, len: u16 },
 }
 
 fuzz_target!(|events: Vec<Event>| {
@@ -41,14 +43,14 @@ fuzz_target!(|events: Vec<Event>| {
     let pick = |open: &BTreeSet<u64>, i: u8| open.iter().nth(i as usize % open.len().max(1)).copied();
     for event in events.into_iter().take(200) {
         match event {
-            Event::Open { client, user, echo, resume, publish, presence } => {
+            Event::Open { client, user, echo, resume, publish, presence, expires } => {
                 let identity = Identity {
                     client_id: format!("c{client}"),
                     user: format!("u{}", user % 4),
                     meta: None,
                     echo,
                     rights: Rights { subscribe: true, publish, presence },
-                    expires: None,
+                    expires: expires.map(|e| now + u64::from(e)),
                 };
                 let resume = resume.map(|(same, since)| ResumePoint { epoch: if same { "e".into() } else { "x".into() }, since: since.into() });
                 if let Ok(id) = room.handle_open(identity, resume, now, &mut store) {
@@ -83,6 +85,14 @@ fuzz_target!(|events: Vec<Event>| {
                 let _ = room.handle_publish(&Caller::backend(), &items, now, &mut store);
             }
             Event::FailWrites(fail) => store.fail_writes = fail,
+            Event::Kick { user, ban } => {
+                let _ = room.handle_kick(&format!("u{}", user % 4), ban.map(|b| now + u64::from(b)), now, &mut store);
+            }
+            Event::Binary { pick: i, len } => {
+                if let Some(c) = pick(&open, i) {
+                    room.handle_binary(c, len.into(), now, &mut store);
+                }
+            }
         }
         while let Some(action) = room.poll_action() {
             match action {
