@@ -4,4 +4,5 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bash "$ROOT/scripts/build.sh"
 cd "$ROOT"
-exec node $(node_ws_flag) tests/chaos/run.mjs "$@"
+node_ws_flags
+exec node "${NODE_WS_FLAGS[@]}" tests/chaos/run.mjs "$@"

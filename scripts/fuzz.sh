@@ -16,8 +16,9 @@ while [ $# -gt 0 ]; do
 done
 [ ${#targets[@]} -gt 0 ] || targets=(client_frame room_events token framing)
 
-command -v rustup >/dev/null && rustup toolchain list | grep -q '^nightly' \
-  || die "fuzzing needs rustup's nightly toolchain: rustup toolchain install nightly"
+if ! command -v rustup >/dev/null || ! rustup toolchain list | grep -q '^nightly'; then
+  die "fuzzing needs rustup's nightly toolchain: rustup toolchain install nightly"
+fi
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   step "installing cargo-fuzz (once per machine)"
   cargo install --quiet --locked cargo-fuzz || die "could not install cargo-fuzz from crates.io"

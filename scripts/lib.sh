@@ -1,9 +1,12 @@
+# shellcheck shell=bash
 # Shared by every script: pinned tool versions, where the tools live, and the PATH that builds use.
 # Sourced, never executed.
 
 # These must equal the versions pinned in Cargo.toml (wasm-bindgen with `=`): the CLI and the crate
 # have to agree byte for byte on the generated glue.
+# shellcheck disable=SC2034 # read by setup.sh, which sources this file
 WASM_BINDGEN_VERSION="0.2.130"
+# shellcheck disable=SC2034 # read by setup.sh
 WORKER_BUILD_VERSION="0.8.7"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,7 +41,8 @@ use_toolchain() {
 }
 
 # Node 20 has a global WebSocket (which the SDK uses in the chaos tests) only behind a flag;
-# newer Node has it built in and may not know the flag.
-node_ws_flag() {
-  if node -e 'process.exit(typeof WebSocket === "undefined" ? 1 : 0)'; then echo ""; else echo "--experimental-websocket"; fi
+# newer Node has it built in and may not know the flag. Fills the array NODE_WS_FLAGS.
+node_ws_flags() {
+  NODE_WS_FLAGS=()
+  if ! node -e 'process.exit(typeof WebSocket === "undefined" ? 1 : 0)'; then NODE_WS_FLAGS=(--experimental-websocket); fi
 }

@@ -16,4 +16,5 @@ bash scripts/build-worker.sh
 bash scripts/build-sdk.sh
 
 step "end-to-end tests (node --test, wrangler dev, Chromium)"
-node $(node_ws_flag) --test --test-concurrency=2 --test-timeout=120000 --test-reporter=spec "tests/e2e/"*.test.mjs
+node_ws_flags
+node "${NODE_WS_FLAGS[@]}" --test --test-concurrency=2 --test-timeout=120000 --test-reporter=spec "tests/e2e/"*.test.mjs
