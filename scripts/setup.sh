@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs, idempotently, everything `npm run dev` and `npm test` need on a fresh machine:
 # the wasm32 standard library, wasm-bindgen-cli and worker-build at pinned versions, the npm
-# packages from package-lock.json, Chromium (with --browser), and a local .dev.vars.
+# packages from package-lock.json, Chromium and shellcheck (with --browser: what npm test needs), and a local .dev.vars.
 # With everything present it only checks, in a few seconds.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -112,7 +112,18 @@ if [ "$want_browser" -eq 1 ]; then
   fi
 fi
 
-# --- 5. local secrets -------------------------------------------------------------------------------
+# --- 5. shellcheck, for npm test's lint of scripts/ --------------------------------------------
+if [ "$want_browser" -eq 1 ]; then
+  step "shellcheck"
+  if command -v shellcheck >/dev/null 2>&1; then
+    note "present: $(shellcheck --version | sed -n 's/^version: //p')"
+  else
+    note "installing Debian's shellcheck"
+    apt_install shellcheck || die "could not install shellcheck; install it with 'apt-get install shellcheck'"
+  fi
+fi
+
+# --- 6. local secrets -------------------------------------------------------------------------------
 step "local development vars"
 # Each key is added if missing, so an older .dev.vars gains new keys and keeps its values.
 rand() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }
