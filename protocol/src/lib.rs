@@ -11,6 +11,7 @@
 //! [`close`]: the browser SDK's whole Rust side, kept free of std so its wasm stays small.
 
 #![cfg_attr(not(feature = "server"), no_std)]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

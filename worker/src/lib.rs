@@ -1,6 +1,8 @@
 //! roomcast's Worker: the edge entry (routing, checks, the HTTP API) and the Room Durable Object.
 //! Both are thin adapters: the rules live in `roomcast-protocol`.
 
+#![forbid(unsafe_code)]
+
 mod edge;
 mod http;
 mod platform;

@@ -185,14 +185,13 @@ impl RoomObject {
             let Some(loaded) = slot.as_mut() else { return Err(worker::Error::RustError("room not loaded".into())) };
             carry_out(loaded);
             let next = loaded.room.poll_timeout();
-            let alarm = match next {
+            match next {
                 Some(t) if loaded.alarm_at != Some(t) => {
                     loaded.alarm_at = Some(t);
                     Some(t)
                 }
                 _ => None,
-            };
-            alarm
+            }
         };
         if let Some(t) = alarm {
             // workers-rs reads an integer as an offset from now, not as a timestamp.
