@@ -95,13 +95,6 @@ impl Announcer {
         self.users.retain(|_, s| s.shown || s.held_until.is_some() || !s.budget.is_full(now));
     }
 
-    pub fn len(&self) -> usize {
-        self.users.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.users.is_empty()
-    }
 }
 
 #[cfg(test)]

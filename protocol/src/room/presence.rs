@@ -111,10 +111,6 @@ impl Presence {
         self.members.is_empty()
     }
 
-    /// Users with at least one open connection.
-    pub fn connected_users(&self) -> impl Iterator<Item = &str> {
-        self.members.iter().filter(|(_, m)| m.connections > 0).map(|(u, _)| u.as_str())
-    }
 
     pub fn view<'a>(&'a self, user: &'a str) -> MemberView<'a> {
         match self.members.get(user) {
