@@ -89,6 +89,37 @@ test("the schema refuses frames that break the protocol", () => {
   assertValid("client", '{"type":"ping","sentAt":1}', "a ping with an extra field");
 });
 
+test("the frame examples in docs/PROTOCOL.md validate", () => {
+  // Every JSON example under "### Client → server" and "### Server → client" (a block, or each of
+  // its lines) that parses and has a type is a frame of that direction.
+  const doc = readFileSync(join(ROOT, "docs/PROTOCOL.md"), "utf8");
+  const section = (from, to) => doc.slice(doc.indexOf(from), doc.indexOf(to, doc.indexOf(from)));
+  const parts = { client: section("### Client → server", "### Server → client"), server: section("### Server → client", "\n## ") };
+  let checked = 0;
+  for (const [direction, text] of Object.entries(parts)) {
+    assert.ok(text.length > 100, `docs/PROTOCOL.md has a ${direction} frames section`);
+    const blocks = [...text.matchAll(/```json\n([\s\S]*?)```/g)].map((m) => m[1]);
+    const inline = [...text.matchAll(/`(\{"type":[^`]*\})`/g)].map((m) => m[1]);
+    for (const block of blocks) {
+      let frames;
+      try { frames = [JSON.parse(block)]; } catch { frames = block.split("\n").filter(Boolean).map((l) => { try { return JSON.parse(l); } catch { return undefined; } }); }
+      for (const f of frames.filter((f) => typeof f?.type === "string")) {
+        assertValid(direction, JSON.stringify(f), "docs/PROTOCOL.md example");
+        checked++;
+      }
+    }
+    // Frames quoted in the prose may be answers of the other direction: the root schema takes both.
+    // (Quotes with placeholders, such as <ms> or …, are not JSON and are skipped.)
+    for (const quoted of inline) {
+      let f;
+      try { f = JSON.parse(quoted); } catch { continue; }
+      assert.ok(validators.any(f), `docs/PROTOCOL.md quotes ${quoted}\n${ajv.errorsText(validators.any.errors)}`);
+      checked++;
+    }
+  }
+  assert.ok(checked >= 15, `only ${checked} examples found`);
+});
+
 // ---- tests/harness.mjs --------------------------------------------------------------------------
 
 /** The part of a `ws` WebSocket that the harness's Client uses; records what is sent. */
