@@ -229,7 +229,9 @@ test("frames the SDK sends (wasm client machine and JS host) validate", async (t
   try {
     const { connect } = await import(pathToFileURL(join(ROOT, "sdk/js/index.js")).href);
     const refreshGolden = golden.find((g) => g.source?.fn === "sdk/js/host.js ws_refresh");
-    room = connect({ url: "http://127.0.0.1:9", room: "chat", token: async () => refreshGolden.source.token, pingIntervalMs: 30, seed: 7 });
+    // The WebSocket both as the option (the SDK's injection point) and as the global (older hosts).
+    room = connect({ url: "http://127.0.0.1:9", room: "chat", token: async () => refreshGolden.source.token, pingIntervalMs: 30, seed: 7,
+      WebSocket: FakeWebSocket });
     await until(() => FakeWebSocket.instances.length === 1, "the SDK to open a socket");
     const ws = FakeWebSocket.instances[0];
     assert.ok(ws.protocols.includes("roomcast.v1"), "the SDK offers roomcast.v1");
