@@ -55,6 +55,11 @@ pub struct RoomConfig {
     /// Presence frames per second about one user (`PRESENCE_RATE_PER_SEC`, burst twice this);
     /// changes beyond it are coalesced into the user's latest state.
     pub presence_rate_per_sec: u64,
+    /// Ephemeral broadcasts and presence changes per second per connection
+    /// (`BROADCAST_RATE_PER_SEC`; burst twice this). Higher than publishes: nothing is stored.
+    pub broadcast_rate_per_sec: u64,
+    /// Largest broadcast frame, in bytes (`BROADCAST_MAX_BYTES`; at most `MAX_FRAME_BYTES`).
+    pub broadcast_max_bytes: usize,
 }
 
 impl Default for RoomConfig {
@@ -81,7 +86,9 @@ impl Default for RoomConfig {
             http_rate_bytes_per_sec: 1024 * 1024,
             read_bytes_per_sec: 1024 * 1024,
             read_bytes_burst: 8 * 1024 * 1024,
-            presence_rate_per_sec: 5,
+            presence_rate_per_sec: 10,
+            broadcast_rate_per_sec: 100,
+            broadcast_max_bytes: 16 * 1024,
         }
     }
 }
@@ -160,6 +167,13 @@ impl RoomConfig {
         if let Some(v) = num("PRESENCE_RATE_PER_SEC") {
             c.presence_rate_per_sec = v;
         }
+        if let Some(v) = num("BROADCAST_RATE_PER_SEC") {
+            c.broadcast_rate_per_sec = v;
+        }
+        if let Some(v) = num("BROADCAST_MAX_BYTES") {
+            c.broadcast_max_bytes = v as usize;
+        }
+        c.broadcast_max_bytes = c.broadcast_max_bytes.min(c.max_frame_bytes);
         // History is capped so a misconfiguration cannot grow a room's storage without bound.
         c.history_max_messages = c.history_max_messages.min(100_000);
         c

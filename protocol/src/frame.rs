@@ -39,6 +39,12 @@ pub enum ClientFrame<'a> {
     Ping,
     /// A fresh token for this connection, before its current one expires.
     Refresh { token: Cow<'a, str> },
+    /// A page of stored messages: after `since`, before `before`, or the latest (neither).
+    History { id: Cow<'a, str>, limit: Option<usize>, before: Option<u64>, since: Option<u64> },
+    /// Deliver `data` to the room's other connections now; not stored, no seq, no replay.
+    Broadcast { id: Cow<'a, str>, data: CompactJson },
+    /// Replace this connection's presence metadata (a JSON object).
+    SetPresence { id: Cow<'a, str>, meta: CompactJson },
 }
 
 /// Why a client frame was refused. Every variant is normal input from a misbehaving or newer
@@ -119,6 +125,14 @@ struct Envelope<'a> {
     to: Option<TargetFields<'a>>,
     #[serde(default, borrow)]
     token: Option<Cow<'a, str>>,
+    #[serde(default)]
+    limit: Option<u64>,
+    #[serde(default)]
+    before: Option<u64>,
+    #[serde(default)]
+    since: Option<u64>,
+    #[serde(default, borrow)]
+    meta: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -156,6 +170,24 @@ pub fn decode_client(text: &str, max_id_len: usize) -> Result<ClientFrame<'_>, F
         }
         "ping" => Ok(ClientFrame::Ping),
         "refresh" => Ok(ClientFrame::Refresh { token: env.token.ok_or(FrameError::MissingField("token"))? }),
+        "history" => {
+            if env.before.is_some() && env.since.is_some() {
+                return Err(FrameError::InvalidField { field: "before", problem: "cannot be given with since" });
+            }
+            let limit = env.limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX));
+            Ok(ClientFrame::History { id: check_id(env.id, max_id_len)?, limit, before: env.before, since: env.since })
+        }
+        "broadcast" => {
+            let data = CompactJson::from_raw(env.data.ok_or(FrameError::MissingField("data"))?);
+            Ok(ClientFrame::Broadcast { id: check_id(env.id, max_id_len)?, data })
+        }
+        "presence" => {
+            let meta = CompactJson::from_raw(env.meta.ok_or(FrameError::MissingField("meta"))?);
+            if !meta.is_object() {
+                return Err(FrameError::InvalidField { field: "meta", problem: "must be a JSON object" });
+            }
+            Ok(ClientFrame::SetPresence { id: check_id(env.id, max_id_len)?, meta })
+        }
         _ => Err(FrameError::UnknownType),
     }
 }
@@ -237,6 +269,7 @@ struct ErrorFrame<'a> {
 
 #[derive(Serialize)]
 struct DirectFrame<'a> {
+    /// `direct` or `broadcast`: the same shape.
     #[serde(rename = "type")]
     kind: &'static str,
     from: &'a str,
@@ -293,6 +326,8 @@ struct WelcomeFrame<'a> {
     /// When the connection's token expires (ms); absent for anonymous connections.
     #[serde(skip_serializing_if = "Option::is_none")]
     expires: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rewind: Option<Rewound>,
     heartbeat: &'a Heartbeat,
     limits: &'a Limits,
 }
@@ -316,6 +351,15 @@ pub struct Limits {
     pub bytes_per_sec: u64,
     pub message_id_max: usize,
     pub presence_meta_max: usize,
+    pub broadcasts_per_sec: u64,
+    pub broadcasts_burst: u64,
+    pub broadcast_max_bytes: usize,
+}
+
+/// How many stored messages follow the welcome of a connection that asked to rewind.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rewound {
+    pub replayed: u64,
 }
 
 /// What a welcome frame says, besides the member list.
@@ -326,6 +370,8 @@ pub struct Welcome<'a> {
     pub user: &'a str,
     pub resume: Option<&'a ResumeOutcome>,
     pub expires: Option<u64>,
+    /// For a connection that asked for the last N messages: how many follow.
+    pub rewind: Option<Rewound>,
     pub heartbeat: &'a Heartbeat,
     pub limits: &'a Limits,
 }
@@ -373,6 +419,36 @@ pub fn encode_direct_ack(id: &str, delivered: Option<usize>) -> String {
     to_text(&AckFrame { kind: "ack", id, seq: None, delivered, duplicate: false })
 }
 
+/// An ephemeral message to the room's other members.
+pub fn encode_broadcast(from: &str, user: &str, data: &CompactJson, ts: u64) -> String {
+    to_text(&DirectFrame { kind: "broadcast", from, user, data, ts })
+}
+
+/// The answer to a `history` request: `messages` are `message` frames as the room encodes them
+/// (each one line of JSON: see [`encode_message`]), joined into the array as they are.
+pub fn encode_history(id: &str, messages: &[String], more: bool) -> String {
+    let id = serde_json::to_string(id).unwrap_or_default();
+    let mut out = String::with_capacity(messages.iter().map(|m| m.len() + 1).sum::<usize>() + id.len() + 48);
+    out.push_str(r#"{"type":"history","id":"#);
+    out.push_str(&id);
+    out.push_str(r#","messages":["#);
+    for (i, m) in messages.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(m);
+    }
+    out.push_str(r#"],"more":"#);
+    out.push_str(if more { "true" } else { "false" });
+    out.push('}');
+    out
+}
+
+/// The answer to a broadcast or a presence change: done (there is nothing more to say).
+pub fn encode_done(id: &str) -> String {
+    to_text(&AckFrame { kind: "ack", id, seq: None, delivered: None, duplicate: false })
+}
+
 pub fn encode_refreshed(expires: u64) -> String {
     to_text(&RefreshedFrame { kind: "refreshed", expires })
 }
@@ -395,6 +471,7 @@ pub fn encode_welcome(w: &Welcome<'_>, members: &[MemberView<'_>]) -> String {
         members,
         resume: w.resume,
         expires: w.expires,
+        rewind: w.rewind,
         heartbeat: w.heartbeat,
         limits: w.limits,
     })
@@ -496,7 +573,17 @@ mod tests {
         );
         let outcome = ResumeOutcome::NotRecovered { reason: GapReason::Retention, since: 3 };
         let heartbeat = Heartbeat { interval: 20_000, timeout: 60_000 };
-        let limits = Limits { max_frame_bytes: 100, messages_per_sec: 1, messages_burst: 2, bytes_per_sec: 3, message_id_max: 4, presence_meta_max: 5 };
+        let limits = Limits {
+            max_frame_bytes: 100,
+            messages_per_sec: 1,
+            messages_burst: 2,
+            bytes_per_sec: 3,
+            message_id_max: 4,
+            presence_meta_max: 5,
+            broadcasts_per_sec: 6,
+            broadcasts_burst: 7,
+            broadcast_max_bytes: 8,
+        };
         let welcome = Welcome {
             epoch: "e1",
             seq: 9,
@@ -504,13 +591,14 @@ mod tests {
             user: "u",
             resume: Some(&outcome),
             expires: None,
+            rewind: None,
             heartbeat: &heartbeat,
             limits: &limits,
         };
         let w = encode_welcome(&welcome, &[MemberView { user: "u", connections: 1, meta: None }]);
         assert_eq!(
             w,
-            r#"{"type":"welcome","epoch":"e1","seq":9,"clientId":"c","user":"u","members":[{"user":"u","connections":1}],"resume":{"status":"not_recovered","reason":"retention","since":3},"heartbeat":{"interval":20000,"timeout":60000},"limits":{"maxFrameBytes":100,"messagesPerSec":1,"messagesBurst":2,"bytesPerSec":3,"messageIdMax":4,"presenceMetaMax":5}}"#
+            r#"{"type":"welcome","epoch":"e1","seq":9,"clientId":"c","user":"u","members":[{"user":"u","connections":1}],"resume":{"status":"not_recovered","reason":"retention","since":3},"heartbeat":{"interval":20000,"timeout":60000},"limits":{"maxFrameBytes":100,"messagesPerSec":1,"messagesBurst":2,"bytesPerSec":3,"messageIdMax":4,"presenceMetaMax":5,"broadcastsPerSec":6,"broadcastsBurst":7,"broadcastMaxBytes":8}}"#
         );
     }
 

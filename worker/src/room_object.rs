@@ -10,7 +10,7 @@ use roomcast_protocol::api::{Caller, ConnectInfo, CALLER_HEADER, CONNECT_HEADER}
 use roomcast_protocol::config::RoomConfig;
 use roomcast_protocol::frame::{self, ErrorCode};
 use roomcast_protocol::room::batch::{self, Group};
-use roomcast_protocol::room::{self, ConnId, Connection, Identity, PublishError, ReadError, ResumePoint, Room, TokenCheck};
+use roomcast_protocol::room::{self, ConnId, Connection, Identity, Page, PublishError, ReadError, ResumePoint, Room, Start, TokenCheck};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -214,14 +214,18 @@ impl RoomObject {
         let subprotocol = info.subprotocol;
         let identity =
             Identity { client_id: info.cid, user: info.user, meta: info.meta, echo: info.echo, rights: info.rights, expires: info.exp };
-        let resume = info.resume.map(|(epoch, since)| ResumePoint { epoch, since });
+        let start = match (info.resume, info.rewind) {
+            (Some((epoch, since)), _) => Start::Resume(ResumePoint { epoch, since }),
+            (None, Some(n)) => Start::Rewind(n),
+            (None, None) => Start::Fresh,
+        };
         self.with_room(move |l, now| {
             // Frames still queued (another event waiting for its write to be durable) were meant
             // for the connections open when they were queued; `All` is resolved when they are sent,
             // so they leave now, before this socket joins. The output gate still holds them until
             // the write is durable.
             carry_out(l);
-            let id = match l.room.handle_open(identity, resume, now, &mut l.store) {
+            let id = match l.room.handle_start(identity, start, now, &mut l.store) {
                 Ok(id) => id,
                 Err(code) => {
                     let _ = server.close(Some(code.code), Some(code.reason));
@@ -350,13 +354,19 @@ impl RoomObject {
     async fn history(&self, req: &Request) -> Result<Response> {
         let Some(caller) = caller(req) else { return http::error(400, ErrorCode::BadRequest, "calls come through the edge") };
         let url = req.url()?;
-        let (since, limit) = match (query_u64(&url, "since"), query_u64(&url, "limit")) {
-            (Some(Err(())), _) | (_, Some(Err(()))) => {
-                return http::error(400, ErrorCode::BadRequest, "since and limit must be whole numbers")
-            }
-            (since, limit) => (since.and_then(|s| s.ok()).unwrap_or(0), limit.and_then(|l| l.ok()).unwrap_or(100)),
+        // The edge checked these numbers and wrote the query itself.
+        let (since, before, limit) = (query_u64(&url, "since"), query_u64(&url, "before"), query_u64(&url, "limit"));
+        let page = match (before, since) {
+            (Some(Ok(b)), None) => Page::Before(b),
+            (None, since) => Page::After(since.and_then(|s| s.ok()).unwrap_or(0)),
+            _ => return http::error(400, ErrorCode::BadRequest, "give since or before, not both, as whole numbers"),
         };
-        let page = self.with_room(|l, now| l.room.history(&caller.user, since, limit as usize, now, &mut l.store)).await?;
+        let limit = match limit {
+            Some(Err(())) => return http::error(400, ErrorCode::BadRequest, "limit must be a whole number"),
+            Some(Ok(l)) => l,
+            None => 100,
+        };
+        let page = self.with_room(|l, now| l.room.history(&caller.user, page, limit as usize, now, &mut l.store)).await?;
         match page {
             Ok(page) => {
                 let texts: Vec<String> = page.messages.iter().map(room::encode_stored).collect();

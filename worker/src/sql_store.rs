@@ -78,6 +78,13 @@ struct LeaveRow {
     meta: Option<String>,
 }
 
+/// A row as a message. Compacted on the way out too: rows written before data was compacted on
+/// the way in may hold raw line feeds, which must never reach a frame.
+fn stored(r: MessageRow) -> Result<StoredMessage, StoreError> {
+    let data = CompactJson::parse_owned(r.data).map_err(|e| StoreError(e.to_string()))?;
+    Ok(StoredMessage { seq: r.seq as u64, ts: r.ts as u64, from: r.origin, user: r.user, id: r.mid, data })
+}
+
 impl SqlStore {
     pub fn open(sql: SqlStorage) -> Result<SqlStore, StoreError> {
         sql.exec(SCHEMA, None).map_err(err)?;
@@ -135,14 +142,17 @@ impl Store for SqlStore {
             // and return everything, so it is clamped (no seq gets anywhere near it).
             vec![int(after.min(i64::MAX as u64)), int(limit.min(i64::MAX as usize) as u64)],
         )?;
-        rows.into_iter()
-            .map(|r| {
-                // Compacted on the way out too: rows written before data was compacted on the way
-                // in may hold raw line feeds, which must never reach a frame.
-                let data = CompactJson::parse_owned(r.data).map_err(|e| StoreError(e.to_string()))?;
-                Ok(StoredMessage { seq: r.seq as u64, ts: r.ts as u64, from: r.origin, user: r.user, id: r.mid, data })
-            })
-            .collect()
+        rows.into_iter().map(stored).collect()
+    }
+
+    fn before(&mut self, before: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
+        let rows = self.rows::<MessageRow>(
+            "SELECT seq, ts, origin, user, mid, data FROM messages WHERE seq < ? ORDER BY seq DESC LIMIT ?",
+            vec![int(before.min(i64::MAX as u64)), int(limit.min(i64::MAX as usize) as u64)],
+        )?;
+        let mut page = rows.into_iter().map(stored).collect::<Result<Vec<_>, _>>()?;
+        page.reverse();
+        Ok(page)
     }
 
     fn oldest(&mut self) -> Result<Option<u64>, StoreError> {

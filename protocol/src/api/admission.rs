@@ -50,6 +50,7 @@ struct ConnectQuery {
     epoch: Option<String>,
     echo: bool,
     token: Option<String>,
+    rewind: Option<u64>,
 }
 
 impl ConnectQuery {
@@ -70,6 +71,7 @@ impl ConnectQuery {
                     }
                 }
                 "token" => q.token = Some(value.into_owned()),
+                "rewind" => q.rewind = Some(query::whole("rewind", &value)?),
                 _ => {}
             }
         }
@@ -118,7 +120,7 @@ pub fn admit(upgrade: &Upgrade<'_>, config: &AuthConfig<'_>, now_ms: u64, fresh_
             (format!("{ANON_PREFIX}{name}"), anonymous_meta(q.meta)?, Rights::ALL, None)
         }
     };
-    Ok(ConnectInfo { cid, user, meta, echo: q.echo, resume, rights, subprotocol, exp })
+    Ok(ConnectInfo { cid, user, meta, echo: q.echo, resume, rights, subprotocol, exp, rewind: q.rewind })
 }
 
 /// An anonymous connection's `meta` query value: a JSON object, compacted (the raw text may hold

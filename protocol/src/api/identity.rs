@@ -30,6 +30,9 @@ pub struct ConnectInfo {
     /// When the token expires, in ms since the epoch (its `exp`); `None` for anonymous rooms.
     #[serde(default)]
     pub exp: Option<u64>,
+    /// `rewind=N`: the last N stored messages first (ignored when resuming).
+    #[serde(default)]
+    pub rewind: Option<u64>,
 }
 
 /// Who makes an HTTP API call: the backend (API key) or a token's user.

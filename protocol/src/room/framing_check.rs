@@ -69,7 +69,7 @@ pub fn check_framing(data: &str) -> usize {
         }
     }
     assert_eq!(got, expected);
-    let page = room.history(":api", 0, 100, 1_006, &mut store).unwrap();
+    let page = room.history(":api", Page::After(0), 100, 1_006, &mut store).unwrap();
     for m in &page.messages {
         assert!(!encode_stored(m).contains('\n'));
     }

@@ -203,13 +203,35 @@ pub struct Stats {
     pub counters_since: u64,
 }
 
-/// A page of history for the HTTP API.
+/// Which page of history a read asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// The oldest messages with a seq above this one.
+    After(u64),
+    /// The newest messages with a seq below this one.
+    Before(u64),
+    /// The newest messages.
+    Latest,
+}
+
+/// How a connection starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// From now on.
+    Fresh,
+    /// From where it left off: the missed messages are replayed, or a gap is reported.
+    Resume(ResumePoint),
+    /// From now on, with the last N stored messages first.
+    Rewind(u64),
+}
+
+/// A page of history, in seq order.
 #[derive(Debug)]
 pub struct HistoryPage {
     pub epoch: String,
     pub seq: u64,
     pub messages: Vec<StoredMessage>,
-    /// Whether more messages follow the last one returned.
+    /// Whether more messages exist in the direction read (newer after `After`, older otherwise).
     pub more: bool,
 }
 
@@ -218,8 +240,10 @@ struct Live {
     info: Connection,
     /// Last time a frame from this connection reached the room.
     last_seen: u64,
-    /// Publishes and direct messages.
+    /// Publishes, direct messages, history requests, pings and refreshes that reach the room.
     messages: Bucket,
+    /// Ephemeral broadcasts and presence changes.
+    broadcasts: Bucket,
     /// Bytes of every frame that reaches the room.
     bytes: Bucket,
     /// Refused frames, net of accepted ones; at `max_strikes` the connection is closed.
@@ -234,6 +258,7 @@ impl Live {
             info,
             last_seen,
             messages: Bucket::new(config.rate_messages_burst, config.rate_messages_per_sec, now),
+            broadcasts: Bucket::new(config.broadcast_rate_per_sec.saturating_mul(2), config.broadcast_rate_per_sec, now),
             bytes: Bucket::new(byte_burst, config.rate_bytes_per_sec, now),
             strikes: 0,
         }
@@ -300,6 +325,9 @@ impl Room {
                 bytes_per_sec: config.rate_bytes_per_sec,
                 message_id_max: config.message_id_max,
                 presence_meta_max: config.presence_meta_max,
+                broadcasts_per_sec: config.broadcast_rate_per_sec,
+                broadcasts_burst: config.broadcast_rate_per_sec.saturating_mul(2),
+                broadcast_max_bytes: config.broadcast_max_bytes,
             },
             guards: Guards::new(&config, now),
             config,
@@ -411,17 +439,15 @@ impl Room {
         })
     }
 
-    /// Up to `limit` (capped by the page maximum) messages after `since`, read by `reader` (a
-    /// user, or the backend), charged to the reader's read budget.
-    pub fn history(&mut self, reader: &str, since: u64, limit: usize, now: u64, store: &mut impl Store) -> Result<HistoryPage, ReadError> {
+    /// Up to `limit` (clamped to 1..`HISTORY_PAGE_MAX`) messages of `page`, in seq order, read by
+    /// `reader` (a user, or the backend) and charged to the reader's read budget.
+    pub fn history(&mut self, reader: &str, page: Page, limit: usize, now: u64, store: &mut impl Store) -> Result<HistoryPage, ReadError> {
         if self.is_banned(reader, now, store) {
             return Err(ReadError::Banned);
         }
         self.guards.may_read(reader, now).map_err(|retry_after_ms| ReadError::RateLimited { retry_after_ms })?;
         let limit = limit.clamp(1, self.config.history_page_max);
-        let mut messages = store.after(since, limit + 1)?;
-        let more = messages.len() > limit;
-        messages.truncate(limit);
+        let (messages, more) = read_page(page, limit, store)?;
         self.guards.spend_read(reader, read_cost(&messages), now);
         Ok(HistoryPage { epoch: self.meta.epoch.clone(), seq: self.meta.seq, messages, more })
     }
@@ -450,25 +476,80 @@ impl Room {
 
     // ---- inputs ------------------------------------------------------------------------------
 
-    /// A connection opened. Returns its id; the welcome (and any replay) is queued for it, and
-    /// the others hear about a presence change. Refused, it returns the close code the adapter
-    /// closes the socket with, and nothing else happened: the room is full (4409), the user is
-    /// banned (4411) or holds `MAX_CONNECTIONS_PER_USER` connections (4410), the client id
-    /// belongs to another user (4412), or the resume replay is over the user's read budget (4029).
+    /// A connection opened, resuming from `resume` if given. See [`Room::handle_start`].
     pub fn handle_open(&mut self, identity: Identity, resume: Option<ResumePoint>, now: u64, store: &mut impl Store) -> Result<ConnId, CloseCode> {
+        self.handle_start(identity, resume.map_or(Start::Fresh, Start::Resume), now, store)
+    }
+
+    /// A connection opened. Returns its id; the welcome (and any replay or rewind) is queued for
+    /// it, and the others hear about a presence change. Refused, it returns the close code the
+    /// adapter closes the socket with, and nothing else happened: the room is full (4409), the
+    /// user is banned (4411) or holds `MAX_CONNECTIONS_PER_USER` connections (4410), the client id
+    /// belongs to another user (4412), or the replay is over the user's read budget (4029).
+    pub fn handle_start(&mut self, identity: Identity, start: Start, now: u64, store: &mut impl Store) -> Result<ConnId, CloseCode> {
         self.admit(&identity, now, store)?;
-        let plan = match &resume {
-            Some(point) => {
-                self.guards.may_read(&identity.user, now).map_err(|_| close::READ_BUDGET)?;
-                // The replay is contiguous, the client's own messages included even with echo
-                // off (the client drops those itself), so a client can tell a skipped seq from a
-                // replay and never has to trust a jump.
-                let (outcome, replay) = self.plan_resume(point, store);
-                self.guards.spend_read(&identity.user, read_cost(&replay), now);
-                Some((outcome, replay))
-            }
-            None => None,
+        let (resume, rewind, replay) = self.plan_start(&identity.user, &start, now, store)?;
+        let id = self.register(identity, now, store);
+        let welcome = {
+            let info = &self.conns[&id].info;
+            // Without the presence right the member list stays empty.
+            let members = if info.rights.presence { self.presence.views() } else { Vec::new() };
+            let welcome = frame::Welcome {
+                epoch: &self.meta.epoch,
+                seq: self.meta.seq,
+                client_id: &info.client_id,
+                user: &info.user,
+                resume: resume.as_ref(),
+                expires: info.expires,
+                rewind,
+                heartbeat: &self.heartbeat,
+                limits: &self.limits,
+            };
+            frame::encode_welcome(&welcome, &members)
         };
+        self.send_to(id, welcome);
+        // Replayed or rewound, the messages come right after the welcome, before any live one:
+        // they were read in this same event, so nothing stored in between can be missed or doubled.
+        for m in &replay {
+            let text = encode_stored(m);
+            self.send_to(id, text);
+        }
+        Ok(id)
+    }
+
+    /// What a starting connection is sent before live messages, charged to the user's read budget.
+    /// The replay is contiguous, the client's own messages included even with echo off (the
+    /// client drops those itself), so a client can tell a skipped seq from a replay and never has
+    /// to trust a jump.
+    #[allow(clippy::type_complexity)]
+    fn plan_start(
+        &mut self,
+        user: &str,
+        start: &Start,
+        now: u64,
+        store: &mut impl Store,
+    ) -> Result<(Option<ResumeOutcome>, Option<frame::Rewound>, Vec<StoredMessage>), CloseCode> {
+        let planned = match start {
+            Start::Fresh => return Ok((None, None, Vec::new())),
+            Start::Resume(point) => {
+                self.guards.may_read(user, now).map_err(|_| close::READ_BUDGET)?;
+                let (outcome, replay) = self.plan_resume(point, store);
+                (Some(outcome), None, replay)
+            }
+            Start::Rewind(n) => {
+                self.guards.may_read(user, now).map_err(|_| close::READ_BUDGET)?;
+                let n = (*n).min(self.config.history_page_max as u64) as usize;
+                // A failed read rewinds nothing; the welcome says so and live messages follow.
+                let replay = if n == 0 { Vec::new() } else { read_page(Page::Latest, n, store).map(|(m, _)| m).unwrap_or_default() };
+                (None, Some(frame::Rewound { replayed: replay.len() as u64 }), replay)
+            }
+        };
+        self.guards.spend_read(user, read_cost(&planned.2), now);
+        Ok(planned)
+    }
+
+    /// Adds an admitted connection to the room and announces it; returns its id.
+    fn register(&mut self, identity: Identity, now: u64, store: &mut impl Store) -> ConnId {
         let id = self.next_conn;
         self.next_conn += 1;
         self.connections_opened += 1;
@@ -498,33 +579,7 @@ impl Room {
             self.next_sweep = Some(now.saturating_add(self.sweep_interval()));
         }
         self.presence_changed(&user, Some(id), now);
-
-        let (outcome, replay) = match plan {
-            Some((outcome, replay)) => (Some(outcome), replay),
-            None => (None, Vec::new()),
-        };
-        let welcome = {
-            let info = &self.conns[&id].info;
-            // Without the presence right the member list stays empty.
-            let members = if info.rights.presence { self.presence.views() } else { Vec::new() };
-            let welcome = frame::Welcome {
-                epoch: &self.meta.epoch,
-                seq: self.meta.seq,
-                client_id: &info.client_id,
-                user: &info.user,
-                resume: outcome.as_ref(),
-                expires: info.expires,
-                heartbeat: &self.heartbeat,
-                limits: &self.limits,
-            };
-            frame::encode_welcome(&welcome, &members)
-        };
-        self.send_to(id, welcome);
-        for m in &replay {
-            let text = encode_stored(m);
-            self.send_to(id, text);
-        }
-        Ok(id)
+        id
     }
 
     /// The checks a new connection must pass before anything changes.
@@ -584,71 +639,169 @@ impl Room {
 
     /// A text frame arrived from a connection.
     pub fn handle_text(&mut self, conn: ConnId, text: &str, now: u64, store: &mut impl Store) {
-        if !self.saw(conn, now) {
-            return;
+        let Some(frame) = self.screen(conn, text, now, store) else { return };
+        match frame {
+            // Heartbeats and refreshes that reach the room take a message token like any frame,
+            // so a flood of them is cut off like a flood of publishes.
+            ClientFrame::Ping => {
+                if self.pass(conn, None, Gate::Message, now, store) {
+                    self.send_to(conn, frame::PONG.to_owned());
+                }
+            }
+            ClientFrame::Refresh { token } => {
+                if self.pass(conn, None, Gate::Message, now, store) {
+                    self.refresh(conn, &token, now);
+                }
+            }
+            ClientFrame::Publish { id, data } => {
+                if self.pass(conn, Some(&id), Gate::Publish, now, store) {
+                    self.publish(conn, &id, &data, now, store);
+                }
+            }
+            ClientFrame::Direct { id, to, data } => {
+                if self.pass(conn, Some(&id), Gate::Publish, now, store) {
+                    self.direct(conn, &id, &to, &data, now);
+                }
+            }
+            ClientFrame::History { id, limit, before, since } => {
+                if self.pass(conn, Some(&id), Gate::Message, now, store) {
+                    let page = match (before, since) {
+                        (Some(b), _) => Page::Before(b),
+                        (None, Some(s)) => Page::After(s),
+                        (None, None) => Page::Latest,
+                    };
+                    self.history_frame(conn, &id, page, limit.unwrap_or(100), now, store);
+                }
+            }
+            ClientFrame::Broadcast { id, data } => {
+                if self.pass(conn, Some(&id), Gate::Broadcast(text.len()), now, store) {
+                    self.broadcast(conn, &id, &data, now);
+                }
+            }
+            ClientFrame::SetPresence { id, meta } => {
+                if self.pass(conn, Some(&id), Gate::Presence(meta.len()), now, store) {
+                    self.set_presence(conn, &id, meta, now);
+                }
+            }
         }
-        let Some(live) = self.conns.get_mut(&conn) else { return };
+    }
+
+    /// The checks every text frame passes before it is read: the frame limit, the connection's
+    /// byte rate, and the frame's shape. Refused, the sender gets an error and a strike.
+    fn screen<'t>(&mut self, conn: ConnId, text: &'t str, now: u64, store: &mut impl Store) -> Option<ClientFrame<'t>> {
+        if !self.saw(conn, now) {
+            return None;
+        }
         if text.len() > self.config.max_frame_bytes {
             // Not parsed (a frame over the limit is not worth the CPU); its id is read from its
             // start when the client put it there, so the refusal settles the right publish.
             let id = frame::salvage_id_prefix(text, self.config.message_id_max).map(str::to_owned);
-            return self.refuse(conn, id.as_deref(), ErrorCode::TooLarge, "frame is larger than the room's frame limit", now, store);
+            self.refuse(conn, id.as_deref(), ErrorCode::TooLarge, "frame is larger than the room's frame limit", now, store);
+            return None;
         }
-        if !live.bytes.take(text.len() as u64, now) {
-            return self.refuse(conn, None, ErrorCode::RateLimited, "too many bytes per second; slow down", now, store);
+        if !self.conns.get_mut(&conn).is_some_and(|l| l.bytes.take(text.len() as u64, now)) {
+            self.refuse(conn, None, ErrorCode::RateLimited, "too many bytes per second; slow down", now, store);
+            return None;
         }
-        let frame = match frame::decode_client(text, self.config.message_id_max) {
-            Ok(frame) => frame,
+        match frame::decode_client(text, self.config.message_id_max) {
+            Ok(frame) => Some(frame),
             Err(e) => {
                 let id = frame::salvage_id(text);
                 let msg = e.to_string();
-                return self.refuse(conn, id.as_deref(), e.code(), &msg, now, store);
+                self.refuse(conn, id.as_deref(), e.code(), &msg, now, store);
+                None
             }
+        }
+    }
+
+    /// Whether a decoded frame may be acted on: the right it needs and its rate. Refused, the
+    /// sender gets an error and a strike; passed, one strike is forgiven.
+    fn pass(&mut self, conn: ConnId, id: Option<&str>, gate: Gate, now: u64, store: &mut impl Store) -> bool {
+        let Some(live) = self.conns.get_mut(&conn) else { return false };
+        let refusal = match gate {
+            Gate::Publish | Gate::Broadcast(_) | Gate::Presence(_) if !live.info.rights.publish => {
+                Some((ErrorCode::Forbidden, "this token may not send to this room"))
+            }
+            Gate::Broadcast(len) if len > self.config.broadcast_max_bytes => {
+                Some((ErrorCode::TooLarge, "broadcast is larger than the room's broadcast limit"))
+            }
+            Gate::Presence(len) if len > self.config.presence_meta_max => {
+                Some((ErrorCode::TooLarge, "presence meta is larger than the room's limit"))
+            }
+            Gate::Message | Gate::Publish if !live.messages.take(1, now) => {
+                Some((ErrorCode::RateLimited, "too many messages per second; slow down"))
+            }
+            Gate::Broadcast(_) | Gate::Presence(_) if !live.broadcasts.take(1, now) => {
+                Some((ErrorCode::RateLimited, "too many broadcasts per second; slow down"))
+            }
+            _ => None,
         };
-        let (id, is_direct) = match &frame {
-            // Heartbeats and refreshes that reach the room take a message token like any frame,
-            // so a flood of them is cut off like a flood of publishes.
-            ClientFrame::Ping | ClientFrame::Refresh { .. } => {
-                if !self.conns.get_mut(&conn).is_some_and(|l| l.messages.take(1, now)) {
-                    return self.refuse(conn, None, ErrorCode::RateLimited, "too many frames per second; slow down", now, store);
-                }
-                match frame {
-                    ClientFrame::Refresh { token } => self.refresh(conn, &token, now),
-                    _ => self.send_to(conn, frame::PONG.to_owned()),
-                }
-                return;
+        match refusal {
+            Some((code, message)) => {
+                self.refuse(conn, id, code, message, now, store);
+                false
             }
-            ClientFrame::Publish { id, .. } => (id.as_ref(), false),
-            ClientFrame::Direct { id, .. } => (id.as_ref(), true),
+            None => {
+                live.strikes = live.strikes.saturating_sub(1);
+                true
+            }
+        }
+    }
+
+    fn publish(&mut self, conn: ConnId, id: &str, data: &CompactJson, now: u64, store: &mut impl Store) {
+        let (from, user, echo) = {
+            let info = &self.conns[&conn].info;
+            (info.client_id.clone(), info.user.clone(), info.echo)
         };
-        if !self.conns.get(&conn).is_some_and(|l| l.info.rights.publish) {
-            let msg = if is_direct { "this token may not send direct messages here" } else { "this token may not publish here" };
-            return self.refuse(conn, Some(id), ErrorCode::Forbidden, msg, now, store);
-        }
-        if !self.conns.get_mut(&conn).is_some_and(|l| l.messages.take(1, now)) {
-            return self.refuse(conn, Some(id), ErrorCode::RateLimited, "too many messages per second; slow down", now, store);
-        }
-        if let Some(l) = self.conns.get_mut(&conn) {
-            l.strikes = l.strikes.saturating_sub(1);
-        }
-        match frame {
-            ClientFrame::Publish { id, data } => {
-                let (from, user, echo) = {
-                    let info = &self.conns[&conn].info;
-                    (info.client_id.clone(), info.user.clone(), info.echo)
-                };
-                let except = if echo { None } else { Some(conn) };
-                match self.append(&from, &user, Some(&id), &data, except, now, store) {
-                    Ok(p) => self.send_to(conn, frame::encode_ack(&id, p.seq, p.duplicate)),
-                    Err(e) => {
-                        let msg = e.to_string();
-                        self.send_to(conn, frame::encode_error(Some(&id), ErrorCode::Storage, &msg))
-                    }
-                }
+        let except = if echo { None } else { Some(conn) };
+        match self.append(&from, &user, Some(id), data, except, now, store) {
+            Ok(p) => self.send_to(conn, frame::encode_ack(id, p.seq, p.duplicate)),
+            Err(e) => {
+                let msg = e.to_string();
+                self.send_to(conn, frame::encode_error(Some(id), ErrorCode::Storage, &msg))
             }
-            ClientFrame::Direct { id, to, data } => self.direct(conn, &id, &to, &data, now),
-            ClientFrame::Ping | ClientFrame::Refresh { .. } => {}
         }
+    }
+
+    /// A `history` request over the socket: answered with one `history` frame, or an error.
+    fn history_frame(&mut self, conn: ConnId, id: &str, page: Page, limit: usize, now: u64, store: &mut impl Store) {
+        let user = self.conns[&conn].info.user.clone();
+        match self.history(&user, page, limit, now, store) {
+            Ok(page) => {
+                let texts: Vec<String> = page.messages.iter().map(encode_stored).collect();
+                self.send_to(conn, frame::encode_history(id, &texts, page.more));
+            }
+            Err(e @ ReadError::RateLimited { .. }) => self.send_to(conn, frame::encode_error(Some(id), ErrorCode::RateLimited, &e.to_string())),
+            Err(e @ ReadError::Banned) => self.send_to(conn, frame::encode_error(Some(id), ErrorCode::Forbidden, &e.to_string())),
+            Err(ReadError::Store(e)) => self.send_to(conn, frame::encode_error(Some(id), ErrorCode::Storage, &e.to_string())),
+        }
+    }
+
+    /// An ephemeral message: to every other connection now (to the sender too with echo on), in
+    /// the room's one order of frames, but never stored, replayed or counted in `seq`.
+    fn broadcast(&mut self, conn: ConnId, id: &str, data: &CompactJson, now: u64) {
+        let (text, echo) = {
+            let info = &self.conns[&conn].info;
+            (frame::encode_broadcast(&info.client_id, &info.user, data, now), info.echo)
+        };
+        let except = if echo { None } else { Some(conn) };
+        let recipients = self.conns.len() - usize::from(except.is_some());
+        self.messages_out += recipients as u64;
+        self.actions.push_back(Action::Send { to: Recipients::All { except }, text });
+        self.send_to(conn, frame::encode_done(id));
+    }
+
+    /// This connection's presence metadata is now `meta`: it replaces the token's for this
+    /// connection, and the member's meta is that of their newest connection that has one. The
+    /// others hear it as a presence `update`, coalesced per user (`PRESENCE_RATE_PER_SEC`).
+    fn set_presence(&mut self, conn: ConnId, id: &str, meta: CompactJson, now: u64) {
+        let Some(live) = self.conns.get_mut(&conn) else { return };
+        live.info.meta = Some(meta.clone());
+        let user = live.info.user.clone();
+        self.presence.set_meta(&user, conn, Some(meta));
+        self.changed.push(conn);
+        self.presence_changed(&user, None, now);
+        self.send_to(conn, frame::encode_done(id));
     }
 
     /// A fresh token for a live connection: it must verify, be for the same user and still grant
@@ -971,6 +1124,39 @@ impl Room {
             Err(_) => not(GapReason::Unavailable),
         }
     }
+}
+
+/// What a decoded frame needs before it is acted on (see `Room::pass`).
+#[derive(Debug, Clone, Copy)]
+enum Gate {
+    /// A message token.
+    Message,
+    /// The publish right and a message token.
+    Publish,
+    /// The publish right, a broadcast token, and a frame of this size within the broadcast limit.
+    Broadcast(usize),
+    /// The publish right, a broadcast token, and meta of this size within the meta limit.
+    Presence(usize),
+}
+
+/// Up to `limit` messages of `page`, in seq order, and whether more exist in that direction.
+fn read_page(page: Page, limit: usize, store: &mut impl Store) -> Result<(Vec<StoredMessage>, bool), StoreError> {
+    let mut messages = match page {
+        Page::After(since) => store.after(since, limit + 1)?,
+        Page::Before(before) => store.before(before, limit + 1)?,
+        Page::Latest => store.before(u64::MAX, limit + 1)?,
+    };
+    let more = messages.len() > limit;
+    if more {
+        match page {
+            Page::After(_) => messages.truncate(limit),
+            // Newest first were wanted: the extra one is the oldest.
+            Page::Before(_) | Page::Latest => {
+                messages.remove(0);
+            }
+        }
+    }
+    Ok((messages, more))
 }
 
 /// When a connection holding a token that expires at `exp` (ms) is closed: after the leeway.

@@ -55,6 +55,16 @@ impl Presence {
         Change { event, user: user.to_owned() }
     }
 
+    /// Connection `conn` of `user` now has `meta` (it set its presence state).
+    pub fn set_meta(&mut self, user: &str, conn: ConnId, meta: Option<CompactJson>) {
+        if let Some(m) = self.members.get_mut(user) {
+            if let Some(slot) = m.metas.get_mut(&conn) {
+                *slot = meta;
+                m.meta = m.newest_meta();
+            }
+        }
+    }
+
     /// Restores a connection after the object woke from hibernation; announces nothing.
     pub fn restore(&mut self, user: &str, conn: ConnId, meta: Option<CompactJson>) {
         let _ = self.connect(user, conn, meta);

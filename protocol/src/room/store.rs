@@ -56,6 +56,8 @@ pub trait Store {
     fn find(&mut self, user: &str, from: &str, id: &str) -> Result<Option<u64>, StoreError>;
     /// Up to `limit` messages with seq greater than `after`, in seq order.
     fn after(&mut self, after: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError>;
+    /// Up to `limit` of the newest messages with seq below `before`, in seq order.
+    fn before(&mut self, before: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError>;
     /// The oldest seq still in history.
     fn oldest(&mut self) -> Result<Option<u64>, StoreError>;
     /// How many messages history holds.
@@ -122,6 +124,11 @@ impl Store for MemoryStore {
     }
     fn after(&mut self, after: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
         Ok(self.messages.range(after.saturating_add(1)..).take(limit).map(|(_, m)| m.clone()).collect())
+    }
+    fn before(&mut self, before: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
+        let mut page: Vec<StoredMessage> = self.messages.range(..before).rev().take(limit).map(|(_, m)| m.clone()).collect();
+        page.reverse();
+        Ok(page)
     }
     fn oldest(&mut self) -> Result<Option<u64>, StoreError> {
         Ok(self.messages.keys().next().copied())

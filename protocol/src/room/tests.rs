@@ -393,7 +393,7 @@ fn history_is_trimmed_by_count_and_age() {
     }
     let count = sim.store.count().unwrap();
     assert!((16..=17).contains(&count), "history holds {count}");
-    let page = sim.room.history("reader", 0, 100, sim.now, &mut sim.store).unwrap();
+    let page = sim.room.history("reader", Page::After(0), 100, sim.now, &mut sim.store).unwrap();
     assert_eq!(page.messages.last().unwrap().seq, 50);
     sim.advance(20_000, |_| Some(u64::MAX / 4));
     assert_eq!(sim.store.count().unwrap(), 0, "age trims everything old");
@@ -754,7 +754,7 @@ fn resume_loops_run_out_of_read_budget_and_honest_readers_do_not() {
     sim.close(first);
     assert_eq!(sim.try_connect(who("r", "reader"), from_start()), Err(close::READ_BUDGET.code));
     assert!(sim.try_connect(who("h", "honest"), from_start()).is_ok(), "another user's budget is their own");
-    assert!(matches!(sim.room.history("reader", 0, 100, sim.now, &mut sim.store), Err(ReadError::RateLimited { .. })));
+    assert!(matches!(sim.room.history("reader", Page::After(0), 100, sim.now, &mut sim.store), Err(ReadError::RateLimited { .. })));
     sim.now += 10_000;
     assert!(sim.try_connect(who("r", "reader"), from_start()).is_ok(), "the budget refills");
 }
@@ -830,7 +830,7 @@ fn the_backend_removes_and_bans_a_user() {
     let item = PublishItem { data: CompactJson::parse("1").unwrap(), id: None };
     let publish = sim.room.handle_publish(&Caller::user("alice"), std::slice::from_ref(&item), sim.now, &mut sim.store);
     assert_eq!(publish, Err(PublishError::Banned));
-    assert!(matches!(sim.room.history("alice", 0, 10, sim.now, &mut sim.store), Err(ReadError::Banned)));
+    assert!(matches!(sim.room.history("alice", Page::After(0), 10, sim.now, &mut sim.store), Err(ReadError::Banned)));
     sim.now += 60_001;
     assert!(sim.try_connect(who("a1", "alice"), None).is_ok(), "the ban ends");
 }
@@ -951,4 +951,129 @@ fn silent_connections_are_closed_in_time_however_often_the_room_hibernates() {
     assert_eq!((conn, code), (silent, close::HEARTBEAT_TIMEOUT.code));
     let after = at - start;
     assert!(after > timeout && after <= timeout * 3 / 2, "closed {after} ms after its last sign of life");
+}
+
+// ---- chat, cursors and typing (issue #15) ----------------------------------------------------
+
+#[test]
+fn history_pages_both_ways_to_the_ends() {
+    let mut sim = Sim::new(RoomConfig::default());
+    let p = sim.connect("p", "pub", false, None);
+    for i in 1..=7 {
+        sim.publish(p, &format!("m{i}"), &i.to_string());
+    }
+    let seqs = |f: &Value| f["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect::<Vec<_>>();
+    let ask = |sim: &mut Sim, frame: &str| {
+        sim.text(p, frame);
+        sim.last(p)
+    };
+    let latest = ask(&mut sim, r#"{"type":"history","id":"h1","limit":3}"#);
+    assert_eq!((seqs(&latest), latest["more"].as_bool(), latest["id"].as_str()), (vec![5, 6, 7], Some(true), Some("h1")));
+    let older = ask(&mut sim, r#"{"type":"history","id":"h2","limit":3,"before":5}"#);
+    assert_eq!((seqs(&older), older["more"].as_bool()), (vec![2, 3, 4], Some(true)));
+    let oldest = ask(&mut sim, r#"{"type":"history","id":"h3","limit":3,"before":2}"#);
+    assert_eq!((seqs(&oldest), oldest["more"].as_bool()), (vec![1], Some(false)));
+    let newer = ask(&mut sim, r#"{"type":"history","id":"h4","limit":4,"since":1}"#);
+    assert_eq!((seqs(&newer), newer["more"].as_bool()), (vec![2, 3, 4, 5], Some(true)));
+    let newest = ask(&mut sim, r#"{"type":"history","id":"h5","limit":4,"since":5}"#);
+    assert_eq!((seqs(&newest), newest["more"].as_bool()), (vec![6, 7], Some(false)));
+    assert_eq!(latest["messages"][0]["type"], "message");
+    assert_eq!(latest["messages"][0]["data"], 5);
+    let both = ask(&mut sim, r#"{"type":"history","id":"h6","before":3,"since":1}"#);
+    assert_eq!((both["type"].as_str(), both["code"].as_str()), (Some("error"), Some("bad_frame")));
+}
+
+#[test]
+fn rewind_delivers_the_last_messages_then_live_with_no_gap_or_duplicate() {
+    let mut sim = Sim::new(RoomConfig::default());
+    let p = sim.connect("p", "pub", false, None);
+    for i in 1..=5 {
+        sim.publish(p, &format!("m{i}"), &i.to_string());
+    }
+    let r = sim.room.handle_start(who("r", "reader"), Start::Rewind(3), sim.now, &mut sim.store).unwrap();
+    sim.open.insert(r);
+    sim.deliver();
+    let w = &sim.frames(r, "welcome")[0];
+    assert_eq!((w["seq"].as_u64(), w["rewind"]["replayed"].as_u64()), (Some(5), Some(3)));
+    sim.publish(p, "m6", "6");
+    assert_eq!(sim.seqs(r), [3, 4, 5, 6]);
+    let kinds: Vec<_> = sim.inbox[&r].iter().map(|f| f["type"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(&kinds[..4], ["welcome", "message", "message", "message"]);
+    // more than the room holds: all of it
+    let all = sim.room.handle_start(who("a", "all"), Start::Rewind(1_000), sim.now, &mut sim.store).unwrap();
+    sim.open.insert(all);
+    sim.deliver();
+    assert_eq!(sim.seqs(all), [1, 2, 3, 4, 5, 6]);
+}
+
+#[test]
+fn broadcasts_reach_the_others_now_and_are_never_stored() {
+    let mut sim = Sim::new(RoomConfig { broadcast_max_bytes: 200, broadcast_rate_per_sec: 2, max_strikes: 100, ..RoomConfig::default() });
+    let a = sim.connect("a", "alice", false, None);
+    let b = sim.connect("b", "bob", false, None);
+    sim.text(a, r#"{"type":"broadcast","id":"b1","data":{"x":1,"y":2}}"#);
+    assert_eq!(sim.last(a), serde_json::json!({"type":"ack","id":"b1"}));
+    let got = sim.frames(b, "broadcast");
+    assert_eq!((got.len(), got[0]["from"].as_str(), got[0]["user"].as_str()), (1, Some("a"), Some("alice")));
+    assert_eq!(got[0]["data"], serde_json::json!({"x":1,"y":2}));
+    assert!(sim.frames(a, "broadcast").is_empty(), "echo off");
+    assert_eq!((sim.room.seq(), sim.store.count().unwrap()), (0, 0), "no seq, nothing stored");
+    // a member who joins later gets nothing of it, and a resume replays nothing of it
+    let late = sim.connect("c", "carol", false, Some(ResumePoint { epoch: "epoch-1".into(), since: 0 }));
+    assert!(sim.frames(late, "broadcast").is_empty());
+    // its own rate (burst 4 at 2/s) and frame limit
+    for i in 0..3 {
+        sim.text(a, &format!(r#"{{"type":"broadcast","id":"r{i}","data":1}}"#));
+    }
+    assert_eq!(sim.last(a)["type"], "ack");
+    sim.text(a, r#"{"type":"broadcast","id":"r9","data":1}"#);
+    assert_eq!(sim.last(a)["code"], "rate_limited");
+    sim.now += 10_000;
+    sim.text(a, &format!(r#"{{"type":"broadcast","id":"big","data":"{}"}}"#, "x".repeat(300)));
+    assert_eq!((sim.last(a)["code"].as_str(), sim.last(a)["id"].as_str()), (Some("too_large"), Some("big")));
+    // it needs the publish right
+    let reader = sim.connect_with("r", "reader", false, None, Rights { subscribe: true, publish: false, presence: true });
+    sim.text(reader, r#"{"type":"broadcast","id":"x","data":1}"#);
+    assert_eq!(sim.last(reader)["code"], "forbidden");
+}
+
+#[test]
+fn broadcasts_keep_their_place_among_stored_messages() {
+    let mut sim = Sim::new(RoomConfig::default());
+    let a = sim.connect("a", "alice", false, None);
+    let b = sim.connect("b", "bob", false, None);
+    sim.publish(a, "m1", "1");
+    sim.text(a, r#"{"type":"broadcast","id":"b","data":"typing"}"#);
+    sim.publish(a, "m2", "2");
+    let kinds: Vec<_> = sim.inbox[&b].iter().filter_map(|f| f["type"].as_str().filter(|t| *t != "presence").map(str::to_owned)).collect();
+    assert_eq!(kinds, ["welcome", "message", "broadcast", "message"]);
+}
+
+#[test]
+fn set_presence_updates_the_member_for_everyone_and_survives_a_wake() {
+    let mut sim = Sim::new(RoomConfig { presence_rate_per_sec: 2, ..RoomConfig::default() });
+    let w = sim.connect("w", "watcher", false, None);
+    let mut identity = who("a", "alice");
+    identity.meta = Some(CompactJson::parse(r#"{"name":"Alice"}"#).unwrap());
+    let a = sim.try_connect(identity, None).unwrap();
+    sim.text(a, r#"{"type":"presence","id":"p1","meta":{"name":"Alice","typing":true}}"#);
+    assert_eq!(sim.last(a), serde_json::json!({"type":"ack","id":"p1"}));
+    let update = sim.frames(w, "presence").into_iter().next_back().unwrap();
+    assert_eq!((update["event"].as_str(), update["member"]["meta"]["typing"].as_bool()), (Some("update"), Some(true)));
+    assert_eq!(sim.room.take_changed().last(), Some(&a), "the attachment is saved again");
+    assert_eq!(sim.room.connection(a).unwrap().meta.as_ref().unwrap().get(), r#"{"name":"Alice","typing":true}"#);
+    // a 60 Hz cursor loop for one second: at most burst + rate presence frames reach the others
+    let before = sim.frames(w, "presence").len();
+    for i in 0..60 {
+        sim.now += 16;
+        sim.text(a, &format!(r#"{{"type":"presence","id":"c{i}","meta":{{"x":{i}}}}}"#));
+        sim.advance(0, |_| None);
+    }
+    sim.advance(2_000, |_| Some(u64::MAX / 4));
+    let frames = sim.frames(w, "presence");
+    assert!(frames.len() - before <= 4 + 2 + 1, "{} presence frames for 60 changes", frames.len() - before);
+    assert_eq!(frames.last().unwrap()["member"]["meta"], serde_json::json!({"x": 59}), "the latest state arrives");
+    // not an object: refused
+    sim.text(a, r#"{"type":"presence","id":"bad","meta":[1]}"#);
+    assert_eq!(sim.last(a)["code"], "bad_frame");
 }
