@@ -46,6 +46,7 @@ pub async fn handle(req: Request, env: Env) -> Result<Response> {
     let method = match req.method() {
         Method::Get => roomcast_protocol::api::Method::Get,
         Method::Post => roomcast_protocol::api::Method::Post,
+        Method::Options => roomcast_protocol::api::Method::Options,
         _ => roomcast_protocol::api::Method::Other,
     };
     let upgrade = header(&req, "Upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
@@ -53,6 +54,21 @@ pub async fn handle(req: Request, env: Env) -> Result<Response> {
     let outcome = match roomcast_protocol::api::route(method, url.path()) {
         Ok(Route::DevToken) => return dev_token(&req, &env, &url, &raw_query),
         Ok(Route::Room { room, endpoint: Endpoint::Connect }) => connect(&req, &env, &room, &raw_query, &protocols, upgrade).await,
+        Ok(Route::Preflight { .. }) => return preflight(&req, &env),
+        Ok(Route::Room { room, endpoint: Endpoint::History }) => {
+            // Pages on allowed origins read history (CORS): the answer, refusals included, carries
+            // their origin so the browser lets the page read it.
+            let origin = header(&req, "Origin");
+            let cors = origin::cors_origin(origin.as_deref(), &var(&env, "ALLOWED_ORIGINS")).map(str::to_owned);
+            return match api_call(req, &env, &room, Endpoint::History, &raw_query).await {
+                Ok(mut response) => {
+                    let status = response.status_code();
+                    http::json_text(status, response.text().await?, cors.as_deref())
+                }
+                Err(Failure::Refused(r)) => http::refused(&r, cors.as_deref()),
+                Err(Failure::Platform(e)) => Err(e),
+            };
+        }
         Ok(Route::Room { room, endpoint }) => api_call(req, &env, &room, endpoint, &raw_query).await,
         Err(r) => Err(r.into()),
     };
@@ -160,6 +176,22 @@ async fn forward(env: &Env, room: &str, url: &str, caller: &Caller, body: Option
         init.with_method(Method::Post).with_body(Some(body.into()));
     }
     stub(env, room)?.fetch_with_request(Request::new_with_init(url, &init)?).await
+}
+
+/// `OPTIONS /rooms/:room/history`: a page on an allowed origin may GET it with an Authorization
+/// header; any other origin is refused.
+fn preflight(req: &Request, env: &Env) -> Result<Response> {
+    let origin = header(req, "Origin");
+    let Some(allowed) = origin::cors_origin(origin.as_deref(), &var(env, "ALLOWED_ORIGINS")) else {
+        return http::refused(&Refusal::forbidden("this origin may not read this room's history"), None);
+    };
+    let headers = Headers::new();
+    headers.set("Access-Control-Allow-Origin", allowed)?;
+    headers.set("Access-Control-Allow-Methods", "GET")?;
+    headers.set("Access-Control-Allow-Headers", "Authorization")?;
+    headers.set("Access-Control-Max-Age", "600")?;
+    headers.set("Vary", "Origin")?;
+    Ok(Response::empty()?.with_status(204).with_headers(headers))
 }
 
 /// `GET /dev/token`: only when `ROOMCAST_DEV_TOKENS` is "1" (the setup writes it into `.dev.vars`;

@@ -18,6 +18,14 @@ pub fn check_socket_origin(origin: Option<&str>, allowed: &str) -> Result<(), Re
     }
 }
 
+/// The origin to echo in `Access-Control-Allow-Origin` for a page calling the history endpoint:
+/// the page's own origin when `ALLOWED_ORIGINS` lets it connect (empty: every origin), else none,
+/// and the browser keeps the answer from the page. Never `*`.
+pub fn cors_origin<'a>(origin: Option<&'a str>, allowed: &str) -> Option<&'a str> {
+    let origin = origin?;
+    check_socket_origin(Some(origin), allowed).ok().map(|()| origin)
+}
+
 /// Who may fetch `/dev/token`: it mints a token for any user and room, so any web site could
 /// otherwise collect tokens from a developer's running edge (`fetch` from a page on another
 /// site is answered, and with `*` CORS readable). Allowed: no `Origin` (curl, scripts, tests), the
@@ -52,6 +60,14 @@ pub fn is_loopback_origin(origin: &str) -> bool {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn cors_follows_allowed_origins() {
+        assert_eq!(cors_origin(Some("https://app.example"), "https://app.example"), Some("https://app.example"));
+        assert_eq!(cors_origin(Some("https://evil.example"), "https://app.example"), None);
+        assert_eq!(cors_origin(Some("https://any.example"), ""), Some("https://any.example"));
+        assert_eq!(cors_origin(None, ""), None);
+    }
 
     #[test]
     fn socket_origins() {

@@ -10,6 +10,8 @@ use crate::token::Right;
 pub enum Method {
     Get,
     Post,
+    /// A browser's CORS preflight.
+    Options,
     Other,
 }
 
@@ -87,6 +89,9 @@ impl Endpoint {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Room { room: String, endpoint: Endpoint },
+    /// A browser asks whether a page on another origin may call this endpoint (only history is
+    /// offered to pages: the rest is the backend's).
+    Preflight { room: String, endpoint: Endpoint },
     DevToken,
 }
 
@@ -100,6 +105,9 @@ pub fn route(method: Method, path: &str) -> Result<Route, Refusal> {
                 return Err(Refusal::not_found("no such room endpoint; see docs/PROTOCOL.md"));
             };
             name::validate_room(room).map_err(|e| Refusal::bad_request(e.to_string()))?;
+            if method == Method::Options && endpoint == Endpoint::History {
+                return Ok(Route::Preflight { room: room.to_owned(), endpoint });
+            }
             if method != endpoint.method() {
                 return Err(Refusal::new(RefusalKind::MethodNotAllowed, "method not allowed for this endpoint"));
             }
@@ -134,6 +142,8 @@ mod tests {
         assert_eq!(status(Method::Get, "/rooms/a/kick"), 405);
         assert_eq!(status(Method::Post, "/rooms/a/ws"), 405);
         assert_eq!(status(Method::Other, "/rooms/a/history"), 405);
+        assert_eq!(route(Method::Options, "/rooms/a/history"), Ok(Route::Preflight { room: "a".into(), endpoint: Endpoint::History }));
+        assert_eq!(status(Method::Options, "/rooms/a/messages"), 405, "only history is offered to pages");
         assert_eq!(status(Method::Get, "/rooms/a/nope"), 404);
         assert_eq!(status(Method::Get, "/rooms/a/ws/"), 404);
         assert_eq!(status(Method::Get, "/rooms/a%20b/ws"), 400);
@@ -161,6 +171,7 @@ mod tests {
                     prop_assert_eq!(endpoint.method(), method);
                 }
                 Ok(Route::DevToken) => prop_assert_eq!(path.as_str(), "/dev/token"),
+                Ok(Route::Preflight { .. }) => prop_assert!(false, "no preflight without OPTIONS"),
                 Err(r) => prop_assert!(documented::is_documented(&r)),
             }
         }
