@@ -14,8 +14,10 @@
 use roomcast_protocol::client::{Client, ClientConfig, Output};
 use roomcast_protocol::compact::CompactJson;
 use roomcast_protocol::config::RoomConfig;
-use roomcast_protocol::frame::{self, ClientFrame, ErrorCode, GapReason, Heartbeat, Limits, MemberView, PresenceEvent, ResumeOutcome, Target, Welcome};
-use roomcast_protocol::room::{self, Action, Identity, MemoryStore, Recipients, Room, StoredMessage};
+use roomcast_protocol::frame::{
+    self, ClientFrame, ErrorCode, GapReason, Heartbeat, Limits, MemberView, PresenceEvent, ResumeOutcome, Rewound, Target, Welcome,
+};
+use roomcast_protocol::room::{self, Action, Identity, MemoryStore, Recipients, Room, Start, StoredMessage};
 use roomcast_protocol::token::Rights;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -160,14 +162,24 @@ fn one(mut texts: Vec<String>, what: &str) -> String {
 
 // ---- the room machine -----------------------------------------------------------------------
 
-/// A room with the given `[vars]`, and one connection opened in it; returns the texts sent to
-/// that connection by the open (the welcome first) and, when `input` is given, by that frame.
+/// A room with the given `[vars]`, the messages of `stored` published over HTTP by the backend,
+/// and one connection opened in it (`rewind`: asking for the last N messages); returns the texts
+/// sent to that connection by the open (the welcome first) and, when `input` is given, by that
+/// frame instead.
 fn room_answer(src: &Value) -> Vec<String> {
     let vars = src.get("vars").cloned().unwrap_or(Value::Null);
     let config = RoomConfig::from_vars(|name| vars.get(name).and_then(Value::as_str).map(str::to_owned));
     let now = n(src, "now");
     let mut store = MemoryStore::default();
     let mut room = Room::load(config, &mut store, s(src, "epoch"), now, []).expect("room loads");
+    if let Some(stored) = src.get("stored").and_then(Value::as_array) {
+        let items: Vec<room::PublishItem> = stored
+            .iter()
+            .map(|m| room::PublishItem { data: json(m, "data"), id: opt_s(m, "id").map(str::to_owned) })
+            .collect();
+        room.handle_publish(&roomcast_protocol::api::Caller::backend(), &items, now, &mut store).expect("stored");
+        while room.poll_action().is_some() {}
+    }
     let who = &src["identity"];
     let rights = who["rights"].as_array().expect("rights: []").iter().map(|r| r.as_str().expect("right")).collect::<BTreeSet<_>>();
     let identity = Identity {
@@ -178,7 +190,8 @@ fn room_answer(src: &Value) -> Vec<String> {
         rights: Rights { subscribe: rights.contains("subscribe"), publish: rights.contains("publish"), presence: rights.contains("presence") },
         expires: opt_n(who, "expires"),
     };
-    let conn = room.handle_open(identity, None, now, &mut store).expect("the room admits the connection");
+    let start = opt_n(src, "rewind").map_or(Start::Fresh, Start::Rewind);
+    let conn = room.handle_start(identity, start, now, &mut store).expect("the room admits the connection");
     let mut texts = Vec::new();
     let drain = |room: &mut Room, texts: &mut Vec<String>| {
         while let Some(action) = room.poll_action() {
@@ -246,6 +259,9 @@ fn build(src: &Value) -> Option<String> {
                 bytes_per_sec: n(lim, "bytesPerSec"),
                 message_id_max: n(lim, "messageIdMax") as usize,
                 presence_meta_max: n(lim, "presenceMetaMax") as usize,
+                broadcasts_per_sec: n(lim, "broadcastsPerSec"),
+                broadcasts_burst: n(lim, "broadcastsBurst"),
+                broadcast_max_bytes: n(lim, "broadcastMaxBytes") as usize,
             };
             let welcome = Welcome {
                 epoch: s(src, "epoch"),
@@ -254,6 +270,7 @@ fn build(src: &Value) -> Option<String> {
                 user: s(src, "user"),
                 resume: resume.as_ref(),
                 expires: opt_n(src, "expires"),
+                rewind: opt_n(src, "rewind").map(|replayed| Rewound { replayed }),
                 heartbeat: &heartbeat,
                 limits: &limits,
             };
@@ -288,8 +305,37 @@ fn build(src: &Value) -> Option<String> {
             frame::encode_presence(event(s(src, "event")), &view(&ms[0]))
         }
         "frame::encode_refreshed" => frame::encode_refreshed(n(src, "expires")),
-        "room::Room::handle_open" => room_answer(src).into_iter().next().expect("the open sends a welcome"),
-        "room::Room::handle_text" => one(room_answer(src), f),
+        "frame::encode_broadcast" => frame::encode_broadcast(s(src, "from"), s(src, "user"), &json(src, "data"), n(src, "ts")),
+        "frame::encode_done" => frame::encode_done(s(src, "id")),
+        "frame::encode_history" => {
+            // The page's messages as the room encodes them (room::encode_stored).
+            let texts: Vec<String> = src["messages"]
+                .as_array()
+                .expect("messages: []")
+                .iter()
+                .map(|m| {
+                    room::encode_stored(&StoredMessage {
+                        seq: n(m, "seq"),
+                        ts: n(m, "ts"),
+                        from: s(m, "from").to_owned(),
+                        user: s(m, "user").to_owned(),
+                        id: opt_s(m, "id").map(str::to_owned),
+                        data: json(m, "data"),
+                    })
+                })
+                .collect();
+            frame::encode_history(s(src, "id"), &texts, src["more"].as_bool().expect("more"))
+        }
+        // `nth`: which of the texts sent to the connection (default: the first of the open, the
+        // only one of a frame).
+        "room::Room::handle_start" => {
+            let texts = room_answer(src);
+            texts.get(opt_n(src, "nth").unwrap_or(0) as usize).cloned().unwrap_or_else(|| panic!("{f}: only {texts:?}"))
+        }
+        "room::Room::handle_text" => match opt_n(src, "nth") {
+            Some(i) => room_answer(src).get(i as usize).cloned().expect("that many answers"),
+            None => one(room_answer(src), f),
+        },
         js if js.starts_with("sdk/") || js.starts_with("tests/") => return None,
         other => panic!("golden source {other:?} has no builder in protocol/tests/golden.rs"),
     };
@@ -341,6 +387,22 @@ fn every_client_frame_decodes_as_the_server_reads_it() {
                 assert_eq!(parsed["type"], "refresh", "{}", g.name);
                 assert_eq!(parsed["token"], *token, "{}", g.name);
             }
+            ClientFrame::History { id, limit, before, since } => {
+                assert_eq!(parsed["type"], "history", "{}", g.name);
+                assert_eq!(parsed["id"], *id, "{}", g.name);
+                assert_eq!(parsed["limit"].as_u64(), limit.map(|l| l as u64), "{}", g.name);
+                assert_eq!((parsed["before"].as_u64(), parsed["since"].as_u64()), (before, since), "{}", g.name);
+            }
+            ClientFrame::Broadcast { id, data } => {
+                assert_eq!(parsed["type"], "broadcast", "{}", g.name);
+                assert_eq!(parsed["id"], *id, "{}", g.name);
+                assert!(same_data(&data), "{}: data", g.name);
+            }
+            ClientFrame::SetPresence { id, meta } => {
+                assert_eq!(parsed["type"], "presence", "{}", g.name);
+                assert_eq!(parsed["id"], *id, "{}", g.name);
+                assert_eq!(serde_json::from_str::<Value>(meta.get()).unwrap(), parsed["meta"], "{}: meta", g.name);
+            }
         }
     }
 }
@@ -369,6 +431,9 @@ fn server_frames_are_single_lines_and_every_type_is_covered() {
         "client direct",
         "client ping",
         "client refresh",
+        "client history",
+        "client broadcast",
+        "client presence",
         "server welcome",
         "server message",
         "server ack",
@@ -379,6 +444,8 @@ fn server_frames_are_single_lines_and_every_type_is_covered() {
         "server presence",
         "server pong",
         "server refreshed",
+        "server history",
+        "server broadcast",
     ] {
         assert!(seen.contains(needed), "no golden frame for {needed}");
     }

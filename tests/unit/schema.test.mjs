@@ -42,8 +42,9 @@ test("the schema compiles in strict mode and names every frame type", () => {
     const d = schema.$defs[r.$ref.split("/").pop()];
     return d.properties?.type?.const ?? d.oneOf[0].properties.type.const;
   });
-  assert.deepEqual(types("clientFrame").sort(), ["direct", "ping", "publish", "refresh"]);
-  assert.deepEqual(types("serverFrame").sort(), ["ack", "direct", "error", "message", "pong", "presence", "refreshed", "welcome"]);
+  assert.deepEqual(types("clientFrame").sort(), ["broadcast", "direct", "history", "ping", "presence", "publish", "refresh"]);
+  assert.deepEqual(types("serverFrame").sort(),
+    ["ack", "broadcast", "direct", "error", "history", "message", "pong", "presence", "refreshed", "welcome"]);
 });
 
 test("every golden frame validates against the schema", () => {
@@ -53,8 +54,9 @@ test("every golden frame validates against the schema", () => {
     assertValid(g.direction, g.text, g.name);
     seen.add(`${g.direction} ${JSON.parse(g.text).type}`);
   }
-  for (const needed of ["client publish", "client direct", "client ping", "client refresh", "server welcome", "server message",
-    "server ack", "server error", "server direct", "server presence", "server pong", "server refreshed"]) {
+  for (const needed of ["client publish", "client direct", "client ping", "client refresh", "client history", "client broadcast",
+    "client presence", "server welcome", "server message", "server ack", "server error", "server direct", "server presence",
+    "server pong", "server refreshed", "server history", "server broadcast"]) {
     assert.ok(seen.has(needed), `no golden frame for ${needed}`);
   }
 });
@@ -76,6 +78,13 @@ test("the schema refuses frames that break the protocol", () => {
   assertInvalid("client", { type: "direct", id: "d", to: { user: "b", clientId: "c" }, data: 1 }, "a direct message with two targets");
   assertInvalid("client", { type: "direct", id: "d", to: {}, data: 1 }, "a direct message with no target");
   assertInvalid("client", { type: "refresh" }, "a refresh without token");
+  assertInvalid("client", { type: "history", id: "h", before: 3, since: 1 }, "a history request with both before and since");
+  assertInvalid("client", { type: "history", limit: 3 }, "a history request without id");
+  assertInvalid("client", { type: "broadcast", id: "b" }, "a broadcast without data");
+  assertInvalid("client", { type: "presence", id: "p", meta: [1] }, "a presence change whose meta is not an object");
+  assertInvalid("server", { type: "history", id: "h", messages: [{ type: "message", seq: 1 }], more: false }, "a history page with a bad message");
+  assertInvalid("server", { type: "history", id: "h", messages: [] }, "a history page without more");
+  assertInvalid("server", { ...welcome, rewind: {} }, "a rewind without replayed");
   assertInvalid("client", { type: "dance" }, "an unknown client frame type");
   assertInvalid("server", { type: "ack", id: "m", seq: 3, delivered: 1 }, "an ack with both seq and delivered");
   assertInvalid("server", { type: "ack", id: "m", delivered: 0 }, "a direct ack that delivered to nobody (that is no_recipient)");
