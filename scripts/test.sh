@@ -14,6 +14,7 @@ node --test tests/unit/*.test.mjs
 step "wasm builds"
 bash scripts/build-worker.sh
 bash scripts/build-sdk.sh
+node --test sdk/test/*.test.mjs
 
 step "end-to-end tests (node --test, wrangler dev, Chromium)"
 node_ws_flags

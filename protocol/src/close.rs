@@ -1,8 +1,16 @@
-//! WebSocket close codes. Browsers may only send 1000 or 3000-4999, so the application's codes
-//! live in 4000-4999: 4000-4399 are retryable (the client reconnects with backoff), 4400-4499 are
-//! final (the client stops and reports why). `docs/PROTOCOL.md` lists them for client authors.
+//! WebSocket close codes: one table for the server (the room and the edge), the client machine and
+//! the SDK's JavaScript layer (which gets every code and reason from the machine, through the
+//! wasm). Browsers may only send 1000 or 3000-4999, so the application's codes live in 4000-4999:
+//! 4000-4399 are retryable (the client reconnects with backoff), 4400-4499 are final (the client
+//! stops and reports why). `docs/PROTOCOL.md` lists them for client authors.
+//!
+//! 4000 is the client's own: the server never sends it. The client machine reports it in its
+//! status when it gives up on a socket by itself (no welcome in time, no pong in time, a message
+//! out of order, no token) and, with state `closed`, when it stops for good by itself (the token
+//! function kept failing, the WebSocket could not even be created). The socket itself is closed
+//! with 1000 (browsers allow no other code below 3000) and the same reason.
 
-/// A close code the room or the edge sends, with its meaning for a client.
+/// A close code with its meaning for a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CloseCode {
     pub code: u16,
@@ -14,11 +22,17 @@ impl CloseCode {
     pub fn is_final(code: u16) -> bool {
         (4400..4500).contains(&code)
     }
+
+    /// The table's reason for `code`, for a close that came without one (the first entry with
+    /// that code, server codes before the client's own); `""` for a code the table lacks.
+    pub fn reason_for(code: u16) -> &'static str {
+        SERVER.iter().chain(STANDARD).chain(CLIENT).find(|c| c.code == code).map_or("", |c| c.reason)
+    }
 }
 
-/// The room is going away (reset or shutting down); reconnect with backoff.
-pub const GOING_AWAY: CloseCode = CloseCode { code: 4000, reason: "going away" };
-/// No ping from the client within the heartbeat timeout; reconnect.
+// ---- sent by the server ------------------------------------------------------------------------
+
+/// No sign of life from the client (a ping, or any frame) within the heartbeat timeout; reconnect.
 pub const HEARTBEAT_TIMEOUT: CloseCode = CloseCode { code: 4001, reason: "heartbeat timeout" };
 /// The token this connection holds expired (past the leeway) and no fresh one arrived through a
 /// `refresh` frame; reconnect with a fresh token (a client with a fixed token then meets 4401).
@@ -45,19 +59,104 @@ pub const REMOVED: CloseCode = CloseCode { code: 4411, reason: "removed from the
 /// The client id is bound to another user in this room; final (pick another client id).
 pub const CLIENT_ID_TAKEN: CloseCode = CloseCode { code: 4412, reason: "client id belongs to another user" };
 
+/// Every code the room or the edge sends (the edge's closes carry its own refusal message).
+pub const SERVER: &[CloseCode] = &[
+    HEARTBEAT_TIMEOUT,
+    TOKEN_EXPIRED,
+    POLICY_VIOLATION,
+    RATE_LIMITED,
+    READ_BUDGET,
+    BAD_REQUEST,
+    UNAUTHORIZED,
+    FORBIDDEN,
+    ROOM_FULL,
+    USER_CONNECTIONS,
+    REMOVED,
+    CLIENT_ID_TAKEN,
+];
+
+// ---- standard codes a client sees ----------------------------------------------------------------
+
+/// A normal close: the client's own `close()` (the only code below 3000 a browser may send).
+pub const CLIENT_CLOSED: CloseCode = CloseCode { code: 1000, reason: "client closed" };
+/// The runtime is going away (a deploy, a restart); reconnect.
+pub const GOING_AWAY: CloseCode = CloseCode { code: 1001, reason: "going away" };
+/// The connection broke without a close frame (or never opened); reconnect.
+pub const CONNECTION_LOST: CloseCode = CloseCode { code: 1006, reason: "connection lost" };
+/// A frame over the runtime's 1 MiB limit; reconnect.
+pub const MESSAGE_TOO_BIG: CloseCode = CloseCode { code: 1009, reason: "message too big" };
+
+pub const STANDARD: &[CloseCode] = &[CLIENT_CLOSED, GOING_AWAY, CONNECTION_LOST, MESSAGE_TOO_BIG];
+
+// ---- the client's own (never sent by the server) -------------------------------------------------
+
+/// The code of every reason below.
+pub const CLIENT_OWN: u16 = 4000;
+/// No welcome within the connect timeout (after the token, if one was fetched); retried.
+pub const CONNECT_TIMEOUT: CloseCode = CloseCode { code: CLIENT_OWN, reason: "connect timeout" };
+/// No pong within the pong timeout after a ping; retried.
+pub const HEARTBEAT_MISSED: CloseCode = CloseCode { code: CLIENT_OWN, reason: "heartbeat missed" };
+/// A message (or an ack) jumped ahead of the sequence; retried, resuming before it.
+pub const OUT_OF_ORDER: CloseCode = CloseCode { code: CLIENT_OWN, reason: "message out of order" };
+/// The token function failed (threw, rejected, returned no string, or took longer than the
+/// connect timeout); retried until it failed `max_token_failures` times in a row.
+pub const TOKEN_FAILED: CloseCode = CloseCode { code: CLIENT_OWN, reason: "token fetch failed" };
+/// The token function failed `max_token_failures` times in a row: stopped for good (`closed`).
+pub const TOKEN_GAVE_UP: CloseCode = CloseCode { code: CLIENT_OWN, reason: "token fetch failed too many times in a row" };
+/// The WebSocket could not be created (the constructor threw: a URL or subprotocol the browser
+/// refuses, a blocked port); stopped for good (`closed`): the same request would fail again.
+pub const SOCKET_REFUSED: CloseCode = CloseCode { code: CLIENT_OWN, reason: "the WebSocket could not be created" };
+
+pub const CLIENT: &[CloseCode] = &[CONNECT_TIMEOUT, HEARTBEAT_MISSED, OUT_OF_ORDER, TOKEN_FAILED, TOKEN_GAVE_UP, SOCKET_REFUSED];
+
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
 
     #[test]
     fn retryable_and_final_ranges_do_not_overlap() {
-        for c in [GOING_AWAY, HEARTBEAT_TIMEOUT, TOKEN_EXPIRED, POLICY_VIOLATION, RATE_LIMITED, READ_BUDGET] {
+        for c in [HEARTBEAT_TIMEOUT, TOKEN_EXPIRED, POLICY_VIOLATION, RATE_LIMITED, READ_BUDGET] {
             assert!(!CloseCode::is_final(c.code), "{} should be retryable", c.code);
         }
         for c in [BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, ROOM_FULL, USER_CONNECTIONS, REMOVED, CLIENT_ID_TAKEN] {
             assert!(CloseCode::is_final(c.code), "{} should be final", c.code);
         }
-        assert!(!CloseCode::is_final(1000));
-        assert!(!CloseCode::is_final(1006));
+        for c in STANDARD.iter().chain(CLIENT) {
+            assert!(!CloseCode::is_final(c.code), "{} is decided by the client, not by the range", c.code);
+        }
+    }
+
+    #[test]
+    fn the_server_never_sends_the_clients_own_code() {
+        assert!(SERVER.iter().all(|c| c.code != CLIENT_OWN));
+        assert!(CLIENT.iter().all(|c| c.code == CLIENT_OWN));
+        // and every application code is one a browser may send or receive
+        assert!(SERVER.iter().chain(CLIENT).all(|c| (4000..5000).contains(&c.code)));
+        // a close frame carries at most 123 bytes of reason
+        assert!(SERVER.iter().chain(STANDARD).chain(CLIENT).all(|c| c.reason.len() <= 123));
+    }
+
+    #[test]
+    fn a_close_without_a_reason_gets_the_tables() {
+        assert_eq!(CloseCode::reason_for(4400), "bad request");
+        assert_eq!(CloseCode::reason_for(4412), "client id belongs to another user");
+        assert_eq!(CloseCode::reason_for(1006), "connection lost");
+        assert_eq!(CloseCode::reason_for(4000), "connect timeout");
+        assert_eq!(CloseCode::reason_for(4999), "");
+    }
+
+    /// The SDK's status documentation (sdk/types/index.d.ts) names every code of the table, so an
+    /// app author sees the same list the server and the machine use.
+    #[test]
+    fn the_sdk_types_document_every_code() {
+        let types = include_str!("../../sdk/types/index.d.ts");
+        let doc = types.split("interface StatusEvent").nth(1).and_then(|s| s.split("code: number").next()).expect("StatusEvent.code's doc");
+        // the comment's words, without its line breaks and leading stars
+        let doc = doc.split_whitespace().filter(|w| *w != "*").collect::<std::vec::Vec<_>>().join(" ");
+        for c in SERVER.iter().chain(STANDARD).chain(CLIENT) {
+            assert!(doc.contains(&std::format!("{}", c.code)), "index.d.ts's StatusEvent.code does not name {}", c.code);
+            assert!(doc.contains(c.reason), "index.d.ts's StatusEvent.code does not give {}'s reason {:?}", c.code, c.reason);
+        }
     }
 }

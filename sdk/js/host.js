@@ -4,6 +4,9 @@
 //
 // Events from the wasm are queued and dispatched only once no call into it is running, so the
 // app's handlers may call publish() or close() from anywhere: the instance is never re-entered.
+// Every resource gets its own id, and the Rust value holding it releases exactly that resource.
+// No import throws: what the WebSocket or the clock throws is caught and reported as an `error`
+// event (`host_error`, with what was thrown as its `cause`) of the connection whose call ran.
 
 // The wasm, gzipped by the build and inlined (as base64) into the package file: base64 of the
 // raw wasm gzips to 10.6 KB, of the gzipped wasm to 8.2 KB.
@@ -11,14 +14,23 @@ import gzipped from "../pkg/roomcast_sdk.wasm.gz";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+// The numbers that cross the wasm boundary, by position, as protocol/src/client/abi.rs numbers
+// them (a test there checks these three lines).
 const STATES = ["connecting", "open", "reconnecting", "closed"];
+const FAILURES = [, "queue_full", "closed", "offline", "too_large"];
+const RESUMED = ["", "recovered", "not_recovered"];
 /** The subprotocol the server selects (roomcast_protocol::SUBPROTOCOL). */
 const SUBPROTOCOL = "roomcast.v1";
 
-/** id -> the connection's host: its Room, socket, timer and listeners. */
+/** Connection id -> its host. */
 const hosts = new Map();
+/** Resource id -> { h: its connection's host, k: 0 socket | 1 timer | 2 listeners, free(code, reason), ws }. */
+const owned = new Map();
 const queue = [];
+let nextId = 1;
 let depth = 0;
+/** The host whose call into the wasm is running. */
+let current;
 let given;
 let wasm;
 
@@ -32,14 +44,17 @@ function str(s) {
   return [ptr, b.length];
 }
 
-/** Runs a call into the wasm, then (outermost only) dispatches the events it queued. */
-function call(f) {
+/** Runs a call into the wasm for host `h`, then (outermost only) dispatches the events it queued. */
+function call(h, f) {
+  const outer = current;
+  current = h;
   depth++;
   let result;
   try {
     result = f(wasm);
   } finally {
     depth--;
+    current = outer;
   }
   while (!depth && queue.length) {
     const [h, kind, payload] = queue.shift();
@@ -50,23 +65,26 @@ function call(f) {
 
 const emit = (h, kind, payload) => queue.push([h, kind, payload]);
 
-function wake(h) {
-  if (globalThis.document?.visibilityState !== "hidden") call((w) => w.conn_wake(h.id));
+/** A resource of host `h`: its id. */
+function own(h, k, free, ws) {
+  const id = nextId++;
+  owned.set(id, { h, k, free, ws });
+  return id;
 }
 
-function detach(h) {
-  const ws = h.ws;
-  h.ws = null;
-  if (ws) ws.onmessage = ws.onclose = null;
-  return ws;
+function wake(h) {
+  if (globalThis.document?.visibilityState !== "hidden") call(h, (w) => w.conn_wake(h.id));
 }
+
+const detach = (ws) => { ws.onmessage = ws.onclose = null; };
 
 const isSeq = (n) => Number.isSafeInteger(n) && n >= 0;
 const isStr = (s) => typeof s === "string";
 const isMember = (m) => isStr(m?.user);
 /**
  * The frames the server sends, each with the fields the SDK reads (unknown fields are ignored).
- * A frame that fails its check is not acted on: it is reported as a `bad_frame` error.
+ * A frame of one of these types that fails its check is not acted on: it is reported as a
+ * `bad_frame` error. Other types are ignored silently (forward compatibility).
  */
 const SHAPES = {
   __proto__: null,
@@ -80,40 +98,32 @@ const SHAPES = {
   refreshed: (f) => isSeq(f.expires),
 };
 
-/** Why a parsed line is not a frame the SDK can act on, or "" if it is. */
-function invalid(f) {
-  if (f === undefined) return "not JSON";
-  if (typeof f?.type !== "string") return "not a frame";
-  if (!SHAPES[f.type]) return `unknown frame type ${f.type}`;
-  return SHAPES[f.type](f) ? "" : `invalid ${f.type} frame`;
-}
-
 /**
- * One message from socket `ws`: one frame per line (the room may coalesce several). A line the
+ * One message from socket `sid`: one frame per line (the room may coalesce several). A line the
  * SDK cannot trust is an `error` event, never silence; a seq out of order makes the wasm half
  * drop the socket, and the rest of its lines with it (the resume covers them).
  */
-function onMessage(h, ws, data) {
-  call((w) => {
-    const lines = typeof data === "string" ? data.split("\n") : [];
+function onMessage(h, sid, data) {
+  call(h, (w) => {
+    const lines = isStr(data) ? data.split("\n") : [];
     if (!lines.length) emit(h, "error", { code: "bad_frame", message: "a binary message", frame: "" });
     for (const line of lines) {
-      if (h.ws !== ws) return;
+      if (!owned.has(sid)) return;
       let f;
       try { f = JSON.parse(line); } catch {}
-      const why = invalid(f);
+      const shape = SHAPES[f?.type];
+      const why = f === undefined ? "not JSON" : !isStr(f?.type) ? "not a frame" : shape && !shape(f) && `invalid ${f.type} frame`;
       if (why) {
         emit(h, "error", { code: "bad_frame", message: why, frame: line.slice(0, 200) });
         continue;
       }
       const o = h.options;
-      switch (f.type) {
-        case "welcome": {
-          const status = f.resume?.status;
+      switch (shape && f.type) {
+        case "welcome":
           emit(h, "welcome", f);
-          w.conn_welcome(h.id, ...str(f.epoch), f.seq, status ? (status === "recovered" ? 1 : 2) : 0, ...str(String(f.resume?.reason ?? "")), f.expires ?? -1);
+          w.conn_welcome(h.id, ...str(f.epoch), f.seq, f.resume ? (f.resume.status === RESUMED[1] ? 1 : 2) : 0, ...str(String(f.resume?.reason ?? "")),
+            f.expires, f.heartbeat?.interval, f.limits?.maxFrameBytes);
           break;
-        }
         case "message":
           // With echo off the room still replays this client's own messages (so a replay has no
           // holes); they move lastSeq on but are not delivered.
@@ -123,8 +133,12 @@ function onMessage(h, ws, data) {
           w.conn_settled(h.id, ...str(f.id), f.seq ?? -1, ...str(""));
           break;
         case "error":
-          if (isStr(f.id)) w.conn_settled(h.id, ...str(f.id), -1, ...str(f.code));
-          else emit(h, "error", f);
+          if (isStr(f.id)) {
+            // the rejection the wasm emits for this id carries the server's message
+            h.error = f;
+            w.conn_settled(h.id, ...str(f.id), -1, ...str(f.code));
+            h.error = null;
+          } else emit(h, "error", f);
           break;
         case "pong":
           w.conn_pong(h.id);
@@ -132,7 +146,8 @@ function onMessage(h, ws, data) {
         case "refreshed":
           w.conn_refreshed(h.id, f.expires);
           break;
-        default:
+        case "presence":
+        case "direct":
           emit(h, f.type, f);
       }
     }
@@ -140,154 +155,168 @@ function onMessage(h, ws, data) {
 }
 
 const imports = {
-  host: {
-    now: Date.now,
-    ws_open(id, ep, epLen, since) {
-      const h = hosts.get(id);
-      const o = h.options;
-      let url = `${o.endpoint}?errors=close&cid=${encodeURIComponent(o.clientId)}${o.echo ? "&echo=1" : ""}`;
-      if (since >= 0) url += `&since=${since}&epoch=${encodeURIComponent(text(ep, epLen))}`;
-      const token = typeof o.token === "function" ? h.token : o.token;
-      let ws;
-      try {
-        ws = new WebSocket(url, token ? [SUBPROTOCOL, `bearer.${token}`] : [SUBPROTOCOL]);
-      } catch {
-        return 0;
-      }
-      h.ws = ws;
-      ws.onmessage = (e) => onMessage(h, ws, e.data);
-      ws.onclose = (e) => {
-        detach(h);
-        call((w) => w.conn_closed(id, e.code, ...str(e.reason)));
-      };
-      return 1;
-    },
-    ws_send(id, ptr, len) {
-      hosts.get(id)?.ws?.send(text(ptr, len));
-    },
-    ws_refresh(id) {
-      const h = hosts.get(id);
-      h?.ws?.send(JSON.stringify({ type: "refresh", token: h.token }));
-    },
-    ws_close(id, code, ptr, len) {
-      const h = hosts.get(id);
-      const ws = h && detach(h);
-      if (ws && ws.readyState < 2) ws.close(code, text(ptr, len));
-    },
-    timer_set(id, delay) {
-      const h = hosts.get(id);
-      clearTimeout(h.timer);
-      h.timer = setTimeout(() => {
-        h.timer = null;
-        call((w) => w.conn_timer(id));
-      }, Math.min(delay, 2 ** 31 - 1)); // longer delays would fire at once
-    },
-    timer_clear(id) {
-      const h = hosts.get(id);
-      if (h) {
-        clearTimeout(h.timer);
-        h.timer = null;
-      }
-    },
-    wake_listen(id) {
-      const h = hosts.get(id);
-      h.onWake = () => wake(h);
-      globalThis.addEventListener?.("online", h.onWake);
-      globalThis.document?.addEventListener("visibilitychange", h.onWake);
-    },
-    wake_unlisten(id) {
-      const h = hosts.get(id);
-      if (!h?.onWake) return;
-      globalThis.removeEventListener?.("online", h.onWake);
-      globalThis.document?.removeEventListener("visibilitychange", h.onWake);
-      h.onWake = null;
-    },
-    fetch_token(id) {
-      emit(hosts.get(id), "token");
-    },
-    emit_status(id, state, attempt, delayMs, code, ptr, len) {
-      const h = hosts.get(id);
-      h.state = STATES[state];
-      emit(h, "status", { state: h.state, attempt, delayMs, code, reason: text(ptr, len) });
-    },
-    emit_gap(id, ptr, len, since) {
-      emit(hosts.get(id), "gap", { reason: text(ptr, len), since });
-    },
-    emit_out_of_order(id, expected, received) {
-      const message = `seq ${received} arrived when ${expected} was next; resuming from ${expected - 1}`;
-      emit(hosts.get(id), "error", { code: "out_of_order", message, expected, received });
-    },
-    emit_settled(id, ptr, len, seq, codePtr, codeLen) {
-      const code = text(codePtr, codeLen);
-      emit(hosts.get(id), code ? "reject" : "ack", { id: text(ptr, len), seq: seq < 0 ? undefined : seq, code });
-    },
-    give(ptr, len) {
-      given = text(ptr, len);
-    },
+  now: (id) => hosts.get(id).clock.now(),
+  ws_open(id, ep, epLen, since) {
+    const h = hosts.get(id);
+    const o = h.options;
+    let url = `${o.endpoint}?errors=close&cid=${encodeURIComponent(o.clientId)}${o.echo ? "&echo=1" : ""}`;
+    if (since >= 0) url += `&since=${since}&epoch=${encodeURIComponent(text(ep, epLen))}`;
+    const token = typeof o.token === "function" ? h.token : o.token;
+    // A constructor that throws (a URL or subprotocol the browser refuses) returns 0 (see guard).
+    const ws = new o.WebSocket(url, token ? [SUBPROTOCOL, `bearer.${token}`] : [SUBPROTOCOL]);
+    const sid = own(h, 0, (code = 1000, reason = "") => {
+      detach(ws);
+      if (ws.readyState < 2) ws.close(code, reason);
+    }, ws);
+    ws.onmessage = (e) => onMessage(h, sid, e.data);
+    ws.onclose = (e) => {
+      owned.delete(sid);
+      detach(ws);
+      call(h, (w) => w.conn_closed(id, sid, e.code, ...str(e.reason ?? "")));
+    };
+    return sid;
+  },
+  ws_send(sid, ptr, len) {
+    owned.get(sid)?.ws.send(text(ptr, len));
+  },
+  ws_refresh(sid) {
+    const r = owned.get(sid);
+    r?.ws.send(JSON.stringify({ type: "refresh", token: r.h.token }));
+  },
+  ws_close(sid, code, ptr, len) {
+    imports.release(sid, code, text(ptr, len));
+  },
+  timer_set(id, delay) {
+    const h = hosts.get(id);
+    const c = h.clock;
+    const tid = own(h, 1, () => c.clearTimeout(t));
+    const t = c.setTimeout(() => {
+      owned.delete(tid);
+      call(h, (w) => w.conn_timer(id, tid));
+    }, Math.min(delay, 2 ** 31 - 1)); // longer delays would fire at once
+    return tid;
+  },
+  wake_listen(id) {
+    const h = hosts.get(id);
+    const f = () => wake(h);
+    const d = globalThis.document;
+    globalThis.addEventListener?.("online", f);
+    d?.addEventListener("visibilitychange", f);
+    return own(h, 2, () => {
+      globalThis.removeEventListener?.("online", f);
+      d?.removeEventListener("visibilitychange", f);
+    });
+  },
+  release(rid, code, reason) {
+    const r = owned.get(rid);
+    if (r) {
+      owned.delete(rid);
+      r.free(code, reason);
+    }
+  },
+  fetch_token(id) {
+    emit(hosts.get(id), "token");
+  },
+  emit_status(id, state, attempt, delayMs, code, ptr, len) {
+    const h = hosts.get(id);
+    h.state = STATES[state];
+    emit(h, "status", { state: h.state, attempt, delayMs, code, reason: text(ptr, len) });
+  },
+  emit_gap(id, ptr, len, since) {
+    emit(hosts.get(id), "gap", { reason: text(ptr, len), since });
+  },
+  emit_out_of_order(id, expected, received) {
+    const message = `seq ${received} arrived when ${expected} was next; resuming from ${expected - 1}`;
+    emit(hosts.get(id), "error", { code: "out_of_order", message, expected, received });
+  },
+  emit_settled(id, ptr, len, seq, codePtr, codeLen) {
+    const h = hosts.get(id);
+    const code = text(codePtr, codeLen);
+    emit(h, code ? "reject" : "ack", { id: text(ptr, len), seq: seq < 0 ? undefined : seq, code, message: h.error?.message });
+  },
+  give(ptr, len) {
+    given = text(ptr, len);
   },
 };
 
-const bytes = await new Response(new Blob([gzipped]).stream().pipeThrough(new DecompressionStream("gzip"))).arrayBuffer();
-wasm = (await WebAssembly.instantiate(bytes, imports)).instance.exports;
+// The guard: no import throws into the wasm (an exception unwinding through the instance would
+// skip its Rust cleanup). What was thrown becomes an error event; the import answers 0.
+const guarded = {};
+for (const [name, f] of Object.entries(imports)) {
+  guarded[name] = (...a) => {
+    try {
+      return f(...a);
+    } catch (e) {
+      if (current) emit(current, "error", { code: "host_error", message: `${name}: ${e?.message ?? e}`, cause: e });
+      return 0;
+    }
+  };
+}
 
-let nextId = 1;
+const bytes = await new Response(new Blob([gzipped]).stream().pipeThrough(new DecompressionStream("gzip"))).arrayBuffer();
+wasm = (await WebAssembly.instantiate(bytes, { host: guarded })).instance.exports;
 
 /**
  * The host of one connection, driven by `room` (its `_dispatch` gets the events). The wasm half
- * starts when `start()` is called.
+ * starts when `start()` is called. `options` carries `WebSocket` and `clock` ({ now, setTimeout,
+ * clearTimeout }), already resolved by the caller.
  */
 export class Host {
   constructor(room, options) {
     this.room = room;
     this.options = options;
+    this.clock = options.clock;
     this.id = nextId++;
     this.state = "connecting";
-    this.ws = this.timer = this.onWake = this.token = null;
+    this.token = this.error = null;
   }
 
   start() {
     if (hosts.has(this.id) || this.finalSeq !== undefined) return;
     const o = this.options;
+    // Settings the app left out (or that are not numbers) arrive as NaN: the wasm's defaults.
     const n = (v) => (typeof v === "number" ? v : NaN);
     hosts.set(this.id, this);
-    call((w) => w.conn_new(this.id, n(o.seed ?? Math.random() * 2 ** 53), typeof o.token === "function",
+    call(this, (w) => w.conn_new(this.id, n(o.seed ?? Math.random() * 2 ** 53), typeof o.token === "function",
       n(o.minReconnectDelayMs), n(o.maxReconnectDelayMs), n(o.reconnectFactor), o.jitter !== false,
-      n(o.minUptimeMs), n(o.connectTimeoutMs), n(o.pingIntervalMs), n(o.pongTimeoutMs), n(o.queueMax)));
+      n(o.minUptimeMs), n(o.connectTimeoutMs), n(o.pingIntervalMs), n(o.pongTimeoutMs), n(o.queueMax), n(o.maxTokenFailures)));
   }
 
   /** The token function's result (undefined: it failed), for a connection attempt or a refresh. */
   setToken(token) {
     if (!hosts.has(this.id)) return;
     this.token = token ?? null;
-    call((w) => w.conn_token(this.id, token !== undefined));
+    call(this, (w) => w.conn_token(this.id, token !== undefined));
   }
 
-  /** Queues a publish or direct message: its id, or 1 (queue full), 2 (closed), 3 (offline). */
+  /** Queues a publish or direct message: [its id], or [, why not] (a FAILURES name). */
   send(to, data) {
-    if (!hosts.has(this.id)) return 2;
-    const code = call((w) => (to === undefined ? w.conn_publish(this.id, ...str(data)) : w.conn_send_to(this.id, ...str(to), ...str(data))));
-    return code || given;
+    if (!hosts.has(this.id)) return [, "closed"];
+    const code = call(this, (w) => (to === undefined ? w.conn_publish(this.id, ...str(data)) : w.conn_send_to(this.id, ...str(to), ...str(data))));
+    return code ? [, FAILURES[code]] : [given];
   }
 
   lastSeq() {
-    return hosts.has(this.id) ? call((w) => w.conn_last_seq(this.id)) : this.finalSeq ?? 0;
+    return hosts.has(this.id) ? call(this, (w) => w.conn_last_seq(this.id)) : this.finalSeq ?? 0;
   }
 
   close() {
-    call((w) => w.conn_close(this.id));
+    call(this, (w) => w.conn_close(this.id));
     this.free();
   }
 
   /** Drops the wasm half (it already released the socket, timer and listeners when it closed). */
   free() {
     if (!hosts.has(this.id)) return;
-    this.finalSeq = call((w) => w.conn_last_seq(this.id));
-    call((w) => w.conn_free(this.id));
+    this.finalSeq = call(this, (w) => w.conn_last_seq(this.id));
+    call(this, (w) => w.conn_free(this.id));
     hosts.delete(this.id);
   }
 
   /** For tests: open [sockets, timers, listeners]. */
   resources() {
-    return [this.ws ? 1 : 0, this.timer ? 1 : 0, this.onWake ? 2 : 0];
+    const n = [0, 0, 0];
+    for (const r of owned.values()) if (r.h === this) n[r.k] += r.k > 1 ? 2 : 1;
+    return n;
   }
 }

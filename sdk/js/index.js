@@ -3,16 +3,36 @@
 import { Host } from "./host.js";
 
 const EVENTS = ["message", "presence", "status", "gap", "direct", "error"];
-// What the wasm side returns instead of an id when a message cannot be sent.
-const FAILURES = { 1: ["queue_full", "the offline queue is full"], 2: ["closed", "the room is closed"], 3: ["offline", "not connected"] };
+/** Room names as the server takes them (protocol::name::validate_room). */
+const ROOM_NAME = /^[A-Za-z0-9_.:-]{1,128}$/;
+/** Client ids as the server takes them (protocol::name::validate_client_id). */
+const CLIENT_ID = /^[A-Za-z0-9_-]{1,64}$/;
+/** The frame limit until a welcome states the room's (protocol::client::DEFAULT_MAX_FRAME_BYTES). */
+const DEFAULT_MAX_FRAME_BYTES = 65536;
+/** What a rejection says when the server said nothing. */
+const TEXT = {
+  queue_full: "the offline queue is full",
+  closed: "the room is closed",
+  offline: "not connected (direct messages are not queued)",
+  disconnected: "the connection dropped before the room answered: the message may or may not have been delivered",
+};
 
+/**
+ * Why a call failed: `code` (a server error code, or the SDK's: queue_full, closed, offline,
+ * too_large, disconnected), the server's `message` when it sent one, `closeCode` when the room
+ * closed, `cause` when the app's token function (or the WebSocket) caused it.
+ */
 class RoomcastError extends Error {
-  constructor(code, message) {
-    super(message || code);
+  constructor(code, message, { closeCode, cause, id } = {}) {
+    super(message || TEXT[code] || code, cause === undefined ? undefined : { cause });
     this.name = "RoomcastError";
     this.code = code;
+    if (closeCode !== undefined) this.closeCode = closeCode;
+    if (id !== undefined) this.id = id;
   }
 }
+// The class keeps its name in the minified bundle (console output, error.constructor.name).
+Object.defineProperty(RoomcastError, "name", { value: "RoomcastError" });
 
 function endpoint(url, room) {
   const base = new URL(url, globalThis.location?.href);
@@ -29,18 +49,47 @@ function randomId() {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+const quote = (v) => JSON.stringify(String(v).slice(0, 140));
+const isFn = (f) => typeof f === "function";
+
+/** The platform's clock, called the way the platform needs (unbound timers throw in browsers). */
+const CLOCK = { now: () => Date.now(), setTimeout: (f, ms) => setTimeout(f, ms), clearTimeout: (t) => clearTimeout(t) };
+
 class Room {
   #host;
   #handlers = new Map();
   #pending = new Map();
   #members = new Map();
   #token;
+  /** Token fetches asked for; only the latest one's answer counts. */
+  #fetches = 0;
+  /** What made the client stop by itself (the token function's error, or the WebSocket's). */
+  #cause;
+  /** The `closed` status, once the room closed. */
+  #closedBy;
+  #maxFrame = DEFAULT_MAX_FRAME_BYTES;
 
   constructor(options) {
     if (!options?.url || !options?.room) throw new TypeError("roomcast: connect() needs url and room");
+    if (!ROOM_NAME.test(options.room)) {
+      throw new TypeError(`roomcast: invalid room name ${quote(options.room)}: 1-128 characters of A-Z a-z 0-9 _ - . :`);
+    }
+    if (options.clientId !== undefined && !CLIENT_ID.test(options.clientId)) {
+      throw new TypeError(`roomcast: invalid clientId ${quote(options.clientId)}: 1-64 characters of A-Z a-z 0-9 _ -`);
+    }
+    const WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    if (!isFn(WebSocket)) {
+      throw new TypeError("roomcast: no WebSocket here: pass one as the WebSocket option (on Node 20, the ws package's)");
+    }
+    const clock = options.clock ?? CLOCK;
+    if (!isFn(clock.now) || !isFn(clock.setTimeout) || !isFn(clock.clearTimeout)) {
+      throw new TypeError("roomcast: clock needs now(), setTimeout(fn, ms) and clearTimeout(handle)");
+    }
+    const ep = endpoint(options.url, options.room);
     this.#token = options.token;
+    // One client id per connect() (per tab): the room filters echo by client id.
     this.clientId = options.clientId ?? randomId();
-    this.#host = new Host(this, { ...options, clientId: this.clientId, endpoint: endpoint(options.url, options.room) });
+    this.#host = new Host(this, { ...options, WebSocket, clock, clientId: this.clientId, endpoint: ep });
     // Start once the caller has had the chance to attach handlers (or at its first publish).
     queueMicrotask(() => this.#start());
   }
@@ -82,20 +131,31 @@ class Room {
 
   #track(send, value) {
     return new Promise((resolve, reject) => {
-      const id = send();
-      if (typeof id === "string") {
-        this.#pending.set(id, { resolve: (ack) => resolve(value(ack)), reject });
-        return;
-      }
-      const [code, message] = FAILURES[id] ?? ["closed", "the room is closed"];
-      reject(new RoomcastError(code, message));
+      const [id, failure] = send();
+      if (id) this.#pending.set(id, { resolve: (ack) => resolve(value(ack)), reject });
+      else reject(this.#error(failure));
     });
+  }
+
+  /** The rejection for `code`, with what the SDK knows about it. */
+  #error(code, message, id) {
+    const c = this.#closedBy;
+    if (code === "too_large") message ??= `the message is larger than the room's frame limit (${this.#maxFrame} bytes); it was not sent`;
+    if (code !== "closed" || !c) return new RoomcastError(code, message, { id });
+    return new RoomcastError(code, `the room is closed: ${c.reason}`, { closeCode: c.code, cause: c.code === 4000 ? this.#cause : undefined, id });
   }
 
   #emit(event, payload) {
     for (const h of this.#handlers.get(event) ?? []) {
       try { h(payload); } catch (e) { queueMicrotask(() => { throw e; }); }
     }
+  }
+
+  /** A token fetch failed: reported with the app's error, and counted by the wasm half. */
+  #tokenFailed(message, cause) {
+    this.#cause = cause;
+    this.#emit("error", { code: "token_failed", message, cause });
+    this.#host.setToken(undefined);
   }
 
   /** Events from the host (see host.js); not part of the API. */
@@ -105,6 +165,7 @@ class Room {
         this.#emit("message", { seq: p.seq, from: p.from, user: p.user, data: p.data, ts: p.ts });
         break;
       case "welcome": {
+        this.#maxFrame = p.limits?.maxFrameBytes ?? this.#maxFrame;
         const before = new Set(this.#members.keys());
         this.#members = new Map(p.members.map((m) => [m.user, m]));
         const joined = p.members.filter((m) => !before.has(m.user));
@@ -127,26 +188,40 @@ class Room {
       case "ack": case "reject": {
         const pending = this.#pending.get(p.id);
         if (!pending) {
-          if (kind === "reject") this.#emit("error", { code: p.code, id: p.id });
+          if (kind === "reject") this.#emit("error", { code: p.code, message: p.message, id: p.id });
           break;
         }
         this.#pending.delete(p.id);
         if (kind === "ack") pending.resolve(p);
-        else pending.reject(new RoomcastError(p.code));
+        else pending.reject(this.#error(p.code, p.message, p.id));
         break;
       }
-      case "token":
+      case "token": {
+        const n = ++this.#fetches;
         Promise.resolve()
-          .then(() => (typeof this.#token === "function" ? this.#token() : this.#token))
-          .then((t) => this.#host.setToken(typeof t === "string" ? t : undefined), () => this.#host.setToken(undefined));
+          .then(() => (isFn(this.#token) ? this.#token() : this.#token))
+          .then((t) => {
+            if (n !== this.#fetches) return;
+            if (typeof t === "string") this.#host.setToken(t);
+            else this.#tokenFailed(`the token function resolved to ${t === null ? "null" : typeof t}, not a string`, t);
+          }, (e) => {
+            if (n === this.#fetches) this.#tokenFailed(`the token function failed: ${e?.message ?? e}`, e);
+          });
         break;
+      }
       case "direct":
         this.#emit("direct", { from: p.from, user: p.user, data: p.data, ts: p.ts });
         break;
       case "status":
+        if (p.state === "open") this.#cause = undefined;
+        if (p.state === "closed") this.#closedBy = p;
         this.#emit("status", p);
         // Closed for good (close(), or a final code): the wasm half has released everything.
         if (p.state === "closed") this.#host.free();
+        break;
+      case "error":
+        if (p.code === "host_error") this.#cause = p.cause;
+        this.#emit("error", p);
         break;
       default:
         this.#emit(kind, p);

@@ -17,18 +17,36 @@ impl Conn {
     /// Starts connecting at once (the host creates connections once the app could attach its
     /// handlers).
     pub fn start(id: u32, config: ClientConfig, seed: u64, fetches_token: bool) -> Conn {
-        let client = Client::new(config, seed, fetches_token, host::now());
+        let client = Client::new(config, seed, fetches_token, host::now(id));
         let mut conn = Conn { id, client, socket: None, timer: None, wake: Some(WakeListeners::add(id)) };
         conn.pump();
         conn
     }
 
-    /// The timer fired.
-    pub fn on_timer(&mut self) {
-        if let Some(t) = self.timer.take() {
-            t.fired();
+    /// The connection's clock.
+    pub fn now(&self) -> u64 {
+        host::now(self.id)
+    }
+
+    /// Timer `timer` fired (a timer this connection no longer holds only wakes the machine, which
+    /// finds nothing due).
+    pub fn on_timer(&mut self, timer: u32) {
+        if self.timer.as_ref().is_some_and(|t| t.id() == timer) {
+            if let Some(t) = self.timer.take() {
+                t.fired();
+            }
         }
-        self.client.handle_timeout(host::now());
+        self.client.handle_timeout(self.now());
+    }
+
+    /// Socket `socket` closed (or failed). Only the connection's current socket counts.
+    pub fn on_closed(&mut self, socket: u32, code: u16, reason: &str) {
+        if self.socket.as_ref().is_some_and(|s| s.id() == socket) {
+            if let Some(s) = self.socket.take() {
+                s.closed();
+            }
+            self.client.handle_close(code, reason, self.now());
+        }
     }
 
     pub fn pump(&mut self) {
@@ -36,11 +54,10 @@ impl Conn {
             match out {
                 Output::FetchToken => host::fetch_token(self.id),
                 Output::Connect { resume } => {
-                    self.socket = None;
                     self.socket = Socket::open(self.id, resume.as_ref().map(|(e, s)| (e.as_str(), *s)));
                     if self.socket.is_none() {
-                        // Reported like a failed connection: the machine backs off and retries.
-                        self.client.handle_close(1006, "could not open the WebSocket", host::now());
+                        // The browser refused outright (the host reported why): it would again.
+                        self.client.handle_socket_refused();
                     }
                 }
                 Output::Send(text) => {
@@ -49,19 +66,19 @@ impl Conn {
                     }
                 }
                 Output::SendRefresh => {
-                    if self.socket.is_some() {
-                        host::send_refresh(self.id);
+                    if let Some(s) = &self.socket {
+                        s.refresh();
                     }
                 }
                 Output::CloseSocket(code) => {
                     if let Some(s) = self.socket.take() {
-                        s.close(code.code, code.reason);
+                        s.close(code);
                     }
                 }
                 Output::Status(s) => {
                     host::emit_status(self.id, &s);
                     if s.state == State::Closed {
-                        // Closed for good: no socket, no timer, no listeners.
+                        // Closed for good: no socket, no listeners (and no timer, below).
                         self.socket = None;
                         self.wake = None;
                     }
@@ -74,8 +91,8 @@ impl Conn {
         }
         let due = self.client.poll_timeout();
         if self.timer.as_ref().map(|t| t.at) != due {
-            // Cancel the old timer before starting the new one: the host keeps one per connection.
-            self.timer = None;
+            // Each timer owns its own host timer: the new one starts, then the old one is
+            // cancelled (only it) as it is replaced.
             self.timer = due.map(|at| Timer::start(self.id, at));
         }
     }

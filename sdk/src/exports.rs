@@ -2,9 +2,12 @@
 //! reused, so a late callback for a freed connection finds nothing). Strings come in as buffers
 //! the host filled after [`alloc`]; the export takes them over and frees them.
 //!
-//! No export is ever re-entered (the host dispatches events only after an export returned), so
-//! the table's `RefCell` is never contended; `try_borrow_mut` makes a violation a no-op instead
-//! of a trap.
+//! The table is borrowed only to take a connection out and to put it back, never while the
+//! connection calls out to the host: an exception thrown through the instance (an import that
+//! throws despite the host's guard, or a trap) then costs at most the connection it happened in,
+//! never the table, and every other connection keeps working. No export is ever re-entered (the
+//! host dispatches events only after an export returned); should one be, it finds its connection
+//! out of the table and does nothing.
 
 use crate::conn::Conn;
 use crate::host;
@@ -13,7 +16,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 use roomcast_protocol::client::backoff::Backoff;
-use roomcast_protocol::client::{ClientConfig, QueueError, Resumed};
+use roomcast_protocol::client::{abi, ClientConfig, QueueError, Resumed, Welcome};
 
 struct Table(RefCell<Vec<Conn>>);
 // SAFETY: wasm32-unknown-unknown without the atomics feature runs one thread.
@@ -21,12 +24,27 @@ unsafe impl Sync for Table {}
 
 static CONNS: Table = Table(RefCell::new(Vec::new()));
 
-fn with(id: u32, f: impl FnOnce(&mut Conn)) {
-    let Ok(mut conns) = CONNS.0.try_borrow_mut() else { return };
-    if let Some(conn) = conns.iter_mut().find(|c| c.id == id) {
-        f(conn);
-        conn.pump();
+/// Takes connection `id` out of the table (the borrow ends before this returns).
+fn take_out(id: u32) -> Option<Conn> {
+    let mut conns = CONNS.0.try_borrow_mut().ok()?;
+    let i = conns.iter().position(|c| c.id == id)?;
+    Some(conns.swap_remove(i))
+}
+
+fn put_back(conn: Conn) {
+    if let Ok(mut conns) = CONNS.0.try_borrow_mut() {
+        conns.push(conn);
     }
+}
+
+/// Runs `f` on connection `id` and carries out what it caused, with the connection out of the
+/// table meanwhile; `R::default()` if there is no such connection.
+fn with<R: Default>(id: u32, f: impl FnOnce(&mut Conn) -> R) -> R {
+    let Some(mut conn) = take_out(id) else { return R::default() };
+    let result = f(&mut conn);
+    conn.pump();
+    put_back(conn);
+    result
 }
 
 /// A buffer of `len` bytes for the host to write a string into.
@@ -44,13 +62,15 @@ unsafe fn take(ptr: *mut u8, len: usize) -> String {
     String::from_utf8_unchecked(bytes.into_vec())
 }
 
-/// A setting from JavaScript: a finite, non-negative number, or the default.
+/// A number from JavaScript that may be absent: `None` for NaN (undefined, not a number) or a
+/// negative one; `Infinity` is `u64::MAX` (casts saturate).
+fn optional(v: f64) -> Option<u64> {
+    (v >= 0.0).then_some(v as u64)
+}
+
+/// A setting from JavaScript: a non-negative number, or the default.
 fn setting(v: f64, default: u64) -> u64 {
-    if v.is_finite() && v >= 0.0 {
-        v as u64
-    } else {
-        default
-    }
+    optional(v).unwrap_or(default)
 }
 
 /// Creates connection `id` and starts it. Settings the app left out arrive as NaN.
@@ -69,6 +89,7 @@ pub extern "C" fn conn_new(
     ping_interval: f64,
     pong_timeout: f64,
     queue_max: f64,
+    max_token_failures: f64,
 ) {
     let d = ClientConfig::default();
     let config = ClientConfig {
@@ -83,38 +104,49 @@ pub extern "C" fn conn_new(
         ping_interval_ms: setting(ping_interval, d.ping_interval_ms),
         pong_timeout_ms: setting(pong_timeout, d.pong_timeout_ms),
         queue_max: setting(queue_max, d.queue_max as u64) as usize,
+        max_token_failures: setting(max_token_failures, d.max_token_failures.into()).min(u32::MAX.into()) as u32,
     };
-    let conn = Conn::start(id, config, setting(seed, 0), fetches_token != 0);
-    if let Ok(mut conns) = CONNS.0.try_borrow_mut() {
-        conns.push(conn);
-    }
+    put_back(Conn::start(id, config, setting(seed, 0), fetches_token != 0));
 }
 
-/// Drops a connection and everything it holds (after its `closed` status, or on `close()`).
+/// Drops a connection and everything it holds (after its `closed` status, or on `close()`); the
+/// handles release their resources after the connection left the table.
 #[no_mangle]
 pub extern "C" fn conn_free(id: u32) {
-    let Ok(mut conns) = CONNS.0.try_borrow_mut() else { return };
-    conns.retain(|c| c.id != id);
+    drop(take_out(id));
 }
 
 /// The token function's result is ready (`ok`), or it failed. The host keeps the token: it
 /// connects with it and puts it in `refresh` frames.
 #[no_mangle]
 pub extern "C" fn conn_token(id: u32, ok: u32) {
-    with(id, |c| c.client.handle_token(ok != 0, host::now()));
+    with(id, |c| c.client.handle_token(ok != 0, c.now()));
 }
 
 /// A `refreshed` frame: the room took the fresh token, which expires at `expires` (ms).
 #[no_mangle]
 pub extern "C" fn conn_refreshed(id: u32, expires: f64) {
-    with(id, |c| c.client.handle_refreshed(setting(expires, 0), host::now()));
+    with(id, |c| c.client.handle_refreshed(setting(expires, 0), c.now()));
 }
 
-/// A `welcome` frame. `resumed`: 0 no resume asked, 1 recovered, 2 not (with `reason`).
-/// `expires`: when the connection's token expires (ms), negative when the frame has none.
+/// A `welcome` frame. `resumed`: 0 no resume asked, 1 recovered, 2 not (with `reason`), as
+/// [`abi::RESUMED`] numbers them. `expires` (when the connection's token expires),
+/// `ping_interval` (`heartbeat.interval`) and `max_frame` (`limits.maxFrameBytes`): NaN or
+/// negative when the frame has none.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn conn_welcome(id: u32, epoch: *mut u8, epoch_len: usize, seq: f64, resumed: u32, reason: *mut u8, reason_len: usize, expires: f64) {
+pub unsafe extern "C" fn conn_welcome(
+    id: u32,
+    epoch: *mut u8,
+    epoch_len: usize,
+    seq: f64,
+    resumed: u32,
+    reason: *mut u8,
+    reason_len: usize,
+    expires: f64,
+    ping_interval: f64,
+    max_frame: f64,
+) {
     let epoch = take(epoch, epoch_len);
     let reason = take(reason, reason_len);
     let resumed = match resumed {
@@ -122,17 +154,22 @@ pub unsafe extern "C" fn conn_welcome(id: u32, epoch: *mut u8, epoch_len: usize,
         1 => Some(Resumed::Recovered),
         _ => Some(Resumed::NotRecovered(reason)),
     };
-    let expires = (expires >= 0.0).then(|| setting(expires, 0));
-    with(id, |c| c.client.handle_welcome(&epoch, setting(seq, 0), resumed, expires, host::now()));
+    let welcome = Welcome {
+        epoch: &epoch,
+        seq: setting(seq, 0),
+        resumed,
+        expires: optional(expires),
+        ping_interval: optional(ping_interval),
+        max_frame_bytes: optional(max_frame),
+    };
+    with(id, |c| c.client.handle_welcome_frame(welcome, c.now()));
 }
 
 /// A `message` frame with `seq`: 1 to deliver it, 0 not to (a replayed duplicate, or a seq out of
 /// order, which the machine reports and resumes from).
 #[no_mangle]
 pub extern "C" fn conn_message(id: u32, seq: f64) -> u32 {
-    let mut deliver = false;
-    with(id, |c| deliver = c.client.handle_message(setting(seq, 0), host::now()));
-    deliver.into()
+    with(id, |c| c.client.handle_message(setting(seq, 0), c.now())).into()
 }
 
 /// An `ack` frame (`seq < 0`: none) or an `error` frame for one of our ids (`code` non-empty).
@@ -142,7 +179,7 @@ pub unsafe extern "C" fn conn_settled(id: u32, msg: *mut u8, msg_len: usize, seq
     let code = take(code, code_len);
     with(id, |c| {
         if code.is_empty() {
-            c.client.handle_ack(&msg, (seq >= 0.0).then(|| setting(seq, 0)), host::now());
+            c.client.handle_ack(&msg, optional(seq), c.now());
         } else {
             c.client.handle_error(&msg, &code);
         }
@@ -154,32 +191,32 @@ pub extern "C" fn conn_pong(id: u32) {
     with(id, |c| c.client.handle_pong());
 }
 
-/// The socket closed (or failed to open).
+/// Socket `socket` of the connection closed (or failed to open).
 #[no_mangle]
-pub unsafe extern "C" fn conn_closed(id: u32, code: u32, reason: *mut u8, reason_len: usize) {
+pub unsafe extern "C" fn conn_closed(id: u32, socket: u32, code: u32, reason: *mut u8, reason_len: usize) {
     let reason = take(reason, reason_len);
-    with(id, |c| c.client.handle_close(code.min(u16::MAX.into()) as u16, &reason, host::now()));
+    with(id, |c| c.on_closed(socket, code.min(u16::MAX.into()) as u16, &reason));
 }
 
+/// Timer `timer` of the connection fired.
 #[no_mangle]
-pub extern "C" fn conn_timer(id: u32) {
-    with(id, Conn::on_timer);
+pub extern "C" fn conn_timer(id: u32, timer: u32) {
+    with(id, |c| c.on_timer(timer));
 }
 
 /// Back online, or the page visible again.
 #[no_mangle]
 pub extern "C" fn conn_wake(id: u32) {
-    with(id, |c| c.client.handle_wake(host::now()));
+    with(id, |c| c.client.handle_wake(c.now()));
 }
 
-/// Queues a publish of JSON text. Returns 0 and gives the id (see `host::give`), or why not:
-/// 1 the queue is full, 2 closed, 3 offline (direct messages only).
+/// Queues a publish of JSON text. Returns 0 and gives the id (see `host::give`), or why not (a
+/// [`abi::QUEUE_FAILURES`] number: the queue is full, closed, offline (direct messages only), or
+/// the frame is over the room's limit).
 #[no_mangle]
 pub unsafe extern "C" fn conn_publish(id: u32, data: *mut u8, data_len: usize) -> u32 {
     let data = take(data, data_len);
-    let mut result = Err(QueueError::Closed);
-    with(id, |c| result = c.client.publish(&data));
-    settle(result)
+    settle(with(id, |c| Some(c.client.publish(&data))))
 }
 
 /// Sends a direct message; `to` is `{"user":…}` or `{"clientId":…}`. Returns like `conn_publish`.
@@ -187,20 +224,17 @@ pub unsafe extern "C" fn conn_publish(id: u32, data: *mut u8, data_len: usize) -
 pub unsafe extern "C" fn conn_send_to(id: u32, to: *mut u8, to_len: usize, data: *mut u8, data_len: usize) -> u32 {
     let to = take(to, to_len);
     let data = take(data, data_len);
-    let mut result = Err(QueueError::Closed);
-    with(id, |c| result = c.client.direct(&to, &data));
-    settle(result)
+    settle(with(id, |c| Some(c.client.direct(&to, &data))))
 }
 
-fn settle(result: Result<String, QueueError>) -> u32 {
-    match result {
+/// `None`: no such connection (closed and freed).
+fn settle(result: Option<Result<String, QueueError>>) -> u32 {
+    match result.unwrap_or(Err(QueueError::Closed)) {
         Ok(id) => {
             host::give(&id);
             0
         }
-        Err(QueueError::Full) => 1,
-        Err(QueueError::Closed) => 2,
-        Err(QueueError::Offline) => 3,
+        Err(e) => abi::queue_failure_code(e),
     }
 }
 
@@ -211,7 +245,5 @@ pub extern "C" fn conn_close(id: u32) {
 
 #[no_mangle]
 pub extern "C" fn conn_last_seq(id: u32) -> f64 {
-    let mut seq = 0.0;
-    with(id, |c| seq = c.client.last_seq() as f64);
-    seq
+    with(id, |c| c.client.last_seq() as f64)
 }

@@ -7,11 +7,12 @@
 //! and wasm-bindgen's closures and generated glue alone took more than that (sdk/README.md).
 //!
 //! The browser resources are still Rust values that release on drop ([`host::Socket`],
-//! [`host::Timer`], [`host::WakeListeners`]), so a connection that closes drops them and leaves
-//! nothing running.
+//! [`host::Timer`], [`host::WakeListeners`]), each holding the host's id for that one resource,
+//! so a connection that closes drops them and leaves nothing running.
 //!
 //! Natively (in `cargo test` of the workspace) the crate is empty: the state machine is tested in
-//! `roomcast-protocol`, and this bridge end to end in Chromium (tests/e2e/sdk.test.mjs).
+//! `roomcast-protocol`, this bridge through its raw imports and exports and with host.js in Node
+//! (sdk/test/), and end to end in Chromium (tests/e2e/sdk.test.mjs).
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 

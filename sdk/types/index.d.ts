@@ -2,10 +2,34 @@
 
 export type State = "connecting" | "open" | "reconnecting" | "closed";
 
+/**
+ * A clock for the `clock` option: time and timers, all three. Tests pass a fake one (see
+ * sdk/test/fakes.mjs); the default is the platform's `Date.now`, `setTimeout` and `clearTimeout`.
+ */
+export interface Clock {
+  /** Milliseconds since the Unix epoch. */
+  now(): number;
+  setTimeout(callback: () => void, ms: number): unknown;
+  clearTimeout(handle: any): void;
+}
+
+/** What the SDK needs of a WebSocket class: the browser's, or the `ws` package's on Node 20. */
+export interface WebSocketLike {
+  readonly readyState: number;
+  // (`any` events, so both the DOM's and the ws package's handler types fit)
+  onmessage: ((event: any) => void) | null;
+  onclose: ((event: any) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+
 export interface ConnectOptions {
   /** The edge's base URL, e.g. "https://rooms.example.com" or "ws://127.0.0.1:8787". */
   url: string;
-  /** The room name: 1-128 of A-Z a-z 0-9 _ - . : */
+  /**
+   * The room name: 1-128 of A-Z a-z 0-9 _ - . : (the server's rule). Anything else makes
+   * connect() throw a TypeError before anything is opened.
+   */
   room: string;
   /**
    * A token, or a function returning one (or a Promise of one). A function is called before every
@@ -13,9 +37,20 @@ export interface ConnectOptions {
    * room on the open connection (a `refresh` frame), so the connection is not closed at expiry.
    * A fixed string cannot be refreshed: at expiry the room closes the connection (4002) and the
    * reconnect is refused (4401).
+   *
+   * A function that throws, rejects, resolves to something that is not a string, or does not
+   * answer within `connectTimeoutMs` has failed: an `error` event (`token_failed`, with what it
+   * threw, or what it returned, as `cause`), and the attempt is retried with backoff. After
+   * `maxTokenFailures` failures in a row the room closes for good (status `closed`, code 4000,
+   * "token fetch failed too many times in a row"). A failed refresh of an open connection is an
+   * `error` event too but does not count: it is retried while the token is valid.
    */
   token?: string | (() => string | Promise<string>);
-  /** Stable across reconnects (default: random per connect()). 1-64 of A-Z a-z 0-9 _ - */
+  /**
+   * Stable across reconnects (default: random per connect()). 1-64 of A-Z a-z 0-9 _ - (else
+   * connect() throws a TypeError). Use one per tab: with echo off the room holds back messages
+   * by client id, so two tabs sharing one would miss each other's messages on resume.
+   */
   clientId?: string;
   /**
    * Also receive your own publishes as `message` events (default false). Off, messages whose
@@ -23,7 +58,10 @@ export interface ConnectOptions {
    * still move `lastSeq` on.
    */
   echo?: boolean;
-  /** Backoff window of the first retry, in ms (default 500). Attempt n waits uniformly in [0, min(max, min × factor^n)]. */
+  /**
+   * The shortest wait before a retry, in ms (default 500): a true minimum. Attempt n waits
+   * uniformly in [min, min(max, min × factor^n)].
+   */
   minReconnectDelayMs?: number;
   /** Largest backoff window (default 30000). */
   maxReconnectDelayMs?: number;
@@ -35,14 +73,26 @@ export interface ConnectOptions {
   minUptimeMs?: number;
   /** Time allowed from an attempt to the server's welcome (default 10000). */
   connectTimeoutMs?: number;
-  /** Heartbeat ping interval (default 20000). */
+  /**
+   * Heartbeat ping interval (default 20000). Once open, the SDK pings every min(this, the
+   * welcome's `heartbeat.interval`), so it never pings less often than the room expects.
+   */
   pingIntervalMs?: number;
   /** A pong later than this marks the connection dead (default 10000). */
   pongTimeoutMs?: number;
   /** Most unacknowledged publishes kept while offline (default 1000); beyond, publish() rejects. */
   queueMax?: number;
+  /** Failed token fetches in a row before the room closes for good (default 5; Infinity: never). */
+  maxTokenFailures?: number;
   /** Seed for the jitter and message ids (default random). */
   seed?: number;
+  /**
+   * The WebSocket class (default: the global `WebSocket`). Node 20 has none without
+   * `--experimental-websocket`: pass the `ws` package's (`import { WebSocket } from "ws"`).
+   */
+  WebSocket?: new (url: string, protocols: string[]) => WebSocketLike;
+  /** Time and timers (default: the platform's). */
+  clock?: Clock;
 }
 
 export interface Message<T = unknown> {
@@ -75,13 +125,19 @@ export interface StatusEvent {
   /** Until the next attempt (reconnecting). */
   delayMs: number;
   /**
-   * The close code behind the change (0 if none). 4400-4499 are final (the state is `closed`):
-   * 4400 bad request, 4401 unauthorized, 4403 forbidden, 4409 room full, 4410 too many
-   * connections for this user, 4411 removed from the room, 4412 client id belongs to another
-   * user. Others are retried: 4000 going away (also the SDK's own reason for dropping a connection
-   * whose messages arrived out of order, or that never got its welcome), 4001 heartbeat timeout,
-   * 4002 token expired (the retry fetches a fresh token from a token function), 4029 rate limited
-   * or read budget exceeded.
+   * The close code behind the change (0 if none), one table for the server, the SDK's wasm and
+   * this layer (protocol/src/close.rs). 4400-4499 are final (the state is `closed`):
+   * 4400 bad request (the edge's message says what: room name, query, …), 4401 unauthorized,
+   * 4403 forbidden, 4409 room full, 4410 too many connections for this user, 4411 removed from
+   * the room, 4412 client id belongs to another user.
+   * Retried with backoff: 4001 heartbeat timeout (the room heard nothing from this client),
+   * 4002 token expired (the retry fetches a fresh token from a token function), 4029 too many
+   * errors, rate limited, or read budget exceeded; retry later; and the standard 1001 going
+   * away, 1006 connection lost, 1009 message too big. 1000 client closed: `close()`.
+   * 4000 is the SDK's own, never sent by a server: retried after a connect timeout, heartbeat
+   * missed (no pong), message out of order, or token fetch failed; final (`closed`) after token
+   * fetch failed too many times in a row, or when the WebSocket could not be created.
+   * `reason` is the server's close reason, or the table's when it sent none.
    */
   code: number;
   reason: string;
@@ -107,20 +163,27 @@ export interface DirectEvent<T = unknown> {
 
 /**
  * Something the app should know that no promise carries. Nothing is lost by any of them: the SDK
- * goes on delivering the room's messages, in order, each once. `code`:
+ * goes on delivering the room's messages, in order, each once. Frames of types the SDK does not
+ * know are ignored silently (forward compatibility), not reported. `code`:
  * - "out_of_order": a message (or a publish's ack) claimed seq `received` when `expected` was
  *   next. It was not delivered; the SDK dropped the connection and resumes from `expected - 1`,
  *   so the room replays whatever is really missing (status `reconnecting`, code 4000).
- * - "bad_frame": a line from the server that is not JSON, or not a frame of a known type and
- *   shape (`frame`: its first 200 characters). It was ignored.
+ * - "bad_frame": a line from the server that is not JSON, not a frame, or a frame of a known type
+ *   with the wrong shape (`frame`: its first 200 characters). It was ignored.
  * - a server `error` frame that answers no pending call (`message` is the server's; `id` when it
  *   names one): "unauthorized" or "forbidden" when the room refused a refreshed token (the
  *   connection keeps its old token until it expires, then reconnects with a fresh one),
  *   "rate_limited", "bad_frame", … (docs/PROTOCOL.md lists them).
+ * - "token_failed": the token function threw, rejected or returned no string (`cause`: what it
+ *   threw or returned). See ConnectOptions.token for what follows.
+ * - "host_error": the WebSocket (or the clock) threw (`cause`); the SDK went on. A WebSocket
+ *   that cannot even be created closes the room (4000).
  */
 export interface ErrorEvent {
-  code: "out_of_order" | "bad_frame" | "unauthorized" | "forbidden" | "rate_limited" | (string & {});
+  code: "out_of_order" | "bad_frame" | "token_failed" | "host_error" | "unauthorized" | "forbidden" | "rate_limited" | (string & {});
   message?: string;
+  /** token_failed, host_error: what the app's token function or the WebSocket threw (or returned). */
+  cause?: unknown;
   /** The message id a server error names. */
   id?: string;
   /** out_of_order: the seq that was next. */
@@ -140,9 +203,25 @@ export interface Events {
   error: ErrorEvent;
 }
 
+/**
+ * Why `publish()` or `sendTo()` rejected. `message` is the server's when it refused the call.
+ * The class keeps its name (`RoomcastError`) in the minified package.
+ */
 export declare class RoomcastError extends Error {
-  /** "queue_full" | "closed" | "offline" | a server error code ("forbidden", "rate_limited", …) */
-  code: string;
+  /**
+   * A server error code ("forbidden", "rate_limited", "too_large", "no_recipient", …), or the
+   * SDK's: "too_large" (over the room's frame limit, `limits.maxFrameBytes` or 65536 before the
+   * first welcome: refused before it was sent), "queue_full", "offline" (sendTo while not open),
+   * "disconnected" (a direct message whose connection dropped before the room answered: it may
+   * or may not have been delivered), "closed" (the room closed: `closeCode` says how).
+   */
+  code: "too_large" | "queue_full" | "offline" | "disconnected" | "closed" | (string & {});
+  /** The close code when the room closed ("closed"), see StatusEvent.code. */
+  closeCode?: number;
+  /** The message id the server named. */
+  id?: string;
+  /** Closed by the SDK itself (closeCode 4000): what the token function or the WebSocket threw. */
+  cause?: unknown;
 }
 
 export interface Room {
@@ -151,9 +230,13 @@ export interface Room {
   /** The last seq seen (delivered, acknowledged, or an own message skipped with echo off). */
   readonly lastSeq: number;
   on<E extends keyof Events>(event: E, handler: (payload: Events[E]) => void): () => void;
-  /** Resolves with the message's seq once the server stored it; queued while offline. */
+  /**
+   * Resolves with the message's seq once the server stored it; queued while offline. Every call
+   * settles: it rejects (RoomcastError) when the room refuses it (never resent), when it is over
+   * the room's frame limit (never sent), when the queue is full, or when the room closes.
+   */
   publish(data: unknown): Promise<number>;
-  /** A direct message to one client id, or to every connection of a user. Not queued. */
+  /** A direct message to one client id, or to every connection of a user. Not queued or resent. */
   sendTo(target: { user: string } | { clientId: string }, data: unknown): Promise<void>;
   members(): Member[];
   /** Closes for good: no timers, no reconnects; pending publishes reject with "closed". */

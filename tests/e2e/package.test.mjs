@@ -35,7 +35,7 @@ test("the wasm and its JS glue fit the 13 KiB gzipped budget", () => {
 
 test("the packed package type-checks with tsc", () => {
   writeFileSync(join(project, "check.ts"), `
-import { connect, type ErrorEvent, type GapEvent, type Message, type StatusEvent } from "roomcast";
+import { connect, RoomcastError, type Clock, type ErrorEvent, type GapEvent, type Message, type StatusEvent } from "roomcast";
 const room = connect({ url: "wss://example.com", room: "chat:lobby", token: async () => "t", echo: true, pingIntervalMs: 5000 });
 const off: () => void = room.on("message", (m: Message) => console.log(m.seq, m.data));
 room.on("status", (s: StatusEvent) => s.state === "reconnecting" && console.log(s.delayMs));
@@ -49,7 +49,19 @@ const seq: Promise<number> = room.publish({ text: "hi" });
 void room.sendTo({ user: "bob" }, 1);
 const n: number = room.lastSeq;
 off(); room.close(); void seq; void n;
+// issue #14: injectable WebSocket and clock, the token failure bound, errors that say why
+const clock: Clock = { now: () => Date.now(), setTimeout: (f, ms) => setTimeout(f, ms), clearTimeout: (t) => clearTimeout(t) };
+const node = connect({ url: "wss://example.com", room: "r", WebSocket, clock, maxTokenFailures: Infinity, minReconnectDelayMs: 1000 });
+node.on("error", (e) => { if (e.code === "token_failed" || e.code === "host_error") console.log(e.cause); });
+node.publish(1).catch((e: unknown) => {
+  if (e instanceof RoomcastError) {
+    const code: string = e.code;
+    const close: number | undefined = e.closeCode;
+    console.log(code, close, e.message, e.id, e.cause);
+  }
+});
 `);
+  writeFileSync(join(project, "bad-clock.ts"), `import { connect } from "roomcast";\nconnect({ url: "u", room: "r", clock: { now: () => 0 } });\n`);
   writeFileSync(join(project, "bad.ts"), `import { connect } from "roomcast";\nconnect({ room: "x" });\n`);
   const tsc = join(ROOT, "node_modules", ".bin", "tsc");
   const flags = ["--noEmit", "--strict", "--module", "esnext", "--moduleResolution", "bundler", "--target", "es2022", "--lib", "es2022,dom"];
@@ -58,6 +70,11 @@ off(); room.close(); void seq; void n;
   assert.throws(
     () => execFileSync(tsc, [...flags, "bad.ts"], { cwd: project, encoding: "utf8", stdio: "pipe" }),
     (e) => /Property 'url' is missing/.test(e.stdout),
+  );
+  // a clock must have all three members
+  assert.throws(
+    () => execFileSync(tsc, [...flags, "bad-clock.ts"], { cwd: project, encoding: "utf8", stdio: "pipe" }),
+    (e) => /setTimeout/.test(e.stdout),
   );
 });
 

@@ -2,10 +2,11 @@
 // the protocol and sends exactly what each test tells it to, including what the real room never
 // sends any more (frames that claim a future seq, lines that are not JSON, frames of the wrong
 // shape). The SDK must report every frame it cannot trust as an `error` (or a `gap`) and go on
-// delivering the room's real messages, in order, each once.
+// delivering the room's real messages, in order, each once. The SDK runs on the `ws` package's
+// WebSocket, passed as an option, as a Node 20 app would (no --experimental-websocket needed).
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { WebSocketServer } from "ws";
+import { WebSocket, WebSocketServer } from "ws";
 import { until } from "../harness.mjs";
 
 let connect;
@@ -57,7 +58,7 @@ const welcome = (seq, more = {}) => ({ type: "welcome", epoch: "e1", seq, client
 
 /** Connects the package to `url` and records its events. */
 function open(url, options = {}) {
-  const room = connect({ url, room: "fake", clientId: ME, minReconnectDelayMs: 10, maxReconnectDelayMs: 50, pingIntervalMs: 600_000, ...options });
+  const room = connect({ url, room: "fake", clientId: ME, WebSocket, minReconnectDelayMs: 10, maxReconnectDelayMs: 50, pingIntervalMs: 600_000, ...options });
   const log = { message: [], error: [], status: [], gap: [] };
   for (const e of Object.keys(log)) room.on(e, (p) => log[e].push(p));
   return { room, log };
@@ -74,7 +75,8 @@ test("a frame claiming a future seq and lines that are not frames are errors; re
   c1.send(welcome(3));
   c1.send(message(4));
   await until(() => log.message.length === 1, { what: "message 4" });
-  // lines that are not frames the SDK can act on: each one an error, the connection stays
+  // lines that are not frames the SDK can act on: each one an error, the connection stays; a frame
+  // of a type the SDK does not know is ignored silently (forward compatibility)
   c1.send("this is not json");
   c1.send({ type: "message", seq: "5", from: "other", user: "u-other", data: 0 });
   c1.send({ type: "surprise" });
@@ -95,10 +97,10 @@ test("a frame claiming a future seq and lines that are not frames are errors; re
   assert.ok(log.message.every((m) => m.from === "other"));
   assert.equal(room.lastSeq, 8, "the own message still moved lastSeq on");
   const errors = log.error.map((e) => [e.code, e.message]);
-  assert.deepEqual(errors.slice(0, 3), [["bad_frame", "not JSON"], ["bad_frame", "invalid message frame"], ["bad_frame", "unknown frame type surprise"]]);
+  assert.deepEqual(errors.slice(0, 2), [["bad_frame", "not JSON"], ["bad_frame", "invalid message frame"]]);
   assert.equal(log.error[0].frame, "this is not json");
-  assert.deepEqual(log.error.slice(3).map(({ code, expected, received }) => ({ code, expected, received })), [{ code: "out_of_order", expected: 6, received: 999_999 }]);
-  assert.equal(log.error.length, 4);
+  assert.deepEqual(log.error.slice(2).map(({ code, expected, received }) => ({ code, expected, received })), [{ code: "out_of_order", expected: 6, received: 999_999 }]);
+  assert.equal(log.error.length, 3, "nothing for the unknown type");
   assert.deepEqual(log.status.map((s) => [s.state, s.code, s.reason]),
     [["connecting", 0, ""], ["open", 0, ""], ["reconnecting", 4000, "message out of order"], ["open", 0, ""]]);
   assert.deepEqual(log.gap, []);
@@ -168,3 +170,37 @@ for (const [code, reason] of [[4410, "too many connections for this user"], [441
     assert.deepEqual(room._resources(), [0, 0, 0], "no socket, timer or listener left");
   });
 }
+
+test("a publish the room refuses is rejected with the room's code and message and never resent after a reconnect", async () => {
+  const { room } = open(server.url);
+  const c1 = await server.next();
+  c1.send(welcome(0));
+  await until(() => room.state === "open", { what: "open" });
+  const refused = room.publish("refused").then(() => null, (e) => e);
+  const kept = room.publish("kept");
+  await until(() => c1.frames.filter((f) => f.type === "publish").length === 2, { what: "two publishes" });
+  const [a, b] = c1.frames.filter((f) => f.type === "publish");
+  c1.send({ type: "error", id: a.id, code: "rate_limited", message: "too many messages per second; slow down" });
+  const e = await refused;
+  assert.deepEqual([e?.name, e?.code, e?.message], ["RoomcastError", "rate_limited", "too many messages per second; slow down"]);
+  c1.ws.close(4029, "too many errors");
+  const c2 = await server.next();
+  c2.send(welcome(0, { resume: { status: "recovered", replayed: 0 } }));
+  await until(() => c2.frames.some((f) => f.type === "publish"), { what: "the resent publish" });
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(c2.frames.filter((f) => f.type === "publish").map((f) => f.id), [b.id], "only the unanswered one is resent");
+  c2.send({ type: "ack", id: b.id, seq: 1 });
+  assert.equal(await kept, 1);
+  room.close();
+});
+
+test("close code 4400 is final and says why: the edge's reason, or the table's", async () => {
+  for (const [reason, shown] of [["room name may only contain A-Z a-z 0-9 _ - . :", "room name may only contain A-Z a-z 0-9 _ - . :"], ["", "bad request"]]) {
+    const { room, log } = open(server.url);
+    const c1 = await server.next();
+    c1.ws.close(4400, reason);
+    await until(() => room.state === "closed", { what: "closed" });
+    assert.deepEqual([log.status.at(-1).code, log.status.at(-1).reason], [4400, shown]);
+    assert.deepEqual(room._resources(), [0, 0, 0]);
+  }
+});

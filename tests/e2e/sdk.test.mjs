@@ -133,7 +133,8 @@ test("a connection that stops answering pings is declared dead and replaced", as
     await page.waitForFunction(() => window.log.status.some((s) => s.state === "reconnecting"));
     const detectedAfter = Date.now() - stalledAt;
     const reason = await page.evaluate(() => window.log.status.find((s) => s.state === "reconnecting"));
-    assert.equal(reason.code, 4001);
+    // the SDK's own code (4000): the room did not close it, the SDK found it dead
+    assert.deepEqual([reason.code, reason.reason], [4000, "heartbeat missed"]);
     // ping interval + pong timeout, plus timer slack
     assert.ok(detectedAfter <= FAST.pingIntervalMs + FAST.pongTimeoutMs + 1000, `detected after ${detectedAfter} ms`);
     await page.waitForFunction(() => window.room.state === "open");
@@ -312,4 +313,82 @@ test("token lifetime: a token function refreshes an expiring token on the open c
   assert.deepEqual(rhea.error, []);
   assert.equal(typeof await page.evaluate(() => window.rooms.rhea.r.publish("still here")), "number");
   await page.close();
+});
+
+// ---- issue #14: every call settles, every refusal reaches the app with its reason ---------------
+
+test("publish refusals reach the app: over the frame limit locally (never sent), and the room's own with its code and message", async () => {
+  const room = roomName("sdk-refusals");
+  const page = await blankPage();
+  const writer = token("wanda", { [room]: ALL_RIGHTS });
+  const viewer = token("vic", { [room]: ["subscribe", "presence"] });
+  const result = await page.evaluate(async ({ url, room, writer, viewer }) => {
+    const settle = (p) => p.then((seq) => ({ seq }), (e) => ({ name: e.name, code: e.code, message: e.message, isError: e instanceof window.roomcast.RoomcastError }));
+    const w = window.roomcast.connect({ url, room, token: writer });
+    const big = await settle(w.publish("x".repeat(70_000)));
+    const small = await settle(w.publish("fits"));
+    const v = window.roomcast.connect({ url, room, token: viewer });
+    const refused = await settle(v.publish("not allowed"));
+    const states = [w.state, v.state];
+    w.close();
+    v.close();
+    return { big, small, refused, states };
+  }, { url: edge.wsUrl, room, writer, viewer });
+  assert.deepEqual(result.big, { name: "RoomcastError", code: "too_large", message: "the message is larger than the room's frame limit (65536 bytes); it was not sent", isError: true });
+  assert.deepEqual(result.small, { seq: 1 }, "the big one was never stored (nor sent: the connection had no strike)");
+  const { message, ...refused } = result.refused;
+  assert.deepEqual(refused, { name: "RoomcastError", code: "forbidden", isError: true });
+  assert.match(message, /token may not/, "the room's own message, not just the code");
+  assert.deepEqual(result.states, ["open", "open"]);
+  const history = await api(edge, "GET", `/rooms/${room}/history?since=0`);
+  assert.deepEqual(history.json.messages.map((m) => m.data), ["fits"]);
+  await page.close();
+});
+
+test("a room name the server would refuse throws a TypeError at connect(); nothing is opened", async () => {
+  const page = await blankPage();
+  const result = await page.evaluate(({ url }) => {
+    window.attempts = 0;
+    const Native = window.WebSocket;
+    window.WebSocket = class extends Native { constructor(...a) { super(...a); window.attempts++; } };
+    return ["has space", "a/b", "caf\u00e9", "x".repeat(129)].map((room) => {
+      try {
+        window.roomcast.connect({ url, room, token: "t" });
+        return "connected";
+      } catch (e) {
+        return `${e.name}: ${e.message}`;
+      }
+    });
+  }, { url: edge.wsUrl });
+  for (const r of result) assert.match(r, /^TypeError: roomcast: invalid room name .*1-128 characters of A-Z a-z 0-9 _ - \. :$/);
+  await page.evaluate(() => new Promise((r) => setTimeout(r, 0)));
+  assert.equal(await page.evaluate(() => window.attempts), 0);
+  await page.close();
+});
+
+test("the welcome's liveness contract and limits: the SDK pings as often as the room asks and refuses frames over its limit", { timeout: 90_000 }, async () => {
+  // HEARTBEAT_TIMEOUT_MS 6 s: the welcome asks for a ping every 2 s. The SDK's own interval (the
+  // default 20 s) would let the room close it with 4001 at 6-9 s.
+  const strict = await startEdge({ vars: { HEARTBEAT_TIMEOUT_MS: "6000", MAX_FRAME_BYTES: "2048" } });
+  try {
+    const room = roomName("sdk-contract");
+    const page = await blankPage();
+    const t = token("lena", { [room]: ALL_RIGHTS });
+    await page.evaluate(({ url, room, t }) => {
+      window.statuses = [];
+      window.room = window.roomcast.connect({ url, room, token: t });
+      window.room.on("status", (s) => window.statuses.push(s));
+    }, { url: strict.wsUrl, room, t });
+    await page.waitForFunction(() => window.room.state === "open");
+    // two timeouts: silent, it would have been closed by now
+    await new Promise((r) => setTimeout(r, 12_000));
+    assert.deepEqual(await page.evaluate(() => window.statuses.map((s) => [s.state, s.code])), [["connecting", 0], ["open", 0]], "never closed for silence");
+    const big = await page.evaluate(() => window.room.publish("y".repeat(3_000)).then(() => "stored", (e) => `${e.code}: ${e.message}`));
+    assert.equal(big, "too_large: the message is larger than the room's frame limit (2048 bytes); it was not sent");
+    assert.equal(await page.evaluate(() => window.room.publish("small")), 1);
+    await page.evaluate(() => window.room.close());
+    await page.close();
+  } finally {
+    await strict.stop();
+  }
 });

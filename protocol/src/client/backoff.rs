@@ -1,7 +1,8 @@
-//! Reconnect delays: exponential backoff with full jitter, from a seeded generator so tests are
+//! Reconnect delays: exponential backoff with jitter, from a seeded generator so tests are
 //! deterministic. Attempt `n` (1, 2, …) waits a uniformly random time in
-//! `[0, min(max_ms, min_ms × factor^n)]`: spreading even the first retry over a window is what
-//! keeps a thousand clients cut off at once from coming back at once.
+//! `[min_ms, min(max_ms, min_ms × factor^n)]`: `min_ms` is a true minimum (no attempt comes
+//! sooner), and spreading even the first retry over a window is what keeps a thousand clients cut
+//! off at once from coming back at once.
 
 /// SplitMix64: tiny, fast, and good enough to spread reconnects; not for secrets.
 #[derive(Debug, Clone)]
@@ -59,10 +60,13 @@ impl Backoff {
         }
     }
 
+    /// The delay before attempt `attempt`: `min_ms` plus a uniform jitter over the rest of the
+    /// window (the cap without jitter). Never below `min_ms`, unless `max_ms` is lower still.
     pub fn delay(&self, attempt: u32, rng: &mut Rng) -> u64 {
         let cap = self.cap(attempt);
         if self.jitter {
-            rng.up_to(cap)
+            let floor = self.min_ms.min(cap);
+            floor + rng.up_to(cap - floor)
         } else {
             cap
         }
@@ -97,13 +101,15 @@ mod tests {
     }
 
     proptest! {
-        /// Every delay lies within the full-jitter window of its attempt and never above the max.
+        /// Every delay lies within the jittered window of its attempt: at least the minimum,
+        /// at most the attempt's cap and never above the max.
         #[test]
-        fn delays_within_full_jitter_bounds(seed in any::<u64>(), min in 1u64..2_000, span in 0u64..60_000, factor in 1.0f64..4.0) {
+        fn delays_within_the_jittered_window(seed in any::<u64>(), min in 0u64..2_000, span in 0u64..60_000, factor in 1.0f64..4.0) {
             let b = Backoff { min_ms: min, max_ms: min + span, factor, jitter: true };
             let mut rng = Rng::new(seed);
             for attempt in 1..40 {
                 let d = b.delay(attempt, &mut rng);
+                prop_assert!(d >= b.min_ms, "attempt {attempt}: {d} ms is below the minimum {min} ms");
                 prop_assert!(d <= b.cap(attempt));
                 prop_assert!(d <= b.max_ms);
             }
@@ -112,10 +118,26 @@ mod tests {
         /// The delays are spread: over many draws of one window, both halves are hit.
         #[test]
         fn delays_are_spread(seed in any::<u64>()) {
-            let b = Backoff { min_ms: 1_000, max_ms: 1_000, factor: 2.0, jitter: true };
+            let b = Backoff { min_ms: 100, max_ms: 1_000, factor: 2.0, jitter: true };
             let mut rng = Rng::new(seed);
-            let draws: Vec<u64> = (0..200).map(|_| b.delay(1, &mut rng)).collect();
-            prop_assert!(draws.iter().any(|d| *d < 500) && draws.iter().any(|d| *d >= 500));
+            let draws: Vec<u64> = (0..200).map(|_| b.delay(10, &mut rng)).collect();
+            prop_assert!(draws.iter().all(|d| (100..=1_000).contains(d)));
+            prop_assert!(draws.iter().any(|d| *d < 550) && draws.iter().any(|d| *d >= 550));
         }
+    }
+
+    /// `min_ms` is a true minimum: even the first attempt, with full jitter, never comes sooner
+    /// (it used to draw from [0, cap], so 0 ms delays came up).
+    #[test]
+    fn the_minimum_delay_is_a_minimum() {
+        let b = Backoff { min_ms: 500, max_ms: 30_000, factor: 2.0, jitter: true };
+        let mut rng = Rng::new(1);
+        let first: Vec<u64> = (0..1_000).map(|_| b.delay(1, &mut rng)).collect();
+        assert!(first.iter().all(|d| (500..=1_000).contains(d)), "{:?}", first.iter().min());
+        // a window wider than the minimum is still spread over its whole width
+        assert!(first.iter().any(|d| *d < 600) && first.iter().any(|d| *d > 900));
+        // a max below the min wins (the window is just the max)
+        let odd = Backoff { min_ms: 500, max_ms: 200, factor: 2.0, jitter: true };
+        assert_eq!(odd.delay(1, &mut rng), 200);
     }
 }

@@ -13,12 +13,23 @@
 //! never stops delivering the room's real messages.
 //!
 //! Tokens from the app's token function are also refreshed on the open connection before they
-//! expire (a `refresh` frame), so a long-lived connection is not closed with 4002.
+//! expire (a `refresh` frame), so a long-lived connection is not closed with 4002. A token function
+//! that keeps failing is not retried forever: after `max_token_failures` failed fetches in a row
+//! the client stops (`closed`, [`close::TOKEN_GAVE_UP`]).
+//!
+//! Every publish settles: acknowledged, refused by the room (an error frame; never resent), refused
+//! here before it is sent (a frame over the room's limit: [`QueueError::TooLarge`], or a queued
+//! one the room's welcome says is too large), or rejected when the client closes. A direct message
+//! in flight when its socket goes is rejected too (it is never resent).
+//!
+//! The welcome tells the client the room's liveness contract and limits: it pings at least as often
+//! as the room asks, and refuses frames larger than the room takes.
 //!
 //! States follow centrifuge-js: `Connecting` (first connection), `Open` (the welcome arrived),
 //! `Reconnecting` (after a drop, until open again), `Closed` (by `close()` or a final close
 //! code). Every change goes through [`Client::set_state`], which emits it with a code and reason.
 
+pub mod abi;
 pub mod backoff;
 
 use crate::close::{self, CloseCode};
@@ -43,6 +54,8 @@ pub struct ClientConfig {
     pub pong_timeout_ms: u64,
     /// Most unacknowledged publishes kept (sent or waiting to be).
     pub queue_max: usize,
+    /// After this many failed token fetches in a row (for connection attempts) the client stops.
+    pub max_token_failures: u32,
 }
 
 impl Default for ClientConfig {
@@ -54,27 +67,19 @@ impl Default for ClientConfig {
             ping_interval_ms: 20_000,
             pong_timeout_ms: 10_000,
             queue_max: 1_000,
+            max_token_failures: 5,
         }
     }
 }
 
+/// The connection's state; the discriminant is its number on the SDK's wasm boundary ([`abi`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum State {
-    Connecting,
-    Open,
-    Reconnecting,
-    Closed,
-}
-
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Connecting => "connecting",
-            State::Open => "open",
-            State::Reconnecting => "reconnecting",
-            State::Closed => "closed",
-        }
-    }
+    Connecting = 0,
+    Open = 1,
+    Reconnecting = 2,
+    Closed = 3,
 }
 
 /// A state change, as the `status` event reports it.
@@ -96,6 +101,30 @@ pub enum Resumed {
     Recovered,
     /// Not recovered, with the server's reason (`retention`, `epoch`, `ahead`, `unavailable`).
     NotRecovered(String),
+}
+
+/// The frame size limit a client assumes until a welcome states the room's
+/// (`limits.maxFrameBytes`): the server's default `MAX_FRAME_BYTES`.
+pub const DEFAULT_MAX_FRAME_BYTES: u64 = 65_536;
+
+/// The shortest ping interval a welcome can set (a room asking for more would only flood itself).
+pub const MIN_PING_INTERVAL_MS: u64 = 1_000;
+
+/// What a welcome frame says that the machine uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Welcome<'a> {
+    pub epoch: &'a str,
+    pub seq: u64,
+    /// The `resume` object, present when the connection asked to resume.
+    pub resumed: Option<Resumed>,
+    /// When the connection's token expires (ms); `None` for anonymous connections.
+    pub expires: Option<u64>,
+    /// `heartbeat.interval`: how often the room wants a ping (ms). The client pings every
+    /// min(its own interval, this), and at most once a second.
+    pub ping_interval: Option<u64>,
+    /// `limits.maxFrameBytes`: the largest frame the room takes. Larger publishes are refused
+    /// here, never sent.
+    pub max_frame_bytes: Option<u64>,
 }
 
 /// What the adapter must do, in order.
@@ -126,19 +155,27 @@ pub enum Output {
     OutOfOrder { expected: u64, received: u64 },
     /// A publish or direct message was acknowledged.
     Acked { id: String, seq: Option<u64> },
-    /// A publish or direct message failed for good (an error frame, a full queue, or close).
+    /// A publish or direct message failed for good: `code` is the room's (an error frame that
+    /// names its id), `too_large` (a queued publish over the limit a welcome stated), `closed`
+    /// (the client closed), or `disconnected` (a direct message whose socket went before its
+    /// answer: it may or may not have been delivered, and it is not resent).
     Rejected { id: String, code: String },
 }
 
-/// Why a publish could not even be queued.
+/// Why a publish could not even be queued. The discriminant is its number on the SDK's wasm
+/// boundary ([`abi`]; 0 there means queued).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum QueueError {
     /// The queue holds `queue_max` publishes; the newest is refused.
-    Full,
+    Full = 1,
     /// The client is closed.
-    Closed,
+    Closed = 2,
     /// Direct messages are not queued, and the client is not open.
-    Offline,
+    Offline = 3,
+    /// The frame would be larger than the room's limit (`limits.maxFrameBytes`, or
+    /// [`DEFAULT_MAX_FRAME_BYTES`] before the first welcome); it is never sent.
+    TooLarge = 4,
 }
 
 #[derive(Debug, Clone)]
@@ -171,12 +208,20 @@ pub struct Client {
     awaiting_refresh: bool,
     /// When the open connection's token expires (ms), as the room said.
     expires: Option<u64>,
+    /// Failed token fetches in a row for connection attempts.
+    token_failures: u32,
     /// Whether a socket is in use (connecting or open).
     socket: bool,
+    /// The room's frame limit (the last welcome's, or the default).
+    max_frame_bytes: u64,
+    /// The ping interval of the open connection: min(config, the welcome's heartbeat interval).
+    ping_interval: u64,
     epoch: Option<String>,
     last_seq: u64,
     opened_at: Option<u64>,
     queue: VecDeque<Queued>,
+    /// Direct messages sent on the current socket and not yet answered.
+    directs: alloc::vec::Vec<String>,
     session: String,
     next_id: u64,
     timers: Timers,
@@ -235,11 +280,6 @@ pub fn retry_refresh_at(now: u64, expires: u64) -> Option<u64> {
     (at < expires).then_some(at)
 }
 
-/// The client's own reason for dropping a socket whose frames jumped ahead of the sequence. The
-/// socket itself is closed with 1000 (browsers allow no other code below 3000); 4000 is what the
-/// status reports, like a connect timeout: retryable.
-const OUT_OF_ORDER: CloseCode = CloseCode { code: 4000, reason: "message out of order" };
-
 impl Client {
     /// A client that starts connecting at once. `seed` drives the jitter and the message-id
     /// prefix; `fetches_token` says whether a token must be fetched before every attempt.
@@ -254,6 +294,7 @@ impl Client {
             session.push(ALPHABET[(bits & 31) as usize] as char);
             bits >>= 5;
         }
+        let ping_interval = config.ping_interval_ms;
         let mut client = Client {
             config,
             state: State::Connecting,
@@ -263,11 +304,15 @@ impl Client {
             awaiting_token: false,
             awaiting_refresh: false,
             expires: None,
+            token_failures: 0,
             socket: false,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            ping_interval,
             epoch: None,
             last_seq: 0,
             opened_at: None,
             queue: VecDeque::new(),
+            directs: alloc::vec::Vec::new(),
             session,
             next_id: 0,
             timers: Timers::default(),
@@ -301,6 +346,17 @@ impl Client {
         self.queue.len()
     }
 
+    /// The largest frame the client sends: the room's limit from the last welcome, or
+    /// [`DEFAULT_MAX_FRAME_BYTES`].
+    pub fn max_frame_bytes(&self) -> u64 {
+        self.max_frame_bytes
+    }
+
+    /// How often the open connection pings.
+    pub fn ping_interval(&self) -> u64 {
+        self.ping_interval
+    }
+
     // ---- outputs -----------------------------------------------------------------------------
 
     pub fn poll_output(&mut self) -> Option<Output> {
@@ -318,7 +374,8 @@ impl Client {
 
     /// Queues a publish of `data_json` (already JSON) and returns its id. It is sent at once when
     /// open, otherwise on the next open, and resent with the same id after every reconnect until
-    /// acknowledged, so the server applies it once.
+    /// the room acknowledges or refuses it, so the server applies it once. A frame larger than
+    /// the room's limit is refused here and never sent.
     pub fn publish(&mut self, data_json: &str) -> Result<String, QueueError> {
         if self.state == State::Closed {
             return Err(QueueError::Closed);
@@ -328,6 +385,9 @@ impl Client {
         }
         let id = self.new_id();
         let text = frame_text("publish", &id, None, data_json);
+        if text.len() as u64 > self.max_frame_bytes {
+            return Err(QueueError::TooLarge);
+        }
         if self.state == State::Open {
             self.outputs.push_back(Output::Send(text.clone()));
         }
@@ -336,13 +396,19 @@ impl Client {
     }
 
     /// Sends a direct message; `to_json` is `{"user":…}` or `{"clientId":…}`. Direct messages are
-    /// not stored by the server, so they are not queued or retried: offline, they fail at once.
+    /// not stored by the server, so they are not queued or retried: offline, they fail at once,
+    /// and one whose socket goes before the room answered is rejected (`disconnected`).
     pub fn direct(&mut self, to_json: &str, data_json: &str) -> Result<String, QueueError> {
         if self.state != State::Open {
             return Err(if self.state == State::Closed { QueueError::Closed } else { QueueError::Offline });
         }
         let id = self.new_id();
-        self.outputs.push_back(Output::Send(frame_text("direct", &id, Some(to_json), data_json)));
+        let text = frame_text("direct", &id, Some(to_json), data_json);
+        if text.len() as u64 > self.max_frame_bytes {
+            return Err(QueueError::TooLarge);
+        }
+        self.outputs.push_back(Output::Send(text));
+        self.directs.push(id.clone());
         Ok(id)
     }
 
@@ -353,15 +419,26 @@ impl Client {
         }
         if self.socket {
             self.socket = false;
-            self.outputs.push_back(Output::CloseSocket(CloseCode { code: 1000, reason: "client closed" }));
+            self.outputs.push_back(Output::CloseSocket(close::CLIENT_CLOSED));
         }
-        self.finish(1000, "client closed");
+        self.finish(close::CLIENT_CLOSED.code, close::CLIENT_CLOSED.reason);
+    }
+
+    /// The adapter could not even create a socket (the browser refused the request outright): the
+    /// same request would be refused again, so the client stops ([`close::SOCKET_REFUSED`]).
+    pub fn handle_socket_refused(&mut self) {
+        if !self.socket || self.state == State::Closed {
+            return;
+        }
+        self.socket = false;
+        self.finish(close::SOCKET_REFUSED.code, close::SOCKET_REFUSED.reason);
     }
 
     // ---- inputs ------------------------------------------------------------------------------
 
     /// The token the adapter fetched is ready (`ok`), or fetching it failed: for a connection
-    /// attempt, or for a refresh of the open connection's token.
+    /// attempt, or for a refresh of the open connection's token. Failures for connection attempts
+    /// are counted: after `max_token_failures` in a row the client stops.
     pub fn handle_token(&mut self, ok: bool, now: u64) {
         if self.state == State::Closed {
             return;
@@ -369,9 +446,10 @@ impl Client {
         if self.awaiting_token {
             self.awaiting_token = false;
             if ok {
+                self.token_failures = 0;
                 self.connect(now);
             } else {
-                self.schedule_reconnect(0, "token fetch failed", now);
+                self.token_failed(now);
             }
         } else if self.awaiting_refresh {
             self.awaiting_refresh = false;
@@ -385,12 +463,25 @@ impl Client {
         }
     }
 
-    /// The welcome frame arrived: the connection is open. `expires` is when its token expires
-    /// (ms; `None` for anonymous connections).
+    /// The welcome frame arrived, read without its heartbeat and limits (the client keeps its own
+    /// ping interval and the frame limit it had): [`Client::handle_welcome_frame`].
     pub fn handle_welcome(&mut self, epoch: &str, seq: u64, resumed: Option<Resumed>, expires: Option<u64>, now: u64) {
+        self.handle_welcome_frame(Welcome { epoch, seq, resumed, expires, ..Welcome::default() }, now);
+    }
+
+    /// The welcome frame arrived: the connection is open.
+    pub fn handle_welcome_frame(&mut self, welcome: Welcome<'_>, now: u64) {
         if !self.socket || self.state == State::Closed {
             return;
         }
+        let Welcome { epoch, seq, resumed, expires, ping_interval, max_frame_bytes } = welcome;
+        if let Some(max) = max_frame_bytes {
+            self.max_frame_bytes = max;
+        }
+        self.ping_interval = match ping_interval {
+            Some(asked) => self.config.ping_interval_ms.min(asked.max(MIN_PING_INTERVAL_MS)),
+            None => self.config.ping_interval_ms,
+        };
         // A resume was asked exactly when an epoch is known (see `connect`).
         let asked = self.epoch.is_some();
         let same_epoch = self.epoch.as_deref() == Some(epoch);
@@ -416,15 +507,24 @@ impl Client {
         self.epoch = Some(epoch.to_owned());
         self.opened_at = Some(now);
         self.timers.connect_deadline = None;
-        self.timers.ping_at = Some(now.saturating_add(self.config.ping_interval_ms));
+        self.timers.ping_at = Some(now.saturating_add(self.ping_interval));
         self.timers.pong_deadline = None;
         self.expires = expires;
         self.timers.refresh_at = expires.filter(|_| self.fetches_token).map(|e| refresh_at(now, e));
         self.set_state(State::Open, 0, 0, "");
-        // The queue goes out in order, with its original ids; the server drops what it has.
-        for q in &self.queue {
-            self.outputs.push_back(Output::Send(q.text.clone()));
-        }
+        // Queued publishes over the room's limit would only be refused: they settle here. The rest
+        // go out in order, with their original ids; the server drops what it has.
+        let max = self.max_frame_bytes;
+        let outputs = &mut self.outputs;
+        self.queue.retain(|q| {
+            let fits = q.text.len() as u64 <= max;
+            outputs.push_back(if fits {
+                Output::Send(q.text.clone())
+            } else {
+                Output::Rejected { id: q.id.clone(), code: "too_large".to_owned() }
+            });
+            fits
+        });
     }
 
     /// A message frame with `seq` arrived. Returns whether to deliver it. Only the next seq is:
@@ -454,9 +554,7 @@ impl Client {
     /// it first, and with echo off the message itself does not come back live. So an ack further
     /// ahead than the next seq means messages were lost, exactly like a message that jumps.
     pub fn handle_ack(&mut self, id: &str, seq: Option<u64>, now: u64) {
-        if let Some(i) = self.queue.iter().position(|q| q.id == id) {
-            self.queue.remove(i);
-        }
+        self.forget(id);
         self.outputs.push_back(Output::Acked { id: id.to_owned(), seq });
         match seq {
             Some(seq) if seq == self.last_seq.saturating_add(1) => self.last_seq = seq,
@@ -478,11 +576,10 @@ impl Client {
         self.expires = Some(expires);
     }
 
-    /// An error frame arrived for a publish or direct message.
+    /// An error frame arrived for a publish or direct message: it is settled as refused and
+    /// leaves the queue, so it is never resent.
     pub fn handle_error(&mut self, id: &str, code: &str) {
-        if let Some(i) = self.queue.iter().position(|q| q.id == id) {
-            self.queue.remove(i);
-        }
+        self.forget(id);
         self.outputs.push_back(Output::Rejected { id: id.to_owned(), code: code.to_owned() });
     }
 
@@ -490,12 +587,15 @@ impl Client {
         self.timers.pong_deadline = None;
     }
 
-    /// The socket closed (or failed to open).
+    /// The socket closed (or failed to open). A close without a reason gets the table's
+    /// ([`CloseCode::reason_for`]), so the status always says why.
     pub fn handle_close(&mut self, code: u16, reason: &str, now: u64) {
         if !self.socket || self.state == State::Closed {
             return;
         }
         self.socket = false;
+        self.reject_directs("disconnected");
+        let reason = if reason.is_empty() { CloseCode::reason_for(code) } else { reason };
         if CloseCode::is_final(code) {
             self.finish(code, reason);
         } else {
@@ -524,10 +624,17 @@ impl Client {
         }
         if t.connect_deadline.is_some_and(|at| at <= now) {
             self.timers.connect_deadline = None;
-            self.drop_socket(CloseCode { code: 4000, reason: "connect timeout" }, now);
+            if self.awaiting_token {
+                // The token function did not answer in time: a failed fetch (its late answer is
+                // ignored).
+                self.awaiting_token = false;
+                self.token_failed(now);
+            } else {
+                self.drop_socket(close::CONNECT_TIMEOUT, now);
+            }
         }
         if t.pong_deadline.is_some_and(|at| at <= now) {
-            self.drop_socket(close::HEARTBEAT_TIMEOUT, now);
+            self.drop_socket(close::HEARTBEAT_MISSED, now);
         } else if t.ping_at.is_some_and(|at| at <= now) && self.state == State::Open {
             self.ping(now);
         }
@@ -588,7 +695,30 @@ impl Client {
     fn ping(&mut self, now: u64) {
         self.outputs.push_back(Output::Send(PING.to_owned()));
         self.timers.pong_deadline = Some(now.saturating_add(self.config.pong_timeout_ms));
-        self.timers.ping_at = Some(now.saturating_add(self.config.ping_interval_ms));
+        self.timers.ping_at = Some(now.saturating_add(self.ping_interval));
+    }
+
+    /// Takes a settled publish or direct message off the books.
+    fn forget(&mut self, id: &str) {
+        self.queue.retain(|q| q.id != id);
+        self.directs.retain(|d| d != id);
+    }
+
+    fn reject_directs(&mut self, code: &str) {
+        for id in core::mem::take(&mut self.directs) {
+            self.outputs.push_back(Output::Rejected { id, code: code.to_owned() });
+        }
+    }
+
+    /// A token fetch for a connection attempt failed (or timed out): retried with backoff, or,
+    /// after `max_token_failures` in a row, the end.
+    fn token_failed(&mut self, now: u64) {
+        self.token_failures = self.token_failures.saturating_add(1);
+        if self.token_failures >= self.config.max_token_failures {
+            self.finish(close::TOKEN_GAVE_UP.code, close::TOKEN_GAVE_UP.reason);
+        } else {
+            self.schedule_reconnect(close::TOKEN_FAILED.code, close::TOKEN_FAILED.reason, now);
+        }
     }
 
     /// The client gives up on the current socket (timeout, dead heartbeat) and reconnects.
@@ -596,6 +726,7 @@ impl Client {
         self.awaiting_token = false;
         if self.socket {
             self.socket = false;
+            self.reject_directs("disconnected");
             // Browsers may only send 1000 or 3000-4999; the reason says why.
             self.outputs.push_back(Output::CloseSocket(CloseCode { code: 1000, reason: code.reason }));
         }
@@ -604,7 +735,7 @@ impl Client {
 
     fn out_of_order(&mut self, received: u64, now: u64) {
         self.outputs.push_back(Output::OutOfOrder { expected: self.last_seq.saturating_add(1), received });
-        self.drop_socket(OUT_OF_ORDER, now);
+        self.drop_socket(close::OUT_OF_ORDER, now);
     }
 
     fn schedule_reconnect(&mut self, code: u16, reason: &str, now: u64) {
@@ -621,14 +752,17 @@ impl Client {
         self.set_state(State::Reconnecting, delay, code, reason);
     }
 
+    /// Closed for good. The status comes first, so the adapter knows the close code and reason
+    /// when it rejects what was still pending.
     fn finish(&mut self, code: u16, reason: &str) {
         self.timers = Timers::default();
         self.awaiting_token = false;
         self.awaiting_refresh = false;
+        self.set_state(State::Closed, 0, code, reason);
+        self.reject_directs("closed");
         for q in core::mem::take(&mut self.queue) {
             self.outputs.push_back(Output::Rejected { id: q.id, code: "closed".to_owned() });
         }
-        self.set_state(State::Closed, 0, code, reason);
     }
 }
 

@@ -14,6 +14,7 @@ fn config() -> ClientConfig {
         ping_interval_ms: 1_000,
         pong_timeout_ms: 300,
         queue_max: 3,
+        max_token_failures: 5,
     }
 }
 
@@ -51,8 +52,13 @@ fn reconnect(c: &mut Client, now: &mut u64) -> Vec<Output> {
     drain(c)
 }
 
+/// A welcome without heartbeat or limits (the machine keeps its own settings).
+fn w(epoch: &str, seq: u64, resumed: Option<Resumed>, expires: Option<u64>) -> Welcome<'_> {
+    Welcome { epoch, seq, resumed, expires, ..Welcome::default() }
+}
+
 fn open(c: &mut Client, now: u64, seq: u64) -> Vec<Output> {
-    c.handle_welcome("e1", seq, None, None, now);
+    c.handle_welcome_frame(w("e1", seq, None, None), now);
     drain(c)
 }
 
@@ -130,9 +136,10 @@ fn a_missing_pong_closes_the_socket_and_reconnects() {
     let out = run_until(&mut c, &mut now, 2_000);
     assert_eq!(sends(&out), [PING]);
     let out = run_until(&mut c, &mut now, 2_300);
-    assert!(out.contains(&Output::CloseSocket(CloseCode { code: 1000, reason: "heartbeat timeout" })), "{out:?}");
+    assert!(out.contains(&Output::CloseSocket(CloseCode { code: 1000, reason: "heartbeat missed" })), "{out:?}");
     let s = statuses(&out);
-    assert_eq!((s[0].state, s[0].code), (State::Reconnecting, 4001));
+    // the client's own code (4000), not the server's 4001 (which says the *server* heard nothing)
+    assert_eq!((s[0].state, s[0].code, s[0].reason.as_str()), (State::Reconnecting, 4000, "heartbeat missed"));
     // detected within interval + timeout of the last pong
     assert!(now <= 1_000 + config().ping_interval_ms + config().pong_timeout_ms);
     let out = run_until(&mut c, &mut now, 5_000);
@@ -151,7 +158,7 @@ fn resume_sends_the_last_seq_and_drops_replayed_duplicates() {
     let mut now = 50;
     let out = reconnect(&mut c, &mut now);
     assert!(out.contains(&Output::Connect { resume: Some(("e1".into(), 12)) }));
-    c.handle_welcome("e1", 14, Some(Resumed::Recovered), None, now);
+    c.handle_welcome_frame(w("e1", 14, Some(Resumed::Recovered), None), now);
     // an overlapping replay: 12 again, then 13, 14
     let delivered: Vec<u64> = [12, 13, 14, 13].into_iter().filter(|s| c.handle_message(*s, now)).collect();
     assert_eq!(delivered, [13, 14]);
@@ -167,7 +174,7 @@ fn a_resume_the_server_cannot_serve_is_reported_as_a_gap() {
     drain(&mut c);
     let mut now = 0;
     reconnect(&mut c, &mut now);
-    c.handle_welcome("e1", 500, Some(Resumed::NotRecovered("retention".into())), None, now);
+    c.handle_welcome_frame(w("e1", 500, Some(Resumed::NotRecovered("retention".into())), None), now);
     let out = drain(&mut c);
     assert_eq!(out[0], Output::Gap { reason: "retention".into(), since: 10 });
     assert_eq!(c.last_seq(), 500);
@@ -334,7 +341,7 @@ fn a_message_that_jumps_ahead_is_reported_never_delivered_and_the_client_resumes
     let mut now = 7;
     let out = reconnect(&mut c, &mut now);
     assert!(out.contains(&Output::Connect { resume: Some(("e1".into(), 11)) }), "{out:?}");
-    c.handle_welcome("e1", 13, Some(Resumed::Recovered), None, now);
+    c.handle_welcome_frame(w("e1", 13, Some(Resumed::Recovered), None), now);
     assert!(gaps(&drain(&mut c)).is_empty());
     let delivered: Vec<u64> = [12, 13, 14, 15].into_iter().filter(|s| c.handle_message(*s, now)).collect();
     assert_eq!(delivered, [12, 13, 14, 15], "later real messages still arrive");
@@ -399,7 +406,7 @@ fn a_welcome_that_contradicts_what_the_client_saw_is_a_gap_and_delivery_goes_on(
         let mut now = 0;
         reconnect(&mut c, &mut now);
         let recovered = gap.is_none() && seq > 12;
-        c.handle_welcome(epoch, seq, resumed.clone(), None, now);
+        c.handle_welcome_frame(w(epoch, seq, resumed.clone(), None), now);
         let out = drain(&mut c);
         assert_eq!(gaps(&out), gap.map(|r| (r.to_owned(), 12)).into_iter().collect::<Vec<_>>(), "{epoch} {seq} {resumed:?}");
         // either way the next real message is delivered
@@ -418,7 +425,7 @@ fn run_forgery(total: u64, forged: &[(u64, u64)], seed: u64) -> (Vec<u64>, u32) 
     let mut published = 0;
     let mut delivered = Vec::new();
     let mut errors = 0;
-    c.handle_welcome("e", 0, None, None, now);
+    c.handle_welcome_frame(w("e", 0, None, None), now);
     drain(&mut c);
     let mut connected = true;
     let feed = |c: &mut Client, seq: u64, now: u64, delivered: &mut Vec<u64>, errors: &mut u32| -> bool {
@@ -438,7 +445,7 @@ fn run_forgery(total: u64, forged: &[(u64, u64)], seed: u64) -> (Vec<u64>, u32) 
             let Some(Output::Connect { resume: Some((_, since)) }) = out.into_iter().find(|o| matches!(o, Output::Connect { .. })) else {
                 panic!("no resume")
             };
-            c.handle_welcome("e", published, Some(Resumed::Recovered), None, now);
+            c.handle_welcome_frame(w("e", published, Some(Resumed::Recovered), None), now);
             drain(&mut c);
             connected = true;
             for seq in since + 1..=published {
@@ -502,7 +509,7 @@ fn opened_with_token_fn(expires: u64, now: u64) -> Client {
     drain(&mut c);
     c.handle_token(true, now);
     drain(&mut c);
-    c.handle_welcome("e1", 0, None, Some(expires), now);
+    c.handle_welcome_frame(w("e1", 0, None, Some(expires)), now);
     drain(&mut c);
     c
 }
@@ -574,13 +581,13 @@ fn a_failed_or_stale_refresh_is_retried_a_few_times_then_left_to_the_expiry_clos
 fn no_refresh_without_a_token_function_or_an_expiry() {
     let mut c = Client::new(quiet_config(), 61, false, 0);
     drain(&mut c);
-    c.handle_welcome("e1", 0, None, Some(50_000), 0);
+    c.handle_welcome_frame(w("e1", 0, None, Some(50_000)), 0);
     drain(&mut c);
     assert_eq!(c.poll_timeout(), Some(10_000_000), "only the heartbeat");
     let mut c = Client::new(quiet_config(), 61, true, 0);
     drain(&mut c);
     c.handle_token(true, 0);
-    c.handle_welcome("e1", 0, None, None, 0);
+    c.handle_welcome_frame(w("e1", 0, None, None), 0);
     drain(&mut c);
     assert_eq!(c.poll_timeout(), Some(10_000_000), "an anonymous connection has no expiry");
 }
@@ -599,7 +606,7 @@ fn a_refresh_token_that_arrives_after_the_socket_dropped_is_not_sent() {
     assert_eq!(out, [Output::FetchToken]);
     c.handle_token(true, now);
     assert!(matches!(drain(&mut c)[..], [Output::Connect { .. }]));
-    c.handle_welcome("e1", 0, None, Some(now + 100_000), now);
+    c.handle_welcome_frame(w("e1", 0, None, Some(now + 100_000)), now);
     drain(&mut c);
     assert_eq!(c.poll_timeout(), Some(now + 80_000));
 }
@@ -632,4 +639,273 @@ fn per_user_limit_removal_and_a_taken_client_id_are_final_with_their_reason() {
         assert_eq!((s[0].state, s[0].code, s[0].reason.as_str()), (State::Closed, code, reason));
         assert_eq!(c.poll_timeout(), None, "no retry is scheduled");
     }
+}
+
+// ---- issue #14: every call settles, every refusal says why ---------------------------------------
+
+fn rejected(out: &[Output]) -> Vec<(String, String)> {
+    out.iter().filter_map(|o| if let Output::Rejected { id, code } = o { Some((id.clone(), code.clone())) } else { None }).collect()
+}
+
+/// A data payload (JSON text) whose publish frame, with the client's next id, is exactly
+/// `frame_len` bytes.
+fn data_for_frame(c: &Client, frame_len: usize) -> String {
+    let mut id = c.session.clone();
+    id.push('-');
+    push_u64(&mut id, c.next_id + 1);
+    let probe = frame_text("publish", &id, None, "\"\"");
+    "\"".to_owned() + &"x".repeat(frame_len - probe.len()) + "\""
+}
+
+#[test]
+fn frames_put_type_then_id_first() {
+    let mut c = Client::new(config(), 71, false, 0);
+    drain(&mut c);
+    open(&mut c, 0, 0);
+    let id = c.publish(r#"{"big":"payload"}"#).unwrap();
+    let to = c.direct(r#"{"user":"bob"}"#, "1").unwrap();
+    let out = sends(&drain(&mut c));
+    assert!(out[0].starts_with(&format!(r#"{{"type":"publish","id":"{id}","#)), "{}", out[0]);
+    assert!(out[1].starts_with(&format!(r#"{{"type":"direct","id":"{to}","#)), "{}", out[1]);
+}
+
+#[test]
+fn a_publish_over_the_default_frame_limit_is_refused_before_the_first_welcome_and_never_sent() {
+    let mut c = Client::new(config(), 73, false, 0);
+    drain(&mut c);
+    assert_eq!(c.max_frame_bytes(), DEFAULT_MAX_FRAME_BYTES);
+    let over = data_for_frame(&c, DEFAULT_MAX_FRAME_BYTES as usize + 1);
+    assert_eq!(c.publish(&over), Err(QueueError::TooLarge));
+    let fits = data_for_frame(&c, DEFAULT_MAX_FRAME_BYTES as usize);
+    let ok = c.publish(&fits).expect("a frame of exactly the limit is fine");
+    assert_eq!(c.queued(), 1, "the refused one was never queued");
+    let out = open(&mut c, 0, 0);
+    assert_eq!(sends(&out).len(), 1);
+    assert!(sends(&out)[0].contains(&ok));
+    assert_eq!(sends(&out)[0].len() as u64, DEFAULT_MAX_FRAME_BYTES);
+}
+
+#[test]
+fn the_welcome_sets_the_frame_limit_and_queued_publishes_over_it_are_rejected_not_sent() {
+    let mut c = Client::new(config(), 79, false, 0);
+    drain(&mut c);
+    let small = c.publish("1").unwrap();
+    let big_data = "\"".to_owned() + &"y".repeat(2_000) + "\"";
+    let big = c.publish(&big_data).unwrap();
+    let after = c.publish("2").unwrap();
+    c.handle_welcome_frame(Welcome { epoch: "e1", seq: 0, max_frame_bytes: Some(1_024), ..Welcome::default() }, 0);
+    let out = drain(&mut c);
+    assert_eq!(rejected(&out), [(big.clone(), "too_large".to_owned())]);
+    let sent = sends(&out);
+    assert_eq!(sent.len(), 2);
+    assert!(sent[0].contains(&small) && sent[1].contains(&after), "the rest in order: {sent:?}");
+    assert_eq!(c.queued(), 2);
+    // and from now on the room's limit holds for new publishes
+    assert_eq!(c.max_frame_bytes(), 1_024);
+    assert_eq!(c.publish(&big_data), Err(QueueError::TooLarge));
+    assert_eq!(c.direct(r#"{"user":"bob"}"#, &big_data), Err(QueueError::TooLarge));
+    // after a reconnect the big one is not resent either
+    c.handle_close(1006, "lost", 10);
+    drain(&mut c);
+    let mut now = 10;
+    reconnect(&mut c, &mut now);
+    c.handle_welcome_frame(w("e1", 0, None, None), now);
+    let again = sends(&drain(&mut c));
+    assert_eq!(again.len(), 2);
+    assert!(!again.iter().any(|t| t.contains(&big)));
+}
+
+#[test]
+fn a_publish_the_room_refuses_is_rejected_once_and_never_resent() {
+    let mut c = Client::new(config(), 83, false, 0);
+    drain(&mut c);
+    open(&mut c, 0, 0);
+    let refused = c.publish("1").unwrap();
+    let kept = c.publish("2").unwrap();
+    drain(&mut c);
+    c.handle_error(&refused, "rate_limited");
+    assert_eq!(rejected(&drain(&mut c)), [(refused.clone(), "rate_limited".to_owned())]);
+    assert_eq!(c.queued(), 1);
+    // the connection drops before `kept` is acknowledged: only `kept` goes out again
+    c.handle_close(1006, "lost", 5);
+    drain(&mut c);
+    let mut now = 5;
+    reconnect(&mut c, &mut now);
+    c.handle_welcome_frame(w("e1", 0, Some(Resumed::Recovered), None), now);
+    let out = sends(&drain(&mut c));
+    assert_eq!(out.len(), 1);
+    assert!(out[0].contains(&kept) && !out[0].contains(&refused), "{out:?}");
+    // a late duplicate refusal settles nothing new beyond reporting it
+    c.handle_ack(&kept, Some(1), now);
+    assert_eq!(c.queued(), 0);
+}
+
+#[test]
+fn a_direct_message_in_flight_when_the_socket_goes_is_rejected_and_not_resent() {
+    let mut c = Client::new(config(), 89, false, 0);
+    drain(&mut c);
+    open(&mut c, 0, 0);
+    let answered = c.direct(r#"{"user":"bob"}"#, "1").unwrap();
+    let lost = c.direct(r#"{"user":"bob"}"#, "2").unwrap();
+    drain(&mut c);
+    c.handle_ack(&answered, None, 1);
+    drain(&mut c);
+    c.handle_close(1006, "lost", 2);
+    let out = drain(&mut c);
+    assert_eq!(rejected(&out), [(lost.clone(), "disconnected".to_owned())]);
+    let mut now = 2;
+    reconnect(&mut c, &mut now);
+    let out = open(&mut c, now, 0);
+    assert!(sends(&out).is_empty(), "direct messages are never resent");
+    // and one in flight when the app closes is rejected as closed
+    let last = c.direct(r#"{"user":"bob"}"#, "3").unwrap();
+    drain(&mut c);
+    c.close();
+    assert_eq!(rejected(&drain(&mut c)), [(last, "closed".to_owned())]);
+}
+
+#[test]
+fn the_closed_status_comes_before_the_rejections_it_causes() {
+    let mut c = Client::new(config(), 97, false, 0);
+    drain(&mut c);
+    let id = c.publish("1").unwrap();
+    c.handle_close(4403, "the token does not grant this room", 1);
+    let out = drain(&mut c);
+    let status_at = out.iter().position(|o| matches!(o, Output::Status(s) if s.state == State::Closed)).unwrap();
+    let reject_at = out.iter().position(|o| matches!(o, Output::Rejected { id: r, .. } if *r == id)).unwrap();
+    assert!(status_at < reject_at, "{out:?}");
+}
+
+#[test]
+fn a_final_close_without_a_reason_reports_the_tables() {
+    let mut c = Client::new(config(), 101, false, 0);
+    drain(&mut c);
+    c.handle_close(4400, "", 1);
+    let s = statuses(&drain(&mut c));
+    assert_eq!((s[0].state, s[0].code, s[0].reason.as_str()), (State::Closed, 4400, "bad request"));
+    // with the edge's own message, that message is the reason
+    let mut c = Client::new(config(), 101, false, 0);
+    drain(&mut c);
+    c.handle_close(4400, "room name may only contain A-Z a-z 0-9 _ - . :", 1);
+    let s = statuses(&drain(&mut c));
+    assert_eq!((s[0].state, s[0].reason.as_str()), (State::Closed, "room name may only contain A-Z a-z 0-9 _ - . :"));
+    // a browser's 1006 has no reason: the status still says what happened
+    let mut c = Client::new(config(), 101, false, 0);
+    drain(&mut c);
+    c.handle_close(1006, "", 1);
+    let s = statuses(&drain(&mut c));
+    assert_eq!((s[0].state, s[0].reason.as_str()), (State::Reconnecting, "connection lost"));
+}
+
+#[test]
+fn the_client_reports_its_own_drops_with_4000_from_the_table() {
+    let mut c = Client::new(config(), 103, false, 0);
+    drain(&mut c);
+    let mut now = 0;
+    let out = run_until(&mut c, &mut now, 500);
+    let s = statuses(&out);
+    assert_eq!((s[0].code, s[0].reason.as_str()), (close::CONNECT_TIMEOUT.code, close::CONNECT_TIMEOUT.reason));
+    assert_eq!(close::CONNECT_TIMEOUT.code, 4000);
+}
+
+#[test]
+fn a_token_function_that_keeps_failing_stops_the_client_after_the_bound() {
+    let mut c = Client::new(config(), 107, true, 0);
+    let publish = c.publish("1").unwrap();
+    drain(&mut c);
+    let mut now = 0;
+    let mut reconnecting = Vec::new();
+    for n in 1..=5 {
+        c.handle_token(false, now);
+        let out = drain(&mut c);
+        let s = statuses(&out);
+        if n < 5 {
+            assert_eq!((s[0].state, s[0].code, s[0].reason.as_str()), (State::Reconnecting, 4000, "token fetch failed"));
+            reconnecting.push(s[0].attempt);
+            assert_eq!(reconnect(&mut c, &mut now), [Output::FetchToken]);
+        } else {
+            assert_eq!((s[0].state, s[0].code, s[0].reason.as_str()), (State::Closed, 4000, "token fetch failed too many times in a row"));
+            assert_eq!(rejected(&out), [(publish.clone(), "closed".to_owned())]);
+        }
+    }
+    assert_eq!(reconnecting, [1, 2, 3, 4], "backing off as it retries");
+    assert_eq!(c.poll_timeout(), None, "nothing left running");
+    assert_eq!(c.state(), State::Closed);
+}
+
+#[test]
+fn a_successful_fetch_resets_the_token_failure_count_and_a_hung_function_counts_as_failed() {
+    let mut c = Client::new(ClientConfig { max_token_failures: 3, ..config() }, 109, true, 0);
+    drain(&mut c);
+    let mut now = 0;
+    // two failures, one success (and a dropped connection), two more failures: still retrying
+    for ok in [false, false, true, false, false] {
+        c.handle_token(ok, now);
+        drain(&mut c);
+        if ok {
+            c.handle_close(1006, "lost", now);
+            drain(&mut c);
+        }
+        assert_eq!(reconnect(&mut c, &mut now), [Output::FetchToken]);
+    }
+    // the third failure in a row: a token function that never answers (the connect timeout)
+    let deadline = now + config().connect_timeout_ms;
+    let out = run_until(&mut c, &mut now, deadline);
+    let s = statuses(&out);
+    assert_eq!((s[0].state, s[0].reason.as_str()), (State::Closed, "token fetch failed too many times in a row"));
+    // its late answer changes nothing
+    c.handle_token(true, now + 1);
+    assert!(drain(&mut c).is_empty());
+}
+
+#[test]
+fn refresh_failures_do_not_count_toward_the_bound() {
+    let mut c = opened_with_token_fn(100_000, 0);
+    let mut fetches = 0;
+    while let Some(now) = c.poll_timeout().filter(|at| *at < 100_000) {
+        c.handle_timeout(now);
+        drain(&mut c);
+        c.handle_token(false, now);
+        drain(&mut c);
+        fetches += 1;
+    }
+    assert!(fetches >= 2, "{fetches}");
+    assert_eq!(c.state(), State::Open, "a failing refresh is left to the expiry close, never the end");
+}
+
+#[test]
+fn a_socket_the_browser_refuses_to_create_stops_the_client() {
+    let mut c = Client::new(config(), 113, false, 0);
+    let id = c.publish("1").unwrap();
+    drain(&mut c);
+    c.handle_socket_refused();
+    let out = drain(&mut c);
+    let s = statuses(&out);
+    assert_eq!((s[0].state, s[0].code, s[0].reason.as_str()), (State::Closed, 4000, close::SOCKET_REFUSED.reason));
+    assert_eq!(rejected(&out), [(id, "closed".to_owned())]);
+    assert_eq!(c.poll_timeout(), None);
+}
+
+#[test]
+fn the_client_pings_as_often_as_the_welcome_asks_but_no_more_than_its_own_interval() {
+    // the room asks for more often than the client's 1 s: at most once a second still (floor)
+    for (asked, expected) in [(Some(400), 1_000), (Some(600_000), 1_000), (None, 1_000)] {
+        let mut c = Client::new(config(), 127, false, 0);
+        drain(&mut c);
+        c.handle_welcome_frame(Welcome { epoch: "e1", ping_interval: asked, ..Welcome::default() }, 0);
+        drain(&mut c);
+        assert_eq!(c.ping_interval(), expected, "asked {asked:?}");
+    }
+    // a client with a long interval follows the room's shorter one
+    let mut c = Client::new(ClientConfig { ping_interval_ms: 20_000, pong_timeout_ms: 10_000, ..config() }, 131, false, 0);
+    drain(&mut c);
+    c.handle_welcome_frame(Welcome { epoch: "e1", ping_interval: Some(5_000), ..Welcome::default() }, 0);
+    drain(&mut c);
+    assert_eq!(c.poll_timeout(), Some(5_000));
+    let mut now = 0;
+    let out = run_until(&mut c, &mut now, 5_000);
+    assert_eq!(sends(&out), [PING]);
+    c.handle_pong();
+    drain(&mut c);
+    assert_eq!(c.poll_timeout(), Some(10_000), "the next ping one room interval later");
 }
