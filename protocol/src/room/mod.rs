@@ -700,7 +700,9 @@ impl Room {
             return None;
         }
         if !self.conns.get_mut(&conn).is_some_and(|l| l.bytes.take(text.len() as u64, now)) {
-            self.refuse(conn, None, ErrorCode::RateLimited, "too many bytes per second; slow down", now, store);
+            // Not parsed either; the id from the frame's start settles the right publish.
+            let id = frame::salvage_id_prefix(text, self.config.message_id_max).map(str::to_owned);
+            self.refuse(conn, id.as_deref(), ErrorCode::RateLimited, "too many bytes per second; slow down", now, store);
             return None;
         }
         match frame::decode_client(text, self.config.message_id_max) {

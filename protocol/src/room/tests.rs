@@ -463,6 +463,7 @@ fn byte_rate_limit_and_invalid_frames_count_as_strikes() {
     assert_eq!(sim.last(a)["type"], "ack");
     sim.publish(a, "2", &payload);
     assert_eq!(sim.last(a)["code"], "rate_limited");
+    assert_eq!(sim.last(a)["id"], "2", "read from the frame's start, so the publish settles");
     sim.text(a, "garbage");
     assert!(sim.open.contains(&a));
     sim.text(a, "garbage");
