@@ -11,7 +11,7 @@
 //! Node test only; entries without a source are hand-written examples (decoded and validated).
 #![cfg(feature = "server")]
 
-use roomcast_protocol::client::{Client, ClientConfig, Output};
+use roomcast_protocol::client::{self, Client, ClientConfig, Output};
 use roomcast_protocol::compact::CompactJson;
 use roomcast_protocol::config::RoomConfig;
 use roomcast_protocol::frame::{
@@ -146,7 +146,7 @@ fn event(name: &str) -> PresenceEvent {
 /// A client machine with the SDK's defaults, opened by a welcome, its outputs so far drained.
 fn open_client(seed: u64) -> Client {
     let mut c = Client::new(ClientConfig::default(), seed, false, 0);
-    c.handle_welcome("e1", 0, None, None, 0);
+    c.handle_welcome_frame(client::Welcome { epoch: "e1", seq: 0, ..client::Welcome::default() }, 0);
     while c.poll_output().is_some() {}
     c
 }
