@@ -173,10 +173,8 @@ fn room_answer(src: &Value) -> Vec<String> {
     let mut store = MemoryStore::default();
     let mut room = Room::load(config, &mut store, s(src, "epoch"), now, []).expect("room loads");
     if let Some(stored) = src.get("stored").and_then(Value::as_array) {
-        let items: Vec<room::PublishItem> = stored
-            .iter()
-            .map(|m| room::PublishItem { data: json(m, "data"), id: opt_s(m, "id").map(str::to_owned) })
-            .collect();
+        let items: Vec<room::PublishItem> =
+            stored.iter().map(|m| room::PublishItem { data: json(m, "data"), id: opt_s(m, "id").map(str::to_owned) }).collect();
         room.handle_publish(&roomcast_protocol::api::Caller::backend(), &items, now, &mut store).expect("stored");
         while room.poll_action().is_some() {}
     }
@@ -187,7 +185,11 @@ fn room_answer(src: &Value) -> Vec<String> {
         user: s(who, "user").to_owned(),
         meta: opt_s(who, "meta").map(|t| CompactJson::parse(t).expect("meta is JSON")),
         echo: who["echo"].as_bool().unwrap_or(false),
-        rights: Rights { subscribe: rights.contains("subscribe"), publish: rights.contains("publish"), presence: rights.contains("presence") },
+        rights: Rights {
+            subscribe: rights.contains("subscribe"),
+            publish: rights.contains("publish"),
+            presence: rights.contains("presence"),
+        },
         expires: opt_n(who, "expires"),
     };
     let start = opt_n(src, "rewind").map_or(Start::Fresh, Start::Rewind);
@@ -364,7 +366,8 @@ fn builders_produce_the_golden_bytes() {
 fn every_client_frame_decodes_as_the_server_reads_it() {
     for g in golden().iter().filter(|g| g.direction == "client") {
         let parsed: Value = serde_json::from_str(&g.text).unwrap_or_else(|e| panic!("{}: not JSON: {e}", g.name));
-        let decoded = frame::decode_client(&g.text, RoomConfig::default().message_id_max).unwrap_or_else(|e| panic!("{}: the server refuses it: {e}", g.name));
+        let decoded = frame::decode_client(&g.text, RoomConfig::default().message_id_max)
+            .unwrap_or_else(|e| panic!("{}: the server refuses it: {e}", g.name));
         let same_data = |data: &CompactJson| serde_json::from_str::<Value>(data.get()).unwrap() == parsed["data"];
         match decoded {
             ClientFrame::Publish { id, data } => {
