@@ -106,72 +106,10 @@ impl RoomConfig {
     /// are absent, or values that do not parse as a positive number, keep the default.
     pub fn from_vars<'a>(lookup: impl Fn(&str) -> Option<String> + 'a) -> Self {
         let mut c = RoomConfig::default();
-        let num = |name: &str| lookup(name).and_then(|v| v.trim().parse::<u64>().ok()).filter(|v| *v > 0);
-        if let Some(v) = num("MAX_FRAME_BYTES") {
-            c.max_frame_bytes = v as usize;
-        }
-        if let Some(v) = num("HISTORY_MAX_MESSAGES") {
-            c.history_max_messages = v;
-        }
-        if let Some(v) = num("HISTORY_MAX_AGE_SECONDS") {
-            c.history_max_age_ms = v.saturating_mul(1000);
-        }
-        if let Some(v) = num("PRESENCE_GRACE_MS") {
-            c.presence_grace_ms = v;
-        }
-        if let Some(v) = num("HEARTBEAT_TIMEOUT_MS") {
-            c.heartbeat_timeout_ms = v;
-        }
-        if let Some(v) = num("HISTORY_PAGE_MAX") {
-            c.history_page_max = v as usize;
-        }
-        if let Some(v) = num("PUBLISH_BATCH_MAX") {
-            c.publish_batch_max = v as usize;
-        }
-        if let Some(v) = num("MAX_CONNECTIONS") {
-            c.max_connections = (v as usize).min(32_768);
-        }
-        if let Some(v) = num("RATE_MESSAGES_PER_SEC") {
-            c.rate_messages_per_sec = v;
-        }
-        if let Some(v) = num("RATE_MESSAGES_BURST") {
-            c.rate_messages_burst = v;
-        }
-        if let Some(v) = num("RATE_BYTES_PER_SEC") {
-            c.rate_bytes_per_sec = v;
-        }
-        if let Some(v) = num("MAX_STRIKES") {
-            c.max_strikes = v.min(u64::from(u32::MAX)) as u32;
-        }
-        if let Some(v) = num("MAX_CONNECTIONS_PER_USER") {
-            c.max_connections_per_user = v.min(u64::from(u32::MAX)) as u32;
-        }
-        if let Some(v) = num("PUBLISH_BATCH_MAX_BYTES") {
-            c.publish_batch_max_bytes = v as usize;
-        }
-        if let Some(v) = num("HTTP_RATE_MESSAGES_PER_SEC") {
-            c.http_rate_messages_per_sec = v;
-        }
-        if let Some(v) = num("HTTP_RATE_MESSAGES_BURST") {
-            c.http_rate_messages_burst = v;
-        }
-        if let Some(v) = num("HTTP_RATE_BYTES_PER_SEC") {
-            c.http_rate_bytes_per_sec = v;
-        }
-        if let Some(v) = num("READ_BYTES_PER_SEC") {
-            c.read_bytes_per_sec = v;
-        }
-        if let Some(v) = num("READ_BYTES_BURST") {
-            c.read_bytes_burst = v;
-        }
-        if let Some(v) = num("PRESENCE_RATE_PER_SEC") {
-            c.presence_rate_per_sec = v;
-        }
-        if let Some(v) = num("BROADCAST_RATE_PER_SEC") {
-            c.broadcast_rate_per_sec = v;
-        }
-        if let Some(v) = num("BROADCAST_MAX_BYTES") {
-            c.broadcast_max_bytes = v as usize;
+        for (name, set) in VARS {
+            if let Some(v) = lookup(name).and_then(|v| v.trim().parse::<u64>().ok()).filter(|v| *v > 0) {
+                set(&mut c, v);
+            }
         }
         c.broadcast_max_bytes = c.broadcast_max_bytes.min(c.max_frame_bytes);
         // History is capped so a misconfiguration cannot grow a room's storage without bound.
@@ -180,9 +118,62 @@ impl RoomConfig {
     }
 }
 
+/// The `[vars]` a room reads, each with where its value goes (docs/PROTOCOL.md lists them).
+type Setter = fn(&mut RoomConfig, u64);
+const VARS: [(&str, Setter); 22] = [
+    ("MAX_FRAME_BYTES", |c, v| c.max_frame_bytes = to_usize(v)),
+    ("HISTORY_MAX_MESSAGES", |c, v| c.history_max_messages = v),
+    ("HISTORY_MAX_AGE_SECONDS", |c, v| c.history_max_age_ms = v.saturating_mul(1000)),
+    ("PRESENCE_GRACE_MS", |c, v| c.presence_grace_ms = v),
+    ("HEARTBEAT_TIMEOUT_MS", |c, v| c.heartbeat_timeout_ms = v),
+    ("HISTORY_PAGE_MAX", |c, v| c.history_page_max = to_usize(v)),
+    ("PUBLISH_BATCH_MAX", |c, v| c.publish_batch_max = to_usize(v)),
+    // The platform holds at most 32,768 hibernatable sockets per object.
+    ("MAX_CONNECTIONS", |c, v| c.max_connections = to_usize(v).min(32_768)),
+    ("RATE_MESSAGES_PER_SEC", |c, v| c.rate_messages_per_sec = v),
+    ("RATE_MESSAGES_BURST", |c, v| c.rate_messages_burst = v),
+    ("RATE_BYTES_PER_SEC", |c, v| c.rate_bytes_per_sec = v),
+    ("MAX_STRIKES", |c, v| c.max_strikes = to_u32(v)),
+    ("MAX_CONNECTIONS_PER_USER", |c, v| c.max_connections_per_user = to_u32(v)),
+    ("PUBLISH_BATCH_MAX_BYTES", |c, v| c.publish_batch_max_bytes = to_usize(v)),
+    ("HTTP_RATE_MESSAGES_PER_SEC", |c, v| c.http_rate_messages_per_sec = v),
+    ("HTTP_RATE_MESSAGES_BURST", |c, v| c.http_rate_messages_burst = v),
+    ("HTTP_RATE_BYTES_PER_SEC", |c, v| c.http_rate_bytes_per_sec = v),
+    ("READ_BYTES_PER_SEC", |c, v| c.read_bytes_per_sec = v),
+    ("READ_BYTES_BURST", |c, v| c.read_bytes_burst = v),
+    ("PRESENCE_RATE_PER_SEC", |c, v| c.presence_rate_per_sec = v),
+    ("BROADCAST_RATE_PER_SEC", |c, v| c.broadcast_rate_per_sec = v),
+    ("BROADCAST_MAX_BYTES", |c, v| c.broadcast_max_bytes = to_usize(v)),
+];
+
+fn to_usize(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
+
+fn to_u32(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_documented_var_is_read() {
+        // wrangler.toml lists the room's vars; each one it sets must be one the room reads.
+        let toml = include_str!("../../wrangler.toml");
+        let vars = toml.split("[vars]").nth(1).unwrap_or("");
+        for line in vars.lines().take_while(|l| !l.starts_with('[')) {
+            let Some((name, _)) = line.split_once(" = ") else { continue };
+            let name = name.trim();
+            if name.starts_with('#') || ["ANONYMOUS_ROOMS", "ALLOWED_ORIGINS", "UPGRADE_LIMITER"].contains(&name) {
+                continue;
+            }
+            assert!(VARS.iter().any(|(n, _)| *n == name), "{name} is in wrangler.toml but the room does not read it");
+        }
+        let read = RoomConfig::from_vars(|_| Some("7".into()));
+        assert_eq!((read.max_frame_bytes, read.max_strikes, read.history_max_age_ms), (7, 7, 7_000));
+    }
 
     #[test]
     fn vars_override_defaults_and_bad_values_are_ignored() {

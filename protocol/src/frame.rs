@@ -117,8 +117,9 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::
 struct Envelope<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
+    /// Read as raw JSON so that an id of the wrong type is reported as such (see `check_id`).
     #[serde(default, borrow)]
-    id: Option<Cow<'a, str>>,
+    id: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
     data: Option<&'a RawValue>,
     #[serde(default, borrow)]
@@ -192,8 +193,10 @@ pub fn decode_client(text: &str, max_id_len: usize) -> Result<ClientFrame<'_>, F
     }
 }
 
-fn check_id<'a>(id: Option<Cow<'a, str>>, max: usize) -> Result<Cow<'a, str>, FrameError> {
-    let id = id.ok_or(FrameError::MissingField("id"))?;
+fn check_id(id: Option<&RawValue>, max: usize) -> Result<Cow<'_, str>, FrameError> {
+    let raw = id.ok_or(FrameError::MissingField("id"))?;
+    let id: Cow<'_, str> = serde_json::from_str(raw.get())
+        .map_err(|_| FrameError::InvalidField { field: "id", problem: "must be a non-empty string within the id length limit" })?;
     if id.is_empty() || id.len() > max {
         return Err(FrameError::InvalidField { field: "id", problem: "must be a non-empty string within the id length limit" });
     }
@@ -211,11 +214,15 @@ pub fn salvage_id_prefix(text: &str, max: usize) -> Option<&str> {
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    let prefix = &text[..end];
-    let start = prefix.find("\"id\":\"")? + 6;
-    let rest = &prefix[start..];
-    let close = rest.find('"')?;
-    let id = &rest[..close];
+    // Only a frame that starts exactly `{"type":"<word>","id":"`: an `"id":"…"` further in could
+    // be inside `data`, and would settle some other publish.
+    let rest = text[..end].strip_prefix("{\"type\":\"")?;
+    let kind_end = rest.find('"')?;
+    if kind_end == 0 || !rest[..kind_end].bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+        return None;
+    }
+    let rest = rest[kind_end..].strip_prefix("\",\"id\":\"")?;
+    let id = &rest[..rest.find('"')?];
     (!id.is_empty() && id.len() <= max && !id.contains('\\')).then_some(id)
 }
 
@@ -607,6 +614,8 @@ mod tests {
         let big = format!(r#"{{"type":"publish","id":"m-7","data":"{}"}}"#, "x".repeat(10_000));
         assert_eq!(salvage_id_prefix(&big, 128), Some("m-7"));
         assert_eq!(salvage_id_prefix(&format!(r#"{{"type":"publish","data":"{}","id":"late"}}"#, "x".repeat(600)), 128), None);
+        assert_eq!(salvage_id_prefix(r#"{"type":"publish","data":{"id":"inner"},"id":"outer"}"#, 128), None, "only right after the type");
+        assert_eq!(salvage_id_prefix(r#"{"type":"direct","id":"d1","to":{}}"#, 128), Some("d1"));
         assert_eq!(salvage_id_prefix(r#"{"id":"a\"b"}"#, 128), None, "escapes are not unpicked");
         assert_eq!(salvage_id_prefix(r#"{"id":""}"#, 128), None);
         assert_eq!(salvage_id_prefix(r#"{"id":"toolong"}"#, 3), None);

@@ -311,58 +311,9 @@ impl Room {
                 meta
             }
         };
-        let mut room = Room {
-            announcer: Announcer::new(config.presence_rate_per_sec),
-            heartbeat: frame::Heartbeat {
-                // A third of the timeout: two pings may be lost before the room gives up.
-                interval: (config.heartbeat_timeout_ms / 3).max(1_000),
-                timeout: config.heartbeat_timeout_ms,
-            },
-            limits: frame::Limits {
-                max_frame_bytes: config.max_frame_bytes,
-                messages_per_sec: config.rate_messages_per_sec,
-                messages_burst: config.rate_messages_burst,
-                bytes_per_sec: config.rate_bytes_per_sec,
-                message_id_max: config.message_id_max,
-                presence_meta_max: config.presence_meta_max,
-                broadcasts_per_sec: config.broadcast_rate_per_sec,
-                broadcasts_burst: config.broadcast_rate_per_sec.saturating_mul(2),
-                broadcast_max_bytes: config.broadcast_max_bytes,
-            },
-            guards: Guards::new(&config, now),
-            config,
-            meta,
-            conns: BTreeMap::new(),
-            next_conn: 1,
-            presence: Presence::default(),
-            actions: VecDeque::new(),
-            expiries: BTreeSet::new(),
-            token_check: None,
-            changed: Vec::new(),
-            next_sweep: None,
-            appends_since_trim: 0,
-            messages_in: 0,
-            messages_out: 0,
-            connections_opened: 0,
-            counters_since: now,
-        };
-        // Ids are never reused, even across wakes: a socket that was closing during the wake
-        // may still report its close under its old id. Starting each instance at now x 1024
-        // stays ahead of every id an earlier instance gave out (at most 1,024 opens per ms) and
-        // below 2^53, so ids survive JSON.
-        room.next_conn = now.saturating_mul(1024).max(1);
+        let mut room = Room::new(config, meta, now);
         for info in connections {
-            room.next_conn = room.next_conn.max(info.id + 1);
-            room.presence.restore(&info.user, info.id, info.meta.clone());
-            room.announcer.restore(&info.user, now);
-            if let Some(exp) = info.expires {
-                room.expiries.insert((expiry_deadline(exp), info.id));
-            }
-            // Liveness restarts from the last saved sign of life, never from `now`: a wake (by the
-            // sweep's alarm, or any event) must not make a dead connection look fresh.
-            let seen = info.opened_at.max(info.seen);
-            let live = Live::new(info, seen, &room.config, now);
-            room.conns.insert(live.info.id, live);
+            room.restore(info, now);
         }
         for leave in store.pending_leaves()? {
             if room.presence.get(&leave.user).is_some() {
@@ -380,6 +331,64 @@ impl Room {
         let timeout = room.config.heartbeat_timeout_ms;
         room.next_sweep = room.conns.values().map(|l| l.last_seen.saturating_add(timeout).saturating_add(1)).min().map(|t| t.max(now));
         Ok(room)
+    }
+
+    /// A room with no connections yet.
+    fn new(config: RoomConfig, meta: RoomMeta, now: u64) -> Room {
+        Room {
+            announcer: Announcer::new(config.presence_rate_per_sec),
+            heartbeat: frame::Heartbeat {
+                // A third of the timeout: two pings may be lost before the room gives up.
+                interval: (config.heartbeat_timeout_ms / 3).max(1),
+                timeout: config.heartbeat_timeout_ms,
+            },
+            limits: frame::Limits {
+                max_frame_bytes: config.max_frame_bytes,
+                messages_per_sec: config.rate_messages_per_sec,
+                messages_burst: config.rate_messages_burst,
+                bytes_per_sec: config.rate_bytes_per_sec,
+                message_id_max: config.message_id_max,
+                presence_meta_max: config.presence_meta_max,
+                broadcasts_per_sec: config.broadcast_rate_per_sec,
+                broadcasts_burst: config.broadcast_rate_per_sec.saturating_mul(2),
+                broadcast_max_bytes: config.broadcast_max_bytes,
+            },
+            guards: Guards::new(&config, now),
+            config,
+            meta,
+            conns: BTreeMap::new(),
+            // Ids are never reused, even across wakes: a socket that was closing during the wake
+            // may still report its close under its old id. Starting each instance at now x 1024
+            // stays ahead of every id an earlier instance gave out (at most 1,024 opens per ms)
+            // and below 2^53, so ids survive JSON.
+            next_conn: now.saturating_mul(1024).max(1),
+            presence: Presence::default(),
+            actions: VecDeque::new(),
+            expiries: BTreeSet::new(),
+            token_check: None,
+            changed: Vec::new(),
+            next_sweep: None,
+            appends_since_trim: 0,
+            messages_in: 0,
+            messages_out: 0,
+            connections_opened: 0,
+            counters_since: now,
+        }
+    }
+
+    /// A connection from before a wake, from its socket's attachment; announces nothing.
+    fn restore(&mut self, info: Connection, now: u64) {
+        self.next_conn = self.next_conn.max(info.id + 1);
+        self.presence.restore(&info.user, info.id, info.meta.clone());
+        self.announcer.restore(&info.user, now);
+        if let Some(exp) = info.expires {
+            self.expiries.insert((expiry_deadline(exp), info.id));
+        }
+        // Liveness restarts from the last saved sign of life, never from `now`: a wake (by the
+        // sweep's alarm, or any event) must not make a dead connection look fresh.
+        let seen = info.opened_at.max(info.seen);
+        let live = Live::new(info, seen, &self.config, now);
+        self.conns.insert(live.info.id, live);
     }
 
     /// Lets the room verify `refresh` frames (the adapter knows the room's name and the secret).
