@@ -7,14 +7,23 @@ bash "$ROOT/scripts/setup.sh" --browser
 use_toolchain
 cd "$ROOT"
 
-step "native tests (cargo test)"
+step "lint (clippy on every crate and both wasm builds, shellcheck)"
+cargo clippy --quiet -p roomcast-protocol --all-targets -- -D warnings
+cargo clippy --quiet -p roomcast-protocol --no-default-features --all-targets -- -D warnings
+cargo clippy --quiet -p roomcast-worker --target wasm32-unknown-unknown -- -D warnings
+cargo clippy --quiet -p roomcast-sdk --target wasm32-unknown-unknown -- -D warnings
+shellcheck -x -P scripts scripts/*.sh
+
+step "native tests (cargo test; the no_std client build on its own)"
 cargo test --quiet -p roomcast-protocol
-node --test tests/unit/*.test.mjs
+cargo test --quiet -p roomcast-protocol --no-default-features
 
 step "wasm builds"
 bash scripts/build-worker.sh
 bash scripts/build-sdk.sh
-node --test sdk/test/*.test.mjs
+
+step "unit tests of the JS layer and the wire schema (node --test)"
+node --test sdk/test/*.test.mjs tests/unit/*.test.mjs
 
 step "end-to-end tests (node --test, wrangler dev, Chromium)"
 node_ws_flags
