@@ -40,67 +40,86 @@ pub struct Batch {
 /// connection receives exactly the frames it would have received one by one, in the same order;
 /// a connection stops receiving frames at its close.
 pub fn coalesce(actions: Vec<Action>, is_open: impl Fn(ConnId) -> bool) -> Batch {
-    let open = Open(is_open);
-    let mut frames: Vec<String> = Vec::new();
-    // The frames every connection gets unless it is special, and the special connections' own lists.
-    let mut common: Vec<usize> = Vec::new();
-    let mut special: BTreeMap<ConnId, Vec<usize>> = BTreeMap::new();
-    let mut closed: BTreeSet<ConnId> = BTreeSet::new();
-    let mut closes = Vec::new();
-    for action in actions {
-        match action {
-            Action::Send { to, text } => {
-                let i = frames.len();
-                frames.push(text);
-                match to {
-                    Recipients::All { except } => {
-                        if let Some(c) = except.filter(|c| open.contains(c) && !closed.contains(c)) {
-                            // From here on `c` differs from the common list: it gets everything
-                            // common so far, but not this frame.
-                            special.entry(c).or_insert_with(|| common.clone());
-                        }
-                        common.push(i);
-                        for (c, list) in special.iter_mut() {
-                            if Some(*c) != except && !closed.contains(c) {
-                                list.push(i);
+    let plan = Plan::of(actions, Open(is_open));
+    plan.deliveries()
+}
+
+/// Which frames each connection gets: the common list, and the lists of the connections that
+/// differ from it (the sender of a broadcast with echo off, the target of a direct message, a
+/// connection closed midway).
+struct Plan {
+    frames: Vec<String>,
+    common: Vec<usize>,
+    special: BTreeMap<ConnId, Vec<usize>>,
+    closes: Vec<(ConnId, CloseCode)>,
+}
+
+impl Plan {
+    fn of<F: Fn(ConnId) -> bool>(actions: Vec<Action>, open: Open<F>) -> Plan {
+        let mut plan = Plan { frames: Vec::new(), common: Vec::new(), special: BTreeMap::new(), closes: Vec::new() };
+        let mut closed: BTreeSet<ConnId> = BTreeSet::new();
+        for action in actions {
+            match action {
+                Action::Send { to, text } => {
+                    let i = plan.frames.len();
+                    plan.frames.push(text);
+                    match to {
+                        Recipients::All { except } => plan.send_to_all_but(except, i, &closed, &open),
+                        Recipients::One(c) => add_to(&mut plan.special, &plan.common, &closed, &open, c, i),
+                        Recipients::List(ids) => {
+                            for c in ids {
+                                add_to(&mut plan.special, &plan.common, &closed, &open, c, i);
                             }
                         }
                     }
-                    Recipients::One(c) => add_to(&mut special, &common, &closed, &open, c, i),
-                    Recipients::List(ids) => {
-                        for c in ids {
-                            add_to(&mut special, &common, &closed, &open, c, i);
-                        }
+                }
+                Action::Close { conn, code } => {
+                    if open.contains(&conn) && closed.insert(conn) {
+                        // Frees the connection from the common list: it keeps what it got so far.
+                        plan.special.entry(conn).or_insert_with(|| plan.common.clone());
+                        plan.closes.push((conn, code));
                     }
                 }
             }
-            Action::Close { conn, code } => {
-                if open.contains(&conn) && closed.insert(conn) {
-                    // Frees the connection from the common list: it keeps what it got so far.
-                    special.entry(conn).or_insert_with(|| common.clone());
-                    closes.push((conn, code));
-                }
+        }
+        plan
+    }
+
+    fn send_to_all_but<F: Fn(ConnId) -> bool>(&mut self, except: Option<ConnId>, i: usize, closed: &BTreeSet<ConnId>, open: &Open<F>) {
+        if let Some(c) = except.filter(|c| open.contains(c) && !closed.contains(c)) {
+            // From here on `c` differs from the common list: it gets everything common so far,
+            // but not this frame.
+            self.special.entry(c).or_insert_with(|| self.common.clone());
+        }
+        self.common.push(i);
+        for (c, list) in self.special.iter_mut() {
+            if Some(*c) != except && !closed.contains(c) {
+                list.push(i);
             }
         }
     }
-    let mut deliveries = Vec::new();
-    let excluded: BTreeSet<ConnId> = special.keys().copied().collect();
-    for text in join(&frames, &common) {
-        deliveries.push(Delivery { text, to: Group::AllBut(excluded.clone()) });
-    }
-    // Special connections with the same list share their texts.
-    let mut by_list: BTreeMap<Vec<usize>, Vec<ConnId>> = BTreeMap::new();
-    for (c, list) in special {
-        if !list.is_empty() {
-            by_list.entry(list).or_default().push(c);
+
+    /// One text per group of connections that get the same frames, then the closes.
+    fn deliveries(self) -> Batch {
+        let mut deliveries = Vec::new();
+        let excluded: BTreeSet<ConnId> = self.special.keys().copied().collect();
+        for text in join(&self.frames, &self.common) {
+            deliveries.push(Delivery { text, to: Group::AllBut(excluded.clone()) });
         }
-    }
-    for (list, conns) in by_list {
-        for text in join(&frames, &list) {
-            deliveries.push(Delivery { text, to: Group::Only(conns.clone()) });
+        // Special connections with the same list share their texts.
+        let mut by_list: BTreeMap<Vec<usize>, Vec<ConnId>> = BTreeMap::new();
+        for (c, list) in self.special {
+            if !list.is_empty() {
+                by_list.entry(list).or_default().push(c);
+            }
         }
+        for (list, conns) in by_list {
+            for text in join(&self.frames, &list) {
+                deliveries.push(Delivery { text, to: Group::Only(conns.clone()) });
+            }
+        }
+        Batch { deliveries, closes: self.closes }
     }
-    Batch { deliveries, closes }
 }
 
 /// The frames in one delivered text: the inverse of the joining above. It is exact because no
