@@ -32,7 +32,8 @@ const option = (name) => {
 const REFERENCE = 20e3;
 const LADDER = option("--ladder")?.split(",").map(Number)
   ?? (full ? [5e3, 10e3, 20e3, 40e3, 70e3, 100e3, 150e3, 220e3] : [20e3, 40e3, 60e3, 80e3, 120e3]);
-const SCENARIOS = (full
+// --scenarios picks from every scenario, whatever the mode.
+const SCENARIOS = (full || option("--scenarios")
   ? [[100, 10], [10, 100], [1, 1000], [1, 5000]].flatMap(([rooms, members]) => [64, 1024].map((size) => ({ rooms, members, size })))
   : [{ rooms: 1, members: 1000, size: 64 }]
 ).map((s) => ({ ...s, id: `${s.rooms}x${s.members}-${s.size}B`, name: `${s.rooms} × ${s.members}, ${s.size === 1024 ? "1 KiB" : `${s.size} B`}` }));
@@ -69,7 +70,7 @@ async function firstEcho(system, server) {
     const until = async (pred) => {
       while (!texts.some(pred)) await new Promise((r) => waiters.push(r));
     };
-    if (system.protocol === "roomcast") await until((t) => t.includes('"type":"welcome"'));
+    if (system.protocol.startsWith("roomcast")) await until((t) => t.includes('"type":"welcome"'));
     if (system.protocol === "socket_io") {
       await until((t) => t.startsWith("0"));
       ws.send("40");
@@ -82,7 +83,8 @@ async function firstEcho(system, server) {
   const a = await open("a");
   const b = await open("b");
   const text = '"echo"';
-  a.ws.send(system.protocol === "roomcast" ? `{"type":"publish","id":"1","data":${text}}` : system.protocol === "socket_io" ? `42["m",${text}]` : text);
+  const roomcastFrame = system.protocol === "roomcast_broadcast" ? "broadcast" : "publish";
+  a.ws.send(system.protocol.startsWith("roomcast") ? `{"type":"${roomcastFrame}","id":"1","data":${text}}` : system.protocol === "socket_io" ? `42["m",${text}]` : text);
   await b.until((t) => t.includes("echo"));
   a.ws.terminate();
   b.ws.terminate();

@@ -1,4 +1,4 @@
-// The five systems `npm run bench` compares, each started the same way every round: a fresh
+// The systems `npm run bench` compares, each started the same way every round: a fresh
 // process tree (wrangler dev + workerd, or node), measured from its root pid.
 import { spawn } from "node:child_process";
 import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
@@ -19,6 +19,16 @@ const ROOMCAST_VARS = {
   RATE_BYTES_PER_SEC: 1_000_000_000,
   HEARTBEAT_TIMEOUT_MS: 3_600_000,
   MAX_CONNECTIONS: 10_000,
+  // The ephemeral path's own per-connection rate and frame limit (AE), lifted the same way.
+  BROADCAST_RATE_PER_SEC: 1_000_000,
+  BROADCAST_MAX_BYTES: 65_536,
+};
+
+/** One token for every member: publish and subscribe in the bench rooms, no presence right
+ * (presence is not what is measured, and 5,000 joins would announce 12.5 M presence frames). */
+const roomcastUrl = (s) => {
+  const bearer = token("bench", { "bench:*": ["subscribe", "publish"] }, { ttlSeconds: 86_400 });
+  return `${s.wsUrl}/rooms/bench:{room}/ws?cid={cid}&token=${bearer}`;
 };
 
 /**
@@ -94,12 +104,13 @@ export const SYSTEMS = {
     label: "roomcast (Rust/Wasm DO)",
     protocol: "roomcast",
     start: wrangler(roomcastConfig, ROOMCAST_VARS),
-    url: (s) => {
-      // One token for every member: publish and subscribe in the bench rooms, no presence right
-      // (presence is not what is measured, and 5,000 joins would announce 12.5 M presence frames).
-      const bearer = token("bench", { "bench:*": ["subscribe", "publish"] }, { ttlSeconds: 86_400 });
-      return `${s.wsUrl}/rooms/bench:{room}/ws?cid={cid}&token=${bearer}`;
-    },
+    url: roomcastUrl,
+  },
+  AE: {
+    label: "roomcast, ephemeral broadcasts",
+    protocol: "roomcast_broadcast",
+    start: wrangler(roomcastConfig, ROOMCAST_VARS),
+    url: roomcastUrl,
   },
   B: {
     label: "minimal JS DO (in-runtime limit)",

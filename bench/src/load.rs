@@ -167,7 +167,7 @@ async fn join(config: &RunConfig, room: usize, member: usize) -> Result<(Sink, S
     let handshake = async {
         match config.protocol {
             Protocol::Relay => Ok(()),
-            Protocol::Roomcast => loop {
+            Protocol::Roomcast | Protocol::RoomcastBroadcast => loop {
                 if next_text(&mut stream).await?.contains("\"type\":\"welcome\"") {
                     return Ok(());
                 }

@@ -8,6 +8,8 @@ use serde::Deserialize;
 pub enum Protocol {
     /// roomcast's frames (docs/PROTOCOL.md): publish frames in, `message` frames out.
     Roomcast,
+    /// roomcast's ephemeral path: `broadcast` frames in and out, never stored (AE).
+    RoomcastBroadcast,
     /// A relay that sends every text frame as is to the room's other members (B, C, E).
     Relay,
     /// Engine.IO 4 / Socket.IO 5 over a WebSocket: `42["m", payload]` (D).
@@ -40,6 +42,7 @@ pub fn payload(stamp: Stamp, size: usize) -> String {
 pub fn publish_frame(protocol: Protocol, n: u64, payload: &str) -> String {
     match protocol {
         Protocol::Roomcast => format!("{{\"type\":\"publish\",\"id\":\"{n}\",\"data\":{payload}}}"),
+        Protocol::RoomcastBroadcast => format!("{{\"type\":\"broadcast\",\"id\":\"{n}\",\"data\":{payload}}}"),
         Protocol::Relay => payload.to_owned(),
         Protocol::SocketIo => format!("42[\"m\",{payload}]"),
     }
@@ -69,12 +72,14 @@ mod tests {
         for size in [64, 1024] {
             let p = payload(stamp, size);
             assert_eq!(p.len(), size);
-            for protocol in [Protocol::Roomcast, Protocol::Relay, Protocol::SocketIo] {
+            for protocol in [Protocol::Roomcast, Protocol::RoomcastBroadcast, Protocol::Relay, Protocol::SocketIo] {
                 let frame = publish_frame(protocol, stamp.n, &p);
                 assert_eq!(parse(&frame), Some(stamp), "{frame}");
             }
             let delivered = format!("{{\"type\":\"message\",\"seq\":9,\"from\":\"c1\",\"user\":\"u\",\"id\":\"1\",\"data\":{p},\"ts\":1}}");
             assert_eq!(parse(&delivered), Some(stamp));
+            let broadcast = format!("{{\"type\":\"broadcast\",\"from\":\"c1\",\"user\":\"u\",\"data\":{p},\"ts\":1}}");
+            assert_eq!(parse(&broadcast), Some(stamp));
         }
         assert_eq!(parse("{\"type\":\"welcome\"}"), None);
         let other = Stamp { n: stamp.n + 1, ..stamp };
