@@ -16,6 +16,9 @@ pub struct RoomConfig {
     pub heartbeat_timeout_ms: u64,
     /// Most messages one history request or one resume replays (`HISTORY_PAGE_MAX`).
     pub history_page_max: usize,
+    /// Most `data` bytes one history page, rewind or resume replay carries (`HISTORY_PAGE_MAX_BYTES`;
+    /// the first message of a page always comes). A resume that needs more is answered with a gap.
+    pub history_page_max_bytes: usize,
     /// Most messages in one HTTP publish batch (`PUBLISH_BATCH_MAX`).
     pub publish_batch_max: usize,
     /// Longest message id, in bytes.
@@ -71,6 +74,7 @@ impl Default for RoomConfig {
             presence_grace_ms: 5_000,
             heartbeat_timeout_ms: 60_000,
             history_page_max: 1000,
+            history_page_max_bytes: 512 * 1024,
             publish_batch_max: 100,
             message_id_max: 128,
             presence_meta_max: 1024,
@@ -120,13 +124,14 @@ impl RoomConfig {
 
 /// The `[vars]` a room reads, each with where its value goes (docs/PROTOCOL.md lists them).
 type Setter = fn(&mut RoomConfig, u64);
-const VARS: [(&str, Setter); 22] = [
+const VARS: [(&str, Setter); 23] = [
     ("MAX_FRAME_BYTES", |c, v| c.max_frame_bytes = to_usize(v)),
     ("HISTORY_MAX_MESSAGES", |c, v| c.history_max_messages = v),
     ("HISTORY_MAX_AGE_SECONDS", |c, v| c.history_max_age_ms = v.saturating_mul(1000)),
     ("PRESENCE_GRACE_MS", |c, v| c.presence_grace_ms = v),
     ("HEARTBEAT_TIMEOUT_MS", |c, v| c.heartbeat_timeout_ms = v),
     ("HISTORY_PAGE_MAX", |c, v| c.history_page_max = to_usize(v)),
+    ("HISTORY_PAGE_MAX_BYTES", |c, v| c.history_page_max_bytes = to_usize(v)),
     ("PUBLISH_BATCH_MAX", |c, v| c.publish_batch_max = to_usize(v)),
     // The platform holds at most 32,768 hibernatable sockets per object.
     ("MAX_CONNECTIONS", |c, v| c.max_connections = to_usize(v).min(32_768)),

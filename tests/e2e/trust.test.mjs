@@ -354,6 +354,14 @@ test("HTTP API: a batch whose data is over PUBLISH_BATCH_MAX_BYTES is refused wh
   });
   assert.equal(huge.status, 413);
   assert.equal((await huge.json()).error.code, "too_large");
+  // without a length (chunked) the size is unknown: refused unread as well
+  const chunked = await fetch(`${tight.url}${messagesPath(room)}`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${apiKey()}`, "content-type": "application/json" },
+    body: new Blob([JSON.stringify({ data: "x" })]).stream(),
+    duplex: "half",
+  });
+  assert.equal(chunked.status, 411);
   const small = await api(tight, "POST", messagesPath(room), [{ data: "a" }, { data: "b" }]);
   assert.equal(small.status, 200, small.text);
   await until(() => honest.messages().length >= 2, { what: "the small batch" });

@@ -63,7 +63,19 @@ pub async fn handle(req: Request, env: Env) -> Result<Response> {
             return match api_call(req, &env, &room, Endpoint::History, &raw_query).await {
                 Ok(mut response) => {
                     let status = response.status_code();
-                    http::json_text(status, response.text().await?, cors.as_deref())
+                    let retry_after = response.headers().get("Retry-After").ok().flatten();
+                    let rebuilt = http::json_text(status, response.text().await?, cors.as_deref())?;
+                    match retry_after {
+                        // A read-budget 429 keeps its Retry-After, readable by the page too.
+                        Some(seconds) => {
+                            rebuilt.headers().set("Retry-After", &seconds)?;
+                            if cors.is_some() {
+                                rebuilt.headers().set("Access-Control-Expose-Headers", "Retry-After")?;
+                            }
+                            Ok(rebuilt)
+                        }
+                        None => Ok(rebuilt),
+                    }
                 }
                 Err(Failure::Refused(r)) => http::refused(&r, cors.as_deref()),
                 Err(Failure::Platform(e)) => Err(e),
@@ -151,8 +163,11 @@ async fn api_call(mut req: Request, env: &Env, room: &str, endpoint: Endpoint, r
         Endpoint::Publish => {
             // Refused before it is read when it says it is too large; the room checks again after.
             let max = RoomConfig::from_vars(|name| env.var(name).ok().map(|v| v.to_string())).max_publish_body();
-            if header(&req, "Content-Length").and_then(|l| l.trim().parse::<usize>().ok()).is_some_and(|l| l > max) {
-                return Err(Refusal::new(RefusalKind::TooLarge, "request body is larger than a batch may be").into());
+            // A body without a length (chunked) could be any size: it is refused unread too.
+            match header(&req, "Content-Length").and_then(|l| l.trim().parse::<usize>().ok()) {
+                None => return Err(Refusal::new(RefusalKind::LengthRequired, "a publish needs a Content-Length").into()),
+                Some(l) if l > max => return Err(Refusal::new(RefusalKind::TooLarge, "request body is larger than a batch may be").into()),
+                Some(_) => {}
             }
             (String::new(), Some(req.text().await?))
         }

@@ -135,24 +135,32 @@ impl Store for SqlStore {
         Ok(rows.into_iter().next().and_then(|r| r.seq).map(|s| s as u64))
     }
 
-    fn after(&mut self, after: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
+    fn after(&mut self, after: u64, limit: usize, max_bytes: usize) -> Result<Vec<StoredMessage>, StoreError> {
+        // The byte cut is made by SQLite (a running sum of each row's bytes), so rows past it are
+        // never loaded: a page of large messages cannot take the room's memory.
         let rows = self.rows::<MessageRow>(
-            "SELECT seq, ts, origin, user, mid, data FROM messages WHERE seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, ts, origin, user, mid, data FROM (
+               SELECT seq, ts, origin, user, mid, data, length(CAST(data AS BLOB)) AS n,
+                 SUM(length(CAST(data AS BLOB))) OVER (ORDER BY seq ROWS UNBOUNDED PRECEDING) AS total
+               FROM messages WHERE seq > ? ORDER BY seq LIMIT ?)
+             WHERE total - n < ? ORDER BY seq",
             // SQLite integers are signed: a `since` at or above 2^63 would wrap to a negative number
             // and return everything, so it is clamped (no seq gets anywhere near it).
-            vec![int(after.min(i64::MAX as u64)), int(limit.min(i64::MAX as usize) as u64)],
+            vec![int(after.min(i64::MAX as u64)), int(limit.min(i64::MAX as usize) as u64), int(max_bytes as u64)],
         )?;
         rows.into_iter().map(stored).collect()
     }
 
-    fn before(&mut self, before: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
+    fn before(&mut self, before: u64, limit: usize, max_bytes: usize) -> Result<Vec<StoredMessage>, StoreError> {
         let rows = self.rows::<MessageRow>(
-            "SELECT seq, ts, origin, user, mid, data FROM messages WHERE seq < ? ORDER BY seq DESC LIMIT ?",
-            vec![int(before.min(i64::MAX as u64)), int(limit.min(i64::MAX as usize) as u64)],
+            "SELECT seq, ts, origin, user, mid, data FROM (
+               SELECT seq, ts, origin, user, mid, data, length(CAST(data AS BLOB)) AS n,
+                 SUM(length(CAST(data AS BLOB))) OVER (ORDER BY seq DESC ROWS UNBOUNDED PRECEDING) AS total
+               FROM messages WHERE seq < ? ORDER BY seq DESC LIMIT ?)
+             WHERE total - n < ? ORDER BY seq",
+            vec![int(before.min(i64::MAX as u64)), int(limit.min(i64::MAX as usize) as u64), int(max_bytes as u64)],
         )?;
-        let mut page = rows.into_iter().map(stored).collect::<Result<Vec<_>, _>>()?;
-        page.reverse();
-        Ok(page)
+        rows.into_iter().map(stored).collect()
     }
 
     fn oldest(&mut self) -> Result<Option<u64>, StoreError> {

@@ -27,15 +27,16 @@ pub fn cors_origin<'a>(origin: Option<&'a str>, allowed: &str) -> Option<&'a str
 }
 
 /// Who may fetch `/dev/token`: it mints a token for any user and room, so any web site could
-/// otherwise collect tokens from a developer's running edge (`fetch` from a page on another
-/// site is answered, and with `*` CORS readable). Allowed: no `Origin` (curl, scripts, tests), the
-/// edge's own origin (the demo pages it serves), and loopback origins on any port (a Vite dev
-/// server). On success, the origin to echo in `Access-Control-Allow-Origin`, if any: never `*`.
-pub fn check_dev_token_origin<'a>(origin: Option<&'a str>, own_origin: &str) -> Result<Option<&'a str>, Refusal> {
+/// otherwise collect tokens from a developer's running edge. Allowed: no `Origin` (curl, scripts,
+/// tests) and loopback origins on any port (the demo pages this edge serves on 127.0.0.1, a Vite
+/// dev server). The edge's "own" origin is not trusted as such: it comes from the Host header,
+/// which a DNS-rebinding page controls (`evil.example` resolving to 127.0.0.1). On success, the
+/// origin to echo in `Access-Control-Allow-Origin`, if any: never `*`.
+pub fn check_dev_token_origin<'a>(origin: Option<&'a str>, _own_origin: &str) -> Result<Option<&'a str>, Refusal> {
     match origin {
         None => Ok(None),
-        Some(o) if o.eq_ignore_ascii_case(own_origin) || is_loopback_origin(o) => Ok(Some(o)),
-        Some(_) => Err(Refusal::forbidden("development tokens are only handed to this edge's own pages and to loopback origins")),
+        Some(o) if is_loopback_origin(o) => Ok(Some(o)),
+        Some(_) => Err(Refusal::forbidden("development tokens are only handed to loopback origins")),
     }
 }
 
@@ -105,8 +106,9 @@ mod tests {
         assert_eq!(check_dev_token_origin(None, own), Ok(None));
         assert_eq!(check_dev_token_origin(Some(own), own), Ok(Some(own)));
         assert_eq!(check_dev_token_origin(Some("http://localhost:5173"), own), Ok(Some("http://localhost:5173")));
-        let own_site = "https://roomcast.example.workers.dev";
-        assert_eq!(check_dev_token_origin(Some(own_site), own_site), Ok(Some(own_site)));
+        // found by review: the "own" origin comes from the Host header, which DNS rebinding controls
+        let rebound = "http://evil.example:8787";
+        assert_eq!(check_dev_token_origin(Some(rebound), rebound).unwrap_err().status(), 403);
         for o in ["https://evil.example", "null", "http://localhost.evil.example"] {
             assert_eq!(check_dev_token_origin(Some(o), own).unwrap_err().status(), 403, "{o}");
         }

@@ -31,10 +31,12 @@ pub enum RefusalKind {
     RateLimited,
     /// A request body larger than the endpoint takes (told by its Content-Length, before reading).
     TooLarge,
+    /// A publish without a Content-Length: its size must be known before it is read.
+    LengthRequired,
 }
 
 impl RefusalKind {
-    pub const ALL: [RefusalKind; 8] = [
+    pub const ALL: [RefusalKind; 9] = [
         RefusalKind::BadRequest,
         RefusalKind::Unauthorized,
         RefusalKind::Forbidden,
@@ -43,6 +45,7 @@ impl RefusalKind {
         RefusalKind::UpgradeRequired,
         RefusalKind::RateLimited,
         RefusalKind::TooLarge,
+        RefusalKind::LengthRequired,
     ];
 
     /// The HTTP status (docs/PROTOCOL.md, *Errors over HTTP*).
@@ -56,6 +59,7 @@ impl RefusalKind {
             RefusalKind::UpgradeRequired => 426,
             RefusalKind::RateLimited => 429,
             RefusalKind::TooLarge => 413,
+            RefusalKind::LengthRequired => 411,
         }
     }
 
@@ -68,6 +72,7 @@ impl RefusalKind {
             RefusalKind::NotFound => ErrorCode::NotFound,
             RefusalKind::RateLimited => ErrorCode::RateLimited,
             RefusalKind::TooLarge => ErrorCode::TooLarge,
+            RefusalKind::LengthRequired => ErrorCode::BadRequest,
         }
     }
 
@@ -79,7 +84,8 @@ impl RefusalKind {
             | RefusalKind::NotFound
             | RefusalKind::MethodNotAllowed
             | RefusalKind::UpgradeRequired
-            | RefusalKind::TooLarge => {
+            | RefusalKind::TooLarge
+            | RefusalKind::LengthRequired => {
                 close::BAD_REQUEST
             }
             RefusalKind::Unauthorized => close::UNAUTHORIZED,
@@ -171,7 +177,7 @@ pub fn error_body(code: ErrorCode, message: &str) -> String {
 /// tests of the other modules check every refusal against them.
 #[cfg(test)]
 pub(crate) mod documented {
-    pub const STATUSES: [u16; 8] = [400, 401, 403, 404, 405, 413, 426, 429];
+    pub const STATUSES: [u16; 9] = [400, 401, 403, 404, 405, 411, 413, 426, 429];
     pub const CLOSES: [u16; 4] = [4400, 4401, 4403, 4029];
 
     pub fn is_documented(r: &super::Refusal) -> bool {

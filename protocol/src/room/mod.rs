@@ -456,7 +456,7 @@ impl Room {
         }
         self.guards.may_read(reader, now).map_err(|retry_after_ms| ReadError::RateLimited { retry_after_ms })?;
         let limit = limit.clamp(1, self.config.history_page_max);
-        let (messages, more) = read_page(page, limit, store)?;
+        let (messages, more) = read_page(page, limit, self.config.history_page_max_bytes, store)?;
         self.guards.spend_read(reader, read_cost(&messages), now);
         Ok(HistoryPage { epoch: self.meta.epoch.clone(), seq: self.meta.seq, messages, more })
     }
@@ -549,7 +549,8 @@ impl Room {
                 self.guards.may_read(user, now).map_err(|_| close::READ_BUDGET)?;
                 let n = (*n).min(self.config.history_page_max as u64) as usize;
                 // A failed read rewinds nothing; the welcome says so and live messages follow.
-                let replay = if n == 0 { Vec::new() } else { read_page(Page::Latest, n, store).map(|(m, _)| m).unwrap_or_default() };
+                let cap = self.config.history_page_max_bytes;
+                let replay = if n == 0 { Vec::new() } else { read_page(Page::Latest, n, cap, store).map(|(m, _)| m).unwrap_or_default() };
                 (None, Some(frame::Rewound { replayed: replay.len() as u64 }), replay)
             }
         };
@@ -699,6 +700,13 @@ impl Room {
     /// byte rate, and the frame's shape. Refused, the sender gets an error and a strike.
     fn screen<'t>(&mut self, conn: ConnId, text: &'t str, now: u64, store: &mut impl Store) -> Option<ClientFrame<'t>> {
         if !self.saw(conn, now) {
+            return None;
+        }
+        // Past its token's expiry (and the leeway) a connection acts no more, even if the alarm
+        // that closes it has not run yet.
+        if self.conns.get(&conn).and_then(|l| l.info.expires).is_some_and(|exp| expiry_deadline(exp) <= now) {
+            self.actions.push_back(Action::Close { conn, code: close::TOKEN_EXPIRED });
+            self.handle_close(conn, now, store);
             return None;
         }
         if text.len() > self.config.max_frame_bytes {
@@ -1130,8 +1138,10 @@ impl Room {
         if oldest.is_none_or(|o| o > since + 1) {
             return not(GapReason::Retention);
         }
-        match store.after(since, missing as usize) {
-            Ok(messages) => (ResumeOutcome::Recovered { replayed: messages.len() as u64 }, messages),
+        match store.after(since, missing as usize, self.config.history_page_max_bytes) {
+            Ok(messages) if messages.len() as u64 == missing => (ResumeOutcome::Recovered { replayed: messages.len() as u64 }, messages),
+            // More bytes than one replay carries (HISTORY_PAGE_MAX_BYTES): the client pages history.
+            Ok(_) => not(GapReason::Retention),
             Err(_) => not(GapReason::Unavailable),
         }
     }
@@ -1150,15 +1160,15 @@ enum Gate {
     Presence(usize),
 }
 
-/// Up to `limit` messages of `page`, in seq order, and whether more exist in that direction.
-fn read_page(page: Page, limit: usize, store: &mut impl Store) -> Result<(Vec<StoredMessage>, bool), StoreError> {
+/// Up to `limit` messages of `page` within `max_bytes` of data, in seq order, and whether more
+/// exist in that direction.
+fn read_page(page: Page, limit: usize, max_bytes: usize, store: &mut impl Store) -> Result<(Vec<StoredMessage>, bool), StoreError> {
     let mut messages = match page {
-        Page::After(since) => store.after(since, limit + 1)?,
-        Page::Before(before) => store.before(before, limit + 1)?,
-        Page::Latest => store.before(u64::MAX, limit + 1)?,
+        Page::After(since) => store.after(since, limit + 1, max_bytes)?,
+        Page::Before(before) => store.before(before, limit + 1, max_bytes)?,
+        Page::Latest => store.before(u64::MAX, limit + 1, max_bytes)?,
     };
-    let more = messages.len() > limit;
-    if more {
+    if messages.len() > limit {
         match page {
             Page::After(_) => messages.truncate(limit),
             // Newest first were wanted: the extra one is the oldest.
@@ -1166,7 +1176,14 @@ fn read_page(page: Page, limit: usize, store: &mut impl Store) -> Result<(Vec<St
                 messages.remove(0);
             }
         }
+        return Ok((messages, true));
     }
+    // Fewer than asked: the end, or the byte cap. One more row tells.
+    let more = match (page, messages.first(), messages.last()) {
+        (_, None, _) | (_, _, None) => false,
+        (Page::After(_), _, Some(last)) => !store.after(last.seq, 1, usize::MAX)?.is_empty(),
+        (Page::Before(_) | Page::Latest, Some(first), _) => !store.before(first.seq, 1, usize::MAX)?.is_empty(),
+    };
     Ok((messages, more))
 }
 

@@ -54,10 +54,12 @@ pub trait Store {
     fn append(&mut self, message: &StoredMessage) -> Result<(), StoreError>;
     /// The seq a message with this (user, origin, id) got, if it is still in history.
     fn find(&mut self, user: &str, from: &str, id: &str) -> Result<Option<u64>, StoreError>;
-    /// Up to `limit` messages with seq greater than `after`, in seq order.
-    fn after(&mut self, after: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError>;
-    /// Up to `limit` of the newest messages with seq below `before`, in seq order.
-    fn before(&mut self, before: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError>;
+    /// Up to `limit` messages with seq greater than `after`, in seq order, and no more once the
+    /// `data` bytes before a message reach `max_bytes` (the first always comes: a page moves on).
+    fn after(&mut self, after: u64, limit: usize, max_bytes: usize) -> Result<Vec<StoredMessage>, StoreError>;
+    /// Up to `limit` of the newest messages with seq below `before`, in seq order, newest first
+    /// counted against `max_bytes` as in [`Store::after`].
+    fn before(&mut self, before: u64, limit: usize, max_bytes: usize) -> Result<Vec<StoredMessage>, StoreError>;
     /// The oldest seq still in history.
     fn oldest(&mut self) -> Result<Option<u64>, StoreError>;
     /// How many messages history holds.
@@ -79,6 +81,20 @@ pub trait Store {
     fn banned_until(&mut self, user: &str) -> Result<Option<u64>, StoreError>;
     /// Forgets bans that ended by `now`.
     fn forget_bans(&mut self, now: u64) -> Result<(), StoreError>;
+}
+
+/// The first `limit` messages, stopping once the `data` bytes before one reach `max_bytes`.
+fn within<'a>(messages: impl Iterator<Item = &'a StoredMessage>, limit: usize, max_bytes: usize) -> Vec<StoredMessage> {
+    let mut bytes = 0usize;
+    messages
+        .take(limit)
+        .take_while(|m| {
+            let fits = bytes < max_bytes;
+            bytes = bytes.saturating_add(m.data.len());
+            fits
+        })
+        .cloned()
+        .collect()
 }
 
 /// An in-memory [`Store`], for tests and simulations. It can be told to fail, to test that a
@@ -122,11 +138,11 @@ impl Store for MemoryStore {
     fn find(&mut self, user: &str, from: &str, id: &str) -> Result<Option<u64>, StoreError> {
         Ok(self.messages.values().find(|m| m.user == user && m.from == from && m.id.as_deref() == Some(id)).map(|m| m.seq))
     }
-    fn after(&mut self, after: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
-        Ok(self.messages.range(after.saturating_add(1)..).take(limit).map(|(_, m)| m.clone()).collect())
+    fn after(&mut self, after: u64, limit: usize, max_bytes: usize) -> Result<Vec<StoredMessage>, StoreError> {
+        Ok(within(self.messages.range(after.saturating_add(1)..).map(|(_, m)| m), limit, max_bytes))
     }
-    fn before(&mut self, before: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
-        let mut page: Vec<StoredMessage> = self.messages.range(..before).rev().take(limit).map(|(_, m)| m.clone()).collect();
+    fn before(&mut self, before: u64, limit: usize, max_bytes: usize) -> Result<Vec<StoredMessage>, StoreError> {
+        let mut page = within(self.messages.range(..before).rev().map(|(_, m)| m), limit, max_bytes);
         page.reverse();
         Ok(page)
     }

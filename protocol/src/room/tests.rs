@@ -564,7 +564,7 @@ proptest! {
         for (c, want) in &expected {
             prop_assert_eq!(&sim.seqs(*c), want, "connection {}", c);
         }
-        let stored: Vec<u64> = sim.store.after(0, usize::MAX).unwrap().iter().map(|m| m.seq).collect();
+        let stored: Vec<u64> = sim.store.after(0, usize::MAX, usize::MAX).unwrap().iter().map(|m| m.seq).collect();
         prop_assert_eq!(stored, (1..=sim.room.seq()).collect::<Vec<_>>());
         sim.advance(301, |_| None);
         let truth: BTreeSet<String> = sim.open.iter().map(|c| sim.room.connection(*c).unwrap().user.clone()).collect();
@@ -814,6 +814,14 @@ fn expired_tokens_are_closed_unless_refreshed() {
     sim.advance(1, |_| Some(u64::MAX / 4));
     assert_eq!(sim.closed_by_room, vec![(a, close::TOKEN_EXPIRED.code)]);
     assert!(sim.open.contains(&b), "refreshed");
+    // a frame that arrives past the deadline, before any alarm ran, is not acted on
+    let mut late = who("late", "alice");
+    late.expires = Some(sim.now);
+    let l = sim.try_connect(late, None).unwrap();
+    sim.now += leeway;
+    sim.publish(l, "after-expiry", "1");
+    assert_eq!(sim.closed_by_room.last(), Some(&(l, close::TOKEN_EXPIRED.code)));
+    assert!(sim.frames(l, "ack").is_empty(), "the publish was not acted on");
 }
 
 #[test]
@@ -1077,4 +1085,29 @@ fn set_presence_updates_the_member_for_everyone_and_survives_a_wake() {
     // not an object: refused
     sim.text(a, r#"{"type":"presence","id":"bad","meta":[1]}"#);
     assert_eq!(sim.last(a)["code"], "bad_frame");
+}
+
+#[test]
+fn pages_replays_and_rewinds_stop_at_the_byte_cap() {
+    // found by review: a page of 1,000 messages of 64 KiB each took the room's memory
+    let mut sim = Sim::new(RoomConfig { history_page_max_bytes: 2_500, ..RoomConfig::default() });
+    let p = sim.connect("p", "pub", false, None);
+    let big = format!("\"{}\"", "x".repeat(998)); // 1,000 bytes of data each
+    for i in 1..=6 {
+        sim.publish(p, &format!("m{i}"), &big);
+    }
+    let page = sim.room.history("reader", Page::After(0), 100, sim.now, &mut sim.store).unwrap();
+    assert_eq!((page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), page.more), (vec![1, 2, 3], true), "2,000 bytes before the third");
+    let back = sim.room.history("reader", Page::Latest, 100, sim.now, &mut sim.store).unwrap();
+    assert_eq!((back.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), back.more), (vec![4, 5, 6], true));
+    let end = sim.room.history("reader", Page::After(3), 100, sim.now, &mut sim.store).unwrap();
+    assert_eq!((end.messages.len(), end.more), (3, false));
+    let resumed = sim.connect("r", "resumer", false, Some(ResumePoint { epoch: "epoch-1".into(), since: 0 }));
+    assert_eq!(sim.frames(resumed, "welcome")[0]["resume"]["reason"], "retention", "more than one replay carries");
+    assert!(sim.seqs(resumed).is_empty());
+    let rewound = sim.room.handle_start(who("w", "rewinder"), Start::Rewind(6), sim.now, &mut sim.store).unwrap();
+    sim.open.insert(rewound);
+    sim.deliver();
+    assert_eq!(sim.seqs(rewound), [4, 5, 6]);
+    assert_eq!(sim.frames(rewound, "welcome")[0]["rewind"]["replayed"], 3);
 }
