@@ -12,8 +12,8 @@ use roomcast_protocol::frame::{self, ErrorCode};
 use roomcast_protocol::room::batch::{self, Group};
 use roomcast_protocol::room::{self, ConnId, Connection, Identity, Page, PublishError, ReadError, ResumePoint, Room, Start, TokenCheck};
 use serde::{Deserialize, Serialize};
-use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
 use worker::{
     durable_object, DurableObject, Env, Headers, Method, Request, Response, Result, State, WebSocket, WebSocketIncomingMessage,
     WebSocketPair,
@@ -36,6 +36,12 @@ pub struct RoomObject {
     state: State,
     env: Env,
     loaded: RefCell<Option<Loaded>>,
+    /// Frames that arrived while an event was waiting for its write to be durable (group commit,
+    /// see [`RoomObject::with_room`]): that event runs them after its wait, all in one
+    /// transaction, so a busy room pays one commit for many messages instead of one each.
+    pending: RefCell<VecDeque<(WebSocket, WebSocketIncomingMessage)>>,
+    /// How many events are waiting for a write to be durable right now.
+    waiting: Cell<u32>,
 }
 
 /// The open sockets by connection id, and the same sockets as a JS array that the fanout hands
@@ -158,32 +164,50 @@ impl RoomObject {
     /// send itself (bench/README.md). One wait per event instead, then every send goes straight
     /// out. Frames stay in order: all of them leave through the room's one action queue, and an
     /// event that runs during the wait only drains that queue further, still behind the gate.
+    ///
+    /// Group commit: socket frames that arrive during the wait are queued (`pending`) instead of
+    /// each writing and committing on its own (a commit is a WAL write and an fsync, the largest
+    /// cost per message in a small room: bench/README.md). After the wait, this event carries out
+    /// what is now durable, then runs the queued frames in arrival order, all in one synchronous
+    /// step and so one transaction, waits once for that, and so on until nothing is queued. Every
+    /// other event runs the queued frames first, so the order in which the room sees events is
+    /// the order in which they arrived; nothing is acknowledged or fanned out before it is durable.
     async fn with_room<R>(&self, f: impl FnOnce(&mut Loaded, u64) -> R) -> Result<R> {
-        let (result, wrote) = {
+        let (result, mut wrote) = {
             let mut slot = self.loaded.borrow_mut();
             if slot.is_none() {
                 *slot = Some(self.load()?);
             }
             let Some(loaded) = slot.as_mut() else { return Err(worker::Error::RustError("room not loaded".into())) };
-            let result = f(loaded, platform::now_ms());
-            // A refresh changed a connection's rights and expiry: its attachment must say so, or
-            // a wake would restore the old ones.
-            for id in loaded.room.take_changed() {
-                if let (Some(ws), Some(conn)) = (loaded.sockets.get(&id), loaded.room.connection(id)) {
-                    let _ = ws.serialize_attachment(serde_json::to_string(conn).unwrap_or_default());
-                }
-            }
+            let now = platform::now_ms();
+            self.run_pending(loaded, now);
+            let result = f(loaded, now);
+            save_changed(loaded);
             (result, loaded.store.take_wrote())
         };
-        if wrote {
-            // A failed sync means the write is not durable: the output gate then never releases
-            // what follows and the runtime resets the object, so the error itself needs no answer.
-            let _ = self.state.storage().sync().await;
+        loop {
+            if wrote {
+                // A failed sync means the write is not durable: the output gate then never releases
+                // what follows and the runtime resets the object, so the error itself needs no answer.
+                self.waiting.set(self.waiting.get() + 1);
+                let _ = self.state.storage().sync().await;
+                self.waiting.set(self.waiting.get() - 1);
+            }
+            let mut slot = self.loaded.borrow_mut();
+            let Some(loaded) = slot.as_mut() else { return Err(worker::Error::RustError("room not loaded".into())) };
+            carry_out(loaded);
+            if self.pending.borrow().is_empty() {
+                break;
+            }
+            // No await between the check above and this: a frame queued during the wait is
+            // always run by a waiting event.
+            self.run_pending(loaded, platform::now_ms());
+            save_changed(loaded);
+            wrote = loaded.store.take_wrote();
         }
         let alarm = {
             let mut slot = self.loaded.borrow_mut();
             let Some(loaded) = slot.as_mut() else { return Err(worker::Error::RustError("room not loaded".into())) };
-            carry_out(loaded);
             let next = loaded.room.poll_timeout();
             match next {
                 Some(t) if loaded.alarm_at != Some(t) => {
@@ -199,6 +223,14 @@ impl RoomObject {
             self.state.storage().set_alarm(std::time::Duration::from_millis(offset)).await?;
         }
         Ok(result)
+    }
+
+    /// Runs the socket frames queued during a wait, in arrival order.
+    fn run_pending(&self, l: &mut Loaded, now: u64) {
+        let queued = std::mem::take(&mut *self.pending.borrow_mut());
+        for (ws, message) in queued {
+            handle_frame(l, &ws, &message, now);
+        }
     }
 
     async fn accept(&self, req: &Request) -> Result<Response> {
@@ -256,6 +288,25 @@ impl RoomObject {
             }
         })
         .await
+    }
+}
+
+/// A socket frame, into the room.
+fn handle_frame(l: &mut Loaded, ws: &WebSocket, message: &WebSocketIncomingMessage, now: u64) {
+    let Some(id) = l.conn_id(ws) else { return };
+    match message {
+        WebSocketIncomingMessage::String(text) => l.room.handle_text(id, text, now, &mut l.store),
+        WebSocketIncomingMessage::Binary(bytes) => l.room.handle_binary(id, bytes.len(), now, &mut l.store),
+    }
+}
+
+/// A refresh changed a connection's rights and expiry (or its last sign of life is due to be
+/// saved): its attachment must say so, or a wake would restore the old ones.
+fn save_changed(l: &mut Loaded) {
+    for id in l.room.take_changed() {
+        if let (Some(ws), Some(conn)) = (l.sockets.get(&id), l.room.connection(id)) {
+            let _ = ws.serialize_attachment(serde_json::to_string(conn).unwrap_or_default());
+        }
     }
 }
 
@@ -425,7 +476,7 @@ fn too_many(message: &str, retry_after_ms: u64) -> Result<Response> {
 
 impl DurableObject for RoomObject {
     fn new(state: State, env: Env) -> Self {
-        RoomObject { state, env, loaded: RefCell::new(None) }
+        RoomObject { state, env, loaded: RefCell::new(None), pending: RefCell::new(VecDeque::new()), waiting: Cell::new(0) }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
@@ -449,14 +500,13 @@ impl DurableObject for RoomObject {
     }
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> Result<()> {
-        self.with_room(|l, now| {
-            let Some(id) = l.conn_id(&ws) else { return };
-            match &message {
-                WebSocketIncomingMessage::String(text) => l.room.handle_text(id, text, now, &mut l.store),
-                WebSocketIncomingMessage::Binary(bytes) => l.room.handle_binary(id, bytes.len(), now, &mut l.store),
-            }
-        })
-        .await
+        if self.waiting.get() > 0 {
+            // An event is waiting for a write to be durable: it runs this frame after its wait,
+            // with the others that arrive meanwhile, in one transaction (group commit).
+            self.pending.borrow_mut().push_back((ws, message));
+            return Ok(());
+        }
+        self.with_room(|l, now| handle_frame(l, &ws, &message, now)).await
     }
 
     async fn websocket_close(&self, ws: WebSocket, code: usize, reason: String, _was_clean: bool) -> Result<()> {
