@@ -12,7 +12,8 @@ CREATE TABLE IF NOT EXISTS meta (k INTEGER PRIMARY KEY CHECK (k = 1), epoch TEXT
 CREATE TABLE IF NOT EXISTS messages (
   seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, origin TEXT NOT NULL, user TEXT NOT NULL,
   mid TEXT, data TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS messages_by_mid ON messages (origin, mid) WHERE mid IS NOT NULL;
+DROP INDEX IF EXISTS messages_by_mid;
+CREATE UNIQUE INDEX IF NOT EXISTS messages_by_key ON messages (origin, mid, user) WHERE mid IS NOT NULL;
 CREATE INDEX IF NOT EXISTS messages_by_ts ON messages (ts);
 CREATE TABLE IF NOT EXISTS pending_leaves (user TEXT PRIMARY KEY, due INTEGER NOT NULL, meta TEXT);
 CREATE TABLE IF NOT EXISTS client_ids (cid TEXT PRIMARY KEY, user TEXT NOT NULL, seen INTEGER NOT NULL);
@@ -125,6 +126,30 @@ impl Store for SqlStore {
             "INSERT INTO messages (seq, ts, origin, user, mid, data) VALUES (?, ?, ?, ?, ?, ?)",
             vec![int(m.seq), int(m.ts), m.from.as_str().into(), m.user.as_str().into(), m.id.as_deref().into(), m.data.get().into()],
         )
+    }
+
+    /// One statement for a new message (the unique index on (origin, mid, user) refuses a
+    /// retry's copy), and a lookup only when it was one.
+    fn append_new(&mut self, m: &StoredMessage) -> Result<Option<u64>, StoreError> {
+        self.wrote = true;
+        let cursor = self
+            .sql
+            .exec(
+                "INSERT INTO messages (seq, ts, origin, user, mid, data) VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (origin, mid, user) WHERE mid IS NOT NULL DO NOTHING",
+                Some(vec![int(m.seq), int(m.ts), m.from.as_str().into(), m.user.as_str().into(), m.id.as_deref().into(), m.data.get().into()]),
+            )
+            .map_err(err)?;
+        if cursor.rows_written() > 0 {
+            return Ok(None);
+        }
+        match m.id.as_deref() {
+            Some(id) => match self.find(&m.user, &m.from, id)? {
+                Some(seq) => Ok(Some(seq)),
+                None => Err(StoreError("message was not stored".into())),
+            },
+            None => Err(StoreError("message was not stored".into())),
+        }
     }
 
     fn find(&mut self, user: &str, from: &str, id: &str) -> Result<Option<u64>, StoreError> {

@@ -1042,12 +1042,6 @@ impl Room {
         now: u64,
         store: &mut impl Store,
     ) -> Result<Published, StoreError> {
-        if let Some(id) = id {
-            // Ids are scoped to (user, from): nobody can make another user's publish a duplicate.
-            if let Some(seq) = store.find(user, from, id)? {
-                return Ok(Published { seq, id: Some(id.to_owned()), duplicate: true });
-            }
-        }
         let seq = self.meta.seq + 1;
         let message = StoredMessage {
             seq,
@@ -1058,7 +1052,10 @@ impl Room {
             data: data.clone(),
         };
         // Stored first: a message nobody could recover is never broadcast or acknowledged.
-        store.append(&message)?;
+        // Ids are scoped to (user, from): nobody can make another user's publish a duplicate.
+        if let Some(seq) = store.append_new(&message)? {
+            return Ok(Published { seq, id: message.id, duplicate: true });
+        }
         self.meta.seq = seq;
         let recipients = self.conns.len() - usize::from(except.is_some_and(|c| self.conns.contains_key(&c)));
         self.messages_in += 1;
