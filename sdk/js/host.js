@@ -81,6 +81,7 @@ const detach = (ws) => { ws.onmessage = ws.onclose = null; };
 const isSeq = (n) => Number.isSafeInteger(n) && n >= 0;
 const isStr = (s) => typeof s === "string";
 const isMember = (m) => isStr(m?.user);
+const fromUser = (f) => isStr(f.from) && isStr(f.user);
 /**
  * The frames the server sends, each with the fields the SDK reads (unknown fields are ignored).
  * A frame of one of these types that fails its check is not acted on: it is reported as a
@@ -94,7 +95,10 @@ const SHAPES = {
   error: (f) => isStr(f.code),
   pong: () => true,
   presence: (f) => isMember(f.member) && isStr(f.event),
-  direct: (f) => isStr(f.from) && isStr(f.user),
+  direct: fromUser,
+  broadcast: fromUser,
+  // its messages are checked by the API layer, which settles the call either way
+  history: (f) => isStr(f.id),
   refreshed: (f) => isSeq(f.expires),
 };
 
@@ -122,7 +126,7 @@ function onMessage(h, sid, data) {
         case "welcome":
           emit(h, "welcome", f);
           w.conn_welcome(h.id, ...str(f.epoch), f.seq, f.resume ? (f.resume.status === RESUMED[1] ? 1 : 2) : 0, ...str(String(f.resume?.reason ?? "")),
-            f.expires, f.heartbeat?.interval, f.limits?.maxFrameBytes);
+            f.expires, f.heartbeat?.interval, f.limits?.maxFrameBytes, f.rewind?.replayed);
           break;
         case "message":
           // With echo off the room still replays this client's own messages (so a replay has no
@@ -146,9 +150,9 @@ function onMessage(h, sid, data) {
         case "refreshed":
           w.conn_refreshed(h.id, f.expires);
           break;
-        case "presence":
-        case "direct":
-          emit(h, f.type, f);
+        default:
+          // presence, direct, broadcast, history: for the API layer
+          if (shape) emit(h, f.type, f);
       }
     }
   });
@@ -160,7 +164,9 @@ const imports = {
     const h = hosts.get(id);
     const o = h.options;
     let url = `${o.endpoint}?errors=close&cid=${encodeURIComponent(o.clientId)}${o.echo ? "&echo=1" : ""}`;
+    // Without a resume point (the first connection, or none welcomed yet) the room rewinds.
     if (since >= 0) url += `&since=${since}&epoch=${encodeURIComponent(text(ep, epLen))}`;
+    else if (o.rewind) url += `&rewind=${o.rewind}`;
     const token = typeof o.token === "function" ? h.token : o.token;
     // A constructor that throws (a URL or subprotocol the browser refuses) returns 0 (see guard).
     const ws = new o.WebSocket(url, token ? [SUBPROTOCOL, `bearer.${token}`] : [SUBPROTOCOL]);
@@ -168,6 +174,7 @@ const imports = {
       detach(ws);
       if (ws.readyState < 2) ws.close(code, reason);
     }, ws);
+    h.ws = ws;
     ws.onmessage = (e) => onMessage(h, sid, e.data);
     ws.onclose = (e) => {
       owned.delete(sid);
@@ -294,6 +301,13 @@ export class Host {
     if (!hosts.has(this.id)) return [, "closed"];
     const code = call(this, (w) => (to === undefined ? w.conn_publish(this.id, ...str(data)) : w.conn_send_to(this.id, ...str(to), ...str(data))));
     return code ? [, FAILURES[code]] : [given];
+  }
+
+  /** Sends a frame the API layer built (history, broadcast, presence) if open: whether it went. */
+  post(text) {
+    const open = this.state === STATES[1];
+    if (open) this.ws.send(text);
+    return open;
   }
 
   lastSeq() {

@@ -131,8 +131,8 @@ pub extern "C" fn conn_refreshed(id: u32, expires: f64) {
 
 /// A `welcome` frame. `resumed`: 0 no resume asked, 1 recovered, 2 not (with `reason`), as
 /// [`abi::RESUMED`] numbers them. `expires` (when the connection's token expires),
-/// `ping_interval` (`heartbeat.interval`) and `max_frame` (`limits.maxFrameBytes`): NaN or
-/// negative when the frame has none.
+/// `ping_interval` (`heartbeat.interval`), `max_frame` (`limits.maxFrameBytes`) and `rewound`
+/// (`rewind.replayed`: how many stored messages follow): NaN or negative when the frame has none.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn conn_welcome(
@@ -146,6 +146,7 @@ pub unsafe extern "C" fn conn_welcome(
     expires: f64,
     ping_interval: f64,
     max_frame: f64,
+    rewound: f64,
 ) {
     let epoch = take(epoch, epoch_len);
     let reason = take(reason, reason_len);
@@ -161,6 +162,7 @@ pub unsafe extern "C" fn conn_welcome(
         expires: optional(expires),
         ping_interval: optional(ping_interval),
         max_frame_bytes: optional(max_frame),
+        rewound: optional(rewound),
     };
     with(id, |c| c.client.handle_welcome_frame(welcome, c.now()));
 }

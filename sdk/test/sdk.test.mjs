@@ -249,7 +249,7 @@ describe("server frames", () => {
     const { room, log, last } = await setup();
     const ws = last();
     openWith(ws);
-    ws.receive({ type: "broadcast", from: "x", data: 1 }, { type: "from-the-future", anything: [1, 2] }, message(1));
+    ws.receive({ type: "poll", from: "x", data: 1 }, { type: "from-the-future", anything: [1, 2] }, message(1));
     assert.deepEqual(log.error, []);
     assert.deepEqual(log.message.map((m) => m.seq), [1]);
     room.close();

@@ -1,4 +1,10 @@
 // roomcast browser SDK. `import { connect } from "roomcast"`: no init call.
+//
+// Typed by three parameters, all optional: `connect<TData, TMeta, TBroadcast>(…)` gives a
+// `Room<TData, TMeta, TBroadcast>`. TData: what `publish` sends and `message` events, `history`
+// pages carry. TMeta: presence metadata (`setPresence`, `members()`, `presence` events).
+// TBroadcast: what `broadcast` sends and `broadcast` events carry (default: TData). These are
+// promises about what the room's members send, not checks: the SDK does not validate payloads.
 
 export type State = "connecting" | "open" | "reconnecting" | "closed";
 
@@ -93,29 +99,92 @@ export interface ConnectOptions {
   WebSocket?: new (url: string, protocols: string[]) => WebSocketLike;
   /** Time and timers (default: the platform's). */
   clock?: Clock;
+  /**
+   * On a connection without a resume point (the first one, and any before the first welcome),
+   * the last N stored messages (at most the room's HISTORY_PAGE_MAX, 1,000 by default) arrive as
+   * ordinary `message` events, in order, before any live one, with no gap or duplicate at the
+   * boundary. Reconnects resume from `lastSeq` instead (missed messages are replayed, or a
+   * `gap`). Default 0. Not a whole number: connect() throws a TypeError. Echo rules apply: with
+   * echo off your own messages are skipped.
+   */
+  rewind?: number;
+  /**
+   * Logs state transitions and frames with `console.debug` (default false). Off, nothing is
+   * wrapped or formatted: it costs nothing.
+   */
+  debug?: boolean;
+  /**
+   * Receives what `debug` would log, instead of the console: `("connect", url)`,
+   * `("send", frameText)`, `("receive", messageText)` (one WebSocket message: frames joined by
+   * line feeds), `("close", { code, reason })` (the SDK closes a socket), `("closed", { code,
+   * reason })` (a socket closed), `("status", StatusEvent)`. Tokens are never passed to it. One
+   * that throws costs nothing: its error is rethrown on its own (in a microtask).
+   */
+  logger?: (kind: LogKind, detail: unknown) => void;
 }
+
+export type LogKind = "connect" | "send" | "receive" | "close" | "closed" | "status";
 
 export interface Message<T = unknown> {
   seq: number;
-  /** The publisher's client id, or ":api" for the HTTP API. */
+  /** The publisher's client id, or ":api" (API key) or ":http" (a token) for the HTTP API. */
   from: string;
   user: string;
+  /**
+   * The publisher's message id, when it gave one (the SDK always does; the HTTP API when the
+   * body's `id` was set). Unique per publisher: an app that shows its own messages before the
+   * room's copy arrives can match them by it.
+   */
+  id?: string;
   data: T;
   /** Server time of storing, ms since the epoch. */
   ts: number;
 }
 
-export interface Member {
+export interface Member<TMeta extends object = Record<string, unknown>> {
   user: string;
   /** Open connections; 0 during the grace period after the last one closed. */
   connections: number;
-  meta?: Record<string, unknown>;
+  /**
+   * The member's presence metadata: the token's `meta`, replaced by `setPresence()` for that
+   * connection; for a user on several connections, that of the newest connection that has one.
+   */
+  meta?: TMeta;
 }
 
-export interface PresenceEvent {
-  members: Member[];
-  joined: Member[];
+export interface PresenceEvent<TMeta extends object = Record<string, unknown>> {
+  /** Everyone now, as `room.members()` returns it. */
+  members: Member<TMeta>[];
+  joined: Member<TMeta>[];
   left: string[];
+  /** Members whose connection count or metadata changed (a `setPresence()` anywhere). */
+  updated: Member<TMeta>[];
+}
+
+/** An ephemeral message (`room.broadcast()`): no seq, never stored or replayed. */
+export interface BroadcastEvent<T = unknown> {
+  /** The sender's client id. */
+  from: string;
+  user: string;
+  data: T;
+  /** Server time of sending, ms since the epoch. */
+  ts: number;
+}
+
+export interface HistoryOptions {
+  /** How many messages (default 100; the room clamps to 1 … HISTORY_PAGE_MAX, 1,000 by default). */
+  limit?: number;
+  /** The newest messages with a seq below this one (page backwards). */
+  before?: number;
+  /** The oldest messages with a seq above this one (page forwards). Not with `before`. */
+  since?: number;
+}
+
+export interface HistoryPage<T = unknown> {
+  /** In seq order, whichever way the page was read. Your own messages included, whatever echo. */
+  messages: Message<T>[];
+  /** Whether more messages exist in the direction read (older for latest or `before`, newer for `since`). */
+  more: boolean;
 }
 
 export interface StatusEvent {
@@ -174,6 +243,8 @@ export interface DirectEvent<T = unknown> {
  *   names one): "unauthorized" or "forbidden" when the room refused a refreshed token (the
  *   connection keeps its old token until it expires, then reconnects with a fresh one),
  *   "rate_limited", "bad_frame", … (docs/PROTOCOL.md lists them).
+ * - the room's refusal of the presence meta the SDK sends again after a reconnect (no call waits
+ *   for it; `id` names its frame): the room then keeps the token's meta until `setPresence()`.
  * - "token_failed": the token function threw, rejected or returned no string (`cause`: what it
  *   threw or returned). See ConnectOptions.token for what follows.
  * - "host_error": the WebSocket (or the clock) threw (`cause`); the SDK went on. A WebSocket
@@ -194,12 +265,13 @@ export interface ErrorEvent {
   frame?: string;
 }
 
-export interface Events {
-  message: Message;
-  presence: PresenceEvent;
+export interface Events<TData = unknown, TMeta extends object = Record<string, unknown>, TBroadcast = TData> {
+  message: Message<TData>;
+  presence: PresenceEvent<TMeta>;
   status: StatusEvent;
   gap: GapEvent;
   direct: DirectEvent;
+  broadcast: BroadcastEvent<TBroadcast>;
   error: ErrorEvent;
 }
 
@@ -214,8 +286,14 @@ export declare class RoomcastError extends Error {
    * first welcome: refused before it was sent), "queue_full", "offline" (sendTo while not open),
    * "disconnected" (a direct message whose connection dropped before the room answered: it may
    * or may not have been delivered), "closed" (the room closed: `closeCode` says how).
+   * For `history()` and `broadcast()` (never queued): "offline" when not open, "disconnected"
+   * when the socket went before the answer (a broadcast may or may not have been delivered),
+   * "too_large" (over `limits.broadcastMaxBytes` or `limits.maxFrameBytes`), "bad_frame" (the
+   * room's history answer was malformed), "host_error" (the WebSocket's send threw: `cause`).
+   * For `setPresence()`: "too_large" (meta over `limits.presenceMetaMax`), "closed", or the
+   * room's refusal ("forbidden" without the publish right, "rate_limited").
    */
-  code: "too_large" | "queue_full" | "offline" | "disconnected" | "closed" | (string & {});
+  code: "too_large" | "queue_full" | "offline" | "disconnected" | "closed" | "bad_frame" | "host_error" | (string & {});
   /** The close code when the room closed ("closed"), see StatusEvent.code. */
   closeCode?: number;
   /** The message id the server named. */
@@ -224,23 +302,87 @@ export declare class RoomcastError extends Error {
   cause?: unknown;
 }
 
-export interface Room {
+/**
+ * What the room enforces on this connection, from the welcome's `limits` (docs/PROTOCOL.md).
+ * Before the first welcome only the three the SDK checks are known: the server's defaults.
+ */
+export interface Limits {
+  /** The largest frame, in UTF-8 bytes (65,536 by default): larger publishes are refused locally. */
+  maxFrameBytes: number;
+  /** The largest presence meta, in compact JSON bytes (1,024 by default). */
+  presenceMetaMax: number;
+  /** The largest broadcast frame, in bytes (16,384 by default). */
+  broadcastMaxBytes: number;
+  messagesPerSec?: number;
+  messagesBurst?: number;
+  bytesPerSec?: number;
+  messageIdMax?: number;
+  /** Broadcasts and presence changes per second (burst `broadcastsBurst`). */
+  broadcastsPerSec?: number;
+  broadcastsBurst?: number;
+}
+
+export interface Room<TData = unknown, TMeta extends object = Record<string, unknown>, TBroadcast = TData> {
   readonly clientId: string;
   readonly state: State;
   /** The last seq seen (delivered, acknowledged, or an own message skipped with echo off). */
   readonly lastSeq: number;
-  on<E extends keyof Events>(event: E, handler: (payload: Events[E]) => void): () => void;
+  /** The room's limits from the last welcome (a fresh copy each read). */
+  readonly limits: Limits;
+  on<E extends keyof Events>(event: E, handler: (payload: Events<TData, TMeta, TBroadcast>[E]) => void): () => void;
   /**
    * Resolves with the message's seq once the server stored it; queued while offline. Every call
    * settles: it rejects (RoomcastError) when the room refuses it (never resent), when it is over
    * the room's frame limit (never sent), when the queue is full, or when the room closes.
    */
-  publish(data: unknown): Promise<number>;
+  publish(data: TData): Promise<number>;
   /** A direct message to one client id, or to every connection of a user. Not queued or resent. */
   sendTo(target: { user: string } | { clientId: string }, data: unknown): Promise<void>;
-  members(): Member[];
-  /** Closes for good: no timers, no reconnects; pending publishes reject with "closed". */
+  /**
+   * A page of stored messages, read over the room's socket, in seq order: with neither `before`
+   * nor `since` the latest `limit`; `before: seq` pages back, `since: seq` forward. It does not
+   * move `lastSeq` or emit `message` events. Not queued: it rejects with "offline" when not open,
+   * "disconnected" when the connection drops before the answer, "closed", or the room's refusal
+   * ("rate_limited": over the message rate or the read budget; "forbidden": banned). Options
+   * that are not whole numbers, or `before` with `since`, reject with a TypeError.
+   */
+  history(options?: HistoryOptions): Promise<HistoryPage<TData>>;
+  /**
+   * Sends `data` now to the room's other connections (yours too with echo on) as a `broadcast`
+   * event: not stored, no seq, never replayed, not seen by members who join later. Resolves when
+   * the room sent it. Not queued: rejects with "offline" when not open, "disconnected" when the
+   * connection drops before the room's answer, "too_large" (the frame over
+   * `limits.broadcastMaxBytes`, 16 KiB by default: never sent), or the room's refusal
+   * ("forbidden" without the publish right, "rate_limited" over `limits.broadcastsPerSec`).
+   */
+  broadcast(data: TBroadcast): Promise<void>;
+  /**
+   * Replaces this connection's presence metadata (the token's `meta` until then). Everyone with
+   * the presence right, you included, gets a `presence` event with it in `updated`, coalesced by
+   * the room (at most `PRESENCE_RATE_PER_SEC` frames per second per member). `meta` must be a
+   * plain object (else a TypeError) of at most `limits.presenceMetaMax` bytes as JSON (1,024 by
+   * default; else "too_large", not sent).
+   *
+   * One change is in flight at a time and the newest wins: calls made meanwhile resolve together
+   * when the newest is taken, so a 60 Hz loop costs one frame per round trip. Not open, the meta
+   * waits for the connection (nothing is lost, the promise resolves once the room took it); after
+   * every reconnect the SDK sends the last meta again, since a new connection starts with the
+   * token's. It rejects when the room refuses it ("forbidden" without the publish right,
+   * "rate_limited", which shares the broadcast rate) or closes ("closed").
+   */
+  setPresence(meta: TMeta): Promise<void>;
+  members(): Member<TMeta>[];
+  /**
+   * Closes for good: no timers, no reconnects; pending publishes, history reads, broadcasts and
+   * presence changes reject with "closed".
+   */
   close(): void;
 }
 
-export declare function connect(options: ConnectOptions): Room;
+/**
+ * Opens a room. The type parameters describe the payloads (see the top of this file); the room
+ * does not check them.
+ */
+export declare function connect<TData = unknown, TMeta extends object = Record<string, unknown>, TBroadcast = TData>(
+  options: ConnectOptions,
+): Room<TData, TMeta, TBroadcast>;

@@ -78,6 +78,81 @@ node.publish(1).catch((e: unknown) => {
   );
 });
 
+const TSC_FLAGS = ["--noEmit", "--strict", "--module", "esnext", "--moduleResolution", "bundler", "--target", "es2022", "--lib", "es2022,dom"];
+/** tsc --strict on one file of the project: its output, and whether it passed. */
+function tsc(file) {
+  try {
+    return { ok: true, out: execFileSync(join(ROOT, "node_modules", ".bin", "tsc"), [...TSC_FLAGS, file], { cwd: project, encoding: "utf8", stdio: "pipe" }) };
+  } catch (e) {
+    return { ok: false, status: e.status, out: e.stdout };
+  }
+}
+
+test("typed: connect<TData, TMeta, TBroadcast> types publish, broadcast, history, setPresence, events and the React hooks under tsc --strict", () => {
+  writeFileSync(join(project, "typed.ts"), `
+import { connect, RoomcastError, type BroadcastEvent, type HistoryPage, type Member, type Message, type PresenceEvent, type Room } from "roomcast";
+import { useMessages, usePresence, useRoom, type MessagesState } from "roomcast/react";
+interface Chat { text: string }
+interface Meta { name: string; cursor?: [number, number] }
+type Typing = { typing: boolean };
+const room: Room<Chat, Meta, Typing> = connect<Chat, Meta, Typing>({ url: "wss://example.com", room: "chat:lobby", rewind: 50, debug: true });
+room.on("message", (m) => { const text: string = m.data.text; const id: string | undefined = m.id; console.log(text, id, m.seq); });
+room.on("broadcast", (b: BroadcastEvent<Typing>) => { const on: boolean = b.data.typing; console.log(on, b.from, b.user, b.ts); });
+room.on("presence", (p: PresenceEvent<Meta>) => p.updated.map((m) => m.meta?.name.toUpperCase()));
+const page: Promise<HistoryPage<Chat>> = room.history({ limit: 20, before: 100 });
+page.then(({ messages, more }) => messages.map((m: Message<Chat>) => m.data.text.length + Number(more)));
+void room.history();
+void room.history({ since: 3 });
+const seq: Promise<number> = room.publish({ text: "hi" });
+const sent: Promise<void> = room.broadcast({ typing: true });
+const set: Promise<void> = room.setPresence({ name: "Ann", cursor: [1, 2] });
+const names: string[] = room.members().map((m: Member<Meta>) => m.meta?.name ?? m.user);
+set.catch((e: unknown) => e instanceof RoomcastError && e.code === "too_large");
+// two parameters, as DESIGN.md writes it: broadcasts carry TData
+const simple = connect<Chat, Meta>({ url: "wss://example.com", room: "r", logger: (kind, detail) => console.log(kind, detail) });
+void simple.broadcast({ text: "typing" });
+// no parameters: unknown payloads, a record for meta
+const loose = connect({ url: "wss://example.com", room: "r" });
+void loose.publish(42); void loose.broadcast([1]); void loose.setPresence({ anything: [1] });
+loose.on("message", (m) => console.log(m.data));
+export function useChat() {
+  const r = useRoom<Chat, Meta>({ url: "wss://example.com", room: "r", echo: true });
+  const members = usePresence(r);
+  const first: string | undefined = members[0]?.meta?.name;
+  const list: MessagesState<Chat> = useMessages(r, { limit: 30 });
+  const texts: string[] = list.messages.map((m) => m.data.text);
+  const older: Promise<void> = list.loadOlder();
+  return [first, texts, list.more, list.loading, older] as const;
+}
+const rate: number | undefined = room.limits.broadcastsPerSec;
+const max: number = room.limits.maxFrameBytes;
+void seq; void sent; void names; void rate; void max;
+`);
+  const typed = tsc("typed.ts");
+  assert.ok(typed.ok, typed.out);
+  // the same room publishing the wrong payload, or setting the wrong meta, does not type-check
+  writeFileSync(join(project, "wrong-payload.ts"), `import { connect } from "roomcast";
+interface Chat { text: string }
+interface Meta { name: string }
+const room = connect<Chat, Meta>({ url: "wss://example.com", room: "r" });
+void room.publish(42);
+void room.publish({ txt: "typo" });
+void room.broadcast({ text: 1 });
+void room.setPresence({ name: 7 });
+room.on("message", (m) => m.data.body);
+`);
+  const wrong = tsc("wrong-payload.ts");
+  assert.equal(wrong.ok, false, "tsc must refuse wrong payloads");
+  assert.equal(wrong.status, 2, wrong.out);
+  const errors = wrong.out.split("\n").filter((l) => l.includes("error TS"));
+  assert.equal(errors.length, 5, wrong.out);
+  assert.match(wrong.out, /wrong-payload\.ts\(5,\d+\): error TS2345: Argument of type 'number' is not assignable to parameter of type 'Chat'/);
+  assert.match(wrong.out, /wrong-payload\.ts\(6,.*'txt' does not exist in type 'Chat'/);
+  assert.match(wrong.out, /wrong-payload\.ts\(7,.*Type 'number' is not assignable to type 'string'/);
+  assert.match(wrong.out, /wrong-payload\.ts\(8,.*Type 'number' is not assignable to type 'string'/);
+  assert.match(wrong.out, /wrong-payload\.ts\(9,.*Property 'body' does not exist on type 'Chat'/);
+});
+
 test("a Vite-built app using the package runs in Chromium", async () => {
   const room = roomName("vite");
   const t = token("vite-user", { [room]: ALL_RIGHTS });
@@ -152,6 +227,64 @@ window.remount = () => {
     await page.evaluate(() => window.remount());
     await page.waitForFunction(() => document.getElementById("app")?.textContent === "open: rita");
     assert.equal(await page.evaluate(() => window.sockets), 1, "a remount in one task keeps the connection");
+    await page.close();
+  } finally {
+    await server.close();
+  }
+});
+
+test("roomcast/react useMessages: the latest page, live messages appended, duplicates (a rewind) dropped, loadOlder() to the start", async () => {
+  const room = roomName("react-messages");
+  const t = token("rosa", { [room]: ALL_RIGHTS });
+  const body = Array.from({ length: 12 }, (_, i) => ({ data: { n: i + 1 } }));
+  assert.equal((await api(edge, "POST", `/rooms/${room}/messages`, body)).status, 200);
+  writeFileSync(join(project, "messages.html"), `<!doctype html><title>messages</title><div id="root"></div><script type="module" src="/messages-main.js"></script>`);
+  writeFileSync(join(project, "messages-main.js"), `
+import { StrictMode, createElement as h } from "react";
+import { createRoot } from "react-dom/client";
+import { useMessages, useRoom } from "roomcast/react";
+function App() {
+  // rewind: the last three also arrive as live messages, and must not show twice
+  const room = useRoom({ url: ${JSON.stringify(edge.wsUrl)}, room: ${JSON.stringify(room)}, token: () => ${JSON.stringify(t)}, echo: true, rewind: 3 });
+  const { messages, more, loading, loadOlder } = useMessages(room, { limit: 5 });
+  window.loadOlder = loadOlder;
+  window.publish = (data) => room.publish(data);
+  return h("p", { id: "list", "data-more": String(more), "data-loading": String(loading) }, messages.map((m) => m.seq + ":" + m.data.n).join(","));
+}
+createRoot(document.getElementById("root")).render(h(StrictMode, null, h(App)));
+`);
+  const { build } = await import(join(ROOT, "node_modules", "vite", "dist", "node", "index.js"));
+  await build({
+    root: project, logLevel: "error", mode: "development", define: { "process.env.NODE_ENV": JSON.stringify("development") },
+    build: { target: "es2022", outDir: "dist-messages", minify: false, rollupOptions: { input: join(project, "messages.html") } },
+  });
+  const server = await serveDir(join(project, "dist-messages"), "messages.html");
+  const list = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => `${from + i}:${from + i}`).join(",");
+  const shows = async (page, text, more) => {
+    try {
+      await page.waitForFunction(([text, more]) => {
+        const p = document.getElementById("list");
+        return p?.textContent === text && p.dataset.more === more && p.dataset.loading === "false";
+      }, [text, more], { timeout: 10_000 });
+    } catch (e) {
+      const now = await page.evaluate(() => { const p = document.getElementById("list"); return [p?.textContent, p?.dataset.more]; });
+      assert.deepEqual(now, [text, more], e.message);
+    }
+  };
+  try {
+    const page = await browser.newPage();
+    await page.goto(server.url);
+    await shows(page, list(8, 12), "true");
+    await api(edge, "POST", `/rooms/${room}/messages`, { data: { n: 13 } });
+    await shows(page, list(8, 13), "true");
+    assert.equal(await page.evaluate(() => window.publish({ n: 14 })), 14);
+    await shows(page, list(8, 14), "true");
+    await page.evaluate(() => window.loadOlder());
+    await shows(page, list(3, 14), "true");
+    await page.evaluate(() => window.loadOlder());
+    await shows(page, list(1, 14), "false");
+    await page.evaluate(() => window.loadOlder());
+    await shows(page, list(1, 14), "false");
     await page.close();
   } finally {
     await server.close();

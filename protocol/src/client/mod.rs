@@ -23,7 +23,10 @@
 //! in flight when its socket goes is rejected too (it is never resent).
 //!
 //! The welcome tells the client the room's liveness contract and limits: it pings at least as often
-//! as the room asks, and refuses frames larger than the room takes.
+//! as the room asks, and refuses frames larger than the room takes. On a connection without a
+//! resume point that asked to rewind (the adapter adds `rewind=N` whenever `Connect` has no
+//! resume), the welcome says how many stored messages follow it, and the client takes them as the
+//! next ones.
 //!
 //! States follow centrifuge-js: `Connecting` (first connection), `Open` (the welcome arrived),
 //! `Reconnecting` (after a drop, until open again), `Closed` (by `close()` or a final close
@@ -125,6 +128,9 @@ pub struct Welcome<'a> {
     /// `limits.maxFrameBytes`: the largest frame the room takes. Larger publishes are refused
     /// here, never sent.
     pub max_frame_bytes: Option<u64>,
+    /// `rewind.replayed`: on a connection that asked for the last N messages (no resume point),
+    /// how many follow the welcome. They are the next messages: `last_seq` starts that far back.
+    pub rewound: Option<u64>,
 }
 
 /// What the adapter must do, in order.
@@ -474,7 +480,7 @@ impl Client {
         if !self.socket || self.state == State::Closed {
             return;
         }
-        let Welcome { epoch, seq, resumed, expires, ping_interval, max_frame_bytes } = welcome;
+        let Welcome { epoch, seq, resumed, expires, ping_interval, max_frame_bytes, rewound } = welcome;
         if let Some(max) = max_frame_bytes {
             self.max_frame_bytes = max;
         }
@@ -502,7 +508,11 @@ impl Client {
             self.outputs.push_back(Output::Gap { reason, since: self.last_seq });
         }
         if !recovered {
-            self.last_seq = seq;
+            // A rewind (asked for only without a resume point) is the R messages up to `seq`,
+            // next: so the client waits for `seq - R + 1`, and takes nothing twice or out of
+            // order at the boundary with live messages. On a resume it means nothing.
+            let back = if asked { 0 } else { rewound.unwrap_or(0) };
+            self.last_seq = seq.saturating_sub(back);
         }
         self.epoch = Some(epoch.to_owned());
         self.opened_at = Some(now);

@@ -909,3 +909,63 @@ fn the_client_pings_as_often_as_the_welcome_asks_but_no_more_than_its_own_interv
     drain(&mut c);
     assert_eq!(c.poll_timeout(), Some(10_000), "the next ping one room interval later");
 }
+
+fn rewind_welcome(seq: u64, rewound: u64) -> Welcome<'static> {
+    Welcome { epoch: "e1", seq, rewound: Some(rewound), ..Welcome::default() }
+}
+
+#[test]
+fn a_rewind_makes_the_last_n_messages_the_next_ones_with_no_gap_or_duplicate_at_the_live_boundary() {
+    let mut c = Client::new(config(), 1, false, 0);
+    assert!(drain(&mut c).contains(&Output::Connect { resume: None }), "no resume point: the adapter asks to rewind");
+    c.handle_welcome_frame(rewind_welcome(10, 3), 0);
+    drain(&mut c);
+    assert_eq!(c.last_seq(), 7, "seq - replayed");
+    // the rewound 8, 9, 10 arrive next, then live 11; a repeat of any of them is dropped
+    let delivered: Vec<u64> = [8, 9, 8, 10, 10, 11].into_iter().filter(|s| c.handle_message(*s, 1)).collect();
+    assert_eq!(delivered, [8, 9, 10, 11]);
+    assert!(drain(&mut c).iter().all(|o| !matches!(o, Output::OutOfOrder { .. } | Output::Gap { .. })));
+    // a rewound message that skipped one is out of order, never silently accepted
+    let mut c = Client::new(config(), 1, false, 0);
+    drain(&mut c);
+    c.handle_welcome_frame(rewind_welcome(10, 3), 0);
+    drain(&mut c);
+    assert!(!c.handle_message(9, 1));
+    assert!(drain(&mut c).contains(&Output::OutOfOrder { expected: 8, received: 9 }));
+}
+
+#[test]
+fn a_rewind_larger_than_the_history_starts_from_zero_and_none_means_nothing_follows() {
+    let mut c = Client::new(config(), 1, false, 0);
+    drain(&mut c);
+    c.handle_welcome_frame(rewind_welcome(2, 50), 0);
+    assert_eq!(c.last_seq(), 0, "a claim beyond seq cannot make the client wait for seq 0 or below");
+    assert!(c.handle_message(1, 1) && c.handle_message(2, 1));
+    let mut c = Client::new(config(), 1, false, 0);
+    drain(&mut c);
+    c.handle_welcome_frame(rewind_welcome(5, 0), 0);
+    assert_eq!(c.last_seq(), 5);
+}
+
+#[test]
+fn a_rewind_applies_only_without_a_resume_point() {
+    let mut c = Client::new(config(), 1, false, 0);
+    let mut now = 0;
+    drain(&mut c);
+    // the first attempt fails before its welcome: the next one still has no resume point
+    c.handle_close(1006, "lost", now);
+    drain(&mut c);
+    assert!(reconnect(&mut c, &mut now).contains(&Output::Connect { resume: None }));
+    c.handle_welcome_frame(rewind_welcome(4, 2), now);
+    drain(&mut c);
+    assert!(c.handle_message(3, now) && c.handle_message(4, now));
+    // after that every reconnect resumes; a rewind a room would wrongly add there moves nothing
+    c.handle_close(1006, "lost", now);
+    drain(&mut c);
+    assert!(reconnect(&mut c, &mut now).contains(&Output::Connect { resume: Some(("e1".into(), 4)) }));
+    c.handle_welcome_frame(Welcome { resumed: Some(Resumed::Recovered), ..rewind_welcome(4, 2) }, now);
+    drain(&mut c);
+    assert_eq!(c.last_seq(), 4);
+    assert!(!c.handle_message(3, now) && !c.handle_message(4, now), "duplicates, dropped");
+    assert!(c.handle_message(5, now));
+}
