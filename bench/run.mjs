@@ -5,7 +5,7 @@
 // a round, then medians and spreads over the rounds. Writes bench/results/<stamp>.json,
 // bench/results/latest.json, bench/results/chart.svg and the tables in bench/README.md.
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, totalmem, release } from "node:os";
 import { join } from "node:path";
 import WebSocket from "ws";
@@ -176,6 +176,25 @@ async function main() {
   }
   const started = new Date();
   const runs = [];
+  const dir = join(BENCH, "results");
+  mkdirSync(dir, { recursive: true });
+  const stamp = started.toISOString().replace(/[:.]/g, "-");
+  // The results so far, after every round: a long run that is cut short still leaves its rounds.
+  const collect = async (sizes) => ({
+    mode,
+    started: started.toISOString(),
+    seconds: Math.round((Date.now() - started.getTime()) / 1000),
+    machine: machine(),
+    knee_p99_ms: KNEE_P99_MS,
+    ladder_deliveries_per_s: LADDER,
+    reference_deliveries_per_s: REFERENCE,
+    step_seconds: stepSeconds,
+    drain_seconds: DRAIN_SECONDS,
+    systems: Object.fromEntries(systems.map((id) => [id, SYSTEMS[id].label])),
+    scenarios,
+    sizes,
+    runs,
+  });
   console.log(`roomcast bench (${mode}): ${rounds} rounds × systems ${systems.join(" ")} × ${scenarios.map((s) => s.id).join(" ")}`);
   for (let round = 1; round <= rounds; round++) {
     const order = shuffle(systems);
@@ -201,26 +220,11 @@ async function main() {
         }
       }
     }
+    writeFileSync(join(dir, `${stamp}-${mode}.partial.json`), JSON.stringify(await collect({}), null, 1) + "\n");
   }
-  const results = {
-    mode,
-    started: started.toISOString(),
-    seconds: Math.round((Date.now() - started.getTime()) / 1000),
-    machine: machine(),
-    knee_p99_ms: KNEE_P99_MS,
-    ladder_deliveries_per_s: LADDER,
-    reference_deliveries_per_s: REFERENCE,
-    step_seconds: stepSeconds,
-    drain_seconds: DRAIN_SECONDS,
-    systems: Object.fromEntries(systems.map((id) => [id, SYSTEMS[id].label])),
-    scenarios,
-    sizes: { workers: workerSizes(), clients: await clientSizes(), sdk: sdkParts() },
-    runs,
-  };
-  const dir = join(BENCH, "results");
-  mkdirSync(dir, { recursive: true });
-  const stamp = started.toISOString().replace(/[:.]/g, "-");
+  const results = await collect({ workers: workerSizes(), clients: await clientSizes(), sdk: sdkParts() });
   writeFileSync(join(dir, `${stamp}-${results.mode}.json`), JSON.stringify(results, null, 1) + "\n");
+  rmSync(join(dir, `${stamp}-${mode}.partial.json`), { force: true });
   if (focus) {
     printStepRatios(results);
     console.log(`\nwrote bench/results/${stamp}-${results.mode}.json (${results.seconds} s)`);
