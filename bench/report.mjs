@@ -123,6 +123,30 @@ export function renderReadme(results, readme) {
     }
     lines.push("");
   }
+  const pairs = [["AE", "B", "the ephemeral path against the in-runtime limit: CPU ≤ 1.1 ×, knee ≥ 0.9 ×"], ["A", "S", "the stored path against B plus one SQLite insert per message: CPU ≤ 1.2 ×, knee ≥ 1 ×"]]
+    .filter(([a, b]) => systems.includes(a) && systems.includes(b));
+  if (pairs.length) {
+    lines.push("### Ratios of issue #15 (median (min–max) of the per-round ratios)", "");
+    lines.push(`CPU is compared at ${num(ref)} deliveries/s, and at the highest offered load both systems sustained in the same round (within the knee).`, "");
+    lines.push("| scenario | ratio | target | knee | CPU per delivery at " + num(ref) + "/s | CPU per delivery at the highest load both sustained |", "|---|---|---|---|---|---|");
+    const ratioCell = (v) => (v.length ? `**${num(median(v), 2)}** (${num(Math.min(...v), 2)}–${num(Math.max(...v), 2)})` : "–");
+    for (const scenario of results.scenarios) {
+      for (const [a, b, target] of pairs) {
+        const k = [], c = [], cl = [];
+        for (const run of results.runs.filter((r) => r.scenario === scenario.id && r.system === a)) {
+          const base = results.runs.find((r) => r.scenario === scenario.id && r.system === b && r.round === run.round);
+          if (!base) continue;
+          const fa = figures(run, -1, referenceStep(results)), fb = figures(base, -1, referenceStep(results));
+          if (fb.knee > 0) k.push(fa.knee / fb.knee);
+          if (fa.cpu > 0 && fb.cpu > 0) c.push(fa.cpu / fb.cpu);
+          const both = run.result.steps.findLastIndex((st, i) => st.within_knee && base.result.steps[i]?.within_knee);
+          if (both >= 0) cl.push(run.result.steps[both].cpu_us_per_delivery / base.result.steps[both].cpu_us_per_delivery);
+        }
+        lines.push(`| ${scenario.name} | ${a} ÷ ${b} | ${target} | ${ratioCell(k)} | ${ratioCell(c)} | ${ratioCell(cl)} |`);
+      }
+    }
+    lines.push("");
+  }
   lines.push("### Cold start (process start to the first message relayed between two members)", "");
   lines.push("| system | ms |", "|---|---|");
   for (const id of systems) {
