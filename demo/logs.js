@@ -77,6 +77,9 @@ $("follow").addEventListener("click", () => {
   $("follow").setAttribute("aria-pressed", String(following));
 });
 $("filter").addEventListener("input", (e) => { filter = e.target.value; });
-$("room").addEventListener("change", (e) => open(e.target.value));
+$("room").addEventListener("change", (e) => {
+  // A room name the server would refuse is refused here, with the browser's message.
+  if (e.target.reportValidity()) open(e.target.value);
+});
 $("room").value = new URLSearchParams(location.search).get("room") ?? $("room").value;
 open($("room").value);
