@@ -101,9 +101,7 @@ impl RoomConfig {
     /// The largest HTTP publish body read at all: a full batch of the largest data, with room for
     /// ids and for as much whitespace again (bodies are compacted after they are read).
     pub fn max_publish_body(&self) -> usize {
-        self.publish_batch_max_bytes
-            .saturating_mul(2)
-            .saturating_add(self.publish_batch_max.saturating_mul(self.message_id_max + 64))
+        self.publish_batch_max_bytes.saturating_mul(2).saturating_add(self.publish_batch_max.saturating_mul(self.message_id_max + 64))
     }
 
     /// Builds a config from `(name, value)` pairs as they come from the environment; names that

@@ -7,8 +7,8 @@
 //! the room can join frames with line feeds and a client split them back, and no byte a client
 //! controls can end or start a frame.
 
-use serde::{Deserialize, Deserializer, Serialize};
 use crate::compact::CompactJson;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
@@ -161,9 +161,7 @@ pub fn decode_client(text: &str, max_id_len: usize) -> Result<ClientFrame<'_>, F
             let to = match env.to {
                 Some(TargetFields { client_id: Some(c), user: None }) => Target::Client(c),
                 Some(TargetFields { client_id: None, user: Some(u) }) => Target::User(u),
-                Some(_) => {
-                    return Err(FrameError::InvalidField { field: "to", problem: "must have exactly one of clientId or user" })
-                }
+                Some(_) => return Err(FrameError::InvalidField { field: "to", problem: "must have exactly one of clientId or user" }),
                 None => return Err(FrameError::MissingField("to")),
             };
             let data = CompactJson::from_raw(env.data.ok_or(FrameError::MissingField("data"))?);
@@ -511,14 +509,8 @@ mod tests {
 
     #[test]
     fn null_data_is_present_but_missing_data_is_an_error() {
-        assert!(matches!(
-            decode_client(r#"{"type":"publish","id":"a","data":null}"#, 128),
-            Ok(ClientFrame::Publish { .. })
-        ));
-        assert_eq!(
-            decode_client(r#"{"type":"publish","id":"a"}"#, 128).unwrap_err(),
-            FrameError::MissingField("data")
-        );
+        assert!(matches!(decode_client(r#"{"type":"publish","id":"a","data":null}"#, 128), Ok(ClientFrame::Publish { .. })));
+        assert_eq!(decode_client(r#"{"type":"publish","id":"a"}"#, 128).unwrap_err(), FrameError::MissingField("data"));
     }
 
     #[test]
@@ -553,10 +545,7 @@ mod tests {
         assert_eq!(decode_client(r#"{"type":"dance"}"#, 128).unwrap_err().code(), ErrorCode::UnknownType);
         let long_id = format!(r#"{{"type":"publish","id":"{}","data":1}}"#, "x".repeat(129));
         assert!(matches!(decode_client(&long_id, 128), Err(FrameError::InvalidField { field: "id", .. })));
-        assert!(matches!(
-            decode_client(r#"{"type":"publish","id":"","data":1}"#, 128),
-            Err(FrameError::InvalidField { field: "id", .. })
-        ));
+        assert!(matches!(decode_client(r#"{"type":"publish","id":"","data":1}"#, 128), Err(FrameError::InvalidField { field: "id", .. })));
     }
 
     #[test]
@@ -574,10 +563,7 @@ mod tests {
         assert_eq!(encode_direct_ack("d", Some(2)), r#"{"type":"ack","id":"d","delivered":2}"#);
         assert_eq!(encode_direct_ack("d", None), r#"{"type":"ack","id":"d"}"#);
         assert_eq!(encode_refreshed(5000), r#"{"type":"refreshed","expires":5000}"#);
-        assert_eq!(
-            encode_error(Some("m"), ErrorCode::TooLarge, "big"),
-            r#"{"type":"error","id":"m","code":"too_large","message":"big"}"#
-        );
+        assert_eq!(encode_error(Some("m"), ErrorCode::TooLarge, "big"), r#"{"type":"error","id":"m","code":"too_large","message":"big"}"#);
         let outcome = ResumeOutcome::NotRecovered { reason: GapReason::Retention, since: 3 };
         let heartbeat = Heartbeat { interval: 20_000, timeout: 60_000 };
         let limits = Limits {

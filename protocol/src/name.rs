@@ -37,9 +37,7 @@ fn check(value: &str, what: &'static str, max: usize, allowed: &'static str, ok:
 /// Room names: 1-128 bytes of `A-Z a-z 0-9 _ - . :` (the colon separates namespaces, as in
 /// `chat:lobby`, so that token rights can grant `chat:*`).
 pub fn validate_room(name: &str) -> Result<(), NameError> {
-    check(name, "room name", ROOM_NAME_MAX, "A-Z a-z 0-9 _ - . :", |b| {
-        b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':')
-    })
+    check(name, "room name", ROOM_NAME_MAX, "A-Z a-z 0-9 _ - . :", |b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
 }
 
 /// Client ids: 1-64 bytes of `A-Z a-z 0-9 _ -`.
@@ -49,9 +47,7 @@ pub fn validate_client_id(id: &str) -> Result<(), NameError> {
 
 /// User ids: 1-64 bytes of `A-Z a-z 0-9 _ - . : @`.
 pub fn validate_user(id: &str) -> Result<(), NameError> {
-    check(id, "user id", ID_MAX, "A-Z a-z 0-9 _ - . : @", |b| {
-        b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'@')
-    })
+    check(id, "user id", ID_MAX, "A-Z a-z 0-9 _ - . : @", |b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'@'))
 }
 
 /// Whether a user id is one the server assigns itself and no token may claim: anything starting

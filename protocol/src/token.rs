@@ -14,8 +14,8 @@
 //! `meta` is read into [`CompactJson`]: a token signed with whitespace or line feeds inside its
 //! `meta` is accepted and its meta compacted, so it can never break a frame or a header.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::compact::CompactJson;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};

@@ -145,8 +145,8 @@ impl RoomObject {
             }
         }
         let epoch = platform::random_hex(8);
-        let mut room = Room::load(self.config(), &mut store, &epoch, platform::now_ms(), connections)
-            .map_err(|e| worker::Error::RustError(e.0))?;
+        let mut room =
+            Room::load(self.config(), &mut store, &epoch, platform::now_ms(), connections).map_err(|e| worker::Error::RustError(e.0))?;
         // Refresh frames are verified in the room, against its own name (rights are per room).
         let secret = self.env.secret("ROOMCAST_SECRET").map(|s| s.to_string()).unwrap_or_default();
         if let (Some(name), false) = (platform::object_name(&self.state), secret.is_empty()) {
@@ -376,10 +376,7 @@ impl RoomObject {
         let Some(caller) = caller(&req) else { return http::error(400, ErrorCode::BadRequest, "calls come through the edge") };
         let body = req.text().await?;
         // The loaded room already holds the limits; no need to read the vars again.
-        let max_body = self.with_room(|l, _| {
-            l.room.config().max_publish_body()
-        })
-        .await?;
+        let max_body = self.with_room(|l, _| l.room.config().max_publish_body()).await?;
         if body.len() > max_body {
             return http::error(413, ErrorCode::TooLarge, "request body is larger than a batch may be");
         }
@@ -422,7 +419,12 @@ impl RoomObject {
             Ok(page) => {
                 let texts: Vec<String> = page.messages.iter().map(room::encode_stored).collect();
                 let raws: Vec<Box<RawMessage>> = texts.into_iter().filter_map(|t| RawMessage::from_string(t).ok()).collect();
-                http::json(&HistoryBody { epoch: &page.epoch, seq: page.seq, more: page.more, messages: raws.iter().map(|r| &**r).collect() })
+                http::json(&HistoryBody {
+                    epoch: &page.epoch,
+                    seq: page.seq,
+                    more: page.more,
+                    messages: raws.iter().map(|r| &**r).collect(),
+                })
             }
             Err(e @ ReadError::RateLimited { retry_after_ms }) => too_many(&e.to_string(), retry_after_ms),
             Err(ReadError::Store(e)) => http::error(503, ErrorCode::Storage, &e.to_string()),

@@ -137,7 +137,14 @@ impl Store for SqlStore {
             .exec(
                 "INSERT INTO messages (seq, ts, origin, user, mid, data) VALUES (?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (origin, mid, user) WHERE mid IS NOT NULL DO NOTHING",
-                Some(vec![int(m.seq), int(m.ts), m.from.as_str().into(), m.user.as_str().into(), m.id.as_deref().into(), m.data.get().into()]),
+                Some(vec![
+                    int(m.seq),
+                    int(m.ts),
+                    m.from.as_str().into(),
+                    m.user.as_str().into(),
+                    m.id.as_deref().into(),
+                    m.data.get().into(),
+                ]),
             )
             .map_err(err)?;
         if cursor.rows_written() > 0 {

@@ -5,9 +5,9 @@
 #![no_main]
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use roomcast_protocol::config::RoomConfig;
 use roomcast_protocol::api::Caller;
 use roomcast_protocol::compact::CompactJson;
+use roomcast_protocol::config::RoomConfig;
 use roomcast_protocol::room::{Action, Identity, MemoryStore, PublishItem, Recipients, ResumePoint, Room, Store};
 use roomcast_protocol::token::Rights;
 use std::collections::BTreeSet;
@@ -52,7 +52,8 @@ fuzz_target!(|events: Vec<Event>| {
                     rights: Rights { subscribe: true, publish, presence },
                     expires: expires.map(|e| now + u64::from(e)),
                 };
-                let resume = resume.map(|(same, since)| ResumePoint { epoch: if same { "e".into() } else { "x".into() }, since: since.into() });
+                let resume =
+                    resume.map(|(same, since)| ResumePoint { epoch: if same { "e".into() } else { "x".into() }, since: since.into() });
                 if let Ok(id) = room.handle_open(identity, resume, now, &mut store) {
                     open.insert(id);
                 }

@@ -83,7 +83,12 @@ impl ConnectQuery {
 /// the subprotocol list, else `?token=`) and its rights for the room, or the room being
 /// anonymous. `now_ms` checks the token's times; `fresh_cid` is called for a client that brought
 /// no client id (the edge draws it from the runtime's CSPRNG).
-pub fn admit(upgrade: &Upgrade<'_>, config: &AuthConfig<'_>, now_ms: u64, fresh_cid: impl FnOnce() -> String) -> Result<ConnectInfo, Refusal> {
+pub fn admit(
+    upgrade: &Upgrade<'_>,
+    config: &AuthConfig<'_>,
+    now_ms: u64,
+    fresh_cid: impl FnOnce() -> String,
+) -> Result<ConnectInfo, Refusal> {
     let q = ConnectQuery::parse(upgrade.query)?;
     let cid = match q.cid {
         Some(cid) => {
@@ -147,7 +152,13 @@ pub fn verify(config: &AuthConfig<'_>, token: &str, now_ms: u64) -> Result<Claim
 
 /// Who an HTTP API call acts as, from its `Authorization` header: the backend for the API key,
 /// the token's user for a token with the right `access` asks for in this room.
-pub fn authorize_api(authorization: Option<&str>, config: &AuthConfig<'_>, room: &str, access: Access, now_ms: u64) -> Result<Caller, Refusal> {
+pub fn authorize_api(
+    authorization: Option<&str>,
+    config: &AuthConfig<'_>,
+    room: &str,
+    access: Access,
+    now_ms: u64,
+) -> Result<Caller, Refusal> {
     let Some(credential) = authorization.and_then(|a| a.strip_prefix("Bearer ")) else {
         return Err(Refusal::unauthorized("missing Authorization: Bearer <API key or token>"));
     };
@@ -266,7 +277,9 @@ mod tests {
     #[test]
     fn token_meta_with_raw_line_feeds_is_compacted() {
         let exp = NOW_MS / 1000 + 600;
-        let t = sign_raw(&format!("{{\"sub\":\"bob\",\"exp\":{exp},\"rooms\":{{\"r\":[\"subscribe\"]}},\"meta\":{{\n\"name\" :\r\n \"Bob\"\n}}}}"));
+        let t = sign_raw(&format!(
+            "{{\"sub\":\"bob\",\"exp\":{exp},\"rooms\":{{\"r\":[\"subscribe\"]}},\"meta\":{{\n\"name\" :\r\n \"Bob\"\n}}}}"
+        ));
         let info = connect("r", "", &format!("bearer.{t}")).unwrap();
         assert_eq!(info.meta.unwrap().get(), r#"{"name":"Bob"}"#);
     }
@@ -294,14 +307,22 @@ mod tests {
         assert_eq!(caller, Caller::user("svc"));
         assert_ne!(caller.user, API_ORIGIN, "a token never acts as the backend");
         assert_eq!(auth(Some(&format!("Bearer {t}")), Access::KeyOrRight(Right::Presence)).unwrap_err().status(), 403);
-        assert_eq!(auth(Some(&format!("Bearer {t}")), Access::Key).unwrap_err().status(), 403, "kick and stats need the key: a valid token is forbidden");
+        assert_eq!(
+            auth(Some(&format!("Bearer {t}")), Access::Key).unwrap_err().status(),
+            403,
+            "kick and stats need the key: a valid token is forbidden"
+        );
         assert_eq!(auth(Some("Bearer a.b.c"), Access::Key).unwrap_err().status(), 401, "an invalid token stays unauthorized");
         assert_eq!(auth(None, publish).unwrap_err().status(), 401);
         assert_eq!(auth(Some("Basic abc"), publish).unwrap_err().status(), 401);
         assert_eq!(auth(Some("Bearer dev-api-kez"), publish).unwrap_err().status(), 401);
         assert_eq!(auth(Some("Bearer "), publish).unwrap_err().status(), 401);
         let no_key = AuthConfig { api_key: "", ..CONFIG };
-        assert_eq!(authorize_api(Some("Bearer "), &no_key, "chat:a", Access::Key, NOW_MS).unwrap_err().status(), 401, "an unset key matches nothing");
+        assert_eq!(
+            authorize_api(Some("Bearer "), &no_key, "chat:a", Access::Key, NOW_MS).unwrap_err().status(),
+            401,
+            "an unset key matches nothing"
+        );
     }
 
     proptest! {

@@ -101,8 +101,17 @@ mod tests {
 
     #[test]
     fn refusals() {
-        for q in ["room=x", "user=dev", "user=:api&room=x", "user=anon:x&room=x", "user=a b&room=x", "user=a&room=x&rights=admin",
-                  "user=a&room=x&meta=[1]", "user=a&room=x&meta=%7B", "user=a&room=bad/room"] {
+        for q in [
+            "room=x",
+            "user=dev",
+            "user=:api&room=x",
+            "user=anon:x&room=x",
+            "user=a b&room=x",
+            "user=a&room=x&rights=admin",
+            "user=a&room=x&meta=[1]",
+            "user=a&room=x&meta=%7B",
+            "user=a&room=bad/room",
+        ] {
             assert_eq!(dev_token(q, "s", NOW_MS).unwrap_err().status(), 400, "{q}");
         }
         assert_eq!(dev_token("user=a&room=x", "", NOW_MS).unwrap_err().status(), 401);

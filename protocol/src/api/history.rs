@@ -60,8 +60,17 @@ mod tests {
 
     #[test]
     fn numbers_at_or_above_2_pow_53_are_refused() {
-        for q in ["since=9223372036854775808", "since=9007199254740992", "limit=9007199254740992", "before=18446744073709551615",
-                  "since=-1", "since=1.5", "since=", "limit=abc", "since=1&since=9223372036854775808"] {
+        for q in [
+            "since=9223372036854775808",
+            "since=9007199254740992",
+            "limit=9007199254740992",
+            "before=18446744073709551615",
+            "since=-1",
+            "since=1.5",
+            "since=",
+            "limit=abc",
+            "since=1&since=9223372036854775808",
+        ] {
             let r = HistoryQuery::parse(q).unwrap_err();
             assert_eq!((r.status(), r.kind.code().as_str()), (400, "bad_request"), "{q}");
         }

@@ -116,7 +116,10 @@ mod tests {
 
     #[test]
     fn decodes_like_a_form() {
-        assert_eq!(all("a=1&b=two+words&c=%7B%22x%22%3A1%7D"), [("a", "1"), ("b", "two words"), ("c", r#"{"x":1}"#)].map(|(k, v)| (k.into(), v.into())));
+        assert_eq!(
+            all("a=1&b=two+words&c=%7B%22x%22%3A1%7D"),
+            [("a", "1"), ("b", "two words"), ("c", r#"{"x":1}"#)].map(|(k, v)| (k.into(), v.into()))
+        );
         assert_eq!(all("&&flag&=v&k="), [("flag", ""), ("", "v"), ("k", "")].map(|(k, v)| (k.into(), v.into())));
         assert_eq!(all("bad=%zz%4&eq=a=b"), [("bad", "%zz%4"), ("eq", "a=b")].map(|(k, v)| (k.into(), v.into())));
         assert_eq!(all("u=%FF%C3%A9"), [("u".into(), "\u{FFFD}é".into())]);
@@ -129,7 +132,18 @@ mod tests {
     fn whole_numbers_stop_below_2_pow_53() {
         assert_eq!(whole("since", "0"), Ok(0));
         assert_eq!(whole("since", "0009007199254740991"), Ok(MAX_WHOLE));
-        for bad in ["", "-1", "+1", "1.0", "1e3", " 1", "9007199254740992", "9223372036854775808", "18446744073709551616", "99999999999999999999999"] {
+        for bad in [
+            "",
+            "-1",
+            "+1",
+            "1.0",
+            "1e3",
+            " 1",
+            "9007199254740992",
+            "9223372036854775808",
+            "18446744073709551616",
+            "99999999999999999999999",
+        ] {
             let r = whole("since", bad).unwrap_err();
             assert_eq!(r.status(), 400, "{bad}");
         }

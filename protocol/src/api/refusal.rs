@@ -85,9 +85,7 @@ impl RefusalKind {
             | RefusalKind::MethodNotAllowed
             | RefusalKind::UpgradeRequired
             | RefusalKind::TooLarge
-            | RefusalKind::LengthRequired => {
-                close::BAD_REQUEST
-            }
+            | RefusalKind::LengthRequired => close::BAD_REQUEST,
             RefusalKind::Unauthorized => close::UNAUTHORIZED,
             RefusalKind::Forbidden => close::FORBIDDEN,
             RefusalKind::RateLimited => close::RATE_LIMITED,

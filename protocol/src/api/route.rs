@@ -88,10 +88,16 @@ impl Endpoint {
 /// Where a request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    Room { room: String, endpoint: Endpoint },
+    Room {
+        room: String,
+        endpoint: Endpoint,
+    },
     /// A browser asks whether a page on another origin may call this endpoint (only history is
     /// offered to pages: the rest is the backend's).
-    Preflight { room: String, endpoint: Endpoint },
+    Preflight {
+        room: String,
+        endpoint: Endpoint,
+    },
     DevToken,
 }
 
@@ -114,7 +120,9 @@ pub fn route(method: Method, path: &str) -> Result<Route, Refusal> {
             Ok(Route::Room { room: room.to_owned(), endpoint })
         }
         (Some("dev"), Some("token"), None, None) if method == Method::Get => Ok(Route::DevToken),
-        (Some("dev"), Some("token"), None, None) => Err(Refusal::new(RefusalKind::MethodNotAllowed, "method not allowed for this endpoint")),
+        (Some("dev"), Some("token"), None, None) => {
+            Err(Refusal::new(RefusalKind::MethodNotAllowed, "method not allowed for this endpoint"))
+        }
         _ => Err(Refusal::not_found("no such endpoint; see docs/PROTOCOL.md")),
     }
 }

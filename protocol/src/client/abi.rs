@@ -12,8 +12,12 @@ pub const STATES: [(State, &str); 4] =
 /// Why a publish or direct message was not queued, by number (`conn_publish`'s and
 /// `conn_send_to`'s result; 0 means queued); host.js's `FAILURES` names them, and the names are the
 /// `code` of the rejection the app sees.
-pub const QUEUE_FAILURES: [(QueueError, &str); 4] =
-    [(QueueError::Full, "queue_full"), (QueueError::Closed, "closed"), (QueueError::Offline, "offline"), (QueueError::TooLarge, "too_large")];
+pub const QUEUE_FAILURES: [(QueueError, &str); 4] = [
+    (QueueError::Full, "queue_full"),
+    (QueueError::Closed, "closed"),
+    (QueueError::Offline, "offline"),
+    (QueueError::TooLarge, "too_large"),
+];
 
 /// A welcome's `resume.status`, by number (`conn_welcome`'s `resumed`): 0 no resume was asked (no
 /// `resume` object), 1 recovered, 2 not recovered (any other status counts as not recovered);

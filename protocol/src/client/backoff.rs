@@ -78,8 +78,8 @@ mod tests {
     // The crate is `no_std` without its `server` feature; the tests may use std either way.
     extern crate std;
     use super::{Backoff, Rng};
-    use std::vec::Vec;
     use proptest::prelude::{any, prop_assert, proptest};
+    use std::vec::Vec;
 
     #[test]
     fn caps_grow_by_the_factor_and_stop_at_the_max() {

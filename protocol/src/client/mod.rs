@@ -140,7 +140,9 @@ pub enum Output {
     /// connection attempt, or to refresh the open connection's token before it expires.
     FetchToken,
     /// Open a socket, resuming from `(epoch, since)` when given.
-    Connect { resume: Option<(String, u64)> },
+    Connect {
+        resume: Option<(String, u64)>,
+    },
     /// Send this text on the open socket.
     Send(String),
     /// Send `{"type":"refresh","token":<token>}` on the open socket, with the token the adapter
@@ -154,18 +156,30 @@ pub enum Output {
     /// the room's (`retention`, `epoch`, `ahead`, `unavailable`), or the client's own reading of a
     /// welcome that contradicts what it saw (`ahead`: the room is behind the client's last seq;
     /// `epoch`: a different history).
-    Gap { reason: String, since: u64 },
+    Gap {
+        reason: String,
+        since: u64,
+    },
     /// A `message` (or a publish's ack) claimed seq `received` when `expected` was next. Nothing
     /// was delivered; the socket is dropped and the client resumes from `expected - 1`, so the
     /// room replays whatever is really missing. Normal only if frames were lost or forged.
-    OutOfOrder { expected: u64, received: u64 },
+    OutOfOrder {
+        expected: u64,
+        received: u64,
+    },
     /// A publish or direct message was acknowledged.
-    Acked { id: String, seq: Option<u64> },
+    Acked {
+        id: String,
+        seq: Option<u64>,
+    },
     /// A publish or direct message failed for good: `code` is the room's (an error frame that
     /// names its id), `too_large` (a queued publish over the limit a welcome stated), `closed`
     /// (the client closed), or `disconnected` (a direct message whose socket went before its
     /// answer: it may or may not have been delivered, and it is not resent).
-    Rejected { id: String, code: String },
+    Rejected {
+        id: String,
+        code: String,
+    },
 }
 
 /// Why a publish could not even be queued. The discriminant is its number on the SDK's wasm
@@ -495,8 +509,7 @@ impl Client {
         // believed when it fits what the client saw: a room at a seq below the client's last one
         // could never send the next message the client waits for, and it would go quiet. A room
         // at exactly the client's seq has nothing to replay, whatever it says.
-        let recovered = same_epoch
-            && (seq == self.last_seq || (seq > self.last_seq && matches!(resumed, Some(Resumed::Recovered))));
+        let recovered = same_epoch && (seq == self.last_seq || (seq > self.last_seq && matches!(resumed, Some(Resumed::Recovered))));
         if asked && !recovered {
             let reason = match resumed {
                 Some(Resumed::NotRecovered(reason)) => reason,

@@ -625,11 +625,9 @@ fn an_expired_token_close_reconnects_with_a_fresh_token() {
 
 #[test]
 fn per_user_limit_removal_and_a_taken_client_id_are_final_with_their_reason() {
-    for (code, reason) in [
-        (4410, "too many connections for this user"),
-        (4411, "removed from the room"),
-        (4412, "client id belongs to another user"),
-    ] {
+    for (code, reason) in
+        [(4410, "too many connections for this user"), (4411, "removed from the room"), (4412, "client id belongs to another user")]
+    {
         let mut c = Client::new(config(), 67, true, 0);
         drain(&mut c);
         c.handle_token(true, 0);

@@ -41,9 +41,11 @@ impl Announcer {
 
     fn seen(&mut self, user: &str, now: u64) -> &mut Seen {
         let rate = self.rate;
-        self.users
-            .entry(user.to_owned())
-            .or_insert_with(|| Seen { budget: Bucket::new(rate.saturating_mul(2), rate, now), shown: false, held_until: None })
+        self.users.entry(user.to_owned()).or_insert_with(|| Seen {
+            budget: Bucket::new(rate.saturating_mul(2), rate, now),
+            shown: false,
+            held_until: None,
+        })
     }
 
     /// A user the others already know about (restored after a wake).
@@ -94,7 +96,6 @@ impl Announcer {
     pub fn prune(&mut self, now: u64) {
         self.users.retain(|_, s| s.shown || s.held_until.is_some() || !s.budget.is_full(now));
     }
-
 }
 
 #[cfg(test)]

@@ -137,7 +137,14 @@ impl<F: Fn(ConnId) -> bool> Open<F> {
     }
 }
 
-fn add_to<F: Fn(ConnId) -> bool>(special: &mut BTreeMap<ConnId, Vec<usize>>, common: &[usize], closed: &BTreeSet<ConnId>, open: &Open<F>, c: ConnId, i: usize) {
+fn add_to<F: Fn(ConnId) -> bool>(
+    special: &mut BTreeMap<ConnId, Vec<usize>>,
+    common: &[usize],
+    closed: &BTreeSet<ConnId>,
+    open: &Open<F>,
+    c: ConnId,
+    i: usize,
+) {
     if open.contains(&c) && !closed.contains(&c) {
         special.entry(c).or_insert_with(|| common.to_vec()).push(i);
     }

@@ -23,7 +23,8 @@ pub fn check_framing(data: &str) -> usize {
     use super::batch::{coalesce, split, Group};
     let mut store = MemoryStore::default();
     let mut room = Room::load(RoomConfig::default(), &mut store, "e", 1_000, []).unwrap();
-    let who = |c: &str, u: &str, echo| Identity { client_id: c.into(), user: u.into(), meta: None, echo, rights: Rights::ALL, expires: None };
+    let who =
+        |c: &str, u: &str, echo| Identity { client_id: c.into(), user: u.into(), meta: None, echo, rights: Rights::ALL, expires: None };
     let alice = room.handle_open(who("a", "alice", false), None, 1_000, &mut store).unwrap();
     let bob = room.handle_open(who("b", "bob", true), None, 1_000, &mut store).unwrap();
     room.handle_text(alice, &format!(r#"{{"type":"publish","id":"p","data":{data}}}"#), 1_001, &mut store);

@@ -110,7 +110,8 @@ mod tests {
 
     #[test]
     fn callers_are_limited_apart_and_the_room_as_a_whole() {
-        let config = RoomConfig { http_rate_messages_per_sec: 10, http_rate_messages_burst: 100, publish_batch_max: 100, ..RoomConfig::default() };
+        let config =
+            RoomConfig { http_rate_messages_per_sec: 10, http_rate_messages_burst: 100, publish_batch_max: 100, ..RoomConfig::default() };
         let mut g = Guards::new(&config, 0);
         assert!(g.publish("a", 100, 10, 0).is_ok());
         assert_eq!(g.publish("a", 1, 10, 0), Err(100), "one more message in 100 ms at 10/s");

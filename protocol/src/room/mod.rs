@@ -97,7 +97,9 @@ pub struct ResumePoint {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recipients {
     /// Every connection, but the one named.
-    All { except: Option<ConnId> },
+    All {
+        except: Option<ConnId>,
+    },
     One(ConnId),
     List(Vec<ConnId>),
 }
@@ -486,7 +488,13 @@ impl Room {
     // ---- inputs ------------------------------------------------------------------------------
 
     /// A connection opened, resuming from `resume` if given. See [`Room::handle_start`].
-    pub fn handle_open(&mut self, identity: Identity, resume: Option<ResumePoint>, now: u64, store: &mut impl Store) -> Result<ConnId, CloseCode> {
+    pub fn handle_open(
+        &mut self,
+        identity: Identity,
+        resume: Option<ResumePoint>,
+        now: u64,
+        store: &mut impl Store,
+    ) -> Result<ConnId, CloseCode> {
         self.handle_start(identity, resume.map_or(Start::Fresh, Start::Resume), now, store)
     }
 
@@ -790,7 +798,9 @@ impl Room {
                 let texts: Vec<String> = page.messages.iter().map(encode_stored).collect();
                 self.send_to(conn, frame::encode_history(id, &texts, page.more));
             }
-            Err(e @ ReadError::RateLimited { .. }) => self.send_to(conn, frame::encode_error(Some(id), ErrorCode::RateLimited, &e.to_string())),
+            Err(e @ ReadError::RateLimited { .. }) => {
+                self.send_to(conn, frame::encode_error(Some(id), ErrorCode::RateLimited, &e.to_string()))
+            }
             Err(e @ ReadError::Banned) => self.send_to(conn, frame::encode_error(Some(id), ErrorCode::Forbidden, &e.to_string())),
             Err(ReadError::Store(e)) => self.send_to(conn, frame::encode_error(Some(id), ErrorCode::Storage, &e.to_string())),
         }
@@ -965,7 +975,13 @@ impl Room {
     /// before anything is stored.
     /// `caller` is who the edge says is publishing: the backend (`:api`) or a token's user, whose
     /// messages carry its identity and whose ids are its own namespace.
-    pub fn handle_publish(&mut self, caller: &Caller, items: &[PublishItem], now: u64, store: &mut impl Store) -> Result<Vec<Published>, PublishError> {
+    pub fn handle_publish(
+        &mut self,
+        caller: &Caller,
+        items: &[PublishItem],
+        now: u64,
+        store: &mut impl Store,
+    ) -> Result<Vec<Published>, PublishError> {
         if items.is_empty() {
             return Err(PublishError::Empty);
         }
@@ -1043,14 +1059,8 @@ impl Room {
         store: &mut impl Store,
     ) -> Result<Published, StoreError> {
         let seq = self.meta.seq + 1;
-        let message = StoredMessage {
-            seq,
-            ts: now,
-            from: from.to_owned(),
-            user: user.to_owned(),
-            id: id.map(str::to_owned),
-            data: data.clone(),
-        };
+        let message =
+            StoredMessage { seq, ts: now, from: from.to_owned(), user: user.to_owned(), id: id.map(str::to_owned), data: data.clone() };
         // Stored first: a message nobody could recover is never broadcast or acknowledged.
         // Ids are scoped to (user, from): nobody can make another user's publish a duplicate.
         if let Some(seq) = store.append_new(&message)? {

@@ -96,8 +96,7 @@ impl Presence {
 
     /// Removes every user whose grace period ended by `now`, returning them.
     pub fn expire(&mut self, now: u64) -> Vec<String> {
-        let due: Vec<String> =
-            self.members.iter().filter(|(_, m)| m.leave_at.is_some_and(|t| t <= now)).map(|(u, _)| u.clone()).collect();
+        let due: Vec<String> = self.members.iter().filter(|(_, m)| m.leave_at.is_some_and(|t| t <= now)).map(|(u, _)| u.clone()).collect();
         for user in &due {
             self.members.remove(user);
         }
@@ -120,7 +119,6 @@ impl Presence {
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
     }
-
 
     pub fn view<'a>(&'a self, user: &'a str) -> MemberView<'a> {
         match self.members.get(user) {

@@ -338,10 +338,8 @@ fn load_rebuilds_connections_and_grace_without_announcing() {
     let b = sim.connect("b", "bob", true, None);
     sim.publish(a, "m", "1");
     sim.close(b);
-    let attachments: Vec<Connection> = [a]
-        .iter()
-        .map(|id| serde_json::from_str(&serde_json::to_string(sim.room.connection(*id).unwrap()).unwrap()).unwrap())
-        .collect();
+    let attachments: Vec<Connection> =
+        [a].iter().map(|id| serde_json::from_str(&serde_json::to_string(sim.room.connection(*id).unwrap()).unwrap()).unwrap()).collect();
     // hibernation: a new instance from the store and the live sockets' attachments
     let mut room = Room::load(config, &mut sim.store, "unused-epoch", sim.now + 10, attachments).unwrap();
     assert!(room.poll_action().is_none(), "a wake announces nothing");
@@ -350,16 +348,18 @@ fn load_rebuilds_connections_and_grace_without_announcing() {
     assert_eq!(room.presence().get("alice").unwrap().connections, 1);
     assert_eq!(room.presence().get("bob").unwrap().leave_at, Some(sim.now + 1_000));
     // new connections get fresh ids
-    let c = room.handle_open(
-        Identity { client_id: "c".into(), user: "carol".into(), meta: None, echo: true, rights: Rights::ALL, expires: None },
-        None,
-        sim.now + 20,
-        &mut sim.store,
-    )
-    .unwrap();
+    let c = room
+        .handle_open(
+            Identity { client_id: "c".into(), user: "carol".into(), meta: None, echo: true, rights: Rights::ALL, expires: None },
+            None,
+            sim.now + 20,
+            &mut sim.store,
+        )
+        .unwrap();
     assert!(c > a && c > b);
     room.handle_timeout(sim.now + 1_000, |_| None, &mut sim.store);
-    let leave = std::iter::from_fn(|| room.poll_action()).any(|a| matches!(a, Action::Send { text, .. } if text.contains("\"leave\"") && text.contains("bob")));
+    let leave = std::iter::from_fn(|| room.poll_action())
+        .any(|a| matches!(a, Action::Send { text, .. } if text.contains("\"leave\"") && text.contains("bob")));
     assert!(leave, "bob's grace period ends after the wake too");
 }
 
