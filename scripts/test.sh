@@ -7,7 +7,9 @@ bash "$ROOT/scripts/setup.sh" --browser
 use_toolchain
 cd "$ROOT"
 
-step "lint (clippy on every crate and both wasm builds, shellcheck)"
+step "lint (rustfmt, clippy on every crate and both wasm builds, shellcheck)"
+cargo fmt --all --check
+cargo fmt --check --manifest-path protocol/fuzz/Cargo.toml
 cargo clippy --quiet -p roomcast-protocol --all-targets -- -D warnings
 cargo clippy --quiet -p roomcast-protocol --no-default-features --all-targets -- -D warnings
 cargo clippy --quiet -p roomcast-worker --target wasm32-unknown-unknown -- -D warnings
