@@ -154,24 +154,27 @@ export function renderReadme(results, readme) {
     if (starts.length) lines.push(`| ${id}: ${results.systems[id]} | ${cell(spread(starts))} |`);
   }
   lines.push("");
-  const w = results.sizes.workers;
-  lines.push("### Sizes", "");
-  lines.push("What `wrangler deploy --dry-run` would upload (D and E are Node servers, not Workers):", "");
-  lines.push("| Worker | raw | gzip |", "|---|---|---|");
-  for (const id of ["A", "B", "C"]) {
-    if (!w[id]) continue;
-    const parts = w[id].files.map((f) => `${f.file} ${kib(f.raw)} / ${kib(f.gzip)}`).join("; ");
-    lines.push(`| ${id}: ${results.systems[id] ?? id} (${parts}) | ${kib(w[id].raw)} | ${kib(w[id].gzip)} |`);
+  // A partial results file (cut short) has no sizes.
+  if (results.sizes?.workers) {
+    const w = results.sizes.workers;
+    lines.push("### Sizes", "");
+    lines.push("What `wrangler deploy --dry-run` would upload (D and E are Node servers, not Workers):", "");
+    lines.push("| Worker | raw | gzip |", "|---|---|---|");
+    for (const id of ["A", "B", "C"]) {
+      if (!w[id]) continue;
+      const parts = w[id].files.map((f) => `${f.file} ${kib(f.raw)} / ${kib(f.gzip)}`).join("; ");
+      lines.push(`| ${id}: ${results.systems[id] ?? id} (${parts}) | ${kib(w[id].raw)} | ${kib(w[id].gzip)} |`);
+    }
+    lines.push("");
+    lines.push("Browser clients, each bundled the same way (esbuild: bundle, minify, ESM, browser; gzip -9) from the import a user writes:", "");
+    lines.push("| client | version | raw | gzip |", "|---|---|---|---|");
+    for (const c of results.sizes.clients) lines.push(`| ${c.name} | ${c.version} | ${kib(c.raw)} | ${kib(c.gzip)} |`);
+    const sdk = results.sizes.sdk;
+    lines.push("");
+    // Results from before the SDK dropped wasm-bindgen (2026-11-22) have no `total`.
+    const glue = sdk.total === undefined ? "minified wasm-bindgen glue" : "minified JS host glue";
+    lines.push(`roomcast's bundle carries its wasm inlined as base64, which gzips worse than the binary: the wasm alone is ${kib(sdk.wasm.raw)} (${kib(sdk.wasm.gzip)} gzipped) and the ${glue} ${kib(sdk.glue.gzip)} gzipped.`);
   }
-  lines.push("");
-  lines.push("Browser clients, each bundled the same way (esbuild: bundle, minify, ESM, browser; gzip -9) from the import a user writes:", "");
-  lines.push("| client | version | raw | gzip |", "|---|---|---|---|");
-  for (const c of results.sizes.clients) lines.push(`| ${c.name} | ${c.version} | ${kib(c.raw)} | ${kib(c.gzip)} |`);
-  const sdk = results.sizes.sdk;
-  lines.push("");
-  // Results from before the SDK dropped wasm-bindgen (2026-11-22) have no `total`.
-  const glue = sdk.total === undefined ? "minified wasm-bindgen glue" : "minified JS host glue";
-  lines.push(`roomcast's bundle carries its wasm inlined as base64, which gzips worse than the binary: the wasm alone is ${kib(sdk.wasm.raw)} (${kib(sdk.wasm.gzip)} gzipped) and the ${glue} ${kib(sdk.glue.gzip)} gzipped.`);
   lines.push("", END);
 
   const block = lines.join("\n");
