@@ -8,12 +8,19 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let _ = salvage_id(text);
     match decode_client(text, 128) {
-        Ok(ClientFrame::Publish { id, data }) | Ok(ClientFrame::Direct { id, data, .. }) => {
+        Ok(ClientFrame::Publish { id, data })
+        | Ok(ClientFrame::Direct { id, data, .. })
+        | Ok(ClientFrame::Broadcast { id, data })
+        | Ok(ClientFrame::SetPresence { id, meta: data }) => {
             assert!(!id.is_empty() && id.len() <= 128);
             // valid JSON text (numbers beyond f64 are valid JSON, so no Value round trip)
             assert!(serde_json::from_str::<serde::de::IgnoredAny>(data.get()).is_ok());
             assert!(text.trim_start().starts_with('{'));
             assert!(data.get().bytes().all(|b| b >= 0x20), "data is compact: no control bytes");
+        }
+        Ok(ClientFrame::History { id, before, since, .. }) => {
+            assert!(!id.is_empty() && id.len() <= 128);
+            assert!(before.is_none() || since.is_none(), "never both");
         }
         Ok(ClientFrame::Ping) | Ok(ClientFrame::Refresh { .. }) | Err(_) => {}
     }
