@@ -1,7 +1,7 @@
 //! Query strings, read the way browsers and the `url` crate write them
-//! (`application/x-www-form-urlencoded`): pairs split on `&`, key and value on the first `=`, `+`
-//! is a space, `%XX` a byte, and bytes that are not UTF-8 become U+FFFD. A `%` not followed by
-//! two hex digits stays as it is. Total: every input gives some pairs, none panics.
+//! (`application/x-www-form-urlencoded`, by the `form_urlencoded` crate that `url` uses): pairs
+//! split on `&`, key and value on the first `=`, `+` is a space, `%XX` a byte, and bytes that are
+//! not UTF-8 become U+FFFD. A `%` not followed by two hex digits stays as it is.
 
 use super::refusal::Refusal;
 use std::borrow::Cow;
@@ -15,10 +15,7 @@ pub const MAX_WHOLE: u64 = (1 << 53) - 1;
 /// The decoded `(key, value)` pairs of a raw query string (without the `?`), in order. Empty
 /// pieces (`a=1&&b=2`) are skipped.
 pub fn pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
-    query.split('&').filter(|piece| !piece.is_empty()).map(|piece| {
-        let (key, value) = piece.split_once('=').unwrap_or((piece, ""));
-        (decode(key), decode(value))
-    })
+    form_urlencoded::parse(query.as_bytes())
 }
 
 /// The last value of `key`, if any (later pairs win, as they did when the edge read them in a loop).
@@ -48,67 +45,14 @@ pub fn whole(name: &'static str, value: &str) -> Result<u64, Refusal> {
     }
 }
 
-fn decode(text: &str) -> Cow<'_, str> {
-    if !text.bytes().any(|b| b == b'+' || b == b'%') {
-        return Cow::Borrowed(text);
-    }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => match (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
-                (Some(hi), Some(lo)) => {
-                    out.push(hi << 4 | lo);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    match String::from_utf8(out) {
-        Ok(s) => Cow::Owned(s),
-        Err(e) => Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned()),
-    }
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// Percent-encodes a value for a query this edge builds itself (the history query it forwards).
-/// Only unreserved characters stay as they are.
-pub fn encode(value: &str) -> Cow<'_, str> {
-    let unreserved = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~');
-    if value.bytes().all(unreserved) {
-        return Cow::Borrowed(value);
-    }
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(value.len() * 3);
-    for b in value.bytes() {
-        if unreserved(b) {
-            out.push(b as char);
-        } else {
-            out.push('%');
-            out.push(HEX[usize::from(b >> 4)] as char);
-            out.push(HEX[usize::from(b & 15)] as char);
-        }
-    }
-    Cow::Owned(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn encode(v: &str) -> String {
+        form_urlencoded::byte_serialize(v.as_bytes()).collect()
+    }
 
     fn all(q: &str) -> Vec<(String, String)> {
         pairs(q).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
