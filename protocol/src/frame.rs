@@ -449,6 +449,22 @@ pub fn encode_history(id: &str, messages: &[String], more: bool) -> String {
     out
 }
 
+/// The HTTP history answer, `{"epoch","seq","more","messages":[…]}`, with the `message` frames
+/// joined in as they are encoded (each one line of JSON), so none is parsed again.
+pub fn encode_history_page(epoch: &str, seq: u64, more: bool, messages: &[String]) -> String {
+    let mut out = String::with_capacity(messages.iter().map(|m| m.len() + 1).sum::<usize>() + epoch.len() + 64);
+    out.push_str(r#"{"epoch":"#);
+    out.push_str(&serde_json::to_string(epoch).unwrap_or_default());
+    out.push_str(r#","seq":"#);
+    out.push_str(&seq.to_string());
+    out.push_str(r#","more":"#);
+    out.push_str(if more { "true" } else { "false" });
+    out.push_str(r#","messages":["#);
+    out.push_str(&messages.join(","));
+    out.push_str("]}");
+    out
+}
+
 /// The answer to a broadcast or a presence change: done (there is nothing more to say).
 pub fn encode_done(id: &str) -> String {
     to_text(&AckFrame { kind: "ack", id, seq: None, delivered: None, duplicate: false })
@@ -563,6 +579,10 @@ mod tests {
         assert_eq!(encode_direct_ack("d", Some(2)), r#"{"type":"ack","id":"d","delivered":2}"#);
         assert_eq!(encode_direct_ack("d", None), r#"{"type":"ack","id":"d"}"#);
         assert_eq!(encode_refreshed(5000), r#"{"type":"refreshed","expires":5000}"#);
+        assert_eq!(
+            encode_history_page("e\"1", 2, true, &[r#"{"seq":1}"#.into(), r#"{"seq":2}"#.into()]),
+            r#"{"epoch":"e\"1","seq":2,"more":true,"messages":[{"seq":1},{"seq":2}]}"#
+        );
         assert_eq!(encode_error(Some("m"), ErrorCode::TooLarge, "big"), r#"{"type":"error","id":"m","code":"too_large","message":"big"}"#);
         let outcome = ResumeOutcome::NotRecovered { reason: GapReason::Retention, since: 3 };
         let heartbeat = Heartbeat { interval: 20_000, timeout: 60_000 };

@@ -347,14 +347,6 @@ fn carry_out(l: &mut Loaded) {
     }
 }
 
-#[derive(Serialize)]
-struct HistoryBody<'a> {
-    epoch: &'a str,
-    seq: u64,
-    more: bool,
-    messages: Vec<&'a RawMessage>,
-}
-
 type RawMessage = serde_json::value::RawValue;
 
 #[derive(Serialize)]
@@ -418,13 +410,7 @@ impl RoomObject {
         match page {
             Ok(page) => {
                 let texts: Vec<String> = page.messages.iter().map(room::encode_stored).collect();
-                let raws: Vec<Box<RawMessage>> = texts.into_iter().filter_map(|t| RawMessage::from_string(t).ok()).collect();
-                http::json(&HistoryBody {
-                    epoch: &page.epoch,
-                    seq: page.seq,
-                    more: page.more,
-                    messages: raws.iter().map(|r| &**r).collect(),
-                })
+                http::json_text(200, frame::encode_history_page(&page.epoch, page.seq, page.more, &texts), None)
             }
             Err(e @ ReadError::RateLimited { retry_after_ms }) => too_many(&e.to_string(), retry_after_ms),
             Err(ReadError::Store(e)) => http::error(503, ErrorCode::Storage, &e.to_string()),
