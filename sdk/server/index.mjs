@@ -1,0 +1,344 @@
+// roomcast/server: what an application's backend needs, with fetch and WebCrypto only (no node:
+// imports), so it runs in Node 20+, Deno, Bun and Workers alike.
+//
+// - mintToken: the HS256 tokens clients connect with (the same bytes as tools/token.mjs);
+// - createClient: the backend HTTP API (docs/PROTOCOL.md, "HTTP API");
+// - verifyWebhook: the Standard Webhooks signature check for the room's webhooks (docs/WEBHOOKS.md).
+//
+// Types and documentation of every option: index.d.ts next to this file.
+
+const RIGHTS = new Set(["subscribe", "publish", "presence"]);
+const USER = /^[A-Za-z0-9_.:@-]{1,64}$/;
+const ROOM_NAME = /^[A-Za-z0-9_.:-]{1,128}$/;
+const META_MAX_BYTES = 1024;
+const DEFAULT_TIMEOUT_MS = 30_000;
+const DEFAULT_TOLERANCE_SECONDS = 300;
+const WHSEC = "whsec_";
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+// --- errors --------------------------------------------------------------------------------------
+
+/** An HTTP API call that failed: the server's refusal, or no answer at all (status 0). */
+export class RoomcastError extends Error {
+  constructor(status, code, message, { retryAfter, cause } = {}) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = "RoomcastError";
+    this.status = status;
+    this.code = code;
+    this.retryAfter = retryAfter;
+  }
+}
+
+/** A webhook request that is not what the room signed, or not signed recently enough. */
+export class WebhookVerificationError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = "WebhookVerificationError";
+    this.code = code;
+  }
+}
+
+// --- bytes ---------------------------------------------------------------------------------------
+
+function toBase64(bytes) {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+const toBase64Url = (bytes) => toBase64(bytes).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+
+/** Standard base64 (padding optional) to bytes; undefined when it is not base64. */
+function fromBase64(text) {
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text)) return undefined;
+  try {
+    return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Equal bytes, in time that depends on the lengths only. */
+function timingSafeEqual(a, b) {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
+  return diff === 0;
+}
+
+function hmacKey(bytes) {
+  return crypto.subtle.importKey("raw", bytes, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+}
+
+/** One imported key per secret, kept for the last few secrets used (a backend uses one or two). */
+const keys = new Map();
+function cachedKey(cacheKey, bytes) {
+  let key = keys.get(cacheKey);
+  if (!key) {
+    key = hmacKey(bytes);
+    key.catch(() => keys.delete(cacheKey));
+    if (keys.size >= 8) keys.delete(keys.keys().next().value);
+    keys.set(cacheKey, key);
+  }
+  return key;
+}
+
+async function hmac(key, bytes) {
+  return new Uint8Array(await crypto.subtle.sign("HMAC", await key, bytes));
+}
+
+// --- tokens --------------------------------------------------------------------------------------
+
+/**
+ * An HS256 token for `user`, signed with `secret` (ROOMCAST_SECRET's UTF-8 bytes). The same
+ * arguments, checks and output as tools/token.mjs's mintToken, asynchronous (WebCrypto).
+ */
+export async function mintToken({ secret, user, rooms, ttlSeconds = 3600, meta, now = Date.now() } = {}) {
+  if (typeof secret !== "string" || secret === "") throw new TypeError("mintToken: secret is required");
+  if (typeof user !== "string" || !USER.test(user)) throw new TypeError("mintToken: user must be 1-64 of A-Z a-z 0-9 _ - . : @");
+  if (user.startsWith(":") || user.startsWith("anon:")) {
+    throw new TypeError(`mintToken: user ${user} is reserved (ids starting with ":" or "anon:" are the server's)`);
+  }
+  if (rooms !== undefined && (rooms === null || typeof rooms !== "object" || Array.isArray(rooms))) {
+    throw new TypeError("mintToken: rooms must be an object of room patterns to arrays of rights");
+  }
+  for (const [pattern, rights] of Object.entries(rooms ?? {})) {
+    if (!Array.isArray(rights)) throw new TypeError(`mintToken: the rights for ${pattern} must be an array`);
+    for (const r of rights) if (!RIGHTS.has(r)) throw new TypeError(`mintToken: unknown right ${r} for ${pattern}`);
+  }
+  if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds <= 0) throw new TypeError("mintToken: ttlSeconds must be a whole number of seconds above 0");
+  if (!Number.isFinite(now)) throw new TypeError("mintToken: now must be a time in ms since the epoch");
+  if (meta !== undefined) {
+    if (meta === null || typeof meta !== "object" || Array.isArray(meta)) throw new TypeError("mintToken: meta must be an object");
+    if (encoder.encode(JSON.stringify(meta)).length > META_MAX_BYTES) throw new TypeError(`mintToken: meta is over ${META_MAX_BYTES} bytes of JSON`);
+  }
+  const iat = Math.floor(now / 1000);
+  const claims = { sub: user, exp: iat + ttlSeconds, iat, rooms };
+  if (meta !== undefined) claims.meta = meta;
+  const head = toBase64Url(encoder.encode(JSON.stringify({ alg: "HS256", typ: "JWT" })));
+  const body = toBase64Url(encoder.encode(JSON.stringify(claims)));
+  const key = cachedKey(`token:${secret}`, encoder.encode(secret));
+  const sig = await hmac(key, encoder.encode(`${head}.${body}`));
+  return `${head}.${body}.${toBase64Url(sig)}`;
+}
+
+// --- the HTTP API --------------------------------------------------------------------------------
+
+const STATUS_CODES = { 400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "bad_request", 411: "bad_request", 413: "too_large", 429: "rate_limited", 503: "storage" };
+
+/** Retry-After (whole seconds, or an HTTP date) in seconds; undefined when absent or unreadable. */
+function retryAfterSeconds(value, now) {
+  if (value == null || value === "") return undefined;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim());
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - now) / 1000));
+}
+
+const isCount = (n) => Number.isSafeInteger(n) && n >= 0;
+
+function checkRoom(room) {
+  if (typeof room !== "string" || !ROOM_NAME.test(room)) {
+    throw new TypeError(`roomcast: invalid room name ${JSON.stringify(String(room).slice(0, 140))}: 1-128 characters of A-Z a-z 0-9 _ - . :`);
+  }
+}
+
+function checkId(id, where) {
+  if (id === undefined) return;
+  const bytes = typeof id === "string" ? encoder.encode(id).length : 0;
+  if (bytes < 1 || bytes > 128) throw new TypeError(`roomcast: ${where}: id must be a string of 1-128 bytes`);
+}
+
+function message(data, id, where) {
+  if (data === undefined) throw new TypeError(`roomcast: ${where}: data is required (null is a value, undefined is not)`);
+  checkId(id, where);
+  return id === undefined ? { data } : { data, id };
+}
+
+/** A client of the backend HTTP API. */
+export function createClient({ url, apiKey, fetch: fetchImpl, timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
+  if (typeof url !== "string" || url === "") throw new TypeError("createClient: url is required (the edge's origin, https://…)");
+  if (typeof apiKey !== "string" || apiKey === "") throw new TypeError("createClient: apiKey is required (ROOMCAST_API_KEY)");
+  if (fetchImpl !== undefined && typeof fetchImpl !== "function") throw new TypeError("createClient: fetch must be a function");
+  if (!(timeoutMs > 0)) throw new TypeError("createClient: timeoutMs must be above 0 (Infinity: no timeout)");
+  const base = new URL(url);
+  if (base.protocol === "ws:") base.protocol = "http:";
+  if (base.protocol === "wss:") base.protocol = "https:";
+  if (base.protocol !== "http:" && base.protocol !== "https:") throw new TypeError(`createClient: url must be http(s), got ${base.protocol}`);
+  const prefix = `${base.origin}${base.pathname.replace(/\/$/, "")}`;
+  // Looked up per call (and called on globalThis), so a fetch installed later, or a Worker's
+  // fetch that must not be detached from its global, works.
+  const doFetch = fetchImpl ?? ((input, init) => globalThis.fetch(input, init));
+
+  async function exchange(method, path, body, signal) {
+    const what = `${method} ${path}`;
+    const headers = { authorization: `Bearer ${apiKey}`, accept: "application/json" };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    let response, text;
+    try {
+      response = await doFetch(`${prefix}${path}`, { method, headers, body, signal });
+      text = await response.text();
+    } catch (e) {
+      throw new RoomcastError(0, "network", `roomcast: ${what}: ${e?.message ?? e}`, { cause: e });
+    }
+    let json;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    if (response.status < 200 || response.status > 299) {
+      const error = json?.error;
+      const code = typeof error?.code === "string" ? error.code : (STATUS_CODES[response.status] ?? "http_error");
+      const detail = typeof error?.message === "string" ? error.message : text.slice(0, 200) || response.statusText || `HTTP ${response.status}`;
+      const retryAfter = retryAfterSeconds(response.headers.get("retry-after"), Date.now());
+      throw new RoomcastError(response.status, code, `roomcast: ${what}: ${response.status} ${detail}`, { retryAfter });
+    }
+    if (json === null || typeof json !== "object" || Array.isArray(json)) {
+      throw new RoomcastError(response.status, "bad_response", `roomcast: ${what}: the answer is not a JSON object: ${text.slice(0, 200)}`);
+    }
+    return json;
+  }
+
+  /** One call; settles within timeoutMs even with a fetch that ignores its signal. */
+  async function request(method, room, endpoint, { query, body } = {}) {
+    checkRoom(room);
+    const search = query ? query.toString() : "";
+    const path = `/rooms/${room}/${endpoint}${search ? `?${search}` : ""}`;
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const controller = new AbortController();
+    let timer;
+    const timeout = new Promise((_, reject) => {
+      if (timeoutMs === Infinity) return;
+      timer = setTimeout(() => {
+        reject(new RoomcastError(0, "timeout", `roomcast: ${method} ${path}: no answer within ${timeoutMs} ms`));
+        controller.abort();
+      }, timeoutMs);
+    });
+    try {
+      return await Promise.race([exchange(method, path, payload, controller.signal), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  return {
+    async publish(room, data, { id } = {}) {
+      return request("POST", room, "messages", { body: message(data, id, "publish") });
+    },
+    async publishBatch(room, messages) {
+      if (!Array.isArray(messages) || messages.length === 0) throw new TypeError("roomcast: publishBatch: messages must be a non-empty array of { data, id? }");
+      const body = messages.map((m, i) => {
+        if (m === null || typeof m !== "object") throw new TypeError(`roomcast: publishBatch: item ${i} must be { data, id? }`);
+        return message(m.data, m.id, `publishBatch item ${i}`);
+      });
+      return request("POST", room, "messages", { body });
+    },
+    async history(room, { since, before, limit } = {}) {
+      const query = new URLSearchParams();
+      for (const [name, value] of [["since", since], ["before", before], ["limit", limit]]) {
+        if (value === undefined) continue;
+        if (!isCount(value)) throw new TypeError(`roomcast: history: ${name} must be a whole number from 0 to 2^53 - 1`);
+        query.set(name, String(value));
+      }
+      if (since !== undefined && before !== undefined) throw new TypeError("roomcast: history: since and before cannot be used together");
+      return request("GET", room, "history", { query });
+    },
+    async presence(room) {
+      return request("GET", room, "presence");
+    },
+    async stats(room) {
+      return request("GET", room, "stats");
+    },
+    async kick(room, { user, banSeconds, reason } = {}) {
+      if (typeof user !== "string" || user === "") throw new TypeError("roomcast: kick: user is required");
+      if (banSeconds !== undefined && !isCount(banSeconds)) throw new TypeError("roomcast: kick: banSeconds must be a whole number");
+      if (reason !== undefined && typeof reason !== "string") throw new TypeError("roomcast: kick: reason must be a string");
+      const body = { user };
+      if (banSeconds !== undefined) body.banSeconds = banSeconds;
+      if (reason !== undefined) body.reason = reason;
+      return request("POST", room, "kick", { body });
+    },
+    async requeueWebhooks(room) {
+      return request("POST", room, "webhooks/requeue");
+    },
+    async deleteHistory(room) {
+      return request("DELETE", room, "history");
+    },
+  };
+}
+
+// --- webhooks ------------------------------------------------------------------------------------
+
+/** A header's value from a Headers object or a plain object (Node's req.headers), by lower-case name. */
+function headerValue(headers, name) {
+  if (headers == null || typeof headers !== "object") return undefined;
+  if (typeof headers.get === "function") return headers.get(name) ?? undefined;
+  for (const [key, value] of Object.entries(headers)) {
+    if (key.toLowerCase() !== name) continue;
+    return Array.isArray(value) ? value.join(" ") : value == null ? undefined : String(value);
+  }
+  return undefined;
+}
+
+function webhookKey(secret) {
+  if (typeof secret !== "string") throw new TypeError("verifyWebhook: secret must be a string (whsec_ + base64)");
+  const text = secret.startsWith(WHSEC) ? secret.slice(WHSEC.length) : secret;
+  const bytes = fromBase64(text);
+  if (!bytes || bytes.length === 0) throw new TypeError("verifyWebhook: secret must be whsec_ + base64 (the whsec_ prefix is optional)");
+  return cachedKey(`webhook:${text}`, bytes);
+}
+
+/**
+ * Checks a webhook request as the Standard Webhooks scheme says, then parses its body. Rejects
+ * with WebhookVerificationError when a header is missing, the timestamp is outside the tolerance
+ * (either direction), no `v1` signature matches, or the signed body is not a webhook payload;
+ * with a TypeError for a secret that is not base64 or a body that is not a string or bytes.
+ */
+export async function verifyWebhook(body, headers, secret, { toleranceSeconds = DEFAULT_TOLERANCE_SECONDS, now = Date.now() } = {}) {
+  let bodyBytes;
+  if (typeof body === "string") bodyBytes = encoder.encode(body);
+  else if (body instanceof Uint8Array) bodyBytes = body;
+  else if (body instanceof ArrayBuffer) bodyBytes = new Uint8Array(body);
+  else throw new TypeError("verifyWebhook: body must be the raw request body, a string or bytes (not parsed JSON)");
+  if (!(toleranceSeconds >= 0)) throw new TypeError("verifyWebhook: toleranceSeconds must be 0 or more");
+  const key = webhookKey(secret);
+  const id = headerValue(headers, "webhook-id");
+  const timestamp = headerValue(headers, "webhook-timestamp");
+  const signatures = headerValue(headers, "webhook-signature");
+  for (const [name, value] of [["webhook-id", id], ["webhook-timestamp", timestamp], ["webhook-signature", signatures]]) {
+    if (!value) throw new WebhookVerificationError("missing_header", `missing header ${name}`);
+  }
+  if (!/^\d{1,15}$/.test(timestamp.trim())) throw new WebhookVerificationError("bad_timestamp", "webhook-timestamp is not whole seconds since the epoch");
+  const seconds = Number(timestamp.trim());
+  const nowSeconds = Math.floor(now / 1000);
+  if (nowSeconds - seconds > toleranceSeconds) throw new WebhookVerificationError("timestamp_too_old", `webhook-timestamp is ${nowSeconds - seconds} s old (tolerance ${toleranceSeconds} s)`);
+  if (seconds - nowSeconds > toleranceSeconds) throw new WebhookVerificationError("timestamp_too_new", `webhook-timestamp is ${seconds - nowSeconds} s ahead (tolerance ${toleranceSeconds} s)`);
+  // Signed content: `${id}.${timestamp}.` then the body's bytes exactly as received (the
+  // timestamp as a number, as the Standard Webhooks libraries write it).
+  const prefix = encoder.encode(`${id}.${seconds}.`);
+  const signed = new Uint8Array(prefix.length + bodyBytes.length);
+  signed.set(prefix);
+  signed.set(bodyBytes, prefix.length);
+  const expected = await hmac(key, signed);
+  // Space-separated `version,base64` entries; only v1 (HMAC-SHA256) is ours. A header repeated
+  // and joined by ", " (fetch's Headers, Node) leaves a comma on all but the last: dropped.
+  let matched = false;
+  for (const entry of signatures.split(/\s+/)) {
+    const comma = entry.indexOf(",");
+    if (comma < 0 || entry.slice(0, comma) !== "v1") continue;
+    const given = fromBase64(entry.slice(comma + 1).replace(/,$/, ""));
+    if (given && timingSafeEqual(given, expected)) matched = true; // no early exit: every entry is compared
+  }
+  if (!matched) throw new WebhookVerificationError("bad_signature", "no webhook-signature matches the body (wrong secret, or the body or headers were changed)");
+  let payload;
+  try {
+    payload = JSON.parse(decoder.decode(bodyBytes));
+  } catch {
+    throw new WebhookVerificationError("bad_body", "the signed body is not JSON text");
+  }
+  if (payload === null || typeof payload !== "object" || !Array.isArray(payload.events)) {
+    throw new WebhookVerificationError("bad_body", 'the signed body is not {"events":[…]}');
+  }
+  return payload;
+}
