@@ -7,8 +7,8 @@
 // timestamp does not verify gets 401 and a line on stderr. To have the local edge send here, put
 // in .dev.vars (then restart `npm run dev`):
 //
-//   WEBHOOK_URL="http://127.0.0.1:8788/"
-//   WEBHOOK_SECRET="whsec_…"      (npm run demo:webhooks -- --new-secret prints a fresh one)
+//   WEBHOOK_URL=http://127.0.0.1:8788/
+//   WEBHOOK_SECRET=whsec_…      (npm run demo:webhooks -- --new-secret prints a fresh one)
 //
 // A backend of your own does the same with the package: import { verifyWebhook } from "roomcast/server".
 import { randomBytes } from "node:crypto";
@@ -93,14 +93,14 @@ export function startReceiver({ secret, port = 8788, host = "127.0.0.1", log = c
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   if (process.argv.includes("--new-secret")) {
-    console.log(`WEBHOOK_SECRET="whsec_${randomBytes(24).toString("base64")}"`);
+    console.log(`WEBHOOK_SECRET=whsec_${randomBytes(24).toString("base64")}`);
     process.exit(0);
   }
   const secret = process.env.WEBHOOK_SECRET || devVar("WEBHOOK_SECRET");
   if (!secret) {
     console.error("demo:webhooks: no WEBHOOK_SECRET in the environment or .dev.vars. Add to .dev.vars:\n"
-      + '  WEBHOOK_URL="http://127.0.0.1:8788/"\n'
-      + `  WEBHOOK_SECRET="whsec_${randomBytes(24).toString("base64")}"\n`
+      + "  WEBHOOK_URL=http://127.0.0.1:8788/\n"
+      + `  WEBHOOK_SECRET=whsec_${randomBytes(24).toString("base64")}\n`
       + "then restart `npm run dev` and run `npm run demo:webhooks` again.");
     process.exit(2);
   }
