@@ -8,7 +8,8 @@ use serde::Deserialize;
 pub enum Protocol {
     /// roomcast's frames (docs/PROTOCOL.md): publish frames in, `message` frames out.
     Roomcast,
-    /// roomcast's ephemeral path: `broadcast` frames in and out, never stored (AE).
+    /// roomcast's ephemeral path: `broadcast` frames in and out, never stored (AE). Sent without
+    /// an id, as the SDK's `broadcast()` does by default: the room answers nothing.
     RoomcastBroadcast,
     /// A relay that sends every text frame as is to the room's other members (B, C, E).
     Relay,
@@ -42,7 +43,7 @@ pub fn payload(stamp: Stamp, size: usize) -> String {
 pub fn publish_frame(protocol: Protocol, n: u64, payload: &str) -> String {
     match protocol {
         Protocol::Roomcast => format!("{{\"type\":\"publish\",\"id\":\"{n}\",\"data\":{payload}}}"),
-        Protocol::RoomcastBroadcast => format!("{{\"type\":\"broadcast\",\"id\":\"{n}\",\"data\":{payload}}}"),
+        Protocol::RoomcastBroadcast => format!("{{\"type\":\"broadcast\",\"data\":{payload}}}"),
         Protocol::Relay => payload.to_owned(),
         Protocol::SocketIo => format!("42[\"m\",{payload}]"),
     }

@@ -42,7 +42,9 @@ pub enum ClientFrame<'a> {
     /// A page of stored messages: after `since`, before `before`, or the latest (neither).
     History { id: Cow<'a, str>, limit: Option<usize>, before: Option<u64>, since: Option<u64> },
     /// Deliver `data` to the room's other connections now; not stored, no seq, no replay.
-    Broadcast { id: Cow<'a, str>, data: CompactJson },
+    /// Without an `id`, the room sends no `done` (the sender does not wait); refusals still come
+    /// as error frames.
+    Broadcast { id: Option<Cow<'a, str>>, data: CompactJson },
     /// Replace this connection's presence metadata (a JSON object).
     SetPresence { id: Cow<'a, str>, meta: CompactJson },
 }
@@ -178,7 +180,11 @@ pub fn decode_client(text: &str, max_id_len: usize) -> Result<ClientFrame<'_>, F
         }
         "broadcast" => {
             let data = CompactJson::from_raw(env.data.ok_or(FrameError::MissingField("data"))?);
-            Ok(ClientFrame::Broadcast { id: check_id(env.id, max_id_len)?, data })
+            let id = match env.id {
+                Some(_) => Some(check_id(env.id, max_id_len)?),
+                None => None,
+            };
+            Ok(ClientFrame::Broadcast { id, data })
         }
         "presence" => {
             let meta = CompactJson::from_raw(env.meta.ok_or(FrameError::MissingField("meta"))?);

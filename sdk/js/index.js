@@ -206,9 +206,12 @@ class Room {
     return this.#call("history", page);
   }
 
-  /** An ephemeral message to the room's other members: not stored, not queued. */
-  broadcast(data) {
-    return this.#call("broadcast", { data: data ?? null }, "broadcastMaxBytes", "broadcast");
+  /**
+   * An ephemeral message to the room's other members: not stored, not queued. Resolves once sent
+   * (refusals come as `error` events), or with `{ ack: true }` once the room answered.
+   */
+  broadcast(data, { ack = false } = {}) {
+    return this.#call("broadcast", { data: data ?? null }, "broadcastMaxBytes", "broadcast", ack);
   }
 
   /**
@@ -251,10 +254,10 @@ class Room {
    * A frame the API layer sends itself, answered by the room (a `history` frame, an `ack`, or an
    * error naming its id). `limit` names the room's limit on the whole frame besides maxFrameBytes.
    */
-  #call(type, fields, limit, what = type) {
+  #call(type, fields, limit, what = type, answered = true) {
     return new Promise((resolve, reject) => {
       if (this.state === "closed") return reject(this.#error("closed"));
-      const id = `${type[0]}-${++this.#callIds}`;
+      const id = answered ? `${type[0]}-${++this.#callIds}` : undefined;
       const text = JSON.stringify({ type, id, ...fields });
       const size = bytes(text);
       const l = this.#limits;
@@ -265,6 +268,7 @@ class Room {
       } catch (e) {
         return reject(new RoomcastError("host_error", `the WebSocket's send failed: ${e?.message ?? e}`, { cause: e }));
       }
+      if (!answered) return resolve();
       this.#calls.set(id, { type, resolve, reject });
     });
   }

@@ -192,11 +192,24 @@ describe("rewind", () => {
 });
 
 describe("broadcast", () => {
-  test("sends a broadcast frame (type then id first) and resolves on the room's ack", async () => {
+  test("by default sends a broadcast frame without an id and resolves once sent; a refusal is an error event", async () => {
     const { room, last } = await setup();
     const ws = last();
     openWith(ws);
-    const p = room.broadcast({ typing: true });
+    const errors = [];
+    room.on("error", (e) => errors.push(e));
+    assert.equal(await room.broadcast({ x: 1 }), undefined);
+    assert.deepEqual(ws.sent.map((t) => JSON.parse(t)), [{ type: "broadcast", data: { x: 1 } }]);
+    ws.receive({ type: "error", code: "rate_limited", message: "too many broadcasts per second; slow down" });
+    assert.deepEqual(errors.map((e) => e.code), ["rate_limited"]);
+    room.close();
+  });
+
+  test("with { ack: true } sends a broadcast frame (type then id first) and resolves on the room's ack", async () => {
+    const { room, last } = await setup();
+    const ws = last();
+    openWith(ws);
+    const p = room.broadcast({ typing: true }, { ack: true });
     const [f] = ofType(ws, "broadcast");
     assert.deepEqual(f, { type: "broadcast", id: f.id, data: { typing: true } });
     assert.ok(ws.sent[0].startsWith(`{"type":"broadcast","id":"${f.id}",`));
@@ -222,8 +235,8 @@ describe("broadcast", () => {
     const { room, last } = await setup();
     const ws = last();
     openWith(ws, welcome(0, { limits: { maxFrameBytes: 65_536, broadcastMaxBytes: 100 } }));
-    // {"type":"broadcast","id":"b-N","data":"…"}: 38 bytes around the string for ids b-1 … b-9
-    const frame = (s) => JSON.stringify({ type: "broadcast", id: "b-1", data: s }).length;
+    // {"type":"broadcast","data":"…"}: 29 bytes around the string
+    const frame = (s) => JSON.stringify({ type: "broadcast", data: s }).length;
     const fits = "x".repeat(100 - frame(""));
     const e = await rejection(room.broadcast(`${fits}x`));
     assert.equal(e.code, "too_large");
@@ -236,15 +249,15 @@ describe("broadcast", () => {
     room.close();
   });
 
-  test("refusals reject with the room's code and message; a drop before the ack rejects disconnected", async () => {
+  test("with { ack: true }, refusals reject with the room's code and message; a drop before the ack rejects disconnected", async () => {
     const { room, last } = await setup();
     const ws = last();
     openWith(ws);
-    const limited = room.broadcast(1);
+    const limited = room.broadcast(1, { ack: true });
     ws.receive({ type: "error", id: ofType(ws, "broadcast")[0].id, code: "rate_limited", message: "too many broadcasts per second; slow down" });
     const e = await rejection(limited);
     assert.deepEqual([e.code, e.message], ["rate_limited", "too many broadcasts per second; slow down"]);
-    const lost = room.broadcast(2);
+    const lost = room.broadcast(2, { ack: true });
     ws.serverClose(1006);
     const d = await rejection(lost);
     assert.equal(d.code, "disconnected");

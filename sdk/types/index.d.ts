@@ -161,6 +161,12 @@ export interface PresenceEvent<TMeta extends object = Record<string, unknown>> {
   updated: Member<TMeta>[];
 }
 
+/** Options of `room.broadcast()`. */
+export interface BroadcastOptions {
+  /** Wait for the room's answer (default false: resolve once sent). */
+  ack?: boolean;
+}
+
 /** An ephemeral message (`room.broadcast()`): no seq, never stored or replayed. */
 export interface BroadcastEvent<T = unknown> {
   /** The sender's client id. */
@@ -350,12 +356,14 @@ export interface Room<TData = unknown, TMeta extends object = Record<string, unk
   /**
    * Sends `data` now to the room's other connections (yours too with echo on) as a `broadcast`
    * event: not stored, no seq, never replayed, not seen by members who join later. Resolves when
-   * the room sent it. Not queued: rejects with "offline" when not open, "disconnected" when the
-   * connection drops before the room's answer, "too_large" (the frame over
-   * `limits.broadcastMaxBytes`, 16 KiB by default: never sent), or the room's refusal
-   * ("forbidden" without the publish right, "rate_limited" over `limits.broadcastsPerSec`).
+   * the frame was handed to the socket; the room's refusals ("forbidden" without the publish
+   * right, "rate_limited" over `limits.broadcastsPerSec`) then come as `error` events, the way
+   * cursor and typing streams want them (no answer frame per broadcast). With `{ ack: true }` it
+   * resolves when the room sent it and rejects with the room's refusal, or "disconnected" when
+   * the connection drops before the answer. Not queued: rejects with "offline" when not open, and
+   * "too_large" (the frame over `limits.broadcastMaxBytes`, 16 KiB by default: never sent).
    */
-  broadcast(data: TBroadcast): Promise<void>;
+  broadcast(data: TBroadcast, options?: BroadcastOptions): Promise<void>;
   /**
    * Replaces this connection's presence metadata (the token's `meta` until then). Everyone with
    * the presence right, you included, gets a `presence` event with it in `updated`, coalesced by

@@ -14,6 +14,7 @@ use roomcast_protocol::room::{self, ConnId, Connection, Identity, Page, PublishE
 use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
 use worker::{
     durable_object, DurableObject, Env, Headers, Method, Request, Response, Result, State, WebSocket, WebSocketIncomingMessage,
     WebSocketPair,
@@ -31,13 +32,27 @@ struct Loaded {
     alarm_at: Option<u64>,
 }
 
-#[durable_object]
+/// The class the runtime instantiates. Its socket events are exported by hand (`socket_events`),
+/// not by `#[durable_object]`, so that a frame that writes nothing is handled synchronously;
+/// everything else lives in [`Core`], shared with the futures of the events that must wait.
+#[durable_object(alarm)]
 pub struct RoomObject {
+    core: Rc<Core>,
+}
+
+impl std::ops::Deref for RoomObject {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
+pub struct Core {
     state: State,
     env: Env,
     loaded: RefCell<Option<Loaded>>,
     /// Frames that arrived while an event was waiting for its write to be durable (group commit,
-    /// see [`RoomObject::with_room`]): that event runs them after its wait, all in one
+    /// see [`Core::with_room`]): that event runs them after its wait, all in one
     /// transaction, so a busy room pays one commit for many messages instead of one each.
     pending: RefCell<VecDeque<(WebSocket, WebSocketIncomingMessage)>>,
     /// How many events are waiting for a write to be durable right now.
@@ -121,7 +136,7 @@ fn is_open(ws: &WebSocket) -> bool {
     raw.ready_state() == web_sys::WebSocket::OPEN
 }
 
-impl RoomObject {
+impl Core {
     fn config(&self) -> RoomConfig {
         RoomConfig::from_vars(|name| self.env.var(name).ok().map(|v| v.to_string()))
     }
@@ -173,18 +188,29 @@ impl RoomObject {
     /// other event runs the queued frames first, so the order in which the room sees events is
     /// the order in which they arrived; nothing is acknowledged or fanned out before it is durable.
     async fn with_room<R>(&self, f: impl FnOnce(&mut Loaded, u64) -> R) -> Result<R> {
-        let (result, mut wrote) = {
-            let mut slot = self.loaded.borrow_mut();
-            if slot.is_none() {
-                *slot = Some(self.load()?);
-            }
-            let Some(loaded) = slot.as_mut() else { return Err(worker::Error::RustError("room not loaded".into())) };
-            let now = platform::now_ms();
-            self.run_pending(loaded, now);
-            let result = f(loaded, now);
-            save_changed(loaded);
-            (result, loaded.store.take_wrote())
-        };
+        let (result, wrote) = self.run(f)?;
+        self.settle(wrote).await?;
+        Ok(result)
+    }
+
+    /// The synchronous part of [`Core::with_room`]: loads the room if needed, runs the queued
+    /// frames and then `f`; returns `f`'s result and whether storage was written.
+    fn run<R>(&self, f: impl FnOnce(&mut Loaded, u64) -> R) -> Result<(R, bool)> {
+        let mut slot = self.loaded.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(self.load()?);
+        }
+        let Some(loaded) = slot.as_mut() else { return Err(worker::Error::RustError("room not loaded".into())) };
+        let now = platform::now_ms();
+        self.run_pending(loaded, now);
+        let result = f(loaded, now);
+        save_changed(loaded);
+        Ok((result, loaded.store.take_wrote()))
+    }
+
+    /// What follows [`Core::run`]: waits for the write (if any) to be durable, carries out the
+    /// actions, runs what was queued meanwhile, and sets the alarm if the deadline moved.
+    async fn settle(&self, mut wrote: bool) -> Result<()> {
         loop {
             if wrote {
                 // A failed sync means the write is not durable: the output gate then never releases
@@ -205,24 +231,39 @@ impl RoomObject {
             save_changed(loaded);
             wrote = loaded.store.take_wrote();
         }
-        let alarm = {
-            let mut slot = self.loaded.borrow_mut();
-            let Some(loaded) = slot.as_mut() else { return Err(worker::Error::RustError("room not loaded".into())) };
-            let next = loaded.room.poll_timeout();
-            match next {
-                Some(t) if loaded.alarm_at != Some(t) => {
-                    loaded.alarm_at = Some(t);
-                    Some(t)
-                }
-                _ => None,
-            }
-        };
-        if let Some(t) = alarm {
-            // workers-rs reads an integer as an offset from now, not as a timestamp.
-            let offset = t.saturating_sub(platform::now_ms());
-            self.state.storage().set_alarm(std::time::Duration::from_millis(offset)).await?;
+        match self.moved_alarm() {
+            Some(t) => self.set_alarm(t).await,
+            None => Ok(()),
         }
-        Ok(result)
+    }
+
+    /// [`Core::settle`] without an await, when nothing was written: carries out the actions and
+    /// says whether anything is left that needs one (an alarm to move, frames queued).
+    fn settle_now(&self) -> Result<Option<u64>> {
+        let mut slot = self.loaded.borrow_mut();
+        let Some(loaded) = slot.as_mut() else { return Err(worker::Error::RustError("room not loaded".into())) };
+        carry_out(loaded);
+        drop(slot);
+        Ok(self.moved_alarm())
+    }
+
+    /// The room's next deadline, if it is not the alarm this instance last set.
+    fn moved_alarm(&self) -> Option<u64> {
+        let mut slot = self.loaded.borrow_mut();
+        let loaded = slot.as_mut()?;
+        match loaded.room.poll_timeout() {
+            Some(t) if loaded.alarm_at != Some(t) => {
+                loaded.alarm_at = Some(t);
+                Some(t)
+            }
+            _ => None,
+        }
+    }
+
+    async fn set_alarm(&self, at: u64) -> Result<()> {
+        // workers-rs reads an integer as an offset from now, not as a timestamp.
+        let offset = at.saturating_sub(platform::now_ms());
+        self.state.storage().set_alarm(std::time::Duration::from_millis(offset)).await
     }
 
     /// Runs the socket frames queued during a wait, in arrival order.
@@ -363,7 +404,7 @@ fn query_u64(url: &worker::Url, key: &str) -> Option<std::result::Result<u64, ()
     url.query_pairs().find(|(k, _)| k == key).map(|(_, v)| v.parse::<u64>().map_err(|_| ()))
 }
 
-impl RoomObject {
+impl Core {
     async fn publish(&self, mut req: Request) -> Result<Response> {
         let Some(caller) = caller(&req) else { return http::error(400, ErrorCode::BadRequest, "calls come through the edge") };
         let body = req.text().await?;
@@ -464,7 +505,8 @@ fn too_many(message: &str, retry_after_ms: u64) -> Result<Response> {
 
 impl DurableObject for RoomObject {
     fn new(state: State, env: Env) -> Self {
-        RoomObject { state, env, loaded: RefCell::new(None), pending: RefCell::new(VecDeque::new()), waiting: Cell::new(0) }
+        let core = Core { state, env, loaded: RefCell::new(None), pending: RefCell::new(VecDeque::new()), waiting: Cell::new(0) };
+        RoomObject { core: Rc::new(core) }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
@@ -487,27 +529,6 @@ impl DurableObject for RoomObject {
         }
     }
 
-    async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> Result<()> {
-        if self.waiting.get() > 0 {
-            // An event is waiting for a write to be durable: it runs this frame after its wait,
-            // with the others that arrive meanwhile, in one transaction (group commit).
-            self.pending.borrow_mut().push_back((ws, message));
-            return Ok(());
-        }
-        self.with_room(|l, now| handle_frame(l, &ws, &message, now)).await
-    }
-
-    async fn websocket_close(&self, ws: WebSocket, code: usize, reason: String, _was_clean: bool) -> Result<()> {
-        // Complete the closing handshake; 1005/1006 may not be sent, so they become 1000.
-        let code = if code == 1000 || (3000..5000).contains(&code) { code as u16 } else { 1000 };
-        let _ = ws.close(Some(code), Some(reason));
-        self.closed(&ws).await
-    }
-
-    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
-        self.closed(&ws).await
-    }
-
     async fn alarm(&self) -> Result<Response> {
         let state = &self.state;
         self.with_room(|l, now| {
@@ -518,5 +539,69 @@ impl DurableObject for RoomObject {
         })
         .await?;
         Response::ok("")
+    }
+}
+
+/// The socket events, exported by hand. `#[durable_object]` exports every event as an async
+/// function, which makes each frame a future polled through the microtask queue (a fifth of the
+/// object's CPU in a small room's broadcast profile, bench/README.md); most frames (broadcasts,
+/// pings, presence, refusals) write nothing and need no await. A frame is handled synchronously
+/// and only what must wait (a write to be durable, an alarm to move) becomes a promise.
+#[wasm_bindgen::prelude::wasm_bindgen]
+impl RoomObject {
+    #[wasm_bindgen(js_name = webSocketMessage)]
+    pub fn web_socket_message(&self, ws: web_sys::WebSocket, message: wasm_bindgen::JsValue) -> wasm_bindgen::JsValue {
+        let message = match message.as_string() {
+            Some(text) => WebSocketIncomingMessage::String(text),
+            None => WebSocketIncomingMessage::Binary(js_sys::Uint8Array::new(&message).to_vec()),
+        };
+        let ws = WebSocket::from(ws);
+        if self.waiting.get() > 0 {
+            // An event is waiting for a write to be durable: it runs this frame after its wait,
+            // with the others that arrive meanwhile, in one transaction (group commit).
+            self.pending.borrow_mut().push_back((ws, message));
+            return wasm_bindgen::JsValue::UNDEFINED;
+        }
+        let wrote = match self.run(|l, now| handle_frame(l, &ws, &message, now)) {
+            Ok(((), wrote)) => wrote,
+            Err(e) => return js_sys::Promise::reject(&e.into()).into(),
+        };
+        if !wrote && self.pending.borrow().is_empty() {
+            match self.settle_now() {
+                Ok(None) => return wasm_bindgen::JsValue::UNDEFINED,
+                Ok(Some(at)) => return self.later(|core| async move { core.set_alarm(at).await }),
+                Err(e) => return js_sys::Promise::reject(&e.into()).into(),
+            }
+        }
+        self.later(|core| async move { core.settle(wrote).await })
+    }
+
+    #[wasm_bindgen(js_name = webSocketClose)]
+    pub fn web_socket_close(&self, ws: web_sys::WebSocket, code: u16, reason: String, _was_clean: bool) -> wasm_bindgen::JsValue {
+        // Complete the closing handshake; 1005/1006 may not be sent, so they become 1000.
+        let code = if code == 1000 || (3000..5000).contains(&code) { code } else { 1000 };
+        let ws = WebSocket::from(ws);
+        let _ = ws.close(Some(code), Some(reason));
+        self.later(|core| async move { core.closed(&ws).await })
+    }
+
+    #[wasm_bindgen(js_name = webSocketError)]
+    pub fn web_socket_error(&self, ws: web_sys::WebSocket, _error: wasm_bindgen::JsValue) -> wasm_bindgen::JsValue {
+        let ws = WebSocket::from(ws);
+        self.later(|core| async move { core.closed(&ws).await })
+    }
+}
+
+impl RoomObject {
+    /// Runs `f` on the shared core as a promise the runtime waits for.
+    fn later<F>(&self, f: impl FnOnce(Rc<Core>) -> F) -> wasm_bindgen::JsValue
+    where
+        F: std::future::Future<Output = Result<()>> + 'static,
+    {
+        let future = f(self.core.clone());
+        worker::wasm_bindgen_futures::future_to_promise(async move {
+            future.await.map(|()| wasm_bindgen::JsValue::UNDEFINED).map_err(wasm_bindgen::JsValue::from)
+        })
+        .into()
     }
 }

@@ -10,12 +10,15 @@ fuzz_target!(|data: &[u8]| {
     match decode_client(text, 128) {
         Ok(ClientFrame::Publish { id, data })
         | Ok(ClientFrame::Direct { id, data, .. })
-        | Ok(ClientFrame::Broadcast { id, data })
+        | Ok(ClientFrame::Broadcast { id: Some(id), data })
         | Ok(ClientFrame::SetPresence { id, meta: data }) => {
             assert!(!id.is_empty() && id.len() <= 128);
             // valid JSON text (numbers beyond f64 are valid JSON, so no Value round trip)
             assert!(serde_json::from_str::<serde::de::IgnoredAny>(data.get()).is_ok());
             assert!(text.trim_start().starts_with('{'));
+            assert!(data.get().bytes().all(|b| b >= 0x20), "data is compact: no control bytes");
+        }
+        Ok(ClientFrame::Broadcast { id: None, data }) => {
             assert!(data.get().bytes().all(|b| b >= 0x20), "data is compact: no control bytes");
         }
         Ok(ClientFrame::History { id, before, since, .. }) => {

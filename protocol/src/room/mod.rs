@@ -692,8 +692,8 @@ impl Room {
                 }
             }
             ClientFrame::Broadcast { id, data } => {
-                if self.pass(conn, Some(&id), Gate::Broadcast(text.len()), now, store) {
-                    self.broadcast(conn, &id, &data, now);
+                if self.pass(conn, id.as_deref(), Gate::Broadcast(text.len()), now, store) {
+                    self.broadcast(conn, id.as_deref(), &data, now);
                 }
             }
             ClientFrame::SetPresence { id, meta } => {
@@ -808,7 +808,7 @@ impl Room {
 
     /// An ephemeral message: to every other connection now (to the sender too with echo on), in
     /// the room's one order of frames, but never stored, replayed or counted in `seq`.
-    fn broadcast(&mut self, conn: ConnId, id: &str, data: &CompactJson, now: u64) {
+    fn broadcast(&mut self, conn: ConnId, id: Option<&str>, data: &CompactJson, now: u64) {
         let (text, echo) = {
             let info = &self.conns[&conn].info;
             (frame::encode_broadcast(&info.client_id, &info.user, data, now), info.echo)
@@ -817,7 +817,9 @@ impl Room {
         let recipients = self.conns.len() - usize::from(except.is_some());
         self.messages_out += recipients as u64;
         self.actions.push_back(Action::Send { to: Recipients::All { except }, text });
-        self.send_to(conn, frame::encode_done(id));
+        if let Some(id) = id {
+            self.send_to(conn, frame::encode_done(id));
+        }
     }
 
     /// This connection's presence metadata is now `meta`: it replaces the token's for this

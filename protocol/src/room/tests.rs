@@ -1047,6 +1047,24 @@ fn broadcasts_reach_the_others_now_and_are_never_stored() {
 }
 
 #[test]
+fn a_broadcast_without_an_id_gets_no_answer_but_its_refusals() {
+    let mut sim = Sim::new(RoomConfig { broadcast_rate_per_sec: 1, max_strikes: 100, ..RoomConfig::default() });
+    let a = sim.connect("a", "alice", false, None);
+    let b = sim.connect("b", "bob", false, None);
+    let before = sim.frames(a, "ack").len();
+    sim.text(a, r#"{"type":"broadcast","data":{"x":1}}"#);
+    assert_eq!(sim.frames(b, "broadcast").len(), 1);
+    assert_eq!(sim.frames(a, "ack").len(), before, "no done frame without an id");
+    sim.text(a, r#"{"type":"broadcast","data":2}"#);
+    sim.text(a, r#"{"type":"broadcast","data":3}"#);
+    let refused = sim.last(a);
+    assert_eq!((refused["type"].as_str(), refused["code"].as_str()), (Some("error"), Some("rate_limited")));
+    assert!(refused.get("id").is_none(), "the refusal names no id: {refused}");
+    sim.text(a, r#"{"type":"broadcast","id":"","data":1}"#);
+    assert_eq!(sim.last(a)["code"], "bad_frame", "an id, when given, is checked as always");
+}
+
+#[test]
 fn broadcasts_keep_their_place_among_stored_messages() {
     let mut sim = Sim::new(RoomConfig::default());
     let a = sim.connect("a", "alice", false, None);
