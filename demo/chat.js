@@ -81,6 +81,8 @@ function placeBySeq(li, seq) {
   else list.prepend(li);
   li.dataset.seq = seq;
   bySeq.set(seq, li);
+  // The room's first message is on screen: there is nothing older to load.
+  if (seq === 1 && older === "idle") setOlder("done");
 }
 
 /** A stored message from the room (live or rewound): appended, following the bottom. */

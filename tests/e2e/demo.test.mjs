@@ -117,6 +117,19 @@ test("chat: arriving shows the last 50 messages (rewind), so does a reload, and 
   await ctx.close();
 });
 
+test("chat: a room shorter than one page says it starts there, without a request for older messages", async () => {
+  const room = roomName("chat:short");
+  const published = await api(edge, "POST", `/rooms/${room}/messages`, range(1, 3).map((i) => ({ data: { text: `only ${i}` } })));
+  assert.equal(published.status, 200, published.text);
+  const ctx = await browser.newContext();
+  const page = await joinChat(ctx, "ada", room);
+  await page.waitForFunction(...messageCount(3));
+  await page.waitForSelector('#older[data-state="done"]');
+  assert.equal(await page.textContent("#load-older"), "start of the room");
+  assert.ok(await page.$eval("#load-older", (b) => b.disabled));
+  await ctx.close();
+});
+
 test("chat: who is typing shows on the other page and goes away (field cleared, message sent)", async () => {
   const room = roomName("chat:typing");
   const [ctxA, ctxB] = await Promise.all([browser.newContext(), browser.newContext()]);
