@@ -50,7 +50,8 @@ export declare class RoomcastError extends Error {
    * The server's error code (`{"error":{"code",…}}`: "bad_request", "unauthorized",
    * "forbidden", "not_found", "too_large", "rate_limited", "storage"; docs/PROTOCOL.md "Errors
    * over HTTP"), or the client's: "network", "timeout", "bad_response" (a 2xx answer that is not
-   * a JSON object), "http_error" (a status the table does not name, without an error body).
+   * a JSON object), "http_error" (a refusal without the edge's error body whose status the
+   * table does not name, e.g. a proxy's 502 or 503; a 4xx without one gets the table's code).
    */
   code:
     | "bad_request" | "unauthorized" | "forbidden" | "not_found" | "too_large" | "rate_limited" | "storage"

@@ -125,7 +125,9 @@ export async function mintToken({ secret, user, rooms, ttlSeconds = 3600, meta, 
 
 // --- the HTTP API --------------------------------------------------------------------------------
 
-const STATUS_CODES = { 400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "bad_request", 411: "bad_request", 413: "too_large", 429: "rate_limited", 503: "storage" };
+// The refusal table's codes by status, for a refusal that came without the edge's error body (a
+// proxy's or the platform's). A 5xx without one is not the room's "storage": "http_error".
+const STATUS_CODES = { 400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "bad_request", 411: "bad_request", 413: "too_large", 429: "rate_limited" };
 
 /** Retry-After (whole seconds, or an HTTP date) in seconds; undefined when absent or unreadable. */
 function retryAfterSeconds(value, now) {

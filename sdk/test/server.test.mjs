@@ -377,6 +377,8 @@ describe("createClient", () => {
       { status: 403, body: { error: { code: "forbidden", message: "the API key only" } } },
       { status: 503, headers: { "retry-after": new Date(Date.now() + 120_000).toUTCString() }, body: "<html>upstream</html>" },
       { status: 502, body: "" },
+      { status: 429, body: "slow down" },
+      { status: 503, body: { error: { code: "storage", message: "storage failed" } } },
       { status: 200, body: "not json" },
       { status: 200, body: "[1]" },
     );
@@ -391,11 +393,16 @@ describe("createClient", () => {
     assert.deepEqual([forbidden.status, forbidden.code, forbidden.retryAfter], [403, "forbidden", undefined]);
     assert.match(forbidden.message, /403 the API key only/);
     const unavailable = await rejection(rc.history("r"));
-    assert.deepEqual([unavailable.status, unavailable.code], [503, "storage"]); // no error body: the table's code for 503
+    assert.deepEqual([unavailable.status, unavailable.code], [503, "http_error"]); // not the edge's error body: not the room's "storage"
     assert.ok(unavailable.retryAfter >= 119 && unavailable.retryAfter <= 120, String(unavailable.retryAfter)); // an HTTP date
     assert.match(unavailable.message, /503 <html>upstream<\/html>/);
     const bad = await rejection(rc.presence("r"));
     assert.deepEqual([bad.status, bad.code], [502, "http_error"]);
+    const proxied = await rejection(rc.presence("r"));
+    assert.deepEqual([proxied.status, proxied.code, proxied.retryAfter], [429, "rate_limited", undefined]); // the table's code for 429
+    assert.match(proxied.message, /429 slow down$/);
+    const storage = await rejection(rc.publish("r", 1));
+    assert.deepEqual([storage.status, storage.code], [503, "storage"]);
     for (const text of ["not json", "[1]"]) {
       const e = await rejection(rc.presence("r"));
       assert.deepEqual([e.status, e.code], [200, "bad_response"], text);
