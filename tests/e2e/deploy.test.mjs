@@ -7,7 +7,8 @@ import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { ROOT, tempDir } from "../harness.mjs";
+import { chromium } from "playwright-core";
+import { ROOT, startEdge, tempDir } from "../harness.mjs";
 
 const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8"));
 
@@ -62,4 +63,33 @@ test("npm run deploy:demo: the demo pages on the Worker roomcast-demo, which ser
   assertWorkerBindings(stdout);
   assert.match(output, /Read [1-9]\d* files from the assets directory \S*\/demo\n/);
   assert.match(stdout, /env\.ROOMCAST_DEV_TOKENS \("1"\)/);
+});
+
+test("the demo pages work from an origin that is not loopback, as the demo Worker serves them", async () => {
+  // /dev/token answers loopback origins and requests without an Origin header; a deployed demo's
+  // pages are on https://roomcast-demo.<subdomain>.workers.dev, and their same-origin GET carries
+  // no Origin. Here a made-up host name resolves to the local edge, treated as secure as https is.
+  const edge = await startEdge({ vars: { ROOMCAST_DEV_TOKENS: "1" } });
+  const origin = `http://demo.example:${edge.port}`;
+  const browser = await chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+      "--host-resolver-rules=MAP demo.example 127.0.0.1", `--unsafely-treat-insecure-origin-as-secure=${origin}`],
+  });
+  try {
+    const page = await browser.newPage();
+    const tokens = [];
+    page.on("response", async (r) => {
+      if (r.url().includes("/dev/token")) tokens.push([(await r.request().allHeaders()).origin ?? null, r.status()]);
+    });
+    await page.goto(`${origin}/chat.html`);
+    await page.fill("#name", "ada");
+    await page.fill("#room", `chat:deployed-${process.pid}`);
+    await page.click("#join button");
+    await page.waitForSelector('#status[data-state="open"]');
+    assert.deepEqual(tokens[0], [null, 200], "the page's token request carries no Origin and is answered");
+  } finally {
+    await browser.close();
+    await edge.stop();
+  }
 });
