@@ -13,7 +13,7 @@ cargo build --quiet -p roomcast-sdk --target wasm32-unknown-unknown --release
 rm -rf sdk/pkg && mkdir -p sdk/pkg sdk/dist
 wasm-opt -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-nontrapping-float-to-int \
   --enable-sign-ext --enable-mutable-globals --enable-multivalue \
-  target/wasm32-unknown-unknown/release/roomcast_sdk.wasm -o sdk/pkg/roomcast_sdk.wasm
+  "${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/release/roomcast_sdk.wasm" -o sdk/pkg/roomcast_sdk.wasm
 gzip -9 -n -c sdk/pkg/roomcast_sdk.wasm > sdk/pkg/roomcast_sdk.wasm.gz
 esbuild sdk/js/index.js --bundle --format=esm --platform=browser --target=es2022 --minify \
   --loader:.gz=binary --log-level=warning --outfile=sdk/dist/index.js

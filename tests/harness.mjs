@@ -67,7 +67,9 @@ async function startEdgeOnce({ persistDir = tempDir("state"), vars = {}, port, t
   const args = [WRANGLER, "dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", persistDir,
     "--inspector-port", String(inspectorPort),
     "--log-level", logLevel ?? process.env.ROOMCAST_LOG_LEVEL ?? "info", "--show-interactive-dev-session=false"];
+  // The demo pages, as `npm run dev` serves them (scripts/dev.sh); another config brings its own.
   if (config) args.push("--config", config);
+  else args.push("--assets", "demo");
   for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
   const child = spawn(process.execPath, args, {
     cwd: ROOT,

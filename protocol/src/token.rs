@@ -9,6 +9,11 @@
 //! (optional), `rooms` (patterns to rights), `meta` (optional presence metadata, a JSON object
 //! of at most [`META_MAX`] bytes). Times get a leeway of [`LEEWAY_SECS`] for clock skew.
 //!
+//! Rotation: [`verify_any`] accepts a token signed with any of the configured keys (the current
+//! secret and, while a rotation is under way, the previous one), and [`secrets_match_any`] an API
+//! key equal to any of the configured ones. An empty key in either list is "not set" and
+//! matches nothing.
+//!
 //! `sub` may not be a reserved user id (`:api`, anything else starting with a colon, `anon:…`:
 //! [`crate::name::is_reserved_user`]): those are the identities the server assigns itself.
 //! `meta` is read into [`CompactJson`]: a token signed with whitespace or line feeds inside its
@@ -156,6 +161,15 @@ fn mac(secret: &[u8]) -> Result<HmacSha256, TokenError> {
 
 /// Verifies a token at `now_ms` and returns its claims.
 pub fn verify(token: &str, secret: &[u8], now_ms: u64) -> Result<Claims, TokenError> {
+    verify_any(token, &[secret], now_ms)
+}
+
+/// Verifies a token signed with any of `secrets` (during a rotation: the current secret and the
+/// previous one) at `now_ms`. Empty secrets are skipped: an unset key verifies nothing. The claims
+/// are checked only after a signature matched, and the same way whichever key signed.
+/// Each comparison is `verify_slice`'s constant-time one; which key matched may show in the
+/// timing (one more HMAC), which reveals nothing a holder of the token does not know.
+pub fn verify_any(token: &str, secrets: &[&[u8]], now_ms: u64) -> Result<Claims, TokenError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(TokenError::TooLarge);
     }
@@ -169,11 +183,19 @@ pub fn verify(token: &str, secret: &[u8], now_ms: u64) -> Result<Claims, TokenEr
         return Err(TokenError::Algorithm);
     }
     let signature = URL_SAFE_NO_PAD.decode(s).map_err(|_| TokenError::Malformed)?;
-    let mut m = mac(secret)?;
-    m.update(h.as_bytes());
-    m.update(b".");
-    m.update(p.as_bytes());
-    m.verify_slice(&signature).map_err(|_| TokenError::BadSignature)?;
+    let signed_by = |secret: &[u8]| -> bool {
+        if secret.is_empty() {
+            return false;
+        }
+        let Ok(mut m) = mac(secret) else { return false };
+        m.update(h.as_bytes());
+        m.update(b".");
+        m.update(p.as_bytes());
+        m.verify_slice(&signature).is_ok()
+    };
+    if !secrets.iter().any(|secret| signed_by(secret)) {
+        return Err(TokenError::BadSignature);
+    }
 
     let payload = URL_SAFE_NO_PAD.decode(p).map_err(|_| TokenError::Malformed)?;
     let claims: Claims = serde_json::from_slice(&payload).map_err(|e| TokenError::BadClaims(e.to_string()))?;
@@ -209,6 +231,13 @@ pub fn mint(claims: &Claims, secret: &[u8]) -> Result<String, TokenError> {
     m.update(payload.as_bytes());
     let signature = URL_SAFE_NO_PAD.encode(m.finalize().into_bytes());
     Ok(format!("{header}.{payload}.{signature}"))
+}
+
+/// Whether a presented API key equals any of the configured ones (during a rotation: the
+/// current key and the previous one). Every configured key is compared, whatever the outcome of
+/// the others, each with [`secrets_match`]; empty ones match nothing.
+pub fn secrets_match_any(given: &[u8], expected: &[&[u8]]) -> bool {
+    expected.iter().fold(false, |matched, key| secrets_match(given, key) | matched)
 }
 
 /// Whether a presented secret (an API key) equals the configured one, in time independent of
@@ -353,6 +382,43 @@ mod tests {
     }
 
     #[test]
+    fn rotation_accepts_the_current_and_the_previous_secret_only() {
+        const NEW: &[u8] = b"new-secret";
+        const OLD: &[u8] = b"old-secret";
+        let by_new = mint(&claims(), NEW).unwrap();
+        let by_old = mint(&claims(), OLD).unwrap();
+        let by_other = mint(&claims(), b"other-secret").unwrap();
+        for keys in [&[NEW, OLD][..], &[OLD, NEW][..]] {
+            assert_eq!(verify_any(&by_new, keys, NOW_MS).unwrap().sub, "alice");
+            assert_eq!(verify_any(&by_old, keys, NOW_MS).unwrap().sub, "alice");
+            assert_eq!(verify_any(&by_other, keys, NOW_MS).unwrap_err(), TokenError::BadSignature);
+        }
+        // the previous secret removed (unset is empty): its tokens are refused
+        assert_eq!(verify_any(&by_old, &[NEW, b""], NOW_MS).unwrap_err(), TokenError::BadSignature);
+        assert_eq!(verify_any(&by_old, &[NEW], NOW_MS).unwrap_err(), TokenError::BadSignature);
+        // an empty key verifies nothing, not even a token signed with the empty key
+        let by_empty = mint(&claims(), b"").unwrap();
+        assert_eq!(verify_any(&by_empty, &[b"", b""], NOW_MS).unwrap_err(), TokenError::BadSignature);
+        assert_eq!(verify_any(&by_empty, &[], NOW_MS).unwrap_err(), TokenError::BadSignature);
+        // the claims are checked whichever key signed: an expired token of the old key stays expired
+        let expired = Claims { exp: NOW_MS / 1000 - LEEWAY_SECS - 1, ..claims() };
+        assert_eq!(verify_any(&mint(&expired, OLD).unwrap(), &[NEW, OLD], NOW_MS).unwrap_err(), TokenError::Expired);
+        // and every forgery the single-key check refuses is refused with two keys
+        let payload = serde_json::to_string(&claims()).unwrap();
+        assert_eq!(verify_any(&forge(r#"{"alg":"none"}"#, &payload, OLD), &[NEW, OLD], NOW_MS).unwrap_err(), TokenError::Algorithm);
+    }
+
+    #[test]
+    fn api_keys_rotate() {
+        assert!(secrets_match_any(b"key-new", &[b"key-new", b"key-old"]));
+        assert!(secrets_match_any(b"key-old", &[b"key-new", b"key-old"]));
+        assert!(!secrets_match_any(b"key-older", &[b"key-new", b"key-old"]));
+        assert!(!secrets_match_any(b"key-old", &[b"key-new", b""]), "the previous key removed");
+        assert!(!secrets_match_any(b"", &[b"key-new", b""]), "an unset previous key matches nothing");
+        assert!(!secrets_match_any(b"", &[]));
+    }
+
+    #[test]
     fn anonymous_patterns() {
         assert!(any_pattern_matches("demo:*, public", "demo:lobby"));
         assert!(any_pattern_matches("demo:*, public", "public"));
@@ -373,6 +439,15 @@ mod tests {
         fn reserved_subs_never_verify(prefix in prop::sample::select(vec![":", "anon:"]), rest in "[A-Za-z0-9_.:@-]{0,20}") {
             let c = Claims { sub: format!("{prefix}{rest}"), ..claims() };
             prop_assert!(matches!(verify(&mint(&c, SECRET).unwrap(), SECRET, NOW_MS), Err(TokenError::BadClaims(_))));
+        }
+
+        /// With two keys, a token verifies exactly when one of them signed it.
+        #[test]
+        fn two_keys_accept_exactly_their_tokens(signer in "[a-z]{0,8}", current in "[a-z]{0,8}", previous in "[a-z]{0,8}") {
+            let t = mint(&claims(), signer.as_bytes()).unwrap();
+            let expected = !signer.is_empty() && (signer == current || signer == previous);
+            prop_assert_eq!(verify_any(&t, &[current.as_bytes(), previous.as_bytes()], NOW_MS).is_ok(), expected);
+            prop_assert_eq!(secrets_match_any(signer.as_bytes(), &[current.as_bytes(), previous.as_bytes()]), expected);
         }
 
         /// Flipping any character of a valid token makes it invalid.

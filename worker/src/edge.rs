@@ -101,8 +101,10 @@ async fn connect(req: &Request, env: &Env, room: &str, raw_query: &str, protocol
     }
     origin::check_socket_origin(header(req, "Origin").as_deref(), &var(env, "ALLOWED_ORIGINS"))?;
     check_upgrade_rate(req, env).await?;
-    let (secret, anonymous_rooms) = (secret(env, "ROOMCAST_SECRET"), var(env, "ANONYMOUS_ROOMS"));
-    let config = AuthConfig { secret: &secret, api_key: "", anonymous_rooms: &anonymous_rooms };
+    let (secret, previous_secret) = (secret(env, "ROOMCAST_SECRET"), secret(env, "ROOMCAST_SECRET_PREVIOUS"));
+    let anonymous_rooms = var(env, "ANONYMOUS_ROOMS");
+    let config =
+        AuthConfig { secret: &secret, previous_secret: &previous_secret, anonymous_rooms: &anonymous_rooms, ..AuthConfig::default() };
     let upgrade = Upgrade { room, query: raw_query, protocols };
     let info = admission::admit(&upgrade, &config, platform::now_ms(), || platform::random_hex(12))?;
     let headers = Headers::new();
@@ -154,8 +156,15 @@ fn refuse_as_close(r: &Refusal, subprotocol: bool) -> Result<Response> {
 /// edge builds itself, carrying who the caller is (`x-roomcast-caller`: the backend for the API
 /// key, the token's own user for a token).
 async fn api_call(mut req: Request, env: &Env, room: &str, endpoint: Endpoint, raw_query: &str) -> Outcome {
-    let (secret, api_key) = (secret(env, "ROOMCAST_SECRET"), secret(env, "ROOMCAST_API_KEY"));
-    let config = AuthConfig { secret: &secret, api_key: &api_key, anonymous_rooms: "" };
+    let (api_key, previous_api_key) = (secret(env, "ROOMCAST_API_KEY"), secret(env, "ROOMCAST_API_KEY_PREVIOUS"));
+    let (secret, previous_secret) = (secret(env, "ROOMCAST_SECRET"), secret(env, "ROOMCAST_SECRET_PREVIOUS"));
+    let config = AuthConfig {
+        secret: &secret,
+        previous_secret: &previous_secret,
+        api_key: &api_key,
+        previous_api_key: &previous_api_key,
+        anonymous_rooms: "",
+    };
     let authorization = header(&req, "Authorization");
     let caller = admission::authorize_api(authorization.as_deref(), &config, room, endpoint.access(), platform::now_ms())?;
     let (query, body) = match endpoint {

@@ -163,9 +163,11 @@ impl Core {
         let mut room =
             Room::load(self.config(), &mut store, &epoch, platform::now_ms(), connections).map_err(|e| worker::Error::RustError(e.0))?;
         // Refresh frames are verified in the room, against its own name (rights are per room).
-        let secret = self.env.secret("ROOMCAST_SECRET").map(|s| s.to_string()).unwrap_or_default();
-        if let (Some(name), false) = (platform::object_name(&self.state), secret.is_empty()) {
-            room.set_token_check(TokenCheck { room: name, secret: secret.into_bytes() });
+        // During a rotation, tokens signed with the previous secret refresh too (as at the edge).
+        let secret = |name: &str| self.env.secret(name).map(|s| s.to_string()).unwrap_or_default();
+        let (current, previous) = (secret("ROOMCAST_SECRET"), secret("ROOMCAST_SECRET_PREVIOUS"));
+        if let (Some(name), false) = (platform::object_name(&self.state), current.is_empty()) {
+            room.set_token_check(TokenCheck { room: name, secret: current.into_bytes(), previous: previous.into_bytes() });
         }
         Ok(Loaded { room, store, sockets, ids, alarm_at: None })
     }

@@ -15,8 +15,13 @@ use crate::SUBPROTOCOL;
 pub struct AuthConfig<'a> {
     /// `ROOMCAST_SECRET`; empty means not configured.
     pub secret: &'a str,
+    /// `ROOMCAST_SECRET_PREVIOUS`: during a rotation, tokens signed with it are accepted too.
+    /// Empty means none.
+    pub previous_secret: &'a str,
     /// `ROOMCAST_API_KEY`; empty means no API key works.
     pub api_key: &'a str,
+    /// `ROOMCAST_API_KEY_PREVIOUS`: during a rotation, it works as the API key too. Empty means none.
+    pub previous_api_key: &'a str,
     /// `ANONYMOUS_ROOMS`: comma-separated room patterns that admit connections without a token.
     pub anonymous_rooms: &'a str,
 }
@@ -141,13 +146,16 @@ fn anonymous_meta(meta: Option<String>) -> Result<Option<CompactJson>, Refusal> 
     }
 }
 
-/// Verifies a token; every failure is a 401 with the reason.
+/// Verifies a token signed with the secret or, during a rotation, the previous one; every failure
+/// is a 401 with the reason.
 pub fn verify(config: &AuthConfig<'_>, token: &str, now_ms: u64) -> Result<Claims, Refusal> {
     if config.secret.is_empty() {
-        // Nobody can be admitted with a token until the operator sets the secret.
+        // Nobody can be admitted with a token until the operator sets the secret (the previous
+        // one alone does not count: it is only ever the tail of a rotation).
         return Err(Refusal::unauthorized("ROOMCAST_SECRET is not configured"));
     }
-    token::verify(token, config.secret.as_bytes(), now_ms).map_err(|e| Refusal::unauthorized(e.to_string()))
+    let keys = [config.secret.as_bytes(), config.previous_secret.as_bytes()];
+    token::verify_any(token, &keys, now_ms).map_err(|e| Refusal::unauthorized(e.to_string()))
 }
 
 /// Who an HTTP API call acts as, from its `Authorization` header: the backend for the API key,
@@ -162,7 +170,7 @@ pub fn authorize_api(
     let Some(credential) = authorization.and_then(|a| a.strip_prefix("Bearer ")) else {
         return Err(Refusal::unauthorized("missing Authorization: Bearer <API key or token>"));
     };
-    if token::secrets_match(credential.as_bytes(), config.api_key.as_bytes()) {
+    if token::secrets_match_any(credential.as_bytes(), &[config.api_key.as_bytes(), config.previous_api_key.as_bytes()]) {
         return Ok(Caller::backend());
     }
     if credential.matches('.').count() != 2 {
@@ -196,7 +204,8 @@ mod tests {
     const SECRET: &str = "edge-secret";
     const KEY: &str = "dev-api-key";
     const NOW_MS: u64 = 1_800_000_000_000;
-    const CONFIG: AuthConfig<'static> = AuthConfig { secret: SECRET, api_key: KEY, anonymous_rooms: "public:*" };
+    const CONFIG: AuthConfig<'static> =
+        AuthConfig { secret: SECRET, previous_secret: "", api_key: KEY, previous_api_key: "", anonymous_rooms: "public:*" };
 
     fn token_for(sub: &str, rooms: &[(&str, &[Right])]) -> String {
         let claims = Claims {
@@ -323,6 +332,51 @@ mod tests {
             401,
             "an unset key matches nothing"
         );
+    }
+
+    #[test]
+    fn rotation_admits_the_previous_secret_and_key_while_they_are_set() {
+        const OLD_SECRET: &str = "old-edge-secret";
+        const OLD_KEY: &str = "old-api-key";
+        let rotating = AuthConfig { previous_secret: OLD_SECRET, previous_api_key: OLD_KEY, ..CONFIG };
+        let rotated = CONFIG;
+        let claims = Claims {
+            sub: "alice".into(),
+            exp: NOW_MS / 1000 + 600,
+            nbf: None,
+            iat: None,
+            rooms: BTreeMap::from([("chat:*".to_owned(), vec![Right::Subscribe, Right::Publish])]),
+            meta: None,
+        };
+        let by_old = mint(&claims, OLD_SECRET.as_bytes()).unwrap();
+        let by_new = mint(&claims, SECRET.as_bytes()).unwrap();
+        let by_other = mint(&claims, b"someone-else").unwrap();
+        let upgrade = |t: &str, config: &AuthConfig<'_>| {
+            let protocols = format!("roomcast.v1, bearer.{t}");
+            admit(&Upgrade { room: "chat:a", query: "", protocols: &protocols }, config, NOW_MS, || "c".into())
+        };
+        let call = |credential: &str, config: &AuthConfig<'_>| {
+            authorize_api(Some(&format!("Bearer {credential}")), config, "chat:a", Access::KeyOrRight(Right::Publish), NOW_MS)
+        };
+        // while the previous secret and key are set, both generations work, on sockets and the API
+        assert_eq!(upgrade(&by_old, &rotating).unwrap().user, "alice");
+        assert_eq!(upgrade(&by_new, &rotating).unwrap().user, "alice");
+        assert_eq!(call(&by_old, &rotating), Ok(Caller::user("alice")));
+        assert_eq!(call(OLD_KEY, &rotating), Ok(Caller::backend()));
+        assert_eq!(call(KEY, &rotating), Ok(Caller::backend()));
+        // neither generation: refused as any bad token or key
+        let r = upgrade(&by_other, &rotating).unwrap_err();
+        assert_eq!((r.status(), r.close_code()), (401, 4401));
+        assert_eq!(call("not-a-key", &rotating).unwrap_err().status(), 401);
+        // the previous ones removed: refused
+        let r = upgrade(&by_old, &rotated).unwrap_err();
+        assert_eq!((r.status(), r.close_code()), (401, 4401));
+        assert_eq!(call(&by_old, &rotated).unwrap_err().status(), 401);
+        assert_eq!(call(OLD_KEY, &rotated).unwrap_err().status(), 401);
+        assert_eq!(upgrade(&by_new, &rotated).unwrap().user, "alice");
+        // the previous secret alone admits nobody: the current one must be set
+        let only_previous = AuthConfig { secret: "", ..rotating };
+        assert_eq!(upgrade(&by_old, &only_previous).unwrap_err().message, "ROOMCAST_SECRET is not configured");
     }
 
     proptest! {

@@ -79,11 +79,12 @@ pub struct Identity {
 }
 
 /// What the room needs to verify a `refresh` frame's token: its own name (rights are per room)
-/// and the signing secret.
+/// and the signing secret, with the previous one during a rotation (empty: none).
 #[derive(Debug, Clone)]
 pub struct TokenCheck {
     pub room: String,
     pub secret: Vec<u8>,
+    pub previous: Vec<u8>,
 }
 
 /// Where a reconnecting client left off.
@@ -842,7 +843,7 @@ impl Room {
         let Some(check) = &self.token_check else {
             return self.send_to(conn, frame::encode_error(None, ErrorCode::Unauthorized, "this room cannot verify tokens"));
         };
-        let claims = match token::verify(token_text, &check.secret, now) {
+        let claims = match token::verify_any(token_text, &[&check.secret, &check.previous], now) {
             Ok(claims) => claims,
             Err(e) => return self.send_to(conn, frame::encode_error(None, ErrorCode::Unauthorized, &e.to_string())),
         };

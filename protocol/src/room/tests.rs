@@ -776,7 +776,7 @@ fn replays_are_contiguous_even_with_echo_off() {
 fn expired_tokens_are_closed_unless_refreshed() {
     let secret = b"s3cret".to_vec();
     let mut sim = Sim::new(RoomConfig::default());
-    sim.room.set_token_check(TokenCheck { room: "chat:x".into(), secret: secret.clone() });
+    sim.room.set_token_check(TokenCheck { room: "chat:x".into(), secret: secret.clone(), previous: Vec::new() });
     let exp_ms = sim.now + 5_000;
     let leeway = token::LEEWAY_SECS * 1000;
     let mut identity = who("a", "alice");
@@ -822,6 +822,40 @@ fn expired_tokens_are_closed_unless_refreshed() {
     sim.publish(l, "after-expiry", "1");
     assert_eq!(sim.closed_by_room.last(), Some(&(l, close::TOKEN_EXPIRED.code)));
     assert!(sim.frames(l, "ack").is_empty(), "the publish was not acted on");
+}
+
+#[test]
+fn refresh_accepts_the_previous_secret_during_a_rotation_only() {
+    let (new, old) = (b"new-secret".to_vec(), b"old-secret".to_vec());
+    let mint = |secret: &[u8]| {
+        let claims = token::Claims {
+            sub: "alice".into(),
+            exp: 2_000_000_000,
+            nbf: None,
+            iat: None,
+            rooms: [("chat:x".to_owned(), vec![token::Right::Subscribe])].into(),
+            meta: None,
+        };
+        token::mint(&claims, secret).unwrap()
+    };
+    let refresh = |t: &str| format!(r#"{{"type":"refresh","token":"{t}"}}"#);
+    let mut sim = Sim::new(RoomConfig::default());
+    sim.room.set_token_check(TokenCheck { room: "chat:x".into(), secret: new.clone(), previous: old.clone() });
+    let mut identity = who("a", "alice");
+    identity.expires = Some(sim.now + 60_000);
+    let a = sim.try_connect(identity, None).unwrap();
+    for secret in [&old, &new] {
+        sim.text(a, &refresh(&mint(secret)));
+        assert_eq!(sim.last(a), serde_json::json!({"type":"refreshed","expires": 2_000_000_000_000u64}));
+    }
+    sim.text(a, &refresh(&mint(b"neither")));
+    assert_eq!(sim.last(a)["code"], "unauthorized");
+    // the previous secret removed (the adapter loads an empty one): its tokens are refused
+    sim.room.set_token_check(TokenCheck { room: "chat:x".into(), secret: new.clone(), previous: Vec::new() });
+    sim.text(a, &refresh(&mint(&old)));
+    assert_eq!(sim.last(a)["code"], "unauthorized");
+    sim.text(a, &refresh(&mint(&new)));
+    assert_eq!(sim.last(a)["type"], "refreshed");
 }
 
 #[test]

@@ -1,0 +1,71 @@
+//! wrangler.toml's environments (`[env.staging]`, `[env.production]`, `[env.demo]`) list only the
+//! vars they change: wrangler does not inherit `[vars]` into an environment, so everything else
+//! takes the Worker's defaults in code. That is only the same Worker as the top level if every
+//! value in the top-level `[vars]` equals its default; this test holds them to it, and holds each
+//! environment's vars to names the Worker reads.
+#![cfg(feature = "server")]
+
+use roomcast_protocol::config::RoomConfig;
+use std::collections::BTreeMap;
+
+const WRANGLER_TOML: &str = include_str!("../../wrangler.toml");
+
+/// The edge's own vars and their defaults when unset (`worker/src/edge.rs`: `var()` reads a
+/// missing var as "", `UPGRADE_LIMITER` falls back to "UPGRADES_PER_IP").
+const EDGE_VARS: [(&str, &str); 3] = [("ANONYMOUS_ROOMS", ""), ("ALLOWED_ORIGINS", ""), ("UPGRADE_LIMITER", "UPGRADES_PER_IP")];
+
+/// The `KEY = "value"` lines of every table, by table header (`vars`, `env.production.vars`, …).
+/// wrangler.toml's vars are all single-line strings; anything else in a vars table fails the test.
+fn tables() -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut tables: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut current = String::new();
+    for line in WRANGLER_TOML.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(header) = line.strip_prefix('[') {
+            current = header.trim_matches(|c| c == '[' || c == ']').to_owned();
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else { continue };
+        let value = value.trim();
+        let entry = tables.entry(current.clone()).or_default();
+        if current.ends_with("vars") {
+            let text = value.strip_prefix('"').and_then(|v| v.strip_suffix('"'));
+            let text = text.unwrap_or_else(|| panic!("[{current}] {key}: vars here are single-line strings, got {value}"));
+            entry.insert(key.trim().to_owned(), text.to_owned());
+        } else {
+            entry.insert(key.trim().to_owned(), value.to_owned());
+        }
+    }
+    tables
+}
+
+#[test]
+fn top_level_vars_equal_the_defaults_in_code() {
+    let tables = tables();
+    let vars = &tables["vars"];
+    let read = RoomConfig::from_vars(|name| vars.get(name).cloned());
+    assert_eq!(read, RoomConfig::default(), "a [vars] value differs from its default in protocol/src/config.rs");
+    for (name, default) in EDGE_VARS {
+        assert_eq!(vars.get(name).map(String::as_str), Some(default), "{name}");
+    }
+}
+
+#[test]
+fn environments_set_only_vars_the_worker_reads() {
+    let tables = tables();
+    let known: Vec<&str> = tables["vars"].keys().map(String::as_str).chain(["ROOMCAST_DEV_TOKENS"]).collect();
+    let mut environments = Vec::new();
+    for (header, vars) in &tables {
+        let Some(env) = header.strip_prefix("env.").and_then(|h| h.strip_suffix(".vars")) else { continue };
+        environments.push(env);
+        for name in vars.keys() {
+            assert!(known.contains(&name.as_str()), "[{header}] {name} is not a var the Worker reads");
+        }
+        // the development-token endpoint exists only on the demo's own Worker
+        assert_eq!(vars.contains_key("ROOMCAST_DEV_TOKENS"), env == "demo", "[{header}] ROOMCAST_DEV_TOKENS");
+    }
+    assert_eq!(environments, ["demo", "production", "staging"]);
+    assert!(!tables["vars"].contains_key("ROOMCAST_DEV_TOKENS"), "never in the top level that `wrangler deploy` ships");
+}
