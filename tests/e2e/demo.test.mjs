@@ -57,7 +57,9 @@ test("chat: two browsers see each other and exchange messages, also across going
   const port = edge.port;
   await edge.stop("SIGKILL");
   edge = await startEdge({ persistDir, port });
-  await b.waitForSelector('#status[data-state="reconnecting"]');
+  // Offline, the page may learn of the dead socket only from its heartbeat: a missing pong, up to
+  // the ping interval plus the pong timeout (20 + 10 s), which is Playwright's default wait.
+  await b.waitForSelector('#status[data-state="reconnecting"]', { timeout: 45_000 });
   for (const t of ["sent offline 1", "sent offline 2"]) {
     await b.fill("#text", t);
     await b.press("#text", "Enter");
