@@ -140,6 +140,10 @@ impl SqlStore {
         self.sql.exec(query, Some(args)).map_err(err)?.to_array::<T>().map_err(err)
     }
 
+    fn count_of(&self, query: &str, args: Vec<SqlStorageValue>) -> Result<u64, StoreError> {
+        Ok(self.rows::<CountRow>(query, args)?.pop().map_or(0, |r| r.n as u64))
+    }
+
     fn run(&mut self, query: &str, args: Vec<SqlStorageValue>) -> Result<(), StoreError> {
         self.wrote = true;
         self.sql.exec(query, Some(args)).map(|_| ()).map_err(err)
@@ -326,16 +330,21 @@ impl Store for SqlStore {
         self.run("DELETE FROM outbox WHERE n IN (SELECT value FROM json_each(?))", vec![list.into()])
     }
 
+    // Counted before they change: the platform's `rowsWritten` counts index writes too.
     fn outbox_mark_dead(&mut self, before_ts: u64) -> Result<u64, StoreError> {
-        self.wrote = true;
-        let cursor = self.sql.exec("UPDATE outbox SET dead = 1 WHERE dead = 0 AND ts < ?", Some(vec![int(before_ts)])).map_err(err)?;
-        Ok(cursor.rows_written() as u64)
+        let n = self.count_of("SELECT COUNT(*) AS n FROM outbox WHERE dead = 0 AND ts < ?", vec![int(before_ts)])?;
+        if n > 0 {
+            self.run("UPDATE outbox SET dead = 1 WHERE dead = 0 AND ts < ?", vec![int(before_ts)])?;
+        }
+        Ok(n)
     }
 
     fn outbox_requeue(&mut self, now: u64) -> Result<u64, StoreError> {
-        self.wrote = true;
-        let cursor = self.sql.exec("UPDATE outbox SET dead = 0, ts = ? WHERE dead = 1", Some(vec![int(now)])).map_err(err)?;
-        Ok(cursor.rows_written() as u64)
+        let n = self.count_of("SELECT COUNT(*) AS n FROM outbox WHERE dead = 1", vec![])?;
+        if n > 0 {
+            self.run("UPDATE outbox SET dead = 0, ts = ? WHERE dead = 1", vec![int(now)])?;
+        }
+        Ok(n)
     }
 
     fn outbox_counts(&mut self) -> Result<OutboxCounts, StoreError> {
@@ -378,8 +387,8 @@ impl Store for SqlStore {
     }
 
     fn reset(&mut self, meta: &RoomMeta) -> Result<u64, StoreError> {
-        self.wrote = true;
-        let deleted = self.sql.exec("DELETE FROM messages", None).map_err(err)?.rows_written() as u64;
+        let deleted = self.count()?;
+        self.run("DELETE FROM messages", vec![])?;
         self.run("INSERT OR REPLACE INTO meta (k, epoch, seq) VALUES (1, ?, ?)", vec![meta.epoch.as_str().into(), int(meta.seq)])?;
         Ok(deleted)
     }
