@@ -180,3 +180,28 @@ test("DELETE history starts a new epoch: sockets close with 4013 and a resuming 
   assert.ok(!delivered(room).some((e) => e.type === "presence.left"), "a reconnect within the grace period is no leave");
   await back.close();
 });
+
+test("the SDK reconnects after 4013 and reports the reset as a gap with reason epoch", async () => {
+  if (typeof WebSocket === "undefined") throw new Error("run node with --experimental-websocket (Node 20) for the SDK's WebSocket");
+  const { connect } = await import("../../sdk/dist/index.js");
+  const room = roomName("hooks-sdk");
+  const r = connect({ url: edge.url, room, clientId: "s1", echo: true, minReconnectDelayMs: 100, maxReconnectDelayMs: 500,
+    token: async () => token("sam", { [room]: ALL_RIGHTS }) });
+  const statuses = [];
+  const gaps = [];
+  r.on("status", (s) => statuses.push(s));
+  r.on("gap", (g) => gaps.push(g));
+  try {
+    await until(() => r.state === "open", { what: "open" });
+    assert.equal(await r.publish({ n: 1 }), 1);
+    assert.equal(await r.publish({ n: 2 }), 2);
+    const reset = await api(edge, "DELETE", `/rooms/${room}/history`);
+    assert.equal(reset.status, 200);
+    await until(() => gaps.length > 0 && r.state === "open", { what: "a gap, then open again" });
+    assert.deepEqual(gaps, [{ reason: "epoch", since: 2 }]);
+    assert.ok(statuses.some((s) => s.state === "reconnecting" && s.code === 4013 && s.reason === "room reset"), JSON.stringify(statuses));
+    assert.equal(await r.publish({ n: 3 }), 1, "the new epoch starts at seq 1");
+  } finally {
+    r.close();
+  }
+});
