@@ -205,3 +205,29 @@ test("the SDK reconnects after 4013 and reports the reset as a gap with reason e
     r.close();
   }
 });
+
+test("a client leaving a hibernated room: members see it and presence.left follows its grace period, once", { timeout: 60_000 }, async () => {
+  const room = roomName("hooks-hib");
+  const alice = await Client.connect(edge, room, { cid: "h1", user: "alice" }, { pingEveryMs: 500 });
+  const bob = await Client.connect(edge, room, { cid: "h2", user: "bob" }, { pingEveryMs: 500 });
+  const before = (await api(edge, "GET", `/rooms/${room}/stats`)).json;
+  await until(() => delivered(room).length === 3, { what: "occupied and two joins" });
+  // Idle but for pings, which the runtime answers: this waits out local workerd's idle timeout
+  // (10 s), as tests/e2e/hibernation.test.mjs does; eviction is checked below.
+  await new Promise((r) => setTimeout(r, 13_000));
+  const closedAt = Date.now();
+  await bob.close(); // the close event wakes the room
+  const update = await alice.next((f) => f.type === "presence" && f.member.user === "bob" && f.member.connections === 0);
+  assert.equal(update.event, "update", "bob is in his grace period");
+  await alice.next((f) => f.type === "presence" && f.member.user === "bob" && f.event === "leave");
+  await until(() => delivered(room).some((e) => e.type === "presence.left"), { what: "presence.left" });
+  const after = (await api(edge, "GET", `/rooms/${room}/stats`)).json;
+  assert.ok(after.countersSince > before.countersSince, "the room was evicted before bob left");
+  const left = delivered(room).filter((e) => e.type === "presence.left");
+  assert.deepEqual(left.map((e) => e.user), ["bob"]);
+  assert.ok(left[0].ts - closedAt >= GRACE_MS - 50, `left ${left[0].ts - closedAt} ms after the close`);
+  await alice.close();
+  await until(() => delivered(room).some((e) => e.type === "room.vacated"), { what: "room.vacated" });
+  assert.deepEqual(delivered(room).map((e) => `${e.type} ${e.user ?? ""}`.trim()),
+    ["room.occupied", "presence.joined alice", "presence.joined bob", "presence.left bob", "presence.left alice", "room.vacated"]);
+});
