@@ -217,15 +217,25 @@ impl RoomObject {
             match next {
                 Some(t) if loaded.alarm_at != Some(t) => {
                     loaded.alarm_at = Some(t);
-                    Some(t)
+                    Some(Some(t))
+                }
+                // Nothing is due any more (e.g. a webhook batch in flight, whose lost-batch alarm
+                // was set, came back and nothing else waits): the room need not wake again.
+                None if loaded.alarm_at.is_some() => {
+                    loaded.alarm_at = None;
+                    Some(None)
                 }
                 _ => None,
             }
         };
-        if let Some(t) = alarm {
-            // workers-rs reads an integer as an offset from now, not as a timestamp.
-            let offset = t.saturating_sub(platform::now_ms());
-            self.state.storage().set_alarm(std::time::Duration::from_millis(offset)).await?;
+        match alarm {
+            Some(Some(t)) => {
+                // workers-rs reads an integer as an offset from now, not as a timestamp.
+                let offset = t.saturating_sub(platform::now_ms());
+                self.state.storage().set_alarm(std::time::Duration::from_millis(offset)).await?;
+            }
+            Some(None) => self.state.storage().delete_alarm().await?,
+            None => {}
         }
         Ok(result)
     }
