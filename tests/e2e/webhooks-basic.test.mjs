@@ -31,7 +31,7 @@ before(async () => {
       let events = [];
       try { events = JSON.parse(body).events; } catch { /* recorded as is; the test fails on it */ }
       const status = events.some((e) => failing.has(e.room)) ? 500 : 204;
-      requests.push({ method: req.method, headers: req.headers, body, events, status });
+      requests.push({ method: req.method, headers: req.headers, body, events, status, at: Date.now() });
       res.writeHead(status).end();
     });
   });
@@ -82,6 +82,10 @@ test("a WS publish, an HTTP publish, joins, leaves and occupancy arrive signed, 
   assert.equal((await alice.publish("m1", { text: "hi\nthere" })).type, "ack");
   const http = await api(edge, "POST", `/rooms/${room}/messages`, { data: { n: 1 }, id: "h1" });
   assert.equal(http.status, 200);
+  const ackedAt = Date.now();
+  // Delivery starts at once (the alarm is set for now), not at the next heartbeat sweep (30 s).
+  const carrying = await until(() => requests.find((r) => r.events.some((e) => e.room === room && e.messageId === "h1")), { what: "h1's event" });
+  assert.ok(carrying.at - ackedAt < 3000, `h1's event arrived ${carrying.at - ackedAt} ms after its ack`);
   await alice.close();
   await bob.close();
   await until(() => delivered(room).some((e) => e.type === "room.vacated"), { what: "room.vacated", timeoutMs: 15_000 });
