@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { createHmac, randomBytes } from "node:crypto";
 import { createServer } from "node:http";
 import { after, before, test } from "node:test";
-import { ALL_RIGHTS, api, Client, roomName, startEdge, token, until } from "../harness.mjs";
+import { ALL_RIGHTS, api, Client, roomName, startEdge, tempDir, token, until } from "../harness.mjs";
 
 const SECRET = `whsec_${randomBytes(24).toString("base64")}`;
 const KEY = Buffer.from(SECRET.slice("whsec_".length), "base64");
@@ -21,6 +21,7 @@ const requests = [];
 const failing = new Set();
 let receiver;
 let edge;
+let vars;
 
 before(async () => {
   receiver = createServer((req, res) => {
@@ -37,17 +38,16 @@ before(async () => {
   });
   await new Promise((resolve) => receiver.listen(0, "127.0.0.1", resolve));
   const url = `http://127.0.0.1:${receiver.address().port}/hooks`;
-  edge = await startEdge({
-    vars: {
-      WEBHOOK_URL: url,
-      // A secret reaches the Worker like a var; the harness passes vars on the command line.
-      WEBHOOK_SECRET: SECRET,
-      WEBHOOK_EVENTS: "message.published,presence.joined,presence.left,room.occupied,room.vacated",
-      WEBHOOK_MAX_AGE_SECONDS: MAX_AGE_SECONDS,
-      WEBHOOK_TIMEOUT_MS: 3000,
-      PRESENCE_GRACE_MS: GRACE_MS,
-    },
-  });
+  vars = {
+    WEBHOOK_URL: url,
+    // A secret reaches the Worker like a var; the harness passes vars on the command line.
+    WEBHOOK_SECRET: SECRET,
+    WEBHOOK_EVENTS: "message.published,presence.joined,presence.left,room.occupied,room.vacated",
+    WEBHOOK_MAX_AGE_SECONDS: MAX_AGE_SECONDS,
+    WEBHOOK_TIMEOUT_MS: 3000,
+    PRESENCE_GRACE_MS: GRACE_MS,
+  };
+  edge = await startEdge({ vars });
 });
 after(async () => {
   await edge?.stop();
@@ -234,4 +234,29 @@ test("a client leaving a hibernated room: members see it and presence.left follo
   await until(() => delivered(room).some((e) => e.type === "room.vacated"), { what: "room.vacated" });
   assert.deepEqual(delivered(room).map((e) => `${e.type} ${e.user ?? ""}`.trim()),
     ["room.occupied", "presence.joined alice", "presence.joined bob", "presence.left bob", "presence.left alice", "room.vacated"]);
+});
+
+test("a crash takes every socket: a user back within the grace period is no leave and join, one who is not is left once", { timeout: 120_000 }, async () => {
+  const persistDir = tempDir("hooks-crash");
+  const room = roomName("hooks-crash");
+  let crashing = await startEdge({ persistDir, vars });
+  try {
+    await Client.connect(crashing, room, { cid: "k1", user: "alice" });
+    await Client.connect(crashing, room, { cid: "k2", user: "bob" });
+    await until(() => delivered(room).length === 3, { what: "occupied and two joins" });
+  } finally {
+    await crashing.stop("SIGKILL"); // no close event reaches the room
+  }
+  crashing = await startEdge({ persistDir, vars });
+  try {
+    // Alice's reconnect wakes the room; bob never comes back.
+    const alice = await Client.connect(crashing, room, { cid: "k1", user: "alice" });
+    await until(() => delivered(room).some((e) => e.type === "presence.left"), { what: "bob's leave" });
+    await alice.close();
+    await until(() => delivered(room).some((e) => e.type === "room.vacated"), { what: "room.vacated" });
+    assert.deepEqual(delivered(room).map((e) => `${e.type} ${e.user ?? ""}`.trim()),
+      ["room.occupied", "presence.joined alice", "presence.joined bob", "presence.left bob", "presence.left alice", "room.vacated"]);
+  } finally {
+    await crashing.stop();
+  }
 });
