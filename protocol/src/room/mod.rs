@@ -548,7 +548,7 @@ impl Room {
                     continue;
                 }
                 let due = now.saturating_add(grace);
-                // If this write fails, the user leaves at once at the next load instead.
+                // If this write fails, a later load starts the grace period again.
                 let _ = store.put_pending_leave(&PendingLeave { user: user.clone(), due, meta: meta.as_ref().map(|m| m.get().to_owned()) });
                 self.presence.restore_pending(&user, meta, due);
                 self.announcer.restore(&user, now);
