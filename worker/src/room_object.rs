@@ -130,10 +130,13 @@ impl Loaded {
     }
 }
 
-/// Closing and closed sockets are skipped when rebuilding: `getWebSockets()` still lists them.
-fn is_open(ws: &WebSocket) -> bool {
-    let raw: &web_sys::WebSocket = ws.as_ref();
-    raw.ready_state() == web_sys::WebSocket::OPEN
+/// A socket whose close the room has handled (it closed it, or ran its close event) loses its
+/// attachment, so a later wake does not restore it: `getWebSockets()` still lists closing and
+/// closed sockets for a while. A socket the *client* closed keeps its attachment until its close
+/// event ran; a wake in between (the close event itself wakes a hibernated room) restores it, and
+/// the close event then ends it like any other, grace period and presence events included.
+fn forget_attachment(ws: &WebSocket) {
+    let _ = ws.serialize_attachment("");
 }
 
 impl Core {
@@ -150,9 +153,6 @@ impl Core {
         let mut connections = Vec::new();
         let ids = js_sys::WeakMap::new();
         for ws in self.state.get_websockets() {
-            if !is_open(&ws) {
-                continue;
-            }
             if let Some(info) = attachment(&ws) {
                 ids.set(ws.as_ref(), &wasm_bindgen::JsValue::from_f64(info.id as f64));
                 sockets.insert(info.id, ws);
@@ -160,13 +160,18 @@ impl Core {
             }
         }
         let epoch = platform::random_hex(8);
-        let mut room =
-            Room::load(self.config(), &mut store, &epoch, platform::now_ms(), connections).map_err(|e| worker::Error::RustError(e.0))?;
+        let now = platform::now_ms();
+        let mut room = Room::load(self.config(), &mut store, &epoch, now, connections).map_err(|e| worker::Error::RustError(e.0))?;
+        let name = platform::object_name(&self.state);
+        // Webhooks are per room name (WEBHOOK_ROOMS); the outbox key is drawn once per room.
+        if let Some(name) = &name {
+            room.attach_webhooks(name, &platform::random_hex(8), now, &mut store).map_err(|e| worker::Error::RustError(e.0))?;
+        }
         // Refresh frames are verified in the room, against its own name (rights are per room).
         // During a rotation, tokens signed with the previous secret refresh too (as at the edge).
         let secret = |name: &str| self.env.secret(name).map(|s| s.to_string()).unwrap_or_default();
         let (current, previous) = (secret("ROOMCAST_SECRET"), secret("ROOMCAST_SECRET_PREVIOUS"));
-        if let (Some(name), false) = (platform::object_name(&self.state), current.is_empty()) {
+        if let (Some(name), false) = (name, current.is_empty()) {
             room.set_token_check(TokenCheck { room: name, secret: current.into_bytes(), previous: previous.into_bytes() });
         }
         Ok(Loaded { room, store, sockets, ids, alarm_at: None })
@@ -234,14 +239,14 @@ impl Core {
             wrote = loaded.store.take_wrote();
         }
         match self.moved_alarm() {
-            Some(t) => self.set_alarm(t).await,
+            Some(change) => self.move_alarm(change).await,
             None => Ok(()),
         }
     }
 
     /// [`Core::settle`] without an await, when nothing was written: carries out the actions and
     /// says whether anything is left that needs one (an alarm to move, frames queued).
-    fn settle_now(&self) -> Result<Option<u64>> {
+    fn settle_now(&self) -> Result<Option<Option<u64>>> {
         let mut slot = self.loaded.borrow_mut();
         let Some(loaded) = slot.as_mut() else { return Err(worker::Error::RustError("room not loaded".into())) };
         carry_out(loaded);
@@ -249,23 +254,32 @@ impl Core {
         Ok(self.moved_alarm())
     }
 
-    /// The room's next deadline, if it is not the alarm this instance last set.
-    fn moved_alarm(&self) -> Option<u64> {
+    /// The alarm's change, if the room's next deadline is not the alarm this instance last set:
+    /// `Some(Some(t))` to set it for `t`, `Some(None)` to delete it.
+    fn moved_alarm(&self) -> Option<Option<u64>> {
         let mut slot = self.loaded.borrow_mut();
         let loaded = slot.as_mut()?;
         match loaded.room.poll_timeout() {
             Some(t) if loaded.alarm_at != Some(t) => {
                 loaded.alarm_at = Some(t);
-                Some(t)
+                Some(Some(t))
+            }
+            // Nothing is due any more (e.g. a webhook batch in flight, whose lost-batch alarm
+            // was set, came back and nothing else waits): the room need not wake again.
+            None if loaded.alarm_at.is_some() => {
+                loaded.alarm_at = None;
+                Some(None)
             }
             _ => None,
         }
     }
 
-    async fn set_alarm(&self, at: u64) -> Result<()> {
-        // workers-rs reads an integer as an offset from now, not as a timestamp.
-        let offset = at.saturating_sub(platform::now_ms());
-        self.state.storage().set_alarm(std::time::Duration::from_millis(offset)).await
+    async fn move_alarm(&self, at: Option<u64>) -> Result<()> {
+        match at {
+            // workers-rs reads an integer as an offset from now, not as a timestamp.
+            Some(at) => self.state.storage().set_alarm(std::time::Duration::from_millis(at.saturating_sub(platform::now_ms()))).await,
+            None => self.state.storage().delete_alarm().await,
+        }
     }
 
     /// Runs the socket frames queued during a wait, in arrival order.
@@ -329,6 +343,7 @@ impl Core {
                 l.sockets.remove(&id);
                 l.room.handle_close(id, now, &mut l.store);
             }
+            forget_attachment(ws);
         })
         .await
     }
@@ -385,6 +400,7 @@ fn carry_out(l: &mut Loaded) {
     }
     for (conn, code) in batch.closes {
         if let Some(ws) = l.sockets.remove(&conn) {
+            forget_attachment(&ws);
             let _ = ws.close(Some(code.code), Some(code.reason));
         }
     }
@@ -490,6 +506,32 @@ impl Core {
     }
 }
 
+impl RoomObject {
+    /// `DELETE /rooms/:room/history` from the edge (API key only): a new epoch, messages gone,
+    /// sockets closed with 4013.
+    async fn reset(&self, req: &Request) -> Result<Response> {
+        if caller(req) != Some(Caller::backend()) {
+            return http::error(403, ErrorCode::Forbidden, "deleting history needs the API key");
+        }
+        let epoch = platform::random_hex(8);
+        match self.with_room(|l, now| l.room.handle_reset(&epoch, now, &mut l.store)).await? {
+            Ok(reset) => http::json(&reset),
+            Err(e) => http::error(503, ErrorCode::Storage, &e.to_string()),
+        }
+    }
+
+    /// `POST /rooms/:room/webhooks/requeue` from the edge (API key only).
+    async fn requeue(&self, req: &Request) -> Result<Response> {
+        if caller(req) != Some(Caller::backend()) {
+            return http::error(403, ErrorCode::Forbidden, "re-queueing webhooks needs the API key");
+        }
+        match self.with_room(|l, now| l.room.requeue_webhooks(now, &mut l.store)).await? {
+            Ok(requeued) => http::json(&serde_json::json!({ "requeued": requeued })),
+            Err(e) => http::error(503, ErrorCode::Storage, &e.to_string()),
+        }
+    }
+}
+
 /// Who the edge says is calling (a header on the request it built; clients cannot set it).
 fn caller(req: &Request) -> Option<Caller> {
     let header = req.headers().get(CALLER_HEADER).ok().flatten()?;
@@ -523,7 +565,9 @@ impl DurableObject for RoomObject {
                 let raw = RawMessage::from_string(members).map_err(|e| worker::Error::RustError(e.to_string()))?;
                 http::json(&PresenceBody { members: &raw })
             }
-            ("/stats", Method::Get) => match self.with_room(|l, _| l.room.stats(&mut l.store)).await? {
+            ("/reset", Method::Post) => self.reset(&req).await,
+            ("/webhooks/requeue", Method::Post) => self.requeue(&req).await,
+            ("/stats", Method::Get) => match self.with_room(|l, now| l.room.stats(now, &mut l.store)).await? {
                 Ok(stats) => http::json(&stats),
                 Err(e) => http::error(503, ErrorCode::Storage, &e.to_string()),
             },
@@ -531,15 +575,27 @@ impl DurableObject for RoomObject {
         }
     }
 
+    /// The room's one alarm: its timers, then the webhook's next POST if one is due. The POST
+    /// runs with the room released, so publishes, acks and fanout go on while it waits (at most
+    /// `WEBHOOK_TIMEOUT_MS`); the output gate sends it only once the events in it are durable.
     async fn alarm(&self) -> Result<Response> {
         let state = &self.state;
-        self.with_room(|l, now| {
-            // The deadline this alarm was set for has passed; the next one is set afresh.
-            l.alarm_at = None;
-            let sockets = &l.sockets;
-            l.room.handle_timeout(now, |id| sockets.get(&id).and_then(|ws| platform::last_auto_response(state, ws)), &mut l.store);
-        })
-        .await?;
+        let request = self
+            .with_room(|l, now| {
+                // The deadline this alarm was set for has passed; the next one is set afresh.
+                l.alarm_at = None;
+                let sockets = &l.sockets;
+                l.room.handle_timeout(now, |id| sockets.get(&id).and_then(|ws| platform::last_auto_response(state, ws)), &mut l.store);
+                l.room.poll_webhook(now, &mut l.store)
+            })
+            .await?;
+        if let Some(request) = request {
+            let outcome = platform::post_webhook(&request).await;
+            let random = platform::random_u64();
+            // The result is recorded in a step of its own; the next batch, if any, is due at once
+            // and the alarm is set for it.
+            self.with_room(|l, now| l.room.handle_webhook_result(request.attempt, outcome, now, random, &mut l.store)).await?;
+        }
         Response::ok("")
     }
 }
@@ -571,7 +627,7 @@ impl RoomObject {
         if !wrote && self.pending.borrow().is_empty() {
             match self.settle_now() {
                 Ok(None) => return wasm_bindgen::JsValue::UNDEFINED,
-                Ok(Some(at)) => return self.later(|core| async move { core.set_alarm(at).await }),
+                Ok(Some(change)) => return self.later(|core| async move { core.move_alarm(change).await }),
                 Err(e) => return js_sys::Promise::reject(&e.into()).into(),
             }
         }
