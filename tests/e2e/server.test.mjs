@@ -5,10 +5,8 @@
 // room, and refusals come back as RoomcastErrors. Also the local webhook receiver
 // (`npm run demo:webhooks`), fed requests signed by the standardwebhooks package.
 //
-// Not here yet: requeueWebhooks and deleteHistory end to end, and the receiver fed by the room's
-// own deliveries: the worker in this tree has neither the endpoints nor the webhook delivery
-// (they come with issue #16's webhook branch). Their requests are unit-tested in
-// sdk/test/server.test.mjs; the two `todo` tests below mark what to add after the merge.
+// requeueWebhooks, deleteHistory and verifyWebhook on the room's own deliveries are tested in
+// webhooks-basic.test.mjs, next to a receiver.
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -257,8 +255,7 @@ test("the README tutorial's backend, as written: server.mjs mints tokens the edg
   }
 });
 
-test.todo("after the webhook branch is merged (lead): requeueWebhooks against the edge — dead letters visible in stats().webhook, requeued, then delivered");
-test.todo("after the webhook branch is merged (lead): deleteHistory against the edge — {epoch, deleted}, history empty, seq from 1 in the new epoch, sockets closed with 4013");
+// requeueWebhooks and deleteHistory against the edge, with real deliveries: webhooks-basic.test.mjs.
 
 // --- the local receiver (npm run demo:webhooks) ---------------------------------------------------
 

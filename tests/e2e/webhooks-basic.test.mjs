@@ -8,7 +8,9 @@ import assert from "node:assert/strict";
 import { createHmac, randomBytes } from "node:crypto";
 import { createServer } from "node:http";
 import { after, before, test } from "node:test";
-import { ALL_RIGHTS, api, Client, roomName, startEdge, tempDir, token, until } from "../harness.mjs";
+import { Webhook } from "standardwebhooks";
+import { createClient, verifyWebhook } from "../../sdk/server/index.mjs";
+import { ALL_RIGHTS, api, apiKey, Client, roomName, startEdge, tempDir, token, until } from "../harness.mjs";
 
 const SECRET = `whsec_${randomBytes(24).toString("base64")}`;
 const KEY = Buffer.from(SECRET.slice("whsec_".length), "base64");
@@ -259,4 +261,57 @@ test("a crash takes every socket: a user back within the grace period is no leav
   } finally {
     await crashing.stop();
   }
+});
+
+test("real deliveries verify with the standardwebhooks library and roomcast/server; a tampered body or an old timestamp fails", async () => {
+  const room = roomName("hooks-verify");
+  const c = await Client.connect(edge, room, { cid: "v1", user: "vera" });
+  await c.publish("v-1", { text: "verify me" });
+  const request = await until(() => requests.find((r) => r.status < 300 && r.events.some((e) => e.room === room && e.type === "message.published")),
+    { what: "a delivery carrying the message" });
+  await c.close();
+  const library = new Webhook(SECRET);
+  assert.deepEqual(library.verify(request.body, request.headers), JSON.parse(request.body));
+  assert.deepEqual((await verifyWebhook(request.body, request.headers, SECRET)).events, request.events);
+  const tampered = request.body.replace("verify me", "verify mE");
+  assert.throws(() => library.verify(tampered, request.headers), /signature/i);
+  await assert.rejects(verifyWebhook(tampered, request.headers, SECRET), { name: "WebhookVerificationError" });
+  // The same signed request, checked ten minutes after it was sent: too old for both.
+  const later = Date.now() + 10 * 60_000;
+  const realNow = Date.now;
+  Date.now = () => later;
+  try {
+    assert.throws(() => library.verify(request.body, request.headers), /timestamp/i);
+  } finally {
+    Date.now = realNow;
+  }
+  await assert.rejects(verifyWebhook(request.body, request.headers, SECRET, { now: later }), { name: "WebhookVerificationError" });
+  // Another key fails too.
+  assert.throws(() => new Webhook(`whsec_${randomBytes(24).toString("base64")}`).verify(request.body, request.headers));
+});
+
+test("roomcast/server's requeueWebhooks and deleteHistory against the edge", async () => {
+  const rc = createClient({ url: edge.url, apiKey: apiKey() });
+  const room = roomName("hooks-server");
+  failing.add(room);
+  const c = await Client.connect(edge, room, { cid: "s1", user: "sam" });
+  await c.publish("s-1", 1);
+  await c.close();
+  await until(async () => { const s = (await rc.stats(room)).webhook; return s.deadLetters >= 5 && s.pending === 0; },
+    { what: "dead letters in stats().webhook", timeoutMs: 40_000, intervalMs: 250 });
+  failing.delete(room);
+  const { requeued } = await rc.requeueWebhooks(room);
+  assert.equal(requeued, 5, "occupied, joined, published, left, vacated");
+  await until(() => delivered(room).length === 5, { what: "the re-queued events" });
+  assert.equal((await rc.stats(room)).webhook.deadLetters, 0);
+
+  const reset = await rc.deleteHistory(room);
+  assert.equal(reset.deleted, 1);
+  assert.match(reset.epoch, /^[0-9a-f]{16}$/);
+  const page = await rc.history(room, { since: 0 });
+  assert.deepEqual([page.epoch, page.messages], [reset.epoch, []]);
+  assert.equal((await rc.publish(room, { n: 2 })).seq, 1, "seq starts again in the new epoch");
+  const asUser = createClient({ url: edge.url, apiKey: token("sam", { [room]: ALL_RIGHTS }) });
+  await assert.rejects(asUser.deleteHistory(room), { status: 403 });
+  await assert.rejects(asUser.requeueWebhooks(room), { status: 403 });
 });
