@@ -315,3 +315,31 @@ test("roomcast/server's requeueWebhooks and deleteHistory against the edge", asy
   await assert.rejects(asUser.deleteHistory(room), { status: 403 });
   await assert.rejects(asUser.requeueWebhooks(room), { status: 403 });
 });
+
+test("a room started by its alarm after a restart (no request names it) still delivers, and records what it does", { timeout: 120_000 }, async () => {
+  const persistDir = tempDir("hooks-alarm");
+  let own = await startEdge({ persistDir, vars });
+  const port = own.port;
+  const room = roomName("hooks-alarm");
+  failing.add(room);
+  try {
+    const c = await Client.connect(own, room, { cid: "w1", user: "walt" });
+    assert.equal((await api(own, "POST", `/rooms/${room}/messages`, { data: 1, id: "one" })).status, 200);
+    // A failed POST leaves the room a retry, which is its alarm.
+    await until(async () => (await api(own, "GET", `/rooms/${room}/stats`)).json.webhook.failures >= 1, { what: "a failed delivery" });
+    await own.stop("SIGKILL");
+    c.ws.terminate();
+    failing.delete(room);
+    own = await startEdge({ persistDir, vars, port });
+    // Nothing calls the room now: only its alarm can start it, and that event carries no name.
+    await until(() => delivered(room).some((e) => e.messageId === "one"), { what: "a delivery by the alarm-started room", timeoutMs: 30_000 });
+    // The same instance records the events of what it does next.
+    assert.equal((await api(own, "POST", `/rooms/${room}/messages`, { data: 2, id: "two" })).status, 200);
+    await until(() => delivered(room).some((e) => e.messageId === "two"), { what: "the event of a publish to that instance" });
+    const published = delivered(room).filter((e) => e.type === "message.published").map((e) => e.seq);
+    assert.deepEqual([...new Set(published)], [1, 2]);
+  } finally {
+    failing.delete(room);
+    await own.stop();
+  }
+});

@@ -162,7 +162,7 @@ impl Core {
         let epoch = platform::random_hex(8);
         let now = platform::now_ms();
         let mut room = Room::load(self.config(), &mut store, &epoch, now, connections).map_err(|e| worker::Error::RustError(e.0))?;
-        let name = platform::object_name(&self.state);
+        let name = store.room_name(platform::object_name(&self.state)).map_err(|e| worker::Error::RustError(e.0))?;
         // Webhooks are per room name (WEBHOOK_ROOMS); the outbox key is drawn once per room.
         if let Some(name) = &name {
             room.attach_webhooks(name, &platform::random_hex(8), now, &mut store).map_err(|e| worker::Error::RustError(e.0))?;

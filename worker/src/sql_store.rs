@@ -23,6 +23,7 @@ CREATE INDEX IF NOT EXISTS outbox_by_state ON outbox (dead, n);
 CREATE TABLE IF NOT EXISTS webhook_state (
   k INTEGER PRIMARY KEY CHECK (k = 1), key TEXT NOT NULL, failures INTEGER NOT NULL, next_at INTEGER NOT NULL, last_error TEXT);
 CREATE TABLE IF NOT EXISTS webhook_present (user TEXT PRIMARY KEY, meta TEXT);
+CREATE TABLE IF NOT EXISTS object_name (k INTEGER PRIMARY KEY CHECK (k = 1), name TEXT NOT NULL);
 ";
 
 pub struct SqlStore {
@@ -134,6 +135,26 @@ impl SqlStore {
     /// Whether anything was written since the last call.
     pub fn take_wrote(&mut self) -> bool {
         std::mem::take(&mut self.wrote)
+    }
+
+    /// The room's name: `seen` (the object's `id.name`, when the runtime gives it), kept for the
+    /// events that come without it (an alarm that starts the object knows no name), else the one
+    /// kept before. Without it, such an instance would record no webhook events and check no
+    /// refresh frame.
+    pub fn room_name(&mut self, seen: Option<String>) -> Result<Option<String>, StoreError> {
+        #[derive(Deserialize)]
+        struct NameRow {
+            name: String,
+        }
+        let kept = self.rows::<NameRow>("SELECT name FROM object_name WHERE k = 1", vec![])?.pop().map(|r| r.name);
+        match seen {
+            Some(name) if kept.as_deref() != Some(name.as_str()) => {
+                self.run("INSERT OR REPLACE INTO object_name (k, name) VALUES (1, ?)", vec![name.as_str().into()])?;
+                Ok(Some(name))
+            }
+            Some(name) => Ok(Some(name)),
+            None => Ok(kept),
+        }
     }
 
     fn rows<T: for<'de> Deserialize<'de>>(&self, query: &str, args: Vec<SqlStorageValue>) -> Result<Vec<T>, StoreError> {
