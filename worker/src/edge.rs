@@ -40,7 +40,9 @@ impl From<serde_json::Error> for Failure {
 
 type Outcome = std::result::Result<Response, Failure>;
 
-pub async fn handle(req: Request, env: Env) -> Result<Response> {
+/// The answer is the runtime's own Response type: an upgrade is answered with the room's response
+/// object as it came (see [`connect`]); everything else is converted once at the end.
+pub async fn handle(req: Request, env: Env) -> Result<web_sys::Response> {
     let url = req.url()?;
     let raw_query = url.query().unwrap_or("").to_owned();
     let method = match req.method() {
@@ -53,15 +55,15 @@ pub async fn handle(req: Request, env: Env) -> Result<Response> {
     let upgrade = header(&req, "Upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
     let protocols = header(&req, "Sec-WebSocket-Protocol").unwrap_or_default();
     let outcome = match roomcast_protocol::api::route(method, url.path()) {
-        Ok(Route::DevToken) => return dev_token(&req, &env, &url, &raw_query),
+        Ok(Route::DevToken) => return dev_token(&req, &env, &url, &raw_query).map(Into::into),
         Ok(Route::Room { room, endpoint: Endpoint::Connect }) => connect(&req, &env, &room, &raw_query, &protocols, upgrade).await,
-        Ok(Route::Preflight { .. }) => return preflight(&req, &env),
+        Ok(Route::Preflight { .. }) => return preflight(&req, &env).map(Into::into),
         Ok(Route::Room { room, endpoint: Endpoint::History }) => {
             // Pages on allowed origins read history (CORS): the answer, refusals included, carries
             // their origin so the browser lets the page read it.
             let origin = header(&req, "Origin");
             let cors = origin::cors_origin(origin.as_deref(), &var(&env, "ALLOWED_ORIGINS")).map(str::to_owned);
-            return match api_call(req, &env, &room, Endpoint::History, &raw_query).await {
+            let answer = match api_call(req, &env, &room, Endpoint::History, &raw_query).await {
                 Ok(mut response) => {
                     let status = response.status_code();
                     let retry_after = response.headers().get("Retry-After").ok().flatten();
@@ -81,8 +83,9 @@ pub async fn handle(req: Request, env: Env) -> Result<Response> {
                 Err(Failure::Refused(r)) => http::refused(&r, cors.as_deref()),
                 Err(Failure::Platform(e)) => Err(e),
             };
+            return answer.map(Into::into);
         }
-        Ok(Route::Room { room, endpoint }) => api_call(req, &env, &room, endpoint, &raw_query).await,
+        Ok(Route::Room { room, endpoint }) => api_call(req, &env, &room, endpoint, &raw_query).await.map(Into::into),
         Err(r) => Err(r.into()),
     };
     match outcome {
@@ -91,12 +94,24 @@ pub async fn handle(req: Request, env: Env) -> Result<Response> {
         // Every refused upgrade that asked with errors=close (the SDK does: browsers cannot read a
         // refused upgrade's status or body) gets its close code, whatever refused it: the route
         // and the room name included.
-        Err(Failure::Refused(r)) if upgrade && query::errors_as_close(&raw_query) => refuse_as_close(&r, offers_subprotocol(&protocols)),
-        Err(Failure::Refused(r)) => http::refused(&r, None),
+        Err(Failure::Refused(r)) if upgrade && query::errors_as_close(&raw_query) => {
+            refuse_as_close(&r, offers_subprotocol(&protocols)).map(Into::into)
+        }
+        Err(Failure::Refused(r)) => http::refused(&r, None).map(Into::into),
     }
 }
 
-async fn connect(req: &Request, env: &Env, room: &str, raw_query: &str, protocols: &str, upgrade: bool) -> Outcome {
+/// An admitted upgrade goes to the room, and the room's response goes back as the same object:
+/// rebuilt into a new Response (as `worker::Response` does), its WebSocket is pumped through one
+/// more pipe in the runtime, a cost on every frame (bench/README.md).
+async fn connect(
+    req: &Request,
+    env: &Env,
+    room: &str,
+    raw_query: &str,
+    protocols: &str,
+    upgrade: bool,
+) -> std::result::Result<web_sys::Response, Failure> {
     if !upgrade {
         return Err(Refusal::new(RefusalKind::UpgradeRequired, "expected a WebSocket upgrade").into());
     }
@@ -112,7 +127,7 @@ async fn connect(req: &Request, env: &Env, room: &str, raw_query: &str, protocol
     headers.set("Upgrade", "websocket")?;
     headers.set(CONNECT_HEADER, &serde_json::to_string(&info)?)?;
     let internal = Request::new_with_init("https://room/ws", RequestInit::new().with_headers(headers))?;
-    Ok(stub(env, room)?.fetch_with_request(internal).await?)
+    Ok(platform::fetch_room(&env.durable_object("ROOMS")?, room, &internal).await?)
 }
 
 /// The per-IP upgrade limit, with the rate-limiting binding named by the var `UPGRADE_LIMITER`

@@ -84,6 +84,21 @@ pub fn random_u64() -> u64 {
     u64::from_le_bytes(buf)
 }
 
+#[wasm_bindgen(inline_js = "export function fetch_room(ns, name, request) { return ns.getByName(name).fetch(request); }")]
+extern "C" {
+    #[wasm_bindgen(catch, js_name = fetch_room)]
+    fn fetch_room_js(ns: &JsValue, name: &str, request: &web_sys::Request) -> Result<js_sys::Promise, JsValue>;
+}
+
+/// The room's answer to `request`, as the runtime's own Response object: returned unchanged to
+/// the client, a WebSocket upgrade's socket is passed through, not pumped through one more pipe
+/// (`worker::Stub::fetch_with_request` rebuilds the response).
+pub async fn fetch_room(rooms: &worker::ObjectNamespace, room: &str, request: &worker::Request) -> worker::Result<web_sys::Response> {
+    let promise = fetch_room_js(rooms.as_ref(), room, request.inner())?;
+    let response = worker::wasm_bindgen_futures::JsFuture::from(promise).await?;
+    Ok(response.dyn_into::<web_sys::Response>()?)
+}
+
 /// Sends an already-converted JS string; errors (a closing socket) are the caller's to ignore.
 pub fn send_js(ws: &worker::WebSocket, text: &JsValue) -> Result<(), JsValue> {
     let raw: &web_sys::WebSocket = ws.as_ref();
