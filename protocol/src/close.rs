@@ -37,6 +37,10 @@ pub const HEARTBEAT_TIMEOUT: CloseCode = CloseCode { code: 4001, reason: "heartb
 /// The token this connection holds expired (past the leeway) and no fresh one arrived through a
 /// `refresh` frame; reconnect with a fresh token (a client with a fixed token then meets 4401).
 pub const TOKEN_EXPIRED: CloseCode = CloseCode { code: 4002, reason: "token expired" };
+/// The room's history was deleted (`DELETE /rooms/:room/history`) and a new epoch began;
+/// reconnect: the resume point names the old epoch, so the client is told it cannot recover
+/// (`not_recovered`, reason `epoch`: the SDK's `gap`).
+pub const ROOM_RESET: CloseCode = CloseCode { code: 4013, reason: "room reset" };
 /// The connection broke the room's limits repeatedly; reconnect after backing off.
 pub const POLICY_VIOLATION: CloseCode = CloseCode { code: 4029, reason: "too many errors" };
 /// Too many connection attempts from this address; reconnect after backing off.
@@ -63,6 +67,7 @@ pub const CLIENT_ID_TAKEN: CloseCode = CloseCode { code: 4412, reason: "client i
 pub const SERVER: &[CloseCode] = &[
     HEARTBEAT_TIMEOUT,
     TOKEN_EXPIRED,
+    ROOM_RESET,
     POLICY_VIOLATION,
     RATE_LIMITED,
     READ_BUDGET,
@@ -116,7 +121,7 @@ mod tests {
 
     #[test]
     fn retryable_and_final_ranges_do_not_overlap() {
-        for c in [HEARTBEAT_TIMEOUT, TOKEN_EXPIRED, POLICY_VIOLATION, RATE_LIMITED, READ_BUDGET] {
+        for c in [HEARTBEAT_TIMEOUT, TOKEN_EXPIRED, ROOM_RESET, POLICY_VIOLATION, RATE_LIMITED, READ_BUDGET] {
             assert!(!CloseCode::is_final(c.code), "{} should be retryable", c.code);
         }
         for c in [BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, ROOM_FULL, USER_CONNECTIONS, REMOVED, CLIENT_ID_TAKEN] {

@@ -1,6 +1,8 @@
 //! The room's tunable limits. The Worker reads them from `[vars]` in `wrangler.toml`
 //! (names in `docs/PROTOCOL.md`); anything missing or unparsable keeps its default.
 
+use crate::webhook::WebhookConfig;
+
 /// Limits and timings of one room. Durations in milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomConfig {
@@ -63,6 +65,8 @@ pub struct RoomConfig {
     pub broadcast_rate_per_sec: u64,
     /// Largest broadcast frame, in bytes (`BROADCAST_MAX_BYTES`; at most `MAX_FRAME_BYTES`).
     pub broadcast_max_bytes: usize,
+    /// The `WEBHOOK_*` vars and the webhook secret (docs/WEBHOOKS.md).
+    pub webhook: WebhookConfig,
 }
 
 impl Default for RoomConfig {
@@ -93,6 +97,7 @@ impl Default for RoomConfig {
             presence_rate_per_sec: 10,
             broadcast_rate_per_sec: 100,
             broadcast_max_bytes: 16 * 1024,
+            webhook: WebhookConfig::default(),
         }
     }
 }
@@ -116,6 +121,7 @@ impl RoomConfig {
         c.broadcast_max_bytes = c.broadcast_max_bytes.min(c.max_frame_bytes);
         // History is capped so a misconfiguration cannot grow a room's storage without bound.
         c.history_max_messages = c.history_max_messages.min(100_000);
+        c.webhook = WebhookConfig::from_vars(&lookup);
         c
     }
 }
@@ -149,6 +155,17 @@ const VARS: [(&str, Setter); 23] = [
     ("BROADCAST_MAX_BYTES", |c, v| c.broadcast_max_bytes = to_usize(v)),
 ];
 
+/// The webhook vars (read by [`WebhookConfig::from_vars`]; `WEBHOOK_SECRET` is a secret).
+pub const WEBHOOK_VARS: [&str; 7] = [
+    "WEBHOOK_URL",
+    "WEBHOOK_EVENTS",
+    "WEBHOOK_ROOMS",
+    "WEBHOOK_MAX_AGE_SECONDS",
+    "WEBHOOK_TIMEOUT_MS",
+    "WEBHOOK_BATCH_MAX",
+    "WEBHOOK_SECRET",
+];
+
 fn to_usize(v: u64) -> usize {
     usize::try_from(v).unwrap_or(usize::MAX)
 }
@@ -170,6 +187,11 @@ mod tests {
             let Some((name, _)) = line.split_once(" = ") else { continue };
             let name = name.trim();
             if name.starts_with('#') || ["ANONYMOUS_ROOMS", "ALLOWED_ORIGINS", "UPGRADE_LIMITER"].contains(&name) {
+                continue;
+            }
+            if name.starts_with("WEBHOOK_") {
+                // Read by `WebhookConfig::from_vars`.
+                assert!(WEBHOOK_VARS.contains(&name), "{name} is in wrangler.toml but the webhooks do not read it");
                 continue;
             }
             assert!(VARS.iter().any(|(n, _)| *n == name), "{name} is in wrangler.toml but the room does not read it");

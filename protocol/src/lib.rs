@@ -33,6 +33,8 @@ pub mod name;
 pub mod room;
 #[cfg(feature = "server")]
 pub mod token;
+#[cfg(feature = "server")]
+pub mod webhook;
 
 /// The WebSocket subprotocol the server selects.
 pub const SUBPROTOCOL: &str = "roomcast.v1";

@@ -46,6 +46,7 @@ pub async fn handle(req: Request, env: Env) -> Result<Response> {
     let method = match req.method() {
         Method::Get => roomcast_protocol::api::Method::Get,
         Method::Post => roomcast_protocol::api::Method::Post,
+        Method::Delete => roomcast_protocol::api::Method::Delete,
         Method::Options => roomcast_protocol::api::Method::Options,
         _ => roomcast_protocol::api::Method::Other,
     };
@@ -173,6 +174,8 @@ async fn api_call(mut req: Request, env: &Env, room: &str, endpoint: Endpoint, r
         }
         Endpoint::Kick => (String::new(), Some(KickRequest::parse(&req.text().await?)?.to_json())),
         Endpoint::Presence | Endpoint::Stats | Endpoint::Connect => (String::new(), None),
+        // Commands without a body: forwarded as a POST to the room's own path.
+        Endpoint::DeleteHistory | Endpoint::RequeueWebhooks => (String::new(), Some(String::new())),
     };
     let mut url = format!("https://room{}", endpoint.room_path());
     if !query.is_empty() {

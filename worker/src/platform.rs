@@ -35,6 +35,49 @@ extern "C" {
     pub fn fanout(sockets: &js_sys::Array, text: &str, skip: &js_sys::Set);
 }
 
+#[wasm_bindgen(inline_js = "export async function postWebhook(url, headers, body, timeoutMs) {
+  try {
+    const res = await fetch(url, { method: 'POST', headers, body, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
+    try { await res.body?.cancel(); } catch {}
+    return res.status;
+  } catch (e) {
+    if (e && (e.name === 'TimeoutError' || e.name === 'AbortError')) return 'timeout after ' + timeoutMs + ' ms';
+    return 'network error: ' + String((e && e.message) || e);
+  }
+}")]
+extern "C" {
+    /// POSTs `body` to `url`, aborted after `timeout_ms`; resolves with the status (a number) or
+    /// a description of the failure (a string). Never rejects; redirects are not followed.
+    #[wasm_bindgen(js_name = postWebhook)]
+    fn post_webhook_js(url: &str, headers: &js_sys::Array, body: &str, timeout_ms: f64) -> js_sys::Promise;
+}
+
+/// Makes a webhook POST the room asked for. The caller holds no borrow of the room meanwhile:
+/// other events run while it waits.
+pub async fn post_webhook(request: &roomcast_protocol::webhook::WebhookRequest) -> roomcast_protocol::webhook::WebhookOutcome {
+    use roomcast_protocol::webhook::WebhookOutcome;
+    let headers = js_sys::Array::new();
+    for (name, value) in &request.headers {
+        headers.push(&js_sys::Array::of2(&JsValue::from_str(name), &JsValue::from_str(value)));
+    }
+    let promise = post_webhook_js(&request.url, &headers, &request.body, request.timeout_ms as f64);
+    match worker::wasm_bindgen_futures::JsFuture::from(promise).await {
+        Ok(v) => match (v.as_f64(), v.as_string()) {
+            (Some(status), _) => WebhookOutcome::Status(status as u16),
+            (None, Some(text)) => WebhookOutcome::Failed(text),
+            (None, None) => WebhookOutcome::Failed("no answer".into()),
+        },
+        Err(e) => WebhookOutcome::Failed(e.as_string().unwrap_or_else(|| "fetch failed".into())),
+    }
+}
+
+/// A random u64 from the runtime's CSPRNG.
+pub fn random_u64() -> u64 {
+    let mut buf = [0u8; 8];
+    get_random_values(&mut buf);
+    u64::from_le_bytes(buf)
+}
+
 /// Sends an already-converted JS string; errors (a closing socket) are the caller's to ignore.
 pub fn send_js(ws: &worker::WebSocket, text: &JsValue) -> Result<(), JsValue> {
     let raw: &web_sys::WebSocket = ws.as_ref();

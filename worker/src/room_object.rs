@@ -145,11 +145,16 @@ impl RoomObject {
             }
         }
         let epoch = platform::random_hex(8);
-        let mut room =
-            Room::load(self.config(), &mut store, &epoch, platform::now_ms(), connections).map_err(|e| worker::Error::RustError(e.0))?;
+        let now = platform::now_ms();
+        let mut room = Room::load(self.config(), &mut store, &epoch, now, connections).map_err(|e| worker::Error::RustError(e.0))?;
+        let name = platform::object_name(&self.state);
+        // Webhooks are per room name (WEBHOOK_ROOMS); the outbox key is drawn once per room.
+        if let Some(name) = &name {
+            room.attach_webhooks(name, &platform::random_hex(8), now, &mut store).map_err(|e| worker::Error::RustError(e.0))?;
+        }
         // Refresh frames are verified in the room, against its own name (rights are per room).
         let secret = self.env.secret("ROOMCAST_SECRET").map(|s| s.to_string()).unwrap_or_default();
-        if let (Some(name), false) = (platform::object_name(&self.state), secret.is_empty()) {
+        if let (Some(name), false) = (name, secret.is_empty()) {
             room.set_token_check(TokenCheck { room: name, secret: secret.into_bytes() });
         }
         Ok(Loaded { room, store, sockets, ids, alarm_at: None })
@@ -447,6 +452,32 @@ impl RoomObject {
     }
 }
 
+impl RoomObject {
+    /// `DELETE /rooms/:room/history` from the edge (API key only): a new epoch, messages gone,
+    /// sockets closed with 4013.
+    async fn reset(&self, req: &Request) -> Result<Response> {
+        if caller(req) != Some(Caller::backend()) {
+            return http::error(403, ErrorCode::Forbidden, "deleting history needs the API key");
+        }
+        let epoch = platform::random_hex(8);
+        match self.with_room(|l, now| l.room.handle_reset(&epoch, now, &mut l.store)).await? {
+            Ok(reset) => http::json(&reset),
+            Err(e) => http::error(503, ErrorCode::Storage, &e.to_string()),
+        }
+    }
+
+    /// `POST /rooms/:room/webhooks/requeue` from the edge (API key only).
+    async fn requeue(&self, req: &Request) -> Result<Response> {
+        if caller(req) != Some(Caller::backend()) {
+            return http::error(403, ErrorCode::Forbidden, "re-queueing webhooks needs the API key");
+        }
+        match self.with_room(|l, now| l.room.requeue_webhooks(now, &mut l.store)).await? {
+            Ok(requeued) => http::json(&serde_json::json!({ "requeued": requeued })),
+            Err(e) => http::error(503, ErrorCode::Storage, &e.to_string()),
+        }
+    }
+}
+
 /// Who the edge says is calling (a header on the request it built; clients cannot set it).
 fn caller(req: &Request) -> Option<Caller> {
     let header = req.headers().get(CALLER_HEADER).ok().flatten()?;
@@ -479,7 +510,9 @@ impl DurableObject for RoomObject {
                 let raw = RawMessage::from_string(members).map_err(|e| worker::Error::RustError(e.to_string()))?;
                 http::json(&PresenceBody { members: &raw })
             }
-            ("/stats", Method::Get) => match self.with_room(|l, _| l.room.stats(&mut l.store)).await? {
+            ("/reset", Method::Post) => self.reset(&req).await,
+            ("/webhooks/requeue", Method::Post) => self.requeue(&req).await,
+            ("/stats", Method::Get) => match self.with_room(|l, now| l.room.stats(now, &mut l.store)).await? {
                 Ok(stats) => http::json(&stats),
                 Err(e) => http::error(503, ErrorCode::Storage, &e.to_string()),
             },
@@ -508,15 +541,27 @@ impl DurableObject for RoomObject {
         self.closed(&ws).await
     }
 
+    /// The room's one alarm: its timers, then the webhook's next POST if one is due. The POST
+    /// runs with the room released, so publishes, acks and fanout go on while it waits (at most
+    /// `WEBHOOK_TIMEOUT_MS`); the output gate sends it only once the events in it are durable.
     async fn alarm(&self) -> Result<Response> {
         let state = &self.state;
-        self.with_room(|l, now| {
-            // The deadline this alarm was set for has passed; the next one is set afresh.
-            l.alarm_at = None;
-            let sockets = &l.sockets;
-            l.room.handle_timeout(now, |id| sockets.get(&id).and_then(|ws| platform::last_auto_response(state, ws)), &mut l.store);
-        })
-        .await?;
+        let request = self
+            .with_room(|l, now| {
+                // The deadline this alarm was set for has passed; the next one is set afresh.
+                l.alarm_at = None;
+                let sockets = &l.sockets;
+                l.room.handle_timeout(now, |id| sockets.get(&id).and_then(|ws| platform::last_auto_response(state, ws)), &mut l.store);
+                l.room.poll_webhook(now, &mut l.store)
+            })
+            .await?;
+        if let Some(request) = request {
+            let outcome = platform::post_webhook(&request).await;
+            let random = platform::random_u64();
+            // The result is recorded in a step of its own; the next batch, if any, is due at once
+            // and the alarm is set for it.
+            self.with_room(|l, now| l.room.handle_webhook_result(request.attempt, outcome, now, random, &mut l.store)).await?;
+        }
         Response::ok("")
     }
 }

@@ -3,7 +3,7 @@
 //! message sent after a write until that write is durable.
 
 use roomcast_protocol::compact::CompactJson;
-use roomcast_protocol::room::{PendingLeave, RoomMeta, Store, StoreError, StoredMessage};
+use roomcast_protocol::room::{OutboxCounts, OutboxRow, PendingLeave, RoomMeta, Store, StoreError, StoredMessage, WebhookState};
 use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue};
 
@@ -18,6 +18,11 @@ CREATE INDEX IF NOT EXISTS messages_by_ts ON messages (ts);
 CREATE TABLE IF NOT EXISTS pending_leaves (user TEXT PRIMARY KEY, due INTEGER NOT NULL, meta TEXT);
 CREATE TABLE IF NOT EXISTS client_ids (cid TEXT PRIMARY KEY, user TEXT NOT NULL, seen INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS bans (user TEXT PRIMARY KEY, until INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (n INTEGER PRIMARY KEY AUTOINCREMENT, ts INTEGER NOT NULL, body TEXT NOT NULL, dead INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS outbox_by_state ON outbox (dead, n);
+CREATE TABLE IF NOT EXISTS webhook_state (
+  k INTEGER PRIMARY KEY CHECK (k = 1), key TEXT NOT NULL, failures INTEGER NOT NULL, next_at INTEGER NOT NULL, last_error TEXT);
+CREATE TABLE IF NOT EXISTS webhook_present (user TEXT PRIMARY KEY, meta TEXT);
 ";
 
 pub struct SqlStore {
@@ -79,6 +84,40 @@ struct LeaveRow {
     meta: Option<String>,
 }
 
+#[derive(Deserialize)]
+struct OutboxSizeRow {
+    n: f64,
+    b: f64,
+}
+
+#[derive(Deserialize)]
+struct OutboxFullRow {
+    n: f64,
+    ts: f64,
+    body: String,
+}
+
+#[derive(Deserialize)]
+struct CountsRow {
+    pending: f64,
+    dead: f64,
+    oldest: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct StateRow {
+    key: String,
+    failures: f64,
+    next_at: f64,
+    last_error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PresentRow {
+    user: String,
+    meta: Option<String>,
+}
+
 /// A row as a message. Compacted on the way out too: rows written before data was compacted on
 /// the way in may hold raw line feeds, which must never reach a frame.
 fn stored(r: MessageRow) -> Result<StoredMessage, StoreError> {
@@ -99,6 +138,10 @@ impl SqlStore {
 
     fn rows<T: for<'de> Deserialize<'de>>(&self, query: &str, args: Vec<SqlStorageValue>) -> Result<Vec<T>, StoreError> {
         self.sql.exec(query, Some(args)).map_err(err)?.to_array::<T>().map_err(err)
+    }
+
+    fn count_of(&self, query: &str, args: Vec<SqlStorageValue>) -> Result<u64, StoreError> {
+        Ok(self.rows::<CountRow>(query, args)?.pop().map_or(0, |r| r.n as u64))
     }
 
     fn run(&mut self, query: &str, args: Vec<SqlStorageValue>) -> Result<(), StoreError> {
@@ -247,5 +290,106 @@ impl Store for SqlStore {
 
     fn forget_bans(&mut self, now: u64) -> Result<(), StoreError> {
         self.run("DELETE FROM bans WHERE until <= ?", vec![int(now)])
+    }
+
+    fn outbox_push(&mut self, ts: u64, body: &str) -> Result<(), StoreError> {
+        self.run("INSERT INTO outbox (ts, body) VALUES (?, ?)", vec![int(ts), body.into()])
+    }
+
+    /// Two reads, so a backlog never loads more than one batch: the sizes of the first `limit`
+    /// rows (numbers only), then the bodies of the rows within `max_bytes`.
+    fn outbox_take(&mut self, limit: usize, max_bytes: usize) -> Result<Vec<OutboxRow>, StoreError> {
+        let sizes = self.rows::<OutboxSizeRow>(
+            "SELECT n, length(CAST(body AS BLOB)) AS b FROM outbox WHERE dead = 0 ORDER BY n LIMIT ?",
+            vec![int(limit.min(i64::MAX as usize) as u64)],
+        )?;
+        let (mut total, mut count, mut last) = (0u64, 0u64, None);
+        for row in sizes {
+            if count > 0 && total >= max_bytes as u64 {
+                break;
+            }
+            total = total.saturating_add(row.b as u64);
+            count += 1;
+            last = Some(row.n as u64);
+        }
+        let Some(last) = last else { return Ok(Vec::new()) };
+        let rows = self.rows::<OutboxFullRow>(
+            "SELECT n, ts, body FROM outbox WHERE dead = 0 AND n <= ? ORDER BY n LIMIT ?",
+            vec![int(last), int(count)],
+        )?;
+        Ok(rows.into_iter().map(|r| OutboxRow { n: r.n as u64, ts: r.ts as u64, body: r.body }).collect())
+    }
+
+    fn outbox_any_pending(&mut self) -> Result<bool, StoreError> {
+        Ok(!self.rows::<SeqRow>("SELECT n AS seq FROM outbox WHERE dead = 0 LIMIT 1", vec![])?.is_empty())
+    }
+
+    fn outbox_delete(&mut self, rows: &[u64]) -> Result<(), StoreError> {
+        // One bound parameter whatever the batch size (the platform allows 100 per statement).
+        let list = serde_json::to_string(rows).map_err(|e| StoreError(e.to_string()))?;
+        self.run("DELETE FROM outbox WHERE n IN (SELECT value FROM json_each(?))", vec![list.into()])
+    }
+
+    // Counted before they change: the platform's `rowsWritten` counts index writes too.
+    fn outbox_mark_dead(&mut self, before_ts: u64) -> Result<u64, StoreError> {
+        let n = self.count_of("SELECT COUNT(*) AS n FROM outbox WHERE dead = 0 AND ts < ?", vec![int(before_ts)])?;
+        if n > 0 {
+            self.run("UPDATE outbox SET dead = 1 WHERE dead = 0 AND ts < ?", vec![int(before_ts)])?;
+        }
+        Ok(n)
+    }
+
+    fn outbox_requeue(&mut self, now: u64) -> Result<u64, StoreError> {
+        let n = self.count_of("SELECT COUNT(*) AS n FROM outbox WHERE dead = 1", vec![])?;
+        if n > 0 {
+            self.run("UPDATE outbox SET dead = 0, ts = ? WHERE dead = 1", vec![int(now)])?;
+        }
+        Ok(n)
+    }
+
+    fn outbox_counts(&mut self) -> Result<OutboxCounts, StoreError> {
+        let row = self
+            .rows::<CountsRow>(
+                "SELECT COALESCE(SUM(dead = 0), 0) AS pending, COALESCE(SUM(dead = 1), 0) AS dead, \
+                 MIN(CASE WHEN dead = 0 THEN ts END) AS oldest FROM outbox",
+                vec![],
+            )?
+            .pop();
+        Ok(row.map_or_else(OutboxCounts::default, |r| OutboxCounts {
+            pending: r.pending as u64,
+            dead: r.dead as u64,
+            oldest_pending: r.oldest.map(|t| t as u64),
+        }))
+    }
+
+    fn webhook_state(&mut self) -> Result<Option<WebhookState>, StoreError> {
+        let row = self.rows::<StateRow>("SELECT key, failures, next_at, last_error FROM webhook_state WHERE k = 1", vec![])?.pop();
+        Ok(row.map(|r| WebhookState { key: r.key, failures: r.failures as u32, next_at: r.next_at as u64, last_error: r.last_error }))
+    }
+
+    fn put_webhook_state(&mut self, s: &WebhookState) -> Result<(), StoreError> {
+        self.run(
+            "INSERT OR REPLACE INTO webhook_state (k, key, failures, next_at, last_error) VALUES (1, ?, ?, ?, ?)",
+            vec![s.key.as_str().into(), int(u64::from(s.failures)), int(s.next_at), s.last_error.as_deref().into()],
+        )
+    }
+
+    fn present_users(&mut self) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        Ok(self.rows::<PresentRow>("SELECT user, meta FROM webhook_present", vec![])?.into_iter().map(|r| (r.user, r.meta)).collect())
+    }
+
+    fn put_present(&mut self, user: &str, meta: Option<&str>) -> Result<(), StoreError> {
+        self.run("INSERT OR REPLACE INTO webhook_present (user, meta) VALUES (?, ?)", vec![user.into(), meta.into()])
+    }
+
+    fn delete_present(&mut self, user: &str) -> Result<(), StoreError> {
+        self.run("DELETE FROM webhook_present WHERE user = ?", vec![user.into()])
+    }
+
+    fn reset(&mut self, meta: &RoomMeta) -> Result<u64, StoreError> {
+        let deleted = self.count()?;
+        self.run("DELETE FROM messages", vec![])?;
+        self.run("INSERT OR REPLACE INTO meta (k, epoch, seq) VALUES (1, ?, ?)", vec![meta.epoch.as_str().into(), int(meta.seq)])?;
+        Ok(deleted)
     }
 }

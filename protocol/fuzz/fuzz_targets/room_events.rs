@@ -1,7 +1,9 @@
 //! The room state machine driven by arbitrary event sequences (opens with arbitrary identities
 //! and resume points, arbitrary text frames, closes, timers, HTTP publishes, storage failures).
 //! It must never panic, and its core invariants must hold after every event: seq only grows and
-//! equals the number of stored messages' highest seq, and no frame goes to a closed connection.
+//! equals the number of stored messages' highest seq (until a reset starts a new epoch), no frame
+//! goes to a closed connection, and webhook deliveries (answered with arbitrary statuses) carry
+//! events in row order with nothing sent twice in one batch.
 #![no_main]
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
@@ -10,6 +12,7 @@ use roomcast_protocol::compact::CompactJson;
 use roomcast_protocol::config::RoomConfig;
 use roomcast_protocol::room::{Action, Identity, MemoryStore, PublishItem, Recipients, ResumePoint, Room, Store};
 use roomcast_protocol::token::Rights;
+use roomcast_protocol::webhook::{WebhookConfig, WebhookOutcome};
 use std::collections::BTreeSet;
 
 #[derive(Arbitrary, Debug)]
@@ -23,6 +26,9 @@ enum Event {
     FailWrites(bool),
     Kick { user: u8, ban: Option<u16> },
     Binary { pick: u8, len: u16 },
+    Deliver { status: u16, random: u64 },
+    Reset,
+    Requeue,
 }
 
 fuzz_target!(|events: Vec<Event>| {
@@ -33,10 +39,22 @@ fuzz_target!(|events: Vec<Event>| {
         rate_messages_burst: 5,
         max_strikes: 6,
         max_frame_bytes: 256,
+        webhook: WebhookConfig::from_vars(&|name| match name {
+            "WEBHOOK_URL" => Some("https://hooks.test/".into()),
+            "WEBHOOK_SECRET" => Some("whsec_AAAA".into()),
+            "WEBHOOK_EVENTS" => Some("message.published,presence.joined,presence.left,room.occupied,room.vacated".into()),
+            "WEBHOOK_MAX_AGE_SECONDS" => Some("1".into()),
+            "WEBHOOK_BATCH_MAX" => Some("4".into()),
+            _ => None,
+        }),
         ..RoomConfig::default()
     };
     let mut store = MemoryStore::default();
     let Ok(mut room) = Room::load(config, &mut store, "e", 1_000, []) else { return };
+    if room.attach_webhooks("r", "0011223344556677", 1_000, &mut store).is_err() {
+        return;
+    }
+    let mut resets = 0u32;
     let mut now = 1_000u64;
     let mut open: BTreeSet<u64> = BTreeSet::new();
     let mut last_seq = 0;
@@ -93,6 +111,29 @@ fuzz_target!(|events: Vec<Event>| {
                 if let Some(c) = pick(&open, i) {
                     room.handle_binary(c, len.into(), now, &mut store);
                 }
+            }
+            Event::Deliver { status, random } => {
+                if let Some(request) = room.poll_webhook(now, &mut store) {
+                    let body: serde_json::Value = serde_json::from_str(&request.body).unwrap();
+                    let rows: Vec<u64> = body["events"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|e| e["id"].as_str().unwrap().rsplit('_').next().unwrap().parse().unwrap())
+                        .collect();
+                    assert!(rows.windows(2).all(|w| w[0] < w[1]), "row order, no repeat: {rows:?}");
+                    assert_eq!(rows.len(), request.events);
+                    room.handle_webhook_result(request.attempt, WebhookOutcome::Status(status), now, random, &mut store);
+                }
+            }
+            Event::Reset => {
+                resets += 1;
+                if room.handle_reset(&format!("e{resets}"), now, &mut store).is_ok() {
+                    last_seq = 0;
+                }
+            }
+            Event::Requeue => {
+                let _ = room.requeue_webhooks(now, &mut store);
             }
         }
         while let Some(action) = room.poll_action() {

@@ -1,5 +1,6 @@
-//! Which endpoint a request is for: `/rooms/:room/{ws,messages,history,presence,stats,kick}` and
-//! `/dev/token`, checked for method and room name.
+//! Which endpoint a request is for: `/rooms/:room/{ws,messages,history,presence,stats,kick}`,
+//! `DELETE /rooms/:room/history`, `POST /rooms/:room/webhooks/requeue` and `/dev/token`, checked
+//! for method and room name.
 
 use super::refusal::{Refusal, RefusalKind};
 use crate::name;
@@ -10,6 +11,7 @@ use crate::token::Right;
 pub enum Method {
     Get,
     Post,
+    Delete,
     /// A browser's CORS preflight.
     Options,
     Other,
@@ -30,6 +32,10 @@ pub enum Endpoint {
     Stats,
     /// `POST /rooms/:room/kick`: the backend removes a user.
     Kick,
+    /// `DELETE /rooms/:room/history`: the backend deletes the room's messages (a new epoch).
+    DeleteHistory,
+    /// `POST /rooms/:room/webhooks/requeue`: the backend re-queues the room's dead letters.
+    RequeueWebhooks,
 }
 
 /// Who may call an HTTP API endpoint.
@@ -42,10 +48,11 @@ pub enum Access {
 }
 
 impl Endpoint {
-    fn parse(segment: &str) -> Option<Endpoint> {
+    fn parse(segment: &str, method: Method) -> Option<Endpoint> {
         Some(match segment {
             "ws" => Endpoint::Connect,
             "messages" => Endpoint::Publish,
+            "history" if method == Method::Delete => Endpoint::DeleteHistory,
             "history" => Endpoint::History,
             "presence" => Endpoint::Presence,
             "stats" => Endpoint::Stats,
@@ -56,7 +63,8 @@ impl Endpoint {
 
     pub fn method(self) -> Method {
         match self {
-            Endpoint::Publish | Endpoint::Kick => Method::Post,
+            Endpoint::Publish | Endpoint::Kick | Endpoint::RequeueWebhooks => Method::Post,
+            Endpoint::DeleteHistory => Method::Delete,
             _ => Method::Get,
         }
     }
@@ -70,6 +78,8 @@ impl Endpoint {
             Endpoint::Presence => "/presence",
             Endpoint::Stats => "/stats",
             Endpoint::Kick => "/kick",
+            Endpoint::DeleteHistory => "/reset",
+            Endpoint::RequeueWebhooks => "/webhooks/requeue",
         }
     }
 
@@ -79,8 +89,9 @@ impl Endpoint {
             Endpoint::Publish => Access::KeyOrRight(Right::Publish),
             Endpoint::Presence => Access::KeyOrRight(Right::Presence),
             Endpoint::Connect | Endpoint::History => Access::KeyOrRight(Right::Subscribe),
-            // Stats are for operators; removing a user is the backend's call alone.
-            Endpoint::Stats | Endpoint::Kick => Access::Key,
+            // Stats are for operators; removing a user, deleting history and re-queueing
+            // webhooks are the backend's calls alone.
+            Endpoint::Stats | Endpoint::Kick | Endpoint::DeleteHistory | Endpoint::RequeueWebhooks => Access::Key,
         }
     }
 }
@@ -105,9 +116,16 @@ pub enum Route {
 /// name with `%` in it is refused like any other bad character).
 pub fn route(method: Method, path: &str) -> Result<Route, Refusal> {
     let mut segments = path.trim_start_matches('/').split('/');
-    match (segments.next(), segments.next(), segments.next(), segments.next()) {
-        (Some("rooms"), Some(room), Some(endpoint), None) => {
-            let Some(endpoint) = Endpoint::parse(endpoint) else {
+    match (segments.next(), segments.next(), segments.next(), segments.next(), segments.next()) {
+        (Some("rooms"), Some(room), Some("webhooks"), Some("requeue"), None) => {
+            name::validate_room(room).map_err(|e| Refusal::bad_request(e.to_string()))?;
+            if method != Method::Post {
+                return Err(Refusal::new(RefusalKind::MethodNotAllowed, "method not allowed for this endpoint"));
+            }
+            Ok(Route::Room { room: room.to_owned(), endpoint: Endpoint::RequeueWebhooks })
+        }
+        (Some("rooms"), Some(room), Some(endpoint), None, None) => {
+            let Some(endpoint) = Endpoint::parse(endpoint, method) else {
                 return Err(Refusal::not_found("no such room endpoint; see docs/PROTOCOL.md"));
             };
             name::validate_room(room).map_err(|e| Refusal::bad_request(e.to_string()))?;
@@ -119,8 +137,8 @@ pub fn route(method: Method, path: &str) -> Result<Route, Refusal> {
             }
             Ok(Route::Room { room: room.to_owned(), endpoint })
         }
-        (Some("dev"), Some("token"), None, None) if method == Method::Get => Ok(Route::DevToken),
-        (Some("dev"), Some("token"), None, None) => {
+        (Some("dev"), Some("token"), None, None, None) if method == Method::Get => Ok(Route::DevToken),
+        (Some("dev"), Some("token"), None, None, None) => {
             Err(Refusal::new(RefusalKind::MethodNotAllowed, "method not allowed for this endpoint"))
         }
         _ => Err(Refusal::not_found("no such endpoint; see docs/PROTOCOL.md")),
@@ -158,12 +176,22 @@ mod tests {
         assert_eq!(status(Method::Get, "/rooms//ws"), 400);
         assert_eq!(status(Method::Get, "/elsewhere"), 404);
         assert_eq!(status(Method::Post, "/dev/token"), 405);
+        assert_eq!(route(Method::Delete, "/rooms/a/history"), room("a", Endpoint::DeleteHistory));
+        assert_eq!(route(Method::Post, "/rooms/a/webhooks/requeue"), room("a", Endpoint::RequeueWebhooks));
+        assert_eq!(status(Method::Get, "/rooms/a/webhooks/requeue"), 405);
+        assert_eq!(status(Method::Post, "/rooms/a%20b/webhooks/requeue"), 400);
+        assert_eq!(status(Method::Post, "/rooms/a/webhooks"), 404);
+        assert_eq!(status(Method::Post, "/rooms/a/webhooks/requeue/x"), 404);
+        assert_eq!(status(Method::Delete, "/rooms/a/messages"), 405);
+        assert_eq!(status(Method::Post, "/rooms/a/history"), 405);
     }
 
     #[test]
     fn key_only_endpoints() {
         assert_eq!(Endpoint::Kick.access(), Access::Key);
         assert_eq!(Endpoint::Stats.access(), Access::Key);
+        assert_eq!(Endpoint::DeleteHistory.access(), Access::Key);
+        assert_eq!(Endpoint::RequeueWebhooks.access(), Access::Key);
         assert_eq!(Endpoint::Publish.access(), Access::KeyOrRight(Right::Publish));
     }
 

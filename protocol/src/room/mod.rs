@@ -23,13 +23,15 @@ use crate::config::RoomConfig;
 use crate::frame::{self, ClientFrame, ErrorCode, GapReason, MessageFrame, PresenceEvent, ResumeOutcome, Target};
 use crate::limit::Bucket;
 use crate::token::{self, Rights};
+use crate::webhook::event::Event as HookEvent;
+use crate::webhook::{Outbox, WebhookOutcome, WebhookRequest, WebhookStats};
 use announce::Announcer;
 use guard::Guards;
 use presence::Presence;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-pub use store::{MemoryStore, PendingLeave, RoomMeta, Store, StoreError, StoredMessage, API_ORIGIN};
+pub use store::{MemoryStore, OutboxCounts, OutboxRow, PendingLeave, RoomMeta, Store, StoreError, StoredMessage, WebhookState, API_ORIGIN};
 
 /// A connection's number within one room, unique for the room's lifetime in memory and restored
 /// from the socket attachments after hibernation.
@@ -203,6 +205,17 @@ pub struct Stats {
     pub connections_opened: u64,
     /// When this instance of the room started counting (it restarts after hibernation).
     pub counters_since: u64,
+    /// The webhook outbox (docs/WEBHOOKS.md).
+    pub webhook: WebhookStats,
+}
+
+/// The answer to `DELETE /rooms/:room/history`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Reset {
+    /// The new epoch; seq starts again at 0.
+    pub epoch: String,
+    /// How many stored messages were deleted.
+    pub deleted: u64,
 }
 
 /// Which page of history a read asks for.
@@ -292,6 +305,8 @@ pub struct Room {
     messages_out: u64,
     connections_opened: u64,
     counters_since: u64,
+    /// The webhook outbox, when webhooks apply to this room (see [`Room::attach_webhooks`]).
+    hooks: Option<Outbox>,
 }
 
 impl Room {
@@ -375,6 +390,7 @@ impl Room {
             messages_out: 0,
             connections_opened: 0,
             counters_since: now,
+            hooks: None,
         }
     }
 
@@ -435,7 +451,11 @@ impl Room {
         &self.presence
     }
 
-    pub fn stats(&self, store: &mut impl Store) -> Result<Stats, StoreError> {
+    pub fn stats(&self, now: u64, store: &mut impl Store) -> Result<Stats, StoreError> {
+        let webhook = match &self.hooks {
+            Some(hooks) => hooks.stats(now, store)?,
+            None => WebhookStats::off(store, now)?,
+        };
         Ok(Stats {
             epoch: self.meta.epoch.clone(),
             seq: self.meta.seq,
@@ -447,6 +467,7 @@ impl Room {
             messages_out: self.messages_out,
             connections_opened: self.connections_opened,
             counters_since: self.counters_since,
+            webhook,
         })
     }
 
@@ -476,13 +497,131 @@ impl Room {
         self.actions.pop_front()
     }
 
-    /// When [`Room::handle_timeout`] should next run: the heartbeat sweep or the end of a
-    /// presence grace period, whichever is first.
+    /// When [`Room::handle_timeout`] (and [`Room::poll_webhook`]) should next run: the heartbeat
+    /// sweep, the end of a presence grace period, a held presence announcement, a token's expiry
+    /// or the webhook's next attempt, whichever is first. A time in the past means now.
     pub fn poll_timeout(&self) -> Option<u64> {
-        [self.next_sweep, self.presence.next_due(), self.announcer.next_due(), self.expiries.first().map(|(t, _)| *t)]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.next_sweep,
+            self.presence.next_due(),
+            self.announcer.next_due(),
+            self.expiries.first().map(|(t, _)| *t),
+            self.hooks.as_ref().and_then(Outbox::poll_timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The webhook POST to make now, if one is due (see [`crate::webhook::outbox`]). The adapter
+    /// makes it without holding the room (other events run meanwhile) and hands the outcome to
+    /// [`Room::handle_webhook_result`]. A failed read or write means no attempt this time.
+    pub fn poll_webhook(&mut self, now: u64, store: &mut impl Store) -> Option<WebhookRequest> {
+        self.hooks.as_mut()?.poll_request(now, store).ok().flatten()
+    }
+
+    // ---- webhooks ----------------------------------------------------------------------------
+
+    /// Turns webhooks on for this room when the config applies to `name` (the adapter knows the
+    /// room's name): loads the outbox (its key is `fresh_key`, random, the first time) and
+    /// reports as left the users the webhooks last saw present who have neither a connection
+    /// nor a grace period any more (a restart took their sockets), then `room.vacated` if
+    /// nobody is left. Call it once, right after [`Room::load`].
+    pub fn attach_webhooks(&mut self, name: &str, fresh_key: &str, now: u64, store: &mut impl Store) -> Result<(), StoreError> {
+        if !self.config.webhook.applies_to(name) {
+            self.hooks = None;
+            return Ok(());
+        }
+        self.hooks = Some(Outbox::load(name, self.config.webhook.clone(), fresh_key, store)?);
+        if self.config.webhook.events.wants_presence() {
+            let mut gone = false;
+            for (user, meta) in store.present_users()? {
+                if self.presence.get(&user).is_none() {
+                    let meta = meta.and_then(|m| CompactJson::parse_owned(m).ok());
+                    self.hook_left(&user, meta.as_ref(), now, store);
+                    gone = true;
+                }
+            }
+            if gone {
+                self.hook_vacated(now, store);
+            }
+        }
+        Ok(())
+    }
+
+    /// How the POST of [`Room::poll_webhook`]'s attempt ended; `random` is any value from a
+    /// random source (the backoff's jitter).
+    pub fn handle_webhook_result(&mut self, attempt: u64, outcome: WebhookOutcome, now: u64, random: u64, store: &mut impl Store) {
+        if let Some(hooks) = self.hooks.as_mut() {
+            // A failed write keeps the rows (a delivered batch is sent again: at least once) or
+            // the backoff state in memory only.
+            let _ = hooks.handle_result(attempt, outcome, now, random, store);
+        }
+    }
+
+    /// `POST /rooms/:room/webhooks/requeue`: dead letters become pending again (same ids), and
+    /// are delivered at once. Returns how many.
+    pub fn requeue_webhooks(&mut self, now: u64, store: &mut impl Store) -> Result<u64, StoreError> {
+        match self.hooks.as_mut() {
+            Some(hooks) => hooks.requeue(now, store),
+            None => store.outbox_requeue(now),
+        }
+    }
+
+    /// `DELETE /rooms/:room/history`: deletes every stored message (idempotency records with
+    /// them), starts the epoch `fresh_epoch` (random, from the adapter) at seq 0, and closes
+    /// every connection with 4013 (retryable): a client that comes back resumes from the old
+    /// epoch and is told so (`not_recovered`, reason `epoch`). Users keep their grace period,
+    /// so a reconnect is no leave and join. Pending webhook events are kept.
+    pub fn handle_reset(&mut self, fresh_epoch: &str, now: u64, store: &mut impl Store) -> Result<Reset, StoreError> {
+        let meta = RoomMeta { epoch: fresh_epoch.to_owned(), seq: 0 };
+        let deleted = store.reset(&meta)?;
+        self.meta = meta;
+        self.appends_since_trim = 0;
+        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        for id in ids {
+            self.actions.push_back(Action::Close { conn: id, code: close::ROOM_RESET });
+            self.handle_close(id, now, store);
+        }
+        Ok(Reset { epoch: self.meta.epoch.clone(), deleted })
+    }
+
+    /// A user became present: `room.occupied` first if nobody was, then `presence.joined`; the
+    /// user is remembered as present (for a restart that takes their sockets). A failed write
+    /// loses the event, not the change: within one step the platform's storage fails only by
+    /// resetting the object, which undoes the step.
+    fn hook_joined(&mut self, user: &str, was_empty: bool, now: u64, store: &mut impl Store) {
+        let Some(hooks) = self.hooks.as_mut() else { return };
+        if !hooks.config().events.wants_presence() {
+            return;
+        }
+        let meta = self.presence.get(user).and_then(|m| m.meta.as_ref());
+        if was_empty {
+            let _ = hooks.push(HookEvent::Occupied, now, store);
+        }
+        let _ = hooks.push(HookEvent::Joined { user, meta }, now, store);
+        let _ = store.put_present(user, meta.map(CompactJson::get));
+    }
+
+    /// A user's departure is final (grace over, or none): `presence.left`, in the same step as
+    /// the pending leave's deletion, so it is reported exactly once.
+    fn hook_left(&mut self, user: &str, meta: Option<&CompactJson>, now: u64, store: &mut impl Store) {
+        let Some(hooks) = self.hooks.as_mut() else { return };
+        if !hooks.config().events.wants_presence() {
+            return;
+        }
+        let _ = hooks.push(HookEvent::Left { user, meta }, now, store);
+        let _ = store.delete_present(user);
+    }
+
+    /// After departures: `room.vacated` when nobody is present or in a grace period.
+    fn hook_vacated(&mut self, now: u64, store: &mut impl Store) {
+        if !self.presence.is_empty() {
+            return;
+        }
+        if let Some(hooks) = self.hooks.as_mut() {
+            let _ = hooks.push(HookEvent::Vacated, now, store);
+        }
     }
 
     // ---- inputs ------------------------------------------------------------------------------
@@ -572,7 +711,11 @@ impl Room {
         self.next_conn += 1;
         self.connections_opened += 1;
         let was_pending = self.presence.get(&identity.user).is_some_and(|m| m.leave_at.is_some());
-        self.presence.connect(&identity.user, id, identity.meta.clone());
+        let was_empty = self.presence.is_empty();
+        let joined = self.presence.connect(&identity.user, id, identity.meta.clone()).event == PresenceEvent::Join;
+        if joined {
+            self.hook_joined(&identity.user, was_empty, now, store);
+        }
         if was_pending {
             // A failed delete only leaves a stale row, which `load` recognizes and drops.
             let _ = store.delete_pending_leave(&identity.user);
@@ -910,7 +1053,13 @@ impl Room {
             self.expiries.remove(&(expiry_deadline(exp), conn));
         }
         let user = live.info.user;
-        if self.presence.disconnect(&user, conn, now, self.config.presence_grace_ms).is_some() {
+        let meta = if self.hooks.is_some() { self.presence.get(&user).and_then(|m| m.meta.clone()) } else { None };
+        if let Some(change) = self.presence.disconnect(&user, conn, now, self.config.presence_grace_ms) {
+            if change.event == PresenceEvent::Leave {
+                // No grace period: the departure is final now.
+                self.hook_left(&user, meta.as_ref(), now, store);
+                self.hook_vacated(now, store);
+            }
             if let Some(member) = self.presence.get(&user) {
                 if let Some(due) = member.leave_at {
                     let meta = member.meta.as_ref().map(|m| m.get().to_owned());
@@ -931,9 +1080,16 @@ impl Room {
     /// time and any number of times: it only acts on what is due.
     /// `last_pong` gives the runtime's last auto-response time of a connection, if any.
     pub fn handle_timeout(&mut self, now: u64, last_pong: impl Fn(ConnId) -> Option<u64>, store: &mut impl Store) {
-        for user in self.presence.expire(now) {
-            let _ = store.delete_pending_leave(&user);
-            self.presence_changed(&user, None, now);
+        let left = self.presence.expire(now);
+        for (user, meta) in &left {
+            // One step: the pending leave goes and its event comes, so a restart either finds the
+            // grace period (and ends it again) or the event, never both or neither.
+            let _ = store.delete_pending_leave(user);
+            self.hook_left(user, meta.as_ref(), now, store);
+            self.presence_changed(user, None, now);
+        }
+        if !left.is_empty() {
+            self.hook_vacated(now, store);
         }
         let presence = &self.presence;
         for (user, event) in self.announcer.due(now, |u| presence.get(u).is_some()) {
@@ -1067,6 +1223,11 @@ impl Room {
             return Ok(Published { seq, id: message.id, duplicate: true });
         }
         self.meta.seq = seq;
+        if let Some(hooks) = self.hooks.as_mut() {
+            let event = HookEvent::Message { epoch: &self.meta.epoch, seq, from, user, data, message_id: id };
+            // See `hook_joined` on a failed write.
+            let _ = hooks.push(event, now, store);
+        }
         let recipients = self.conns.len() - usize::from(except.is_some_and(|c| self.conns.contains_key(&c)));
         self.messages_in += 1;
         self.messages_out += recipients as u64;
@@ -1219,3 +1380,5 @@ pub fn encode_stored(m: &StoredMessage) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod webhook_tests;

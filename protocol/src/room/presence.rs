@@ -94,13 +94,11 @@ impl Presence {
         Some(Change { event: PresenceEvent::Update, user: user.to_owned() })
     }
 
-    /// Removes every user whose grace period ended by `now`, returning them.
-    pub fn expire(&mut self, now: u64) -> Vec<String> {
+    /// Removes every user whose grace period ended by `now`, returning them with the meta they
+    /// kept through it.
+    pub fn expire(&mut self, now: u64) -> Vec<(String, Option<CompactJson>)> {
         let due: Vec<String> = self.members.iter().filter(|(_, m)| m.leave_at.is_some_and(|t| t <= now)).map(|(u, _)| u.clone()).collect();
-        for user in &due {
-            self.members.remove(user);
-        }
-        due
+        due.into_iter().filter_map(|user| self.members.remove(&user).map(|m| (user, m.meta))).collect()
     }
 
     /// When the next grace period ends.
@@ -150,7 +148,7 @@ mod tests {
         assert_eq!(p.connect("a", 3, None).event, PresenceEvent::Update);
         assert_eq!(p.next_due(), None);
         p.disconnect("a", 3, 200, 50);
-        assert_eq!(p.expire(250), vec!["a".to_string()]);
+        assert_eq!(p.expire(250), vec![("a".to_string(), None)]);
         assert!(p.is_empty());
     }
 

@@ -38,6 +38,36 @@ pub struct PendingLeave {
     pub meta: Option<String>,
 }
 
+/// One event in the outbox (`body` is the event's JSON without its `id`: see `webhook::event`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    /// The row number: grows with every event and is never reused (the event's id ends with it).
+    pub n: u64,
+    /// When the event was queued (or last re-queued), for its age.
+    pub ts: u64,
+    pub body: String,
+}
+
+/// How many events wait, how many are dead letters, and when the oldest waiting one was queued.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxCounts {
+    pub pending: u64,
+    pub dead: u64,
+    pub oldest_pending: Option<u64>,
+}
+
+/// The webhook delivery state that survives hibernation and restarts (one row).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebhookState {
+    /// Random per room, made once: the middle of every event id.
+    pub key: String,
+    /// Consecutive failed deliveries.
+    pub failures: u32,
+    /// No delivery before this time (ms).
+    pub next_at: u64,
+    pub last_error: Option<String>,
+}
+
 /// A storage failure. Transient from the room's point of view: the event that met it is answered
 /// with an error and nothing is broadcast, so no client sees a message that was not stored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -94,6 +124,35 @@ pub trait Store {
     fn banned_until(&mut self, user: &str) -> Result<Option<u64>, StoreError>;
     /// Forgets bans that ended by `now`.
     fn forget_bans(&mut self, now: u64) -> Result<(), StoreError>;
+
+    // ---- webhooks: the outbox (see `crate::webhook`) ------------------------------------------
+
+    /// Appends an event, queued at `ts`; its row number is one more than any before it.
+    fn outbox_push(&mut self, ts: u64, body: &str) -> Result<(), StoreError>;
+    /// The first `limit` pending events in row order, stopping once the body bytes before one
+    /// reach `max_bytes` (the first always comes). Dead letters are skipped.
+    fn outbox_take(&mut self, limit: usize, max_bytes: usize) -> Result<Vec<OutboxRow>, StoreError>;
+    /// Whether any event is pending.
+    fn outbox_any_pending(&mut self) -> Result<bool, StoreError>;
+    /// Deletes exactly these rows (a delivered batch).
+    fn outbox_delete(&mut self, rows: &[u64]) -> Result<(), StoreError>;
+    /// Makes pending events queued before `before_ts` dead letters; returns how many.
+    fn outbox_mark_dead(&mut self, before_ts: u64) -> Result<u64, StoreError>;
+    /// Makes every dead letter pending again, queued at `now` (it keeps its row number, so its
+    /// id); returns how many.
+    fn outbox_requeue(&mut self, now: u64) -> Result<u64, StoreError>;
+    fn outbox_counts(&mut self) -> Result<OutboxCounts, StoreError>;
+    fn webhook_state(&mut self) -> Result<Option<WebhookState>, StoreError>;
+    fn put_webhook_state(&mut self, state: &WebhookState) -> Result<(), StoreError>;
+    /// The users the webhooks last reported present (joined and not yet left), with the meta
+    /// they joined with: after a restart that took their sockets, they are reported as left.
+    fn present_users(&mut self) -> Result<Vec<(String, Option<String>)>, StoreError>;
+    fn put_present(&mut self, user: &str, meta: Option<&str>) -> Result<(), StoreError>;
+    fn delete_present(&mut self, user: &str) -> Result<(), StoreError>;
+
+    /// Deletes every stored message (and with them their idempotency records) and starts
+    /// `meta`'s epoch at its seq. Returns how many messages were deleted.
+    fn reset(&mut self, meta: &RoomMeta) -> Result<u64, StoreError>;
 }
 
 /// The first `limit` messages, stopping once the `data` bytes before one reach `max_bytes`.
@@ -119,6 +178,11 @@ pub struct MemoryStore {
     leaves: BTreeMap<String, PendingLeave>,
     clients: BTreeMap<String, (String, u64)>,
     bans: BTreeMap<String, u64>,
+    /// (row, queued at, body, dead).
+    outbox: BTreeMap<u64, (u64, String, bool)>,
+    outbox_next: u64,
+    webhook: Option<WebhookState>,
+    present: BTreeMap<String, Option<String>>,
     /// When set, every write fails.
     pub fail_writes: bool,
 }
@@ -211,5 +275,107 @@ impl Store for MemoryStore {
         self.writable()?;
         self.bans.retain(|_, until| *until > now);
         Ok(())
+    }
+    fn outbox_push(&mut self, ts: u64, body: &str) -> Result<(), StoreError> {
+        self.writable()?;
+        self.outbox_next += 1;
+        self.outbox.insert(self.outbox_next, (ts, body.to_owned(), false));
+        Ok(())
+    }
+    fn outbox_take(&mut self, limit: usize, max_bytes: usize) -> Result<Vec<OutboxRow>, StoreError> {
+        let mut bytes = 0usize;
+        Ok(self
+            .outbox
+            .iter()
+            .filter(|(_, (_, _, dead))| !dead)
+            .take(limit)
+            .take_while(|(_, (_, body, _))| {
+                let fits = bytes < max_bytes;
+                bytes = bytes.saturating_add(body.len());
+                fits
+            })
+            .map(|(n, (ts, body, _))| OutboxRow { n: *n, ts: *ts, body: body.clone() })
+            .collect())
+    }
+    fn outbox_any_pending(&mut self) -> Result<bool, StoreError> {
+        Ok(self.outbox.values().any(|(_, _, dead)| !dead))
+    }
+    fn outbox_delete(&mut self, rows: &[u64]) -> Result<(), StoreError> {
+        self.writable()?;
+        for n in rows {
+            self.outbox.remove(n);
+        }
+        Ok(())
+    }
+    fn outbox_mark_dead(&mut self, before_ts: u64) -> Result<u64, StoreError> {
+        self.writable()?;
+        let mut n = 0;
+        for (ts, _, dead) in self.outbox.values_mut() {
+            if !*dead && *ts < before_ts {
+                *dead = true;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+    fn outbox_requeue(&mut self, now: u64) -> Result<u64, StoreError> {
+        self.writable()?;
+        let mut n = 0;
+        for (ts, _, dead) in self.outbox.values_mut() {
+            if *dead {
+                *dead = false;
+                *ts = now;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+    fn outbox_counts(&mut self) -> Result<OutboxCounts, StoreError> {
+        let mut c = OutboxCounts::default();
+        for (ts, _, dead) in self.outbox.values() {
+            if *dead {
+                c.dead += 1;
+            } else {
+                c.pending += 1;
+                c.oldest_pending = Some(c.oldest_pending.map_or(*ts, |o: u64| o.min(*ts)));
+            }
+        }
+        Ok(c)
+    }
+    fn webhook_state(&mut self) -> Result<Option<WebhookState>, StoreError> {
+        Ok(self.webhook.clone())
+    }
+    fn put_webhook_state(&mut self, state: &WebhookState) -> Result<(), StoreError> {
+        self.writable()?;
+        self.webhook = Some(state.clone());
+        Ok(())
+    }
+    fn present_users(&mut self) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        Ok(self.present.iter().map(|(u, m)| (u.clone(), m.clone())).collect())
+    }
+    fn put_present(&mut self, user: &str, meta: Option<&str>) -> Result<(), StoreError> {
+        self.writable()?;
+        self.present.insert(user.to_owned(), meta.map(str::to_owned));
+        Ok(())
+    }
+    fn delete_present(&mut self, user: &str) -> Result<(), StoreError> {
+        self.writable()?;
+        self.present.remove(user);
+        Ok(())
+    }
+    fn reset(&mut self, meta: &RoomMeta) -> Result<u64, StoreError> {
+        self.writable()?;
+        let deleted = self.messages.len() as u64;
+        self.messages.clear();
+        self.meta = Some(meta.clone());
+        Ok(deleted)
+    }
+}
+
+impl MemoryStore {
+    /// Every outbox row in row order, dead letters included, as (row, body, dead): what a test
+    /// reads to check what was recorded.
+    pub fn outbox_rows(&self) -> Vec<(u64, String, bool)> {
+        self.outbox.iter().map(|(n, (_, body, dead))| (*n, body.clone(), *dead)).collect()
     }
 }

@@ -379,7 +379,7 @@ fn http_publish_validates_the_whole_batch_first() {
     sim.deliver();
     assert_eq!(sim.seqs(a), [1, 2]);
     assert_eq!(sim.frames(a, "message")[0]["from"], API_ORIGIN);
-    let stats = sim.room.stats(&mut sim.store).unwrap();
+    let stats = sim.room.stats(sim.now, &mut sim.store).unwrap();
     assert_eq!((stats.seq, stats.messages_in, stats.messages_out, stats.history), (2, 2, 2, 2));
 }
 

@@ -1,0 +1,182 @@
+// Webhooks (issue #16), end to end against the real runtime with a receiver on 127.0.0.1 in this
+// process: the events of a WS publish, an HTTP publish, joins, leaves and occupancy, signed per
+// Standard Webhooks (checked here with node:crypto, not with the project's code); a failing
+// receiver gets the same events again with the same ids; old events become dead letters that
+// the API re-queues; deleting a room's history starts a new epoch that a resuming client is told
+// about. The chaos suite covers crashes and a receiver failing at random.
+import assert from "node:assert/strict";
+import { createHmac, randomBytes } from "node:crypto";
+import { createServer } from "node:http";
+import { after, before, test } from "node:test";
+import { ALL_RIGHTS, api, Client, roomName, startEdge, token, until } from "../harness.mjs";
+
+const SECRET = `whsec_${randomBytes(24).toString("base64")}`;
+const KEY = Buffer.from(SECRET.slice("whsec_".length), "base64");
+const GRACE_MS = 300;
+const MAX_AGE_SECONDS = 4;
+
+/** Every POST the receiver got: headers, body, parsed events, the status it answered. */
+const requests = [];
+/** Rooms whose POSTs the receiver answers with 500 for now. */
+const failing = new Set();
+let receiver;
+let edge;
+
+before(async () => {
+  receiver = createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      const body = Buffer.concat(chunks).toString("utf8");
+      let events = [];
+      try { events = JSON.parse(body).events; } catch { /* recorded as is; the test fails on it */ }
+      const status = events.some((e) => failing.has(e.room)) ? 500 : 204;
+      requests.push({ method: req.method, headers: req.headers, body, events, status });
+      res.writeHead(status).end();
+    });
+  });
+  await new Promise((resolve) => receiver.listen(0, "127.0.0.1", resolve));
+  const url = `http://127.0.0.1:${receiver.address().port}/hooks`;
+  edge = await startEdge({
+    vars: {
+      WEBHOOK_URL: url,
+      // A secret reaches the Worker like a var; the harness passes vars on the command line.
+      WEBHOOK_SECRET: SECRET,
+      WEBHOOK_EVENTS: "message.published,presence.joined,presence.left,room.occupied,room.vacated",
+      WEBHOOK_MAX_AGE_SECONDS: MAX_AGE_SECONDS,
+      WEBHOOK_TIMEOUT_MS: 3000,
+      PRESENCE_GRACE_MS: GRACE_MS,
+    },
+  });
+});
+after(async () => {
+  await edge?.stop();
+  await new Promise((resolve) => (receiver ? receiver.close(resolve) : resolve()));
+});
+
+/** The events of `room` the receiver acknowledged, in the order it got them. */
+const delivered = (room) => requests.filter((r) => r.status < 300).flatMap((r) => r.events).filter((e) => e.room === room);
+const attempted = (room) => requests.flatMap((r) => r.events).filter((e) => e.room === room);
+const stats = async (room) => (await api(edge, "GET", `/rooms/${room}/stats`)).json.webhook;
+
+/** Standard Webhooks verification, written out with node:crypto. */
+function verify(request) {
+  const id = request.headers["webhook-id"];
+  const timestamp = request.headers["webhook-timestamp"];
+  const expected = createHmac("sha256", KEY).update(`${id}.${timestamp}.${request.body}`).digest("base64");
+  assert.equal(request.headers["webhook-signature"], `v1,${expected}`, "signature");
+  assert.ok(Math.abs(Date.now() / 1000 - Number(timestamp)) < 300, "timestamp within 5 minutes");
+  const tampered = createHmac("sha256", KEY).update(`${id}.${timestamp}.${request.body} `).digest("base64");
+  assert.notEqual(request.headers["webhook-signature"], `v1,${tampered}`);
+  assert.equal(request.method, "POST");
+  assert.equal(request.headers["content-type"], "application/json");
+  assert.equal(request.headers["user-agent"], "roomcast-webhooks/1");
+  assert.equal(id, `batch_${request.events[0].id}_${request.events.length}`);
+  assert.ok(!request.body.includes("\n"));
+}
+
+test("a WS publish, an HTTP publish, joins, leaves and occupancy arrive signed, in order", async () => {
+  const room = roomName("hooks");
+  const alice = await Client.connect(edge, room, { cid: "a1", user: "alice", meta: JSON.stringify({ device: "phone" }) });
+  const bob = await Client.connect(edge, room, { cid: "b1", user: "bob" });
+  assert.equal((await alice.publish("m1", { text: "hi\nthere" })).type, "ack");
+  const http = await api(edge, "POST", `/rooms/${room}/messages`, { data: { n: 1 }, id: "h1" });
+  assert.equal(http.status, 200);
+  await alice.close();
+  await bob.close();
+  await until(() => delivered(room).some((e) => e.type === "room.vacated"), { what: "room.vacated", timeoutMs: 15_000 });
+  const events = delivered(room);
+  assert.deepEqual(events.map((e) => [e.type, e.user ?? ""]), [
+    ["room.occupied", ""], ["presence.joined", "alice"], ["presence.joined", "bob"],
+    ["message.published", "alice"], ["message.published", ":api"],
+    ["presence.left", "alice"], ["presence.left", "bob"], ["room.vacated", ""],
+  ]);
+  const [occupied, joined, , ws, api_] = events;
+  assert.deepEqual(Object.keys(occupied), ["id", "type", "room", "ts"]);
+  assert.deepEqual(joined.meta, { device: "phone" });
+  assert.deepEqual(Object.keys(ws), ["id", "type", "room", "ts", "epoch", "seq", "from", "user", "data", "messageId"]);
+  assert.deepEqual([ws.epoch, ws.seq, ws.from, ws.data, ws.messageId], [alice.welcome.epoch, 1, "a1", { text: "hi\nthere" }, "m1"]);
+  assert.deepEqual([api_.seq, api_.from, api_.user, api_.data, api_.messageId], [2, ":api", ":api", { n: 1 }, "h1"]);
+  assert.deepEqual(events[5].meta, { device: "phone" }, "left carries the meta kept through the grace period");
+  // Ids: evt_<key>_<row>, unique, rows growing in the order the events happened.
+  const rows = events.map((e) => /^evt_([0-9a-f]{16})_(\d+)$/.exec(e.id));
+  assert.ok(rows.every(Boolean), JSON.stringify(events.map((e) => e.id)));
+  assert.equal(new Set(rows.map((m) => m[1])).size, 1, "one key per room");
+  const numbers = rows.map((m) => Number(m[2]));
+  assert.deepEqual(numbers, [...numbers].sort((a, b) => a - b));
+  assert.equal(new Set(numbers).size, numbers.length);
+  for (const r of requests.filter((r) => r.events.some((e) => e.room === room))) verify(r);
+  const s = await stats(room);
+  assert.deepEqual([s.enabled, s.pending, s.failures, s.lastError, s.deadLetters], [true, 0, 0, null, 0]);
+  assert.ok(s.delivered >= 1);
+});
+
+test("a receiver answering 500 gets the same events again, with the same ids, once it answers 2xx", async () => {
+  const room = roomName("hooks-retry");
+  failing.add(room);
+  const c = await Client.connect(edge, room, { cid: "c1", user: "carol" });
+  const { events: first } = await until(() => requests.find((r) => r.events.some((e) => e.room === room)), { what: "a first attempt" });
+  const failed = await until(async () => { const s = await stats(room); return s.failures >= 1 && s; }, { what: "a failure in stats" });
+  assert.equal(failed.lastError, "HTTP 500");
+  assert.ok(failed.pending >= 2);
+  assert.ok(!JSON.stringify(failed).includes("127.0.0.1"), "stats never show the URL");
+  failing.delete(room);
+  await until(() => delivered(room).length >= first.length, { what: "the retry", timeoutMs: 15_000 });
+  assert.deepEqual(delivered(room).slice(0, first.length), first, "the same events, ids and all");
+  const s = await stats(room);
+  assert.deepEqual([s.failures, s.lastError], [0, null]);
+  await c.close();
+});
+
+test("events older than WEBHOOK_MAX_AGE_SECONDS become dead letters; requeue delivers them with their ids", async () => {
+  const room = roomName("hooks-dead");
+  failing.add(room);
+  const c = await Client.connect(edge, room, { cid: "d1", user: "dave" });
+  await c.close();
+  // occupied, joined, left, vacated: all four end up dead while the receiver fails.
+  const dead = await until(async () => { const s = await stats(room); return s.deadLetters === 4 && s.pending === 0 && s; },
+    { what: "4 dead letters", timeoutMs: 40_000, intervalMs: 250 });
+  assert.equal(dead.enabled, true);
+  const tried = attempted(room);
+  assert.equal(delivered(room).length, 0);
+  failing.delete(room);
+  const requeue = await api(edge, "POST", `/rooms/${room}/webhooks/requeue`);
+  assert.deepEqual([requeue.status, requeue.json], [200, { requeued: 4 }]);
+  await until(() => delivered(room).length === 4, { what: "the re-queued events" });
+  const ids = delivered(room).map((e) => e.id);
+  assert.deepEqual(ids, [...new Set(tried.map((e) => e.id))], "the same ids, in order");
+  const s = await stats(room);
+  assert.deepEqual([s.deadLetters, s.pending], [0, 0]);
+  // The API key only.
+  const user = token("dave", { [room]: ALL_RIGHTS });
+  const refused = await api(edge, "POST", `/rooms/${room}/webhooks/requeue`, undefined, { key: user });
+  assert.equal(refused.status, 403);
+});
+
+test("DELETE history starts a new epoch: sockets close with 4013 and a resuming client is told", async () => {
+  const room = roomName("hooks-reset");
+  const c = await Client.connect(edge, room, { cid: "e1", user: "erin" });
+  await c.publish("p1", 1);
+  await c.publish("p2", 2);
+  const old = c.welcome.epoch;
+  const user = token("erin", { [room]: ALL_RIGHTS });
+  assert.equal((await api(edge, "DELETE", `/rooms/${room}/history`, undefined, { key: user })).status, 403, "the API key only");
+  const reset = await api(edge, "DELETE", `/rooms/${room}/history`);
+  assert.equal(reset.status, 200);
+  assert.equal(reset.json.deleted, 2);
+  assert.match(reset.json.epoch, /^[0-9a-f]{16}$/);
+  assert.notEqual(reset.json.epoch, old);
+  const closed = await c.closed;
+  assert.deepEqual([closed.code, closed.reason], [4013, "room reset"]);
+  const back = await Client.connect(edge, room, { cid: "e1", user: "erin", since: 2, epoch: old });
+  assert.deepEqual([back.welcome.epoch, back.welcome.seq], [reset.json.epoch, 0]);
+  assert.deepEqual(back.welcome.resume, { status: "not_recovered", reason: "epoch", since: 2 });
+  const history = await api(edge, "GET", `/rooms/${room}/history?since=0`);
+  assert.deepEqual([history.json.epoch, history.json.messages], [reset.json.epoch, []]);
+  assert.equal((await back.publish("p3", 3)).seq, 1, "seq starts again");
+  await until(() => delivered(room).filter((e) => e.type === "message.published").length === 3, { what: "the messages' events" });
+  const published = delivered(room).filter((e) => e.type === "message.published");
+  assert.deepEqual(published.map((e) => [e.epoch, e.seq]), [[old, 1], [old, 2], [reset.json.epoch, 1]], "events from before the reset are kept");
+  assert.ok(!delivered(room).some((e) => e.type === "presence.left"), "a reconnect within the grace period is no leave");
+  await back.close();
+});
