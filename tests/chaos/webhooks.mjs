@@ -17,27 +17,32 @@
 //   - duplicates (the same id again) are allowed, and counted.
 import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ALL_RIGHTS, api, roomName, sleep, startEdge, tempDir, token, until } from "../harness.mjs";
+import { ALL_RIGHTS, api, apiKey, roomName, sleep, startEdge, tempDir, token, until } from "../harness.mjs";
 import { faultReceiver, rng, webhookSecret } from "./fault-receiver.mjs";
 
 export const ALL_EVENTS = "message.published,presence.joined,presence.left,room.occupied,room.vacated";
 const TOL = 250; // ms: the room's clock and the clients' are the same machine's; ordering of observations
 
-/** GET with the API key that rides over a restart: retried while the runtime is down or 429/5xx. */
+/**
+ * GET with the API key that rides over a restart: retried while the runtime is down or 429/5xx.
+ * Each try is bounded (a room that does not answer is an error, not a hang).
+ */
 async function apiRetry(getEdge, path, { timeoutMs = 60_000 } = {}) {
   const deadline = Date.now() + timeoutMs;
+  let last = "";
   for (;;) {
+    let res;
     try {
-      const res = await api(getEdge(), "GET", path);
-      if (res.status === 200) return res.json;
-      if (res.status !== 429 && res.status < 500) throw new Error(`GET ${path}: ${res.status} ${res.text}`);
-      const wait = Number(res.headers.get("retry-after") ?? 0) * 1000;
-      await sleep(Math.max(100, Math.min(wait, 2000))); // what the server asked for
+      res = await fetch(`${getEdge().url}${path}`, { headers: { authorization: `Bearer ${apiKey()}` }, signal: AbortSignal.timeout(15_000) });
     } catch (e) {
-      if (e.message?.startsWith("GET ")) throw e;
-      await sleep(100); // the runtime is restarting: poll again
+      last = String(e.message ?? e); // the runtime is restarting, or the room did not answer
     }
-    if (Date.now() > deadline) throw new Error(`GET ${path} did not answer within ${timeoutMs} ms`);
+    if (res?.status === 200) return res.json();
+    if (res && res.status !== 429 && res.status < 500) throw new Error(`GET ${path}: ${res.status} ${await res.text()}`);
+    if (res) last = `${res.status} ${await res.text()}`;
+    if (Date.now() > deadline) throw new Error(`GET ${path} did not answer 200 within ${timeoutMs} ms (last: ${last})`);
+    const wait = Number(res?.headers.get("retry-after") ?? 0) * 1000;
+    await sleep(Math.max(100, Math.min(wait, 2000))); // what the server asked for, or a poll while it restarts
   }
 }
 
@@ -233,6 +238,7 @@ export async function webhookChaos({
       const present = churn.filter((c) => !c.quit && c.r?.state === "open");
       const downAt = Date.now();
       await edge.stop("SIGKILL");
+      writeFileSync(join(dir, `edge-${recoveries.length}.log`), edge.log);
       if (holding > 0) killedWhileHolding++;
       record({ t: "kill", n, holding });
       // A user present at the kill quits while the runtime is down: the room never sees the close.
@@ -267,22 +273,38 @@ export async function webhookChaos({
   await churnDone;
   for (const m of members) { record({ t: "close", cid: m.cid, user: m.user, room: m.room }); m.r.close(); }
   const leftAt = Date.now();
+  const finalStats = new Map();
+  // A wait that fails takes the runtime's log and the rooms' webhook state with it.
+  const orFail = async (promise) => {
+    try {
+      return await promise;
+    } catch (e) {
+      writeFileSync(join(dir, "edge-last.log"), edge.log);
+      const state = {};
+      for (const room of roomNames) state[room] = await apiRetry(getEdge, `/rooms/${room}/stats`, { timeoutMs: 20_000 }).then((s) => s.webhook, (err) => String(err.message));
+      for (const m of members) m.r.close();
+      await edge.stop();
+      await receiver.close();
+      throw new Error(`${e.message}; webhook state ${JSON.stringify(state)}; receiver ${JSON.stringify(receiver.counts)}; logs in ${dir}`);
+    }
+  };
   for (const room of roomNames) {
-    await until(async () => (await apiRetry(getEdge, `/rooms/${room}/presence`)).members.length === 0,
-      { timeoutMs: graceMs * 10 + 30_000, intervalMs: 100, what: `${room} to be empty after the grace period` });
+    await orFail(until(async () => (await apiRetry(getEdge, `/rooms/${room}/presence`)).members.length === 0,
+      { timeoutMs: graceMs * 10 + 30_000, intervalMs: 100, what: `${room} to be empty after the grace period` }));
   }
   const drainStart = Date.now();
-  const finalStats = new Map();
-  await until(async () => {
+  log(`rooms empty ${drainStart - leftAt} ms after everyone left; draining`);
+  await orFail(until(async () => {
     for (const room of roomNames) {
       const s = await apiRetry(getEdge, `/rooms/${room}/stats`);
       finalStats.set(room, s.webhook);
       if (s.webhook.pending !== 0) return false;
     }
     return true;
-  }, { timeoutMs: drainTimeoutMs, intervalMs: 200, what: "every room's webhook outbox to drain (stats webhook.pending == 0)" });
+  }, { timeoutMs: drainTimeoutMs, intervalMs: 200, what: "every room's webhook outbox to drain (stats webhook.pending == 0)" }));
   const drainMs = Date.now() - drainStart;
-  log(`outboxes drained ${drainMs} ms after the rooms emptied (${drainStart - leftAt} ms after everyone left)`);
+  writeFileSync(join(dir, "edge-last.log"), edge.log);
+  log(`outboxes drained ${drainMs} ms after the rooms emptied`);
 
   // ---- the truth: stored history, the clients' log, the receiver's log ----------------------------
   const stored = new Map(); // room -> { epoch, bySeq: Map(seq -> message) }
@@ -293,6 +315,45 @@ export async function webhookChaos({
   await edge.stop();
   await receiver.close();
 
+  writeFileSync(join(dir, "truth.json"), JSON.stringify({
+    roomNames, graceMs, metaOf: Object.fromEntries(metaOf), finalStats: Object.fromEntries(finalStats),
+    stored: Object.fromEntries([...stored].map(([room, { epoch, bySeq }]) => [room, { epoch, messages: [...bySeq.values()] }])),
+  }));
+  const check = checkRun(dir);
+  return {
+    part: "webhooks", verifier: receiver.verifier, clients, churners, rooms, restarts: recoveries.length, killedWhileHolding,
+    published, acknowledged: acked.length, refused: refused.length, stored: check.stored,
+    events: check.events,
+    requests: { total: receiver.counts.requests, verified: receiver.counts.verified, answered500: receiver.counts.fail,
+      heldPastTimeout: receiver.counts.hold, reset: receiver.counts.reset, slow: receiver.counts.slow, ok: receiver.counts.ok },
+    presence: check.presence,
+    checks: check.counts, failed: check.failed, recoveries, drainMs,
+    webhookStats: Object.fromEntries(finalStats),
+    seconds: Math.round((Date.now() - started) / 1000), problems: check.problems, logs: dir,
+  };
+}
+
+/**
+ * The checks, from the files a run leaves in `dir` only: receiver.jsonl (what the receiver got),
+ * clients.jsonl (what the clients did and saw, kills and restarts), truth.json (the rooms' stored
+ * history read back after the run, and the run's settings). So a run can be checked again, and
+ * the checks can be shown to fail on a log with an event removed, moved or invented.
+ */
+export function checkRun(dir) {
+  const truth = JSON.parse(readFileSync(join(dir, "truth.json"), "utf8"));
+  const { roomNames, graceMs } = truth;
+  const metaOf = new Map(Object.entries(truth.metaOf));
+  const finalStats = new Map(Object.entries(truth.finalStats));
+  const stored = new Map(Object.entries(truth.stored).map(([room, { epoch, messages }]) => [room, { epoch, bySeq: new Map(messages.map((m) => [m.seq, m])) }]));
+  const lines = readFileSync(join(dir, "receiver.jsonl"), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
+  const clientEvents = readFileSync(join(dir, "clients.jsonl"), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
+  const acked = clientEvents.filter((c) => c.t === "ack");
+  const quitters = clientEvents.filter((c) => c.t === "close" && c.quit).length;
+  const downs = [];
+  for (const c of clientEvents) {
+    if (c.t === "kill") downs.push([c.at, Infinity]);
+    if (c.t === "up") downs.at(-1)[1] = c.at;
+  }
   const problems = [];
   const problem = (kind, text) => { if (counts[kind]++ < 5) problems.push(`${kind}: ${text}`); }; // 5 of each kind
   const counts = {
@@ -301,12 +362,9 @@ export async function webhookChaos({
     presenceAlternation: 0, missedLeft: 0, extraLeft: 0, inventedLeft: 0, inventedJoin: 0, badMeta: 0,
     occupancyAlternation: 0, inventedVacate: 0, occupancyAdjacency: 0, deadLetters: 0,
   };
-  const lines = readFileSync(receiver.logFile, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
-  const clientEvents = readFileSync(clientLog, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
 
   // signatures
   for (const l of lines) if (l.bad) problem("badSignatures", `${l.webhookId}: ${l.bad}`);
-  if (receiver.counts.badSignature > 0 && counts.badSignatures === 0) problem("badSignatures", `${receiver.counts.badSignature} refused`);
 
   // ids, batches, duplicates, order of first arrival
   const firstSeen = new Map(); // id -> event JSON
@@ -508,14 +566,8 @@ export async function webhookChaos({
   for (const e of firstSeen.values()) { const t = JSON.parse(e).type; types[t] = (types[t] ?? 0) + 1; }
   const failed = Object.values(counts).reduce((a, b) => a + b, 0);
   return {
-    part: "webhooks", verifier: receiver.verifier, clients, churners, rooms, restarts: recoveries.length, killedWhileHolding,
-    published, acknowledged: acked.length, refused: refused.length, stored: storedCount,
+    stored: storedCount, counts, failed, problems,
     events: { received: lines.filter((l) => !l.bad).length, distinct: firstSeen.size, duplicates, byType: types },
-    requests: { total: receiver.counts.requests, verified: receiver.counts.verified, answered500: receiver.counts.fail,
-      heldPastTimeout: receiver.counts.hold, reset: receiver.counts.reset, slow: receiver.counts.slow, ok: receiver.counts.ok },
     presence: { ...figures, joins, lefts },
-    checks: counts, failed, recoveries, drainMs,
-    webhookStats: Object.fromEntries(finalStats),
-    seconds: Math.round((Date.now() - started) / 1000), problems, logs: { receiver: receiver.logFile, clients: clientLog },
   };
 }
