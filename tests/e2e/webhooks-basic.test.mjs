@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { createHmac, randomBytes } from "node:crypto";
 import { createServer } from "node:http";
 import { after, before, test } from "node:test";
-import { ALL_RIGHTS, api, Client, roomName, startEdge, token, until } from "../harness.mjs";
+import { ALL_RIGHTS, api, Client, roomName, startEdge, tempDir, token, until } from "../harness.mjs";
 
 const SECRET = `whsec_${randomBytes(24).toString("base64")}`;
 const KEY = Buffer.from(SECRET.slice("whsec_".length), "base64");
@@ -21,6 +21,7 @@ const requests = [];
 const failing = new Set();
 let receiver;
 let edge;
+let vars;
 
 before(async () => {
   receiver = createServer((req, res) => {
@@ -31,23 +32,22 @@ before(async () => {
       let events = [];
       try { events = JSON.parse(body).events; } catch { /* recorded as is; the test fails on it */ }
       const status = events.some((e) => failing.has(e.room)) ? 500 : 204;
-      requests.push({ method: req.method, headers: req.headers, body, events, status });
+      requests.push({ method: req.method, headers: req.headers, body, events, status, at: Date.now() });
       res.writeHead(status).end();
     });
   });
   await new Promise((resolve) => receiver.listen(0, "127.0.0.1", resolve));
   const url = `http://127.0.0.1:${receiver.address().port}/hooks`;
-  edge = await startEdge({
-    vars: {
-      WEBHOOK_URL: url,
-      // A secret reaches the Worker like a var; the harness passes vars on the command line.
-      WEBHOOK_SECRET: SECRET,
-      WEBHOOK_EVENTS: "message.published,presence.joined,presence.left,room.occupied,room.vacated",
-      WEBHOOK_MAX_AGE_SECONDS: MAX_AGE_SECONDS,
-      WEBHOOK_TIMEOUT_MS: 3000,
-      PRESENCE_GRACE_MS: GRACE_MS,
-    },
-  });
+  vars = {
+    WEBHOOK_URL: url,
+    // A secret reaches the Worker like a var; the harness passes vars on the command line.
+    WEBHOOK_SECRET: SECRET,
+    WEBHOOK_EVENTS: "message.published,presence.joined,presence.left,room.occupied,room.vacated",
+    WEBHOOK_MAX_AGE_SECONDS: MAX_AGE_SECONDS,
+    WEBHOOK_TIMEOUT_MS: 3000,
+    PRESENCE_GRACE_MS: GRACE_MS,
+  };
+  edge = await startEdge({ vars });
 });
 after(async () => {
   await edge?.stop();
@@ -82,6 +82,10 @@ test("a WS publish, an HTTP publish, joins, leaves and occupancy arrive signed, 
   assert.equal((await alice.publish("m1", { text: "hi\nthere" })).type, "ack");
   const http = await api(edge, "POST", `/rooms/${room}/messages`, { data: { n: 1 }, id: "h1" });
   assert.equal(http.status, 200);
+  const ackedAt = Date.now();
+  // Delivery starts at once (the alarm is set for now), not at the next heartbeat sweep (30 s).
+  const carrying = await until(() => requests.find((r) => r.events.some((e) => e.room === room && e.messageId === "h1")), { what: "h1's event" });
+  assert.ok(carrying.at - ackedAt < 3000, `h1's event arrived ${carrying.at - ackedAt} ms after its ack`);
   await alice.close();
   await bob.close();
   await until(() => delivered(room).some((e) => e.type === "room.vacated"), { what: "room.vacated", timeoutMs: 15_000 });
@@ -179,4 +183,80 @@ test("DELETE history starts a new epoch: sockets close with 4013 and a resuming 
   assert.deepEqual(published.map((e) => [e.epoch, e.seq]), [[old, 1], [old, 2], [reset.json.epoch, 1]], "events from before the reset are kept");
   assert.ok(!delivered(room).some((e) => e.type === "presence.left"), "a reconnect within the grace period is no leave");
   await back.close();
+});
+
+test("the SDK reconnects after 4013 and reports the reset as a gap with reason epoch", async () => {
+  if (typeof WebSocket === "undefined") throw new Error("run node with --experimental-websocket (Node 20) for the SDK's WebSocket");
+  const { connect } = await import("../../sdk/dist/index.js");
+  const room = roomName("hooks-sdk");
+  const r = connect({ url: edge.url, room, clientId: "s1", echo: true, minReconnectDelayMs: 100, maxReconnectDelayMs: 500,
+    token: async () => token("sam", { [room]: ALL_RIGHTS }) });
+  const statuses = [];
+  const gaps = [];
+  r.on("status", (s) => statuses.push(s));
+  r.on("gap", (g) => gaps.push(g));
+  try {
+    await until(() => r.state === "open", { what: "open" });
+    assert.equal(await r.publish({ n: 1 }), 1);
+    assert.equal(await r.publish({ n: 2 }), 2);
+    const reset = await api(edge, "DELETE", `/rooms/${room}/history`);
+    assert.equal(reset.status, 200);
+    await until(() => gaps.length > 0 && r.state === "open", { what: "a gap, then open again" });
+    assert.deepEqual(gaps, [{ reason: "epoch", since: 2 }]);
+    assert.ok(statuses.some((s) => s.state === "reconnecting" && s.code === 4013 && s.reason === "room reset"), JSON.stringify(statuses));
+    assert.equal(await r.publish({ n: 3 }), 1, "the new epoch starts at seq 1");
+  } finally {
+    r.close();
+  }
+});
+
+test("a client leaving a hibernated room: members see it and presence.left follows its grace period, once", { timeout: 60_000 }, async () => {
+  const room = roomName("hooks-hib");
+  const alice = await Client.connect(edge, room, { cid: "h1", user: "alice" }, { pingEveryMs: 500 });
+  const bob = await Client.connect(edge, room, { cid: "h2", user: "bob" }, { pingEveryMs: 500 });
+  const before = (await api(edge, "GET", `/rooms/${room}/stats`)).json;
+  await until(() => delivered(room).length === 3, { what: "occupied and two joins" });
+  // Idle but for pings, which the runtime answers: this waits out local workerd's idle timeout
+  // (10 s), as tests/e2e/hibernation.test.mjs does; eviction is checked below.
+  await new Promise((r) => setTimeout(r, 13_000));
+  const closedAt = Date.now();
+  await bob.close(); // the close event wakes the room
+  const update = await alice.next((f) => f.type === "presence" && f.member.user === "bob" && f.member.connections === 0);
+  assert.equal(update.event, "update", "bob is in his grace period");
+  await alice.next((f) => f.type === "presence" && f.member.user === "bob" && f.event === "leave");
+  await until(() => delivered(room).some((e) => e.type === "presence.left"), { what: "presence.left" });
+  const after = (await api(edge, "GET", `/rooms/${room}/stats`)).json;
+  assert.ok(after.countersSince > before.countersSince, "the room was evicted before bob left");
+  const left = delivered(room).filter((e) => e.type === "presence.left");
+  assert.deepEqual(left.map((e) => e.user), ["bob"]);
+  assert.ok(left[0].ts - closedAt >= GRACE_MS - 50, `left ${left[0].ts - closedAt} ms after the close`);
+  await alice.close();
+  await until(() => delivered(room).some((e) => e.type === "room.vacated"), { what: "room.vacated" });
+  assert.deepEqual(delivered(room).map((e) => `${e.type} ${e.user ?? ""}`.trim()),
+    ["room.occupied", "presence.joined alice", "presence.joined bob", "presence.left bob", "presence.left alice", "room.vacated"]);
+});
+
+test("a crash takes every socket: a user back within the grace period is no leave and join, one who is not is left once", { timeout: 120_000 }, async () => {
+  const persistDir = tempDir("hooks-crash");
+  const room = roomName("hooks-crash");
+  let crashing = await startEdge({ persistDir, vars });
+  try {
+    await Client.connect(crashing, room, { cid: "k1", user: "alice" });
+    await Client.connect(crashing, room, { cid: "k2", user: "bob" });
+    await until(() => delivered(room).length === 3, { what: "occupied and two joins" });
+  } finally {
+    await crashing.stop("SIGKILL"); // no close event reaches the room
+  }
+  crashing = await startEdge({ persistDir, vars });
+  try {
+    // Alice's reconnect wakes the room; bob never comes back.
+    const alice = await Client.connect(crashing, room, { cid: "k1", user: "alice" });
+    await until(() => delivered(room).some((e) => e.type === "presence.left"), { what: "bob's leave" });
+    await alice.close();
+    await until(() => delivered(room).some((e) => e.type === "room.vacated"), { what: "room.vacated" });
+    assert.deepEqual(delivered(room).map((e) => `${e.type} ${e.user ?? ""}`.trim()),
+      ["room.occupied", "presence.joined alice", "presence.joined bob", "presence.left bob", "presence.left alice", "room.vacated"]);
+  } finally {
+    await crashing.stop();
+  }
 });

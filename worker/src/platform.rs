@@ -35,14 +35,20 @@ extern "C" {
     pub fn fanout(sockets: &js_sys::Array, text: &str, skip: &js_sys::Set);
 }
 
+// The timer is cleared as soon as the POST settles: a pending timer (AbortSignal.timeout's
+// included) would keep the object from hibernating for the whole timeout.
 #[wasm_bindgen(inline_js = "export async function postWebhook(url, headers, body, timeoutMs) {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), timeoutMs);
   try {
-    const res = await fetch(url, { method: 'POST', headers, body, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
+    const res = await fetch(url, { method: 'POST', headers, body, redirect: 'manual', signal: controller.signal });
     try { await res.body?.cancel(); } catch {}
     return res.status;
   } catch (e) {
-    if (e && (e.name === 'TimeoutError' || e.name === 'AbortError')) return 'timeout after ' + timeoutMs + ' ms';
+    if (controller.signal.aborted) return 'timeout after ' + timeoutMs + ' ms';
     return 'network error: ' + String((e && e.message) || e);
+  } finally {
+    clearTimeout(timer);
   }
 }")]
 extern "C" {

@@ -115,10 +115,13 @@ impl Loaded {
     }
 }
 
-/// Closing and closed sockets are skipped when rebuilding: `getWebSockets()` still lists them.
-fn is_open(ws: &WebSocket) -> bool {
-    let raw: &web_sys::WebSocket = ws.as_ref();
-    raw.ready_state() == web_sys::WebSocket::OPEN
+/// A socket whose close the room has handled (it closed it, or ran its close event) loses its
+/// attachment, so a later wake does not restore it: `getWebSockets()` still lists closing and
+/// closed sockets for a while. A socket the *client* closed keeps its attachment until its close
+/// event ran; a wake in between (the close event itself wakes a hibernated room) restores it, and
+/// the close event then ends it like any other, grace period and presence events included.
+fn forget_attachment(ws: &WebSocket) {
+    let _ = ws.serialize_attachment("");
 }
 
 impl RoomObject {
@@ -135,9 +138,6 @@ impl RoomObject {
         let mut connections = Vec::new();
         let ids = js_sys::WeakMap::new();
         for ws in self.state.get_websockets() {
-            if !is_open(&ws) {
-                continue;
-            }
             if let Some(info) = attachment(&ws) {
                 ids.set(ws.as_ref(), &wasm_bindgen::JsValue::from_f64(info.id as f64));
                 sockets.insert(info.id, ws);
@@ -217,15 +217,25 @@ impl RoomObject {
             match next {
                 Some(t) if loaded.alarm_at != Some(t) => {
                     loaded.alarm_at = Some(t);
-                    Some(t)
+                    Some(Some(t))
+                }
+                // Nothing is due any more (e.g. a webhook batch in flight, whose lost-batch alarm
+                // was set, came back and nothing else waits): the room need not wake again.
+                None if loaded.alarm_at.is_some() => {
+                    loaded.alarm_at = None;
+                    Some(None)
                 }
                 _ => None,
             }
         };
-        if let Some(t) = alarm {
-            // workers-rs reads an integer as an offset from now, not as a timestamp.
-            let offset = t.saturating_sub(platform::now_ms());
-            self.state.storage().set_alarm(std::time::Duration::from_millis(offset)).await?;
+        match alarm {
+            Some(Some(t)) => {
+                // workers-rs reads an integer as an offset from now, not as a timestamp.
+                let offset = t.saturating_sub(platform::now_ms());
+                self.state.storage().set_alarm(std::time::Duration::from_millis(offset)).await?;
+            }
+            Some(None) => self.state.storage().delete_alarm().await?,
+            None => {}
         }
         Ok(result)
     }
@@ -291,6 +301,7 @@ impl RoomObject {
                 l.sockets.remove(&id);
                 l.room.handle_close(id, now, &mut l.store);
             }
+            forget_attachment(ws);
         })
         .await
     }
@@ -347,6 +358,7 @@ fn carry_out(l: &mut Loaded) {
     }
     for (conn, code) in batch.closes {
         if let Some(ws) = l.sockets.remove(&conn) {
+            forget_attachment(&ws);
             let _ = ws.close(Some(code.code), Some(code.reason));
         }
     }

@@ -523,10 +523,11 @@ impl Room {
     // ---- webhooks ----------------------------------------------------------------------------
 
     /// Turns webhooks on for this room when the config applies to `name` (the adapter knows the
-    /// room's name): loads the outbox (its key is `fresh_key`, random, the first time) and
-    /// reports as left the users the webhooks last saw present who have neither a connection
-    /// nor a grace period any more (a restart took their sockets), then `room.vacated` if
-    /// nobody is left. Call it once, right after [`Room::load`].
+    /// room's name): loads the outbox (its key is `fresh_key`, random, the first time). Users
+    /// the webhooks last saw present who have neither a connection nor a grace period any more
+    /// (a restart took their sockets without a close) get a grace period from now, as for a
+    /// close: back within it, nothing is reported; otherwise `presence.left` (and `room.vacated`)
+    /// follow as usual. Call it once, right after [`Room::load`].
     pub fn attach_webhooks(&mut self, name: &str, fresh_key: &str, now: u64, store: &mut impl Store) -> Result<(), StoreError> {
         if !self.config.webhook.applies_to(name) {
             self.hooks = None;
@@ -534,13 +535,23 @@ impl Room {
         }
         self.hooks = Some(Outbox::load(name, self.config.webhook.clone(), fresh_key, store)?);
         if self.config.webhook.events.wants_presence() {
+            let grace = self.config.presence_grace_ms;
             let mut gone = false;
             for (user, meta) in store.present_users()? {
-                if self.presence.get(&user).is_none() {
-                    let meta = meta.and_then(|m| CompactJson::parse_owned(m).ok());
+                if self.presence.get(&user).is_some() {
+                    continue;
+                }
+                let meta = meta.and_then(|m| CompactJson::parse_owned(m).ok());
+                if grace == 0 {
                     self.hook_left(&user, meta.as_ref(), now, store);
                     gone = true;
+                    continue;
                 }
+                let due = now.saturating_add(grace);
+                // If this write fails, a later load starts the grace period again.
+                let _ = store.put_pending_leave(&PendingLeave { user: user.clone(), due, meta: meta.as_ref().map(|m| m.get().to_owned()) });
+                self.presence.restore_pending(&user, meta, due);
+                self.announcer.restore(&user, now);
             }
             if gone {
                 self.hook_vacated(now, store);

@@ -215,12 +215,33 @@ fn presence_left_exactly_once_across_hibernation_and_restarts() {
     }
     assert_eq!(h.types().iter().filter(|t| *t == "presence.left alice").count(), 1, "reloads never report it again");
     assert_eq!(h.events().last().unwrap()["meta"], serde_json::json!({"n": 1}));
-    // A restart takes bob's socket without a close: the next load reports him left, then the
-    // room vacated, once.
+    // A restart takes bob's socket without a close: he gets a grace period from the next load
+    // (restarts during it keep it), then is reported left, and the room vacated, once.
     h.reload(false);
+    h.advance(500);
     h.reload(false);
+    assert_eq!(h.types()[3..], ["presence.left alice"]);
+    assert_eq!(h.room.presence().get("bob").and_then(|m| m.leave_at), Some(h.now + 500), "the grace period survives a restart");
+    h.advance(500);
+    h.reload(false);
+    h.advance(10_000);
     assert_eq!(h.types()[3..], ["presence.left alice", "presence.left bob", "room.vacated"]);
     assert_eq!(h.room.hooks.as_ref().unwrap().key(), "00112233aabbccdd", "the key is made once");
+}
+
+#[test]
+fn a_user_back_within_the_grace_after_a_restart_is_no_leave_and_join() {
+    let mut h = H::new(hooked(ALL, 1_000));
+    h.connect("alice", None);
+    h.reload(false); // a crash: the socket is gone, no close event
+    h.advance(300);
+    h.connect("alice", None); // the SDK reconnects
+    h.advance(5_000);
+    assert_eq!(h.types(), ["room.occupied", "presence.joined alice"]);
+    let mut h = H::new(hooked(ALL, 0));
+    h.connect("alice", None);
+    h.reload(false);
+    assert_eq!(h.types(), ["room.occupied", "presence.joined alice", "presence.left alice", "room.vacated"], "no grace: left at the load");
 }
 
 #[test]
