@@ -56,8 +56,10 @@ export async function faultReceiver({
   const holdWaiters = [];
   let requestNo = 0;
 
+  let forced = null;
   const pick = (room) => {
     if (mode === "never") return "never";
+    if (forced) { const m = forced; forced = null; return m; }
     const r = random();
     let m = r < failRate ? "fail" : r < failRate + holdRate ? "hold" : r < failRate + holdRate + resetRate ? "reset"
       : r < failRate + holdRate + resetRate + slowRate ? "slow" : "ok";
@@ -144,6 +146,8 @@ export async function faultReceiver({
         holdWaiters.push(w);
       });
     },
+    /** The next request gets `m` ("hold", "fail", "reset", …) instead of a random draw. */
+    forceNext(m) { forced = m; },
     /** Switches the failure mode ("faults", "never", or "healthy": every request answered at once). */
     setMode(m) {
       mode = m;

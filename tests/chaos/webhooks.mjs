@@ -233,7 +233,11 @@ export async function webhookChaos({
     if (restartAt.has(n)) {
       flushBatch();
       const pauseStart = Date.now();
-      if (recoveries.length % 2 === 0) await receiver.whenHolding(8000); // mid-batch: a delivery is in flight
+      if (recoveries.length % 2 === 0) {
+        // mid-batch: the next delivery is held past the timeout, and the kill comes while it is
+        receiver.forceNext("hold");
+        await receiver.whenHolding(15_000);
+      }
       const holding = receiver.holding;
       const present = churn.filter((c) => !c.quit && c.r?.state === "open");
       const downAt = Date.now();
@@ -454,12 +458,14 @@ export function checkRun(dir) {
   const intervals = new Map(); // user -> [[openAt, closeAt]]
   const openSince = new Map(); // cid -> at
   const userRoom = new Map();
+  const firstAttempt = new Map(); // user -> when their first connection was started
   const closes = new Map(); // user -> [{at, quit, killAt}]
   const connects = new Map(); // user -> [at]
   const push = (map, k, v) => (map.get(k) ?? map.set(k, []).get(k)).push(v);
   const end = Date.now();
   for (const c of clientEvents) {
     if (c.user) userRoom.set(c.user, c.room);
+    if (c.user && !firstAttempt.has(c.user)) firstAttempt.set(c.user, c.at);
     if (c.t === "status") {
       if (c.state === "open") { if (!openSince.has(c.cid)) openSince.set(c.cid, c.at); } else if (openSince.has(c.cid)) {
         push(intervals, c.user, [openSince.get(c.cid), c.at]);
@@ -473,6 +479,7 @@ export function checkRun(dir) {
   const killedIn = (a, b) => downs.some(([k]) => k >= a && k <= b);
   const departures = new Map(); // user -> [{start, end, cause, nextConnect, mustLeave}]
   const figures = { departures: 0, longDepartures: 0, shortDepartures: 0, crashDepartures: 0, quitters };
+  for (const user of userRoom.keys()) if (!intervals.has(user)) intervals.set(user, []);
   for (const [user, ivs] of intervals) {
     ivs.sort((a, b) => a[0] - b[0]);
     const merged = [];
@@ -481,6 +488,13 @@ export function checkRun(dir) {
       else merged.push([...iv]);
     }
     const list = [];
+    // Before the first open the room may already have taken a connection the client never saw
+    // open (a kill between the room's welcome and the client reading it): a departure of unknown
+    // kind, from the first attempt.
+    const first = firstAttempt.get(user);
+    if (first !== undefined && (merged.length === 0 || merged[0][0] > first + TOL)) {
+      list.push({ start: first, end: merged[0]?.[0] ?? Infinity, cause: "crash", nextConnect: undefined, mustLeave: false });
+    }
     for (let i = 0; i < merged.length; i++) {
       const start = merged[i][1], stop = merged[i + 1]?.[0] ?? Infinity;
       // client-caused: a close() at the start of the gap (a quitter's at the kill); else the runtime's crash
