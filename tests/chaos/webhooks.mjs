@@ -175,11 +175,14 @@ export async function webhookChaos({
       await sleep(100 + Math.min(attempt, 20) * 50); // retry backoff
     }
   };
-  let batch = null; // { room, items: [n] }
-  const flushBatch = () => {
+  const batches = new Map(); // room -> { items: [n], size }: one HTTP batch being filled per room
+  let httpBatches = 0;
+  const flushBatch = (room) => {
+    const batch = batches.get(room);
     if (!batch) return;
-    const { room, items } = batch;
-    batch = null;
+    batches.delete(room);
+    const { items } = batch;
+    httpBatches++;
     track((async () => {
       const status = await httpPost(room, items.map((n) => ({ data: dataFor(n), id: `m${n}` })), (json) => {
         json.messages.forEach((m, i) => {
@@ -190,6 +193,7 @@ export async function webhookChaos({
       if (typeof status === "number") for (const n of items) refused.push({ room, key: `m${n}`, via: "batch", code: status });
     })());
   };
+  const flushAll = () => { for (const room of [...batches.keys()]) flushBatch(room); };
   const publishOne = (n) => {
     const room = roomNames[n % rooms];
     const key = `m${n}`;
@@ -202,10 +206,10 @@ export async function webhookChaos({
         (e) => { refused.push({ room, key, via: "sdk", code: e.code }); record({ t: "refused", room, key, code: e.code }); },
       ));
     } else if (x < sdkShare + httpBatchShare) {
-      if (batch && batch.room !== room) flushBatch();
-      batch ??= { room, items: [] };
+      if (!batches.has(room)) batches.set(room, { items: [], size: 2 + Math.floor(random() * 7) });
+      const batch = batches.get(room);
       batch.items.push(n);
-      if (batch.items.length >= 2 + Math.floor(random() * 7)) flushBatch();
+      if (batch.items.length >= batch.size) flushBatch(room);
     } else {
       track((async () => {
         const status = await httpPost(room, { data: dataFor(n), id: key }, (json) => {
@@ -231,7 +235,7 @@ export async function webhookChaos({
     if (due > Date.now()) await sleep(due - Date.now());
     if (inflight.size > 2000) await until(() => inflight.size < 1000, { timeoutMs: 120_000, intervalMs: 20, what: "publishes to drain" });
     if (restartAt.has(n)) {
-      flushBatch();
+      flushAll();
       const pauseStart = Date.now();
       if (recoveries.length % 2 === 0) {
         // mid-batch: the next delivery is held past the timeout, and the kill comes while it is
@@ -265,7 +269,7 @@ export async function webhookChaos({
       pausedMs += Date.now() - pauseStart;
     }
   }
-  flushBatch();
+  flushAll();
   await until(() => inflight.size === 0, { timeoutMs: 300_000, intervalMs: 20, what: "every publish to be acknowledged or refused" });
   log(`${published} published, ${acked.length} acknowledged; everyone leaves`);
 
@@ -327,7 +331,8 @@ export async function webhookChaos({
   const check = checkRun(dir);
   return {
     part: "webhooks", verifier: receiver.verifier, clients, churners, rooms, restarts: recoveries.length, killedWhileHolding,
-    published, acknowledged: acked.length, refused: refused.length, stored: check.stored,
+    published, acknowledged: acked.length, refused: refused.length, stored: check.stored, httpBatches,
+    acknowledgedVia: acked.reduce((o, a) => ({ ...o, [a.via]: (o[a.via] ?? 0) + 1 }), {}),
     events: check.events,
     requests: { total: receiver.counts.requests, verified: receiver.counts.verified, answered500: receiver.counts.fail,
       heldPastTimeout: receiver.counts.hold, reset: receiver.counts.reset, slow: receiver.counts.slow, ok: receiver.counts.ok },
