@@ -33,7 +33,7 @@ test("the fault receiver refuses a tampered body, a wrong key and an old timesta
 test("webhook chaos (short): every stored message and presence change reaches a failing receiver, in order, none invented", { timeout: 240_000 }, async () => {
   const r = await webhookChaos({
     clients: 6, rooms: 2, churners: 4, messages: 400, restarts: 2, seed: 5, durationMs: 14_000,
-    graceMs: 800, timeoutMs: 1500, maxFailuresInRow: 3,
+    graceMs: 800, timeoutMs: 1500, maxFailuresInRow: 3, drainTimeoutMs: 60_000,
   });
   console.log(JSON.stringify({ ...r, problems: r.problems.slice(0, 10) }));
   assert.deepEqual(r.problems, []);
