@@ -1,18 +1,38 @@
-// `npm run chaos -- [--clients N] [--rooms N] [--messages N] [--restarts N] [--seed N] [--storm N]`:
+// `npm run chaos -- [--clients N] [--rooms N] [--messages N] [--restarts N] [--seed N] [--storm N]
+//   [--webhook-messages N] [--webhook-restarts N] [--only webhooks]`:
 // the restart storm at full size (defaults: 100 clients, 4 rooms, 10,000 messages, 10 restarts),
-// then the reconnect storm (default 1,000 clients) with and without jitter.
+// the stalls, the reconnect storm (default 1,000 clients) with and without jitter, then the
+// webhook chaos run (default 5,000 messages, 5 restarts; tests/chaos/webhooks.mjs).
 // Prints the figures as JSON and exits non-zero if any acknowledged message was lost, duplicated
-// or reordered.
+// or reordered, or any webhook check failed.
 import { reconnectStorm } from "./reconnect-storm.mjs";
 import { restartStorm } from "./restart-storm.mjs";
 import { stalls } from "./stalls.mjs";
+import { webhookChaos } from "./webhooks.mjs";
 
 const args = {};
-for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, "")] = Number(process.argv[i + 1]);
-const result = await restartStorm({ ...args, log: (line) => console.error(`chaos: ${line}`) });
+let only;
+for (let i = 2; i < process.argv.length; i += 2) {
+  const name = process.argv[i].replace(/^--/, "");
+  if (name === "only") only = process.argv[i + 1];
+  else args[name] = Number(process.argv[i + 1]);
+}
+const log = (line) => console.error(`chaos: ${line}`);
+const webhooks = async () => {
+  console.error("chaos: webhooks to a failing receiver, with restarts");
+  const hooks = await webhookChaos({ messages: args["webhook-messages"] ?? 5000, restarts: args["webhook-restarts"] ?? 5, seed: args.seed ?? 1, log });
+  console.log(JSON.stringify(hooks, null, 2));
+  return hooks;
+};
+if (only === "webhooks") {
+  const hooks = await webhooks();
+  console.log(`${hooks.stored} passed, ${hooks.failed} failed`);
+  process.exit(hooks.failed === 0 ? 0 : 1);
+}
+const result = await restartStorm({ ...args, log });
 console.log(JSON.stringify(result, null, 2));
 console.error("chaos: stalls through a faulty proxy");
-const stall = await stalls({ clients: 50, log: (line) => console.error(`chaos: ${line}`) });
+const stall = await stalls({ clients: 50, log });
 console.log(JSON.stringify(stall, null, 2));
 // The reconnect storm, with the SDK's jitter and without, for the spread.
 const storm = args.storm ?? 1000;
@@ -22,6 +42,7 @@ for (const jitter of [true, false]) {
 }
 const stallFailures = Number(stall.blackhole.maxDetectMs > stall.blackhole.boundMs + 1000) + stall.delay.falseAlarms
   + stall.throttle.falseAlarms + Number(stall.slowConsumer.slowConsumerHadWhenFastDone >= 300);
-const bad = result.lost + result.duplicated + result.reordered + result.disagreements + result.gaps + stallFailures;
-console.log(`${result.acknowledged} passed, ${bad} failed`);
+const hooks = await webhooks();
+const bad = result.lost + result.duplicated + result.reordered + result.disagreements + result.gaps + stallFailures + hooks.failed;
+console.log(`${result.acknowledged + hooks.stored} passed, ${bad} failed`);
 process.exit(bad === 0 ? 0 : 1);
