@@ -21,6 +21,9 @@ const MAX_AGE_SECONDS = 4;
 const requests = [];
 /** Rooms whose POSTs the receiver answers with 500 for now. */
 const failing = new Set();
+/** Rooms whose POSTs the receiver does not answer for now; the POSTs it holds. */
+const holding = new Set();
+const held = [];
 let receiver;
 let edge;
 let vars;
@@ -33,6 +36,12 @@ before(async () => {
       const body = Buffer.concat(chunks).toString("utf8");
       let events = [];
       try { events = JSON.parse(body).events; } catch { /* recorded as is; the test fails on it */ }
+      if (events.some((e) => holding.has(e.room))) {
+        const h = { rooms: new Set(events.map((e) => e.room)), closed: false, res };
+        res.on("close", () => { h.closed = true; });
+        held.push(h);
+        return;
+      }
       const status = events.some((e) => failing.has(e.room)) ? 500 : 204;
       requests.push({ method: req.method, headers: req.headers, body, events, status, at: Date.now() });
       res.writeHead(status).end();
@@ -341,5 +350,32 @@ test("a room started by its alarm after a restart (no request names it) still de
   } finally {
     failing.delete(room);
     await own.stop();
+  }
+});
+
+test("a webhook POST in flight does not hold back the room's other timers: a grace period ends on time", async () => {
+  const room = roomName("hooks-held");
+  holding.add(room);
+  try {
+    const a = await Client.connect(edge, room, { cid: "h1", user: "hana" });
+    const b = await Client.connect(edge, room, { cid: "h2", user: "hugo" });
+    const post = await until(() => held.find((h) => h.rooms.has(room)), { what: "a POST the receiver holds" });
+    await b.close();
+    // The grace period (GRACE_MS) ends, and hana hears hugo left, while that POST still waits for
+    // its answer (WEBHOOK_TIMEOUT_MS); a room that waited for the POST in its alarm handler ended
+    // the grace period only after the POST timed out.
+    await a.next((f) => f.type === "presence" && f.event === "leave" && f.member.user === "hugo", 20_000);
+    assert.equal(post.closed, false, "the leave came while the POST was still in flight");
+    holding.delete(room);
+    for (const h of held.filter((h) => h.rooms.has(room) && !h.closed)) h.res.writeHead(503).end();
+    await a.close();
+    // Once answered, the room delivers every event of the room, in order.
+    await until(() => delivered(room).some((e) => e.type === "room.vacated"), { what: "the room's events", timeoutMs: 20_000 });
+    assert.deepEqual(delivered(room).map((e) => [e.type, e.user ?? ""]), [
+      ["room.occupied", ""], ["presence.joined", "hana"], ["presence.joined", "hugo"],
+      ["presence.left", "hugo"], ["presence.left", "hana"], ["room.vacated", ""],
+    ]);
+  } finally {
+    holding.delete(room);
   }
 });

@@ -590,11 +590,24 @@ impl DurableObject for RoomObject {
             })
             .await?;
         if let Some(request) = request {
-            let outcome = platform::post_webhook(&request).await;
-            let random = platform::random_u64();
-            // The result is recorded in a step of its own; the next batch, if any, is due at once
-            // and the alarm is set for it.
-            self.with_room(|l, now| l.room.handle_webhook_result(request.attempt, outcome, now, random, &mut l.store)).await?;
+            // The POST runs on its own, not in this handler: a handler that waited for it would
+            // hold back the room's next alarm (a grace period ending, the heartbeat sweep) for up
+            // to WEBHOOK_TIMEOUT_MS (found by the webhook chaos run). `waitUntil` keeps its I/O
+            // alive after the handler returns. Its result is recorded in a step of its own; until
+            // then the outbox sends nothing else (one batch in flight), and the next batch, if any,
+            // is due at once and the alarm is set for it.
+            let core = self.core.clone();
+            let delivery = async move {
+                let outcome = platform::post_webhook(&request).await;
+                let random = platform::random_u64();
+                core.with_room(|l, now| l.room.handle_webhook_result(request.attempt, outcome, now, random, &mut l.store))
+                    .await
+                    .map(|_| wasm_bindgen::JsValue::UNDEFINED)
+                    .map_err(wasm_bindgen::JsValue::from)
+            };
+            // If the runtime refused the promise, the batch counts as lost: the outbox's own
+            // deadline for it sends it again.
+            let _ = self.state.as_raw().wait_until(&worker::wasm_bindgen_futures::future_to_promise(delivery));
         }
         Response::ok("")
     }
