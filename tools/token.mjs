@@ -1,6 +1,8 @@
 #!/usr/bin/env node
-// Mints roomcast access tokens: HS256 JWTs signed with ROOMCAST_SECRET. This is exactly what an
-// application's backend signs; `roomcast_protocol::token::mint` does the same in Rust.
+// Mints roomcast access tokens: HS256 JWTs signed with ROOMCAST_SECRET, for this repository's
+// tools and tests. A backend uses `mintToken` from the published `roomcast/server` (the same
+// tokens, byte for byte: sdk/test/server.test.mjs); `roomcast_protocol::token::mint` does the
+// same in Rust.
 //
 //   import { mintToken } from "./tools/token.mjs";
 //   const token = mintToken({ secret, user: "alice", rooms: { "chat:*": ["subscribe", "publish", "presence"] },
