@@ -250,8 +250,10 @@ export async function webhookChaos({
       if (holding > 0) killedWhileHolding++;
       record({ t: "kill", n, holding });
       // A user present at the kill quits while the runtime is down: the room never sees the close.
-      if (present.length > 0 && quitters < Math.ceil(churners / 3)) {
-        const c = present[Math.floor(random() * present.length)];
+      // (The churn goes on during the kill: a user may have left meanwhile, and has no client.)
+      const stillThere = present.filter((c) => c.r && !c.quit);
+      if (stillThere.length > 0 && quitters < Math.ceil(churners / 3)) {
+        const c = stillThere[Math.floor(random() * stillThere.length)];
         c.quit = true;
         quitters++;
         record({ t: "close", cid: c.r.clientId, user: c.user, room: c.room, quit: true, killAt: downAt });
