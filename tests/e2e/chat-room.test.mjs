@@ -49,8 +49,12 @@ test("rewind: the last N messages, then live ones, with no gap or duplicate whil
   const publisher = await Client.connect(edge, room, { cid: "pub", user: "pub" });
   let n = 0;
   let racing = true;
+  // Paced inside the room's message rate (50/s, burst 100), so no publish is refused.
   const race = (async () => {
-    while (racing) await publisher.publish(`live-${++n}`, `live ${n}`);
+    while (racing) {
+      await publisher.publish(`live-${++n}`, `live ${n}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
   })();
   const joiners = await Promise.all([1, 2, 3, 4].map((i) => Client.connect(edge, room, { cid: `j${i}`, user: `j${i}`, rewind: 5 })));
   racing = false;

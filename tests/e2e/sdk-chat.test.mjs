@@ -99,8 +99,13 @@ test("rewind: the last N stored messages as message events, then live ones, with
   await publisher.opened;
   let racing = true;
   let n = 0;
+  // Paced at about 40 a second, inside the room's message rate (50/s, burst 100): unpaced, a fast
+  // runtime acks quickly enough for one publisher to run into rate_limited.
   const race = (async () => {
-    while (racing) await publisher.room.publish({ live: ++n });
+    while (racing) {
+      await publisher.room.publish({ live: ++n });
+      await sleep(25);
+    }
   })();
   // joiners arrive one by one while the publisher keeps the room busy
   const joiners = [];
