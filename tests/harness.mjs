@@ -251,3 +251,15 @@ let unique = 0;
 export function roomName(prefix = "t") {
   return `${prefix}-${process.pid}-${Date.now().toString(36)}-${unique++}`;
 }
+
+/** A small seeded generator (mulberry32), so a run with faults chosen at random can be repeated. */
+export function rng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

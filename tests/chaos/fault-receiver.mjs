@@ -14,18 +14,8 @@ import { randomBytes } from "node:crypto";
 import { appendFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { Webhook } from "standardwebhooks";
+import { rng } from "../harness.mjs";
 
-/** A small seeded generator (mulberry32), so a run can be repeated. */
-export function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A fresh Standard Webhooks secret: `whsec_` + base64 of 32 random bytes. */
 export function webhookSecret() {

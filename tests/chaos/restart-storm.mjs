@@ -8,19 +8,8 @@
 //   - refused or unacknowledged publishes are reported, never silently dropped;
 //   - no gap is reported (history is configured to cover the run).
 import { appendFileSync, writeFileSync } from "node:fs";
-import { ALL_RIGHTS, api, roomName, sleep, startEdge, tempDir, token, until } from "../harness.mjs";
+import { ALL_RIGHTS, api, rng, roomName, sleep, startEdge, tempDir, token, until } from "../harness.mjs";
 
-/** A small seeded generator (mulberry32), so a run can be repeated. */
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export async function restartStorm({
   clients = 100, rooms = 4, messages = 10_000, restarts = 10, seed = 1,

@@ -17,8 +17,8 @@
 //   - duplicates (the same id again) are allowed, and counted.
 import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ALL_RIGHTS, api, apiKey, roomName, sleep, startEdge, tempDir, token, until } from "../harness.mjs";
-import { faultReceiver, rng, webhookSecret } from "./fault-receiver.mjs";
+import { ALL_RIGHTS, api, apiKey, rng, roomName, sleep, startEdge, tempDir, token, until } from "../harness.mjs";
+import { faultReceiver, webhookSecret } from "./fault-receiver.mjs";
 
 export const ALL_EVENTS = "message.published,presence.joined,presence.left,room.occupied,room.vacated";
 const TOL = 250; // ms: the room's clock and the clients' are the same machine's; ordering of observations
