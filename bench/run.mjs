@@ -40,10 +40,12 @@ const SCENARIOS = (full || option("--scenarios")
 const scenarios = option("--scenarios") ? SCENARIOS.filter((s) => option("--scenarios").split(",").includes(s.id)) : SCENARIOS;
 const systems = (option("--systems") ?? Object.keys(SYSTEMS).filter((id) => !SYSTEMS[id].control).join(",")).split(",");
 const rounds = Number(option("--rounds") ?? 5);
-const stepSeconds = Number(option("--step-seconds") ?? (full ? 2 : 1));
+const stepSeconds = Number(option("--step-seconds") ?? 2);
+// Slots per system per offered load (see runInterleaved): more slots, finer ratios, longer runs.
+const SLOTS = Number(option("--slots") ?? 3);
 // A focused run (a chosen ladder, systems or scenarios) answers one question: it writes its own
 // results file and prints per-step ratios, and leaves latest.json, the chart and the README alone.
-const focus = ["--ladder", "--systems", "--scenarios", "--step-seconds"].some((o) => option(o) !== undefined);
+const focus = ["--ladder", "--systems", "--scenarios", "--step-seconds", "--slots"].some((o) => option(o) !== undefined);
 const mode = focus ? "focus" : full ? "full" : "quick";
 
 function shuffle(list) {
@@ -90,25 +92,31 @@ async function firstEcho(system, server) {
   b.ws.terminate();
 }
 
-function runLoad(system, server, scenario) {
+/**
+ * Every system of the round against `scenario`, interleaved (`roomcast-bench interleave`): all
+ * servers up with their members connected, each offered load given to one system at a time in
+ * slots of `stepSeconds`, SLOTS per system per load, in alternating order. Returns each system's
+ * result (one step per load: its slots added up) by id.
+ */
+function runInterleaved(servers, scenario) {
   const config = {
-    protocol: system.protocol,
-    url: system.url(server),
+    targets: servers.map(({ id, system, server }) => ({ name: id, protocol: system.protocol, url: system.url(server), server_pid: server.pid })),
     rooms: scenario.rooms,
     members: scenario.members,
     publishers_per_room: Math.min(scenario.members, 5),
     size: scenario.size,
-    // A warm-up step at the first rate for half a step (not reported), then the ladder.
-    steps: [LADDER[0], ...LADDER].map((d, i) => ({ msgs_per_s: d / (scenario.members - 1), seconds: i === 0 ? stepSeconds / 2 : stepSeconds })),
-    warmup_steps: 1,
-    server_pid: server.pid,
+    levels: LADDER.map((d) => d / (scenario.members - 1)),
+    slot_seconds: stepSeconds,
+    slots: SLOTS,
+    // One slot per system at the first load before the measured ones (first writes, JIT tiers).
+    warmup_seconds: Math.max(1, stepSeconds / 2),
     knee_p99_ms: KNEE_P99_MS,
-    stop_after_knee: true,
     drain_seconds: DRAIN_SECONDS,
   };
   const file = join(tempDir("bench"), "config.json");
   writeFileSync(file, JSON.stringify(config));
-  return JSON.parse(execFileSync(LOADGEN, ["run", file], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 1 << 24 }));
+  const out = JSON.parse(execFileSync(LOADGEN, ["interleave", file], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 1 << 26 }));
+  return Object.fromEntries(out.map(({ name, result }) => [name, result]));
 }
 
 function machine() {
@@ -189,6 +197,8 @@ async function main() {
     ladder_deliveries_per_s: LADDER,
     reference_deliveries_per_s: REFERENCE,
     step_seconds: stepSeconds,
+    method: "interleaved",
+    slots: SLOTS,
     drain_seconds: DRAIN_SECONDS,
     systems: Object.fromEntries(systems.map((id) => [id, SYSTEMS[id].label])),
     scenarios,
@@ -199,25 +209,31 @@ async function main() {
   for (let round = 1; round <= rounds; round++) {
     const order = shuffle(systems);
     console.log(`\nround ${round}: ${order.join(" ")}`);
-    for (const id of order) {
-      const system = SYSTEMS[id];
-      // A fresh server per scenario: an overloaded step leaves a backlog that must not leak
-      // into the next scenario.
-      for (const scenario of scenarios) {
-        const t0 = performance.now();
-        const server = await system.start();
-        try {
+    // Fresh servers per scenario: an overloaded step leaves a backlog that must not leak into
+    // the next scenario. They start one after another (cold start measured alone), then take
+    // turns under load.
+    for (const scenario of scenarios) {
+      const servers = [];
+      try {
+        for (const id of order) {
+          const system = SYSTEMS[id];
+          const t0 = performance.now();
+          const server = await system.start();
+          servers.push({ id, system, server });
           await firstEcho(system, server);
-          const coldStartMs = performance.now() - t0;
-          const result = runLoad(system, server, scenario);
+          servers.at(-1).coldStartMs = performance.now() - t0;
+        }
+        const results = runInterleaved(servers, scenario);
+        for (const { id, coldStartMs } of servers) {
+          const result = results[id];
           runs.push({ round, system: id, scenario: scenario.id, cold_start_ms: coldStartMs, result });
           const ref = result.steps[LADDER.indexOf(REFERENCE)];
           const knee = Math.max(0, ...result.steps.filter((s) => s.within_knee).map((s) => s.deliveries_per_s));
           const atRef = ref ? `at ${Math.round(ref.offered_deliveries_per_s)}/s p50 ${ref.p50_ms} ms p99 ${ref.p99_ms} ms, ${ref.cpu_us_per_delivery.toFixed(2)} µs CPU/delivery` : "stopped below the reference load";
           console.log(`  ${id} ${scenario.id}: knee ${Math.round(knee)}/s; ${atRef}; idle ${result.idle_kib_per_connection.toFixed(1)} KiB/conn; cold start ${Math.round(coldStartMs)} ms`);
-        } finally {
-          await server.stop();
         }
+      } finally {
+        await Promise.all(servers.map(({ server }) => server.stop()));
       }
     }
     writeFileSync(join(dir, `${stamp}-${mode}.partial.json`), JSON.stringify(await collect({}), null, 1) + "\n");

@@ -134,6 +134,14 @@ export const SYSTEMS = {
     // A control for focused runs (`--systems A,B,R`), not part of the default comparison.
     control: true,
   },
+  RB: {
+    label: "minimal JS DO relaying roomcast-sized broadcast frames",
+    protocol: "relay",
+    start: wrangler("js-do", { ENVELOPE: "broadcast" }),
+    url: (s) => `${s.wsUrl}/rooms/{room}/ws`,
+    // AE's control for focused runs (`--systems AE,B,RB`): B with AE's frame bytes.
+    control: true,
+  },
   C: {
     label: "PartyServer (hibernate)",
     protocol: "relay",

@@ -246,10 +246,23 @@ async fn publish_for(
     (p, sent)
 }
 
-pub async fn run(config: RunConfig) -> Result<RunResult, LoadError> {
+/// One system's members, connected and ready for steps: its counters, its publishers and what
+/// connecting them cost.
+struct Target {
+    config: Arc<RunConfig>,
+    shared: Arc<Shared>,
+    publishers: Vec<Publisher>,
+    connections: usize,
+    connect_seconds: f64,
+    rss_before_kib: u64,
+    rss_connected_kib: u64,
+}
+
+/// Opens every member of `config` (counters for `step_count` steps) and starts their readers.
+async fn connect(config: RunConfig, step_count: usize) -> Result<Target, LoadError> {
     let shared = Arc::new(Shared {
         base: Instant::now(),
-        steps: (0..config.steps.len())
+        steps: (0..step_count)
             .map(|_| StepCounters {
                 delivered: AtomicU64::new(0),
                 reordered: AtomicU64::new(0),
@@ -258,7 +271,6 @@ pub async fn run(config: RunConfig) -> Result<RunResult, LoadError> {
             .collect(),
         closed: AtomicUsize::new(0),
     });
-
     let rss_before = procfs::rss_kib(config.server_pid);
     let connect_start = Instant::now();
     let total = config.rooms * config.members;
@@ -285,90 +297,292 @@ pub async fn run(config: RunConfig) -> Result<RunResult, LoadError> {
         }
         member += config.connect_concurrency;
     }
-    let connect_seconds = connect_start.elapsed().as_secs_f64();
-    let rss_connected = procfs::rss_kib(config.server_pid);
+    Ok(Target {
+        connect_seconds: connect_start.elapsed().as_secs_f64(),
+        rss_connected_kib: procfs::rss_kib(config.server_pid),
+        rss_before_kib: rss_before,
+        connections: total,
+        config,
+        shared,
+        publishers,
+    })
+}
 
-    let mut steps = Vec::new();
-    let recipients = (config.members - 1) as f64;
-    for (i, spec) in config.steps.iter().enumerate() {
-        let counters = &shared.steps[i];
-        let per_publisher = spec.msgs_per_s / publishers.len() as f64;
+/// What one step measured, before it is reported: its counts, CPU and latency histogram.
+struct Measured {
+    seconds: f64,
+    msgs_per_s: f64,
+    sent: u64,
+    delivered: u64,
+    reordered: u64,
+    cpu: f64,
+    sys: f64,
+    own: f64,
+    latency: Histogram<u64>,
+}
+
+impl Measured {
+    /// Several measurements of one offered load as one step (the interleaved slots of a level).
+    fn merge(parts: Vec<Measured>) -> Option<Measured> {
+        let mut parts = parts.into_iter();
+        let mut all = parts.next()?;
+        for p in parts {
+            all.seconds += p.seconds;
+            all.sent += p.sent;
+            all.delivered += p.delivered;
+            all.reordered += p.reordered;
+            all.cpu += p.cpu;
+            all.sys += p.sys;
+            all.own += p.own;
+            let _ = all.latency.add(&p.latency);
+        }
+        Some(all)
+    }
+
+    fn report(&self, recipients: u64, knee_p99_ms: f64) -> StepResult {
+        let expected = self.sent * recipients;
+        let ms = |q: f64| self.latency.value_at_quantile(q) as f64 / 1000.0;
+        let lost = expected.saturating_sub(self.delivered);
+        let p99 = ms(0.99);
+        let per_delivery = |s: f64| if self.delivered > 0 { s * 1e6 / self.delivered as f64 } else { 0.0 };
+        StepResult {
+            offered_msgs_per_s: self.msgs_per_s,
+            offered_deliveries_per_s: self.msgs_per_s * recipients as f64,
+            sent: self.sent,
+            expected,
+            delivered: self.delivered,
+            lost,
+            reordered: self.reordered,
+            // Over the sending window; a step whose deliveries spill far past it is over the knee anyway.
+            deliveries_per_s: self.delivered as f64 / self.seconds,
+            p50_ms: ms(0.5),
+            p90_ms: ms(0.9),
+            p99_ms: p99,
+            max_ms: self.latency.max() as f64 / 1000.0,
+            server_cpu_seconds: self.cpu,
+            cpu_us_per_delivery: per_delivery(self.cpu),
+            system_cpu_us_per_delivery: per_delivery(self.sys),
+            generator_cpu_seconds: self.own,
+            within_knee: lost == 0 && self.delivered > 0 && p99 <= knee_p99_ms,
+        }
+    }
+}
+
+impl Target {
+    fn recipients(&self) -> u64 {
+        self.config.members as u64 - 1
+    }
+
+    /// Offers `spec`'s load for its seconds (counted as step `index`), waits up to
+    /// `drain_seconds` for what is still in flight, and measures the server meanwhile.
+    async fn step(&mut self, spec: &StepSpec, index: usize) -> Measured {
+        let config = self.config.clone();
+        let counters = &self.shared.steps[index];
+        let per_publisher = spec.msgs_per_s / self.publishers.len() as f64;
         let interval = Duration::from_secs_f64(1.0 / per_publisher);
         let cpu_before = procfs::cpu_seconds(config.server_pid);
         let sys_before = procfs::system_cpu_seconds(config.server_pid);
         let own_before = procfs::own_cpu_seconds();
         let start = Instant::now() + Duration::from_millis(50);
         let end = start + Duration::from_secs_f64(spec.seconds);
-        let count = publishers.len();
-        let handles: Vec<_> = publishers
+        let count = self.publishers.len();
+        let handles: Vec<_> = self
+            .publishers
             .drain(..)
             .enumerate()
             .map(|(k, p)| {
                 // Publishers are spread evenly over one interval so the load is smooth.
                 let phase = interval.mul_f64(k as f64 / count as f64);
-                let (protocol, size, base) = (config.protocol, config.size, shared.base);
-                tokio::spawn(publish_for(p, protocol, size, i as u32, start + phase, interval, end, base))
+                let (protocol, size, base) = (config.protocol, config.size, self.shared.base);
+                tokio::spawn(publish_for(p, protocol, size, index as u32, start + phase, interval, end, base))
             })
             .collect();
         let mut sent = 0;
         for h in handles {
             let (p, n) = h.await.expect("publisher task");
             sent += n;
-            publishers.push(p);
+            self.publishers.push(p);
         }
-        let expected = sent * (config.members as u64 - 1);
+        let expected = sent * self.recipients();
         let drain_until = Instant::now() + Duration::from_secs_f64(config.drain_seconds);
         while counters.delivered.load(Ordering::Relaxed) < expected && Instant::now() < drain_until {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let cpu = procfs::cpu_seconds(config.server_pid) - cpu_before;
-        let sys = procfs::system_cpu_seconds(config.server_pid) - sys_before;
-        let own = procfs::own_cpu_seconds() - own_before;
-        let delivered = counters.delivered.load(Ordering::Relaxed);
-        let reordered = counters.reordered.load(Ordering::Relaxed);
-        let h = counters.latency_us.lock().map(|h| h.clone()).unwrap_or_else(|e| e.into_inner().clone());
-        let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-        let lost = expected.saturating_sub(delivered);
-        let p99 = ms(0.99);
-        let within_knee = lost == 0 && delivered > 0 && p99 <= config.knee_p99_ms;
-        steps.push(StepResult {
-            offered_msgs_per_s: spec.msgs_per_s,
-            offered_deliveries_per_s: spec.msgs_per_s * recipients,
+        let latency = counters.latency_us.lock().map(|h| h.clone()).unwrap_or_else(|e| e.into_inner().clone());
+        Measured {
+            seconds: spec.seconds,
+            msgs_per_s: spec.msgs_per_s,
             sent,
-            expected,
-            delivered,
-            lost,
-            reordered,
-            // Over the sending window; a step whose deliveries spill far past it is over the knee anyway.
-            deliveries_per_s: delivered as f64 / spec.seconds,
-            p50_ms: ms(0.5),
-            p90_ms: ms(0.9),
-            p99_ms: p99,
-            max_ms: h.max() as f64 / 1000.0,
-            server_cpu_seconds: cpu,
-            cpu_us_per_delivery: if delivered > 0 { cpu * 1e6 / delivered as f64 } else { 0.0 },
-            system_cpu_us_per_delivery: if delivered > 0 { sys * 1e6 / delivered as f64 } else { 0.0 },
-            generator_cpu_seconds: own,
-            within_knee,
-        });
-        if i < config.warmup_steps {
-            steps.pop();
+            delivered: counters.delivered.load(Ordering::Relaxed),
+            reordered: counters.reordered.load(Ordering::Relaxed),
+            cpu: procfs::cpu_seconds(config.server_pid) - cpu_before,
+            sys: procfs::system_cpu_seconds(config.server_pid) - sys_before,
+            own: procfs::own_cpu_seconds() - own_before,
+            latency,
+        }
+    }
+
+    fn finish(self, steps: Vec<StepResult>) -> RunResult {
+        let rss_after = procfs::rss_kib(self.config.server_pid);
+        let total = self.connections.max(1) as f64;
+        RunResult {
+            rss_after_kib: rss_after,
+            used_kib_per_connection: rss_after.saturating_sub(self.rss_before_kib) as f64 / total,
+            connections: self.connections,
+            connect_seconds: self.connect_seconds,
+            rss_before_kib: self.rss_before_kib,
+            rss_connected_kib: self.rss_connected_kib,
+            idle_kib_per_connection: self.rss_connected_kib.saturating_sub(self.rss_before_kib) as f64 / total,
+            steps,
+            closed: self.shared.closed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+pub async fn run(config: RunConfig) -> Result<RunResult, LoadError> {
+    let specs = config.steps.clone();
+    let (warmup_steps, stop_after_knee, knee) = (config.warmup_steps, config.stop_after_knee, config.knee_p99_ms);
+    let mut target = connect(config, specs.len()).await?;
+    let mut steps = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let step = target.step(spec, i).await.report(target.recipients(), knee);
+        if i < warmup_steps {
             continue;
         }
-        if config.stop_after_knee && !within_knee {
+        let within_knee = step.within_knee;
+        steps.push(step);
+        if stop_after_knee && !within_knee {
             break;
         }
     }
-    let rss_after = procfs::rss_kib(config.server_pid);
-    Ok(RunResult {
-        rss_after_kib: rss_after,
-        used_kib_per_connection: rss_after.saturating_sub(rss_before) as f64 / total.max(1) as f64,
-        connections: total,
-        connect_seconds,
-        rss_before_kib: rss_before,
-        rss_connected_kib: rss_connected,
-        idle_kib_per_connection: rss_connected.saturating_sub(rss_before) as f64 / total.max(1) as f64,
-        steps,
-        closed: shared.closed.load(Ordering::Relaxed),
-    })
+    Ok(target.finish(steps))
+}
+
+/// Several systems measured in turns: every system's members stay connected, and each offered
+/// load is given to one system at a time, in short slots that take turns (ABBA, so none is
+/// always first), `slots` times each. On a shared machine the cost of the same work drifts by
+/// 10–25 % over tens of seconds; systems measured minutes apart see different drifts, systems
+/// measured in alternating slots see the same one, so their ratio is what it is.
+#[derive(Debug, Deserialize)]
+pub struct InterleavedConfig {
+    pub targets: Vec<TargetSpec>,
+    pub rooms: usize,
+    pub members: usize,
+    pub publishers_per_room: usize,
+    pub size: usize,
+    /// Offered loads in messages per second over all rooms, climbing.
+    pub levels: Vec<f64>,
+    pub slot_seconds: f64,
+    /// Slots per system per level; their measurements add up to the level's step.
+    pub slots: usize,
+    /// One slot per system at the first level, before the measured ones, not reported.
+    pub warmup_seconds: f64,
+    pub knee_p99_ms: f64,
+    #[serde(default = "default_drain")]
+    pub drain_seconds: f64,
+    #[serde(default = "default_concurrency")]
+    pub connect_concurrency: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TargetSpec {
+    pub name: String,
+    pub protocol: Protocol,
+    pub url: String,
+    pub server_pid: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NamedResult {
+    pub name: String,
+    pub result: RunResult,
+}
+
+/// Waits until the server under `pid` is idle (under 5 % of a core over 200 ms), at most
+/// `limit`: a system pushed past its knee keeps working off its backlog, which must not be
+/// billed to, or slow down, the next system's slot.
+async fn quiet(pid: u32, limit: Duration) {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        let before = procfs::cpu_seconds(pid);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if procfs::cpu_seconds(pid) - before < 0.01 {
+            return;
+        }
+    }
+}
+
+pub async fn run_interleaved(config: InterleavedConfig) -> Result<Vec<NamedResult>, LoadError> {
+    let slot = |msgs_per_s: f64, seconds: f64| StepSpec { msgs_per_s, seconds };
+    // Step counters: 0 is the warm-up, then one per slot of every level.
+    let step_count = 1 + config.levels.len() * config.slots;
+    let mut targets = Vec::new();
+    for spec in &config.targets {
+        let run = RunConfig {
+            protocol: spec.protocol,
+            url: spec.url.clone(),
+            rooms: config.rooms,
+            members: config.members,
+            publishers_per_room: config.publishers_per_room,
+            size: config.size,
+            steps: Vec::new(),
+            server_pid: spec.server_pid,
+            knee_p99_ms: config.knee_p99_ms,
+            stop_after_knee: true,
+            warmup_steps: 0,
+            connect_concurrency: config.connect_concurrency,
+            drain_seconds: config.drain_seconds,
+        };
+        targets.push(connect(run, step_count).await?);
+    }
+    let first = config.levels.first().copied().unwrap_or(0.0);
+    for target in &mut targets {
+        target.step(&slot(first, config.warmup_seconds), 0).await;
+        quiet(target.config.server_pid, Duration::from_secs(10)).await;
+    }
+    let n = targets.len();
+    let mut steps: Vec<Vec<StepResult>> = (0..n).map(|_| Vec::new()).collect();
+    let mut active = vec![true; n];
+    for (level, &msgs_per_s) in config.levels.iter().enumerate() {
+        let mut parts: Vec<Vec<Measured>> = (0..n).map(|_| Vec::new()).collect();
+        let mut failed = vec![false; n];
+        for rep in 0..config.slots {
+            // Rotated by level, reversed every other pass: ABBA.
+            let mut order: Vec<usize> = (0..n).map(|k| (k + level) % n).collect();
+            if rep % 2 == 1 {
+                order.reverse();
+            }
+            for t in order {
+                if !active[t] || failed[t] {
+                    continue;
+                }
+                let measured = targets[t].step(&slot(msgs_per_s, config.slot_seconds), 1 + level * config.slots + rep).await;
+                if !measured.report(targets[t].recipients(), config.knee_p99_ms).within_knee {
+                    failed[t] = true;
+                    quiet(targets[t].config.server_pid, Duration::from_secs(20)).await;
+                }
+                parts[t].push(measured);
+            }
+        }
+        for (t, measured) in parts.into_iter().enumerate() {
+            if let Some(all) = Measured::merge(measured) {
+                let mut step = all.report(targets[t].recipients(), config.knee_p99_ms);
+                // A level is within the knee only if every one of its slots was.
+                step.within_knee &= !failed[t];
+                steps[t].push(step);
+            }
+            if failed[t] {
+                active[t] = false;
+            }
+        }
+        if !active.iter().any(|a| *a) {
+            break;
+        }
+    }
+    Ok(targets
+        .into_iter()
+        .zip(steps)
+        .zip(&config.targets)
+        .map(|((target, steps), spec)| NamedResult { name: spec.name.clone(), result: target.finish(steps) })
+        .collect())
 }

@@ -2,6 +2,8 @@
 //!
 //! - `roomcast-bench run <config.json>`: one measurement run against one system; prints the
 //!   result as JSON on stdout.
+//! - `roomcast-bench interleave <config.json>`: several systems, each load offered to one at a
+//!   time in alternating slots (what `npm run bench` uses); prints `[{name, result}]`.
 //! - `roomcast-bench chart <chart.json> <out.svg>`: draws the summary chart.
 
 mod chart;
@@ -15,8 +17,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let outcome = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["run", config] => run(config),
+        ["interleave", config] => interleave(config),
         ["chart", spec, out] => draw(spec, out),
-        _ => Err("usage: roomcast-bench run <config.json> | chart <chart.json> <out.svg>".into()),
+        _ => Err("usage: roomcast-bench run <config.json> | interleave <config.json> | chart <chart.json> <out.svg>".into()),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -33,6 +36,15 @@ fn run(path: &str) -> Result<(), Box<dyn std::error::Error>> {
     let result = runtime.block_on(load::run(config))?;
     println!("{}", serde_json::to_string(&result)?);
     // Open sockets and reader tasks are dropped with the runtime; no need to close them politely.
+    runtime.shutdown_background();
+    Ok(())
+}
+
+fn interleave(path: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let config: load::InterleavedConfig = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let results = runtime.block_on(load::run_interleaved(config))?;
+    println!("{}", serde_json::to_string(&results)?);
     runtime.shutdown_background();
     Ok(())
 }

@@ -9,12 +9,14 @@
 // (R) The same object with ENVELOPE = "1": it wraps each message in a frame shaped like
 // roomcast's `message` frame (type, seq, from, user, id, data, ts) before relaying it, so the
 // recipients get as many bytes as from roomcast. It prices the envelope: what B's relaying costs
-// with roomcast's frame size and none of its protocol work.
+// with roomcast's frame size and none of its protocol work. With ENVELOPE = "broadcast" (RB) the
+// frame is shaped like roomcast's `broadcast` frame (type, from, user, data, ts), AE's control.
 export class Relay {
   constructor(ctx, env) {
     this.ctx = ctx;
     this.durable = env.DURABLE === "1";
     this.envelope = env.ENVELOPE === "1";
+    this.broadcastEnvelope = env.ENVELOPE === "broadcast";
     this.seq = 0;
     if (this.durable) {
       ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS messages (seq INTEGER PRIMARY KEY, data TEXT NOT NULL)");
@@ -34,6 +36,9 @@ export class Relay {
       // The bench's members are "m<n>", its user "bench", its message ids the publisher's counter.
       const seq = ++this.seq;
       message = `{"type":"message","seq":${seq},"from":"m${seq % 1000}","user":"bench","id":"${seq}","data":${message},"ts":${Date.now()}}`;
+    } else if (this.broadcastEnvelope) {
+      const n = ++this.seq;
+      message = `{"type":"broadcast","from":"m${n % 1000}","user":"bench","data":${message},"ts":${Date.now()}}`;
     }
     for (const ws of this.ctx.getWebSockets()) {
       if (ws === sender) continue;
