@@ -103,8 +103,11 @@ export function renderReadme(results, readme) {
   const lines = [BEGIN, ""];
   lines.push(`Last run: **${results.mode}**, ${results.started.slice(0, 16).replace("T", " ")} UTC, ${results.runs.length} runs in ${Math.round(results.seconds / 60)} min; ` +
     `${m.cores} cores (${m.cpu}), ${m.memory_gib} GiB, Linux ${m.kernel}, Node ${m.node}, wrangler ${m.wrangler} (workerd ${m.workerd}). ` +
-    `Rounds: ${Math.max(...results.runs.map((r) => r.round))}, each system fresh and in a random order per round; ` +
-    `steps of ${results.step_seconds} s. Cells are median (min–max) over the rounds; ratios (÷ B) are taken within a round, then the median. ` +
+    (results.method === "interleaved"
+      ? `Rounds: ${Math.max(...results.runs.map((r) => r.round))}, fresh servers for every scenario of every round, all up at once; each offered load is given to one system at a time ` +
+        `in slots of ${results.step_seconds} s taking turns (ABBA), ${results.slots} slots per system per load, which add up to that load's step. `
+      : `Rounds: ${Math.max(...results.runs.map((r) => r.round))}, each system fresh and in a random order per round; steps of ${results.step_seconds} s. `) +
+    `Cells are median (min–max) over the rounds; ratios (÷ B) are taken within a round, then the median. ` +
     `A step is within the knee when every delivery arrived (within ${results.drain_seconds ?? 2} s of the step's end) and p99 ≤ ${results.knee_p99_ms} ms; ` +
     `the knee is the highest such step's deliveries/s. "reordered" counts deliveries that came after a later one from the same publisher, over all steps.`);
   lines.push("");
@@ -123,7 +126,11 @@ export function renderReadme(results, readme) {
     }
     lines.push("");
   }
-  const pairs = [["AE", "B", "the ephemeral path against the in-runtime limit: CPU ≤ 1.1 ×, knee ≥ 0.9 ×"], ["A", "S", "the stored path against B plus one SQLite insert per message: CPU ≤ 1.2 ×, knee ≥ 1 ×"]]
+  const pairs = [
+    ["AE", "B", "the ephemeral path against the in-runtime limit: CPU ≤ 1.1 ×, knee ≥ 0.9 ×"],
+    ["RB", "B", "control, no target: what AE's frame bytes alone cost B"],
+    ["A", "S", "the stored path against B plus one SQLite insert per message: CPU ≤ 1.2 ×, knee ≥ 1 ×"],
+  ]
     .filter(([a, b]) => systems.includes(a) && systems.includes(b));
   if (pairs.length) {
     lines.push("### Ratios of issue #15 (median (min–max) of the per-round ratios)", "");
