@@ -40,11 +40,11 @@ const roomcastUrl = (s) => {
  * deliveries/s, B behind the same router cost 43.3 µs per delivery against 32.3 µs without, and A
  * 43.0 µs. That is the runtime's routing, not the Room object, and B has no assets.
  */
-function roomcastConfig() {
+function roomcastConfig(build) {
   const sections = readFileSync(join(ROOT, "wrangler.toml"), "utf8").split(/^(?=\[)/m);
   const kept = sections.filter((s) => !/^\[(assets|build)\]/.test(s)).join("");
   const dir = tempDir("bench-config");
-  writeFileSync(join(dir, "wrangler.toml"), kept.replace(/^main = "(.*)"$/m, (_, main) => `main = ${JSON.stringify(join(ROOT, main))}`));
+  writeFileSync(join(dir, "wrangler.toml"), kept.replace(/^main = "(.*)"$/m, (_, main) => `main = ${JSON.stringify(build ?? join(ROOT, main))}`));
   // wrangler dev reads the secrets (the token key) from the .dev.vars beside the config.
   copyFileSync(join(ROOT, ".dev.vars"), join(dir, ".dev.vars"));
   return join(dir, "wrangler.toml");
@@ -113,6 +113,15 @@ export const SYSTEMS = {
     protocol: "roomcast_broadcast",
     start: wrangler(roomcastConfig, ROOMCAST_VARS),
     url: roomcastUrl,
+  },
+  // Another build of the Worker (ROOMCAST_BENCH_BUILD: the path of its index.js), broadcasting
+  // like AE: for measuring a change against the current build in the same run (`--systems AE,AX,B`).
+  AX: {
+    label: "roomcast, ephemeral broadcasts, from ROOMCAST_BENCH_BUILD",
+    protocol: "roomcast_broadcast",
+    start: wrangler(() => roomcastConfig(process.env.ROOMCAST_BENCH_BUILD), ROOMCAST_VARS),
+    url: roomcastUrl,
+    control: true,
   },
   B: {
     label: "minimal JS DO (in-runtime limit)",
