@@ -22,17 +22,52 @@ extern "C" {
     fn send_value(this: &SocketExt, data: &JsValue) -> Result<(), JsValue>;
 }
 
-#[wasm_bindgen(inline_js = "export function fanout(sockets, text, skip) {
+#[wasm_bindgen(inline_js = "const decoder = new TextDecoder();
+export function text_of(bytes, ascii) {
+  if (ascii && bytes.length <= 8192) return String.fromCharCode.apply(null, bytes);
+  return decoder.decode(bytes);
+}
+export function fanout(sockets, text, skipOne, skip) {
   for (const ws of sockets) {
-    if (skip.size && skip.has(ws)) continue;
+    if (ws === skipOne || (skip !== undefined && skip.has(ws))) continue;
     try { ws.send(text); } catch {}
   }
 }")]
 extern "C" {
-    /// Sends `text` to every socket in `sockets` but those in `skip`, in one call: the loop runs
-    /// in JS, so a fanout crosses the wasm boundary once instead of once per recipient. A send to
-    /// a closing socket throws; its close event follows, so the loop skips it.
-    pub fn fanout(sockets: &js_sys::Array, text: &str, skip: &js_sys::Set);
+    /// A JS string of `bytes` (UTF-8). When every byte is ASCII (`ascii`, which Rust checks with
+    /// SIMD), one char per byte, made by a builtin: the `TextDecoder` call that wasm-bindgen makes
+    /// for every `&str` (a runtime API call in workerd) was most of what a broadcast cost a small
+    /// room beyond B (bench/README.md, "The ephemeral path"). Long or non-ASCII texts still decode.
+    fn text_of(bytes: &[u8], ascii: bool) -> JsValue;
+
+    /// Sends `text` to every socket in `sockets` but `skip_one` and those in `skip` (a `Set`, or
+    /// undefined), in one call: the loop runs in JS, so a fanout crosses the wasm boundary once
+    /// instead of once per recipient. A send to a closing socket throws; its close event follows,
+    /// so the loop skips it.
+    #[wasm_bindgen(js_name = fanout)]
+    fn fanout_js(sockets: &js_sys::Array, text: &JsValue, skip_one: &JsValue, skip: &JsValue);
+}
+
+/// A frame as a JS string, converted once (see [`text_of`]) to go to many sockets.
+pub fn js_text(text: &str) -> JsValue {
+    text_of(text.as_bytes(), text.is_ascii())
+}
+
+/// Sends `text` to every socket in `sockets` but `except`. The usual case, one socket left out
+/// (the sender) or none, needs no `Set`.
+pub fn fanout(sockets: &js_sys::Array, text: &str, except: &[&worker::WebSocket]) {
+    let text = js_text(text);
+    match except {
+        [] => fanout_js(sockets, &text, &JsValue::UNDEFINED, &JsValue::UNDEFINED),
+        [one] => fanout_js(sockets, &text, one.as_ref(), &JsValue::UNDEFINED),
+        many => {
+            let skip = js_sys::Set::new(&JsValue::UNDEFINED);
+            for ws in many {
+                skip.add(ws.as_ref());
+            }
+            fanout_js(sockets, &text, &JsValue::UNDEFINED, &skip)
+        }
+    }
 }
 
 // The timer is cleared as soon as the POST settles: a pending timer (AbortSignal.timeout's

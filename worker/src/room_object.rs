@@ -369,8 +369,8 @@ fn save_changed(l: &mut Loaded) {
 }
 
 /// Carries out what the room queued, coalesced (`room::batch`): one text per group of
-/// connections that get the same frames, each converted to a JS string once; the shared text
-/// goes to the room in one call into the runtime.
+/// connections that get the same frames, each converted to a JS string once
+/// ([`platform::js_text`]); the shared text goes to the room in one call into the runtime.
 fn carry_out(l: &mut Loaded) {
     let mut actions = Vec::new();
     while let Some(action) = l.room.poll_action() {
@@ -384,14 +384,11 @@ fn carry_out(l: &mut Loaded) {
     for delivery in batch.deliveries {
         match delivery.to {
             Group::AllBut(except) => {
-                let skip = js_sys::Set::new(&wasm_bindgen::JsValue::UNDEFINED);
-                for ws in except.iter().filter_map(|id| l.sockets.get(id)) {
-                    skip.add(ws.as_ref());
-                }
-                platform::fanout(&l.sockets.all, &delivery.text, &skip);
+                let except: Vec<&WebSocket> = except.iter().filter_map(|id| l.sockets.get(id)).collect();
+                platform::fanout(&l.sockets.all, &delivery.text, &except);
             }
             Group::Only(ids) => {
-                let js = wasm_bindgen::JsValue::from_str(&delivery.text);
+                let js = platform::js_text(&delivery.text);
                 for ws in ids.iter().filter_map(|id| l.sockets.get(id)) {
                     let _ = platform::send_js(ws, &js);
                 }
