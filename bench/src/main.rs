@@ -31,20 +31,25 @@ fn main() -> ExitCode {
 }
 
 fn run(path: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let config: load::RunConfig = serde_json::from_str(&std::fs::read_to_string(path)?)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let result = runtime.block_on(load::run(config))?;
-    println!("{}", serde_json::to_string(&result)?);
-    // Open sockets and reader tasks are dropped with the runtime; no need to close them politely.
-    runtime.shutdown_background();
-    Ok(())
+    measure(path, load::run)
 }
 
 fn interleave(path: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let config: load::InterleavedConfig = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+    measure(path, load::run_interleaved)
+}
+
+/// Reads the config at `path`, runs `f` on it in a tokio runtime and prints its result as JSON.
+fn measure<C, R, F>(path: &str, f: impl FnOnce(C) -> F) -> Result<(), Box<dyn std::error::Error>>
+where
+    C: serde::de::DeserializeOwned,
+    R: serde::Serialize,
+    F: std::future::Future<Output = Result<R, load::LoadError>>,
+{
+    let config: C = serde_json::from_str(&std::fs::read_to_string(path)?)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let results = runtime.block_on(load::run_interleaved(config))?;
-    println!("{}", serde_json::to_string(&results)?);
+    let result = runtime.block_on(f(config))?;
+    println!("{}", serde_json::to_string(&result)?);
+    // Open sockets and reader tasks are dropped with the runtime; no need to close them politely.
     runtime.shutdown_background();
     Ok(())
 }

@@ -54,20 +54,21 @@ pub fn js_text(text: &str) -> JsValue {
 }
 
 /// Sends `text` to every socket in `sockets` but `except`. The usual case, one socket left out
-/// (the sender) or none, needs no `Set`.
-pub fn fanout(sockets: &js_sys::Array, text: &str, except: &[&worker::WebSocket]) {
+/// (the sender) or none, needs no `Set` and allocates nothing.
+pub fn fanout<'a>(sockets: &js_sys::Array, text: &str, except: impl IntoIterator<Item = &'a worker::WebSocket>) {
     let text = js_text(text);
-    match except {
-        [] => fanout_js(sockets, &text, &JsValue::UNDEFINED, &JsValue::UNDEFINED),
-        [one] => fanout_js(sockets, &text, one.as_ref(), &JsValue::UNDEFINED),
-        many => {
-            let skip = js_sys::Set::new(&JsValue::UNDEFINED);
-            for ws in many {
-                skip.add(ws.as_ref());
-            }
-            fanout_js(sockets, &text, &JsValue::UNDEFINED, &skip)
-        }
+    let mut except = except.into_iter();
+    let Some(first) = except.next() else {
+        return fanout_js(sockets, &text, &JsValue::UNDEFINED, &JsValue::UNDEFINED);
+    };
+    let Some(second) = except.next() else {
+        return fanout_js(sockets, &text, first.as_ref(), &JsValue::UNDEFINED);
+    };
+    let skip = js_sys::Set::new(&JsValue::UNDEFINED);
+    for ws in [first, second].into_iter().chain(except) {
+        skip.add(ws.as_ref());
     }
+    fanout_js(sockets, &text, &JsValue::UNDEFINED, &skip)
 }
 
 // The timer is cleared as soon as the POST settles: a pending timer (AbortSignal.timeout's

@@ -384,8 +384,7 @@ fn carry_out(l: &mut Loaded) {
     for delivery in batch.deliveries {
         match delivery.to {
             Group::AllBut(except) => {
-                let except: Vec<&WebSocket> = except.iter().filter_map(|id| l.sockets.get(id)).collect();
-                platform::fanout(&l.sockets.all, &delivery.text, &except);
+                platform::fanout(&l.sockets.all, &delivery.text, except.iter().filter_map(|id| l.sockets.get(id)));
             }
             Group::Only(ids) => {
                 let js = platform::js_text(&delivery.text);
