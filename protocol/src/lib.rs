@@ -26,6 +26,8 @@ pub mod config;
 #[cfg(feature = "server")]
 pub mod frame;
 #[cfg(feature = "server")]
+pub mod gate;
+#[cfg(feature = "server")]
 pub mod limit;
 #[cfg(feature = "server")]
 pub mod name;

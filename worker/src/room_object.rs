@@ -9,11 +9,12 @@ use crate::{http, platform};
 use roomcast_protocol::api::{Caller, ConnectInfo, CALLER_HEADER, CONNECT_HEADER};
 use roomcast_protocol::config::RoomConfig;
 use roomcast_protocol::frame::{self, ErrorCode};
+use roomcast_protocol::gate::{AlarmChange, Gate, Step, Task};
 use roomcast_protocol::room::batch::{self, Group};
 use roomcast_protocol::room::{self, ConnId, Connection, Identity, Page, PublishError, ReadError, ResumePoint, Room, Start, TokenCheck};
 use serde::{Deserialize, Serialize};
-use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::cell::{RefCell, RefMut};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use worker::{
     durable_object, DurableObject, Env, Headers, Method, Request, Response, Result, State, WebSocket, WebSocketIncomingMessage,
@@ -28,8 +29,17 @@ struct Loaded {
     /// Socket → connection id, kept current on open, so a message finds its sender without
     /// deserializing the socket's attachment (the runtime hands the same socket object back).
     ids: js_sys::WeakMap,
-    /// The alarm this instance last set, so it is only rewritten when the deadline moves.
-    alarm_at: Option<u64>,
+}
+
+/// A socket frame as it arrived.
+type Frame = (WebSocket, WebSocketIncomingMessage);
+
+/// What an event waits for before it can go on (see [`roomcast_protocol::gate`]).
+enum Await {
+    /// Storage writes to be durable.
+    Sync,
+    /// The alarm to be set or deleted.
+    Alarm(AlarmChange),
 }
 
 /// The class the runtime instantiates. Its socket events are exported by hand (`socket_events`),
@@ -51,12 +61,9 @@ pub struct Core {
     state: State,
     env: Env,
     loaded: RefCell<Option<Loaded>>,
-    /// Frames that arrived while an event was waiting for its write to be durable (group commit,
-    /// see [`Core::with_room`]): that event runs them after its wait, all in one
-    /// transaction, so a busy room pays one commit for many messages instead of one each.
-    pending: RefCell<VecDeque<(WebSocket, WebSocketIncomingMessage)>>,
-    /// How many events are waiting for a write to be durable right now.
-    waiting: Cell<u32>,
+    /// The order of events, group commit, when frames may leave and when the alarm moves: a
+    /// pure machine (`roomcast_protocol::gate`) this object only carries out.
+    gate: RefCell<Gate<Frame>>,
 }
 
 /// The open sockets by connection id, and the same sockets as a JS array that the fanout hands
@@ -174,104 +181,101 @@ impl Core {
         if let (Some(name), false) = (name, current.is_empty()) {
             room.set_token_check(TokenCheck { room: name, secret: current.into_bytes(), previous: previous.into_bytes() });
         }
-        Ok(Loaded { room, store, sockets, ids, alarm_at: None })
+        Ok(Loaded { room, store, sockets, ids })
     }
 
-    /// Runs `f` on the loaded room, carries out the actions it queued, and sets the alarm if
-    /// the room's next deadline moved.
-    ///
-    /// If `f` wrote to storage, the actions wait until the write is durable. The runtime's output
-    /// gate would hold the frames anyway, but it does so per `send`: every frame of a fanout
-    /// sent while a write is pending waits on the gate on its own, which cost more CPU than the
-    /// send itself (bench/README.md). One wait per event instead, then every send goes straight
-    /// out. Frames stay in order: all of them leave through the room's one action queue, and an
-    /// event that runs during the wait only drains that queue further, still behind the gate.
-    ///
-    /// Group commit: socket frames that arrive during the wait are queued (`pending`) instead of
-    /// each writing and committing on its own (a commit is a WAL write and an fsync, the largest
-    /// cost per message in a small room: bench/README.md). After the wait, this event carries out
-    /// what is now durable, then runs the queued frames in arrival order, all in one synchronous
-    /// step and so one transaction, waits once for that, and so on until nothing is queued. Every
-    /// other event runs the queued frames first, so the order in which the room sees events is
-    /// the order in which they arrived; nothing is acknowledged or fanned out before it is durable.
-    async fn with_room<R>(&self, f: impl FnOnce(&mut Loaded, u64) -> R) -> Result<R> {
-        let (result, wrote) = self.run(f)?;
-        self.settle(wrote).await?;
-        Ok(result)
-    }
-
-    /// The synchronous part of [`Core::with_room`]: loads the room if needed, runs the queued
-    /// frames and then `f`; returns `f`'s result and whether storage was written.
-    fn run<R>(&self, f: impl FnOnce(&mut Loaded, u64) -> R) -> Result<(R, bool)> {
+    /// The loaded room, loaded first if this is the instance's first event.
+    fn loaded(&self) -> Result<RefMut<'_, Loaded>> {
         let mut slot = self.loaded.borrow_mut();
         if slot.is_none() {
             *slot = Some(self.load()?);
         }
-        let Some(loaded) = slot.as_mut() else { return Err(worker::Error::RustError("room not loaded".into())) };
-        let now = platform::now_ms();
-        self.run_pending(loaded, now);
-        let result = f(loaded, now);
-        save_changed(loaded);
-        Ok((result, loaded.store.take_wrote()))
+        RefMut::filter_map(slot, Option::as_mut).map_err(|_| worker::Error::RustError("room not loaded".into()))
     }
 
-    /// What follows [`Core::run`]: waits for the write (if any) to be durable, carries out the
-    /// actions, runs what was queued meanwhile, and sets the alarm if the deadline moved.
-    async fn settle(&self, mut wrote: bool) -> Result<()> {
+    /// Runs `f` on the room as an event of its own (an HTTP call, a close, the alarm) through
+    /// the gate: after the frames that arrived before it, with what it queued carried out once
+    /// every write before it is durable, and the alarm moved if the room's deadline did.
+    async fn with_room<R>(&self, f: impl FnOnce(&mut Loaded, u64) -> R) -> Result<R> {
+        self.loaded()?;
+        let task = self.gate.borrow_mut().begin();
+        self.drive(task, f).await
+    }
+
+    /// [`Core::with_room`] for a joining socket: what the room queued before it is carried out
+    /// first, to the sockets open when it was queued.
+    async fn join<R>(&self, f: impl FnOnce(&mut Loaded, u64) -> R) -> Result<R> {
+        self.loaded()?;
+        let task = self.gate.borrow_mut().begin_join();
+        self.drive(task, f).await
+    }
+
+    async fn drive<R>(&self, mut task: Task<Frame>, f: impl FnOnce(&mut Loaded, u64) -> R) -> Result<R> {
+        let (mut event, mut result) = (Some(f), None);
+        while let Some(wait) = self.advance(&mut task, &mut event, &mut result)? {
+            self.wait(&mut task, wait).await?;
+        }
+        result.ok_or_else(|| worker::Error::RustError("the event did not run".into()))
+    }
+
+    /// Carries out the gate's steps for `task` until it must wait (returned) or is done.
+    /// Everything here is synchronous: a frame that writes nothing and moves no alarm never
+    /// becomes a promise.
+    fn advance<R>(
+        &self,
+        task: &mut Task<Frame>,
+        event: &mut Option<impl FnOnce(&mut Loaded, u64) -> R>,
+        result: &mut Option<R>,
+    ) -> Result<Option<Await>> {
         loop {
-            if wrote {
+            let step = self.gate.borrow_mut().poll_step(task);
+            match step {
+                Step::Run { frames, event: run_event } => {
+                    let mut l = self.loaded()?;
+                    let now = platform::now_ms();
+                    for (ws, message) in frames {
+                        handle_frame(&mut l, &ws, &message, now);
+                    }
+                    if run_event {
+                        if let Some(f) = event.take() {
+                            *result = Some(f(&mut l, now));
+                        }
+                    }
+                    save_changed(&mut l);
+                    let wrote = l.store.take_wrote();
+                    drop(l);
+                    self.gate.borrow_mut().handle_ran(task, wrote);
+                }
+                Step::Sync => return Ok(Some(Await::Sync)),
+                Step::Flush => carry_out(&mut *self.loaded()?),
+                Step::Deadline => {
+                    let next = self.loaded()?.room.poll_timeout();
+                    if let Some(change) = self.gate.borrow_mut().handle_deadline(task, next) {
+                        return Ok(Some(Await::Alarm(change)));
+                    }
+                }
+                Step::Done => return Ok(None),
+            }
+        }
+    }
+
+    async fn wait(&self, task: &mut Task<Frame>, wait: Await) -> Result<()> {
+        match wait {
+            Await::Sync => {
                 // A failed sync means the write is not durable: the output gate then never releases
                 // what follows and the runtime resets the object, so the error itself needs no answer.
-                self.waiting.set(self.waiting.get() + 1);
                 let _ = self.state.storage().sync().await;
-                self.waiting.set(self.waiting.get() - 1);
+                self.gate.borrow_mut().handle_durable(task);
+                Ok(())
             }
-            let mut slot = self.loaded.borrow_mut();
-            let Some(loaded) = slot.as_mut() else { return Err(worker::Error::RustError("room not loaded".into())) };
-            carry_out(loaded);
-            if self.pending.borrow().is_empty() {
-                break;
-            }
-            // No await between the check above and this: a frame queued during the wait is
-            // always run by a waiting event.
-            self.run_pending(loaded, platform::now_ms());
-            save_changed(loaded);
-            wrote = loaded.store.take_wrote();
-        }
-        match self.moved_alarm() {
-            Some(change) => self.move_alarm(change).await,
-            None => Ok(()),
+            Await::Alarm(at) => self.move_alarm(at).await,
         }
     }
 
-    /// [`Core::settle`] without an await, when nothing was written: carries out the actions and
-    /// says whether anything is left that needs one (an alarm to move, frames queued).
-    fn settle_now(&self) -> Result<Option<Option<u64>>> {
-        let mut slot = self.loaded.borrow_mut();
-        let Some(loaded) = slot.as_mut() else { return Err(worker::Error::RustError("room not loaded".into())) };
-        carry_out(loaded);
-        drop(slot);
-        Ok(self.moved_alarm())
-    }
-
-    /// The alarm's change, if the room's next deadline is not the alarm this instance last set:
-    /// `Some(Some(t))` to set it for `t`, `Some(None)` to delete it.
-    fn moved_alarm(&self) -> Option<Option<u64>> {
-        let mut slot = self.loaded.borrow_mut();
-        let loaded = slot.as_mut()?;
-        match loaded.room.poll_timeout() {
-            Some(t) if loaded.alarm_at != Some(t) => {
-                loaded.alarm_at = Some(t);
-                Some(Some(t))
-            }
-            // Nothing is due any more (e.g. a webhook batch in flight, whose lost-batch alarm
-            // was set, came back and nothing else waits): the room need not wake again.
-            None if loaded.alarm_at.is_some() => {
-                loaded.alarm_at = None;
-                Some(None)
-            }
-            _ => None,
-        }
+    /// Finishes a frame's task that had to wait, as a promise the runtime waits for.
+    async fn finish_frame(&self, mut task: Task<Frame>, first: Await) -> Result<()> {
+        self.wait(&mut task, first).await?;
+        self.drive(task, |_, _| ()).await
     }
 
     async fn move_alarm(&self, at: Option<u64>) -> Result<()> {
@@ -279,14 +283,6 @@ impl Core {
             // workers-rs reads an integer as an offset from now, not as a timestamp.
             Some(at) => self.state.storage().set_alarm(std::time::Duration::from_millis(at.saturating_sub(platform::now_ms()))).await,
             None => self.state.storage().delete_alarm().await,
-        }
-    }
-
-    /// Runs the socket frames queued during a wait, in arrival order.
-    fn run_pending(&self, l: &mut Loaded, now: u64) {
-        let queued = std::mem::take(&mut *self.pending.borrow_mut());
-        for (ws, message) in queued {
-            handle_frame(l, &ws, &message, now);
         }
     }
 
@@ -308,12 +304,9 @@ impl Core {
             (None, Some(n)) => Start::Rewind(n),
             (None, None) => Start::Fresh,
         };
-        self.with_room(move |l, now| {
-            // Frames still queued (another event waiting for its write to be durable) were meant
-            // for the connections open when they were queued; `All` is resolved when they are sent,
-            // so they leave now, before this socket joins. The output gate still holds them until
-            // the write is durable.
-            carry_out(l);
+        // A join: what the room queued before it leaves first, to the sockets open then (a
+        // fanout's recipients are resolved when it is sent).
+        self.join(move |l, now| {
             let id = match l.room.handle_start(identity, start, now, &mut l.store) {
                 Ok(id) => id,
                 Err(code) => {
@@ -545,7 +538,7 @@ fn too_many(message: &str, retry_after_ms: u64) -> Result<Response> {
 
 impl DurableObject for RoomObject {
     fn new(state: State, env: Env) -> Self {
-        let core = Core { state, env, loaded: RefCell::new(None), pending: RefCell::new(VecDeque::new()), waiting: Cell::new(0) };
+        let core = Core { state, env, loaded: RefCell::new(None), gate: RefCell::new(Gate::new()) };
         RoomObject { core: Rc::new(core) }
     }
 
@@ -576,10 +569,10 @@ impl DurableObject for RoomObject {
     /// `WEBHOOK_TIMEOUT_MS`); the output gate sends it only once the events in it are durable.
     async fn alarm(&self) -> Result<Response> {
         let state = &self.state;
+        // The deadline this alarm was set for has passed; the next one is set afresh.
+        self.gate.borrow_mut().handle_alarm();
         let request = self
             .with_room(|l, now| {
-                // The deadline this alarm was set for has passed; the next one is set afresh.
-                l.alarm_at = None;
                 let sockets = &l.sockets;
                 l.room.handle_timeout(now, |id| sockets.get(&id).and_then(|ws| platform::last_auto_response(state, ws)), &mut l.store);
                 l.room.poll_webhook(now, &mut l.store)
@@ -623,24 +616,20 @@ impl RoomObject {
             None => WebSocketIncomingMessage::Binary(js_sys::Uint8Array::new(&message).to_vec()),
         };
         let ws = WebSocket::from(ws);
-        if self.waiting.get() > 0 {
-            // An event is waiting for a write to be durable: it runs this frame after its wait,
-            // with the others that arrive meanwhile, in one transaction (group commit).
-            self.pending.borrow_mut().push_back((ws, message));
+        // Loaded before the gate takes the frame, so a failed load loses no queued frame.
+        if let Err(e) = self.loaded() {
+            return js_sys::Promise::reject(&e.into()).into();
+        }
+        // While a write is in flight the frame is queued: the event waiting for it runs it after
+        // its wait, with the others that arrive meanwhile, in one transaction (group commit).
+        let Some(mut task) = self.gate.borrow_mut().handle_frame((ws, message)) else {
             return wasm_bindgen::JsValue::UNDEFINED;
-        }
-        let wrote = match self.run(|l, now| handle_frame(l, &ws, &message, now)) {
-            Ok(((), wrote)) => wrote,
-            Err(e) => return js_sys::Promise::reject(&e.into()).into(),
         };
-        if !wrote && self.pending.borrow().is_empty() {
-            match self.settle_now() {
-                Ok(None) => return wasm_bindgen::JsValue::UNDEFINED,
-                Ok(Some(change)) => return self.later(|core| async move { core.move_alarm(change).await }),
-                Err(e) => return js_sys::Promise::reject(&e.into()).into(),
-            }
+        match self.advance(&mut task, &mut None::<fn(&mut Loaded, u64)>, &mut None) {
+            Ok(None) => wasm_bindgen::JsValue::UNDEFINED,
+            Ok(Some(wait)) => self.later(|core| async move { core.finish_frame(task, wait).await }),
+            Err(e) => js_sys::Promise::reject(&e.into()).into(),
         }
-        self.later(|core| async move { core.settle(wrote).await })
     }
 
     #[wasm_bindgen(js_name = webSocketClose)]
