@@ -3,6 +3,30 @@
 
 use super::query;
 use super::refusal::Refusal;
+use serde::{Deserialize, Serialize};
+
+/// Which page of history a read asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Page {
+    /// The oldest messages with a seq above this one.
+    After(u64),
+    /// The newest messages with a seq below this one.
+    Before(u64),
+    /// The newest messages.
+    Latest,
+}
+
+/// A history read as the room gets it: the page and how many messages at most (the room clamps
+/// `limit` to `HISTORY_PAGE_MAX`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryRead {
+    pub page: Page,
+    pub limit: u64,
+}
+
+/// The page size when the query gives no `limit`.
+pub const DEFAULT_LIMIT: u64 = 100;
 
 /// A history request's numbers, each a whole number of at most [`query::MAX_WHOLE`] (2^53 - 1). Past
 /// that a value is not exact on the client, and past 2^63 - 1 it wrapped negative in the room's
@@ -31,6 +55,16 @@ impl HistoryQuery {
     }
 
     /// The query the edge sends to the room: only what it checked, each key once.
+    /// The read the query asks for: `since` (default 0) or `before`, not both.
+    pub fn read(&self) -> Result<HistoryRead, Refusal> {
+        let page = match (self.since, self.before) {
+            (Some(_), Some(_)) => return Err(Refusal::bad_request("give since or before, not both")),
+            (_, Some(before)) => Page::Before(before),
+            (since, None) => Page::After(since.unwrap_or(0)),
+        };
+        Ok(HistoryRead { page, limit: self.limit.unwrap_or(DEFAULT_LIMIT) })
+    }
+
     pub fn to_query(&self) -> String {
         let mut parts = Vec::new();
         for (key, value) in [("since", self.since), ("limit", self.limit), ("before", self.before)] {
@@ -75,6 +109,18 @@ mod tests {
             assert_eq!((r.status(), r.kind.code().as_str()), (400, "bad_request"), "{q}");
         }
         assert_eq!(HistoryQuery::parse("since=9007199254740991").unwrap().since, Some(MAX_WHOLE));
+    }
+
+    #[test]
+    fn since_or_before_not_both() {
+        let read = |q: &str| HistoryQuery::parse(q).unwrap().read();
+        assert_eq!(read("").unwrap(), HistoryRead { page: Page::After(0), limit: DEFAULT_LIMIT });
+        assert_eq!(read("since=4&limit=2").unwrap(), HistoryRead { page: Page::After(4), limit: 2 });
+        assert_eq!(read("before=9").unwrap(), HistoryRead { page: Page::Before(9), limit: DEFAULT_LIMIT });
+        // The room refused this after being woken; the edge now answers it (docs/PROTOCOL.md).
+        let r = read("since=1&before=9").unwrap_err();
+        assert_eq!(r.status(), 400);
+        assert!(documented::is_documented(&r));
     }
 
     proptest! {

@@ -6,17 +6,20 @@
 //! - [`origin`]: `ALLOWED_ORIGINS` for sockets; who may fetch a development token.
 //! - [`client_ip`]: the per-IP upgrade limit's key, and why it differs locally.
 //! - [`admission`]: a WebSocket upgrade to a [`ConnectInfo`]; an HTTP API call to a [`Caller`].
-//! - [`history`], [`kick`], [`dev_token`]: the HTTP API's queries and bodies.
+//! - [`history`], [`kick`], [`publish`], [`dev_token`]: the HTTP API's queries and bodies.
+//! - [`call`]: the API call in the one canonical form the edge builds and the room reads.
 //! - [`refusal`]: every refusal's HTTP status, error code, close code and JSON body.
 //! - [`query`]: query strings as browsers write them.
 
 pub mod admission;
+pub mod call;
 pub mod client_ip;
 pub mod dev_token;
 pub mod history;
 pub mod identity;
 pub mod kick;
 pub mod origin;
+pub mod publish;
 pub mod query;
 pub mod refusal;
 pub mod route;
