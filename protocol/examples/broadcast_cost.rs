@@ -5,7 +5,8 @@
 //! `cargo run --release -p roomcast-protocol --example broadcast_cost`
 
 use roomcast_protocol::config::RoomConfig;
-use roomcast_protocol::room::{batch, Identity, MemoryStore, Room};
+use roomcast_protocol::room::{batch, Identity, Room};
+use roomcast_protocol::store::MemoryStore;
 use roomcast_protocol::token::Rights;
 use std::time::Instant;
 
@@ -45,7 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             frames += 1;
             bytes += delivery.text.len();
         }
-        let _ = room.take_changed();
+        while room.poll_changed().is_some() {}
         let _ = room.poll_timeout();
     }
     let seconds = started.elapsed().as_secs_f64();

@@ -34,6 +34,8 @@ pub mod name;
 #[cfg(feature = "server")]
 pub mod room;
 #[cfg(feature = "server")]
+pub mod store;
+#[cfg(feature = "server")]
 pub mod token;
 #[cfg(feature = "server")]
 pub mod webhook;

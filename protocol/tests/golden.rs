@@ -17,7 +17,8 @@ use roomcast_protocol::config::RoomConfig;
 use roomcast_protocol::frame::{
     self, ClientFrame, ErrorCode, GapReason, Heartbeat, Limits, MemberView, PresenceEvent, ResumeOutcome, Rewound, Target, Welcome,
 };
-use roomcast_protocol::room::{self, Action, Identity, MemoryStore, Recipients, Room, Start, StoredMessage};
+use roomcast_protocol::room::{self, Action, Identity, Recipients, Room, Start};
+use roomcast_protocol::store::{MemoryStore, StoredMessage};
 use roomcast_protocol::token::Rights;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -175,7 +176,7 @@ fn room_answer(src: &Value) -> Vec<String> {
     if let Some(stored) = src.get("stored").and_then(Value::as_array) {
         let items: Vec<room::PublishItem> =
             stored.iter().map(|m| room::PublishItem { data: json(m, "data"), id: opt_s(m, "id").map(str::to_owned) }).collect();
-        room.handle_publish(&roomcast_protocol::api::Caller::backend(), &items, now, &mut store).expect("stored");
+        room.publish(&roomcast_protocol::api::Caller::backend(), &items, now, &mut store).expect("stored");
         while room.poll_action().is_some() {}
     }
     let who = &src["identity"];

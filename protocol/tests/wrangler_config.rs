@@ -46,7 +46,7 @@ fn top_level_vars_equal_the_defaults_in_code() {
     let tables = tables();
     let vars = &tables["vars"];
     let read = RoomConfig::from_vars(|name| vars.get(name).cloned());
-    assert_eq!(read, RoomConfig::default(), "a [vars] value differs from its default in protocol/src/config.rs");
+    assert_eq!(read, RoomConfig::default(), "a [vars] value differs from its default in protocol/src/config/");
     for (name, default) in EDGE_VARS {
         assert_eq!(vars.get(name).map(String::as_str), Some(default), "{name}");
     }

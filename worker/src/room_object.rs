@@ -354,7 +354,7 @@ fn handle_frame(l: &mut Loaded, ws: &WebSocket, message: &WebSocketIncomingMessa
 /// A refresh changed a connection's rights and expiry (or its last sign of life is due to be
 /// saved): its attachment must say so, or a wake would restore the old ones.
 fn save_changed(l: &mut Loaded) {
-    for id in l.room.take_changed() {
+    while let Some(id) = l.room.poll_changed() {
         if let (Some(ws), Some(conn)) = (l.sockets.get(&id), l.room.connection(id)) {
             let _ = ws.serialize_attachment(serde_json::to_string(conn).unwrap_or_default());
         }
@@ -424,7 +424,7 @@ impl Core {
             Ok(parsed) => parsed,
             Err(message) => return http::error(400, ErrorCode::BadRequest, &message),
         };
-        let result = self.with_room(|l, now| l.room.handle_publish(&caller, &items, now, &mut l.store)).await?;
+        let result = self.with_room(|l, now| l.room.publish(&caller, &items, now, &mut l.store)).await?;
         match result {
             Ok(published) if single => match published.first() {
                 Some(p) => http::json(p),
@@ -454,7 +454,7 @@ impl Core {
             Some(Ok(l)) => l,
             None => 100,
         };
-        let page = self.with_room(|l, now| l.room.history(&caller.user, page, limit as usize, now, &mut l.store)).await?;
+        let page = self.with_room(|l, now| l.room.read_history(&caller.user, page, limit as usize, now, &mut l.store)).await?;
         match page {
             Ok(page) => {
                 let texts: Vec<String> = page.messages.iter().map(room::encode_stored).collect();
@@ -485,7 +485,7 @@ impl Core {
         let closed = self
             .with_room(|l, now| {
                 let until = kick.ban_seconds.map(|s| now.saturating_add(s.saturating_mul(1000)));
-                l.room.handle_kick(&kick.user, until, now, &mut l.store)
+                l.room.kick(&kick.user, until, now, &mut l.store)
             })
             .await?;
         match closed {
@@ -503,7 +503,7 @@ impl RoomObject {
             return http::error(403, ErrorCode::Forbidden, "deleting history needs the API key");
         }
         let epoch = platform::random_hex(8);
-        match self.with_room(|l, now| l.room.handle_reset(&epoch, now, &mut l.store)).await? {
+        match self.with_room(|l, now| l.room.reset(&epoch, now, &mut l.store)).await? {
             Ok(reset) => http::json(&reset),
             Err(e) => http::error(503, ErrorCode::Storage, &e.to_string()),
         }

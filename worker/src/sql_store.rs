@@ -3,7 +3,7 @@
 //! message sent after a write until that write is durable.
 
 use roomcast_protocol::compact::CompactJson;
-use roomcast_protocol::room::{OutboxCounts, OutboxRow, PendingLeave, RoomMeta, Store, StoreError, StoredMessage, WebhookState};
+use roomcast_protocol::store::{OutboxCounts, OutboxRow, PendingLeave, RoomMeta, Store, StoreError, StoredMessage, WebhookState};
 use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue};
 

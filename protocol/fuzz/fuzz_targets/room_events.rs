@@ -10,7 +10,8 @@ use libfuzzer_sys::fuzz_target;
 use roomcast_protocol::api::Caller;
 use roomcast_protocol::compact::CompactJson;
 use roomcast_protocol::config::RoomConfig;
-use roomcast_protocol::room::{Action, Identity, MemoryStore, PublishItem, Recipients, ResumePoint, Room, Store};
+use roomcast_protocol::room::{Action, Identity, PublishItem, Recipients, ResumePoint, Room};
+use roomcast_protocol::store::{MemoryStore, Store};
 use roomcast_protocol::token::Rights;
 use roomcast_protocol::webhook::{WebhookConfig, WebhookOutcome};
 use std::collections::BTreeSet;
@@ -101,11 +102,11 @@ fuzz_target!(|events: Vec<Event>| {
                 let items: Vec<PublishItem> = (0..count % 4)
                     .map(|i| PublishItem { data: CompactJson::parse(&i.to_string()).unwrap(), id: id.map(|x| x.to_string()) })
                     .collect();
-                let _ = room.handle_publish(&Caller::backend(), &items, now, &mut store);
+                let _ = room.publish(&Caller::backend(), &items, now, &mut store);
             }
             Event::FailWrites(fail) => store.fail_writes = fail,
             Event::Kick { user, ban } => {
-                let _ = room.handle_kick(&format!("u{}", user % 4), ban.map(|b| now + u64::from(b)), now, &mut store);
+                let _ = room.kick(&format!("u{}", user % 4), ban.map(|b| now + u64::from(b)), now, &mut store);
             }
             Event::Binary { pick: i, len } => {
                 if let Some(c) = pick(&open, i) {
@@ -128,7 +129,7 @@ fuzz_target!(|events: Vec<Event>| {
             }
             Event::Reset => {
                 resets += 1;
-                if room.handle_reset(&format!("e{resets}"), now, &mut store).is_ok() {
+                if room.reset(&format!("e{resets}"), now, &mut store).is_ok() {
                     last_seq = 0;
                 }
             }

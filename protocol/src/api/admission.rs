@@ -193,7 +193,7 @@ pub fn authorize_api(
 mod tests {
     use super::super::refusal::documented;
     use super::*;
-    use crate::room::API_ORIGIN;
+    use crate::api::API_ORIGIN;
     use crate::token::{mint, Right};
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;

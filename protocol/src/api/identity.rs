@@ -2,7 +2,6 @@
 //! builds itself (never copied from the client's request), so a client cannot forge it.
 
 use crate::compact::CompactJson;
-use crate::room::API_ORIGIN;
 use crate::token::Rights;
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +9,9 @@ use serde::{Deserialize, Serialize};
 pub const CONNECT_HEADER: &str = "x-roomcast-connect";
 /// The header carrying [`Caller`] on HTTP API calls from the edge to the room.
 pub const CALLER_HEADER: &str = "x-roomcast-caller";
+/// The origin (and user) recorded for messages the backend publishes with the API key; client ids
+/// cannot contain a colon and token subjects cannot start with one, so it never collides.
+pub const API_ORIGIN: &str = ":api";
 /// The `from` of messages a token's holder publishes over the HTTP API (client ids cannot
 /// contain a colon, so it never collides with a connection's).
 pub const HTTP_ORIGIN: &str = ":http";

@@ -1,5 +1,6 @@
 //! The edge's policy, pure: what it establishes about a request before the room is touched, and
-//! the identity contract between the edge and the room. `worker/src/edge.rs` only reads the
+//! the identity contract between the edge and the room (who calls, and the origins recorded for
+//! the backend and HTTP publishers, in [`identity`]). `worker/src/edge.rs` only reads the
 //! platform (headers, vars, the URL, the rate limiter, the clock, randomness) and translates.
 //!
 //! - [`mod@route`]: which endpoint, with method and room name checked.
@@ -25,6 +26,6 @@ pub mod refusal;
 pub mod route;
 
 pub use admission::{admit, authorize_api, AuthConfig, Upgrade};
-pub use identity::{Caller, ConnectInfo, CALLER_HEADER, CONNECT_HEADER};
+pub use identity::{Caller, ConnectInfo, API_ORIGIN, CALLER_HEADER, CONNECT_HEADER, HTTP_ORIGIN};
 pub use refusal::{Refusal, RefusalKind};
 pub use route::{route, Endpoint, Method, Route};

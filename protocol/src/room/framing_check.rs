@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::api::Caller;
+use crate::store::MemoryStore;
 use crate::token::Rights;
 use serde_json::value::RawValue;
 
@@ -32,7 +33,7 @@ pub fn check_framing(data: &str) -> usize {
     room.handle_text(alice, data, 1_003, &mut store);
     for body in [format!(r#"{{"data":{data},"id":"h"}}"#), format!(r#"[{{"data":{data}}},{{"id":"i","data":{data}}}]"#)] {
         if let Ok((items, _)) = parse_publish_body(&body) {
-            room.handle_publish(&Caller::backend(), &items, 1_004, &mut store).unwrap();
+            room.publish(&Caller::backend(), &items, 1_004, &mut store).unwrap();
         }
     }
     let carol = room.handle_open(who("c", "carol", true), Some(ResumePoint { epoch: "e".into(), since: 0 }), 1_005, &mut store).unwrap();
@@ -70,7 +71,7 @@ pub fn check_framing(data: &str) -> usize {
         }
     }
     assert_eq!(got, expected);
-    let page = room.history(":api", Page::After(0), 100, 1_006, &mut store).unwrap();
+    let page = room.read_history(":api", Page::After(0), 100, 1_006, &mut store).unwrap();
     for m in &page.messages {
         assert!(!encode_stored(m).contains('\n'));
     }

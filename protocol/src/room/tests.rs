@@ -3,7 +3,11 @@
 
 use super::*;
 use crate::api::Caller;
+use crate::api::API_ORIGIN;
+use crate::close;
+use crate::compact::CompactJson;
 use crate::frame::PING;
+use crate::store::{MemoryStore, Store};
 use crate::token::Rights;
 use proptest::prelude::*;
 use serde_json::Value;
@@ -369,12 +373,12 @@ fn http_publish_validates_the_whole_batch_first() {
     let mut sim = Sim::new(config);
     let a = sim.connect("a", "ua", true, None);
     let item = |id: Option<&str>| PublishItem { data: CompactJson::parse("1").unwrap(), id: id.map(Into::into) };
-    let r = sim.room.handle_publish(&Caller::backend(), &[item(None), item(Some(""))], sim.now, &mut sim.store);
+    let r = sim.room.publish(&Caller::backend(), &[item(None), item(Some(""))], sim.now, &mut sim.store);
     assert_eq!(r, Err(PublishError::BadId(1)));
     assert_eq!(sim.room.seq(), 0);
-    assert_eq!(sim.room.handle_publish(&Caller::backend(), &vec![item(None); 4], sim.now, &mut sim.store), Err(PublishError::TooMany(3)));
-    assert_eq!(sim.room.handle_publish(&Caller::backend(), &[], sim.now, &mut sim.store), Err(PublishError::Empty));
-    let r = sim.room.handle_publish(&Caller::backend(), &[item(Some("x")), item(None), item(Some("x"))], sim.now, &mut sim.store).unwrap();
+    assert_eq!(sim.room.publish(&Caller::backend(), &vec![item(None); 4], sim.now, &mut sim.store), Err(PublishError::TooMany(3)));
+    assert_eq!(sim.room.publish(&Caller::backend(), &[], sim.now, &mut sim.store), Err(PublishError::Empty));
+    let r = sim.room.publish(&Caller::backend(), &[item(Some("x")), item(None), item(Some("x"))], sim.now, &mut sim.store).unwrap();
     assert_eq!(r.iter().map(|p| (p.seq, p.duplicate)).collect::<Vec<_>>(), [(1, false), (2, false), (1, true)]);
     sim.deliver();
     assert_eq!(sim.seqs(a), [1, 2]);
@@ -393,7 +397,7 @@ fn history_is_trimmed_by_count_and_age() {
     }
     let count = sim.store.count().unwrap();
     assert!((16..=17).contains(&count), "history holds {count}");
-    let page = sim.room.history("reader", Page::After(0), 100, sim.now, &mut sim.store).unwrap();
+    let page = sim.room.read_history("reader", Page::After(0), 100, sim.now, &mut sim.store).unwrap();
     assert_eq!(page.messages.last().unwrap().seq, 50);
     sim.advance(20_000, |_| Some(u64::MAX / 4));
     assert_eq!(sim.store.count().unwrap(), 0, "age trims everything old");
@@ -546,7 +550,7 @@ proptest! {
                 Op::HttpPublish { id } => {
                     let fresh = id.is_none_or(|i| applied.insert((API_ORIGIN.into(), i.to_string())));
                     let item = PublishItem { data: CompactJson::parse("0").unwrap(), id: id.map(|i| i.to_string()) };
-                    sim.room.handle_publish(&Caller::backend(), &[item], sim.now, &mut sim.store).unwrap();
+                    sim.room.publish(&Caller::backend(), &[item], sim.now, &mut sim.store).unwrap();
                     sim.deliver();
                     prop_assert_eq!(sim.room.seq(), before + u64::from(fresh));
                 }
@@ -667,8 +671,8 @@ fn nobody_can_make_another_users_publish_a_duplicate() {
     assert_eq!(sim.frames(watcher, "message").len(), 2);
     // the backend's ids are its own too: a token user on HTTP cannot pre-empt them
     let item = PublishItem { data: CompactJson::parse("1").unwrap(), id: Some("b-1".into()) };
-    let by_token = sim.room.handle_publish(&Caller::user("mallory"), std::slice::from_ref(&item), sim.now, &mut sim.store).unwrap();
-    let by_key = sim.room.handle_publish(&Caller::backend(), &[item], sim.now, &mut sim.store).unwrap();
+    let by_token = sim.room.publish(&Caller::user("mallory"), std::slice::from_ref(&item), sim.now, &mut sim.store).unwrap();
+    let by_key = sim.room.publish(&Caller::backend(), &[item], sim.now, &mut sim.store).unwrap();
     assert!(!by_token[0].duplicate && !by_key[0].duplicate);
     sim.deliver();
     let m = sim.frames(watcher, "message");
@@ -728,15 +732,15 @@ fn http_publishes_are_limited_per_caller_with_a_retry_time() {
     let config = RoomConfig { http_rate_messages_per_sec: 10, http_rate_messages_burst: 5, publish_batch_max: 5, ..RoomConfig::default() };
     let mut sim = Sim::new(config);
     let item = PublishItem { data: CompactJson::parse("1").unwrap(), id: None };
-    assert!(sim.room.handle_publish(&Caller::user("u"), &vec![item.clone(); 5], sim.now, &mut sim.store).is_ok());
-    let refused = sim.room.handle_publish(&Caller::user("u"), std::slice::from_ref(&item), sim.now, &mut sim.store);
+    assert!(sim.room.publish(&Caller::user("u"), &vec![item.clone(); 5], sim.now, &mut sim.store).is_ok());
+    let refused = sim.room.publish(&Caller::user("u"), std::slice::from_ref(&item), sim.now, &mut sim.store);
     assert_eq!(refused, Err(PublishError::RateLimited { retry_after_ms: 100 }));
-    assert!(sim.room.handle_publish(&Caller::backend(), std::slice::from_ref(&item), sim.now, &mut sim.store).is_ok(), "per caller");
+    assert!(sim.room.publish(&Caller::backend(), std::slice::from_ref(&item), sim.now, &mut sim.store).is_ok(), "per caller");
     let big = PublishItem { data: CompactJson::parse(&format!("\"{}\"", "x".repeat(600_000))).unwrap(), id: None };
     let config = RoomConfig { max_frame_bytes: 1 << 20, ..RoomConfig::default() };
     let mut sim = Sim::new(config);
     assert!(matches!(
-        sim.room.handle_publish(&Caller::backend(), &[big.clone(), big], sim.now, &mut sim.store),
+        sim.room.publish(&Caller::backend(), &[big.clone(), big], sim.now, &mut sim.store),
         Err(PublishError::BatchTooLarge(_))
     ));
 }
@@ -755,7 +759,7 @@ fn resume_loops_run_out_of_read_budget_and_honest_readers_do_not() {
     sim.close(first);
     assert_eq!(sim.try_connect(who("r", "reader"), from_start()), Err(close::READ_BUDGET.code));
     assert!(sim.try_connect(who("h", "honest"), from_start()).is_ok(), "another user's budget is their own");
-    assert!(matches!(sim.room.history("reader", Page::After(0), 100, sim.now, &mut sim.store), Err(ReadError::RateLimited { .. })));
+    assert!(matches!(sim.room.read_history("reader", Page::After(0), 100, sim.now, &mut sim.store), Err(ReadError::RateLimited { .. })));
     sim.now += 10_000;
     assert!(sim.try_connect(who("r", "reader"), from_start()).is_ok(), "the budget refills");
 }
@@ -807,7 +811,7 @@ fn expired_tokens_are_closed_unless_refreshed() {
     assert_eq!(sim.last(b)["code"], "unauthorized");
     sim.text(b, &format!(r#"{{"type":"refresh","token":"{}"}}"#, mint("alice", "chat:x", later)));
     assert_eq!(sim.last(b), serde_json::json!({"type":"refreshed","expires": later * 1000}));
-    assert_eq!(sim.room.take_changed(), vec![b]);
+    assert_eq!((sim.room.poll_changed(), sim.room.poll_changed()), (Some(b), None));
     assert_eq!(sim.room.connection(b).unwrap().rights, Rights { subscribe: true, publish: false, presence: false });
     sim.advance(5_000 + leeway - 1, |_| Some(u64::MAX / 4));
     assert!(sim.open.contains(&a), "within the leeway");
@@ -864,16 +868,16 @@ fn the_backend_removes_and_bans_a_user() {
     let a1 = sim.connect("a1", "alice", false, None);
     let a2 = sim.connect("a2", "alice", false, None);
     let b = sim.connect("b", "bob", false, None);
-    assert_eq!(sim.room.handle_kick("alice", Some(sim.now + 60_000), sim.now, &mut sim.store), Ok(2));
+    assert_eq!(sim.room.kick("alice", Some(sim.now + 60_000), sim.now, &mut sim.store), Ok(2));
     sim.deliver();
     assert_eq!(sim.closed_by_room, vec![(a1, close::REMOVED.code), (a2, close::REMOVED.code)]);
     assert!(sim.open.contains(&b));
     assert_eq!(sim.try_connect(who("a1", "alice"), None), Err(close::REMOVED.code));
     // the HTTP API is closed to them too
     let item = PublishItem { data: CompactJson::parse("1").unwrap(), id: None };
-    let publish = sim.room.handle_publish(&Caller::user("alice"), std::slice::from_ref(&item), sim.now, &mut sim.store);
+    let publish = sim.room.publish(&Caller::user("alice"), std::slice::from_ref(&item), sim.now, &mut sim.store);
     assert_eq!(publish, Err(PublishError::Banned));
-    assert!(matches!(sim.room.history("alice", Page::After(0), 10, sim.now, &mut sim.store), Err(ReadError::Banned)));
+    assert!(matches!(sim.room.read_history("alice", Page::After(0), 10, sim.now, &mut sim.store), Err(ReadError::Banned)));
     sim.now += 60_001;
     assert!(sim.try_connect(who("a1", "alice"), None).is_ok(), "the ban ends");
 }
@@ -945,7 +949,7 @@ impl Hibernating {
                 self.closed.push((conn, code.code, now));
             }
         }
-        for id in room.take_changed() {
+        while let Some(id) = room.poll_changed() {
             if let Some(info) = room.connection(id) {
                 self.attachments.insert(id, info.clone());
             }
@@ -1121,7 +1125,7 @@ fn set_presence_updates_the_member_for_everyone_and_survives_a_wake() {
     assert_eq!(sim.last(a), serde_json::json!({"type":"ack","id":"p1"}));
     let update = sim.frames(w, "presence").into_iter().next_back().unwrap();
     assert_eq!((update["event"].as_str(), update["member"]["meta"]["typing"].as_bool()), (Some("update"), Some(true)));
-    assert_eq!(sim.room.take_changed().last(), Some(&a), "the attachment is saved again");
+    assert_eq!(std::iter::from_fn(|| sim.room.poll_changed()).last(), Some(a), "the attachment is saved again");
     assert_eq!(sim.room.connection(a).unwrap().meta.as_ref().unwrap().get(), r#"{"name":"Alice","typing":true}"#);
     // a 60 Hz cursor loop for one second: at most burst + rate presence frames reach the others
     let before = sim.frames(w, "presence").len();
@@ -1148,11 +1152,11 @@ fn pages_replays_and_rewinds_stop_at_the_byte_cap() {
     for i in 1..=6 {
         sim.publish(p, &format!("m{i}"), &big);
     }
-    let page = sim.room.history("reader", Page::After(0), 100, sim.now, &mut sim.store).unwrap();
+    let page = sim.room.read_history("reader", Page::After(0), 100, sim.now, &mut sim.store).unwrap();
     assert_eq!((page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), page.more), (vec![1, 2, 3], true), "2,000 bytes before the third");
-    let back = sim.room.history("reader", Page::Latest, 100, sim.now, &mut sim.store).unwrap();
+    let back = sim.room.read_history("reader", Page::Latest, 100, sim.now, &mut sim.store).unwrap();
     assert_eq!((back.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), back.more), (vec![4, 5, 6], true));
-    let end = sim.room.history("reader", Page::After(3), 100, sim.now, &mut sim.store).unwrap();
+    let end = sim.room.read_history("reader", Page::After(3), 100, sim.now, &mut sim.store).unwrap();
     assert_eq!((end.messages.len(), end.more), (3, false));
     let resumed = sim.connect("r", "resumer", false, Some(ResumePoint { epoch: "epoch-1".into(), since: 0 }));
     assert_eq!(sim.frames(resumed, "welcome")[0]["resume"]["reason"], "retention", "more than one replay carries");

@@ -3,7 +3,12 @@
 
 use super::*;
 use crate::api::Caller;
-use crate::webhook::config::WebhookConfig;
+use crate::close::{self, CloseCode};
+use crate::compact::CompactJson;
+use crate::config::webhook::WebhookConfig;
+use crate::store::{MemoryStore, Store};
+use crate::token::Rights;
+use crate::webhook::WebhookOutcome;
 use crate::webhook::{sign, SigningKey};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -121,7 +126,7 @@ fn every_event_type_with_its_fields() {
     let b = h.connect("bob", None);
     h.room.handle_text(a, r#"{"type":"publish","id":"m1","data":{"text":"hi"}}"#, h.now, &mut h.store);
     let item = PublishItem { data: CompactJson::parse("[1, 2]").unwrap(), id: None };
-    h.room.handle_publish(&Caller::backend(), &[item], h.now, &mut h.store).unwrap();
+    h.room.publish(&Caller::backend(), &[item], h.now, &mut h.store).unwrap();
     h.close(a);
     h.close(b);
     assert_eq!(
@@ -252,7 +257,7 @@ fn messages_are_reported_in_seq_order_and_a_retried_publish_once() {
         h.room.handle_text(a, &format!(r#"{{"type":"publish","id":"m{i}","data":{i}}}"#), h.now, &mut h.store);
         if i % 3 == 0 {
             let items = [PublishItem { data: CompactJson::parse("0").unwrap(), id: Some(format!("h{i}")) }];
-            h.room.handle_publish(&Caller::backend(), &items, h.now, &mut h.store).unwrap();
+            h.room.publish(&Caller::backend(), &items, h.now, &mut h.store).unwrap();
         }
     }
     h.room.handle_text(a, r#"{"type":"publish","id":"m3","data":3}"#, h.now, &mut h.store);
@@ -411,7 +416,7 @@ fn reset_starts_a_new_epoch_closes_with_4013_and_a_resume_is_told() {
     }
     while h.room.poll_action().is_some() {}
     let before = h.events().len();
-    let reset = h.room.handle_reset("epoch-2", h.now, &mut h.store).unwrap();
+    let reset = h.room.reset("epoch-2", h.now, &mut h.store).unwrap();
     assert_eq!(reset, Reset { epoch: "epoch-2".into(), deleted: 3 });
     let actions: Vec<Action> = std::iter::from_fn(|| h.room.poll_action()).collect();
     assert!(actions.contains(&Action::Close { conn: a, code: close::ROOM_RESET }));

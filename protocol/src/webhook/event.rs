@@ -6,8 +6,8 @@
 //! `{"type":…,"room":…,"ts":…,…}`. [`with_id`] puts `{"id":"evt_<key>_<n>",` in front of the
 //! rest when it is sent, so every event reads `{"id","type","room","ts",…}` in that order.
 
-use super::config::EventKind;
 use crate::compact::CompactJson;
+use crate::config::webhook::EventKind;
 use serde::Serialize;
 
 #[derive(Serialize)]

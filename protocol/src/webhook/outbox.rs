@@ -13,10 +13,10 @@
 //! - A batch whose result never comes (the object restarted mid-POST) is simply sent again: the
 //!   rows are still there, with the same ids. At least once.
 
-use super::config::{EventKind, WebhookConfig};
 use super::event::{self, Event};
 use super::sign;
-use crate::room::store::{OutboxRow, Store, StoreError, WebhookState};
+use crate::config::webhook::{EventKind, WebhookConfig};
+use crate::store::{OutboxRow, Store, StoreError, WebhookState};
 use serde::Serialize;
 
 /// The longest backoff: 10 minutes.

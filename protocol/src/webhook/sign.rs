@@ -2,7 +2,7 @@
 //! `v1,` + base64(HMAC-SHA256(key, "{webhook-id}.{webhook-timestamp}.{body}")), so a receiver in
 //! any language verifies with the standard's libraries.
 
-use super::config::SigningKey;
+use crate::config::webhook::SigningKey;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};

@@ -1,7 +1,7 @@
 //! The `WEBHOOK_*` vars, parsed once per room load. Missing or unparsable values keep their
 //! defaults; nothing here fails: a configuration that cannot deliver (no secret, a bad URL) still
 //! records events, and says why it does not deliver them (`WebhookConfig::problem`, shown as the
-//! stats' `webhook.lastError`).
+//! stats' `webhook.lastError`). What the outbox does with them is [`crate::webhook`].
 
 use crate::token;
 use base64::engine::general_purpose::STANDARD;

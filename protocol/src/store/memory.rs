@@ -1,0 +1,230 @@
+//! An in-memory [`Store`]: what the room's tests, the fuzz targets and the examples run on, and
+//! the reference the conformance suite holds every other store to.
+
+use super::{OutboxCounts, OutboxRow, PendingLeave, RoomMeta, Store, StoreError, StoredMessage, WebhookState};
+use std::collections::BTreeMap;
+
+/// The first `limit` messages, stopping once the `data` bytes before one reach `max_bytes`.
+fn within<'a>(messages: impl Iterator<Item = &'a StoredMessage>, limit: usize, max_bytes: usize) -> Vec<StoredMessage> {
+    let mut bytes = 0usize;
+    messages
+        .take(limit)
+        .take_while(|m| {
+            let fits = bytes < max_bytes;
+            bytes = bytes.saturating_add(m.data.len());
+            fits
+        })
+        .cloned()
+        .collect()
+}
+
+/// An in-memory [`Store`], for tests and simulations. It can be told to fail, to test that a
+/// failed write is never broadcast.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryStore {
+    meta: Option<RoomMeta>,
+    messages: BTreeMap<u64, StoredMessage>,
+    leaves: BTreeMap<String, PendingLeave>,
+    clients: BTreeMap<String, (String, u64)>,
+    bans: BTreeMap<String, u64>,
+    /// (row, queued at, body, dead).
+    outbox: BTreeMap<u64, (u64, String, bool)>,
+    outbox_next: u64,
+    webhook: Option<WebhookState>,
+    present: BTreeMap<String, Option<String>>,
+    /// When set, every write fails.
+    pub fail_writes: bool,
+}
+
+impl MemoryStore {
+    fn writable(&self) -> Result<(), StoreError> {
+        if self.fail_writes {
+            Err(StoreError("injected failure".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Store for MemoryStore {
+    fn meta(&mut self) -> Result<Option<RoomMeta>, StoreError> {
+        let last = self.messages.keys().next_back().copied().unwrap_or(0);
+        Ok(self.meta.clone().map(|m| RoomMeta { seq: m.seq.max(last), ..m }))
+    }
+    fn create(&mut self, meta: &RoomMeta) -> Result<(), StoreError> {
+        self.writable()?;
+        self.meta = Some(meta.clone());
+        Ok(())
+    }
+    fn append(&mut self, message: &StoredMessage) -> Result<(), StoreError> {
+        self.writable()?;
+        self.messages.insert(message.seq, message.clone());
+        Ok(())
+    }
+    fn find(&mut self, user: &str, from: &str, id: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.messages.values().find(|m| m.user == user && m.from == from && m.id.as_deref() == Some(id)).map(|m| m.seq))
+    }
+    fn after(&mut self, after: u64, limit: usize, max_bytes: usize) -> Result<Vec<StoredMessage>, StoreError> {
+        Ok(within(self.messages.range(after.saturating_add(1)..).map(|(_, m)| m), limit, max_bytes))
+    }
+    fn before(&mut self, before: u64, limit: usize, max_bytes: usize) -> Result<Vec<StoredMessage>, StoreError> {
+        let mut page = within(self.messages.range(..before).rev().map(|(_, m)| m), limit, max_bytes);
+        page.reverse();
+        Ok(page)
+    }
+    fn oldest(&mut self) -> Result<Option<u64>, StoreError> {
+        Ok(self.messages.keys().next().copied())
+    }
+    fn count(&mut self) -> Result<u64, StoreError> {
+        Ok(self.messages.len() as u64)
+    }
+    fn trim(&mut self, through_seq: u64, before_ts: u64, last_seq: u64) -> Result<(), StoreError> {
+        self.writable()?;
+        if let Some(meta) = self.meta.as_mut() {
+            meta.seq = meta.seq.max(last_seq);
+        }
+        self.messages.retain(|seq, m| *seq > through_seq && m.ts >= before_ts);
+        Ok(())
+    }
+    fn pending_leaves(&mut self) -> Result<Vec<PendingLeave>, StoreError> {
+        Ok(self.leaves.values().cloned().collect())
+    }
+    fn put_pending_leave(&mut self, leave: &PendingLeave) -> Result<(), StoreError> {
+        self.writable()?;
+        self.leaves.insert(leave.user.clone(), leave.clone());
+        Ok(())
+    }
+    fn delete_pending_leave(&mut self, user: &str) -> Result<(), StoreError> {
+        self.writable()?;
+        self.leaves.remove(user);
+        Ok(())
+    }
+    fn client_owner(&mut self, cid: &str) -> Result<Option<(String, u64)>, StoreError> {
+        Ok(self.clients.get(cid).cloned())
+    }
+    fn bind_client(&mut self, cid: &str, user: &str, now: u64) -> Result<(), StoreError> {
+        self.writable()?;
+        self.clients.insert(cid.to_owned(), (user.to_owned(), now));
+        Ok(())
+    }
+    fn forget_clients(&mut self, before: u64) -> Result<(), StoreError> {
+        self.writable()?;
+        self.clients.retain(|_, (_, seen)| *seen >= before);
+        Ok(())
+    }
+    fn ban(&mut self, user: &str, until: u64) -> Result<(), StoreError> {
+        self.writable()?;
+        self.bans.insert(user.to_owned(), until);
+        Ok(())
+    }
+    fn banned_until(&mut self, user: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.bans.get(user).copied())
+    }
+    fn forget_bans(&mut self, now: u64) -> Result<(), StoreError> {
+        self.writable()?;
+        self.bans.retain(|_, until| *until > now);
+        Ok(())
+    }
+    fn outbox_push(&mut self, ts: u64, body: &str) -> Result<(), StoreError> {
+        self.writable()?;
+        self.outbox_next += 1;
+        self.outbox.insert(self.outbox_next, (ts, body.to_owned(), false));
+        Ok(())
+    }
+    fn outbox_take(&mut self, limit: usize, max_bytes: usize) -> Result<Vec<OutboxRow>, StoreError> {
+        let mut bytes = 0usize;
+        Ok(self
+            .outbox
+            .iter()
+            .filter(|(_, (_, _, dead))| !dead)
+            .take(limit)
+            .take_while(|(_, (_, body, _))| {
+                let fits = bytes < max_bytes;
+                bytes = bytes.saturating_add(body.len());
+                fits
+            })
+            .map(|(n, (ts, body, _))| OutboxRow { n: *n, ts: *ts, body: body.clone() })
+            .collect())
+    }
+    fn outbox_any_pending(&mut self) -> Result<bool, StoreError> {
+        Ok(self.outbox.values().any(|(_, _, dead)| !dead))
+    }
+    fn outbox_delete(&mut self, rows: &[u64]) -> Result<(), StoreError> {
+        self.writable()?;
+        for n in rows {
+            self.outbox.remove(n);
+        }
+        Ok(())
+    }
+    fn outbox_mark_dead(&mut self, before_ts: u64) -> Result<u64, StoreError> {
+        self.writable()?;
+        let mut n = 0;
+        for (ts, _, dead) in self.outbox.values_mut() {
+            if !*dead && *ts < before_ts {
+                *dead = true;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+    fn outbox_requeue(&mut self, now: u64) -> Result<u64, StoreError> {
+        self.writable()?;
+        let mut n = 0;
+        for (ts, _, dead) in self.outbox.values_mut() {
+            if *dead {
+                *dead = false;
+                *ts = now;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+    fn outbox_counts(&mut self) -> Result<OutboxCounts, StoreError> {
+        let mut c = OutboxCounts::default();
+        for (ts, _, dead) in self.outbox.values() {
+            if *dead {
+                c.dead += 1;
+            } else {
+                c.pending += 1;
+                c.oldest_pending = Some(c.oldest_pending.map_or(*ts, |o: u64| o.min(*ts)));
+            }
+        }
+        Ok(c)
+    }
+    fn webhook_state(&mut self) -> Result<Option<WebhookState>, StoreError> {
+        Ok(self.webhook.clone())
+    }
+    fn put_webhook_state(&mut self, state: &WebhookState) -> Result<(), StoreError> {
+        self.writable()?;
+        self.webhook = Some(state.clone());
+        Ok(())
+    }
+    fn present_users(&mut self) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        Ok(self.present.iter().map(|(u, m)| (u.clone(), m.clone())).collect())
+    }
+    fn put_present(&mut self, user: &str, meta: Option<&str>) -> Result<(), StoreError> {
+        self.writable()?;
+        self.present.insert(user.to_owned(), meta.map(str::to_owned));
+        Ok(())
+    }
+    fn delete_present(&mut self, user: &str) -> Result<(), StoreError> {
+        self.writable()?;
+        self.present.remove(user);
+        Ok(())
+    }
+    fn reset(&mut self, meta: &RoomMeta) -> Result<u64, StoreError> {
+        self.writable()?;
+        let deleted = self.messages.len() as u64;
+        self.messages.clear();
+        self.meta = Some(meta.clone());
+        Ok(deleted)
+    }
+}
+
+impl MemoryStore {
+    /// Every outbox row in row order, dead letters included, as (row, body, dead): what a test
+    /// reads to check what was recorded.
+    pub fn outbox_rows(&self) -> Vec<(u64, String, bool)> {
+        self.outbox.iter().map(|(n, (_, body, dead))| (*n, body.clone(), *dead)).collect()
+    }
+}

@@ -1,0 +1,161 @@
+//! The persistence port: the room's and the webhook outbox's durable state, behind one small
+//! interface. The room borrows a store for the length of one event and never owns it (the way
+//! tungstenite borrows its stream): the Durable Object passes its SQLite-backed store, the tests
+//! pass [`MemoryStore`]. Every call is synchronous, which the Durable Object's SQL API is, so one
+//! event is handled without interleaving.
+//!
+//! A port below both of its users: [`crate::room`] and [`crate::webhook`] import it, and it
+//! imports neither (only [`crate::compact`]).
+//!
+//! - [`memory`]: [`MemoryStore`], in memory, for tests and simulations.
+
+pub mod memory;
+
+pub use memory::MemoryStore;
+
+use crate::compact::CompactJson;
+
+/// One message in the room's history.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub seq: u64,
+    pub ts: u64,
+    /// The publishing client id, or [`crate::api::API_ORIGIN`].
+    pub from: String,
+    pub user: String,
+    /// The publisher's message id, which makes retries idempotent (scoped to `user` and `from`).
+    pub id: Option<String>,
+    pub data: CompactJson,
+}
+
+/// The room's identity in time: its epoch and the last sequence number it gave out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomMeta {
+    pub epoch: String,
+    pub seq: u64,
+}
+
+/// A user whose last connection closed, still shown as present until `due`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingLeave {
+    pub user: String,
+    pub due: u64,
+    pub meta: Option<String>,
+}
+
+/// One event in the outbox (`body` is the event's JSON without its `id`: see `webhook::event`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    /// The row number: grows with every event and is never reused (the event's id ends with it).
+    pub n: u64,
+    /// When the event was queued (or last re-queued), for its age.
+    pub ts: u64,
+    pub body: String,
+}
+
+/// How many events wait, how many are dead letters, and when the oldest waiting one was queued.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxCounts {
+    pub pending: u64,
+    pub dead: u64,
+    pub oldest_pending: Option<u64>,
+}
+
+/// The webhook delivery state that survives hibernation and restarts (one row).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebhookState {
+    /// Random per room, made once: the middle of every event id.
+    pub key: String,
+    /// Consecutive failed deliveries.
+    pub failures: u32,
+    /// No delivery before this time (ms).
+    pub next_at: u64,
+    pub last_error: Option<String>,
+}
+
+/// A storage failure. Transient from the room's point of view: the event that met it is answered
+/// with an error and nothing is broadcast, so no client sees a message that was not stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("storage: {0}")]
+pub struct StoreError(pub String);
+
+/// What the room needs to keep across restarts and hibernation.
+pub trait Store {
+    /// The room's epoch and last seq, if the room was ever created.
+    fn meta(&mut self) -> Result<Option<RoomMeta>, StoreError>;
+    /// Records a new room's epoch (its seq starts at 0).
+    fn create(&mut self, meta: &RoomMeta) -> Result<(), StoreError>;
+    /// Appends one message; its seq is one more than the last.
+    fn append(&mut self, message: &StoredMessage) -> Result<(), StoreError>;
+    /// The seq a message with this (user, origin, id) got, if it is still in history.
+    fn find(&mut self, user: &str, from: &str, id: &str) -> Result<Option<u64>, StoreError>;
+    /// Appends `message` unless one with its (user, origin, id) is still in history, and then
+    /// returns that one's seq and stores nothing. This default looks up, then appends; a store
+    /// that can do both in one statement (SQLite: a unique index and `ON CONFLICT DO NOTHING`)
+    /// does that instead, the cost of a publish in a small room being mostly per statement.
+    fn append_new(&mut self, message: &StoredMessage) -> Result<Option<u64>, StoreError> {
+        if let Some(id) = &message.id {
+            if let Some(seq) = self.find(&message.user, &message.from, id)? {
+                return Ok(Some(seq));
+            }
+        }
+        self.append(message)?;
+        Ok(None)
+    }
+    /// Up to `limit` messages with seq greater than `after`, in seq order, and no more once the
+    /// `data` bytes before a message reach `max_bytes` (the first always comes: a page moves on).
+    fn after(&mut self, after: u64, limit: usize, max_bytes: usize) -> Result<Vec<StoredMessage>, StoreError>;
+    /// Up to `limit` of the newest messages with seq below `before`, in seq order, newest first
+    /// counted against `max_bytes` as in [`Store::after`].
+    fn before(&mut self, before: u64, limit: usize, max_bytes: usize) -> Result<Vec<StoredMessage>, StoreError>;
+    /// The oldest seq still in history.
+    fn oldest(&mut self) -> Result<Option<u64>, StoreError>;
+    /// How many messages history holds.
+    fn count(&mut self) -> Result<u64, StoreError>;
+    /// Deletes messages with seq at most `through_seq` or timestamp below `before_ts`, after
+    /// recording `last_seq` so that the room's seq survives even an emptied history.
+    fn trim(&mut self, through_seq: u64, before_ts: u64, last_seq: u64) -> Result<(), StoreError>;
+    fn pending_leaves(&mut self) -> Result<Vec<PendingLeave>, StoreError>;
+    fn put_pending_leave(&mut self, leave: &PendingLeave) -> Result<(), StoreError>;
+    fn delete_pending_leave(&mut self, user: &str) -> Result<(), StoreError>;
+    /// The user a client id is bound to in this room, and when the binding was last refreshed.
+    fn client_owner(&mut self, cid: &str) -> Result<Option<(String, u64)>, StoreError>;
+    /// Binds (or rebinds, or refreshes) a client id to a user.
+    fn bind_client(&mut self, cid: &str, user: &str, now: u64) -> Result<(), StoreError>;
+    /// Forgets bindings last refreshed before `before`.
+    fn forget_clients(&mut self, before: u64) -> Result<(), StoreError>;
+    /// Refuses `user`'s connections until `until` (ms).
+    fn ban(&mut self, user: &str, until: u64) -> Result<(), StoreError>;
+    fn banned_until(&mut self, user: &str) -> Result<Option<u64>, StoreError>;
+    /// Forgets bans that ended by `now`.
+    fn forget_bans(&mut self, now: u64) -> Result<(), StoreError>;
+
+    // ---- webhooks: the outbox (see `crate::webhook`) ------------------------------------------
+
+    /// Appends an event, queued at `ts`; its row number is one more than any before it.
+    fn outbox_push(&mut self, ts: u64, body: &str) -> Result<(), StoreError>;
+    /// The first `limit` pending events in row order, stopping once the body bytes before one
+    /// reach `max_bytes` (the first always comes). Dead letters are skipped.
+    fn outbox_take(&mut self, limit: usize, max_bytes: usize) -> Result<Vec<OutboxRow>, StoreError>;
+    /// Whether any event is pending.
+    fn outbox_any_pending(&mut self) -> Result<bool, StoreError>;
+    /// Deletes exactly these rows (a delivered batch).
+    fn outbox_delete(&mut self, rows: &[u64]) -> Result<(), StoreError>;
+    /// Makes pending events queued before `before_ts` dead letters; returns how many.
+    fn outbox_mark_dead(&mut self, before_ts: u64) -> Result<u64, StoreError>;
+    /// Makes every dead letter pending again, queued at `now` (it keeps its row number, so its
+    /// id); returns how many.
+    fn outbox_requeue(&mut self, now: u64) -> Result<u64, StoreError>;
+    fn outbox_counts(&mut self) -> Result<OutboxCounts, StoreError>;
+    fn webhook_state(&mut self) -> Result<Option<WebhookState>, StoreError>;
+    fn put_webhook_state(&mut self, state: &WebhookState) -> Result<(), StoreError>;
+    /// The users the webhooks last reported present (joined and not yet left), with the meta
+    /// they joined with: after a restart that took their sockets, they are reported as left.
+    fn present_users(&mut self) -> Result<Vec<(String, Option<String>)>, StoreError>;
+    fn put_present(&mut self, user: &str, meta: Option<&str>) -> Result<(), StoreError>;
+    fn delete_present(&mut self, user: &str) -> Result<(), StoreError>;
+
+    /// Deletes every stored message (and with them their idempotency records) and starts
+    /// `meta`'s epoch at its seq. Returns how many messages were deleted.
+    fn reset(&mut self, meta: &RoomMeta) -> Result<u64, StoreError>;
+}
