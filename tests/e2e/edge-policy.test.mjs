@@ -5,6 +5,8 @@
 // The pure policy behind each is tested natively in protocol/src/api/.
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
 import WebSocket from "ws";
 import { devVar } from "../../tools/token.mjs";
@@ -237,4 +239,39 @@ test("a forged CF-Connecting-IP does not dodge the per-IP upgrade limit locally"
   } finally {
     await own.stop();
   }
+});
+
+/** Every file of the Durable Objects' local storage: a room its first event wakes creates one. */
+function storageFiles() {
+  const root = join(edge.persistDir, "v3", "do");
+  if (!existsSync(root)) return [];
+  return readdirSync(root, { recursive: true }).map(String).filter((f) => f.endsWith(".sqlite")).sort();
+}
+
+test("every 400 and 413 of the HTTP API is answered at the edge, without waking the room", async () => {
+  const room = roomName("never-woken");
+  const before = storageFiles();
+  const huge = "x".repeat(2 * 1024 * 1024);
+  const refused = [
+    // history: since and before together was refused inside the room, after waking it
+    ["GET", `/rooms/${room}/history?since=1&before=5`, undefined, 400],
+    ["GET", `/rooms/${room}/history?since=abc`, undefined, 400],
+    // publish: a malformed body or one over the room's limits was parsed again inside the room
+    ["POST", `/rooms/${room}/messages`, "{", 400],
+    ["POST", `/rooms/${room}/messages`, "[]", 400],
+    ["POST", `/rooms/${room}/messages`, "[[1,\"id\"]]", 400],
+    ["POST", `/rooms/${room}/messages`, { data: 1, id: "" }, 400],
+    ["POST", `/rooms/${room}/messages`, { data: huge }, 413],
+    ["POST", `/rooms/${room}/kick`, { user: "bob", extra: 1 }, 400],
+    ["POST", `/rooms/${room}/kick`, { user: "bob", reason: "r".repeat(124) }, 400],
+  ];
+  for (const [method, path, body, status] of refused) {
+    const res = await api(edge, method, path, body);
+    assert.equal(res.status, status, `${method} ${path}: ${res.text}`);
+    assert.ok(res.json?.error?.code, `${method} ${path} has a JSON error body`);
+  }
+  assert.deepEqual(storageFiles(), before, "a refused request woke the room");
+  // The check can fail: an accepted request wakes the room, which creates its storage.
+  assert.equal((await api(edge, "POST", `/rooms/${room}/kick`, { user: "bob", reason: "spam" })).status, 200);
+  assert.notDeepEqual(storageFiles(), before, "an accepted request should have woken the room");
 });

@@ -6,10 +6,9 @@
 
 use crate::{http, platform};
 use roomcast_protocol::api::admission::{self, offers_subprotocol, AuthConfig, Upgrade};
+use roomcast_protocol::api::call::{RoomRequest, CALL_PATH};
 use roomcast_protocol::api::client_ip::{self, Runtime};
-use roomcast_protocol::api::history::HistoryQuery;
-use roomcast_protocol::api::kick::KickRequest;
-use roomcast_protocol::api::{dev_token, origin, query, Caller, Endpoint, Refusal, RefusalKind, Route, CALLER_HEADER, CONNECT_HEADER};
+use roomcast_protocol::api::{dev_token, origin, query, Endpoint, Refusal, RefusalKind, Route, CONNECT_HEADER};
 use roomcast_protocol::config::RoomConfig;
 use roomcast_protocol::SUBPROTOCOL;
 use worker::{Env, Headers, Method, Request, RequestInit, Response, Result, Url, WebSocketPair};
@@ -168,9 +167,10 @@ fn refuse_as_close(r: &Refusal, subprotocol: bool) -> Result<Response> {
     Ok(response)
 }
 
-/// The HTTP API: authorize the caller, check what the edge can check, and forward a request the
-/// edge builds itself, carrying who the caller is (`x-roomcast-caller`: the backend for the API
-/// key, the token's own user for a token).
+/// The HTTP API: authorize the caller, parse and check the query or body (`api::call`), and
+/// forward the call in its one canonical form, with who is calling (the backend for the API key,
+/// the token's own user for a token), in a request the edge builds itself. Anything refused here
+/// never wakes the room.
 async fn api_call(mut req: Request, env: &Env, room: &str, endpoint: Endpoint, raw_query: &str) -> Outcome {
     let (api_key, previous_api_key) = (secret(env, "ROOMCAST_API_KEY"), secret(env, "ROOMCAST_API_KEY_PREVIOUS"));
     let (secret, previous_secret) = (secret(env, "ROOMCAST_SECRET"), secret(env, "ROOMCAST_SECRET_PREVIOUS"));
@@ -183,41 +183,27 @@ async fn api_call(mut req: Request, env: &Env, room: &str, endpoint: Endpoint, r
     };
     let authorization = header(&req, "Authorization");
     let caller = admission::authorize_api(authorization.as_deref(), &config, room, endpoint.access(), platform::now_ms())?;
-    let (query, body) = match endpoint {
-        Endpoint::History => (HistoryQuery::parse(raw_query)?.to_query(), None),
+    let limits = RoomConfig::from_vars(|name| env.var(name).ok().map(|v| v.to_string()));
+    let body = match endpoint {
         Endpoint::Publish => {
-            // Refused before it is read when it says it is too large; the room checks again after.
-            let max = RoomConfig::from_vars(|name| env.var(name).ok().map(|v| v.to_string())).max_publish_body();
-            // A body without a length (chunked) could be any size: it is refused unread too.
+            // Refused before it is read when it says it is too large, and read only with a length
+            // (a chunked body could be any size); its text is checked again once read.
             match header(&req, "Content-Length").and_then(|l| l.trim().parse::<usize>().ok()) {
                 None => return Err(Refusal::new(RefusalKind::LengthRequired, "a publish needs a Content-Length").into()),
-                Some(l) if l > max => return Err(Refusal::new(RefusalKind::TooLarge, "request body is larger than a batch may be").into()),
-                Some(_) => {}
+                Some(l) if l > limits.max_publish_body() => {
+                    return Err(Refusal::new(RefusalKind::TooLarge, "request body is larger than a batch may be").into())
+                }
+                Some(_) => Some(req.text().await?),
             }
-            (String::new(), Some(req.text().await?))
         }
-        Endpoint::Kick => (String::new(), Some(KickRequest::parse(&req.text().await?)?.to_json())),
-        Endpoint::Presence | Endpoint::Stats | Endpoint::Connect => (String::new(), None),
-        // Commands without a body: forwarded as a POST to the room's own path.
-        Endpoint::DeleteHistory | Endpoint::RequeueWebhooks => (String::new(), Some(String::new())),
+        Endpoint::Kick => Some(req.text().await?),
+        _ => None,
     };
-    let mut url = format!("https://room{}", endpoint.room_path());
-    if !query.is_empty() {
-        url.push('?');
-        url.push_str(&query);
-    }
-    Ok(forward(env, room, &url, &caller, body).await?)
-}
-
-async fn forward(env: &Env, room: &str, url: &str, caller: &Caller, body: Option<String>) -> Result<Response> {
-    let headers = Headers::new();
-    headers.set(CALLER_HEADER, &serde_json::to_string(caller)?)?;
+    let request = RoomRequest::build(endpoint, raw_query, body.as_deref(), caller, &limits)?;
     let mut init = RequestInit::new();
-    init.with_headers(headers);
-    if let Some(body) = body {
-        init.with_method(Method::Post).with_body(Some(body.into()));
-    }
-    stub(env, room)?.fetch_with_request(Request::new_with_init(url, &init)?).await
+    init.with_method(Method::Post).with_body(Some(request.to_json().into()));
+    let internal = Request::new_with_init(&format!("https://room{CALL_PATH}"), &init)?;
+    Ok(stub(env, room)?.fetch_with_request(internal).await?)
 }
 
 /// `OPTIONS /rooms/:room/history`: a page on an allowed origin may GET it with an Authorization

@@ -1,22 +1,28 @@
 //! JSON responses. Every error the HTTP side gives is `{"error": {"code", "message"}}` with a
-//! fitting status; the body is written by `roomcast_protocol::api::refusal`.
+//! fitting status; status, body and `Retry-After` are written in `roomcast_protocol::api`
+//! (`refusal`, `call::Answer`), never here.
 
-use roomcast_protocol::api::refusal::{self, Refusal};
-use roomcast_protocol::frame::ErrorCode;
-use serde::Serialize;
+use roomcast_protocol::api::call::Answer;
+use roomcast_protocol::api::refusal::Refusal;
 use worker::{Headers, Response, Result};
 
-pub fn error(status: u16, code: ErrorCode, message: &str) -> Result<Response> {
-    json_text(status, refusal::error_body(code, message), None)
-}
-
-/// The HTTP answer to a refusal at the edge.
+/// The HTTP answer to a refusal (at the edge, or the object's own for a request that did not
+/// come through it), with `Retry-After` for a rate limit.
 pub fn refused(r: &Refusal, cors_origin: Option<&str>) -> Result<Response> {
-    json_text(r.status(), r.body(), cors_origin)
+    answer_with(&Answer::refused(r), cors_origin)
 }
 
-pub fn json<T: Serialize>(value: &T) -> Result<Response> {
-    Response::from_json(value)
+/// The room's answer to an API call, as the room wrote it.
+pub fn answer(a: &Answer) -> Result<Response> {
+    answer_with(a, None)
+}
+
+fn answer_with(a: &Answer, cors_origin: Option<&str>) -> Result<Response> {
+    let response = json_text(a.status, a.body.clone(), cors_origin)?;
+    if let Some(seconds) = a.retry_after {
+        response.headers().set("Retry-After", &seconds.to_string())?;
+    }
+    Ok(response)
 }
 
 /// A JSON text already written, with its status and, for pages on another allowed origin, the

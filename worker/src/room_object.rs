@@ -6,13 +6,14 @@
 
 use crate::sql_store::SqlStore;
 use crate::{http, platform};
-use roomcast_protocol::api::{Caller, ConnectInfo, CALLER_HEADER, CONNECT_HEADER};
+use roomcast_protocol::api::call::{RoomCall, RoomRequest, CALL_PATH};
+use roomcast_protocol::api::{ConnectInfo, Endpoint, Refusal, CONNECT_HEADER};
 use roomcast_protocol::config::RoomConfig;
-use roomcast_protocol::frame::{self, ErrorCode};
+use roomcast_protocol::frame;
 use roomcast_protocol::gate::{AlarmChange, Gate, Step, Task};
 use roomcast_protocol::room::batch::{self, Group};
-use roomcast_protocol::room::{self, ConnId, Connection, Identity, Page, PublishError, ReadError, ResumePoint, Room, Start, TokenCheck};
-use serde::{Deserialize, Serialize};
+use roomcast_protocol::room::{ConnId, Connection, Identity, ResumePoint, Room, Start, TokenCheck};
+use serde::Deserialize;
 use std::cell::{RefCell, RefMut};
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -288,10 +289,10 @@ impl Core {
 
     async fn accept(&self, req: &Request) -> Result<Response> {
         let Some(header) = req.headers().get(CONNECT_HEADER)? else {
-            return http::error(400, ErrorCode::BadRequest, "connections come through the edge");
+            return http::refused(&Refusal::bad_request("connections come through the edge"), None);
         };
         let Ok(info) = serde_json::from_str::<ConnectInfo>(&header) else {
-            return http::error(400, ErrorCode::BadRequest, "bad connect header");
+            return http::refused(&Refusal::bad_request("bad connect header"), None);
         };
         let pair = WebSocketPair::new()?;
         let server = pair.server;
@@ -395,145 +396,20 @@ fn carry_out(l: &mut Loaded) {
     }
 }
 
-type RawMessage = serde_json::value::RawValue;
-
-#[derive(Serialize)]
-struct PresenceBody<'a> {
-    members: &'a RawMessage,
-}
-
-#[derive(Serialize)]
-struct BatchBody<'a> {
-    messages: &'a [room::Published],
-}
-
-fn query_u64(url: &worker::Url, key: &str) -> Option<std::result::Result<u64, ()>> {
-    url.query_pairs().find(|(k, _)| k == key).map(|(_, v)| v.parse::<u64>().map_err(|_| ()))
-}
-
 impl Core {
-    async fn publish(&self, mut req: Request) -> Result<Response> {
-        let Some(caller) = caller(&req) else { return http::error(400, ErrorCode::BadRequest, "calls come through the edge") };
-        let body = req.text().await?;
-        // The loaded room already holds the limits; no need to read the vars again.
-        let max_body = self.with_room(|l, _| l.room.config().max_publish_body()).await?;
-        if body.len() > max_body {
-            return http::error(413, ErrorCode::TooLarge, "request body is larger than a batch may be");
-        }
-        let (items, single) = match room::parse_publish_body(&body) {
-            Ok(parsed) => parsed,
-            Err(message) => return http::error(400, ErrorCode::BadRequest, &message),
+    /// An HTTP API call from the edge, in the canonical form it built (`api::call`): parsed
+    /// once, served by the room, answered as the room wrote it.
+    async fn serve(&self, mut req: Request) -> Result<Response> {
+        let Some(request) = RoomRequest::from_json(&req.text().await?) else {
+            return http::refused(&Refusal::bad_request("calls come through the edge"), None);
         };
-        let result = self.with_room(|l, now| l.room.publish(&caller, &items, now, &mut l.store)).await?;
-        match result {
-            Ok(published) if single => match published.first() {
-                Some(p) => http::json(p),
-                None => http::error(500, ErrorCode::Storage, "nothing was published"),
-            },
-            Ok(published) => http::json(&BatchBody { messages: &published }),
-            Err(PublishError::Store(e)) => http::error(503, ErrorCode::Storage, &e.to_string()),
-            Err(e @ (PublishError::TooLarge(_) | PublishError::BatchTooLarge(_))) => http::error(413, ErrorCode::TooLarge, &e.to_string()),
-            Err(e @ PublishError::RateLimited { retry_after_ms }) => too_many(&e.to_string(), retry_after_ms),
-            Err(e @ PublishError::Banned) => http::error(403, ErrorCode::Forbidden, &e.to_string()),
-            Err(e) => http::error(400, ErrorCode::BadRequest, &e.to_string()),
-        }
-    }
-
-    async fn history(&self, req: &Request) -> Result<Response> {
-        let Some(caller) = caller(req) else { return http::error(400, ErrorCode::BadRequest, "calls come through the edge") };
-        let url = req.url()?;
-        // The edge checked these numbers and wrote the query itself.
-        let (since, before, limit) = (query_u64(&url, "since"), query_u64(&url, "before"), query_u64(&url, "limit"));
-        let page = match (before, since) {
-            (Some(Ok(b)), None) => Page::Before(b),
-            (None, since) => Page::After(since.and_then(|s| s.ok()).unwrap_or(0)),
-            _ => return http::error(400, ErrorCode::BadRequest, "give since or before, not both, as whole numbers"),
+        let epoch = match request.call {
+            RoomCall::DeleteHistory => platform::random_hex(8),
+            _ => String::new(),
         };
-        let limit = match limit {
-            Some(Err(())) => return http::error(400, ErrorCode::BadRequest, "limit must be a whole number"),
-            Some(Ok(l)) => l,
-            None => 100,
-        };
-        let page = self.with_room(|l, now| l.room.read_history(&caller.user, page, limit as usize, now, &mut l.store)).await?;
-        match page {
-            Ok(page) => {
-                let texts: Vec<String> = page.messages.iter().map(room::encode_stored).collect();
-                http::json_text(200, frame::encode_history_page(&page.epoch, page.seq, page.more, &texts), None)
-            }
-            Err(e @ ReadError::RateLimited { retry_after_ms }) => too_many(&e.to_string(), retry_after_ms),
-            Err(ReadError::Store(e)) => http::error(503, ErrorCode::Storage, &e.to_string()),
-            Err(e @ ReadError::Banned) => http::error(403, ErrorCode::Forbidden, &e.to_string()),
-        }
+        let answer = self.with_room(|l, now| l.room.serve(&request, &epoch, now, &mut l.store)).await?;
+        http::answer(&answer)
     }
-
-    /// `POST /kick` from the edge (API key only): `{"user", "banSeconds"?, "reason"?}`.
-    async fn kick(&self, mut req: Request) -> Result<Response> {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Kick {
-            user: String,
-            #[serde(default)]
-            ban_seconds: Option<u64>,
-        }
-        let Some(caller) = caller(&req) else { return http::error(400, ErrorCode::BadRequest, "calls come through the edge") };
-        if caller != Caller::backend() {
-            return http::error(403, ErrorCode::Forbidden, "removing users needs the API key");
-        }
-        let Ok(kick) = serde_json::from_str::<Kick>(&req.text().await?) else {
-            return http::error(400, ErrorCode::BadRequest, "body must be {\"user\": string, \"banSeconds\"?: number}");
-        };
-        let closed = self
-            .with_room(|l, now| {
-                let until = kick.ban_seconds.map(|s| now.saturating_add(s.saturating_mul(1000)));
-                l.room.kick(&kick.user, until, now, &mut l.store)
-            })
-            .await?;
-        match closed {
-            Ok(closed) => http::json(&serde_json::json!({ "closed": closed })),
-            Err(e) => http::error(503, ErrorCode::Storage, &e.to_string()),
-        }
-    }
-}
-
-impl RoomObject {
-    /// `DELETE /rooms/:room/history` from the edge (API key only): a new epoch, messages gone,
-    /// sockets closed with 4013.
-    async fn reset(&self, req: &Request) -> Result<Response> {
-        if caller(req) != Some(Caller::backend()) {
-            return http::error(403, ErrorCode::Forbidden, "deleting history needs the API key");
-        }
-        let epoch = platform::random_hex(8);
-        match self.with_room(|l, now| l.room.reset(&epoch, now, &mut l.store)).await? {
-            Ok(reset) => http::json(&reset),
-            Err(e) => http::error(503, ErrorCode::Storage, &e.to_string()),
-        }
-    }
-
-    /// `POST /rooms/:room/webhooks/requeue` from the edge (API key only).
-    async fn requeue(&self, req: &Request) -> Result<Response> {
-        if caller(req) != Some(Caller::backend()) {
-            return http::error(403, ErrorCode::Forbidden, "re-queueing webhooks needs the API key");
-        }
-        match self.with_room(|l, now| l.room.requeue_webhooks(now, &mut l.store)).await? {
-            Ok(requeued) => http::json(&serde_json::json!({ "requeued": requeued })),
-            Err(e) => http::error(503, ErrorCode::Storage, &e.to_string()),
-        }
-    }
-}
-
-/// Who the edge says is calling (a header on the request it built; clients cannot set it).
-fn caller(req: &Request) -> Option<Caller> {
-    let header = req.headers().get(CALLER_HEADER).ok().flatten()?;
-    serde_json::from_str(&header).ok()
-}
-
-/// 429 with `Retry-After` (whole seconds, rounded up) and the JSON error body.
-fn too_many(message: &str, retry_after_ms: u64) -> Result<Response> {
-    let response = http::error(429, ErrorCode::RateLimited, message)?;
-    let headers = Headers::new();
-    headers.set("Content-Type", "application/json")?;
-    headers.set("Retry-After", &retry_after_ms.div_ceil(1000).max(1).to_string())?;
-    Ok(response.with_headers(headers))
 }
 
 impl DurableObject for RoomObject {
@@ -544,23 +420,12 @@ impl DurableObject for RoomObject {
 
     async fn fetch(&self, req: Request) -> Result<Response> {
         let path = req.path();
-        match (path.as_str(), req.method()) {
-            ("/ws", Method::Get) => self.accept(&req).await,
-            ("/messages", Method::Post) => self.publish(req).await,
-            ("/history", Method::Get) => self.history(&req).await,
-            ("/kick", Method::Post) => self.kick(req).await,
-            ("/presence", Method::Get) => {
-                let members = self.with_room(|l, _| l.room.members_json()).await?;
-                let raw = RawMessage::from_string(members).map_err(|e| worker::Error::RustError(e.to_string()))?;
-                http::json(&PresenceBody { members: &raw })
-            }
-            ("/reset", Method::Post) => self.reset(&req).await,
-            ("/webhooks/requeue", Method::Post) => self.requeue(&req).await,
-            ("/stats", Method::Get) => match self.with_room(|l, now| l.room.stats(now, &mut l.store)).await? {
-                Ok(stats) => http::json(&stats),
-                Err(e) => http::error(503, ErrorCode::Storage, &e.to_string()),
-            },
-            _ => http::error(404, ErrorCode::NotFound, "no such room endpoint"),
+        if path == Endpoint::Connect.room_path() && req.method() == Method::Get {
+            self.accept(&req).await
+        } else if path == CALL_PATH && req.method() == Method::Post {
+            self.serve(req).await
+        } else {
+            http::refused(&Refusal::not_found("no such room endpoint"), None)
         }
     }
 

@@ -54,7 +54,13 @@ impl RoomCall {
 impl RoomRequest {
     /// The edge's one reading of an authorized API call: its query or body, parsed and checked
     /// against the room's limits. `body` is read only for the endpoints that take one.
-    pub fn build(endpoint: Endpoint, raw_query: &str, body: Option<&str>, caller: Caller, config: &RoomConfig) -> Result<RoomRequest, Refusal> {
+    pub fn build(
+        endpoint: Endpoint,
+        raw_query: &str,
+        body: Option<&str>,
+        caller: Caller,
+        config: &RoomConfig,
+    ) -> Result<RoomRequest, Refusal> {
         let body = body.unwrap_or("");
         let call = match endpoint {
             Endpoint::Publish => RoomCall::Publish(PublishBatch::parse(body, config)?),
@@ -85,6 +91,27 @@ impl RoomRequest {
 
     pub fn from_json(text: &str) -> Option<RoomRequest> {
         serde_json::from_str(text).ok()
+    }
+}
+
+/// The room's answer to an API call: a status and a JSON body, and for a rate limit how long to
+/// wait. The object turns it into a response as it is; it writes no status of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+    /// `Retry-After`, in whole seconds.
+    pub retry_after: Option<u64>,
+}
+
+impl Answer {
+    /// 200 with a JSON body.
+    pub fn ok(body: String) -> Answer {
+        Answer { status: 200, body, retry_after: None }
+    }
+
+    pub fn refused(r: &Refusal) -> Answer {
+        Answer { status: r.status(), body: r.body(), retry_after: r.retry_after_seconds() }
     }
 }
 

@@ -71,7 +71,10 @@ impl PublishBatch {
         }
         if self.bytes() > config.publish_batch_max_bytes {
             let max = config.publish_batch_max_bytes;
-            return Err(Refusal::new(RefusalKind::TooLarge, format!("the batch's data is larger than PUBLISH_BATCH_MAX_BYTES ({max} bytes)")));
+            return Err(Refusal::new(
+                RefusalKind::TooLarge,
+                format!("the batch's data is larger than PUBLISH_BATCH_MAX_BYTES ({max} bytes)"),
+            ));
         }
         Ok(())
     }

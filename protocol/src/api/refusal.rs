@@ -33,10 +33,12 @@ pub enum RefusalKind {
     TooLarge,
     /// A publish without a Content-Length: its size must be known before it is read.
     LengthRequired,
+    /// Transient: the room's storage failed (only the room answers this).
+    Unavailable,
 }
 
 impl RefusalKind {
-    pub const ALL: [RefusalKind; 9] = [
+    pub const ALL: [RefusalKind; 10] = [
         RefusalKind::BadRequest,
         RefusalKind::Unauthorized,
         RefusalKind::Forbidden,
@@ -46,6 +48,7 @@ impl RefusalKind {
         RefusalKind::RateLimited,
         RefusalKind::TooLarge,
         RefusalKind::LengthRequired,
+        RefusalKind::Unavailable,
     ];
 
     /// The HTTP status (docs/PROTOCOL.md, *Errors over HTTP*).
@@ -60,6 +63,7 @@ impl RefusalKind {
             RefusalKind::RateLimited => 429,
             RefusalKind::TooLarge => 413,
             RefusalKind::LengthRequired => 411,
+            RefusalKind::Unavailable => 503,
         }
     }
 
@@ -73,6 +77,7 @@ impl RefusalKind {
             RefusalKind::RateLimited => ErrorCode::RateLimited,
             RefusalKind::TooLarge => ErrorCode::TooLarge,
             RefusalKind::LengthRequired => ErrorCode::BadRequest,
+            RefusalKind::Unavailable => ErrorCode::Storage,
         }
     }
 
@@ -88,7 +93,9 @@ impl RefusalKind {
             | RefusalKind::LengthRequired => close::BAD_REQUEST,
             RefusalKind::Unauthorized => close::UNAUTHORIZED,
             RefusalKind::Forbidden => close::FORBIDDEN,
-            RefusalKind::RateLimited => close::RATE_LIMITED,
+            // Retryable, like the rate limit: the same request may succeed later. Never sent as
+            // a close today (upgrades are refused before the room's storage is touched).
+            RefusalKind::RateLimited | RefusalKind::Unavailable => close::RATE_LIMITED,
         }
     }
 }
@@ -98,11 +105,23 @@ impl RefusalKind {
 pub struct Refusal {
     pub kind: RefusalKind,
     pub message: Cow<'static, str>,
+    /// For a rate limit: how long to wait, sent as `Retry-After` (whole seconds, rounded up).
+    pub retry_after_ms: Option<u64>,
 }
 
 impl Refusal {
     pub fn new(kind: RefusalKind, message: impl Into<Cow<'static, str>>) -> Refusal {
-        Refusal { kind, message: message.into() }
+        Refusal { kind, message: message.into(), retry_after_ms: None }
+    }
+
+    /// Over a rate or a budget; the same request may succeed after `retry_after_ms`.
+    pub fn rate_limited(message: impl Into<Cow<'static, str>>, retry_after_ms: u64) -> Refusal {
+        Refusal { kind: RefusalKind::RateLimited, message: message.into(), retry_after_ms: Some(retry_after_ms) }
+    }
+
+    /// The `Retry-After` header's value: whole seconds, rounded up, at least 1.
+    pub fn retry_after_seconds(&self) -> Option<u64> {
+        self.retry_after_ms.map(|ms| ms.div_ceil(1000).max(1))
     }
 
     pub fn bad_request(message: impl Into<Cow<'static, str>>) -> Refusal {
@@ -175,7 +194,7 @@ pub fn error_body(code: ErrorCode, message: &str) -> String {
 /// tests of the other modules check every refusal against them.
 #[cfg(test)]
 pub(crate) mod documented {
-    pub const STATUSES: [u16; 9] = [400, 401, 403, 404, 405, 411, 413, 426, 429];
+    pub const STATUSES: [u16; 10] = [400, 401, 403, 404, 405, 411, 413, 426, 429, 503];
     pub const CLOSES: [u16; 4] = [4400, 4401, 4403, 4029];
 
     pub fn is_documented(r: &super::Refusal) -> bool {
@@ -195,7 +214,8 @@ mod tests {
             assert!(DOCUMENTED_STATUSES.contains(&kind.status()), "{kind:?}");
             assert!(DOCUMENTED_CLOSES.contains(&kind.close().code), "{kind:?}");
             // final exactly when retrying the same request cannot help
-            assert_eq!(CloseCode::is_final(kind.close().code), kind != RefusalKind::RateLimited, "{kind:?}");
+            let retryable = matches!(kind, RefusalKind::RateLimited | RefusalKind::Unavailable);
+            assert_eq!(CloseCode::is_final(kind.close().code), !retryable, "{kind:?}");
         }
         assert_eq!(RefusalKind::BadRequest.close().code, 4400);
         assert_eq!(RefusalKind::Unauthorized.close().code, 4401);

@@ -3,6 +3,7 @@
 //! what it receives exactly the frames the room encoded for it. Built only for tests and fuzzing.
 
 use super::*;
+use crate::api::publish::PublishBatch;
 use crate::api::Caller;
 use crate::store::MemoryStore;
 use crate::token::Rights;
@@ -32,8 +33,8 @@ pub fn check_framing(data: &str) -> usize {
     room.handle_text(alice, &format!(r#"{{"type":"direct","id":"d","to":{{"user":"bob"}},"data":{data}}}"#), 1_002, &mut store);
     room.handle_text(alice, data, 1_003, &mut store);
     for body in [format!(r#"{{"data":{data},"id":"h"}}"#), format!(r#"[{{"data":{data}}},{{"id":"i","data":{data}}}]"#)] {
-        if let Ok((items, _)) = parse_publish_body(&body) {
-            room.publish(&Caller::backend(), &items, 1_004, &mut store).unwrap();
+        if let Ok(batch) = PublishBatch::parse(&body, room.config()) {
+            room.publish(&Caller::backend(), &batch.items, 1_004, &mut store).unwrap();
         }
     }
     let carol = room.handle_open(who("c", "carol", true), Some(ResumePoint { epoch: "e".into(), since: 0 }), 1_005, &mut store).unwrap();

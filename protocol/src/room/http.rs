@@ -1,17 +1,129 @@
 //! The HTTP API's commands, as the room object receives them from the edge (which checked the
-//! caller and the room name): publish, read history, stats, kick, reset, requeue dead webhook
-//! events. Each answers with a value or an error the adapter turns into a JSON response.
+//! caller, the room name, and the query or body: `api::call`): publish, read history, stats,
+//! kick, reset, requeue dead webhook events. [`Room::serve`] runs one and answers it; every
+//! error of the room reaches HTTP through one table, [`PublishError::refusal`] and its kin.
 
 use super::{Action, ConnId, HistoryPage, Page, PublishError, PublishItem, Published, ReadError, Reset, Room, Stats};
+use crate::api::call::{Answer, RoomCall, RoomRequest};
+use crate::api::refusal::{Refusal, RefusalKind};
 use crate::api::Caller;
 use crate::close;
+use crate::frame;
 use crate::store::{RoomMeta, Store, StoreError, StoredMessage};
 use crate::webhook::WebhookStats;
+use serde::Serialize;
 use serde_json::value::RawValue;
 
+impl PublishError {
+    /// The HTTP answer to this error.
+    pub fn refusal(&self) -> Refusal {
+        match self {
+            PublishError::Banned => Refusal::forbidden(self.to_string()),
+            PublishError::RateLimited { retry_after_ms } => Refusal::rate_limited(self.to_string(), *retry_after_ms),
+            PublishError::Store(e) => e.refusal(),
+        }
+    }
+}
+
+impl ReadError {
+    /// The HTTP answer to this error.
+    pub fn refusal(&self) -> Refusal {
+        match self {
+            ReadError::Banned => Refusal::forbidden(self.to_string()),
+            ReadError::RateLimited { retry_after_ms } => Refusal::rate_limited(self.to_string(), *retry_after_ms),
+            ReadError::Store(e) => e.refusal(),
+        }
+    }
+}
+
+impl StoreError {
+    /// Transient: 503, the request may be retried.
+    pub fn refusal(&self) -> Refusal {
+        Refusal::new(RefusalKind::Unavailable, self.to_string())
+    }
+}
+
+#[derive(Serialize)]
+struct Closed {
+    closed: usize,
+}
+
+#[derive(Serialize)]
+struct Requeued {
+    requeued: u64,
+}
+
+#[derive(Serialize)]
+struct Messages<'a> {
+    messages: &'a [Published],
+}
+
+#[derive(Serialize)]
+struct Members<'a> {
+    members: &'a RawValue,
+}
+
+/// A JSON answer; serializing the room's own plain values cannot fail, and if it did the
+/// caller gets a 503 rather than a panic.
+fn json(value: &impl Serialize) -> Answer {
+    match serde_json::to_string(value) {
+        Ok(body) => Answer::ok(body),
+        Err(e) => Answer::refused(&Refusal::new(RefusalKind::Unavailable, e.to_string())),
+    }
+}
+
 impl Room {
-    /// An HTTP publish of one or more messages, applied in order. The whole batch is validated
-    /// before anything is stored.
+    /// Runs one API call from the edge and answers it. `fresh_epoch` (random, from the adapter)
+    /// is used only by a history deletion. A call only the backend may make, coming as anyone
+    /// else, is refused here too (the edge refuses it first: [`RoomRequest::permitted`]).
+    pub fn serve(&mut self, request: &RoomRequest, fresh_epoch: &str, now: u64, store: &mut impl Store) -> Answer {
+        if !request.permitted() {
+            return Answer::refused(&Refusal::forbidden("this endpoint needs the API key"));
+        }
+        let answer = match &request.call {
+            RoomCall::Publish(batch) => match self.publish(&request.caller, &batch.items, now, store) {
+                Ok(published) if batch.single => match published.first() {
+                    Some(p) => return json(p),
+                    None => Err(Refusal::new(RefusalKind::Unavailable, "nothing was published")),
+                },
+                Ok(published) => return json(&Messages { messages: &published }),
+                Err(e) => Err(e.refusal()),
+            },
+            RoomCall::History(read) => {
+                let limit = usize::try_from(read.limit).unwrap_or(usize::MAX);
+                match self.read_history(&request.caller.user, read.page, limit, now, store) {
+                    Ok(page) => {
+                        let texts: Vec<String> = page.messages.iter().map(super::encode_stored).collect();
+                        return Answer::ok(frame::encode_history_page(&page.epoch, page.seq, page.more, &texts));
+                    }
+                    Err(e) => Err(e.refusal()),
+                }
+            }
+            RoomCall::Presence => {
+                let members = self.members_json();
+                return match RawValue::from_string(members) {
+                    Ok(raw) => json(&Members { members: &raw }),
+                    Err(e) => Answer::refused(&Refusal::new(RefusalKind::Unavailable, e.to_string())),
+                };
+            }
+            RoomCall::Stats => self.stats(now, store).map(|s| json(&s)).map_err(|e| e.refusal()),
+            RoomCall::Kick(kick) => {
+                let until = kick.ban_seconds.map(|s| now.saturating_add(s.saturating_mul(1000)));
+                self.kick(&kick.user, until, now, store).map(|closed| json(&Closed { closed })).map_err(|e| e.refusal())
+            }
+            RoomCall::DeleteHistory => self.reset(fresh_epoch, now, store).map(|r| json(&r)).map_err(|e| e.refusal()),
+            RoomCall::RequeueWebhooks => {
+                self.requeue_webhooks(now, store).map(|requeued| json(&Requeued { requeued })).map_err(|e| e.refusal())
+            }
+        };
+        answer.unwrap_or_else(|r| Answer::refused(&r))
+    }
+}
+
+impl Room {
+    /// An HTTP publish of one or more messages, applied in order. The edge checked the batch
+    /// against the room's limits (`api::publish::PublishBatch`); what needs the room's state is
+    /// checked here, for the whole batch before anything is stored.
     /// `caller` is who the edge says is publishing: the backend (`:api`) or a token's user, whose
     /// messages carry its identity and whose ids are its own namespace.
     pub fn publish(
@@ -21,27 +133,10 @@ impl Room {
         now: u64,
         store: &mut impl Store,
     ) -> Result<Vec<Published>, PublishError> {
-        if items.is_empty() {
-            return Err(PublishError::Empty);
-        }
-        if items.len() > self.config.publish_batch_max {
-            return Err(PublishError::TooMany(self.config.publish_batch_max));
-        }
-        for (i, item) in items.iter().enumerate() {
-            if item.id.as_ref().is_some_and(|id| id.is_empty() || id.len() > self.config.message_id_max) {
-                return Err(PublishError::BadId(i));
-            }
-            if item.data.get().len() > self.config.max_frame_bytes {
-                return Err(PublishError::TooLarge(i));
-            }
-        }
         if self.is_banned(&caller.user, now, store) {
             return Err(PublishError::Banned);
         }
         let bytes: usize = items.iter().map(|i| i.data.len()).sum();
-        if bytes > self.config.publish_batch_max_bytes {
-            return Err(PublishError::BatchTooLarge(self.config.publish_batch_max_bytes));
-        }
         self.guards
             .publish(&caller.user, items.len() as u64, bytes as u64, now)
             .map_err(|retry_after_ms| PublishError::RateLimited { retry_after_ms })?;
@@ -134,26 +229,6 @@ impl Room {
     }
 }
 
-/// Parses an HTTP publish body: one `{"data", "id"?}` object, or an array of them. Returns the
-/// items and whether the body was a single object. Items must be objects: serde would otherwise
-/// read an array such as `[1,"id"]` positionally.
-pub fn parse_publish_body(body: &str) -> Result<(Vec<PublishItem>, bool), String> {
-    const SHAPE: &str = "body must be {\"data\": …, \"id\"?: string} or an array of them";
-    let item = |raw: &RawValue| -> Result<PublishItem, String> {
-        if !raw.get().starts_with('{') {
-            return Err(format!("{SHAPE}: every message must be an object"));
-        }
-        serde_json::from_str::<PublishItem>(raw.get()).map_err(|e| format!("{SHAPE}: {e}"))
-    };
-    let value: &RawValue = serde_json::from_str(body).map_err(|e| format!("{SHAPE}: {e}"))?;
-    if value.get().starts_with('[') {
-        let raws: Vec<&RawValue> = serde_json::from_str(value.get()).map_err(|e| format!("{SHAPE}: {e}"))?;
-        Ok((raws.into_iter().map(item).collect::<Result<_, _>>()?, false))
-    } else {
-        Ok((vec![item(value)?], true))
-    }
-}
-
 /// Up to `limit` messages of `page` within `max_bytes` of data, in seq order, and whether more
 /// exist in that direction.
 pub(super) fn read_page(
@@ -189,4 +264,72 @@ pub(super) fn read_page(
 /// What a read costs a reader's budget: the bytes it sends, roughly.
 pub(super) fn read_cost(messages: &[StoredMessage]) -> u64 {
     messages.iter().map(|m| (m.data.len() + m.from.len() + m.user.len() + m.id.as_ref().map_or(0, String::len) + 64) as u64).sum()
+}
+
+#[cfg(test)]
+mod answer_tests {
+    use super::*;
+    use crate::api::call::RoomCall;
+    use crate::api::history::HistoryRead;
+    use crate::api::kick::KickRequest;
+    use crate::api::publish::PublishBatch;
+    use crate::api::refusal::documented;
+    use crate::config::RoomConfig;
+    use crate::store::MemoryStore;
+
+    /// Every error of the room reaches HTTP through this table, with a documented status and
+    /// error code; a rate limit carries its Retry-After.
+    #[test]
+    fn every_room_error_has_a_documented_answer() {
+        let store = StoreError("disk".into());
+        let refusals = [
+            (PublishError::Banned.refusal(), 403),
+            (PublishError::RateLimited { retry_after_ms: 1_001 }.refusal(), 429),
+            (PublishError::Store(store.clone()).refusal(), 503),
+            (ReadError::Banned.refusal(), 403),
+            (ReadError::RateLimited { retry_after_ms: 1 }.refusal(), 429),
+            (ReadError::Store(store.clone()).refusal(), 503),
+            (store.refusal(), 503),
+        ];
+        for (refusal, status) in refusals {
+            assert_eq!(refusal.status(), status, "{refusal:?}");
+            assert!(documented::is_documented(&refusal), "{refusal:?}");
+            assert_eq!(refusal.retry_after_ms.is_some(), status == 429, "{refusal:?}");
+        }
+        assert_eq!(PublishError::RateLimited { retry_after_ms: 1_001 }.refusal().retry_after_seconds(), Some(2));
+        assert_eq!(ReadError::RateLimited { retry_after_ms: 1 }.refusal().retry_after_seconds(), Some(1));
+        let body: serde_json::Value = serde_json::from_str(&Answer::refused(&store.refusal()).body).unwrap();
+        assert_eq!(body["error"]["code"], "storage");
+    }
+
+    #[test]
+    fn serve_answers_each_call() {
+        let mut store = MemoryStore::default();
+        let mut room = Room::load(RoomConfig::default(), &mut store, "e", 1_000, []).unwrap();
+        let call = |caller: Caller, call: RoomCall| RoomRequest { caller, call };
+        let batch = PublishBatch::parse(r#"[{"data":1,"id":"a"},{"data":2,"id":"a"}]"#, room.config()).unwrap();
+        let answer = room.serve(&call(Caller::user("u"), RoomCall::Publish(batch)), "f", 1_001, &mut store);
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (200, r#"{"messages":[{"seq":1,"id":"a"},{"seq":1,"id":"a","duplicate":true}]}"#)
+        );
+        let read = HistoryRead { page: Page::After(0), limit: 10 };
+        let answer = room.serve(&call(Caller::user("u"), RoomCall::History(read)), "f", 1_002, &mut store);
+        assert_eq!(answer.status, 200);
+        assert!(answer.body.contains(r#""seq":1"#), "{}", answer.body);
+        // The backend-only calls, as a user: refused by the room too.
+        let kick = KickRequest { user: "u".into(), ban_seconds: Some(60), reason: None };
+        let answer = room.serve(&call(Caller::user("u"), RoomCall::Kick(kick.clone())), "f", 1_003, &mut store);
+        assert_eq!(answer.status, 403);
+        let answer = room.serve(&call(Caller::backend(), RoomCall::Kick(kick)), "f", 1_003, &mut store);
+        assert_eq!((answer.status, answer.body.as_str()), (200, r#"{"closed":0}"#));
+        // Banned now: the user's publish is 403 through the same table.
+        let batch = PublishBatch::parse(r#"{"data":3}"#, room.config()).unwrap();
+        let answer = room.serve(&call(Caller::user("u"), RoomCall::Publish(batch)), "f", 1_004, &mut store);
+        assert_eq!(answer.status, 403);
+        let answer = room.serve(&call(Caller::backend(), RoomCall::DeleteHistory), "f", 1_005, &mut store);
+        assert_eq!((answer.status, answer.body.as_str()), (200, r#"{"epoch":"f","deleted":1}"#));
+        let answer = room.serve(&call(Caller::user("u"), RoomCall::Presence), "f", 1_006, &mut store);
+        assert_eq!((answer.status, answer.body.as_str()), (200, r#"{"members":[]}"#));
+    }
 }

@@ -71,7 +71,6 @@ mod lifecycle;
 mod types;
 
 pub use frames::encode_stored;
-pub use http::parse_publish_body;
 pub use types::{
     Action, ConnId, Connection, HistoryPage, Identity, Page, PublishError, PublishItem, Published, ReadError, Recipients, Reset,
     ResumePoint, Start, Stats, TokenCheck,

@@ -373,11 +373,8 @@ fn http_publish_validates_the_whole_batch_first() {
     let mut sim = Sim::new(config);
     let a = sim.connect("a", "ua", true, None);
     let item = |id: Option<&str>| PublishItem { data: CompactJson::parse("1").unwrap(), id: id.map(Into::into) };
-    let r = sim.room.publish(&Caller::backend(), &[item(None), item(Some(""))], sim.now, &mut sim.store);
-    assert_eq!(r, Err(PublishError::BadId(1)));
-    assert_eq!(sim.room.seq(), 0);
-    assert_eq!(sim.room.publish(&Caller::backend(), &vec![item(None); 4], sim.now, &mut sim.store), Err(PublishError::TooMany(3)));
-    assert_eq!(sim.room.publish(&Caller::backend(), &[], sim.now, &mut sim.store), Err(PublishError::Empty));
+    // Bad ids, too many or too large items are the edge's to refuse now, before the room wakes:
+    // api::publish's tests (bad_bodies_are_refused_with_documented_answers).
     let r = sim.room.publish(&Caller::backend(), &[item(Some("x")), item(None), item(Some("x"))], sim.now, &mut sim.store).unwrap();
     assert_eq!(r.iter().map(|p| (p.seq, p.duplicate)).collect::<Vec<_>>(), [(1, false), (2, false), (1, true)]);
     sim.deliver();
@@ -736,13 +733,7 @@ fn http_publishes_are_limited_per_caller_with_a_retry_time() {
     let refused = sim.room.publish(&Caller::user("u"), std::slice::from_ref(&item), sim.now, &mut sim.store);
     assert_eq!(refused, Err(PublishError::RateLimited { retry_after_ms: 100 }));
     assert!(sim.room.publish(&Caller::backend(), std::slice::from_ref(&item), sim.now, &mut sim.store).is_ok(), "per caller");
-    let big = PublishItem { data: CompactJson::parse(&format!("\"{}\"", "x".repeat(600_000))).unwrap(), id: None };
-    let config = RoomConfig { max_frame_bytes: 1 << 20, ..RoomConfig::default() };
-    let mut sim = Sim::new(config);
-    assert!(matches!(
-        sim.room.publish(&Caller::backend(), &[big.clone(), big], sim.now, &mut sim.store),
-        Err(PublishError::BatchTooLarge(_))
-    ));
+    // A batch over PUBLISH_BATCH_MAX_BYTES is the edge's to refuse now: api::publish's tests.
 }
 
 #[test]
@@ -899,17 +890,8 @@ fn a_churning_user_costs_others_a_bounded_number_of_presence_frames() {
     assert_eq!(last["event"], "leave");
 }
 
-#[test]
-fn http_publish_bodies_are_objects_or_arrays_of_objects() {
-    let (items, single) = parse_publish_body("{\"data\":\n{ \"a\" : 1 },\"id\":\"x\"}").unwrap();
-    assert!(single);
-    assert_eq!((items[0].data.get(), items[0].id.as_deref()), ("{\"a\":1}", Some("x")));
-    let (items, single) = parse_publish_body(r#"[{"data":1},{"data":2,"id":"y"}]"#).unwrap();
-    assert!(!single && items.len() == 2);
-    for bad in [r#"[[1,"id"]]"#, r#"[1]"#, r#"["x"]"#, r#"[{"id":"x"}]"#, "5", "nope", r#"{"data":1} {"data":2}"#] {
-        assert!(parse_publish_body(bad).is_err(), "{bad}");
-    }
-}
+// http_publish_bodies_are_objects_or_arrays_of_objects moved to api::publish (the edge parses
+// publish bodies now): one_object_or_an_array_of_them and bad_bodies_are_refused_with_documented_answers.
 
 #[test]
 fn an_oversized_publish_is_refused_with_its_id_and_the_welcome_states_the_terms() {

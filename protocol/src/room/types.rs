@@ -101,16 +101,9 @@ pub enum Start {
     Rewind(u64),
 }
 
-/// Which page of history a read asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Page {
-    /// The oldest messages with a seq above this one.
-    After(u64),
-    /// The newest messages with a seq below this one.
-    Before(u64),
-    /// The newest messages.
-    Latest,
-}
+/// Which page of history a read asks for: the edge's type (`api::history`), so an HTTP read
+/// reaches the room as the edge checked it.
+pub use crate::api::history::Page;
 
 /// A page of history, in seq order.
 #[derive(Debug)]
@@ -122,13 +115,8 @@ pub struct HistoryPage {
     pub more: bool,
 }
 
-/// One message of an HTTP publish.
-#[derive(Debug, Clone, Deserialize)]
-pub struct PublishItem {
-    pub data: CompactJson,
-    #[serde(default)]
-    pub id: Option<String>,
-}
+/// One message of an HTTP publish, as the edge parsed it (`api::publish`).
+pub use crate::api::publish::PublishItem;
 
 /// The outcome of one published message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -140,19 +128,10 @@ pub struct Published {
     pub duplicate: bool,
 }
 
-/// Why an HTTP publish was refused as a whole. Normal input errors, except `Store`.
+/// Why the room refused an HTTP publish as a whole (the edge refuses malformed batches and
+/// those over the room's limits). Normal outcomes, except `Store`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PublishError {
-    #[error("a batch holds at most {0} messages")]
-    TooMany(usize),
-    #[error("a batch must hold at least one message")]
-    Empty,
-    #[error("message {0}: id must be a non-empty string within the id length limit")]
-    BadId(usize),
-    #[error("message {0}: data is larger than the frame limit")]
-    TooLarge(usize),
-    #[error("the batch's data is larger than PUBLISH_BATCH_MAX_BYTES ({0} bytes)")]
-    BatchTooLarge(usize),
     /// Normal: the backend removed this user from the room for a while (`/kick` with `banSeconds`).
     #[error("this user is banned from the room")]
     Banned,
