@@ -44,7 +44,7 @@ function figures(run, loadedStep, refStep) {
 /** Which ladder step is the reference load (older results: the first). */
 function referenceStep(results) {
   const i = results.ladder_deliveries_per_s.indexOf(results.reference_deliveries_per_s);
-  return i >= 0 ? i : 0;
+  return Math.max(i, 0);
 }
 
 /** Per scenario and system: spreads over rounds, and ratios to B taken within each round. */
@@ -131,7 +131,7 @@ export function renderReadme(results, readme) {
     lines.push("|---|---|---|---|---|---|---|---|---|---|---|");
     for (const id of systems) {
       const s = summary[scenario.id][id];
-      if (!s || !s.rounds) continue;
+      if (!s?.rounds) continue;
       lines.push(
         `| ${id}: ${results.systems[id]} | ${cell(s.knee)} | ${s.kneeVsB ? num(s.kneeVsB.median, 2) : "–"} | ${cell(s.p50, 1)} | ${cell(s.p99, 1)} | ${cell(s.cpu, 1)} | ${s.cpuVsB ? num(s.cpuVsB.median, 2) : "–"} | ${cell(s.cpuLoaded, 1)} | ${s.cpuLoadedVsB ? num(s.cpuLoadedVsB.median, 2) : "–"} | ${cell(s.idle, 1)} | ${s.reordered} |`,
       );
@@ -150,7 +150,7 @@ export function renderReadme(results, readme) {
       "",
     );
     lines.push(
-      "| scenario | ratio | target | knee | CPU per delivery at " + num(ref) + "/s | CPU per delivery at the highest load both sustained |",
+      `| scenario | ratio | target | knee | CPU per delivery at ${num(ref)}/s | CPU per delivery at the highest load both sustained |`,
       "|---|---|---|---|---|---|",
     );
     const ratioCell = (v) => (v.length ? `**${num(median(v), 2)}** (${num(Math.min(...v), 2)}–${num(Math.max(...v), 2)})` : "–");

@@ -276,17 +276,17 @@ async function main() {
         await Promise.all(servers.map(({ server }) => server.stop()));
       }
     }
-    writeFileSync(join(dir, `${stamp}-${mode}.partial.json`), JSON.stringify(await collect({}), null, 1) + "\n");
+    writeFileSync(join(dir, `${stamp}-${mode}.partial.json`), `${JSON.stringify(await collect({}), null, 1)}\n`);
   }
   const results = await collect({ workers: workerSizes(), clients: await clientSizes(), sdk: sdkParts() });
-  writeFileSync(join(dir, `${stamp}-${results.mode}.json`), JSON.stringify(results, null, 1) + "\n");
+  writeFileSync(join(dir, `${stamp}-${results.mode}.json`), `${JSON.stringify(results, null, 1)}\n`);
   rmSync(join(dir, `${stamp}-${mode}.partial.json`), { force: true });
   if (focus) {
     printStepRatios(results);
     console.log(`\nwrote bench/results/${stamp}-${results.mode}.json (${results.seconds} s)`);
     return;
   }
-  writeFileSync(join(dir, "latest.json"), JSON.stringify(results, null, 1) + "\n");
+  writeFileSync(join(dir, "latest.json"), `${JSON.stringify(results, null, 1)}\n`);
   report(results);
   console.log(
     `\nwrote bench/results/${stamp}-${results.mode}.json, bench/results/chart.svg and the tables in bench/README.md (${results.seconds} s)`,

@@ -72,5 +72,5 @@ export function workerSizes() {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  writeFileSync("/dev/stdout", JSON.stringify({ clients: await clientSizes(), sdk: sdkParts(), workers: workerSizes() }, null, 2) + "\n");
+  writeFileSync("/dev/stdout", `${JSON.stringify({ clients: await clientSizes(), sdk: sdkParts(), workers: workerSizes() }, null, 2)}\n`);
 }

@@ -39,7 +39,7 @@ function Chat() {
       "form",
       { onSubmit: send },
       h("input", { id: "text", value: text, onChange: (e) => setText(e.target.value), placeholder: "message" }),
-      h("button", null, "Send"),
+      h("button", { type: "submit" }, "Send"),
     ),
   );
 }

@@ -136,7 +136,7 @@ export async function faultReceiver({
       const at = Date.now();
       if (logFile) {
         // One line per event, as received: the checks read this file, not the receiver's memory.
-        appendFileSync(logFile, events.map((event) => JSON.stringify({ req: no, at, mode: m, webhookId, event })).join("\n") + "\n");
+        appendFileSync(logFile, `${events.map((event) => JSON.stringify({ req: no, at, mode: m, webhookId, event })).join("\n")}\n`);
       }
       receiver.onEvents?.(events, m, webhookId);
       if (m === "fail") {

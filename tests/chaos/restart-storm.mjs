@@ -17,7 +17,7 @@ export async function restartStorm({
   restarts = 10,
   seed = 1,
   sdkShare = 0.5,
-  logFile = tempDir("chaos") + "/events.jsonl",
+  logFile = `${tempDir("chaos")}/events.jsonl`,
   log = () => {},
 } = {}) {
   if (typeof WebSocket === "undefined") throw new Error("run node with --experimental-websocket (Node 20) for the SDK's WebSocket");

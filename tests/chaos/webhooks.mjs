@@ -66,6 +66,12 @@ async function fullHistory(getEdge, room) {
 
 const eventNumber = (id) => Number(/^evt_[0-9a-f]{16}_(\d+)$/.exec(id)?.[1] ?? NaN);
 const canon = (v) => JSON.stringify(v);
+/** How many of `items` have each key: `{ key: count }`. */
+function countBy(items, key) {
+  const counts = {};
+  for (const item of items) counts[key(item)] = (counts[key(item)] ?? 0) + 1;
+  return counts;
+}
 
 export async function webhookChaos({
   clients = 24,
@@ -462,7 +468,7 @@ export async function webhookChaos({
     refused: refused.length,
     stored: check.stored,
     httpBatches,
-    acknowledgedVia: acked.reduce((o, a) => ({ ...o, [a.via]: (o[a.via] ?? 0) + 1 }), {}),
+    acknowledgedVia: countBy(acked, (a) => a.via),
     events: check.events,
     requests: {
       total: receiver.counts.requests,
@@ -657,7 +663,6 @@ export function checkRun(dir) {
   const connects = new Map(); // user -> [at]
   const attempts = new Map(); // user -> [at]: a connect() or the SDK (re)connecting
   const push = (map, k, v) => (map.get(k) ?? map.set(k, []).get(k)).push(v);
-  const end = Date.now();
   for (const c of clientEvents) {
     if (c.user) userRoom.set(c.user, c.room);
     if (c.user && !firstAttempt.has(c.user)) firstAttempt.set(c.user, c.at);

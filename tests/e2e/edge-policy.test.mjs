@@ -8,7 +8,7 @@ import { createHmac } from "node:crypto";
 import { after, before, test } from "node:test";
 import WebSocket from "ws";
 import { devVar } from "../../tools/token.mjs";
-import { ALL_RIGHTS, api, apiKey, Client, roomName, startEdge, token } from "../harness.mjs";
+import { ALL_RIGHTS, api, Client, roomName, startEdge, token } from "../harness.mjs";
 
 let edge;
 before(async () => {

@@ -17,7 +17,10 @@ after(async () => {
 
 function rng(seed) {
   let a = seed >>> 0;
-  return () => (a = (a * 1664525 + 1013904223) >>> 0) / 4294967296;
+  return () => {
+    a = (a * 1664525 + 1013904223) >>> 0;
+    return a / 4294967296;
+  };
 }
 
 test("after any churn and a crash, the member list equals the open connections", { timeout: 120_000 }, async () => {

@@ -120,7 +120,6 @@ test("publishes made offline are queued and delivered once after the reconnect",
  */
 function stallingProxy(target) {
   const sockets = new Set();
-  let stalled = false;
   const server = createServer((client) => {
     const upstream = tcpConnect(target, "127.0.0.1");
     for (const [a, b] of [
@@ -133,7 +132,9 @@ function stallingProxy(target) {
       a.on("error", () => b.destroy());
       a.on("close", () => b.destroy());
     }
-    client.stalled = upstream.stalled = stalled;
+    // A new connection forwards until the next stall().
+    client.stalled = false;
+    upstream.stalled = false;
     upstream.down = true;
     sockets.add(client).add(upstream);
   });

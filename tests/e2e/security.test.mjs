@@ -81,7 +81,7 @@ test("token matrix: every bad token is refused at the edge and never reaches the
     "wrong claim types": sign(jwt, { ...good, exp: "soon" }),
     "malformed": "not.a-token",
     "bad base64": "%%%.###.!!!",
-    "huge": "a".repeat(5000) + "." + "b".repeat(5000) + ".c",
+    "huge": `${"a".repeat(5000)}.${"b".repeat(5000)}.c`,
   };
   for (const [name, bearer] of Object.entries(cases)) {
     const res = await attempt(room, { bearer });
@@ -236,7 +236,7 @@ test("the API takes the key or a token with the right for the room", async () =>
     403,
     "stats need the key: a valid token is forbidden there",
   );
-  const forged = await api(edge, "POST", `/rooms/${room}/messages`, { data: 3 }, { key: publisher.slice(0, -2) + "xx" });
+  const forged = await api(edge, "POST", `/rooms/${room}/messages`, { data: 3 }, { key: `${publisher.slice(0, -2)}xx` });
   assert.equal(forged.status, 401);
   assert.equal((await api(edge, "GET", `/rooms/${room}/stats`)).json.seq, 1);
 });
