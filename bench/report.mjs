@@ -117,7 +117,9 @@ export function renderReadme(results, readme) {
       + `the knee is the highest such step's deliveries/s. "reordered" counts deliveries that came after a later one from the same publisher, over all steps.`,
   );
   lines.push("");
-  lines.push(`Chart: [results/chart.svg](results/chart.svg). Raw figures: [results/latest.json](results/latest.json).`);
+  // The run's own results file (bench/run.mjs names it so); latest.json is a local copy git ignores.
+  const raw = `results/${results.started.replace(/[:.]/g, "-")}-${results.mode}.json`;
+  lines.push(`Chart: [results/chart.svg](results/chart.svg). Raw figures: [${raw}](${raw}).`);
   lines.push("");
   for (const scenario of results.scenarios) {
     lines.push(`### ${scenario.name}`, "");
