@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { ROOT } from "../tests/harness.mjs";
+import { sdkParts } from "../tools/sdk-size.mjs";
 
 const require = createRequire(join(ROOT, "package.json"));
 const esbuild = require("esbuild");
@@ -44,7 +45,7 @@ export async function clientSizes() {
 }
 
 /** The wasm and its JS host glue alone (issue #5's budget is on these): tools/sdk-size.mjs. */
-export { sdkParts } from "../tools/sdk-size.mjs";
+export { sdkParts };
 
 /** The Worker bundles `wrangler deploy --dry-run` would upload, for A, B and C. */
 export function workerSizes() {
