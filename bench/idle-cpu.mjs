@@ -11,14 +11,17 @@ const TICKS_PER_SECOND = 100;
 
 /** CPU seconds (user, system) of the process tree under `root`, from /proc. */
 function treeCpu(root) {
-  let user = 0, system = 0;
+  let user = 0,
+    system = 0;
   for (const pid of [root, ...descendants(root)]) {
     try {
       const text = readFileSync(`/proc/${pid}/stat`, "utf8");
       const f = text.slice(text.lastIndexOf(")") + 2).split(" ");
       user += Number(f[11]) / TICKS_PER_SECOND;
       system += Number(f[12]) / TICKS_PER_SECOND;
-    } catch { /* exited */ }
+    } catch {
+      /* exited */
+    }
   }
   return { user, system };
 }
@@ -33,14 +36,17 @@ for (const id of ids.split(",")) {
     const sockets = [];
     for (let i = 0; i < Number(n); i++) {
       const ws = new WebSocket(url.replace("{cid}", `m${i}`), { perMessageDeflate: false });
-      await new Promise((resolve, reject) => { ws.once("open", resolve); ws.once("error", reject); });
+      await new Promise((resolve, reject) => {
+        ws.once("open", resolve);
+        ws.once("error", reject);
+      });
       sockets.push(ws);
     }
     await idle(3000); // let the joins settle
     const before = treeCpu(server.pid);
     await idle(Number(seconds) * 1000);
     const after = treeCpu(server.pid);
-    const per = (k) => ((after[k] - before[k]) / Number(seconds) * 1000).toFixed(1);
+    const per = (k) => (((after[k] - before[k]) / Number(seconds)) * 1000).toFixed(1);
     console.log(`${id}: ${n} idle members: ${per("user")} ms user + ${per("system")} ms system CPU per second`);
     for (const ws of sockets) ws.terminate();
   } finally {

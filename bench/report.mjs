@@ -44,7 +44,7 @@ function figures(run, loadedStep, refStep) {
 /** Which ladder step is the reference load (older results: the first). */
 function referenceStep(results) {
   const i = results.ladder_deliveries_per_s.indexOf(results.reference_deliveries_per_s);
-  return i >= 0 ? i : 0;
+  return Math.max(i, 0);
 }
 
 /** Per scenario and system: spreads over rounds, and ratios to B taken within each round. */
@@ -65,10 +65,11 @@ export function summarize(results) {
         const b = baselineRun(round);
         return b && figures(b, loadedStep(round), refStep);
       };
-      const ratio = (key) => f.map((x) => {
-        const b = baseline(x.round);
-        return b && b[key] > 0 ? x[key] / b[key] : NaN;
-      });
+      const ratio = (key) =>
+        f.map((x) => {
+          const b = baseline(x.round);
+          return b && b[key] > 0 ? x[key] / b[key] : NaN;
+        });
       out[scenario.id][system] = {
         rounds: f.length,
         knee: spread(f.map((x) => x.knee)),
@@ -91,7 +92,10 @@ export function summarize(results) {
   return out;
 }
 
-const num = (x, digits = 0) => (x === undefined || x === null || !Number.isFinite(x) ? "–" : x.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits }));
+const num = (x, digits = 0) =>
+  x === undefined || x === null || !Number.isFinite(x)
+    ? "–"
+    : x.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
 const cell = (s, digits = 0) => (s ? `${num(s.median, digits)} (${num(s.min, digits)}–${num(s.max, digits)})` : "–");
 const kib = (bytes) => `${(bytes / 1024).toFixed(1)} KiB`;
 
@@ -101,28 +105,38 @@ export function renderReadme(results, readme) {
   const ref = results.ladder_deliveries_per_s[referenceStep(results)];
   const m = results.machine;
   const lines = [BEGIN, ""];
-  lines.push(`Last run: **${results.mode}**, ${results.started.slice(0, 16).replace("T", " ")} UTC, ${results.runs.length} runs in ${Math.round(results.seconds / 60)} min; ` +
-    `${m.cores} cores (${m.cpu}), ${m.memory_gib} GiB, Linux ${m.kernel}, Node ${m.node}, wrangler ${m.wrangler} (workerd ${m.workerd}). ` +
-    (results.method === "interleaved"
-      ? `Rounds: ${Math.max(...results.runs.map((r) => r.round))}, fresh servers for every scenario of every round, all up at once; each offered load is given to one system at a time ` +
-        `in slots of ${results.step_seconds} s taking turns (ABBA), ${results.slots} slots per system per load, which add up to that load's step. `
-      : `Rounds: ${Math.max(...results.runs.map((r) => r.round))}, each system fresh and in a random order per round; steps of ${results.step_seconds} s. `) +
-    `Cells are median (min–max) over the rounds; ratios (÷ B) are taken within a round, then the median. ` +
-    `A step is within the knee when every delivery arrived (within ${results.drain_seconds ?? 2} s of the step's end) and p99 ≤ ${results.knee_p99_ms} ms; ` +
-    `the knee is the highest such step's deliveries/s. "reordered" counts deliveries that came after a later one from the same publisher, over all steps.`);
+  lines.push(
+    `Last run: **${results.mode}**, ${results.started.slice(0, 16).replace("T", " ")} UTC, ${results.runs.length} runs in ${Math.round(results.seconds / 60)} min; `
+      + `${m.cores} cores (${m.cpu}), ${m.memory_gib} GiB, Linux ${m.kernel}, Node ${m.node}, wrangler ${m.wrangler} (workerd ${m.workerd}). `
+      + (results.method === "interleaved"
+        ? `Rounds: ${Math.max(...results.runs.map((r) => r.round))}, fresh servers for every scenario of every round, all up at once; each offered load is given to one system at a time `
+          + `in slots of ${results.step_seconds} s taking turns (ABBA), ${results.slots} slots per system per load, which add up to that load's step. `
+        : `Rounds: ${Math.max(...results.runs.map((r) => r.round))}, each system fresh and in a random order per round; steps of ${results.step_seconds} s. `)
+      + `Cells are median (min–max) over the rounds; ratios (÷ B) are taken within a round, then the median. `
+      + `A step is within the knee when every delivery arrived (within ${results.drain_seconds ?? 2} s of the step's end) and p99 ≤ ${results.knee_p99_ms} ms; `
+      + `the knee is the highest such step's deliveries/s. "reordered" counts deliveries that came after a later one from the same publisher, over all steps.`,
+  );
   lines.push("");
-  lines.push(`Chart: [results/chart.svg](results/chart.svg). Raw figures: [results/latest.json](results/latest.json).`);
+  // The run's own results file (bench/run.mjs names it so); latest.json is a local copy git ignores.
+  const raw = `results/${results.started.replace(/[:.]/g, "-")}-${results.mode}.json`;
+  lines.push(`Chart: [results/chart.svg](results/chart.svg). Raw figures: [${raw}](${raw}).`);
   lines.push("");
   for (const scenario of results.scenarios) {
     lines.push(`### ${scenario.name}`, "");
     const loadedAt = summary[scenario.id].B?.loadedOffered;
-    const loadedLabel = loadedAt ? `at B's knee (${loadedAt.min === loadedAt.max ? num(loadedAt.median) : `${num(loadedAt.min)}–${num(loadedAt.max)}`}/s)` : "at B's knee";
-    lines.push(`| system | deliveries/s at the knee | ÷ B | p50 ms at ${num(ref)}/s | p99 ms at ${num(ref)}/s | CPU µs per delivery at ${num(ref)}/s | ÷ B | CPU µs per delivery ${loadedLabel} | ÷ B | idle KiB per connection | reordered |`);
+    const loadedLabel = loadedAt
+      ? `at B's knee (${loadedAt.min === loadedAt.max ? num(loadedAt.median) : `${num(loadedAt.min)}–${num(loadedAt.max)}`}/s)`
+      : "at B's knee";
+    lines.push(
+      `| system | deliveries/s at the knee | ÷ B | p50 ms at ${num(ref)}/s | p99 ms at ${num(ref)}/s | CPU µs per delivery at ${num(ref)}/s | ÷ B | CPU µs per delivery ${loadedLabel} | ÷ B | idle KiB per connection | reordered |`,
+    );
     lines.push("|---|---|---|---|---|---|---|---|---|---|---|");
     for (const id of systems) {
       const s = summary[scenario.id][id];
-      if (!s || !s.rounds) continue;
-      lines.push(`| ${id}: ${results.systems[id]} | ${cell(s.knee)} | ${s.kneeVsB ? num(s.kneeVsB.median, 2) : "–"} | ${cell(s.p50, 1)} | ${cell(s.p99, 1)} | ${cell(s.cpu, 1)} | ${s.cpuVsB ? num(s.cpuVsB.median, 2) : "–"} | ${cell(s.cpuLoaded, 1)} | ${s.cpuLoadedVsB ? num(s.cpuLoadedVsB.median, 2) : "–"} | ${cell(s.idle, 1)} | ${s.reordered} |`);
+      if (!s?.rounds) continue;
+      lines.push(
+        `| ${id}: ${results.systems[id]} | ${cell(s.knee)} | ${s.kneeVsB ? num(s.kneeVsB.median, 2) : "–"} | ${cell(s.p50, 1)} | ${cell(s.p99, 1)} | ${cell(s.cpu, 1)} | ${s.cpuVsB ? num(s.cpuVsB.median, 2) : "–"} | ${cell(s.cpuLoaded, 1)} | ${s.cpuLoadedVsB ? num(s.cpuLoadedVsB.median, 2) : "–"} | ${cell(s.idle, 1)} | ${s.reordered} |`,
+      );
     }
     lines.push("");
   }
@@ -130,20 +144,28 @@ export function renderReadme(results, readme) {
     ["AE", "B", "the ephemeral path against the in-runtime limit: CPU ≤ 1.1 ×, knee ≥ 0.9 ×"],
     ["RB", "B", "control, no target: what AE's frame bytes alone cost B"],
     ["A", "S", "the stored path against B plus one SQLite insert per message: CPU ≤ 1.2 ×, knee ≥ 1 ×"],
-  ]
-    .filter(([a, b]) => systems.includes(a) && systems.includes(b));
+  ].filter(([a, b]) => systems.includes(a) && systems.includes(b));
   if (pairs.length) {
     lines.push("### Ratios of issue #15 (median (min–max) of the per-round ratios)", "");
-    lines.push(`CPU is compared at ${num(ref)} deliveries/s, and at the highest offered load both systems sustained in the same round (within the knee).`, "");
-    lines.push("| scenario | ratio | target | knee | CPU per delivery at " + num(ref) + "/s | CPU per delivery at the highest load both sustained |", "|---|---|---|---|---|---|");
+    lines.push(
+      `CPU is compared at ${num(ref)} deliveries/s, and at the highest offered load both systems sustained in the same round (within the knee).`,
+      "",
+    );
+    lines.push(
+      `| scenario | ratio | target | knee | CPU per delivery at ${num(ref)}/s | CPU per delivery at the highest load both sustained |`,
+      "|---|---|---|---|---|---|",
+    );
     const ratioCell = (v) => (v.length ? `**${num(median(v), 2)}** (${num(Math.min(...v), 2)}–${num(Math.max(...v), 2)})` : "–");
     for (const scenario of results.scenarios) {
       for (const [a, b, target] of pairs) {
-        const k = [], c = [], cl = [];
+        const k = [],
+          c = [],
+          cl = [];
         for (const run of results.runs.filter((r) => r.scenario === scenario.id && r.system === a)) {
           const base = results.runs.find((r) => r.scenario === scenario.id && r.system === b && r.round === run.round);
           if (!base) continue;
-          const fa = figures(run, -1, referenceStep(results)), fb = figures(base, -1, referenceStep(results));
+          const fa = figures(run, -1, referenceStep(results)),
+            fb = figures(base, -1, referenceStep(results));
           if (fb.knee > 0) k.push(fa.knee / fb.knee);
           if (fa.cpu > 0 && fb.cpu > 0) c.push(fa.cpu / fb.cpu);
           const both = run.result.steps.findLastIndex((st, i) => st.within_knee && base.result.steps[i]?.within_knee);
@@ -173,25 +195,33 @@ export function renderReadme(results, readme) {
       lines.push(`| ${id}: ${results.systems[id] ?? id} (${parts}) | ${kib(w[id].raw)} | ${kib(w[id].gzip)} |`);
     }
     lines.push("");
-    lines.push("Browser clients, each bundled the same way (esbuild: bundle, minify, ESM, browser; gzip -9) from the import a user writes:", "");
+    lines.push(
+      "Browser clients, each bundled the same way (esbuild: bundle, minify, ESM, browser; gzip -9) from the import a user writes:",
+      "",
+    );
     lines.push("| client | version | raw | gzip |", "|---|---|---|---|");
     for (const c of results.sizes.clients) lines.push(`| ${c.name} | ${c.version} | ${kib(c.raw)} | ${kib(c.gzip)} |`);
     const sdk = results.sizes.sdk;
     lines.push("");
     // Results from before the SDK dropped wasm-bindgen (2026-11-22) have no `total`.
     const glue = sdk.total === undefined ? "minified wasm-bindgen glue" : "minified JS host glue";
-    lines.push(`roomcast's bundle carries its wasm inlined as base64, which gzips worse than the binary: the wasm alone is ${kib(sdk.wasm.raw)} (${kib(sdk.wasm.gzip)} gzipped) and the ${glue} ${kib(sdk.glue.gzip)} gzipped.`);
+    lines.push(
+      `roomcast's bundle carries its wasm inlined as base64, which gzips worse than the binary: the wasm alone is ${kib(sdk.wasm.raw)} (${kib(sdk.wasm.gzip)} gzipped) and the ${glue} ${kib(sdk.glue.gzip)} gzipped.`,
+    );
   }
   lines.push("", END);
 
   const block = lines.join("\n");
   const start = readme.indexOf(BEGIN);
   const end = readme.indexOf(END);
-  const next = start >= 0 && end > start ? readme.slice(0, start) + block + readme.slice(end + END.length) : `${readme.trimEnd()}\n\n${block}\n`;
+  const next =
+    start >= 0 && end > start ? readme.slice(0, start) + block + readme.slice(end + END.length) : `${readme.trimEnd()}\n\n${block}\n`;
 
   const groups = results.scenarios.map((s) => s.name);
   const panel = (title, unit, key) => ({
-    title, unit, groups,
+    title,
+    unit,
+    groups,
     series: systems.map((id) => ({
       label: `${id}: ${results.systems[id]}`,
       values: results.scenarios.map((s) => {

@@ -6,13 +6,13 @@
 // bench/results/latest.json, bench/results/chart.svg and the tables in bench/README.md.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, totalmem, release } from "node:os";
+import { cpus, release, totalmem } from "node:os";
 import { join } from "node:path";
 import WebSocket from "ws";
 import { ROOT, tempDir } from "../tests/harness.mjs";
+import { median, renderReadme } from "./report.mjs";
 import { clientSizes, sdkParts, workerSizes } from "./sizes.mjs";
 import { SYSTEMS } from "./systems.mjs";
-import { median, renderReadme } from "./report.mjs";
 
 const BENCH = join(ROOT, "bench");
 const LOADGEN = join(BENCH, "target", "release", "roomcast-bench");
@@ -30,15 +30,31 @@ const option = (name) => {
 // CPU per delivery are compared at REFERENCE (one of the steps); the full run starts lower so that
 // a knee below it is still found.
 const REFERENCE = 20e3;
-const LADDER = option("--ladder")?.split(",").map(Number)
+const LADDER =
+  option("--ladder")?.split(",").map(Number)
   ?? (full ? [5e3, 10e3, 20e3, 40e3, 70e3, 100e3, 150e3, 220e3] : [20e3, 40e3, 60e3, 80e3, 120e3]);
 // --scenarios picks from every scenario, whatever the mode.
-const SCENARIOS = (full || option("--scenarios")
-  ? [[100, 10], [10, 100], [1, 1000], [1, 5000]].flatMap(([rooms, members]) => [64, 1024].map((size) => ({ rooms, members, size })))
-  : [{ rooms: 1, members: 1000, size: 64 }]
-).map((s) => ({ ...s, id: `${s.rooms}x${s.members}-${s.size}B`, name: `${s.rooms} × ${s.members}, ${s.size === 1024 ? "1 KiB" : `${s.size} B`}` }));
+const SCENARIOS = (
+  full || option("--scenarios")
+    ? [
+        [100, 10],
+        [10, 100],
+        [1, 1000],
+        [1, 5000],
+      ].flatMap(([rooms, members]) => [64, 1024].map((size) => ({ rooms, members, size })))
+    : [{ rooms: 1, members: 1000, size: 64 }]
+).map((s) => ({
+  ...s,
+  id: `${s.rooms}x${s.members}-${s.size}B`,
+  name: `${s.rooms} × ${s.members}, ${s.size === 1024 ? "1 KiB" : `${s.size} B`}`,
+}));
 const scenarios = option("--scenarios") ? SCENARIOS.filter((s) => option("--scenarios").split(",").includes(s.id)) : SCENARIOS;
-const systems = (option("--systems") ?? Object.keys(SYSTEMS).filter((id) => !SYSTEMS[id].control).join(",")).split(",");
+const systems = (
+  option("--systems")
+  ?? Object.keys(SYSTEMS)
+    .filter((id) => !SYSTEMS[id].control)
+    .join(",")
+).split(",");
 const rounds = Number(option("--rounds") ?? 5);
 const stepSeconds = Number(option("--step-seconds") ?? 2);
 // Slots per system per offered load (see runInterleaved): more slots, finer ratios, longer runs.
@@ -68,7 +84,10 @@ async function firstEcho(system, server) {
       texts.push(d.toString());
       for (const w of waiters.splice(0)) w();
     });
-    await new Promise((resolve, reject) => { ws.once("open", resolve); ws.once("error", reject); });
+    await new Promise((resolve, reject) => {
+      ws.once("open", resolve);
+      ws.once("error", reject);
+    });
     const until = async (pred) => {
       while (!texts.some(pred)) await new Promise((r) => waiters.push(r));
     };
@@ -86,7 +105,13 @@ async function firstEcho(system, server) {
   const b = await open("b");
   const text = '"echo"';
   const roomcastFrame = system.protocol === "roomcast_broadcast" ? "broadcast" : "publish";
-  a.ws.send(system.protocol.startsWith("roomcast") ? `{"type":"${roomcastFrame}","id":"1","data":${text}}` : system.protocol === "socket_io" ? `42["m",${text}]` : text);
+  a.ws.send(
+    system.protocol.startsWith("roomcast")
+      ? `{"type":"${roomcastFrame}","id":"1","data":${text}}`
+      : system.protocol === "socket_io"
+        ? `42["m",${text}]`
+        : text,
+  );
   await b.until((t) => t.includes("echo"));
   a.ws.terminate();
   b.ws.terminate();
@@ -100,7 +125,12 @@ async function firstEcho(system, server) {
  */
 function runInterleaved(servers, scenario) {
   const config = {
-    targets: servers.map(({ id, system, server }) => ({ name: id, protocol: system.protocol, url: system.url(server), server_pid: server.pid })),
+    targets: servers.map(({ id, system, server }) => ({
+      name: id,
+      protocol: system.protocol,
+      url: system.url(server),
+      server_pid: server.pid,
+    })),
     rooms: scenario.rooms,
     members: scenario.members,
     publishers_per_room: Math.min(scenario.members, 5),
@@ -115,7 +145,9 @@ function runInterleaved(servers, scenario) {
   };
   const file = join(tempDir("bench"), "config.json");
   writeFileSync(file, JSON.stringify(config));
-  const out = JSON.parse(execFileSync(LOADGEN, ["interleave", file], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 1 << 26 }));
+  const out = JSON.parse(
+    execFileSync(LOADGEN, ["interleave", file], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 1 << 26 }),
+  );
   return Object.fromEntries(out.map(({ name, result }) => [name, result]));
 }
 
@@ -158,9 +190,11 @@ function printStepRatios(results) {
         return step?.within_knee ? step : undefined;
       };
       const cells = Object.keys(results.systems).map((id) => {
-        const steps = [], ratios = [];
+        const steps = [],
+          ratios = [];
         for (let round = 1; round <= rounds; round++) {
-          const s = at(round, id), b = at(round, "B");
+          const s = at(round, id),
+            b = at(round, "B");
           if (!s) continue;
           steps.push(s);
           if (b) ratios.push(s.cpu_us_per_delivery / b.cpu_us_per_delivery);
@@ -168,7 +202,9 @@ function printStepRatios(results) {
         if (!steps.length) return `${id} –`;
         const cpu = steps.map((s) => s.cpu_us_per_delivery);
         const sys = median(steps.map((s) => s.system_cpu_us_per_delivery / s.cpu_us_per_delivery));
-        const ratio = ratios.length ? ` ×${median(ratios).toFixed(2)} [${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}]` : "";
+        const ratio = ratios.length
+          ? ` ×${median(ratios).toFixed(2)} [${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}]`
+          : "";
         return `${id} ${median(cpu).toFixed(1)} (${Math.round(sys * 100)}%) [${Math.min(...cpu).toFixed(1)}–${Math.max(...cpu).toFixed(1)}]${ratio}`;
       });
       console.log(`  ${load}/s: ${cells.join(";  ")}`);
@@ -229,26 +265,32 @@ async function main() {
           runs.push({ round, system: id, scenario: scenario.id, cold_start_ms: coldStartMs, result });
           const ref = result.steps[LADDER.indexOf(REFERENCE)];
           const knee = Math.max(0, ...result.steps.filter((s) => s.within_knee).map((s) => s.deliveries_per_s));
-          const atRef = ref ? `at ${Math.round(ref.offered_deliveries_per_s)}/s p50 ${ref.p50_ms} ms p99 ${ref.p99_ms} ms, ${ref.cpu_us_per_delivery.toFixed(2)} µs CPU/delivery` : "stopped below the reference load";
-          console.log(`  ${id} ${scenario.id}: knee ${Math.round(knee)}/s; ${atRef}; idle ${result.idle_kib_per_connection.toFixed(1)} KiB/conn; cold start ${Math.round(coldStartMs)} ms`);
+          const atRef = ref
+            ? `at ${Math.round(ref.offered_deliveries_per_s)}/s p50 ${ref.p50_ms} ms p99 ${ref.p99_ms} ms, ${ref.cpu_us_per_delivery.toFixed(2)} µs CPU/delivery`
+            : "stopped below the reference load";
+          console.log(
+            `  ${id} ${scenario.id}: knee ${Math.round(knee)}/s; ${atRef}; idle ${result.idle_kib_per_connection.toFixed(1)} KiB/conn; cold start ${Math.round(coldStartMs)} ms`,
+          );
         }
       } finally {
         await Promise.all(servers.map(({ server }) => server.stop()));
       }
     }
-    writeFileSync(join(dir, `${stamp}-${mode}.partial.json`), JSON.stringify(await collect({}), null, 1) + "\n");
+    writeFileSync(join(dir, `${stamp}-${mode}.partial.json`), `${JSON.stringify(await collect({}), null, 1)}\n`);
   }
   const results = await collect({ workers: workerSizes(), clients: await clientSizes(), sdk: sdkParts() });
-  writeFileSync(join(dir, `${stamp}-${results.mode}.json`), JSON.stringify(results, null, 1) + "\n");
+  writeFileSync(join(dir, `${stamp}-${results.mode}.json`), `${JSON.stringify(results, null, 1)}\n`);
   rmSync(join(dir, `${stamp}-${mode}.partial.json`), { force: true });
   if (focus) {
     printStepRatios(results);
     console.log(`\nwrote bench/results/${stamp}-${results.mode}.json (${results.seconds} s)`);
     return;
   }
-  writeFileSync(join(dir, "latest.json"), JSON.stringify(results, null, 1) + "\n");
+  writeFileSync(join(dir, "latest.json"), `${JSON.stringify(results, null, 1)}\n`);
   report(results);
-  console.log(`\nwrote bench/results/${stamp}-${results.mode}.json, bench/results/chart.svg and the tables in bench/README.md (${results.seconds} s)`);
+  console.log(
+    `\nwrote bench/results/${stamp}-${results.mode}.json, bench/results/chart.svg and the tables in bench/README.md (${results.seconds} s)`,
+  );
 }
 
 await main();

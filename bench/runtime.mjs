@@ -12,7 +12,9 @@ function children(pid) {
       const stat = readFileSync(`/proc/${name}/stat`, "utf8");
       const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
       if (ppid === pid) out.push(Number(name));
-    } catch { /* exited */ }
+    } catch {
+      /* exited */
+    }
   }
   return out;
 }
@@ -34,7 +36,9 @@ function listeningPorts(pid) {
     try {
       const m = readlinkSync(`/proc/${pid}/fd/${fd}`).match(/^socket:\[(\d+)\]$/);
       if (m) inodes.add(m[1]);
-    } catch { /* closed meanwhile */ }
+    } catch {
+      /* closed meanwhile */
+    }
   }
   const ports = [];
   for (const line of readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1)) {

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { ROOT } from "../tests/harness.mjs";
+import { sdkParts } from "../tools/sdk-size.mjs";
 
 const require = createRequire(join(ROOT, "package.json"));
 const esbuild = require("esbuild");
@@ -31,7 +32,12 @@ export async function clientSizes() {
   for (const c of CLIENTS) {
     const result = await esbuild.build({
       stdin: { contents: c.import, resolveDir: join(ROOT, "bench"), loader: "js" },
-      bundle: true, minify: true, format: "esm", platform: "browser", write: false, logLevel: "error",
+      bundle: true,
+      minify: true,
+      format: "esm",
+      platform: "browser",
+      write: false,
+      logLevel: "error",
     });
     out.push({ name: c.name, version: version(c.name), ...sized(result.outputFiles[0].contents) });
   }
@@ -39,17 +45,23 @@ export async function clientSizes() {
 }
 
 /** The wasm and its JS host glue alone (issue #5's budget is on these): tools/sdk-size.mjs. */
-export { sdkParts } from "../tools/sdk-size.mjs";
+export { sdkParts };
 
 /** The Worker bundles `wrangler deploy --dry-run` would upload, for A, B and C. */
 export function workerSizes() {
   const wrangler = join(ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
-  const configs = { A: join(ROOT, "wrangler.toml"), B: join(ROOT, "bench/servers/js-do/wrangler.toml"), C: join(ROOT, "bench/servers/partyserver/wrangler.toml") };
+  const configs = {
+    A: join(ROOT, "wrangler.toml"),
+    B: join(ROOT, "bench/servers/js-do/wrangler.toml"),
+    C: join(ROOT, "bench/servers/partyserver/wrangler.toml"),
+  };
   const out = {};
   for (const [system, config] of Object.entries(configs)) {
     const outdir = mkdtempSync(join(tmpdir(), "roomcast-bench-size-"));
     execFileSync(process.execPath, [wrangler, "deploy", "--dry-run", "--outdir", outdir, "--config", config], {
-      cwd: ROOT, stdio: "pipe", env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true" },
+      cwd: ROOT,
+      stdio: "pipe",
+      env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true" },
     });
     const files = readdirSync(outdir).filter((f) => /\.(js|mjs|wasm)$/.test(f) && statSync(join(outdir, f)).isFile());
     const parts = files.map((f) => ({ file: f, ...sized(readFileSync(join(outdir, f))) }));
@@ -61,5 +73,5 @@ export function workerSizes() {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  writeFileSync("/dev/stdout", JSON.stringify({ clients: await clientSizes(), sdk: sdkParts(), workers: workerSizes() }, null, 2) + "\n");
+  writeFileSync("/dev/stdout", `${JSON.stringify({ clients: await clientSizes(), sdk: sdkParts(), workers: workerSizes() }, null, 2)}\n`);
 }

@@ -44,7 +44,10 @@ function roomcastConfig(build) {
   const sections = readFileSync(join(ROOT, "wrangler.toml"), "utf8").split(/^(?=\[)/m);
   const kept = sections.filter((s) => !/^\[(assets|build)\]/.test(s)).join("");
   const dir = tempDir("bench-config");
-  writeFileSync(join(dir, "wrangler.toml"), kept.replace(/^main = "(.*)"$/m, (_, main) => `main = ${JSON.stringify(build ?? join(ROOT, main))}`));
+  writeFileSync(
+    join(dir, "wrangler.toml"),
+    kept.replace(/^main = "(.*)"$/m, (_, main) => `main = ${JSON.stringify(build ?? join(ROOT, main))}`),
+  );
   // wrangler dev reads the secrets (the token key) from the .dev.vars beside the config.
   copyFileSync(join(ROOT, ".dev.vars"), join(dir, ".dev.vars"));
   return join(dir, "wrangler.toml");
@@ -74,7 +77,11 @@ async function startNode(script) {
     wsUrl: `ws://127.0.0.1:${port}`,
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
-      try { process.kill(-child.pid, "SIGTERM"); } catch { /* gone */ }
+      try {
+        process.kill(-child.pid, "SIGTERM");
+      } catch {
+        /* gone */
+      }
       await exited;
     },
   };
@@ -89,17 +96,19 @@ async function isWorker(response) {
  * Starts wrangler dev and points the benchmark at the runtime that runs the Worker (see
  * runtime.mjs): `pid` and `wsUrl` are the runtime's, `stop` stops the whole tree.
  */
-const wrangler = (config, vars = {}) => async () => {
-  const file = typeof config === "function" ? config() : join(SERVERS, config, "wrangler.toml");
-  const edge = await startEdge({ config: file, vars, logLevel: "warn", ready: isWorker });
-  try {
-    const runtime = await workerRuntime(edge.pid, isWorker);
-    return { ...runtime, wsUrl: `ws://127.0.0.1:${runtime.port}`, stop: () => edge.stop() };
-  } catch (e) {
-    await edge.stop();
-    throw e;
-  }
-};
+const wrangler =
+  (config, vars = {}) =>
+  async () => {
+    const file = typeof config === "function" ? config() : join(SERVERS, config, "wrangler.toml");
+    const edge = await startEdge({ config: file, vars, logLevel: "warn", ready: isWorker });
+    try {
+      const runtime = await workerRuntime(edge.pid, isWorker);
+      return { ...runtime, wsUrl: `ws://127.0.0.1:${runtime.port}`, stop: () => edge.stop() };
+    } catch (e) {
+      await edge.stop();
+      throw e;
+    }
+  };
 
 export const SYSTEMS = {
   A: {

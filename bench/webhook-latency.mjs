@@ -14,13 +14,14 @@
 // open-loop (each send is scheduled in advance; latency counts from the scheduled time); every
 // member records each message's arrival; the publisher records its ack. Each configuration's
 // first 10 % of messages are a warm-up and not counted.
+
+import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, release, totalmem } from "node:os";
-import { readFileSync, writeFileSync, copyFileSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import WebSocket from "ws";
-import { ROOT, startEdge, tempDir, token } from "../tests/harness.mjs";
 import { faultReceiver, webhookSecret } from "../tests/chaos/fault-receiver.mjs";
+import { ROOT, startEdge, tempDir, token } from "../tests/harness.mjs";
 import { workerRuntime } from "./runtime.mjs";
 
 const args = { rounds: 5, messages: 2000, rate: 100, members: 10 };
@@ -32,11 +33,20 @@ function config() {
   const sections = readFileSync(join(ROOT, "wrangler.toml"), "utf8").split(/^(?=\[)/m);
   const kept = sections.filter((s) => !/^\[(assets|build)\]/.test(s)).join("");
   const dir = tempDir("hooks-bench-config");
-  writeFileSync(join(dir, "wrangler.toml"), kept.replace(/^main = "(.*)"$/m, (_, main) => `main = ${JSON.stringify(join(ROOT, main))}`));
+  writeFileSync(
+    join(dir, "wrangler.toml"),
+    kept.replace(/^main = "(.*)"$/m, (_, main) => `main = ${JSON.stringify(join(ROOT, main))}`),
+  );
   copyFileSync(join(ROOT, ".dev.vars"), join(dir, ".dev.vars"));
   return join(dir, "wrangler.toml");
 }
-const LIFTED = { UPGRADE_LIMITER: "", RATE_MESSAGES_PER_SEC: 1_000_000, RATE_MESSAGES_BURST: 1_000_000, RATE_BYTES_PER_SEC: 1_000_000_000, HEARTBEAT_TIMEOUT_MS: 3_600_000 };
+const LIFTED = {
+  UPGRADE_LIMITER: "",
+  RATE_MESSAGES_PER_SEC: 1_000_000,
+  RATE_MESSAGES_BURST: 1_000_000,
+  RATE_BYTES_PER_SEC: 1_000_000_000,
+  HEARTBEAT_TIMEOUT_MS: 3_600_000,
+};
 const isWorker = async (r) => r.status === 200 || (r.status === 404 && (await r.text()).includes("docs/PROTOCOL.md"));
 
 const quantile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
@@ -52,13 +62,16 @@ async function runOnce(name, receiverUrl, secret) {
   try {
     const runtime = await workerRuntime(edge.pid, isWorker);
     const room = `bench:hooks-${name.replace("+", "-")}-${Date.now()}`;
-    const fanout = [], acks = [];
+    const fanout = [],
+      acks = [];
     const warm = Math.floor(args.messages / 10);
     const sockets = [];
     const pending = new Map(); // id -> scheduled time
     for (let i = 0; i < args.members; i++) {
       const bearer = token(`m${i}`, { "bench:*": ["subscribe", "publish", "presence"] });
-      const ws = new WebSocket(`ws://127.0.0.1:${runtime.port}/rooms/${room}/ws?cid=m${i}`, ["roomcast.v1", `bearer.${bearer}`], { perMessageDeflate: false });
+      const ws = new WebSocket(`ws://127.0.0.1:${runtime.port}/rooms/${room}/ws?cid=m${i}`, ["roomcast.v1", `bearer.${bearer}`], {
+        perMessageDeflate: false,
+      });
       ws.on("message", (buf) => {
         const now = performance.now();
         for (const line of buf.toString().split("\n")) {
@@ -73,7 +86,10 @@ async function runOnce(name, receiverUrl, secret) {
           }
         }
       });
-      await new Promise((resolve, reject) => { ws.once("open", resolve); ws.once("error", reject); });
+      await new Promise((resolve, reject) => {
+        ws.once("open", resolve);
+        ws.once("error", reject);
+      });
       sockets.push(ws);
     }
     const expected = args.messages * (args.members - 1);
@@ -94,9 +110,14 @@ async function runOnce(name, receiverUrl, secret) {
     acks.sort((a, b) => a - b);
     const counted = expected - warm * (args.members - 1);
     return {
-      name, deliveries: fanout.length, missing: counted - fanout.length, unacked: pending.size,
-      fanout_p50_ms: quantile(fanout, 0.5), fanout_p99_ms: quantile(fanout, 0.99),
-      ack_p50_ms: quantile(acks, 0.5), ack_p99_ms: quantile(acks, 0.99),
+      name,
+      deliveries: fanout.length,
+      missing: counted - fanout.length,
+      unacked: pending.size,
+      fanout_p50_ms: quantile(fanout, 0.5),
+      fanout_p99_ms: quantile(fanout, 0.99),
+      ack_p50_ms: quantile(acks, 0.5),
+      ack_p99_ms: quantile(acks, 0.99),
     };
   } finally {
     await edge.stop();
@@ -107,14 +128,18 @@ const secret = webhookSecret();
 const receiver = await faultReceiver({ secret, mode: "never" });
 const names = ["off", "on", "on+msgs"];
 const rounds = [];
-console.error(`webhook latency: ${args.rounds} rounds × ${names.join(", ")}; ${args.members} members, ${args.messages} messages at ${args.rate}/s`);
+console.error(
+  `webhook latency: ${args.rounds} rounds × ${names.join(", ")}; ${args.members} members, ${args.messages} messages at ${args.rate}/s`,
+);
 for (let r = 0; r < args.rounds; r++) {
   const order = [...names].sort(() => Math.random() - 0.5);
   const round = {};
   for (const name of order) {
     round[name] = await runOnce(name, receiver.url, secret);
     const x = round[name];
-    console.error(`round ${r + 1} ${name}: fanout p50 ${x.fanout_p50_ms.toFixed(2)} ms p99 ${x.fanout_p99_ms.toFixed(2)} ms, ack p50 ${x.ack_p50_ms.toFixed(2)} ms p99 ${x.ack_p99_ms.toFixed(2)} ms (missing ${x.missing}, unacked ${x.unacked})`);
+    console.error(
+      `round ${r + 1} ${name}: fanout p50 ${x.fanout_p50_ms.toFixed(2)} ms p99 ${x.fanout_p99_ms.toFixed(2)} ms, ack p50 ${x.ack_p50_ms.toFixed(2)} ms p99 ${x.ack_p99_ms.toFixed(2)} ms (missing ${x.missing}, unacked ${x.unacked})`,
+    );
   }
   rounds.push(round);
 }
@@ -123,7 +148,12 @@ await receiver.close();
 const summary = {};
 for (const name of names) {
   const pick = (k) => median(rounds.map((r) => r[name][k]));
-  summary[name] = { fanout_p50_ms: pick("fanout_p50_ms"), fanout_p99_ms: pick("fanout_p99_ms"), ack_p50_ms: pick("ack_p50_ms"), ack_p99_ms: pick("ack_p99_ms") };
+  summary[name] = {
+    fanout_p50_ms: pick("fanout_p50_ms"),
+    fanout_p99_ms: pick("fanout_p99_ms"),
+    ack_p50_ms: pick("ack_p50_ms"),
+    ack_p99_ms: pick("ack_p99_ms"),
+  };
 }
 const ratios = {};
 for (const name of ["on", "on+msgs"]) {
@@ -133,8 +163,26 @@ for (const name of ["on", "on+msgs"]) {
   }
 }
 const wranglerVersion = JSON.parse(readFileSync(join(ROOT, "node_modules", "wrangler", "package.json"), "utf8")).version;
-console.log(JSON.stringify({
-  bench: "webhook-latency", at: new Date().toISOString(), config: args, receiverRequestsHeld: requestsHeld,
-  machine: { cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length, memory_gib: Math.round(totalmem() / 2 ** 30), kernel: release(), node: process.version, wrangler: wranglerVersion },
-  summary, ratios, rounds,
-}, null, 2));
+console.log(
+  JSON.stringify(
+    {
+      bench: "webhook-latency",
+      at: new Date().toISOString(),
+      config: args,
+      receiverRequestsHeld: requestsHeld,
+      machine: {
+        cpu: cpus()[0]?.model ?? "unknown",
+        cores: cpus().length,
+        memory_gib: Math.round(totalmem() / 2 ** 30),
+        kernel: release(),
+        node: process.version,
+        wrangler: wranglerVersion,
+      },
+      summary,
+      ratios,
+      rounds,
+    },
+    null,
+    2,
+  ),
+);

@@ -51,8 +51,14 @@ async function fetchToken(name, roomName) {
 const time = (ts) => new Date(ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
 const displayName = (user) => members.get(user)?.meta?.name ?? user;
 const scroller = () => $("scroll");
-const nearBottom = () => { const s = scroller(); return s.scrollHeight - s.scrollTop - s.clientHeight < NEAR_EDGE_PX; };
-const toBottom = () => { const s = scroller(); s.scrollTop = s.scrollHeight; };
+const nearBottom = () => {
+  const s = scroller();
+  return s.scrollHeight - s.scrollTop - s.clientHeight < NEAR_EDGE_PX;
+};
+const toBottom = () => {
+  const s = scroller();
+  s.scrollTop = s.scrollHeight;
+};
 
 function line({ user, text, ts, cls }) {
   const li = document.createElement("li");
@@ -120,7 +126,8 @@ function notice(text) {
 function confirm(li, seq) {
   if (bySeq.get(seq) === li) return;
   li.className = "confirmed";
-  if (bySeq.has(seq)) li.remove(); // already on screen (rewound before the ack came)
+  if (bySeq.has(seq))
+    li.remove(); // already on screen (rewound before the ack came)
   else placeBySeq(li, seq);
 }
 
@@ -157,7 +164,9 @@ function showStatus(s) {
   el.dataset.state = s.state;
   if (s.state === "reconnecting") {
     const until = Date.now() + s.delayMs;
-    const tick = () => { el.textContent = `reconnecting in ${Math.max(0, (until - Date.now()) / 1000).toFixed(1)} s (attempt ${s.attempt})`; };
+    const tick = () => {
+      el.textContent = `reconnecting in ${Math.max(0, (until - Date.now()) / 1000).toFixed(1)} s (attempt ${s.attempt})`;
+    };
     tick();
     countdown = setInterval(tick, 100);
   } else {
@@ -168,28 +177,38 @@ function showStatus(s) {
 function showMembers(list) {
   members.clear();
   for (const m of list) members.set(m.user, m);
-  $("members").replaceChildren(...list.map((m) => {
-    const li = document.createElement("li");
-    li.className = m.connections > 0 ? "online" : "away";
-    li.textContent = m.meta?.name ?? m.user;
-    li.title = m.connections > 0 ? `online on ${m.connections} device(s)` : "reconnecting…";
-    return li;
-  }));
+  $("members").replaceChildren(
+    ...list.map((m) => {
+      const li = document.createElement("li");
+      li.className = m.connections > 0 ? "online" : "away";
+      li.textContent = m.meta?.name ?? m.user;
+      li.title = m.connections > 0 ? `online on ${m.connections} device(s)` : "reconnecting…";
+      return li;
+    }),
+  );
 }
 
 // --- typing ---------------------------------------------------------------------------------
 
 function renderTyping() {
   const names = [...typists.keys()].map(displayName);
-  $("typing").textContent = names.length === 0 ? ""
-    : names.length === 1 ? `${names[0]} is typing…`
-    : names.length === 2 ? `${names[0]} and ${names[1]} are typing…`
-    : `${names[0]}, ${names[1]} and ${names.length - 2} more are typing…`;
+  $("typing").textContent =
+    names.length === 0
+      ? ""
+      : names.length === 1
+        ? `${names[0]} is typing…`
+        : names.length === 2
+          ? `${names[0]} and ${names[1]} are typing…`
+          : `${names[0]}, ${names[1]} and ${names.length - 2} more are typing…`;
 }
 
 function typing(user, on) {
   clearTimeout(typists.get(user));
-  if (on) typists.set(user, setTimeout(() => typing(user, false), TYPING_TTL_MS));
+  if (on)
+    typists.set(
+      user,
+      setTimeout(() => typing(user, false), TYPING_TTL_MS),
+    );
   else typists.delete(user);
   renderTyping();
 }
@@ -220,7 +239,11 @@ function join(name, roomName) {
   const clientId = sessionStorage.getItem("roomcast-cid") ?? `tab-${crypto.randomUUID().slice(0, 8)}`;
   sessionStorage.setItem("roomcast-cid", clientId);
   room = connect({
-    url: location.origin, room: roomName, clientId, echo: true, rewind: REWIND,
+    url: location.origin,
+    room: roomName,
+    clientId,
+    echo: true,
+    rewind: REWIND,
     token: () => fetchToken(name, roomName),
   });
   room.on("status", showStatus);
@@ -269,18 +292,36 @@ $("send").addEventListener("submit", (e) => {
   $("messages").append(li);
   toBottom();
   room.publish({ text, nonce }).then(
-    (seq) => { pending.delete(nonce); confirm(li, seq); },
-    (err) => { pending.delete(nonce); li.className = "failed"; li.title = err.message; },
+    (seq) => {
+      pending.delete(nonce);
+      confirm(li, seq);
+    },
+    (err) => {
+      pending.delete(nonce);
+      li.className = "failed";
+      li.title = err.message;
+    },
   );
 });
 
 $("text").addEventListener("input", () => sayTyping($("text").value !== ""));
 $("text").addEventListener("blur", () => sayTyping(false));
 $("load-older").addEventListener("click", loadOlder);
-$("scroll").addEventListener("scroll", () => { if (scroller().scrollTop < NEAR_EDGE_PX) loadOlder(); }, { passive: true });
+$("scroll").addEventListener(
+  "scroll",
+  () => {
+    if (scroller().scrollTop < NEAR_EDGE_PX) loadOlder();
+  },
+  { passive: true },
+);
 
 // The last name and room used here, to save typing them again after a reload.
 try {
   const last = JSON.parse(localStorage.getItem("roomcast-chat") ?? "null");
-  if (last) { $("name").value = last.name ?? ""; $("room").value = last.room ?? $("room").value; }
-} catch { /* nothing saved */ }
+  if (last) {
+    $("name").value = last.name ?? "";
+    $("room").value = last.room ?? $("room").value;
+  }
+} catch {
+  /* nothing saved */
+}

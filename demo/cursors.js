@@ -142,12 +142,14 @@ function onPresence(p) {
   }
   const here = p.members.filter((m) => m.connections > 0);
   $("here").textContent = here.length;
-  $("members").replaceChildren(...here.map((m) => {
-    const li = document.createElement("li");
-    li.textContent = m.meta?.name ?? m.user;
-    li.style.color = color(m.user);
-    return li;
-  }));
+  $("members").replaceChildren(
+    ...here.map((m) => {
+      const li = document.createElement("li");
+      li.textContent = m.meta?.name ?? m.user;
+      li.style.color = color(m.user);
+      return li;
+    }),
+  );
 }
 
 function onStatus(s) {

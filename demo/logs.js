@@ -57,7 +57,9 @@ setInterval(() => {
 }, 250);
 
 async function token(roomName) {
-  const res = await fetch(`/dev/token?user=viewer-${Math.random().toString(36).slice(2, 8)}&room=${encodeURIComponent(roomName)}&rights=subscribe`);
+  const res = await fetch(
+    `/dev/token?user=viewer-${Math.random().toString(36).slice(2, 8)}&room=${encodeURIComponent(roomName)}&rights=subscribe`,
+  );
   return (await res.json()).token;
 }
 
@@ -65,7 +67,10 @@ function open(roomName) {
   room?.close();
   $("log").replaceChildren();
   room = connect({ url: location.origin, room: roomName, token: () => token(roomName) });
-  room.on("status", (s) => { $("status").textContent = s.state; $("status").dataset.state = s.state; });
+  room.on("status", (s) => {
+    $("status").textContent = s.state;
+    $("status").dataset.state = s.state;
+  });
   room.on("message", (m) => receive(Array.isArray(m.data?.lines) ? m.data.lines : [String(m.data?.line ?? JSON.stringify(m.data))]));
   room.on("gap", () => receive(["-- some lines were missed --"]));
   window.room = room;
@@ -76,7 +81,9 @@ $("follow").addEventListener("click", () => {
   $("follow").textContent = following ? "Pause" : "Follow";
   $("follow").setAttribute("aria-pressed", String(following));
 });
-$("filter").addEventListener("input", (e) => { filter = e.target.value; });
+$("filter").addEventListener("input", (e) => {
+  filter = e.target.value;
+});
 $("room").addEventListener("change", (e) => {
   // A room name the server would refuse is refused here, with the browser's message.
   if (e.target.reportValidity()) open(e.target.value);

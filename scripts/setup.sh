@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, idempotently, everything `npm run dev` and `npm test` need on a fresh machine:
 # the wasm32 standard library, wasm-bindgen-cli and worker-build at pinned versions, the npm
-# packages from package-lock.json, Chromium and shellcheck (with --browser: what npm test needs), and a local .dev.vars.
+# packages from package-lock.json (Biome among them), Chromium and shellcheck (with --browser: what npm test
+# needs), the git hooks in scripts/hooks, and a local .dev.vars.
 # With everything present it only checks, in a few seconds.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -97,8 +98,8 @@ else
   npm install --no-audit --no-fund --loglevel=error || die "npm install failed; check access to the npm registry"
   echo "$lock_hash" > "$stamp"
 fi
-for tool in "$WASM_OPT_BIN" "$ESBUILD_BIN" node_modules/.bin/wrangler; do
-  [ -x "$tool" ] || die "$tool is missing after npm ci"
+for tool in "$WASM_OPT_BIN" "$ESBUILD_BIN" node_modules/.bin/wrangler node_modules/.bin/biome; do
+  [ -x "$tool" ] || die "$tool is missing after npm install"
 done
 
 # --- 4. Chromium, for the browser tests ----------------------------------------------------------
@@ -123,7 +124,23 @@ if [ "$want_browser" -eq 1 ]; then
   fi
 fi
 
-# --- 6. local secrets -------------------------------------------------------------------------------
+# --- 6. git hooks: scripts/hooks (commit subjects of at most 72 characters) ---------------------
+step "git hooks"
+if ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  note "not a git work tree; no hooks"
+else
+  hooks_path="$(git config core.hooksPath || true)"
+  if [ "$hooks_path" = "scripts/hooks" ]; then
+    note "core.hooksPath is scripts/hooks"
+  elif [ -n "$hooks_path" ]; then
+    note "core.hooksPath is $hooks_path already; left alone (scripts/hooks/commit-msg is the project's hook)"
+  else
+    git config core.hooksPath scripts/hooks
+    note "core.hooksPath set to scripts/hooks"
+  fi
+fi
+
+# --- 7. local secrets -------------------------------------------------------------------------------
 step "local development vars"
 # Each key is added if missing, so an older .dev.vars gains new keys and keeps its values.
 rand() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }

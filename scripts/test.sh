@@ -7,14 +7,22 @@ bash "$ROOT/scripts/setup.sh" --browser
 use_toolchain
 cd "$ROOT"
 
-step "lint (rustfmt, clippy on every crate and both wasm builds, shellcheck)"
+step "lint (rustfmt, clippy on every crate and both wasm builds, the fuzz and bench crates, shellcheck, Biome)"
 cargo fmt --all --check
 cargo fmt --check --manifest-path protocol/fuzz/Cargo.toml
+cargo fmt --check --manifest-path bench/Cargo.toml
 cargo clippy --quiet -p roomcast-protocol --all-targets -- -D warnings
 cargo clippy --quiet -p roomcast-protocol --no-default-features --all-targets -- -D warnings
 cargo clippy --quiet -p roomcast-worker --target wasm32-unknown-unknown -- -D warnings
 cargo clippy --quiet -p roomcast-sdk --target wasm32-unknown-unknown -- -D warnings
-shellcheck -x -P scripts scripts/*.sh
+cargo clippy --quiet --manifest-path bench/Cargo.toml --all-targets -- -D warnings
+# The fuzz targets build on stable; running them needs nightly (npm run fuzz).
+cargo build --quiet --manifest-path protocol/fuzz/Cargo.toml
+shellcheck -x -P scripts scripts/*.sh scripts/hooks/commit-msg
+# JavaScript (biome.jsonc): lint errors fail in every folder; in the folders listed, formatting,
+# import order and lint warnings fail too.
+biome lint --diagnostic-level=error
+biome check --error-on-warnings tests demo tools bench examples
 
 step "native tests (cargo test; the no_std client build on its own)"
 cargo test --quiet -p roomcast-protocol

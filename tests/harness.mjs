@@ -60,13 +60,33 @@ export async function startEdge(options = {}) {
 /** Whether `GET /` shows the edge is up: the demo page answers 200. */
 const demoReady = (response) => response.status === 200;
 
-async function startEdgeOnce({ persistDir = tempDir("state"), vars = {}, port, timeoutMs = 120_000, config, logLevel, ready = demoReady } = {}) {
+async function startEdgeOnce({
+  persistDir = tempDir("state"),
+  vars = {},
+  port,
+  timeoutMs = 120_000,
+  config,
+  logLevel,
+  ready = demoReady,
+} = {}) {
   port ??= await freePort();
   // An inspector port of our own: wrangler's default (9229) is raced for when edges start together.
   const inspectorPort = await freePort();
-  const args = [WRANGLER, "dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", persistDir,
-    "--inspector-port", String(inspectorPort),
-    "--log-level", logLevel ?? process.env.ROOMCAST_LOG_LEVEL ?? "info", "--show-interactive-dev-session=false"];
+  const args = [
+    WRANGLER,
+    "dev",
+    "--ip",
+    "127.0.0.1",
+    "--port",
+    String(port),
+    "--persist-to",
+    persistDir,
+    "--inspector-port",
+    String(inspectorPort),
+    "--log-level",
+    logLevel ?? process.env.ROOMCAST_LOG_LEVEL ?? "info",
+    "--show-interactive-dev-session=false",
+  ];
   // The demo pages, as `npm run dev` serves them (scripts/dev.sh); another config brings its own.
   if (config) args.push("--config", config);
   else args.push("--assets", "demo");
@@ -88,12 +108,24 @@ async function startEdgeOnce({ persistDir = tempDir("state"), vars = {}, port, t
     pid: child.pid,
     url: `http://127.0.0.1:${port}`,
     wsUrl: `ws://127.0.0.1:${port}`,
-    get log() { return log; },
+    get log() {
+      return log;
+    },
     /** Stops the edge; `signal` SIGKILL simulates a crash. */
     async stop(signal = "SIGTERM") {
       if (child.exitCode !== null || child.signalCode !== null) return;
-      try { process.kill(-child.pid, signal); } catch { /* already gone */ }
-      const timer = setTimeout(() => { try { process.kill(-child.pid, "SIGKILL"); } catch { /* gone */ } }, 5_000);
+      try {
+        process.kill(-child.pid, signal);
+      } catch {
+        /* already gone */
+      }
+      const timer = setTimeout(() => {
+        try {
+          process.kill(-child.pid, "SIGKILL");
+        } catch {
+          /* gone */
+        }
+      }, 5_000);
       await exited;
       clearTimeout(timer);
     },
@@ -120,7 +152,11 @@ export async function api(edge, method, path, body, { key = apiKey() } = {}) {
   });
   const text = await res.text();
   let json;
-  try { json = JSON.parse(text); } catch { json = undefined; }
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
   return { status: res.status, json, text, headers: res.headers };
 }
 
@@ -141,7 +177,12 @@ export class Client {
    * instead of throwing (for tests that feed the room hostile input). `welcome: false`: resolves
    * once the socket is open, without waiting for the welcome (for connections the room may refuse).
    */
-  static async connect(edge, room, query = {}, { protocols = ["roomcast.v1"], pingEveryMs, token: given, anonymous, lenient = false, welcome = true } = {}) {
+  static async connect(
+    edge,
+    room,
+    query = {},
+    { protocols = ["roomcast.v1"], pingEveryMs, token: given, anonymous, lenient = false, welcome = true } = {},
+  ) {
     query = { ...query };
     let bearer = given;
     if (bearer === undefined && !anonymous) {
@@ -172,10 +213,12 @@ export class Client {
     this.ws = ws;
     this.frames = [];
     this.waiters = [];
-    this.closed = new Promise((resolve) => ws.once("close", (code, reason) => {
-      clearInterval(this.pinger);
-      resolve({ code, reason: reason.toString() });
-    }));
+    this.closed = new Promise((resolve) =>
+      ws.once("close", (code, reason) => {
+        clearInterval(this.pinger);
+        resolve({ code, reason: reason.toString() });
+      }),
+    );
     /** Every WebSocket message as received, before splitting into frames. */
     this.received = [];
     ws.on("message", (data) => {
@@ -187,7 +230,11 @@ export class Client {
           this.frames.push(JSON.parse(line));
           continue;
         }
-        try { this.frames.push(JSON.parse(line)); } catch { this.frames.push({ type: "unparsable", line }); }
+        try {
+          this.frames.push(JSON.parse(line));
+        } catch {
+          this.frames.push({ type: "unparsable", line });
+        }
       }
       this.waiters = this.waiters.filter((w) => !w.check());
     });
@@ -216,9 +263,15 @@ export class Client {
     });
   }
 
-  messages() { return this.frames.filter((f) => f.type === "message"); }
-  send(frame) { this.ws.send(JSON.stringify(frame)); }
-  raw(text) { this.ws.send(text); }
+  messages() {
+    return this.frames.filter((f) => f.type === "message");
+  }
+  send(frame) {
+    this.ws.send(JSON.stringify(frame));
+  }
+  raw(text) {
+    this.ws.send(text);
+  }
 
   /** Publishes and resolves with the ack (or error) frame for this id. */
   async publish(id, data) {

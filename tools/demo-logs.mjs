@@ -14,7 +14,10 @@ const room = args.room ?? "logs:app";
 const rate = Number(args.rate ?? 200);
 const count = args.count === undefined ? Infinity : Number(args.count);
 const key = args.key ?? process.env.ROOMCAST_API_KEY ?? devVar("ROOMCAST_API_KEY");
-if (!key) { console.error("demo:logs: no API key (--key, $ROOMCAST_API_KEY or .dev.vars)"); process.exit(2); }
+if (!key) {
+  console.error("demo:logs: no API key (--key, $ROOMCAST_API_KEY or .dev.vars)");
+  process.exit(2);
+}
 const TICK_MS = 100;
 const run = Math.random().toString(36).slice(2, 8);
 let batch = 0;

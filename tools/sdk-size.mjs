@@ -17,7 +17,12 @@ export const SDK_BUDGET = 13 * 1024;
 export function sdkParts() {
   const glue = esbuild.buildSync({
     entryPoints: [join(ROOT, "sdk", "js", "host.js")],
-    bundle: true, minify: true, format: "esm", target: "es2022", write: false, logLevel: "error",
+    bundle: true,
+    minify: true,
+    format: "esm",
+    target: "es2022",
+    write: false,
+    logLevel: "error",
     external: ["*.gz"],
   }).outputFiles[0].contents;
   const wasm = sized(readFileSync(join(ROOT, "sdk", "pkg", "roomcast_sdk.wasm")));
@@ -27,7 +32,9 @@ export function sdkParts() {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const s = sdkParts();
-  console.log(`sdk: wasm ${s.wasm.raw} bytes (${s.wasm.gzip} gzipped); host glue ${s.glue.raw} bytes (${s.glue.gzip} gzipped);`
-    + ` wasm + glue ${s.total} of ${s.budget} bytes gzipped; dist/index.js (wasm inlined + glue + API)`
-    + ` ${s.bundle.raw} bytes, ${s.bundle.gzip} bytes gzipped`);
+  console.log(
+    `sdk: wasm ${s.wasm.raw} bytes (${s.wasm.gzip} gzipped); host glue ${s.glue.raw} bytes (${s.glue.gzip} gzipped);`
+      + ` wasm + glue ${s.total} of ${s.budget} bytes gzipped; dist/index.js (wasm inlined + glue + API)`
+      + ` ${s.bundle.raw} bytes, ${s.bundle.gzip} bytes gzipped`,
+  );
 }

@@ -75,13 +75,19 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     i++;
   }
   try {
-    if (!args.user || !args.room) throw new Error("usage: npm run token -- --user alice --room 'chat:*' [--rights subscribe,publish,presence] [--ttl 1h] [--meta JSON] [--secret S]");
+    if (!args.user || !args.room)
+      throw new Error(
+        "usage: npm run token -- --user alice --room 'chat:*' [--rights subscribe,publish,presence] [--ttl 1h] [--meta JSON] [--secret S]",
+      );
     const secret = args.secret ?? process.env.ROOMCAST_SECRET ?? devVar("ROOMCAST_SECRET");
     if (!secret) throw new Error("no secret: pass --secret, set ROOMCAST_SECRET, or run `npm run setup` for a .dev.vars");
     const rights = (args.rights ?? "subscribe,publish,presence").split(",").map((r) => r.trim());
     const token = mintToken({
-      secret, user: args.user, rooms: { [args.room]: rights },
-      ttlSeconds: parseTtl(args.ttl ?? "1h"), meta: args.meta ? JSON.parse(args.meta) : undefined,
+      secret,
+      user: args.user,
+      rooms: { [args.room]: rights },
+      ttlSeconds: parseTtl(args.ttl ?? "1h"),
+      meta: args.meta ? JSON.parse(args.meta) : undefined,
     });
     process.stdout.write(`${token}\n`);
   } catch (e) {

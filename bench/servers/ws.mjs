@@ -8,7 +8,10 @@ const wss = new WebSocketServer({ port, host: "127.0.0.1", perMessageDeflate: fa
 wss.on("connection", (ws, request) => {
   const name = new URL(request.url, "http://localhost").pathname;
   let room = rooms.get(name);
-  if (!room) rooms.set(name, (room = new Set()));
+  if (!room) {
+    room = new Set();
+    rooms.set(name, room);
+  }
   room.add(ws);
   ws.on("message", (data, isBinary) => {
     for (const other of room) {

@@ -79,7 +79,11 @@ fn draw_panel(panel: &Panel, area: &DrawingArea<SVGBackend, plotters::coord::Shi
         .x_labels(groups * 2 + 1)
         .x_label_formatter(&|x| {
             let i = x.floor() as usize;
-            if (x - x.floor() - 0.5).abs() < 0.01 { labels.get(i).cloned().unwrap_or_default() } else { String::new() }
+            if (x - x.floor() - 0.5).abs() < 0.01 {
+                labels.get(i).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
         })
         .y_label_formatter(&|y| compact(*y))
         .draw()?;
@@ -90,14 +94,22 @@ fn draw_panel(panel: &Panel, area: &DrawingArea<SVGBackend, plotters::coord::Shi
             let x0 = g as f64 + 0.1 + s as f64 * width;
             Rectangle::new([(x0, 0.0), (x0 + width * 0.9, v.median)], color.filled())
         });
-        chart.draw_series(bars)?.label(series.label.clone()).legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+        chart
+            .draw_series(bars)?
+            .label(series.label.clone())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
         let whiskers = series.values.iter().enumerate().filter_map(|(g, v)| v.map(|v| (g, v))).map(|(g, v)| {
             let x = g as f64 + 0.1 + s as f64 * width + width * 0.45;
             PathElement::new(vec![(x, v.min), (x, v.max)], BLACK.stroke_width(1))
         });
         chart.draw_series(whiskers)?;
     }
-    chart.configure_series_labels().position(SeriesLabelPosition::UpperRight).background_style(WHITE.mix(0.85)).border_style(BLACK).draw()?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
     Ok(())
 }
 

@@ -159,9 +159,8 @@ async fn next_text(stream: &mut SplitStream<Socket>) -> Result<String, String> {
 /// Opens one member and waits until it is in its room.
 async fn join(config: &RunConfig, room: usize, member: usize) -> Result<(Sink, SplitStream<Socket>), LoadError> {
     let url = member_url(config, room, member);
-    let (socket, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
-        .await
-        .map_err(|source| LoadError::Connect { member, source })?;
+    let (socket, _) =
+        tokio_tungstenite::connect_async_with_config(url, None, true).await.map_err(|source| LoadError::Connect { member, source })?;
     let (mut sink, mut stream) = socket.split();
     let fail = |why: String| LoadError::Join { member, why };
     let handshake = async {
@@ -220,16 +219,21 @@ struct Publisher {
     next_n: u64,
 }
 
-async fn publish_for(
-    mut p: Publisher,
+/// What every publisher of one step shares: what it sends, at what pace, until when.
+#[derive(Clone, Copy)]
+struct Pace {
     protocol: Protocol,
     size: usize,
     step: u32,
-    start: Instant,
     interval: Duration,
     end: Instant,
+    /// The zero of the stamps' scheduled times.
     base: Instant,
-) -> (Publisher, u64) {
+}
+
+/// Publishes one message every `pace.interval` from `start` until `pace.end`.
+async fn publish_for(mut p: Publisher, pace: Pace, start: Instant) -> (Publisher, u64) {
+    let Pace { protocol, size, step, interval, end, base } = pace;
     let mut sent = 0u64;
     let mut at = start;
     while at < end {
@@ -386,6 +390,7 @@ impl Target {
         let start = Instant::now() + Duration::from_millis(50);
         let end = start + Duration::from_secs_f64(spec.seconds);
         let count = self.publishers.len();
+        let pace = Pace { protocol: config.protocol, size: config.size, step: index as u32, interval, end, base: self.shared.base };
         let handles: Vec<_> = self
             .publishers
             .drain(..)
@@ -393,8 +398,7 @@ impl Target {
             .map(|(k, p)| {
                 // Publishers are spread evenly over one interval so the load is smooth.
                 let phase = interval.mul_f64(k as f64 / count as f64);
-                let (protocol, size, base) = (config.protocol, config.size, self.shared.base);
-                tokio::spawn(publish_for(p, protocol, size, index as u32, start + phase, interval, end, base))
+                tokio::spawn(publish_for(p, pace, start + phase))
             })
             .collect();
         let mut sent = 0;

@@ -98,16 +98,20 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   }
   const secret = process.env.WEBHOOK_SECRET || devVar("WEBHOOK_SECRET");
   if (!secret) {
-    console.error("demo:webhooks: no WEBHOOK_SECRET in the environment or .dev.vars. Add to .dev.vars:\n"
-      + "  WEBHOOK_URL=http://127.0.0.1:8788/\n"
-      + `  WEBHOOK_SECRET=whsec_${randomBytes(24).toString("base64")}\n`
-      + "then restart `npm run dev` and run `npm run demo:webhooks` again.");
+    console.error(
+      "demo:webhooks: no WEBHOOK_SECRET in the environment or .dev.vars. Add to .dev.vars:\n"
+        + "  WEBHOOK_URL=http://127.0.0.1:8788/\n"
+        + `  WEBHOOK_SECRET=whsec_${randomBytes(24).toString("base64")}\n`
+        + "then restart `npm run dev` and run `npm run demo:webhooks` again.",
+    );
     process.exit(2);
   }
   const port = process.env.PORT === undefined || process.env.PORT === "" ? 8788 : Number(process.env.PORT);
   try {
     // fails early, with a clear message, on a secret that is not whsec_ + base64
-    await verifyWebhook("", {}, secret).catch((e) => { if (!(e instanceof WebhookVerificationError)) throw e; });
+    await verifyWebhook("", {}, secret).catch((e) => {
+      if (!(e instanceof WebhookVerificationError)) throw e;
+    });
     const server = await startReceiver({ secret, port });
     const { address, port: bound } = server.address();
     console.log(`webhook receiver on http://${address}:${bound}/ — one line per event; Ctrl-C to stop`);

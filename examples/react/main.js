@@ -1,6 +1,6 @@
 // A small chat on roomcast/react. Plain createElement, so it needs no JSX plugin.
 // Run the edge (`npm run dev` at the repository root), then here: npm install && npx vite
-import { StrictMode, createElement as h, useEffect, useState } from "react";
+import { createElement as h, StrictMode, useEffect, useState } from "react";
 import { createRoot } from "react-dom/client";
 import { useConnectionState, usePresence, useRoom } from "roomcast/react";
 
@@ -26,12 +26,22 @@ function Chat() {
     room?.publish({ text });
     setText("");
   };
-  return h("main", null,
+  return h(
+    "main",
+    null,
     h("p", { id: "state" }, `${state} · ${members.length} here: ${members.map((m) => m.user).join(", ")}`),
-    h("ol", { id: "messages" }, messages.map((m) => h("li", { key: m.seq }, `${m.user}: ${m.data.text}`))),
-    h("form", { onSubmit: send },
+    h(
+      "ol",
+      { id: "messages" },
+      messages.map((m) => h("li", { key: m.seq }, `${m.user}: ${m.data.text}`)),
+    ),
+    h(
+      "form",
+      { onSubmit: send },
       h("input", { id: "text", value: text, onChange: (e) => setText(e.target.value), placeholder: "message" }),
-      h("button", null, "Send")));
+      h("button", { type: "submit" }, "Send"),
+    ),
+  );
 }
 
 createRoot(document.getElementById("root")).render(h(StrictMode, null, h(Chat)));

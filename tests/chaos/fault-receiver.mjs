@@ -16,7 +16,6 @@ import { createServer } from "node:http";
 import { Webhook } from "standardwebhooks";
 import { rng } from "../harness.mjs";
 
-
 /** A fresh Standard Webhooks secret: `whsec_` + base64 of 32 random bytes. */
 export function webhookSecret() {
   return `whsec_${randomBytes(32).toString("base64")}`;
@@ -32,9 +31,17 @@ export function makeVerifier(secret) {
 }
 
 export async function faultReceiver({
-  secret, seed = 1, logFile, mode = "faults",
-  failRate = 0.3, holdRate = 0.07, resetRate = 0.07, slowRate = 0.08,
-  holdMs = 3500, slowMs = 600, maxFailuresInRow = Infinity,
+  secret,
+  seed = 1,
+  logFile,
+  mode = "faults",
+  failRate = 0.3,
+  holdRate = 0.07,
+  resetRate = 0.07,
+  slowRate = 0.08,
+  holdMs = 3500,
+  slowMs = 600,
+  maxFailuresInRow = Infinity,
 } = {}) {
   const verifier = makeVerifier(secret);
   const random = rng(seed);
@@ -49,26 +56,46 @@ export async function faultReceiver({
   let forced = null;
   const pick = (room) => {
     if (mode === "never") return "never";
-    if (forced) { const m = forced; forced = null; return m; }
+    if (forced) {
+      const m = forced;
+      forced = null;
+      return m;
+    }
     const r = random();
-    let m = r < failRate ? "fail" : r < failRate + holdRate ? "hold" : r < failRate + holdRate + resetRate ? "reset"
-      : r < failRate + holdRate + resetRate + slowRate ? "slow" : "ok";
+    let m =
+      r < failRate
+        ? "fail"
+        : r < failRate + holdRate
+          ? "hold"
+          : r < failRate + holdRate + resetRate
+            ? "reset"
+            : r < failRate + holdRate + resetRate + slowRate
+              ? "slow"
+              : "ok";
     const failing = m === "fail" || m === "hold" || m === "reset";
     if (failing && (inRow.get(room) ?? 0) >= maxFailuresInRow) m = "ok";
     return m;
   };
-  const hold = (res, ms) => new Promise((resolve) => {
-    held.add(res);
-    for (const w of holdWaiters.splice(0)) w();
-    const timer = ms === Infinity ? null : setTimeout(done, ms);
-    function done() { clearTimeout(timer); held.delete(res); resolve(); }
-    res.once("close", done);
-  });
+  const hold = (res, ms) =>
+    new Promise((resolve) => {
+      held.add(res);
+      for (const w of holdWaiters.splice(0)) w();
+      const timer = ms === Infinity ? null : setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        held.delete(res);
+        resolve();
+      }
+      res.once("close", done);
+    });
 
   const server = createServer((req, res) => {
     const no = ++requestNo;
     counts.requests++;
-    if (req.method !== "POST") { res.writeHead(405).end(); return; }
+    if (req.method !== "POST") {
+      res.writeHead(405).end();
+      return;
+    }
     // The room's outbox key is in the webhook-id (`batch_evt_<key>_<n>_<count>`), so the failure
     // bound per room applies before the body is read (a reset never reads it all).
     const webhookId = String(req.headers["webhook-id"] ?? "");
@@ -98,17 +125,24 @@ export async function faultReceiver({
         return;
       }
       const events = Array.isArray(parsed?.events) ? parsed.events : null;
-      if (!events || events.length === 0) { counts.badBody++; res.writeHead(400).end(); return; }
+      if (!events || events.length === 0) {
+        counts.badBody++;
+        res.writeHead(400).end();
+        return;
+      }
       counts.verified++;
       counts.events += events.length;
       counts[m]++;
       const at = Date.now();
       if (logFile) {
         // One line per event, as received: the checks read this file, not the receiver's memory.
-        appendFileSync(logFile, events.map((event) => JSON.stringify({ req: no, at, mode: m, webhookId, event })).join("\n") + "\n");
+        appendFileSync(logFile, `${events.map((event) => JSON.stringify({ req: no, at, mode: m, webhookId, event })).join("\n")}\n`);
       }
       receiver.onEvents?.(events, m, webhookId);
-      if (m === "fail") { res.writeHead(500, { "content-type": "text/plain" }).end("injected failure"); return; }
+      if (m === "fail") {
+        res.writeHead(500, { "content-type": "text/plain" }).end("injected failure");
+        return;
+      }
       if (m === "hold") await hold(res, holdMs);
       if (m === "slow") await hold(res, slowMs);
       if (m === "never") await hold(res, Infinity);
@@ -116,7 +150,10 @@ export async function faultReceiver({
     });
   });
   server.keepAliveTimeout = 5_000;
-  server.on("connection", (socket) => { open.add(socket); socket.on("close", () => open.delete(socket)); });
+  server.on("connection", (socket) => {
+    open.add(socket);
+    socket.on("close", () => open.delete(socket));
+  });
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address();
   const receiver = {
@@ -126,22 +163,34 @@ export async function faultReceiver({
     verifier: verifier.name,
     counts,
     /** Requests being held right now (hold, slow, never). */
-    get holding() { return held.size; },
+    get holding() {
+      return held.size;
+    },
     /** Resolves when a request is being held, or with false after `timeoutMs`. */
     whenHolding(timeoutMs) {
       if (held.size > 0) return Promise.resolve(true);
       return new Promise((resolve) => {
-        const timer = setTimeout(() => { holdWaiters.splice(holdWaiters.indexOf(w), 1); resolve(false); }, timeoutMs);
-        const w = () => { clearTimeout(timer); resolve(true); };
+        const timer = setTimeout(() => {
+          holdWaiters.splice(holdWaiters.indexOf(w), 1);
+          resolve(false);
+        }, timeoutMs);
+        const w = () => {
+          clearTimeout(timer);
+          resolve(true);
+        };
         holdWaiters.push(w);
       });
     },
     /** The next request gets `m` ("hold", "fail", "reset", …) instead of a random draw. */
-    forceNext(m) { forced = m; },
+    forceNext(m) {
+      forced = m;
+    },
     /** Switches the failure mode ("faults", "never", or "healthy": every request answered at once). */
     setMode(m) {
       mode = m;
-      if (m === "healthy") { failRate = holdRate = resetRate = slowRate = 0; }
+      if (m === "healthy") {
+        failRate = holdRate = resetRate = slowRate = 0;
+      }
     },
     onEvents: null,
     async close() {

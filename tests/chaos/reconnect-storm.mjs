@@ -16,8 +16,14 @@ export async function reconnectStorm({ clients = 1000, rooms = 10, jitter = true
   const attempts = []; // when each scheduled reconnect attempt fires (ms since the epoch)
   for (let i = 0; i < clients; i++) {
     const room = names[i % rooms];
-    const r = connect({ url: edge.url, room, clientId: `s${i}`, seed: seed * 100_000 + i, ...backoff,
-      token: token(`u${i}`, { [room]: ALL_RIGHTS }) });
+    const r = connect({
+      url: edge.url,
+      room,
+      clientId: `s${i}`,
+      seed: seed * 100_000 + i,
+      ...backoff,
+      token: token(`u${i}`, { [room]: ALL_RIGHTS }),
+    });
     const m = { r, reopenedAt: null, cutAt: null, armed: false };
     // Only what happens after the kill counts (an early client may have retried while joining).
     r.on("status", (s) => {
@@ -47,7 +53,8 @@ export async function reconnectStorm({ clients = 1000, rooms = 10, jitter = true
   const tries = perWindow(attempts.map((t) => t - killedAt));
   const back = members.map((m) => m.reopenedAt - killedAt).sort((a, b) => a - b);
   const result = {
-    clients, jitter,
+    clients,
+    jitter,
     runtimeDownMs: upAt - killedAt,
     attempts: attempts.length,
     peakAttemptsPer100ms: Math.max(...tries.values()),

@@ -10,10 +10,15 @@
 import { appendFileSync, writeFileSync } from "node:fs";
 import { ALL_RIGHTS, api, rng, roomName, sleep, startEdge, tempDir, token, until } from "../harness.mjs";
 
-
 export async function restartStorm({
-  clients = 100, rooms = 4, messages = 10_000, restarts = 10, seed = 1,
-  sdkShare = 0.5, logFile = tempDir("chaos") + "/events.jsonl", log = () => {},
+  clients = 100,
+  rooms = 4,
+  messages = 10_000,
+  restarts = 10,
+  seed = 1,
+  sdkShare = 0.5,
+  logFile = `${tempDir("chaos")}/events.jsonl`,
+  log = () => {},
 } = {}) {
   if (typeof WebSocket === "undefined") throw new Error("run node with --experimental-websocket (Node 20) for the SDK's WebSocket");
   const { connect } = await import("../../sdk/dist/index.js");
@@ -29,19 +34,36 @@ export async function restartStorm({
 
   // ---- clients -------------------------------------------------------------------------------
   // connectTimeoutMs: an attempt that reaches wrangler dev while its runtime restarts hangs until it times out.
-  const fast = { minReconnectDelayMs: 200, maxReconnectDelayMs: 3000, connectTimeoutMs: 3000, pingIntervalMs: 5000, pongTimeoutMs: 5000, queueMax: 100_000 };
+  const fast = {
+    minReconnectDelayMs: 200,
+    maxReconnectDelayMs: 3000,
+    connectTimeoutMs: 3000,
+    pingIntervalMs: 5000,
+    pongTimeoutMs: 5000,
+    queueMax: 100_000,
+  };
   const members = [];
   for (let i = 0; i < clients; i++) {
     const room = roomNames[i % rooms];
     const cid = `c${i}`;
-    const r = connect({ url: edge.url, room, clientId: cid, echo: true, seed: seed * 1000 + i, ...fast,
-      token: async () => token(`u${i}`, { [room]: ALL_RIGHTS }) });
+    const r = connect({
+      url: edge.url,
+      room,
+      clientId: cid,
+      echo: true,
+      seed: seed * 1000 + i,
+      ...fast,
+      token: async () => token(`u${i}`, { [room]: ALL_RIGHTS }),
+    });
     const member = { cid, room, r, seqs: [], gaps: 0 };
     r.on("message", (m) => {
       member.seqs.push(m.seq);
       record({ t: "deliver", cid, room, seq: m.seq, key: m.data?.key });
     });
-    r.on("gap", (g) => { member.gaps++; record({ t: "gap", cid, room, ...g }); });
+    r.on("gap", (g) => {
+      member.gaps++;
+      record({ t: "gap", cid, room, ...g });
+    });
     members.push(member);
   }
   await until(() => members.every((m) => m.r.state === "open"), { timeoutMs: 60_000, intervalMs: 20, what: "all clients open" });
@@ -58,10 +80,19 @@ export async function restartStorm({
     if (random() < sdkShare) {
       const publishers = members.filter((m) => m.room === room);
       const p = publishers[Math.floor(random() * publishers.length)];
-      const promise = p.r.publish({ key }).then(
-        (seq) => { acked.push({ room, key, seq, via: "sdk" }); record({ t: "ack", room, key, seq, via: "sdk" }); },
-        (e) => { refused.push({ room, key, via: "sdk", code: e.code }); record({ t: "refused", room, key, code: e.code }); },
-      ).finally(() => inflight.delete(promise));
+      const promise = p.r
+        .publish({ key })
+        .then(
+          (seq) => {
+            acked.push({ room, key, seq, via: "sdk" });
+            record({ t: "ack", room, key, seq, via: "sdk" });
+          },
+          (e) => {
+            refused.push({ room, key, via: "sdk", code: e.code });
+            record({ t: "refused", room, key, code: e.code });
+          },
+        )
+        .finally(() => inflight.delete(promise));
       inflight.add(promise);
     } else {
       // The HTTP API, retried with the same id until it answers: a retry is applied once.
@@ -78,7 +109,9 @@ export async function restartStorm({
               refused.push({ room, key, via: "http", code: res.status });
               return;
             }
-          } catch { /* the runtime is down: retry */ }
+          } catch {
+            /* the runtime is down: retry */
+          }
           await sleep(100 + attempt * 50);
         }
       })().finally(() => inflight.delete(promise));
@@ -103,7 +136,11 @@ export async function restartStorm({
       await sleep(Math.floor(random() * 1500));
       edge = await startEdge({ persistDir, vars, port });
       const upAt = Date.now();
-      await until(() => members.every((m) => m.r.state === "open"), { timeoutMs: 120_000, intervalMs: 20, what: "clients back after a restart" });
+      await until(() => members.every((m) => m.r.state === "open"), {
+        timeoutMs: 120_000,
+        intervalMs: 20,
+        what: "clients back after a restart",
+      });
       recoveries.push({ downMs: upAt - downAt, allOpenMs: Date.now() - upAt });
       log(`restart ${recoveries.length}: runtime down ${upAt - downAt} ms, all clients open ${Date.now() - upAt} ms later`);
     }
@@ -116,16 +153,30 @@ export async function restartStorm({
     const page = await api(edge, "GET", `/rooms/${room}/history?since=0&limit=50000`);
     stored.set(room, new Map(page.json.messages.map((m) => [m.seq, m.data.key])));
     const last = page.json.seq;
-    await until(() => members.filter((m) => m.room === room).every((m) => m.seqs.at(-1) === last), { timeoutMs: 120_000, intervalMs: 20, what: `clients of ${room} to reach seq ${last}` });
+    await until(() => members.filter((m) => m.room === room).every((m) => m.seqs.at(-1) === last), {
+      timeoutMs: 120_000,
+      intervalMs: 20,
+      what: `clients of ${room} to reach seq ${last}`,
+    });
   }
   const problems = [];
-  let lost = 0, duplicated = 0, reordered = 0, disagreements = 0;
+  let lost = 0,
+    duplicated = 0,
+    reordered = 0,
+    disagreements = 0;
   for (const a of acked) {
-    if (stored.get(a.room).get(a.seq) !== a.key) { lost++; problems.push(`acknowledged ${a.key} not stored at ${a.room}#${a.seq}`); }
+    if (stored.get(a.room).get(a.seq) !== a.key) {
+      lost++;
+      problems.push(`acknowledged ${a.key} not stored at ${a.room}#${a.seq}`);
+    }
   }
   const keys = new Map();
   for (const [room, bySeq] of stored) for (const key of bySeq.values()) keys.set(`${room}/${key}`, (keys.get(`${room}/${key}`) ?? 0) + 1);
-  for (const [k, count] of keys) if (count > 1) { duplicated += count - 1; problems.push(`${k} stored ${count} times`); }
+  for (const [k, count] of keys)
+    if (count > 1) {
+      duplicated += count - 1;
+      problems.push(`${k} stored ${count} times`);
+    }
   const deliveries = new Map(); // cid -> [[seq, key]]
   for (const line of (await import("node:fs")).readFileSync(logFile, "utf8").split("\n")) {
     if (!line) continue;
@@ -144,15 +195,31 @@ export async function restartStorm({
       seen.add(seq);
       previous = Math.max(previous, seq);
     }
-    for (const seq of bySeq.keys()) if (!seen.has(seq)) { lost++; problems.push(`${m.cid} never got ${m.room}#${seq}`); }
+    for (const seq of bySeq.keys())
+      if (!seen.has(seq)) {
+        lost++;
+        problems.push(`${m.cid} never got ${m.room}#${seq}`);
+      }
   }
   const gaps = members.reduce((n, m) => n + m.gaps, 0);
   for (const m of members) m.r.close();
   await edge.stop();
   return {
-    clients, rooms, restarts: recoveries.length, published, acknowledged: acked.length, refused: refused.length,
+    clients,
+    rooms,
+    restarts: recoveries.length,
+    published,
+    acknowledged: acked.length,
+    refused: refused.length,
     delivered: [...deliveries.values()].reduce((n, d) => n + d.length, 0),
-    lost, duplicated, reordered, disagreements, gaps, recoveries,
-    seconds: Math.round((Date.now() - started) / 1000), problems: problems.slice(0, 20), logFile,
+    lost,
+    duplicated,
+    reordered,
+    disagreements,
+    gaps,
+    recoveries,
+    seconds: Math.round((Date.now() - started) / 1000),
+    problems: problems.slice(0, 20),
+    logFile,
   };
 }

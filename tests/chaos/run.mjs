@@ -20,7 +20,12 @@ for (let i = 2; i < process.argv.length; i += 2) {
 const log = (line) => console.error(`chaos: ${line}`);
 const webhooks = async () => {
   console.error("chaos: webhooks to a failing receiver, with restarts");
-  const hooks = await webhookChaos({ messages: args["webhook-messages"] ?? 5000, restarts: args["webhook-restarts"] ?? 5, seed: args.seed ?? 1, log });
+  const hooks = await webhookChaos({
+    messages: args["webhook-messages"] ?? 5000,
+    restarts: args["webhook-restarts"] ?? 5,
+    seed: args.seed ?? 1,
+    log,
+  });
   console.log(JSON.stringify(hooks, null, 2));
   return hooks;
 };
@@ -40,8 +45,11 @@ for (const jitter of [true, false]) {
   console.error(`chaos: reconnect storm, ${storm} clients, jitter ${jitter ? "on" : "off"}`);
   console.log(JSON.stringify(await reconnectStorm({ clients: storm, jitter }), null, 2));
 }
-const stallFailures = Number(stall.blackhole.maxDetectMs > stall.blackhole.boundMs + 1000) + stall.delay.falseAlarms
-  + stall.throttle.falseAlarms + Number(stall.slowConsumer.slowConsumerHadWhenFastDone >= 300);
+const stallFailures =
+  Number(stall.blackhole.maxDetectMs > stall.blackhole.boundMs + 1000)
+  + stall.delay.falseAlarms
+  + stall.throttle.falseAlarms
+  + Number(stall.slowConsumer.slowConsumerHadWhenFastDone >= 300);
 const hooks = await webhooks();
 const bad = result.lost + result.duplicated + result.reordered + result.disagreements + result.gaps + stallFailures + hooks.failed;
 console.log(`${result.acknowledged + hooks.stored} passed, ${bad} failed`);

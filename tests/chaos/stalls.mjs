@@ -25,12 +25,15 @@ export function faultyProxy(targetPort) {
         // latency, not a queue: each chunk leaves delayMs after it arrived
         if (pair.mode === "delay") await sleep(Math.max(0, arrived + pair.delayMs - Date.now()));
         if (pair.mode === "throttle" && downstream) {
-          for (let off = 0; off < chunk.length;) {
+          for (let off = 0; off < chunk.length; ) {
             const now = Date.now();
             budget = Math.min(pair.bytesPerSec, budget + ((now - last) / 1000) * pair.bytesPerSec);
             last = now;
             const n = Math.min(chunk.length - off, Math.floor(budget));
-            if (n <= 0) { await sleep(20); continue; }
+            if (n <= 0) {
+              await sleep(20);
+              continue;
+            }
             if (!to.destroyed) to.write(chunk.subarray(off, off + n));
             budget -= n;
             off += n;
@@ -57,17 +60,31 @@ export function faultyProxy(targetPort) {
     pairs.add(pair);
     client.on("close", () => pairs.delete(pair));
   });
-  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve({
-    port: server.address().port,
-    /** Applies a fault to every connection open now (new connections pass). */
-    fault(mode, { delayMs = 0, bytesPerSec = Infinity } = {}) {
-      for (const p of pairs) {
-        if (mode === "reset") { p.client.destroy(); p.upstream.destroy(); continue; }
-        Object.assign(p, { mode, delayMs, bytesPerSec });
-      }
-    },
-    close() { for (const p of pairs) { p.client.destroy(); p.upstream.destroy(); } return new Promise((r) => server.close(r)); },
-  })));
+  return new Promise((resolve) =>
+    server.listen(0, "127.0.0.1", () =>
+      resolve({
+        port: server.address().port,
+        /** Applies a fault to every connection open now (new connections pass). */
+        fault(mode, { delayMs = 0, bytesPerSec = Infinity } = {}) {
+          for (const p of pairs) {
+            if (mode === "reset") {
+              p.client.destroy();
+              p.upstream.destroy();
+              continue;
+            }
+            Object.assign(p, { mode, delayMs, bytesPerSec });
+          }
+        },
+        close() {
+          for (const p of pairs) {
+            p.client.destroy();
+            p.upstream.destroy();
+          }
+          return new Promise((r) => server.close(r));
+        },
+      }),
+    ),
+  );
 }
 
 export async function stalls({ clients = 20, pingIntervalMs = 1000, pongTimeoutMs = 1000, log = () => {} } = {}) {
@@ -78,7 +95,13 @@ export async function stalls({ clients = 20, pingIntervalMs = 1000, pongTimeoutM
   const tuning = { pingIntervalMs, pongTimeoutMs, minReconnectDelayMs: 100, maxReconnectDelayMs: 1000, connectTimeoutMs: 3000 };
   const members = [];
   for (let i = 0; i < clients; i++) {
-    const r = connect({ url: `ws://127.0.0.1:${proxy.port}`, room, clientId: `x${i}`, ...tuning, token: token(`u${i}`, { [room]: ALL_RIGHTS }) });
+    const r = connect({
+      url: `ws://127.0.0.1:${proxy.port}`,
+      room,
+      clientId: `x${i}`,
+      ...tuning,
+      token: token(`u${i}`, { [room]: ALL_RIGHTS }),
+    });
     const m = { r, events: [], seqs: [] };
     r.on("status", (s) => m.events.push({ at: Date.now(), state: s.state, code: s.code }));
     r.on("message", (msg) => m.seqs.push(msg.seq));
@@ -87,24 +110,43 @@ export async function stalls({ clients = 20, pingIntervalMs = 1000, pongTimeoutM
   await until(() => members.every((m) => m.r.state === "open"), { timeoutMs: 30_000, intervalMs: 20, what: "clients open" });
   const results = {};
   const bound = pingIntervalMs + pongTimeoutMs;
-  for (const [mode, opts] of [["blackhole", {}], ["reset", {}]]) {
+  for (const [mode, opts] of [
+    ["blackhole", {}],
+    ["reset", {}],
+  ]) {
     const mark = Date.now();
     for (const m of members) m.events = [];
     proxy.fault(mode, opts);
-    await until(() => members.every((m) => m.events.some((e) => e.state === "open")), { timeoutMs: 30_000, intervalMs: 20, what: `recovery from ${mode}` });
+    await until(() => members.every((m) => m.events.some((e) => e.state === "open")), {
+      timeoutMs: 30_000,
+      intervalMs: 20,
+      what: `recovery from ${mode}`,
+    });
     const detect = members.map((m) => m.events.find((e) => e.state === "reconnecting").at - mark);
     const recover = members.map((m) => m.events.find((e) => e.state === "open").at - mark);
     results[mode] = { maxDetectMs: Math.max(...detect), maxRecoverMs: Math.max(...recover), boundMs: bound };
     log(`${mode}: every client noticed within ${results[mode].maxDetectMs} ms and was back within ${results[mode].maxRecoverMs} ms`);
   }
   // Delay well under the pong timeout, and a throttle that still passes pongs: no false alarms.
-  for (const [mode, opts] of [["delay", { delayMs: Math.floor(pongTimeoutMs / 4) }], ["throttle", { bytesPerSec: 20_000 }]]) {
+  for (const [mode, opts] of [
+    ["delay", { delayMs: Math.floor(pongTimeoutMs / 4) }],
+    ["throttle", { bytesPerSec: 20_000 }],
+  ]) {
     for (const m of members) m.events = [];
     proxy.fault(mode, opts);
     const before = members.map((m) => m.seqs.length);
-    const res = await api(edge, "POST", `/rooms/${room}/messages`, Array.from({ length: 20 }, (_, i) => ({ data: { n: i } })));
+    const res = await api(
+      edge,
+      "POST",
+      `/rooms/${room}/messages`,
+      Array.from({ length: 20 }, (_, i) => ({ data: { n: i } })),
+    );
     if (res.status !== 200) throw new Error(`publish failed: ${res.text}`);
-    await until(() => members.every((m, i) => m.seqs.length >= before[i] + 20), { timeoutMs: 30_000, intervalMs: 20, what: `messages through ${mode}` });
+    await until(() => members.every((m, i) => m.seqs.length >= before[i] + 20), {
+      timeoutMs: 30_000,
+      intervalMs: 20,
+      what: `messages through ${mode}`,
+    });
     await sleep(bound * 2);
     results[mode] = { falseAlarms: members.filter((m) => m.events.some((e) => e.state === "reconnecting")).length };
     log(`${mode}: ${results[mode].falseAlarms} false alarms, all messages delivered`);
@@ -125,7 +167,14 @@ export async function stalls({ clients = 20, pingIntervalMs = 1000, pongTimeoutM
     let slow;
     let slowCount = 0;
     if (withSlow) {
-      slow = connect({ url: `ws://127.0.0.1:${proxy.port}`, room: name, clientId: "slow", ...tuning, pongTimeoutMs: 60_000, token: token("slow", { [name]: ALL_RIGHTS }) });
+      slow = connect({
+        url: `ws://127.0.0.1:${proxy.port}`,
+        room: name,
+        clientId: "slow",
+        ...tuning,
+        pongTimeoutMs: 60_000,
+        token: token("slow", { [name]: ALL_RIGHTS }),
+      });
       slow.on("message", () => slowCount++);
       await until(() => slow.state === "open", { timeoutMs: 10_000, intervalMs: 20, what: "slow client open" });
       proxy.fault("throttle", { bytesPerSec: 4096 });
@@ -134,7 +183,12 @@ export async function stalls({ clients = 20, pingIntervalMs = 1000, pongTimeoutM
     const started = Date.now();
     const payload = "x".repeat(1000);
     for (let b = 0; b < 3; b++) {
-      await api(edge, "POST", `/rooms/${name}/messages`, Array.from({ length: 100 }, (_, i) => ({ data: { i, payload } })));
+      await api(
+        edge,
+        "POST",
+        `/rooms/${name}/messages`,
+        Array.from({ length: 100 }, (_, i) => ({ data: { i, payload } })),
+      );
     }
     await until(() => fast.every((m) => m.count === 300), { timeoutMs: 60_000, intervalMs: 20, what: "fast clients to get the burst" });
     const ms = Date.now() - started;
@@ -150,7 +204,9 @@ export async function stalls({ clients = 20, pingIntervalMs = 1000, pongTimeoutM
     fastClientsMsWithSlowConsumer: withSlow.ms,
     slowConsumerHadWhenFastDone: withSlow.slowHad,
   };
-  log(`slow consumer: the fast clients got a 300 KB burst in ${alone.ms} ms alone, ${withSlow.ms} ms beside a 4 KB/s reader (which had ${withSlow.slowHad} of 300 by then)`);
+  log(
+    `slow consumer: the fast clients got a 300 KB burst in ${alone.ms} ms alone, ${withSlow.ms} ms beside a 4 KB/s reader (which had ${withSlow.slowHad} of 300 by then)`,
+  );
   await proxy.close();
   await edge.stop();
   return results;

@@ -11,10 +11,17 @@ let edge;
 before(async () => {
   edge = await startEdge({ vars: { ALLOWED_ORIGINS: ORIGIN, UPGRADE_LIMITER: "", PRESENCE_RATE_PER_SEC: 5 } });
 });
-after(async () => { await edge?.stop(); });
+after(async () => {
+  await edge?.stop();
+});
 
 async function fill(room, n) {
-  const res = await api(edge, "POST", `/rooms/${room}/messages`, Array.from({ length: n }, (_, i) => ({ data: i + 1 })));
+  const res = await api(
+    edge,
+    "POST",
+    `/rooms/${room}/messages`,
+    Array.from({ length: n }, (_, i) => ({ data: i + 1 })),
+  );
   assert.equal(res.status, 200, res.text);
 }
 
@@ -30,7 +37,10 @@ test("history over the socket pages back to the start and forward to the end", a
   };
   const latest = await ask("h1", { limit: 3 });
   assert.deepEqual([seqsOf(latest), latest.more], [[5, 6, 7], true]);
-  assert.deepEqual(latest.messages.map((m) => m.data), [5, 6, 7]);
+  assert.deepEqual(
+    latest.messages.map((m) => m.data),
+    [5, 6, 7],
+  );
   const older = await ask("h2", { limit: 3, before: 5 });
   assert.deepEqual([seqsOf(older), older.more], [[2, 3, 4], true]);
   const oldest = await ask("h3", { limit: 3, before: 2 });
@@ -90,7 +100,10 @@ test("broadcasts: delivered now, never stored or replayed, not to members who jo
   const stats = (await api(edge, "GET", `/rooms/${room}/stats`)).json;
   assert.deepEqual([stats.seq, stats.history], [2, 2], "not stored");
   const history = (await api(edge, "GET", `/rooms/${room}/history?since=0`)).json;
-  assert.deepEqual(history.messages.map((m) => m.data), ["first", "second"]);
+  assert.deepEqual(
+    history.messages.map((m) => m.data),
+    ["first", "second"],
+  );
   const late = await Client.connect(edge, room, { cid: "c", user: "carol", since: 0, epoch: bob.welcome.epoch });
   await late.next((f) => f.type === "message" && f.seq === 2);
   const rewound = await Client.connect(edge, room, { cid: "d", user: "dave", rewind: 10 });
@@ -141,15 +154,19 @@ test("HTTP history pages backwards with before=, and answers pages on allowed or
   assert.equal(refused.status, 401);
   assert.equal(refused.headers.get("access-control-allow-origin"), ORIGIN, "the page can read why");
 
-  const preflight = (origin) => fetch(`${edge.url}/rooms/${room}/history`, {
-    method: "OPTIONS",
-    headers: { origin, "access-control-request-method": "GET", "access-control-request-headers": "authorization" },
-  });
+  const preflight = (origin) =>
+    fetch(`${edge.url}/rooms/${room}/history`, {
+      method: "OPTIONS",
+      headers: { origin, "access-control-request-method": "GET", "access-control-request-headers": "authorization" },
+    });
   const ok = await preflight(ORIGIN);
   assert.equal(ok.status, 204);
   assert.equal(ok.headers.get("access-control-allow-origin"), ORIGIN);
   assert.match(ok.headers.get("access-control-allow-headers") ?? "", /authorization/i);
   assert.equal((await preflight("https://evil.example")).status, 403);
-  const publishPreflight = await fetch(`${edge.url}/rooms/${room}/messages`, { method: "OPTIONS", headers: { origin: ORIGIN, authorization: `Bearer ${apiKey()}` } });
+  const publishPreflight = await fetch(`${edge.url}/rooms/${room}/messages`, {
+    method: "OPTIONS",
+    headers: { origin: ORIGIN, authorization: `Bearer ${apiKey()}` },
+  });
   assert.equal(publishPreflight.status, 405, "only history is offered to pages");
 });

@@ -5,8 +5,8 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { after, before, test } from "node:test";
+import { promisify } from "node:util";
 import { launchChromium } from "../browser.mjs";
 import { api, ROOT, roomName, startEdge, tempDir } from "../harness.mjs";
 
@@ -17,7 +17,9 @@ before(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
   [edge, browser] = await Promise.all([startEdge({ persistDir }), launchChromium()]);
 });
-after(async () => { await Promise.all([edge?.stop(), browser?.close()]); });
+after(async () => {
+  await Promise.all([edge?.stop(), browser?.close()]);
+});
 
 const PHONE = { width: 390, height: 844 };
 const PAGES = ["/", "/chat.html", "/logs.html", "/cursors.html"];
@@ -71,7 +73,10 @@ test("chat: two browsers see each other and exchange messages, also across going
   const seen = (await texts(a)).filter((t) => t.startsWith("sent offline"));
   assert.deepEqual(seen, ["sent offline 1", "sent offline 2"], "delivered once each, in order");
   const history = await api(edge, "GET", `/rooms/${room}/history?since=0`);
-  assert.deepEqual(history.json.messages.map((m) => m.data.text), ["hello from ada", "sent offline 1", "sent offline 2"]);
+  assert.deepEqual(
+    history.json.messages.map((m) => m.data.text),
+    ["hello from ada", "sent offline 1", "sent offline 2"],
+  );
   await Promise.all([ctxA.close(), ctxB.close()]);
 });
 
@@ -86,7 +91,12 @@ const messageCount = (n) => [(n) => document.querySelectorAll("#messages li").le
 
 test("chat: arriving shows the last 50 messages (rewind), so does a reload, and scrolling to the top pages back to the start", async () => {
   const room = roomName("chat:rewind");
-  const published = await api(edge, "POST", `/rooms/${room}/messages`, range(1, 100).map((i) => ({ data: { text: `old ${i}` } })));
+  const published = await api(
+    edge,
+    "POST",
+    `/rooms/${room}/messages`,
+    range(1, 100).map((i) => ({ data: { text: `old ${i}` } })),
+  );
   assert.equal(published.status, 200, published.text);
   const ctx = await browser.newContext();
   const page = await joinChat(ctx, "ada", room);
@@ -107,12 +117,16 @@ test("chat: arriving shows the last 50 messages (rewind), so does a reload, and 
   assert.ok(atBottom, "the view follows the newest message");
 
   // Scrolling to the top loads the page before; the reader's place stays where it was.
-  await page.$eval("#scroll", (el) => { el.scrollTop = 0; });
+  await page.$eval("#scroll", (el) => {
+    el.scrollTop = 0;
+  });
   await page.waitForFunction(...messageCount(100));
   assert.deepEqual(await seqs(page), range(2, 101));
   assert.ok(await page.$eval("#scroll", (el) => el.scrollTop > 0), "the lines went in above the view");
   await page.waitForSelector('#older[data-state="idle"]');
-  await page.$eval("#scroll", (el) => { el.scrollTop = 0; });
+  await page.$eval("#scroll", (el) => {
+    el.scrollTop = 0;
+  });
   await page.waitForSelector('#older[data-state="done"]');
   assert.deepEqual(await seqs(page), range(1, 101), "down to the first message, nothing twice");
   assert.equal(await page.textContent("#load-older"), "start of the room");
@@ -121,7 +135,12 @@ test("chat: arriving shows the last 50 messages (rewind), so does a reload, and 
 
 test("chat: a room shorter than one page says it starts there, without a request for older messages", async () => {
   const room = roomName("chat:short");
-  const published = await api(edge, "POST", `/rooms/${room}/messages`, range(1, 3).map((i) => ({ data: { text: `only ${i}` } })));
+  const published = await api(
+    edge,
+    "POST",
+    `/rooms/${room}/messages`,
+    range(1, 3).map((i) => ({ data: { text: `only ${i}` } })),
+  );
   assert.equal(published.status, 200, published.text);
   const ctx = await browser.newContext();
   const page = await joinChat(ctx, "ada", room);
@@ -153,7 +172,10 @@ test("chat: who is typing shows on the other page and goes away (field cleared, 
   await a.waitForFunction(...typing(""));
   // Typing notices are broadcasts: nothing of them is stored.
   const history = await api(edge, "GET", `/rooms/${room}/history?since=0`);
-  assert.deepEqual(history.json.messages.map((m) => m.data.text), ["hello"]);
+  assert.deepEqual(
+    history.json.messages.map((m) => m.data.text),
+    ["hello"],
+  );
   await Promise.all([ctxA.close(), ctxB.close()]);
 });
 
@@ -166,7 +188,7 @@ test("phone width (390 px): no demo page scrolls sideways, the chat included wit
   const page = await phone.newPage();
   for (const path of PAGES) {
     await page.goto(`${edge.url}${path}`);
-    assert.ok(await scrollWidth(page) <= PHONE.width, `${path}: ${await scrollWidth(page)} px wide`);
+    assert.ok((await scrollWidth(page)) <= PHONE.width, `${path}: ${await scrollWidth(page)} px wide`);
   }
   await joinChat(phone, "ada", room, page);
   const longName = "a-member-with-a-long-name.x_1234"; // 32 characters, the most the form takes
@@ -181,7 +203,7 @@ test("phone width (390 px): no demo page scrolls sideways, the chat included wit
   await page.fill("#text", "hi from a phone");
   await page.press("#text", "Enter");
   await page.waitForSelector("#messages li.confirmed");
-  assert.ok(await scrollWidth(page) <= PHONE.width, `chat: ${await scrollWidth(page)} px wide`);
+  assert.ok((await scrollWidth(page)) <= PHONE.width, `chat: ${await scrollWidth(page)} px wide`);
   const members = await page.$$eval("#members li", (els) => els.map((e) => e.textContent));
   assert.deepEqual(members.sort(), [longName, "ada"].sort());
   await page.screenshot({ path: join(ARTIFACTS, "chat-390.png") });
@@ -193,15 +215,21 @@ test("forms: every pattern compiles as a v-flag RegExp, and a name with a space 
   let checked = 0;
   for (const path of PAGES) {
     await page.goto(`${edge.url}${path}`);
-    const inputs = await page.$$eval("input[pattern]", (els) => els.map((el) => {
-      let compiles = true;
-      try { new RegExp(`^(?:${el.pattern})$`, "v"); } catch { compiles = false; }
-      const value = el.value;
-      el.value = "has space"; // a pattern the browser dropped would let this through
-      const mismatch = el.validity.patternMismatch;
-      el.value = value;
-      return { id: el.id, pattern: el.pattern, compiles, mismatch };
-    }));
+    const inputs = await page.$$eval("input[pattern]", (els) =>
+      els.map((el) => {
+        let compiles = true;
+        try {
+          new RegExp(`^(?:${el.pattern})$`, "v");
+        } catch {
+          compiles = false;
+        }
+        const value = el.value;
+        el.value = "has space"; // a pattern the browser dropped would let this through
+        const mismatch = el.validity.patternMismatch;
+        el.value = value;
+        return { id: el.id, pattern: el.pattern, compiles, mismatch };
+      }),
+    );
     for (const input of inputs) {
       assert.ok(input.compiles && input.mismatch, `${path} #${input.id}: ${JSON.stringify(input)}`);
       checked++;
@@ -215,7 +243,9 @@ test("forms: every pattern compiles as a v-flag RegExp, and a name with a space 
     const sockets = [];
     const tokens = [];
     page.on("websocket", (ws) => sockets.push(ws.url()));
-    page.on("request", (r) => { if (r.url().includes("/dev/token")) tokens.push(r.url()); });
+    page.on("request", (r) => {
+      if (r.url().includes("/dev/token")) tokens.push(r.url());
+    });
     await page.goto(`${edge.url}${path}`);
     await page.fill("#name", "ada lovelace");
     await page.fill("#room", roomName("chat:form"));
@@ -259,10 +289,13 @@ test("cursors: the other page's cursor shows with its name, moves (sent at most 
   await a.waitForFunction(() => document.getElementById("members").textContent.includes("bob"));
   const box = await b.locator("#board").boundingBox();
   const at = (x, y) => [box.x + box.width * x, box.y + box.height * y];
-  const near = ([x, y]) => [([wx, wy]) => {
-    const el = document.querySelector('.cursor[data-user="bob"]');
-    return el && Math.abs(el.dataset.x - wx) < 0.01 && Math.abs(el.dataset.y - wy) < 0.01;
-  }, [x, y]];
+  const near = ([x, y]) => [
+    ([wx, wy]) => {
+      const el = document.querySelector('.cursor[data-user="bob"]');
+      return el && Math.abs(el.dataset.x - wx) < 0.01 && Math.abs(el.dataset.y - wy) < 0.01;
+    },
+    [x, y],
+  ];
 
   await b.mouse.move(...at(0.25, 0.35));
   const cursor = a.locator('.cursor[data-user="bob"]');
@@ -280,7 +313,10 @@ test("cursors: the other page's cursor shows with its name, moves (sent at most 
   await b.evaluate(() => {
     window.sends = [];
     const send = window.room.broadcast.bind(window.room);
-    window.room.broadcast = (data) => { window.sends.push(performance.now()); return send(data); };
+    window.room.broadcast = (data) => {
+      window.sends.push(performance.now());
+      return send(data);
+    };
   });
   for (let i = 1; i <= 40; i++) await b.mouse.move(...at(0.25 + i * 0.0125, 0.35 + i * 0.01), { steps: 4 });
   await a.waitForFunction(...near([0.75, 0.75]));
@@ -288,11 +324,11 @@ test("cursors: the other page's cursor shows with its name, moves (sent at most 
   const gaps = sends.slice(1).map((t, i) => t - sends[i]);
   assert.ok(sends.length >= 5, `${sends.length} updates sent`);
   assert.ok(Math.min(...gaps) >= 1000 / 60 - 1.5, `at most 60 a second: gaps ${gaps.map(Math.round)}`);
-  assert.ok(await a.evaluate(() => window.seen.size) >= 5, "moved through the points between");
+  assert.ok((await a.evaluate(() => window.seen.size)) >= 5, "moved through the points between");
   // drawn where it says: 3/4 across ada's (narrower) board
   const [cur, board] = await Promise.all([cursor.boundingBox(), a.locator("#board").boundingBox()]);
   assert.ok(Math.abs(cur.x - (board.x + board.width * 0.75)) < 2, `${cur.x} vs ${board.x + board.width * 0.75}`);
-  assert.ok(await scrollWidth(a) <= PHONE.width, `cursors: ${await scrollWidth(a)} px wide`);
+  assert.ok((await scrollWidth(a)) <= PHONE.width, `cursors: ${await scrollWidth(a)} px wide`);
   await a.screenshot({ path: join(ARTIFACTS, "cursors-390.png") });
 
   // The pointer leaves the board: the cursor goes; it comes back with the next move.
@@ -319,10 +355,13 @@ test("cursors: in a room whose broadcast rate is below 60 a second, the page sen
     await page.evaluate(() => {
       window.sends = [];
       const send = window.room.broadcast.bind(window.room);
-      window.room.broadcast = (data) => { window.sends.push(performance.now()); return send(data); };
+      window.room.broadcast = (data) => {
+        window.sends.push(performance.now());
+        return send(data);
+      };
     });
     const box = await page.locator("#board").boundingBox();
-    for (let i = 1; i <= 60; i++) await page.mouse.move(box.x + box.width * i / 80, box.y + box.height / 2, { steps: 4 });
+    for (let i = 1; i <= 60; i++) await page.mouse.move(box.x + (box.width * i) / 80, box.y + box.height / 2, { steps: 4 });
     await page.waitForFunction(() => window.sends.length >= 5);
     const sends = await page.evaluate(() => window.sends);
     const gaps = sends.slice(1).map((t, i) => t - sends[i]);
@@ -337,8 +376,17 @@ test("log tail: a burst of 5,000 lines from the log script arrives, the last lin
   const page = await browser.newPage();
   await page.goto(`${edge.url}/logs.html?room=${room}`);
   await page.waitForSelector('#status[data-state="open"]');
-  await promisify(execFile)(process.execPath, [join(ROOT, "tools", "demo-logs.mjs"), "--url", edge.url, "--room", room,
-    "--rate", "5000", "--count", "5000"]);
+  await promisify(execFile)(process.execPath, [
+    join(ROOT, "tools", "demo-logs.mjs"),
+    "--url",
+    edge.url,
+    "--room",
+    room,
+    "--rate",
+    "5000",
+    "--count",
+    "5000",
+  ]);
   await page.waitForFunction(() => document.getElementById("total").textContent === "5000", null, { timeout: 30_000 });
   await page.waitForFunction(() => document.getElementById("log").lastElementChild?.textContent.includes("request 5000 handled"));
   const lines = await page.$eval("#log", (el) => el.childElementCount);

@@ -14,11 +14,15 @@ const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8"));
 
 function dryRun(args) {
   const outdir = tempDir("dry");
-  const run = spawnSync(process.execPath, [join(ROOT, "node_modules/wrangler/bin/wrangler.js"), "deploy", "--dry-run", "--outdir", outdir, ...args], {
-    cwd: ROOT,
-    env: { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
-    encoding: "utf8",
-  });
+  const run = spawnSync(
+    process.execPath,
+    [join(ROOT, "node_modules/wrangler/bin/wrangler.js"), "deploy", "--dry-run", "--outdir", outdir, ...args],
+    {
+      cwd: ROOT,
+      env: { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
+      encoding: "utf8",
+    },
+  );
   const output = run.stdout + run.stderr;
   assert.equal(run.status, 0, output);
   assert.match(run.stdout, /--dry-run: exiting now/);
@@ -73,8 +77,15 @@ test("the demo pages work from an origin that is not loopback, as the demo Worke
   const origin = `http://demo.example:${edge.port}`;
   const browser = await chromium.launch({
     executablePath: "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-      "--host-resolver-rules=MAP demo.example 127.0.0.1", `--unsafely-treat-insecure-origin-as-secure=${origin}`],
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--no-first-run",
+      "--host-resolver-rules=MAP demo.example 127.0.0.1",
+      `--unsafely-treat-insecure-origin-as-secure=${origin}`,
+    ],
   });
   try {
     const page = await browser.newPage();

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import WebSocket from "ws";
 import { devVar } from "../../tools/token.mjs";
-import { ALL_RIGHTS, api, apiKey, Client, roomName, startEdge, token } from "../harness.mjs";
+import { ALL_RIGHTS, api, Client, roomName, startEdge, token } from "../harness.mjs";
 
 let edge;
 before(async () => {
@@ -18,7 +18,9 @@ before(async () => {
   // many sockets, and one address's allowance would otherwise run out midway.
   edge = await startEdge({ vars: { UPGRADE_LIMITER: "" } });
 });
-after(async () => { await edge?.stop(); });
+after(async () => {
+  await edge?.stop();
+});
 
 const now = () => Math.floor(Date.now() / 1000);
 const b64 = (text) => Buffer.from(text).toString("base64url");
@@ -42,18 +44,27 @@ function attempt(target, path, { protocols = ["roomcast.v1"], headers = {} } = {
   const ws = new WebSocket(`${target.wsUrl}${path}`, protocols, { headers, closeTimeout: 500 });
   return new Promise((resolve, reject) => {
     // An admitted socket gets its welcome; one the edge accepts only to refuse closes at once.
-    ws.once("message", () => { ws.close(); resolve({ status: "open" }); });
+    ws.once("message", () => {
+      ws.close();
+      resolve({ status: "open" });
+    });
     ws.once("close", (code, reason) => resolve({ close: code, reason }));
     ws.once("unexpected-response", (_req, res) => {
       let body = "";
       res.on("data", (d) => (body += d));
       res.on("end", () => {
         let json;
-        try { json = JSON.parse(body); } catch { json = undefined; }
+        try {
+          json = JSON.parse(body);
+        } catch {
+          json = undefined;
+        }
         resolve({ status: res.statusCode, body: json, text: body });
       });
     });
-    ws.once("error", (e) => { if (!ws.listenerCount("unexpected-response")) reject(e); });
+    ws.once("error", (e) => {
+      if (!ws.listenerCount("unexpected-response")) reject(e);
+    });
   });
 }
 
@@ -85,7 +96,8 @@ test("reserved identities in a token's sub are refused on sockets and the HTTP A
 test("a token whose meta holds raw line feeds is admitted and its meta shown compact", async () => {
   const room = roomName("meta-lf");
   const alice = await Client.connect(edge, room, { cid: "alice", user: "alice" });
-  const payload = `{"sub":"bob","exp":${now() + 600},"rooms":{"${room}":["subscribe","publish","presence"]},`
+  const payload =
+    `{"sub":"bob","exp":${now() + 600},"rooms":{"${room}":["subscribe","publish","presence"]},`
     + `"meta":{\n  "name" :\r\n "Bob",\n\t"tags": [ 1,\n 2 ]\n}\n}`;
   const bob = await Client.connect(edge, room, { cid: "bob" }, { token: signRaw(payload) });
   assert.equal(bob.welcome.user, "bob");
@@ -124,7 +136,10 @@ test("history numbers at or above 2^53 are refused with 400 JSON at the edge", a
   assert.equal(below.status, 200);
   assert.deepEqual(below.json.messages, [], "nothing is newer than 2^53 - 1");
   const all = await api(edge, "GET", `/rooms/${room}/history?since=0`);
-  assert.deepEqual(all.json.messages.map((m) => m.data), ["one", "two"]);
+  assert.deepEqual(
+    all.json.messages.map((m) => m.data),
+    ["one", "two"],
+  );
   // the resume point of an upgrade obeys the same bound
   const t = token("r", { [room]: ALL_RIGHTS });
   const res = await attempt(edge, `/rooms/${room}/ws?since=9223372036854775808&epoch=${all.json.epoch}`, { protocols: bearerFor(t) });
@@ -195,16 +210,29 @@ test("the removal call takes the API key only and a checked body", async () => {
   const kick = (body, options) => api(edge, "POST", `/rooms/${room}/kick`, body, options);
   const everything = token("mod", { [room]: ALL_RIGHTS });
   // a valid token is forbidden there (only the API key may kick); a wrong key is unauthorized
-  for (const [key, status, code] of [[everything, 403, "forbidden"], ["not-the-key", 401, "unauthorized"]]) {
+  for (const [key, status, code] of [
+    [everything, 403, "forbidden"],
+    ["not-the-key", 401, "unauthorized"],
+  ]) {
     const res = await kick({ user: "victim" }, { key });
     assert.equal(res.status, status, `credential ${key.slice(0, 10)}…`);
     assert.equal(res.json.error.code, code);
   }
   const anonymous = await fetch(`${edge.url}/rooms/${room}/kick`, { method: "POST", body: JSON.stringify({ user: "victim" }) });
   assert.equal(anonymous.status, 401);
-  for (const body of ["not json", {}, { user: 5 }, { user: "has space" }, { user: "victim", banSeconds: -1 },
-    { user: "victim", banSeconds: 1.5 }, { user: "victim", banSeconds: 30 * 86400 + 1 }, { user: "victim", reason: "é".repeat(62) },
-    { user: "victim", extra: true }, ["victim"], ["victim", 60]]) {
+  for (const body of [
+    "not json",
+    {},
+    { user: 5 },
+    { user: "has space" },
+    { user: "victim", banSeconds: -1 },
+    { user: "victim", banSeconds: 1.5 },
+    { user: "victim", banSeconds: 30 * 86400 + 1 },
+    { user: "victim", reason: "é".repeat(62) },
+    { user: "victim", extra: true },
+    ["victim"],
+    ["victim", 60],
+  ]) {
     const res = await kick(body);
     assert.equal(res.status, 400, JSON.stringify(body));
     assert.equal(res.json.error.code, "bad_request", JSON.stringify(body));
@@ -228,7 +256,9 @@ test("a forged CF-Connecting-IP does not dodge the per-IP upgrade limit locally"
     const statuses = [];
     for (let wave = 0; wave < 10 && !statuses.includes(429); wave++) {
       const headers = (i) => ({ "CF-Connecting-IP": `198.51.100.${i % 250}`, "X-Forwarded-For": `203.0.113.${i % 250}` });
-      const results = await Promise.all(Array.from({ length: 25 }, (_, j) => attempt(own, `/rooms/${room}/ws`, { headers: headers(wave * 25 + j) })));
+      const results = await Promise.all(
+        Array.from({ length: 25 }, (_, j) => attempt(own, `/rooms/${room}/ws`, { headers: headers(wave * 25 + j) })),
+      );
       statuses.push(...results.map((r) => r.status));
     }
     assert.ok(statuses.includes(429), `no 429 in ${statuses.length} attempts with forged addresses`);

@@ -9,8 +9,12 @@ import { chromium } from "playwright-core";
 import { api, Client, ROOT, roomName, startEdge, tempDir } from "../harness.mjs";
 
 let edge;
-before(async () => { edge = await startEdge(); });
-after(async () => { await edge?.stop(); });
+before(async () => {
+  edge = await startEdge();
+});
+after(async () => {
+  await edge?.stop();
+});
 
 test("three clients receive a message from a fourth, which does not get it back", async () => {
   const room = roomName("fan");
@@ -43,7 +47,10 @@ test("a client in another room receives nothing", async () => {
   const m = await inB.next((f) => f.type === "message");
   assert.equal(m.seq, 1);
   assert.equal(m.data, "for B");
-  assert.deepEqual(inB.messages().map((f) => f.data), ["for B"]);
+  assert.deepEqual(
+    inB.messages().map((f) => f.data),
+    ["for B"],
+  );
   const stats = await api(edge, "GET", `/rooms/${roomB}/stats`);
   assert.equal(stats.json.seq, 1);
   await Promise.all([inA, inB, sender].map((c) => c.close()));
@@ -68,8 +75,15 @@ test("invalid room names are refused with 400 and a JSON error", async () => {
 test("the page at / loads in Chromium and connects to its room", async () => {
   const browser = await chromium.launch({
     executablePath: "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync", "--no-first-run"],
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+    ],
   });
   try {
     const page = await browser.newPage();
@@ -89,11 +103,15 @@ test("the page at / loads in Chromium and connects to its room", async () => {
 
 test("wrangler deploy --dry-run validates the config and bundle", () => {
   const outdir = tempDir("dry");
-  const run = spawnSync(process.execPath, [join(ROOT, "node_modules/wrangler/bin/wrangler.js"), "deploy", "--dry-run", "--outdir", outdir], {
-    cwd: ROOT,
-    env: { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
-    encoding: "utf8",
-  });
+  const run = spawnSync(
+    process.execPath,
+    [join(ROOT, "node_modules/wrangler/bin/wrangler.js"), "deploy", "--dry-run", "--outdir", outdir],
+    {
+      cwd: ROOT,
+      env: { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
+      encoding: "utf8",
+    },
+  );
   assert.equal(run.status, 0, run.stdout + run.stderr);
   assert.match(run.stdout, /--dry-run: exiting now/);
   assert.match(run.stdout, /env\.ROOMS \(RoomObject\)\s+Durable Object/);
@@ -101,6 +119,9 @@ test("wrangler deploy --dry-run validates the config and bundle", () => {
   assert.doesNotMatch(run.stdout, /ROOMCAST_DEV_TOKENS|ROOMCAST_SECRET|ROOMCAST_API_KEY/, "local secrets never go into a deploy");
   const files = readdirSync(outdir);
   assert.ok(files.includes("index.js"), files.join(","));
-  assert.ok(files.some((f) => f.endsWith(".wasm")), files.join(","));
+  assert.ok(
+    files.some((f) => f.endsWith(".wasm")),
+    files.join(","),
+  );
   assert.ok(existsSync(join(outdir, "index.js")));
 });

@@ -7,8 +7,12 @@ import { after, before, test } from "node:test";
 import { api, Client, roomName, startEdge, until } from "../harness.mjs";
 
 let edge;
-before(async () => { edge = await startEdge(); });
-after(async () => { await edge?.stop(); });
+before(async () => {
+  edge = await startEdge();
+});
+after(async () => {
+  await edge?.stop();
+});
 
 test("heartbeats do not wake a hibernated room, and it wakes up whole", { timeout: 60_000 }, async () => {
   const room = roomName("hibernate");
@@ -32,17 +36,28 @@ test("heartbeats do not wake a hibernated room, and it wakes up whole", { timeou
     "seq, epoch and members rebuilt from the live sockets",
   );
   const carol = await Client.connect(edge, room, { cid: "c", user: "carol" });
-  assert.deepEqual(carol.welcome.members.map((m) => [m.user, m.connections]), [["alice", 1], ["bob", 1], ["carol", 1]]);
+  assert.deepEqual(
+    carol.welcome.members.map((m) => [m.user, m.connections]),
+    [
+      ["alice", 1],
+      ["bob", 1],
+      ["carol", 1],
+    ],
+  );
   await carol.publish("m2", "after waking");
   for (const c of [alice, bob]) assert.equal((await c.next((f) => f.type === "message" && f.seq === 2)).data, "after waking");
   await bob.close();
   // a socket from before the sleep still produces presence events
-  const update = await alice.next((f) => f.type === "presence" && f.member.user === "bob" && f.event === "update" && f.member.connections === 0);
+  const update = await alice.next(
+    (f) => f.type === "presence" && f.member.user === "bob" && f.event === "update" && f.member.connections === 0,
+  );
   assert.equal(update.member.user, "bob");
   await Promise.all([alice, carol].map((c) => c.close()));
 });
 
-test("a silent connection is closed with 4001 in time although the room hibernates between sweeps; a talking one stays", { timeout: 90_000 }, async () => {
+test("a silent connection is closed with 4001 in time although the room hibernates between sweeps; a talking one stays", {
+  timeout: 90_000,
+}, async () => {
   // A 24 s timeout sweeps every 12 s, longer than local workerd keeps an idle object (about
   // 10 s): the room is evicted between sweeps, and only the alarm can bring the sweep back.
   const timeout = 24_000;

@@ -12,7 +12,9 @@ before(async () => {
     vars: { HISTORY_MAX_MESSAGES: 20, MAX_FRAME_BYTES: 1024, HEARTBEAT_TIMEOUT_MS, PRESENCE_GRACE_MS: 200, ROOMCAST_DEV_TOKENS: "0" },
   });
 });
-after(async () => { await edge?.stop(); });
+after(async () => {
+  await edge?.stop();
+});
 
 const pinging = { pingEveryMs: 300 };
 
@@ -33,12 +35,18 @@ test("resume beyond retention is told 'not recovered'; within it, replayed", asy
   // the gap is explicit: nothing is replayed, the client refetches what history still has
   const oldest = stats.json.oldest;
   const page = await api(edge, "GET", `/rooms/${room}/history?since=${oldest - 1}&limit=100`);
-  assert.deepEqual(page.json.messages.map((m) => m.seq), Array.from({ length: 61 - oldest }, (_, i) => oldest + i));
+  assert.deepEqual(
+    page.json.messages.map((m) => m.seq),
+    Array.from({ length: 61 - oldest }, (_, i) => oldest + i),
+  );
 
   const recent = await Client.connect(edge, room, { cid: "r2", since: 55, epoch }, pinging);
   assert.deepEqual(recent.welcome.resume, { status: "recovered", replayed: 5 });
   await until(() => recent.messages().length === 5, { what: "replay" });
-  assert.deepEqual(recent.messages().map((m) => m.data), [56, 57, 58, 59, 60]);
+  assert.deepEqual(
+    recent.messages().map((m) => m.data),
+    [56, 57, 58, 59, 60],
+  );
   assert.equal(late.messages().length, 0);
   await Promise.all([late, recent].map((c) => c.close()));
 });

@@ -8,12 +8,19 @@ import { api, Client, roomName, startEdge, tempDir, until } from "../harness.mjs
 const GRACE_MS = 300;
 const persistDir = tempDir("churn");
 let edge;
-before(async () => { edge = await startEdge({ persistDir, vars: { PRESENCE_GRACE_MS: GRACE_MS } }); });
-after(async () => { await edge?.stop(); });
+before(async () => {
+  edge = await startEdge({ persistDir, vars: { PRESENCE_GRACE_MS: GRACE_MS } });
+});
+after(async () => {
+  await edge?.stop();
+});
 
 function rng(seed) {
   let a = seed >>> 0;
-  return () => ((a = (a * 1664525 + 1013904223) >>> 0) / 4294967296);
+  return () => {
+    a = (a * 1664525 + 1013904223) >>> 0;
+    return a / 4294967296;
+  };
 }
 
 test("after any churn and a crash, the member list equals the open connections", { timeout: 120_000 }, async () => {
@@ -49,10 +56,13 @@ test("after any churn and a crash, the member list equals the open connections",
   }
   // Connected users must match at once; users with no connection must be gone after the grace.
   await until(async () => JSON.stringify(await members()) === JSON.stringify(truth()), { what: "connected members to match" });
-  await until(async () => {
-    const res = await api(edge, "GET", `/rooms/${room}/presence`);
-    return res.json.members.every((m) => m.connections > 0);
-  }, { timeoutMs: GRACE_MS * 20, what: "grace periods to end" });
+  await until(
+    async () => {
+      const res = await api(edge, "GET", `/rooms/${room}/presence`);
+      return res.json.members.every((m) => m.connections > 0);
+    },
+    { timeoutMs: GRACE_MS * 20, what: "grace periods to end" },
+  );
   const final = (await api(edge, "GET", `/rooms/${room}/presence`)).json.members.map((m) => [m.user, m.connections]);
   assert.deepEqual(final, truth(), "no ghosts, nobody missing");
   assert.ok(truth().length > 0, "the run ends with members to compare");

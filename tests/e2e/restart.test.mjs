@@ -27,7 +27,10 @@ test("history, seq and epoch survive a graceful restart and a crash", async () =
     assert.deepEqual(resumed.welcome.resume, { status: "recovered", replayed: 3 });
     assert.equal(resumed.welcome.epoch, epoch);
     const replayed = await Promise.all([3, 4, 5].map((seq) => resumed.next((f) => f.type === "message" && f.seq === seq)));
-    assert.deepEqual(replayed.map((m) => m.data), [3, 4, 5]);
+    assert.deepEqual(
+      replayed.map((m) => m.data),
+      [3, 4, 5],
+    );
     // retries of messages stored before the restart are still recognized
     const retry = await api(edge, "POST", `/rooms/${room}/messages`, { data: 5, id: "http-5" });
     assert.deepEqual(retry.json, { seq: 5, id: "http-5", duplicate: true });
@@ -42,7 +45,10 @@ test("history, seq and epoch survive a graceful restart and a crash", async () =
     const stats = await api(edge, "GET", `/rooms/${room}/stats`);
     assert.deepEqual([stats.json.epoch, stats.json.seq], [epoch, 6], "the acknowledged seq 6 survived the crash");
     const history = await api(edge, "GET", `/rooms/${room}/history?since=0`);
-    assert.deepEqual(history.json.messages.map((m) => m.data), [1, 2, 3, 4, 5, 6]);
+    assert.deepEqual(
+      history.json.messages.map((m) => m.data),
+      [1, 2, 3, 4, 5, 6],
+    );
     const c = await Client.connect(edge, room, { cid: "late" });
     assert.deepEqual([c.welcome.epoch, c.welcome.seq], [epoch, 6]);
     assert.equal((await c.publish("m7", 7)).seq, 7);

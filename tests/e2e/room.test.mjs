@@ -7,29 +7,50 @@ import { api, Client, roomName, startEdge, until } from "../harness.mjs";
 
 const GRACE_MS = 800;
 let edge;
-before(async () => { edge = await startEdge({ vars: { PRESENCE_GRACE_MS: GRACE_MS } }); });
-after(async () => { await edge?.stop(); });
+before(async () => {
+  edge = await startEdge({ vars: { PRESENCE_GRACE_MS: GRACE_MS } });
+});
+after(async () => {
+  await edge?.stop();
+});
 
 test("one total order under concurrent publishers", async () => {
   const room = roomName("order");
   const observers = await Promise.all([1, 2].map((i) => Client.connect(edge, room, { cid: `o${i}` })));
   const publishers = await Promise.all([1, 2, 3, 4].map((i) => Client.connect(edge, room, { cid: `p${i}`, echo: 1 })));
   const perPublisher = 40;
-  await Promise.all(publishers.map(async (p, i) => {
-    for (let n = 0; n < perPublisher; n++) p.send({ type: "publish", id: `p${i}-${n}`, data: { p: i, n } });
-    await p.next((f) => f.type === "ack" && f.id === `p${i}-${perPublisher - 1}`);
-  }));
+  await Promise.all(
+    publishers.map(async (p, i) => {
+      for (let n = 0; n < perPublisher; n++) p.send({ type: "publish", id: `p${i}-${n}`, data: { p: i, n } });
+      await p.next((f) => f.type === "ack" && f.id === `p${i}-${perPublisher - 1}`);
+    }),
+  );
   const total = perPublisher * publishers.length;
   for (const c of [...observers, ...publishers]) {
     await until(() => c.messages().length >= total, { what: "all messages" });
     const seqs = c.messages().map((m) => m.seq);
-    assert.deepEqual(seqs, Array.from({ length: total }, (_, i) => i + 1), "every client sees 1..N in order");
+    assert.deepEqual(
+      seqs,
+      Array.from({ length: total }, (_, i) => i + 1),
+      "every client sees 1..N in order",
+    );
   }
   const reference = observers[0].messages().map((m) => JSON.stringify(m.data));
-  for (const c of [observers[1], ...publishers]) assert.deepEqual(c.messages().map((m) => JSON.stringify(m.data)), reference);
+  for (const c of [observers[1], ...publishers])
+    assert.deepEqual(
+      c.messages().map((m) => JSON.stringify(m.data)),
+      reference,
+    );
   for (let i = 0; i < publishers.length; i++) {
-    const mine = observers[0].messages().filter((m) => m.data.p === i).map((m) => m.data.n);
-    assert.deepEqual(mine, Array.from({ length: perPublisher }, (_, n) => n), "each publisher's messages keep their order");
+    const mine = observers[0]
+      .messages()
+      .filter((m) => m.data.p === i)
+      .map((m) => m.data.n);
+    assert.deepEqual(
+      mine,
+      Array.from({ length: perPublisher }, (_, n) => n),
+      "each publisher's messages keep their order",
+    );
   }
   await Promise.all([...observers, ...publishers].map((c) => c.close()));
 });
@@ -47,8 +68,14 @@ test("resume after a disconnect replays exactly the missed messages before live 
   assert.deepEqual(back.welcome.resume, { status: "recovered", replayed: 7 });
   await publisher.publish("live", 11);
   await until(() => back.messages().length === 8, { what: "replay and live message" });
-  assert.deepEqual(back.messages().map((m) => m.seq), [4, 5, 6, 7, 8, 9, 10, 11]);
-  assert.deepEqual(back.messages().map((m) => m.data), [4, 5, 6, 7, 8, 9, 10, 11]);
+  assert.deepEqual(
+    back.messages().map((m) => m.seq),
+    [4, 5, 6, 7, 8, 9, 10, 11],
+  );
+  assert.deepEqual(
+    back.messages().map((m) => m.data),
+    [4, 5, 6, 7, 8, 9, 10, 11],
+  );
   assert.equal(back.frames[1].type, "message", "the replay follows the welcome directly");
 
   const otherEpoch = await Client.connect(edge, room, { cid: "r2", since: 2, epoch: "not-this-room" });
@@ -70,7 +97,10 @@ test("publish is acknowledged with its seq and a retry with the same id is appli
   assert.deepEqual(retry, { type: "ack", id: "same-id", seq: 1, duplicate: true });
   await again.publish("third", { n: 3 });
   await until(() => observer.messages().length === 3, { what: "three messages" });
-  assert.deepEqual(observer.messages().map((m) => m.data.n), [1, 2, 3]);
+  assert.deepEqual(
+    observer.messages().map((m) => m.data.n),
+    [1, 2, 3],
+  );
   const stats = await api(edge, "GET", `/rooms/${room}/stats`);
   assert.equal(stats.json.seq, 3);
   await Promise.all([observer, again].map((c) => c.close()));
@@ -82,11 +112,20 @@ test("echo is per connection: off by default, on with echo=1", async () => {
   const loud = await Client.connect(edge, room, { cid: "loud", echo: 1 });
   await quiet.publish("q1", "from quiet");
   // the room sends the echo before the ack, so after the ack it is there or it never comes
-  assert.deepEqual(quiet.messages().map((m) => m.data), []);
+  assert.deepEqual(
+    quiet.messages().map((m) => m.data),
+    [],
+  );
   await loud.publish("l1", "from loud");
   await quiet.next((f) => f.type === "message" && f.seq === 2);
-  assert.deepEqual(quiet.messages().map((m) => m.data), ["from loud"]);
-  assert.deepEqual(loud.messages().map((m) => m.data), ["from quiet", "from loud"]);
+  assert.deepEqual(
+    quiet.messages().map((m) => m.data),
+    ["from loud"],
+  );
+  assert.deepEqual(
+    loud.messages().map((m) => m.data),
+    ["from quiet", "from loud"],
+  );
   await Promise.all([quiet, loud].map((c) => c.close()));
 });
 
@@ -116,11 +155,14 @@ test("direct messages go to one client id, or to every connection of one user", 
 test("presence: join, multi-device, grace on reconnect, leave", async () => {
   const room = roomName("presence");
   const watcher = await Client.connect(edge, room, { cid: "w", user: "watcher" });
-  const aliceEvents = () => watcher.frames.filter((f) => f.type === "presence" && f.member.user === "alice")
-    .map((f) => `${f.event}:${f.member.connections}`);
+  const aliceEvents = () =>
+    watcher.frames.filter((f) => f.type === "presence" && f.member.user === "alice").map((f) => `${f.event}:${f.member.connections}`);
   const phone = await Client.connect(edge, room, { cid: "phone", user: "alice", meta: JSON.stringify({ name: "Alice" }) });
   const laptop = await Client.connect(edge, room, { cid: "laptop", user: "alice" });
-  assert.deepEqual(laptop.welcome.members.find((m) => m.user === "alice"), { user: "alice", connections: 2, meta: { name: "Alice" } });
+  assert.deepEqual(
+    laptop.welcome.members.find((m) => m.user === "alice"),
+    { user: "alice", connections: 2, meta: { name: "Alice" } },
+  );
   await until(() => aliceEvents().length === 2, { what: "join and update" });
   assert.deepEqual(aliceEvents(), ["join:1", "update:2"]);
   await phone.close();
@@ -132,14 +174,23 @@ test("presence: join, multi-device, grace on reconnect, leave", async () => {
   await until(() => aliceEvents().length === 5, { what: "grace update and return" });
   assert.deepEqual(aliceEvents().slice(3), ["update:0", "update:1"]);
   const presence = await api(edge, "GET", `/rooms/${room}/presence`);
-  assert.deepEqual(presence.json.members.map((m) => [m.user, m.connections]), [["alice", 1], ["watcher", 1]]);
+  assert.deepEqual(
+    presence.json.members.map((m) => [m.user, m.connections]),
+    [
+      ["alice", 1],
+      ["watcher", 1],
+    ],
+  );
   // gone for good: the leave comes after the grace period
   const closedAt = Date.now();
   await back.close();
   await watcher.next((f) => f.type === "presence" && f.event === "leave" && f.member.user === "alice", 10_000);
   assert.ok(Date.now() - closedAt >= GRACE_MS - 50, "leave waited for the grace period");
   const after = await api(edge, "GET", `/rooms/${room}/presence`);
-  assert.deepEqual(after.json.members.map((m) => m.user), ["watcher"]);
+  assert.deepEqual(
+    after.json.members.map((m) => m.user),
+    ["watcher"],
+  );
   await watcher.close();
 });
 
@@ -150,28 +201,55 @@ test("an HTTP publish reaches WebSocket clients and history; stats count it", as
   const single = await api(edge, "POST", `/rooms/${room}/messages`, { data: { level: "info", line: "started" }, id: "log-1" });
   assert.equal(single.status, 200);
   assert.deepEqual(single.json, { seq: 1, id: "log-1" });
-  const batch = await api(edge, "POST", `/rooms/${room}/messages`, [{ data: "two" }, { data: "three", id: "log-3" }, { data: { line: "started" }, id: "log-1" }]);
+  const batch = await api(edge, "POST", `/rooms/${room}/messages`, [
+    { data: "two" },
+    { data: "three", id: "log-3" },
+    { data: { line: "started" }, id: "log-1" },
+  ]);
   assert.deepEqual(batch.json, { messages: [{ seq: 2 }, { seq: 3, id: "log-3" }, { seq: 1, id: "log-1", duplicate: true }] });
   for (const c of [a, b]) {
     await until(() => c.messages().length === 3, { what: "three messages" });
-    assert.deepEqual(c.messages().map((m) => [m.seq, m.from]), [[1, ":api"], [2, ":api"], [3, ":api"]]);
+    assert.deepEqual(
+      c.messages().map((m) => [m.seq, m.from]),
+      [
+        [1, ":api"],
+        [2, ":api"],
+        [3, ":api"],
+      ],
+    );
   }
   const history = await api(edge, "GET", `/rooms/${room}/history?since=1&limit=1`);
   assert.equal(history.status, 200);
   assert.equal(history.json.more, true);
-  assert.deepEqual(history.json.messages.map((m) => m.data), ["two"]);
+  assert.deepEqual(
+    history.json.messages.map((m) => m.data),
+    ["two"],
+  );
   const all = await api(edge, "GET", `/rooms/${room}/history?since=0`);
-  assert.deepEqual(all.json.messages.map((m) => m.seq), [1, 2, 3]);
+  assert.deepEqual(
+    all.json.messages.map((m) => m.seq),
+    [1, 2, 3],
+  );
   assert.equal(all.json.epoch, a.welcome.epoch);
   const stats = await api(edge, "GET", `/rooms/${room}/stats`);
   assert.equal(stats.status, 200);
   assert.deepEqual(
-    [stats.json.connections, stats.json.users, stats.json.seq, stats.json.history, stats.json.messagesIn, stats.json.messagesOut, stats.json.epoch],
+    [
+      stats.json.connections,
+      stats.json.users,
+      stats.json.seq,
+      stats.json.history,
+      stats.json.messagesIn,
+      stats.json.messagesOut,
+      stats.json.epoch,
+    ],
     [2, 2, 3, 3, 3, 6, a.welcome.epoch],
   );
   // bad requests get JSON errors, and nothing is stored
   const cases = [
-    ["POST", "not json", 400], ["POST", [], 400], ["POST", { id: "x" }, 400],
+    ["POST", "not json", 400],
+    ["POST", [], 400],
+    ["POST", { id: "x" }, 400],
     ["POST", Array.from({ length: 101 }, () => ({ data: 1 })), 400],
   ];
   for (const [method, body, status] of cases) {
@@ -195,7 +273,11 @@ test("frames ready together reach a connection coalesced in one message, one per
   const { status } = await api(edge, "POST", `/rooms/${room}/messages`, items);
   assert.equal(status, 200);
   await until(() => observer.messages().length >= 10, { what: "the batch" });
-  assert.deepEqual(observer.messages().map((m) => m.data.i), items.map((_, i) => i), "all ten, in publish order");
+  assert.deepEqual(
+    observer.messages().map((m) => m.data.i),
+    items.map((_, i) => i),
+    "all ten, in publish order",
+  );
   const texts = observer.received.slice(before);
   assert.equal(texts.length, 1, "one WebSocket message for the ten frames of one event");
   assert.equal(texts[0].split("\n").length, 10);
@@ -207,8 +289,11 @@ test("malformed, unknown and binary frames get errors; the connection and the ro
   const bad = await Client.connect(edge, room, { cid: "bad" });
   const good = await Client.connect(edge, room, { cid: "good" });
   const cases = [
-    ["{oops", "bad_frame"], ["[1,2,3]", "bad_frame"], ['{"type":"teleport","id":"t1"}', "unknown_type"],
-    ['{"type":"publish","id":"p1"}', "bad_frame"], ['{"type":"publish","data":1}', "bad_frame"],
+    ["{oops", "bad_frame"],
+    ["[1,2,3]", "bad_frame"],
+    ['{"type":"teleport","id":"t1"}', "unknown_type"],
+    ['{"type":"publish","id":"p1"}', "bad_frame"],
+    ['{"type":"publish","data":1}', "bad_frame"],
     [`{"type":"publish","id":"${"x".repeat(200)}","data":1}`, "bad_frame"],
   ];
   for (const [text, code] of cases) {

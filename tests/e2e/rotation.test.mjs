@@ -16,15 +16,21 @@ const OTHER = { secret: "rotation-unknown-secret", key: "rotation-unknown-key" }
 
 const persistDir = tempDir("rotation");
 const rotating = {
-  ROOMCAST_SECRET: NEW.secret, ROOMCAST_SECRET_PREVIOUS: OLD.secret,
-  ROOMCAST_API_KEY: NEW.key, ROOMCAST_API_KEY_PREVIOUS: OLD.key,
+  ROOMCAST_SECRET: NEW.secret,
+  ROOMCAST_SECRET_PREVIOUS: OLD.secret,
+  ROOMCAST_API_KEY: NEW.key,
+  ROOMCAST_API_KEY_PREVIOUS: OLD.key,
 };
 // The rotation's end: the previous ones set to nothing (what an unset secret reads as).
 const rotated = { ROOMCAST_SECRET: NEW.secret, ROOMCAST_API_KEY: NEW.key, ROOMCAST_SECRET_PREVIOUS: "", ROOMCAST_API_KEY_PREVIOUS: "" };
 
 let edge;
-before(async () => { edge = await startEdge({ persistDir, vars: rotating }); });
-after(async () => { await edge?.stop(); });
+before(async () => {
+  edge = await startEdge({ persistDir, vars: rotating });
+});
+after(async () => {
+  await edge?.stop();
+});
 
 const tokenBy = (generation, user, room, ttlSeconds = 3600) =>
   mintToken({ secret: generation.secret, user, rooms: { [room]: ALL_RIGHTS }, ttlSeconds });
@@ -33,7 +39,10 @@ const tokenBy = (generation, user, room, ttlSeconds = 3600) =>
 function closeCodeOf(room, bearer) {
   const ws = new WebSocket(`${edge.wsUrl}/rooms/${room}/ws?errors=close`, ["roomcast.v1", `bearer.${bearer}`], { closeTimeout: 500 });
   return new Promise((resolve, reject) => {
-    ws.once("message", () => { ws.close(); resolve("open"); }); // the welcome: admitted
+    ws.once("message", () => {
+      ws.close();
+      resolve("open");
+    }); // the welcome: admitted
     ws.once("close", (code) => resolve(code));
     ws.once("error", reject);
   });
@@ -43,9 +52,17 @@ function closeCodeOf(room, bearer) {
 function upgradeStatus(room, bearer) {
   const ws = new WebSocket(`${edge.wsUrl}/rooms/${room}/ws`, ["roomcast.v1", `bearer.${bearer}`], { closeTimeout: 500 });
   return new Promise((resolve, reject) => {
-    ws.once("open", () => { ws.close(); resolve("open"); });
-    ws.once("unexpected-response", (_req, res) => { res.resume(); resolve(res.statusCode); });
-    ws.once("error", (e) => { if (!ws.listenerCount("unexpected-response")) reject(e); });
+    ws.once("open", () => {
+      ws.close();
+      resolve("open");
+    });
+    ws.once("unexpected-response", (_req, res) => {
+      res.resume();
+      resolve(res.statusCode);
+    });
+    ws.once("error", (e) => {
+      if (!ws.listenerCount("unexpected-response")) reject(e);
+    });
   });
 }
 
@@ -77,8 +94,10 @@ test("during a rotation: the previous secret's tokens and the previous API key w
   // a token of the previous secret on the HTTP API acts as its own user
   const history = await api(edge, "GET", `/rooms/${room}/history?since=0`, undefined, { key: tokenBy(OLD, "olga", room) });
   assert.equal(history.status, 200);
-  assert.deepEqual(history.json.messages.map((m) => m.data),
-    ["signed with the previous secret", "signed with the new secret", "with the previous API key", "with the new API key"]);
+  assert.deepEqual(
+    history.json.messages.map((m) => m.data),
+    ["signed with the previous secret", "signed with the new secret", "with the previous API key", "with the new API key"],
+  );
   await Promise.all([old.close(), fresh.close()]);
 });
 
@@ -129,6 +148,9 @@ test("once the previous secret and key are removed, they are refused everywhere"
   assert.equal((await live.publish("p", "after the rotation")).type, "ack");
   const history = await api(edge, "GET", `/rooms/${room}/history?since=0`, undefined, { key: NEW.key });
   assert.equal(history.status, 200);
-  assert.deepEqual(history.json.messages.map((m) => m.data), ["before", "after the rotation"]);
+  assert.deepEqual(
+    history.json.messages.map((m) => m.data),
+    ["before", "after the rotation"],
+  );
   await live.close();
 });

@@ -58,7 +58,11 @@ function nodeClient(room, user, { meta, ...options } = {}) {
   const r = connect({ url: edge.wsUrl, room, token: t, clientId: `c-${user}`, WebSocket: Recorded, logger, ...FAST, ...options });
   opened.push(r);
   const log = { all: [], message: [], presence: [], broadcast: [], status: [], gap: [], error: [] };
-  for (const e of Object.keys(log).filter((k) => k !== "all")) r.on(e, (p) => { log[e].push(p); log.all.push([e, p]); });
+  for (const e of Object.keys(log).filter((k) => k !== "all"))
+    r.on(e, (p) => {
+      log[e].push(p);
+      log.all.push([e, p]);
+    });
   return { room: r, log, frames, sent, sockets, opened: until(() => r.state === "open", { what: `${user} open` }) };
 }
 
@@ -79,13 +83,19 @@ async function browserClient(room, user, options = {}) {
   await page.goto(site.url);
   await page.waitForFunction(() => window.ready === true);
   const t = token(user, { [room]: ALL_RIGHTS });
-  await page.evaluate(({ url, room, t, user, options }) => {
-    window.log = { all: [], message: [], broadcast: [], presence: [], status: [], gap: [], error: [] };
-    window.room = window.roomcast.connect({ url, room, token: t, clientId: `c-${user}`, ...options });
-    for (const e of Object.keys(window.log).filter((k) => k !== "all")) {
-      window.room.on(e, (p) => { window.log[e].push(p); window.log.all.push([e, p]); });
-    }
-  }, { url: edge.wsUrl, room, t, user, options: { ...FAST, ...options } });
+  await page.evaluate(
+    ({ url, room, t, user, options }) => {
+      window.log = { all: [], message: [], broadcast: [], presence: [], status: [], gap: [], error: [] };
+      window.room = window.roomcast.connect({ url, room, token: t, clientId: `c-${user}`, ...options });
+      for (const e of Object.keys(window.log).filter((k) => k !== "all")) {
+        window.room.on(e, (p) => {
+          window.log[e].push(p);
+          window.log.all.push([e, p]);
+        });
+      }
+    },
+    { url: edge.wsUrl, room, t, user, options: { ...FAST, ...options } },
+  );
   await page.waitForFunction(() => window.room.state === "open");
   return page;
 }
@@ -161,12 +171,27 @@ test("history from the browser: pages back to the first message and forward to t
       since = p.messages.at(-1).seq;
     }
     const latest = await window.room.history();
-    return { back: back.map((m) => [m.seq, m.id, m.data]), backPages, forward: forward.map((m) => m.seq), latest: latest.messages.length, first: back[0] };
+    return {
+      back: back.map((m) => [m.seq, m.id, m.data]),
+      backPages,
+      forward: forward.map((m) => m.seq),
+      latest: latest.messages.length,
+      first: back[0],
+    };
   });
   const all = Array.from({ length: 23 }, (_, i) => i + 1);
-  assert.deepEqual(got.back, all.map((s) => [s, `m${s}`, s]));
-  assert.deepEqual(got.backPages.map(([s]) => s.length), [5, 5, 5, 5, 3]);
-  assert.deepEqual(got.backPages.map(([, more]) => more), [true, true, true, true, false]);
+  assert.deepEqual(
+    got.back,
+    all.map((s) => [s, `m${s}`, s]),
+  );
+  assert.deepEqual(
+    got.backPages.map(([s]) => s.length),
+    [5, 5, 5, 5, 3],
+  );
+  assert.deepEqual(
+    got.backPages.map(([, more]) => more),
+    [true, true, true, true, false],
+  );
   assert.deepEqual(got.backPages[0][0], [19, 20, 21, 22, 23], "the latest page first");
   assert.deepEqual(got.forward, all);
   assert.equal(got.latest, 23, "the default page (100) holds them all");
@@ -181,17 +206,26 @@ test("history from the browser: pages back to the first message and forward to t
   const live = await page.evaluate(() => window.log.message.map((m) => [m.seq, m.id]));
   const [stored] = (await api(edge, "GET", `/rooms/${room}/history?since=${seq - 1}&limit=1`)).json.messages;
   assert.match(stored.id, /^[a-z2-9]{10}-\d+$/);
-  assert.deepEqual(live, [[seq, stored.id], [seq + 1, "from-api"]]);
+  assert.deepEqual(live, [
+    [seq, stored.id],
+    [seq + 1, "from-api"],
+  ]);
 
   // not open: rejected at once (not queued); closed: rejected
-  const refused = await page.evaluate(async ({ url }) => {
-    const r = window.roomcast.connect({ url, room: "sdk-history-offline" });
-    const early = await r.history().catch((e) => [e.name, e.code]);
-    r.close();
-    const late = await r.history().catch((e) => [e.name, e.code]);
-    return [early, late];
-  }, { url: edge.wsUrl });
-  assert.deepEqual(refused, [["RoomcastError", "offline"], ["RoomcastError", "closed"]]);
+  const refused = await page.evaluate(
+    async ({ url }) => {
+      const r = window.roomcast.connect({ url, room: "sdk-history-offline" });
+      const early = await r.history().catch((e) => [e.name, e.code]);
+      r.close();
+      const late = await r.history().catch((e) => [e.name, e.code]);
+      return [early, late];
+    },
+    { url: edge.wsUrl },
+  );
+  assert.deepEqual(refused, [
+    ["RoomcastError", "offline"],
+    ["RoomcastError", "closed"],
+  ]);
   await Promise.all([page.close(), writer.close()]);
 });
 
@@ -206,8 +240,18 @@ test("broadcasts from the browser: delivered in order with stored messages, neve
     await window.room.publish({ text: "second" });
   });
   await bob.waitForFunction(() => window.room.lastSeq === 2 && window.log.broadcast.length === 1);
-  const order = await bob.evaluate(() => window.log.all.filter(([e]) => e === "message" || e === "broadcast").map(([e, p]) => [e, p.seq ?? p.data]));
-  assert.deepEqual(order, [["message", 1], ["broadcast", { typing: true }], ["message", 2]], "the broadcast keeps its place among stored messages");
+  const order = await bob.evaluate(() =>
+    window.log.all.filter(([e]) => e === "message" || e === "broadcast").map(([e, p]) => [e, p.seq ?? p.data]),
+  );
+  assert.deepEqual(
+    order,
+    [
+      ["message", 1],
+      ["broadcast", { typing: true }],
+      ["message", 2],
+    ],
+    "the broadcast keeps its place among stored messages",
+  );
   const b = await bob.evaluate(() => window.log.broadcast[0]);
   assert.deepEqual([b.from, b.user, b.data, typeof b.ts], ["c-alice", "alice", { typing: true }, "number"]);
   assert.equal(await alice.evaluate(() => window.log.broadcast.length), 0, "echo off: not to the sender");
@@ -217,7 +261,10 @@ test("broadcasts from the browser: delivered in order with stored messages, neve
 
   // never stored: history and the room's seq hold the two messages only
   const history = (await api(edge, "GET", `/rooms/${room}/history?since=0`)).json.messages;
-  assert.deepEqual(history.map((m) => m.data), [{ text: "first" }, { text: "second" }]);
+  assert.deepEqual(
+    history.map((m) => m.data),
+    [{ text: "first" }, { text: "second" }],
+  );
   assert.equal(await roomSeq(room), 2);
   // a member who joins later (asking for everything stored) gets the messages and no broadcast
   const carol = await browserClient(room, "carol", { rewind: 100 });
@@ -237,12 +284,15 @@ test("broadcasts from the browser: delivered in order with stored messages, neve
   assert.equal(big[0], "too_large");
   assert.match(big[1], new RegExp(`over the room's limit \\(${BROADCAST_MAX_BYTES} bytes\\); it was not sent`));
   // not open: rejected, not queued
-  const offline = await alice.evaluate(async ({ url }) => {
-    const r = window.roomcast.connect({ url, room: "sdk-broadcast-offline" });
-    const e = await r.broadcast(1).catch((x) => x.code);
-    r.close();
-    return e;
-  }, { url: edge.wsUrl });
+  const offline = await alice.evaluate(
+    async ({ url }) => {
+      const r = window.roomcast.connect({ url, room: "sdk-broadcast-offline" });
+      const e = await r.broadcast(1).catch((x) => x.code);
+      r.close();
+      return e;
+    },
+    { url: edge.wsUrl },
+  );
   assert.equal(offline, "offline");
   assert.equal(await bob.evaluate(() => window.log.broadcast.length), 2, "nothing else reached bob");
   await Promise.all([alice, bob, echo, carol].map((p) => p.close()));
@@ -276,12 +326,18 @@ test("presence set in a 60 Hz loop: every call resolves, the others see it coale
   const sent = alice.sent.filter((f) => f.type === "presence").length;
   // the room's bound: PRESENCE_RATE_PER_SEC frames per second per member, burst twice that
   const bound = Math.ceil(2 * PRESENCE_RATE + PRESENCE_RATE * seconds) + 1;
-  t.diagnostic(`120 setPresence calls in ${seconds.toFixed(2)} s: ${sent} frames sent, ${seen} updates about alice received (bound ${bound})`);
+  t.diagnostic(
+    `120 setPresence calls in ${seconds.toFixed(2)} s: ${sent} frames sent, ${seen} updates about alice received (bound ${bound})`,
+  );
   assert.ok(seen <= bound, `${seen} updates about alice in ${seconds.toFixed(1)} s; at most ${bound}`);
   assert.ok(seen < 120, "coalesced");
   assert.ok(sent <= 120, `alice sent ${sent} presence frames for 120 calls`);
   assert.deepEqual(aliceMeta(), { name: "Alice", cursor: [119, 238] });
-  assert.deepEqual(alice.room.members().find((m) => m.user === "alice")?.meta, { name: "Alice", cursor: [119, 238] }, "alice's own list too");
+  assert.deepEqual(
+    alice.room.members().find((m) => m.user === "alice")?.meta,
+    { name: "Alice", cursor: [119, 238] },
+    "alice's own list too",
+  );
   assert.deepEqual([alice.log.error, bob.log.error], [[], []]);
 
   // alice's connection drops: the new one starts with the token's meta, and the SDK sends the last again
@@ -289,7 +345,9 @@ test("presence set in a 60 Hz loop: every call resolves, the others see it coale
   alice.sockets.at(-1).terminate();
   await until(() => alice.sockets.length === 2 && alice.room.state === "open", { what: "alice reconnected" });
   await until(() => alice.sent.filter((f) => f.type === "presence").length === sentBefore + 1, { what: "the meta sent again" });
-  await until(() => aliceMeta()?.cursor?.[0] === 119 && bob.room.members().find((m) => m.user === "alice")?.connections === 1, { what: "bob sees it restored" });
+  await until(() => aliceMeta()?.cursor?.[0] === 119 && bob.room.members().find((m) => m.user === "alice")?.connections === 1, {
+    what: "bob sees it restored",
+  });
   // and a member who joins now sees it in the welcome's list
   const carol = nodeClient(room, "carol");
   await carol.opened;

@@ -19,7 +19,11 @@ class FakeConn {
   constructor(ws, req) {
     this.ws = ws;
     this.query = new URL(req.url, "http://fake").searchParams;
-    this.bearer = (req.headers["sec-websocket-protocol"] ?? "").split(",").map((p) => p.trim()).find((p) => p.startsWith("bearer."))?.slice(7);
+    this.bearer = (req.headers["sec-websocket-protocol"] ?? "")
+      .split(",")
+      .map((p) => p.trim())
+      .find((p) => p.startsWith("bearer."))
+      ?.slice(7);
     this.frames = [];
     ws.on("message", (data) => this.frames.push(JSON.parse(String(data))));
     this.closed = new Promise((resolve) => ws.on("close", (code, reason) => resolve({ code, reason: String(reason) })));
@@ -35,7 +39,11 @@ class FakeConn {
 async function fakeRoom() {
   const waiting = [];
   const arrived = [];
-  const server = new WebSocketServer({ port: 0, host: "127.0.0.1", handleProtocols: (p) => (p.has("roomcast.v1") ? "roomcast.v1" : false) });
+  const server = new WebSocketServer({
+    port: 0,
+    host: "127.0.0.1",
+    handleProtocols: (p) => (p.has("roomcast.v1") ? "roomcast.v1" : false),
+  });
   server.on("connection", (ws, req) => {
     const conn = new FakeConn(ws, req);
     if (waiting.length) waiting.shift()(conn);
@@ -53,20 +61,41 @@ async function fakeRoom() {
 }
 
 const ME = "me";
-const message = (seq, from = "other") => ({ type: "message", seq, from, user: `u-${from}`, id: `m${seq}`, data: { n: seq }, ts: Date.now() });
+const message = (seq, from = "other") => ({
+  type: "message",
+  seq,
+  from,
+  user: `u-${from}`,
+  id: `m${seq}`,
+  data: { n: seq },
+  ts: Date.now(),
+});
 const welcome = (seq, more = {}) => ({ type: "welcome", epoch: "e1", seq, clientId: ME, user: `u-${ME}`, members: [], ...more });
 
 /** Connects the package to `url` and records its events. */
 function open(url, options = {}) {
-  const room = connect({ url, room: "fake", clientId: ME, WebSocket, minReconnectDelayMs: 10, maxReconnectDelayMs: 50, pingIntervalMs: 600_000, ...options });
+  const room = connect({
+    url,
+    room: "fake",
+    clientId: ME,
+    WebSocket,
+    minReconnectDelayMs: 10,
+    maxReconnectDelayMs: 50,
+    pingIntervalMs: 600_000,
+    ...options,
+  });
   const log = { message: [], error: [], status: [], gap: [] };
   for (const e of Object.keys(log)) room.on(e, (p) => log[e].push(p));
   return { room, log };
 }
 
 let server;
-before(async () => { server = await fakeRoom(); });
-after(async () => { await server?.close(); });
+before(async () => {
+  server = await fakeRoom();
+});
+after(async () => {
+  await server?.close();
+});
 
 test("a frame claiming a future seq and lines that are not frames are errors; real messages keep arriving", async () => {
   const { room, log } = open(server.url);
@@ -93,16 +122,33 @@ test("a frame claiming a future seq and lines that are not frames are errors; re
   c2.send(message(8));
   await until(() => log.message.some((m) => m.seq === 8), { what: "message 8" });
 
-  assert.deepEqual(log.message.map((m) => m.seq), [4, 5, 6, 8], "every real message once, in order; the own message (7) not delivered");
+  assert.deepEqual(
+    log.message.map((m) => m.seq),
+    [4, 5, 6, 8],
+    "every real message once, in order; the own message (7) not delivered",
+  );
   assert.ok(log.message.every((m) => m.from === "other"));
   assert.equal(room.lastSeq, 8, "the own message still moved lastSeq on");
   const errors = log.error.map((e) => [e.code, e.message]);
-  assert.deepEqual(errors.slice(0, 2), [["bad_frame", "not JSON"], ["bad_frame", "invalid message frame"]]);
+  assert.deepEqual(errors.slice(0, 2), [
+    ["bad_frame", "not JSON"],
+    ["bad_frame", "invalid message frame"],
+  ]);
   assert.equal(log.error[0].frame, "this is not json");
-  assert.deepEqual(log.error.slice(2).map(({ code, expected, received }) => ({ code, expected, received })), [{ code: "out_of_order", expected: 6, received: 999_999 }]);
+  assert.deepEqual(
+    log.error.slice(2).map(({ code, expected, received }) => ({ code, expected, received })),
+    [{ code: "out_of_order", expected: 6, received: 999_999 }],
+  );
   assert.equal(log.error.length, 3, "nothing for the unknown type");
-  assert.deepEqual(log.status.map((s) => [s.state, s.code, s.reason]),
-    [["connecting", 0, ""], ["open", 0, ""], ["reconnecting", 4000, "message out of order"], ["open", 0, ""]]);
+  assert.deepEqual(
+    log.status.map((s) => [s.state, s.code, s.reason]),
+    [
+      ["connecting", 0, ""],
+      ["open", 0, ""],
+      ["reconnecting", 4000, "message out of order"],
+      ["open", 0, ""],
+    ],
+  );
   assert.deepEqual(log.gap, []);
   room.close();
 });
@@ -120,7 +166,10 @@ test("a welcome behind what the client saw is a gap, and the room's messages fro
   c2.send(message(2));
   await until(() => log.message.length === 4, { what: "the room's new message 2" });
   assert.deepEqual(log.gap, [{ reason: "ahead", since: 3 }]);
-  assert.deepEqual(log.message.map((m) => m.seq), [1, 2, 3, 2]);
+  assert.deepEqual(
+    log.message.map((m) => m.seq),
+    [1, 2, 3, 2],
+  );
   assert.equal(room.lastSeq, 2);
   room.close();
 });
@@ -135,7 +184,10 @@ test("a token function refreshes the token on the open connection; a refused ref
   c1.send(welcome(0, { expires }));
   await until(() => c1.frames.some((f) => f.type === "refresh"), { what: "a refresh frame" });
   const at = Date.now();
-  assert.deepEqual(c1.frames.filter((f) => f.type === "refresh"), [{ type: "refresh", token: "t2" }]);
+  assert.deepEqual(
+    c1.frames.filter((f) => f.type === "refresh"),
+    [{ type: "refresh", token: "t2" }],
+  );
   assert.ok(at >= expires - 200 - 50 && at < expires, `refreshed ${expires - at} ms before expiry`);
   // the room took it: the next refresh is timed from the new expiry
   c1.send({ type: "refreshed", expires: Date.now() + 500 });
@@ -157,7 +209,11 @@ test("a token function refreshes the token on the open connection; a refused ref
   room.close();
 });
 
-for (const [code, reason] of [[4410, "too many connections for this user"], [4411, "removed from the room"], [4412, "client id belongs to another user"]]) {
+for (const [code, reason] of [
+  [4410, "too many connections for this user"],
+  [4411, "removed from the room"],
+  [4412, "client id belongs to another user"],
+]) {
   test(`close code ${code} is final: closed with its reason, no reconnect`, async () => {
     const { room, log } = open(server.url);
     const c1 = await server.next();
@@ -176,7 +232,10 @@ test("a publish the room refuses is rejected with the room's code and message an
   const c1 = await server.next();
   c1.send(welcome(0));
   await until(() => room.state === "open", { what: "open" });
-  const refused = room.publish("refused").then(() => null, (e) => e);
+  const refused = room.publish("refused").then(
+    () => null,
+    (e) => e,
+  );
   const kept = room.publish("kept");
   await until(() => c1.frames.filter((f) => f.type === "publish").length === 2, { what: "two publishes" });
   const [a, b] = c1.frames.filter((f) => f.type === "publish");
@@ -188,14 +247,21 @@ test("a publish the room refuses is rejected with the room's code and message an
   c2.send(welcome(0, { resume: { status: "recovered", replayed: 0 } }));
   await until(() => c2.frames.some((f) => f.type === "publish"), { what: "the resent publish" });
   await new Promise((r) => setTimeout(r, 50));
-  assert.deepEqual(c2.frames.filter((f) => f.type === "publish").map((f) => f.id), [b.id], "only the unanswered one is resent");
+  assert.deepEqual(
+    c2.frames.filter((f) => f.type === "publish").map((f) => f.id),
+    [b.id],
+    "only the unanswered one is resent",
+  );
   c2.send({ type: "ack", id: b.id, seq: 1 });
   assert.equal(await kept, 1);
   room.close();
 });
 
 test("close code 4400 is final and says why: the edge's reason, or the table's", async () => {
-  for (const [reason, shown] of [["room name may only contain A-Z a-z 0-9 _ - . :", "room name may only contain A-Z a-z 0-9 _ - . :"], ["", "bad request"]]) {
+  for (const [reason, shown] of [
+    ["room name may only contain A-Z a-z 0-9 _ - . :", "room name may only contain A-Z a-z 0-9 _ - . :"],
+    ["", "bad request"],
+  ]) {
     const { room, log } = open(server.url);
     const c1 = await server.next();
     c1.ws.close(4400, reason);

@@ -28,11 +28,14 @@ async function blankPage() {
 async function openPage(room, user, { url = edge.wsUrl, options = {} } = {}) {
   const page = await blankPage();
   const t = token(user, { [room]: ALL_RIGHTS }, { meta: { name: user } });
-  await page.evaluate(({ url, room, t, user, options }) => {
-    window.log = { message: [], presence: [], status: [], gap: [], error: [] };
-    window.room = window.roomcast.connect({ url, room, token: t, clientId: `c-${user}`, ...options });
-    for (const e of Object.keys(window.log)) window.room.on(e, (p) => window.log[e].push(p));
-  }, { url, room, t, user, options });
+  await page.evaluate(
+    ({ url, room, t, user, options }) => {
+      window.log = { message: [], presence: [], status: [], gap: [], error: [] };
+      window.room = window.roomcast.connect({ url, room, token: t, clientId: `c-${user}`, ...options });
+      for (const e of Object.keys(window.log)) window.room.on(e, (p) => window.log[e].push(p));
+    },
+    { url, room, t, user, options },
+  );
   await page.waitForFunction(() => window.room.state === "open");
   return page;
 }
@@ -44,8 +47,16 @@ test("connect, publish, receive and presence from the built package", async () =
   const alice = await openPage(room, "alice");
   const bob = await openPage(room, "bob");
   await alice.waitForFunction(() => window.room.members().some((m) => m.user === "bob"));
-  const members = await alice.evaluate(() => window.room.members().map((m) => [m.user, m.connections, m.meta.name]).sort());
-  assert.deepEqual(members, [["alice", 1, "alice"], ["bob", 1, "bob"]]);
+  const members = await alice.evaluate(() =>
+    window.room
+      .members()
+      .map((m) => [m.user, m.connections, m.meta.name])
+      .sort(),
+  );
+  assert.deepEqual(members, [
+    ["alice", 1, "alice"],
+    ["bob", 1, "bob"],
+  ]);
   const seq = await bob.evaluate(() => window.room.publish({ text: "hi from bob" }));
   assert.equal(seq, 1);
   await alice.waitForFunction(() => window.log.message.length === 1);
@@ -89,12 +100,17 @@ test("publishes made offline are queued and delivered once after the reconnect",
   const port = edge.port;
   await edge.stop("SIGKILL");
   await page.waitForFunction(() => window.room.state === "reconnecting");
-  await page.evaluate(() => { window.acks = Promise.all([1, 2, 3].map((n) => window.room.publish({ n }))); });
+  await page.evaluate(() => {
+    window.acks = Promise.all([1, 2, 3].map((n) => window.room.publish({ n })));
+  });
   edge = await startEdge({ persistDir, port });
   const acks = await page.evaluate(() => window.acks);
   assert.deepEqual(acks, [1, 2, 3]);
   const history = await api(edge, "GET", `/rooms/${room}/history?since=0`);
-  assert.deepEqual(history.json.messages.map((m) => m.data.n), [1, 2, 3]);
+  assert.deepEqual(
+    history.json.messages.map((m) => m.data.n),
+    [1, 2, 3],
+  );
   await page.close();
 });
 
@@ -104,23 +120,38 @@ test("publishes made offline are queued and delivered once after the reconnect",
  */
 function stallingProxy(target) {
   const sockets = new Set();
-  let stalled = false;
   const server = createServer((client) => {
     const upstream = tcpConnect(target, "127.0.0.1");
-    for (const [a, b] of [[client, upstream], [upstream, client]]) {
-      a.on("data", (d) => { if (!a.stalled) b.write(d); });
+    for (const [a, b] of [
+      [client, upstream],
+      [upstream, client],
+    ]) {
+      a.on("data", (d) => {
+        if (!a.stalled) b.write(d);
+      });
       a.on("error", () => b.destroy());
       a.on("close", () => b.destroy());
     }
-    client.stalled = upstream.stalled = stalled;
+    // A new connection forwards until the next stall().
+    client.stalled = false;
+    upstream.stalled = false;
     upstream.down = true;
     sockets.add(client).add(upstream);
   });
-  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve({
-    port: server.address().port,
-    stall(direction = "both") { for (const s of sockets) if (direction === "both" || s.down) s.stalled = true; },
-    close() { for (const s of sockets) s.destroy(); return new Promise((r) => server.close(r)); },
-  })));
+  return new Promise((resolve) =>
+    server.listen(0, "127.0.0.1", () =>
+      resolve({
+        port: server.address().port,
+        stall(direction = "both") {
+          for (const s of sockets) if (direction === "both" || s.down) s.stalled = true;
+        },
+        close() {
+          for (const s of sockets) s.destroy();
+          return new Promise((r) => server.close(r));
+        },
+      }),
+    ),
+  );
 }
 
 test("a connection that stops answering pings is declared dead and replaced", async () => {
@@ -152,7 +183,12 @@ test("after close() nothing runs: no timers, no listeners, no connection attempt
   await page.evaluate(() => {
     window.attempts = 0;
     const Native = window.WebSocket;
-    window.WebSocket = class extends Native { constructor(...a) { super(...a); window.attempts++; } };
+    window.WebSocket = class extends Native {
+      constructor(...a) {
+        super(...a);
+        window.attempts++;
+      }
+    };
   });
   assert.deepEqual(await page.evaluate(() => window.room._resources()), [1, 1, 2]);
   await page.evaluate(() => window.room.close());
@@ -163,18 +199,24 @@ test("after close() nothing runs: no timers, no listeners, no connection attempt
   await page.clock.runFor(120_000);
   await page.evaluate(() => window.dispatchEvent(new Event("online")));
   assert.equal(await page.evaluate(() => window.attempts), 0);
-  await assert.rejects(page.evaluate(() => window.room.publish(1)), /closed/);
+  await assert.rejects(
+    page.evaluate(() => window.room.publish(1)),
+    /closed/,
+  );
   await page.close();
 });
 
 test("a refused token is final: status closed with 4401, no retries", async () => {
   const room = roomName("sdk-refused");
   const page = await blankPage();
-  await page.evaluate(({ url, room }) => {
-    window.statuses = [];
-    window.room = window.roomcast.connect({ url, room, token: "not-a-valid-token", minReconnectDelayMs: 50 });
-    window.room.on("status", (s) => window.statuses.push(s));
-  }, { url: edge.wsUrl, room });
+  await page.evaluate(
+    ({ url, room }) => {
+      window.statuses = [];
+      window.room = window.roomcast.connect({ url, room, token: "not-a-valid-token", minReconnectDelayMs: 50 });
+      window.room.on("status", (s) => window.statuses.push(s));
+    },
+    { url: edge.wsUrl, room },
+  );
   await page.waitForFunction(() => window.room.state === "closed");
   const last = await page.evaluate(() => window.statuses.at(-1));
   assert.deepEqual([last.state, last.code], ["closed", 4401]);
@@ -188,13 +230,23 @@ test("a token function is called before every attempt, and `online` reconnects a
   const page = await blankPage();
   const t = token("gina", { [room]: ALL_RIGHTS });
   // a long backoff, so only the `online` event can explain a quick reconnect
-  await page.evaluate(({ url, room, t }) => {
-    window.calls = 0;
-    window.room = window.roomcast.connect({
-      url, room, minReconnectDelayMs: 60_000, maxReconnectDelayMs: 120_000, jitter: false,
-      token: async () => { window.calls++; return t; },
-    });
-  }, { url: edge.wsUrl, room, t });
+  await page.evaluate(
+    ({ url, room, t }) => {
+      window.calls = 0;
+      window.room = window.roomcast.connect({
+        url,
+        room,
+        minReconnectDelayMs: 60_000,
+        maxReconnectDelayMs: 120_000,
+        jitter: false,
+        token: async () => {
+          window.calls++;
+          return t;
+        },
+      });
+    },
+    { url: edge.wsUrl, room, t },
+  );
   await page.waitForFunction(() => window.room.state === "open");
   assert.equal(await page.evaluate(() => window.calls), 1);
   const port = edge.port;
@@ -211,23 +263,38 @@ test("a publish made right after connect() is queued, sent once open, and acknow
   const room = roomName("sdk-early");
   const page = await blankPage();
   const t = token("ivy", { [room]: ALL_RIGHTS });
-  const seq = await page.evaluate(({ url, room, t }) => window.roomcast.connect({ url, room, token: t }).publish({ early: true }), { url: edge.wsUrl, room, t });
+  const seq = await page.evaluate(({ url, room, t }) => window.roomcast.connect({ url, room, token: t }).publish({ early: true }), {
+    url: edge.wsUrl,
+    room,
+    t,
+  });
   assert.equal(seq, 1);
   const history = await api(edge, "GET", `/rooms/${room}/history?since=0`);
-  assert.deepEqual(history.json.messages.map((m) => m.data), [{ early: true }]);
+  assert.deepEqual(
+    history.json.messages.map((m) => m.data),
+    [{ early: true }],
+  );
   await page.close();
 });
 
 test("a room closed before it started never connects", async () => {
   const page = await blankPage();
-  await page.evaluate(({ url }) => {
-    window.attempts = 0;
-    const Native = window.WebSocket;
-    window.WebSocket = class extends Native { constructor(...a) { super(...a); window.attempts++; } };
-    const room = window.roomcast.connect({ url, room: "never", token: "t" });
-    room.close();
-    window.closedRoom = room;
-  }, { url: edge.wsUrl });
+  await page.evaluate(
+    ({ url }) => {
+      window.attempts = 0;
+      const Native = window.WebSocket;
+      window.WebSocket = class extends Native {
+        constructor(...a) {
+          super(...a);
+          window.attempts++;
+        }
+      };
+      const room = window.roomcast.connect({ url, room: "never", token: "t" });
+      room.close();
+      window.closedRoom = room;
+    },
+    { url: edge.wsUrl },
+  );
   // start() was queued as a microtask; by the next task it has run (or not)
   await page.evaluate(() => new Promise((r) => setTimeout(r, 0)));
   assert.equal(await page.evaluate(() => window.attempts), 0);
@@ -242,8 +309,12 @@ test("echo off: this client's own messages replayed on resume move lastSeq on an
     const page = await openPage(room, "hana", { url: `ws://127.0.0.1:${proxy.port}`, options: FAST });
     // the room hears this publish, but its ack (and everything else) no longer reaches the page
     proxy.stall("down");
-    await page.evaluate(() => { window.ack = window.room.publish("mine"); });
-    await until(async () => (await api(edge, "GET", `/rooms/${room}/history?since=0`)).json?.messages?.length === 1, { what: "the publish stored" });
+    await page.evaluate(() => {
+      window.ack = window.room.publish("mine");
+    });
+    await until(async () => (await api(edge, "GET", `/rooms/${room}/history?since=0`)).json?.messages?.length === 1, {
+      what: "the publish stored",
+    });
     await api(edge, "POST", `/rooms/${room}/messages`, { data: "theirs" });
     // the page finds the connection dead and resumes from 0: the room replays 1 (its own) and 2
     assert.equal(await page.evaluate(() => window.ack), 1, "the resent publish is acknowledged with its first seq");
@@ -258,7 +329,9 @@ test("echo off: this client's own messages replayed on resume move lastSeq on an
   }
 });
 
-test("token lifetime: a token function refreshes an expiring token on the open connection; a fixed token is closed with 4002, then refused", { timeout: 60_000 }, async () => {
+test("token lifetime: a token function refreshes an expiring token on the open connection; a fixed token is closed with 4002, then refused", {
+  timeout: 60_000,
+}, async () => {
   const room = roomName("sdk-refresh");
   const now = Date.now();
   // expired 25 s ago: the edge still admits it (30 s leeway), and the room closes it about 5 s in
@@ -271,22 +344,32 @@ test("token lifetime: a token function refreshes an expiring token on the open c
     sam: [stale("sam"), token("mallory", { [room]: ALL_RIGHTS }), token("sam", { [room]: ALL_RIGHTS })],
   };
   const page = await blankPage();
-  await page.evaluate(({ url, room, tokens, fixed }) => {
-    window.rooms = {};
-    const watch = (name, options) => {
-      const r = window.roomcast.connect({ url, room, clientId: `c-${name}`, minReconnectDelayMs: 50, maxReconnectDelayMs: 200, ...options });
-      const log = { status: [], error: [], calls: 0 };
-      r.on("status", (s) => log.status.push(s));
-      r.on("error", (e) => log.error.push(e));
-      window.rooms[name] = { r, log };
-      return log;
-    };
-    for (const [name, list] of Object.entries(tokens)) {
-      // each call hands the next token of the list (the last one from then on)
-      watch(name, { token: async () => list[Math.min(window.rooms[name].log.calls++, list.length - 1)] });
-    }
-    watch("tess", { token: fixed });
-  }, { url: edge.wsUrl, room, tokens, fixed: stale("tess") });
+  await page.evaluate(
+    ({ url, room, tokens, fixed }) => {
+      window.rooms = {};
+      const watch = (name, options) => {
+        const r = window.roomcast.connect({
+          url,
+          room,
+          clientId: `c-${name}`,
+          minReconnectDelayMs: 50,
+          maxReconnectDelayMs: 200,
+          ...options,
+        });
+        const log = { status: [], error: [], calls: 0 };
+        r.on("status", (s) => log.status.push(s));
+        r.on("error", (e) => log.error.push(e));
+        window.rooms[name] = { r, log };
+        return log;
+      };
+      for (const [name, list] of Object.entries(tokens)) {
+        // each call hands the next token of the list (the last one from then on)
+        watch(name, { token: async () => list[Math.min(window.rooms[name].log.calls++, list.length - 1)] });
+      }
+      watch("tess", { token: fixed });
+    },
+    { url: edge.wsUrl, room, tokens, fixed: stale("tess") },
+  );
   const state = (name) => page.evaluate((n) => window.rooms[n].r.state, name);
   const log = (name) => page.evaluate((n) => window.rooms[n].log, name);
 
@@ -302,16 +385,22 @@ test("token lifetime: a token function refreshes an expiring token on the open c
   await page.waitForFunction(() => window.rooms.sam.log.calls === 3 && window.rooms.sam.r.state === "open", null, { timeout: 30_000 });
   const sam = await log("sam");
   assert.ok(["unauthorized", "forbidden"].includes(sam.error[0]?.code), JSON.stringify(sam.error));
-  assert.deepEqual(sam.status.filter((s) => s.state === "reconnecting").map((s) => s.code), [4002]);
+  assert.deepEqual(
+    sam.status.filter((s) => s.state === "reconnecting").map((s) => s.code),
+    [4002],
+  );
 
   // the refreshed connection outlived its first token without a reconnect, and still publishes
   await until(() => Date.now() > closesAt + 2_000, { timeoutMs: 40_000, what: "past the first token's expiry" });
   assert.equal(await state("rhea"), "open");
   const rhea = await log("rhea");
   assert.equal(rhea.calls, 2, "one token to connect, one to refresh");
-  assert.deepEqual(rhea.status.map((s) => s.state), ["connecting", "open"]);
+  assert.deepEqual(
+    rhea.status.map((s) => s.state),
+    ["connecting", "open"],
+  );
   assert.deepEqual(rhea.error, []);
-  assert.equal(typeof await page.evaluate(() => window.rooms.rhea.r.publish("still here")), "number");
+  assert.equal(typeof (await page.evaluate(() => window.rooms.rhea.r.publish("still here"))), "number");
   await page.close();
 });
 
@@ -322,51 +411,76 @@ test("publish refusals reach the app: over the frame limit locally (never sent),
   const page = await blankPage();
   const writer = token("wanda", { [room]: ALL_RIGHTS });
   const viewer = token("vic", { [room]: ["subscribe", "presence"] });
-  const result = await page.evaluate(async ({ url, room, writer, viewer }) => {
-    const settle = (p) => p.then((seq) => ({ seq }), (e) => ({ name: e.name, code: e.code, message: e.message, isError: e instanceof window.roomcast.RoomcastError }));
-    const w = window.roomcast.connect({ url, room, token: writer });
-    const big = await settle(w.publish("x".repeat(70_000)));
-    const small = await settle(w.publish("fits"));
-    const v = window.roomcast.connect({ url, room, token: viewer });
-    const refused = await settle(v.publish("not allowed"));
-    const states = [w.state, v.state];
-    w.close();
-    v.close();
-    return { big, small, refused, states };
-  }, { url: edge.wsUrl, room, writer, viewer });
-  assert.deepEqual(result.big, { name: "RoomcastError", code: "too_large", message: "the message is larger than the room's frame limit (65536 bytes); it was not sent", isError: true });
+  const result = await page.evaluate(
+    async ({ url, room, writer, viewer }) => {
+      const settle = (p) =>
+        p.then(
+          (seq) => ({ seq }),
+          (e) => ({ name: e.name, code: e.code, message: e.message, isError: e instanceof window.roomcast.RoomcastError }),
+        );
+      const w = window.roomcast.connect({ url, room, token: writer });
+      const big = await settle(w.publish("x".repeat(70_000)));
+      const small = await settle(w.publish("fits"));
+      const v = window.roomcast.connect({ url, room, token: viewer });
+      const refused = await settle(v.publish("not allowed"));
+      const states = [w.state, v.state];
+      w.close();
+      v.close();
+      return { big, small, refused, states };
+    },
+    { url: edge.wsUrl, room, writer, viewer },
+  );
+  assert.deepEqual(result.big, {
+    name: "RoomcastError",
+    code: "too_large",
+    message: "the message is larger than the room's frame limit (65536 bytes); it was not sent",
+    isError: true,
+  });
   assert.deepEqual(result.small, { seq: 1 }, "the big one was never stored (nor sent: the connection had no strike)");
   const { message, ...refused } = result.refused;
   assert.deepEqual(refused, { name: "RoomcastError", code: "forbidden", isError: true });
   assert.match(message, /token may not/, "the room's own message, not just the code");
   assert.deepEqual(result.states, ["open", "open"]);
   const history = await api(edge, "GET", `/rooms/${room}/history?since=0`);
-  assert.deepEqual(history.json.messages.map((m) => m.data), ["fits"]);
+  assert.deepEqual(
+    history.json.messages.map((m) => m.data),
+    ["fits"],
+  );
   await page.close();
 });
 
 test("a room name the server would refuse throws a TypeError at connect(); nothing is opened", async () => {
   const page = await blankPage();
-  const result = await page.evaluate(({ url }) => {
-    window.attempts = 0;
-    const Native = window.WebSocket;
-    window.WebSocket = class extends Native { constructor(...a) { super(...a); window.attempts++; } };
-    return ["has space", "a/b", "caf\u00e9", "x".repeat(129)].map((room) => {
-      try {
-        window.roomcast.connect({ url, room, token: "t" });
-        return "connected";
-      } catch (e) {
-        return `${e.name}: ${e.message}`;
-      }
-    });
-  }, { url: edge.wsUrl });
+  const result = await page.evaluate(
+    ({ url }) => {
+      window.attempts = 0;
+      const Native = window.WebSocket;
+      window.WebSocket = class extends Native {
+        constructor(...a) {
+          super(...a);
+          window.attempts++;
+        }
+      };
+      return ["has space", "a/b", "caf\u00e9", "x".repeat(129)].map((room) => {
+        try {
+          window.roomcast.connect({ url, room, token: "t" });
+          return "connected";
+        } catch (e) {
+          return `${e.name}: ${e.message}`;
+        }
+      });
+    },
+    { url: edge.wsUrl },
+  );
   for (const r of result) assert.match(r, /^TypeError: roomcast: invalid room name .*1-128 characters of A-Z a-z 0-9 _ - \. :$/);
   await page.evaluate(() => new Promise((r) => setTimeout(r, 0)));
   assert.equal(await page.evaluate(() => window.attempts), 0);
   await page.close();
 });
 
-test("the welcome's liveness contract and limits: the SDK pings as often as the room asks and refuses frames over its limit", { timeout: 90_000 }, async () => {
+test("the welcome's liveness contract and limits: the SDK pings as often as the room asks and refuses frames over its limit", {
+  timeout: 90_000,
+}, async () => {
   // HEARTBEAT_TIMEOUT_MS 6 s: the welcome asks for a ping every 2 s. The SDK's own interval (the
   // default 20 s) would let the room close it with 4001 at 6-9 s.
   const strict = await startEdge({ vars: { HEARTBEAT_TIMEOUT_MS: "6000", MAX_FRAME_BYTES: "2048" } });
@@ -374,16 +488,31 @@ test("the welcome's liveness contract and limits: the SDK pings as often as the 
     const room = roomName("sdk-contract");
     const page = await blankPage();
     const t = token("lena", { [room]: ALL_RIGHTS });
-    await page.evaluate(({ url, room, t }) => {
-      window.statuses = [];
-      window.room = window.roomcast.connect({ url, room, token: t });
-      window.room.on("status", (s) => window.statuses.push(s));
-    }, { url: strict.wsUrl, room, t });
+    await page.evaluate(
+      ({ url, room, t }) => {
+        window.statuses = [];
+        window.room = window.roomcast.connect({ url, room, token: t });
+        window.room.on("status", (s) => window.statuses.push(s));
+      },
+      { url: strict.wsUrl, room, t },
+    );
     await page.waitForFunction(() => window.room.state === "open");
     // two timeouts: silent, it would have been closed by now
     await new Promise((r) => setTimeout(r, 12_000));
-    assert.deepEqual(await page.evaluate(() => window.statuses.map((s) => [s.state, s.code])), [["connecting", 0], ["open", 0]], "never closed for silence");
-    const big = await page.evaluate(() => window.room.publish("y".repeat(3_000)).then(() => "stored", (e) => `${e.code}: ${e.message}`));
+    assert.deepEqual(
+      await page.evaluate(() => window.statuses.map((s) => [s.state, s.code])),
+      [
+        ["connecting", 0],
+        ["open", 0],
+      ],
+      "never closed for silence",
+    );
+    const big = await page.evaluate(() =>
+      window.room.publish("y".repeat(3_000)).then(
+        () => "stored",
+        (e) => `${e.code}: ${e.message}`,
+      ),
+    );
     assert.equal(big, "too_large: the message is larger than the room's frame limit (2048 bytes); it was not sent");
     assert.equal(await page.evaluate(() => window.room.publish("small")), 1);
     await page.evaluate(() => window.room.close());

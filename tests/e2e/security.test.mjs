@@ -22,7 +22,9 @@ before(async () => {
     },
   });
 });
-after(async () => { await edge?.stop(); });
+after(async () => {
+  await edge?.stop();
+});
 
 const b64 = (v) => Buffer.from(typeof v === "string" ? v : JSON.stringify(v)).toString("base64url");
 function sign(header, claims, secret = devVar("ROOMCAST_SECRET"), alg = "sha256") {
@@ -38,13 +40,18 @@ function attempt(room, { bearer, query = {}, headers = {} } = {}, target = edge)
   const protocols = bearer === undefined ? ["roomcast.v1"] : ["roomcast.v1", `bearer.${bearer}`];
   const ws = new WebSocket(`${target.wsUrl}/rooms/${room}/ws${qs ? `?${qs}` : ""}`, protocols, { headers, closeTimeout: 500 });
   return new Promise((resolve, reject) => {
-    ws.once("open", () => { ws.close(); resolve({ status: "open" }); });
+    ws.once("open", () => {
+      ws.close();
+      resolve({ status: "open" });
+    });
     ws.once("unexpected-response", (_req, res) => {
       let body = "";
       res.on("data", (d) => (body += d));
       res.on("end", () => resolve({ status: res.statusCode, body: JSON.parse(body) }));
     });
-    ws.once("error", (e) => { if (!ws.listenerCount("unexpected-response")) reject(e); });
+    ws.once("error", (e) => {
+      if (!ws.listenerCount("unexpected-response")) reject(e);
+    });
   });
 }
 
@@ -74,7 +81,7 @@ test("token matrix: every bad token is refused at the edge and never reaches the
     "wrong claim types": sign(jwt, { ...good, exp: "soon" }),
     "malformed": "not.a-token",
     "bad base64": "%%%.###.!!!",
-    "huge": "a".repeat(5000) + "." + "b".repeat(5000) + ".c",
+    "huge": `${"a".repeat(5000)}.${"b".repeat(5000)}.c`,
   };
   for (const [name, bearer] of Object.entries(cases)) {
     const res = await attempt(room, { bearer });
@@ -131,10 +138,13 @@ test("anonymous access only in ANONYMOUS_ROOMS, with an anon: user id", async ()
 
 test("browsers get close codes instead of HTTP refusals when they ask with errors=close", async () => {
   const room = roomName("closecodes");
-  const codeFor = (bearer) => new Promise((resolve) => {
-    const ws = new WebSocket(`${edge.wsUrl}/rooms/${room}/ws?errors=close`, ["roomcast.v1", ...(bearer ? [`bearer.${bearer}`] : [])], { closeTimeout: 500 });
-    ws.once("close", (code, reason) => resolve([code, reason.toString()]));
-  });
+  const codeFor = (bearer) =>
+    new Promise((resolve) => {
+      const ws = new WebSocket(`${edge.wsUrl}/rooms/${room}/ws?errors=close`, ["roomcast.v1", ...(bearer ? [`bearer.${bearer}`] : [])], {
+        closeTimeout: 500,
+      });
+      ws.once("close", (code, reason) => resolve([code, reason.toString()]));
+    });
   const [unauth] = await codeFor(undefined);
   assert.equal(unauth, 4401);
   const [forbidden] = await codeFor(token("x", { "other": ALL_RIGHTS }));
@@ -180,21 +190,32 @@ test("oversized and malformed frames do not reset the room", async () => {
   const b = await Client.connect(edge, room, { cid: "b" });
   await a.publish("1", "one");
   const before = (await api(edge, "GET", `/rooms/${room}/stats`)).json;
-  for (const text of ["x".repeat(70 * 1024), "{", '{"type":null}', "\u0000\u0001", JSON.stringify({ type: "publish", id: "z".repeat(129), data: 1 })]) {
+  for (const text of [
+    "x".repeat(70 * 1024),
+    "{",
+    '{"type":null}',
+    "\u0000\u0001",
+    JSON.stringify({ type: "publish", id: "z".repeat(129), data: 1 }),
+  ]) {
     a.raw(text);
     await a.next((f) => f.type === "error");
   }
   const afterStats = (await api(edge, "GET", `/rooms/${room}/stats`)).json;
   assert.deepEqual([afterStats.epoch, afterStats.seq, afterStats.connections], [before.epoch, before.seq, 2]);
   await a.publish("2", "two");
-  assert.deepEqual((await until(() => b.messages().length === 2 && b.messages())).map((m) => m.data), ["one", "two"]);
+  assert.deepEqual(
+    (await until(() => b.messages().length === 2 && b.messages())).map((m) => m.data),
+    ["one", "two"],
+  );
   await Promise.all([a, b].map((c) => c.close()));
 });
 
 test("a full room refuses with 4409", async () => {
   const room = roomName("full");
   const members = await Promise.all([1, 2, 3].map((i) => Client.connect(edge, room, { cid: `m${i}` })));
-  const ws = new WebSocket(`${edge.wsUrl}/rooms/${room}/ws`, ["roomcast.v1", `bearer.${token("late", { [room]: ALL_RIGHTS })}`], { closeTimeout: 500 });
+  const ws = new WebSocket(`${edge.wsUrl}/rooms/${room}/ws`, ["roomcast.v1", `bearer.${token("late", { [room]: ALL_RIGHTS })}`], {
+    closeTimeout: 500,
+  });
   const [code, reason] = await new Promise((resolve) => ws.once("close", (c, r) => resolve([c, r.toString()])));
   assert.deepEqual([code, reason], [4409, "room full"]);
   await Promise.all(members.map((c) => c.close()));
@@ -210,8 +231,12 @@ test("the API takes the key or a token with the right for the room", async () =>
   assert.deepEqual([denied.status, denied.json.error.code], [403, "forbidden"]);
   assert.equal((await api(edge, "GET", `/rooms/${room}/history`, undefined, { key: reader })).status, 200);
   assert.equal((await api(edge, "GET", `/rooms/${room}/presence`, undefined, { key: reader })).status, 403);
-  assert.equal((await api(edge, "GET", `/rooms/${room}/stats`, undefined, { key: publisher })).status, 403, "stats need the key: a valid token is forbidden there");
-  const forged = await api(edge, "POST", `/rooms/${room}/messages`, { data: 3 }, { key: publisher.slice(0, -2) + "xx" });
+  assert.equal(
+    (await api(edge, "GET", `/rooms/${room}/stats`, undefined, { key: publisher })).status,
+    403,
+    "stats need the key: a valid token is forbidden there",
+  );
+  const forged = await api(edge, "POST", `/rooms/${room}/messages`, { data: 3 }, { key: `${publisher.slice(0, -2)}xx` });
   assert.equal(forged.status, 401);
   assert.equal((await api(edge, "GET", `/rooms/${room}/stats`)).json.seq, 1);
 });
@@ -228,8 +253,11 @@ test("the development token endpoint works locally", async () => {
 test("an identity header sent by a client is ignored: the room trusts only the edge", async () => {
   const room = roomName("forge");
   const forged = JSON.stringify({ cid: "x", user: "admin", echo: true, rights: { s: true, p: true, m: true }, subprotocol: true });
-  const ws = new WebSocket(`${edge.wsUrl}/rooms/${room}/ws?cid=m1`, ["roomcast.v1", `bearer.${token("mallory", { [room]: ["subscribe"] })}`],
-    { headers: { "x-roomcast-connect": forged }, closeTimeout: 500 });
+  const ws = new WebSocket(
+    `${edge.wsUrl}/rooms/${room}/ws?cid=m1`,
+    ["roomcast.v1", `bearer.${token("mallory", { [room]: ["subscribe"] })}`],
+    { headers: { "x-roomcast-connect": forged }, closeTimeout: 500 },
+  );
   const welcome = await new Promise((resolve, reject) => {
     ws.once("message", (d) => resolve(JSON.parse(d.toString().split("\n")[0])));
     ws.once("error", reject);
@@ -243,8 +271,23 @@ test("an identity header sent by a client is ignored: the room trusts only the e
 
 test("npm run token mints a token the edge accepts", async () => {
   const room = roomName("chat:cli");
-  const minted = execFileSync(process.execPath, [join(ROOT, "tools", "token.mjs"), "--user", "cli-user", "--room", "chat:*",
-    "--rights", "subscribe,publish", "--ttl", "5m", "--meta", '{"name":"CLI"}'], { encoding: "utf8" }).trim();
+  const minted = execFileSync(
+    process.execPath,
+    [
+      join(ROOT, "tools", "token.mjs"),
+      "--user",
+      "cli-user",
+      "--room",
+      "chat:*",
+      "--rights",
+      "subscribe,publish",
+      "--ttl",
+      "5m",
+      "--meta",
+      '{"name":"CLI"}',
+    ],
+    { encoding: "utf8" },
+  ).trim();
   const c = await Client.connect(edge, room, { cid: "cli" }, { token: minted });
   assert.equal(c.welcome.user, "cli-user");
   assert.equal((await c.publish("1", "from the CLI token")).type, "ack");

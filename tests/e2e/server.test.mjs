@@ -14,11 +14,15 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { Webhook } from "standardwebhooks";
-import { ALL_RIGHTS, apiKey, Client, freePort, ROOT, roomName, startEdge, tempDir, until } from "../harness.mjs";
 import { devVar, mintToken as mintTokenTool } from "../../tools/token.mjs";
+import { ALL_RIGHTS, apiKey, Client, freePort, ROOT, roomName, startEdge, tempDir, until } from "../harness.mjs";
 
 let edge, server, rc, project;
-const rejection = (promise) => promise.then((v) => assert.fail(`expected a rejection, got ${JSON.stringify(v)}`), (e) => e);
+const rejection = (promise) =>
+  promise.then(
+    (v) => assert.fail(`expected a rejection, got ${JSON.stringify(v)}`),
+    (e) => e,
+  );
 
 before(async () => {
   const packDir = tempDir("server-pack");
@@ -37,7 +41,9 @@ before(async () => {
   server = await import(join(project, "backend.mjs"));
   rc = server.createClient({ url: edge.url, apiKey: apiKey() });
 });
-after(async () => { await edge?.stop(); });
+after(async () => {
+  await edge?.stop();
+});
 
 const secret = () => devVar("ROOMCAST_SECRET");
 
@@ -72,26 +78,42 @@ test("publish and publishBatch: stored, numbered, delivered; ids make them idemp
   assert.deepEqual(await rc.publish(room, { text: "two" }, { id: "job-2" }), { seq: 2, id: "job-2" });
   assert.deepEqual(await rc.publish(room, { text: "two again" }, { id: "job-2" }), { seq: 2, id: "job-2", duplicate: true });
   assert.deepEqual(await rc.publish(room, null), { seq: 3 });
-  const batch = await rc.publishBatch(room, [{ data: { n: 4 } }, { data: { n: 5 }, id: "b-5" }, { data: { n: "dup" }, id: "job-2" }, { data: { n: 6 }, id: "b-5" }]);
-  assert.deepEqual(batch, { messages: [{ seq: 4 }, { seq: 5, id: "b-5" }, { seq: 2, id: "job-2", duplicate: true }, { seq: 5, id: "b-5", duplicate: true }] });
-  await watcher.next((f) => f.type === "message" && f.seq === 5);
-  assert.deepEqual(watcher.messages().map((m) => [m.seq, m.user, m.from, m.data, m.id]), [
-    [1, ":api", ":api", { text: "one" }, undefined],
-    [2, ":api", ":api", { text: "two" }, "job-2"],
-    [3, ":api", ":api", null, undefined],
-    [4, ":api", ":api", { n: 4 }, undefined],
-    [5, ":api", ":api", { n: 5 }, "b-5"],
+  const batch = await rc.publishBatch(room, [
+    { data: { n: 4 } },
+    { data: { n: 5 }, id: "b-5" },
+    { data: { n: "dup" }, id: "job-2" },
+    { data: { n: 6 }, id: "b-5" },
   ]);
+  assert.deepEqual(batch, {
+    messages: [{ seq: 4 }, { seq: 5, id: "b-5" }, { seq: 2, id: "job-2", duplicate: true }, { seq: 5, id: "b-5", duplicate: true }],
+  });
+  await watcher.next((f) => f.type === "message" && f.seq === 5);
+  assert.deepEqual(
+    watcher.messages().map((m) => [m.seq, m.user, m.from, m.data, m.id]),
+    [
+      [1, ":api", ":api", { text: "one" }, undefined],
+      [2, ":api", ":api", { text: "two" }, "job-2"],
+      [3, ":api", ":api", null, undefined],
+      [4, ":api", ":api", { n: 4 }, undefined],
+      [5, ":api", ":api", { n: 5 }, "b-5"],
+    ],
+  );
   await watcher.close();
 });
 
 test("history: since, before (paging back to the start), limit, more; the epoch of stats", async () => {
   const room = roomName("srv-history");
-  await rc.publishBatch(room, Array.from({ length: 12 }, (_, i) => ({ data: { n: i + 1 }, id: `h-${i + 1}` })));
+  await rc.publishBatch(
+    room,
+    Array.from({ length: 12 }, (_, i) => ({ data: { n: i + 1 }, id: `h-${i + 1}` })),
+  );
   const all = await rc.history(room);
   assert.equal(all.seq, 12);
   assert.equal(all.more, false);
-  assert.deepEqual(all.messages.map((m) => m.seq), Array.from({ length: 12 }, (_, i) => i + 1));
+  assert.deepEqual(
+    all.messages.map((m) => m.seq),
+    Array.from({ length: 12 }, (_, i) => i + 1),
+  );
   const m = all.messages[0];
   assert.deepEqual([m.type, m.user, m.from, m.id, m.data, typeof m.ts], ["message", ":api", ":api", "h-1", { n: 1 }, "number"]);
   const since = await rc.history(room, { since: 9, limit: 2 });
@@ -104,7 +126,11 @@ test("history: since, before (paging back to the start), limit, more; the epoch 
     if (!page.more) break;
     page = await rc.history(room, { before: page.messages[0].seq, limit: 5 });
   }
-  assert.deepEqual(pages, [[8, 9, 10, 11, 12], [3, 4, 5, 6, 7], [1, 2]]);
+  assert.deepEqual(pages, [
+    [8, 9, 10, 11, 12],
+    [3, 4, 5, 6, 7],
+    [1, 2],
+  ]);
   const stats = await rc.stats(room);
   assert.equal(stats.epoch, all.epoch);
   assert.deepEqual([stats.seq, stats.history, stats.oldest, stats.connections], [12, 12, 1, 0]);
@@ -126,7 +152,10 @@ test("presence and kick: members with their meta; a kick closes with 4411 and a 
   ]);
   assert.deepEqual(await rc.kick(room, { user: "bob", banSeconds: 600, reason: "spam" }), { closed: 2 });
   assert.deepEqual([(await bob.closed).code, (await bob2.closed).code], [4411, 4411]);
-  const asBob = server.createClient({ url: edge.url, apiKey: await server.mintToken({ secret: secret(), user: "bob", rooms: { [room]: ALL_RIGHTS } }) });
+  const asBob = server.createClient({
+    url: edge.url,
+    apiKey: await server.mintToken({ secret: secret(), user: "bob", rooms: { [room]: ALL_RIGHTS } }),
+  });
   const banned = await rejection(asBob.publish(room, "let me back"));
   assert.deepEqual([banned.status, banned.code], [403, "forbidden"]);
   assert.deepEqual(await rc.kick(room, { user: "nobody" }), { closed: 0 });
@@ -172,7 +201,15 @@ test("in a Worker (workerd, no Node globals): mintToken, verifyWebhook and creat
   const at = new Date();
   const headers = { "webhook-id": "batch_evt_00000000000000bb_1_1", "webhook-timestamp": String(Math.floor(at.getTime() / 1000)) };
   headers["webhook-signature"] = new Webhook(key).sign(headers["webhook-id"], at, body);
-  const input = { edge: edge.url, apiKey: apiKey(), room, key, body, headers, token: { secret: "s3cret", user: "wanda", rooms: { [room]: ["subscribe"] }, meta: { n: "é" }, now: 1_795_291_934_172 } };
+  const input = {
+    edge: edge.url,
+    apiKey: apiKey(),
+    room,
+    key,
+    body,
+    headers,
+    token: { secret: "s3cret", user: "wanda", rooms: { [room]: ["subscribe"] }, meta: { n: "é" }, now: 1_795_291_934_172 },
+  };
   const worker = `import { createClient, mintToken, verifyWebhook, WebhookVerificationError } from "./server/index.mjs";
 export default {
   async fetch(request) {
@@ -191,7 +228,10 @@ export default {
   const packed = join(project, "node_modules", "roomcast", "server", "index.mjs");
   const mf = new Miniflare({
     modulesRoot: "/w",
-    modules: [{ type: "ESModule", path: "/w/worker.mjs", contents: worker }, { type: "ESModule", path: "/w/server/index.mjs", contents: readFileSync(packed, "utf8") }],
+    modules: [
+      { type: "ESModule", path: "/w/worker.mjs", contents: worker },
+      { type: "ESModule", path: "/w/server/index.mjs", contents: readFileSync(packed, "utf8") },
+    ],
     compatibilityDate: "2025-01-01",
   });
   try {
@@ -225,7 +265,11 @@ test("the README tutorial's backend, as written: server.mjs mints tokens the edg
   const code = serverCode.replace(".listen(3000)", `.listen(${port})`);
   assert.notEqual(code, serverCode, "the tutorial's server listens on 3000");
   writeFileSync(join(project, "server.mjs"), code);
-  const child = spawn(process.execPath, ["server.mjs"], { cwd: project, env: { ...process.env, ROOMCAST_SECRET: secret() }, stdio: ["ignore", "inherit", "inherit"] });
+  const child = spawn(process.execPath, ["server.mjs"], {
+    cwd: project,
+    env: { ...process.env, ROOMCAST_SECRET: secret() },
+    stdio: ["ignore", "inherit", "inherit"],
+  });
   const exited = new Promise((resolve) => child.once("exit", resolve));
   try {
     const res = await until(() => fetch(`http://127.0.0.1:${port}/?user=ann`).catch(() => null), { what: "the tutorial's server" });
@@ -233,7 +277,10 @@ test("the README tutorial's backend, as written: server.mjs mints tokens the edg
     const token = await res.text();
     assert.equal(res.status, 200, token);
     const ann = await Client.connect(edge, "todo:shared", { cid: "ann-tab" }, { token });
-    assert.deepEqual(ann.welcome.members.map((m) => [m.user, m.meta]), [["ann", { name: "ann" }]]);
+    assert.deepEqual(
+      ann.welcome.members.map((m) => [m.user, m.meta]),
+      [["ann", { name: "ann" }]],
+    );
     const refused = await fetch(`http://127.0.0.1:${port}/?user=${encodeURIComponent("ann lee")}`);
     assert.equal(refused.status, 400);
     assert.match(await refused.text(), /user must be 1-64/);
@@ -242,7 +289,12 @@ test("the README tutorial's backend, as written: server.mjs mints tokens the edg
     const pointed = publishCode.replace('"http://127.0.0.1:8787"', JSON.stringify(edge.url));
     assert.notEqual(pointed, publishCode);
     writeFileSync(join(project, "publish.mjs"), pointed);
-    const run = () => execFileSync(process.execPath, ["publish.mjs"], { cwd: project, env: { ...process.env, ROOMCAST_API_KEY: apiKey() }, encoding: "utf8" });
+    const run = () =>
+      execFileSync(process.execPath, ["publish.mjs"], {
+        cwd: project,
+        env: { ...process.env, ROOMCAST_API_KEY: apiKey() },
+        encoding: "utf8",
+      });
     assert.equal(run(), "seq 1\n");
     assert.equal(run(), "seq 1 (already published: not stored again)\n");
     const message = await ann.next((f) => f.type === "message");
@@ -262,7 +314,9 @@ test("the README tutorial's backend, as written: server.mjs mints tokens the edg
 /** Runs demo/webhooks/receiver.mjs on a free port; collects its output lines. */
 async function startReceiver(env) {
   const child = spawn(process.execPath, [join(ROOT, "demo", "webhooks", "receiver.mjs")], {
-    cwd: ROOT, env: { ...process.env, PORT: "0", ...env }, stdio: ["ignore", "pipe", "pipe"],
+    cwd: ROOT,
+    env: { ...process.env, PORT: "0", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
   });
   const out = { stdout: [], stderr: [] };
   const waiters = [];
@@ -277,21 +331,31 @@ async function startReceiver(env) {
     });
   }
   /** Resolves once `stream` has `count` lines (or the process exited: then the lines so far). */
-  const lines = (stream, count) => new Promise((resolve) => {
-    const check = () => {
-      if (out[stream].length < count) return false;
-      waiters.splice(waiters.indexOf(check), 1);
-      resolve(out[stream].slice(0, count));
-      return true;
-    };
-    waiters.push(check);
-    check();
-    exited.then(() => resolve(out[stream]));
-  });
+  const lines = (stream, count) =>
+    new Promise((resolve) => {
+      const check = () => {
+        if (out[stream].length < count) return false;
+        waiters.splice(waiters.indexOf(check), 1);
+        resolve(out[stream].slice(0, count));
+        return true;
+      };
+      waiters.push(check);
+      check();
+      exited.then(() => resolve(out[stream]));
+    });
   const [banner] = await lines("stdout", 1);
   const port = Number(/http:\/\/127\.0\.0\.1:(\d+)\//.exec(banner ?? "")?.[1]);
   assert.ok(port > 0, `no listening line: ${banner} ${out.stderr.join("\n")}`);
-  return { url: `http://127.0.0.1:${port}/`, out, lines, exited, stop: () => { child.kill("SIGTERM"); return exited; } };
+  return {
+    url: `http://127.0.0.1:${port}/`,
+    out,
+    lines,
+    exited,
+    stop: () => {
+      child.kill("SIGTERM");
+      return exited;
+    },
+  };
 }
 
 test("the receiver verifies, prints one line per event and answers 204; 401 for a bad signature or an old timestamp", async () => {
@@ -301,33 +365,72 @@ test("the receiver verifies, prints one line per event and answers 204; 401 for 
     const signer = new Webhook(key);
     const events = [
       { id: "evt_00000000000000aa_1", type: "room.occupied", room: "demo:lobby", ts: 1795291934172 },
-      { id: "evt_00000000000000aa_2", type: "presence.joined", room: "demo:lobby", ts: 1795291934173, user: "alice", meta: { name: "Alice" } },
-      { id: "evt_00000000000000aa_3", type: "message.published", room: "demo:lobby", ts: 1795291934180, epoch: "07cb", seq: 1, from: "tab-1", user: "alice", data: { text: "hi" }, messageId: "m-1" },
+      {
+        id: "evt_00000000000000aa_2",
+        type: "presence.joined",
+        room: "demo:lobby",
+        ts: 1795291934173,
+        user: "alice",
+        meta: { name: "Alice" },
+      },
+      {
+        id: "evt_00000000000000aa_3",
+        type: "message.published",
+        room: "demo:lobby",
+        ts: 1795291934180,
+        epoch: "07cb",
+        seq: 1,
+        from: "tab-1",
+        user: "alice",
+        data: { text: "hi" },
+        messageId: "m-1",
+      },
     ];
-    const post = (body, { id = "batch_evt_00000000000000aa_1_3", at = new Date(), headers = {}, signed = body } = {}) => fetch(receiver.url, {
-      method: "POST",
-      headers: { "content-type": "application/json", "webhook-id": id, "webhook-timestamp": String(Math.floor(at.getTime() / 1000)), "webhook-signature": signer.sign(id, at, signed), ...headers },
-      body,
-    });
+    const post = (body, { id = "batch_evt_00000000000000aa_1_3", at = new Date(), headers = {}, signed = body } = {}) =>
+      fetch(receiver.url, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "webhook-id": id,
+          "webhook-timestamp": String(Math.floor(at.getTime() / 1000)),
+          "webhook-signature": signer.sign(id, at, signed),
+          ...headers,
+        },
+        body,
+      });
     const body = JSON.stringify({ events });
     assert.equal((await post(body)).status, 204);
     const printed = await receiver.lines("stdout", 4);
     assert.equal(printed.length, 4, receiver.out.stderr.join("\n"));
     assert.match(printed[1], /^\d\d:\d\d:\d\d\.\d{3} room\.occupied +demo:lobby evt_00000000000000aa_1$/);
     assert.match(printed[2], /presence\.joined +demo:lobby \{"user":"alice","meta":\{"name":"Alice"\}\} evt_00000000000000aa_2$/);
-    assert.match(printed[3], /message\.published +demo:lobby \{"epoch":"07cb","seq":1,"from":"tab-1","user":"alice","data":\{"text":"hi"\},"messageId":"m-1"\} evt_00000000000000aa_3$/);
+    assert.match(
+      printed[3],
+      /message\.published +demo:lobby \{"epoch":"07cb","seq":1,"from":"tab-1","user":"alice","data":\{"text":"hi"\},"messageId":"m-1"\} evt_00000000000000aa_3$/,
+    );
     // tampered, old, signed with another key, unsigned: 401 and a line on stderr, no event printed
     const other = new Webhook(`whsec_${randomBytes(24).toString("base64")}`);
     const at = new Date();
     const refusals = [
       await post(body.replace("alice", "mallory"), { signed: body }),
       await post(body, { at: new Date(Date.now() - 3_600_000) }),
-      await post(body, { headers: { "webhook-signature": other.sign("batch_evt_00000000000000aa_1_3", at, body), "webhook-timestamp": String(Math.floor(at.getTime() / 1000)) } }),
+      await post(body, {
+        headers: {
+          "webhook-signature": other.sign("batch_evt_00000000000000aa_1_3", at, body),
+          "webhook-timestamp": String(Math.floor(at.getTime() / 1000)),
+        },
+      }),
       await fetch(receiver.url, { method: "POST", body }),
     ];
-    assert.deepEqual(refusals.map((r) => r.status), [401, 401, 401, 401]);
+    assert.deepEqual(
+      refusals.map((r) => r.status),
+      [401, 401, 401, 401],
+    );
     const warned = await receiver.lines("stderr", 4);
-    assert.deepEqual(warned.map((l) => /^refused: 401 (\w+)/.exec(l)?.[1]), ["bad_signature", "timestamp_too_old", "bad_signature", "missing_header"]);
+    assert.deepEqual(
+      warned.map((l) => /^refused: 401 (\w+)/.exec(l)?.[1]),
+      ["bad_signature", "timestamp_too_old", "bad_signature", "missing_header"],
+    );
     assert.equal((await fetch(receiver.url)).status, 405);
     // a redelivery (the same event ids again) is printed and marked
     assert.equal((await post(JSON.stringify({ events: [events[0]] }), { id: "batch_evt_00000000000000aa_1_1" })).status, 204);
@@ -347,13 +450,18 @@ test("the receiver refuses to start without a secret, or with one that is not wh
   if (!devVar("WEBHOOK_SECRET")) {
     const none = await startReceiverExpectingExit({ WEBHOOK_SECRET: "" });
     assert.equal(none.code, 2);
-    assert.match(none.stderr, /no WEBHOOK_SECRET[\s\S]*WEBHOOK_URL=http:\/\/127\.0\.0\.1:8788\/\n[\s\S]*WEBHOOK_SECRET=whsec_[A-Za-z0-9+/]{32}\n/);
+    assert.match(
+      none.stderr,
+      /no WEBHOOK_SECRET[\s\S]*WEBHOOK_URL=http:\/\/127\.0\.0\.1:8788\/\n[\s\S]*WEBHOOK_SECRET=whsec_[A-Za-z0-9+/]{32}\n/,
+    );
   }
 });
 
 function startReceiverExpectingExit(env) {
   const child = spawn(process.execPath, [join(ROOT, "demo", "webhooks", "receiver.mjs")], {
-    cwd: ROOT, env: { ...process.env, PORT: "0", ...env }, stdio: ["ignore", "pipe", "pipe"],
+    cwd: ROOT,
+    env: { ...process.env, PORT: "0", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
   });
   let stderr = "";
   child.stderr.on("data", (d) => (stderr += d));

@@ -23,13 +23,20 @@ before(async () => {
     startEdge({
       vars: {
         // the HTTP burst is at least one full batch, so PUBLISH_BATCH_MAX is small too
-        UPGRADE_LIMITER: "", HTTP_RATE_MESSAGES_PER_SEC: HTTP_RATE, HTTP_RATE_MESSAGES_BURST: HTTP_BURST, PUBLISH_BATCH_MAX: HTTP_BURST,
-        PUBLISH_BATCH_MAX_BYTES: BATCH_MAX_BYTES, READ_BYTES_PER_SEC: 1024, READ_BYTES_BURST: READ_BURST,
+        UPGRADE_LIMITER: "",
+        HTTP_RATE_MESSAGES_PER_SEC: HTTP_RATE,
+        HTTP_RATE_MESSAGES_BURST: HTTP_BURST,
+        PUBLISH_BATCH_MAX: HTTP_BURST,
+        PUBLISH_BATCH_MAX_BYTES: BATCH_MAX_BYTES,
+        READ_BYTES_PER_SEC: 1024,
+        READ_BYTES_BURST: READ_BURST,
       },
     }),
   ]);
 });
-after(async () => { await Promise.all([edge?.stop(), tight?.stop()]); });
+after(async () => {
+  await Promise.all([edge?.stop(), tight?.stop()]);
+});
 
 /** Every client here records lines that are not JSON instead of throwing: hostile input is the point. */
 const connect = (on, room, query, options = {}) => Client.connect(on, room, query, { lenient: true, ...options });
@@ -46,7 +53,9 @@ function settle(client, cond, timeoutMs = 10_000) {
       resolve(value);
     };
     // Registered after the client's own listener, so the message is already recorded.
-    const check = () => { if (cond()) done({ ok: true }); };
+    const check = () => {
+      if (cond()) done({ ok: true });
+    };
     const timer = setTimeout(() => done({ timeout: true }), timeoutMs);
     client.ws.on("message", check);
     client.closed.then((closed) => done({ closed }));
@@ -120,7 +129,11 @@ function assertExact(client, { messages = [], directs = [], from = 1 }, who) {
     return got.map(([f]) => f);
   };
   const stored = check("message", messages);
-  assert.deepEqual(stored.map((m) => m.seq), messages.map((_, i) => from + i), `${who}: seqs are contiguous and real`);
+  assert.deepEqual(
+    stored.map((m) => m.seq),
+    messages.map((_, i) => from + i),
+    `${who}: seqs are contiguous and real`,
+  );
   check("direct", directs);
   return frames;
 }
@@ -226,7 +239,10 @@ test("forged frames: HTTP history returns every message compact, with no raw lin
     const res = await api(edge, "GET", `/rooms/${room}/history?since=0`, undefined, key ? { key } : {});
     assert.equal(res.status, 200, res.text);
     assert.ok(!/[\r\n]/.test(res.text), `no raw line feed in the history body: ${JSON.stringify(res.text.slice(0, 300))}`);
-    assert.deepEqual(res.json.messages.map((m) => m.seq), [1, 2]);
+    assert.deepEqual(
+      res.json.messages.map((m) => m.seq),
+      [1, 2],
+    );
     res.json.messages.forEach((m, i) => {
       assert.deepEqual(m.data, JSON.parse(expected[i]));
       assert.ok(res.text.includes(`"data":${compact(expected[i])}`), `history message ${m.seq} is compact`);
@@ -258,14 +274,28 @@ test("client id takeover: another user with alice's client id gets neither her d
   const outcome = await settle(mallory, () => mallory.messages().some((m) => m.data === "marker"));
   assert.ok(!outcome.timeout, "mallory is either closed or gets the marker");
   if (outcome.closed) assert.equal(outcome.closed.code, 4412, "closed as 'client id belongs to another user'");
-  assert.deepEqual(mallory.frames.filter((f) => f.type === "direct"), [], "mallory never receives alice's direct messages");
+  assert.deepEqual(
+    mallory.frames.filter((f) => f.type === "direct"),
+    [],
+    "mallory never receives alice's direct messages",
+  );
 
   const ack = await alice.publish("a-2", "alice 2");
   assert.equal(ack.type, "ack", JSON.stringify(ack));
   assert.equal(ack.duplicate, undefined, `alice's own publish is no duplicate: ${JSON.stringify(ack)}`);
   await honest.next((f) => f.type === "message" && f.data === "alice 2");
-  const fromAliceTab = honest.messages().filter((m) => m.from === "alice-tab").map((m) => [m.user, m.data]);
-  assert.deepEqual(fromAliceTab, [["alice", "alice 1"], ["alice", "alice 2"]], "only alice publishes as alice-tab");
+  const fromAliceTab = honest
+    .messages()
+    .filter((m) => m.from === "alice-tab")
+    .map((m) => [m.user, m.data]);
+  assert.deepEqual(
+    fromAliceTab,
+    [
+      ["alice", "alice 1"],
+      ["alice", "alice 2"],
+    ],
+    "only alice publishes as alice-tab",
+  );
   assertExact(honest, { messages: ["alice 1", "marker", "alice 2"].map(textOf) }, "honest member");
   stillOpen(honest, "the honest member");
   stillOpen(alice, "alice");
@@ -294,7 +324,10 @@ test("HTTP publish with a user's token is that user's (from ':http'), in its own
     [3, "svc", ":http", "batched by a token"],
   ]);
   const history = await api(edge, "GET", `/rooms/${room}/history?since=0`);
-  assert.deepEqual(history.json.messages.map((m) => [m.seq, m.user, m.from]), seen.map(([s, u, f]) => [s, u, f]));
+  assert.deepEqual(
+    history.json.messages.map((m) => [m.seq, m.user, m.from]),
+    seen.map(([s, u, f]) => [s, u, f]),
+  );
   assertExact(honest, { messages: ["from a token", "from the backend", "batched by a token"].map(textOf) }, "honest member");
   stillOpen(honest, "the honest member");
   await honest.close();
@@ -306,8 +339,11 @@ test("HTTP API flood: over the rate 429 with Retry-After and a JSON body; member
   const room = roomName("http-flood");
   const honest = await connect(tight, room, { cid: "honest", user: "honest" });
   const sent = 40;
-  const answers = await Promise.all(Array.from({ length: sent }, (_, i) =>
-    api(tight, "POST", messagesPath(room), { data: { i }, id: `f${i}` }).then((res) => ({ i, res }))));
+  const answers = await Promise.all(
+    Array.from({ length: sent }, (_, i) =>
+      api(tight, "POST", messagesPath(room), { data: { i }, id: `f${i}` }).then((res) => ({ i, res })),
+    ),
+  );
   const accepted = new Map(); // seq -> data
   let limited = 0;
   for (const { i, res } of answers) {
@@ -324,14 +360,21 @@ test("HTTP API flood: over the rate 429 with Retry-After and a JSON body; member
   assert.ok(accepted.size >= HTTP_BURST, `the burst is served: ${accepted.size} accepted`);
   // the limit lifts again with time
   let later;
-  await until(async () => {
-    later = await api(tight, "POST", messagesPath(room), { data: "later" });
-    return later.status === 200;
-  }, { timeoutMs: 10_000, intervalMs: 300, what: "the rate to allow a publish again" });
+  await until(
+    async () => {
+      later = await api(tight, "POST", messagesPath(room), { data: "later" });
+      return later.status === 200;
+    },
+    { timeoutMs: 10_000, intervalMs: 300, what: "the rate to allow a publish again" },
+  );
   accepted.set(later.json.seq, "later");
   await until(() => honest.messages().length >= accepted.size, { what: "every accepted message" });
   const seqs = [...accepted.keys()].sort((a, b) => a - b);
-  assert.deepEqual(seqs, Array.from({ length: accepted.size }, (_, n) => n + 1), "accepted seqs are contiguous");
+  assert.deepEqual(
+    seqs,
+    Array.from({ length: accepted.size }, (_, n) => n + 1),
+    "accepted seqs are contiguous",
+  );
   assertExact(honest, { messages: seqs.map((s) => textOf(accepted.get(s))) }, "honest member");
   assert.equal((await api(tight, "GET", `/rooms/${room}/stats`)).json.seq, accepted.size, "refused publishes were not stored");
   stillOpen(honest, "the honest member");
@@ -426,7 +469,9 @@ test("MAX_CONNECTIONS_PER_USER: one user's extra socket is closed with 4410; oth
   await Promise.all([honest, carol, ...hogs].map((c) => c.close()));
 });
 
-test("a user churning connections sends others at most about PRESENCE_RATE_PER_SEC presence frames; the view converges", { timeout: 90_000 }, async () => {
+test("a user churning connections sends others at most about PRESENCE_RATE_PER_SEC presence frames; the view converges", {
+  timeout: 90_000,
+}, async () => {
   const room = roomName("presence-churn");
   const watcher = await connect(edge, room, { cid: "watcher", user: "watcher" });
   const start = Date.now();
@@ -445,7 +490,10 @@ test("a user churning connections sends others at most about PRESENCE_RATE_PER_S
   const frames = churnerFrames().length;
   // burst (at most 10) plus the rate over the time taken, with a little slack for timing
   const allowed = 10 + PRESENCE_RATE * elapsed + 2;
-  assert.ok(frames <= allowed, `${frames} presence frames about one churning user in ${elapsed.toFixed(1)} s (allowed ${allowed.toFixed(1)})`);
+  assert.ok(
+    frames <= allowed,
+    `${frames} presence frames about one churning user in ${elapsed.toFixed(1)} s (allowed ${allowed.toFixed(1)})`,
+  );
   assert.deepEqual(churnerFrames().at(-1).member, { user: "churner", connections: 1 }, "the final view is the truth");
   await anchor.publish("a", "from the anchor");
   await watcher.next((f) => f.type === "message" && f.data === "from the anchor");
@@ -484,8 +532,10 @@ test("direct without the presence right: the answer is the same for online and o
   const bob = await connect(edge, room, { cid: "bob-tab", user: "bob" });
   const snoop = await connect(edge, room, { cid: "snoop" }, { token: token("snoop", { [room]: ["subscribe", "publish"] }) });
   const targets = [
-    ["online-user", { user: "bob" }], ["offline-user", { user: "ghost" }],
-    ["online-cid", { clientId: "bob-tab" }], ["offline-cid", { clientId: "nobody" }],
+    ["online-user", { user: "bob" }],
+    ["offline-user", { user: "ghost" }],
+    ["online-cid", { clientId: "bob-tab" }],
+    ["offline-cid", { clientId: "nobody" }],
   ];
   for (const [id, to] of targets) {
     snoop.send({ type: "direct", id, to, data: id });
@@ -520,7 +570,9 @@ test("HTTP batch items written as arrays get a 400 JSON error and store nothing"
 
 // --- 7. Token lifetime and removal by the backend -----------------------------------------------
 
-test("token lifetime: an expired token's connection is closed with 4002; a refreshed one stays; another user's token does not refresh", { timeout: 60_000 }, async () => {
+test("token lifetime: an expired token's connection is closed with 4002; a refreshed one stays; another user's token does not refresh", {
+  timeout: 60_000,
+}, async () => {
   const room = roomName("expiry");
   const honest = await connect(edge, room, { cid: "honest", user: "honest" });
   const now = Date.now();

@@ -35,10 +35,16 @@ before(async () => {
     req.on("end", () => {
       const body = Buffer.concat(chunks).toString("utf8");
       let events = [];
-      try { events = JSON.parse(body).events; } catch { /* recorded as is; the test fails on it */ }
+      try {
+        events = JSON.parse(body).events;
+      } catch {
+        /* recorded as is; the test fails on it */
+      }
       if (events.some((e) => holding.has(e.room))) {
         const h = { rooms: new Set(events.map((e) => e.room)), closed: false, res };
-        res.on("close", () => { h.closed = true; });
+        res.on("close", () => {
+          h.closed = true;
+        });
         held.push(h);
         return;
       }
@@ -66,7 +72,11 @@ after(async () => {
 });
 
 /** The events of `room` the receiver acknowledged, in the order it got them. */
-const delivered = (room) => requests.filter((r) => r.status < 300).flatMap((r) => r.events).filter((e) => e.room === room);
+const delivered = (room) =>
+  requests
+    .filter((r) => r.status < 300)
+    .flatMap((r) => r.events)
+    .filter((e) => e.room === room);
 const attempted = (room) => requests.flatMap((r) => r.events).filter((e) => e.room === room);
 const stats = async (room) => (await api(edge, "GET", `/rooms/${room}/stats`)).json.webhook;
 
@@ -95,17 +105,27 @@ test("a WS publish, an HTTP publish, joins, leaves and occupancy arrive signed, 
   assert.equal(http.status, 200);
   const ackedAt = Date.now();
   // Delivery starts at once (the alarm is set for now), not at the next heartbeat sweep (30 s).
-  const carrying = await until(() => requests.find((r) => r.events.some((e) => e.room === room && e.messageId === "h1")), { what: "h1's event" });
+  const carrying = await until(() => requests.find((r) => r.events.some((e) => e.room === room && e.messageId === "h1")), {
+    what: "h1's event",
+  });
   assert.ok(carrying.at - ackedAt < 3000, `h1's event arrived ${carrying.at - ackedAt} ms after its ack`);
   await alice.close();
   await bob.close();
   await until(() => delivered(room).some((e) => e.type === "room.vacated"), { what: "room.vacated", timeoutMs: 15_000 });
   const events = delivered(room);
-  assert.deepEqual(events.map((e) => [e.type, e.user ?? ""]), [
-    ["room.occupied", ""], ["presence.joined", "alice"], ["presence.joined", "bob"],
-    ["message.published", "alice"], ["message.published", ":api"],
-    ["presence.left", "alice"], ["presence.left", "bob"], ["room.vacated", ""],
-  ]);
+  assert.deepEqual(
+    events.map((e) => [e.type, e.user ?? ""]),
+    [
+      ["room.occupied", ""],
+      ["presence.joined", "alice"],
+      ["presence.joined", "bob"],
+      ["message.published", "alice"],
+      ["message.published", ":api"],
+      ["presence.left", "alice"],
+      ["presence.left", "bob"],
+      ["room.vacated", ""],
+    ],
+  );
   const [occupied, joined, , ws, api_] = events;
   assert.deepEqual(Object.keys(occupied), ["id", "type", "room", "ts"]);
   assert.deepEqual(joined.meta, { device: "phone" });
@@ -118,7 +138,10 @@ test("a WS publish, an HTTP publish, joins, leaves and occupancy arrive signed, 
   assert.ok(rows.every(Boolean), JSON.stringify(events.map((e) => e.id)));
   assert.equal(new Set(rows.map((m) => m[1])).size, 1, "one key per room");
   const numbers = rows.map((m) => Number(m[2]));
-  assert.deepEqual(numbers, [...numbers].sort((a, b) => a - b));
+  assert.deepEqual(
+    numbers,
+    [...numbers].sort((a, b) => a - b),
+  );
   assert.equal(new Set(numbers).size, numbers.length);
   for (const r of requests.filter((r) => r.events.some((e) => e.room === room))) verify(r);
   const s = await stats(room);
@@ -131,7 +154,13 @@ test("a receiver answering 500 gets the same events again, with the same ids, on
   failing.add(room);
   const c = await Client.connect(edge, room, { cid: "c1", user: "carol" });
   const { events: first } = await until(() => requests.find((r) => r.events.some((e) => e.room === room)), { what: "a first attempt" });
-  const failed = await until(async () => { const s = await stats(room); return s.failures >= 1 && s; }, { what: "a failure in stats" });
+  const failed = await until(
+    async () => {
+      const s = await stats(room);
+      return s.failures >= 1 && s;
+    },
+    { what: "a failure in stats" },
+  );
   assert.equal(failed.lastError, "HTTP 500");
   assert.ok(failed.pending >= 2);
   assert.ok(!JSON.stringify(failed).includes("127.0.0.1"), "stats never show the URL");
@@ -149,8 +178,13 @@ test("events older than WEBHOOK_MAX_AGE_SECONDS become dead letters; requeue del
   const c = await Client.connect(edge, room, { cid: "d1", user: "dave" });
   await c.close();
   // occupied, joined, left, vacated: all four end up dead while the receiver fails.
-  const dead = await until(async () => { const s = await stats(room); return s.deadLetters === 4 && s.pending === 0 && s; },
-    { what: "4 dead letters", timeoutMs: 40_000, intervalMs: 250 });
+  const dead = await until(
+    async () => {
+      const s = await stats(room);
+      return s.deadLetters === 4 && s.pending === 0 && s;
+    },
+    { what: "4 dead letters", timeoutMs: 40_000, intervalMs: 250 },
+  );
   assert.equal(dead.enabled, true);
   const tried = attempted(room);
   assert.equal(delivered(room).length, 0);
@@ -191,7 +225,15 @@ test("DELETE history starts a new epoch: sockets close with 4013 and a resuming 
   assert.equal((await back.publish("p3", 3)).seq, 1, "seq starts again");
   await until(() => delivered(room).filter((e) => e.type === "message.published").length === 3, { what: "the messages' events" });
   const published = delivered(room).filter((e) => e.type === "message.published");
-  assert.deepEqual(published.map((e) => [e.epoch, e.seq]), [[old, 1], [old, 2], [reset.json.epoch, 1]], "events from before the reset are kept");
+  assert.deepEqual(
+    published.map((e) => [e.epoch, e.seq]),
+    [
+      [old, 1],
+      [old, 2],
+      [reset.json.epoch, 1],
+    ],
+    "events from before the reset are kept",
+  );
   assert.ok(!delivered(room).some((e) => e.type === "presence.left"), "a reconnect within the grace period is no leave");
   await back.close();
 });
@@ -200,8 +242,15 @@ test("the SDK reconnects after 4013 and reports the reset as a gap with reason e
   if (typeof WebSocket === "undefined") throw new Error("run node with --experimental-websocket (Node 20) for the SDK's WebSocket");
   const { connect } = await import("../../sdk/dist/index.js");
   const room = roomName("hooks-sdk");
-  const r = connect({ url: edge.url, room, clientId: "s1", echo: true, minReconnectDelayMs: 100, maxReconnectDelayMs: 500,
-    token: async () => token("sam", { [room]: ALL_RIGHTS }) });
+  const r = connect({
+    url: edge.url,
+    room,
+    clientId: "s1",
+    echo: true,
+    minReconnectDelayMs: 100,
+    maxReconnectDelayMs: 500,
+    token: async () => token("sam", { [room]: ALL_RIGHTS }),
+  });
   const statuses = [];
   const gaps = [];
   r.on("status", (s) => statuses.push(s));
@@ -214,14 +263,19 @@ test("the SDK reconnects after 4013 and reports the reset as a gap with reason e
     assert.equal(reset.status, 200);
     await until(() => gaps.length > 0 && r.state === "open", { what: "a gap, then open again" });
     assert.deepEqual(gaps, [{ reason: "epoch", since: 2 }]);
-    assert.ok(statuses.some((s) => s.state === "reconnecting" && s.code === 4013 && s.reason === "room reset"), JSON.stringify(statuses));
+    assert.ok(
+      statuses.some((s) => s.state === "reconnecting" && s.code === 4013 && s.reason === "room reset"),
+      JSON.stringify(statuses),
+    );
     assert.equal(await r.publish({ n: 3 }), 1, "the new epoch starts at seq 1");
   } finally {
     r.close();
   }
 });
 
-test("a client leaving a hibernated room: members see it and presence.left follows its grace period, once", { timeout: 60_000 }, async () => {
+test("a client leaving a hibernated room: members see it and presence.left follows its grace period, once", {
+  timeout: 60_000,
+}, async () => {
   const room = roomName("hooks-hib");
   const alice = await Client.connect(edge, room, { cid: "h1", user: "alice" }, { pingEveryMs: 500 });
   const bob = await Client.connect(edge, room, { cid: "h2", user: "bob" }, { pingEveryMs: 500 });
@@ -239,15 +293,22 @@ test("a client leaving a hibernated room: members see it and presence.left follo
   const after = (await api(edge, "GET", `/rooms/${room}/stats`)).json;
   assert.ok(after.countersSince > before.countersSince, "the room was evicted before bob left");
   const left = delivered(room).filter((e) => e.type === "presence.left");
-  assert.deepEqual(left.map((e) => e.user), ["bob"]);
+  assert.deepEqual(
+    left.map((e) => e.user),
+    ["bob"],
+  );
   assert.ok(left[0].ts - closedAt >= GRACE_MS - 50, `left ${left[0].ts - closedAt} ms after the close`);
   await alice.close();
   await until(() => delivered(room).some((e) => e.type === "room.vacated"), { what: "room.vacated" });
-  assert.deepEqual(delivered(room).map((e) => `${e.type} ${e.user ?? ""}`.trim()),
-    ["room.occupied", "presence.joined alice", "presence.joined bob", "presence.left bob", "presence.left alice", "room.vacated"]);
+  assert.deepEqual(
+    delivered(room).map((e) => `${e.type} ${e.user ?? ""}`.trim()),
+    ["room.occupied", "presence.joined alice", "presence.joined bob", "presence.left bob", "presence.left alice", "room.vacated"],
+  );
 });
 
-test("a crash takes every socket: a user back within the grace period is no leave and join, one who is not is left once", { timeout: 120_000 }, async () => {
+test("a crash takes every socket: a user back within the grace period is no leave and join, one who is not is left once", {
+  timeout: 120_000,
+}, async () => {
   const persistDir = tempDir("hooks-crash");
   const room = roomName("hooks-crash");
   let crashing = await startEdge({ persistDir, vars });
@@ -265,8 +326,10 @@ test("a crash takes every socket: a user back within the grace period is no leav
     await until(() => delivered(room).some((e) => e.type === "presence.left"), { what: "bob's leave" });
     await alice.close();
     await until(() => delivered(room).some((e) => e.type === "room.vacated"), { what: "room.vacated" });
-    assert.deepEqual(delivered(room).map((e) => `${e.type} ${e.user ?? ""}`.trim()),
-      ["room.occupied", "presence.joined alice", "presence.joined bob", "presence.left bob", "presence.left alice", "room.vacated"]);
+    assert.deepEqual(
+      delivered(room).map((e) => `${e.type} ${e.user ?? ""}`.trim()),
+      ["room.occupied", "presence.joined alice", "presence.joined bob", "presence.left bob", "presence.left alice", "room.vacated"],
+    );
   } finally {
     await crashing.stop();
   }
@@ -276,8 +339,10 @@ test("real deliveries verify with the standardwebhooks library and roomcast/serv
   const room = roomName("hooks-verify");
   const c = await Client.connect(edge, room, { cid: "v1", user: "vera" });
   await c.publish("v-1", { text: "verify me" });
-  const request = await until(() => requests.find((r) => r.status < 300 && r.events.some((e) => e.room === room && e.type === "message.published")),
-    { what: "a delivery carrying the message" });
+  const request = await until(
+    () => requests.find((r) => r.status < 300 && r.events.some((e) => e.room === room && e.type === "message.published")),
+    { what: "a delivery carrying the message" },
+  );
   await c.close();
   const library = new Webhook(SECRET);
   assert.deepEqual(library.verify(request.body, request.headers), JSON.parse(request.body));
@@ -306,8 +371,13 @@ test("roomcast/server's requeueWebhooks and deleteHistory against the edge", asy
   const c = await Client.connect(edge, room, { cid: "s1", user: "sam" });
   await c.publish("s-1", 1);
   await c.close();
-  await until(async () => { const s = (await rc.stats(room)).webhook; return s.deadLetters >= 5 && s.pending === 0; },
-    { what: "dead letters in stats().webhook", timeoutMs: 40_000, intervalMs: 250 });
+  await until(
+    async () => {
+      const s = (await rc.stats(room)).webhook;
+      return s.deadLetters >= 5 && s.pending === 0;
+    },
+    { what: "dead letters in stats().webhook", timeoutMs: 40_000, intervalMs: 250 },
+  );
   failing.delete(room);
   const { requeued } = await rc.requeueWebhooks(room);
   assert.equal(requeued, 5, "occupied, joined, published, left, vacated");
@@ -325,7 +395,9 @@ test("roomcast/server's requeueWebhooks and deleteHistory against the edge", asy
   await assert.rejects(asUser.requeueWebhooks(room), { status: 403 });
 });
 
-test("a room started by its alarm after a restart (no request names it) still delivers, and records what it does", { timeout: 120_000 }, async () => {
+test("a room started by its alarm after a restart (no request names it) still delivers, and records what it does", {
+  timeout: 120_000,
+}, async () => {
   const persistDir = tempDir("hooks-alarm");
   let own = await startEdge({ persistDir, vars });
   const port = own.port;
@@ -341,11 +413,16 @@ test("a room started by its alarm after a restart (no request names it) still de
     failing.delete(room);
     own = await startEdge({ persistDir, vars, port });
     // Nothing calls the room now: only its alarm can start it, and that event carries no name.
-    await until(() => delivered(room).some((e) => e.messageId === "one"), { what: "a delivery by the alarm-started room", timeoutMs: 30_000 });
+    await until(() => delivered(room).some((e) => e.messageId === "one"), {
+      what: "a delivery by the alarm-started room",
+      timeoutMs: 30_000,
+    });
     // The same instance records the events of what it does next.
     assert.equal((await api(own, "POST", `/rooms/${room}/messages`, { data: 2, id: "two" })).status, 200);
     await until(() => delivered(room).some((e) => e.messageId === "two"), { what: "the event of a publish to that instance" });
-    const published = delivered(room).filter((e) => e.type === "message.published").map((e) => e.seq);
+    const published = delivered(room)
+      .filter((e) => e.type === "message.published")
+      .map((e) => e.seq);
     assert.deepEqual([...new Set(published)], [1, 2]);
   } finally {
     failing.delete(room);
@@ -371,10 +448,17 @@ test("a webhook POST in flight does not hold back the room's other timers: a gra
     await a.close();
     // Once answered, the room delivers every event of the room, in order.
     await until(() => delivered(room).some((e) => e.type === "room.vacated"), { what: "the room's events", timeoutMs: 20_000 });
-    assert.deepEqual(delivered(room).map((e) => [e.type, e.user ?? ""]), [
-      ["room.occupied", ""], ["presence.joined", "hana"], ["presence.joined", "hugo"],
-      ["presence.left", "hugo"], ["presence.left", "hana"], ["room.vacated", ""],
-    ]);
+    assert.deepEqual(
+      delivered(room).map((e) => [e.type, e.user ?? ""]),
+      [
+        ["room.occupied", ""],
+        ["presence.joined", "hana"],
+        ["presence.joined", "hugo"],
+        ["presence.left", "hugo"],
+        ["presence.left", "hana"],
+        ["room.vacated", ""],
+      ],
+    );
   } finally {
     holding.delete(room);
   }

@@ -15,7 +15,11 @@ test("the fault receiver refuses a tampered body, a wrong key and an old timesta
   const post = async (body, { key = Buffer.from(secret.slice(6), "base64"), ts = Math.floor(Date.now() / 1000), signed = body } = {}) => {
     const id = "batch_evt_0123456789abcdef_1_1";
     const sig = createHmac("sha256", key).update(`${id}.${ts}.${signed}`).digest("base64");
-    const res = await fetch(rx.url, { method: "POST", body, headers: { "content-type": "application/json", "webhook-id": id, "webhook-timestamp": String(ts), "webhook-signature": `v1,${sig}` } });
+    const res = await fetch(rx.url, {
+      method: "POST",
+      body,
+      headers: { "content-type": "application/json", "webhook-id": id, "webhook-timestamp": String(ts), "webhook-signature": `v1,${sig}` },
+    });
     return res.status;
   };
   const body = JSON.stringify({ events: [{ id: "evt_0123456789abcdef_1", type: "room.occupied", room: "r", ts: Date.now() }] });
@@ -30,10 +34,21 @@ test("the fault receiver refuses a tampered body, a wrong key and an old timesta
   }
 });
 
-test("webhook chaos (short): every stored message and presence change reaches a failing receiver, in order, none invented", { timeout: 240_000 }, async () => {
+test("webhook chaos (short): every stored message and presence change reaches a failing receiver, in order, none invented", {
+  timeout: 240_000,
+}, async () => {
   const r = await webhookChaos({
-    clients: 6, rooms: 2, churners: 4, messages: 400, restarts: 2, seed: 5, durationMs: 14_000,
-    graceMs: 800, timeoutMs: 1500, maxFailuresInRow: 3, drainTimeoutMs: 60_000,
+    clients: 6,
+    rooms: 2,
+    churners: 4,
+    messages: 400,
+    restarts: 2,
+    seed: 5,
+    durationMs: 14_000,
+    graceMs: 800,
+    timeoutMs: 1500,
+    maxFailuresInRow: 3,
+    drainTimeoutMs: 60_000,
   });
   console.log(JSON.stringify({ ...r, problems: r.problems.slice(0, 10) }));
   assert.deepEqual(r.problems, []);

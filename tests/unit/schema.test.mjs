@@ -5,7 +5,7 @@
 // server or browser needed: `node --test tests/unit/`.
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
-import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { register } from "node:module";
 import { dirname, join } from "node:path";
 import { test } from "node:test";
@@ -38,13 +38,24 @@ function assertInvalid(direction, frame, what) {
 }
 
 test("the schema compiles in strict mode and names every frame type", () => {
-  const types = (def) => schema.$defs[def].oneOf.map((r) => {
-    const d = schema.$defs[r.$ref.split("/").pop()];
-    return d.properties?.type?.const ?? d.oneOf[0].properties.type.const;
-  });
+  const types = (def) =>
+    schema.$defs[def].oneOf.map((r) => {
+      const d = schema.$defs[r.$ref.split("/").pop()];
+      return d.properties?.type?.const ?? d.oneOf[0].properties.type.const;
+    });
   assert.deepEqual(types("clientFrame").sort(), ["broadcast", "direct", "history", "ping", "presence", "publish", "refresh"]);
-  assert.deepEqual(types("serverFrame").sort(),
-    ["ack", "broadcast", "direct", "error", "history", "message", "pong", "presence", "refreshed", "welcome"]);
+  assert.deepEqual(types("serverFrame").sort(), [
+    "ack",
+    "broadcast",
+    "direct",
+    "error",
+    "history",
+    "message",
+    "pong",
+    "presence",
+    "refreshed",
+    "welcome",
+  ]);
 });
 
 test("every golden frame validates against the schema", () => {
@@ -54,9 +65,25 @@ test("every golden frame validates against the schema", () => {
     assertValid(g.direction, g.text, g.name);
     seen.add(`${g.direction} ${JSON.parse(g.text).type}`);
   }
-  for (const needed of ["client publish", "client direct", "client ping", "client refresh", "client history", "client broadcast",
-    "client presence", "server welcome", "server message", "server ack", "server error", "server direct", "server presence",
-    "server pong", "server refreshed", "server history", "server broadcast"]) {
+  for (const needed of [
+    "client publish",
+    "client direct",
+    "client ping",
+    "client refresh",
+    "client history",
+    "client broadcast",
+    "client presence",
+    "server welcome",
+    "server message",
+    "server ack",
+    "server error",
+    "server direct",
+    "server presence",
+    "server pong",
+    "server refreshed",
+    "server history",
+    "server broadcast",
+  ]) {
     assert.ok(seen.has(needed), `no golden frame for ${needed}`);
   }
 });
@@ -82,7 +109,11 @@ test("the schema refuses frames that break the protocol", () => {
   assertInvalid("client", { type: "history", limit: 3 }, "a history request without id");
   assertInvalid("client", { type: "broadcast", id: "b" }, "a broadcast without data");
   assertInvalid("client", { type: "presence", id: "p", meta: [1] }, "a presence change whose meta is not an object");
-  assertInvalid("server", { type: "history", id: "h", messages: [{ type: "message", seq: 1 }], more: false }, "a history page with a bad message");
+  assertInvalid(
+    "server",
+    { type: "history", id: "h", messages: [{ type: "message", seq: 1 }], more: false },
+    "a history page with a bad message",
+  );
   assertInvalid("server", { type: "history", id: "h", messages: [] }, "a history page without more");
   assertInvalid("server", { ...welcome, rewind: {} }, "a rewind without replayed");
   assertInvalid("client", { type: "dance" }, "an unknown client frame type");
@@ -111,7 +142,20 @@ test("the frame examples in docs/PROTOCOL.md validate", () => {
     const inline = [...text.matchAll(/`(\{"type":[^`]*\})`/g)].map((m) => m[1]);
     for (const block of blocks) {
       let frames;
-      try { frames = [JSON.parse(block)]; } catch { frames = block.split("\n").filter(Boolean).map((l) => { try { return JSON.parse(l); } catch { return undefined; } }); }
+      try {
+        frames = [JSON.parse(block)];
+      } catch {
+        frames = block
+          .split("\n")
+          .filter(Boolean)
+          .map((l) => {
+            try {
+              return JSON.parse(l);
+            } catch {
+              return undefined;
+            }
+          });
+      }
       for (const f of frames.filter((f) => typeof f?.type === "string")) {
         assertValid(direction, JSON.stringify(f), "docs/PROTOCOL.md example");
         checked++;
@@ -121,7 +165,11 @@ test("the frame examples in docs/PROTOCOL.md validate", () => {
     // (Quotes with placeholders, such as <ms> or …, are not JSON and are skipped.)
     for (const quoted of inline) {
       let f;
-      try { f = JSON.parse(quoted); } catch { continue; }
+      try {
+        f = JSON.parse(quoted);
+      } catch {
+        continue;
+      }
       assert.ok(validators.any(f), `docs/PROTOCOL.md quotes ${quoted}\n${ajv.errorsText(validators.any.errors)}`);
       checked++;
     }
@@ -136,8 +184,13 @@ class FakeWs extends EventEmitter {
   static OPEN = 1;
   readyState = 1;
   sent = [];
-  send(text) { this.sent.push(text); }
-  close() { this.readyState = 3; this.emit("close", 1000, Buffer.from("")); }
+  send(text) {
+    this.sent.push(text);
+  }
+  close() {
+    this.readyState = 3;
+    this.emit("close", 1000, Buffer.from(""));
+  }
 }
 
 test("frames the test harness's Client sends validate, and it reads coalesced golden frames", async () => {
@@ -146,7 +199,10 @@ test("frames the test harness's Client sends validate, and it reads coalesced go
   // Every golden server frame in one coalesced message, as the room may send them.
   const server = golden.filter((g) => g.direction === "server");
   ws.emit("message", Buffer.from(server.map((g) => g.text).join("\n")));
-  assert.deepEqual(client.frames, server.map((g) => JSON.parse(g.text)));
+  assert.deepEqual(
+    client.frames,
+    server.map((g) => JSON.parse(g.text)),
+  );
 
   await client.close();
 
@@ -202,13 +258,17 @@ class FakeWebSocket {
     this.protocols = protocols;
     FakeWebSocket.instances.push(this);
   }
-  send(text) { this.sent.push(text); }
+  send(text) {
+    this.sent.push(text);
+  }
   close(code = 1000, reason = "") {
     this.readyState = 3;
     this.onclose?.({ code, reason });
   }
   /** A message from the server. */
-  receive(text) { this.onmessage?.({ data: text }); }
+  receive(text) {
+    this.onmessage?.({ data: text });
+  }
 }
 
 const until = async (cond, what, ms = 5_000) => {
@@ -224,14 +284,17 @@ test("frames the SDK sends (wasm client machine and JS host) validate", async (t
   if (stale) return t.skip(stale);
   // host.js imports the gzipped wasm as bytes (esbuild's binary loader in the build); Node gets the
   // same bytes through a load hook.
-  register(`data:text/javascript,${encodeURIComponent(`
+  register(
+    `data:text/javascript,${encodeURIComponent(`
     import { readFileSync } from "node:fs";
     export async function load(url, context, next) {
       if (!url.endsWith(".wasm.gz")) return next(url, context);
       const b64 = readFileSync(new URL(url)).toString("base64");
       return { format: "module", shortCircuit: true,
         source: "export default Uint8Array.from(atob(" + JSON.stringify(b64) + "), (c) => c.charCodeAt(0));" };
-    }`)}`, import.meta.url);
+    }`)}`,
+    import.meta.url,
+  );
   const saved = globalThis.WebSocket;
   globalThis.WebSocket = FakeWebSocket;
   let room;
@@ -239,8 +302,14 @@ test("frames the SDK sends (wasm client machine and JS host) validate", async (t
     const { connect } = await import(pathToFileURL(join(ROOT, "sdk/js/index.js")).href);
     const refreshGolden = golden.find((g) => g.source?.fn === "sdk/js/host.js ws_refresh");
     // The WebSocket both as the option (the SDK's injection point) and as the global (older hosts).
-    room = connect({ url: "http://127.0.0.1:9", room: "chat", token: async () => refreshGolden.source.token, pingIntervalMs: 30, seed: 7,
-      WebSocket: FakeWebSocket });
+    room = connect({
+      url: "http://127.0.0.1:9",
+      room: "chat",
+      token: async () => refreshGolden.source.token,
+      pingIntervalMs: 30,
+      seed: 7,
+      WebSocket: FakeWebSocket,
+    });
     await until(() => FakeWebSocket.instances.length === 1, "the SDK to open a socket");
     const ws = FakeWebSocket.instances[0];
     assert.ok(ws.protocols.includes("roomcast.v1"), "the SDK offers roomcast.v1");
@@ -257,9 +326,20 @@ test("frames the SDK sends (wasm client machine and JS host) validate", async (t
     for (const text of ws.sent) assertValid("client", text, "an SDK frame");
     const publish = frames.find((f) => f.type === "publish");
     assert.deepEqual(publish.data, { text: "hello" });
-    assert.match(ws.sent.find((s) => s.includes('"publish"')), /^\{"type":"publish","id":"[^"]+",/, "type and id first (too_large can name the id)");
-    assert.equal(ws.sent.find((s) => s.includes('"refresh"')), refreshGolden.text, "the refresh frame is the golden one");
-    assert.deepEqual(frames.filter((f) => f.type === "direct").map((f) => f.to), [{ user: "bob" }, { clientId: "tab-2" }]);
+    assert.match(
+      ws.sent.find((s) => s.includes('"publish"')),
+      /^\{"type":"publish","id":"[^"]+",/,
+      "type and id first (too_large can name the id)",
+    );
+    assert.equal(
+      ws.sent.find((s) => s.includes('"refresh"')),
+      refreshGolden.text,
+      "the refresh frame is the golden one",
+    );
+    assert.deepEqual(
+      frames.filter((f) => f.type === "direct").map((f) => f.to),
+      [{ user: "bob" }, { clientId: "tab-2" }],
+    );
     // Settle the promises with golden-shaped answers.
     ws.receive(`{"type":"ack","id":"${publish.id}","seq":1}`);
     for (const f of frames.filter((f) => f.type === "direct")) ws.receive(`{"type":"ack","id":"${f.id}","delivered":1}`);
