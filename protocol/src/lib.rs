@@ -24,6 +24,8 @@ pub mod compact;
 #[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "server")]
+pub mod feed;
+#[cfg(feature = "server")]
 pub mod frame;
 #[cfg(feature = "server")]
 pub mod gate;
