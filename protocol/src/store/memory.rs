@@ -4,18 +4,31 @@
 use super::{OutboxCounts, OutboxRow, PendingLeave, RoomMeta, Store, StoreError, StoredMessage, WebhookState};
 use std::collections::BTreeMap;
 
-/// The first `limit` messages, stopping once the `data` bytes before one reach `max_bytes`.
+/// The first `limit` messages, stopping once the `data` bytes before one reach `max_bytes` (the
+/// first always comes).
 fn within<'a>(messages: impl Iterator<Item = &'a StoredMessage>, limit: usize, max_bytes: usize) -> Vec<StoredMessage> {
-    let mut bytes = 0usize;
-    messages
-        .take(limit)
-        .take_while(|m| {
-            let fits = bytes < max_bytes;
-            bytes = bytes.saturating_add(m.data.len());
-            fits
-        })
-        .cloned()
-        .collect()
+    let mut fits = Fits::new(max_bytes);
+    messages.take(limit).take_while(|m| fits.next(m.data.len())).cloned().collect()
+}
+
+/// Counts the bytes of what a page holds so far: the next item fits if none came yet, or if
+/// the bytes before it are below the cap.
+struct Fits {
+    bytes: usize,
+    first: bool,
+    max: usize,
+}
+
+impl Fits {
+    fn new(max: usize) -> Fits {
+        Fits { bytes: 0, first: true, max }
+    }
+
+    fn next(&mut self, len: usize) -> bool {
+        let fits = std::mem::take(&mut self.first) || self.bytes < self.max;
+        self.bytes = self.bytes.saturating_add(len);
+        fits
+    }
 }
 
 /// An in-memory [`Store`], for tests and simulations. It can be told to fail, to test that a
@@ -53,11 +66,22 @@ impl Store for MemoryStore {
     }
     fn create(&mut self, meta: &RoomMeta) -> Result<(), StoreError> {
         self.writable()?;
+        if self.meta.is_some() {
+            return Err(StoreError("the room was already created".into()));
+        }
         self.meta = Some(meta.clone());
         Ok(())
     }
     fn append(&mut self, message: &StoredMessage) -> Result<(), StoreError> {
         self.writable()?;
+        if self.messages.contains_key(&message.seq) {
+            return Err(StoreError(format!("seq {} is taken", message.seq)));
+        }
+        if let Some(id) = &message.id {
+            if self.find(&message.user, &message.from, id)?.is_some() {
+                return Err(StoreError("a message with this (user, origin, id) is in history".into()));
+            }
+        }
         self.messages.insert(message.seq, message.clone());
         Ok(())
     }
@@ -132,17 +156,13 @@ impl Store for MemoryStore {
         Ok(())
     }
     fn outbox_take(&mut self, limit: usize, max_bytes: usize) -> Result<Vec<OutboxRow>, StoreError> {
-        let mut bytes = 0usize;
+        let mut fits = Fits::new(max_bytes);
         Ok(self
             .outbox
             .iter()
             .filter(|(_, (_, _, dead))| !dead)
             .take(limit)
-            .take_while(|(_, (_, body, _))| {
-                let fits = bytes < max_bytes;
-                bytes = bytes.saturating_add(body.len());
-                fits
-            })
+            .take_while(|(_, (_, body, _))| fits.next(body.len()))
             .map(|(n, (ts, body, _))| OutboxRow { n: *n, ts: *ts, body: body.clone() })
             .collect())
     }
@@ -227,4 +247,12 @@ impl MemoryStore {
     pub fn outbox_rows(&self) -> Vec<(u64, String, bool)> {
         self.outbox.iter().map(|(n, (_, body, dead))| (*n, body.clone(), *dead)).collect()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::conformance_tests;
+
+    conformance_tests!(MemoryStore::default());
 }

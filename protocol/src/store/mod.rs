@@ -8,15 +8,25 @@
 //! imports neither (only [`crate::compact`]).
 //!
 //! - [`memory`]: [`MemoryStore`], in memory, for tests and simulations.
+//! - [`sql`]: the store on SQLite, generic over a small executor port; the Worker runs it on the
+//!   Durable Object's SQL storage.
+//! - `conformance.rs` (tests): the contract every store passes, run on both, and a property test
+//!   that gives both the same random calls and compares every answer.
+//!
+//! Integers (seqs, times, counts) come back exactly up to 2^53 − 1, what a JavaScript number
+//! holds; a store may saturate larger ones, never wrap them.
 
+#[cfg(test)]
+pub(crate) mod conformance;
 pub mod memory;
+pub mod sql;
 
 pub use memory::MemoryStore;
 
 use crate::compact::CompactJson;
 
 /// One message in the room's history.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
     pub seq: u64,
     pub ts: u64,
@@ -83,9 +93,10 @@ pub struct StoreError(pub String);
 pub trait Store {
     /// The room's epoch and last seq, if the room was ever created.
     fn meta(&mut self) -> Result<Option<RoomMeta>, StoreError>;
-    /// Records a new room's epoch (its seq starts at 0).
+    /// Records a new room's epoch and seq. Fails, changing nothing, if the room was created.
     fn create(&mut self, meta: &RoomMeta) -> Result<(), StoreError>;
-    /// Appends one message; its seq is one more than the last.
+    /// Appends one message (the room gives it the seq one more than the last). Fails, storing
+    /// nothing, if its seq is taken or a message with its (user, origin, id) is in history.
     fn append(&mut self, message: &StoredMessage) -> Result<(), StoreError>;
     /// The seq a message with this (user, origin, id) got, if it is still in history.
     fn find(&mut self, user: &str, from: &str, id: &str) -> Result<Option<u64>, StoreError>;
@@ -113,9 +124,12 @@ pub trait Store {
     /// How many messages history holds.
     fn count(&mut self) -> Result<u64, StoreError>;
     /// Deletes messages with seq at most `through_seq` or timestamp below `before_ts`, after
-    /// recording `last_seq` so that the room's seq survives even an emptied history.
+    /// raising the recorded seq to `last_seq` (never lowering it) so that the room's seq survives
+    /// even an emptied history. Records nothing for a room never created.
     fn trim(&mut self, through_seq: u64, before_ts: u64, last_seq: u64) -> Result<(), StoreError>;
+    /// Every pending leave, in user order.
     fn pending_leaves(&mut self) -> Result<Vec<PendingLeave>, StoreError>;
+    /// Records a user's pending leave, replacing theirs if any.
     fn put_pending_leave(&mut self, leave: &PendingLeave) -> Result<(), StoreError>;
     fn delete_pending_leave(&mut self, user: &str) -> Result<(), StoreError>;
     /// The user a client id is bound to in this room, and when the binding was last refreshed.
@@ -124,7 +138,7 @@ pub trait Store {
     fn bind_client(&mut self, cid: &str, user: &str, now: u64) -> Result<(), StoreError>;
     /// Forgets bindings last refreshed before `before`.
     fn forget_clients(&mut self, before: u64) -> Result<(), StoreError>;
-    /// Refuses `user`'s connections until `until` (ms).
+    /// Refuses `user`'s connections until `until` (ms), replacing any earlier ban of theirs.
     fn ban(&mut self, user: &str, until: u64) -> Result<(), StoreError>;
     fn banned_until(&mut self, user: &str) -> Result<Option<u64>, StoreError>;
     /// Forgets bans that ended by `now`.
@@ -139,7 +153,7 @@ pub trait Store {
     fn outbox_take(&mut self, limit: usize, max_bytes: usize) -> Result<Vec<OutboxRow>, StoreError>;
     /// Whether any event is pending.
     fn outbox_any_pending(&mut self) -> Result<bool, StoreError>;
-    /// Deletes exactly these rows (a delivered batch).
+    /// Deletes exactly these rows (a delivered batch), pending or dead; unknown ones are ignored.
     fn outbox_delete(&mut self, rows: &[u64]) -> Result<(), StoreError>;
     /// Makes pending events queued before `before_ts` dead letters; returns how many.
     fn outbox_mark_dead(&mut self, before_ts: u64) -> Result<u64, StoreError>;
@@ -150,12 +164,14 @@ pub trait Store {
     fn webhook_state(&mut self) -> Result<Option<WebhookState>, StoreError>;
     fn put_webhook_state(&mut self, state: &WebhookState) -> Result<(), StoreError>;
     /// The users the webhooks last reported present (joined and not yet left), with the meta
-    /// they joined with: after a restart that took their sockets, they are reported as left.
+    /// they joined with, in user order: after a restart that took their sockets, they are
+    /// reported as left.
     fn present_users(&mut self) -> Result<Vec<(String, Option<String>)>, StoreError>;
     fn put_present(&mut self, user: &str, meta: Option<&str>) -> Result<(), StoreError>;
     fn delete_present(&mut self, user: &str) -> Result<(), StoreError>;
 
     /// Deletes every stored message (and with them their idempotency records) and starts
-    /// `meta`'s epoch at its seq. Returns how many messages were deleted.
+    /// `meta`'s epoch at its seq (creating the room if need be); everything else is kept.
+    /// Returns how many messages were deleted.
     fn reset(&mut self, meta: &RoomMeta) -> Result<u64, StoreError>;
 }
