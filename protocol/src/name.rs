@@ -19,6 +19,9 @@ pub enum NameError {
     /// Normal: a character outside the documented set.
     #[error("{what} may only contain {allowed}")]
     BadChar { what: &'static str, allowed: &'static str },
+    /// Normal: a user-limited room name that breaks its rules.
+    #[error("{0}")]
+    Limited(&'static str),
 }
 
 fn check(value: &str, what: &'static str, max: usize, allowed: &'static str, ok: fn(u8) -> bool) -> Result<(), NameError> {
@@ -34,10 +37,67 @@ fn check(value: &str, what: &'static str, max: usize, allowed: &'static str, ok:
     Ok(())
 }
 
+/// Separates a user-limited room's name from the users it admits: `dm~alice,bob`.
+pub const USERS_MARK: char = '~';
+
 /// Room names: 1-128 bytes of `A-Z a-z 0-9 _ - . :` (the colon separates namespaces, as in
-/// `chat:lobby`, so that token rights can grant `chat:*`).
+/// `chat:lobby`, so that token rights can grant `chat:*`), or a **user-limited** name
+/// `<name>~<user>,<user>…` ([`limited_to`]).
 pub fn validate_room(name: &str) -> Result<(), NameError> {
-    check(name, "room name", ROOM_NAME_MAX, "A-Z a-z 0-9 _ - . :", |b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+    if name.len() > ROOM_NAME_MAX {
+        return Err(NameError::TooLong { what: "room name", max: ROOM_NAME_MAX });
+    }
+    let Some((base, users)) = name.split_once(USERS_MARK) else { return validate_room_base(name) };
+    validate_room_base(base)?;
+    let mut previous: Option<&str> = None;
+    for user in users.split(',') {
+        validate_user(user)?;
+        if is_reserved_user(user) {
+            return Err(NameError::Limited("a user-limited room lists only token users (not :… or anon:…)"));
+        }
+        if previous.is_some_and(|p| p >= user) {
+            return Err(NameError::Limited("a user-limited room lists its users once each, in ascending byte order (dm~alice,bob)"));
+        }
+        previous = Some(user);
+    }
+    Ok(())
+}
+
+fn validate_room_base(name: &str) -> Result<(), NameError> {
+    check(name, "room name", ROOM_NAME_MAX, "A-Z a-z 0-9 _ - . : (and one ~ before a user list)", |b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':')
+    })
+}
+
+/// Room patterns as tokens carry them: a room name, or a prefix of one before a final `*`
+/// (`chat:*`, `dm~*`, `*`).
+pub fn validate_pattern(pattern: &str) -> Result<(), NameError> {
+    match pattern.strip_suffix('*') {
+        None => validate_room(pattern),
+        Some("") => Ok(()),
+        // A prefix may stop right after the user mark, or inside the user list.
+        Some(prefix) => match prefix.strip_suffix(USERS_MARK).or_else(|| prefix.strip_suffix(',')) {
+            Some(base) => validate_room(base).or_else(|_| validate_room_base(base)),
+            None => validate_room(prefix),
+        },
+    }
+}
+
+/// The users a user-limited room admits (`dm~alice,bob` admits `alice` and `bob`), or `None` for
+/// a room open to every user the token's patterns grant it. Only the users listed may join or use
+/// such a room, whatever the token's patterns also allow; one pattern (`dm~*`) then covers every
+/// such room a user is listed in. Assumes a name [`validate_room`] accepted.
+pub fn limited_to(room: &str) -> Option<impl Iterator<Item = &str>> {
+    room.split_once(USERS_MARK).map(|(_, users)| users.split(','))
+}
+
+/// Whether `user` may use `room` by its name: every user for an ordinary room, the listed ones
+/// for a user-limited room.
+pub fn admits(room: &str, user: &str) -> bool {
+    match limited_to(room) {
+        Some(mut users) => users.any(|u| u == user),
+        None => true,
+    }
 }
 
 /// Client ids: 1-64 bytes of `A-Z a-z 0-9 _ -`.
@@ -72,6 +132,29 @@ mod tests {
         assert!(matches!(validate_room("é"), Err(NameError::BadChar { .. })));
         assert!(validate_room(&"a".repeat(ROOM_NAME_MAX)).is_ok());
         assert!(matches!(validate_room(&"a".repeat(ROOM_NAME_MAX + 1)), Err(NameError::TooLong { .. })));
+    }
+
+    #[test]
+    fn user_limited_rooms() {
+        assert!(validate_room("dm~alice,bob").is_ok());
+        assert!(validate_room("team:x~a@b.c,bob").is_ok());
+        assert!(validate_room("solo~alice").is_ok());
+        for bad in
+            ["dm~bob,alice", "dm~alice,alice", "dm~", "~alice", "dm~alice,", "dm~alice~bob", "dm~al ice", "dm~:api", "dm~anon:x", "dm,x"]
+        {
+            assert!(validate_room(bad).is_err(), "{bad}");
+        }
+        assert!(validate_room(&format!("dm~{}", "a".repeat(ROOM_NAME_MAX))).is_err());
+        assert!(admits("dm~alice,bob", "alice") && admits("dm~alice,bob", "bob"));
+        assert!(!admits("dm~alice,bob", "carol") && !admits("dm~alice,bob", "ali") && !admits("dm~alice,bob", "alice,bob"));
+        assert!(admits("chat:lobby", "anyone"));
+        assert_eq!(limited_to("dm~alice,bob").unwrap().collect::<Vec<_>>(), ["alice", "bob"]);
+        for pattern in ["dm~*", "*", "chat:*", "dm~alice,*", "dm~alice,bob", "dm~al*"] {
+            assert!(validate_pattern(pattern).is_ok(), "{pattern}");
+        }
+        for pattern in ["dm~~*", "d m*", "dm~bob,alice*"] {
+            assert!(validate_pattern(pattern).is_err(), "{pattern}");
+        }
     }
 
     #[test]

@@ -95,9 +95,14 @@ pub struct Claims {
 }
 
 impl Claims {
-    /// The union of the rights of every pattern that matches `room`.
+    /// The union of the rights of every pattern that matches `room`; none at all in a
+    /// user-limited room (`dm~alice,bob`) that does not list this token's user, whatever its
+    /// patterns say (`crate::name::limited_to`).
     pub fn rights_for(&self, room: &str) -> Rights {
         let mut rights = Rights::default();
+        if !crate::name::admits(room, &self.sub) {
+            return rights;
+        }
         for (pattern, granted) in &self.rooms {
             if pattern_matches(pattern, room) {
                 for r in granted {
@@ -294,6 +299,19 @@ mod tests {
         assert_eq!(c.rights_for("chatroom"), Rights::default(), "chat:* must not match chatroom");
         assert_eq!(c.rights_for("newsroom"), Rights::default());
         assert_eq!(c.rights_for("chat:"), Rights { subscribe: true, publish: true, presence: false });
+    }
+
+    #[test]
+    fn a_user_limited_room_grants_only_the_users_it_lists() {
+        let mut claims = claims();
+        claims.rooms.insert("dm~*".into(), vec![Right::Subscribe, Right::Publish]);
+        claims.rooms.insert("*".into(), vec![Right::Presence]);
+        let c = verify(&mint(&claims, SECRET).unwrap(), SECRET, NOW_MS).unwrap();
+        assert_eq!(c.rights_for("dm~alice,bob"), Rights { subscribe: true, publish: true, presence: true });
+        assert_eq!(c.rights_for("dm~bob,carol"), Rights::default(), "alice is not listed, whatever * grants");
+        claims.sub = "carol".into();
+        let c = verify(&mint(&claims, SECRET).unwrap(), SECRET, NOW_MS).unwrap();
+        assert_eq!(c.rights_for("dm~alice,bob"), Rights::default());
     }
 
     #[test]

@@ -4,7 +4,8 @@ import { Host } from "./host.js";
 
 const EVENTS = ["message", "presence", "status", "gap", "direct", "broadcast", "error"];
 /** Room names as the server takes them (protocol::name::validate_room). */
-const ROOM_NAME = /^[A-Za-z0-9_.:-]{1,128}$/;
+// A user-limited room (`dm~alice,bob`) lists user ids after a `~`; the server checks their order.
+const ROOM_NAME = /^(?=.{1,128}$)[A-Za-z0-9_.:-]+(~[A-Za-z0-9_.:@-]{1,64}(,[A-Za-z0-9_.:@-]{1,64})*)?$/;
 /** Client ids as the server takes them (protocol::name::validate_client_id). */
 const CLIENT_ID = /^[A-Za-z0-9_-]{1,64}$/;
 /**

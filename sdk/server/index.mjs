@@ -9,7 +9,8 @@
 
 const RIGHTS = new Set(["subscribe", "publish", "presence"]);
 const USER = /^[A-Za-z0-9_.:@-]{1,64}$/;
-const ROOM_NAME = /^[A-Za-z0-9_.:-]{1,128}$/;
+// A user-limited room (`dm~alice,bob`) lists user ids after a `~`; the server checks their order.
+const ROOM_NAME = /^(?=.{1,128}$)[A-Za-z0-9_.:-]+(~[A-Za-z0-9_.:@-]{1,64}(,[A-Za-z0-9_.:@-]{1,64})*)?$/;
 const META_MAX_BYTES = 1024;
 const DEFAULT_TIMEOUT_MS = 30_000;
 const DEFAULT_TOLERANCE_SECONDS = 300;

@@ -305,3 +305,26 @@ test("every 400 and 413 of the HTTP API is answered at the edge, without waking 
   assert.equal((await api(edge, "POST", `/rooms/${room}/kick`, { user: "bob", reason: "spam" })).status, 200);
   assert.notDeepEqual(storageFiles(), before, "an accepted request should have woken the room");
 });
+
+test("a user-limited room admits only the users its name lists, whatever the token's patterns grant", async () => {
+  const base = roomName("dm").replace(/[^A-Za-z0-9_.:-]/g, "");
+  const room = `${base}~alice,bob`;
+  const grant = { "*": ALL_RIGHTS };
+  const alice = await Client.connect(edge, room, { cid: "alice" }, { token: token("alice", grant) });
+  assert.equal(alice.welcome.user, "alice");
+  // carol's token grants every room, but the name does not list her: refused on the socket…
+  const carol = await attempt(edge, `/rooms/${room}/ws`, { protocols: bearerFor(token("carol", grant)) });
+  assert.equal(carol.status, 403, JSON.stringify(carol));
+  // …and on the HTTP API with her token; the backend's key may.
+  const published = await api(edge, "POST", `/rooms/${room}/messages`, { data: "hi" }, { key: token("carol", grant) });
+  assert.equal(published.status, 403, published.text);
+  assert.equal((await api(edge, "POST", `/rooms/${room}/messages`, { data: "from the backend" })).status, 200);
+  // bob, listed, is admitted with a pattern covering every dm room.
+  const bob = await Client.connect(edge, room, { cid: "bob" }, { token: token("bob", { [`${base}~*`]: ALL_RIGHTS }) });
+  assert.equal(bob.welcome.user, "bob");
+  // A name whose users are out of order is a bad name.
+  const unordered = await attempt(edge, `/rooms/${base}~bob,alice/ws`, { protocols: bearerFor(token("alice", grant)) });
+  assert.equal(unordered.status, 400);
+  alice.close();
+  bob.close();
+});

@@ -121,7 +121,8 @@ pub fn admit(
             (claims.sub, claims.meta, rights, Some(exp))
         }
         None => {
-            if !token::any_pattern_matches(config.anonymous_rooms, upgrade.room) {
+            // Anonymous users are never listed in a user-limited room.
+            if !token::any_pattern_matches(config.anonymous_rooms, upgrade.room) || name::limited_to(upgrade.room).is_some() {
                 return Err(Refusal::unauthorized("a token is required for this room"));
             }
             // Anonymous rooms: the user id is chosen freely but always carries the anon: prefix.

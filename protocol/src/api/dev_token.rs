@@ -49,10 +49,7 @@ pub fn dev_token(raw_query: &str, secret: &str, now_ms: u64) -> Result<DevToken,
     if name::is_reserved_user(&user) {
         return Err(Refusal::bad_request("user ids starting with ':' or 'anon:' are reserved"));
     }
-    let pattern = room.strip_suffix('*').unwrap_or(&room);
-    if !pattern.is_empty() {
-        name::validate_room(pattern).map_err(|e| Refusal::bad_request(format!("room pattern: {e}")))?;
-    }
+    name::validate_pattern(&room).map_err(|e| Refusal::bad_request(format!("room pattern: {e}")))?;
     let mut granted = Vec::new();
     for r in rights.as_deref().unwrap_or("subscribe,publish,presence").split(',') {
         granted.push(match r.trim() {
