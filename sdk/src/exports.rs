@@ -16,7 +16,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 use roomcast_protocol::client::backoff::Backoff;
-use roomcast_protocol::client::{abi, ClientConfig, QueueError, Resumed, Welcome};
+use roomcast_protocol::client::{abi, push_u64, Client, ClientConfig, QueueError, Resumed, Welcome};
 
 struct Table(RefCell<Vec<Conn>>);
 // SAFETY: wasm32-unknown-unknown without the atomics feature runs one thread.
@@ -116,11 +116,13 @@ pub extern "C" fn conn_free(id: u32) {
     drop(take_out(id));
 }
 
-/// The token function's result is ready (`ok`), or it failed. The host keeps the token: it
-/// connects with it and puts it in `refresh` frames.
+/// The token function's result is ready (`ok`, with the token as a JSON string), or it failed.
+/// The host keeps the token to connect with; the machine puts it in a `refresh` frame when it
+/// asked for one, and keeps nothing.
 #[no_mangle]
-pub extern "C" fn conn_token(id: u32, ok: u32) {
-    with(id, |c| c.client.handle_token(ok != 0, c.now()));
+pub unsafe extern "C" fn conn_token(id: u32, ok: u32, token: *mut u8, token_len: usize) {
+    let token = take(token, token_len);
+    with(id, |c| c.client.handle_token((ok != 0).then_some(&token), c.now()));
 }
 
 /// A `refreshed` frame: the room took the fresh token, which expires at `expires` (ms).
@@ -132,7 +134,8 @@ pub extern "C" fn conn_refreshed(id: u32, expires: f64) {
 /// A `welcome` frame. `resumed`: 0 no resume asked, 1 recovered, 2 not (with `reason`), as
 /// [`abi::RESUMED`] numbers them. `expires` (when the connection's token expires),
 /// `ping_interval` (`heartbeat.interval`), `max_frame` (`limits.maxFrameBytes`) and `rewound`
-/// (`rewind.replayed`: how many stored messages follow): NaN or negative when the frame has none.
+/// (`rewind.replayed`: how many stored messages follow), `broadcast_max` (`limits.broadcastMaxBytes`)
+/// and `meta_max` (`limits.presenceMetaMax`): NaN or negative when the frame has none.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn conn_welcome(
@@ -147,6 +150,8 @@ pub unsafe extern "C" fn conn_welcome(
     ping_interval: f64,
     max_frame: f64,
     rewound: f64,
+    broadcast_max: f64,
+    meta_max: f64,
 ) {
     let epoch = take(epoch, epoch_len);
     let reason = take(reason, reason_len);
@@ -163,6 +168,8 @@ pub unsafe extern "C" fn conn_welcome(
         ping_interval: optional(ping_interval),
         max_frame_bytes: optional(max_frame),
         rewound: optional(rewound),
+        broadcast_max_bytes: optional(broadcast_max),
+        presence_meta_max: optional(meta_max),
     };
     with(id, |c| c.client.handle_welcome_frame(welcome, c.now()));
 }
@@ -174,7 +181,8 @@ pub extern "C" fn conn_message(id: u32, seq: f64) -> u32 {
     with(id, |c| c.client.handle_message(setting(seq, 0), c.now())).into()
 }
 
-/// An `ack` frame (`seq < 0`: none) or an `error` frame for one of our ids (`code` non-empty).
+/// An answer to one of our ids: an `ack` frame (`seq < 0`: none) or a `history` page (no seq), or
+/// an `error` frame (`code` non-empty).
 #[no_mangle]
 pub unsafe extern "C" fn conn_settled(id: u32, msg: *mut u8, msg_len: usize, seq: f64, code: *mut u8, code_len: usize) {
     let msg = take(msg, msg_len);
@@ -213,12 +221,12 @@ pub extern "C" fn conn_wake(id: u32) {
 }
 
 /// Queues a publish of JSON text. Returns 0 and gives the id (see `host::give`), or why not (a
-/// [`abi::QUEUE_FAILURES`] number: the queue is full, closed, offline (direct messages only), or
-/// the frame is over the room's limit).
+/// [`abi::QUEUE_FAILURES`] number: the queue is full, closed, offline (calls that are not
+/// queued), or the frame is over the room's limit, when it gives the refused size instead).
 #[no_mangle]
 pub unsafe extern "C" fn conn_publish(id: u32, data: *mut u8, data_len: usize) -> u32 {
     let data = take(data, data_len);
-    settle(with(id, |c| Some(c.client.publish(&data))))
+    command(id, |client| client.publish(&data))
 }
 
 /// Sends a direct message; `to` is `{"user":…}` or `{"clientId":…}`. Returns like `conn_publish`.
@@ -226,17 +234,57 @@ pub unsafe extern "C" fn conn_publish(id: u32, data: *mut u8, data_len: usize) -
 pub unsafe extern "C" fn conn_send_to(id: u32, to: *mut u8, to_len: usize, data: *mut u8, data_len: usize) -> u32 {
     let to = take(to, to_len);
     let data = take(data, data_len);
-    settle(with(id, |c| Some(c.client.direct(&to, &data))))
+    command(id, |client| client.direct(&to, &data))
 }
 
-/// `None`: no such connection (closed and freed).
-fn settle(result: Option<Result<String, QueueError>>) -> u32 {
-    match result.unwrap_or(Err(QueueError::Closed)) {
+/// Asks for a history page; each bound is NaN (or negative) when not given. Returns like
+/// `conn_publish`.
+#[no_mangle]
+pub extern "C" fn conn_history(id: u32, limit: f64, before: f64, since: f64) -> u32 {
+    command(id, |client| client.history(optional(limit), optional(before), optional(since)))
+}
+
+/// Sends a broadcast of JSON text, answered by the room when `ack` is not 0. Returns like
+/// `conn_publish`; the id given is empty without `ack`.
+#[no_mangle]
+pub unsafe extern "C" fn conn_broadcast(id: u32, data: *mut u8, data_len: usize, ack: u32) -> u32 {
+    let data = take(data, data_len);
+    command(id, |client| client.broadcast(&data, ack != 0).map(Option::unwrap_or_default))
+}
+
+/// Sets the connection's presence meta (a JSON object). Returns like `conn_publish`.
+#[no_mangle]
+pub unsafe extern "C" fn conn_presence(id: u32, meta: *mut u8, meta_len: usize) -> u32 {
+    let meta = take(meta, meta_len);
+    command(id, |client| client.set_presence(&meta))
+}
+
+/// Why a call was refused, with the size and limit of [`Client::refused`].
+type Refusal = (QueueError, (u64, u64));
+
+/// Runs a call on connection `id`'s machine: see [`answer`].
+fn command(id: u32, f: impl FnOnce(&mut Client) -> Result<String, QueueError>) -> u32 {
+    answer(with(id, |c| Some(f(&mut c.client).map_err(|e| (e, c.client.refused())))))
+}
+
+/// A call's result for the host: 0 with the call's id given, or the failure's number (with
+/// `"<size> <limit>"` given, which only `too_large` reads). `None` (no such connection: closed
+/// and freed) is `closed`.
+#[inline(never)]
+fn answer(result: Option<Result<String, Refusal>>) -> u32 {
+    match result.unwrap_or(Err((QueueError::Closed, (0, 0)))) {
         Ok(id) => {
             host::give(&id);
             0
         }
-        Err(e) => abi::queue_failure_code(e),
+        Err((e, (size, limit))) => {
+            let mut text = String::new();
+            push_u64(&mut text, size);
+            text.push(' ');
+            push_u64(&mut text, limit);
+            host::give(&text);
+            abi::queue_failure_code(e)
+        }
     }
 }
 

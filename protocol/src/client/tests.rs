@@ -18,6 +18,10 @@ fn config() -> ClientConfig {
     }
 }
 
+/// A token as the adapter hands it over (a JSON string), and the refresh frame that carries it.
+const TOKEN: &str = r#""a.b.c""#;
+const REFRESH: &str = r#"{"type":"refresh","token":"a.b.c"}"#;
+
 fn drain(c: &mut Client) -> Vec<Output> {
     std::iter::from_fn(|| c.poll_output()).collect()
 }
@@ -241,7 +245,7 @@ fn a_token_is_fetched_before_every_attempt() {
     let out = drain(&mut c);
     assert!(out.contains(&Output::FetchToken));
     assert!(!out.iter().any(|o| matches!(o, Output::Connect { .. })), "no connect before the token");
-    c.handle_token(true, 1);
+    c.handle_token(Some(TOKEN), 1);
     assert_eq!(drain(&mut c), [Output::Connect { resume: None }]);
     let mut now = 1;
     for _ in 0..3 {
@@ -250,7 +254,7 @@ fn a_token_is_fetched_before_every_attempt() {
         now = c.poll_timeout().unwrap();
         c.handle_timeout(now);
         assert_eq!(drain(&mut c), [Output::FetchToken]);
-        c.handle_token(true, now);
+        c.handle_token(Some(TOKEN), now);
         assert!(matches!(drain(&mut c)[..], [Output::Connect { .. }]));
     }
     // a failed fetch counts as a failed attempt
@@ -259,7 +263,7 @@ fn a_token_is_fetched_before_every_attempt() {
     now = c.poll_timeout().unwrap();
     c.handle_timeout(now);
     drain(&mut c);
-    c.handle_token(false, now);
+    c.handle_token(None, now);
     let s = statuses(&drain(&mut c));
     assert_eq!((s[0].state, s[0].reason.as_str()), (State::Reconnecting, "token fetch failed"));
 }
@@ -507,7 +511,7 @@ fn quiet_config() -> ClientConfig {
 fn opened_with_token_fn(expires: u64, now: u64) -> Client {
     let mut c = Client::new(quiet_config(), 59, true, now);
     drain(&mut c);
-    c.handle_token(true, now);
+    c.handle_token(Some(TOKEN), now);
     drain(&mut c);
     c.handle_welcome_frame(w("e1", 0, None, Some(expires)), now);
     drain(&mut c);
@@ -534,8 +538,8 @@ fn a_token_function_refreshes_the_open_connection_before_expiry() {
     let mut now = t0;
     assert!(run_until(&mut c, &mut now, t0 + 79_999).is_empty());
     assert_eq!(run_until(&mut c, &mut now, t0 + 80_000), [Output::FetchToken]);
-    c.handle_token(true, now);
-    assert_eq!(drain(&mut c), [Output::SendRefresh]);
+    c.handle_token(Some(TOKEN), now);
+    assert_eq!(drain(&mut c), [Output::Send(REFRESH.to_owned())]);
     assert_eq!(c.state(), State::Open, "the connection stays as it is");
     // the room took it: the next refresh is timed from the new expiry
     c.handle_refreshed(now + 3_600_000, now);
@@ -556,7 +560,7 @@ fn a_failed_or_stale_refresh_is_retried_a_few_times_then_left_to_the_expiry_clos
         c.handle_timeout(now);
         assert_eq!(drain(&mut c), [Output::FetchToken]);
         fetches += 1;
-        c.handle_token(false, now);
+        c.handle_token(None, now);
         assert!(drain(&mut c).is_empty());
     }
     assert!((2..=8).contains(&fetches), "{fetches} fetches");
@@ -569,8 +573,8 @@ fn a_failed_or_stale_refresh_is_retried_a_few_times_then_left_to_the_expiry_clos
         c.handle_timeout(now);
         drain(&mut c);
         // (the token function hands back the token the connection already has)
-        c.handle_token(true, now);
-        assert_eq!(drain(&mut c), [Output::SendRefresh]);
+        c.handle_token(Some(TOKEN), now);
+        assert_eq!(drain(&mut c), [Output::Send(REFRESH.to_owned())]);
         refreshes += 1;
         c.handle_refreshed(100_000, now);
     }
@@ -586,7 +590,7 @@ fn no_refresh_without_a_token_function_or_an_expiry() {
     assert_eq!(c.poll_timeout(), Some(10_000_000), "only the heartbeat");
     let mut c = Client::new(quiet_config(), 61, true, 0);
     drain(&mut c);
-    c.handle_token(true, 0);
+    c.handle_token(Some(TOKEN), 0);
     c.handle_welcome_frame(w("e1", 0, None, None), 0);
     drain(&mut c);
     assert_eq!(c.poll_timeout(), Some(10_000_000), "an anonymous connection has no expiry");
@@ -599,12 +603,12 @@ fn a_refresh_token_that_arrives_after_the_socket_dropped_is_not_sent() {
     assert_eq!(run_until(&mut c, &mut now, 8_000), [Output::FetchToken]);
     c.handle_close(1006, "lost", now);
     drain(&mut c);
-    c.handle_token(true, now);
+    c.handle_token(Some(TOKEN), now);
     assert!(drain(&mut c).is_empty(), "nothing sent, no connect before the reconnect timer");
     // the reconnect fetches its own token, and the refresh is timed from the new welcome
     let out = reconnect(&mut c, &mut now);
     assert_eq!(out, [Output::FetchToken]);
-    c.handle_token(true, now);
+    c.handle_token(Some(TOKEN), now);
     assert!(matches!(drain(&mut c)[..], [Output::Connect { .. }]));
     c.handle_welcome_frame(w("e1", 0, None, Some(now + 100_000)), now);
     drain(&mut c);
@@ -630,7 +634,7 @@ fn per_user_limit_removal_and_a_taken_client_id_are_final_with_their_reason() {
     {
         let mut c = Client::new(config(), 67, true, 0);
         drain(&mut c);
-        c.handle_token(true, 0);
+        c.handle_token(Some(TOKEN), 0);
         drain(&mut c);
         c.handle_close(code, reason, 1);
         let s = statuses(&drain(&mut c));
@@ -651,7 +655,7 @@ fn data_for_frame(c: &Client, frame_len: usize) -> String {
     let mut id = c.session.clone();
     id.push('-');
     push_u64(&mut id, c.next_id + 1);
-    let probe = frame_text("publish", &id, None, "\"\"");
+    let probe = encode("publish", Some(&id), &[("data", Some("\"\""))]);
     "\"".to_owned() + &"x".repeat(frame_len - probe.len()) + "\""
 }
 
@@ -814,7 +818,7 @@ fn a_token_function_that_keeps_failing_stops_the_client_after_the_bound() {
     let mut now = 0;
     let mut reconnecting = Vec::new();
     for n in 1..=5 {
-        c.handle_token(false, now);
+        c.handle_token(None, now);
         let out = drain(&mut c);
         let s = statuses(&out);
         if n < 5 {
@@ -838,7 +842,7 @@ fn a_successful_fetch_resets_the_token_failure_count_and_a_hung_function_counts_
     let mut now = 0;
     // two failures, one success (and a dropped connection), two more failures: still retrying
     for ok in [false, false, true, false, false] {
-        c.handle_token(ok, now);
+        c.handle_token(ok.then_some(TOKEN), now);
         drain(&mut c);
         if ok {
             c.handle_close(1006, "lost", now);
@@ -852,7 +856,7 @@ fn a_successful_fetch_resets_the_token_failure_count_and_a_hung_function_counts_
     let s = statuses(&out);
     assert_eq!((s[0].state, s[0].reason.as_str()), (State::Closed, "token fetch failed too many times in a row"));
     // its late answer changes nothing
-    c.handle_token(true, now + 1);
+    c.handle_token(Some(TOKEN), now + 1);
     assert!(drain(&mut c).is_empty());
 }
 
@@ -863,7 +867,7 @@ fn refresh_failures_do_not_count_toward_the_bound() {
     while let Some(now) = c.poll_timeout().filter(|at| *at < 100_000) {
         c.handle_timeout(now);
         drain(&mut c);
-        c.handle_token(false, now);
+        c.handle_token(None, now);
         drain(&mut c);
         fetches += 1;
     }
