@@ -187,8 +187,8 @@ class Room {
       if (v !== undefined && !isCount(v)) return Promise.reject(new TypeError(`roomcast: history ${k} must be a whole number, not ${quote(v)}`));
     }
     if (before !== undefined && since !== undefined) return Promise.reject(new TypeError("roomcast: history takes before or since, not both"));
-    // (an absent bound crosses the wasm boundary as NaN)
-    return this.#request("history", [limit ?? NaN, before ?? NaN, since ?? NaN], toPage, "history");
+    // (an absent bound crosses the wasm boundary as NaN: see Host.request)
+    return this.#request("history", [, , limit, before, since], toPage, "history");
   }
 
   /**
@@ -196,7 +196,7 @@ class Room {
    * (refusals come as `error` events), or with `{ ack: true }` once the room answered.
    */
   broadcast(data, { ack = false } = {}) {
-    return this.#request("broadcast", [json(data), +!!ack], undefined, "broadcast");
+    return this.#request("broadcast", [json(data), , +!!ack], undefined, "broadcast");
   }
 
   /**

@@ -15,8 +15,9 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::RefCell;
+use roomcast_protocol::client::abi::{self, Call};
 use roomcast_protocol::client::backoff::Backoff;
-use roomcast_protocol::client::{abi, push_u64, Client, ClientConfig, QueueError, Resumed, Welcome};
+use roomcast_protocol::client::{push_u64, Client, ClientConfig, QueueError, Resumed, Welcome};
 
 struct Table(RefCell<Vec<Conn>>);
 // SAFETY: wasm32-unknown-unknown without the atomics feature runs one thread.
@@ -47,10 +48,11 @@ fn with<R: Default>(id: u32, f: impl FnOnce(&mut Conn) -> R) -> R {
     result
 }
 
-/// A buffer of `len` bytes for the host to write a string into.
+/// A buffer of `len` bytes for the host to write a string into (every byte of it: it is not
+/// zeroed first).
 #[no_mangle]
 pub extern "C" fn alloc(len: usize) -> *mut u8 {
-    Box::into_raw(alloc::vec![0u8; len].into_boxed_slice()).cast()
+    Box::into_raw(Box::<[u8]>::new_uninit_slice(len)).cast()
 }
 
 /// Takes over a buffer from [`alloc`].
@@ -220,43 +222,32 @@ pub extern "C" fn conn_wake(id: u32) {
     with(id, |c| c.client.handle_wake(c.now()));
 }
 
-/// Queues a publish of JSON text. Returns 0 and gives the id (see `host::give`), or why not (a
-/// [`abi::QUEUE_FAILURES`] number: the queue is full, closed, offline (calls that are not
-/// queued), or the frame is over the room's limit, when it gives the refused size instead).
+/// A call the room answers (numbered by [`abi::CALLS`]), with its JSON text arguments `a` and `b`
+/// and its numbers `x`, `y`, `z` (NaN or negative when absent):
+///
+/// - publish: `a` the data;
+/// - send_to: `a` the target (`{"user":…}` or `{"clientId":…}`), `b` the data;
+/// - history: `x` limit, `y` before, `z` since;
+/// - broadcast: `a` the data, `x` 1 when the room answers it (without, the id given is empty);
+/// - presence: `a` the meta (a JSON object).
+///
+/// Returns 0 and gives the call's id (see `host::give`), or why not (a [`abi::QUEUE_FAILURES`]
+/// number: the queue is full, closed, offline (calls that are not queued), or the frame is over
+/// the room's limit, when it gives `"<size> <limit>"`). One export for all of them keeps one copy
+/// of the argument handling in the wasm.
 #[no_mangle]
-pub unsafe extern "C" fn conn_publish(id: u32, data: *mut u8, data_len: usize) -> u32 {
-    let data = take(data, data_len);
-    command(id, |client| client.publish(&data))
-}
-
-/// Sends a direct message; `to` is `{"user":…}` or `{"clientId":…}`. Returns like `conn_publish`.
-#[no_mangle]
-pub unsafe extern "C" fn conn_send_to(id: u32, to: *mut u8, to_len: usize, data: *mut u8, data_len: usize) -> u32 {
-    let to = take(to, to_len);
-    let data = take(data, data_len);
-    command(id, |client| client.direct(&to, &data))
-}
-
-/// Asks for a history page; each bound is NaN (or negative) when not given. Returns like
-/// `conn_publish`.
-#[no_mangle]
-pub extern "C" fn conn_history(id: u32, limit: f64, before: f64, since: f64) -> u32 {
-    command(id, |client| client.history(optional(limit), optional(before), optional(since)))
-}
-
-/// Sends a broadcast of JSON text, answered by the room when `ack` is not 0. Returns like
-/// `conn_publish`; the id given is empty without `ack`.
-#[no_mangle]
-pub unsafe extern "C" fn conn_broadcast(id: u32, data: *mut u8, data_len: usize, ack: u32) -> u32 {
-    let data = take(data, data_len);
-    command(id, |client| client.broadcast(&data, ack != 0).map(Option::unwrap_or_default))
-}
-
-/// Sets the connection's presence meta (a JSON object). Returns like `conn_publish`.
-#[no_mangle]
-pub unsafe extern "C" fn conn_presence(id: u32, meta: *mut u8, meta_len: usize) -> u32 {
-    let meta = take(meta, meta_len);
-    command(id, |client| client.set_presence(&meta))
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn conn_call(id: u32, call: u32, a: *mut u8, a_len: usize, b: *mut u8, b_len: usize, x: f64, y: f64, z: f64) -> u32 {
+    let a = take(a, a_len);
+    let b = take(b, b_len);
+    command(id, |client| match abi::call(call) {
+        Some(Call::Publish) => client.publish(&a),
+        Some(Call::SendTo) => client.direct(&a, &b),
+        Some(Call::History) => client.history(optional(x), optional(y), optional(z)),
+        Some(Call::Broadcast) => client.broadcast(&a, x > 0.0).map(Option::unwrap_or_default),
+        Some(Call::Presence) => client.set_presence(&a),
+        None => Err(QueueError::Closed),
+    })
 }
 
 /// Why a call was refused, with the size and limit of [`Client::refused`].

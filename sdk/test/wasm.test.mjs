@@ -68,7 +68,8 @@ async function instance() {
     throwOn: (name, conn) => throwing.add(`${name}:${conn}`),
     start: (conn) => w.conn_new(conn, conn, 0, NaN, NaN, NaN, 1, NaN, NaN, NaN, NaN, NaN, NaN),
     welcome: (conn) => w.conn_welcome(conn, ...str("e1"), 0, 0, ...str(""), NaN, NaN, NaN),
-    publish: (conn, json) => w.conn_publish(conn, ...str(json)),
+    // conn_call 0: publish (protocol/src/client/abi.rs CALLS)
+    publish: (conn, json) => w.conn_call(conn, 0, ...str(json), ...str(""), NaN, NaN, NaN),
   };
 }
 

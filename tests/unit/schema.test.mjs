@@ -231,15 +231,15 @@ const until = async (cond, what, ms = 5_000) => {
 async function sdk() {
   const stale = wasmStale();
   if (stale) return { stale };
-  // host.js imports the gzipped wasm as bytes (esbuild's binary loader in the build); Node gets the
-  // same bytes through a load hook.
+  // host.js imports the gzipped wasm as base64 (esbuild's base64 loader in the build); Node gets
+  // the same text through a load hook.
   register(`data:text/javascript,${encodeURIComponent(`
     import { readFileSync } from "node:fs";
     export async function load(url, context, next) {
       if (!url.endsWith(".wasm.gz")) return next(url, context);
       const b64 = readFileSync(new URL(url)).toString("base64");
       return { format: "module", shortCircuit: true,
-        source: "export default Uint8Array.from(atob(" + JSON.stringify(b64) + "), (c) => c.charCodeAt(0));" };
+        source: "export default " + JSON.stringify(b64) + ";" };
     }`)}`, import.meta.url);
   return import(pathToFileURL(join(ROOT, "sdk/js/index.js")).href);
 }
