@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { launchChromium, serveDir } from "../browser.mjs";
 import { ALL_RIGHTS, api, ROOT, roomName, startEdge, tempDir, token } from "../harness.mjs";
-import { sdkParts } from "../../tools/sdk-size.mjs";
+import { documentedSizes, jsAssets, PAGE_BUDGET, sdkParts } from "../../tools/sdk-size.mjs";
 
 const npm = (args, cwd) => execFileSync("npm", [...args, "--no-audit", "--no-fund", "--loglevel=error"], { cwd, encoding: "utf8" });
 let project, edge, browser;
@@ -27,10 +27,11 @@ before(async () => {
 });
 after(async () => { await Promise.all([edge?.stop(), browser?.close()]); });
 
-test("the wasm and its JS glue fit the 13 KiB gzipped budget", () => {
-  const { wasm, glue, total, budget } = sdkParts();
-  assert.ok(wasm.gzip > 0 && glue.gzip > 0);
-  assert.ok(total <= budget, `wasm ${wasm.gzip} + glue ${glue.gzip} = ${total} bytes gzipped, budget ${budget}`);
+test("what a page loads (the packed dist/index.js) fits its gzipped budget", () => {
+  const { bundle } = sdkParts();
+  const packed = jsAssets(join(project, "node_modules", "roomcast", "dist")).files.find((f) => f.file === "index.js");
+  assert.deepEqual(packed, { file: "index.js", ...bundle }, "the package ships the file the build measured");
+  assert.ok(bundle.gzip <= PAGE_BUDGET, `dist/index.js is ${bundle.gzip} bytes gzipped, budget ${PAGE_BUDGET}`);
 });
 
 test("the packed package type-checks with tsc", () => {
@@ -303,6 +304,14 @@ test("examples/react builds against the package and chats in Chromium", async ()
     build: { outDir: join(dir, "dist") },
   });
   const dist = join(dir, "dist");
+  // The app's bundle (React, ReactDOM, roomcast/react, roomcast) is the size README.md and
+  // sdk/README.md state, within 2%.
+  const app = jsAssets(join(dist, "assets"));
+  for (const file of ["README.md", "sdk/README.md"]) {
+    const stated = documentedSizes(file).react;
+    assert.ok(stated, `${file} states the React app's size`);
+    for (const k of ["raw", "gzip"]) assert.ok(Math.abs(stated[k] - app[k]) <= app[k] * 0.02, `${file}: the React app is ${app[k]} bytes ${k}, the file says ${stated[k]}`);
+  }
   const server = await serveDir(dist, "index.html");
   try {
     const page = await browser.newPage();
