@@ -9,8 +9,8 @@
 // event (`host_error`, with what was thrown as its `cause`) of the connection whose call ran.
 
 // The wasm, gzipped by the build and inlined as base64 into the package file (esbuild's base64
-// loader): the base64 of the gzipped wasm gzips to within 1% of the gzipped wasm, while the base64
-// of the raw wasm gzips 10% larger (sdk/README.md, Size).
+// loader): the base64 of the gzipped wasm gzips to about the gzipped wasm's size, while the base64
+// of the raw wasm gzips a quarter larger (sdk/README.md, Size).
 import gzipped from "../pkg/roomcast_sdk.wasm.gz";
 import { isStr, SHAPES } from "./shapes.js";
 

@@ -38,7 +38,6 @@ async function instance() {
       maybeThrow("ws_send", conn);
       log.push(["send", conn, socket, text(ptr, len)]);
     },
-    ws_refresh() {},
     ws_close(socket) { log.push(["close", live.sockets.get(socket), socket]); live.sockets.delete(socket); },
     timer_set(conn, delay) { const id = nextId++; live.timers.set(id, conn); log.push(["timer", conn, id, delay]); return id; },
     wake_listen(conn) { const id = nextId++; live.listeners.set(id, conn); return id; },

@@ -9,9 +9,8 @@ use super::{QueueError, State};
 pub const STATES: [(State, &str); 4] =
     [(State::Connecting, "connecting"), (State::Open, "open"), (State::Reconnecting, "reconnecting"), (State::Closed, "closed")];
 
-/// Why a publish or direct message was not queued, by number (`conn_publish`'s and
-/// `conn_send_to`'s result; 0 means queued); host.js's `FAILURES` names them, and the names are the
-/// `code` of the rejection the app sees.
+/// Why a call was not queued or sent, by number (`conn_call`'s result; 0 means it was); host.js's
+/// `FAILURES` names them, and the names are the `code` of the rejection the app sees.
 pub const QUEUE_FAILURES: [(QueueError, &str); 4] = [
     (QueueError::Full, "queue_full"),
     (QueueError::Closed, "closed"),
