@@ -8,8 +8,8 @@
 //!
 //! Every frame a client sends is built here, by [`encode`]: publish, direct, ping, refresh,
 //! history, broadcast and presence. JSON values (a publish's data, a target, a presence meta, the
-//! token as a JSON string) come in already encoded by the adapter; the machine adds only its own
-//! strings (types, ids, field names, numbers), so no byte an app controls can end a field early.
+//! token as a JSON string) come in already encoded by the adapter (the browser's `JSON.stringify`);
+//! the machine adds only its own strings (types, ids, field names, numbers), which need no escaping.
 //!
 //! Calls the room answers are settled here too, whatever kind they are: publishes (queued and
 //! resent until answered), and direct messages, history reads and acknowledged broadcasts (bound
@@ -234,7 +234,8 @@ struct SentPresence {
     /// The frame's id.
     id: String,
     meta: String,
-    /// The calls it settles (the frame's id among them).
+    /// The calls it settles (the frame's id among them; none for a meta sent again after a
+    /// reconnect).
     calls: Vec<String>,
 }
 
