@@ -8,17 +8,20 @@
 // No import throws: what the WebSocket or the clock throws is caught and reported as an `error`
 // event (`host_error`, with what was thrown as its `cause`) of the connection whose call ran.
 
-// The wasm, gzipped by the build and inlined (as base64) into the package file: base64 of the
-// raw wasm gzips to 10.6 KB, of the gzipped wasm to 8.2 KB.
+// The wasm, gzipped by the build and inlined as base64 into the package file (esbuild's base64
+// loader): the base64 of the gzipped wasm gzips to about the gzipped wasm's size, while the base64
+// of the raw wasm gzips a quarter larger (sdk/README.md, Size).
 import gzipped from "../pkg/roomcast_sdk.wasm.gz";
+import { isStr, SHAPES } from "./shapes.js";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 // The numbers that cross the wasm boundary, by position, as protocol/src/client/abi.rs numbers
-// them (a test there checks these three lines).
+// them (a test there checks these four lines).
 const STATES = ["connecting", "open", "reconnecting", "closed"];
 const FAILURES = [, "queue_full", "closed", "offline", "too_large"];
 const RESUMED = ["", "recovered", "not_recovered"];
+const CALLS = ["publish", "send_to", "history", "broadcast", "presence"];
 /** The subprotocol the server selects (roomcast_protocol::SUBPROTOCOL). */
 const SUBPROTOCOL = "roomcast.v1";
 
@@ -78,34 +81,40 @@ function wake(h) {
 
 const detach = (ws) => { ws.onmessage = ws.onclose = null; };
 
-const isSeq = (n) => Number.isSafeInteger(n) && n >= 0;
-const isStr = (s) => typeof s === "string";
-const isMember = (m) => isStr(m?.user);
-const fromUser = (f) => isStr(f.from) && isStr(f.user);
-/**
- * The frames the server sends, each with the fields the SDK reads (unknown fields are ignored).
- * A frame of one of these types that fails its check is not acted on: it is reported as a
- * `bad_frame` error. Other types are ignored silently (forward compatibility).
- */
-const SHAPES = {
-  __proto__: null,
-  welcome: (f) => isStr(f.epoch) && isSeq(f.seq) && Array.isArray(f.members) && f.members.every(isMember) && (f.expires === undefined || isSeq(f.expires)),
-  message: (f) => isSeq(f.seq) && isStr(f.from) && isStr(f.user),
-  ack: (f) => isStr(f.id) && (f.seq === undefined || isSeq(f.seq)),
-  error: (f) => isStr(f.code),
-  pong: () => true,
-  presence: (f) => isMember(f.member) && isStr(f.event),
-  direct: fromUser,
-  broadcast: fromUser,
-  // its messages are checked by the API layer, which settles the call either way
-  history: (f) => isStr(f.id),
-  refreshed: (f) => isSeq(f.expires),
+/** Hands an answer to the wasm half (`code`: the room's refusal), which settles the call it names. */
+function answered(h, w, f, seq, code) {
+  // the settlement the wasm emits for this id carries the frame (a history page, an error's message)
+  h.answer = f;
+  w.conn_settled(h.id, ...str(f.id), seq, ...str(code));
+  h.answer = null;
+}
+
+/** What the wasm half does with each server frame it acts on (SHAPES has checked it). */
+const READ = {
+  welcome(h, w, f) {
+    const l = f.limits;
+    emit(h, "welcome", f);
+    w.conn_welcome(h.id, ...str(f.epoch), f.seq, f.resume ? (f.resume.status === RESUMED[1] ? 1 : 2) : 0, ...str(String(f.resume?.reason ?? "")),
+      f.expires, f.heartbeat?.interval, l?.maxFrameBytes, f.rewind?.replayed, l?.broadcastMaxBytes, l?.presenceMetaMax);
+  },
+  message(h, w, f) {
+    // With echo off the room still replays this client's own messages (so a replay has no
+    // holes); they move lastSeq on but are not delivered.
+    const o = h.options;
+    if (w.conn_message(h.id, f.seq) && (o.echo || f.from !== o.clientId)) emit(h, "message", f);
+  },
+  ack: (h, w, f) => answered(h, w, f, f.seq ?? -1, ""),
+  history: (h, w, f) => answered(h, w, f, -1, ""),
+  error: (h, w, f) => (isStr(f.id) ? answered(h, w, f, -1, f.code) : emit(h, "error", f)),
+  pong: (h, w) => w.conn_pong(h.id),
+  refreshed: (h, w, f) => w.conn_refreshed(h.id, f.expires),
 };
 
 /**
  * One message from socket `sid`: one frame per line (the room may coalesce several). A line the
  * SDK cannot trust is an `error` event, never silence; a seq out of order makes the wasm half
- * drop the socket, and the rest of its lines with it (the resume covers them).
+ * drop the socket, and the rest of its lines with it (the resume covers them). Frames the wasm
+ * half does not act on (presence, direct, broadcast) go to the API layer.
  */
 function onMessage(h, sid, data) {
   call(h, (w) => {
@@ -117,43 +126,8 @@ function onMessage(h, sid, data) {
       try { f = JSON.parse(line); } catch {}
       const shape = SHAPES[f?.type];
       const why = f === undefined ? "not JSON" : !isStr(f?.type) ? "not a frame" : shape && !shape(f) && `invalid ${f.type} frame`;
-      if (why) {
-        emit(h, "error", { code: "bad_frame", message: why, frame: line.slice(0, 200) });
-        continue;
-      }
-      const o = h.options;
-      switch (shape && f.type) {
-        case "welcome":
-          emit(h, "welcome", f);
-          w.conn_welcome(h.id, ...str(f.epoch), f.seq, f.resume ? (f.resume.status === RESUMED[1] ? 1 : 2) : 0, ...str(String(f.resume?.reason ?? "")),
-            f.expires, f.heartbeat?.interval, f.limits?.maxFrameBytes, f.rewind?.replayed);
-          break;
-        case "message":
-          // With echo off the room still replays this client's own messages (so a replay has no
-          // holes); they move lastSeq on but are not delivered.
-          if (w.conn_message(h.id, f.seq) && (o.echo || f.from !== o.clientId)) emit(h, "message", f);
-          break;
-        case "ack":
-          w.conn_settled(h.id, ...str(f.id), f.seq ?? -1, ...str(""));
-          break;
-        case "error":
-          if (isStr(f.id)) {
-            // the rejection the wasm emits for this id carries the server's message
-            h.error = f;
-            w.conn_settled(h.id, ...str(f.id), -1, ...str(f.code));
-            h.error = null;
-          } else emit(h, "error", f);
-          break;
-        case "pong":
-          w.conn_pong(h.id);
-          break;
-        case "refreshed":
-          w.conn_refreshed(h.id, f.expires);
-          break;
-        default:
-          // presence, direct, broadcast, history: for the API layer
-          if (shape) emit(h, f.type, f);
-      }
+      if (why) emit(h, "error", { code: "bad_frame", message: why, frame: line.slice(0, 200) });
+      else if (shape) (READ[f.type] ?? ((h) => emit(h, f.type, f)))(h, w, f);
     }
   });
 }
@@ -174,7 +148,6 @@ const imports = {
       detach(ws);
       if (ws.readyState < 2) ws.close(code, reason);
     }, ws);
-    h.ws = ws;
     ws.onmessage = (e) => onMessage(h, sid, e.data);
     ws.onclose = (e) => {
       owned.delete(sid);
@@ -185,10 +158,6 @@ const imports = {
   },
   ws_send(sid, ptr, len) {
     owned.get(sid)?.ws.send(text(ptr, len));
-  },
-  ws_refresh(sid) {
-    const r = owned.get(sid);
-    r?.ws.send(JSON.stringify({ type: "refresh", token: r.h.token }));
   },
   ws_close(sid, code, ptr, len) {
     imports.release(sid, code, text(ptr, len));
@@ -238,8 +207,7 @@ const imports = {
   },
   emit_settled(id, ptr, len, seq, codePtr, codeLen) {
     const h = hosts.get(id);
-    const code = text(codePtr, codeLen);
-    emit(h, code ? "reject" : "ack", { id: text(ptr, len), seq: seq < 0 ? undefined : seq, code, message: h.error?.message });
+    emit(h, "settled", { id: text(ptr, len), seq: seq < 0 ? undefined : seq, code: text(codePtr, codeLen), answer: h.answer });
   },
   give(ptr, len) {
     given = text(ptr, len);
@@ -260,7 +228,7 @@ for (const [name, f] of Object.entries(imports)) {
   };
 }
 
-const bytes = await new Response(new Blob([gzipped]).stream().pipeThrough(new DecompressionStream("gzip"))).arrayBuffer();
+const bytes = await new Response(new Response(Uint8Array.from(atob(gzipped), (c) => c.charCodeAt(0))).body.pipeThrough(new DecompressionStream("gzip"))).arrayBuffer();
 wasm = (await WebAssembly.instantiate(bytes, { host: guarded })).instance.exports;
 
 /**
@@ -275,7 +243,7 @@ export class Host {
     this.clock = options.clock;
     this.id = nextId++;
     this.state = "connecting";
-    this.token = this.error = null;
+    this.token = this.answer = null;
   }
 
   start() {
@@ -293,21 +261,19 @@ export class Host {
   setToken(token) {
     if (!hosts.has(this.id)) return;
     this.token = token ?? null;
-    call(this, (w) => w.conn_token(this.id, token !== undefined));
+    call(this, (w) => w.conn_token(this.id, token !== undefined, ...str(JSON.stringify(token) ?? "")));
   }
 
-  /** Queues a publish or direct message: [its id], or [, why not] (a FAILURES name). */
-  send(to, data) {
-    if (!hosts.has(this.id)) return [, "closed"];
-    const code = call(this, (w) => (to === undefined ? w.conn_publish(this.id, ...str(data)) : w.conn_send_to(this.id, ...str(to), ...str(data))));
-    return code ? [, FAILURES[code]] : [given];
-  }
-
-  /** Sends a frame the API layer built (history, broadcast, presence) if open: whether it went. */
-  post(text) {
-    const open = this.state === STATES[1];
-    if (open) this.ws.send(text);
-    return open;
+  /**
+   * A call the room answers, on the wasm half (`conn_call`: a CALLS name, JSON texts `a` and `b`,
+   * numbers `x`, `y`, `z`, NaN when absent): [its id] (empty for a broadcast nobody answers), or
+   * [, why not (a FAILURES name), what the wasm gave with it]. Not started yet, it is `offline`;
+   * freed, `closed`.
+   */
+  request(name, a = "", b = "", x = NaN, y = NaN, z = NaN) {
+    if (!hosts.has(this.id)) return [, this.finalSeq === undefined ? FAILURES[3] : FAILURES[2]];
+    const [code, id] = call(this, (w) => [w.conn_call(this.id, CALLS.indexOf(name), ...str(a), ...str(b), x, y, z), given]);
+    return code ? [, FAILURES[code], id] : [id];
   }
 
   lastSeq() {

@@ -1,6 +1,8 @@
 // roomcast browser SDK: the public API (see README.md and index.d.ts) around the Rust/wasm core.
 // The wasm is inlined by the build and instantiated on import, so a page needs no init call.
+import { RoomcastError } from "./error.js";
 import { Host } from "./host.js";
+import { isStr } from "./shapes.js";
 
 const EVENTS = ["message", "presence", "status", "gap", "direct", "broadcast", "error"];
 /** Room names as the server takes them (protocol::name::validate_room). */
@@ -21,23 +23,6 @@ const TEXT = {
   disconnected: "the connection dropped before the room answered: the message may or may not have been delivered",
 };
 
-/**
- * Why a call failed: `code` (a server error code, or the SDK's: queue_full, closed, offline,
- * too_large, disconnected), the server's `message` when it sent one, `closeCode` when the room
- * closed, `cause` when the app's token function (or the WebSocket) caused it.
- */
-class RoomcastError extends Error {
-  constructor(code, message, { closeCode, cause, id } = {}) {
-    super(message || TEXT[code] || code, cause === undefined ? undefined : { cause });
-    this.name = "RoomcastError";
-    this.code = code;
-    if (closeCode !== undefined) this.closeCode = closeCode;
-    if (id !== undefined) this.id = id;
-  }
-}
-// The class keeps its name in the minified bundle (console output, error.constructor.name).
-Object.defineProperty(RoomcastError, "name", { value: "RoomcastError" });
-
 function endpoint(url, room) {
   const base = new URL(url, globalThis.location?.href);
   if (base.protocol === "http:") base.protocol = "ws:";
@@ -55,11 +40,9 @@ function randomId() {
 
 const quote = (v) => JSON.stringify(String(v).slice(0, 140));
 const isFn = (f) => typeof f === "function";
-const isStr = (s) => typeof s === "string";
 const isCount = (n) => Number.isSafeInteger(n) && n >= 0;
-const encoder = new TextEncoder();
-/** UTF-8 bytes, as the room counts its limits. */
-const bytes = (text) => encoder.encode(text).length;
+/** JSON text of an app's value (undefined is sent as null). */
+const json = (v) => JSON.stringify(v ?? null);
 /** An object literal (or Object.create(null)): no array, class instance, Date or Map. */
 const isPlain = (v) => v !== null && typeof v === "object" && [Object.prototype, null].includes(Object.getPrototypeOf(v));
 /** A message frame (live, replayed or in a history answer) as the app sees it. */
@@ -100,9 +83,20 @@ function logged(WS, log) {
 /** The platform's clock, called the way the platform needs (unbound timers throw in browsers). */
 const CLOCK = { now: () => Date.now(), setTimeout: (f, ms) => setTimeout(f, ms), clearTimeout: (t) => clearTimeout(t) };
 
+/** A history answer as the app gets it (a malformed one rejects the call). */
+function toPage({ answer: f }) {
+  if (!Array.isArray(f?.messages) || !f.messages.every(isMessage)) throw new RoomcastError("bad_frame", "the room's history answer is malformed", { id: f?.id });
+  return { messages: f.messages.map(toMessage), more: f.more === true };
+}
+
 class Room {
   #host;
   #handlers = new Map();
+  /**
+   * Every call the room answers (publish, sendTo, history, broadcast with ack, setPresence), by
+   * the id the wasm half gave it: { resolve, reject, value, what }. The wasm half settles each
+   * exactly once (acknowledged, refused, disconnected or closed), through #settle.
+   */
   #pending = new Map();
   #members = new Map();
   #token;
@@ -117,15 +111,6 @@ class Room {
   #echo;
   /** The `debug` or `logger` option's function (undefined: logging off). */
   #log;
-  /** Calls the API layer sends itself (history, broadcast) by id; they live and die with the socket. */
-  #calls = new Map();
-  #callIds = 0;
-  /**
-   * Presence meta (JSON text): `want`, the newest asked for, with the calls `waiters` waiting for
-   * it; `inflight`, the one sent and not yet answered (one at a time: the newest wins); `applied`,
-   * the last one the room took, sent again on every new connection.
-   */
-  #presence = { waiters: [] };
 
   constructor(options) {
     if (!options?.url || !options?.room) throw new TypeError("roomcast: connect() needs url and room");
@@ -185,12 +170,12 @@ class Room {
   publish(data) {
     // A publish right after connect() is queued like any other made while not yet open.
     this.#start();
-    return this.#track(() => this.#host.send(undefined, JSON.stringify(data ?? null)), (ack) => ack.seq);
+    return this.#request("publish", [json(data)], (s) => s.seq);
   }
 
   sendTo(target, data) {
     const to = target?.user !== undefined ? { user: String(target.user) } : { clientId: String(target?.clientId) };
-    return this.#track(() => this.#host.send(JSON.stringify(to), JSON.stringify(data ?? null)), () => undefined);
+    return this.#request("send_to", [JSON.stringify(to), json(data)]);
   }
 
   /**
@@ -200,11 +185,11 @@ class Room {
   history({ limit, before, since } = {}) {
     const page = { limit, before, since };
     for (const [k, v] of Object.entries(page)) {
-      if (v === undefined) delete page[k];
-      else if (!isCount(v)) return Promise.reject(new TypeError(`roomcast: history ${k} must be a whole number, not ${quote(v)}`));
+      if (v !== undefined && !isCount(v)) return Promise.reject(new TypeError(`roomcast: history ${k} must be a whole number, not ${quote(v)}`));
     }
     if (before !== undefined && since !== undefined) return Promise.reject(new TypeError("roomcast: history takes before or since, not both"));
-    return this.#call("history", page);
+    // (an absent bound crosses the wasm boundary as NaN: see Host.request)
+    return this.#request("history", [, , limit, before, since], toPage, "history");
   }
 
   /**
@@ -212,7 +197,7 @@ class Room {
    * (refusals come as `error` events), or with `{ ack: true }` once the room answered.
    */
   broadcast(data, { ack = false } = {}) {
-    return this.#call("broadcast", { data: data ?? null }, "broadcastMaxBytes", "broadcast", ack);
+    return this.#request("broadcast", [json(data), , +!!ack], undefined, "broadcast");
   }
 
   /**
@@ -227,19 +212,8 @@ class Room {
     } catch (e) {
       return Promise.reject(e);
     }
-    if (this.state === "closed") return Promise.reject(this.#error("closed"));
-    const max = this.#limits.presenceMetaMax ?? DEFAULT_LIMITS.presenceMetaMax;
-    const size = bytes(text);
-    if (size > max) {
-      return Promise.reject(new RoomcastError("too_large", `the presence meta is ${size} bytes, over the room's limit (${max} bytes); it was not sent`));
-    }
     this.#start();
-    return new Promise((resolve, reject) => {
-      const p = this.#presence;
-      p.want = text;
-      p.waiters.push({ resolve, reject });
-      this.#sendPresence();
-    });
+    return this.#request("presence", [text], undefined, "presence meta");
   }
 
   members() { return Array.from(this.#members.values()); }
@@ -247,110 +221,56 @@ class Room {
   close() {
     this.#closed = true;
     this.#host.close();
-    // (before the connection started the host had nothing to close, and said nothing)
-    this.#settleAll("closed");
+    // (the wasm half rejected what it held; before the connection started it held nothing)
+    for (const id of this.#pending.keys()) this.#settle({ id, code: "closed" });
   }
 
   /**
-   * A frame the API layer sends itself, answered by the room (a `history` frame, an `ack`, or an
-   * error naming its id). `limit` names the room's limit on the whole frame besides maxFrameBytes.
+   * A call on the wasm half, which builds and sends its frame and settles it later (#settle).
+   * `value` makes the resolution from the settlement; `what` names the call in its errors.
    */
-  #call(type, fields, limit, what = type, answered = true) {
+  #request(name, args, value = () => {}, what = "message") {
     return new Promise((resolve, reject) => {
-      if (this.state === "closed") return reject(this.#error("closed"));
-      const id = answered ? `${type[0]}-${++this.#callIds}` : undefined;
-      const text = JSON.stringify({ type, id, ...fields });
-      const size = bytes(text);
-      const l = this.#limits;
-      const max = Math.min(l.maxFrameBytes ?? DEFAULT_LIMITS.maxFrameBytes, limit ? l[limit] ?? DEFAULT_LIMITS[limit] : Infinity);
-      if (size > max) return reject(new RoomcastError("too_large", `the ${what} is ${size} bytes, over the room's limit (${max} bytes); it was not sent`));
-      try {
-        if (!this.#host.post(text)) return reject(this.#error("offline"));
-      } catch (e) {
-        return reject(new RoomcastError("host_error", `the WebSocket's send failed: ${e?.message ?? e}`, { cause: e }));
-      }
-      if (!answered) return resolve();
-      this.#calls.set(id, { type, resolve, reject });
+      const [id, failure, given] = this.#closed ? [, "closed"] : this.#host.request(name, ...args);
+      if (failure) reject(this.#error(failure, undefined, undefined, what, given));
+      else if (id) this.#pending.set(id, { resolve, reject, value, what });
+      else resolve(); // a broadcast nobody answers: handed to the socket
     });
   }
 
-  /** Sends the newest presence meta asked for, when open and none is in flight. */
-  #sendPresence() {
-    const p = this.#presence;
-    if (p.inflight || p.want === undefined || this.#host.state !== "open") return;
-    const id = `p-${++this.#callIds}`;
-    const sent = { id, text: p.want, waiters: p.waiters, ws: this.#host.ws };
+  /** The one settle path: the wasm half's answer to the call `id` (`code`: why it failed). */
+  #settle({ id, code, answer, ...rest }) {
+    const call = this.#pending.get(id);
+    const message = answer?.code === code ? answer.message : undefined;
+    if (!call) {
+      // a refusal no call waits for (an error frame naming an unknown id, or the presence meta
+      // sent again after a reconnect)
+      if (code) this.#emit("error", { code, message, id });
+      return;
+    }
+    this.#pending.delete(id);
+    if (code) return call.reject(this.#error(code, message, id, call.what));
     try {
-      if (!this.#host.post(`{"type":"presence","id":"${id}","meta":${p.want}}`)) return;
-    } catch {
-      return; // the socket is going: its close sends it again on the next connection
+      call.resolve(call.value({ answer, ...rest }));
+    } catch (e) {
+      call.reject(e);
     }
-    p.inflight = sent;
-    p.want = undefined;
-    p.waiters = [];
-  }
-
-  /** The presence call `id` was answered: `error` is the refusal, if any. */
-  #presenceSettled(id, error) {
-    const p = this.#presence;
-    if (p.inflight?.id !== id) return false;
-    const { text, waiters } = p.inflight;
-    p.inflight = undefined;
-    if (!error) p.applied = text;
-    // The meta sent again after a reconnect has no caller: a refusal is an error event, and the
-    // room keeps the token's meta until the app sets one again.
-    else if (!waiters.length) {
-      if (p.applied === text) p.applied = undefined;
-      this.#emit("error", { code: error.code, message: error.message, id });
-    }
-    for (const w of waiters) error ? w.reject(error) : w.resolve();
-    this.#sendPresence();
-    return true;
-  }
-
-  /** A new connection is open: the meta the last one had (or was sending) goes again. */
-  #reopened() {
-    const p = this.#presence;
-    if (p.inflight && p.inflight.ws !== this.#host.ws) {
-      p.want ??= p.inflight.text;
-      p.waiters = [...p.inflight.waiters, ...p.waiters];
-      p.inflight = undefined;
-    }
-    p.want ??= p.applied;
-    this.#sendPresence();
   }
 
   /**
-   * The socket went (`disconnected`: history reads and broadcasts in flight reject, presence meta
-   * waits for the next connection) or the room closed (`closed`: everything rejects).
+   * The rejection for `code`, with what the SDK knows about it (`given`: "<size> <limit>" of what
+   * the wasm half refused as too large).
    */
-  #settleAll(code) {
-    const calls = [...this.#calls.entries()];
-    this.#calls.clear();
-    for (const [id, c] of calls) {
-      const message = code === "disconnected" && c.type === "history" ? "the connection dropped before the room answered" : undefined;
-      c.reject(this.#error(code, message, id));
-    }
-    if (code !== "closed") return;
-    const p = this.#presence;
-    const waiters = [...(p.inflight?.waiters ?? []), ...p.waiters];
-    this.#presence = { waiters: [] };
-    for (const w of waiters) w.reject(this.#error(code));
-  }
-
-  #track(send, value) {
-    return new Promise((resolve, reject) => {
-      const [id, failure] = send();
-      if (id) this.#pending.set(id, { resolve: (ack) => resolve(value(ack)), reject });
-      else reject(this.#error(failure));
-    });
-  }
-
-  /** The rejection for `code`, with what the SDK knows about it. */
-  #error(code, message, id) {
+  #error(code, message, id, what, given) {
     const c = this.#closedBy;
-    if (code === "too_large") message ??= `the message is larger than the room's frame limit (${this.#limits.maxFrameBytes ?? DEFAULT_LIMITS.maxFrameBytes} bytes); it was not sent`;
-    if (code !== "closed" || !c) return new RoomcastError(code, message, { id });
+    if (code === "too_large" && !message) {
+      const [size, max = this.#limits.maxFrameBytes ?? DEFAULT_LIMITS.maxFrameBytes] = given?.split(" ") ?? [];
+      message = what === "message"
+        ? `the message is larger than the room's frame limit (${max} bytes); it was not sent`
+        : `the ${what} is ${size} bytes, over the room's limit (${max} bytes); it was not sent`;
+    }
+    if (code === "disconnected" && what === "history") message = "the connection dropped before the room answered";
+    if (code !== "closed" || !c) return new RoomcastError(code, message || TEXT[code], { id });
     return new RoomcastError(code, `the room is closed: ${c.reason}`, { closeCode: c.code, cause: c.code === 4000 ? this.#cause : undefined, id });
   }
 
@@ -367,103 +287,76 @@ class Room {
     this.#host.setToken(undefined);
   }
 
+  /** The wasm half needs a token (to connect, or to refresh the open connection's). */
+  #fetchToken() {
+    const n = ++this.#fetches;
+    Promise.resolve()
+      .then(() => (isFn(this.#token) ? this.#token() : this.#token))
+      .then((t) => {
+        if (n !== this.#fetches) return;
+        if (isStr(t)) this.#host.setToken(t);
+        else this.#tokenFailed(`the token function resolved to ${t === null ? "null" : typeof t}, not a string`, t);
+      }, (e) => {
+        if (n === this.#fetches) this.#tokenFailed(`the token function failed: ${e?.message ?? e}`, e);
+      });
+  }
+
+  /** A welcome: the room's limits, and the member list (a reconnect may have missed changes). */
+  #welcomed(p) {
+    if (p.limits && typeof p.limits === "object") this.#limits = p.limits;
+    const before = this.#members;
+    this.#members = new Map(p.members.map((m) => [m.user, m]));
+    const joined = p.members.filter((m) => !before.has(m.user));
+    const left = [...before.keys()].filter((u) => !this.#members.has(u));
+    // (after a reconnect: members whose count or meta changed meanwhile)
+    const updated = p.members.filter((m) => before.has(m.user) && JSON.stringify(before.get(m.user)) !== JSON.stringify(m));
+    this.#emit("presence", { members: this.members(), joined, left, updated });
+  }
+
+  /** A member joined, changed or left. */
+  #presenceChanged({ event, member: m }) {
+    const leave = event === "leave";
+    const isNew = !this.#members.has(m.user);
+    if (leave) this.#members.delete(m.user);
+    else this.#members.set(m.user, m);
+    this.#emit("presence", {
+      members: this.members(),
+      joined: !leave && isNew ? [m] : [],
+      left: leave ? [m.user] : [],
+      updated: !leave && !isNew ? [m] : [],
+    });
+  }
+
+  #statusChanged(p) {
+    this.#log?.("status", p);
+    if (p.state === "open") this.#cause = undefined;
+    if (p.state === "closed") this.#closedBy = p;
+    this.#emit("status", p);
+    // Closed for good (close(), or a final code): the wasm half has released everything, and the
+    // rejections it made follow this event.
+    if (p.state === "closed") this.#host.free();
+  }
+
+  /** What each event from the host does (see host.js); anything else goes to the app as it is. */
+  static #on = {
+    message: (r, p) => r.#emit("message", toMessage(p)),
+    // echo as for messages: never this client id's own unless asked for
+    broadcast: (r, p) => (r.#echo || p.from !== r.clientId) && r.#emit("broadcast", { from: p.from, user: p.user, data: p.data, ts: p.ts }),
+    direct: (r, p) => r.#emit("direct", { from: p.from, user: p.user, data: p.data, ts: p.ts }),
+    welcome: (r, p) => r.#welcomed(p),
+    presence: (r, p) => r.#presenceChanged(p),
+    settled: (r, p) => r.#settle(p),
+    token: (r) => r.#fetchToken(),
+    status: (r, p) => r.#statusChanged(p),
+    error: (r, p) => {
+      if (p.code === "host_error") r.#cause = p.cause;
+      r.#emit("error", p);
+    },
+  };
+
   /** Events from the host (see host.js); not part of the API. */
   _dispatch(kind, p) {
-    switch (kind) {
-      case "message":
-        this.#emit("message", toMessage(p));
-        break;
-      case "broadcast":
-        // echo as for messages: never this client id's own unless asked for
-        if (this.#echo || p.from !== this.clientId) this.#emit("broadcast", { from: p.from, user: p.user, data: p.data, ts: p.ts });
-        break;
-      case "history": {
-        const call = this.#calls.get(p.id);
-        if (call?.type !== "history") break;
-        this.#calls.delete(p.id);
-        if (Array.isArray(p.messages) && p.messages.every(isMessage)) call.resolve({ messages: p.messages.map(toMessage), more: p.more === true });
-        else call.reject(new RoomcastError("bad_frame", "the room's history answer is malformed", { id: p.id }));
-        break;
-      }
-      case "welcome": {
-        if (p.limits && typeof p.limits === "object") this.#limits = p.limits;
-        const before = this.#members;
-        this.#members = new Map(p.members.map((m) => [m.user, m]));
-        const joined = p.members.filter((m) => !before.has(m.user));
-        const left = [...before.keys()].filter((u) => !this.#members.has(u));
-        // (after a reconnect: members whose count or meta changed meanwhile)
-        const updated = p.members.filter((m) => before.has(m.user) && JSON.stringify(before.get(m.user)) !== JSON.stringify(m));
-        this.#emit("presence", { members: this.members(), joined, left, updated });
-        break;
-      }
-      case "presence": {
-        const m = p.member;
-        const isNew = !this.#members.has(m.user);
-        if (p.event === "leave") this.#members.delete(m.user);
-        else this.#members.set(m.user, m);
-        this.#emit("presence", {
-          members: this.members(),
-          joined: p.event !== "leave" && isNew ? [m] : [],
-          left: p.event === "leave" ? [m.user] : [],
-          updated: p.event !== "leave" && !isNew ? [m] : [],
-        });
-        break;
-      }
-      case "ack": case "reject": {
-        const error = kind === "reject" && this.#error(p.code, p.message, p.id);
-        if (this.#presenceSettled(p.id, error)) break;
-        const call = this.#calls.get(p.id);
-        if (call) {
-          this.#calls.delete(p.id);
-          if (error) call.reject(error);
-          else call.resolve();
-          break;
-        }
-        const pending = this.#pending.get(p.id);
-        if (!pending) {
-          if (kind === "reject") this.#emit("error", { code: p.code, message: p.message, id: p.id });
-          break;
-        }
-        this.#pending.delete(p.id);
-        if (kind === "ack") pending.resolve(p);
-        else pending.reject(this.#error(p.code, p.message, p.id));
-        break;
-      }
-      case "token": {
-        const n = ++this.#fetches;
-        Promise.resolve()
-          .then(() => (isFn(this.#token) ? this.#token() : this.#token))
-          .then((t) => {
-            if (n !== this.#fetches) return;
-            if (typeof t === "string") this.#host.setToken(t);
-            else this.#tokenFailed(`the token function resolved to ${t === null ? "null" : typeof t}, not a string`, t);
-          }, (e) => {
-            if (n === this.#fetches) this.#tokenFailed(`the token function failed: ${e?.message ?? e}`, e);
-          });
-        break;
-      }
-      case "direct":
-        this.#emit("direct", { from: p.from, user: p.user, data: p.data, ts: p.ts });
-        break;
-      case "status":
-        this.#log?.("status", p);
-        if (p.state === "open") this.#cause = undefined;
-        if (p.state === "closed") this.#closedBy = p;
-        // Calls bound to the socket settle, and the presence meta goes again, before the app hears
-        // of the change.
-        if (p.state === "open") this.#reopened();
-        else this.#settleAll(p.state === "closed" ? "closed" : "disconnected");
-        this.#emit("status", p);
-        // Closed for good (close(), or a final code): the wasm half has released everything.
-        if (p.state === "closed") this.#host.free();
-        break;
-      case "error":
-        if (p.code === "host_error") this.#cause = p.cause;
-        this.#emit("error", p);
-        break;
-      default:
-        this.#emit(kind, p);
-    }
+    (Room.#on[kind] ?? ((r) => r.#emit(kind, p)))(this, p);
   }
 
   /** For tests: open [sockets, timers, listeners]. */

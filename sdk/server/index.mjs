@@ -20,16 +20,22 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
 
 // --- errors --------------------------------------------------------------------------------------
 
-/** An HTTP API call that failed: the server's refusal, or no answer at all (status 0). */
+// The package's one error shape, the same text as sdk/js/error.js (the browser SDK's; a test
+// holds them together): here an HTTP API call that failed, with `status` (0: no answer at all).
+/**
+ * Why a call failed: `code` (the server's, or the SDK's), `message`, and the fields that apply
+ * (`status` and `retryAfter` over HTTP, `closeCode` when a room closed, `id` of the message the
+ * server named), with `cause` when something else threw. The name survives minification.
+ */
 export class RoomcastError extends Error {
-  constructor(status, code, message, { retryAfter, cause } = {}) {
-    super(message, cause === undefined ? undefined : { cause });
+  constructor(code, message, { cause, ...fields } = {}) {
+    super(message ?? code, cause === undefined ? undefined : { cause });
     this.name = "RoomcastError";
-    this.status = status;
     this.code = code;
-    this.retryAfter = retryAfter;
+    for (const k in fields) if (fields[k] !== undefined) this[k] = fields[k];
   }
 }
+Object.defineProperty(RoomcastError, "name", { value: "RoomcastError" });
 
 /** A webhook request that is not what the room signed, or not signed recently enough. */
 export class WebhookVerificationError extends Error {
@@ -182,7 +188,7 @@ export function createClient({ url, apiKey, fetch: fetchImpl, timeoutMs = DEFAUL
       response = await doFetch(`${prefix}${path}`, { method, headers, body, signal });
       text = await response.text();
     } catch (e) {
-      throw new RoomcastError(0, "network", `roomcast: ${what}: ${e?.message ?? e}`, { cause: e });
+      throw new RoomcastError("network", `roomcast: ${what}: ${e?.message ?? e}`, { status: 0, cause: e });
     }
     let json;
     try {
@@ -195,10 +201,10 @@ export function createClient({ url, apiKey, fetch: fetchImpl, timeoutMs = DEFAUL
       const code = typeof error?.code === "string" ? error.code : (STATUS_CODES[response.status] ?? "http_error");
       const detail = typeof error?.message === "string" ? error.message : text.slice(0, 200) || response.statusText || `HTTP ${response.status}`;
       const retryAfter = retryAfterSeconds(response.headers.get("retry-after"), Date.now());
-      throw new RoomcastError(response.status, code, `roomcast: ${what}: ${response.status} ${detail}`, { retryAfter });
+      throw new RoomcastError(code, `roomcast: ${what}: ${response.status} ${detail}`, { status: response.status, retryAfter });
     }
     if (json === null || typeof json !== "object" || Array.isArray(json)) {
-      throw new RoomcastError(response.status, "bad_response", `roomcast: ${what}: the answer is not a JSON object: ${text.slice(0, 200)}`);
+      throw new RoomcastError("bad_response", `roomcast: ${what}: the answer is not a JSON object: ${text.slice(0, 200)}`, { status: response.status });
     }
     return json;
   }
@@ -214,7 +220,7 @@ export function createClient({ url, apiKey, fetch: fetchImpl, timeoutMs = DEFAUL
     const timeout = new Promise((_, reject) => {
       if (timeoutMs === Infinity) return;
       timer = setTimeout(() => {
-        reject(new RoomcastError(0, "timeout", `roomcast: ${method} ${path}: no answer within ${timeoutMs} ms`));
+        reject(new RoomcastError("timeout", `roomcast: ${method} ${path}: no answer within ${timeoutMs} ms`, { status: 0 }));
         controller.abort();
       }, timeoutMs);
     });

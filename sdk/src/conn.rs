@@ -65,11 +65,6 @@ impl Conn {
                         s.send(&text);
                     }
                 }
-                Output::SendRefresh => {
-                    if let Some(s) = &self.socket {
-                        s.refresh();
-                    }
-                }
                 Output::CloseSocket(code) => {
                     if let Some(s) = self.socket.take() {
                         s.close(code);

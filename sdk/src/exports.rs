@@ -15,8 +15,9 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::RefCell;
+use roomcast_protocol::client::abi::{self, Call};
 use roomcast_protocol::client::backoff::Backoff;
-use roomcast_protocol::client::{abi, ClientConfig, QueueError, Resumed, Welcome};
+use roomcast_protocol::client::{push_u64, Client, ClientConfig, QueueError, Resumed, Welcome};
 
 struct Table(RefCell<Vec<Conn>>);
 // SAFETY: wasm32-unknown-unknown without the atomics feature runs one thread.
@@ -47,10 +48,11 @@ fn with<R: Default>(id: u32, f: impl FnOnce(&mut Conn) -> R) -> R {
     result
 }
 
-/// A buffer of `len` bytes for the host to write a string into.
+/// A buffer of `len` bytes for the host to write a string into (every byte of it: it is not
+/// zeroed first).
 #[no_mangle]
 pub extern "C" fn alloc(len: usize) -> *mut u8 {
-    Box::into_raw(alloc::vec![0u8; len].into_boxed_slice()).cast()
+    Box::into_raw(Box::<[u8]>::new_uninit_slice(len)).cast()
 }
 
 /// Takes over a buffer from [`alloc`].
@@ -116,11 +118,13 @@ pub extern "C" fn conn_free(id: u32) {
     drop(take_out(id));
 }
 
-/// The token function's result is ready (`ok`), or it failed. The host keeps the token: it
-/// connects with it and puts it in `refresh` frames.
+/// The token function's result is ready (`ok`, with the token as a JSON string), or it failed.
+/// The host keeps the token to connect with; the machine puts it in a `refresh` frame when it
+/// asked for one, and keeps nothing.
 #[no_mangle]
-pub extern "C" fn conn_token(id: u32, ok: u32) {
-    with(id, |c| c.client.handle_token(ok != 0, c.now()));
+pub unsafe extern "C" fn conn_token(id: u32, ok: u32, token: *mut u8, token_len: usize) {
+    let token = take(token, token_len);
+    with(id, |c| c.client.handle_token((ok != 0).then_some(&token), c.now()));
 }
 
 /// A `refreshed` frame: the room took the fresh token, which expires at `expires` (ms).
@@ -132,7 +136,8 @@ pub extern "C" fn conn_refreshed(id: u32, expires: f64) {
 /// A `welcome` frame. `resumed`: 0 no resume asked, 1 recovered, 2 not (with `reason`), as
 /// [`abi::RESUMED`] numbers them. `expires` (when the connection's token expires),
 /// `ping_interval` (`heartbeat.interval`), `max_frame` (`limits.maxFrameBytes`) and `rewound`
-/// (`rewind.replayed`: how many stored messages follow): NaN or negative when the frame has none.
+/// (`rewind.replayed`: how many stored messages follow), `broadcast_max` (`limits.broadcastMaxBytes`)
+/// and `meta_max` (`limits.presenceMetaMax`): NaN or negative when the frame has none.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn conn_welcome(
@@ -147,6 +152,8 @@ pub unsafe extern "C" fn conn_welcome(
     ping_interval: f64,
     max_frame: f64,
     rewound: f64,
+    broadcast_max: f64,
+    meta_max: f64,
 ) {
     let epoch = take(epoch, epoch_len);
     let reason = take(reason, reason_len);
@@ -163,6 +170,8 @@ pub unsafe extern "C" fn conn_welcome(
         ping_interval: optional(ping_interval),
         max_frame_bytes: optional(max_frame),
         rewound: optional(rewound),
+        broadcast_max_bytes: optional(broadcast_max),
+        presence_meta_max: optional(meta_max),
     };
     with(id, |c| c.client.handle_welcome_frame(welcome, c.now()));
 }
@@ -174,7 +183,8 @@ pub extern "C" fn conn_message(id: u32, seq: f64) -> u32 {
     with(id, |c| c.client.handle_message(setting(seq, 0), c.now())).into()
 }
 
-/// An `ack` frame (`seq < 0`: none) or an `error` frame for one of our ids (`code` non-empty).
+/// An answer to one of our ids: an `ack` frame (`seq < 0`: none) or a `history` page (no seq), or
+/// an `error` frame (`code` non-empty).
 #[no_mangle]
 pub unsafe extern "C" fn conn_settled(id: u32, msg: *mut u8, msg_len: usize, seq: f64, code: *mut u8, code_len: usize) {
     let msg = take(msg, msg_len);
@@ -212,31 +222,60 @@ pub extern "C" fn conn_wake(id: u32) {
     with(id, |c| c.client.handle_wake(c.now()));
 }
 
-/// Queues a publish of JSON text. Returns 0 and gives the id (see `host::give`), or why not (a
-/// [`abi::QUEUE_FAILURES`] number: the queue is full, closed, offline (direct messages only), or
-/// the frame is over the room's limit).
+/// A call the room answers (numbered by [`abi::CALLS`]), with its JSON text arguments `a` and `b`
+/// and its numbers `x`, `y`, `z` (NaN or negative when absent):
+///
+/// - publish: `a` the data;
+/// - send_to: `a` the target (`{"user":…}` or `{"clientId":…}`), `b` the data;
+/// - history: `x` limit, `y` before, `z` since;
+/// - broadcast: `a` the data, `x` 1 when the room answers it (without, the id given is empty);
+/// - presence: `a` the meta (a JSON object).
+///
+/// Returns 0 and gives the call's id (see `host::give`), or why not (a [`abi::QUEUE_FAILURES`]
+/// number: the queue is full, closed, offline (calls that are not queued), or the frame is over
+/// the room's limit, when it gives `"<size> <limit>"`). One export for all of them keeps one copy
+/// of the argument handling in the wasm.
 #[no_mangle]
-pub unsafe extern "C" fn conn_publish(id: u32, data: *mut u8, data_len: usize) -> u32 {
-    let data = take(data, data_len);
-    settle(with(id, |c| Some(c.client.publish(&data))))
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn conn_call(id: u32, call: u32, a: *mut u8, a_len: usize, b: *mut u8, b_len: usize, x: f64, y: f64, z: f64) -> u32 {
+    let a = take(a, a_len);
+    let b = take(b, b_len);
+    command(id, |client| match abi::call(call) {
+        Some(Call::Publish) => client.publish(&a),
+        Some(Call::SendTo) => client.direct(&a, &b),
+        Some(Call::History) => client.history(optional(x), optional(y), optional(z)),
+        Some(Call::Broadcast) => client.broadcast(&a, x > 0.0).map(Option::unwrap_or_default),
+        Some(Call::Presence) => client.set_presence(&a),
+        None => Err(QueueError::Closed),
+    })
 }
 
-/// Sends a direct message; `to` is `{"user":…}` or `{"clientId":…}`. Returns like `conn_publish`.
-#[no_mangle]
-pub unsafe extern "C" fn conn_send_to(id: u32, to: *mut u8, to_len: usize, data: *mut u8, data_len: usize) -> u32 {
-    let to = take(to, to_len);
-    let data = take(data, data_len);
-    settle(with(id, |c| Some(c.client.direct(&to, &data))))
+/// Why a call was refused, with the size and limit of [`Client::refused`].
+type Refusal = (QueueError, (u64, u64));
+
+/// Runs a call on connection `id`'s machine: see [`answer`].
+fn command(id: u32, f: impl FnOnce(&mut Client) -> Result<String, QueueError>) -> u32 {
+    answer(with(id, |c| Some(f(&mut c.client).map_err(|e| (e, c.client.refused())))))
 }
 
-/// `None`: no such connection (closed and freed).
-fn settle(result: Option<Result<String, QueueError>>) -> u32 {
-    match result.unwrap_or(Err(QueueError::Closed)) {
+/// A call's result for the host: 0 with the call's id given, or the failure's number (with
+/// `"<size> <limit>"` given, which only `too_large` reads). `None` (no such connection: closed
+/// and freed) is `closed`.
+#[inline(never)]
+fn answer(result: Option<Result<String, Refusal>>) -> u32 {
+    match result.unwrap_or(Err((QueueError::Closed, (0, 0)))) {
         Ok(id) => {
             host::give(&id);
             0
         }
-        Err(e) => abi::queue_failure_code(e),
+        Err((e, (size, limit))) => {
+            let mut text = String::new();
+            push_u64(&mut text, size);
+            text.push(' ');
+            push_u64(&mut text, limit);
+            host::give(&text);
+            abi::queue_failure_code(e)
+        }
     }
 }
 

@@ -23,8 +23,6 @@ mod imports {
         /// browser refused to create it (the constructor threw).
         pub fn ws_open(conn: u32, epoch: *const u8, epoch_len: usize, since: f64) -> u32;
         pub fn ws_send(socket: u32, text: *const u8, len: usize);
-        /// Sends a `refresh` frame with the token the host fetched last for the socket's connection.
-        pub fn ws_refresh(socket: u32);
         /// Detaches the socket's handlers and closes it with a code and reason.
         pub fn ws_close(socket: u32, code: u32, reason: *const u8, len: usize);
         /// Starts a timer for the connection: its id.
@@ -106,11 +104,6 @@ impl Socket {
     pub fn send(&self, text: &str) {
         // SAFETY: an import; the string is live and only read before it returns.
         unsafe { imports::ws_send(self.0, text.as_ptr(), text.len()) }
-    }
-
-    pub fn refresh(&self) {
-        // SAFETY: an import taking and returning plain numbers.
-        unsafe { imports::ws_refresh(self.0) }
     }
 
     pub fn close(self, code: CloseCode) {

@@ -38,7 +38,6 @@ async function instance() {
       maybeThrow("ws_send", conn);
       log.push(["send", conn, socket, text(ptr, len)]);
     },
-    ws_refresh() {},
     ws_close(socket) { log.push(["close", live.sockets.get(socket), socket]); live.sockets.delete(socket); },
     timer_set(conn, delay) { const id = nextId++; live.timers.set(id, conn); log.push(["timer", conn, id, delay]); return id; },
     wake_listen(conn) { const id = nextId++; live.listeners.set(id, conn); return id; },
@@ -68,7 +67,8 @@ async function instance() {
     throwOn: (name, conn) => throwing.add(`${name}:${conn}`),
     start: (conn) => w.conn_new(conn, conn, 0, NaN, NaN, NaN, 1, NaN, NaN, NaN, NaN, NaN, NaN),
     welcome: (conn) => w.conn_welcome(conn, ...str("e1"), 0, 0, ...str(""), NaN, NaN, NaN),
-    publish: (conn, json) => w.conn_publish(conn, ...str(json)),
+    // conn_call 0: publish (protocol/src/client/abi.rs CALLS)
+    publish: (conn, json) => w.conn_call(conn, 0, ...str(json), ...str(""), NaN, NaN, NaN),
   };
 }
 

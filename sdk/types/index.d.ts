@@ -296,7 +296,8 @@ export declare class RoomcastError extends Error {
    * For `history()` and `broadcast()` (never queued): "offline" when not open, "disconnected"
    * when the socket went before the answer (a broadcast may or may not have been delivered),
    * "too_large" (over `limits.broadcastMaxBytes` or `limits.maxFrameBytes`), "bad_frame" (the
-   * room's history answer was malformed), "host_error" (the WebSocket's send threw: `cause`).
+   * room's history answer was malformed). A WebSocket whose send throws is an `error` event
+   * ("host_error"); the call then settles like any other (the answer, or "disconnected").
    * For `setPresence()`: "too_large" (meta over `limits.presenceMetaMax`), "closed", or the
    * room's refusal ("forbidden" without the publish right, "rate_limited").
    */

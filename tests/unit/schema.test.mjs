@@ -1,11 +1,11 @@
 // The wire format's JSON Schema (docs/protocol.schema.json) against every frame the project writes:
 // the golden frames (tests/golden/frames.json, whose Rust builders protocol/tests/golden.rs checks
-// byte for byte), the frames tests/harness.mjs's Client sends, and the frames the SDK sends (its
-// JS layer builds `refresh`; publish, direct and ping come from the wasm client machine). No
-// server or browser needed: `node --test tests/unit/`.
+// byte for byte), the frames tests/harness.mjs's Client sends, and the frames the SDK sends (all of
+// them built by the wasm client machine's encoder, driven here through the SDK's JavaScript API,
+// each against its golden bytes). No server or browser needed: `node --test tests/unit/`.
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { register } from "node:module";
 import { dirname, join } from "node:path";
 import { test } from "node:test";
@@ -38,24 +38,13 @@ function assertInvalid(direction, frame, what) {
 }
 
 test("the schema compiles in strict mode and names every frame type", () => {
-  const types = (def) =>
-    schema.$defs[def].oneOf.map((r) => {
-      const d = schema.$defs[r.$ref.split("/").pop()];
-      return d.properties?.type?.const ?? d.oneOf[0].properties.type.const;
-    });
+  const types = (def) => schema.$defs[def].oneOf.map((r) => {
+    const d = schema.$defs[r.$ref.split("/").pop()];
+    return d.properties?.type?.const ?? d.oneOf[0].properties.type.const;
+  });
   assert.deepEqual(types("clientFrame").sort(), ["broadcast", "direct", "history", "ping", "presence", "publish", "refresh"]);
-  assert.deepEqual(types("serverFrame").sort(), [
-    "ack",
-    "broadcast",
-    "direct",
-    "error",
-    "history",
-    "message",
-    "pong",
-    "presence",
-    "refreshed",
-    "welcome",
-  ]);
+  assert.deepEqual(types("serverFrame").sort(),
+    ["ack", "broadcast", "direct", "error", "history", "message", "pong", "presence", "refreshed", "welcome"]);
 });
 
 test("every golden frame validates against the schema", () => {
@@ -65,25 +54,9 @@ test("every golden frame validates against the schema", () => {
     assertValid(g.direction, g.text, g.name);
     seen.add(`${g.direction} ${JSON.parse(g.text).type}`);
   }
-  for (const needed of [
-    "client publish",
-    "client direct",
-    "client ping",
-    "client refresh",
-    "client history",
-    "client broadcast",
-    "client presence",
-    "server welcome",
-    "server message",
-    "server ack",
-    "server error",
-    "server direct",
-    "server presence",
-    "server pong",
-    "server refreshed",
-    "server history",
-    "server broadcast",
-  ]) {
+  for (const needed of ["client publish", "client direct", "client ping", "client refresh", "client history", "client broadcast",
+    "client presence", "server welcome", "server message", "server ack", "server error", "server direct", "server presence",
+    "server pong", "server refreshed", "server history", "server broadcast"]) {
     assert.ok(seen.has(needed), `no golden frame for ${needed}`);
   }
 });
@@ -109,11 +82,7 @@ test("the schema refuses frames that break the protocol", () => {
   assertInvalid("client", { type: "history", limit: 3 }, "a history request without id");
   assertInvalid("client", { type: "broadcast", id: "b" }, "a broadcast without data");
   assertInvalid("client", { type: "presence", id: "p", meta: [1] }, "a presence change whose meta is not an object");
-  assertInvalid(
-    "server",
-    { type: "history", id: "h", messages: [{ type: "message", seq: 1 }], more: false },
-    "a history page with a bad message",
-  );
+  assertInvalid("server", { type: "history", id: "h", messages: [{ type: "message", seq: 1 }], more: false }, "a history page with a bad message");
   assertInvalid("server", { type: "history", id: "h", messages: [] }, "a history page without more");
   assertInvalid("server", { ...welcome, rewind: {} }, "a rewind without replayed");
   assertInvalid("client", { type: "dance" }, "an unknown client frame type");
@@ -142,20 +111,7 @@ test("the frame examples in docs/PROTOCOL.md validate", () => {
     const inline = [...text.matchAll(/`(\{"type":[^`]*\})`/g)].map((m) => m[1]);
     for (const block of blocks) {
       let frames;
-      try {
-        frames = [JSON.parse(block)];
-      } catch {
-        frames = block
-          .split("\n")
-          .filter(Boolean)
-          .map((l) => {
-            try {
-              return JSON.parse(l);
-            } catch {
-              return undefined;
-            }
-          });
-      }
+      try { frames = [JSON.parse(block)]; } catch { frames = block.split("\n").filter(Boolean).map((l) => { try { return JSON.parse(l); } catch { return undefined; } }); }
       for (const f of frames.filter((f) => typeof f?.type === "string")) {
         assertValid(direction, JSON.stringify(f), "docs/PROTOCOL.md example");
         checked++;
@@ -165,11 +121,7 @@ test("the frame examples in docs/PROTOCOL.md validate", () => {
     // (Quotes with placeholders, such as <ms> or …, are not JSON and are skipped.)
     for (const quoted of inline) {
       let f;
-      try {
-        f = JSON.parse(quoted);
-      } catch {
-        continue;
-      }
+      try { f = JSON.parse(quoted); } catch { continue; }
       assert.ok(validators.any(f), `docs/PROTOCOL.md quotes ${quoted}\n${ajv.errorsText(validators.any.errors)}`);
       checked++;
     }
@@ -184,13 +136,8 @@ class FakeWs extends EventEmitter {
   static OPEN = 1;
   readyState = 1;
   sent = [];
-  send(text) {
-    this.sent.push(text);
-  }
-  close() {
-    this.readyState = 3;
-    this.emit("close", 1000, Buffer.from(""));
-  }
+  send(text) { this.sent.push(text); }
+  close() { this.readyState = 3; this.emit("close", 1000, Buffer.from("")); }
 }
 
 test("frames the test harness's Client sends validate, and it reads coalesced golden frames", async () => {
@@ -199,10 +146,7 @@ test("frames the test harness's Client sends validate, and it reads coalesced go
   // Every golden server frame in one coalesced message, as the room may send them.
   const server = golden.filter((g) => g.direction === "server");
   ws.emit("message", Buffer.from(server.map((g) => g.text).join("\n")));
-  assert.deepEqual(
-    client.frames,
-    server.map((g) => JSON.parse(g.text)),
-  );
+  assert.deepEqual(client.frames, server.map((g) => JSON.parse(g.text)));
 
   await client.close();
 
@@ -226,14 +170,22 @@ test("frames the test harness's Client sends validate, and it reads coalesced go
 
 // ---- the SDK ------------------------------------------------------------------------------------
 
-test("the SDK's refresh frame is built as the golden one", () => {
-  // sdk/js/host.js (ws_refresh) sends JSON.stringify({ type: "refresh", token }) with the token the
-  // app's function returned; the test below drives the real host when the wasm is built.
-  for (const g of golden.filter((g) => g.source?.fn === "sdk/js/host.js ws_refresh")) {
-    assert.equal(JSON.stringify({ type: "refresh", token: g.source.token }), g.text, g.name);
+test("no JavaScript file of the SDK builds a client frame: the wasm client machine's encoder does", () => {
+  // Client frame types, from the schema; the only mention allowed is the logger's redaction of the
+  // token in a refresh frame (it reads frames, it does not build them).
+  const types = schema.$defs.clientFrame.oneOf.map((r) => {
+    const d = schema.$defs[r.$ref.split("/").pop()];
+    return d.properties?.type?.const ?? d.oneOf[0].properties.type.const;
+  });
+  for (const file of readdirSync(join(ROOT, "sdk/js"))) {
+    const source = readFileSync(join(ROOT, "sdk/js", file), "utf8").replace(/\/\/.*$/gm, "");
+    for (const type of types) {
+      const built = [...source.matchAll(new RegExp(`type\\W{1,4}${type}\\b`, "g"))].map((m) => source.slice(m.index - 20, m.index + 40));
+      const allowed = type === "refresh" ? built.filter((b) => !b.includes("(not logged)") && !b.includes("startsWith")) : built;
+      assert.deepEqual(allowed, [], `sdk/js/${file} builds ${type} frames`);
+    }
+    assert.doesNotMatch(source, /JSON\.stringify\(\{\s*type\b|\{\s*"type"\s*:\s*"?\$\{/, `sdk/js/${file} builds frames with a variable type`);
   }
-  const host = readFileSync(join(ROOT, "sdk/js/host.js"), "utf8");
-  assert.match(host, /JSON\.stringify\(\{\s*type:\s*"refresh",\s*token:/, "host.js still builds refresh frames with JSON.stringify");
 });
 
 const WASM = join(ROOT, "sdk/pkg/roomcast_sdk.wasm.gz");
@@ -258,17 +210,13 @@ class FakeWebSocket {
     this.protocols = protocols;
     FakeWebSocket.instances.push(this);
   }
-  send(text) {
-    this.sent.push(text);
-  }
+  send(text) { this.sent.push(text); }
   close(code = 1000, reason = "") {
     this.readyState = 3;
     this.onclose?.({ code, reason });
   }
   /** A message from the server. */
-  receive(text) {
-    this.onmessage?.({ data: text });
-  }
+  receive(text) { this.onmessage?.({ data: text }); }
 }
 
 const until = async (cond, what, ms = 5_000) => {
@@ -279,75 +227,110 @@ const until = async (cond, what, ms = 5_000) => {
   }
 };
 
-test("frames the SDK sends (wasm client machine and JS host) validate", async (t) => {
+/** The SDK from its sources (sdk/js, with the built wasm) in Node, or why it cannot run. */
+async function sdk() {
   const stale = wasmStale();
-  if (stale) return t.skip(stale);
-  // host.js imports the gzipped wasm as bytes (esbuild's binary loader in the build); Node gets the
-  // same bytes through a load hook.
-  register(
-    `data:text/javascript,${encodeURIComponent(`
+  if (stale) return { stale };
+  // host.js imports the gzipped wasm as base64 (esbuild's base64 loader in the build); Node gets
+  // the same text through a load hook.
+  register(`data:text/javascript,${encodeURIComponent(`
     import { readFileSync } from "node:fs";
     export async function load(url, context, next) {
       if (!url.endsWith(".wasm.gz")) return next(url, context);
       const b64 = readFileSync(new URL(url)).toString("base64");
       return { format: "module", shortCircuit: true,
-        source: "export default Uint8Array.from(atob(" + JSON.stringify(b64) + "), (c) => c.charCodeAt(0));" };
-    }`)}`,
-    import.meta.url,
-  );
-  const saved = globalThis.WebSocket;
-  globalThis.WebSocket = FakeWebSocket;
-  let room;
+        source: "export default " + JSON.stringify(b64) + ";" };
+    }`)}`, import.meta.url);
+  return import(pathToFileURL(join(ROOT, "sdk/js/index.js")).href);
+}
+
+/** A room on a fake socket, opened by a golden welcome; `sent()` is what it sent since. */
+async function openRoom(connect, options) {
+  FakeWebSocket.instances = [];
+  const room = connect({ url: "http://127.0.0.1:9", room: "chat", WebSocket: FakeWebSocket, ...options });
+  await until(() => FakeWebSocket.instances.length === 1, "the SDK to open a socket");
+  const ws = FakeWebSocket.instances[0];
+  const welcome = JSON.parse(golden.find((g) => g.name.startsWith("welcome, fresh")).text);
+  ws.receive(JSON.stringify({ ...welcome, clientId: room.clientId, seq: 0, ...options.welcome }));
+  await until(() => room.state === "open", "the SDK to open");
+  return { room, ws };
+}
+
+/** Each SDK call that sends a golden frame, by the golden entry's source.fn. */
+const CALLS = {
+  "client::Client::publish": (room, s) => room.publish(JSON.parse(s.data)),
+  "client::Client::direct": (room, s) => room.sendTo(JSON.parse(s.to), JSON.parse(s.data)),
+  "sdk/js/index.js Room.history": (room, s) => room.history(s.options),
+  "sdk/js/index.js Room.broadcast": (room, s) => room.broadcast(JSON.parse(s.data), { ack: s.ack }),
+  "sdk/js/index.js Room.setPresence": (room, s) => room.setPresence(JSON.parse(s.meta)),
+};
+
+test("the SDK sends exactly the golden bytes for every call, and every client frame type of the schema", async (t) => {
+  const { connect, stale } = await sdk();
+  if (stale) return t.skip(stale);
+  const types = new Set();
+  const entries = golden.filter((g) => CALLS[g.source?.fn] && g.source.seed !== undefined);
+  assert.ok(entries.length >= 10, `${entries.length} golden frames the SDK builds`);
+  for (const g of entries) {
+    const { room, ws } = await openRoom(connect, { seed: g.source.seed });
+    const settled = CALLS[g.source.fn](room, g.source).catch(() => {});
+    assert.deepEqual(ws.sent, [g.text], `${g.name}: the SDK sends the golden bytes`);
+    assertValid("client", ws.sent[0], g.name);
+    types.add(JSON.parse(g.text).type);
+    room.close();
+    await settled;
+  }
+  // The token refresh: a welcome whose token expires soon, so the SDK refreshes it at once.
+  const refresh = golden.find((g) => g.source?.fn === "sdk/js/index.js token refresh");
+  const { room, ws } = await openRoom(connect, { token: async () => refresh.source.token, pingIntervalMs: 30, welcome: { expires: Date.now() + 200 } });
   try {
-    const { connect } = await import(pathToFileURL(join(ROOT, "sdk/js/index.js")).href);
-    const refreshGolden = golden.find((g) => g.source?.fn === "sdk/js/host.js ws_refresh");
-    // The WebSocket both as the option (the SDK's injection point) and as the global (older hosts).
-    room = connect({
-      url: "http://127.0.0.1:9",
-      room: "chat",
-      token: async () => refreshGolden.source.token,
-      pingIntervalMs: 30,
-      seed: 7,
-      WebSocket: FakeWebSocket,
-    });
-    await until(() => FakeWebSocket.instances.length === 1, "the SDK to open a socket");
-    const ws = FakeWebSocket.instances[0];
-    assert.ok(ws.protocols.includes("roomcast.v1"), "the SDK offers roomcast.v1");
-    // A welcome whose token expires soon, so the SDK refreshes it at once.
-    const welcome = JSON.parse(golden.find((g) => g.name.startsWith("welcome, fresh")).text);
-    ws.receive(JSON.stringify({ ...welcome, clientId: room.clientId, seq: 0, expires: Date.now() + 200 }));
-    await until(() => room.state === "open", "the SDK to open");
+    await until(() => ws.sent.some((s) => s.includes('"refresh"')), "a refresh frame");
+    assert.equal(ws.sent.find((s) => s.includes('"refresh"')), refresh.text, "the refresh frame is the golden one");
+    await until(() => ws.sent.includes('{"type":"ping"}'), "a ping frame");
+    for (const text of ws.sent) assertValid("client", text, "an SDK frame");
+    for (const text of ws.sent) types.add(JSON.parse(text).type);
+  } finally {
+    room.close();
+  }
+  const schemaTypes = schema.$defs.clientFrame.oneOf.map((r) => {
+    const d = schema.$defs[r.$ref.split("/").pop()];
+    return d.properties?.type?.const ?? d.oneOf[0].properties.type.const;
+  });
+  assert.deepEqual([...types].sort(), schemaTypes.sort(), "the SDK sends every client frame type");
+});
+
+test("frames the SDK sends validate, and golden answers settle its calls", async (t) => {
+  const { connect, stale } = await sdk();
+  if (stale) return t.skip(stale);
+  const { room, ws } = await openRoom(connect, { seed: 7 });
+  try {
     const published = room.publish({ text: "hello" });
     const sentTo = room.sendTo({ user: "bob" }, "psst");
     const sentToClient = room.sendTo({ clientId: "tab-2" }, null);
-    await until(() => ws.sent.some((s) => s.includes('"refresh"')), "a refresh frame");
-    await until(() => ws.sent.includes('{"type":"ping"}'), "a ping frame");
+    const page = room.history({ limit: 2 });
+    const acked = room.broadcast({ cursor: [1, 2] }, { ack: true });
+    const presence = room.setPresence({ name: "Alice" });
     const frames = ws.sent.map((s) => JSON.parse(s));
     for (const text of ws.sent) assertValid("client", text, "an SDK frame");
     const publish = frames.find((f) => f.type === "publish");
     assert.deepEqual(publish.data, { text: "hello" });
-    assert.match(
-      ws.sent.find((s) => s.includes('"publish"')),
-      /^\{"type":"publish","id":"[^"]+",/,
-      "type and id first (too_large can name the id)",
-    );
-    assert.equal(
-      ws.sent.find((s) => s.includes('"refresh"')),
-      refreshGolden.text,
-      "the refresh frame is the golden one",
-    );
-    assert.deepEqual(
-      frames.filter((f) => f.type === "direct").map((f) => f.to),
-      [{ user: "bob" }, { clientId: "tab-2" }],
-    );
+    assert.deepEqual(frames.filter((f) => f.type === "direct").map((f) => f.to), [{ user: "bob" }, { clientId: "tab-2" }]);
     // Settle the promises with golden-shaped answers.
-    ws.receive(`{"type":"ack","id":"${publish.id}","seq":1}`);
-    for (const f of frames.filter((f) => f.type === "direct")) ws.receive(`{"type":"ack","id":"${f.id}","delivered":1}`);
+    const answer = (name, id, more) => ws.receive(JSON.stringify({ ...JSON.parse(golden.find((g) => g.name === name).text), id, ...more }));
+    // (the room is at seq 0: the publish is the next message)
+    answer("ack of a publish", publish.id, { seq: 1 });
+    for (const f of frames.filter((f) => f.type === "direct")) answer("ack of a direct message (sender with the presence right)", f.id);
+    answer("history page (frame::encode_history)", frames.find((f) => f.type === "history").id);
+    answer("ack of a broadcast or presence change (frame::encode_done)", frames.find((f) => f.type === "broadcast").id);
+    answer("ack of a broadcast or presence change (frame::encode_done)", frames.find((f) => f.type === "presence").id);
     assert.equal(await published, 1);
     await sentTo;
     await sentToClient;
+    const { messages, more } = await page;
+    assert.deepEqual([messages.map((m) => m.seq), typeof more], [JSON.parse(golden.find((g) => g.name === "history page (frame::encode_history)").text).messages.map((m) => m.seq), "boolean"]);
+    await acked;
+    await presence;
   } finally {
-    room?.close();
-    globalThis.WebSocket = saved;
+    room.close();
   }
 });

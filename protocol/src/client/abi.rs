@@ -9,9 +9,8 @@ use super::{QueueError, State};
 pub const STATES: [(State, &str); 4] =
     [(State::Connecting, "connecting"), (State::Open, "open"), (State::Reconnecting, "reconnecting"), (State::Closed, "closed")];
 
-/// Why a publish or direct message was not queued, by number (`conn_publish`'s and
-/// `conn_send_to`'s result; 0 means queued); host.js's `FAILURES` names them, and the names are the
-/// `code` of the rejection the app sees.
+/// Why a call was not queued or sent, by number (`conn_call`'s result; 0 means it was); host.js's
+/// `FAILURES` names them, and the names are the `code` of the rejection the app sees.
 pub const QUEUE_FAILURES: [(QueueError, &str); 4] = [
     (QueueError::Full, "queue_full"),
     (QueueError::Closed, "closed"),
@@ -23,6 +22,39 @@ pub const QUEUE_FAILURES: [(QueueError, &str); 4] = [
 /// `resume` object), 1 recovered, 2 not recovered (any other status counts as not recovered);
 /// host.js's `RESUMED` lists them.
 pub const RESUMED: [&str; 3] = ["", "recovered", "not_recovered"];
+
+/// The calls of the SDK's `conn_call` export, in the order of their numbers; host.js's `CALLS`
+/// names them.
+pub const CALLS: [(Call, &str); 5] = [
+    (Call::Publish, "publish"),
+    (Call::SendTo, "send_to"),
+    (Call::History, "history"),
+    (Call::Broadcast, "broadcast"),
+    (Call::Presence, "presence"),
+];
+
+/// A call the room answers, as the SDK's `conn_call` export numbers it ([`CALLS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    Publish,
+    SendTo,
+    History,
+    Broadcast,
+    Presence,
+}
+
+/// The call numbered `n`, if any (by a match, not from [`CALLS`], whose names the wasm need not
+/// carry).
+pub fn call(n: u32) -> Option<Call> {
+    Some(match n {
+        0 => Call::Publish,
+        1 => Call::SendTo,
+        2 => Call::History,
+        3 => Call::Broadcast,
+        4 => Call::Presence,
+        _ => return None,
+    })
+}
 
 /// A state's number.
 pub fn state_code(state: State) -> u32 {
@@ -66,6 +98,17 @@ mod tests {
         let names: Vec<&str> = QUEUE_FAILURES.iter().map(|(_, n)| *n).collect();
         // `[, "queue_full", …]`: index 0 is a hole (queued)
         let line = format!("const FAILURES = [, {}];", names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", "));
+        assert!(HOST_JS.contains(&line), "sdk/js/host.js must hold `{line}`");
+    }
+
+    #[test]
+    fn call_numbers_are_their_position_and_host_js_names_them_in_order() {
+        for (i, (c, _)) in CALLS.iter().enumerate() {
+            assert_eq!(call(i as u32), Some(*c));
+        }
+        assert_eq!(call(CALLS.len() as u32), None);
+        let names: Vec<&str> = CALLS.iter().map(|(_, n)| *n).collect();
+        let line = js_array("CALLS", &names);
         assert!(HOST_JS.contains(&line), "sdk/js/host.js must hold `{line}`");
     }
 

@@ -6,6 +6,17 @@
 //! It never parses JSON: the adapter reads the few fields it needs (the browser's `JSON.parse`
 //! is free, and serde would triple the SDK's size), and message payloads never enter it.
 //!
+//! Every frame a client sends is built here, by [`encode`]: publish, direct, ping, refresh,
+//! history, broadcast and presence. JSON values (a publish's data, a target, a presence meta, the
+//! token as a JSON string) come in already encoded by the adapter (the browser's `JSON.stringify`);
+//! the machine adds only its own strings (types, ids, field names, numbers), which need no escaping.
+//!
+//! Calls the room answers are settled here too, whatever kind they are: publishes (queued and
+//! resent until answered), and direct messages, history reads and acknowledged broadcasts (bound
+//! to the socket they went out on), each by [`Output::Acked`] or [`Output::Rejected`] with its
+//! id. Presence meta keeps one change in flight (the newest asked for goes next, and settles every
+//! call made since) and the last one the room took goes again on every new connection.
+//!
 //! What the client accepts is checked against what the room told it, never taken on trust: a
 //! `message` must carry exactly the next seq (one that jumps ahead is not delivered: the client
 //! reports it and reconnects to resume, so the room replays what is really missing), and a welcome
@@ -40,6 +51,7 @@ use crate::PING;
 use alloc::borrow::ToOwned;
 use alloc::collections::VecDeque;
 use alloc::string::String;
+use alloc::vec::Vec;
 use backoff::{Backoff, Rng};
 
 /// The client's settings, with the SDK's defaults.
@@ -110,6 +122,14 @@ pub enum Resumed {
 /// (`limits.maxFrameBytes`): the server's default `MAX_FRAME_BYTES`.
 pub const DEFAULT_MAX_FRAME_BYTES: u64 = 65_536;
 
+/// The broadcast size limit a client assumes until a welcome states the room's
+/// (`limits.broadcastMaxBytes`): the server's default `BROADCAST_MAX_BYTES`.
+pub const DEFAULT_BROADCAST_MAX_BYTES: u64 = 16_384;
+
+/// The presence meta size limit a client assumes until a welcome states the room's
+/// (`limits.presenceMetaMax`, in compact JSON bytes): the server's default.
+pub const DEFAULT_PRESENCE_META_MAX: u64 = 1_024;
+
 /// The shortest ping interval a welcome can set (a room asking for more would only flood itself).
 pub const MIN_PING_INTERVAL_MS: u64 = 1_000;
 
@@ -131,6 +151,10 @@ pub struct Welcome<'a> {
     /// `rewind.replayed`: on a connection that asked for the last N messages (no resume point),
     /// how many follow the welcome. They are the next messages: `last_seq` starts that far back.
     pub rewound: Option<u64>,
+    /// `limits.broadcastMaxBytes`: the largest broadcast frame the room takes.
+    pub broadcast_max_bytes: Option<u64>,
+    /// `limits.presenceMetaMax`: the largest presence meta the room takes (compact JSON bytes).
+    pub presence_meta_max: Option<u64>,
 }
 
 /// What the adapter must do, in order.
@@ -145,10 +169,6 @@ pub enum Output {
     },
     /// Send this text on the open socket.
     Send(String),
-    /// Send `{"type":"refresh","token":<token>}` on the open socket, with the token the adapter
-    /// just fetched. Tokens never enter the machine (the adapter connects with them too), so it
-    /// neither holds credentials nor needs a JSON string encoder.
-    SendRefresh,
     /// Close the current socket (the client already counts it as gone).
     CloseSocket(CloseCode),
     Status(Status),
@@ -167,15 +187,17 @@ pub enum Output {
         expected: u64,
         received: u64,
     },
-    /// A publish or direct message was acknowledged.
+    /// A call was answered: a publish (with its seq), a direct message, a history read (the
+    /// adapter holds the page it answered with), an acknowledged broadcast, or a presence change.
     Acked {
         id: String,
         seq: Option<u64>,
     },
-    /// A publish or direct message failed for good: `code` is the room's (an error frame that
-    /// names its id), `too_large` (a queued publish over the limit a welcome stated), `closed`
-    /// (the client closed), or `disconnected` (a direct message whose socket went before its
-    /// answer: it may or may not have been delivered, and it is not resent).
+    /// A call failed for good: `code` is the room's (an error frame that names its id),
+    /// `too_large` (a queued publish over the limit a welcome stated), `closed` (the client
+    /// closed), or `disconnected` (a direct message, history read or acknowledged broadcast whose
+    /// socket went before its answer: it may or may not have been delivered, and it is not
+    /// resent). A presence change is never `disconnected`: it goes again on the next connection.
     Rejected {
         id: String,
         code: String,
@@ -191,10 +213,12 @@ pub enum QueueError {
     Full = 1,
     /// The client is closed.
     Closed = 2,
-    /// Direct messages are not queued, and the client is not open.
+    /// Direct messages, history reads and broadcasts are not queued, and the client is not open.
     Offline = 3,
     /// The frame would be larger than the room's limit (`limits.maxFrameBytes`, or
-    /// [`DEFAULT_MAX_FRAME_BYTES`] before the first welcome); it is never sent.
+    /// [`DEFAULT_MAX_FRAME_BYTES`] before the first welcome; for a broadcast also
+    /// `limits.broadcastMaxBytes`; for a presence change, its meta over `limits.presenceMetaMax`);
+    /// it is never sent. [`Client::refused`] says how large it was, and the limit.
     TooLarge = 4,
 }
 
@@ -202,6 +226,28 @@ pub enum QueueError {
 struct Queued {
     id: String,
     text: String,
+}
+
+/// A presence change sent and not answered yet.
+#[derive(Debug, Clone)]
+struct SentPresence {
+    /// The frame's id.
+    id: String,
+    meta: String,
+    /// The calls it settles (the frame's id among them; none for a meta sent again after a
+    /// reconnect).
+    calls: Vec<String>,
+}
+
+/// Presence meta: one change in flight at a time, the newest asked for next.
+#[derive(Debug, Default, Clone)]
+struct Presence {
+    /// The newest meta asked for and not sent yet, and the calls waiting for it.
+    want: Option<String>,
+    waiting: Vec<String>,
+    inflight: Option<SentPresence>,
+    /// The meta the room took last: a new connection starts with the token's, so it goes again.
+    applied: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -239,49 +285,66 @@ pub struct Client {
     epoch: Option<String>,
     last_seq: u64,
     opened_at: Option<u64>,
-    queue: VecDeque<Queued>,
-    /// Direct messages sent on the current socket and not yet answered.
-    directs: alloc::vec::Vec<String>,
+    queue: Vec<Queued>,
+    /// Calls sent on the current socket and not yet answered (direct messages, history reads,
+    /// acknowledged broadcasts): they are not resent, so they fail when the socket goes.
+    calls: Vec<String>,
+    presence: Presence,
+    /// The room's broadcast and presence meta limits (the last welcome's, or the defaults).
+    broadcast_max_bytes: u64,
+    presence_meta_max: u64,
+    /// The size and the limit of the last frame (or meta) refused as [`QueueError::TooLarge`].
+    refused: (u64, u64),
     session: String,
     next_id: u64,
     timers: Timers,
     outputs: VecDeque<Output>,
 }
 
-/// Appends `n` in decimal; the SDK avoids `format!` and its machinery in the wasm build.
-pub fn push_u64(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+/// Appends `n` in decimal; the SDK avoids `format!` and its machinery in the wasm build (and
+/// indexing, whose bounds check alone would link `core::fmt`).
+pub fn push_u64(out: &mut String, n: u64) {
+    if n >= 10 {
+        push_u64(out, n / 10);
+    }
+    out.push(char::from(b'0' + (n % 10) as u8));
+}
+
+/// A client frame: `{"type":"<kind>"`, then `,"id":"<id>"` when there is one, then `,"<key>":<json>`
+/// for each field that is present, then `}`. The one encoder of everything a client sends: the
+/// type and id come first (so the room can name the id even when it refuses the frame as too
+/// large), and the field values come already encoded as JSON (the adapter's `JSON.stringify`),
+/// while types, ids and keys are the machine's own and need no escaping.
+pub fn encode(kind: &str, id: Option<&str>, fields: &[(&str, Option<&str>)]) -> String {
+    let mut text = String::new();
+    push_all(&mut text, &[r#"{"type":""#, kind, "\""]);
+    if let Some(id) = id {
+        push_all(&mut text, &[r#","id":""#, id, "\""]);
+    }
+    for (key, value) in fields {
+        if let Some(value) = value {
+            push_all(&mut text, &[",\"", key, "\":", value]);
         }
     }
-    for d in &digits[i..] {
-        out.push(*d as char);
+    text.push('}');
+    text
+}
+
+/// Appends each piece (one loop: a single copy of `push_str` in the wasm).
+#[inline(never)]
+fn push_all(text: &mut String, pieces: &[&str]) {
+    for piece in pieces {
+        text.push_str(piece);
     }
 }
 
-/// `{"type":<kind>,"id":<id>[,"to":<to_json>],"data":<data_json>}`, built by concatenation: the id
-/// is ours (no escaping needed) and the JSON parts come already encoded.
-fn frame_text(kind: &str, id: &str, to_json: Option<&str>, data_json: &str) -> String {
-    let mut text = String::with_capacity(data_json.len() + id.len() + to_json.map_or(0, str::len) + 48);
-    text.push_str(r#"{"type":""#);
-    text.push_str(kind);
-    text.push_str(r#"","id":""#);
-    text.push_str(id);
-    text.push('"');
-    if let Some(to) = to_json {
-        text.push_str(r#","to":"#);
-        text.push_str(to);
-    }
-    text.push_str(r#","data":"#);
-    text.push_str(data_json);
-    text.push('}');
-    text
+/// `n` in decimal, for [`encode`].
+fn decimal(n: Option<u64>) -> Option<String> {
+    n.map(|n| {
+        let mut s = String::new();
+        push_u64(&mut s, n);
+        s
+    })
 }
 
 /// When to refresh a token that expires at `expires`: a fifth of its remaining life early, at
@@ -331,8 +394,12 @@ impl Client {
             epoch: None,
             last_seq: 0,
             opened_at: None,
-            queue: VecDeque::new(),
-            directs: alloc::vec::Vec::new(),
+            queue: Vec::new(),
+            calls: Vec::new(),
+            presence: Presence::default(),
+            broadcast_max_bytes: DEFAULT_BROADCAST_MAX_BYTES,
+            presence_meta_max: DEFAULT_PRESENCE_META_MAX,
+            refused: (0, 0),
             session,
             next_id: 0,
             timers: Timers::default(),
@@ -377,6 +444,12 @@ impl Client {
         self.ping_interval
     }
 
+    /// How large the last frame refused as [`QueueError::TooLarge`] was (for a presence change,
+    /// its meta) and the limit it went over, in bytes, so the adapter can say by how much.
+    pub fn refused(&self) -> (u64, u64) {
+        self.refused
+    }
+
     // ---- outputs -----------------------------------------------------------------------------
 
     pub fn poll_output(&mut self) -> Option<Output> {
@@ -404,14 +477,12 @@ impl Client {
             return Err(QueueError::Full);
         }
         let id = self.new_id();
-        let text = frame_text("publish", &id, None, data_json);
-        if text.len() as u64 > self.max_frame_bytes {
-            return Err(QueueError::TooLarge);
-        }
+        let text = encode("publish", Some(&id), &[("data", Some(data_json))]);
+        self.fits(&text, self.max_frame_bytes)?;
         if self.state == State::Open {
             self.outputs.push_back(Output::Send(text.clone()));
         }
-        self.queue.push_back(Queued { id: id.clone(), text });
+        self.queue.push(Queued { id: id.clone(), text });
         Ok(id)
     }
 
@@ -419,16 +490,50 @@ impl Client {
     /// not stored by the server, so they are not queued or retried: offline, they fail at once,
     /// and one whose socket goes before the room answered is rejected (`disconnected`).
     pub fn direct(&mut self, to_json: &str, data_json: &str) -> Result<String, QueueError> {
-        if self.state != State::Open {
-            return Err(if self.state == State::Closed { QueueError::Closed } else { QueueError::Offline });
+        let id = self.open_call()?;
+        let text = encode("direct", Some(&id), &[("to", Some(to_json)), ("data", Some(data_json))]);
+        self.send_call(Some(id), text, self.max_frame_bytes)
+    }
+
+    /// Asks for a page of stored messages (`history`): the latest `limit` (the room's default
+    /// when `None`), or those before or since a seq. Not queued, like a direct message; the room
+    /// answers with a `history` frame naming the id, which the adapter hands to
+    /// [`Client::handle_ack`] (the page itself never enters the machine).
+    pub fn history(&mut self, limit: Option<u64>, before: Option<u64>, since: Option<u64>) -> Result<String, QueueError> {
+        let id = self.open_call()?;
+        let (limit, before, since) = (decimal(limit), decimal(before), decimal(since));
+        let fields = [("limit", limit.as_deref()), ("before", before.as_deref()), ("since", since.as_deref())];
+        let text = encode("history", Some(&id), &fields);
+        self.send_call(Some(id), text, self.max_frame_bytes)
+    }
+
+    /// Sends an ephemeral message to the room's other members (`broadcast`). Not queued, never
+    /// resent. With `ack` the frame carries an id, the room answers it, and the id is returned
+    /// (settled like a direct message); without, the room sends no answer and `None` comes back
+    /// once the frame is handed to the socket. Over `limits.broadcastMaxBytes` it is refused here.
+    pub fn broadcast(&mut self, data_json: &str, ack: bool) -> Result<Option<String>, QueueError> {
+        let id = self.open_call()?;
+        let id = ack.then_some(id);
+        let text = encode("broadcast", id.as_deref(), &[("data", Some(data_json))]);
+        let max = self.max_frame_bytes.min(self.broadcast_max_bytes);
+        self.send_call(id.clone(), text, max).map(|_| id)
+    }
+
+    /// Replaces this connection's presence meta (`meta_json`: a JSON object, already encoded) and
+    /// returns the id the call settles with. One change is in flight at a time: calls made
+    /// meanwhile wait, and only the newest meta goes next (settling every call made since). Not
+    /// open, the change waits for the connection; one in flight when the socket goes is sent
+    /// again; and after every reconnect the last meta the room took goes again. A meta over
+    /// `limits.presenceMetaMax` bytes is refused here.
+    pub fn set_presence(&mut self, meta_json: &str) -> Result<String, QueueError> {
+        if self.state == State::Closed {
+            return Err(QueueError::Closed);
         }
+        self.fits(meta_json, self.presence_meta_max)?;
         let id = self.new_id();
-        let text = frame_text("direct", &id, Some(to_json), data_json);
-        if text.len() as u64 > self.max_frame_bytes {
-            return Err(QueueError::TooLarge);
-        }
-        self.outputs.push_back(Output::Send(text));
-        self.directs.push(id.clone());
+        self.presence.want = Some(meta_json.to_owned());
+        self.presence.waiting.push(id.clone());
+        self.send_presence();
         Ok(id)
     }
 
@@ -450,22 +555,24 @@ impl Client {
         if !self.socket || self.state == State::Closed {
             return;
         }
-        self.socket = false;
+        self.socket_gone();
         self.finish(close::SOCKET_REFUSED.code, close::SOCKET_REFUSED.reason);
     }
 
     // ---- inputs ------------------------------------------------------------------------------
 
-    /// The token the adapter fetched is ready (`ok`), or fetching it failed: for a connection
-    /// attempt, or for a refresh of the open connection's token. Failures for connection attempts
-    /// are counted: after `max_token_failures` in a row the client stops.
-    pub fn handle_token(&mut self, ok: bool, now: u64) {
+    /// The token the adapter fetched is ready (`token_json`: the token as a JSON string), or
+    /// fetching it failed (`None`): for a connection attempt, or for a refresh of the open
+    /// connection's token. Failures for connection attempts are counted: after
+    /// `max_token_failures` in a row the client stops. The token only passes through: a refresh
+    /// frame is sent with it at once, and it is not kept (the adapter connects with its own copy).
+    pub fn handle_token(&mut self, token_json: Option<&str>, now: u64) {
         if self.state == State::Closed {
             return;
         }
         if self.awaiting_token {
             self.awaiting_token = false;
-            if ok {
+            if token_json.is_some() {
                 self.token_failures = 0;
                 self.connect(now);
             } else {
@@ -473,8 +580,8 @@ impl Client {
             }
         } else if self.awaiting_refresh {
             self.awaiting_refresh = false;
-            if ok {
-                self.outputs.push_back(Output::SendRefresh);
+            if token_json.is_some() {
+                self.outputs.push_back(Output::Send(encode("refresh", None, &[("token", token_json)])));
             } else {
                 // Tried again while the token is still valid; past that, the room closes the
                 // connection with 4002 and the reconnect fetches one.
@@ -494,10 +601,11 @@ impl Client {
         if !self.socket || self.state == State::Closed {
             return;
         }
-        let Welcome { epoch, seq, resumed, expires, ping_interval, max_frame_bytes, rewound } = welcome;
-        if let Some(max) = max_frame_bytes {
-            self.max_frame_bytes = max;
-        }
+        let Welcome { epoch, seq, resumed, expires, ping_interval, max_frame_bytes, rewound, broadcast_max_bytes, presence_meta_max } =
+            welcome;
+        self.max_frame_bytes = max_frame_bytes.unwrap_or(self.max_frame_bytes);
+        self.broadcast_max_bytes = broadcast_max_bytes.unwrap_or(self.broadcast_max_bytes);
+        self.presence_meta_max = presence_meta_max.unwrap_or(self.presence_meta_max);
         self.ping_interval = match ping_interval {
             Some(asked) => self.config.ping_interval_ms.min(asked.max(MIN_PING_INTERVAL_MS)),
             None => self.config.ping_interval_ms,
@@ -548,6 +656,11 @@ impl Client {
             });
             fits
         });
+        // Then the presence meta: the newest asked for, or the last one the room took.
+        if self.presence.want.is_none() {
+            self.presence.want = self.presence.applied.clone();
+        }
+        self.send_presence();
     }
 
     /// A message frame with `seq` arrived. Returns whether to deliver it. Only the next seq is:
@@ -573,10 +686,14 @@ impl Client {
         false
     }
 
-    /// An ack arrived. A publish's seq also moves `last_seq`: the server sent everything before
-    /// it first, and with echo off the message itself does not come back live. So an ack further
-    /// ahead than the next seq means messages were lost, exactly like a message that jumps.
+    /// An ack arrived (or a `history` page, which answers its call the same way). A publish's seq
+    /// also moves `last_seq`: the server sent everything before it first, and with echo off the
+    /// message itself does not come back live. So an ack further ahead than the next seq means
+    /// messages were lost, exactly like a message that jumps.
     pub fn handle_ack(&mut self, id: &str, seq: Option<u64>, now: u64) {
+        if self.presence_answered(id, None) {
+            return;
+        }
         self.forget(id);
         self.outputs.push_back(Output::Acked { id: id.to_owned(), seq });
         match seq {
@@ -599,9 +716,12 @@ impl Client {
         self.expires = Some(expires);
     }
 
-    /// An error frame arrived for a publish or direct message: it is settled as refused and
-    /// leaves the queue, so it is never resent.
+    /// An error frame arrived for one of the client's calls: it is settled as refused and leaves
+    /// the queue, so it is never resent.
     pub fn handle_error(&mut self, id: &str, code: &str) {
+        if self.presence_answered(id, Some(code)) {
+            return;
+        }
         self.forget(id);
         self.outputs.push_back(Output::Rejected { id: id.to_owned(), code: code.to_owned() });
     }
@@ -616,8 +736,7 @@ impl Client {
         if !self.socket || self.state == State::Closed {
             return;
         }
-        self.socket = false;
-        self.reject_directs("disconnected");
+        self.socket_gone();
         let reason = if reason.is_empty() { CloseCode::reason_for(code) } else { reason };
         if CloseCode::is_final(code) {
             self.finish(code, reason);
@@ -721,14 +840,103 @@ impl Client {
         self.timers.ping_at = Some(now.saturating_add(self.ping_interval));
     }
 
-    /// Takes a settled publish or direct message off the books.
+    /// Takes a settled call off the books.
     fn forget(&mut self, id: &str) {
         self.queue.retain(|q| q.id != id);
-        self.directs.retain(|d| d != id);
+        self.calls.retain(|d| d != id);
     }
 
-    fn reject_directs(&mut self, code: &str) {
-        for id in core::mem::take(&mut self.directs) {
+    /// The refusal of a frame (or meta) of `text`'s size over `max`.
+    fn fits(&mut self, text: &str, max: u64) -> Result<(), QueueError> {
+        if text.len() as u64 > max {
+            self.refused = (text.len() as u64, max);
+            return Err(QueueError::TooLarge);
+        }
+        Ok(())
+    }
+
+    /// A new id for a call that needs the open connection (it is not queued).
+    fn open_call(&mut self) -> Result<String, QueueError> {
+        match self.state {
+            State::Open => Ok(self.new_id()),
+            State::Closed => Err(QueueError::Closed),
+            _ => Err(QueueError::Offline),
+        }
+    }
+
+    /// Sends a call's frame if it fits `max`, and (with an id) expects its answer on this socket.
+    fn send_call(&mut self, id: Option<String>, text: String, max: u64) -> Result<String, QueueError> {
+        self.fits(&text, max)?;
+        self.outputs.push_back(Output::Send(text));
+        let id = id.unwrap_or_default();
+        if !id.is_empty() {
+            self.calls.push(id.clone());
+        }
+        Ok(id)
+    }
+
+    /// Sends the newest presence meta asked for, when open and none is in flight. The frame takes
+    /// the id of the newest call it settles; a meta sent again with no call waiting (after a
+    /// reconnect) gets an id of its own.
+    fn send_presence(&mut self) {
+        let p = &mut self.presence;
+        if !self.socket || self.state != State::Open || p.inflight.is_some() {
+            return;
+        }
+        let Some(meta) = p.want.take() else { return };
+        let calls = core::mem::take(&mut p.waiting);
+        let id = match calls.last() {
+            Some(id) => id.clone(),
+            None => self.new_id(),
+        };
+        self.outputs.push_back(Output::Send(encode("presence", Some(&id), &[("meta", Some(&meta))])));
+        self.presence.inflight = Some(SentPresence { id, meta, calls });
+    }
+
+    /// The presence change in flight was answered, if `id` is its frame's: taken (`refusal`
+    /// `None`) or refused with that code. Every call it carried settles, and the next goes. A
+    /// refusal that no call waits for (of a meta sent again) is still reported, under the
+    /// frame's id, which no call of the adapter's knows.
+    fn presence_answered(&mut self, id: &str, refusal: Option<&str>) -> bool {
+        let Some(sent) = self.presence.inflight.take_if(|s| s.id == id) else { return false };
+        let mut calls = sent.calls;
+        match refusal {
+            None => self.presence.applied = Some(sent.meta),
+            Some(_) => {
+                // The room keeps the token's meta (or the one before) until the app sets one again.
+                if self.presence.applied.as_ref() == Some(&sent.meta) {
+                    self.presence.applied = None;
+                }
+                if calls.is_empty() {
+                    calls.push(sent.id);
+                }
+            }
+        }
+        for id in calls {
+            self.outputs.push_back(match refusal {
+                None => Output::Acked { id, seq: None },
+                Some(code) => Output::Rejected { id, code: code.to_owned() },
+            });
+        }
+        self.send_presence();
+        true
+    }
+
+    /// The socket went: calls bound to it fail (`disconnected`), and a presence change in flight
+    /// waits to go again (the newest meta asked for wins, and it settles every call made since).
+    fn socket_gone(&mut self) {
+        self.socket = false;
+        self.reject_calls("disconnected");
+        let p = &mut self.presence;
+        if let Some(sent) = p.inflight.take() {
+            p.want = p.want.take().or(Some(sent.meta));
+            let waiting = core::mem::replace(&mut p.waiting, sent.calls);
+            p.waiting.extend(waiting);
+        }
+    }
+
+    fn reject_calls(&mut self, code: &str) {
+        for id in core::mem::take(&mut self.calls) {
             self.outputs.push_back(Output::Rejected { id, code: code.to_owned() });
         }
     }
@@ -748,8 +956,7 @@ impl Client {
     fn drop_socket(&mut self, code: CloseCode, now: u64) {
         self.awaiting_token = false;
         if self.socket {
-            self.socket = false;
-            self.reject_directs("disconnected");
+            self.socket_gone();
             // Browsers may only send 1000 or 3000-4999; the reason says why.
             self.outputs.push_back(Output::CloseSocket(CloseCode { code: 1000, reason: code.reason }));
         }
@@ -782,10 +989,16 @@ impl Client {
         self.awaiting_token = false;
         self.awaiting_refresh = false;
         self.set_state(State::Closed, 0, code, reason);
-        self.reject_directs("closed");
+        // Everything still pending: calls on the socket, queued publishes, presence changes.
+        let p = core::mem::take(&mut self.presence);
         for q in core::mem::take(&mut self.queue) {
-            self.outputs.push_back(Output::Rejected { id: q.id, code: "closed".to_owned() });
+            self.calls.push(q.id);
         }
+        if let Some(sent) = p.inflight {
+            self.calls.extend(sent.calls);
+        }
+        self.calls.extend(p.waiting);
+        self.reject_calls("closed");
     }
 }
 

@@ -18,6 +18,10 @@ fn config() -> ClientConfig {
     }
 }
 
+/// A token as the adapter hands it over (a JSON string), and the refresh frame that carries it.
+const TOKEN: &str = r#""a.b.c""#;
+const REFRESH: &str = r#"{"type":"refresh","token":"a.b.c"}"#;
+
 fn drain(c: &mut Client) -> Vec<Output> {
     std::iter::from_fn(|| c.poll_output()).collect()
 }
@@ -241,7 +245,7 @@ fn a_token_is_fetched_before_every_attempt() {
     let out = drain(&mut c);
     assert!(out.contains(&Output::FetchToken));
     assert!(!out.iter().any(|o| matches!(o, Output::Connect { .. })), "no connect before the token");
-    c.handle_token(true, 1);
+    c.handle_token(Some(TOKEN), 1);
     assert_eq!(drain(&mut c), [Output::Connect { resume: None }]);
     let mut now = 1;
     for _ in 0..3 {
@@ -250,7 +254,7 @@ fn a_token_is_fetched_before_every_attempt() {
         now = c.poll_timeout().unwrap();
         c.handle_timeout(now);
         assert_eq!(drain(&mut c), [Output::FetchToken]);
-        c.handle_token(true, now);
+        c.handle_token(Some(TOKEN), now);
         assert!(matches!(drain(&mut c)[..], [Output::Connect { .. }]));
     }
     // a failed fetch counts as a failed attempt
@@ -259,7 +263,7 @@ fn a_token_is_fetched_before_every_attempt() {
     now = c.poll_timeout().unwrap();
     c.handle_timeout(now);
     drain(&mut c);
-    c.handle_token(false, now);
+    c.handle_token(None, now);
     let s = statuses(&drain(&mut c));
     assert_eq!((s[0].state, s[0].reason.as_str()), (State::Reconnecting, "token fetch failed"));
 }
@@ -507,7 +511,7 @@ fn quiet_config() -> ClientConfig {
 fn opened_with_token_fn(expires: u64, now: u64) -> Client {
     let mut c = Client::new(quiet_config(), 59, true, now);
     drain(&mut c);
-    c.handle_token(true, now);
+    c.handle_token(Some(TOKEN), now);
     drain(&mut c);
     c.handle_welcome_frame(w("e1", 0, None, Some(expires)), now);
     drain(&mut c);
@@ -534,8 +538,8 @@ fn a_token_function_refreshes_the_open_connection_before_expiry() {
     let mut now = t0;
     assert!(run_until(&mut c, &mut now, t0 + 79_999).is_empty());
     assert_eq!(run_until(&mut c, &mut now, t0 + 80_000), [Output::FetchToken]);
-    c.handle_token(true, now);
-    assert_eq!(drain(&mut c), [Output::SendRefresh]);
+    c.handle_token(Some(TOKEN), now);
+    assert_eq!(drain(&mut c), [Output::Send(REFRESH.to_owned())]);
     assert_eq!(c.state(), State::Open, "the connection stays as it is");
     // the room took it: the next refresh is timed from the new expiry
     c.handle_refreshed(now + 3_600_000, now);
@@ -556,7 +560,7 @@ fn a_failed_or_stale_refresh_is_retried_a_few_times_then_left_to_the_expiry_clos
         c.handle_timeout(now);
         assert_eq!(drain(&mut c), [Output::FetchToken]);
         fetches += 1;
-        c.handle_token(false, now);
+        c.handle_token(None, now);
         assert!(drain(&mut c).is_empty());
     }
     assert!((2..=8).contains(&fetches), "{fetches} fetches");
@@ -569,8 +573,8 @@ fn a_failed_or_stale_refresh_is_retried_a_few_times_then_left_to_the_expiry_clos
         c.handle_timeout(now);
         drain(&mut c);
         // (the token function hands back the token the connection already has)
-        c.handle_token(true, now);
-        assert_eq!(drain(&mut c), [Output::SendRefresh]);
+        c.handle_token(Some(TOKEN), now);
+        assert_eq!(drain(&mut c), [Output::Send(REFRESH.to_owned())]);
         refreshes += 1;
         c.handle_refreshed(100_000, now);
     }
@@ -586,7 +590,7 @@ fn no_refresh_without_a_token_function_or_an_expiry() {
     assert_eq!(c.poll_timeout(), Some(10_000_000), "only the heartbeat");
     let mut c = Client::new(quiet_config(), 61, true, 0);
     drain(&mut c);
-    c.handle_token(true, 0);
+    c.handle_token(Some(TOKEN), 0);
     c.handle_welcome_frame(w("e1", 0, None, None), 0);
     drain(&mut c);
     assert_eq!(c.poll_timeout(), Some(10_000_000), "an anonymous connection has no expiry");
@@ -599,12 +603,12 @@ fn a_refresh_token_that_arrives_after_the_socket_dropped_is_not_sent() {
     assert_eq!(run_until(&mut c, &mut now, 8_000), [Output::FetchToken]);
     c.handle_close(1006, "lost", now);
     drain(&mut c);
-    c.handle_token(true, now);
+    c.handle_token(Some(TOKEN), now);
     assert!(drain(&mut c).is_empty(), "nothing sent, no connect before the reconnect timer");
     // the reconnect fetches its own token, and the refresh is timed from the new welcome
     let out = reconnect(&mut c, &mut now);
     assert_eq!(out, [Output::FetchToken]);
-    c.handle_token(true, now);
+    c.handle_token(Some(TOKEN), now);
     assert!(matches!(drain(&mut c)[..], [Output::Connect { .. }]));
     c.handle_welcome_frame(w("e1", 0, None, Some(now + 100_000)), now);
     drain(&mut c);
@@ -630,7 +634,7 @@ fn per_user_limit_removal_and_a_taken_client_id_are_final_with_their_reason() {
     {
         let mut c = Client::new(config(), 67, true, 0);
         drain(&mut c);
-        c.handle_token(true, 0);
+        c.handle_token(Some(TOKEN), 0);
         drain(&mut c);
         c.handle_close(code, reason, 1);
         let s = statuses(&drain(&mut c));
@@ -651,7 +655,7 @@ fn data_for_frame(c: &Client, frame_len: usize) -> String {
     let mut id = c.session.clone();
     id.push('-');
     push_u64(&mut id, c.next_id + 1);
-    let probe = frame_text("publish", &id, None, "\"\"");
+    let probe = encode("publish", Some(&id), &[("data", Some("\"\""))]);
     "\"".to_owned() + &"x".repeat(frame_len - probe.len()) + "\""
 }
 
@@ -814,7 +818,7 @@ fn a_token_function_that_keeps_failing_stops_the_client_after_the_bound() {
     let mut now = 0;
     let mut reconnecting = Vec::new();
     for n in 1..=5 {
-        c.handle_token(false, now);
+        c.handle_token(None, now);
         let out = drain(&mut c);
         let s = statuses(&out);
         if n < 5 {
@@ -838,7 +842,7 @@ fn a_successful_fetch_resets_the_token_failure_count_and_a_hung_function_counts_
     let mut now = 0;
     // two failures, one success (and a dropped connection), two more failures: still retrying
     for ok in [false, false, true, false, false] {
-        c.handle_token(ok, now);
+        c.handle_token(ok.then_some(TOKEN), now);
         drain(&mut c);
         if ok {
             c.handle_close(1006, "lost", now);
@@ -852,7 +856,7 @@ fn a_successful_fetch_resets_the_token_failure_count_and_a_hung_function_counts_
     let s = statuses(&out);
     assert_eq!((s[0].state, s[0].reason.as_str()), (State::Closed, "token fetch failed too many times in a row"));
     // its late answer changes nothing
-    c.handle_token(true, now + 1);
+    c.handle_token(Some(TOKEN), now + 1);
     assert!(drain(&mut c).is_empty());
 }
 
@@ -863,7 +867,7 @@ fn refresh_failures_do_not_count_toward_the_bound() {
     while let Some(now) = c.poll_timeout().filter(|at| *at < 100_000) {
         c.handle_timeout(now);
         drain(&mut c);
-        c.handle_token(false, now);
+        c.handle_token(None, now);
         drain(&mut c);
         fetches += 1;
     }
@@ -966,4 +970,176 @@ fn a_rewind_applies_only_without_a_resume_point() {
     assert_eq!(c.last_seq(), 4);
     assert!(!c.handle_message(3, now) && !c.handle_message(4, now), "duplicates, dropped");
     assert!(c.handle_message(5, now));
+}
+
+// ---- issue #21: every frame from one encoder, every call settled by the machine -----------------
+
+fn acked(out: &[Output]) -> Vec<String> {
+    out.iter().filter_map(|o| if let Output::Acked { id, .. } = o { Some(id.clone()) } else { None }).collect()
+}
+
+#[test]
+fn the_encoder_puts_type_then_id_then_the_present_fields_in_order() {
+    assert_eq!(encode("ping", None, &[]), PING);
+    assert_eq!(encode("broadcast", None, &[("data", Some("[1]"))]), r#"{"type":"broadcast","data":[1]}"#);
+    assert_eq!(
+        encode("history", Some("a-1"), &[("limit", Some("5")), ("before", None), ("since", Some("0"))]),
+        r#"{"type":"history","id":"a-1","limit":5,"since":0}"#
+    );
+    let mut n = String::new();
+    push_u64(&mut n, u64::MAX);
+    assert_eq!(n, "18446744073709551615");
+}
+
+#[test]
+fn history_reads_are_sent_when_open_settled_by_their_answer_and_disconnected_with_the_socket() {
+    let mut c = Client::new(config(), 81, false, 0);
+    drain(&mut c);
+    assert_eq!(c.history(Some(5), None, None), Err(QueueError::Offline), "not queued");
+    open(&mut c, 0, 0);
+    let a = c.history(Some(5), Some(9), None).unwrap();
+    let b = c.history(None, None, Some(3)).unwrap();
+    let out = sends(&drain(&mut c));
+    assert_eq!(
+        out,
+        [format!(r#"{{"type":"history","id":"{a}","limit":5,"before":9}}"#), format!(r#"{{"type":"history","id":"{b}","since":3}}"#)]
+    );
+    // the page answers `a` (the adapter hands it over like an ack); `b`'s socket goes first
+    c.handle_ack(&a, None, 1);
+    assert_eq!(acked(&drain(&mut c)), [a]);
+    c.handle_close(1006, "", 2);
+    assert_eq!(rejected(&drain(&mut c)), [(b, "disconnected".to_owned())]);
+    c.close();
+    assert_eq!(c.history(None, None, None), Err(QueueError::Closed));
+}
+
+#[test]
+fn broadcasts_carry_an_id_only_with_ack_and_are_held_to_the_broadcast_limit() {
+    let mut c = Client::new(config(), 83, false, 0);
+    drain(&mut c);
+    assert_eq!(c.broadcast("1", false), Err(QueueError::Offline));
+    c.handle_welcome_frame(Welcome { broadcast_max_bytes: Some(60), ..w("e1", 0, None, None) }, 0);
+    drain(&mut c);
+    assert_eq!(c.broadcast(r#"{"x":1}"#, false), Ok(None));
+    let id = c.broadcast("2", true).unwrap().expect("an id with ack");
+    assert_eq!(
+        sends(&drain(&mut c)),
+        [r#"{"type":"broadcast","data":{"x":1}}"#.to_owned(), format!(r#"{{"type":"broadcast","id":"{id}","data":2}}"#)]
+    );
+    // 28 bytes of frame around the data: 32 more is 60 (fits), 33 more is 61 (refused, never sent)
+    assert_eq!(c.broadcast(&"1".repeat(32), false), Ok(None));
+    assert_eq!(c.broadcast(&"1".repeat(33), false), Err(QueueError::TooLarge));
+    assert_eq!(c.refused(), (61, 60));
+    assert_eq!(sends(&drain(&mut c)).len(), 1);
+    c.handle_error(&id, "rate_limited");
+    assert_eq!(rejected(&drain(&mut c)), [(id, "rate_limited".to_owned())]);
+}
+
+#[test]
+fn presence_keeps_one_change_in_flight_and_the_newest_settles_every_call_since() {
+    let mut c = Client::new(config(), 85, false, 0);
+    drain(&mut c);
+    // offline: waits for the connection; only the newest goes, and it settles both calls
+    let a = c.set_presence(r#"{"n":1}"#).unwrap();
+    let b = c.set_presence(r#"{"n":2}"#).unwrap();
+    assert!(sends(&drain(&mut c)).is_empty());
+    let out = open(&mut c, 0, 0);
+    assert_eq!(sends(&out), [format!(r#"{{"type":"presence","id":"{b}","meta":{{"n":2}}}}"#)]);
+    // calls made while one is in flight wait for its answer
+    let d = c.set_presence(r#"{"n":3}"#).unwrap();
+    assert!(sends(&drain(&mut c)).is_empty(), "one in flight at a time");
+    c.handle_ack(&b, None, 1);
+    let out = drain(&mut c);
+    assert_eq!(acked(&out), [a, b]);
+    assert_eq!(sends(&out), [format!(r#"{{"type":"presence","id":"{d}","meta":{{"n":3}}}}"#)]);
+    c.handle_ack(&d, None, 2);
+    assert_eq!(acked(&drain(&mut c)), [d]);
+    // over the room's meta limit: refused here
+    c.handle_welcome_frame(Welcome { presence_meta_max: Some(8), ..w("e1", 0, None, None) }, 3);
+    assert_eq!(c.set_presence(r#"{"n":"long"}"#), Err(QueueError::TooLarge));
+    assert_eq!(c.refused(), (12, 8));
+}
+
+#[test]
+fn after_a_reconnect_the_meta_in_flight_goes_again_else_the_last_one_taken() {
+    let mut c = Client::new(config(), 87, false, 0);
+    drain(&mut c);
+    open(&mut c, 0, 0);
+    let a = c.set_presence(r#"{"n":1}"#).unwrap();
+    drain(&mut c);
+    c.handle_ack(&a, None, 1);
+    drain(&mut c);
+    let b = c.set_presence(r#"{"n":2}"#).unwrap();
+    drain(&mut c);
+    // the socket goes with `b` in flight: not rejected, sent again on the next connection
+    c.handle_close(1006, "", 2);
+    assert!(rejected(&drain(&mut c)).is_empty());
+    let mut now = 2;
+    reconnect(&mut c, &mut now);
+    c.handle_welcome_frame(w("e1", 0, Some(Resumed::Recovered), None), now);
+    let out = drain(&mut c);
+    assert_eq!(sends(&out), [format!(r#"{{"type":"presence","id":"{b}","meta":{{"n":2}}}}"#)]);
+    c.handle_ack(&b, None, now);
+    assert_eq!(acked(&drain(&mut c)), [b]);
+    // the next connection sends the last meta the room took, under an id no call has
+    c.handle_close(1006, "", now);
+    drain(&mut c);
+    reconnect(&mut c, &mut now);
+    c.handle_welcome_frame(w("e1", 0, Some(Resumed::Recovered), None), now);
+    let resent: Vec<String> = sends(&drain(&mut c));
+    assert_eq!(resent.len(), 1);
+    assert!(resent[0].ends_with(r#","meta":{"n":2}}"#), "{}", resent[0]);
+    let id = resent[0].split('"').nth(7).unwrap().to_owned();
+    // refused: reported under that id (the adapter's error event), and not sent on the next one
+    c.handle_error(&id, "forbidden");
+    assert_eq!(rejected(&drain(&mut c)), [(id, "forbidden".to_owned())]);
+    c.handle_close(1006, "", now);
+    drain(&mut c);
+    reconnect(&mut c, &mut now);
+    c.handle_welcome_frame(w("e1", 0, Some(Resumed::Recovered), None), now);
+    assert!(sends(&drain(&mut c)).is_empty(), "the room keeps the token's meta");
+}
+
+#[test]
+fn closing_rejects_every_call_it_holds_and_a_resend_nobody_waits_for_says_nothing() {
+    let mut c = Client::new(config(), 89, false, 0);
+    drain(&mut c);
+    let queued = c.publish("1").unwrap();
+    let waiting = c.set_presence("{}").unwrap();
+    let sent = sends(&open(&mut c, 0, 0));
+    assert_eq!(sent.len(), 2, "the publish and the presence change go out");
+    let read = c.history(None, None, None).unwrap();
+    let later = c.set_presence(r#"{"a":1}"#).unwrap();
+    let to = c.broadcast("1", true).unwrap().unwrap();
+    drain(&mut c);
+    c.close();
+    let mut ids = rejected(&drain(&mut c));
+    ids.sort();
+    let mut expected: Vec<(String, String)> = [queued, waiting, read, later, to].into_iter().map(|id| (id, "closed".to_owned())).collect();
+    expected.sort();
+    assert_eq!(ids, expected);
+    // a meta sent again after a reconnect has no call: closing says nothing of it
+    let mut c = Client::new(config(), 91, false, 0);
+    drain(&mut c);
+    open(&mut c, 0, 0);
+    let a = c.set_presence("{}").unwrap();
+    drain(&mut c);
+    c.handle_ack(&a, None, 0);
+    c.handle_close(1006, "", 0);
+    let mut now = 0;
+    drain(&mut c);
+    reconnect(&mut c, &mut now);
+    c.handle_welcome_frame(w("e1", 0, Some(Resumed::Recovered), None), now);
+    assert_eq!(sends(&drain(&mut c)).len(), 1);
+    c.close();
+    assert!(rejected(&drain(&mut c)).is_empty());
+}
+
+#[test]
+fn a_refresh_frame_carries_the_token_as_the_adapter_encoded_it() {
+    let mut c = opened_with_token_fn(100_000, 0);
+    let mut now = 0;
+    assert_eq!(run_until(&mut c, &mut now, 80_000), [Output::FetchToken]);
+    c.handle_token(Some(r#""tok\"en""#), now);
+    assert_eq!(drain(&mut c), [Output::Send(r#"{"type":"refresh","token":"tok\"en"}"#.to_owned())]);
 }
