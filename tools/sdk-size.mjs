@@ -26,11 +26,18 @@ export const PAGE_GOAL = 13 * 1024;
 
 /** The package file and its parts, as built by scripts/build-sdk.sh. */
 export function sdkParts() {
-  const glue = sized(esbuild.buildSync({
-    entryPoints: [join(ROOT, "sdk", "js", "host.js")],
-    bundle: true, minify: true, format: "esm", target: "es2022", write: false, logLevel: "error",
-    external: ["*.gz"],
-  }).outputFiles[0].contents);
+  const glue = sized(
+    esbuild.buildSync({
+      entryPoints: [join(ROOT, "sdk", "js", "host.js")],
+      bundle: true,
+      minify: true,
+      format: "esm",
+      target: "es2022",
+      write: false,
+      logLevel: "error",
+      external: ["*.gz"],
+    }).outputFiles[0].contents,
+  );
   const wasm = sized(readFileSync(join(ROOT, "sdk", "pkg", "roomcast_sdk.wasm")));
   const bundle = sized(readFileSync(join(ROOT, "sdk", "dist", "index.js")));
   // `total` (wasm + glue) is what the benchmark's older results report.
@@ -46,11 +53,15 @@ export async function reactApp() {
   const outDir = mkdtempSync(join(tmpdir(), "roomcast-react-size-"));
   try {
     await build({
-      root: join(ROOT, "examples", "react"), configFile: join(ROOT, "examples", "react", "vite.config.js"), logLevel: "error",
-      resolve: { alias: [
-        { find: /^roomcast$/, replacement: join(ROOT, "sdk", "dist", "index.js") },
-        { find: /^roomcast\/react$/, replacement: join(ROOT, "sdk", "dist", "react.js") },
-      ] },
+      root: join(ROOT, "examples", "react"),
+      configFile: join(ROOT, "examples", "react", "vite.config.js"),
+      logLevel: "error",
+      resolve: {
+        alias: [
+          { find: /^roomcast$/, replacement: join(ROOT, "sdk", "dist", "index.js") },
+          { find: /^roomcast\/react$/, replacement: join(ROOT, "sdk", "dist", "react.js") },
+        ],
+      },
       build: { outDir, emptyOutDir: true },
     });
     return jsAssets(join(outDir, "assets"));
@@ -61,19 +72,25 @@ export async function reactApp() {
 
 /** The JS files of a built app's assets folder, each and summed. */
 export function jsAssets(dir) {
-  const files = readdirSync(dir).filter((f) => f.endsWith(".js")).map((f) => ({ file: f, ...sized(readFileSync(join(dir, f))) }));
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith(".js"))
+    .map((f) => ({ file: f, ...sized(readFileSync(join(dir, f))) }));
   return { files, raw: files.reduce((s, f) => s + f.raw, 0), gzip: files.reduce((s, f) => s + f.gzip, 0) };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const s = sdkParts();
   const kb = (n) => `${(n / 1000).toFixed(1)} KB`;
-  console.log(`sdk: dist/index.js (what a page loads: wasm inlined + glue + API) ${s.bundle.raw} bytes, ${s.bundle.gzip} gzipped`
-    + ` (${kb(s.bundle.gzip)}; budget ${s.budget}, goal ${s.goal}); parts: wasm ${s.wasm.raw} bytes (${s.wasm.gzip} gzipped),`
-    + ` host glue ${s.glue.raw} bytes (${s.glue.gzip} gzipped)`);
+  console.log(
+    `sdk: dist/index.js (what a page loads: wasm inlined + glue + API) ${s.bundle.raw} bytes, ${s.bundle.gzip} gzipped`
+      + ` (${kb(s.bundle.gzip)}; budget ${s.budget}, goal ${s.goal}); parts: wasm ${s.wasm.raw} bytes (${s.wasm.gzip} gzipped),`
+      + ` host glue ${s.glue.raw} bytes (${s.glue.gzip} gzipped)`,
+  );
   if (process.argv.includes("--react")) {
     const r = await reactApp();
-    console.log(`sdk: examples/react built by Vite (React, ReactDOM, roomcast/react, roomcast) ${r.raw} bytes, ${r.gzip} gzipped (${kb(r.gzip)})`);
+    console.log(
+      `sdk: examples/react built by Vite (React, ReactDOM, roomcast/react, roomcast) ${r.raw} bytes, ${r.gzip} gzipped (${kb(r.gzip)})`,
+    );
   }
   if (s.bundle.gzip > s.budget) {
     console.error(`sdk: dist/index.js is ${s.bundle.gzip} bytes gzipped, over its budget of ${s.budget}`);
@@ -82,7 +99,12 @@ if (import.meta.url === `file://${process.argv[1]}`) {
 }
 
 /** The artifacts whose sizes README.md and sdk/README.md state, by a text their table row names. */
-export const DOCUMENTED = { bundle: "`sdk/dist/index.js`", wasm: "`sdk/pkg/roomcast_sdk.wasm`", glue: "`sdk/js/host.js`", react: "`examples/react`" };
+export const DOCUMENTED = {
+  bundle: "`sdk/dist/index.js`",
+  wasm: "`sdk/pkg/roomcast_sdk.wasm`",
+  glue: "`sdk/js/host.js`",
+  react: "`examples/react`",
+};
 
 /**
  * The sizes a Markdown file states in its table rows `| <name …> | <raw> KB | <gzipped> KB |`, in

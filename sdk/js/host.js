@@ -79,7 +79,9 @@ function wake(h) {
   if (globalThis.document?.visibilityState !== "hidden") call(h, (w) => w.conn_wake(h.id));
 }
 
-const detach = (ws) => { ws.onmessage = ws.onclose = null; };
+const detach = (ws) => {
+  ws.onmessage = ws.onclose = null;
+};
 
 /** Hands an answer to the wasm half (`code`: the room's refusal), which settles the call it names. */
 function answered(h, w, f, seq, code) {
@@ -94,8 +96,19 @@ const READ = {
   welcome(h, w, f) {
     const l = f.limits;
     emit(h, "welcome", f);
-    w.conn_welcome(h.id, ...str(f.epoch), f.seq, f.resume ? (f.resume.status === RESUMED[1] ? 1 : 2) : 0, ...str(String(f.resume?.reason ?? "")),
-      f.expires, f.heartbeat?.interval, l?.maxFrameBytes, f.rewind?.replayed, l?.broadcastMaxBytes, l?.presenceMetaMax);
+    w.conn_welcome(
+      h.id,
+      ...str(f.epoch),
+      f.seq,
+      f.resume ? (f.resume.status === RESUMED[1] ? 1 : 2) : 0,
+      ...str(String(f.resume?.reason ?? "")),
+      f.expires,
+      f.heartbeat?.interval,
+      l?.maxFrameBytes,
+      f.rewind?.replayed,
+      l?.broadcastMaxBytes,
+      l?.presenceMetaMax,
+    );
   },
   message(h, w, f) {
     // With echo off the room still replays this client's own messages (so a replay has no
@@ -123,7 +136,9 @@ function onMessage(h, sid, data) {
     for (const line of lines) {
       if (!owned.has(sid)) return;
       let f;
-      try { f = JSON.parse(line); } catch {}
+      try {
+        f = JSON.parse(line);
+      } catch {}
       const shape = SHAPES[f?.type];
       const why = f === undefined ? "not JSON" : !isStr(f?.type) ? "not a frame" : shape && !shape(f) && `invalid ${f.type} frame`;
       if (why) emit(h, "error", { code: "bad_frame", message: why, frame: line.slice(0, 200) });
@@ -144,10 +159,15 @@ const imports = {
     const token = typeof o.token === "function" ? h.token : o.token;
     // A constructor that throws (a URL or subprotocol the browser refuses) returns 0 (see guard).
     const ws = new o.WebSocket(url, token ? [SUBPROTOCOL, `bearer.${token}`] : [SUBPROTOCOL]);
-    const sid = own(h, 0, (code = 1000, reason = "") => {
-      detach(ws);
-      if (ws.readyState < 2) ws.close(code, reason);
-    }, ws);
+    const sid = own(
+      h,
+      0,
+      (code = 1000, reason = "") => {
+        detach(ws);
+        if (ws.readyState < 2) ws.close(code, reason);
+      },
+      ws,
+    );
     ws.onmessage = (e) => onMessage(h, sid, e.data);
     ws.onclose = (e) => {
       owned.delete(sid);
@@ -166,10 +186,13 @@ const imports = {
     const h = hosts.get(id);
     const c = h.clock;
     const tid = own(h, 1, () => c.clearTimeout(t));
-    const t = c.setTimeout(() => {
-      owned.delete(tid);
-      call(h, (w) => w.conn_timer(id, tid));
-    }, Math.min(delay, 2 ** 31 - 1)); // longer delays would fire at once
+    const t = c.setTimeout(
+      () => {
+        owned.delete(tid);
+        call(h, (w) => w.conn_timer(id, tid));
+      },
+      Math.min(delay, 2 ** 31 - 1),
+    ); // longer delays would fire at once
     return tid;
   },
   wake_listen(id) {
@@ -228,7 +251,9 @@ for (const [name, f] of Object.entries(imports)) {
   };
 }
 
-const bytes = await new Response(new Response(Uint8Array.from(atob(gzipped), (c) => c.charCodeAt(0))).body.pipeThrough(new DecompressionStream("gzip"))).arrayBuffer();
+const bytes = await new Response(
+  new Response(Uint8Array.from(atob(gzipped), (c) => c.charCodeAt(0))).body.pipeThrough(new DecompressionStream("gzip")),
+).arrayBuffer();
 wasm = (await WebAssembly.instantiate(bytes, { host: guarded })).instance.exports;
 
 /**
@@ -252,9 +277,23 @@ export class Host {
     // Settings the app left out (or that are not numbers) arrive as NaN: the wasm's defaults.
     const n = (v) => (typeof v === "number" ? v : NaN);
     hosts.set(this.id, this);
-    call(this, (w) => w.conn_new(this.id, n(o.seed ?? Math.random() * 2 ** 53), typeof o.token === "function",
-      n(o.minReconnectDelayMs), n(o.maxReconnectDelayMs), n(o.reconnectFactor), o.jitter !== false,
-      n(o.minUptimeMs), n(o.connectTimeoutMs), n(o.pingIntervalMs), n(o.pongTimeoutMs), n(o.queueMax), n(o.maxTokenFailures)));
+    call(this, (w) =>
+      w.conn_new(
+        this.id,
+        n(o.seed ?? Math.random() * 2 ** 53),
+        typeof o.token === "function",
+        n(o.minReconnectDelayMs),
+        n(o.maxReconnectDelayMs),
+        n(o.reconnectFactor),
+        o.jitter !== false,
+        n(o.minUptimeMs),
+        n(o.connectTimeoutMs),
+        n(o.pingIntervalMs),
+        n(o.pongTimeoutMs),
+        n(o.queueMax),
+        n(o.maxTokenFailures),
+      ),
+    );
   }
 
   /** The token function's result (undefined: it failed), for a connection attempt or a refresh. */
@@ -277,7 +316,7 @@ export class Host {
   }
 
   lastSeq() {
-    return hosts.has(this.id) ? call(this, (w) => w.conn_last_seq(this.id)) : this.finalSeq ?? 0;
+    return hosts.has(this.id) ? call(this, (w) => w.conn_last_seq(this.id)) : (this.finalSeq ?? 0);
   }
 
   close() {

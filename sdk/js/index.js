@@ -63,11 +63,22 @@ function logged(WS, log) {
   return function LoggedWebSocket(url, protocols) {
     log("connect", url);
     const ws = new WS(url, protocols);
-    const wrap = (kind, f, detail) => f && ((e) => { log(kind, detail(e)); f(e); });
+    const wrap = (kind, f, detail) =>
+      f
+      && ((e) => {
+        log(kind, detail(e));
+        f(e);
+      });
     return {
-      get readyState() { return ws.readyState; },
-      set onmessage(f) { ws.onmessage = wrap("receive", f, (e) => e.data); },
-      set onclose(f) { ws.onclose = wrap("closed", f, (e) => ({ code: e.code, reason: e.reason })); },
+      get readyState() {
+        return ws.readyState;
+      },
+      set onmessage(f) {
+        ws.onmessage = wrap("receive", f, (e) => e.data);
+      },
+      set onclose(f) {
+        ws.onclose = wrap("closed", f, (e) => ({ code: e.code, reason: e.reason }));
+      },
       send(text) {
         log("send", text.startsWith('{"type":"refresh"') ? '{"type":"refresh","token":"(not logged)"}' : text);
         ws.send(text);
@@ -85,7 +96,8 @@ const CLOCK = { now: () => Date.now(), setTimeout: (f, ms) => setTimeout(f, ms),
 
 /** A history answer as the app gets it (a malformed one rejects the call). */
 function toPage({ answer: f }) {
-  if (!Array.isArray(f?.messages) || !f.messages.every(isMessage)) throw new RoomcastError("bad_frame", "the room's history answer is malformed", { id: f?.id });
+  if (!Array.isArray(f?.messages) || !f.messages.every(isMessage))
+    throw new RoomcastError("bad_frame", "the room's history answer is malformed", { id: f?.id });
   return { messages: f.messages.map(toMessage), more: f.more === true };
 }
 
@@ -139,11 +151,25 @@ class Room {
     this.clientId = options.clientId ?? randomId();
     const sink = options.logger ?? (options.debug ? (kind, detail) => console.debug(`roomcast ${options.room}:`, kind, detail) : undefined);
     // A logger that throws must not cost a frame: its error is rethrown on its own.
-    const log = sink && ((kind, detail) => {
-      try { sink(kind, detail); } catch (e) { queueMicrotask(() => { throw e; }); }
-    });
+    const log =
+      sink
+      && ((kind, detail) => {
+        try {
+          sink(kind, detail);
+        } catch (e) {
+          queueMicrotask(() => {
+            throw e;
+          });
+        }
+      });
     this.#log = log;
-    this.#host = new Host(this, { ...options, WebSocket: log ? logged(WebSocket, log) : WebSocket, clock, clientId: this.clientId, endpoint: ep });
+    this.#host = new Host(this, {
+      ...options,
+      WebSocket: log ? logged(WebSocket, log) : WebSocket,
+      clock,
+      clientId: this.clientId,
+      endpoint: ep,
+    });
     // Start once the caller has had the chance to attach handlers (or at its first publish).
     queueMicrotask(() => this.#start());
   }
@@ -155,10 +181,16 @@ class Room {
   /** close() was called (perhaps before the connection started, when the host never ran). */
   #closed = false;
 
-  get state() { return this.#closed ? "closed" : this.#host.state; }
-  get lastSeq() { return this.#host.lastSeq(); }
+  get state() {
+    return this.#closed ? "closed" : this.#host.state;
+  }
+  get lastSeq() {
+    return this.#host.lastSeq();
+  }
   /** The room's limits from the last welcome (the server's defaults before one came). */
-  get limits() { return { ...DEFAULT_LIMITS, ...this.#limits }; }
+  get limits() {
+    return { ...DEFAULT_LIMITS, ...this.#limits };
+  }
 
   on(event, handler) {
     if (!EVENTS.includes(event)) throw new TypeError(`roomcast: unknown event ${event}`);
@@ -185,11 +217,13 @@ class Room {
   history({ limit, before, since } = {}) {
     const page = { limit, before, since };
     for (const [k, v] of Object.entries(page)) {
-      if (v !== undefined && !isCount(v)) return Promise.reject(new TypeError(`roomcast: history ${k} must be a whole number, not ${quote(v)}`));
+      if (v !== undefined && !isCount(v))
+        return Promise.reject(new TypeError(`roomcast: history ${k} must be a whole number, not ${quote(v)}`));
     }
-    if (before !== undefined && since !== undefined) return Promise.reject(new TypeError("roomcast: history takes before or since, not both"));
+    if (before !== undefined && since !== undefined)
+      return Promise.reject(new TypeError("roomcast: history takes before or since, not both"));
     // (an absent bound crosses the wasm boundary as NaN: see Host.request)
-    return this.#request("history", [, , limit, before, since], toPage, "history");
+    return this.#request("history", [undefined, undefined, limit, before, since], toPage, "history");
   }
 
   /**
@@ -197,7 +231,7 @@ class Room {
    * (refusals come as `error` events), or with `{ ack: true }` once the room answered.
    */
   broadcast(data, { ack = false } = {}) {
-    return this.#request("broadcast", [json(data), , +!!ack], undefined, "broadcast");
+    return this.#request("broadcast", [json(data), undefined, +!!ack], undefined, "broadcast");
   }
 
   /**
@@ -216,7 +250,9 @@ class Room {
     return this.#request("presence", [text], undefined, "presence meta");
   }
 
-  members() { return Array.from(this.#members.values()); }
+  members() {
+    return Array.from(this.#members.values());
+  }
 
   close() {
     this.#closed = true;
@@ -231,7 +267,7 @@ class Room {
    */
   #request(name, args, value = () => {}, what = "message") {
     return new Promise((resolve, reject) => {
-      const [id, failure, given] = this.#closed ? [, "closed"] : this.#host.request(name, ...args);
+      const [id, failure, given] = this.#closed ? [undefined, "closed"] : this.#host.request(name, ...args);
       if (failure) reject(this.#error(failure, undefined, undefined, what, given));
       else if (id) this.#pending.set(id, { resolve, reject, value, what });
       else resolve(); // a broadcast nobody answers: handed to the socket
@@ -265,18 +301,29 @@ class Room {
     const c = this.#closedBy;
     if (code === "too_large" && !message) {
       const [size, max = this.#limits.maxFrameBytes ?? DEFAULT_LIMITS.maxFrameBytes] = given?.split(" ") ?? [];
-      message = what === "message"
-        ? `the message is larger than the room's frame limit (${max} bytes); it was not sent`
-        : `the ${what} is ${size} bytes, over the room's limit (${max} bytes); it was not sent`;
+      message =
+        what === "message"
+          ? `the message is larger than the room's frame limit (${max} bytes); it was not sent`
+          : `the ${what} is ${size} bytes, over the room's limit (${max} bytes); it was not sent`;
     }
     if (code === "disconnected" && what === "history") message = "the connection dropped before the room answered";
     if (code !== "closed" || !c) return new RoomcastError(code, message || TEXT[code], { id });
-    return new RoomcastError(code, `the room is closed: ${c.reason}`, { closeCode: c.code, cause: c.code === 4000 ? this.#cause : undefined, id });
+    return new RoomcastError(code, `the room is closed: ${c.reason}`, {
+      closeCode: c.code,
+      cause: c.code === 4000 ? this.#cause : undefined,
+      id,
+    });
   }
 
   #emit(event, payload) {
     for (const h of this.#handlers.get(event) ?? []) {
-      try { h(payload); } catch (e) { queueMicrotask(() => { throw e; }); }
+      try {
+        h(payload);
+      } catch (e) {
+        queueMicrotask(() => {
+          throw e;
+        });
+      }
     }
   }
 
@@ -292,13 +339,16 @@ class Room {
     const n = ++this.#fetches;
     Promise.resolve()
       .then(() => (isFn(this.#token) ? this.#token() : this.#token))
-      .then((t) => {
-        if (n !== this.#fetches) return;
-        if (isStr(t)) this.#host.setToken(t);
-        else this.#tokenFailed(`the token function resolved to ${t === null ? "null" : typeof t}, not a string`, t);
-      }, (e) => {
-        if (n === this.#fetches) this.#tokenFailed(`the token function failed: ${e?.message ?? e}`, e);
-      });
+      .then(
+        (t) => {
+          if (n !== this.#fetches) return;
+          if (isStr(t)) this.#host.setToken(t);
+          else this.#tokenFailed(`the token function resolved to ${t === null ? "null" : typeof t}, not a string`, t);
+        },
+        (e) => {
+          if (n === this.#fetches) this.#tokenFailed(`the token function failed: ${e?.message ?? e}`, e);
+        },
+      );
   }
 
   /** A welcome: the room's limits, and the member list (a reconnect may have missed changes). */
@@ -360,7 +410,9 @@ class Room {
   }
 
   /** For tests: open [sockets, timers, listeners]. */
-  _resources() { return this.#host.resources(); }
+  _resources() {
+    return this.#host.resources();
+  }
 }
 
 /** Opens a room; see index.d.ts for the options and events. */

@@ -10,17 +10,24 @@ import { connect } from "roomcast";
 const registry = new Map(); // key -> { room, refs, token }
 
 function keyOf({ token, ...rest }) {
-  return JSON.stringify(Object.keys(rest).sort().map((k) => [k, rest[k]]));
+  return JSON.stringify(
+    Object.keys(rest)
+      .sort()
+      .map((k) => [k, rest[k]]),
+  );
 }
 
 function acquire(key, options, tokenRef) {
   let entry = registry.get(key);
   if (!entry) {
     // The token is read through a ref, so a new token function does not mean a new connection.
-    const token = options.token === undefined ? undefined : () => {
-      const t = tokenRef.current;
-      return typeof t === "function" ? t() : t;
-    };
+    const token =
+      options.token === undefined
+        ? undefined
+        : () => {
+            const t = tokenRef.current;
+            return typeof t === "function" ? t() : t;
+          };
     entry = { room: connect({ ...options, token }), refs: 0 };
     registry.set(key, entry);
   }
@@ -58,14 +65,17 @@ export function useRoom(options) {
 /** Subscribes to one of the room's events with a value derived from the room. */
 function useRoomValue(room, event, read, initial) {
   const cache = useRef({ room: null, value: initial });
-  const subscribe = useCallback((notify) => {
-    if (!room) return () => {};
-    return room.on(event, () => {
-      cache.current = { room, value: read(room) };
-      notify();
-    });
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [room, event]);
+  const subscribe = useCallback(
+    (notify) => {
+      if (!room) return () => {};
+      return room.on(event, () => {
+        cache.current = { room, value: read(room) };
+        notify();
+      });
+      // eslint-disable-next-line react-hooks/exhaustive-deps
+    },
+    [room, event],
+  );
   const snapshot = () => {
     if (room && cache.current.room !== room) cache.current = { room, value: read(room) };
     return room ? cache.current.value : initial;
@@ -142,8 +152,12 @@ function follow(room, limit, show) {
     const g = generation;
     set({ loading: true });
     return room.history({ limit, ...page }).then(
-      (answer) => { if (g === generation && !stopped) done(answer); },
-      (error) => { if (g === generation && !stopped) set({ loading: false, error }); },
+      (answer) => {
+        if (g === generation && !stopped) done(answer);
+      },
+      (error) => {
+        if (g === generation && !stopped) set({ loading: false, error });
+      },
     );
   };
   const loadLatest = () => {
@@ -153,12 +167,16 @@ function follow(room, limit, show) {
       add(messages);
       // `more`: whether messages older than the page exist (loadOlder reads before the oldest held)
       set({ more, loading: false, error: undefined });
-    }).finally(() => { if (latest === p) latest = null; });
+    }).finally(() => {
+      if (latest === p) latest = null;
+    });
     latest = p;
   };
   const offs = [
     room.on("message", (m) => add([m])),
-    room.on("status", (s) => { if (s.state === "open" && !loaded) loadLatest(); }),
+    room.on("status", (s) => {
+      if (s.state === "open" && !loaded) loadLatest();
+    }),
     room.on("gap", () => {
       generation++;
       seqs = new Set();
@@ -179,7 +197,9 @@ function follow(room, limit, show) {
       const p = read({ before: oldest }, ({ messages, more }) => {
         add(messages);
         set({ more, loading: false, error: undefined });
-      }).finally(() => { if (older === p) older = null; });
+      }).finally(() => {
+        if (older === p) older = null;
+      });
       older = p;
       return p;
     },

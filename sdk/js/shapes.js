@@ -11,7 +11,12 @@ const fromUser = (f) => isStr(f.from) && isStr(f.user);
 
 export const SHAPES = {
   __proto__: null,
-  welcome: (f) => isStr(f.epoch) && isSeq(f.seq) && Array.isArray(f.members) && f.members.every(isMember) && (f.expires === undefined || isSeq(f.expires)),
+  welcome: (f) =>
+    isStr(f.epoch)
+    && isSeq(f.seq)
+    && Array.isArray(f.members)
+    && f.members.every(isMember)
+    && (f.expires === undefined || isSeq(f.expires)),
   message: (f) => isSeq(f.seq) && fromUser(f),
   ack: (f) => isStr(f.id) && (f.seq === undefined || isSeq(f.seq)),
   error: (f) => isStr(f.code),

@@ -54,8 +54,18 @@ export declare class RoomcastError extends Error {
    * table does not name, e.g. a proxy's 502 or 503; a 4xx without one gets the table's code).
    */
   code:
-    | "bad_request" | "unauthorized" | "forbidden" | "not_found" | "too_large" | "rate_limited" | "storage"
-    | "network" | "timeout" | "bad_response" | "http_error" | (string & {});
+    | "bad_request"
+    | "unauthorized"
+    | "forbidden"
+    | "not_found"
+    | "too_large"
+    | "rate_limited"
+    | "storage"
+    | "network"
+    | "timeout"
+    | "bad_response"
+    | "http_error"
+    | (string & {});
   /** "roomcast: METHOD /path: status and the server's message". */
   message: string;
   /** Seconds to wait before trying again, from the `Retry-After` header (429); undefined without one. */
@@ -325,9 +335,7 @@ export declare class WebhookVerificationError extends Error {
 }
 
 /** Request headers: a fetch `Headers`, or a plain object such as Node's `req.headers` (any case). */
-export type HeadersLike =
-  | { get(name: string): string | null }
-  | Record<string, string | string[] | undefined>;
+export type HeadersLike = { get(name: string): string | null } | Record<string, string | string[] | undefined>;
 
 /**
  * Verifies a webhook request with the Standard Webhooks scheme and returns its parsed body.

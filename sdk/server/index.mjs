@@ -114,11 +114,13 @@ export async function mintToken({ secret, user, rooms, ttlSeconds = 3600, meta, 
     if (!Array.isArray(rights)) throw new TypeError(`mintToken: the rights for ${pattern} must be an array`);
     for (const r of rights) if (!RIGHTS.has(r)) throw new TypeError(`mintToken: unknown right ${r} for ${pattern}`);
   }
-  if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds <= 0) throw new TypeError("mintToken: ttlSeconds must be a whole number of seconds above 0");
+  if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds <= 0)
+    throw new TypeError("mintToken: ttlSeconds must be a whole number of seconds above 0");
   if (!Number.isFinite(now)) throw new TypeError("mintToken: now must be a time in ms since the epoch");
   if (meta !== undefined) {
     if (meta === null || typeof meta !== "object" || Array.isArray(meta)) throw new TypeError("mintToken: meta must be an object");
-    if (encoder.encode(JSON.stringify(meta)).length > META_MAX_BYTES) throw new TypeError(`mintToken: meta is over ${META_MAX_BYTES} bytes of JSON`);
+    if (encoder.encode(JSON.stringify(meta)).length > META_MAX_BYTES)
+      throw new TypeError(`mintToken: meta is over ${META_MAX_BYTES} bytes of JSON`);
   }
   const iat = Math.floor(now / 1000);
   const claims = { sub: user, exp: iat + ttlSeconds, iat, rooms };
@@ -134,7 +136,16 @@ export async function mintToken({ secret, user, rooms, ttlSeconds = 3600, meta, 
 
 // The refusal table's codes by status, for a refusal that came without the edge's error body (a
 // proxy's or the platform's). A 5xx without one is not the room's "storage": "http_error".
-const STATUS_CODES = { 400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "bad_request", 411: "bad_request", 413: "too_large", 429: "rate_limited" };
+const STATUS_CODES = {
+  400: "bad_request",
+  401: "unauthorized",
+  403: "forbidden",
+  404: "not_found",
+  405: "bad_request",
+  411: "bad_request",
+  413: "too_large",
+  429: "rate_limited",
+};
 
 /** Retry-After (whole seconds, or an HTTP date) in seconds; undefined when absent or unreadable. */
 function retryAfterSeconds(value, now) {
@@ -148,7 +159,9 @@ const isCount = (n) => Number.isSafeInteger(n) && n >= 0;
 
 function checkRoom(room) {
   if (typeof room !== "string" || !ROOM_NAME.test(room)) {
-    throw new TypeError(`roomcast: invalid room name ${JSON.stringify(String(room).slice(0, 140))}: 1-128 characters of A-Z a-z 0-9 _ - . :`);
+    throw new TypeError(
+      `roomcast: invalid room name ${JSON.stringify(String(room).slice(0, 140))}: 1-128 characters of A-Z a-z 0-9 _ - . :`,
+    );
   }
 }
 
@@ -173,7 +186,8 @@ export function createClient({ url, apiKey, fetch: fetchImpl, timeoutMs = DEFAUL
   const base = new URL(url);
   if (base.protocol === "ws:") base.protocol = "http:";
   if (base.protocol === "wss:") base.protocol = "https:";
-  if (base.protocol !== "http:" && base.protocol !== "https:") throw new TypeError(`createClient: url must be http(s), got ${base.protocol}`);
+  if (base.protocol !== "http:" && base.protocol !== "https:")
+    throw new TypeError(`createClient: url must be http(s), got ${base.protocol}`);
   const prefix = `${base.origin}${base.pathname.replace(/\/$/, "")}`;
   // Looked up per call (and called on globalThis), so a fetch installed later, or a Worker's
   // fetch that must not be detached from its global, works.
@@ -199,12 +213,15 @@ export function createClient({ url, apiKey, fetch: fetchImpl, timeoutMs = DEFAUL
     if (response.status < 200 || response.status > 299) {
       const error = json?.error;
       const code = typeof error?.code === "string" ? error.code : (STATUS_CODES[response.status] ?? "http_error");
-      const detail = typeof error?.message === "string" ? error.message : text.slice(0, 200) || response.statusText || `HTTP ${response.status}`;
+      const detail =
+        typeof error?.message === "string" ? error.message : text.slice(0, 200) || response.statusText || `HTTP ${response.status}`;
       const retryAfter = retryAfterSeconds(response.headers.get("retry-after"), Date.now());
       throw new RoomcastError(code, `roomcast: ${what}: ${response.status} ${detail}`, { status: response.status, retryAfter });
     }
     if (json === null || typeof json !== "object" || Array.isArray(json)) {
-      throw new RoomcastError("bad_response", `roomcast: ${what}: the answer is not a JSON object: ${text.slice(0, 200)}`, { status: response.status });
+      throw new RoomcastError("bad_response", `roomcast: ${what}: the answer is not a JSON object: ${text.slice(0, 200)}`, {
+        status: response.status,
+      });
     }
     return json;
   }
@@ -236,7 +253,8 @@ export function createClient({ url, apiKey, fetch: fetchImpl, timeoutMs = DEFAUL
       return request("POST", room, "messages", { body: message(data, id, "publish") });
     },
     async publishBatch(room, messages) {
-      if (!Array.isArray(messages) || messages.length === 0) throw new TypeError("roomcast: publishBatch: messages must be a non-empty array of { data, id? }");
+      if (!Array.isArray(messages) || messages.length === 0)
+        throw new TypeError("roomcast: publishBatch: messages must be a non-empty array of { data, id? }");
       const body = messages.map((m, i) => {
         if (m === null || typeof m !== "object") throw new TypeError(`roomcast: publishBatch: item ${i} must be { data, id? }`);
         return message(m.data, m.id, `publishBatch item ${i}`);
@@ -245,7 +263,11 @@ export function createClient({ url, apiKey, fetch: fetchImpl, timeoutMs = DEFAUL
     },
     async history(room, { since, before, limit } = {}) {
       const query = new URLSearchParams();
-      for (const [name, value] of [["since", since], ["before", before], ["limit", limit]]) {
+      for (const [name, value] of [
+        ["since", since],
+        ["before", before],
+        ["limit", limit],
+      ]) {
         if (value === undefined) continue;
         if (!isCount(value)) throw new TypeError(`roomcast: history: ${name} must be a whole number from 0 to 2^53 - 1`);
         query.set(name, String(value));
@@ -315,14 +337,27 @@ export async function verifyWebhook(body, headers, secret, { toleranceSeconds = 
   const id = headerValue(headers, "webhook-id");
   const timestamp = headerValue(headers, "webhook-timestamp");
   const signatures = headerValue(headers, "webhook-signature");
-  for (const [name, value] of [["webhook-id", id], ["webhook-timestamp", timestamp], ["webhook-signature", signatures]]) {
+  for (const [name, value] of [
+    ["webhook-id", id],
+    ["webhook-timestamp", timestamp],
+    ["webhook-signature", signatures],
+  ]) {
     if (!value) throw new WebhookVerificationError("missing_header", `missing header ${name}`);
   }
-  if (!/^\d{1,15}$/.test(timestamp.trim())) throw new WebhookVerificationError("bad_timestamp", "webhook-timestamp is not whole seconds since the epoch");
+  if (!/^\d{1,15}$/.test(timestamp.trim()))
+    throw new WebhookVerificationError("bad_timestamp", "webhook-timestamp is not whole seconds since the epoch");
   const seconds = Number(timestamp.trim());
   const nowSeconds = Math.floor(now / 1000);
-  if (nowSeconds - seconds > toleranceSeconds) throw new WebhookVerificationError("timestamp_too_old", `webhook-timestamp is ${nowSeconds - seconds} s old (tolerance ${toleranceSeconds} s)`);
-  if (seconds - nowSeconds > toleranceSeconds) throw new WebhookVerificationError("timestamp_too_new", `webhook-timestamp is ${seconds - nowSeconds} s ahead (tolerance ${toleranceSeconds} s)`);
+  if (nowSeconds - seconds > toleranceSeconds)
+    throw new WebhookVerificationError(
+      "timestamp_too_old",
+      `webhook-timestamp is ${nowSeconds - seconds} s old (tolerance ${toleranceSeconds} s)`,
+    );
+  if (seconds - nowSeconds > toleranceSeconds)
+    throw new WebhookVerificationError(
+      "timestamp_too_new",
+      `webhook-timestamp is ${seconds - nowSeconds} s ahead (tolerance ${toleranceSeconds} s)`,
+    );
   // Signed content: `${id}.${timestamp}.` then the body's bytes exactly as received (the
   // timestamp as a number, as the Standard Webhooks libraries write it).
   const prefix = encoder.encode(`${id}.${seconds}.`);
@@ -339,7 +374,11 @@ export async function verifyWebhook(body, headers, secret, { toleranceSeconds = 
     const given = fromBase64(entry.slice(comma + 1).replace(/,$/, ""));
     if (given && timingSafeEqual(given, expected)) matched = true; // no early exit: every entry is compared
   }
-  if (!matched) throw new WebhookVerificationError("bad_signature", "no webhook-signature matches the body (wrong secret, or the body or headers were changed)");
+  if (!matched)
+    throw new WebhookVerificationError(
+      "bad_signature",
+      "no webhook-signature matches the body (wrong secret, or the body or headers were changed)",
+    );
   let payload;
   try {
     payload = JSON.parse(decoder.decode(bodyBytes));

@@ -14,7 +14,15 @@ before(async () => {
 async function setup(options = {}) {
   const clock = new FakeClock();
   const fake = fakeSockets();
-  const room = connect({ url: "https://rooms.example", room: "chat:lobby", clientId: "me", WebSocket: fake.FakeSocket, clock, seed: 7, ...options });
+  const room = connect({
+    url: "https://rooms.example",
+    room: "chat:lobby",
+    clientId: "me",
+    WebSocket: fake.FakeSocket,
+    clock,
+    seed: 7,
+    ...options,
+  });
   const log = { status: [], error: [], message: [], presence: [], broadcast: [] };
   for (const e of Object.keys(log)) room.on(e, (p) => log[e].push(p));
   await flush();
@@ -27,11 +35,22 @@ function openWith(ws, w = welcome(0)) {
 }
 
 const ofType = (ws, type) => ws.frames.filter((f) => f.type === type);
-const rejection = (promise) => promise.then((v) => assert.fail(`expected a rejection, got ${JSON.stringify(v)}`), (e) => e);
+const rejection = (promise) =>
+  promise.then(
+    (v) => assert.fail(`expected a rejection, got ${JSON.stringify(v)}`),
+    (e) => e,
+  );
 /** Whether a promise has settled yet (after pending callbacks ran). */
 async function settled(promise) {
   let done = false;
-  promise.then(() => { done = true; }, () => { done = true; });
+  promise.then(
+    () => {
+      done = true;
+    },
+    () => {
+      done = true;
+    },
+  );
   await flush();
   return done;
 }
@@ -48,7 +67,14 @@ describe("history", () => {
     assert.ok(ws.sent[0].startsWith(`{"type":"history","id":"${req.id}"`), ws.sent[0]);
     ws.receive({ type: "history", id: req.id, messages: [message(7), message(8), { ...message(9), id: undefined }], more: true });
     const page = await p;
-    assert.deepEqual(page.messages.map((m) => [m.seq, m.id]), [[7, "m7"], [8, "m8"], [9, undefined]]);
+    assert.deepEqual(
+      page.messages.map((m) => [m.seq, m.id]),
+      [
+        [7, "m7"],
+        [8, "m8"],
+        [9, undefined],
+      ],
+    );
     assert.deepEqual(page.messages[0], { seq: 7, from: "other", user: "u-other", id: "m7", data: { n: 7 }, ts: 1 });
     assert.ok(!("id" in page.messages[2]), "no id key when the publisher gave none");
     assert.equal(page.more, true);
@@ -62,11 +88,10 @@ describe("history", () => {
     const ws = last();
     openWith(ws);
     for (const page of [{ before: 40, limit: 10 }, { since: 0 }, undefined]) room.history(page).catch(() => {});
-    assert.deepEqual(ofType(ws, "history").map(({ id, ...rest }) => rest), [
-      { type: "history", before: 40, limit: 10 },
-      { type: "history", since: 0 },
-      { type: "history" },
-    ]);
+    assert.deepEqual(
+      ofType(ws, "history").map(({ id, ...rest }) => rest),
+      [{ type: "history", before: 40, limit: 10 }, { type: "history", since: 0 }, { type: "history" }],
+    );
     const ids = ofType(ws, "history").map((f) => f.id);
     assert.equal(new Set(ids).size, 3, "each call its own id");
     room.close();
@@ -145,7 +170,10 @@ describe("rewind", () => {
     openWith(ws, welcome(10, { rewind: { replayed: 3 } }));
     assert.equal(room.lastSeq, 7, "welcome.seq - replayed");
     ws.receive(message(8), message(9), message(10), message(10), message(11));
-    assert.deepEqual(log.message.map((m) => m.seq), [8, 9, 10, 11]);
+    assert.deepEqual(
+      log.message.map((m) => m.seq),
+      [8, 9, 10, 11],
+    );
     assert.deepEqual(log.error, []);
     assert.equal(room.lastSeq, 11);
     room.close();
@@ -161,10 +189,17 @@ describe("rewind", () => {
     sockets[1].serverClose(1006);
     await clock.advance(10);
     const ws = last();
-    assert.deepEqual([ws.url.searchParams.get("rewind"), ws.url.searchParams.get("since"), ws.url.searchParams.get("epoch")], [null, "5", "e1"]);
+    assert.deepEqual(
+      [ws.url.searchParams.get("rewind"), ws.url.searchParams.get("since"), ws.url.searchParams.get("epoch")],
+      [null, "5", "e1"],
+    );
     openWith(ws, welcome(6, { resume: { status: "recovered", replayed: 1 } }));
     ws.receive(message(6));
-    assert.deepEqual(log.message.map((m) => m.seq), [4, 5, 6], "every message once");
+    assert.deepEqual(
+      log.message.map((m) => m.seq),
+      [4, 5, 6],
+      "every message once",
+    );
     room.close();
   });
 
@@ -172,7 +207,10 @@ describe("rewind", () => {
     const { room, log, last } = await setup({ rewind: 2 });
     openWith(last(), welcome(2, { rewind: { replayed: 2 } }));
     last().receive(message(1, "me"), message(2));
-    assert.deepEqual(log.message.map((m) => m.seq), [2]);
+    assert.deepEqual(
+      log.message.map((m) => m.seq),
+      [2],
+    );
     assert.equal(room.lastSeq, 2);
     room.close();
     for (const rewind of [0, undefined]) {
@@ -185,7 +223,11 @@ describe("rewind", () => {
   test("a rewind that is not a whole number is a TypeError from connect()", () => {
     const { FakeSocket, sockets } = fakeSockets();
     for (const rewind of [-1, 1.5, "10", NaN, Infinity]) {
-      assert.throws(() => connect({ url: "https://r.example", room: "r", WebSocket: FakeSocket, clock: new FakeClock(), rewind }), TypeError, String(rewind));
+      assert.throws(
+        () => connect({ url: "https://r.example", room: "r", WebSocket: FakeSocket, clock: new FakeClock(), rewind }),
+        TypeError,
+        String(rewind),
+      );
     }
     assert.equal(sockets.length, 0);
   });
@@ -199,9 +241,15 @@ describe("broadcast", () => {
     const errors = [];
     room.on("error", (e) => errors.push(e));
     assert.equal(await room.broadcast({ x: 1 }), undefined);
-    assert.deepEqual(ws.sent.map((t) => JSON.parse(t)), [{ type: "broadcast", data: { x: 1 } }]);
+    assert.deepEqual(
+      ws.sent.map((t) => JSON.parse(t)),
+      [{ type: "broadcast", data: { x: 1 } }],
+    );
     ws.receive({ type: "error", code: "rate_limited", message: "too many broadcasts per second; slow down" });
-    assert.deepEqual(errors.map((e) => e.code), ["rate_limited"]);
+    assert.deepEqual(
+      errors.map((e) => e.code),
+      ["rate_limited"],
+    );
     room.close();
   });
 
@@ -254,7 +302,12 @@ describe("broadcast", () => {
     const ws = last();
     openWith(ws);
     const limited = room.broadcast(1, { ack: true });
-    ws.receive({ type: "error", id: ofType(ws, "broadcast")[0].id, code: "rate_limited", message: "too many broadcasts per second; slow down" });
+    ws.receive({
+      type: "error",
+      id: ofType(ws, "broadcast")[0].id,
+      code: "rate_limited",
+      message: "too many broadcasts per second; slow down",
+    });
     const e = await rejection(limited);
     assert.deepEqual([e.code, e.message], ["rate_limited", "too many broadcasts per second; slow down"]);
     const lost = room.broadcast(2, { ack: true });
@@ -269,15 +322,25 @@ describe("broadcast", () => {
     const { room, log, last } = await setup();
     const ws = last();
     openWith(ws, welcome(4));
-    ws.receive({ type: "broadcast", from: "tab-2", user: "bob", data: { x: 1 }, ts: 5 }, { type: "broadcast", from: "me", user: "u-me", data: 2, ts: 6 }, message(5));
+    ws.receive(
+      { type: "broadcast", from: "tab-2", user: "bob", data: { x: 1 }, ts: 5 },
+      { type: "broadcast", from: "me", user: "u-me", data: 2, ts: 6 },
+      message(5),
+    );
     assert.deepEqual(log.broadcast, [{ from: "tab-2", user: "bob", data: { x: 1 }, ts: 5 }]);
     assert.equal(room.lastSeq, 5);
-    assert.deepEqual(log.message.map((m) => m.seq), [5]);
+    assert.deepEqual(
+      log.message.map((m) => m.seq),
+      [5],
+    );
     room.close();
     const echo = await setup({ echo: true });
     openWith(echo.last());
     echo.last().receive({ type: "broadcast", from: "me", user: "u-me", data: 2, ts: 6 });
-    assert.deepEqual(echo.log.broadcast.map((b) => b.data), [2]);
+    assert.deepEqual(
+      echo.log.broadcast.map((b) => b.data),
+      [2],
+    );
     // a broadcast frame without from/user is a bad_frame, not an event
     echo.last().receive({ type: "broadcast", data: 3 });
     assert.equal(echo.log.broadcast.length, 1);
@@ -290,7 +353,11 @@ describe("setPresence", () => {
   test("meta must be a plain object: TypeError otherwise, nothing sent", async () => {
     const { room, last } = await setup();
     openWith(last());
-    class Cursor { constructor() { this.x = 1; } }
+    class Cursor {
+      constructor() {
+        this.x = 1;
+      }
+    }
     for (const bad of [null, undefined, "away", 3, [1, 2], new Cursor(), new Date(0), new Map()]) {
       const e = await rejection(room.setPresence(bad));
       assert.ok(e instanceof TypeError, String(bad));
@@ -300,7 +367,10 @@ describe("setPresence", () => {
     assert.ok((await rejection(room.setPresence(cyclic))) instanceof TypeError);
     assert.deepEqual(last().sent, []);
     room.setPresence(Object.assign(Object.create(null), { ok: true })).catch(() => {});
-    assert.deepEqual(ofType(last(), "presence").map((f) => f.meta), [{ ok: true }]);
+    assert.deepEqual(
+      ofType(last(), "presence").map((f) => f.meta),
+      [{ ok: true }],
+    );
     room.close();
   });
 
@@ -320,7 +390,15 @@ describe("setPresence", () => {
   test("sends a presence frame, resolves on the ack; members() and presence events follow the room's update", async () => {
     const { room, log, last } = await setup();
     const ws = last();
-    openWith(ws, welcome(0, { members: [{ user: "u-me", connections: 1, meta: { name: "Me" } }, { user: "bob", connections: 1 }] }));
+    openWith(
+      ws,
+      welcome(0, {
+        members: [
+          { user: "u-me", connections: 1, meta: { name: "Me" } },
+          { user: "bob", connections: 1 },
+        ],
+      }),
+    );
     const p = room.setPresence({ name: "Me", status: "away" });
     const [f] = ofType(ws, "presence");
     assert.ok(ws.sent[0].startsWith(`{"type":"presence","id":"${f.id}","meta":`), ws.sent[0]);
@@ -330,7 +408,13 @@ describe("setPresence", () => {
     // the room's coalesced update reaches everyone, this connection too
     ws.receive({ type: "presence", event: "update", member: { user: "u-me", connections: 1, meta: { name: "Me", status: "away" } } });
     ws.receive({ type: "presence", event: "update", member: { user: "bob", connections: 1, meta: { cursor: [3, 4] } } });
-    assert.deepEqual(room.members().map((m) => [m.user, m.meta]), [["u-me", { name: "Me", status: "away" }], ["bob", { cursor: [3, 4] }]]);
+    assert.deepEqual(
+      room.members().map((m) => [m.user, m.meta]),
+      [
+        ["u-me", { name: "Me", status: "away" }],
+        ["bob", { cursor: [3, 4] }],
+      ],
+    );
     const e = log.presence.at(-1);
     assert.deepEqual([e.joined, e.left, e.updated.map((m) => m.user)], [[], [], ["bob"]]);
     assert.equal(e.members.length, 2);
@@ -342,11 +426,19 @@ describe("setPresence", () => {
     const ws = last();
     openWith(ws);
     const calls = Array.from({ length: 10 }, (_, i) => room.setPresence({ x: i }));
-    assert.deepEqual(ofType(ws, "presence").map((f) => f.meta), [{ x: 0 }], "the rest wait for the answer");
+    assert.deepEqual(
+      ofType(ws, "presence").map((f) => f.meta),
+      [{ x: 0 }],
+      "the rest wait for the answer",
+    );
     ws.receive({ type: "ack", id: ofType(ws, "presence")[0].id });
     assert.equal(await settled(calls[0]), true);
     assert.equal(await settled(calls[1]), false);
-    assert.deepEqual(ofType(ws, "presence").map((f) => f.meta), [{ x: 0 }, { x: 9 }], "then only the newest");
+    assert.deepEqual(
+      ofType(ws, "presence").map((f) => f.meta),
+      [{ x: 0 }, { x: 9 }],
+      "then only the newest",
+    );
     ws.receive({ type: "ack", id: ofType(ws, "presence")[1].id });
     await Promise.all(calls);
     assert.equal(ofType(ws, "presence").length, 2);
@@ -369,15 +461,21 @@ describe("setPresence", () => {
   test("a reconnect sends the last meta again (a new connection starts with the token's); one in flight at the drop resolves on the next connection", async () => {
     const { room, clock, log, last } = await setup(FAST);
     openWith(last());
-    await Promise.all([room.setPresence({ v: 1 }), (async () => {
-      await flush();
-      last().receive({ type: "ack", id: ofType(last(), "presence")[0].id });
-    })()]);
+    await Promise.all([
+      room.setPresence({ v: 1 }),
+      (async () => {
+        await flush();
+        last().receive({ type: "ack", id: ofType(last(), "presence")[0].id });
+      })(),
+    ]);
     // the connection drops: the applied meta goes again, with no call waiting for it
     last().serverClose(1006);
     await clock.advance(10);
     openWith(last(), welcome(0, { resume: { status: "recovered", replayed: 0 } }));
-    assert.deepEqual(ofType(last(), "presence").map((f) => f.meta), [{ v: 1 }]);
+    assert.deepEqual(
+      ofType(last(), "presence").map((f) => f.meta),
+      [{ v: 1 }],
+    );
     last().receive({ type: "ack", id: ofType(last(), "presence")[0].id });
     // in flight when the socket goes: not rejected, sent again, resolved by the new socket's ack
     const p = room.setPresence({ v: 2 });
@@ -402,7 +500,12 @@ describe("setPresence", () => {
     last().receive({ type: "ack", id: ofType(last(), "presence")[0].id });
     await first;
     const refused = room.setPresence({ v: 2 });
-    last().receive({ type: "error", id: ofType(last(), "presence")[1].id, code: "forbidden", message: "this token may not send to this room" });
+    last().receive({
+      type: "error",
+      id: ofType(last(), "presence")[1].id,
+      code: "forbidden",
+      message: "this token may not send to this room",
+    });
     const e = await rejection(refused);
     assert.deepEqual([e.code, e.message], ["forbidden", "this token may not send to this room"]);
     // the room kept {v: 1}; after a reconnect that is what goes again, and its refusal is reported
@@ -412,7 +515,10 @@ describe("setPresence", () => {
     const [resent] = ofType(last(), "presence");
     assert.deepEqual(resent.meta, { v: 1 });
     last().receive({ type: "error", id: resent.id, code: "rate_limited", message: "too many broadcasts per second; slow down" });
-    assert.deepEqual(log.error.map((x) => [x.code, x.id]), [["rate_limited", resent.id]]);
+    assert.deepEqual(
+      log.error.map((x) => [x.code, x.id]),
+      [["rate_limited", resent.id]],
+    );
     room.close();
   });
 
@@ -452,22 +558,33 @@ describe("debug and logger", () => {
     const entries = [];
     let calls = 0;
     const { room, clock, last } = await setup({
-      token: async () => `secret-${++calls}`, logger: (kind, detail) => entries.push([kind, detail]), pingIntervalMs: 1e9,
+      token: async () => `secret-${++calls}`,
+      logger: (kind, detail) => entries.push([kind, detail]),
+      pingIntervalMs: 1e9,
     });
     await flush();
     const ws = last();
     openWith(ws, welcome(0, { expires: clock.now() + 100_000, heartbeat: { interval: 1e9, timeout: 3e9 } }));
     room.broadcast("hi").catch(() => {});
     await clock.advance(80_000); // the refresh
-    assert.ok(ws.frames.some((f) => f.type === "refresh" && f.token === "secret-2"), "the real frame carries the token");
+    assert.ok(
+      ws.frames.some((f) => f.type === "refresh" && f.token === "secret-2"),
+      "the real frame carries the token",
+    );
     room.close();
     const kinds = entries.map(([k]) => k);
     for (const k of ["connect", "send", "receive", "status", "close"]) assert.ok(kinds.includes(k), `${k} in ${kinds}`);
     assert.match(entries.find(([k]) => k === "connect")[1], /^wss:\/\/rooms\.example\/rooms\/chat:lobby\/ws\?/);
     assert.ok(entries.some(([k, d]) => k === "send" && d.startsWith('{"type":"broadcast"')));
     assert.ok(entries.some(([k, d]) => k === "receive" && JSON.parse(d).type === "welcome"));
-    assert.deepEqual(entries.filter(([k]) => k === "status").map(([, s]) => s.state), ["connecting", "open", "closed"]);
-    assert.ok(entries.some(([k, d]) => k === "send" && d.startsWith('{"type":"refresh"')), "the refresh is logged");
+    assert.deepEqual(
+      entries.filter(([k]) => k === "status").map(([, s]) => s.state),
+      ["connecting", "open", "closed"],
+    );
+    assert.ok(
+      entries.some(([k, d]) => k === "send" && d.startsWith('{"type":"refresh"')),
+      "the refresh is logged",
+    );
     assert.ok(!JSON.stringify(entries).includes("secret-"), "no token in the log");
     // a socket closed by the server is logged too
     const other = [];
@@ -498,7 +615,10 @@ describe("debug and logger", () => {
       console.debug = original;
     }
     const { FakeSocket } = fakeSockets();
-    assert.throws(() => connect({ url: "https://r.example", room: "r", WebSocket: FakeSocket, clock: new FakeClock(), logger: "yes" }), TypeError);
+    assert.throws(
+      () => connect({ url: "https://r.example", room: "r", WebSocket: FakeSocket, clock: new FakeClock(), logger: "yes" }),
+      TypeError,
+    );
   });
 });
 
@@ -507,17 +627,32 @@ describe("a logger that throws", () => {
     // what the SDK rethrows on its own (in a microtask) is caught here instead of by the runner
     const thrown = [];
     const native = globalThis.queueMicrotask;
-    globalThis.queueMicrotask = (f) => native(() => {
-      try { f(); } catch (e) { thrown.push(e); }
-    });
+    globalThis.queueMicrotask = (f) =>
+      native(() => {
+        try {
+          f();
+        } catch (e) {
+          thrown.push(e);
+        }
+      });
     try {
-      const { room, log, last } = await setup({ logger: () => { throw new Error("log sink down"); } });
+      const { room, log, last } = await setup({
+        logger: () => {
+          throw new Error("log sink down");
+        },
+      });
       openWith(last());
       last().receive(message(1));
       const p = room.history();
       last().receive({ type: "history", id: ofType(last(), "history")[0].id, messages: [message(1)], more: false });
-      assert.deepEqual((await p).messages.map((m) => m.seq), [1]);
-      assert.deepEqual(log.message.map((m) => m.seq), [1]);
+      assert.deepEqual(
+        (await p).messages.map((m) => m.seq),
+        [1],
+      );
+      assert.deepEqual(
+        log.message.map((m) => m.seq),
+        [1],
+      );
       assert.equal(room.state, "open");
       room.close();
       await flush();
@@ -532,8 +667,19 @@ describe("limits", () => {
   test("room.limits: the server's defaults before a welcome, then the welcome's", async () => {
     const { room, last } = await setup();
     assert.deepEqual(room.limits, { maxFrameBytes: 65_536, presenceMetaMax: 1_024, broadcastMaxBytes: 16_384 });
-    openWith(last(), welcome(0, { limits: { maxFrameBytes: 1_000, presenceMetaMax: 10, broadcastMaxBytes: 500, broadcastsPerSec: 30, broadcastsBurst: 60 } }));
-    assert.deepEqual(room.limits, { maxFrameBytes: 1_000, presenceMetaMax: 10, broadcastMaxBytes: 500, broadcastsPerSec: 30, broadcastsBurst: 60 });
+    openWith(
+      last(),
+      welcome(0, {
+        limits: { maxFrameBytes: 1_000, presenceMetaMax: 10, broadcastMaxBytes: 500, broadcastsPerSec: 30, broadcastsBurst: 60 },
+      }),
+    );
+    assert.deepEqual(room.limits, {
+      maxFrameBytes: 1_000,
+      presenceMetaMax: 10,
+      broadcastMaxBytes: 500,
+      broadcastsPerSec: 30,
+      broadcastsBurst: 60,
+    });
     room.limits.maxFrameBytes = 1;
     assert.equal(room.limits.maxFrameBytes, 1_000, "a copy");
     room.close();

@@ -25,7 +25,10 @@ test("one constructor: (code, message, { cause, ...fields }), fields set only wh
     const cause = new Error("socket");
     const e = new RoomcastError("rate_limited", "slow down", { status: 429, retryAfter: 3, closeCode: undefined, cause });
     assert.ok(e instanceof Error && e instanceof RoomcastError);
-    assert.deepEqual([e.name, e.code, e.message, e.status, e.retryAfter, e.cause], ["RoomcastError", "rate_limited", "slow down", 429, 3, cause]);
+    assert.deepEqual(
+      [e.name, e.code, e.message, e.status, e.retryAfter, e.cause],
+      ["RoomcastError", "rate_limited", "slow down", 429, 3, cause],
+    );
     assert.ok(!("closeCode" in e), "an undefined field is not set");
     const bare = new RoomcastError("closed");
     assert.deepEqual([bare.message, Object.keys(bare).sort()], ["closed", ["code", "name"]]);

@@ -106,10 +106,30 @@ export function fakeSockets() {
 }
 
 export const welcome = (seq = 0, more = {}) => ({
-  type: "welcome", epoch: "e1", seq, clientId: "me", user: "u-me", members: [],
+  type: "welcome",
+  epoch: "e1",
+  seq,
+  clientId: "me",
+  user: "u-me",
+  members: [],
   heartbeat: { interval: 20_000, timeout: 60_000 },
-  limits: { maxFrameBytes: 65_536, messagesPerSec: 50, messagesBurst: 100, bytesPerSec: 262_144, messageIdMax: 128, presenceMetaMax: 2_048 },
+  limits: {
+    maxFrameBytes: 65_536,
+    messagesPerSec: 50,
+    messagesBurst: 100,
+    bytesPerSec: 262_144,
+    messageIdMax: 128,
+    presenceMetaMax: 2_048,
+  },
   ...more,
 });
 
-export const message = (seq, from = "other", data = { n: seq }) => ({ type: "message", seq, from, user: `u-${from}`, id: `m${seq}`, data, ts: 1 });
+export const message = (seq, from = "other", data = { n: seq }) => ({
+  type: "message",
+  seq,
+  from,
+  user: `u-${from}`,
+  id: `m${seq}`,
+  data,
+  ts: 1,
+});

@@ -17,7 +17,15 @@ before(async () => {
 async function setup(options = {}) {
   const clock = new FakeClock();
   const fake = fakeSockets();
-  const room = connect({ url: "https://rooms.example", room: "chat:lobby", clientId: "me", WebSocket: fake.FakeSocket, clock, seed: 7, ...options });
+  const room = connect({
+    url: "https://rooms.example",
+    room: "chat:lobby",
+    clientId: "me",
+    WebSocket: fake.FakeSocket,
+    clock,
+    seed: 7,
+    ...options,
+  });
   const log = { status: [], error: [], message: [], presence: [], gap: [], direct: [] };
   for (const e of Object.keys(log)) room.on(e, (p) => log[e].push(p));
   await flush();
@@ -31,7 +39,11 @@ function openWith(ws, w = welcome(0)) {
 }
 
 const publishes = (ws) => ws.frames.filter((f) => f.type === "publish");
-const rejection = (promise) => promise.then(() => assert.fail("expected a rejection"), (e) => e);
+const rejection = (promise) =>
+  promise.then(
+    () => assert.fail("expected a rejection"),
+    (e) => e,
+  );
 
 describe("connect", () => {
   test("opens a socket to the room's URL with the client id, the subprotocols and errors=close; a welcome opens it", async () => {
@@ -39,15 +51,27 @@ describe("connect", () => {
     assert.equal(sockets.length, 1);
     const ws = last();
     assert.equal(ws.url.origin + ws.url.pathname, "wss://rooms.example/rooms/chat:lobby/ws");
-    assert.deepEqual([ws.url.searchParams.get("cid"), ws.url.searchParams.get("errors"), ws.url.searchParams.get("since")], ["me", "close", null]);
+    assert.deepEqual(
+      [ws.url.searchParams.get("cid"), ws.url.searchParams.get("errors"), ws.url.searchParams.get("since")],
+      ["me", "close", null],
+    );
     assert.deepEqual(ws.protocols, ["roomcast.v1", "bearer.tok"]);
     assert.equal(room.state, "connecting");
     openWith(ws, welcome(4, { members: [{ user: "bob", connections: 1 }] }));
     assert.equal(room.state, "open");
     assert.equal(room.lastSeq, 4);
-    assert.deepEqual(log.status.map((s) => s.state), ["connecting", "open"]);
-    assert.deepEqual(room.members().map((m) => m.user), ["bob"]);
-    assert.deepEqual(log.presence[0].joined.map((m) => m.user), ["bob"]);
+    assert.deepEqual(
+      log.status.map((s) => s.state),
+      ["connecting", "open"],
+    );
+    assert.deepEqual(
+      room.members().map((m) => m.user),
+      ["bob"],
+    );
+    assert.deepEqual(
+      log.presence[0].joined.map((m) => m.user),
+      ["bob"],
+    );
     room.close();
   });
 
@@ -56,11 +80,18 @@ describe("connect", () => {
     const { FakeSocket, sockets } = fakeSockets();
     const open = (name) => connect({ url: "https://rooms.example", room: name, WebSocket: FakeSocket, clock });
     for (const bad of ["a b", "a/b", "caf\u00e9", "x".repeat(129), "room?x=1", "#", "a%20b"]) {
-      assert.throws(() => open(bad), (e) => e instanceof TypeError && /invalid room name/.test(e.message) && /1-128/.test(e.message), bad);
+      assert.throws(
+        () => open(bad),
+        (e) => e instanceof TypeError && /invalid room name/.test(e.message) && /1-128/.test(e.message),
+        bad,
+      );
     }
     for (const good of ["x".repeat(128), "chat:lobby", "a.b_c-d:E9"]) open(good).close();
     assert.equal(sockets.length, 0, "nothing was opened");
-    assert.throws(() => connect({ url: "https://rooms.example", room: "r", clientId: "has space", WebSocket: FakeSocket, clock }), /invalid clientId/);
+    assert.throws(
+      () => connect({ url: "https://rooms.example", room: "r", clientId: "has space", WebSocket: FakeSocket, clock }),
+      /invalid clientId/,
+    );
   });
 
   test("without a WebSocket (Node 20 has none) connect() says to pass one; a bad clock is refused", () => {
@@ -72,7 +103,10 @@ describe("connect", () => {
       globalThis.WebSocket = had;
     }
     const { FakeSocket } = fakeSockets();
-    assert.throws(() => connect({ url: "https://rooms.example", room: "r", WebSocket: FakeSocket, clock: { now: () => 0 } }), /clock needs/);
+    assert.throws(
+      () => connect({ url: "https://rooms.example", room: "r", WebSocket: FakeSocket, clock: { now: () => 0 } }),
+      /clock needs/,
+    );
   });
 
   test("each connect() draws its own client id unless the app passes one", async () => {
@@ -119,7 +153,10 @@ describe("publish", () => {
     const ws2 = last();
     assert.notEqual(ws2, ws);
     openWith(ws2, welcome(0, { resume: { status: "recovered", replayed: 0 } }));
-    assert.deepEqual(publishes(ws2).map((f) => f.id), [b.id]);
+    assert.deepEqual(
+      publishes(ws2).map((f) => f.id),
+      [b.id],
+    );
     ws2.receive({ type: "ack", id: b.id, seq: 1 });
     assert.equal(await kept, 1);
     room.close();
@@ -134,7 +171,11 @@ describe("publish", () => {
     assert.match(e.message, /65536 bytes/);
     const ws = last();
     openWith(ws);
-    assert.deepEqual(publishes(ws).map((f) => f.data), ["y"], "only the one that fits was sent");
+    assert.deepEqual(
+      publishes(ws).map((f) => f.data),
+      ["y"],
+      "only the one that fits was sent",
+    );
     ws.receive({ type: "ack", id: publishes(ws)[0].id, seq: 1 });
     assert.equal(await small, 1);
     room.close();
@@ -184,7 +225,10 @@ describe("reconnect", () => {
     const { room, clock, log, sockets, last } = await setup({ minReconnectDelayMs: 1_000, maxReconnectDelayMs: 30_000 });
     openWith(last(), welcome(3));
     last().receive(message(4), message(5));
-    assert.deepEqual(log.message.map((m) => m.seq), [4, 5]);
+    assert.deepEqual(
+      log.message.map((m) => m.seq),
+      [4, 5],
+    );
     const queued = room.publish("offline");
     const id = publishes(last())[0].id;
     last().serverClose(1006);
@@ -199,8 +243,16 @@ describe("reconnect", () => {
     assert.deepEqual([ws2.url.searchParams.get("since"), ws2.url.searchParams.get("epoch")], ["5", "e1"]);
     openWith(ws2, welcome(7, { resume: { status: "recovered", replayed: 2 } }));
     ws2.receive(message(6), message(7), message(6));
-    assert.deepEqual(log.message.map((m) => m.seq), [4, 5, 6, 7], "replayed once, duplicates dropped");
-    assert.deepEqual(publishes(ws2).map((f) => f.id), [id], "the queued publish resent with its id");
+    assert.deepEqual(
+      log.message.map((m) => m.seq),
+      [4, 5, 6, 7],
+      "replayed once, duplicates dropped",
+    );
+    assert.deepEqual(
+      publishes(ws2).map((f) => f.id),
+      [id],
+      "the queued publish resent with its id",
+    );
     ws2.receive({ type: "ack", id, seq: 8 });
     assert.equal(await queued, 8);
     room.close();
@@ -217,7 +269,11 @@ describe("reconnect", () => {
   });
 
   test("4400-4499 are final: closed with the server's reason (or the table's), nothing left running", async () => {
-    for (const [code, reason, shown] of [[4400, "room name may only contain A-Z a-z 0-9 _ - . :", null], [4400, "", "bad request"], [4409, "", "room full"]]) {
+    for (const [code, reason, shown] of [
+      [4400, "room name may only contain A-Z a-z 0-9 _ - . :", null],
+      [4400, "", "bad request"],
+      [4409, "", "room full"],
+    ]) {
       const { room, clock, log, sockets, last } = await setup();
       last().serverClose(code, reason);
       assert.deepEqual(log.status.at(-1), { state: "closed", attempt: 0, delayMs: 0, code, reason: shown ?? reason });
@@ -230,7 +286,13 @@ describe("reconnect", () => {
   });
 
   test("the SDK's own drops are 4000 with their reason: no welcome in time, no pong in time", async () => {
-    const { room, clock, log, last } = await setup({ connectTimeoutMs: 1_000, pingIntervalMs: 2_000, pongTimeoutMs: 500, minReconnectDelayMs: 10, maxReconnectDelayMs: 10 });
+    const { room, clock, log, last } = await setup({
+      connectTimeoutMs: 1_000,
+      pingIntervalMs: 2_000,
+      pongTimeoutMs: 500,
+      minReconnectDelayMs: 10,
+      maxReconnectDelayMs: 10,
+    });
     await clock.advance(1_000);
     assert.deepEqual([log.status.at(-1).code, log.status.at(-1).reason], [4000, "connect timeout"]);
     await clock.advance(10);
@@ -238,7 +300,10 @@ describe("reconnect", () => {
     await clock.advance(2_000);
     assert.deepEqual(last().frames.at(-1), { type: "ping" });
     await clock.advance(500);
-    assert.deepEqual([log.status.at(-1).state, log.status.at(-1).code, log.status.at(-1).reason], ["reconnecting", 4000, "heartbeat missed"]);
+    assert.deepEqual(
+      [log.status.at(-1).state, log.status.at(-1).code, log.status.at(-1).reason],
+      ["reconnecting", 4000, "heartbeat missed"],
+    );
     assert.deepEqual(last().closedWith, { code: 1000, reason: "heartbeat missed" });
     room.close();
   });
@@ -251,7 +316,10 @@ describe("server frames", () => {
     openWith(ws);
     ws.receive({ type: "poll", from: "x", data: 1 }, { type: "from-the-future", anything: [1, 2] }, message(1));
     assert.deepEqual(log.error, []);
-    assert.deepEqual(log.message.map((m) => m.seq), [1]);
+    assert.deepEqual(
+      log.message.map((m) => m.seq),
+      [1],
+    );
     room.close();
   });
 
@@ -260,9 +328,20 @@ describe("server frames", () => {
     const ws = last();
     openWith(ws);
     ws.receive("this is not json", { type: "message", seq: "2", from: "x", user: "y" }, "[1,2]", message(1));
-    assert.deepEqual(log.error.map((e) => [e.code, e.message]), [["bad_frame", "not JSON"], ["bad_frame", "invalid message frame"], ["bad_frame", "not a frame"]]);
+    assert.deepEqual(
+      log.error.map((e) => [e.code, e.message]),
+      [
+        ["bad_frame", "not JSON"],
+        ["bad_frame", "invalid message frame"],
+        ["bad_frame", "not a frame"],
+      ],
+    );
     assert.equal(log.error[0].frame, "this is not json");
-    assert.deepEqual(log.message.map((m) => m.seq), [1], "the connection goes on");
+    assert.deepEqual(
+      log.message.map((m) => m.seq),
+      [1],
+      "the connection goes on",
+    );
     room.close();
   });
 
@@ -290,7 +369,12 @@ describe("server frames", () => {
 describe("tokens", () => {
   test("a token function is called before every attempt, and refreshes the open connection's token before it expires", async () => {
     let calls = 0;
-    const { room, clock, last } = await setup({ token: async () => `t${++calls}`, minReconnectDelayMs: 10, maxReconnectDelayMs: 10, pingIntervalMs: 1e9 });
+    const { room, clock, last } = await setup({
+      token: async () => `t${++calls}`,
+      minReconnectDelayMs: 10,
+      maxReconnectDelayMs: 10,
+      pingIntervalMs: 1e9,
+    });
     await flush();
     const ws = last();
     assert.equal(ws.bearer, "t1");
@@ -312,9 +396,23 @@ describe("tokens", () => {
 
   test("a token function that throws, rejects or returns no string: an error event with the app's error as cause; after 5 in a row, closed", async () => {
     const boom = new Error("login service down");
-    const answers = [() => { throw boom; }, () => Promise.reject(boom), () => undefined, () => ({ token: "x" }), () => { throw boom; }];
+    const answers = [
+      () => {
+        throw boom;
+      },
+      () => Promise.reject(boom),
+      () => undefined,
+      () => ({ token: "x" }),
+      () => {
+        throw boom;
+      },
+    ];
     let calls = 0;
-    const { room, clock, log, sockets } = await setup({ token: () => answers[calls++](), minReconnectDelayMs: 10, maxReconnectDelayMs: 10 });
+    const { room, clock, log, sockets } = await setup({
+      token: () => answers[calls++](),
+      minReconnectDelayMs: 10,
+      maxReconnectDelayMs: 10,
+    });
     const pending = rejection(room.publish("waiting"));
     for (let i = 0; i < 5; i++) {
       await flush();
@@ -322,14 +420,23 @@ describe("tokens", () => {
     }
     assert.equal(calls, 5);
     assert.equal(sockets.length, 0, "no socket without a token");
-    assert.deepEqual(log.error.map((e) => e.code), ["token_failed", "token_failed", "token_failed", "token_failed", "token_failed"]);
+    assert.deepEqual(
+      log.error.map((e) => e.code),
+      ["token_failed", "token_failed", "token_failed", "token_failed", "token_failed"],
+    );
     assert.equal(log.error[0].cause, boom);
     assert.match(log.error[0].message, /login service down/);
     assert.equal(log.error[1].cause, boom);
     assert.match(log.error[2].message, /resolved to undefined, not a string/);
     assert.deepEqual(log.error[3].cause, { token: "x" });
-    assert.deepEqual(log.status.slice(1, -1).map((s) => [s.state, s.code, s.reason]), Array(4).fill(["reconnecting", 4000, "token fetch failed"]));
-    assert.deepEqual([log.status.at(-1).state, log.status.at(-1).code, log.status.at(-1).reason], ["closed", 4000, "token fetch failed too many times in a row"]);
+    assert.deepEqual(
+      log.status.slice(1, -1).map((s) => [s.state, s.code, s.reason]),
+      Array(4).fill(["reconnecting", 4000, "token fetch failed"]),
+    );
+    assert.deepEqual(
+      [log.status.at(-1).state, log.status.at(-1).code, log.status.at(-1).reason],
+      ["closed", 4000, "token fetch failed too many times in a row"],
+    );
     const e = await pending;
     assert.deepEqual([e.code, e.closeCode, e.cause], ["closed", 4000, boom]);
     assert.equal(e.message, "the room is closed: token fetch failed too many times in a row");
@@ -341,8 +448,13 @@ describe("tokens", () => {
     const script = [false, false, true, false, false, false];
     let calls = 0;
     const { room, clock, log, last } = await setup({
-      token: async () => { if (!script[calls++]) throw new Error("no"); return "ok"; },
-      maxTokenFailures: 3, minReconnectDelayMs: 10, maxReconnectDelayMs: 10,
+      token: async () => {
+        if (!script[calls++]) throw new Error("no");
+        return "ok";
+      },
+      maxTokenFailures: 3,
+      minReconnectDelayMs: 10,
+      maxReconnectDelayMs: 10,
     });
     for (let i = 0; i < 3; i++) {
       await flush();
@@ -366,7 +478,9 @@ describe("host robustness", () => {
     const shared = new FakeClock();
     const bad = fakeSockets();
     class Throwing extends bad.FakeSocket {
-      send() { throw boom; }
+      send() {
+        throw boom;
+      }
     }
     const a = await setup({ WebSocket: Throwing, clock: shared });
     const b = await setup({ clock: shared });
@@ -381,10 +495,16 @@ describe("host robustness", () => {
     const [f] = publishes(b.last());
     b.last().receive({ type: "ack", id: f.id, seq: 1 }, message(2));
     assert.equal(await ok, 1);
-    assert.deepEqual(b.log.message.map((m) => m.seq), [2]);
+    assert.deepEqual(
+      b.log.message.map((m) => m.seq),
+      [2],
+    );
     // and the throwing one still works as far as it can: it is still open and settles its calls
     bad.last().receive(message(1));
-    assert.deepEqual(a.log.message.map((m) => m.seq), [1]);
+    assert.deepEqual(
+      a.log.message.map((m) => m.seq),
+      [1],
+    );
     a.room.close();
     assert.equal((await lost).code, "closed");
     b.room.close();
@@ -393,12 +513,17 @@ describe("host robustness", () => {
   test("a WebSocket constructor that throws closes the room for good, with the error as the cause", async () => {
     const refused = new SyntaxError("The subprotocol is invalid");
     class Refusing {
-      constructor() { throw refused; }
+      constructor() {
+        throw refused;
+      }
     }
     const { room, clock, log } = await setup({ WebSocket: Refusing });
     assert.equal(log.error[0].code, "host_error");
     assert.equal(log.error[0].cause, refused);
-    assert.deepEqual([log.status.at(-1).state, log.status.at(-1).code, log.status.at(-1).reason], ["closed", 4000, "the WebSocket could not be created"]);
+    assert.deepEqual(
+      [log.status.at(-1).state, log.status.at(-1).code, log.status.at(-1).reason],
+      ["closed", 4000, "the WebSocket could not be created"],
+    );
     const e = await rejection(room.publish(1));
     assert.deepEqual([e.closeCode, e.cause], [4000, refused]);
     assert.equal(clock.timers.size, 0);

@@ -10,21 +10,31 @@ import { createHmac, randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
 import { Webhook } from "standardwebhooks";
-import { createClient, mintToken, RoomcastError, verifyWebhook, WebhookVerificationError } from "../server/index.mjs";
 import { mintToken as mintTokenTool } from "../../tools/token.mjs";
+import { createClient, mintToken, RoomcastError, verifyWebhook, WebhookVerificationError } from "../server/index.mjs";
 
 const SDK = fileURLToPath(new URL("..", import.meta.url));
 const ROOT = join(SDK, "..");
-const rejection = (promise) => promise.then((v) => assert.fail(`expected a rejection, got ${JSON.stringify(v)}`), (e) => e);
+const rejection = (promise) =>
+  promise.then(
+    (v) => assert.fail(`expected a rejection, got ${JSON.stringify(v)}`),
+    (e) => e,
+  );
 
 describe("mintToken", () => {
   const cases = [
     { secret: "dev-secret", user: "alice", rooms: { "chat:*": ["subscribe", "publish", "presence"] }, now: 1_795_296_400_123 },
     { secret: "dev-secret", user: "bob", rooms: { news: ["subscribe"], "chat:*": ["publish"] }, ttlSeconds: 60, now: 0 },
-    { secret: "ключ 🔑 with spaces", user: "u@example.com", rooms: { "*": ["presence"] }, meta: { name: "Zoë 🦊", tags: ["a", "b"], n: 1.5 }, now: 1_700_000_000_999 },
+    {
+      secret: "ключ 🔑 with spaces",
+      user: "u@example.com",
+      rooms: { "*": ["presence"] },
+      meta: { name: "Zoë 🦊", tags: ["a", "b"], n: 1.5 },
+      now: 1_700_000_000_999,
+    },
     { secret: "s", user: "x", rooms: {}, ttlSeconds: 86_400, meta: {}, now: 1_234 },
     { secret: "s", user: "no-rooms", now: 5_000 }, // grants nothing, as tools/token.mjs allows
     { secret: "a".repeat(200), user: "A.b_c-d:e", rooms: { "demo:lobby": [] }, now: 1_795_296_400_000 },
@@ -42,7 +52,7 @@ describe("mintToken", () => {
     const chars = "ABCXYZabcxyz0189_-.:@";
     for (let i = 0; i < 200; i++) {
       const bytes = randomBytes(48);
-      const user = "u" + Array.from(bytes.subarray(0, 1 + (bytes[0] % 40)), (b) => chars[b % chars.length]).join("");
+      const user = `u${Array.from(bytes.subarray(0, 1 + (bytes[0] % 40)), (b) => chars[b % chars.length]).join("")}`;
       const c = {
         secret: bytes.toString("latin1") + "🔑".repeat(i % 3),
         user,
@@ -57,7 +67,10 @@ describe("mintToken", () => {
 
   test("claims: sub, exp = iat + ttl, iat from now (floored), rooms, meta only when given", async () => {
     const token = await mintToken({ secret: "s", user: "alice", rooms: { r: ["subscribe"] }, ttlSeconds: 90, now: 10_999 });
-    const [head, body] = token.split(".").slice(0, 2).map((p) => JSON.parse(Buffer.from(p, "base64url").toString()));
+    const [head, body] = token
+      .split(".")
+      .slice(0, 2)
+      .map((p) => JSON.parse(Buffer.from(p, "base64url").toString()));
     assert.deepEqual(head, { alg: "HS256", typ: "JWT" });
     assert.deepEqual(body, { sub: "alice", exp: 100, iat: 10, rooms: { r: ["subscribe"] } });
   });
@@ -82,10 +95,15 @@ describe("mintToken", () => {
 
   test("also refuses, before signing, what the edge would refuse: a bad ttl, meta that is not a small object, rights that are not an array", async () => {
     const bad = [
-      [{ ttlSeconds: 0 }, /ttlSeconds/], [{ ttlSeconds: 1.5 }, /ttlSeconds/], [{ ttlSeconds: "3600" }, /ttlSeconds/],
-      [{ meta: ["a"] }, /meta must be an object/], [{ meta: null }, /meta must be an object/], [{ meta: "x" }, /meta must be an object/],
+      [{ ttlSeconds: 0 }, /ttlSeconds/],
+      [{ ttlSeconds: 1.5 }, /ttlSeconds/],
+      [{ ttlSeconds: "3600" }, /ttlSeconds/],
+      [{ meta: ["a"] }, /meta must be an object/],
+      [{ meta: null }, /meta must be an object/],
+      [{ meta: "x" }, /meta must be an object/],
       [{ meta: { n: "x".repeat(1020) } }, /meta is over 1024 bytes/],
-      [{ rooms: { r: "subscribe" } }, /must be an array/], [{ rooms: ["r"] }, /rooms must be an object/],
+      [{ rooms: { r: "subscribe" } }, /must be an array/],
+      [{ rooms: ["r"] }, /rooms must be an object/],
       [{ now: Number.NaN }, /now/],
     ];
     for (const [extra, message] of bad) {
@@ -102,11 +120,31 @@ describe("verifyWebhook", () => {
   const key = randomBytes(24);
   const secret = `whsec_${key.toString("base64")}`;
   const signer = new Webhook(secret);
-  const body = JSON.stringify({ events: [
-    { id: "evt_0123456789abcdef_1", type: "room.occupied", room: "chat:lobby", ts: 1795291934172 },
-    { id: "evt_0123456789abcdef_2", type: "presence.joined", room: "chat:lobby", ts: 1795291934173, user: "alice", meta: { name: "Zoë 🦊" } },
-    { id: "evt_0123456789abcdef_3", type: "message.published", room: "chat:lobby", ts: 1795291934180, epoch: "07cb", seq: 1, from: "tab-1", user: "alice", data: { text: "hé \u2028 \"quoted\"" }, messageId: "m-1" },
-  ] });
+  const body = JSON.stringify({
+    events: [
+      { id: "evt_0123456789abcdef_1", type: "room.occupied", room: "chat:lobby", ts: 1795291934172 },
+      {
+        id: "evt_0123456789abcdef_2",
+        type: "presence.joined",
+        room: "chat:lobby",
+        ts: 1795291934173,
+        user: "alice",
+        meta: { name: "Zoë 🦊" },
+      },
+      {
+        id: "evt_0123456789abcdef_3",
+        type: "message.published",
+        room: "chat:lobby",
+        ts: 1795291934180,
+        epoch: "07cb",
+        seq: 1,
+        from: "tab-1",
+        user: "alice",
+        data: { text: 'hé \u2028 "quoted"' },
+        messageId: "m-1",
+      },
+    ],
+  });
   /** Headers as the room sends them, signed by the standardwebhooks package. */
   function signed(payload = body, { id = "batch_evt_0123456789abcdef_1_3", at = new Date(), by = signer } = {}) {
     return {
@@ -143,15 +181,21 @@ describe("verifyWebhook", () => {
     // and a secret without padding in its base64
     const key2 = randomBytes(32);
     const unpadded = key2.toString("base64").replace(/=+$/, "");
-    assert.deepEqual(await verifyWebhook(body, signed(body, { by: new Webhook(`whsec_${key2.toString("base64")}`) }), unpadded), JSON.parse(body));
+    assert.deepEqual(
+      await verifyWebhook(body, signed(body, { by: new Webhook(`whsec_${key2.toString("base64")}`) }), unpadded),
+      JSON.parse(body),
+    );
   });
 
   test("a tampered body, id or timestamp, or another secret, is bad_signature", async () => {
     const headers = signed();
     await failure(verifyWebhook(body.replace("alice", "mallory"), headers, secret), "bad_signature");
-    await failure(verifyWebhook(body + " ", headers, secret), "bad_signature");
+    await failure(verifyWebhook(`${body} `, headers, secret), "bad_signature");
     await failure(verifyWebhook(body, { ...headers, "webhook-id": "batch_evt_0123456789abcdef_1_4" }, secret), "bad_signature");
-    await failure(verifyWebhook(body, { ...headers, "webhook-timestamp": String(Number(headers["webhook-timestamp"]) - 1) }, secret), "bad_signature");
+    await failure(
+      verifyWebhook(body, { ...headers, "webhook-timestamp": String(Number(headers["webhook-timestamp"]) - 1) }, secret),
+      "bad_signature",
+    );
     await failure(verifyWebhook(body, headers, `whsec_${randomBytes(24).toString("base64")}`), "bad_signature");
     // the signature of one byte flipped, truncated, or not base64
     const sig = headers["webhook-signature"].slice(3);
@@ -176,7 +220,10 @@ describe("verifyWebhook", () => {
       await failure(verifyWebhook(body, { ...headers, "webhook-signature": list }, secret), "bad_signature");
     }
     // the header sent twice: fetch's Headers and Node join the values with ", "
-    for (const [first, second] of [[other, good], [good, other]]) {
+    for (const [first, second] of [
+      [other, good],
+      [good, other],
+    ]) {
       const twice = new Headers(headers);
       twice.set("webhook-signature", first);
       twice.append("webhook-signature", second);
@@ -226,7 +273,17 @@ describe("verifyWebhook", () => {
       await failure(verifyWebhook(payload, signed(payload), secret), "bad_body");
     }
     const invalidUtf8 = Buffer.from([0x7b, 0xff, 0x7d]);
-    await failure(verifyWebhook(invalidUtf8, { ...signed(""), "webhook-signature": `v1,${hmacOf(key, "batch_evt_0123456789abcdef_1_3", signed("")["webhook-timestamp"], invalidUtf8)}` }, secret), "bad_body");
+    await failure(
+      verifyWebhook(
+        invalidUtf8,
+        {
+          ...signed(""),
+          "webhook-signature": `v1,${hmacOf(key, "batch_evt_0123456789abcdef_1_3", signed("")["webhook-timestamp"], invalidUtf8)}`,
+        },
+        secret,
+      ),
+      "bad_body",
+    );
   });
 
   test("a programmer's error is a TypeError: a secret that is not base64, a parsed body", async () => {
@@ -241,19 +298,29 @@ describe("verifyWebhook", () => {
 
   test("random payloads and mutations: accepted exactly when the standardwebhooks package accepts them", async () => {
     for (let i = 0; i < 200; i++) {
-      const payload = JSON.stringify({ events: [{ id: `evt_${i}`, type: "message.published", data: randomBytes(1 + (i % 50)).toString("latin1") }] });
+      const payload = JSON.stringify({
+        events: [{ id: `evt_${i}`, type: "message.published", data: randomBytes(1 + (i % 50)).toString("latin1") }],
+      });
       const headers = signed(payload, { id: `batch_${randomBytes(6).toString("hex")}_${i}` });
       const candidates = [[payload, headers]];
       const at = i % payload.length;
       candidates.push([payload.slice(0, at) + String.fromCharCode(payload.charCodeAt(at) ^ 1) + payload.slice(at + 1), headers]);
-      candidates.push([payload, { ...headers, "webhook-id": headers["webhook-id"] + "x" }]);
+      candidates.push([payload, { ...headers, "webhook-id": `${headers["webhook-id"]}x` }]);
       for (const [p, h] of candidates) {
         let reference;
-        try { signer.verify(p, h); reference = true; } catch { reference = false; }
-        const ours = await verifyWebhook(p, h, secret).then(() => true, (e) => {
-          if (!(e instanceof WebhookVerificationError)) throw e;
-          return e.code === "bad_body" ? "signed" : false;
-        });
+        try {
+          signer.verify(p, h);
+          reference = true;
+        } catch {
+          reference = false;
+        }
+        const ours = await verifyWebhook(p, h, secret).then(
+          () => true,
+          (e) => {
+            if (!(e instanceof WebhookVerificationError)) throw e;
+            return e.code === "bad_body" ? "signed" : false;
+          },
+        );
         // a mutated payload may stop being JSON; the reference checks the signature first too
         assert.equal(ours === "signed" ? true : ours, reference, `case ${i}: ${p}`);
       }
@@ -263,7 +330,9 @@ describe("verifyWebhook", () => {
 
 /** A v1 signature of raw bytes, for the one case the standardwebhooks signer cannot make (a body that is not UTF-8). */
 function hmacOf(key, id, ts, bytes) {
-  return createHmac("sha256", key).update(Buffer.concat([Buffer.from(`${id}.${ts}.`), bytes])).digest("base64");
+  return createHmac("sha256", key)
+    .update(Buffer.concat([Buffer.from(`${id}.${ts}.`), bytes]))
+    .digest("base64");
 }
 
 describe("createClient", () => {
@@ -282,7 +351,11 @@ describe("createClient", () => {
   const client = (fetch, options = {}) => createClient({ url: "https://rooms.example", apiKey: "key-1", fetch, ...options });
 
   test("publish: POST /rooms/:room/messages with the API key and {data, id}; the answer as the server sent it", async () => {
-    const { fetch, calls } = fakeFetch({ body: { seq: 7, id: "job-42" } }, { body: { seq: 7, id: "job-42", duplicate: true } }, { body: { seq: 8 } });
+    const { fetch, calls } = fakeFetch(
+      { body: { seq: 7, id: "job-42" } },
+      { body: { seq: 7, id: "job-42", duplicate: true } },
+      { body: { seq: 8 } },
+    );
     const rc = client(fetch);
     assert.deepEqual(await rc.publish("todo:shared", { text: "hi" }, { id: "job-42" }), { seq: 7, id: "job-42" });
     assert.deepEqual(await rc.publish("todo:shared", { text: "hi" }, { id: "job-42" }), { seq: 7, id: "job-42", duplicate: true });
@@ -310,13 +383,16 @@ describe("createClient", () => {
     await rc.history("r", { before: 40, limit: 1000 });
     await rc.presence("r");
     await rc.stats("r");
-    assert.deepEqual(calls.map((c) => [c.method, c.url, c.body]), [
-      ["GET", "https://rooms.example/rooms/r/history", undefined],
-      ["GET", "https://rooms.example/rooms/r/history?since=0&limit=5", undefined],
-      ["GET", "https://rooms.example/rooms/r/history?before=40&limit=1000", undefined],
-      ["GET", "https://rooms.example/rooms/r/presence", undefined],
-      ["GET", "https://rooms.example/rooms/r/stats", undefined],
-    ]);
+    assert.deepEqual(
+      calls.map((c) => [c.method, c.url, c.body]),
+      [
+        ["GET", "https://rooms.example/rooms/r/history", undefined],
+        ["GET", "https://rooms.example/rooms/r/history?since=0&limit=5", undefined],
+        ["GET", "https://rooms.example/rooms/r/history?before=40&limit=1000", undefined],
+        ["GET", "https://rooms.example/rooms/r/presence", undefined],
+        ["GET", "https://rooms.example/rooms/r/stats", undefined],
+      ],
+    );
     assert.deepEqual(calls[0].headers, { authorization: "Bearer key-1", accept: "application/json" });
   });
 
@@ -326,11 +402,14 @@ describe("createClient", () => {
     assert.deepEqual(await rc.kick("r", { user: "alice" }), { closed: 2 });
     await rc.kick("r", { user: "bob", banSeconds: 600, reason: "spam" });
     await rc.kick("r", { user: "carol", banSeconds: 0 });
-    assert.deepEqual(calls.map((c) => [c.method, c.url, c.body]), [
-      ["POST", "https://rooms.example/rooms/r/kick", '{"user":"alice"}'],
-      ["POST", "https://rooms.example/rooms/r/kick", '{"user":"bob","banSeconds":600,"reason":"spam"}'],
-      ["POST", "https://rooms.example/rooms/r/kick", '{"user":"carol","banSeconds":0}'],
-    ]);
+    assert.deepEqual(
+      calls.map((c) => [c.method, c.url, c.body]),
+      [
+        ["POST", "https://rooms.example/rooms/r/kick", '{"user":"alice"}'],
+        ["POST", "https://rooms.example/rooms/r/kick", '{"user":"bob","banSeconds":600,"reason":"spam"}'],
+        ["POST", "https://rooms.example/rooms/r/kick", '{"user":"carol","banSeconds":0}'],
+      ],
+    );
   });
 
   test("requeueWebhooks: POST /rooms/:room/webhooks/requeue without a body; deleteHistory: DELETE /rooms/:room/history", async () => {
@@ -338,10 +417,23 @@ describe("createClient", () => {
     const rc = client(fetch);
     assert.deepEqual(await rc.requeueWebhooks("chat:lobby"), { requeued: 3 });
     assert.deepEqual(await rc.deleteHistory("chat:lobby"), { epoch: "9f2c", deleted: 41 });
-    assert.deepEqual(calls.map((c) => [c.method, c.url, c.body, c.headers]), [
-      ["POST", "https://rooms.example/rooms/chat:lobby/webhooks/requeue", undefined, { authorization: "Bearer key-1", accept: "application/json" }],
-      ["DELETE", "https://rooms.example/rooms/chat:lobby/history", undefined, { authorization: "Bearer key-1", accept: "application/json" }],
-    ]);
+    assert.deepEqual(
+      calls.map((c) => [c.method, c.url, c.body, c.headers]),
+      [
+        [
+          "POST",
+          "https://rooms.example/rooms/chat:lobby/webhooks/requeue",
+          undefined,
+          { authorization: "Bearer key-1", accept: "application/json" },
+        ],
+        [
+          "DELETE",
+          "https://rooms.example/rooms/chat:lobby/history",
+          undefined,
+          { authorization: "Bearer key-1", accept: "application/json" },
+        ],
+      ],
+    );
   });
 
   test("the url: a trailing slash, a path prefix, ws(s) taken as http(s), a query dropped", async () => {
@@ -363,7 +455,10 @@ describe("createClient", () => {
     const seen = [];
     try {
       const rc = createClient({ url: "https://rooms.example", apiKey: "k" });
-      globalThis.fetch = async function (url) { seen.push([url, this]); return new Response('{"members":[]}'); };
+      globalThis.fetch = async function (url) {
+        seen.push([url, this]);
+        return new Response('{"members":[]}');
+      };
       assert.deepEqual(await rc.presence("r"), { members: [] });
     } finally {
       globalThis.fetch = original;
@@ -373,7 +468,11 @@ describe("createClient", () => {
 
   test("a refusal rejects with RoomcastError: status, the server's code and message, retryAfter from Retry-After", async () => {
     const { fetch } = fakeFetch(
-      { status: 429, headers: { "retry-after": "3" }, body: { error: { code: "rate_limited", message: "over the caller's publish rate" } } },
+      {
+        status: 429,
+        headers: { "retry-after": "3" },
+        body: { error: { code: "rate_limited", message: "over the caller's publish rate" } },
+      },
       { status: 403, body: { error: { code: "forbidden", message: "the API key only" } } },
       { status: 503, headers: { "retry-after": new Date(Date.now() + 120_000).toUTCString() }, body: "<html>upstream</html>" },
       { status: 502, body: "" },
@@ -423,7 +522,15 @@ describe("createClient", () => {
     assert.deepEqual([reset.status, reset.code], [0, "network"]);
     // a fetch that never answers and ignores its signal still settles, and the signal is aborted
     let signal;
-    const hung = createClient({ url: "https://rooms.example", apiKey: "k", timeoutMs: 50, fetch: (_url, init) => { signal = init.signal; return new Promise(() => {}); } });
+    const hung = createClient({
+      url: "https://rooms.example",
+      apiKey: "k",
+      timeoutMs: 50,
+      fetch: (_url, init) => {
+        signal = init.signal;
+        return new Promise(() => {});
+      },
+    });
     const late = await rejection(hung.publish("r", 1));
     assert.deepEqual([late.status, late.code], [0, "timeout"]);
     assert.match(late.message, /no answer within 50 ms/);
@@ -434,20 +541,42 @@ describe("createClient", () => {
     const { fetch, calls } = fakeFetch();
     const rc = client(fetch);
     const bad = [
-      () => rc.publish("a b", 1), () => rc.publish("x".repeat(129), 1), () => rc.stats("a/b"), () => rc.presence(undefined),
-      () => rc.publish("r", undefined), () => rc.publish("r", 1, { id: "" }), () => rc.publish("r", 1, { id: "x".repeat(129) }), () => rc.publish("r", 1, { id: 5 }),
+      () => rc.publish("a b", 1),
+      () => rc.publish("x".repeat(129), 1),
+      () => rc.stats("a/b"),
+      () => rc.presence(undefined),
+      () => rc.publish("r", undefined),
+      () => rc.publish("r", 1, { id: "" }),
+      () => rc.publish("r", 1, { id: "x".repeat(129) }),
+      () => rc.publish("r", 1, { id: 5 }),
       () => rc.publish("r", { n: 1n }),
-      () => rc.publishBatch("r", []), () => rc.publishBatch("r", [{ id: "x" }]), () => rc.publishBatch("r", [1]), () => rc.publishBatch("r", "x"),
-      () => rc.history("r", { since: 1, before: 2 }), () => rc.history("r", { limit: -1 }), () => rc.history("r", { since: 1.5 }), () => rc.history("r", { before: "5" }),
-      () => rc.kick("r", {}), () => rc.kick("r", { user: "a", banSeconds: -1 }), () => rc.kick("r", { user: "a", reason: 5 }),
-      () => rc.requeueWebhooks("bad room"), () => rc.deleteHistory(""),
+      () => rc.publishBatch("r", []),
+      () => rc.publishBatch("r", [{ id: "x" }]),
+      () => rc.publishBatch("r", [1]),
+      () => rc.publishBatch("r", "x"),
+      () => rc.history("r", { since: 1, before: 2 }),
+      () => rc.history("r", { limit: -1 }),
+      () => rc.history("r", { since: 1.5 }),
+      () => rc.history("r", { before: "5" }),
+      () => rc.kick("r", {}),
+      () => rc.kick("r", { user: "a", banSeconds: -1 }),
+      () => rc.kick("r", { user: "a", reason: 5 }),
+      () => rc.requeueWebhooks("bad room"),
+      () => rc.deleteHistory(""),
     ];
     for (const call of bad) {
       const e = await rejection(call());
       assert.ok(e instanceof TypeError, `${call}: ${e}`);
     }
     assert.equal(calls.length, 0);
-    for (const options of [{}, { url: "https://x" }, { apiKey: "k" }, { url: "ftp://x", apiKey: "k" }, { url: "https://x", apiKey: "k", fetch: 1 }, { url: "https://x", apiKey: "k", timeoutMs: 0 }]) {
+    for (const options of [
+      {},
+      { url: "https://x" },
+      { apiKey: "k" },
+      { url: "ftp://x", apiKey: "k" },
+      { url: "https://x", apiKey: "k", fetch: 1 },
+      { url: "https://x", apiKey: "k", timeoutMs: 0 },
+    ]) {
       assert.throws(() => createClient(options), TypeError, JSON.stringify(options));
     }
   });
@@ -484,10 +613,13 @@ describe("the package", () => {
     assert.deepEqual(pkg.exports["./server"], { types: "./server/index.d.ts", default: "./server/index.mjs" });
     assert.ok(pkg.files.includes("server"));
     const dir = consumer();
-    writeFileSync(join(dir, "main.mjs"), `import * as server from "roomcast/server";
+    writeFileSync(
+      join(dir, "main.mjs"),
+      `import * as server from "roomcast/server";
 console.log(Object.keys(server).sort().join(","));
 console.log(await server.mintToken({ secret: "s", user: "alice", rooms: { r: ["subscribe"] }, now: 0 }));
-`);
+`,
+    );
     const [names, token] = execFileSync(process.execPath, ["main.mjs"], { cwd: dir, encoding: "utf8" }).trim().split("\n");
     assert.equal(names, "RoomcastError,WebhookVerificationError,createClient,mintToken,verifyWebhook");
     assert.equal(token, mintTokenTool({ secret: "s", user: "alice", rooms: { r: ["subscribe"] }, now: 0 }));
@@ -498,12 +630,33 @@ console.log(await server.mintToken({ secret: "s", user: "alice", rooms: { r: ["s
     const tsc = join(ROOT, "node_modules", ".bin", "tsc");
     const check = (file) => {
       try {
-        return { ok: true, out: execFileSync(tsc, ["--noEmit", "--strict", "--module", "esnext", "--moduleResolution", "bundler", "--target", "es2022", "--lib", "es2022,dom", file], { cwd: dir, encoding: "utf8", stdio: "pipe" }) };
+        return {
+          ok: true,
+          out: execFileSync(
+            tsc,
+            [
+              "--noEmit",
+              "--strict",
+              "--module",
+              "esnext",
+              "--moduleResolution",
+              "bundler",
+              "--target",
+              "es2022",
+              "--lib",
+              "es2022,dom",
+              file,
+            ],
+            { cwd: dir, encoding: "utf8", stdio: "pipe" },
+          ),
+        };
       } catch (e) {
         return { ok: false, status: e.status, out: e.stdout };
       }
     };
-    writeFileSync(join(dir, "backend.ts"), `
+    writeFileSync(
+      join(dir, "backend.ts"),
+      `
 import { createClient, mintToken, RoomcastError, verifyWebhook, WebhookVerificationError,
   type HistoryPage, type Member, type Stats, type WebhookEvent, type PublishBatchResult } from "roomcast/server";
 interface Chat { text: string }
@@ -551,17 +704,21 @@ export function fromNode(raw: Uint8Array, headers: Record<string, string | strin
 }
 const all: WebhookEvent[] = [];
 void all;
-`);
+`,
+    );
     const good = check("backend.ts");
     assert.ok(good.ok, good.out);
-    writeFileSync(join(dir, "misuse.ts"), `import { createClient, mintToken, verifyWebhook } from "roomcast/server";
+    writeFileSync(
+      join(dir, "misuse.ts"),
+      `import { createClient, mintToken, verifyWebhook } from "roomcast/server";
 void mintToken({ secret: "s", user: "a", rooms: { r: ["write"] } });
 const rc = createClient({ url: "https://x" });
 void createClient({ url: "https://x", apiKey: "k" }).publishBatch("r", [{ id: "x" }]);
 void verifyWebhook({ events: [] }, {}, "whsec_x");
 void createClient({ url: "https://x", apiKey: "k" }).kick("r", { banSeconds: 5 });
 void rc;
-`);
+`,
+    );
     const bad = check("misuse.ts");
     assert.equal(bad.ok, false, "tsc must refuse misuse");
     assert.equal(bad.status, 2, bad.out);

@@ -25,7 +25,10 @@ test("every server frame type of the schema has a shape", () => {
   const missing = types.filter((t) => typeof SHAPES[t] !== "function");
   assert.deepEqual(missing, [], "server frame types the SDK would ignore silently");
   // and no shape for a type the server does not send (a typo would never match a frame)
-  assert.deepEqual(Object.keys(SHAPES).filter((t) => !types.includes(t)), []);
+  assert.deepEqual(
+    Object.keys(SHAPES).filter((t) => !types.includes(t)),
+    [],
+  );
 });
 
 test("every golden server frame passes its shape", () => {
@@ -45,10 +48,20 @@ test("every golden server frame passes its shape", () => {
 test("shapes refuse frames missing what the SDK reads", () => {
   const welcome = JSON.parse(golden.find((g) => g.direction === "server" && JSON.parse(g.text).type === "welcome").text);
   const bad = [
-    { ...welcome, seq: "4" }, { ...welcome, members: [{}] }, { ...welcome, epoch: 1 }, { ...welcome, expires: -1 },
-    { type: "message", seq: 2 ** 53, from: "a", user: "b" }, { type: "message", seq: 1, from: "a" },
-    { type: "ack", seq: 1 }, { type: "ack", id: "m", seq: -1 }, { type: "error" }, { type: "presence", event: "join" },
-    { type: "direct", from: "a" }, { type: "broadcast", user: "b" }, { type: "history", messages: [] }, { type: "refreshed" },
+    { ...welcome, seq: "4" },
+    { ...welcome, members: [{}] },
+    { ...welcome, epoch: 1 },
+    { ...welcome, expires: -1 },
+    { type: "message", seq: 2 ** 53, from: "a", user: "b" },
+    { type: "message", seq: 1, from: "a" },
+    { type: "ack", seq: 1 },
+    { type: "ack", id: "m", seq: -1 },
+    { type: "error" },
+    { type: "presence", event: "join" },
+    { type: "direct", from: "a" },
+    { type: "broadcast", user: "b" },
+    { type: "history", messages: [] },
+    { type: "refreshed" },
   ];
   for (const f of bad) assert.equal(SHAPES[f.type](f), false, JSON.stringify(f));
   assert.equal(SHAPES.constructor, undefined, "no prototype: a frame type such as constructor has no shape");

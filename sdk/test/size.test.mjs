@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { DOCUMENTED, documentedSizes, PAGE_BUDGET, sdkParts } from "../../tools/sdk-size.mjs";
 
-test("dist/index.js, what `import \"roomcast\"` loads, fits its budget gzipped", () => {
+test('dist/index.js, what `import "roomcast"` loads, fits its budget gzipped', () => {
   const { bundle, wasm, glue } = sdkParts();
   assert.ok(wasm.gzip > 0 && glue.gzip > 0);
   assert.ok(bundle.gzip > wasm.gzip + glue.gzip, "the package file carries the wasm and the glue");

@@ -32,15 +32,32 @@ async function instance() {
   };
   const host = {
     now: () => clock.t,
-    ws_open(conn) { const id = nextId++; live.sockets.set(id, conn); log.push(["open", conn, id]); return id; },
+    ws_open(conn) {
+      const id = nextId++;
+      live.sockets.set(id, conn);
+      log.push(["open", conn, id]);
+      return id;
+    },
     ws_send(socket, ptr, len) {
       const conn = live.sockets.get(socket);
       maybeThrow("ws_send", conn);
       log.push(["send", conn, socket, text(ptr, len)]);
     },
-    ws_close(socket) { log.push(["close", live.sockets.get(socket), socket]); live.sockets.delete(socket); },
-    timer_set(conn, delay) { const id = nextId++; live.timers.set(id, conn); log.push(["timer", conn, id, delay]); return id; },
-    wake_listen(conn) { const id = nextId++; live.listeners.set(id, conn); return id; },
+    ws_close(socket) {
+      log.push(["close", live.sockets.get(socket), socket]);
+      live.sockets.delete(socket);
+    },
+    timer_set(conn, delay) {
+      const id = nextId++;
+      live.timers.set(id, conn);
+      log.push(["timer", conn, id, delay]);
+      return id;
+    },
+    wake_listen(conn) {
+      const id = nextId++;
+      live.listeners.set(id, conn);
+      return id;
+    },
     release(id) {
       const conn = connOf(id);
       assert.ok(conn !== undefined, `release(${id}) of a resource that is not live`);
@@ -48,11 +65,17 @@ async function instance() {
       for (const m of Object.values(live)) m.delete(id);
     },
     fetch_token() {},
-    emit_status(conn, state, attempt, delay, code, ptr, len) { log.push(["status", conn, state, code, text(ptr, len)]); },
+    emit_status(conn, state, _attempt, _delay, code, ptr, len) {
+      log.push(["status", conn, state, code, text(ptr, len)]);
+    },
     emit_gap() {},
     emit_out_of_order() {},
-    emit_settled(conn, ptr, len, seq) { log.push(["settled", conn, text(ptr, len), seq]); },
-    give(ptr, len) { log.push(["give", text(ptr, len)]); },
+    emit_settled(conn, ptr, len, seq) {
+      log.push(["settled", conn, text(ptr, len), seq]);
+    },
+    give(ptr, len) {
+      log.push(["give", text(ptr, len)]);
+    },
   };
   exports = (await WebAssembly.instantiate(module, { host })).exports;
   const str = (s) => {
@@ -63,7 +86,11 @@ async function instance() {
   };
   const w = exports;
   return {
-    w, log, live, str, clock,
+    w,
+    log,
+    live,
+    str,
+    clock,
     throwOn: (name, conn) => throwing.add(`${name}:${conn}`),
     start: (conn) => w.conn_new(conn, conn, 0, NaN, NaN, NaN, 1, NaN, NaN, NaN, NaN, NaN, NaN),
     welcome: (conn) => w.conn_welcome(conn, ...str("e1"), 0, 0, ...str(""), NaN, NaN, NaN),
@@ -83,10 +110,16 @@ test("an import that throws through the wasm does not stop the other connections
   assert.throws(() => i.publish(1, '"one"'), /ws_send threw for connection 1/);
   // connection 2 was not in the middle of anything: it opens, publishes and sends as usual
   i.welcome(2);
-  assert.ok(i.log.some(([k, conn, state]) => k === "status" && conn === 2 && state === 1), "connection 2 opened");
+  assert.ok(
+    i.log.some(([k, conn, state]) => k === "status" && conn === 2 && state === 1),
+    "connection 2 opened",
+  );
   assert.equal(i.publish(2, '"two"'), 0, "queued (0), not refused as closed");
   const sent = i.log.filter(([k, conn]) => k === "send" && conn === 2).map(([, , , t]) => JSON.parse(t));
-  assert.deepEqual(sent.map((f) => [f.type, f.data]), [["publish", "two"]]);
+  assert.deepEqual(
+    sent.map((f) => [f.type, f.data]),
+    [["publish", "two"]],
+  );
   assert.equal(i.w.conn_last_seq(2), 0);
   // and a third connection can still be made and used
   i.start(3);
@@ -104,7 +137,10 @@ test("each handle releases exactly its own resource: one live timer per connecti
   const [pingTimer] = timers();
   assert.equal(timers().length, 1);
   assert.notEqual(pingTimer, connectTimer, "a new timer for the ping");
-  assert.ok(i.log.some(([k, , id]) => k === "release" && id === connectTimer), "the connect timer was cancelled");
+  assert.ok(
+    i.log.some(([k, , id]) => k === "release" && id === connectTimer),
+    "the connect timer was cancelled",
+  );
   assert.ok(!i.log.some(([k, , id]) => k === "release" && id === pingTimer), "the new timer was not");
   // the timer fires: the ping goes out and the next timer is set; the fired one is not released
   const [, , , delay] = i.log.find(([k, , id]) => k === "timer" && id === pingTimer);
@@ -126,5 +162,8 @@ test("each handle releases exactly its own resource: one live timer per connecti
   assert.deepEqual(status.slice(2), [2, 1006, "connection lost"]);
   // freeing the connection releases what it still holds: its timer and its listeners
   i.w.conn_free(1);
-  assert.deepEqual([...i.live.timers.values(), ...i.live.listeners.values(), ...i.live.sockets.values()].filter((c) => c === 1), []);
+  assert.deepEqual(
+    [...i.live.timers.values(), ...i.live.listeners.values(), ...i.live.sockets.values()].filter((c) => c === 1),
+    [],
+  );
 });

@@ -96,7 +96,10 @@ export interface ConnectOptions {
    * The WebSocket class (default: the global `WebSocket`). Node 20 has none without
    * `--experimental-websocket`: pass the `ws` package's (`import { WebSocket } from "ws"`).
    */
-  WebSocket?: new (url: string, protocols: string[]) => WebSocketLike;
+  WebSocket?: new (
+    url: string,
+    protocols: string[],
+  ) => WebSocketLike;
   /** Time and timers (default: the platform's). */
   clock?: Clock;
   /**

@@ -9,7 +9,9 @@ export declare function useRoom<TData = unknown, TMeta extends object = Record<s
   options: ConnectOptions,
 ): Room<TData, TMeta, TBroadcast> | null;
 /** The member list, re-rendering on presence changes (joins, leaves, `setPresence()` anywhere). */
-export declare function usePresence<TMeta extends object = Record<string, unknown>>(room: Room<any, TMeta, any> | null): readonly Member<TMeta>[];
+export declare function usePresence<TMeta extends object = Record<string, unknown>>(
+  room: Room<any, TMeta, any> | null,
+): readonly Member<TMeta>[];
 /** The connection state, re-rendering on changes. */
 export declare function useConnectionState(room: Room<any, any, any> | null): State;
 

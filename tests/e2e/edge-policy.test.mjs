@@ -275,7 +275,10 @@ test("a forged CF-Connecting-IP does not dodge the per-IP upgrade limit locally"
 function storageFiles() {
   const root = join(edge.persistDir, "v3", "do");
   if (!existsSync(root)) return [];
-  return readdirSync(root, { recursive: true }).map(String).filter((f) => f.endsWith(".sqlite")).sort();
+  return readdirSync(root, { recursive: true })
+    .map(String)
+    .filter((f) => f.endsWith(".sqlite"))
+    .sort();
 }
 
 test("every 400 and 413 of the HTTP API is answered at the edge, without waking the room", async () => {
@@ -289,7 +292,7 @@ test("every 400 and 413 of the HTTP API is answered at the edge, without waking 
     // publish: a malformed body or one over the room's limits was parsed again inside the room
     ["POST", `/rooms/${room}/messages`, "{", 400],
     ["POST", `/rooms/${room}/messages`, "[]", 400],
-    ["POST", `/rooms/${room}/messages`, "[[1,\"id\"]]", 400],
+    ["POST", `/rooms/${room}/messages`, '[[1,"id"]]', 400],
     ["POST", `/rooms/${room}/messages`, { data: 1, id: "" }, 400],
     ["POST", `/rooms/${room}/messages`, { data: huge }, 413],
     ["POST", `/rooms/${room}/kick`, { user: "bob", extra: 1 }, 400],

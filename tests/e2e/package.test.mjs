@@ -5,9 +5,9 @@ import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { documentedSizes, jsAssets, PAGE_BUDGET, sdkParts } from "../../tools/sdk-size.mjs";
 import { launchChromium, serveDir } from "../browser.mjs";
 import { ALL_RIGHTS, api, ROOT, roomName, startEdge, tempDir, token } from "../harness.mjs";
-import { documentedSizes, jsAssets, PAGE_BUDGET, sdkParts } from "../../tools/sdk-size.mjs";
 
 const npm = (args, cwd) => execFileSync("npm", [...args, "--no-audit", "--no-fund", "--loglevel=error"], { cwd, encoding: "utf8" });
 let project, edge, browser;
@@ -21,11 +21,21 @@ before(async () => {
   project = tempDir("app");
   writeFileSync(join(project, "package.json"), JSON.stringify({ name: "app", private: true, type: "module" }));
   // react from the workspace (as local folders), for the roomcast/react test
-  npm(["install", join(packDir, filename), join(ROOT, "node_modules", "react"), join(ROOT, "node_modules", "react-dom"),
-    join(ROOT, "node_modules", "scheduler")], project);
+  npm(
+    [
+      "install",
+      join(packDir, filename),
+      join(ROOT, "node_modules", "react"),
+      join(ROOT, "node_modules", "react-dom"),
+      join(ROOT, "node_modules", "scheduler"),
+    ],
+    project,
+  );
   [edge, browser] = await Promise.all([startEdge(), launchChromium()]);
 });
-after(async () => { await Promise.all([edge?.stop(), browser?.close()]); });
+after(async () => {
+  await Promise.all([edge?.stop(), browser?.close()]);
+});
 
 test("what a page loads (the packed dist/index.js) fits its gzipped budget", () => {
   const { bundle } = sdkParts();
@@ -35,7 +45,9 @@ test("what a page loads (the packed dist/index.js) fits its gzipped budget", () 
 });
 
 test("the packed package type-checks with tsc", () => {
-  writeFileSync(join(project, "check.ts"), `
+  writeFileSync(
+    join(project, "check.ts"),
+    `
 import { connect, RoomcastError, type Clock, type ErrorEvent, type GapEvent, type Message, type StatusEvent } from "roomcast";
 const room = connect({ url: "wss://example.com", room: "chat:lobby", token: async () => "t", echo: true, pingIntervalMs: 5000 });
 const off: () => void = room.on("message", (m: Message) => console.log(m.seq, m.data));
@@ -61,11 +73,26 @@ node.publish(1).catch((e: unknown) => {
     console.log(code, close, e.message, e.id, e.cause);
   }
 });
-`);
-  writeFileSync(join(project, "bad-clock.ts"), `import { connect } from "roomcast";\nconnect({ url: "u", room: "r", clock: { now: () => 0 } });\n`);
+`,
+  );
+  writeFileSync(
+    join(project, "bad-clock.ts"),
+    `import { connect } from "roomcast";\nconnect({ url: "u", room: "r", clock: { now: () => 0 } });\n`,
+  );
   writeFileSync(join(project, "bad.ts"), `import { connect } from "roomcast";\nconnect({ room: "x" });\n`);
   const tsc = join(ROOT, "node_modules", ".bin", "tsc");
-  const flags = ["--noEmit", "--strict", "--module", "esnext", "--moduleResolution", "bundler", "--target", "es2022", "--lib", "es2022,dom"];
+  const flags = [
+    "--noEmit",
+    "--strict",
+    "--module",
+    "esnext",
+    "--moduleResolution",
+    "bundler",
+    "--target",
+    "es2022",
+    "--lib",
+    "es2022,dom",
+  ];
   execFileSync(tsc, [...flags, "check.ts"], { cwd: project, encoding: "utf8" });
   // and the types really check: a missing url is an error
   assert.throws(
@@ -79,18 +106,34 @@ node.publish(1).catch((e: unknown) => {
   );
 });
 
-const TSC_FLAGS = ["--noEmit", "--strict", "--module", "esnext", "--moduleResolution", "bundler", "--target", "es2022", "--lib", "es2022,dom"];
+const TSC_FLAGS = [
+  "--noEmit",
+  "--strict",
+  "--module",
+  "esnext",
+  "--moduleResolution",
+  "bundler",
+  "--target",
+  "es2022",
+  "--lib",
+  "es2022,dom",
+];
 /** tsc --strict on one file of the project: its output, and whether it passed. */
 function tsc(file) {
   try {
-    return { ok: true, out: execFileSync(join(ROOT, "node_modules", ".bin", "tsc"), [...TSC_FLAGS, file], { cwd: project, encoding: "utf8", stdio: "pipe" }) };
+    return {
+      ok: true,
+      out: execFileSync(join(ROOT, "node_modules", ".bin", "tsc"), [...TSC_FLAGS, file], { cwd: project, encoding: "utf8", stdio: "pipe" }),
+    };
   } catch (e) {
     return { ok: false, status: e.status, out: e.stdout };
   }
 }
 
 test("typed: connect<TData, TMeta, TBroadcast> types publish, broadcast, history, setPresence, events and the React hooks under tsc --strict", () => {
-  writeFileSync(join(project, "typed.ts"), `
+  writeFileSync(
+    join(project, "typed.ts"),
+    `
 import { connect, RoomcastError, type BroadcastEvent, type HistoryPage, type Member, type Message, type PresenceEvent, type Room } from "roomcast";
 import { useMessages, usePresence, useRoom, type MessagesState } from "roomcast/react";
 interface Chat { text: string }
@@ -128,11 +171,14 @@ export function useChat() {
 const rate: number | undefined = room.limits.broadcastsPerSec;
 const max: number = room.limits.maxFrameBytes;
 void seq; void sent; void names; void rate; void max;
-`);
+`,
+  );
   const typed = tsc("typed.ts");
   assert.ok(typed.ok, typed.out);
   // the same room publishing the wrong payload, or setting the wrong meta, does not type-check
-  writeFileSync(join(project, "wrong-payload.ts"), `import { connect } from "roomcast";
+  writeFileSync(
+    join(project, "wrong-payload.ts"),
+    `import { connect } from "roomcast";
 interface Chat { text: string }
 interface Meta { name: string }
 const room = connect<Chat, Meta>({ url: "wss://example.com", room: "r" });
@@ -141,13 +187,17 @@ void room.publish({ txt: "typo" });
 void room.broadcast({ text: 1 });
 void room.setPresence({ name: 7 });
 room.on("message", (m) => m.data.body);
-`);
+`,
+  );
   const wrong = tsc("wrong-payload.ts");
   assert.equal(wrong.ok, false, "tsc must refuse wrong payloads");
   assert.equal(wrong.status, 2, wrong.out);
   const errors = wrong.out.split("\n").filter((l) => l.includes("error TS"));
   assert.equal(errors.length, 5, wrong.out);
-  assert.match(wrong.out, /wrong-payload\.ts\(5,\d+\): error TS2345: Argument of type 'number' is not assignable to parameter of type 'Chat'/);
+  assert.match(
+    wrong.out,
+    /wrong-payload\.ts\(5,\d+\): error TS2345: Argument of type 'number' is not assignable to parameter of type 'Chat'/,
+  );
   assert.match(wrong.out, /wrong-payload\.ts\(6,.*'txt' does not exist in type 'Chat'/);
   assert.match(wrong.out, /wrong-payload\.ts\(7,.*Type 'number' is not assignable to type 'string'/);
   assert.match(wrong.out, /wrong-payload\.ts\(8,.*Type 'number' is not assignable to type 'string'/);
@@ -157,13 +207,19 @@ room.on("message", (m) => m.data.body);
 test("a Vite-built app using the package runs in Chromium", async () => {
   const room = roomName("vite");
   const t = token("vite-user", { [room]: ALL_RIGHTS });
-  writeFileSync(join(project, "index.html"), `<!doctype html><title>vite app</title><p id="out">waiting</p><script type="module" src="/main.js"></script>`);
-  writeFileSync(join(project, "main.js"), `
+  writeFileSync(
+    join(project, "index.html"),
+    `<!doctype html><title>vite app</title><p id="out">waiting</p><script type="module" src="/main.js"></script>`,
+  );
+  writeFileSync(
+    join(project, "main.js"),
+    `
 import { connect } from "roomcast";
 const room = connect({ url: ${JSON.stringify(edge.wsUrl)}, room: ${JSON.stringify(room)}, token: ${JSON.stringify(t)} });
 room.on("message", (m) => { document.getElementById("out").textContent = "got " + m.data.text; });
 room.on("status", (s) => { document.body.dataset.state = s.state; });
-`);
+`,
+  );
   const { build } = await import(join(ROOT, "node_modules", "vite", "dist", "node", "index.js"));
   await build({ root: project, logLevel: "error", build: { target: "es2022", outDir: "dist" } });
   const dist = join(project, "dist");
@@ -184,8 +240,13 @@ room.on("status", (s) => { document.body.dataset.state = s.state; });
 test("roomcast/react under StrictMode: one connection, live state and members", async () => {
   const room = roomName("react");
   const t = token("rita", { [room]: ALL_RIGHTS });
-  writeFileSync(join(project, "react.html"), `<!doctype html><title>react app</title><div id="root"></div><script type="module" src="/react-main.js"></script>`);
-  writeFileSync(join(project, "react-main.js"), `
+  writeFileSync(
+    join(project, "react.html"),
+    `<!doctype html><title>react app</title><div id="root"></div><script type="module" src="/react-main.js"></script>`,
+  );
+  writeFileSync(
+    join(project, "react-main.js"),
+    `
 import { StrictMode, createElement as h, useEffect } from "react";
 import { createRoot } from "react-dom/client";
 import { flushSync } from "react-dom";
@@ -204,11 +265,15 @@ window.remount = () => {
   flushSync(() => root.render(h(StrictMode, null, null)));
   flushSync(() => root.render(h(StrictMode, null, h(App))));
 };
-`);
+`,
+  );
   const { build } = await import(join(ROOT, "node_modules", "vite", "dist", "node", "index.js"));
   // A development build: StrictMode double-mounts effects only in development.
   await build({
-    root: project, logLevel: "error", mode: "development", define: { "process.env.NODE_ENV": JSON.stringify("development") },
+    root: project,
+    logLevel: "error",
+    mode: "development",
+    define: { "process.env.NODE_ENV": JSON.stringify("development") },
     build: { target: "es2022", outDir: "dist-react", minify: false, rollupOptions: { input: join(project, "react.html") } },
   });
   const dist = join(project, "dist-react");
@@ -218,7 +283,12 @@ window.remount = () => {
     await page.addInitScript(() => {
       window.sockets = 0;
       const Native = window.WebSocket;
-      window.WebSocket = class extends Native { constructor(...a) { super(...a); window.sockets++; } };
+      window.WebSocket = class extends Native {
+        constructor(...a) {
+          super(...a);
+          window.sockets++;
+        }
+      };
     });
     await page.goto(server.url);
     await page.waitForFunction(() => document.getElementById("app")?.dataset.state === "open");
@@ -239,8 +309,13 @@ test("roomcast/react useMessages: the latest page, live messages appended, dupli
   const t = token("rosa", { [room]: ALL_RIGHTS });
   const body = Array.from({ length: 12 }, (_, i) => ({ data: { n: i + 1 } }));
   assert.equal((await api(edge, "POST", `/rooms/${room}/messages`, body)).status, 200);
-  writeFileSync(join(project, "messages.html"), `<!doctype html><title>messages</title><div id="root"></div><script type="module" src="/messages-main.js"></script>`);
-  writeFileSync(join(project, "messages-main.js"), `
+  writeFileSync(
+    join(project, "messages.html"),
+    `<!doctype html><title>messages</title><div id="root"></div><script type="module" src="/messages-main.js"></script>`,
+  );
+  writeFileSync(
+    join(project, "messages-main.js"),
+    `
 import { StrictMode, createElement as h } from "react";
 import { createRoot } from "react-dom/client";
 import { useMessages, useRoom } from "roomcast/react";
@@ -253,22 +328,33 @@ function App() {
   return h("p", { id: "list", "data-more": String(more), "data-loading": String(loading) }, messages.map((m) => m.seq + ":" + m.data.n).join(","));
 }
 createRoot(document.getElementById("root")).render(h(StrictMode, null, h(App)));
-`);
+`,
+  );
   const { build } = await import(join(ROOT, "node_modules", "vite", "dist", "node", "index.js"));
   await build({
-    root: project, logLevel: "error", mode: "development", define: { "process.env.NODE_ENV": JSON.stringify("development") },
+    root: project,
+    logLevel: "error",
+    mode: "development",
+    define: { "process.env.NODE_ENV": JSON.stringify("development") },
     build: { target: "es2022", outDir: "dist-messages", minify: false, rollupOptions: { input: join(project, "messages.html") } },
   });
   const server = await serveDir(join(project, "dist-messages"), "messages.html");
   const list = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => `${from + i}:${from + i}`).join(",");
   const shows = async (page, text, more) => {
     try {
-      await page.waitForFunction(([text, more]) => {
-        const p = document.getElementById("list");
-        return p?.textContent === text && p.dataset.more === more && p.dataset.loading === "false";
-      }, [text, more], { timeout: 10_000 });
+      await page.waitForFunction(
+        ([text, more]) => {
+          const p = document.getElementById("list");
+          return p?.textContent === text && p.dataset.more === more && p.dataset.loading === "false";
+        },
+        [text, more],
+        { timeout: 10_000 },
+      );
     } catch (e) {
-      const now = await page.evaluate(() => { const p = document.getElementById("list"); return [p?.textContent, p?.dataset.more]; });
+      const now = await page.evaluate(() => {
+        const p = document.getElementById("list");
+        return [p?.textContent, p?.dataset.more];
+      });
       assert.deepEqual(now, [text, more], e.message);
     }
   };
@@ -299,7 +385,9 @@ test("examples/react builds against the package and chats in Chromium", async ()
   for (const f of ["index.html", "main.js"]) copyFileSync(join(ROOT, "examples", "react", f), join(dir, f));
   const { build } = await import(join(ROOT, "node_modules", "vite", "dist", "node", "index.js"));
   await build({
-    root: dir, logLevel: "error", configFile: join(ROOT, "examples", "react", "vite.config.js"),
+    root: dir,
+    logLevel: "error",
+    configFile: join(ROOT, "examples", "react", "vite.config.js"),
     define: { "import.meta.env.VITE_ROOMCAST_URL": JSON.stringify(edge.url), "import.meta.env.VITE_ROOMCAST_ROOM": JSON.stringify(room) },
     build: { outDir: join(dir, "dist") },
   });
@@ -310,7 +398,11 @@ test("examples/react builds against the package and chats in Chromium", async ()
   for (const file of ["README.md", "sdk/README.md"]) {
     const stated = documentedSizes(file).react;
     assert.ok(stated, `${file} states the React app's size`);
-    for (const k of ["raw", "gzip"]) assert.ok(Math.abs(stated[k] - app[k]) <= app[k] * 0.02, `${file}: the React app is ${app[k]} bytes ${k}, the file says ${stated[k]}`);
+    for (const k of ["raw", "gzip"])
+      assert.ok(
+        Math.abs(stated[k] - app[k]) <= app[k] * 0.02,
+        `${file}: the React app is ${app[k]} bytes ${k}, the file says ${stated[k]}`,
+      );
   }
   const server = await serveDir(dist, "index.html");
   try {

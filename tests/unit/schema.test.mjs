@@ -5,7 +5,7 @@
 // each against its golden bytes). No server or browser needed: `node --test tests/unit/`.
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
-import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { register } from "node:module";
 import { dirname, join } from "node:path";
 import { test } from "node:test";
@@ -38,13 +38,24 @@ function assertInvalid(direction, frame, what) {
 }
 
 test("the schema compiles in strict mode and names every frame type", () => {
-  const types = (def) => schema.$defs[def].oneOf.map((r) => {
-    const d = schema.$defs[r.$ref.split("/").pop()];
-    return d.properties?.type?.const ?? d.oneOf[0].properties.type.const;
-  });
+  const types = (def) =>
+    schema.$defs[def].oneOf.map((r) => {
+      const d = schema.$defs[r.$ref.split("/").pop()];
+      return d.properties?.type?.const ?? d.oneOf[0].properties.type.const;
+    });
   assert.deepEqual(types("clientFrame").sort(), ["broadcast", "direct", "history", "ping", "presence", "publish", "refresh"]);
-  assert.deepEqual(types("serverFrame").sort(),
-    ["ack", "broadcast", "direct", "error", "history", "message", "pong", "presence", "refreshed", "welcome"]);
+  assert.deepEqual(types("serverFrame").sort(), [
+    "ack",
+    "broadcast",
+    "direct",
+    "error",
+    "history",
+    "message",
+    "pong",
+    "presence",
+    "refreshed",
+    "welcome",
+  ]);
 });
 
 test("every golden frame validates against the schema", () => {
@@ -54,9 +65,25 @@ test("every golden frame validates against the schema", () => {
     assertValid(g.direction, g.text, g.name);
     seen.add(`${g.direction} ${JSON.parse(g.text).type}`);
   }
-  for (const needed of ["client publish", "client direct", "client ping", "client refresh", "client history", "client broadcast",
-    "client presence", "server welcome", "server message", "server ack", "server error", "server direct", "server presence",
-    "server pong", "server refreshed", "server history", "server broadcast"]) {
+  for (const needed of [
+    "client publish",
+    "client direct",
+    "client ping",
+    "client refresh",
+    "client history",
+    "client broadcast",
+    "client presence",
+    "server welcome",
+    "server message",
+    "server ack",
+    "server error",
+    "server direct",
+    "server presence",
+    "server pong",
+    "server refreshed",
+    "server history",
+    "server broadcast",
+  ]) {
     assert.ok(seen.has(needed), `no golden frame for ${needed}`);
   }
 });
@@ -82,7 +109,11 @@ test("the schema refuses frames that break the protocol", () => {
   assertInvalid("client", { type: "history", limit: 3 }, "a history request without id");
   assertInvalid("client", { type: "broadcast", id: "b" }, "a broadcast without data");
   assertInvalid("client", { type: "presence", id: "p", meta: [1] }, "a presence change whose meta is not an object");
-  assertInvalid("server", { type: "history", id: "h", messages: [{ type: "message", seq: 1 }], more: false }, "a history page with a bad message");
+  assertInvalid(
+    "server",
+    { type: "history", id: "h", messages: [{ type: "message", seq: 1 }], more: false },
+    "a history page with a bad message",
+  );
   assertInvalid("server", { type: "history", id: "h", messages: [] }, "a history page without more");
   assertInvalid("server", { ...welcome, rewind: {} }, "a rewind without replayed");
   assertInvalid("client", { type: "dance" }, "an unknown client frame type");
@@ -111,7 +142,20 @@ test("the frame examples in docs/PROTOCOL.md validate", () => {
     const inline = [...text.matchAll(/`(\{"type":[^`]*\})`/g)].map((m) => m[1]);
     for (const block of blocks) {
       let frames;
-      try { frames = [JSON.parse(block)]; } catch { frames = block.split("\n").filter(Boolean).map((l) => { try { return JSON.parse(l); } catch { return undefined; } }); }
+      try {
+        frames = [JSON.parse(block)];
+      } catch {
+        frames = block
+          .split("\n")
+          .filter(Boolean)
+          .map((l) => {
+            try {
+              return JSON.parse(l);
+            } catch {
+              return undefined;
+            }
+          });
+      }
       for (const f of frames.filter((f) => typeof f?.type === "string")) {
         assertValid(direction, JSON.stringify(f), "docs/PROTOCOL.md example");
         checked++;
@@ -121,7 +165,11 @@ test("the frame examples in docs/PROTOCOL.md validate", () => {
     // (Quotes with placeholders, such as <ms> or …, are not JSON and are skipped.)
     for (const quoted of inline) {
       let f;
-      try { f = JSON.parse(quoted); } catch { continue; }
+      try {
+        f = JSON.parse(quoted);
+      } catch {
+        continue;
+      }
       assert.ok(validators.any(f), `docs/PROTOCOL.md quotes ${quoted}\n${ajv.errorsText(validators.any.errors)}`);
       checked++;
     }
@@ -136,8 +184,13 @@ class FakeWs extends EventEmitter {
   static OPEN = 1;
   readyState = 1;
   sent = [];
-  send(text) { this.sent.push(text); }
-  close() { this.readyState = 3; this.emit("close", 1000, Buffer.from("")); }
+  send(text) {
+    this.sent.push(text);
+  }
+  close() {
+    this.readyState = 3;
+    this.emit("close", 1000, Buffer.from(""));
+  }
 }
 
 test("frames the test harness's Client sends validate, and it reads coalesced golden frames", async () => {
@@ -146,7 +199,10 @@ test("frames the test harness's Client sends validate, and it reads coalesced go
   // Every golden server frame in one coalesced message, as the room may send them.
   const server = golden.filter((g) => g.direction === "server");
   ws.emit("message", Buffer.from(server.map((g) => g.text).join("\n")));
-  assert.deepEqual(client.frames, server.map((g) => JSON.parse(g.text)));
+  assert.deepEqual(
+    client.frames,
+    server.map((g) => JSON.parse(g.text)),
+  );
 
   await client.close();
 
@@ -184,7 +240,11 @@ test("no JavaScript file of the SDK builds a client frame: the wasm client machi
       const allowed = type === "refresh" ? built.filter((b) => !b.includes("(not logged)") && !b.includes("startsWith")) : built;
       assert.deepEqual(allowed, [], `sdk/js/${file} builds ${type} frames`);
     }
-    assert.doesNotMatch(source, /JSON\.stringify\(\{\s*type\b|\{\s*"type"\s*:\s*"?\$\{/, `sdk/js/${file} builds frames with a variable type`);
+    assert.doesNotMatch(
+      source,
+      /JSON\.stringify\(\{\s*type\b|\{\s*"type"\s*:\s*"?\$\{/,
+      `sdk/js/${file} builds frames with a variable type`,
+    );
   }
 });
 
@@ -210,13 +270,17 @@ class FakeWebSocket {
     this.protocols = protocols;
     FakeWebSocket.instances.push(this);
   }
-  send(text) { this.sent.push(text); }
+  send(text) {
+    this.sent.push(text);
+  }
   close(code = 1000, reason = "") {
     this.readyState = 3;
     this.onclose?.({ code, reason });
   }
   /** A message from the server. */
-  receive(text) { this.onmessage?.({ data: text }); }
+  receive(text) {
+    this.onmessage?.({ data: text });
+  }
 }
 
 const until = async (cond, what, ms = 5_000) => {
@@ -233,14 +297,17 @@ async function sdk() {
   if (stale) return { stale };
   // host.js imports the gzipped wasm as base64 (esbuild's base64 loader in the build); Node gets
   // the same text through a load hook.
-  register(`data:text/javascript,${encodeURIComponent(`
+  register(
+    `data:text/javascript,${encodeURIComponent(`
     import { readFileSync } from "node:fs";
     export async function load(url, context, next) {
       if (!url.endsWith(".wasm.gz")) return next(url, context);
       const b64 = readFileSync(new URL(url)).toString("base64");
       return { format: "module", shortCircuit: true,
         source: "export default " + JSON.stringify(b64) + ";" };
-    }`)}`, import.meta.url);
+    }`)}`,
+    import.meta.url,
+  );
   return import(pathToFileURL(join(ROOT, "sdk/js/index.js")).href);
 }
 
@@ -282,10 +349,18 @@ test("the SDK sends exactly the golden bytes for every call, and every client fr
   }
   // The token refresh: a welcome whose token expires soon, so the SDK refreshes it at once.
   const refresh = golden.find((g) => g.source?.fn === "sdk/js/index.js token refresh");
-  const { room, ws } = await openRoom(connect, { token: async () => refresh.source.token, pingIntervalMs: 30, welcome: { expires: Date.now() + 200 } });
+  const { room, ws } = await openRoom(connect, {
+    token: async () => refresh.source.token,
+    pingIntervalMs: 30,
+    welcome: { expires: Date.now() + 200 },
+  });
   try {
     await until(() => ws.sent.some((s) => s.includes('"refresh"')), "a refresh frame");
-    assert.equal(ws.sent.find((s) => s.includes('"refresh"')), refresh.text, "the refresh frame is the golden one");
+    assert.equal(
+      ws.sent.find((s) => s.includes('"refresh"')),
+      refresh.text,
+      "the refresh frame is the golden one",
+    );
     await until(() => ws.sent.includes('{"type":"ping"}'), "a ping frame");
     for (const text of ws.sent) assertValid("client", text, "an SDK frame");
     for (const text of ws.sent) types.add(JSON.parse(text).type);
@@ -314,7 +389,10 @@ test("frames the SDK sends validate, and golden answers settle its calls", async
     for (const text of ws.sent) assertValid("client", text, "an SDK frame");
     const publish = frames.find((f) => f.type === "publish");
     assert.deepEqual(publish.data, { text: "hello" });
-    assert.deepEqual(frames.filter((f) => f.type === "direct").map((f) => f.to), [{ user: "bob" }, { clientId: "tab-2" }]);
+    assert.deepEqual(
+      frames.filter((f) => f.type === "direct").map((f) => f.to),
+      [{ user: "bob" }, { clientId: "tab-2" }],
+    );
     // Settle the promises with golden-shaped answers.
     const answer = (name, id, more) => ws.receive(JSON.stringify({ ...JSON.parse(golden.find((g) => g.name === name).text), id, ...more }));
     // (the room is at seq 0: the publish is the next message)
@@ -327,7 +405,10 @@ test("frames the SDK sends validate, and golden answers settle its calls", async
     await sentTo;
     await sentToClient;
     const { messages, more } = await page;
-    assert.deepEqual([messages.map((m) => m.seq), typeof more], [JSON.parse(golden.find((g) => g.name === "history page (frame::encode_history)").text).messages.map((m) => m.seq), "boolean"]);
+    assert.deepEqual(
+      [messages.map((m) => m.seq), typeof more],
+      [JSON.parse(golden.find((g) => g.name === "history page (frame::encode_history)").text).messages.map((m) => m.seq), "boolean"],
+    );
     await acked;
     await presence;
   } finally {
