@@ -80,7 +80,9 @@ test("a deflate bomb closes its sender with 4009 at once; members here and in an
     attacker.once("open", resolve);
     attacker.once("error", reject);
   });
-  const closed = new Promise((resolve) => attacker.once("close", (code, reason) => resolve({ code, reason: reason.toString(), at: Date.now() })));
+  const closed = new Promise((resolve) =>
+    attacker.once("close", (code, reason) => resolve({ code, reason: reason.toString(), at: Date.now() })),
+  );
   const bomb = JSON.stringify({ type: "publish", id: "bomb", data: "x".repeat(32 * MiB - 100) });
   const start = Date.now();
   const over = () => Date.now() - start > 3_000;
