@@ -2,8 +2,9 @@
 // its own persistence directory, waits until it answers, and always stops it. Also a small
 // WebSocket client that records every frame and waits for the ones a test expects.
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { connect as tcpConnect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -284,6 +285,87 @@ export class Client {
     if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) this.ws.close(1000);
     await this.closed;
   }
+}
+
+/**
+ * A WebSocket upgrade made by hand over a plain TCP socket, for what a WebSocket library will not
+ * do: offer exactly the headers given, stop reading (`socket.pause()`), send frames as bytes
+ * (`wsFrame`). Resolves once the response's head arrived, with its status line, its headers
+ * (lower-case names), the socket, and the bytes that came after the head.
+ */
+export function rawUpgrade(edge, path, headers = {}) {
+  const { hostname, port, host } = new URL(edge.url);
+  return new Promise((resolve, reject) => {
+    const socket = tcpConnect({ host: hostname, port: Number(port) });
+    socket.once("error", reject);
+    socket.once("connect", () => {
+      const lines = [
+        `GET ${path} HTTP/1.1`,
+        `Host: ${host}`,
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        `Sec-WebSocket-Key: ${randomBytes(16).toString("base64")}`,
+        "Sec-WebSocket-Version: 13",
+        ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+      ];
+      socket.write(`${lines.join("\r\n")}\r\n\r\n`);
+    });
+    let head = Buffer.alloc(0);
+    const onData = (chunk) => {
+      head = Buffer.concat([head, chunk]);
+      const end = head.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      socket.off("data", onData);
+      socket.pause();
+      const [status, ...lines] = head.subarray(0, end).toString().split("\r\n");
+      const fields = {};
+      for (const line of lines) {
+        const colon = line.indexOf(":");
+        fields[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+      }
+      resolve({ status, headers: fields, socket, rest: head.subarray(end + 4) });
+    };
+    socket.on("data", onData);
+  });
+}
+
+/** One masked client frame (FIN set): opcode 1 text, 2 binary, 9 ping, 8 close. */
+export function wsFrame(opcode, payload) {
+  const data = typeof payload === "string" ? Buffer.from(payload) : payload;
+  const length = data.length < 126 ? [data.length] : data.length < 65536 ? [126, data.length >> 8, data.length & 255] : null;
+  const head = length ? Buffer.from([0x80 | opcode, 0x80 | length[0], ...length.slice(1)]) : Buffer.alloc(10);
+  if (!length) {
+    head[0] = 0x80 | opcode;
+    head[1] = 0x80 | 127;
+    head.writeBigUInt64BE(BigInt(data.length), 2);
+  }
+  const mask = randomBytes(4);
+  const body = Buffer.allocUnsafe(data.length);
+  for (let i = 0; i < data.length; i++) body[i] = data[i] ^ mask[i & 3];
+  return Buffer.concat([head, mask, body]);
+}
+
+/** The resident memory of the edge's workerd processes, in bytes (Linux: from /proc). */
+export function workerdMemory(edge) {
+  let total = 0;
+  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      const group = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]);
+      if (group !== edge.pid || !name.includes("workerd")) continue;
+      total += Number(readFileSync(`/proc/${pid}/status`, "utf8").match(/VmRSS:\s+(\d+)/)[1]) * 1024;
+    } catch {
+      /* the process ended meanwhile */
+    }
+  }
+  return total;
+}
+
+/** The `q` quantile (0-1) of `values`, by rank. */
+export function quantile(values, q) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

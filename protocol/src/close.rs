@@ -37,6 +37,10 @@ pub const HEARTBEAT_TIMEOUT: CloseCode = CloseCode { code: 4001, reason: "heartb
 /// The token this connection holds expired (past the leeway) and no fresh one arrived through a
 /// `refresh` frame; reconnect with a fresh token (a client with a fixed token then meets 4401).
 pub const TOKEN_EXPIRED: CloseCode = CloseCode { code: 4002, reason: "token expired" };
+/// A frame over the room's frame limit (`MAX_FRAME_BYTES`) that was also larger than the bytes
+/// the connection had left in its byte rate (any frame over the rate's burst, 1 MiB by default):
+/// closed at once, the frame unread; reconnect after backing off.
+pub const FRAME_TOO_LARGE: CloseCode = CloseCode { code: 4009, reason: "frame too large" };
 /// The room's history was deleted (`DELETE /rooms/:room/history`) and a new epoch began;
 /// reconnect: the resume point names the old epoch, so the client is told it cannot recover
 /// (`not_recovered`, reason `epoch`: the SDK's `gap`).
@@ -67,6 +71,7 @@ pub const CLIENT_ID_TAKEN: CloseCode = CloseCode { code: 4412, reason: "client i
 pub const SERVER: &[CloseCode] = &[
     HEARTBEAT_TIMEOUT,
     TOKEN_EXPIRED,
+    FRAME_TOO_LARGE,
     ROOM_RESET,
     POLICY_VIOLATION,
     RATE_LIMITED,
@@ -88,7 +93,7 @@ pub const CLIENT_CLOSED: CloseCode = CloseCode { code: 1000, reason: "client clo
 pub const GOING_AWAY: CloseCode = CloseCode { code: 1001, reason: "going away" };
 /// The connection broke without a close frame (or never opened); reconnect.
 pub const CONNECTION_LOST: CloseCode = CloseCode { code: 1006, reason: "connection lost" };
-/// A frame over the runtime's 1 MiB limit; reconnect.
+/// A frame over the runtime's own limit (32 MiB received); reconnect.
 pub const MESSAGE_TOO_BIG: CloseCode = CloseCode { code: 1009, reason: "message too big" };
 
 pub const STANDARD: &[CloseCode] = &[CLIENT_CLOSED, GOING_AWAY, CONNECTION_LOST, MESSAGE_TOO_BIG];
@@ -121,7 +126,7 @@ mod tests {
 
     #[test]
     fn retryable_and_final_ranges_do_not_overlap() {
-        for c in [HEARTBEAT_TIMEOUT, TOKEN_EXPIRED, ROOM_RESET, POLICY_VIOLATION, RATE_LIMITED, READ_BUDGET] {
+        for c in [HEARTBEAT_TIMEOUT, TOKEN_EXPIRED, FRAME_TOO_LARGE, ROOM_RESET, POLICY_VIOLATION, RATE_LIMITED, READ_BUDGET] {
             assert!(!CloseCode::is_final(c.code), "{} should be retryable", c.code);
         }
         for c in [BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, ROOM_FULL, USER_CONNECTIONS, REMOVED, CLIENT_ID_TAKEN] {

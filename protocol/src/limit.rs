@@ -31,6 +31,16 @@ impl Bucket {
 }
 
 impl Bucket {
+    /// Takes `amount` tokens, or every token there is when there are fewer: for what was spent
+    /// already (a refused frame's bytes still crossed the wire). False when it took fewer.
+    pub fn charge(&mut self, amount: u64, now: u64) -> bool {
+        if self.take(amount, now) {
+            return true;
+        }
+        self.tokens = 0.0;
+        false
+    }
+
     /// How long until `amount` tokens are there (0 if they are now; `u64::MAX` if `amount` is
     /// more than the bucket ever holds).
     pub fn wait_ms(&self, amount: u64, now: u64) -> u64 {
@@ -121,6 +131,15 @@ mod tests {
         assert_eq!(b.wait_ms(5, 0), 500);
         assert_eq!(b.wait_ms(11, 0), u64::MAX);
         assert!(!b.take(1, 99) && b.take(1, 100));
+    }
+
+    #[test]
+    fn a_charge_takes_what_there_is_and_says_whether_it_was_enough() {
+        let mut b = Bucket::new(100, 10, 0);
+        assert!(b.charge(60, 0));
+        assert!(!b.charge(60, 0), "40 left: the charge empties the bucket and says so");
+        assert!(!b.take(1, 0), "nothing left");
+        assert!(b.take(1, 100), "and it refills at its rate");
     }
 
     #[test]

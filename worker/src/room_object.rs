@@ -17,10 +17,7 @@ use serde::Deserialize;
 use std::cell::{RefCell, RefMut};
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use worker::{
-    durable_object, DurableObject, Env, Headers, Method, Request, Response, Result, State, WebSocket, WebSocketIncomingMessage,
-    WebSocketPair,
-};
+use worker::{durable_object, DurableObject, Env, Headers, Method, Request, Response, Result, State, WebSocket, WebSocketPair};
 
 /// The room and what it needs, loaded on the first event after construction.
 struct Loaded {
@@ -32,8 +29,37 @@ struct Loaded {
     ids: js_sys::WeakMap,
 }
 
+/// A socket frame, read only as far as the room may need it.
+enum Incoming {
+    /// A text that may be within the frame limit, copied into wasm.
+    Text(String),
+    /// A text over the frame limit: its length (a lower bound of its UTF-8 bytes) and its start.
+    Oversized { len: usize, head: String },
+    /// A binary message: its length only (the protocol is text).
+    Binary(usize),
+}
+
 /// A socket frame as it arrived.
-type Frame = (WebSocket, WebSocketIncomingMessage);
+type Frame = (WebSocket, Incoming);
+
+/// Reads a frame's size before its content. A JS string's length, in UTF-16 code units, is at
+/// most its length in UTF-8 bytes, so a text longer than `limit` units is over the frame limit
+/// too and is never copied whole into wasm (the runtime may already have inflated it from a
+/// compressed frame, up to its own 32 MiB): only its first bytes are, for the id. A binary
+/// message's bytes are never copied.
+fn incoming(message: &wasm_bindgen::JsValue, limit: usize) -> Incoming {
+    use wasm_bindgen::JsCast;
+    let Some(text) = message.dyn_ref::<js_sys::JsString>() else {
+        let len = message.dyn_ref::<js_sys::ArrayBuffer>().map_or(0, js_sys::ArrayBuffer::byte_length);
+        return Incoming::Binary(len as usize);
+    };
+    let len = text.length() as usize;
+    if len > limit {
+        let head = String::from(text.slice(0, frame::ID_PREFIX_SCAN as u32));
+        return Incoming::Oversized { len, head };
+    }
+    Incoming::Text(String::from(text))
+}
 
 /// What an event waits for before it can go on (see [`roomcast_protocol::gate`]).
 enum Await {
@@ -105,6 +131,17 @@ impl Sockets {
         self.by_id.get(id)
     }
 }
+
+/// What the room's upgrade response says of WebSocket extensions: none, so no frame is ever
+/// compressed (a compressed frame inflates up to a thousandfold inside the runtime, before the
+/// room sees its size: docs/SECURITY.md). The runtime negotiates `permessage-deflate` from this
+/// header (workerd's manual compression mode: it agrees to a client's offer only when the header
+/// offers it too, and then writes its own answer, or none); without the header it agrees to
+/// whatever the client offers. An empty value reads as no header, and the compatibility flag
+/// `no_web_socket_compression` drops the header, leaving `wrangler dev`'s own entry worker to
+/// agree (both measured). So: a value that offers no `permessage-deflate`; clients never see it
+/// (tests/e2e/overload.test.mjs).
+const NO_EXTENSIONS: &str = "roomcast-no-compression";
 
 /// The attachment holds just the JSON of [`Connection`], well under the 2,048-byte budget.
 fn attachment(ws: &WebSocket) -> Option<Connection> {
@@ -322,13 +359,12 @@ impl Core {
             l.sockets.insert(id, server);
         })
         .await?;
-        let response = Response::from_websocket(pair.client)?;
+        let headers = Headers::new();
+        headers.set("Sec-WebSocket-Extensions", NO_EXTENSIONS)?;
         if subprotocol {
-            let headers = Headers::new();
             headers.set("Sec-WebSocket-Protocol", roomcast_protocol::SUBPROTOCOL)?;
-            return Ok(response.with_headers(headers));
         }
-        Ok(response)
+        Ok(Response::from_websocket(pair.client)?.with_headers(headers))
     }
 
     async fn closed(&self, ws: &WebSocket) -> Result<()> {
@@ -344,11 +380,12 @@ impl Core {
 }
 
 /// A socket frame, into the room.
-fn handle_frame(l: &mut Loaded, ws: &WebSocket, message: &WebSocketIncomingMessage, now: u64) {
+fn handle_frame(l: &mut Loaded, ws: &WebSocket, message: &Incoming, now: u64) {
     let Some(id) = l.conn_id(ws) else { return };
     match message {
-        WebSocketIncomingMessage::String(text) => l.room.handle_text(id, text, now, &mut l.store),
-        WebSocketIncomingMessage::Binary(bytes) => l.room.handle_binary(id, bytes.len(), now, &mut l.store),
+        Incoming::Text(text) => l.room.handle_text(id, text, now, &mut l.store),
+        Incoming::Oversized { len, head } => l.room.handle_oversized(id, *len, head, now, &mut l.store),
+        Incoming::Binary(len) => l.room.handle_binary(id, *len, now, &mut l.store),
     }
 }
 
@@ -476,15 +513,14 @@ impl DurableObject for RoomObject {
 impl RoomObject {
     #[wasm_bindgen(js_name = webSocketMessage)]
     pub fn web_socket_message(&self, ws: web_sys::WebSocket, message: wasm_bindgen::JsValue) -> wasm_bindgen::JsValue {
-        let message = match message.as_string() {
-            Some(text) => WebSocketIncomingMessage::String(text),
-            None => WebSocketIncomingMessage::Binary(js_sys::Uint8Array::new(&message).to_vec()),
+        // Loaded before the gate takes the frame, so a failed load loses no queued frame; the
+        // room's frame limit decides how much of the frame is read.
+        let limit = match self.loaded() {
+            Ok(l) => l.room.config().max_frame_bytes,
+            Err(e) => return js_sys::Promise::reject(&e.into()).into(),
         };
+        let message = incoming(&message, limit);
         let ws = WebSocket::from(ws);
-        // Loaded before the gate takes the frame, so a failed load loses no queued frame.
-        if let Err(e) = self.loaded() {
-            return js_sys::Promise::reject(&e.into()).into();
-        }
         // While a write is in flight the frame is queued: the event waiting for it runs it after
         // its wait, with the others that arrive meanwhile, in one transaction (group commit).
         let Some(mut task) = self.gate.borrow_mut().handle_frame((ws, message)) else {

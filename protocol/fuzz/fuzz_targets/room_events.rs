@@ -1,5 +1,6 @@
 //! The room state machine driven by arbitrary event sequences (opens with arbitrary identities
-//! and resume points, arbitrary text frames, closes, timers, HTTP publishes, storage failures).
+//! and resume points, arbitrary text frames, frames known only by their length and start,
+//! closes, timers, HTTP publishes, storage failures).
 //! It must never panic, and its core invariants must hold after every event: seq only grows and
 //! equals the number of stored messages' highest seq (until a reset starts a new epoch), no frame
 //! goes to a closed connection, and webhook deliveries (answered with arbitrary statuses) carry
@@ -27,6 +28,7 @@ enum Event {
     FailWrites(bool),
     Kick { user: u8, ban: Option<u16> },
     Binary { pick: u8, len: u16 },
+    Oversized { pick: u8, len: u32, head: String },
     Deliver { status: u16, random: u64 },
     Reset,
     Requeue,
@@ -111,6 +113,11 @@ fuzz_target!(|events: Vec<Event>| {
             Event::Binary { pick: i, len } => {
                 if let Some(c) = pick(&open, i) {
                     room.handle_binary(c, len.into(), now, &mut store);
+                }
+            }
+            Event::Oversized { pick: i, len, head } => {
+                if let Some(c) = pick(&open, i) {
+                    room.handle_oversized(c, len as usize, &head, now, &mut store);
                 }
             }
             Event::Deliver { status, random } => {

@@ -2,6 +2,12 @@
 //! frame limit, the byte rate, the shape), the checks a decoded frame passes before it is acted
 //! on (its right and rate: [`Gate`]), then one `*_frame` handler per frame type. A refused frame
 //! is answered with an error and counts a strike.
+//!
+//! A frame over the frame limit is never read (the adapter hands over only its length and first
+//! bytes when it knows that much without copying it: [`Room::handle_oversized`]). It costs its
+//! bytes all the same, and a strike that accepted frames never take away; one larger than the
+//! bytes the connection has left closes it at once (4009). So a peer that makes the runtime
+//! inflate or carry huge frames gets one of them in per connection, not one per ping.
 
 use super::{expiry_deadline, Action, ConnId, Page, ReadError, Recipients, Room};
 use crate::close;
@@ -60,11 +66,27 @@ impl Room {
         }
     }
 
-    /// A binary frame arrived; the protocol is text only. Refused like an invalid text frame: its bytes are counted and it is a strike, so a flood
-    /// of binary frames is cut off like any other.
+    /// A text frame of at least `len` UTF-8 bytes, more than the frame limit, arrived; `head` is
+    /// its start (at most [`frame::ID_PREFIX_SCAN`] bytes are read, for its id). For an adapter
+    /// that can tell a frame's size before copying it (a JS string's UTF-16 length is at most its
+    /// UTF-8 length): the frame is refused as [`Room::handle_text`] would refuse it, unread.
+    pub fn handle_oversized(&mut self, conn: ConnId, len: usize, head: &str, now: u64, store: &mut impl Store) {
+        if !self.heed(conn, now, store) {
+            return;
+        }
+        let id = frame::salvage_id_prefix(head, self.config.message_id_max);
+        self.oversized(conn, id, len, now, store);
+    }
+
+    /// A binary frame arrived; the protocol is text only. Refused like an invalid text frame: its
+    /// bytes are counted and it is a strike, so a flood of binary frames is cut off like any
+    /// other; over the frame limit, like an oversized text frame.
     pub fn handle_binary(&mut self, conn: ConnId, len: usize, now: u64, store: &mut impl Store) {
         if !self.saw(conn, now) {
             return;
+        }
+        if len > self.config.max_frame_bytes {
+            return self.oversized(conn, None, len, now, store);
         }
         let Some(live) = self.conns.get_mut(&conn) else { return };
         if !live.bytes.take(len as u64, now) {
@@ -76,21 +98,14 @@ impl Room {
     /// The checks every text frame passes before it is read: the frame limit, the connection's
     /// byte rate, and the frame's shape. Refused, the sender gets an error and a strike.
     fn screen<'t>(&mut self, conn: ConnId, text: &'t str, now: u64, store: &mut impl Store) -> Option<ClientFrame<'t>> {
-        if !self.saw(conn, now) {
-            return None;
-        }
-        // Past its token's expiry (and the leeway) a connection acts no more, even if the alarm
-        // that closes it has not run yet.
-        if self.conns.get(&conn).and_then(|l| l.info.expires).is_some_and(|exp| expiry_deadline(exp) <= now) {
-            self.actions.push_back(Action::Close { conn, code: close::TOKEN_EXPIRED });
-            self.handle_close(conn, now, store);
+        if !self.heed(conn, now, store) {
             return None;
         }
         if text.len() > self.config.max_frame_bytes {
             // Not parsed (a frame over the limit is not worth the CPU); its id is read from its
             // start when the client put it there, so the refusal settles the right publish.
-            let id = frame::salvage_id_prefix(text, self.config.message_id_max).map(str::to_owned);
-            self.refuse(conn, id.as_deref(), ErrorCode::TooLarge, "frame is larger than the room's frame limit", now, store);
+            let id = frame::salvage_id_prefix(text, self.config.message_id_max);
+            self.oversized(conn, id, text.len(), now, store);
             return None;
         }
         if !self.conns.get_mut(&conn).is_some_and(|l| l.bytes.take(text.len() as u64, now)) {
@@ -144,6 +159,39 @@ impl Room {
         }
     }
 
+    /// Whether a text frame from `conn` is looked at: the connection is the room's (the frame is
+    /// a sign of life) and its token has not expired.
+    fn heed(&mut self, conn: ConnId, now: u64, store: &mut impl Store) -> bool {
+        if !self.saw(conn, now) {
+            return false;
+        }
+        // Past its token's expiry (and the leeway) a connection acts no more, even if the alarm
+        // that closes it has not run yet.
+        if self.conns.get(&conn).and_then(|l| l.info.expires).is_some_and(|exp| expiry_deadline(exp) <= now) {
+            self.actions.push_back(Action::Close { conn, code: close::TOKEN_EXPIRED });
+            self.handle_close(conn, now, store);
+            return false;
+        }
+        true
+    }
+
+    /// A frame of `len` bytes over the frame limit, unread. Its bytes are charged to the byte rate
+    /// even though it is refused (they crossed the wire, and the runtime carried them); when the
+    /// connection had fewer left, the frame was larger than anything it may send now and it is
+    /// closed at once (4009). Otherwise it gets `too_large` (with the id, when its start gave
+    /// one) and a strike that accepted frames never take away.
+    fn oversized(&mut self, conn: ConnId, id: Option<&str>, len: usize, now: u64, store: &mut impl Store) {
+        let Some(live) = self.conns.get_mut(&conn) else { return };
+        let covered = live.bytes.charge(len as u64, now);
+        // The error in either case, first, so a client can tell which frame it was.
+        self.send_to(conn, frame::encode_error(id, ErrorCode::TooLarge, "frame is larger than the room's frame limit"));
+        if covered {
+            return self.strike(conn, Strike::Lasting, now, store);
+        }
+        self.actions.push_back(Action::Close { conn, code: close::FRAME_TOO_LARGE });
+        self.handle_close(conn, now, store);
+    }
+
     /// A frame arrived from `conn`: a sign of life, saved in its attachment once the saved one is a
     /// quarter timeout old (so it survives a wake). False for a connection the room does not hold.
     fn saw(&mut self, conn: ConnId, now: u64) -> bool {
@@ -157,13 +205,21 @@ impl Room {
         true
     }
 
-    /// Answers a refused frame with an error and counts a strike; enough strikes close the
-    /// connection (4029), so a flood costs the room one cheap check per frame and then nothing.
+    /// Answers a refused frame with an error and counts a strike; enough strikes (with the
+    /// oversized frames') close the connection (4029), so a flood costs the room one cheap check
+    /// per frame and then nothing.
     fn refuse(&mut self, conn: ConnId, id: Option<&str>, code: ErrorCode, message: &str, now: u64, store: &mut impl Store) {
         self.send_to(conn, frame::encode_error(id, code, message));
+        self.strike(conn, Strike::Forgivable, now, store);
+    }
+
+    fn strike(&mut self, conn: ConnId, kind: Strike, now: u64, store: &mut impl Store) {
         let Some(live) = self.conns.get_mut(&conn) else { return };
-        live.strikes += 1;
-        if live.strikes >= self.config.max_strikes {
+        match kind {
+            Strike::Forgivable => live.strikes += 1,
+            Strike::Lasting => live.oversized += 1,
+        }
+        if live.strikes.saturating_add(live.oversized) >= self.config.max_strikes {
             self.actions.push_back(Action::Close { conn, code: close::POLICY_VIOLATION });
             self.handle_close(conn, now, store);
         }
@@ -292,6 +348,14 @@ impl Room {
         self.changed.push_back(conn);
         self.send_to(conn, frame::encode_refreshed(expires));
     }
+}
+
+/// A strike that a frame passing its checks takes away again, or one it never does (a frame
+/// over the frame limit).
+#[derive(Debug, Clone, Copy)]
+enum Strike {
+    Forgivable,
+    Lasting,
 }
 
 /// What a decoded frame needs before it is acted on (see `Room::pass`).

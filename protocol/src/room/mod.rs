@@ -13,9 +13,9 @@
 //!
 //! - **Inputs**, `handle_*`: something happened that the room must take into account, and it
 //!   cannot be undone by refusing it: a connection opened (`handle_open`, `handle_start`), a
-//!   frame arrived (`handle_text`, `handle_binary`), a connection closed (`handle_close`), a
-//!   timer fired (`handle_timeout`), a webhook POST ended (`handle_webhook_result`). What the
-//!   room does about it comes out of the outputs.
+//!   frame arrived (`handle_text`, `handle_oversized`, `handle_binary`), a connection closed
+//!   (`handle_close`), a timer fired (`handle_timeout`), a webhook POST ended
+//!   (`handle_webhook_result`). What the room does about it comes out of the outputs.
 //! - **Outputs**, `poll_*`: what the room wants done, handed out one at a time until `None` (or,
 //!   for a time, recomputed on every call): `poll_action` (frames to send, sockets to close),
 //!   `poll_changed` (attachments to save again), `poll_timeout` (when to call `handle_timeout`
@@ -104,8 +104,11 @@ struct Live {
     broadcasts: Bucket,
     /// Bytes of every frame that reaches the room.
     bytes: Bucket,
-    /// Refused frames, net of accepted ones; at `max_strikes` the connection is closed.
+    /// Refused frames, net of accepted ones; with `oversized`, at `max_strikes` the connection
+    /// is closed.
     strikes: u32,
+    /// Frames over the frame limit: strikes that accepted frames never take away.
+    oversized: u32,
 }
 
 impl Live {
@@ -119,6 +122,7 @@ impl Live {
             broadcasts: Bucket::new(config.broadcast_rate_per_sec.saturating_mul(2), config.broadcast_rate_per_sec, now),
             bytes: Bucket::new(byte_burst, config.rate_bytes_per_sec, now),
             strikes: 0,
+            oversized: 0,
         }
     }
 }

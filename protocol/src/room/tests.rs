@@ -703,6 +703,107 @@ fn binary_frames_are_strikes_and_a_flood_of_them_is_cut_off() {
     assert_eq!(sim.closed_by_room, vec![(a, close::POLICY_VIOLATION.code)]);
 }
 
+// ---- frames over the frame limit (issue #22, the compression bomb) -----------------------------
+
+/// A publish frame of exactly `len` bytes whose id starts it, as the SDK writes one.
+fn publish_of_len(id: &str, len: usize) -> String {
+    let head = format!(r#"{{"type":"publish","id":"{id}","data":""#);
+    let fill = len.saturating_sub(head.len() + 2);
+    format!("{head}{}\"}}", "x".repeat(fill))
+}
+
+#[test]
+fn a_frame_larger_than_the_bytes_left_closes_the_connection_at_once() {
+    // Default limits: 64 KiB frames, a byte burst of 1 MiB.
+    let mut sim = Sim::new(RoomConfig::default());
+    let bomber = sim.connect("b", "bomber", false, None);
+    let calm = sim.connect("c", "calm", false, None);
+    let bomb = publish_of_len("bomb", 600);
+    // What the adapter hands over for a 32 MiB text: its length and its start, never the whole.
+    sim.room.handle_oversized(bomber, 32 << 20, &bomb, sim.now, &mut sim.store);
+    sim.deliver();
+    let e = sim.last(bomber);
+    assert_eq!((e["code"].as_str(), e["id"].as_str()), (Some("too_large"), Some("bomb")), "the error names the frame");
+    assert_eq!(sim.closed_by_room, [(bomber, close::FRAME_TOO_LARGE.code)]);
+    sim.publish(calm, "c1", "1");
+    assert_eq!(sim.last(calm)["type"], "ack", "nobody else is touched");
+    // A binary frame over the limit is the same frame to the room.
+    let binary = sim.connect("b2", "bomber", false, None);
+    sim.room.handle_binary(binary, 2 << 20, sim.now, &mut sim.store);
+    sim.deliver();
+    assert_eq!(sim.closed_by_room.last(), Some(&(binary, close::FRAME_TOO_LARGE.code)));
+}
+
+#[test]
+fn oversized_frames_cost_their_bytes() {
+    // 100-byte frames, 1,000 bytes a second, a burst of 4,000.
+    let config = RoomConfig { max_frame_bytes: 100, rate_bytes_per_sec: 1_000, max_strikes: 100, ..RoomConfig::default() };
+    let mut sim = Sim::new(config);
+    let a = sim.connect("a", "a", false, None);
+    sim.text(a, &publish_of_len("o1", 1_500));
+    sim.text(a, &publish_of_len("o2", 1_500));
+    assert_eq!(sim.frames(a, "error").len(), 2);
+    assert!(sim.closed_by_room.is_empty(), "both were within what the connection had left");
+    assert!(sim.open.contains(&a));
+    // 1,000 bytes left: a small frame still passes, the next oversized one is more than is left.
+    sim.publish(a, "ok", "1");
+    assert_eq!(sim.last(a)["type"], "ack");
+    sim.text(a, &publish_of_len("o3", 1_500));
+    assert_eq!(sim.last(a)["id"], "o3");
+    assert_eq!(sim.closed_by_room, [(a, close::FRAME_TOO_LARGE.code)]);
+}
+
+#[test]
+fn strikes_for_oversized_frames_are_never_forgiven() {
+    // The bomb's rhythm: an oversized frame, then a frame that passes (a ping that reaches the
+    // room), again and again. Passing frames take back ordinary strikes, not these.
+    let config = RoomConfig { max_frame_bytes: 100, max_strikes: 5, ..RoomConfig::default() };
+    let mut sim = Sim::new(config);
+    let a = sim.connect("a", "a", false, None);
+    for i in 0..5 {
+        assert!(sim.open.contains(&a), "closed after {i} oversized frames");
+        sim.text(a, &publish_of_len(&format!("o{i}"), 200));
+        if sim.open.contains(&a) {
+            sim.text(a, r#"{"type": "ping"}"#);
+            assert_eq!(sim.last(a)["type"], "pong");
+        }
+    }
+    assert_eq!(sim.closed_by_room, [(a, close::POLICY_VIOLATION.code)]);
+    assert_eq!(sim.frames(a, "error").iter().filter(|e| e["code"] == "too_large").count(), 5);
+}
+
+proptest! {
+    /// The adapter's shortcut (a frame it knows to be over the limit from its length alone goes to
+    /// `handle_oversized` with its first bytes) gives every connection the same frames and closes
+    /// as `handle_text` given the whole frame.
+    #[test]
+    fn handing_over_only_the_length_changes_nothing(
+        frames in proptest::collection::vec((0usize..4_000, any::<bool>(), 0u64..400), 1..40),
+    ) {
+        let config = RoomConfig { max_frame_bytes: 1_000, rate_bytes_per_sec: 2_000, max_strikes: 8, ..RoomConfig::default() };
+        let mut whole = Sim::new(config.clone());
+        let mut short = Sim::new(config);
+        let (a, b) = (whole.connect("a", "a", false, None), whole.connect("b", "b", true, None));
+        prop_assert_eq!((a, b), (short.connect("a", "a", false, None), short.connect("b", "b", true, None)));
+        for (i, (len, named, dt)) in frames.into_iter().enumerate() {
+            let text = if named { publish_of_len(&format!("m{i}"), len) } else { format!("{{\"data\":\"{}\"}}", "y".repeat(len)) };
+            for sim in [&mut whole, &mut short] {
+                sim.now += dt;
+            }
+            whole.text(a, &text);
+            if text.len() > 1_000 {
+                let head = &text[..text.len().min(crate::frame::ID_PREFIX_SCAN)];
+                short.room.handle_oversized(a, text.len(), head, short.now, &mut short.store);
+                short.deliver();
+            } else {
+                short.text(a, &text);
+            }
+        }
+        prop_assert_eq!(&whole.inbox, &short.inbox);
+        prop_assert_eq!(&whole.closed_by_room, &short.closed_by_room);
+    }
+}
+
 #[test]
 fn pings_that_reach_the_room_are_rate_limited() {
     let mut sim = Sim::new(RoomConfig { rate_messages_burst: 3, rate_messages_per_sec: 1, max_strikes: 100, ..RoomConfig::default() });
