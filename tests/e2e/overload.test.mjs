@@ -192,12 +192,15 @@ test("a member that stops reading: the runtime holds what the room sent it, even
   socket.resume();
   await until(() => got.close, { timeoutMs: 30_000, what: "the queued frames and the close" });
   const seqs = got.frames.filter((f) => f.type === "message").map((f) => f.seq);
-  assert.deepEqual(seqs, Array.from({ length: seq }, (_, i) => i + 1));
+  assert.deepEqual(
+    seqs,
+    Array.from({ length: seq }, (_, i) => i + 1),
+  );
   assert.deepEqual(got.close, { code: 4411, reason: "removed from the room" });
   assert.ok(got.bytes > 30 * MiB, `held ${got.bytes} bytes`);
   t.diagnostic(
-    `a non-reader: ${(sent / MiB).toFixed(1)} MiB sent, ${(got.bytes / MiB).toFixed(1)} MiB held and delivered after the close, ` +
-      `workerd resident memory +${(grown / MiB).toFixed(1)} MiB; p99 publish→ack of another member ${p99} ms (${times.length} publishes)`,
+    `a non-reader: ${(sent / MiB).toFixed(1)} MiB sent, ${(got.bytes / MiB).toFixed(1)} MiB held and delivered after the close, `
+      + `workerd resident memory +${(grown / MiB).toFixed(1)} MiB; p99 publish→ack of another member ${p99} ms (${times.length} publishes)`,
   );
   socket.destroy();
   await honest.close();
