@@ -108,7 +108,7 @@ fuzz_target!(|events: Vec<Event>| {
             }
             Event::FailWrites(fail) => store.fail_writes = fail,
             Event::Kick { user, ban } => {
-                let _ = room.kick(&format!("u{}", user % 4), ban.map(|b| now + u64::from(b)), now, &mut store);
+                let _ = room.kick(&format!("u{}", user % 4), ban.map(|b| now + u64::from(b)), None, now, &mut store);
             }
             Event::Binary { pick: i, len } => {
                 if let Some(c) = pick(&open, i) {

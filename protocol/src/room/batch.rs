@@ -4,8 +4,8 @@
 //! connections that get the same frames share one text. Under load this turns K broadcasts into
 //! one frame per recipient instead of K: the runtime's cost is per frame, not per byte.
 
-use super::{Action, ConnId, Recipients};
-use crate::close::CloseCode;
+use super::{Action, Closing, ConnId, Recipients};
+
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Frames joined into one text stay under this size; longer runs are split (a single frame
@@ -32,7 +32,7 @@ pub struct Delivery {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Batch {
     pub deliveries: Vec<Delivery>,
-    pub closes: Vec<(ConnId, CloseCode)>,
+    pub closes: Vec<(ConnId, Closing)>,
 }
 
 /// Coalesces `actions` (in the order the room queued them); `is_open` tells which connections
@@ -51,7 +51,7 @@ struct Plan {
     frames: Vec<String>,
     common: Vec<usize>,
     special: BTreeMap<ConnId, Vec<usize>>,
-    closes: Vec<(ConnId, CloseCode)>,
+    closes: Vec<(ConnId, Closing)>,
 }
 
 impl Plan {
@@ -247,13 +247,13 @@ mod tests {
         let open: BTreeSet<ConnId> = (1..=3).collect();
         let actions = vec![
             send(Recipients::All { except: None }, "a"),
-            Action::Close { conn: 3, code: close::POLICY_VIOLATION },
+            Action::Close { conn: 3, code: close::POLICY_VIOLATION.into() },
             send(Recipients::All { except: None }, "b"),
             send(Recipients::One(3), "late"),
         ];
         let batch = coalesce(actions.clone(), |c| open.contains(&c));
         assert_eq!(batched(&batch, &open), one_by_one(&actions, &open));
-        assert_eq!(batch.closes, vec![(3, close::POLICY_VIOLATION)]);
+        assert_eq!(batch.closes, vec![(3, close::POLICY_VIOLATION.into())]);
         assert_eq!(batched(&batch, &open)[&3], vec!["a".to_string()]);
     }
 
@@ -274,7 +274,7 @@ mod tests {
             4 => (proptest::option::of(conn.clone()), "[a-z]{1,3}").prop_map(|(except, t)| Action::Send { to: Recipients::All { except }, text: t }),
             2 => (conn.clone(), "[a-z]{1,3}").prop_map(|(c, t)| Action::Send { to: Recipients::One(c), text: t }),
             1 => (proptest::collection::vec(conn.clone(), 0..4), "[a-z]{1,3}").prop_map(|(ids, t)| Action::Send { to: Recipients::List(ids), text: t }),
-            1 => conn.prop_map(|c| Action::Close { conn: c, code: close::POLICY_VIOLATION }),
+            1 => conn.prop_map(|c| Action::Close { conn: c, code: close::POLICY_VIOLATION.into() }),
         ]
     }
 

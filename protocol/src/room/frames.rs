@@ -168,7 +168,7 @@ impl Room {
         // Past its token's expiry (and the leeway) a connection acts no more, even if the alarm
         // that closes it has not run yet.
         if self.conns.get(&conn).and_then(|l| l.info.expires).is_some_and(|exp| expiry_deadline(exp) <= now) {
-            self.actions.push_back(Action::Close { conn, code: close::TOKEN_EXPIRED });
+            self.actions.push_back(Action::Close { conn, code: close::TOKEN_EXPIRED.into() });
             self.handle_close(conn, now, store);
             return false;
         }
@@ -188,7 +188,7 @@ impl Room {
         if covered {
             return self.strike(conn, Strike::Lasting, now, store);
         }
-        self.actions.push_back(Action::Close { conn, code: close::FRAME_TOO_LARGE });
+        self.actions.push_back(Action::Close { conn, code: close::FRAME_TOO_LARGE.into() });
         self.handle_close(conn, now, store);
     }
 
@@ -220,7 +220,7 @@ impl Room {
             Strike::Lasting => live.oversized += 1,
         }
         if live.strikes.saturating_add(live.oversized) >= self.config.max_strikes {
-            self.actions.push_back(Action::Close { conn, code: close::POLICY_VIOLATION });
+            self.actions.push_back(Action::Close { conn, code: close::POLICY_VIOLATION.into() });
             self.handle_close(conn, now, store);
         }
     }

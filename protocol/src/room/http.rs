@@ -3,7 +3,7 @@
 //! kick, reset, requeue dead webhook events. [`Room::serve`] runs one and answers it; every
 //! error of the room reaches HTTP through one table, [`PublishError::refusal`] and its kin.
 
-use super::{Action, ConnId, HistoryPage, Page, PublishError, PublishItem, Published, ReadError, Reset, Room, Stats};
+use super::{Action, Closing, ConnId, HistoryPage, Page, PublishError, PublishItem, Published, ReadError, Reset, Room, Stats};
 use crate::api::call::{Answer, RoomCall, RoomRequest};
 use crate::api::refusal::{Refusal, RefusalKind};
 use crate::api::Caller;
@@ -109,7 +109,9 @@ impl Room {
             RoomCall::Stats => self.stats(now, store).map(|s| json(&s)).map_err(|e| e.refusal()),
             RoomCall::Kick(kick) => {
                 let until = kick.ban_seconds.map(|s| now.saturating_add(s.saturating_mul(1000)));
-                self.kick(&kick.user, until, now, store).map(|closed| json(&Closed { closed })).map_err(|e| e.refusal())
+                self.kick(&kick.user, until, kick.reason.as_deref(), now, store)
+                    .map(|closed| json(&Closed { closed }))
+                    .map_err(|e| e.refusal())
             }
             RoomCall::DeleteHistory => self.reset(fresh_epoch, now, store).map(|r| json(&r)).map_err(|e| e.refusal()),
             RoomCall::RequeueWebhooks => {
@@ -187,15 +189,28 @@ impl Room {
         })
     }
 
-    /// The backend removes `user`: their connections close with 4411 and, until `ban_until`,
-    /// new ones are refused. Returns how many connections were closed.
-    pub fn kick(&mut self, user: &str, ban_until: Option<u64>, now: u64, store: &mut impl Store) -> Result<usize, StoreError> {
+    /// The backend removes `user`: their connections close with 4411 (with `reason` as the close
+    /// reason when given, else the table's) and, until `ban_until`, new ones are refused.
+    /// Returns how many connections were closed.
+    pub fn kick(
+        &mut self,
+        user: &str,
+        ban_until: Option<u64>,
+        reason: Option<&str>,
+        now: u64,
+        store: &mut impl Store,
+    ) -> Result<usize, StoreError> {
         if let Some(until) = ban_until.filter(|u| *u > now) {
             store.ban(user, until)?;
         }
         let ids: Vec<ConnId> = self.conns.iter().filter(|(_, l)| l.info.user == user).map(|(id, _)| *id).collect();
         for id in &ids {
-            self.actions.push_back(Action::Close { conn: *id, code: close::REMOVED });
+            let mut code: Closing = close::REMOVED.into();
+            if let Some(reason) = reason {
+                // The edge held it to a close frame's 123 bytes (api::kick).
+                code.reason = reason.to_owned().into();
+            }
+            self.actions.push_back(Action::Close { conn: *id, code });
             self.handle_close(*id, now, store);
         }
         Ok(ids.len())
@@ -213,7 +228,7 @@ impl Room {
         self.appends_since_trim = 0;
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
         for id in ids {
-            self.actions.push_back(Action::Close { conn: id, code: close::ROOM_RESET });
+            self.actions.push_back(Action::Close { conn: id, code: close::ROOM_RESET.into() });
             self.handle_close(id, now, store);
         }
         Ok(Reset { epoch: self.meta.epoch.clone(), deleted })
@@ -323,6 +338,21 @@ mod answer_tests {
         assert_eq!(answer.status, 403);
         let answer = room.serve(&call(Caller::backend(), RoomCall::Kick(kick)), "f", 1_003, &mut store);
         assert_eq!((answer.status, answer.body.as_str()), (200, r#"{"closed":0}"#));
+        // With a member of its own to close: the kick's reason is the close reason.
+        let who = crate::room::Identity {
+            client_id: "c".into(),
+            user: "v".into(),
+            meta: None,
+            echo: false,
+            rights: crate::token::Rights::ALL,
+            expires: None,
+        };
+        let victim = room.handle_open(who, None, 1_003, &mut store).unwrap();
+        while room.poll_action().is_some() {}
+        let kick = KickRequest { user: "v".into(), ban_seconds: None, reason: Some("spam".into()) };
+        assert_eq!(room.serve(&call(Caller::backend(), RoomCall::Kick(kick)), "f", 1_003, &mut store).body, r#"{"closed":1}"#);
+        let closes: Vec<Action> = std::iter::from_fn(|| room.poll_action()).filter(|a| matches!(a, Action::Close { .. })).collect();
+        assert_eq!(closes, [Action::Close { conn: victim, code: Closing { code: 4411, reason: "spam".into() } }]);
         // Banned now: the user's publish is 403 through the same table.
         let batch = PublishBatch::parse(r#"{"data":3}"#, room.config()).unwrap();
         let answer = room.serve(&call(Caller::user("u"), RoomCall::Publish(batch)), "f", 1_004, &mut store);
@@ -330,6 +360,7 @@ mod answer_tests {
         let answer = room.serve(&call(Caller::backend(), RoomCall::DeleteHistory), "f", 1_005, &mut store);
         assert_eq!((answer.status, answer.body.as_str()), (200, r#"{"epoch":"f","deleted":1}"#));
         let answer = room.serve(&call(Caller::user("u"), RoomCall::Presence), "f", 1_006, &mut store);
-        assert_eq!((answer.status, answer.body.as_str()), (200, r#"{"members":[]}"#));
+        // The kicked member is in its presence grace period, with no connection left.
+        assert_eq!((answer.status, answer.body.as_str()), (200, r#"{"members":[{"user":"v","connections":0}]}"#));
     }
 }

@@ -264,7 +264,7 @@ impl Room {
                 break;
             }
             self.expiries.pop_first();
-            self.actions.push_back(Action::Close { conn, code: close::TOKEN_EXPIRED });
+            self.actions.push_back(Action::Close { conn, code: close::TOKEN_EXPIRED.into() });
             self.handle_close(conn, now, store);
         }
         if self.next_sweep.is_some_and(|t| t <= now) {
@@ -279,7 +279,7 @@ impl Room {
                 .map(|(id, _)| *id)
                 .collect();
             for id in dead {
-                self.actions.push_back(Action::Close { conn: id, code: close::HEARTBEAT_TIMEOUT });
+                self.actions.push_back(Action::Close { conn: id, code: close::HEARTBEAT_TIMEOUT.into() });
                 self.handle_close(id, now, store);
             }
             self.next_sweep = if self.conns.is_empty() { None } else { Some(now.saturating_add(self.sweep_interval())) };

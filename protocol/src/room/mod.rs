@@ -72,7 +72,7 @@ mod types;
 
 pub use frames::encode_stored;
 pub use types::{
-    Action, ConnId, Connection, HistoryPage, Identity, Page, PublishError, PublishItem, Published, ReadError, Recipients, Reset,
+    Action, Closing, ConnId, Connection, HistoryPage, Identity, Page, PublishError, PublishItem, Published, ReadError, Recipients, Reset,
     ResumePoint, Start, Stats, TokenCheck,
 };
 

@@ -960,7 +960,7 @@ fn the_backend_removes_and_bans_a_user() {
     let a1 = sim.connect("a1", "alice", false, None);
     let a2 = sim.connect("a2", "alice", false, None);
     let b = sim.connect("b", "bob", false, None);
-    assert_eq!(sim.room.kick("alice", Some(sim.now + 60_000), sim.now, &mut sim.store), Ok(2));
+    assert_eq!(sim.room.kick("alice", Some(sim.now + 60_000), None, sim.now, &mut sim.store), Ok(2));
     sim.deliver();
     assert_eq!(sim.closed_by_room, vec![(a1, close::REMOVED.code), (a2, close::REMOVED.code)]);
     assert!(sim.open.contains(&b));

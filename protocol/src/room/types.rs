@@ -83,11 +83,25 @@ pub enum Recipients {
     List(Vec<ConnId>),
 }
 
+/// A close the room asks for: a documented code, and its reason (the table's, or one given
+/// with it, such as a kick's reason).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closing {
+    pub code: u16,
+    pub reason: std::borrow::Cow<'static, str>,
+}
+
+impl From<CloseCode> for Closing {
+    fn from(c: CloseCode) -> Closing {
+        Closing { code: c.code, reason: std::borrow::Cow::Borrowed(c.reason) }
+    }
+}
+
 /// What the adapter must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Send { to: Recipients, text: String },
-    Close { conn: ConnId, code: CloseCode },
+    Close { conn: ConnId, code: Closing },
 }
 
 /// How a connection starts.

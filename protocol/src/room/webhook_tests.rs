@@ -419,7 +419,7 @@ fn reset_starts_a_new_epoch_closes_with_4013_and_a_resume_is_told() {
     let reset = h.room.reset("epoch-2", h.now, &mut h.store).unwrap();
     assert_eq!(reset, Reset { epoch: "epoch-2".into(), deleted: 3 });
     let actions: Vec<Action> = std::iter::from_fn(|| h.room.poll_action()).collect();
-    assert!(actions.contains(&Action::Close { conn: a, code: close::ROOM_RESET }));
+    assert!(actions.contains(&Action::Close { conn: a, code: close::ROOM_RESET.into() }));
     assert!(!CloseCode::is_final(4013));
     assert_eq!((h.room.epoch(), h.room.seq(), h.store.count().unwrap()), ("epoch-2", 0, 0));
     assert_eq!(h.events().len(), before, "pending events are kept and the reset invents none");
