@@ -14,6 +14,9 @@ const SERVERS = join(ROOT, "bench", "servers");
 // deployed.
 const ROOMCAST_VARS = {
   UPGRADE_LIMITER: "",
+  // The load generator's members do not echo read marks (at the benchmark's rates a mark goes
+  // out every minute or more per room; docs/PROTOCOL.md, *Read marks*).
+  UNREAD_MAX_BYTES: 0,
   RATE_MESSAGES_PER_SEC: 1_000_000,
   RATE_MESSAGES_BURST: 1_000_000,
   RATE_BYTES_PER_SEC: 1_000_000_000,

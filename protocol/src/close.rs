@@ -41,6 +41,10 @@ pub const TOKEN_EXPIRED: CloseCode = CloseCode { code: 4002, reason: "token expi
 /// the connection had left in its byte rate (any frame over the rate's burst, 1 MiB by default):
 /// closed at once, the frame unread; reconnect after backing off.
 pub const FRAME_TOO_LARGE: CloseCode = CloseCode { code: 4009, reason: "frame too large" };
+/// The connection did not echo the room's read marks while the room sent it more than
+/// `UNREAD_MAX_BYTES`: it is not reading what it is sent (the runtime would hold it all);
+/// reconnect and resume.
+pub const NOT_READING: CloseCode = CloseCode { code: 4008, reason: "not reading" };
 /// The room's history was deleted (`DELETE /rooms/:room/history`) and a new epoch began;
 /// reconnect: the resume point names the old epoch, so the client is told it cannot recover
 /// (`not_recovered`, reason `epoch`: the SDK's `gap`).
@@ -72,6 +76,7 @@ pub const SERVER: &[CloseCode] = &[
     HEARTBEAT_TIMEOUT,
     TOKEN_EXPIRED,
     FRAME_TOO_LARGE,
+    NOT_READING,
     ROOM_RESET,
     POLICY_VIOLATION,
     RATE_LIMITED,
@@ -126,7 +131,7 @@ mod tests {
 
     #[test]
     fn retryable_and_final_ranges_do_not_overlap() {
-        for c in [HEARTBEAT_TIMEOUT, TOKEN_EXPIRED, FRAME_TOO_LARGE, ROOM_RESET, POLICY_VIOLATION, RATE_LIMITED, READ_BUDGET] {
+        for c in [HEARTBEAT_TIMEOUT, TOKEN_EXPIRED, FRAME_TOO_LARGE, NOT_READING, ROOM_RESET, POLICY_VIOLATION, RATE_LIMITED, READ_BUDGET] {
             assert!(!CloseCode::is_final(c.code), "{} should be retryable", c.code);
         }
         for c in [BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, ROOM_FULL, USER_CONNECTIONS, REMOVED, CLIENT_ID_TAKEN] {

@@ -47,6 +47,8 @@ pub enum ClientFrame<'a> {
     Broadcast { id: Option<Cow<'a, str>>, data: CompactJson },
     /// Replace this connection's presence metadata (a JSON object).
     SetPresence { id: Cow<'a, str>, meta: CompactJson },
+    /// The echo of a `mark` frame's id: this connection read up to there.
+    Read { id: Cow<'a, str> },
 }
 
 /// Why a client frame was refused. Every variant is normal input from a misbehaving or newer
@@ -170,6 +172,7 @@ pub fn decode_client(text: &str, max_id_len: usize) -> Result<ClientFrame<'_>, F
             Ok(ClientFrame::Direct { id: check_id(env.id, max_id_len)?, to, data })
         }
         "ping" => Ok(ClientFrame::Ping),
+        "read" => Ok(ClientFrame::Read { id: check_id(env.id, max_id_len)? }),
         "refresh" => Ok(ClientFrame::Refresh { token: env.token.ok_or(FrameError::MissingField("token"))? }),
         "history" => {
             if env.before.is_some() && env.since.is_some() {
@@ -472,6 +475,18 @@ pub fn encode_history_page(epoch: &str, seq: u64, more: bool, messages: &[String
 }
 
 /// The answer to a broadcast or a presence change: done (there is nothing more to say).
+/// A read mark: the client echoes its id in a `read` frame (docs/PROTOCOL.md, *Read marks*).
+pub fn encode_mark(id: &str) -> String {
+    to_text(&MarkFrame { kind: "mark", id })
+}
+
+#[derive(Serialize)]
+struct MarkFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: &'a str,
+}
+
 pub fn encode_done(id: &str) -> String {
     to_text(&AckFrame { kind: "ack", id, seq: None, delivered: None, duplicate: false })
 }

@@ -236,6 +236,11 @@ fn build(src: &Value) -> Option<String> {
             c.direct(s(src, "to"), s(src, "data")).expect("direct is sent");
             one(sent(&mut c), f)
         }
+        "client::Client::handle_mark" => {
+            let mut c = open_client(n(src, "seed"));
+            c.handle_mark(s(src, "id"));
+            one(sent(&mut c), f)
+        }
         "client::Client (heartbeat)" => {
             // The machine's own timer decides when; the first frame it sends while open is the ping.
             let mut c = open_client(n(src, "seed"));
@@ -310,6 +315,7 @@ fn build(src: &Value) -> Option<String> {
         "frame::encode_refreshed" => frame::encode_refreshed(n(src, "expires")),
         "frame::encode_broadcast" => frame::encode_broadcast(s(src, "from"), s(src, "user"), &json(src, "data"), n(src, "ts")),
         "frame::encode_done" => frame::encode_done(s(src, "id")),
+        "frame::encode_mark" => frame::encode_mark(s(src, "id")),
         "frame::encode_history" => {
             // The page's messages as the room encodes them (room::encode_stored).
             let texts: Vec<String> = src["messages"]
@@ -387,6 +393,10 @@ fn every_client_frame_decodes_as_the_server_reads_it() {
                 assert!(same_data(&data), "{}: data", g.name);
             }
             ClientFrame::Ping => assert_eq!(parsed["type"], "ping", "{}", g.name),
+            ClientFrame::Read { id } => {
+                assert_eq!(parsed["type"], "read", "{}", g.name);
+                assert_eq!(parsed["id"], *id, "{}", g.name);
+            }
             ClientFrame::Refresh { token } => {
                 assert_eq!(parsed["type"], "refresh", "{}", g.name);
                 assert_eq!(parsed["token"], *token, "{}", g.name);

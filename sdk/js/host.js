@@ -120,6 +120,7 @@ const READ = {
   history: (h, w, f) => answered(h, w, f, -1, ""),
   error: (h, w, f) => (isStr(f.id) ? answered(h, w, f, -1, f.code) : emit(h, "error", f)),
   pong: (h, w) => w.conn_pong(h.id),
+  mark: (h, w, f) => w.conn_mark(h.id, ...str(f.id)),
   refreshed: (h, w, f) => w.conn_refreshed(h.id, f.expires),
 };
 

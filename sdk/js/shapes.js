@@ -21,6 +21,7 @@ export const SHAPES = {
   ack: (f) => isStr(f.id) && (f.seq === undefined || isSeq(f.seq)),
   error: (f) => isStr(f.code),
   pong: () => true,
+  mark: (f) => isStr(f.id),
   presence: (f) => isMember(f.member) && isStr(f.event),
   direct: fromUser,
   broadcast: fromUser,

@@ -198,6 +198,13 @@ pub unsafe extern "C" fn conn_settled(id: u32, msg: *mut u8, msg_len: usize, seq
     });
 }
 
+/// A `mark` frame with its id.
+#[no_mangle]
+pub unsafe extern "C" fn conn_mark(id: u32, mark: *mut u8, mark_len: usize) {
+    let mark = take(mark, mark_len);
+    with(id, |c| c.client.handle_mark(&mark));
+}
+
 #[no_mangle]
 pub extern "C" fn conn_pong(id: u32) {
     with(id, |c| c.client.handle_pong());

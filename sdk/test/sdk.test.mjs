@@ -135,6 +135,21 @@ describe("publish", () => {
     room.close();
   });
 
+  test("a read mark is echoed at once, and only a plain id (docs/PROTOCOL.md, Read marks)", async () => {
+    const { room, log, last } = await setup();
+    const ws = last();
+    openWith(ws);
+    const before = ws.sent.length;
+    ws.receive({ type: "mark", id: "0a1b2c3d4e5f6071" });
+    await flush();
+    assert.deepEqual(ws.sent.slice(before), ['{"type":"read","id":"0a1b2c3d4e5f6071"}']);
+    ws.receive({ type: "mark", id: 'x"y' });
+    await flush();
+    assert.equal(ws.sent.length, before + 1, "an id the encoder would have to escape is not echoed");
+    assert.deepEqual(log.error, [], "a mark is no error");
+    room.close();
+  });
+
   test("a refusal from the room rejects with its code and message, and is never resent after a reconnect", async () => {
     const { room, clock, log, last } = await setup({ minReconnectDelayMs: 100, maxReconnectDelayMs: 100 });
     const ws = last();

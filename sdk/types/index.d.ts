@@ -209,7 +209,8 @@ export interface StatusEvent {
    * 4403 forbidden, 4409 room full, 4410 too many connections for this user, 4411 removed from
    * the room, 4412 client id belongs to another user.
    * Retried with backoff: 4001 heartbeat timeout (the room heard nothing from this client),
-   * 4002 token expired (the retry fetches a fresh token from a token function), 4009 frame too
+   * 4002 token expired (the retry fetches a fresh token from a token function), 4008 not
+   * reading (the client fell behind echoing the room's read marks; the SDK echoes them), 4009 frame too
    * large (a frame far over the room's frame limit, which this SDK never sends), 4013 room reset
    * (the backend deleted the room's history: the reconnect reports a `gap`), 4029 too many
    * errors, rate limited, or read budget exceeded; retry later; and the standard 1001 going

@@ -43,13 +43,14 @@ test("the schema compiles in strict mode and names every frame type", () => {
       const d = schema.$defs[r.$ref.split("/").pop()];
       return d.properties?.type?.const ?? d.oneOf[0].properties.type.const;
     });
-  assert.deepEqual(types("clientFrame").sort(), ["broadcast", "direct", "history", "ping", "presence", "publish", "refresh"]);
+  assert.deepEqual(types("clientFrame").sort(), ["broadcast", "direct", "history", "ping", "presence", "publish", "read", "refresh"]);
   assert.deepEqual(types("serverFrame").sort(), [
     "ack",
     "broadcast",
     "direct",
     "error",
     "history",
+    "mark",
     "message",
     "pong",
     "presence",
@@ -366,6 +367,18 @@ test("the SDK sends exactly the golden bytes for every call, and every client fr
     for (const text of ws.sent) types.add(JSON.parse(text).type);
   } finally {
     room.close();
+  }
+  // A read mark: the SDK echoes the golden mark with the golden read frame.
+  const mark = golden.find((g) => g.name === "mark");
+  const read = golden.find((g) => g.name === "read");
+  const marked = await openRoom(connect, {});
+  try {
+    marked.ws.receive(mark.text);
+    await until(() => marked.ws.sent.includes(read.text), "the read echo");
+    assertValid("client", read.text, read.name);
+    types.add("read");
+  } finally {
+    marked.room.close();
   }
   const schemaTypes = schema.$defs.clientFrame.oneOf.map((r) => {
     const d = schema.$defs[r.$ref.split("/").pop()];

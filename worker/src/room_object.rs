@@ -219,6 +219,8 @@ impl Core {
         if let (Some(name), false) = (name, current.is_empty()) {
             room.set_token_check(TokenCheck { room: name, secret: current.into_bytes(), previous: previous.into_bytes() });
         }
+        // Read marks (room/reading.rs): a key of this instance's own, so no client can make a mark's id.
+        room.set_mark_key(platform::random_hex(16).as_bytes());
         Ok(Loaded { room, store, sockets, ids })
     }
 

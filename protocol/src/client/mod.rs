@@ -726,6 +726,16 @@ impl Client {
         self.outputs.push_back(Output::Rejected { id: id.to_owned(), code: code.to_owned() });
     }
 
+    /// A read mark: echoed at once in a `read` frame, the proof the room asks for that this
+    /// client reads what it is sent (a client that does not is closed with 4008).
+    pub fn handle_mark(&mut self, id: &str) {
+        // Marks are the room's hex ids; anything else is not echoed (the encoder writes ids
+        // unescaped, so only plain ones may reach it).
+        if self.socket && (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            self.outputs.push_back(Output::Send(encode("read", Some(id), &[])));
+        }
+    }
+
     pub fn handle_pong(&mut self) {
         self.timers.pong_deadline = None;
     }

@@ -1143,3 +1143,17 @@ fn a_refresh_frame_carries_the_token_as_the_adapter_encoded_it() {
     c.handle_token(Some(r#""tok\"en""#), now);
     assert_eq!(drain(&mut c), [Output::Send(r#"{"type":"refresh","token":"tok\"en"}"#.to_owned())]);
 }
+
+#[test]
+fn read_marks_are_echoed_and_only_plain_ids() {
+    let mut c = Client::new(config(), 1, false, 0);
+    drain(&mut c);
+    open(&mut c, 10, 0);
+    c.handle_mark("0a1b2c3d4e5f6071");
+    assert_eq!(drain(&mut c), [Output::Send(r#"{"type":"read","id":"0a1b2c3d4e5f6071"}"#.into())]);
+    for bad in [r#"a"b"#.to_owned(), String::new(), "f".repeat(65), "é".to_owned()] {
+        let bad = bad.as_str();
+        c.handle_mark(bad);
+        assert_eq!(drain(&mut c), [], "{bad:?}");
+    }
+}

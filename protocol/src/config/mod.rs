@@ -71,6 +71,10 @@ pub struct RoomConfig {
     pub broadcast_rate_per_sec: u64,
     /// Largest broadcast frame, in bytes (`BROADCAST_MAX_BYTES`; at most `MAX_FRAME_BYTES`).
     pub broadcast_max_bytes: usize,
+    /// Bytes the room sends to everyone (fanout) that a connection may be behind in echoing its
+    /// read marks before it is closed with 4008 (`UNREAD_MAX_BYTES`; 0 turns marks off). A mark
+    /// goes out every eighth of this.
+    pub unread_max_bytes: u64,
     /// The `WEBHOOK_*` vars and the webhook secret (docs/WEBHOOKS.md).
     pub webhook: WebhookConfig,
 }
@@ -103,6 +107,7 @@ impl Default for RoomConfig {
             presence_rate_per_sec: 10,
             broadcast_rate_per_sec: 100,
             broadcast_max_bytes: 16 * 1024,
+            unread_max_bytes: 8 * 1024 * 1024,
             webhook: WebhookConfig::default(),
         }
     }
@@ -134,7 +139,7 @@ impl RoomConfig {
 
 /// The `[vars]` a room reads, each with where its value goes (docs/PROTOCOL.md lists them).
 type Setter = fn(&mut RoomConfig, u64);
-const VARS: [(&str, Setter); 23] = [
+const VARS: [(&str, Setter); 24] = [
     ("MAX_FRAME_BYTES", |c, v| c.max_frame_bytes = to_usize(v)),
     ("HISTORY_MAX_MESSAGES", |c, v| c.history_max_messages = v),
     ("HISTORY_MAX_AGE_SECONDS", |c, v| c.history_max_age_ms = v.saturating_mul(1000)),
@@ -159,6 +164,7 @@ const VARS: [(&str, Setter); 23] = [
     ("PRESENCE_RATE_PER_SEC", |c, v| c.presence_rate_per_sec = v),
     ("BROADCAST_RATE_PER_SEC", |c, v| c.broadcast_rate_per_sec = v),
     ("BROADCAST_MAX_BYTES", |c, v| c.broadcast_max_bytes = to_usize(v)),
+    ("UNREAD_MAX_BYTES", |c, v| c.unread_max_bytes = v),
 ];
 
 /// The webhook vars (read by [`WebhookConfig::from_vars`]; `WEBHOOK_SECRET` is a secret).

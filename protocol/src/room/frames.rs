@@ -28,6 +28,11 @@ impl Room {
                     self.send_to(conn, frame::PONG.to_owned());
                 }
             }
+            ClientFrame::Read { id } => {
+                if self.pass(conn, None, Gate::Message, now, store) {
+                    self.read_frame(conn, &id, now, store);
+                }
+            }
             ClientFrame::Refresh { token } => {
                 if self.pass(conn, None, Gate::Message, now, store) {
                     self.refresh_frame(conn, &token, now);
@@ -208,7 +213,7 @@ impl Room {
     /// Answers a refused frame with an error and counts a strike; enough strikes (with the
     /// oversized frames') close the connection (4029), so a flood costs the room one cheap check
     /// per frame and then nothing.
-    fn refuse(&mut self, conn: ConnId, id: Option<&str>, code: ErrorCode, message: &str, now: u64, store: &mut impl Store) {
+    pub(super) fn refuse(&mut self, conn: ConnId, id: Option<&str>, code: ErrorCode, message: &str, now: u64, store: &mut impl Store) {
         self.send_to(conn, frame::encode_error(id, code, message));
         self.strike(conn, Strike::Forgivable, now, store);
     }

@@ -259,6 +259,7 @@ impl Room {
         for (user, event) in self.announcer.due(now, |u| presence.get(u).is_some()) {
             self.announce(event, &user, None);
         }
+        self.close_not_reading(now, store);
         while let Some(&(deadline, conn)) = self.expiries.first() {
             if deadline > now {
                 break;

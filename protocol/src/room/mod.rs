@@ -68,6 +68,7 @@ mod frames;
 mod hooks;
 mod http;
 mod lifecycle;
+mod reading;
 mod types;
 
 pub use frames::encode_stored;
@@ -109,6 +110,8 @@ struct Live {
     strikes: u32,
     /// Frames over the frame limit: strikes that accepted frames never take away.
     oversized: u32,
+    /// The last read mark this connection echoed (`reading.rs`); `None` until its first mark.
+    read_mark: Option<u64>,
 }
 
 impl Live {
@@ -123,6 +126,7 @@ impl Live {
             bytes: Bucket::new(byte_burst, config.rate_bytes_per_sec, now),
             strikes: 0,
             oversized: 0,
+            read_mark: None,
         }
     }
 }
@@ -154,6 +158,8 @@ pub struct Room {
     counters_since: u64,
     /// The webhook outbox, when webhooks apply to this room (see [`Room::attach_webhooks`]).
     hooks: Option<Outbox>,
+    /// Read marks: proof that a connection reads what it is sent (`reading.rs`).
+    marks: reading::Marks,
 }
 
 impl Room {
@@ -238,6 +244,7 @@ impl Room {
             connections_opened: 0,
             counters_since: now,
             hooks: None,
+            marks: reading::Marks::default(),
         }
     }
 
@@ -285,9 +292,14 @@ impl Room {
 
     // ---- outputs (`poll_webhook` is in hooks.rs) ----------------------------------------------
 
-    /// The next action to carry out, in order.
+    /// The next action to carry out, in order. What goes to many connections is counted here,
+    /// as it leaves, for the read marks (`reading.rs`).
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        let action = self.actions.pop_front()?;
+        if let Action::Send { to: Recipients::All { .. } | Recipients::List(_), text } = &action {
+            self.count_fanout(text.len());
+        }
+        Some(action)
     }
 
     /// When [`Room::handle_timeout`] (and [`Room::poll_webhook`]) should next run: the heartbeat
@@ -300,6 +312,8 @@ impl Room {
             self.announcer.next_due(),
             self.expiries.first().map(|(t, _)| *t),
             self.hooks.as_ref().and_then(Outbox::poll_timeout),
+            // Connections that stopped reading are closed at the next step.
+            (!self.marks.not_reading.is_empty()).then_some(0),
         ]
         .into_iter()
         .flatten()

@@ -1250,3 +1250,69 @@ fn pages_replays_and_rewinds_stop_at_the_byte_cap() {
     assert_eq!(sim.seqs(rewound), [4, 5, 6]);
     assert_eq!(sim.frames(rewound, "welcome")[0]["rewind"]["replayed"], 3);
 }
+
+/// Read marks: a connection that echoes them stays however much the room sends; one that stops
+/// reading is closed with 4008 once it is `UNREAD_MAX_BYTES` behind; nobody can echo for it.
+#[test]
+fn a_member_that_stops_reading_is_closed_and_readers_stay() {
+    let config = RoomConfig {
+        unread_max_bytes: 8 * 1024,
+        rate_messages_burst: 10_000,
+        rate_bytes_per_sec: 1 << 30,
+        broadcast_rate_per_sec: 100_000,
+        ..RoomConfig::default()
+    };
+    let mut sim = Sim::new(config);
+    sim.room.set_mark_key(b"0123456789abcdef");
+    let talker = sim.connect("t", "talker", false, None);
+    let reader = sim.connect("r", "reader", false, None);
+    let sleeper = sim.connect("s", "sleeper", false, None);
+    let data = format!("\"{}\"", "x".repeat(900));
+    let mut echoed = 0;
+    for i in 0..40 {
+        sim.text(talker, &format!(r#"{{"type":"broadcast","data":{data}}}"#));
+        // The reader echoes every mark it got; the talker too; the sleeper never.
+        for conn in [reader, talker] {
+            let marks = sim.frames(conn, "mark");
+            for mark in marks.iter().skip(if conn == reader { echoed } else { 0 }) {
+                let id = mark["id"].as_str().unwrap().to_owned();
+                sim.text(conn, &format!(r#"{{"type":"read","id":"{id}"}}"#));
+            }
+            if conn == reader {
+                echoed = marks.len();
+            } else {
+                sim.inbox.get_mut(&talker).unwrap().retain(|f| f["type"] != "mark");
+            }
+        }
+        sim.advance(1, |_| Some(u64::MAX / 4));
+        if i == 5 {
+            assert!(sim.closed_by_room.is_empty(), "nobody is closed within the limit: {:?}", sim.closed_by_room);
+        }
+    }
+    assert!(echoed >= 10, "the reader got marks ({echoed})");
+    assert_eq!(sim.closed_by_room, [(sleeper, 4008)], "only the sleeper is closed");
+    assert!(sim.frames(reader, "error").is_empty(), "the reader's echoes were all accepted");
+    // Another connection's mark is no proof for this one.
+    let other = sim.frames(reader, "mark")[0]["id"].as_str().unwrap().to_owned();
+    sim.text(talker, &format!(r#"{{"type":"read","id":"{other}"}}"#));
+    assert_eq!(sim.last(talker)["code"], "bad_frame");
+}
+
+#[test]
+fn read_marks_are_off_without_a_key_or_with_a_limit_of_0() {
+    for (key, limit) in [(false, 8 * 1024), (true, 0)] {
+        let config = RoomConfig { unread_max_bytes: limit, broadcast_rate_per_sec: 100_000, ..RoomConfig::default() };
+        let mut sim = Sim::new(config);
+        if key {
+            sim.room.set_mark_key(b"0123456789abcdef");
+        }
+        let talker = sim.connect("t", "talker", false, None);
+        let sleeper = sim.connect("s", "sleeper", false, None);
+        for _ in 0..40 {
+            sim.text(talker, &format!(r#"{{"type":"broadcast","data":"{}"}}"#, "x".repeat(900)));
+            sim.advance(30, |_| Some(u64::MAX / 4));
+        }
+        assert!(sim.frames(sleeper, "mark").is_empty());
+        assert!(sim.closed_by_room.is_empty());
+    }
+}
