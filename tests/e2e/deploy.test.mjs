@@ -67,13 +67,16 @@ test("npm run deploy:demo: the demo pages on the Worker roomcast-demo, which ser
   assertWorkerBindings(stdout);
   assert.match(output, /Read [1-9]\d* files from the assets directory \S*\/demo\n/);
   assert.match(stdout, /env\.ROOMCAST_DEV_TOKENS \("1"\)/);
+  assert.match(stdout, /env\.DEV_TOKEN_HOSTS \("\*"\)/);
 });
 
 test("the demo pages work from an origin that is not loopback, as the demo Worker serves them", async () => {
-  // /dev/token answers loopback origins and requests without an Origin header; a deployed demo's
-  // pages are on https://roomcast-demo.<subdomain>.workers.dev, and their same-origin GET carries
-  // no Origin. Here a made-up host name resolves to the local edge, treated as secure as https is.
-  const edge = await startEdge({ vars: { ROOMCAST_DEV_TOKENS: "1" } });
+  // /dev/token answers loopback origins and requests without an Origin header, sent to a loopback
+  // host or one DEV_TOKEN_HOSTS names; a deployed demo's pages are on
+  // https://roomcast-demo.<subdomain>.workers.dev, and their same-origin GET carries no Origin.
+  // Here a made-up host name resolves to the local edge, treated as secure as https is, with the
+  // demo environment's vars.
+  const edge = await startEdge({ vars: { ROOMCAST_DEV_TOKENS: "1", DEV_TOKEN_HOSTS: "*" } });
   const origin = `http://demo.example:${edge.port}`;
   const browser = await chromium.launch({
     executablePath: "/usr/bin/chromium",

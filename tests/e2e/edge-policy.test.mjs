@@ -1,11 +1,13 @@
 // The edge's policy (issue #13), end to end against the real local runtime: reserved identities,
 // token meta with raw line feeds, close reasons within a close frame, history numbers past 2^53,
-// errors=close for every refused upgrade, who may fetch a development token, the per-IP upgrade
-// limit against a forged CF-Connecting-IP, the HTTP API's caller identity, and the removal call.
+// errors=close for every refused upgrade, who may fetch a development token (by Origin and by
+// Host), the per-IP upgrade limit against a forged CF-Connecting-IP, the HTTP API's caller
+// identity, and the removal call.
 // The pure policy behind each is tested natively in protocol/src/api/.
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
 import { existsSync, readdirSync } from "node:fs";
+import { request } from "node:http";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import WebSocket from "ws";
@@ -183,6 +185,38 @@ test("the development token endpoint answers no origin, its own and loopback ori
   assert.deepEqual(JSON.parse(Buffer.from(t.split(".")[1], "base64url")).rooms, { "chat:*": ["subscribe"] });
   // nor does it mint reserved identities
   assert.equal((await fetch(`${edge.url}/dev/token?user=:api&room=x`)).status, 400);
+});
+
+/** A GET with the `Host` header of our choosing (fetch sets its own), as a rebound browser sends it. */
+function getWithHost(path, host, headers = {}) {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: "127.0.0.1", port: edge.port, path, headers: { ...headers, Host: host } }, (res) => {
+      let body = "";
+      res.on("data", (d) => (body += d));
+      res.on("end", () => resolve({ status: res.statusCode, json: JSON.parse(body), cors: res.headers["access-control-allow-origin"] }));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+test("the development token endpoint refuses a same-origin request to a host that is not loopback (DNS rebinding)", async () => {
+  // Found by the red-team report (#22): a page on rebind.attacker.example, its name pointed at
+  // 127.0.0.1, fetches /dev/token same-origin: no Origin header, and its Host names the attacker.
+  const path = "/dev/token?user=dev&room=*";
+  for (const host of [`rebind.attacker.example:${edge.port}`, "rebind.attacker.example", `127.0.0.1.attacker.example:${edge.port}`, `localhost.attacker.example:${edge.port}`]) {
+    const res = await getWithHost(path, host);
+    assert.equal(res.status, 403, host);
+    assert.equal(res.json.error.code, "forbidden", host);
+    assert.equal(res.json.token, undefined, host);
+    // a loopback Origin does not make up for the host
+    assert.equal((await getWithHost(path, host, { Origin: "http://localhost:5173" })).status, 403, host);
+  }
+  for (const host of [`127.0.0.1:${edge.port}`, `localhost:${edge.port}`, `demo.localhost:${edge.port}`, `[::1]:${edge.port}`]) {
+    const res = await getWithHost(path, host);
+    assert.equal(res.status, 200, host);
+    assert.equal(res.json.user, "dev", host);
+  }
 });
 
 test("the HTTP API acts as the token's own user; only the API key is :api, and a client's caller header is ignored", async () => {

@@ -8,10 +8,10 @@ use crate::{http, platform};
 use roomcast_protocol::api::admission::{self, offers_subprotocol, AuthConfig, Upgrade};
 use roomcast_protocol::api::call::{RoomRequest, CALL_PATH};
 use roomcast_protocol::api::client_ip::{self, Runtime};
-use roomcast_protocol::api::{dev_token, origin, query, Endpoint, Refusal, RefusalKind, Route, CONNECT_HEADER};
+use roomcast_protocol::api::{dev_token, origin, query, Endpoint, Refusal, RefusalKind, Route, CONNECT_HEADER, EDGE_VARS};
 use roomcast_protocol::config::RoomConfig;
 use roomcast_protocol::SUBPROTOCOL;
-use worker::{Env, Headers, Method, Request, RequestInit, Response, Result, Url, WebSocketPair};
+use worker::{Env, Headers, Method, Request, RequestInit, Response, Result, WebSocketPair};
 
 /// Why a request was not answered normally: the policy refused it, or the platform failed.
 enum Failure {
@@ -54,7 +54,7 @@ pub async fn handle(req: Request, env: Env) -> Result<web_sys::Response> {
     let upgrade = header(&req, "Upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
     let protocols = header(&req, "Sec-WebSocket-Protocol").unwrap_or_default();
     let outcome = match roomcast_protocol::api::route(method, url.path()) {
-        Ok(Route::DevToken) => return dev_token(&req, &env, &url, &raw_query).map(Into::into),
+        Ok(Route::DevToken) => return dev_token(&req, &env, &raw_query).map(Into::into),
         Ok(Route::Room { room, endpoint: Endpoint::Connect }) => connect(&req, &env, &room, &raw_query, &protocols, upgrade).await,
         Ok(Route::Preflight { .. }) => return preflight(&req, &env).map(Into::into),
         Ok(Route::Room { room, endpoint: Endpoint::History }) => {
@@ -135,7 +135,7 @@ async fn connect(
 /// `CF-Connecting-IP` when deployed and one shared key under `wrangler dev`, where that header
 /// can come from the client: see `roomcast_protocol::api::client_ip` for what each runtime sets.
 async fn check_upgrade_rate(req: &Request, env: &Env) -> std::result::Result<(), Refusal> {
-    let binding = env.var("UPGRADE_LIMITER").map(|v| v.to_string()).unwrap_or_else(|_| "UPGRADES_PER_IP".into());
+    let binding = var(env, "UPGRADE_LIMITER");
     if binding.is_empty() {
         return Ok(());
     }
@@ -223,15 +223,14 @@ fn preflight(req: &Request, env: &Env) -> Result<Response> {
 }
 
 /// `GET /dev/token`: only when `ROOMCAST_DEV_TOKENS` is "1" (the setup writes it into `.dev.vars`;
-/// `wrangler deploy` never uploads that file), and only for this edge's own pages, loopback
-/// origins and requests without an origin.
-fn dev_token(req: &Request, env: &Env, url: &Url, raw_query: &str) -> Result<Response> {
+/// `wrangler deploy` never uploads that file), only on a loopback `Host` (or one `DEV_TOKEN_HOSTS`
+/// names), and only for loopback origins and requests without an origin.
+fn dev_token(req: &Request, env: &Env, raw_query: &str) -> Result<Response> {
     if !dev_tokens_enabled(env) {
         return http::refused(&Refusal::not_found("no such endpoint; see docs/PROTOCOL.md"), None);
     }
-    let given = header(req, "Origin");
-    let own = url.origin().ascii_serialization();
-    let cors = match origin::check_dev_token_origin(given.as_deref(), &own) {
+    let (given, host) = (header(req, "Origin"), header(req, "Host"));
+    let cors = match origin::check_dev_token_request(given.as_deref(), host.as_deref(), &var(env, "DEV_TOKEN_HOSTS")) {
         Ok(cors) => cors,
         Err(r) => return http::refused(&r, None),
     };
@@ -250,8 +249,9 @@ fn header(req: &Request, name: &str) -> Option<String> {
     req.headers().get(name).ok().flatten()
 }
 
+/// One of the edge's vars, or its value when unset (`api::EDGE_VARS`).
 fn var(env: &Env, name: &str) -> String {
-    env.var(name).map(|v| v.to_string()).unwrap_or_default()
+    env.var(name).map(|v| v.to_string()).unwrap_or_else(|_| EDGE_VARS.iter().find(|(n, _)| *n == name).map_or("", |(_, d)| d).to_owned())
 }
 
 /// A secret, or "" when it is not set (the policy treats "" as not configured).

@@ -26,6 +26,12 @@ pub mod refusal;
 pub mod route;
 
 pub use admission::{admit, authorize_api, AuthConfig, Upgrade};
+
+/// The vars the edge reads itself (the room's are `RoomConfig`'s and the webhooks'), each with its
+/// value when unset. wrangler.toml's `[vars]` lists each with that value
+/// (`protocol/tests/wrangler_config.rs`).
+pub const EDGE_VARS: [(&str, &str); 4] =
+    [("ANONYMOUS_ROOMS", ""), ("ALLOWED_ORIGINS", ""), ("UPGRADE_LIMITER", "UPGRADES_PER_IP"), ("DEV_TOKEN_HOSTS", "")];
 pub use identity::{Caller, ConnectInfo, API_ORIGIN, CALLER_HEADER, CONNECT_HEADER, HTTP_ORIGIN};
 pub use refusal::{Refusal, RefusalKind};
 pub use route::{route, Endpoint, Method, Route};
