@@ -1,6 +1,6 @@
 // What each deploy command would upload (wrangler deploy --dry-run, no account needed):
 // `wrangler deploy` and the staging and production environments ship the Worker alone, each
-// with the room binding and the upgrade limiter; only `npm run deploy:demo` (env demo) ships the
+// with the room binding and the upgrade limiters; only `npm run deploy:demo` (env demo) ships the
 // demo pages, on a Worker of its own with the development-token switch. docs/DEPLOYING.md.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -33,10 +33,11 @@ function dryRun(args) {
   return { output, stdout: run.stdout, name };
 }
 
-/** The bindings every deployed Worker needs: the rooms and the per-IP upgrade limiter. */
+/** The bindings every deployed Worker needs: the rooms and the per-IP upgrade limiters. */
 function assertWorkerBindings(stdout) {
   assert.match(stdout, /env\.ROOMS \(RoomObject\)\s+Durable Object/);
   assert.match(stdout, /env\.UPGRADES_PER_IP \(100 requests\/10s\)\s+Rate Limit/);
+  assert.match(stdout, /env\.UNVERIFIED_UPGRADES_PER_IP \(100 requests\/10s\)\s+Rate Limit/);
 }
 
 const ASSETS = /Read \d+ files from the assets directory/;

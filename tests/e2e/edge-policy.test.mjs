@@ -305,6 +305,38 @@ test("a forged CF-Connecting-IP does not dodge the per-IP upgrade limit locally"
   }
 });
 
+// On an edge of its own with the limits on, like the test before it.
+test("upgrades without a valid token spend their own budget: they cannot lock out users with tokens on the address", async () => {
+  // Found by the red-team report (#22): a hostile page opening token-less sockets from a
+  // visitor's browser spent the address's one upgrade budget, and real users there got 429.
+  const own = await startEdge({ vars: { ANONYMOUS_ROOMS: "public:*" } });
+  try {
+    const room = roomName("budget");
+    const valid = token("alice", { [room]: ALL_RIGHTS });
+    const forged = `${valid.slice(0, -4)}AAAA`;
+    const statuses = [];
+    for (let wave = 0; wave < 10 && !statuses.includes(429); wave++) {
+      const results = await Promise.all(
+        Array.from({ length: 25 }, (_, j) =>
+          // none, a forged one, an expired one: none of them is a valid token
+          attempt(own, `/rooms/${room}/ws`, { protocols: j % 3 === 0 ? ["roomcast.v1"] : bearerFor(j % 3 === 1 ? forged : token("alice", { [room]: ALL_RIGHTS }, { ttlSeconds: -120 })) }),
+        ),
+      );
+      statuses.push(...results.map((r) => r.status));
+    }
+    assert.ok(statuses.includes(429), `no 429 in ${statuses.length} upgrades without a valid token`);
+    assert.deepEqual([...new Set(statuses)].sort(), [401, 429], "refused for the token, then for the budget");
+    // the address's users with tokens still connect, over and over, while the other budget is spent
+    for (let i = 0; i < 5; i++) {
+      assert.deepEqual(await attempt(own, `/rooms/${room}/ws`, { protocols: bearerFor(valid) }), { status: "open" }, `connection ${i}`);
+    }
+    // Anonymous rooms admit without a token: their upgrades share the spent budget (docs/SECURITY.md).
+    assert.equal((await attempt(own, "/rooms/public:lobby/ws?errors=close")).close, 4029);
+  } finally {
+    await own.stop();
+  }
+});
+
 /** Every file of the Durable Objects' local storage: a room its first event wakes creates one. */
 function storageFiles() {
   const root = join(edge.persistDir, "v3", "do");

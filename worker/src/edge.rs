@@ -7,7 +7,7 @@
 use crate::{http, platform};
 use roomcast_protocol::api::admission::{self, offers_subprotocol, AuthConfig, Upgrade};
 use roomcast_protocol::api::call::{RoomRequest, CALL_PATH};
-use roomcast_protocol::api::client_ip::{self, Runtime};
+use roomcast_protocol::api::client_ip::{self, Runtime, UpgradeBudget};
 use roomcast_protocol::api::{dev_token, origin, query, Endpoint, Refusal, RefusalKind, Route, CONNECT_HEADER, EDGE_VARS};
 use roomcast_protocol::config::RoomConfig;
 use roomcast_protocol::SUBPROTOCOL;
@@ -115,13 +115,16 @@ async fn connect(
         return Err(Refusal::new(RefusalKind::UpgradeRequired, "expected a WebSocket upgrade").into());
     }
     origin::check_socket_origin(header(req, "Origin").as_deref(), &var(env, "ALLOWED_ORIGINS"))?;
-    check_upgrade_rate(req, env).await?;
     let (secret, previous_secret) = (secret(env, "ROOMCAST_SECRET"), secret(env, "ROOMCAST_SECRET_PREVIOUS"));
     let anonymous_rooms = var(env, "ANONYMOUS_ROOMS");
     let config =
         AuthConfig { secret: &secret, previous_secret: &previous_secret, anonymous_rooms: &anonymous_rooms, ..AuthConfig::default() };
     let upgrade = Upgrade { room, query: raw_query, protocols };
-    let info = admission::admit(&upgrade, &config, platform::now_ms(), || platform::random_hex(12))?;
+    let admitted = admission::admit(&upgrade, &config, platform::now_ms(), || platform::random_hex(12));
+    // The rate check comes after the token's, so that upgrades without a valid token spend a
+    // budget of their own and cannot lock out the address's users with tokens.
+    check_upgrade_rate(req, env, UpgradeBudget::of(&admitted)).await?;
+    let info = admitted?;
     let headers = Headers::new();
     headers.set("Upgrade", "websocket")?;
     headers.set(CONNECT_HEADER, &serde_json::to_string(&info)?)?;
@@ -129,24 +132,24 @@ async fn connect(
     Ok(platform::fetch_room(&env.durable_object("ROOMS")?, room, &internal).await?)
 }
 
-/// The per-IP upgrade limit, with the rate-limiting binding named by the var `UPGRADE_LIMITER`
-/// (default `UPGRADES_PER_IP`; empty turns the limit off, as the load and reconnect-storm tests
-/// do, which connect thousands of clients from one address). Its key is the platform's
-/// `CF-Connecting-IP` when deployed and one shared key under `wrangler dev`, where that header
-/// can come from the client: see `roomcast_protocol::api::client_ip` for what each runtime sets.
-async fn check_upgrade_rate(req: &Request, env: &Env) -> std::result::Result<(), Refusal> {
-    let binding = var(env, "UPGRADE_LIMITER");
-    if binding.is_empty() {
-        return Ok(());
-    }
-    let Ok(limiter) = env.rate_limiter(&binding) else { return Ok(()) };
+/// The per-IP upgrade limits: the budget an upgrade spends (`client_ip::UpgradeBudget`) is held
+/// by the rate-limiting binding the var `UPGRADE_LIMITER` names (default `UPGRADES_PER_IP`) for
+/// upgrades admitted with a token, and `UNVERIFIED_UPGRADE_LIMITER` (default
+/// `UNVERIFIED_UPGRADES_PER_IP`) for the rest. An empty `UPGRADE_LIMITER` turns both off, as the
+/// load and reconnect-storm tests do, which connect thousands of clients from one address. The key
+/// is the platform's `CF-Connecting-IP` when deployed and one shared key under `wrangler dev`,
+/// where that header can come from the client: see `roomcast_protocol::api::client_ip`.
+async fn check_upgrade_rate(req: &Request, env: &Env, budget: UpgradeBudget) -> std::result::Result<(), Refusal> {
+    let (normal, unverified) = (var(env, "UPGRADE_LIMITER"), var(env, "UNVERIFIED_UPGRADE_LIMITER"));
+    let Some(binding) = budget.limiter(&normal, &unverified) else { return Ok(()) };
+    let Ok(limiter) = env.rate_limiter(binding) else { return Ok(()) };
     // Local development is told by configuration a client cannot reach: the dev-token switch,
     // which only the setup's .dev.vars sets and `wrangler deploy` never uploads.
     let runtime = if dev_tokens_enabled(env) { Runtime::LocalDevelopment } else { Runtime::Production };
     let ip = header(req, "CF-Connecting-IP");
     let key = client_ip::upgrade_limit_key(ip.as_deref(), runtime).to_owned();
     match limiter.limit(key).await {
-        Ok(outcome) if !outcome.success => Err(Refusal::new(RefusalKind::RateLimited, "too many connection attempts from this address")),
+        Ok(outcome) if !outcome.success => Err(budget.refusal()),
         // If the limiter itself fails, connections are let through rather than refused.
         _ => Ok(()),
     }

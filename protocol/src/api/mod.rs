@@ -5,7 +5,8 @@
 //!
 //! - [`mod@route`]: which endpoint, with method and room name checked.
 //! - [`origin`]: `ALLOWED_ORIGINS` for sockets; who may fetch a development token.
-//! - [`client_ip`]: the per-IP upgrade limit's key, and why it differs locally.
+//! - [`client_ip`]: the per-IP upgrade limits: their key, why it differs locally, and which of
+//!   the two budgets (with a valid token, or without) an upgrade spends.
 //! - [`admission`]: a WebSocket upgrade to a [`ConnectInfo`]; an HTTP API call to a [`Caller`].
 //! - [`history`], [`kick`], [`publish`], [`dev_token`]: the HTTP API's queries and bodies.
 //! - [`call`]: the API call in the one canonical form the edge builds and the room reads.
@@ -30,8 +31,13 @@ pub use admission::{admit, authorize_api, AuthConfig, Upgrade};
 /// The vars the edge reads itself (the room's are `RoomConfig`'s and the webhooks'), each with its
 /// value when unset. wrangler.toml's `[vars]` lists each with that value
 /// (`protocol/tests/wrangler_config.rs`).
-pub const EDGE_VARS: [(&str, &str); 4] =
-    [("ANONYMOUS_ROOMS", ""), ("ALLOWED_ORIGINS", ""), ("UPGRADE_LIMITER", "UPGRADES_PER_IP"), ("DEV_TOKEN_HOSTS", "")];
+pub const EDGE_VARS: [(&str, &str); 5] = [
+    ("ANONYMOUS_ROOMS", ""),
+    ("ALLOWED_ORIGINS", ""),
+    ("UPGRADE_LIMITER", "UPGRADES_PER_IP"),
+    ("UNVERIFIED_UPGRADE_LIMITER", "UNVERIFIED_UPGRADES_PER_IP"),
+    ("DEV_TOKEN_HOSTS", ""),
+];
 pub use identity::{Caller, ConnectInfo, API_ORIGIN, CALLER_HEADER, CONNECT_HEADER, HTTP_ORIGIN};
 pub use refusal::{Refusal, RefusalKind};
 pub use route::{route, Endpoint, Method, Route};
