@@ -140,6 +140,18 @@ pub fn pattern_matches(pattern: &str, room: &str) -> bool {
     }
 }
 
+/// Whether a room pattern can grant a room: `*`, a prefix of a valid room name before a final
+/// `*`, or a valid room name ([`crate::name::validate_room`]). A token may hold others (they
+/// match no room the edge routes); `/dev/token` and `roomcast/server`'s `mintToken` refuse
+/// them with `room pattern: ` and this error.
+pub fn validate_pattern(pattern: &str) -> Result<(), crate::name::NameError> {
+    match pattern.strip_suffix('*') {
+        Some("") => Ok(()),
+        Some(prefix) => crate::name::validate_room(prefix),
+        None => crate::name::validate_room(pattern),
+    }
+}
+
 /// Whether any pattern in a comma-separated list matches (for `ANONYMOUS_ROOMS`).
 pub fn any_pattern_matches(patterns: &str, room: &str) -> bool {
     patterns.split(',').map(str::trim).filter(|p| !p.is_empty()).any(|p| pattern_matches(p, room))
@@ -241,8 +253,15 @@ pub fn verify_any(token: &str, secrets: &[&[u8]], now_ms: u64) -> Result<Claims,
 /// Signs claims into a token (header `{"alg":"HS256","typ":"JWT"}`). This is what an
 /// application's backend does; `tools/token.mjs` does the same in JavaScript.
 pub fn mint(claims: &Claims, secret: &[u8]) -> Result<String, TokenError> {
+    sign(&serde_json::to_vec(claims).unwrap_or_default(), secret)
+}
+
+/// Signs a claims payload given as JSON text, as it is (header `{"alg":"HS256","typ":"JWT"}`):
+/// what another language's minting writes, for the contract tests that hold it to the edge's
+/// rules (`tests/golden/tokens.json`).
+pub fn sign(payload_json: &[u8], secret: &[u8]) -> Result<String, TokenError> {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
+    let payload = URL_SAFE_NO_PAD.encode(payload_json);
     let mut m = mac(secret)?;
     m.update(header.as_bytes());
     m.update(b".");
@@ -456,6 +475,17 @@ mod tests {
         assert!(!secrets_match_any(b"key-old", &[b"key-new", b""]), "the previous key removed");
         assert!(!secrets_match_any(b"", &[b"key-new", b""]), "an unset previous key matches nothing");
         assert!(!secrets_match_any(b"", &[]));
+    }
+
+    #[test]
+    fn patterns_that_can_grant_a_room() {
+        for p in ["*", "chat:*", "chat:lobby", "a.b-c_D9:*", &"r".repeat(128), &format!("{}*", "r".repeat(128))] {
+            assert!(validate_pattern(p).is_ok(), "{p}");
+        }
+        for p in ["", "**", "a*b", "chat:*x", "bad/room", "bad/*", "has space", &"r".repeat(129), &format!("{}*", "r".repeat(129))] {
+            assert!(validate_pattern(p).is_err(), "{p}");
+        }
+        assert_eq!(validate_pattern("").unwrap_err().to_string(), "room name must not be empty");
     }
 
     #[test]
