@@ -71,3 +71,22 @@ fn environments_set_only_vars_the_worker_reads() {
     assert_eq!(environments, ["demo", "production", "staging"]);
     assert!(!tables["vars"].contains_key("ROOMCAST_DEV_TOKENS"), "never in the top level that `wrangler deploy` ships");
 }
+
+/// The room-creation limit's binding, in every environment, holds the bound the docs and the
+/// refusal's `Retry-After` state (`api::creation::PER_WINDOW` per `WINDOW_SECS`).
+#[test]
+fn every_environment_bounds_room_creation_as_documented() {
+    use roomcast_protocol::api::creation::{LIMITER_DEFAULT, PER_WINDOW, WINDOW_SECS};
+    let expected = format!("simple = {{ limit = {PER_WINDOW}, period = {WINDOW_SECS} }}");
+    let mut found = Vec::new();
+    let lines: Vec<&str> = WRANGLER_TOML.lines().map(str::trim).collect();
+    for (i, line) in lines.iter().enumerate() {
+        if *line == format!("name = \"{LIMITER_DEFAULT}\"") {
+            let header = lines[..i].iter().rev().find(|l| l.starts_with("[[")).copied().unwrap_or_default();
+            let simple = lines[i..].iter().find(|l| l.starts_with("simple")).copied().unwrap_or_default();
+            assert_eq!(simple, expected, "{header}");
+            found.push(header);
+        }
+    }
+    assert_eq!(found, ["[[ratelimits]]", "[[env.staging.ratelimits]]", "[[env.production.ratelimits]]", "[[env.demo.ratelimits]]"]);
+}

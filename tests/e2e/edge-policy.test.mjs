@@ -6,13 +6,13 @@
 // The pure policy behind each is tested natively in protocol/src/api/.
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { request } from "node:http";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import WebSocket from "ws";
 import { devVar } from "../../tools/token.mjs";
-import { ALL_RIGHTS, api, Client, roomName, startEdge, token } from "../harness.mjs";
+import { ALL_RIGHTS, api, apiKey, Client, ROOT, roomName, startEdge, token } from "../harness.mjs";
 
 let edge;
 before(async () => {
@@ -342,11 +342,89 @@ test("upgrades without a valid token spend their own budget: they cannot lock ou
   }
 });
 
+/** wrangler.toml's bound on new rooms per user and window (the docs state it; protocol/tests/wrangler_config.rs holds them equal). */
+function creationBound() {
+  const toml = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
+  const [, limit, period] = toml.match(/name = "ROOM_CREATIONS_PER_USER"\n[^\n]*\nsimple = \{ limit = (\d+), period = (\d+) \}/);
+  return { limit: Number(limit), period: Number(period) };
+}
+
+test("one token creates at most ROOM_CREATIONS_PER_USER new rooms a window; existing rooms and the backend are not limited", async () => {
+  // Found by the red-team report (#22): a prefix-pattern token created 40-110 rooms/s over HTTP
+  // publish, each keeping its storage and sending its own webhooks.
+  const { limit, period } = creationBound();
+  const prefix = roomName("made");
+  const t = token(`maker-${process.pid}`, { [`${prefix}:*`]: ALL_RIGHTS });
+  const publish = (room, key = t) => api(edge, "POST", `/rooms/${room}/messages`, { data: room }, { key });
+  const created = [];
+  let refused;
+  let made; // the storage files the last room created brought
+  // Until the first refusal: a window may turn over once during the loop, so up to twice the bound.
+  for (let i = 0; i < 3 * limit && !refused; i++) {
+    const room = `${prefix}:${i}`;
+    const before = storageFilesAll();
+    const res = await publish(room);
+    const fresh = storageFilesAll().filter((f) => !before.includes(f));
+    if (res.status === 429) refused = { room, res, fresh };
+    else {
+      assert.equal(res.status, 200, `${room}: ${res.text}`);
+      created.push(room);
+      made = fresh;
+    }
+  }
+  assert.ok(refused, `${created.length} new rooms and no 429`);
+  assert.ok(created.length >= limit && created.length <= 2 * limit, `${created.length} new rooms before the first 429`);
+  assert.equal(refused.res.json.error.code, "rate_limited");
+  assert.equal(refused.res.headers.get("retry-after"), String(period));
+  // The refused room kept no state of its own: none of the room's tables is in its object's
+  // storage (the local runtime opens a database for every object it starts, with its own table
+  // in it), while the room made just before holds them.
+  assert.ok(holdsRoomTables(made), `the check can fail: ${made}`);
+  assert.ok(!holdsRoomTables(refused.fresh), `the refused room stored its tables: ${refused.fresh}`);
+  // a connection that would create a room is refused too, before any welcome (4029, retryable)
+  const socket = await attempt(edge, `/rooms/${prefix}:by-socket/ws`, { protocols: bearerFor(t) });
+  assert.equal(socket.close, 4029, JSON.stringify(socket));
+  // the rooms it made are not limited: publishes, history and connections go on
+  for (const room of created.slice(0, 3)) {
+    assert.equal((await publish(room)).status, 200, room);
+    assert.equal((await api(edge, "GET", `/rooms/${room}/history`, undefined, { key: t })).status, 200, room);
+  }
+  assert.deepEqual(await attempt(edge, `/rooms/${created[0]}/ws`, { protocols: bearerFor(t) }), { status: "open" });
+  // another user is not limited by this one's window
+  const other = token(`other-${process.pid}`, { [`${prefix}:*`]: ALL_RIGHTS });
+  assert.equal((await publish(`${prefix}:by-other`, other)).status, 200);
+  // the refused rooms stored nothing: the backend (not limited) finds them new and empty
+  for (const room of [refused.room, `${prefix}:by-socket`]) {
+    const stats = await api(edge, "GET", `/rooms/${room}/stats`);
+    assert.equal(stats.status, 200, room);
+    assert.deepEqual([stats.json.seq, stats.json.connectionsOpened], [0, 0], room);
+  }
+  for (let i = 0; i < limit + 1; i++) {
+    assert.equal((await publish(`${prefix}:by-backend-${i}`, apiKey())).status, 200, "the API key is not limited");
+  }
+});
+
+/** Whether any of these storage files (a database, its write-ahead log) holds the room's schema. */
+function holdsRoomTables(files) {
+  const root = join(edge.persistDir, "v3", "do");
+  return files.some((f) => existsSync(join(root, f)) && readFileSync(join(root, f)).includes("CREATE TABLE meta "));
+}
+
 /** Every file of the Durable Objects' local storage: a room its first event wakes creates one. */
 function storageFiles() {
   const root = join(edge.persistDir, "v3", "do");
   if (!existsSync(root)) return [];
   return readdirSync(root, { recursive: true }).map(String).filter((f) => f.endsWith(".sqlite")).sort();
+}
+
+/** storageFiles() with each database's write-ahead log and shared memory. */
+function storageFilesAll() {
+  const root = join(edge.persistDir, "v3", "do");
+  if (!existsSync(root)) return [];
+  return readdirSync(root, { recursive: true })
+    .map(String)
+    .filter((f) => f.includes(".sqlite"))
+    .sort();
 }
 
 test("every 400 and 413 of the HTTP API is answered at the edge, without waking the room", async () => {

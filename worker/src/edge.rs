@@ -8,10 +8,10 @@ use crate::{http, platform};
 use roomcast_protocol::api::admission::{self, offers_subprotocol, AuthConfig, Upgrade};
 use roomcast_protocol::api::call::{RoomRequest, CALL_PATH};
 use roomcast_protocol::api::client_ip::{self, Runtime, UpgradeBudget};
+use roomcast_protocol::api::creation;
 use roomcast_protocol::api::{dev_token, origin, query, Endpoint, Refusal, RefusalKind, Route, CONNECT_HEADER, EDGE_VARS};
 use roomcast_protocol::config::RoomConfig;
-use roomcast_protocol::SUBPROTOCOL;
-use worker::{Env, Headers, Method, Request, RequestInit, Response, Result, WebSocketPair};
+use worker::{Env, Headers, Method, Request, RequestInit, Response, Result};
 
 /// Why a request was not answered normally: the policy refused it, or the platform failed.
 enum Failure {
@@ -94,7 +94,7 @@ pub async fn handle(req: Request, env: Env) -> Result<web_sys::Response> {
         // refused upgrade's status or body) gets its close code, whatever refused it: the route
         // and the room name included.
         Err(Failure::Refused(r)) if upgrade && query::errors_as_close(&raw_query) => {
-            refuse_as_close(&r, offers_subprotocol(&protocols)).map(Into::into)
+            http::refused_socket(&r, offers_subprotocol(&protocols)).map(Into::into)
         }
         Err(Failure::Refused(r)) => http::refused(&r, None).map(Into::into),
     }
@@ -123,8 +123,11 @@ async fn connect(
     let admitted = admission::admit(&upgrade, &config, platform::now_ms(), || platform::random_hex(12));
     // The rate check comes after the token's, so that upgrades without a valid token spend a
     // budget of their own and cannot lock out the address's users with tokens.
-    check_upgrade_rate(req, env, UpgradeBudget::of(&admitted)).await?;
-    let info = admitted?;
+    let address = address_key(req, env);
+    check_upgrade_rate(env, &address, UpgradeBudget::of(&admitted)).await?;
+    let mut info = admitted?;
+    // An anonymous connection's new rooms are counted by its address (api::creation).
+    creation::record_address(&mut info, &address);
     let headers = Headers::new();
     headers.set("Upgrade", "websocket")?;
     headers.set(CONNECT_HEADER, &serde_json::to_string(&info)?)?;
@@ -139,35 +142,23 @@ async fn connect(
 /// load and reconnect-storm tests do, which connect thousands of clients from one address. The key
 /// is the platform's `CF-Connecting-IP` when deployed and one shared key under `wrangler dev`,
 /// where that header can come from the client: see `roomcast_protocol::api::client_ip`.
-async fn check_upgrade_rate(req: &Request, env: &Env, budget: UpgradeBudget) -> std::result::Result<(), Refusal> {
+async fn check_upgrade_rate(env: &Env, address: &str, budget: UpgradeBudget) -> std::result::Result<(), Refusal> {
     let (normal, unverified) = (var(env, "UPGRADE_LIMITER"), var(env, "UNVERIFIED_UPGRADE_LIMITER"));
     let Some(binding) = budget.limiter(&normal, &unverified) else { return Ok(()) };
     let Ok(limiter) = env.rate_limiter(binding) else { return Ok(()) };
-    // Local development is told by configuration a client cannot reach: the dev-token switch,
-    // which only the setup's .dev.vars sets and `wrangler deploy` never uploads.
-    let runtime = if dev_tokens_enabled(env) { Runtime::LocalDevelopment } else { Runtime::Production };
-    let ip = header(req, "CF-Connecting-IP");
-    let key = client_ip::upgrade_limit_key(ip.as_deref(), runtime).to_owned();
-    match limiter.limit(key).await {
+    match limiter.limit(address.to_owned()).await {
         Ok(outcome) if !outcome.success => Err(budget.refusal()),
         // If the limiter itself fails, connections are let through rather than refused.
         _ => Ok(()),
     }
 }
 
-/// An accepted WebSocket closed at once with the refusal's close code and its reason, cut to the
-/// 123 bytes a close frame can carry.
-fn refuse_as_close(r: &Refusal, subprotocol: bool) -> Result<Response> {
-    let pair = WebSocketPair::new()?;
-    pair.server.accept()?;
-    pair.server.close(Some(r.close_code()), Some(r.close_reason()))?;
-    let response = Response::from_websocket(pair.client)?;
-    if subprotocol {
-        let headers = Headers::new();
-        headers.set("Sec-WebSocket-Protocol", SUBPROTOCOL)?;
-        return Ok(response.with_headers(headers));
-    }
-    Ok(response)
+/// The client's address as the per-IP limits key it (`client_ip::upgrade_limit_key`). Local
+/// development is told by configuration a client cannot reach: the dev-token switch, which only
+/// the setup's .dev.vars sets and `wrangler deploy` never uploads.
+fn address_key(req: &Request, env: &Env) -> String {
+    let runtime = if dev_tokens_enabled(env) { Runtime::LocalDevelopment } else { Runtime::Production };
+    client_ip::upgrade_limit_key(header(req, "CF-Connecting-IP").as_deref(), runtime).to_owned()
 }
 
 /// The HTTP API: authorize the caller, parse and check the query or body (`api::call`), and
