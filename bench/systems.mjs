@@ -22,8 +22,10 @@ const ROOMCAST_VARS = {
   RATE_BYTES_PER_SEC: 1_000_000_000,
   HEARTBEAT_TIMEOUT_MS: 3_600_000,
   MAX_CONNECTIONS: 10_000,
-  // Every member holds the same token (one user), so the per-user connection cap is lifted too.
+  // Every member holds the same token (one user), so the per-user connection cap is lifted too,
+  // and the bound on the new rooms one user creates (100 rooms in the widest scenario).
   MAX_CONNECTIONS_PER_USER: 10_000,
+  ROOM_CREATION_LIMITER: "",
   // The ephemeral path's own per-connection rate and frame limit (AE), lifted the same way.
   BROADCAST_RATE_PER_SEC: 1_000_000,
   BROADCAST_MAX_BYTES: 65_536,

@@ -9,6 +9,11 @@
 //! (optional), `rooms` (patterns to rights), `meta` (optional presence metadata, a JSON object
 //! of at most [`META_MAX`] bytes). Times get a leeway of [`LEEWAY_SECS`] for clock skew.
 //!
+//! Expiry is one boundary, in milliseconds, for everyone who checks it: [`expiry_deadline`]
+//! (`exp` plus the leeway) and [`is_expired`] (at or past it). The edge's verification, the room's
+//! start of a connection, its sweep and its `refresh` all use them, so nothing the edge admits is
+//! already past the instant the room closes it.
+//!
 //! Rotation: [`verify_any`] accepts a token signed with any of the configured keys (the current
 //! secret and, while a rotation is under way, the previous one), and [`secrets_match_any`] an API
 //! key equal to any of the configured ones. An empty key in either list is "not set" and
@@ -119,12 +124,34 @@ impl Claims {
     }
 }
 
+/// The instant (ms since the epoch) from which a token that expires at `exp_ms` (its `exp` in
+/// ms, [`Claims::expires_ms`]) is expired: `exp` plus [`LEEWAY_SECS`]. The one boundary the edge
+/// and the room share.
+pub fn expiry_deadline(exp_ms: u64) -> u64 {
+    exp_ms.saturating_add(LEEWAY_SECS * 1000)
+}
+
+/// Whether a token that expires at `exp_ms` is expired at `now_ms`: at or past
+/// [`expiry_deadline`], to the millisecond. Nothing is admitted, started or kept from then on.
+pub fn is_expired(exp_ms: u64, now_ms: u64) -> bool {
+    now_ms >= expiry_deadline(exp_ms)
+}
+
 /// Whether a room pattern matches a room name: exact, or a prefix before a final `*`.
 pub fn pattern_matches(pattern: &str, room: &str) -> bool {
     match pattern.strip_suffix('*') {
         Some(prefix) => room.starts_with(prefix),
         None => pattern == room,
     }
+}
+
+/// Whether a room pattern can grant a room: `*`, a prefix of a valid room name before a final
+/// `*`, or a valid room name ([`crate::name::validate_room`]). A token may hold others (they
+/// match no room the edge routes); `/dev/token` and `roomcast/server`'s `mintToken` refuse
+/// them with `room pattern: ` and this error.
+pub fn validate_pattern(pattern: &str) -> Result<(), crate::name::NameError> {
+    // The name rules own it: a user-limited room's prefix may stop at its `~` or a comma.
+    crate::name::validate_pattern(pattern)
 }
 
 /// Whether any pattern in a comma-separated list matches (for `ANONYMOUS_ROOMS`).
@@ -214,10 +241,10 @@ pub fn verify_any(token: &str, secrets: &[&[u8]], now_ms: u64) -> Result<Claims,
             return Err(TokenError::BadClaims(format!("meta must be a JSON object of at most {META_MAX} bytes")));
         }
     }
-    let now = now_ms / 1000;
-    if now > claims.exp.saturating_add(LEEWAY_SECS) {
+    if is_expired(claims.expires_ms(), now_ms) {
         return Err(TokenError::Expired);
     }
+    let now = now_ms / 1000;
     let earliest = claims.nbf.into_iter().chain(claims.iat).max();
     if earliest.is_some_and(|t| t > now.saturating_add(LEEWAY_SECS)) {
         return Err(TokenError::NotYetValid);
@@ -228,8 +255,15 @@ pub fn verify_any(token: &str, secrets: &[&[u8]], now_ms: u64) -> Result<Claims,
 /// Signs claims into a token (header `{"alg":"HS256","typ":"JWT"}`). This is what an
 /// application's backend does; `tools/token.mjs` does the same in JavaScript.
 pub fn mint(claims: &Claims, secret: &[u8]) -> Result<String, TokenError> {
+    sign(&serde_json::to_vec(claims).unwrap_or_default(), secret)
+}
+
+/// Signs a claims payload given as JSON text, as it is (header `{"alg":"HS256","typ":"JWT"}`):
+/// what another language's minting writes, for the contract tests that hold it to the edge's
+/// rules (`tests/golden/tokens.json`).
+pub fn sign(payload_json: &[u8], secret: &[u8]) -> Result<String, TokenError> {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
+    let payload = URL_SAFE_NO_PAD.encode(payload_json);
     let mut m = mac(secret)?;
     m.update(header.as_bytes());
     m.update(b".");
@@ -358,9 +392,31 @@ mod tests {
             verify(&mint(&c, SECRET).unwrap(), SECRET, NOW_MS)
         };
         assert_eq!(at(now - LEEWAY_SECS - 1, None).unwrap_err(), TokenError::Expired);
-        assert!(at(now - LEEWAY_SECS, None).is_ok(), "within the leeway");
+        // NOW_MS is a whole second: exp + leeway == now is the boundary itself (expiry_boundary_to_the_ms)
+        assert_eq!(at(now - LEEWAY_SECS, None).unwrap_err(), TokenError::Expired, "at the boundary");
+        assert!(at(now - LEEWAY_SECS + 1, None).is_ok(), "within the leeway");
         assert_eq!(at(now + 60, Some(now + LEEWAY_SECS + 1)).unwrap_err(), TokenError::NotYetValid);
         assert!(at(now + 60, Some(now + LEEWAY_SECS)).is_ok());
+    }
+
+    /// Found by the red-team report (#22): `exp` is in seconds and the clock in ms, and the edge
+    /// compared whole seconds, so a token up to a second past `exp` + leeway still verified while
+    /// the room's deadline had passed. The boundary is now one instant, to the millisecond.
+    #[test]
+    fn expiry_boundary_to_the_ms() {
+        let exp = NOW_MS / 1000 + 7;
+        let deadline = (exp + LEEWAY_SECS) * 1000;
+        assert_eq!(expiry_deadline(exp * 1000), deadline);
+        let t = mint(&Claims { exp, ..claims() }, SECRET).unwrap();
+        for now in [deadline - 1000, deadline - 1] {
+            assert!(!is_expired(exp * 1000, now));
+            assert!(verify(&t, SECRET, now).is_ok(), "{now}");
+        }
+        for now in [deadline, deadline + 1, deadline + 999, deadline + 1000] {
+            assert!(is_expired(exp * 1000, now));
+            assert_eq!(verify(&t, SECRET, now).unwrap_err(), TokenError::Expired, "{} ms past the deadline", now - deadline);
+        }
+        assert!(!is_expired(u64::MAX, u64::MAX - 1), "saturates instead of wrapping");
     }
 
     #[test]
@@ -437,6 +493,17 @@ mod tests {
     }
 
     #[test]
+    fn patterns_that_can_grant_a_room() {
+        for p in ["*", "chat:*", "chat:lobby", "a.b-c_D9:*", &"r".repeat(128), &format!("{}*", "r".repeat(128))] {
+            assert!(validate_pattern(p).is_ok(), "{p}");
+        }
+        for p in ["", "**", "a*b", "chat:*x", "bad/room", "bad/*", "has space", &"r".repeat(129), &format!("{}*", "r".repeat(129))] {
+            assert!(validate_pattern(p).is_err(), "{p}");
+        }
+        assert_eq!(validate_pattern("").unwrap_err().to_string(), "room name must not be empty");
+    }
+
+    #[test]
     fn anonymous_patterns() {
         assert!(any_pattern_matches("demo:*, public", "demo:lobby"));
         assert!(any_pattern_matches("demo:*, public", "public"));
@@ -483,6 +550,15 @@ mod tests {
                 .all(|(a, b)| URL_SAFE_NO_PAD.decode(a).ok() == URL_SAFE_NO_PAD.decode(b).ok());
             prop_assume!(!same_bytes);
             prop_assert!(verify(&changed, SECRET, NOW_MS).is_err());
+        }
+
+        /// Verification refuses a token exactly when [`is_expired`] says so, at any ms.
+        #[test]
+        fn verification_expires_with_is_expired(offset in 0u64..200_000, exp_delta in 0u64..120) {
+            let exp = NOW_MS / 1000 + exp_delta;
+            let now = NOW_MS + offset;
+            let t = mint(&Claims { exp, iat: None, ..claims() }, SECRET).unwrap();
+            prop_assert_eq!(verify(&t, SECRET, now).err() == Some(TokenError::Expired), is_expired(exp * 1000, now));
         }
 
         /// Patterns: a prefix pattern matches exactly the names that start with its prefix.

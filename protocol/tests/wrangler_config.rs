@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 
 const WRANGLER_TOML: &str = include_str!("../../wrangler.toml");
 
-/// The edge's own vars and their defaults when unset (`worker/src/edge.rs`: `var()` reads a
-/// missing var as "", `UPGRADE_LIMITER` falls back to "UPGRADES_PER_IP").
-const EDGE_VARS: [(&str, &str); 3] = [("ANONYMOUS_ROOMS", ""), ("ALLOWED_ORIGINS", ""), ("UPGRADE_LIMITER", "UPGRADES_PER_IP")];
+/// The edge's own vars and their defaults when unset (`worker/src/edge.rs` reads each with
+/// `edge_var`, which falls back to these).
+use roomcast_protocol::api::EDGE_VARS;
 
 /// The `KEY = "value"` lines of every table, by table header (`vars`, `env.production.vars`, …).
 /// wrangler.toml's vars are all single-line strings; anything else in a vars table fails the test.
@@ -65,7 +65,28 @@ fn environments_set_only_vars_the_worker_reads() {
         }
         // the development-token endpoint exists only on the demo's own Worker
         assert_eq!(vars.contains_key("ROOMCAST_DEV_TOKENS"), env == "demo", "[{header}] ROOMCAST_DEV_TOKENS");
+        // and only there on any host (its pages are on its public one, not on loopback)
+        assert_eq!(vars.get("DEV_TOKEN_HOSTS").map(String::as_str), (env == "demo").then_some("*"), "[{header}] DEV_TOKEN_HOSTS");
     }
     assert_eq!(environments, ["demo", "production", "staging"]);
     assert!(!tables["vars"].contains_key("ROOMCAST_DEV_TOKENS"), "never in the top level that `wrangler deploy` ships");
+}
+
+/// The room-creation limit's binding, in every environment, holds the bound the docs and the
+/// refusal's `Retry-After` state (`api::creation::PER_WINDOW` per `WINDOW_SECS`).
+#[test]
+fn every_environment_bounds_room_creation_as_documented() {
+    use roomcast_protocol::api::creation::{LIMITER_DEFAULT, PER_WINDOW, WINDOW_SECS};
+    let expected = format!("simple = {{ limit = {PER_WINDOW}, period = {WINDOW_SECS} }}");
+    let mut found = Vec::new();
+    let lines: Vec<&str> = WRANGLER_TOML.lines().map(str::trim).collect();
+    for (i, line) in lines.iter().enumerate() {
+        if *line == format!("name = \"{LIMITER_DEFAULT}\"") {
+            let header = lines[..i].iter().rev().find(|l| l.starts_with("[[")).copied().unwrap_or_default();
+            let simple = lines[i..].iter().find(|l| l.starts_with("simple")).copied().unwrap_or_default();
+            assert_eq!(simple, expected, "{header}");
+            found.push(header);
+        }
+    }
+    assert_eq!(found, ["[[ratelimits]]", "[[env.staging.ratelimits]]", "[[env.production.ratelimits]]", "[[env.demo.ratelimits]]"]);
 }

@@ -30,9 +30,13 @@ export interface MintTokenOptions {
 
 /**
  * Mints an HS256 token (a JWT) for `user`, as docs/PROTOCOL.md ("Tokens") describes: the same
- * arguments, checks and output as `tools/token.mjs`, asynchronous because it uses WebCrypto.
- * Rejects with a TypeError for a missing secret, an invalid or reserved user, an unknown right,
- * a ttl that is not a whole number above 0, or meta that is not an object of at most 1,024 bytes.
+ * arguments and output as `tools/token.mjs`, asynchronous because it uses WebCrypto. It refuses
+ * what the edge would refuse, with the edge's text after "mintToken: " (the table both are held
+ * to: tests/golden/tokens.json): a user id that is empty, over 64 bytes, outside
+ * `A-Z a-z 0-9 _ - . : @` or reserved; meta whose JSON (after `toJSON`) is not an object of at
+ * most 1,024 bytes; an unknown right; a room pattern that cannot name a room; a token over 4,096
+ * bytes. Also a missing secret, a ttl that is not a whole number above 0, or a bad `now`. Each is
+ * a rejection with a TypeError. `rooms` and `meta` are serialized once: what is checked is signed.
  */
 export declare function mintToken(options: MintTokenOptions): Promise<string>;
 

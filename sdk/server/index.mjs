@@ -8,7 +8,6 @@
 // Types and documentation of every option: index.d.ts next to this file.
 
 const RIGHTS = new Set(["subscribe", "publish", "presence"]);
-const USER = /^[A-Za-z0-9_.:@-]{1,64}$/;
 // A user-limited room (`dm~alice,bob`) lists user ids after a `~`; the server checks their order.
 const ROOM_NAME = /^(?=.{1,128}$)[A-Za-z0-9_.:-]+(~[A-Za-z0-9_.:@-]{1,64}(,[A-Za-z0-9_.:@-]{1,64})*)?$/;
 const META_MAX_BYTES = 1024;
@@ -97,39 +96,127 @@ async function hmac(key, bytes) {
 
 // --- tokens --------------------------------------------------------------------------------------
 
+// What the edge refuses in a token, with the edge's own text (protocol/src/token.rs, name.rs):
+// tests/golden/tokens.json holds both to one table (sdk/test/server.test.mjs,
+// protocol/tests/token_contract.rs), so they cannot drift.
+const MAX_TOKEN_BYTES = 4096;
+const USER_MAX_BYTES = 64;
+const ROOM_NAME_MAX_BYTES = 128;
+const CLAIMS = "token claims are invalid: ";
+// serde's words for them, as the edge refuses an unknown right
+const KNOWN_RIGHTS = "`subscribe`, `publish`, `presence`";
+// base64url of {"alg":"HS256","typ":"JWT"}, and of an HMAC-SHA256
+const HEADER_B64_LENGTH = 36;
+const SIGNATURE_B64_LENGTH = 43;
+
+/** name.rs's check: empty, then too long (in bytes), then a character outside the set. */
+function nameError(value, what, maxBytes, pattern, allowed) {
+  if (value === "") return `${what} must not be empty`;
+  if (encoder.encode(value).length > maxBytes) return `${what} is longer than ${maxBytes} bytes`;
+  if (!pattern.test(value)) return `${what} may only contain ${allowed}`;
+  return undefined;
+}
+
+const userError = (user) => nameError(user, "user id", USER_MAX_BYTES, /^[A-Za-z0-9_.:@-]+$/, "A-Z a-z 0-9 _ - . : @");
+
+const ROOM_BASE = /^[A-Za-z0-9_.:-]+$/;
+const ROOM_ALLOWED = "A-Z a-z 0-9 _ - . : (and one ~ before a user list)";
+const LIMITED_ORDER = "a user-limited room lists its users once each, in ascending byte order (dm~alice,bob)";
+const LIMITED_RESERVED = "a user-limited room lists only token users (not :… or anon:…)";
+/** Whether `a` sorts before `b` by their UTF-8 bytes, as Rust compares strings. */
+function utf8Less(a, b) {
+  const [x, y] = [encoder.encode(a), encoder.encode(b)];
+  for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i] < y[i];
+  return x.length < y.length;
+}
+
+/** name.rs's validate_room: a room name, or `<name>~<user>,<user>…` (users in byte order). */
+function roomError(room) {
+  if (encoder.encode(room).length > ROOM_NAME_MAX_BYTES) return `room name is longer than ${ROOM_NAME_MAX_BYTES} bytes`;
+  const at = room.indexOf("~");
+  if (at < 0) return nameError(room, "room name", ROOM_NAME_MAX_BYTES, ROOM_BASE, ROOM_ALLOWED);
+  const base = nameError(room.slice(0, at), "room name", ROOM_NAME_MAX_BYTES, ROOM_BASE, ROOM_ALLOWED);
+  if (base) return base;
+  let previous;
+  for (const user of room.slice(at + 1).split(",")) {
+    const bad = userError(user);
+    if (bad) return bad;
+    if (user.startsWith(":") || user.startsWith("anon:")) return LIMITED_RESERVED;
+    if (previous !== undefined && !utf8Less(previous, user)) return LIMITED_ORDER;
+    previous = user;
+  }
+  return undefined;
+}
+
+/** name.rs's validate_pattern: `*`, a room name, or its prefix before a final `*` (which may stop
+ * at a user-limited room's `~` or a comma). */
+function patternError(pattern) {
+  if (pattern === "*") return undefined;
+  if (!pattern.endsWith("*")) return roomError(pattern);
+  const prefix = pattern.slice(0, -1);
+  if (prefix.endsWith("~") || prefix.endsWith(",")) {
+    const base = prefix.slice(0, -1);
+    return roomError(base) && nameError(base, "room name", ROOM_NAME_MAX_BYTES, ROOM_BASE, ROOM_ALLOWED);
+  }
+  return roomError(prefix);
+}
+
+/** The base64url length of `n` bytes, unpadded. */
+const base64UrlLength = (n) => Math.ceil((n * 4) / 3);
+
 /**
  * An HS256 token for `user`, signed with `secret` (ROOMCAST_SECRET's UTF-8 bytes). The same
- * arguments, checks and output as tools/token.mjs's mintToken, asynchronous (WebCrypto).
+ * arguments and output as tools/token.mjs's mintToken, asynchronous (WebCrypto); it refuses
+ * what the edge would refuse, with the edge's text. `rooms` and `meta` are serialized once
+ * (their `toJSON` included) and what was checked is what is signed.
  */
 export async function mintToken({ secret, user, rooms, ttlSeconds = 3600, meta, now = Date.now() } = {}) {
-  if (typeof secret !== "string" || secret === "") throw new TypeError("mintToken: secret is required");
-  if (typeof user !== "string" || !USER.test(user)) throw new TypeError("mintToken: user must be 1-64 of A-Z a-z 0-9 _ - . : @");
-  if (user.startsWith(":") || user.startsWith("anon:")) {
-    throw new TypeError(`mintToken: user ${user} is reserved (ids starting with ":" or "anon:" are the server's)`);
-  }
-  if (rooms !== undefined && (rooms === null || typeof rooms !== "object" || Array.isArray(rooms))) {
-    throw new TypeError("mintToken: rooms must be an object of room patterns to arrays of rights");
-  }
-  for (const [pattern, rights] of Object.entries(rooms ?? {})) {
-    if (!Array.isArray(rights)) throw new TypeError(`mintToken: the rights for ${pattern} must be an array`);
-    for (const r of rights) if (!RIGHTS.has(r)) throw new TypeError(`mintToken: unknown right ${r} for ${pattern}`);
-  }
-  if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds <= 0)
-    throw new TypeError("mintToken: ttlSeconds must be a whole number of seconds above 0");
-  if (!Number.isFinite(now)) throw new TypeError("mintToken: now must be a time in ms since the epoch");
-  if (meta !== undefined) {
-    if (meta === null || typeof meta !== "object" || Array.isArray(meta)) throw new TypeError("mintToken: meta must be an object");
-    if (encoder.encode(JSON.stringify(meta)).length > META_MAX_BYTES)
-      throw new TypeError(`mintToken: meta is over ${META_MAX_BYTES} bytes of JSON`);
-  }
+  const refuse = (message) => {
+    throw new TypeError(`mintToken: ${message}`);
+  };
+  if (typeof secret !== "string" || secret === "") refuse("secret is required");
+  if (typeof user !== "string") refuse("user must be a string: 1-64 bytes of A-Z a-z 0-9 _ - . : @");
+  if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds <= 0) refuse("ttlSeconds must be a whole number of seconds above 0");
+  if (!Number.isFinite(now) || now < 0) refuse("now must be a time in ms since the epoch");
+  const badMeta = `${CLAIMS}meta must be a JSON object of at most ${META_MAX_BYTES} bytes`;
+  if (meta !== undefined && (meta === null || typeof meta !== "object")) refuse(badMeta);
+  const roomsJson = rooms === undefined ? undefined : JSON.stringify(rooms);
+  const metaJson = meta === undefined ? undefined : JSON.stringify(meta);
   const iat = Math.floor(now / 1000);
-  const claims = { sub: user, exp: iat + ttlSeconds, iat, rooms };
-  if (meta !== undefined) claims.meta = meta;
+  let payload = `{"sub":${JSON.stringify(user)},"exp":${iat + ttlSeconds},"iat":${iat}`;
+  if (roomsJson !== undefined) payload += `,"rooms":${roomsJson}`;
+  if (metaJson !== undefined) payload += `,"meta":${metaJson}`;
+  payload += "}";
+  const body = encoder.encode(payload);
+  // In the edge's order: the token's length, its claims' shapes and rights, sub, meta; then
+  // the patterns, which the edge's routing and /dev/token hold to the room name rules.
+  if (HEADER_B64_LENGTH + 1 + base64UrlLength(body.length) + 1 + SIGNATURE_B64_LENGTH > MAX_TOKEN_BYTES) {
+    refuse(`token is longer than ${MAX_TOKEN_BYTES} bytes`);
+  }
+  const granted = rooms === undefined ? {} : roomsJson === undefined ? null : JSON.parse(roomsJson);
+  if (granted === null || typeof granted !== "object" || Array.isArray(granted)) {
+    refuse(`${CLAIMS}rooms must be an object of room patterns to arrays of rights`);
+  }
+  for (const [pattern, rights] of Object.entries(granted)) {
+    if (!Array.isArray(rights)) refuse(`${CLAIMS}the rights for ${pattern} must be an array`);
+    for (const r of rights) {
+      if (!RIGHTS.has(r)) refuse(`${CLAIMS}unknown variant \`${r}\`, expected one of ${KNOWN_RIGHTS} (in the rights for ${pattern})`);
+    }
+  }
+  const badUser = userError(user);
+  if (badUser) refuse(`${CLAIMS}sub: ${badUser}`);
+  if (user.startsWith(":") || user.startsWith("anon:")) refuse(`${CLAIMS}sub: reserved (starts with ':' or 'anon:')`);
+  if (meta !== undefined && (metaJson === undefined || !metaJson.startsWith("{") || encoder.encode(metaJson).length > META_MAX_BYTES)) {
+    refuse(badMeta);
+  }
+  for (const pattern of Object.keys(granted)) {
+    const bad = patternError(pattern);
+    if (bad) refuse(`room pattern: ${bad} (${JSON.stringify(pattern)})`);
+  }
   const head = toBase64Url(encoder.encode(JSON.stringify({ alg: "HS256", typ: "JWT" })));
-  const body = toBase64Url(encoder.encode(JSON.stringify(claims)));
   const key = cachedKey(`token:${secret}`, encoder.encode(secret));
-  const sig = await hmac(key, encoder.encode(`${head}.${body}`));
-  return `${head}.${body}.${toBase64Url(sig)}`;
+  const sig = await hmac(key, encoder.encode(`${head}.${toBase64Url(body)}`));
+  return `${head}.${toBase64Url(body)}.${toBase64Url(sig)}`;
 }
 
 // --- the HTTP API --------------------------------------------------------------------------------

@@ -75,36 +75,44 @@ describe("mintToken", () => {
     assert.deepEqual(body, { sub: "alice", exp: 100, iat: 10, rooms: { r: ["subscribe"] } });
   });
 
-  test("refuses what tools/token.mjs refuses, with its messages, as a rejection", async () => {
+  test("refuses what tools/token.mjs refuses, as a rejection with the edge's text", async () => {
+    const CLAIMS = "mintToken: token claims are invalid: ";
     const bad = [
-      [{ user: "alice", rooms: {} }, /secret is required/],
-      [{ secret: "s", user: "", rooms: {} }, /user must be 1-64/],
-      [{ secret: "s", user: "a b", rooms: {} }, /user must be 1-64/],
-      [{ secret: "s", user: "x".repeat(65), rooms: {} }, /user must be 1-64/],
-      [{ secret: "s", user: ":api", rooms: {} }, /reserved/],
-      [{ secret: "s", user: "anon:bob", rooms: {} }, /reserved/],
-      [{ secret: "s", user: "alice", rooms: { r: ["write"] } }, /unknown right write for r/],
+      [{ user: "alice", rooms: {} }, /secret is required/, /^mintToken: secret is required$/],
+      [{ secret: "s", user: "", rooms: {} }, /user must be 1-64/, `${CLAIMS}sub: user id must not be empty`],
+      [{ secret: "s", user: "a b", rooms: {} }, /user must be 1-64/, `${CLAIMS}sub: user id may only contain A-Z a-z 0-9 _ - . : @`],
+      [{ secret: "s", user: "x".repeat(65), rooms: {} }, /user must be 1-64/, `${CLAIMS}sub: user id is longer than 64 bytes`],
+      [{ secret: "s", user: ":api", rooms: {} }, /reserved/, `${CLAIMS}sub: reserved (starts with ':' or 'anon:')`],
+      [{ secret: "s", user: "anon:bob", rooms: {} }, /reserved/, `${CLAIMS}sub: reserved (starts with ':' or 'anon:')`],
+      [
+        { secret: "s", user: "alice", rooms: { r: ["write"] } },
+        /unknown right write for r/,
+        /^mintToken: token claims are invalid: unknown variant `write`, .* \(in the rights for r\)$/,
+      ],
     ];
-    for (const [options, message] of bad) {
-      assert.throws(() => mintTokenTool(options), message);
+    for (const [options, tool, ours] of bad) {
+      assert.throws(() => mintTokenTool(options), tool);
       const e = await rejection(mintToken(options));
       assert.ok(e instanceof TypeError, String(e));
-      assert.match(e.message, message);
+      if (typeof ours === "string") assert.equal(e.message, ours);
+      else assert.match(e.message, ours);
     }
   });
 
   test("also refuses, before signing, what the edge would refuse: a bad ttl, meta that is not a small object, rights that are not an array", async () => {
+    const META = /^mintToken: token claims are invalid: meta must be a JSON object of at most 1024 bytes$/;
     const bad = [
       [{ ttlSeconds: 0 }, /ttlSeconds/],
       [{ ttlSeconds: 1.5 }, /ttlSeconds/],
       [{ ttlSeconds: "3600" }, /ttlSeconds/],
-      [{ meta: ["a"] }, /meta must be an object/],
-      [{ meta: null }, /meta must be an object/],
-      [{ meta: "x" }, /meta must be an object/],
-      [{ meta: { n: "x".repeat(1020) } }, /meta is over 1024 bytes/],
+      [{ meta: ["a"] }, META],
+      [{ meta: null }, META],
+      [{ meta: "x" }, META],
+      [{ meta: { n: "x".repeat(1020) } }, META],
       [{ rooms: { r: "subscribe" } }, /must be an array/],
       [{ rooms: ["r"] }, /rooms must be an object/],
       [{ now: Number.NaN }, /now/],
+      [{ now: -1 }, /now/],
     ];
     for (const [extra, message] of bad) {
       const e = await rejection(mintToken({ secret: "s", user: "alice", rooms: { r: ["subscribe"] }, ...extra }));
@@ -113,6 +121,54 @@ describe("mintToken", () => {
     }
     // 1,024 bytes exactly is allowed: {"n":"…"} is 8 bytes around the string
     await mintToken({ secret: "s", user: "alice", meta: { n: "x".repeat(1016) } });
+  });
+
+  // Found by the red-team report (#22): mintToken signed tokens the edge then refused.
+  test("the edge's token contract (tests/golden/tokens.json): refuses exactly what the edge refuses, with the edge's text", async () => {
+    const table = JSON.parse(readFileSync(join(ROOT, "tests", "golden", "tokens.json"), "utf8"));
+    assert.ok(table.cases.length >= 30, "the table lost its cases");
+    for (const { name, options, refused } of table.cases) {
+      const minted = mintToken({ secret: table.secret, now: table.now, ...options });
+      if (refused === null) {
+        const t = await minted;
+        assert.ok(t.length <= 4096, `${name}: ${t.length} bytes`);
+        // what was signed is what the options say (the table's other half signs the same claims)
+        const claims = JSON.parse(Buffer.from(t.split(".")[1], "base64url").toString());
+        const iat = Math.floor(table.now / 1000);
+        const expected = { sub: options.user, exp: iat + 3600, iat, rooms: options.rooms, meta: options.meta };
+        assert.deepEqual(claims, JSON.parse(JSON.stringify(expected)), name);
+        continue;
+      }
+      const e = await rejection(minted);
+      assert.ok(e instanceof TypeError, `${name}: ${e}`);
+      const edge = `mintToken: ${refused}`;
+      assert.ok(e.message.startsWith(edge), `${name}: ${JSON.stringify(e.message)} does not start with ${JSON.stringify(edge)}`);
+    }
+  });
+
+  test("values that serialize into something else are held to the rules as they serialize (toJSON)", async () => {
+    const META = "mintToken: token claims are invalid: meta must be a JSON object of at most 1024 bytes";
+    const base = { secret: "s", user: "alice", rooms: { r: ["subscribe"] }, now: 1_800_000_000_000 };
+    // an object whose JSON is not an object: a Date, toJSON to an array, a string or nothing
+    for (const meta of [new Date(0), { toJSON: () => [1] }, { toJSON: () => "x" }, { toJSON: () => undefined }, () => ({})]) {
+      assert.equal((await rejection(mintToken({ ...base, meta }))).message, META);
+    }
+    // an object whose JSON is larger than it looks, or whose toJSON answers differently each time
+    assert.equal((await rejection(mintToken({ ...base, meta: { toJSON: () => ({ n: "x".repeat(2000) }) } }))).message, META);
+    let calls = 0;
+    const fickle = { toJSON: () => (calls++ === 0 ? { ok: true } : [1]) };
+    const t = await mintToken({ ...base, meta: fickle });
+    assert.equal(calls, 1, "serialized once");
+    const signed = JSON.parse(Buffer.from(t.split(".")[1], "base64url").toString());
+    assert.deepEqual(signed.meta, { ok: true }, "what was checked is what was signed");
+    // rooms through toJSON: checked as they serialize
+    const rooms = { toJSON: () => ({ "bad/room": ["subscribe"] }) };
+    assert.match((await rejection(mintToken({ ...base, rooms }))).message, /^mintToken: room pattern: room name may only contain/);
+    const roomsWrite = { toJSON: () => ({ r: ["write"] }) };
+    assert.match((await rejection(mintToken({ ...base, rooms: roomsWrite }))).message, /unknown variant `write`/);
+    for (const rooms of [() => ({}), { toJSON: () => null }, { toJSON: () => ["r"] }]) {
+      assert.match((await rejection(mintToken({ ...base, rooms }))).message, /rooms must be an object/);
+    }
   });
 });
 

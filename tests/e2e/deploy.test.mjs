@@ -1,6 +1,6 @@
 // What each deploy command would upload (wrangler deploy --dry-run, no account needed):
 // `wrangler deploy` and the staging and production environments ship the Worker alone, each
-// with the room binding and the upgrade limiter; only `npm run deploy:demo` (env demo) ships the
+// with the room binding and the upgrade limiters; only `npm run deploy:demo` (env demo) ships the
 // demo pages, on a Worker of its own with the development-token switch. docs/DEPLOYING.md.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -33,10 +33,11 @@ function dryRun(args) {
   return { output, stdout: run.stdout, name };
 }
 
-/** The bindings every deployed Worker needs: the rooms and the per-IP upgrade limiter. */
+/** The bindings every deployed Worker needs: the rooms and the per-IP upgrade limiters. */
 function assertWorkerBindings(stdout) {
   assert.match(stdout, /env\.ROOMS \(RoomObject\)\s+Durable Object/);
   assert.match(stdout, /env\.UPGRADES_PER_IP \(100 requests\/10s\)\s+Rate Limit/);
+  assert.match(stdout, /env\.UNVERIFIED_UPGRADES_PER_IP \(100 requests\/10s\)\s+Rate Limit/);
 }
 
 const ASSETS = /Read \d+ files from the assets directory/;
@@ -67,13 +68,16 @@ test("npm run deploy:demo: the demo pages on the Worker roomcast-demo, which ser
   assertWorkerBindings(stdout);
   assert.match(output, /Read [1-9]\d* files from the assets directory \S*\/demo\n/);
   assert.match(stdout, /env\.ROOMCAST_DEV_TOKENS \("1"\)/);
+  assert.match(stdout, /env\.DEV_TOKEN_HOSTS \("\*"\)/);
 });
 
 test("the demo pages work from an origin that is not loopback, as the demo Worker serves them", async () => {
-  // /dev/token answers loopback origins and requests without an Origin header; a deployed demo's
-  // pages are on https://roomcast-demo.<subdomain>.workers.dev, and their same-origin GET carries
-  // no Origin. Here a made-up host name resolves to the local edge, treated as secure as https is.
-  const edge = await startEdge({ vars: { ROOMCAST_DEV_TOKENS: "1" } });
+  // /dev/token answers loopback origins and requests without an Origin header, sent to a loopback
+  // host or one DEV_TOKEN_HOSTS names; a deployed demo's pages are on
+  // https://roomcast-demo.<subdomain>.workers.dev, and their same-origin GET carries no Origin.
+  // Here a made-up host name resolves to the local edge, treated as secure as https is, with the
+  // demo environment's vars.
+  const edge = await startEdge({ vars: { ROOMCAST_DEV_TOKENS: "1", DEV_TOKEN_HOSTS: "*" } });
   const origin = `http://demo.example:${edge.port}`;
   const browser = await chromium.launch({
     executablePath: "/usr/bin/chromium",

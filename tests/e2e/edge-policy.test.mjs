@@ -1,16 +1,18 @@
 // The edge's policy (issue #13), end to end against the real local runtime: reserved identities,
 // token meta with raw line feeds, close reasons within a close frame, history numbers past 2^53,
-// errors=close for every refused upgrade, who may fetch a development token, the per-IP upgrade
-// limit against a forged CF-Connecting-IP, the HTTP API's caller identity, and the removal call.
+// errors=close for every refused upgrade, who may fetch a development token (by Origin and by
+// Host), the per-IP upgrade limit against a forged CF-Connecting-IP, the HTTP API's caller
+// identity, and the removal call.
 // The pure policy behind each is tested natively in protocol/src/api/.
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { request } from "node:http";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import WebSocket from "ws";
 import { devVar } from "../../tools/token.mjs";
-import { ALL_RIGHTS, api, Client, roomName, startEdge, token } from "../harness.mjs";
+import { ALL_RIGHTS, api, apiKey, Client, ROOT, roomName, startEdge, token } from "../harness.mjs";
 
 let edge;
 before(async () => {
@@ -185,6 +187,43 @@ test("the development token endpoint answers no origin, its own and loopback ori
   assert.equal((await fetch(`${edge.url}/dev/token?user=:api&room=x`)).status, 400);
 });
 
+/** A GET with the `Host` header of our choosing (fetch sets its own), as a rebound browser sends it. */
+function getWithHost(path, host, headers = {}) {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: "127.0.0.1", port: edge.port, path, headers: { ...headers, Host: host } }, (res) => {
+      let body = "";
+      res.on("data", (d) => (body += d));
+      res.on("end", () => resolve({ status: res.statusCode, json: JSON.parse(body), cors: res.headers["access-control-allow-origin"] }));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+test("the development token endpoint refuses a same-origin request to a host that is not loopback (DNS rebinding)", async () => {
+  // Found by the red-team report (#22): a page on rebind.attacker.example, its name pointed at
+  // 127.0.0.1, fetches /dev/token same-origin: no Origin header, and its Host names the attacker.
+  const path = "/dev/token?user=dev&room=*";
+  for (const host of [
+    `rebind.attacker.example:${edge.port}`,
+    "rebind.attacker.example",
+    `127.0.0.1.attacker.example:${edge.port}`,
+    `localhost.attacker.example:${edge.port}`,
+  ]) {
+    const res = await getWithHost(path, host);
+    assert.equal(res.status, 403, host);
+    assert.equal(res.json.error.code, "forbidden", host);
+    assert.equal(res.json.token, undefined, host);
+    // a loopback Origin does not make up for the host
+    assert.equal((await getWithHost(path, host, { Origin: "http://localhost:5173" })).status, 403, host);
+  }
+  for (const host of [`127.0.0.1:${edge.port}`, `localhost:${edge.port}`, `demo.localhost:${edge.port}`, `[::1]:${edge.port}`]) {
+    const res = await getWithHost(path, host);
+    assert.equal(res.status, 200, host);
+    assert.equal(res.json.user, "dev", host);
+  }
+});
+
 test("the HTTP API acts as the token's own user; only the API key is :api, and a client's caller header is ignored", async () => {
   const room = roomName("caller");
   const watcher = await Client.connect(edge, room, { cid: "watcher", user: "watcher" });
@@ -273,6 +312,106 @@ test("a forged CF-Connecting-IP does not dodge the per-IP upgrade limit locally"
   }
 });
 
+// On an edge of its own with the limits on, like the test before it.
+test("upgrades without a valid token spend their own budget: they cannot lock out users with tokens on the address", async () => {
+  // Found by the red-team report (#22): a hostile page opening token-less sockets from a
+  // visitor's browser spent the address's one upgrade budget, and real users there got 429.
+  const own = await startEdge({ vars: { ANONYMOUS_ROOMS: "public:*" } });
+  try {
+    const room = roomName("budget");
+    const valid = token("alice", { [room]: ALL_RIGHTS });
+    const forged = `${valid.slice(0, -4)}AAAA`;
+    const expired = token("alice", { [room]: ALL_RIGHTS }, { ttlSeconds: -120 });
+    // none, a forged one, an expired one: none of them is a valid token
+    const offers = [["roomcast.v1"], bearerFor(forged), bearerFor(expired)];
+    const statuses = [];
+    for (let wave = 0; wave < 10 && !statuses.includes(429); wave++) {
+      const results = await Promise.all(
+        Array.from({ length: 25 }, (_, j) => attempt(own, `/rooms/${room}/ws`, { protocols: offers[j % 3] })),
+      );
+      statuses.push(...results.map((r) => r.status));
+    }
+    assert.ok(statuses.includes(429), `no 429 in ${statuses.length} upgrades without a valid token`);
+    assert.deepEqual([...new Set(statuses)].sort(), [401, 429], "refused for the token, then for the budget");
+    // the address's users with tokens still connect, over and over, while the other budget is spent
+    for (let i = 0; i < 5; i++) {
+      assert.deepEqual(await attempt(own, `/rooms/${room}/ws`, { protocols: bearerFor(valid) }), { status: "open" }, `connection ${i}`);
+    }
+    // Anonymous rooms admit without a token: their upgrades share the spent budget (docs/SECURITY.md).
+    assert.equal((await attempt(own, "/rooms/public:lobby/ws?errors=close")).close, 4029);
+  } finally {
+    await own.stop();
+  }
+});
+
+/** wrangler.toml's bound on new rooms per user and window (the docs state it; protocol/tests/wrangler_config.rs holds them equal). */
+function creationBound() {
+  const toml = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
+  const [, limit, period] = toml.match(/name = "ROOM_CREATIONS_PER_USER"\n[^\n]*\nsimple = \{ limit = (\d+), period = (\d+) \}/);
+  return { limit: Number(limit), period: Number(period) };
+}
+
+test("one token creates at most ROOM_CREATIONS_PER_USER new rooms a window; existing rooms and the backend are not limited", async () => {
+  // Found by the red-team report (#22): a prefix-pattern token created 40-110 rooms/s over HTTP
+  // publish, each keeping its storage and sending its own webhooks.
+  const { limit, period } = creationBound();
+  const prefix = roomName("made");
+  const t = token(`maker-${process.pid}`, { [`${prefix}:*`]: ALL_RIGHTS });
+  const publish = (room, key = t) => api(edge, "POST", `/rooms/${room}/messages`, { data: room }, { key });
+  const created = [];
+  let refused;
+  let made; // the storage files the last room created brought
+  // Until the first refusal: a window may turn over once during the loop, so up to twice the bound.
+  for (let i = 0; i < 3 * limit && !refused; i++) {
+    const room = `${prefix}:${i}`;
+    const before = storageFilesAll();
+    const res = await publish(room);
+    const fresh = storageFilesAll().filter((f) => !before.includes(f));
+    if (res.status === 429) refused = { room, res, fresh };
+    else {
+      assert.equal(res.status, 200, `${room}: ${res.text}`);
+      created.push(room);
+      made = fresh;
+    }
+  }
+  assert.ok(refused, `${created.length} new rooms and no 429`);
+  assert.ok(created.length >= limit && created.length <= 2 * limit, `${created.length} new rooms before the first 429`);
+  assert.equal(refused.res.json.error.code, "rate_limited");
+  assert.equal(refused.res.headers.get("retry-after"), String(period));
+  // The refused room kept no state of its own: none of the room's tables is in its object's
+  // storage (the local runtime opens a database for every object it starts, with its own table
+  // in it), while the room made just before holds them.
+  assert.ok(holdsRoomTables(made), `the check can fail: ${made}`);
+  assert.ok(!holdsRoomTables(refused.fresh), `the refused room stored its tables: ${refused.fresh}`);
+  // a connection that would create a room is refused too, before any welcome (4029, retryable)
+  const socket = await attempt(edge, `/rooms/${prefix}:by-socket/ws`, { protocols: bearerFor(t) });
+  assert.equal(socket.close, 4029, JSON.stringify(socket));
+  // the rooms it made are not limited: publishes, history and connections go on
+  for (const room of created.slice(0, 3)) {
+    assert.equal((await publish(room)).status, 200, room);
+    assert.equal((await api(edge, "GET", `/rooms/${room}/history`, undefined, { key: t })).status, 200, room);
+  }
+  assert.deepEqual(await attempt(edge, `/rooms/${created[0]}/ws`, { protocols: bearerFor(t) }), { status: "open" });
+  // another user is not limited by this one's window
+  const other = token(`other-${process.pid}`, { [`${prefix}:*`]: ALL_RIGHTS });
+  assert.equal((await publish(`${prefix}:by-other`, other)).status, 200);
+  // the refused rooms stored nothing: the backend (not limited) finds them new and empty
+  for (const room of [refused.room, `${prefix}:by-socket`]) {
+    const stats = await api(edge, "GET", `/rooms/${room}/stats`);
+    assert.equal(stats.status, 200, room);
+    assert.deepEqual([stats.json.seq, stats.json.connectionsOpened], [0, 0], room);
+  }
+  for (let i = 0; i < limit + 1; i++) {
+    assert.equal((await publish(`${prefix}:by-backend-${i}`, apiKey())).status, 200, "the API key is not limited");
+  }
+});
+
+/** Whether any of these storage files (a database, its write-ahead log) holds the room's schema. */
+function holdsRoomTables(files) {
+  const root = join(edge.persistDir, "v3", "do");
+  return files.some((f) => existsSync(join(root, f)) && readFileSync(join(root, f)).includes("CREATE TABLE meta "));
+}
+
 /** Every file of the Durable Objects' local storage: a room its first event wakes creates one. */
 function storageFiles() {
   const root = join(edge.persistDir, "v3", "do");
@@ -280,6 +419,16 @@ function storageFiles() {
   return readdirSync(root, { recursive: true })
     .map(String)
     .filter((f) => f.endsWith(".sqlite"))
+    .sort();
+}
+
+/** storageFiles() with each database's write-ahead log and shared memory. */
+function storageFilesAll() {
+  const root = join(edge.persistDir, "v3", "do");
+  if (!existsSync(root)) return [];
+  return readdirSync(root, { recursive: true })
+    .map(String)
+    .filter((f) => f.includes(".sqlite"))
     .sort();
 }
 

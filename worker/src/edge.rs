@@ -7,11 +7,11 @@
 use crate::{http, platform};
 use roomcast_protocol::api::admission::{self, offers_subprotocol, AuthConfig, Upgrade};
 use roomcast_protocol::api::call::{RoomRequest, CALL_PATH};
-use roomcast_protocol::api::client_ip::{self, Runtime};
-use roomcast_protocol::api::{dev_token, origin, query, Endpoint, Refusal, RefusalKind, Route, CONNECT_HEADER};
+use roomcast_protocol::api::client_ip::{self, Runtime, UpgradeBudget};
+use roomcast_protocol::api::creation;
+use roomcast_protocol::api::{dev_token, origin, query, Endpoint, Refusal, RefusalKind, Route, CONNECT_HEADER, EDGE_VARS};
 use roomcast_protocol::config::RoomConfig;
-use roomcast_protocol::SUBPROTOCOL;
-use worker::{Env, Headers, Method, Request, RequestInit, Response, Result, Url, WebSocketPair};
+use worker::{Env, Headers, Method, Request, RequestInit, Response, Result};
 
 /// Why a request was not answered normally: the policy refused it, or the platform failed.
 enum Failure {
@@ -54,7 +54,7 @@ pub async fn handle(req: Request, env: Env) -> Result<web_sys::Response> {
     let upgrade = header(&req, "Upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
     let protocols = header(&req, "Sec-WebSocket-Protocol").unwrap_or_default();
     let outcome = match roomcast_protocol::api::route(method, url.path()) {
-        Ok(Route::DevToken) => return dev_token(&req, &env, &url, &raw_query).map(Into::into),
+        Ok(Route::DevToken) => return dev_token(&req, &env, &raw_query).map(Into::into),
         Ok(Route::Room { room, endpoint: Endpoint::Connect }) => connect(&req, &env, &room, &raw_query, &protocols, upgrade).await,
         Ok(Route::Preflight { .. }) => return preflight(&req, &env).map(Into::into),
         Ok(Route::Room { room, endpoint: Endpoint::History }) => {
@@ -94,7 +94,7 @@ pub async fn handle(req: Request, env: Env) -> Result<web_sys::Response> {
         // refused upgrade's status or body) gets its close code, whatever refused it: the route
         // and the room name included.
         Err(Failure::Refused(r)) if upgrade && query::errors_as_close(&raw_query) => {
-            refuse_as_close(&r, offers_subprotocol(&protocols)).map(Into::into)
+            http::refused_socket(&r, offers_subprotocol(&protocols)).map(Into::into)
         }
         Err(Failure::Refused(r)) => http::refused(&r, None).map(Into::into),
     }
@@ -115,13 +115,19 @@ async fn connect(
         return Err(Refusal::new(RefusalKind::UpgradeRequired, "expected a WebSocket upgrade").into());
     }
     origin::check_socket_origin(header(req, "Origin").as_deref(), &var(env, "ALLOWED_ORIGINS"))?;
-    check_upgrade_rate(req, env).await?;
     let (secret, previous_secret) = (secret(env, "ROOMCAST_SECRET"), secret(env, "ROOMCAST_SECRET_PREVIOUS"));
     let anonymous_rooms = var(env, "ANONYMOUS_ROOMS");
     let config =
         AuthConfig { secret: &secret, previous_secret: &previous_secret, anonymous_rooms: &anonymous_rooms, ..AuthConfig::default() };
     let upgrade = Upgrade { room, query: raw_query, protocols };
-    let info = admission::admit(&upgrade, &config, platform::now_ms(), || platform::random_hex(12))?;
+    let admitted = admission::admit(&upgrade, &config, platform::now_ms(), || platform::random_hex(12));
+    // The rate check comes after the token's, so that upgrades without a valid token spend a
+    // budget of their own and cannot lock out the address's users with tokens.
+    let address = address_key(req, env);
+    check_upgrade_rate(env, &address, UpgradeBudget::of(&admitted)).await?;
+    let mut info = admitted?;
+    // An anonymous connection's new rooms are counted by its address (api::creation).
+    creation::record_address(&mut info, &address);
     let headers = Headers::new();
     headers.set("Upgrade", "websocket")?;
     headers.set(CONNECT_HEADER, &serde_json::to_string(&info)?)?;
@@ -129,42 +135,30 @@ async fn connect(
     Ok(platform::fetch_room(&env.durable_object("ROOMS")?, room, &internal).await?)
 }
 
-/// The per-IP upgrade limit, with the rate-limiting binding named by the var `UPGRADE_LIMITER`
-/// (default `UPGRADES_PER_IP`; empty turns the limit off, as the load and reconnect-storm tests
-/// do, which connect thousands of clients from one address). Its key is the platform's
-/// `CF-Connecting-IP` when deployed and one shared key under `wrangler dev`, where that header
-/// can come from the client: see `roomcast_protocol::api::client_ip` for what each runtime sets.
-async fn check_upgrade_rate(req: &Request, env: &Env) -> std::result::Result<(), Refusal> {
-    let binding = env.var("UPGRADE_LIMITER").map(|v| v.to_string()).unwrap_or_else(|_| "UPGRADES_PER_IP".into());
-    if binding.is_empty() {
-        return Ok(());
-    }
-    let Ok(limiter) = env.rate_limiter(&binding) else { return Ok(()) };
-    // Local development is told by configuration a client cannot reach: the dev-token switch,
-    // which only the setup's .dev.vars sets and `wrangler deploy` never uploads.
-    let runtime = if dev_tokens_enabled(env) { Runtime::LocalDevelopment } else { Runtime::Production };
-    let ip = header(req, "CF-Connecting-IP");
-    let key = client_ip::upgrade_limit_key(ip.as_deref(), runtime).to_owned();
-    match limiter.limit(key).await {
-        Ok(outcome) if !outcome.success => Err(Refusal::new(RefusalKind::RateLimited, "too many connection attempts from this address")),
+/// The per-IP upgrade limits: the budget an upgrade spends (`client_ip::UpgradeBudget`) is held
+/// by the rate-limiting binding the var `UPGRADE_LIMITER` names (default `UPGRADES_PER_IP`) for
+/// upgrades admitted with a token, and `UNVERIFIED_UPGRADE_LIMITER` (default
+/// `UNVERIFIED_UPGRADES_PER_IP`) for the rest. An empty `UPGRADE_LIMITER` turns both off, as the
+/// load and reconnect-storm tests do, which connect thousands of clients from one address. The key
+/// is the platform's `CF-Connecting-IP` when deployed and one shared key under `wrangler dev`,
+/// where that header can come from the client: see `roomcast_protocol::api::client_ip`.
+async fn check_upgrade_rate(env: &Env, address: &str, budget: UpgradeBudget) -> std::result::Result<(), Refusal> {
+    let (normal, unverified) = (var(env, "UPGRADE_LIMITER"), var(env, "UNVERIFIED_UPGRADE_LIMITER"));
+    let Some(binding) = budget.limiter(&normal, &unverified) else { return Ok(()) };
+    let Ok(limiter) = env.rate_limiter(binding) else { return Ok(()) };
+    match limiter.limit(address.to_owned()).await {
+        Ok(outcome) if !outcome.success => Err(budget.refusal()),
         // If the limiter itself fails, connections are let through rather than refused.
         _ => Ok(()),
     }
 }
 
-/// An accepted WebSocket closed at once with the refusal's close code and its reason, cut to the
-/// 123 bytes a close frame can carry.
-fn refuse_as_close(r: &Refusal, subprotocol: bool) -> Result<Response> {
-    let pair = WebSocketPair::new()?;
-    pair.server.accept()?;
-    pair.server.close(Some(r.close_code()), Some(r.close_reason()))?;
-    let response = Response::from_websocket(pair.client)?;
-    if subprotocol {
-        let headers = Headers::new();
-        headers.set("Sec-WebSocket-Protocol", SUBPROTOCOL)?;
-        return Ok(response.with_headers(headers));
-    }
-    Ok(response)
+/// The client's address as the per-IP limits key it (`client_ip::upgrade_limit_key`). Local
+/// development is told by configuration a client cannot reach: the dev-token switch, which only
+/// the setup's .dev.vars sets and `wrangler deploy` never uploads.
+fn address_key(req: &Request, env: &Env) -> String {
+    let runtime = if dev_tokens_enabled(env) { Runtime::LocalDevelopment } else { Runtime::Production };
+    client_ip::upgrade_limit_key(header(req, "CF-Connecting-IP").as_deref(), runtime).to_owned()
 }
 
 /// The HTTP API: authorize the caller, parse and check the query or body (`api::call`), and
@@ -223,15 +217,14 @@ fn preflight(req: &Request, env: &Env) -> Result<Response> {
 }
 
 /// `GET /dev/token`: only when `ROOMCAST_DEV_TOKENS` is "1" (the setup writes it into `.dev.vars`;
-/// `wrangler deploy` never uploads that file), and only for this edge's own pages, loopback
-/// origins and requests without an origin.
-fn dev_token(req: &Request, env: &Env, url: &Url, raw_query: &str) -> Result<Response> {
+/// `wrangler deploy` never uploads that file), only on a loopback `Host` (or one `DEV_TOKEN_HOSTS`
+/// names), and only for loopback origins and requests without an origin.
+fn dev_token(req: &Request, env: &Env, raw_query: &str) -> Result<Response> {
     if !dev_tokens_enabled(env) {
         return http::refused(&Refusal::not_found("no such endpoint; see docs/PROTOCOL.md"), None);
     }
-    let given = header(req, "Origin");
-    let own = url.origin().ascii_serialization();
-    let cors = match origin::check_dev_token_origin(given.as_deref(), &own) {
+    let (given, host) = (header(req, "Origin"), header(req, "Host"));
+    let cors = match origin::check_dev_token_request(given.as_deref(), host.as_deref(), &var(env, "DEV_TOKEN_HOSTS")) {
         Ok(cors) => cors,
         Err(r) => return http::refused(&r, None),
     };
@@ -250,8 +243,9 @@ fn header(req: &Request, name: &str) -> Option<String> {
     req.headers().get(name).ok().flatten()
 }
 
+/// One of the edge's vars, or its value when unset (`api::EDGE_VARS`).
 fn var(env: &Env, name: &str) -> String {
-    env.var(name).map(|v| v.to_string()).unwrap_or_default()
+    env.var(name).map(|v| v.to_string()).unwrap_or_else(|_| EDGE_VARS.iter().find(|(n, _)| *n == name).map_or("", |(_, d)| d).to_owned())
 }
 
 /// A secret, or "" when it is not set (the policy treats "" as not configured).

@@ -1,10 +1,12 @@
 //! JSON responses. Every error the HTTP side gives is `{"error": {"code", "message"}}` with a
 //! fitting status; status, body and `Retry-After` are written in `roomcast_protocol::api`
-//! (`refusal`, `call::Answer`), never here.
+//! (`refusal`, `call::Answer`), never here. A refused upgrade that is to be told by close code
+//! is an accepted socket closed at once ([`refused_socket`]).
 
 use roomcast_protocol::api::call::Answer;
 use roomcast_protocol::api::refusal::Refusal;
-use worker::{Headers, Response, Result};
+use roomcast_protocol::SUBPROTOCOL;
+use worker::{Headers, Response, Result, WebSocketPair};
 
 /// The HTTP answer to a refusal (at the edge, or the object's own for a request that did not
 /// come through it), with `Retry-After` for a rate limit.
@@ -35,4 +37,19 @@ pub fn json_text(status: u16, body: String, cors_origin: Option<&str>) -> Result
         headers.set("Vary", "Origin")?;
     }
     Ok(Response::ok(body)?.with_status(status).with_headers(headers))
+}
+
+/// An accepted WebSocket closed at once with the refusal's close code and its reason, cut to the
+/// 123 bytes a close frame can carry; with `roomcast.v1` selected when the client offered it.
+pub fn refused_socket(r: &Refusal, subprotocol: bool) -> Result<Response> {
+    let pair = WebSocketPair::new()?;
+    pair.server.accept()?;
+    pair.server.close(Some(r.close_code()), Some(r.close_reason()))?;
+    let response = Response::from_websocket(pair.client)?;
+    if subprotocol {
+        let headers = Headers::new();
+        headers.set("Sec-WebSocket-Protocol", SUBPROTOCOL)?;
+        return Ok(response.with_headers(headers));
+    }
+    Ok(response)
 }

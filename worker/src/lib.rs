@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod creation;
 mod edge;
 mod http;
 mod platform;

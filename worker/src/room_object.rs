@@ -7,6 +7,7 @@
 use crate::sql_store::SqlStore;
 use crate::{http, platform};
 use roomcast_protocol::api::call::{RoomCall, RoomRequest, CALL_PATH};
+use roomcast_protocol::api::creation::Creator;
 use roomcast_protocol::api::{ConnectInfo, Endpoint, Refusal, CONNECT_HEADER};
 use roomcast_protocol::config::RoomConfig;
 use roomcast_protocol::frame;
@@ -333,6 +334,9 @@ impl Core {
         let Ok(info) = serde_json::from_str::<ConnectInfo>(&header) else {
             return http::refused(&Refusal::bad_request("bad connect header"), None);
         };
+        if let Err(r) = self.may_create(&Creator::of_connection(&info)).await {
+            return http::refused_socket(&r, info.subprotocol);
+        }
         let pair = WebSocketPair::new()?;
         let server = pair.server;
         self.state.accept_web_socket(&server);
@@ -436,12 +440,23 @@ fn carry_out(l: &mut Loaded) {
 }
 
 impl Core {
+    /// The room-creation limit (`api::creation`): a request that would create this room (it has
+    /// no stored state yet) counts against its creator first, and over the limit is refused with
+    /// nothing stored. An existing room never asks.
+    async fn may_create(&self, creator: &Creator) -> std::result::Result<(), Refusal> {
+        let loaded = self.loaded.borrow().is_some();
+        crate::creation::admit(&self.state, &self.env, loaded, creator).await
+    }
+
     /// An HTTP API call from the edge, in the canonical form it built (`api::call`): parsed
     /// once, served by the room, answered as the room wrote it.
     async fn serve(&self, mut req: Request) -> Result<Response> {
         let Some(request) = RoomRequest::from_json(&req.text().await?) else {
             return http::refused(&Refusal::bad_request("calls come through the edge"), None);
         };
+        if let Err(r) = self.may_create(&Creator::of_call(&request.caller)).await {
+            return http::refused(&r, None);
+        }
         let epoch = match request.call {
             RoomCall::DeleteHistory => platform::random_hex(8),
             _ => String::new(),

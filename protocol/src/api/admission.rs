@@ -131,7 +131,7 @@ pub fn admit(
             (format!("{ANON_PREFIX}{name}"), anonymous_meta(q.meta)?, Rights::ALL, None)
         }
     };
-    Ok(ConnectInfo { cid, user, meta, echo: q.echo, resume, rights, subprotocol, exp, rewind: q.rewind })
+    Ok(ConnectInfo { cid, user, meta, echo: q.echo, resume, rights, subprotocol, exp, rewind: q.rewind, address: None })
 }
 
 /// An anonymous connection's `meta` query value: a JSON object, compacted (the raw text may hold

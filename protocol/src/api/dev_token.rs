@@ -49,7 +49,7 @@ pub fn dev_token(raw_query: &str, secret: &str, now_ms: u64) -> Result<DevToken,
     if name::is_reserved_user(&user) {
         return Err(Refusal::bad_request("user ids starting with ':' or 'anon:' are reserved"));
     }
-    name::validate_pattern(&room).map_err(|e| Refusal::bad_request(format!("room pattern: {e}")))?;
+    token::validate_pattern(&room).map_err(|e| Refusal::bad_request(format!("room pattern: {e}")))?;
     let mut granted = Vec::new();
     for r in rights.as_deref().unwrap_or("subscribe,publish,presence").split(',') {
         granted.push(match r.trim() {
@@ -108,6 +108,8 @@ mod tests {
             "user=a&room=x&meta=[1]",
             "user=a&room=x&meta=%7B",
             "user=a&room=bad/room",
+            "user=a&room=",
+            "user=a&room=a**",
         ] {
             assert_eq!(dev_token(q, "s", NOW_MS).unwrap_err().status(), 400, "{q}");
         }

@@ -35,6 +35,10 @@ pub struct ConnectInfo {
     /// `rewind=N`: the last N stored messages first (ignored when resuming).
     #[serde(default)]
     pub rewind: Option<u64>,
+    /// An anonymous connection's address, as the upgrade limit keys it: the room counts the
+    /// rooms it creates by it (`api::creation`). `None` for a token's connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 /// Who makes an HTTP API call: the backend (API key) or a token's user.

@@ -5,8 +5,10 @@
 //!
 //! - [`mod@route`]: which endpoint, with method and room name checked.
 //! - [`origin`]: `ALLOWED_ORIGINS` for sockets; who may fetch a development token.
-//! - [`client_ip`]: the per-IP upgrade limit's key, and why it differs locally.
+//! - [`client_ip`]: the per-IP upgrade limits: their key, why it differs locally, and which of
+//!   the two budgets (with a valid token, or without) an upgrade spends.
 //! - [`admission`]: a WebSocket upgrade to a [`ConnectInfo`]; an HTTP API call to a [`Caller`].
+//! - [`creation`]: how many new rooms one creator may make per window (the room's object asks).
 //! - [`history`], [`kick`], [`publish`], [`dev_token`]: the HTTP API's queries and bodies.
 //! - [`call`]: the API call in the one canonical form the edge builds and the room reads.
 //! - [`refusal`]: every refusal's HTTP status, error code, close code and JSON body.
@@ -15,6 +17,7 @@
 pub mod admission;
 pub mod call;
 pub mod client_ip;
+pub mod creation;
 pub mod dev_token;
 pub mod history;
 pub mod identity;
@@ -26,6 +29,18 @@ pub mod refusal;
 pub mod route;
 
 pub use admission::{admit, authorize_api, AuthConfig, Upgrade};
+
+/// The vars the Worker reads outside `RoomConfig` and the webhooks' (the edge's, and the room
+/// object's creation limit), each with its value when unset. wrangler.toml's `[vars]` lists each
+/// with that value (`protocol/tests/wrangler_config.rs`).
+pub const EDGE_VARS: [(&str, &str); 6] = [
+    ("ANONYMOUS_ROOMS", ""),
+    ("ALLOWED_ORIGINS", ""),
+    ("UPGRADE_LIMITER", "UPGRADES_PER_IP"),
+    ("UNVERIFIED_UPGRADE_LIMITER", "UNVERIFIED_UPGRADES_PER_IP"),
+    ("DEV_TOKEN_HOSTS", ""),
+    (creation::LIMITER_VAR, creation::LIMITER_DEFAULT),
+];
 pub use identity::{Caller, ConnectInfo, API_ORIGIN, CALLER_HEADER, CONNECT_HEADER, HTTP_ORIGIN};
 pub use refusal::{Refusal, RefusalKind};
 pub use route::{route, Endpoint, Method, Route};

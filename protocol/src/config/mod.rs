@@ -198,7 +198,7 @@ mod tests {
         for line in vars.lines().take_while(|l| !l.starts_with('[')) {
             let Some((name, _)) = line.split_once(" = ") else { continue };
             let name = name.trim();
-            if name.starts_with('#') || ["ANONYMOUS_ROOMS", "ALLOWED_ORIGINS", "UPGRADE_LIMITER"].contains(&name) {
+            if name.starts_with('#') || crate::api::EDGE_VARS.iter().any(|(edge_var, _)| *edge_var == name) {
                 continue;
             }
             if name.starts_with("WEBHOOK_") {

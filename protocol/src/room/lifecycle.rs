@@ -8,6 +8,7 @@ use super::{expiry_deadline, Action, ConnId, Connection, Identity, Live, Page, R
 use crate::close::{self, CloseCode};
 use crate::frame::{self, GapReason, PresenceEvent, ResumeOutcome};
 use crate::store::{PendingLeave, Store, StoredMessage};
+use crate::token;
 
 impl Room {
     /// A connection from before a wake, from its socket's attachment; announces nothing.
@@ -38,7 +39,8 @@ impl Room {
 
     /// A connection opened. Returns its id; the welcome (and any replay or rewind) is queued for
     /// it, and the others hear about a presence change. Refused, it returns the close code the
-    /// adapter closes the socket with, and nothing else happened: the room is full (4409), the
+    /// adapter closes the socket with, and nothing else happened: the token reached its expiry
+    /// ([`token::is_expired`], 4002) on the way from the edge, the room is full (4409), the
     /// user is banned (4411) or holds `MAX_CONNECTIONS_PER_USER` connections (4410), the client id
     /// belongs to another user (4412), or the replay is over the user's read budget (4029).
     pub fn handle_start(&mut self, identity: Identity, start: Start, now: u64, store: &mut impl Store) -> Result<ConnId, CloseCode> {
@@ -176,6 +178,10 @@ impl Room {
 
     /// The checks a new connection must pass before anything changes.
     fn admit(&mut self, identity: &Identity, now: u64, store: &mut impl Store) -> Result<(), CloseCode> {
+        // The edge admitted it before the boundary; it may reach the room at or past it.
+        if identity.expires.is_some_and(|exp| token::is_expired(exp, now)) {
+            return Err(close::TOKEN_EXPIRED);
+        }
         if self.is_full() {
             return Err(close::ROOM_FULL);
         }

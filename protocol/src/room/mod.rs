@@ -413,9 +413,10 @@ impl Room {
     }
 }
 
-/// When a connection holding a token that expires at `exp` (ms) is closed: after the leeway.
+/// When a connection holding a token that expires at `exp` (ms) is closed: the edge's boundary
+/// ([`token::expiry_deadline`]), so the two never disagree.
 fn expiry_deadline(exp: u64) -> u64 {
-    exp.saturating_add(token::LEEWAY_SECS * 1000)
+    token::expiry_deadline(exp)
 }
 
 #[cfg(test)]

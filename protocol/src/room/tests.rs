@@ -1316,3 +1316,54 @@ fn read_marks_are_off_without_a_key_or_with_a_limit_of_0() {
         assert!(sim.closed_by_room.is_empty());
     }
 }
+
+// ---- the expiry boundary, shared by the edge and the room (#22) --------------------------------
+
+proptest! {
+    /// Found by the red-team report (#22): a token up to a second past `exp` + leeway was admitted
+    /// at the edge (which compared whole seconds) and served a welcome and a rewind before the
+    /// room's 4002. Now, at every ms around the boundary, the edge admits exactly when the room
+    /// starts the connection, and the room's sweep at that instant leaves it open; past it the
+    /// room refuses with 4002 before anything is sent.
+    #[test]
+    fn the_edge_and_the_room_agree_on_the_expiry_boundary(offset in 0u64..4_000) {
+        use crate::api::admission::{admit, AuthConfig, Upgrade};
+        let exp_s = 2_000_000_000;
+        let now = token::expiry_deadline(exp_s * 1000) - 2_000 + offset;
+        let claims = token::Claims {
+            sub: "alice".into(),
+            exp: exp_s,
+            nbf: None,
+            iat: None,
+            rooms: [("chat:x".to_owned(), vec![token::Right::Subscribe])].into(),
+            meta: None,
+        };
+        let t = token::mint(&claims, b"s").unwrap();
+        let protocols = format!("roomcast.v1, bearer.{t}");
+        let config = AuthConfig { secret: "s", ..AuthConfig::default() };
+        let edge = admit(&Upgrade { room: "chat:x", query: "cid=a&rewind=5", protocols: &protocols }, &config, now, || "c".into());
+
+        let mut sim = Sim::new(RoomConfig::default());
+        let p = sim.connect("p", "pub", false, None);
+        sim.publish(p, "m1", "1");
+        sim.now = now;
+        let mut identity = who("a", "alice");
+        identity.expires = edge.as_ref().ok().and_then(|info| info.exp).or(Some(exp_s * 1000));
+        let started = sim.room.handle_start(identity, Start::Rewind(5), now, &mut sim.store);
+        prop_assert_eq!(edge.is_ok(), started.is_ok(), "edge {:?}, room {:?} at {} ms before the deadline",
+            edge.as_ref().err(), started, token::expiry_deadline(exp_s * 1000) as i64 - now as i64);
+        match started {
+            Ok(id) => {
+                sim.open.insert(id);
+                sim.room.handle_timeout(now, |_| Some(now), &mut sim.store);
+                sim.deliver();
+                prop_assert!(sim.open.contains(&id), "admitted, then closed by the sweep at the same instant");
+                prop_assert_eq!(sim.frames(id, "welcome").len(), 1);
+            }
+            Err(code) => {
+                prop_assert_eq!(code, close::TOKEN_EXPIRED);
+                prop_assert!(sim.room.poll_action().is_none(), "nothing is sent for a refused start");
+            }
+        }
+    }
+}
