@@ -6,7 +6,9 @@
 //   room's broadcast rate (`limits.broadcastsPerSec` in the welcome); a `rate_limited` refusal
 //   halves the rate, which then creeps back up.
 // - Cursors are keyed by client id (one per tab), labelled with the member's name, drawn once per
-//   animation frame whatever the number of updates.
+//   animation frame whatever the number of updates. The name tag sits right of and below the
+//   arrow's tip, and goes to the left of or above it where it would cross the board's right or
+//   bottom edge, so it always shows whole (see tagPlace).
 // - A cursor goes when its tab says so (pointer left the board, tab closed: `{ gone: true }`),
 //   and when presence says its user left or has no connection left, so nothing lingers.
 import { connect } from "roomcast";
@@ -24,7 +26,7 @@ let lastSentAt = -Infinity;
 let sendTimer = null;
 const sentTimes = [];
 const receivedTimes = [];
-const cursors = new Map(); // client id -> { el, label, user, x, y }
+const cursors = new Map(); // client id -> { el, label, size, user, x, y }
 const dirty = new Set();
 let frameRequested = false;
 let members = new Map(); // user -> Member
@@ -87,11 +89,31 @@ function cursorFor(from, user) {
   el.querySelector("path").setAttribute("fill", fill);
   const label = el.querySelector("span");
   label.style.background = fill;
-  label.textContent = displayName(user);
   $("board").append(el);
-  c = { el, label, user, x: 0, y: 0 };
+  c = { el, label, size: { w: 0, h: 0 }, user, x: 0, y: 0 };
+  setName(c, displayName(user));
   cursors.set(from, c);
   return c;
+}
+
+/** Sets a cursor's name tag and measures it once (drawing then reads no layout). */
+function setName(c, name) {
+  c.label.textContent = name;
+  c.size = { w: c.label.offsetWidth, h: c.label.offsetHeight };
+}
+
+const TAG_GAP = { x: 12, y: 16 }; // the tag's place right of and below the tip (style.css)
+
+/**
+ * Where a name tag of `size` goes, relative to the tip at `at` on a board `board` wide and high,
+ * on one axis: after the tip (`gap` past it) if it fits before the board's end, else before the
+ * tip (ending 2 px short of it) if it fits there, else as far toward the start as it must go to
+ * end at the board's end, never before the board's start.
+ */
+function tagPlace(at, size, board, gap) {
+  if (at + gap + size <= board) return gap;
+  if (at - 2 - size >= 0) return -2 - size;
+  return Math.max(-at, board - size - at);
 }
 
 function removeCursor(from) {
@@ -105,7 +127,10 @@ function removeCursor(from) {
 function draw() {
   frameRequested = false;
   for (const c of dirty) {
-    c.el.style.transform = `translate(${(c.x * boardSize.w).toFixed(1)}px, ${(c.y * boardSize.h).toFixed(1)}px)`;
+    const [x, y] = [c.x * boardSize.w, c.y * boardSize.h];
+    c.el.style.transform = `translate(${x.toFixed(1)}px, ${y.toFixed(1)}px)`;
+    c.label.style.left = `${tagPlace(x, c.size.w, boardSize.w, TAG_GAP.x).toFixed(1)}px`;
+    c.label.style.top = `${tagPlace(y, c.size.h, boardSize.h, TAG_GAP.y).toFixed(1)}px`;
     c.el.dataset.x = c.x;
     c.el.dataset.y = c.y;
   }
@@ -138,7 +163,10 @@ function onPresence(p) {
   for (const [from, c] of cursors) {
     // Gone for good, or their last connection closed (the grace period runs): remove the cursor.
     if (gone.has(c.user) || members.get(c.user)?.connections === 0) removeCursor(from);
-    else c.label.textContent = displayName(c.user);
+    else if (c.label.textContent !== displayName(c.user)) {
+      setName(c, displayName(c.user));
+      redraw(c);
+    }
   }
   const here = p.members.filter((m) => m.connections > 0);
   $("here").textContent = here.length;

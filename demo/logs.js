@@ -32,7 +32,17 @@ function render() {
   const excess = log.childElementCount - MAX_LINES;
   for (let i = 0; i < excess; i++) log.firstElementChild.remove();
   log.scrollTop = log.scrollHeight;
-  $("shown").textContent = log.childElementCount;
+  showMeter();
+}
+
+/**
+ * The meter's counts, written together: every line shown was received before it was drawn, so
+ * "shown" never reads more than "received" (written apart, the count drawn at the frame would be
+ * ahead of the received count written a quarter of a second later).
+ */
+function showMeter() {
+  $("total").textContent = total;
+  $("shown").textContent = $("log").childElementCount;
 }
 
 function receive(lines) {
@@ -53,7 +63,7 @@ setInterval(() => {
   const now = performance.now();
   while (arrivals.length && arrivals[0][0] < now - 1000) arrivals.shift();
   $("rate").textContent = arrivals.reduce((n, [, c]) => n + c, 0);
-  $("total").textContent = total;
+  showMeter();
 }, 250);
 
 async function token(roomName) {
@@ -65,7 +75,12 @@ async function token(roomName) {
 
 function open(roomName) {
   room?.close();
+  // Another room: its own count, from nothing.
   $("log").replaceChildren();
+  incoming = [];
+  total = 0;
+  arrivals.length = 0;
+  showMeter();
   room = connect({ url: location.origin, room: roomName, token: () => token(roomName) });
   room.on("status", (s) => {
     $("status").textContent = s.state;

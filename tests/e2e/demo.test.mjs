@@ -1,6 +1,9 @@
 // The demo pages as a newcomer uses them: chat between two browsers (also across going offline
-// and a runtime restart; rewind on arrival, paging back, who is typing, phone width), the forms'
-// validation, live cursors, and the live log tail under a burst. Screenshots go to tests/artifacts/.
+// and a runtime restart; rewind on arrival, paging back, who is typing), the forms' validation,
+// live cursors, and the live log tail under a burst; and every page at a phone's width (390 px)
+// and a desktop window's (1280 px): nothing scrolls sideways or is cut off (layoutProblems), long
+// log lines wrap, a cursor's name tag flips at the board's edges, the log meter stays consistent,
+// the index looks like the other pages. Screenshots go to tests/artifacts/ (<page>-<width>.png).
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { mkdirSync } from "node:fs";
@@ -22,7 +25,12 @@ after(async () => {
 });
 
 const PHONE = { width: 390, height: 844 };
+const DESK = { width: 1280, height: 800 };
+const WIDTHS = [PHONE, DESK];
 const PAGES = ["/", "/chat.html", "/logs.html", "/cursors.html"];
+/** A browser window of `viewport`'s size; the phone one as a phone has it (touch, 2x pixels). */
+const windowOf = (viewport) =>
+  browser.newContext(viewport === PHONE ? { viewport, deviceScaleFactor: 2, isMobile: true, hasTouch: true } : { viewport });
 
 async function joinChat(context, name, room, page) {
   page ??= await context.newPage();
@@ -39,6 +47,71 @@ const seqs = (page) => page.$$eval("#messages li[data-seq]", (els) => els.map((e
 const range = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 /** Whether the page scrolls sideways: the document is wider than the window. */
 const scrollWidth = (page) => page.evaluate(() => document.scrollingElement.scrollWidth);
+
+/**
+ * What a reader would find wrong with the page as laid out now, as sentences (none: nothing):
+ * - the page scrolls sideways (document.scrollingElement.scrollWidth > clientWidth);
+ * - a piece of text is cut off: the element holding it is wider inside than its box
+ *   (scrollWidth > clientWidth; an element that wraps its text by design never is), or a line of
+ *   it reaches past the window's left or right edge, or past the box of an ancestor (or the
+ *   element itself) that clips: sideways any overflow other than visible (a scroller too: a
+ *   sideways scroller hides the end of a line), up and down only overflow hidden or clip (a
+ *   vertical scroller shows the rest when scrolled; that is not cutting off, nor is what clips
+ *   the scroller cutting off the lines scrolled out of its view).
+ * Runs in the page (page.evaluate): self-contained.
+ */
+function layoutProblems() {
+  const problems = [];
+  const root = document.scrollingElement;
+  if (root.scrollWidth > root.clientWidth) problems.push(`the page scrolls sideways: ${root.scrollWidth} > ${root.clientWidth} px`);
+  const name = (el) => el.tagName.toLowerCase() + (el.id ? `#${el.id}` : "") + [...el.classList].map((c) => `.${c}`).join("");
+  const SLACK = 1; // px: subpixel rounding
+  const range = document.createRange();
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  const wide = new Set();
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const el = node.parentElement;
+    if (!node.data.trim() || !el.checkVisibility({ visibilityProperty: true })) continue;
+    range.selectNodeContents(node);
+    const lines = [...range.getClientRects()].filter((r) => r.width > 0);
+    if (lines.length === 0) continue; // not rendered (a <script>, a hidden form)
+    const what = `${name(el)} "${node.data.trim().slice(0, 40)}"`;
+    if (el.scrollWidth > el.clientWidth && !wide.has(el)) {
+      wide.add(el);
+      problems.push(`${what}: wider than its box (${el.scrollWidth} > ${el.clientWidth} px)`);
+    }
+    const clips = [{ who: "the window", left: 0, right: innerWidth, top: -Infinity, bottom: Infinity }];
+    let scrolled = false; // inside a vertical scroller: up and down, what clips is its business
+    for (let a = el; a && a !== document.documentElement; a = a.parentElement) {
+      const style = getComputedStyle(a);
+      const sideways = style.overflowX !== "visible";
+      const vertical = !scrolled && (style.overflowY === "hidden" || style.overflowY === "clip");
+      scrolled ||= style.overflowY === "auto" || style.overflowY === "scroll";
+      if (!sideways && !vertical) continue;
+      const box = a.getBoundingClientRect();
+      const left = box.left + a.clientLeft;
+      const top = box.top + a.clientTop;
+      clips.push({
+        who: name(a),
+        left: sideways ? left : -Infinity,
+        right: sideways ? left + a.clientWidth : Infinity,
+        top: vertical ? top : -Infinity,
+        bottom: vertical ? top + a.clientHeight : Infinity,
+      });
+    }
+    for (const c of clips) {
+      const cut = lines.find(
+        (r) => r.left < c.left - SLACK || r.right > c.right + SLACK || r.top < c.top - SLACK || r.bottom > c.bottom + SLACK,
+      );
+      if (cut) {
+        const r = (v) => Math.round(v);
+        problems.push(`${what}: cut off by ${c.who} (a line at x ${r(cut.left)}..${r(cut.right)}, y ${r(cut.top)}..${r(cut.bottom)})`);
+        break;
+      }
+    }
+  }
+  return problems;
+}
 
 test("chat: two browsers see each other and exchange messages, also across going offline", async () => {
   const room = roomName("chat:demo");
@@ -179,35 +252,71 @@ test("chat: who is typing shows on the other page and goes away (field cleared, 
   await Promise.all([ctxA.close(), ctxB.close()]);
 });
 
-test("phone width (390 px): no demo page scrolls sideways, the chat included with long names, long words and someone typing", async () => {
-  const room = roomName("chat:phone");
-  const [phone, desk] = await Promise.all([
-    browser.newContext({ viewport: PHONE, deviceScaleFactor: 2, isMobile: true, hasTouch: true }),
-    browser.newContext(),
-  ]);
-  const page = await phone.newPage();
-  for (const path of PAGES) {
-    await page.goto(`${edge.url}${path}`);
-    assert.ok((await scrollWidth(page)) <= PHONE.width, `${path}: ${await scrollWidth(page)} px wide`);
+/** The look the demo pages share: the style sheets linked, and what they give the body and header. */
+function look() {
+  const css = (el, props) => el && Object.fromEntries(props.map((p) => [p, getComputedStyle(el).getPropertyValue(p)]));
+  return {
+    stylesheets: [...document.querySelectorAll('link[rel="stylesheet"]')].map((l) => new URL(l.href).pathname),
+    body: css(document.body, ["background-color", "color", "font-family", "font-size", "margin"]),
+    header: css(document.querySelector("body > header"), ["background-color", "color", "padding"]),
+    headerLink: css(document.querySelector("body > header a"), ["color", "font-weight"]),
+  };
+}
+
+test("every page at 390 and 1280 px: nothing scrolls sideways or is cut off, the chat included with long names, long words and someone typing", async () => {
+  for (const viewport of WIDTHS) {
+    const w = viewport.width;
+    const room = roomName("chat:width");
+    const [win, desk] = await Promise.all([windowOf(viewport), browser.newContext()]);
+    const page = await win.newPage();
+    for (const path of PAGES) {
+      await page.goto(`${edge.url}${path}`);
+      assert.deepEqual(await page.evaluate(layoutProblems), [], `${path} at ${w} px`);
+    }
+    await joinChat(win, "ada", room, page);
+    const longName = "a-member-with-a-long-name.x_1234"; // 32 characters, the most the form takes
+    const other = await joinChat(desk, longName, room);
+    await other.fill("#text", `a-long-word-${"x".repeat(300)}`);
+    await other.press("#text", "Enter");
+    await other.fill("#text", "and a long sentence ".repeat(20));
+    await other.press("#text", "Enter");
+    await page.waitForFunction(() => document.querySelectorAll("#messages li").length === 2);
+    await other.locator("#text").pressSequentially("typing");
+    await page.waitForFunction((n) => document.getElementById("typing").textContent === `${n} is typing…`, longName);
+    await page.fill("#text", `hi from ada at ${w} px`);
+    await page.press("#text", "Enter");
+    await page.waitForSelector("#messages li.confirmed");
+    assert.ok((await scrollWidth(page)) <= w, `chat: ${await scrollWidth(page)} px wide`);
+    assert.deepEqual(await page.evaluate(layoutProblems), [], `chat at ${w} px`);
+    const members = await page.$$eval("#members li", (els) => els.map((e) => e.textContent));
+    assert.deepEqual(members.sort(), [longName, "ada"].sort());
+    await page.screenshot({ path: join(ARTIFACTS, `chat-${w}.png`) });
+    await Promise.all([win.close(), desk.close()]);
   }
-  await joinChat(phone, "ada", room, page);
-  const longName = "a-member-with-a-long-name.x_1234"; // 32 characters, the most the form takes
-  const other = await joinChat(desk, longName, room);
-  await other.fill("#text", `a-long-word-${"x".repeat(300)}`);
-  await other.press("#text", "Enter");
-  await other.fill("#text", "and a long sentence ".repeat(20));
-  await other.press("#text", "Enter");
-  await page.waitForFunction(() => document.querySelectorAll("#messages li").length === 2);
-  await other.locator("#text").pressSequentially("typing");
-  await page.waitForFunction((n) => document.getElementById("typing").textContent === `${n} is typing…`, longName);
-  await page.fill("#text", "hi from a phone");
-  await page.press("#text", "Enter");
-  await page.waitForSelector("#messages li.confirmed");
-  assert.ok((await scrollWidth(page)) <= PHONE.width, `chat: ${await scrollWidth(page)} px wide`);
-  const members = await page.$$eval("#members li", (els) => els.map((e) => e.textContent));
-  assert.deepEqual(members.sort(), [longName, "ada"].sort());
-  await page.screenshot({ path: join(ARTIFACTS, "chat-390.png") });
-  await Promise.all([phone.close(), desk.close()]);
+});
+
+test("index at 390 and 1280 px: the other pages' look (style.css, header), and the lobby's long lines wrap whole", async () => {
+  for (const viewport of WIDTHS) {
+    const w = viewport.width;
+    const win = await windowOf(viewport);
+    const page = await win.newPage();
+    await page.goto(`${edge.url}/chat.html`);
+    const shared = await page.evaluate(look);
+    assert.ok(shared.stylesheets.includes("/style.css") && shared.header, JSON.stringify(shared));
+    await page.goto(`${edge.url}/`);
+    assert.deepEqual(await page.evaluate(look), shared, `/ at ${w} px looks like chat.html`);
+    await page.waitForFunction(() => document.getElementById("status").textContent === "open");
+    const sentence = "a message long enough to need more than one line of the lobby's log ".repeat(4).trim();
+    const word = `a-long-word-${"x".repeat(200)}`;
+    for (const text of [sentence, word]) {
+      await page.fill("#text", text);
+      await page.press("#text", "Enter");
+    }
+    await page.waitForFunction((t) => document.getElementById("log").textContent.includes(t), word);
+    assert.deepEqual(await page.evaluate(layoutProblems), [], `/ at ${w} px`);
+    await page.screenshot({ path: join(ARTIFACTS, `index-${w}.png`) });
+    await win.close();
+  }
 });
 
 test("forms: every pattern compiles as a v-flag RegExp, and a name with a space is refused with the form's message, never connecting", async () => {
@@ -329,7 +438,7 @@ test("cursors: the other page's cursor shows with its name, moves (sent at most 
   const [cur, board] = await Promise.all([cursor.boundingBox(), a.locator("#board").boundingBox()]);
   assert.ok(Math.abs(cur.x - (board.x + board.width * 0.75)) < 2, `${cur.x} vs ${board.x + board.width * 0.75}`);
   assert.ok((await scrollWidth(a)) <= PHONE.width, `cursors: ${await scrollWidth(a)} px wide`);
-  await a.screenshot({ path: join(ARTIFACTS, "cursors-390.png") });
+  await a.screenshot({ path: join(ARTIFACTS, "cursors-sweep-390.png") });
 
   // The pointer leaves the board: the cursor goes; it comes back with the next move.
   await b.mouse.move(box.x + box.width / 2, box.y - 10);
@@ -396,4 +505,141 @@ test("log tail: a burst of 5,000 lines from the log script arrives, the last lin
   assert.equal(await page.textContent("#follow"), "Follow");
   await page.screenshot({ path: join(ARTIFACTS, "logs.png") });
   await page.close();
+});
+
+test("log tail at 390 and 1280 px: long lines wrap whole, nothing is cut off, the meter never shows more lines shown than received", async () => {
+  for (const viewport of WIDTHS) {
+    const w = viewport.width;
+    const room = roomName("logs:width");
+    const win = await windowOf(viewport);
+    const page = await win.newPage();
+    await page.goto(`${edge.url}/logs.html?room=${room}`);
+    await page.waitForSelector('#status[data-state="open"]');
+    // The meter as the reader sees it: read after each change to it (the observer runs once the
+    // script that changed it is done), the first reading with more shown than received kept.
+    await page.evaluate(() => {
+      const n = (id) => Number(document.getElementById(id).textContent);
+      window.meter = { reads: 0, wrong: null };
+      new MutationObserver(() => {
+        window.meter.reads++;
+        const [shown, received] = [n("shown"), n("total")];
+        if (shown > received) window.meter.wrong ??= { shown, received };
+      }).observe(document.getElementById("shown").parentElement, { subtree: true, childList: true, characterData: true });
+    });
+    // 2,000 lines over about a second, in batches of 200 (the log script's pace).
+    const count = 2000;
+    const feed = [join(ROOT, "tools", "demo-logs.mjs"), "--url", edge.url, "--room", room, "--rate", "2000", "--count", `${count}`];
+    await promisify(execFile)(process.execPath, feed);
+    await page.waitForFunction((n) => document.getElementById("total").textContent === `${n}`, count, { timeout: 30_000 });
+    await page.waitForFunction(() => document.getElementById("log").lastElementChild?.textContent.includes("request 2000 handled"));
+    const meter = await page.evaluate(() => window.meter);
+    assert.ok(meter.reads >= 10, `the meter changed ${meter.reads} times while the lines came`);
+    assert.equal(meter.wrong, null, `at ${w} px the meter showed ${JSON.stringify(meter.wrong)}`);
+
+    // A short line, a long sentence and a long unbroken word: each shows whole, the long ones on
+    // more than one line, in the log's view (it follows the newest line).
+    const stamp = new Date().toISOString();
+    const lines = [
+      `${stamp} INFO  ok`,
+      `${stamp} WARN  app[1] ${"a warning long enough to need more than one line of the log view ".repeat(6).trim()}`,
+      `${stamp} ERROR app[1] GET /download?token=${"Zm9vYmFyYmF6".repeat(30)} failed`,
+    ];
+    const posted = await api(edge, "POST", `/rooms/${room}/messages`, [{ data: { lines } }]);
+    assert.equal(posted.status, 200, posted.text);
+    await page.waitForFunction((last) => document.getElementById("log").lastElementChild?.textContent === last, lines.at(-1));
+    const shown = await page.$eval("#log", (log) => {
+      const view = log.getBoundingClientRect();
+      const range = document.createRange();
+      return [...log.children].slice(-3).map((el) => {
+        range.selectNodeContents(el);
+        const box = el.getBoundingClientRect();
+        return {
+          text: el.textContent,
+          height: box.height,
+          lines: new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size,
+          inView: box.top >= view.top - 1 && box.bottom <= view.bottom + 1,
+        };
+      });
+    });
+    assert.deepEqual(
+      shown.map((l) => l.text),
+      lines,
+    );
+    const [short, ...long] = shown;
+    assert.equal(short.lines, 1, `at ${w} px: ${JSON.stringify(short)}`);
+    for (const l of long) {
+      assert.ok(l.lines >= 2 && l.height >= 2 * short.height - 1, `at ${w} px, wrapped: ${JSON.stringify({ ...l, text: undefined })}`);
+    }
+    assert.ok(
+      shown.every((l) => l.inView),
+      `at ${w} px, in the view: ${shown.map((l) => l.inView)}`,
+    );
+    assert.deepEqual(await page.evaluate(layoutProblems), [], `log tail at ${w} px`);
+    await page.screenshot({ path: join(ARTIFACTS, `logs-${w}.png`) });
+    await win.close();
+  }
+});
+
+test("cursors at 390 and 1280 px: a name tag near the right or bottom edge flips to the other side and shows whole", async () => {
+  const longName = "a-member-with-a-long-name.x_1234"; // 32 characters, the most the form takes
+  for (const viewport of WIDTHS) {
+    const w = viewport.width;
+    const room = roomName("cursors:edge");
+    const [win, desk] = await Promise.all([windowOf(viewport), browser.newContext()]);
+    const page = await joinCursors(win, "ada", room);
+    const mover = await joinCursors(desk, longName, room);
+    await page.waitForFunction((n) => document.getElementById("members").textContent.includes(n), longName);
+    const board = await mover.locator("#board").boundingBox();
+    /** Moves the other page's pointer to (x, y) of its board; where its cursor shows here. */
+    const moveTo = async (x, y) => {
+      await mover.mouse.move(board.x + board.width * x, board.y + board.height * y);
+      return page
+        .waitForFunction(
+          ([user, x, y]) => {
+            const el = document.querySelector(`.cursor[data-user="${user}"]`);
+            // (not yet drawn: no data-x, and NaN is never near)
+            if (!(Math.abs(el?.dataset.x - x) <= 0.01 && Math.abs(el?.dataset.y - y) <= 0.01)) return false;
+            const b = document.getElementById("board").getBoundingClientRect();
+            const label = el.querySelector("span");
+            const l = label.getBoundingClientRect();
+            return {
+              tip: { x: b.left + el.dataset.x * b.width, y: b.top + el.dataset.y * b.height },
+              board: { left: b.left, right: b.right, top: b.top, bottom: b.bottom },
+              label: { left: l.left, right: l.right, top: l.top, bottom: l.bottom, text: label.textContent },
+              truncated: label.scrollWidth > label.clientWidth,
+              window: innerWidth,
+            };
+          },
+          [longName, x, y],
+        )
+        .then((h) => h.jsonValue());
+    };
+    const inside = (c, where) => {
+      const { label, board } = c;
+      const ok =
+        label.left >= board.left - 1 && label.right <= board.right + 1 && label.top >= board.top - 1 && label.bottom <= board.bottom + 1;
+      assert.ok(ok && label.right <= c.window + 1, `${where} at ${w} px, the name tag is inside the board: ${JSON.stringify(c)}`);
+      assert.equal(label.text, longName);
+      assert.equal(c.truncated, false, `${where} at ${w} px, the whole name shows`);
+    };
+
+    // Away from the edges: the tag sits right of and below the arrow's tip.
+    let c = await moveTo(0.25, 0.35);
+    inside(c, "at (25%, 35%)");
+    assert.ok(c.label.left >= c.tip.x && c.label.top >= c.tip.y, `right of and below the tip: ${JSON.stringify(c)}`);
+    // Near the right edge it flips to the left of the tip; near the bottom, above it.
+    c = await moveTo(0.98, 0.5);
+    inside(c, "at (98%, 50%)");
+    assert.ok(c.label.right <= c.tip.x + 1 && c.label.top >= c.tip.y, `left of the tip: ${JSON.stringify(c)}`);
+    assert.deepEqual(await page.evaluate(layoutProblems), [], `cursors at ${w} px, (98%, 50%)`);
+    await page.screenshot({ path: join(ARTIFACTS, `cursors-${w}.png`) });
+    c = await moveTo(0.98, 0.98);
+    inside(c, "at (98%, 98%)");
+    assert.ok(c.label.right <= c.tip.x + 1 && c.label.bottom <= c.tip.y + 1, `left of and above the tip: ${JSON.stringify(c)}`);
+    c = await moveTo(0.02, 0.98);
+    inside(c, "at (2%, 98%)");
+    assert.ok(c.label.left >= c.tip.x && c.label.bottom <= c.tip.y + 1, `right of and above the tip: ${JSON.stringify(c)}`);
+    assert.deepEqual(await page.evaluate(layoutProblems), [], `cursors at ${w} px, (2%, 98%)`);
+    await Promise.all([win.close(), desk.close()]);
+  }
 });
