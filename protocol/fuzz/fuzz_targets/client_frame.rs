@@ -25,6 +25,8 @@ fuzz_target!(|data: &[u8]| {
             assert!(!id.is_empty() && id.len() <= 128);
             assert!(before.is_none() || since.is_none(), "never both");
         }
+        // A read mark's echo: its id is held to the same rule as every id.
+        Ok(ClientFrame::Read { id }) => assert!(!id.is_empty() && id.len() <= 128),
         Ok(ClientFrame::Ping) | Ok(ClientFrame::Refresh { .. }) | Err(_) => {}
     }
 });
