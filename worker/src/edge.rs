@@ -9,10 +9,12 @@ use roomcast_protocol::api::admission::{self, offers_subprotocol, AuthConfig, Up
 use roomcast_protocol::api::client_ip::{self, Runtime};
 use roomcast_protocol::api::history::HistoryQuery;
 use roomcast_protocol::api::kick::KickRequest;
-use roomcast_protocol::api::{dev_token, origin, query, Caller, Endpoint, Refusal, RefusalKind, Route, CALLER_HEADER, CONNECT_HEADER};
+use roomcast_protocol::api::{
+    dev_token, origin, query, request_url, Caller, Endpoint, Refusal, RefusalKind, Route, CALLER_HEADER, CONNECT_HEADER,
+};
 use roomcast_protocol::config::RoomConfig;
 use roomcast_protocol::SUBPROTOCOL;
-use worker::{Env, Headers, Method, Request, RequestInit, Response, Result, Url, WebSocketPair};
+use worker::{Env, Headers, Method, Request, RequestInit, Response, Result, WebSocketPair};
 
 /// Why a request was not answered normally: the policy refused it, or the platform failed.
 enum Failure {
@@ -43,8 +45,9 @@ type Outcome = std::result::Result<Response, Failure>;
 /// The answer is the runtime's own Response type: an upgrade is answered with the room's response
 /// object as it came (see [`connect`]); everything else is converted once at the end.
 pub async fn handle(req: Request, env: Env) -> Result<web_sys::Response> {
-    let url = req.url()?;
-    let raw_query = url.query().unwrap_or("").to_owned();
+    // The URL as the runtime serialized it, read without parsing it again (`request_url`).
+    let url = req.inner().url();
+    let raw_query = request_url::query(&url).to_owned();
     let method = match req.method() {
         Method::Get => roomcast_protocol::api::Method::Get,
         Method::Post => roomcast_protocol::api::Method::Post,
@@ -54,7 +57,7 @@ pub async fn handle(req: Request, env: Env) -> Result<web_sys::Response> {
     };
     let upgrade = header(&req, "Upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
     let protocols = header(&req, "Sec-WebSocket-Protocol").unwrap_or_default();
-    let outcome = match roomcast_protocol::api::route(method, url.path()) {
+    let outcome = match roomcast_protocol::api::route(method, request_url::path(&url)) {
         Ok(Route::DevToken) => return dev_token(&req, &env, &url, &raw_query).map(Into::into),
         Ok(Route::Room { room, endpoint: Endpoint::Connect }) => connect(&req, &env, &room, &raw_query, &protocols, upgrade).await,
         Ok(Route::Preflight { .. }) => return preflight(&req, &env).map(Into::into),
@@ -239,12 +242,12 @@ fn preflight(req: &Request, env: &Env) -> Result<Response> {
 /// `GET /dev/token`: only when `ROOMCAST_DEV_TOKENS` is "1" (the setup writes it into `.dev.vars`;
 /// `wrangler deploy` never uploads that file), and only for this edge's own pages, loopback
 /// origins and requests without an origin.
-fn dev_token(req: &Request, env: &Env, url: &Url, raw_query: &str) -> Result<Response> {
+fn dev_token(req: &Request, env: &Env, url: &str, raw_query: &str) -> Result<Response> {
     if !dev_tokens_enabled(env) {
         return http::refused(&Refusal::not_found("no such endpoint; see docs/PROTOCOL.md"), None);
     }
     let given = header(req, "Origin");
-    let own = url.origin().ascii_serialization();
+    let own = request_url::origin(url);
     let cors = match origin::check_dev_token_origin(given.as_deref(), &own) {
         Ok(cors) => cors,
         Err(r) => return http::refused(&r, None),

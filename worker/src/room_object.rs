@@ -414,8 +414,8 @@ struct BatchBody<'a> {
     messages: &'a [room::Published],
 }
 
-fn query_u64(url: &worker::Url, key: &str) -> Option<std::result::Result<u64, ()>> {
-    url.query_pairs().find(|(k, _)| k == key).map(|(_, v)| v.parse::<u64>().map_err(|_| ()))
+fn query_u64(query: &str, key: &str) -> Option<std::result::Result<u64, ()>> {
+    roomcast_protocol::api::query::pairs(query).find(|(k, _)| k == key).map(|(_, v)| v.parse::<u64>().map_err(|_| ()))
 }
 
 impl Core {
@@ -448,9 +448,10 @@ impl Core {
 
     async fn history(&self, req: &Request) -> Result<Response> {
         let Some(caller) = caller(req) else { return http::error(400, ErrorCode::BadRequest, "calls come through the edge") };
-        let url = req.url()?;
+        let url = req.inner().url();
+        let query = roomcast_protocol::api::request_url::query(&url);
         // The edge checked these numbers and wrote the query itself.
-        let (since, before, limit) = (query_u64(&url, "since"), query_u64(&url, "before"), query_u64(&url, "limit"));
+        let (since, before, limit) = (query_u64(query, "since"), query_u64(query, "before"), query_u64(query, "limit"));
         let page = match (before, since) {
             (Some(Ok(b)), None) => Page::Before(b),
             (None, since) => Page::After(since.and_then(|s| s.ok()).unwrap_or(0)),

@@ -9,6 +9,7 @@
 //! - [`history`], [`kick`], [`dev_token`]: the HTTP API's queries and bodies.
 //! - [`refusal`]: every refusal's HTTP status, error code, close code and JSON body.
 //! - [`query`]: query strings as browsers write them.
+//! - [`request_url`]: a request URL's path, query and origin, read from the runtime's serialization.
 
 pub mod admission;
 pub mod client_ip;
@@ -19,6 +20,7 @@ pub mod kick;
 pub mod origin;
 pub mod query;
 pub mod refusal;
+pub mod request_url;
 pub mod route;
 
 pub use admission::{admit, authorize_api, AuthConfig, Upgrade};
