@@ -108,7 +108,7 @@ const wrangler =
     const edge = await startEdge({ config: file, vars, logLevel: "warn", ready: isWorker });
     try {
       const runtime = await workerRuntime(edge.pid, isWorker);
-      return { ...runtime, wsUrl: `ws://127.0.0.1:${runtime.port}`, stop: () => edge.stop() };
+      return { ...runtime, wsUrl: `ws://127.0.0.1:${runtime.port}`, inspectorPort: edge.inspectorPort, stop: () => edge.stop() };
     } catch (e) {
       await edge.stop();
       throw e;

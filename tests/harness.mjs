@@ -107,6 +107,8 @@ async function startEdgeOnce({
     persistDir,
     /** wrangler's process; workerd runs below it (the benchmarks measure the whole tree). */
     pid: child.pid,
+    /** wrangler's inspector (DevTools protocol) for the Worker's isolate (bench/idle-memory.mjs). */
+    inspectorPort,
     url: `http://127.0.0.1:${port}`,
     wsUrl: `ws://127.0.0.1:${port}`,
     get log() {

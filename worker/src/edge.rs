@@ -9,7 +9,7 @@ use roomcast_protocol::api::admission::{self, offers_subprotocol, AuthConfig, Up
 use roomcast_protocol::api::call::{RoomRequest, CALL_PATH};
 use roomcast_protocol::api::client_ip::{self, Runtime, UpgradeBudget};
 use roomcast_protocol::api::creation;
-use roomcast_protocol::api::{dev_token, origin, query, Endpoint, Refusal, RefusalKind, Route, CONNECT_HEADER, EDGE_VARS};
+use roomcast_protocol::api::{dev_token, origin, query, request_url, Endpoint, Refusal, RefusalKind, Route, CONNECT_HEADER, EDGE_VARS};
 use roomcast_protocol::config::RoomConfig;
 use worker::{Env, Headers, Method, Request, RequestInit, Response, Result};
 
@@ -42,8 +42,9 @@ type Outcome = std::result::Result<Response, Failure>;
 /// The answer is the runtime's own Response type: an upgrade is answered with the room's response
 /// object as it came (see [`connect`]); everything else is converted once at the end.
 pub async fn handle(req: Request, env: Env) -> Result<web_sys::Response> {
-    let url = req.url()?;
-    let raw_query = url.query().unwrap_or("").to_owned();
+    // The URL as the runtime serialized it, read without parsing it again (`request_url`).
+    let url = req.inner().url();
+    let raw_query = request_url::query(&url).to_owned();
     let method = match req.method() {
         Method::Get => roomcast_protocol::api::Method::Get,
         Method::Post => roomcast_protocol::api::Method::Post,
@@ -53,7 +54,7 @@ pub async fn handle(req: Request, env: Env) -> Result<web_sys::Response> {
     };
     let upgrade = header(&req, "Upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
     let protocols = header(&req, "Sec-WebSocket-Protocol").unwrap_or_default();
-    let outcome = match roomcast_protocol::api::route(method, url.path()) {
+    let outcome = match roomcast_protocol::api::route(method, request_url::path(&url)) {
         Ok(Route::DevToken) => return dev_token(&req, &env, &raw_query).map(Into::into),
         Ok(Route::Room { room, endpoint: Endpoint::Connect }) => connect(&req, &env, &room, &raw_query, &protocols, upgrade).await,
         Ok(Route::Preflight { .. }) => return preflight(&req, &env).map(Into::into),

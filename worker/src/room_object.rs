@@ -473,7 +473,9 @@ impl DurableObject for RoomObject {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        let path = req.path();
+        // Read without the url crate (api::request_url): the runtime's URL is already serialized.
+        let url = req.inner().url();
+        let path = roomcast_protocol::api::request_url::path(&url);
         if path == Endpoint::Connect.room_path() && req.method() == Method::Get {
             self.accept(&req).await
         } else if path == CALL_PATH && req.method() == Method::Post {

@@ -13,6 +13,7 @@
 //! - [`call`]: the API call in the one canonical form the edge builds and the room reads.
 //! - [`refusal`]: every refusal's HTTP status, error code, close code and JSON body.
 //! - [`query`]: query strings as browsers write them.
+//! - [`request_url`]: a request URL's path, query and origin, read from the runtime's serialization.
 
 pub mod admission;
 pub mod call;
@@ -26,6 +27,7 @@ pub mod origin;
 pub mod publish;
 pub mod query;
 pub mod refusal;
+pub mod request_url;
 pub mod route;
 
 pub use admission::{admit, authorize_api, AuthConfig, Upgrade};
