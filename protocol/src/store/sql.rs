@@ -131,11 +131,12 @@ impl Cols {
 
 /// A `messages` row (seq, ts, origin, user, mid, data) as a message. Compacted on the way out
 /// too: rows written before data was compacted on the way in may hold raw line feeds, which must
-/// never reach a frame.
+/// never reach a frame; and a value stored before the JSON rules (compact.rs) that breaks them
+/// comes back as `null`, so one old row cannot fail every history read.
 fn message(row: Vec<Value>) -> Result<StoredMessage, StoreError> {
     let mut c = Cols::new(row);
     let (seq, ts, from, user, id) = (c.int()?, c.int()?, c.text()?, c.text()?, c.opt_text()?);
-    let data = CompactJson::parse_owned(c.text()?).map_err(|e| StoreError(e.to_string()))?;
+    let data = CompactJson::from_stored(c.text()?).map_err(|e| StoreError(e.to_string()))?;
     Ok(StoredMessage { seq, ts, from, user, id, data })
 }
 
@@ -552,6 +553,27 @@ mod tests {
         store.take_wrote();
         assert_eq!(store.room_name(Some("chat:a".into())).unwrap(), Some("chat:a".into()));
         assert!(!store.take_wrote(), "the same name is not written again");
+    }
+
+    /// Rows stored before the JSON rules (issue #22) that break them read back as `null`, and
+    /// whitespace stored before compaction comes back compact; a row that is not JSON at all is
+    /// still an error.
+    #[test]
+    fn data_stored_before_the_json_rules_reads_back_as_null() {
+        let mut store = sqlite();
+        store.create(&RoomMeta { epoch: "e".into(), seq: 0 }).unwrap();
+        let deep = format!("{}1{}", "[".repeat(40), "]".repeat(40));
+        for (seq, data) in [(1, deep.as_str()), (2, r#"{"a":"\ud800"}"#), (3, "1e400"), (4, "{ \"a\" :\n 1 }")] {
+            store
+                .sql
+                .0
+                .execute("INSERT INTO messages (seq, ts, origin, user, data) VALUES (?1, 1, 'c', 'u', ?2)", rusqlite::params![seq, data])
+                .unwrap();
+        }
+        let page: Vec<String> = store.after(0, 10, 1 << 20).unwrap().into_iter().map(|m| m.data.get().to_owned()).collect();
+        assert_eq!(page, ["null", "null", "null", r#"{"a":1}"#]);
+        store.sql.0.execute("INSERT INTO messages (seq, ts, origin, user, data) VALUES (5, 1, 'c', 'u', '{')", []).unwrap();
+        assert!(store.after(0, 10, 1 << 20).is_err(), "not JSON at all");
     }
 
     #[test]
