@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `npm run fuzz -- [--seconds N] [TARGET...]`: runs the cargo-fuzz targets in protocol/fuzz for a
-# bounded time each (default 60 s; targets: client_frame room_events token framing). Not part of npm
-# test. Needs rustup's nightly toolchain (on this machine kind) and installs cargo-fuzz once.
+# bounded time each (default 60 s; targets: client_frame room_events token framing json_rules).
+# Not part of npm test. Needs rustup's nightly toolchain (on this machine kind) and installs
+# cargo-fuzz once.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -14,7 +15,7 @@ while [ $# -gt 0 ]; do
     *) targets+=("$1"); shift ;;
   esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(client_frame room_events token framing)
+[ ${#targets[@]} -gt 0 ] || targets=(client_frame room_events token framing json_rules)
 
 if ! command -v rustup >/dev/null || ! rustup toolchain list | grep -q '^nightly'; then
   die "fuzzing needs rustup's nightly toolchain: rustup toolchain install nightly"

@@ -4,8 +4,10 @@
 // Listens on http://127.0.0.1:8788/ (PORT to change it; 0 picks a free port), verifies each POST
 // with roomcast/server's verifyWebhook and WEBHOOK_SECRET (from the environment, else from the
 // project's .dev.vars), prints one line per event and answers 204; a request whose signature or
-// timestamp does not verify gets 401 and a line on stderr. To have the local edge send here, put
-// in .dev.vars (then restart `npm run dev`):
+// timestamp does not verify gets 401 and a line on stderr; a signed body that is not
+// {"events":[{…},…]} gets 400. Any body gets one of these answers, never a crash or a 500: event
+// fields are printed cut short (depth and length), so a value nested 100,000 deep prints like any
+// other. To have the local edge send here, put in .dev.vars (then restart `npm run dev`):
 //
 //   WEBHOOK_URL=http://127.0.0.1:8788/
 //   WEBHOOK_SECRET=whsec_…      (npm run demo:webhooks -- --new-secret prints a fresh one)
@@ -21,14 +23,57 @@ import { devVar } from "../../tools/token.mjs";
 const MAX_BODY_BYTES = 1 << 20;
 /** How many event ids are remembered to mark redeliveries (delivery is at least once). */
 const SEEN_MAX = 10_000;
+/** Values nested deeper than this print as `…`: JSON.stringify recurses, and a deep enough value
+ * (10,000 levels fit in 20 KB) overflows the stack. The room sends at most 32 levels of data. */
+const PRINT_DEPTH = 40;
+/** The most characters of an event's fields printed on its line. */
+const PRINT_CHARS = 2_000;
+
+/**
+ * `value` as JSON text, cut short: arrays and objects deeper than `depth` become `…`, and the text
+ * stops after about `chars` characters with `…`. Never recurses deeper than `depth`, so any
+ * parsed body prints. Numbers JSON cannot write (1e400 parses to Infinity) print as JavaScript
+ * writes them.
+ */
+export function preview(value, { depth = PRINT_DEPTH, chars = PRINT_CHARS } = {}) {
+  let out = "";
+  const write = (v, level) => {
+    if (out.length > chars) return;
+    if (v === null || typeof v !== "object") {
+      out += typeof v === "number" && !Number.isFinite(v) ? String(v) : (JSON.stringify(v) ?? String(v));
+      return;
+    }
+    if (level >= depth) {
+      out += "…";
+      return;
+    }
+    const array = Array.isArray(v);
+    out += array ? "[" : "{";
+    let first = true;
+    for (const key of Object.keys(v)) {
+      if (out.length > chars) break;
+      if (!first) out += ",";
+      first = false;
+      if (!array) out += `${JSON.stringify(key)}:`;
+      write(v[key], level + 1);
+    }
+    out += array ? "]" : "}";
+  };
+  write(value, 0);
+  return out.length > chars ? `${out.slice(0, chars)}…` : out;
+}
 
 /** One line for an event: its time, type, room, the fields that vary, and its id. */
 export function formatEvent(event, { duplicate = false } = {}) {
   const { id, type, room, ts, ...rest } = event;
   const time = Number.isFinite(ts) ? new Date(ts).toISOString().slice(11, 23) : "??:??:??.???";
-  const fields = Object.keys(rest).length ? ` ${JSON.stringify(rest)}` : "";
-  return `${time} ${String(type).padEnd(17)} ${room}${fields} ${id}${duplicate ? " (again: a redelivery)" : ""}`;
+  const fields = Object.keys(rest).length ? ` ${preview(rest)}` : "";
+  const text = (v) => (typeof v === "string" ? v : preview(v, { chars: 200 }));
+  return `${time} ${text(type).padEnd(17)} ${text(room)}${fields} ${text(id)}${duplicate ? " (again: a redelivery)" : ""}`;
 }
+
+/** Whether a verified payload's events are all objects (what formatEvent and the dedup read). */
+const eventsAreObjects = (events) => events.every((e) => e !== null && typeof e === "object" && !Array.isArray(e));
 
 /**
  * Starts the receiver. Resolves with the node:http server once it listens; `server.address().port`
@@ -62,10 +107,17 @@ export function startReceiver({ secret, port = 8788, host = "127.0.0.1", log = c
       if (tooLarge) return;
       try {
         const { events } = await verifyWebhook(Buffer.concat(chunks), req.headers, secret);
+        if (!eventsAreObjects(events)) {
+          // Signed, so from whoever holds the secret, but not events: refused for good (a 400
+          // makes the room set the batch's offending event aside rather than retry it).
+          warn(`refused: 400 bad_body: an event is not a JSON object (webhook-id ${req.headers["webhook-id"] ?? "none"})`);
+          return answer(400, "bad_body\n");
+        }
         for (const event of events) {
-          const duplicate = seen.has(event.id);
+          const key = typeof event.id === "string" ? event.id : preview(event.id, { chars: 200 });
+          const duplicate = seen.has(key);
           if (!duplicate) {
-            seen.add(event.id);
+            seen.add(key);
             if (seen.size > SEEN_MAX) seen.delete(seen.values().next().value);
           }
           log(formatEvent(event, { duplicate }));

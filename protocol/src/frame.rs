@@ -7,7 +7,7 @@
 //! the room can join frames with line feeds and a client split them back, and no byte a client
 //! controls can end or start a frame.
 
-use crate::compact::CompactJson;
+use crate::compact::{CompactJson, JsonError};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -63,6 +63,10 @@ pub enum FrameError {
     MissingField(&'static str),
     #[error("field \"{field}\" {problem}")]
     InvalidField { field: &'static str, problem: &'static str },
+    /// A `data` or `meta` outside the JSON rules every value a client sends must keep
+    /// ([`crate::compact`]: depth, surrogates, numbers).
+    #[error("field \"{field}\" is refused: {error}")]
+    Json { field: &'static str, error: JsonError },
 }
 
 impl FrameError {
@@ -112,6 +116,12 @@ impl Serialize for ErrorCode {
     }
 }
 
+/// A present `data` or `meta` as [`CompactJson`], within the rules of [`crate::compact`].
+fn value(raw: Option<&RawValue>, field: &'static str) -> Result<CompactJson, FrameError> {
+    let raw = raw.ok_or(FrameError::MissingField(field))?;
+    CompactJson::from_raw(raw).map_err(|error| FrameError::Json { field, error })
+}
+
 // `data` may be JSON null, so "present" is told apart from "absent" without Option's null rule.
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
     <&RawValue>::deserialize(d).map(Some)
@@ -157,10 +167,7 @@ pub fn decode_client(text: &str, max_id_len: usize) -> Result<ClientFrame<'_>, F
     }
     let env: Envelope<'_> = serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
     match env.kind.as_ref() {
-        "publish" => Ok(ClientFrame::Publish {
-            id: check_id(env.id, max_id_len)?,
-            data: CompactJson::from_raw(env.data.ok_or(FrameError::MissingField("data"))?),
-        }),
+        "publish" => Ok(ClientFrame::Publish { id: check_id(env.id, max_id_len)?, data: value(env.data, "data")? }),
         "direct" => {
             let to = match env.to {
                 Some(TargetFields { client_id: Some(c), user: None }) => Target::Client(c),
@@ -168,7 +175,7 @@ pub fn decode_client(text: &str, max_id_len: usize) -> Result<ClientFrame<'_>, F
                 Some(_) => return Err(FrameError::InvalidField { field: "to", problem: "must have exactly one of clientId or user" }),
                 None => return Err(FrameError::MissingField("to")),
             };
-            let data = CompactJson::from_raw(env.data.ok_or(FrameError::MissingField("data"))?);
+            let data = value(env.data, "data")?;
             Ok(ClientFrame::Direct { id: check_id(env.id, max_id_len)?, to, data })
         }
         "ping" => Ok(ClientFrame::Ping),
@@ -182,7 +189,7 @@ pub fn decode_client(text: &str, max_id_len: usize) -> Result<ClientFrame<'_>, F
             Ok(ClientFrame::History { id: check_id(env.id, max_id_len)?, limit, before: env.before, since: env.since })
         }
         "broadcast" => {
-            let data = CompactJson::from_raw(env.data.ok_or(FrameError::MissingField("data"))?);
+            let data = value(env.data, "data")?;
             let id = match env.id {
                 Some(_) => Some(check_id(env.id, max_id_len)?),
                 None => None,
@@ -190,7 +197,7 @@ pub fn decode_client(text: &str, max_id_len: usize) -> Result<ClientFrame<'_>, F
             Ok(ClientFrame::Broadcast { id, data })
         }
         "presence" => {
-            let meta = CompactJson::from_raw(env.meta.ok_or(FrameError::MissingField("meta"))?);
+            let meta = value(env.meta, "meta")?;
             if !meta.is_object() {
                 return Err(FrameError::InvalidField { field: "meta", problem: "must be a JSON object" });
             }
@@ -583,6 +590,29 @@ mod tests {
         let long_id = format!(r#"{{"type":"publish","id":"{}","data":1}}"#, "x".repeat(129));
         assert!(matches!(decode_client(&long_id, 128), Err(FrameError::InvalidField { field: "id", .. })));
         assert!(matches!(decode_client(r#"{"type":"publish","id":"","data":1}"#, 128), Err(FrameError::InvalidField { field: "id", .. })));
+    }
+
+    /// Issue #22: `data` and `meta` outside the JSON rules (compact.rs) are bad frames naming the
+    /// field and the rule; the id is still salvaged for the error frame.
+    #[test]
+    fn json_outside_the_rules_is_a_bad_frame() {
+        let deep = crate::compact::tests::nested(10_001, false, "0");
+        let text = format!(r#"{{"type":"publish","id":"m","data":{deep}}}"#);
+        let e = decode_client(&text, 128).unwrap_err();
+        assert_eq!(e, FrameError::Json { field: "data", error: JsonError::TooDeep });
+        assert_eq!(
+            (e.code(), e.to_string().as_str()),
+            (ErrorCode::BadFrame, "field \"data\" is refused: JSON nested deeper than 32 arrays and objects")
+        );
+        assert_eq!(salvage_id(&text).as_deref(), Some("m"));
+        let e = decode_client(r#"{"type":"presence","id":"p","meta":{"\ud800":1}}"#, 128).unwrap_err();
+        assert_eq!(e, FrameError::Json { field: "meta", error: JsonError::LoneSurrogate });
+        let e = decode_client(r#"{"type":"broadcast","data":[1e400]}"#, 128).unwrap_err();
+        assert_eq!(e, FrameError::Json { field: "data", error: JsonError::NumberOutOfRange });
+        let e = decode_client(r#"{"type":"direct","id":"d","to":{"user":"u"},"data":"\udc00"}"#, 128).unwrap_err();
+        assert_eq!(e, FrameError::Json { field: "data", error: JsonError::LoneSurrogate });
+        // what the frame ignores is not held to the rules: it is neither stored nor sent
+        assert!(decode_client(&format!(r#"{{"type":"publish","id":"m","data":1,"extra":{deep}}}"#), 128).is_ok());
     }
 
     #[test]

@@ -446,6 +446,27 @@ mod tests {
         assert!(verify(&forge(h, &padded, SECRET), SECRET, NOW_MS).is_ok());
     }
 
+    /// Issue #22: a token's meta is held to the JSON rules too (compact.rs); a token that breaks
+    /// them is refused with the rule named.
+    #[test]
+    fn meta_outside_the_json_rules_is_refused() {
+        let h = r#"{"alg":"HS256","typ":"JWT"}"#;
+        let exp = NOW_MS / 1000 + 60;
+        let deep = crate::compact::tests::nested(crate::compact::MAX_DEPTH + 1, true, "1");
+        for (meta, rule) in
+            [(deep.as_str(), "nested deeper"), (r#"{"a":"\ud800"}"#, "lone surrogate"), (r#"{"n":1e400}"#, "range of a double")]
+        {
+            let payload = format!(r#"{{"sub":"a","exp":{exp},"meta":{meta}}}"#);
+            match verify(&forge(h, &payload, SECRET), SECRET, NOW_MS) {
+                Err(TokenError::BadClaims(m)) => assert!(m.contains(rule), "{meta}: {m}"),
+                other => panic!("{meta}: {other:?}"),
+            }
+        }
+        let within = crate::compact::tests::nested(crate::compact::MAX_DEPTH - 1, true, "1");
+        let payload = format!(r#"{{"sub":"a","exp":{exp},"meta":{{"k":{within}}}}}"#);
+        assert!(verify(&forge(h, &payload, SECRET), SECRET, NOW_MS).is_ok());
+    }
+
     #[test]
     fn secrets_compare_by_value() {
         assert!(secrets_match(b"key-123", b"key-123"));

@@ -173,8 +173,12 @@ export interface WebhookStats {
   /** Consecutive failed deliveries. */
   failures: number;
   lastError: string | null;
-  /** Events older than WEBHOOK_MAX_AGE_SECONDS set aside; `requeueWebhooks` sends them again. */
+  /** Events set aside (older than WEBHOOK_MAX_AGE_SECONDS, or refused by the receiver); `requeueWebhooks` sends them again. */
   deadLetters: number;
+  /** The dead letters the receiver refused alone (400, 413 or 422). */
+  refused: number;
+  /** The last event the receiver refused, or null. */
+  lastRefused: { id: string; status: number } | null;
   delivered: number;
 }
 

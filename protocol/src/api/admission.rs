@@ -143,6 +143,7 @@ fn anonymous_meta(meta: Option<String>) -> Result<Option<CompactJson>, Refusal> 
     }
     match CompactJson::parse_owned(text) {
         Ok(meta) if meta.is_object() => Ok(Some(meta)),
+        Err(e) if e.is_rule() => Err(Refusal::bad_request(format!("meta: {e}"))),
         _ => Err(Refusal::bad_request("meta must be a JSON object")),
     }
 }
@@ -303,6 +304,32 @@ mod tests {
         assert_eq!(connect("public:lobby", "", "").unwrap().user, "anon:fresh");
         for q in ["user=a:b", "meta=[1]", "meta=%7B", &format!("meta={}", "x".repeat(META_MAX + 1))] {
             assert_eq!(connect("public:lobby", q, "").unwrap_err().status(), 400, "{q}");
+        }
+    }
+
+    /// Issue #22: a token's or an anonymous user's meta outside the JSON rules (compact.rs) is
+    /// refused at the edge, with the rule named.
+    #[test]
+    fn meta_outside_the_json_rules_is_refused() {
+        let exp = NOW_MS / 1000 + 600;
+        let t = sign_raw(&format!(r#"{{"sub":"bob","exp":{exp},"rooms":{{"r":["subscribe"]}},"meta":{{"a":"\udc00"}}}}"#));
+        let r = connect("r", "", &format!("bearer.{t}")).unwrap_err();
+        assert_eq!(r.status(), 401);
+        assert!(r.message.contains("lone surrogate"), "{}", r.message);
+        for (q, rule) in [
+            (
+                format!(
+                    "meta={}",
+                    "%7B%22k%22%3A".repeat(crate::compact::MAX_DEPTH + 1) + "1" + &"%7D".repeat(crate::compact::MAX_DEPTH + 1)
+                ),
+                "nested deeper",
+            ),
+            ("meta=%7B%22a%22%3A%22%5Cud800%22%7D".to_string(), "lone surrogate"),
+            ("meta=%7B%22n%22%3A1e400%7D".to_string(), "range of a double"),
+        ] {
+            let r = connect("public:lobby", &format!("cid=a1&{q}"), "").unwrap_err();
+            assert_eq!(r.status(), 400, "{q}");
+            assert!(r.message.starts_with("meta: JSON") && r.message.contains(rule), "{q}: {}", r.message);
         }
     }
 

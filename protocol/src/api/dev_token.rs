@@ -63,6 +63,7 @@ pub fn dev_token(raw_query: &str, secret: &str, now_ms: u64) -> Result<DevToken,
         None => None,
         Some(text) => match CompactJson::parse_owned(text) {
             Ok(m) if m.is_object() && m.len() <= META_MAX => Some(m),
+            Err(e) if e.is_rule() => return Err(Refusal::bad_request(format!("meta: {e}"))),
             _ => return Err(Refusal::bad_request(format!("meta must be a JSON object of at most {META_MAX} bytes"))),
         },
     };
@@ -114,6 +115,12 @@ mod tests {
             assert_eq!(dev_token(q, "s", NOW_MS).unwrap_err().status(), 400, "{q}");
         }
         assert_eq!(dev_token("user=a&room=x", "", NOW_MS).unwrap_err().status(), 401);
+        // issue #22: meta within the JSON rules (compact.rs), the rule named
+        let r = dev_token("user=a&room=x&meta=%7B%22a%22%3A%22%5Cud800%22%7D", "s", NOW_MS).unwrap_err();
+        assert_eq!(
+            (r.status(), &*r.message),
+            (400, "meta: JSON string with a lone surrogate escape (\\uD800-\\uDFFF outside a high-low pair)")
+        );
     }
 
     proptest! {

@@ -607,8 +607,63 @@ fn a_raw_line_feed_in_data_cannot_forge_a_frame() {
     assert_eq!(check_framing(forged), 1 + 1 + 1 + 2 + 4);
     assert_eq!(check_framing("\"plain\""), 9);
     assert_eq!(check_framing("not json\n{}"), 0, "refused everywhere, and the error frames are single lines");
-    // found by the fuzz target: valid JSON numbers no f64 holds pass through intact
-    assert_eq!(check_framing("[1e999, -1e999]"), 9);
+    // Found by the fuzz target: valid JSON numbers no f64 holds used to pass through intact.
+    // Since issue #22 they are refused on every path, like nesting beyond MAX_DEPTH and lone
+    // surrogates (compact.rs), and the refusals are single-line error frames.
+    let deep = crate::compact::tests::nested(crate::compact::MAX_DEPTH + 1, false, "1");
+    for refused in ["[1e999, -1e999]", r#"{"a":"\ud800"}"#, &deep] {
+        assert_eq!(check_framing(refused), 0, "{refused}");
+    }
+    assert_eq!(check_framing(&crate::compact::tests::nested(crate::compact::MAX_DEPTH, true, "1")), 9);
+}
+
+/// Issue #22: a client's JSON outside the rules every mainstream parser keeps (compact.rs: depth,
+/// lone surrogates, numbers no double holds) is refused on every frame that carries it, with
+/// `bad_frame` and the frame's id; nothing is stored or sent, and the connection goes on. Over
+/// HTTP the body is refused whole, with the rule in the message.
+#[test]
+fn json_outside_the_rules_is_refused_with_bad_frame_and_its_id() {
+    use crate::compact::tests::nested;
+    use crate::compact::MAX_DEPTH;
+    let mut sim = Sim::new(RoomConfig::default());
+    let a = sim.connect("a", "ua", false, None);
+    let b = sim.connect("b", "ub", false, None);
+    // the finding's payload: 10,001 levels in 20 KB
+    sim.publish(a, "deep", &nested(10_001, false, "0"));
+    let e = sim.last(a);
+    assert_eq!((e["code"].as_str(), e["id"].as_str()), (Some("bad_frame"), Some("deep")), "{e}");
+    assert_eq!(e["message"], "field \"data\" is refused: JSON nested deeper than 32 arrays and objects");
+    let too_deep = nested(MAX_DEPTH + 1, true, "1");
+    for (i, bad) in [too_deep.as_str(), r#""\ud800""#, r#""x\udc00""#, r#"{"\udbff":1}"#, "1e400", "[-1e309]"].into_iter().enumerate() {
+        for (kind, frame) in [
+            ("publish", format!(r#"{{"type":"publish","id":"p{i}","data":{bad}}}"#)),
+            ("direct", format!(r#"{{"type":"direct","id":"d{i}","to":{{"user":"ub"}},"data":{bad}}}"#)),
+            ("broadcast", format!(r#"{{"type":"broadcast","id":"b{i}","data":{bad}}}"#)),
+            ("presence", format!(r#"{{"type":"presence","id":"m{i}","meta":{{"x":{bad}}}}}"#)),
+        ] {
+            sim.text(a, &frame);
+            let e = sim.last(a);
+            assert_eq!(e["type"], "error", "{kind} {bad}");
+            assert_eq!(e["code"], "bad_frame", "{kind} {bad}");
+            assert_eq!(e["id"].as_str().map(|id| &id[1..]), Some(i.to_string().as_str()), "{kind}: the error names the frame");
+            assert!(e["message"].as_str().unwrap().contains("is refused: JSON"), "{e}");
+        }
+    }
+    assert_eq!(sim.store.count().unwrap(), 0, "nothing stored");
+    let others: Vec<&Value> = sim.inbox[&b].iter().filter(|f| f["type"] != "welcome" && f["type"] != "presence").collect();
+    assert!(others.is_empty(), "nothing sent: {others:?}");
+    assert!(sim.frames(b, "presence").iter().all(|f| f["member"]["meta"].is_null()), "no meta update");
+    sim.publish(a, "fine", &nested(MAX_DEPTH, false, "\"\\ud83d\\ude00\""));
+    assert_eq!(sim.last(a), serde_json::json!({"type":"ack","id":"fine","seq":1}));
+    assert_eq!(sim.frames(b, "message").len(), 1);
+    // HTTP: the body is refused whole, with the rule named
+    for bad in [too_deep.as_str(), r#""\ud800""#, "1e400"] {
+        for body in [format!(r#"{{"data":{bad}}}"#), format!(r#"[{{"data":1}},{{"data":{bad},"id":"x"}}]"#)] {
+            let e = crate::api::publish::PublishBatch::parse(&body, &RoomConfig::default()).unwrap_err();
+            assert_eq!(e.kind, crate::api::RefusalKind::BadRequest, "{body}");
+            assert!(e.message.contains("JSON "), "{body}: {}", e.message);
+        }
+    }
 }
 
 proptest! {

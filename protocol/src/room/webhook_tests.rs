@@ -394,6 +394,57 @@ fn a_big_backlog_goes_in_batches_capped_in_bytes() {
     assert_eq!(seen, (1..=10).collect::<Vec<_>>());
 }
 
+/// Issue #22: one message whose event the receiver refuses (400: its parser will not take it)
+/// does not hold up the room's webhooks. The batch is split at once, the event is set aside as a
+/// dead letter with its status, the others arrive once and in seq order, and so do the room's
+/// later events; a restart in the middle only starts the search over.
+#[test]
+fn an_event_the_receiver_refuses_is_set_aside_and_the_rest_arrives_in_order() {
+    let mut config = hooked(ALL, 0);
+    config.webhook.batch_max = 100;
+    let mut h = H::new(config);
+    let a = h.connect("alice", None);
+    for i in 1..=99 {
+        let data = if i == 37 { r#"{"poison":true}"#.to_string() } else { i.to_string() };
+        h.room.handle_text(a, &format!(r#"{{"type":"publish","id":"m{i}","data":{data}}}"#), h.now, &mut h.store);
+    }
+    let refuses = |events: &[Value]| events.iter().any(|e| e["data"]["poison"] == true);
+    let mut got: Vec<String> = Vec::new();
+    let mut posts = 0;
+    let start = h.now;
+    while let Some(request) = h.room.poll_webhook(h.now, &mut h.store) {
+        posts += 1;
+        let body: Value = serde_json::from_str(&request.body).unwrap();
+        let events = body["events"].as_array().unwrap();
+        let status = if refuses(events) { 400 } else { 204 };
+        if status == 204 {
+            got.extend(
+                events
+                    .iter()
+                    .map(|e| e["type"].as_str().unwrap().to_owned() + &e["seq"].as_u64().map(|s| format!(" {s}")).unwrap_or_default()),
+            );
+        }
+        h.room.handle_webhook_result(request.attempt, WebhookOutcome::Status(status), h.now, 0, &mut h.store);
+        if posts == 4 {
+            h.reload(true); // a restart mid-split: the search starts over
+            h.room.handle_text(a, r#"{"type":"publish","id":"late","data":"after"}"#, h.now, &mut h.store);
+        }
+        assert!(posts < 40, "{posts} POSTs");
+    }
+    let mut expected = vec!["room.occupied".to_string(), "presence.joined".to_string()];
+    expected.extend((1..=100).filter(|s| *s != 37).map(|s| format!("message.published {s}")));
+    assert_eq!(got, expected, "everything else, once, in order");
+    assert_eq!(h.now, start, "at once: no backoff");
+    let dead: Vec<(String, bool)> = h.store.outbox_rows().into_iter().map(|(_, body, dead)| (body, dead)).collect();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].1 && dead[0].0.contains(r#""seq":37"#));
+    let stats = h.room.stats(h.now, &mut h.store).unwrap().webhook;
+    assert_eq!((stats.pending, stats.dead_letters, stats.refused, stats.failures), (0, 1, 1, 0));
+    let refused = stats.last_refused.unwrap();
+    assert_eq!(refused.status, 400);
+    assert!(refused.id.starts_with("evt_00112233aabbccdd_"), "{}", refused.id);
+}
+
 #[test]
 fn a_missing_secret_records_but_does_not_deliver_and_says_why() {
     let mut config = hooked(ALL, 0);

@@ -341,22 +341,55 @@ pub fn outbox_dead_letters(s: &mut impl Store) {
     for ts in [1, 2, 3] {
         s.outbox_push(ts, "e").unwrap();
     }
-    assert_eq!(s.outbox_counts().unwrap(), OutboxCounts { pending: 3, dead: 0, oldest_pending: Some(1) });
+    assert_eq!(s.outbox_counts().unwrap(), OutboxCounts { pending: 3, dead: 0, oldest_pending: Some(1), ..OutboxCounts::default() });
     assert_eq!(s.outbox_mark_dead(3).unwrap(), 2, "ts 1 and 2 are below 3");
     assert_eq!(s.outbox_mark_dead(3).unwrap(), 0, "already dead");
-    assert_eq!(s.outbox_counts().unwrap(), OutboxCounts { pending: 1, dead: 2, oldest_pending: Some(3) });
+    assert_eq!(s.outbox_counts().unwrap(), OutboxCounts { pending: 1, dead: 2, oldest_pending: Some(3), ..OutboxCounts::default() });
     assert!(s.outbox_any_pending().unwrap());
     assert_eq!(s.outbox_mark_dead(4).unwrap(), 1);
     assert!(!s.outbox_any_pending().unwrap());
-    assert_eq!(s.outbox_counts().unwrap(), OutboxCounts { pending: 0, dead: 3, oldest_pending: None });
+    assert_eq!(s.outbox_counts().unwrap(), OutboxCounts { pending: 0, dead: 3, oldest_pending: None, ..OutboxCounts::default() });
     assert_eq!(s.outbox_requeue(50).unwrap(), 3);
     assert_eq!(s.outbox_requeue(60).unwrap(), 0, "none is dead");
     let rows = s.outbox_take(10, usize::MAX).unwrap();
     assert_eq!(rows.iter().map(|r| (r.n, r.ts)).collect::<Vec<_>>(), [(1, 50), (2, 50), (3, 50)], "same rows, queued again");
-    assert_eq!(s.outbox_counts().unwrap(), OutboxCounts { pending: 3, dead: 0, oldest_pending: Some(50) });
+    assert_eq!(s.outbox_counts().unwrap(), OutboxCounts { pending: 3, dead: 0, oldest_pending: Some(50), ..OutboxCounts::default() });
     s.outbox_mark_dead(51).unwrap();
     s.outbox_delete(&[2]).unwrap();
-    assert_eq!(s.outbox_counts().unwrap(), OutboxCounts { pending: 0, dead: 2, oldest_pending: None }, "a dead letter can be deleted");
+    assert_eq!(
+        s.outbox_counts().unwrap(),
+        OutboxCounts { pending: 0, dead: 2, oldest_pending: None, ..OutboxCounts::default() },
+        "a dead letter can be deleted"
+    );
+}
+
+/// Refused events (issue #22): `outbox_refuse` makes one pending row a dead letter that keeps the
+/// receiver's status; counted in `dead` and in `refused`, the last one (by row number) with its
+/// status. A row that is not pending is left alone. A requeue brings refused letters back too,
+/// and a refused letter can be deleted like any other.
+pub fn outbox_refused_letters(s: &mut impl Store) {
+    for ts in [1, 2, 3, 4, 5] {
+        s.outbox_push(ts, "e").unwrap();
+    }
+    s.outbox_refuse(4, 422).unwrap();
+    s.outbox_refuse(2, 400).unwrap();
+    let c = s.outbox_counts().unwrap();
+    assert_eq!(c, OutboxCounts { pending: 3, dead: 2, oldest_pending: Some(1), refused: 2, last_refused: Some((4, 422)) });
+    assert_eq!(outbox_ns(s), [1, 3, 5], "refused rows are not taken");
+    s.outbox_mark_dead(2).unwrap(); // row 1, for its age: dead, not refused
+    s.outbox_refuse(1, 413).unwrap();
+    s.outbox_refuse(4, 400).unwrap();
+    s.outbox_refuse(99, 400).unwrap();
+    let c = s.outbox_counts().unwrap();
+    assert_eq!((c.dead, c.refused, c.last_refused), (3, 2, Some((4, 422))), "dead letters keep what made them dead");
+    s.outbox_refuse(5, 0).unwrap(); // a status below 2 still reads as refused
+    assert_eq!(s.outbox_counts().unwrap().refused, 3);
+    s.outbox_delete(&[5]).unwrap();
+    assert_eq!(s.outbox_requeue(70).unwrap(), 3);
+    assert_eq!(s.outbox_counts().unwrap(), OutboxCounts { pending: 4, dead: 0, oldest_pending: Some(3), ..OutboxCounts::default() });
+    assert_eq!(outbox_ns(s), [1, 2, 3, 4], "the same rows, pending again");
+    s.outbox_refuse(3, 503).unwrap();
+    assert_eq!(s.outbox_counts().unwrap().last_refused, Some((3, 503)));
 }
 
 /// `outbox_delete` deletes exactly the rows named, ignores unknown ones, and takes any number.
@@ -421,7 +454,7 @@ macro_rules! conformance_tests {
             after_reads_forward, before_reads_backward, pages_stop_at_max_bytes, oldest_and_count,
             trim_by_seq_or_age, trim_before_create, reset_keeps_all_but_history, reset_before_create,
             pending_leaves_by_user, client_bindings, bans, outbox_numbers_rows, outbox_take_limits,
-            outbox_dead_letters, outbox_delete_exactly, webhook_state_replaced, present_users_by_user,
+            outbox_dead_letters, outbox_refused_letters, outbox_delete_exactly, webhook_state_replaced, present_users_by_user,
             above_max_int_saturates_never_wraps);
     };
     (@cases $fresh:expr; $($case:ident),* $(,)?) => {

@@ -40,8 +40,9 @@ pub struct MemoryStore {
     leaves: BTreeMap<String, PendingLeave>,
     clients: BTreeMap<String, (String, u64)>,
     bans: BTreeMap<String, u64>,
-    /// (row, queued at, body, dead).
-    outbox: BTreeMap<u64, (u64, String, bool)>,
+    /// (row, queued at, body, dead): dead is 0 for pending, 1 for too old, else the HTTP status
+    /// that refused it (as the SQL store keeps it).
+    outbox: BTreeMap<u64, (u64, String, u16)>,
     outbox_next: u64,
     webhook: Option<WebhookState>,
     present: BTreeMap<String, Option<String>>,
@@ -152,7 +153,7 @@ impl Store for MemoryStore {
     fn outbox_push(&mut self, ts: u64, body: &str) -> Result<(), StoreError> {
         self.writable()?;
         self.outbox_next += 1;
-        self.outbox.insert(self.outbox_next, (ts, body.to_owned(), false));
+        self.outbox.insert(self.outbox_next, (ts, body.to_owned(), 0));
         Ok(())
     }
     fn outbox_take(&mut self, limit: usize, max_bytes: usize) -> Result<Vec<OutboxRow>, StoreError> {
@@ -160,14 +161,14 @@ impl Store for MemoryStore {
         Ok(self
             .outbox
             .iter()
-            .filter(|(_, (_, _, dead))| !dead)
+            .filter(|(_, (_, _, dead))| *dead == 0)
             .take(limit)
             .take_while(|(_, (_, body, _))| fits.next(body.len()))
             .map(|(n, (ts, body, _))| OutboxRow { n: *n, ts: *ts, body: body.clone() })
             .collect())
     }
     fn outbox_any_pending(&mut self) -> Result<bool, StoreError> {
-        Ok(self.outbox.values().any(|(_, _, dead)| !dead))
+        Ok(self.outbox.values().any(|(_, _, dead)| *dead == 0))
     }
     fn outbox_delete(&mut self, rows: &[u64]) -> Result<(), StoreError> {
         self.writable()?;
@@ -180,19 +181,26 @@ impl Store for MemoryStore {
         self.writable()?;
         let mut n = 0;
         for (ts, _, dead) in self.outbox.values_mut() {
-            if !*dead && *ts < before_ts {
-                *dead = true;
+            if *dead == 0 && *ts < before_ts {
+                *dead = 1;
                 n += 1;
             }
         }
         Ok(n)
     }
+    fn outbox_refuse(&mut self, n: u64, status: u16) -> Result<(), StoreError> {
+        self.writable()?;
+        if let Some((_, _, dead)) = self.outbox.get_mut(&n).filter(|(_, _, dead)| *dead == 0) {
+            *dead = status.max(2);
+        }
+        Ok(())
+    }
     fn outbox_requeue(&mut self, now: u64) -> Result<u64, StoreError> {
         self.writable()?;
         let mut n = 0;
         for (ts, _, dead) in self.outbox.values_mut() {
-            if *dead {
-                *dead = false;
+            if *dead != 0 {
+                *dead = 0;
                 *ts = now;
                 n += 1;
             }
@@ -201,8 +209,12 @@ impl Store for MemoryStore {
     }
     fn outbox_counts(&mut self) -> Result<OutboxCounts, StoreError> {
         let mut c = OutboxCounts::default();
-        for (ts, _, dead) in self.outbox.values() {
-            if *dead {
+        for (n, (ts, _, dead)) in &self.outbox {
+            if *dead > 1 {
+                c.refused += 1;
+                c.last_refused = Some((*n, *dead));
+            }
+            if *dead != 0 {
                 c.dead += 1;
             } else {
                 c.pending += 1;
@@ -245,7 +257,7 @@ impl MemoryStore {
     /// Every outbox row in row order, dead letters included, as (row, body, dead): what a test
     /// reads to check what was recorded.
     pub fn outbox_rows(&self) -> Vec<(u64, String, bool)> {
-        self.outbox.iter().map(|(n, (_, body, dead))| (*n, body.clone(), *dead)).collect()
+        self.outbox.iter().map(|(n, (_, body, dead))| (*n, body.clone(), *dead != 0)).collect()
     }
 }
 

@@ -69,6 +69,10 @@ pub struct OutboxCounts {
     pub pending: u64,
     pub dead: u64,
     pub oldest_pending: Option<u64>,
+    /// The dead letters the receiver refused (see [`Store::outbox_refuse`]), part of `dead`.
+    pub refused: u64,
+    /// The last of those: its row number and the HTTP status that refused it.
+    pub last_refused: Option<(u64, u16)>,
 }
 
 /// The webhook delivery state that survives hibernation and restarts (one row).
@@ -157,8 +161,12 @@ pub trait Store {
     fn outbox_delete(&mut self, rows: &[u64]) -> Result<(), StoreError>;
     /// Makes pending events queued before `before_ts` dead letters; returns how many.
     fn outbox_mark_dead(&mut self, before_ts: u64) -> Result<u64, StoreError>;
-    /// Makes every dead letter pending again, queued at `now` (it keeps its row number, so its
-    /// id); returns how many.
+    /// Makes the pending event `n` a dead letter that the receiver refused, keeping the HTTP
+    /// `status` it answered (see `webhook::outbox`: a refused event must not hold up the rest).
+    /// A row that is not pending (a dead letter already, or gone) is left as it is.
+    fn outbox_refuse(&mut self, n: u64, status: u16) -> Result<(), StoreError>;
+    /// Makes every dead letter pending again (too old or refused), queued at `now` (it keeps
+    /// its row number, so its id); returns how many.
     fn outbox_requeue(&mut self, now: u64) -> Result<u64, StoreError>;
     fn outbox_counts(&mut self) -> Result<OutboxCounts, StoreError>;
     fn webhook_state(&mut self) -> Result<Option<WebhookState>, StoreError>;

@@ -18,7 +18,9 @@
 use super::{OutboxCounts, OutboxRow, PendingLeave, RoomMeta, Store, StoreError, StoredMessage, WebhookState};
 use crate::compact::CompactJson;
 
-/// The tables, made if missing every time a store is opened.
+/// The tables, made if missing every time a store is opened. `outbox.dead`: 0 pending; 1 a dead
+/// letter for its age; otherwise the HTTP status with which the receiver refused the event
+/// ([`Store::outbox_refuse`]), also a dead letter.
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (k INTEGER PRIMARY KEY CHECK (k = 1), epoch TEXT NOT NULL, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
@@ -131,11 +133,12 @@ impl Cols {
 
 /// A `messages` row (seq, ts, origin, user, mid, data) as a message. Compacted on the way out
 /// too: rows written before data was compacted on the way in may hold raw line feeds, which must
-/// never reach a frame.
+/// never reach a frame; and a value stored before the JSON rules (compact.rs) that breaks them
+/// comes back as `null`, so one old row cannot fail every history read.
 fn message(row: Vec<Value>) -> Result<StoredMessage, StoreError> {
     let mut c = Cols::new(row);
     let (seq, ts, from, user, id) = (c.int()?, c.int()?, c.text()?, c.text()?, c.opt_text()?);
-    let data = CompactJson::parse_owned(c.text()?).map_err(|e| StoreError(e.to_string()))?;
+    let data = CompactJson::from_stored(c.text()?).map_err(|e| StoreError(e.to_string()))?;
     Ok(StoredMessage { seq, ts, from, user, id, data })
 }
 
@@ -379,21 +382,33 @@ impl<E: SqlExec> Store for SqlStore<E> {
         Ok(n)
     }
 
+    fn outbox_refuse(&mut self, n: u64, status: u16) -> Result<(), StoreError> {
+        self.run("UPDATE outbox SET dead = ? WHERE n = ? AND dead = 0", &[int(u64::from(status.max(2))), int(n)]).map(drop)
+    }
+
     fn outbox_requeue(&mut self, now: u64) -> Result<u64, StoreError> {
-        let n = self.number("SELECT COUNT(*) FROM outbox WHERE dead = 1", &[])?.unwrap_or(0);
+        let n = self.number("SELECT COUNT(*) FROM outbox WHERE dead <> 0", &[])?.unwrap_or(0);
         if n > 0 {
-            self.run("UPDATE outbox SET dead = 0, ts = ? WHERE dead = 1", &[int(now)])?;
+            self.run("UPDATE outbox SET dead = 0, ts = ? WHERE dead <> 0", &[int(now)])?;
         }
         Ok(n)
     }
 
     fn outbox_counts(&mut self) -> Result<OutboxCounts, StoreError> {
         let row = self
-            .query("SELECT COALESCE(SUM(dead = 0), 0), COALESCE(SUM(dead = 1), 0), MIN(CASE WHEN dead = 0 THEN ts END) FROM outbox", &[])?
+            .query(
+                "SELECT COALESCE(SUM(dead = 0), 0), COALESCE(SUM(dead <> 0), 0), MIN(CASE WHEN dead = 0 THEN ts END), \
+                 COALESCE(SUM(dead > 1), 0), MAX(CASE WHEN dead > 1 THEN n END), \
+                 (SELECT dead FROM outbox WHERE dead > 1 ORDER BY n DESC LIMIT 1) FROM outbox",
+                &[],
+            )?
             .pop();
         let Some(row) = row else { return Ok(OutboxCounts::default()) };
         let mut c = Cols::new(row);
-        Ok(OutboxCounts { pending: c.int()?, dead: c.int()?, oldest_pending: c.opt_int()? })
+        let (pending, dead, oldest_pending, refused) = (c.int()?, c.int()?, c.opt_int()?, c.int()?);
+        let (last, status) = (c.opt_int()?, c.opt_int()?);
+        let last_refused = last.zip(status).map(|(n, status)| (n, u16::try_from(status).unwrap_or(u16::MAX)));
+        Ok(OutboxCounts { pending, dead, oldest_pending, refused, last_refused })
     }
 
     fn webhook_state(&mut self) -> Result<Option<WebhookState>, StoreError> {
@@ -554,6 +569,27 @@ mod tests {
         assert!(!store.take_wrote(), "the same name is not written again");
     }
 
+    /// Rows stored before the JSON rules (issue #22) that break them read back as `null`, and
+    /// whitespace stored before compaction comes back compact; a row that is not JSON at all is
+    /// still an error.
+    #[test]
+    fn data_stored_before_the_json_rules_reads_back_as_null() {
+        let mut store = sqlite();
+        store.create(&RoomMeta { epoch: "e".into(), seq: 0 }).unwrap();
+        let deep = format!("{}1{}", "[".repeat(40), "]".repeat(40));
+        for (seq, data) in [(1, deep.as_str()), (2, r#"{"a":"\ud800"}"#), (3, "1e400"), (4, "{ \"a\" :\n 1 }")] {
+            store
+                .sql
+                .0
+                .execute("INSERT INTO messages (seq, ts, origin, user, data) VALUES (?1, 1, 'c', 'u', ?2)", rusqlite::params![seq, data])
+                .unwrap();
+        }
+        let page: Vec<String> = store.after(0, 10, 1 << 20).unwrap().into_iter().map(|m| m.data.get().to_owned()).collect();
+        assert_eq!(page, ["null", "null", "null", r#"{"a":1}"#]);
+        store.sql.0.execute("INSERT INTO messages (seq, ts, origin, user, data) VALUES (5, 1, 'c', 'u', '{')", []).unwrap();
+        assert!(store.after(0, 10, 1 << 20).is_err(), "not JSON at all");
+    }
+
     #[test]
     fn a_column_of_the_wrong_type_is_an_error_not_a_guess() {
         let mut store = sqlite();
@@ -590,6 +626,7 @@ mod tests {
         AnyPending,
         Delete(Vec<u64>),
         MarkDead(u64),
+        Refuse(u64, u16),
         Requeue(u64),
         Counts,
         State,
@@ -630,6 +667,7 @@ mod tests {
             Just(Op::AnyPending),
             proptest::collection::vec(0u64..12, 0..4).prop_map(Op::Delete),
             t.clone().prop_map(Op::MarkDead),
+            (0u64..12, prop::sample::select(vec![0u16, 1, 400, 413, 422])).prop_map(|(n, st)| Op::Refuse(n, st)),
             t.clone().prop_map(Op::Requeue),
             Just(Op::Counts),
             Just(Op::State),
@@ -681,6 +719,7 @@ mod tests {
             Op::AnyPending => show(s.outbox_any_pending()),
             Op::Delete(rows) => show(s.outbox_delete(rows)),
             Op::MarkDead(t) => show(s.outbox_mark_dead(*t)),
+            Op::Refuse(n, st) => show(s.outbox_refuse(*n, *st)),
             Op::Requeue(t) => show(s.outbox_requeue(*t)),
             Op::Counts => show(s.outbox_counts()),
             Op::State => show(s.webhook_state()),

@@ -20,4 +20,4 @@ pub mod sign;
 
 pub use crate::config::webhook::{EventKind, EventSet, SigningKey, WebhookConfig};
 pub use event::Event;
-pub use outbox::{backoff_ms, Outbox, WebhookOutcome, WebhookRequest, WebhookStats};
+pub use outbox::{backoff_ms, refuses, Outbox, RefusedEvent, WebhookOutcome, WebhookRequest, WebhookStats};
