@@ -15,11 +15,15 @@
 //!   the state machine sees frames, and every other event, in the order they arrived.
 //! - **Nothing leaves before it is durable.** An event that wrote waits ([`Step::Sync`]) before
 //!   it carries out what the machine queued ([`Step::Flush`]); frames run after a wait wait again.
-//!   The one flush that may happen while a write is in flight is the one before a new member
-//!   joins ([`Gate::begin_join`]): what was queued is meant for the members present when it was
-//!   queued. Such sends, and any other send during a write in flight, are held by the runtime's
-//!   output gate until the write is durable (a platform guarantee), so nothing reaches a client
-//!   early either way.
+//!   An event that wrote nothing while another waits leaves the flush to the waiting one. A flush
+//!   right after an event's own wait carries out everything queued, which may include sends of
+//!   newer writes (events that ran during the wait, each waiting in turn): the runtime's output
+//!   gate holds those until their writes are durable (a platform guarantee), so nothing reaches a
+//!   client early, and every wait that ends is followed by a flush, so no pattern of overlapping
+//!   writes can starve the room's sends.
+//! - **A join gets nothing queued before it.** [`Gate::begin_join`] runs the frames queued before
+//!   the join, waits once for what is written, flushes (to the members present then), and runs
+//!   the join; frames that arrived during its wait run after it.
 //! - **The alarm moves exactly when the earliest deadline does.** Every event ends by comparing
 //!   the machine's next deadline with the alarm last set ([`Step::Deadline`]).
 //! - **Nothing is lost when a write fails.** A failed wait is reported like a finished one (the
@@ -96,6 +100,8 @@ pub struct Task<F> {
     own: Option<F>,
     /// The generation this task's wait covers, while it waits.
     covers: u64,
+    /// This task's own wait ended since its last flush: what it queued is durable.
+    waited: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +112,10 @@ enum Phase {
     JoinRunning,
     /// A joining member waits for durability before its flush.
     JoinSyncing,
+    /// A joining member's wait ended: flush, then run the join itself.
+    JoinFlush,
+    /// Run the join itself (the frames that arrived while it waited stay queued: after it).
+    JoinEvent,
     /// Run the queued frames and the event.
     Run,
     /// `Run` was given; waiting for [`Gate::handle_ran`].
@@ -149,6 +159,17 @@ impl<F> Gate<F> {
         self.durable == self.written
     }
 
+    /// The newest write generation some wait (ended or in flight) covers: a send queued after a
+    /// write the runtime has not been asked to make durable would be one no wait stands behind.
+    pub fn covering(&self) -> u64 {
+        self.covering
+    }
+
+    /// Writes so far (a generation: each run that wrote is one more).
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
     /// The alarm the adapter last set, as far as the gate knows.
     pub fn alarm_at(&self) -> Option<u64> {
         self.alarm_at
@@ -157,14 +178,14 @@ impl<F> Gate<F> {
     /// An event other than a frame or a join (an HTTP call, a close, an alarm): runs after the
     /// frames that arrived before it.
     pub fn begin(&mut self) -> Task<F> {
-        Task { phase: Phase::Run, own: None, covers: 0 }
+        Task { phase: Phase::Run, own: None, covers: 0, waited: false }
     }
 
     /// A member joins. What the machine queued before is carried out first, once durable, to
     /// the members present when it was queued (a fanout's recipients are resolved when it is
     /// sent); then the join runs like [`Gate::begin`]'s event.
     pub fn begin_join(&mut self) -> Task<F> {
-        Task { phase: Phase::JoinPrepare, own: None, covers: 0 }
+        Task { phase: Phase::JoinPrepare, own: None, covers: 0, waited: false }
     }
 
     /// A frame arrives. While a write is in flight it is queued behind it (`None`: a waiting
@@ -175,7 +196,7 @@ impl<F> Gate<F> {
             self.queued.push_back(frame);
             return None;
         }
-        Some(Task { phase: Phase::Run, own: Some(frame), covers: 0 })
+        Some(Task { phase: Phase::Run, own: Some(frame), covers: 0, waited: false })
     }
 
     /// The alarm fired: the deadline it was set for has passed, so the next one is set afresh.
@@ -198,10 +219,19 @@ impl<F> Gate<F> {
                         task.phase = Phase::JoinSyncing;
                         return Step::Sync;
                     }
+                    task.phase = Phase::JoinFlush;
+                }
+                Phase::JoinFlush => {
                     // Nothing can arrive between this flush and the join's run: both happen
-                    // before the adapter's next await.
-                    task.phase = Phase::Run;
+                    // before the adapter's next await. (Writes newer than this join's wait, by
+                    // events that ran during it, are held by the runtime's output gate.)
+                    task.phase = Phase::JoinEvent;
+                    task.waited = false;
                     return Step::Flush;
+                }
+                Phase::JoinEvent => {
+                    task.phase = Phase::Running;
+                    return Step::Run { frames: VecDeque::new(), event: true };
                 }
                 Phase::JoinRunning | Phase::Running => return Step::Run { frames: VecDeque::new(), event: false },
                 Phase::JoinSyncing | Phase::Syncing => return Step::Sync,
@@ -224,13 +254,19 @@ impl<F> Gate<F> {
                     return Step::Sync;
                 }
                 Phase::Flush => {
-                    if self.is_durable() {
+                    // After its own wait a task flushes whatever is queued: its own writes are
+                    // durable, and the sends of writes newer than its wait (by events that ran
+                    // meanwhile, each waiting in turn) are held by the runtime's output gate until
+                    // those are. So every wait that ends is followed by a flush: nothing can
+                    // starve, however the waits overlap.
+                    if self.is_durable() || task.waited {
                         task.phase = Phase::AfterFlush;
+                        task.waited = false;
                         return Step::Flush;
                     }
-                    if self.in_flight > 0 && self.covering == self.written {
-                        // A wait in flight covers every write so far; the event waiting on it
-                        // carries out everything queued then, this one's actions included.
+                    if self.in_flight > 0 {
+                        // Another event is waiting; it flushes after its wait, this event's
+                        // actions included.
                         task.phase = Phase::AfterFlush;
                         continue;
                     }
@@ -274,12 +310,13 @@ impl<F> Gate<F> {
     /// runtime resets an object whose write failed, and nothing is dropped here because of it.
     pub fn handle_durable(&mut self, task: &mut Task<F>) {
         let next = match task.phase {
-            Phase::JoinSyncing => Phase::JoinPrepare,
+            Phase::JoinSyncing => Phase::JoinFlush,
             Phase::Syncing => Phase::Flush,
             _ => return,
         };
         self.in_flight = self.in_flight.saturating_sub(1);
         self.durable = self.durable.max(task.covers);
+        task.waited = true;
         task.phase = next;
     }
 

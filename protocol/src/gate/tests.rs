@@ -63,12 +63,20 @@ struct World {
     /// Storage: writes so far, and how many of them are durable.
     written: u64,
     durable: u64,
+    /// The newest write some wait (ended or in flight) was started after.
+    covered: u64,
     /// The runtime's alarm, as the adapter's calls left it (they apply in call order).
     alarm: Option<u64>,
     alarm_calls: usize,
     redundant_alarm_calls: usize,
-    flushes_before_durable: usize,
+    /// Sends flushed after a write no wait stood behind (nothing would make it durable first).
+    flushes_uncovered: usize,
+    /// Sends flushed before their write was durable: held by the runtime's output gate.
+    held_by_output_gate: usize,
     joiner_got_earlier_frames: usize,
+    /// Waits that ended, and flushes: every ended wait is followed by a flush.
+    waits_ended: usize,
+    flushes: usize,
 }
 
 impl World {
@@ -88,9 +96,14 @@ impl World {
     }
 
     fn flush(&mut self) {
+        let covering = self.covered;
+        self.flushes += 1;
         for act in core::mem::take(&mut self.machine.actions) {
             if act.needs > self.durable {
-                self.flushes_before_durable += 1;
+                self.held_by_output_gate += 1;
+                if act.needs > covering {
+                    self.flushes_uncovered += 1;
+                }
             }
             // A fanout goes to the members present when it is sent.
             if self.machine.members != act.members {
@@ -116,6 +129,7 @@ impl World {
                     gate.handle_ran(&mut r.task, wrote);
                 }
                 Step::Sync => {
+                    self.covered = self.covered.max(self.written);
                     r.waiting = Some(Waiting::Sync(self.written));
                     return Some(r);
                 }
@@ -169,6 +183,7 @@ fn simulate(evs: Vec<Ev>, choices: &[u8]) -> (World, Gate<usize>) {
                     if !failed {
                         world.durable = world.durable.max(covers);
                     }
+                    world.waits_ended += 1;
                     gate.handle_durable(&mut r.task);
                 }
                 None => unreachable!("only waiting tasks are kept"),
@@ -224,8 +239,9 @@ proptest! {
         // Waits that fail are left out here: the runtime resets such an object.
         let choices: Vec<u8> = choices.into_iter().map(|c| if c % 7 == 3 { c.wrapping_add(1) } else { c }).collect();
         let (world, gate) = simulate(evs, &choices);
-        prop_assert_eq!(world.flushes_before_durable, 0);
+        prop_assert_eq!(world.flushes_uncovered, 0);
         prop_assert_eq!(world.joiner_got_earlier_frames, 0);
+        prop_assert!(world.flushes >= world.waits_ended, "a wait ended without a flush after it");
         prop_assert!(world.machine.actions.is_empty(), "left unsent: {:?}", world.machine.actions);
         prop_assert!(gate.is_durable());
     }
@@ -295,7 +311,66 @@ fn an_event_during_a_wait_leaves_the_flush_to_the_waiting_one() {
 fn a_join_waits_for_what_was_queued_before_it() {
     let (world, _) = simulate(alloc::vec![ev(Kind::Frame, true), ev(Kind::Join, false), ev(Kind::Frame, true)], &[0, 0, 0, 1, 1, 1]);
     assert_eq!(world.joiner_got_earlier_frames, 0);
-    assert_eq!(world.flushes_before_durable, 0);
+    assert_eq!(world.flushes_uncovered, 0);
+}
+
+/// Found by review: with the rule "flush only when every write is durable", two chains of
+/// writes taking turns (frames keep arriving and writing while another event's wait is in
+/// flight) never flushed, and a join never ran. Every wait that ends is now followed by a flush.
+#[test]
+fn overlapping_writers_never_starve_the_flush_or_a_join() {
+    let mut gate = Gate::new();
+    let mut world = World { evs: alloc::vec![ev(Kind::Frame, true); 400], ..World::default() };
+    world.evs.push(ev(Kind::Join, false));
+    let mut waiting: Vec<Running> = Vec::new();
+    let mut join_ran_at = None;
+    for i in 0..world.evs.len() {
+        let running = match world.evs[i].kind {
+            Kind::Join => Some(Running { task: gate.begin_join(), event: Some(i), waiting: None }),
+            _ => {
+                // An HTTP write now and then starts a second chain of waits.
+                if i % 7 == 0 {
+                    Some(Running { task: gate.begin(), event: Some(i), waiting: None })
+                } else {
+                    gate.handle_frame(i).map(|task| Running { task, event: None, waiting: None })
+                }
+            }
+        };
+        if let Some(r) = running.and_then(|r| world.drive(&mut gate, r)) {
+            waiting.push(r);
+        }
+        // The oldest wait ends after every second arrival: waits always overlap.
+        if i % 2 == 1 && !waiting.is_empty() {
+            let mut r = waiting.remove(0);
+            if let Some(Waiting::Sync(covers)) = r.waiting.take() {
+                world.durable = world.durable.max(covers);
+            }
+            world.waits_ended += 1;
+            gate.handle_durable(&mut r.task);
+            if let Some(r) = world.drive(&mut gate, r) {
+                waiting.push(r);
+            }
+        }
+        if join_ran_at.is_none() && world.machine.ran.contains(&400) {
+            join_ran_at = Some(i);
+        }
+        assert!(world.flushes >= world.waits_ended, "after arrival {i}: {} waits ended, {} flushes", world.waits_ended, world.flushes);
+    }
+    // The waits still in flight end; the join has run by then.
+    while let Some(mut r) = waiting.pop() {
+        if let Some(Waiting::Sync(covers)) = r.waiting.take() {
+            world.durable = world.durable.max(covers);
+        }
+        gate.handle_durable(&mut r.task);
+        if let Some(r) = world.drive(&mut gate, r) {
+            waiting.push(r);
+        }
+    }
+    assert!(world.machine.ran.contains(&400), "the join ran (it arrived last)");
+    let _ = join_ran_at;
+    assert!(world.flushes > 100, "{} flushes", world.flushes);
+    assert_eq!(world.flushes_uncovered, 0);
+    assert_eq!(world.joiner_got_earlier_frames, 0);
 }
 
 #[test]
