@@ -28,11 +28,9 @@ impl Room {
                     self.send_to(conn, frame::PONG.to_owned());
                 }
             }
-            ClientFrame::Read { id } => {
-                if self.pass(conn, None, Gate::Message, now, store) {
-                    self.read_frame(conn, &id, now, store);
-                }
-            }
+            // Not rate-limited (a client at its publish rate must still be able to prove it reads);
+            // its bytes were counted, and an id that is no mark is a strike that lasts.
+            ClientFrame::Read { id } => self.read_frame(conn, &id, now, store),
             ClientFrame::Refresh { token } => {
                 if self.pass(conn, None, Gate::Message, now, store) {
                     self.refresh_frame(conn, &token, now);
@@ -218,7 +216,7 @@ impl Room {
         self.strike(conn, Strike::Forgivable, now, store);
     }
 
-    fn strike(&mut self, conn: ConnId, kind: Strike, now: u64, store: &mut impl Store) {
+    pub(super) fn strike(&mut self, conn: ConnId, kind: Strike, now: u64, store: &mut impl Store) {
         let Some(live) = self.conns.get_mut(&conn) else { return };
         match kind {
             Strike::Forgivable => live.strikes += 1,
@@ -358,7 +356,7 @@ impl Room {
 /// A strike that a frame passing its checks takes away again, or one it never does (a frame
 /// over the frame limit).
 #[derive(Debug, Clone, Copy)]
-enum Strike {
+pub(super) enum Strike {
     Forgivable,
     Lasting,
 }

@@ -23,7 +23,9 @@ impl Room {
         // sweep's alarm, or any event) must not make a dead connection look fresh.
         let seen = info.opened_at.max(info.seen);
         let live = Live::new(info, seen, &self.config, now);
-        self.conns.insert(live.info.id, live);
+        let id = live.info.id;
+        self.conns.insert(id, live);
+        self.start_reading(id);
     }
 
     /// A connection opened, resuming from `resume` if given. See [`Room::handle_start`].
@@ -169,6 +171,7 @@ impl Room {
             self.expiries.insert((expiry_deadline(exp), id));
         }
         self.conns.insert(id, Live::new(info, now, &self.config, now));
+        self.start_reading(id);
         if self.next_sweep.is_none() {
             self.next_sweep = Some(now.saturating_add(self.sweep_interval()));
         }

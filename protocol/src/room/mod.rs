@@ -110,8 +110,8 @@ struct Live {
     strikes: u32,
     /// Frames over the frame limit: strikes that accepted frames never take away.
     oversized: u32,
-    /// The last read mark this connection echoed (`reading.rs`); `None` until its first mark.
-    read_mark: Option<u64>,
+    /// What this connection was sent and what it proved it read (`reading.rs`).
+    reading: reading::Reading,
 }
 
 impl Live {
@@ -126,7 +126,7 @@ impl Live {
             bytes: Bucket::new(byte_burst, config.rate_bytes_per_sec, now),
             strikes: 0,
             oversized: 0,
-            read_mark: None,
+            reading: reading::Reading::default(),
         }
     }
 }
@@ -292,12 +292,12 @@ impl Room {
 
     // ---- outputs (`poll_webhook` is in hooks.rs) ----------------------------------------------
 
-    /// The next action to carry out, in order. What goes to many connections is counted here,
-    /// as it leaves, for the read marks (`reading.rs`).
+    /// The next action to carry out, in order. What goes to each connection is counted here, as
+    /// it leaves, for the read marks (`reading.rs`).
     pub fn poll_action(&mut self) -> Option<Action> {
         let action = self.actions.pop_front()?;
-        if let Action::Send { to: Recipients::All { .. } | Recipients::List(_), text } = &action {
-            self.count_fanout(text.len());
+        if let Action::Send { to, text } = &action {
+            self.count_sent(to, text.len());
         }
         Some(action)
     }
@@ -312,8 +312,8 @@ impl Room {
             self.announcer.next_due(),
             self.expiries.first().map(|(t, _)| *t),
             self.hooks.as_ref().and_then(Outbox::poll_timeout),
-            // Connections that stopped reading are closed at the next step.
-            (!self.marks.not_reading.is_empty()).then_some(0),
+            // Connections far behind in echoing read marks: checked again after a grace period.
+            self.reading_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -335,7 +335,7 @@ impl Room {
         (self.config.heartbeat_timeout_ms / 2).max(1)
     }
 
-    fn send_to(&mut self, conn: ConnId, text: String) {
+    pub(super) fn send_to(&mut self, conn: ConnId, text: String) {
         self.actions.push_back(Action::Send { to: Recipients::One(conn), text });
     }
 

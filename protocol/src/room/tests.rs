@@ -1307,50 +1307,102 @@ fn pages_replays_and_rewinds_stop_at_the_byte_cap() {
 }
 
 /// Read marks: a connection that echoes them stays however much the room sends; one that stops
-/// reading is closed with 4008 once it is `UNREAD_MAX_BYTES` behind; nobody can echo for it.
-#[test]
-fn a_member_that_stops_reading_is_closed_and_readers_stay() {
-    let config = RoomConfig {
+/// reading is closed with 4008 once it is `UNREAD_MAX_BYTES` behind for the grace period; nobody
+/// can echo for it.
+fn marks_config() -> RoomConfig {
+    RoomConfig {
         unread_max_bytes: 8 * 1024,
-        rate_messages_burst: 10_000,
+        max_frame_bytes: 1024,
+        rate_messages_burst: 100_000,
+        rate_messages_per_sec: 100_000,
         rate_bytes_per_sec: 1 << 30,
         broadcast_rate_per_sec: 100_000,
+        read_bytes_per_sec: 1 << 30,
+        read_bytes_burst: 1 << 30,
         ..RoomConfig::default()
-    };
-    let mut sim = Sim::new(config);
+    }
+}
+
+/// Echoes every mark `conn` got since `from` (an index into its marks); returns the new count.
+fn echo_marks(sim: &mut Sim, conn: ConnId, from: usize) -> usize {
+    let marks = sim.frames(conn, "mark");
+    for mark in &marks[from..] {
+        let id = mark["id"].as_str().unwrap().to_owned();
+        sim.text(conn, &format!(r#"{{"type":"read","id":"{id}"}}"#));
+    }
+    marks.len()
+}
+
+#[test]
+fn a_member_that_stops_reading_is_closed_and_readers_stay() {
+    let mut sim = Sim::new(marks_config());
     sim.room.set_mark_key(b"0123456789abcdef");
     let talker = sim.connect("t", "talker", false, None);
     let reader = sim.connect("r", "reader", false, None);
     let sleeper = sim.connect("s", "sleeper", false, None);
     let data = format!("\"{}\"", "x".repeat(900));
-    let mut echoed = 0;
-    for i in 0..40 {
+    let (mut echoed_r, mut echoed_t) = (0, 0);
+    for _ in 0..40 {
         sim.text(talker, &format!(r#"{{"type":"broadcast","data":{data}}}"#));
-        // The reader echoes every mark it got; the talker too; the sleeper never.
-        for conn in [reader, talker] {
-            let marks = sim.frames(conn, "mark");
-            for mark in marks.iter().skip(if conn == reader { echoed } else { 0 }) {
-                let id = mark["id"].as_str().unwrap().to_owned();
-                sim.text(conn, &format!(r#"{{"type":"read","id":"{id}"}}"#));
-            }
-            if conn == reader {
-                echoed = marks.len();
-            } else {
-                sim.inbox.get_mut(&talker).unwrap().retain(|f| f["type"] != "mark");
-            }
-        }
+        echoed_r = echo_marks(&mut sim, reader, echoed_r);
+        echoed_t = echo_marks(&mut sim, talker, echoed_t);
         sim.advance(1, |_| Some(u64::MAX / 4));
-        if i == 5 {
-            assert!(sim.closed_by_room.is_empty(), "nobody is closed within the limit: {:?}", sim.closed_by_room);
-        }
     }
-    assert!(echoed >= 10, "the reader got marks ({echoed})");
+    assert!(echoed_r >= 10, "the reader got marks ({echoed_r})");
+    assert!(sim.closed_by_room.is_empty(), "nobody is closed before the grace period: {:?}", sim.closed_by_room);
+    sim.advance(super::reading::GRACE_MS, |_| Some(u64::MAX / 4));
     assert_eq!(sim.closed_by_room, [(sleeper, 4008)], "only the sleeper is closed");
     assert!(sim.frames(reader, "error").is_empty(), "the reader's echoes were all accepted");
     // Another connection's mark is no proof for this one.
     let other = sim.frames(reader, "mark")[0]["id"].as_str().unwrap().to_owned();
     sim.text(talker, &format!(r#"{{"type":"read","id":"{other}"}}"#));
     assert_eq!(sim.last(talker)["code"], "bad_frame");
+}
+
+/// Found by review: direct messages to one's own second socket counted for everyone, and one
+/// big flush closed every member before any echo could come back.
+#[test]
+fn only_what_a_connection_is_sent_counts_and_a_big_flush_gets_its_grace() {
+    let mut sim = Sim::new(marks_config());
+    sim.room.set_mark_key(b"0123456789abcdef");
+    let mallory = sim.connect("m", "mallory", false, None);
+    let sink = sim.connect("k", "mallory", false, None);
+    let honest = sim.connect("h", "honest", false, None);
+    let data = format!("\"{}\"", "x".repeat(900));
+    for i in 0..40 {
+        sim.text(mallory, &format!(r#"{{"type":"direct","id":"d{i}","to":{{"clientId":"k"}},"data":{data}}}"#));
+    }
+    assert!(sim.frames(honest, "mark").is_empty(), "the honest member was sent nothing, so no mark");
+    // One flush of far more than the limit: the honest reader echoes once it has read it.
+    for _ in 0..40 {
+        sim.room.handle_text(mallory, &format!(r#"{{"type":"broadcast","data":{data}}}"#), sim.now, &mut sim.store);
+    }
+    sim.deliver();
+    sim.advance(1, |_| Some(u64::MAX / 4));
+    echo_marks(&mut sim, honest, 0);
+    sim.advance(super::reading::GRACE_MS + 1, |_| Some(u64::MAX / 4));
+    let closed: Vec<ConnId> = sim.closed_by_room.iter().map(|(c, _)| *c).collect();
+    assert!(closed.contains(&sink), "the sink got the direct messages and never read: {closed:?}");
+    assert!(!closed.contains(&honest), "the honest reader stays: {closed:?}");
+}
+
+/// Found by review: history pages to a non-reader were never counted.
+#[test]
+fn history_pages_count_for_the_reader_that_asked() {
+    let mut sim = Sim::new(marks_config());
+    sim.room.set_mark_key(b"0123456789abcdef");
+    let writer = sim.connect("w", "writer", false, None);
+    let greedy = sim.connect("g", "greedy", false, None);
+    for i in 0..20 {
+        sim.publish(writer, &format!("p{i}"), &format!("\"{}\"", "y".repeat(500)));
+    }
+    echo_marks(&mut sim, writer, 0);
+    for i in 0..40 {
+        sim.text(greedy, &format!(r#"{{"type":"history","id":"h{i}","limit":20}}"#));
+    }
+    sim.advance(1, |_| Some(u64::MAX / 4));
+    sim.advance(super::reading::GRACE_MS + 1, |_| Some(u64::MAX / 4));
+    assert!(sim.closed_by_room.contains(&(greedy, 4008)), "{:?}", sim.closed_by_room);
 }
 
 #[test]
