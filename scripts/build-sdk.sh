@@ -9,6 +9,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 use_toolchain
 cd "$ROOT"
 
+# The allocator the wasm links is tested natively first (sdk/src/heap.rs).
+if ! out="$(cargo test --quiet -p roomcast-sdk --lib 2>&1)"; then printf '%s\n' "$out" >&2; exit 1; fi
 cargo build --quiet -p roomcast-sdk --target wasm32-unknown-unknown --release
 rm -rf sdk/pkg && mkdir -p sdk/pkg sdk/dist
 # --low-memory-unused: the low 1 KiB of memory is the far end of rustc's 1 MiB stack (the data
