@@ -49,7 +49,6 @@ pub mod backoff;
 use crate::close::{self, CloseCode};
 use crate::PING;
 use alloc::borrow::ToOwned;
-use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 use backoff::{Backoff, Rng};
@@ -298,7 +297,32 @@ pub struct Client {
     session: String,
     next_id: u64,
     timers: Timers,
-    outputs: VecDeque<Output>,
+    outputs: Outputs,
+}
+
+/// The outputs in order: pushed at the back, taken from the front. (A `VecDeque` costs more wasm.)
+#[derive(Debug, Default)]
+struct Outputs {
+    slots: Vec<Option<Output>>,
+    /// The first slot not taken yet.
+    next: usize,
+}
+
+impl Outputs {
+    fn push(&mut self, out: Output) {
+        self.slots.push(Some(out));
+    }
+
+    fn pop_front(&mut self) -> Option<Output> {
+        let out = self.slots.get_mut(self.next).and_then(Option::take);
+        if out.is_some() {
+            self.next += 1;
+        } else {
+            self.slots.clear();
+            self.next = 0;
+        }
+        out
+    }
 }
 
 /// Appends `n` in decimal; the SDK avoids `format!` and its machinery in the wasm build (and
@@ -403,7 +427,7 @@ impl Client {
             session,
             next_id: 0,
             timers: Timers::default(),
-            outputs: VecDeque::new(),
+            outputs: Outputs::default(),
         };
         client.emit_status(0, 0, "");
         client.begin_attempt(now);
@@ -480,7 +504,7 @@ impl Client {
         let text = encode("publish", Some(&id), &[("data", Some(data_json))]);
         self.fits(&text, self.max_frame_bytes)?;
         if self.state == State::Open {
-            self.outputs.push_back(Output::Send(text.clone()));
+            self.outputs.push(Output::Send(text.clone()));
         }
         self.queue.push(Queued { id: id.clone(), text });
         Ok(id)
@@ -544,7 +568,7 @@ impl Client {
         }
         if self.socket {
             self.socket = false;
-            self.outputs.push_back(Output::CloseSocket(close::CLIENT_CLOSED));
+            self.outputs.push(Output::CloseSocket(close::CLIENT_CLOSED));
         }
         self.finish(close::CLIENT_CLOSED.code, close::CLIENT_CLOSED.reason);
     }
@@ -581,7 +605,7 @@ impl Client {
         } else if self.awaiting_refresh {
             self.awaiting_refresh = false;
             if token_json.is_some() {
-                self.outputs.push_back(Output::Send(encode("refresh", None, &[("token", token_json)])));
+                self.outputs.push(Output::Send(encode("refresh", None, &[("token", token_json)])));
             } else {
                 // Tried again while the token is still valid; past that, the room closes the
                 // connection with 4002 and the reconnect fetches one.
@@ -626,7 +650,7 @@ impl Client {
                 // Asked, and the room said nothing about it: nothing will be replayed.
                 _ => "unavailable".to_owned(),
             };
-            self.outputs.push_back(Output::Gap { reason, since: self.last_seq });
+            self.outputs.push(Output::Gap { reason, since: self.last_seq });
         }
         if !recovered {
             // A rewind (asked for only without a resume point) is the R messages up to `seq`,
@@ -649,7 +673,7 @@ impl Client {
         let outputs = &mut self.outputs;
         self.queue.retain(|q| {
             let fits = q.text.len() as u64 <= max;
-            outputs.push_back(if fits {
+            outputs.push(if fits {
                 Output::Send(q.text.clone())
             } else {
                 Output::Rejected { id: q.id.clone(), code: "too_large".to_owned() }
@@ -695,7 +719,7 @@ impl Client {
             return;
         }
         self.forget(id);
-        self.outputs.push_back(Output::Acked { id: id.to_owned(), seq });
+        self.outputs.push(Output::Acked { id: id.to_owned(), seq });
         match seq {
             Some(seq) if seq == self.last_seq.saturating_add(1) => self.last_seq = seq,
             Some(seq) if seq > self.last_seq && self.socket && self.state == State::Open => self.out_of_order(seq, now),
@@ -723,7 +747,7 @@ impl Client {
             return;
         }
         self.forget(id);
-        self.outputs.push_back(Output::Rejected { id: id.to_owned(), code: code.to_owned() });
+        self.outputs.push(Output::Rejected { id: id.to_owned(), code: code.to_owned() });
     }
 
     pub fn handle_pong(&mut self) {
@@ -783,7 +807,7 @@ impl Client {
         if self.timers.refresh_at.is_some_and(|at| at <= now) && self.state == State::Open && self.socket {
             self.timers.refresh_at = None;
             self.awaiting_refresh = true;
-            self.outputs.push_back(Output::FetchToken);
+            self.outputs.push(Output::FetchToken);
         }
     }
 
@@ -808,20 +832,14 @@ impl Client {
     }
 
     fn emit_status(&mut self, delay_ms: u64, code: u16, reason: &str) {
-        self.outputs.push_back(Output::Status(Status {
-            state: self.state,
-            attempt: self.attempt,
-            delay_ms,
-            code,
-            reason: reason.to_owned(),
-        }));
+        self.outputs.push(Output::Status(Status { state: self.state, attempt: self.attempt, delay_ms, code, reason: reason.to_owned() }));
     }
 
     fn begin_attempt(&mut self, now: u64) {
         if self.fetches_token {
             self.awaiting_token = true;
             self.timers.connect_deadline = Some(now.saturating_add(self.config.connect_timeout_ms));
-            self.outputs.push_back(Output::FetchToken);
+            self.outputs.push(Output::FetchToken);
         } else {
             self.connect(now);
         }
@@ -831,11 +849,11 @@ impl Client {
         self.socket = true;
         self.timers.connect_deadline = Some(now.saturating_add(self.config.connect_timeout_ms));
         let resume = self.epoch.clone().map(|e| (e, self.last_seq));
-        self.outputs.push_back(Output::Connect { resume });
+        self.outputs.push(Output::Connect { resume });
     }
 
     fn ping(&mut self, now: u64) {
-        self.outputs.push_back(Output::Send(PING.to_owned()));
+        self.outputs.push(Output::Send(PING.to_owned()));
         self.timers.pong_deadline = Some(now.saturating_add(self.config.pong_timeout_ms));
         self.timers.ping_at = Some(now.saturating_add(self.ping_interval));
     }
@@ -867,7 +885,7 @@ impl Client {
     /// Sends a call's frame if it fits `max`, and (with an id) expects its answer on this socket.
     fn send_call(&mut self, id: Option<String>, text: String, max: u64) -> Result<String, QueueError> {
         self.fits(&text, max)?;
-        self.outputs.push_back(Output::Send(text));
+        self.outputs.push(Output::Send(text));
         let id = id.unwrap_or_default();
         if !id.is_empty() {
             self.calls.push(id.clone());
@@ -889,7 +907,7 @@ impl Client {
             Some(id) => id.clone(),
             None => self.new_id(),
         };
-        self.outputs.push_back(Output::Send(encode("presence", Some(&id), &[("meta", Some(&meta))])));
+        self.outputs.push(Output::Send(encode("presence", Some(&id), &[("meta", Some(&meta))])));
         self.presence.inflight = Some(SentPresence { id, meta, calls });
     }
 
@@ -913,7 +931,7 @@ impl Client {
             }
         }
         for id in calls {
-            self.outputs.push_back(match refusal {
+            self.outputs.push(match refusal {
                 None => Output::Acked { id, seq: None },
                 Some(code) => Output::Rejected { id, code: code.to_owned() },
             });
@@ -937,7 +955,7 @@ impl Client {
 
     fn reject_calls(&mut self, code: &str) {
         for id in core::mem::take(&mut self.calls) {
-            self.outputs.push_back(Output::Rejected { id, code: code.to_owned() });
+            self.outputs.push(Output::Rejected { id, code: code.to_owned() });
         }
     }
 
@@ -958,13 +976,13 @@ impl Client {
         if self.socket {
             self.socket_gone();
             // Browsers may only send 1000 or 3000-4999; the reason says why.
-            self.outputs.push_back(Output::CloseSocket(CloseCode { code: 1000, reason: code.reason }));
+            self.outputs.push(Output::CloseSocket(CloseCode { code: 1000, reason: code.reason }));
         }
         self.schedule_reconnect(code.code, code.reason, now);
     }
 
     fn out_of_order(&mut self, received: u64, now: u64) {
-        self.outputs.push_back(Output::OutOfOrder { expected: self.last_seq.saturating_add(1), received });
+        self.outputs.push(Output::OutOfOrder { expected: self.last_seq.saturating_add(1), received });
         self.drop_socket(close::OUT_OF_ORDER, now);
     }
 
