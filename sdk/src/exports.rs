@@ -19,20 +19,23 @@ use roomcast_protocol::client::abi::{self, Call};
 use roomcast_protocol::client::backoff::Backoff;
 use roomcast_protocol::client::{push_u64, Client, ClientConfig, QueueError, Resumed, Welcome};
 
-struct Table(RefCell<Vec<Conn>>);
+// Boxed: taking a connection out and putting it back moves a pointer, not the whole connection
+// (which in every export cost more wasm than the box).
+#[allow(clippy::vec_box)]
+struct Table(RefCell<Vec<Box<Conn>>>);
 // SAFETY: wasm32-unknown-unknown without the atomics feature runs one thread.
 unsafe impl Sync for Table {}
 
 static CONNS: Table = Table(RefCell::new(Vec::new()));
 
 /// Takes connection `id` out of the table (the borrow ends before this returns).
-fn take_out(id: u32) -> Option<Conn> {
+fn take_out(id: u32) -> Option<Box<Conn>> {
     let mut conns = CONNS.0.try_borrow_mut().ok()?;
     let i = conns.iter().position(|c| c.id == id)?;
     Some(conns.swap_remove(i))
 }
 
-fn put_back(conn: Conn) {
+fn put_back(conn: Box<Conn>) {
     if let Ok(mut conns) = CONNS.0.try_borrow_mut() {
         conns.push(conn);
     }
@@ -108,7 +111,7 @@ pub extern "C" fn conn_new(
         queue_max: setting(queue_max, d.queue_max as u64) as usize,
         max_token_failures: setting(max_token_failures, d.max_token_failures.into()).min(u32::MAX.into()) as u32,
     };
-    put_back(Conn::start(id, config, setting(seed, 0), fetches_token != 0));
+    put_back(Box::new(Conn::start(id, config, setting(seed, 0), fetches_token != 0)));
 }
 
 /// Drops a connection and everything it holds (after its `closed` status, or on `close()`); the
