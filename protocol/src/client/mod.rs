@@ -249,14 +249,23 @@ struct Presence {
     applied: Option<String>,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+/// A timer that is not set: a time no clock reaches (`handle_timeout` takes `now` as at most one
+/// millisecond before it). Plain times with this sentinel compile to less wasm than `Option`s.
+const NEVER: u64 = u64::MAX;
+
+/// When each timer is due ([`NEVER`]: not set).
+#[derive(Debug, Clone, Copy)]
 struct Timers {
-    connect_deadline: Option<u64>,
-    reconnect_at: Option<u64>,
-    ping_at: Option<u64>,
-    pong_deadline: Option<u64>,
+    connect_deadline: u64,
+    reconnect_at: u64,
+    ping_at: u64,
+    pong_deadline: u64,
     /// When to fetch a fresh token for the open connection.
-    refresh_at: Option<u64>,
+    refresh_at: u64,
+}
+
+impl Timers {
+    const NONE: Timers = Timers { connect_deadline: NEVER, reconnect_at: NEVER, ping_at: NEVER, pong_deadline: NEVER, refresh_at: NEVER };
 }
 
 /// One client connection to one room, across reconnects.
@@ -426,7 +435,7 @@ impl Client {
             refused: (0, 0),
             session,
             next_id: 0,
-            timers: Timers::default(),
+            timers: Timers::NONE,
             outputs: Outputs::default(),
         };
         client.emit_status(0, 0, "");
@@ -484,7 +493,8 @@ impl Client {
     /// closed client has no timers at all).
     pub fn poll_timeout(&self) -> Option<u64> {
         let t = self.timers;
-        [t.connect_deadline, t.reconnect_at, t.ping_at, t.pong_deadline, t.refresh_at].into_iter().flatten().min()
+        let at = t.connect_deadline.min(t.reconnect_at).min(t.ping_at).min(t.pong_deadline).min(t.refresh_at);
+        (at != NEVER).then_some(at)
     }
 
     // ---- commands ----------------------------------------------------------------------------
@@ -609,7 +619,7 @@ impl Client {
             } else {
                 // Tried again while the token is still valid; past that, the room closes the
                 // connection with 4002 and the reconnect fetches one.
-                self.timers.refresh_at = self.expires.and_then(|e| retry_refresh_at(now, e));
+                self.timers.refresh_at = self.expires.and_then(|e| retry_refresh_at(now, e)).unwrap_or(NEVER);
             }
         }
     }
@@ -661,11 +671,11 @@ impl Client {
         }
         self.epoch = Some(epoch.to_owned());
         self.opened_at = Some(now);
-        self.timers.connect_deadline = None;
-        self.timers.ping_at = Some(now.saturating_add(self.ping_interval));
-        self.timers.pong_deadline = None;
+        self.timers.connect_deadline = NEVER;
+        self.timers.ping_at = now.saturating_add(self.ping_interval);
+        self.timers.pong_deadline = NEVER;
         self.expires = expires;
-        self.timers.refresh_at = expires.filter(|_| self.fetches_token).map(|e| refresh_at(now, e));
+        self.timers.refresh_at = expires.filter(|_| self.fetches_token).map_or(NEVER, |e| refresh_at(now, e));
         self.set_state(State::Open, 0, 0, "");
         // Queued publishes over the room's limit would only be refused: they settle here. The rest
         // go out in order, with their original ids; the server drops what it has.
@@ -736,7 +746,7 @@ impl Client {
         // A token that expires no later than the last one (the app's function handed back a
         // cached token) would be refreshed again at once, over and over; wait a while instead.
         let extended = self.expires.is_none_or(|old| expires > old);
-        self.timers.refresh_at = if extended { Some(refresh_at(now, expires)) } else { retry_refresh_at(now, expires) };
+        self.timers.refresh_at = if extended { refresh_at(now, expires) } else { retry_refresh_at(now, expires).unwrap_or(NEVER) };
         self.expires = Some(expires);
     }
 
@@ -751,7 +761,7 @@ impl Client {
     }
 
     pub fn handle_pong(&mut self) {
-        self.timers.pong_deadline = None;
+        self.timers.pong_deadline = NEVER;
     }
 
     /// The socket closed (or failed to open). A close without a reason gets the table's
@@ -773,23 +783,24 @@ impl Client {
     /// open connection with a ping.
     pub fn handle_wake(&mut self, now: u64) {
         match self.state {
-            State::Reconnecting if self.timers.reconnect_at.is_some() => {
-                self.timers.reconnect_at = None;
+            State::Reconnecting if self.timers.reconnect_at != NEVER => {
+                self.timers.reconnect_at = NEVER;
                 self.begin_attempt(now);
             }
-            State::Open if self.timers.pong_deadline.is_none() => self.ping(now),
+            State::Open if self.timers.pong_deadline == NEVER => self.ping(now),
             _ => {}
         }
     }
 
     pub fn handle_timeout(&mut self, now: u64) {
+        let now = now.min(NEVER - 1);
         let t = self.timers;
-        if t.reconnect_at.is_some_and(|at| at <= now) {
-            self.timers.reconnect_at = None;
+        if t.reconnect_at <= now {
+            self.timers.reconnect_at = NEVER;
             self.begin_attempt(now);
         }
-        if t.connect_deadline.is_some_and(|at| at <= now) {
-            self.timers.connect_deadline = None;
+        if t.connect_deadline <= now {
+            self.timers.connect_deadline = NEVER;
             if self.awaiting_token {
                 // The token function did not answer in time: a failed fetch (its late answer is
                 // ignored).
@@ -799,13 +810,13 @@ impl Client {
                 self.drop_socket(close::CONNECT_TIMEOUT, now);
             }
         }
-        if t.pong_deadline.is_some_and(|at| at <= now) {
+        if t.pong_deadline <= now {
             self.drop_socket(close::HEARTBEAT_MISSED, now);
-        } else if t.ping_at.is_some_and(|at| at <= now) && self.state == State::Open {
+        } else if t.ping_at <= now && self.state == State::Open {
             self.ping(now);
         }
-        if self.timers.refresh_at.is_some_and(|at| at <= now) && self.state == State::Open && self.socket {
-            self.timers.refresh_at = None;
+        if self.timers.refresh_at <= now && self.state == State::Open && self.socket {
+            self.timers.refresh_at = NEVER;
             self.awaiting_refresh = true;
             self.outputs.push(Output::FetchToken);
         }
@@ -838,7 +849,7 @@ impl Client {
     fn begin_attempt(&mut self, now: u64) {
         if self.fetches_token {
             self.awaiting_token = true;
-            self.timers.connect_deadline = Some(now.saturating_add(self.config.connect_timeout_ms));
+            self.timers.connect_deadline = now.saturating_add(self.config.connect_timeout_ms);
             self.outputs.push(Output::FetchToken);
         } else {
             self.connect(now);
@@ -847,15 +858,15 @@ impl Client {
 
     fn connect(&mut self, now: u64) {
         self.socket = true;
-        self.timers.connect_deadline = Some(now.saturating_add(self.config.connect_timeout_ms));
+        self.timers.connect_deadline = now.saturating_add(self.config.connect_timeout_ms);
         let resume = self.epoch.clone().map(|e| (e, self.last_seq));
         self.outputs.push(Output::Connect { resume });
     }
 
     fn ping(&mut self, now: u64) {
         self.outputs.push(Output::Send(PING.to_owned()));
-        self.timers.pong_deadline = Some(now.saturating_add(self.config.pong_timeout_ms));
-        self.timers.ping_at = Some(now.saturating_add(self.ping_interval));
+        self.timers.pong_deadline = now.saturating_add(self.config.pong_timeout_ms);
+        self.timers.ping_at = now.saturating_add(self.ping_interval);
     }
 
     /// Takes a settled call off the books.
@@ -993,7 +1004,7 @@ impl Client {
         self.opened_at = None;
         self.attempt = self.attempt.saturating_add(1);
         let delay = self.config.backoff.delay(self.attempt, &mut self.rng);
-        self.timers = Timers { reconnect_at: Some(now.saturating_add(delay)), ..Timers::default() };
+        self.timers = Timers { reconnect_at: now.saturating_add(delay), ..Timers::NONE };
         // A refresh belongs to the connection that is gone; the next one fetches its own token.
         self.awaiting_refresh = false;
         self.expires = None;
@@ -1003,7 +1014,7 @@ impl Client {
     /// Closed for good. The status comes first, so the adapter knows the close code and reason
     /// when it rejects what was still pending.
     fn finish(&mut self, code: u16, reason: &str) {
-        self.timers = Timers::default();
+        self.timers = Timers::NONE;
         self.awaiting_token = false;
         self.awaiting_refresh = false;
         self.set_state(State::Closed, 0, code, reason);
