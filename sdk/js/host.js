@@ -228,9 +228,9 @@ const imports = {
     const message = `seq ${received} arrived when ${expected} was next; resuming from ${expected - 1}`;
     emit(hosts.get(id), "error", { code: "out_of_order", message, expected, received });
   },
-  emit_settled(id, ptr, len, seq, codePtr, codeLen) {
+  emit_settled(id, call, seq, codePtr, codeLen) {
     const h = hosts.get(id);
-    emit(h, "settled", { id: text(ptr, len), seq: seq < 0 ? undefined : seq, code: text(codePtr, codeLen), answer: h.answer });
+    emit(h, "settled", { id: call, seq: seq < 0 ? undefined : seq, code: text(codePtr, codeLen), answer: h.answer });
   },
   give(ptr, len) {
     given = text(ptr, len);
@@ -305,14 +305,14 @@ export class Host {
 
   /**
    * A call the room answers, on the wasm half (`conn_call`: a CALLS name, JSON texts `a` and `b`,
-   * numbers `x`, `y`, `z`, NaN when absent): [its id] (empty for a broadcast nobody answers), or
-   * [, why not (a FAILURES name), what the wasm gave with it]. Not started yet, it is `offline`;
-   * freed, `closed`.
+   * numbers `x`, `y`, `z`, NaN when absent): [its number (0 for a broadcast nobody answers), , the
+   * id its frame carries], or [, why not (a FAILURES name), what the wasm gave with it]. Not
+   * started yet, it is `offline`; freed, `closed`.
    */
   request(name, a = "", b = "", x = NaN, y = NaN, z = NaN) {
     if (!hosts.has(this.id)) return [, this.finalSeq === undefined ? FAILURES[3] : FAILURES[2]];
-    const [code, id] = call(this, (w) => [w.conn_call(this.id, CALLS.indexOf(name), ...str(a), ...str(b), x, y, z), given]);
-    return code ? [, FAILURES[code], id] : [id];
+    const [n, text] = call(this, (w) => [w.conn_call(this.id, CALLS.indexOf(name), ...str(a), ...str(b), x, y, z), given]);
+    return n < 0 ? [, FAILURES[-n], text] : [n, , text];
   }
 
   lastSeq() {

@@ -80,8 +80,8 @@ impl Conn {
                 }
                 Output::Gap { reason, since } => host::emit_gap(self.id, &reason, since),
                 Output::OutOfOrder { expected, received } => host::emit_out_of_order(self.id, expected, received),
-                Output::Acked { id, seq } => host::emit_settled(self.id, &id, seq, ""),
-                Output::Rejected { id, code } => host::emit_settled(self.id, &id, None, &code),
+                Output::Acked { id, seq } => host::emit_settled(self.id, id, seq, ""),
+                Output::Rejected { id, code } => host::emit_settled(self.id, id, None, &code),
             }
         }
         let due = self.client.poll_timeout();

@@ -17,7 +17,7 @@ use alloc::vec::Vec;
 use core::cell::RefCell;
 use roomcast_protocol::client::abi::{self, Call};
 use roomcast_protocol::client::backoff::Backoff;
-use roomcast_protocol::client::{push_u64, Client, ClientConfig, QueueError, Resumed, Welcome};
+use roomcast_protocol::client::{push_u64, CallId, Client, ClientConfig, QueueError, Resumed, Welcome};
 
 // Boxed: taking a connection out and putting it back moves a pointer, not the whole connection
 // (which in every export cost more wasm than the box).
@@ -234,50 +234,47 @@ pub extern "C" fn conn_wake(id: u32) {
 /// - broadcast: `a` the data, `x` 1 when the room answers it (without, the id given is empty);
 /// - presence: `a` the meta (a JSON object).
 ///
-/// Returns 0 and gives the call's id (see `host::give`), or why not (a [`abi::QUEUE_FAILURES`]
-/// number: the queue is full, closed, offline (calls that are not queued), or the frame is over
-/// the room's limit, when it gives `"<size> <limit>"`). One export for all of them keeps one copy
-/// of the argument handling in the wasm.
+/// Returns the call's number (which its settlement names; 0 for a broadcast nobody answers) and
+/// gives its id as its frames carry it (see `host::give`), or returns why not, negated (a
+/// [`abi::QUEUE_FAILURES`] number: the queue is full, closed, offline (calls that are not
+/// queued), or the frame is over the room's limit, when it gives `"<size> <limit>"`). One export
+/// for all of them keeps one copy of the argument handling in the wasm.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn conn_call(id: u32, call: u32, a: *mut u8, a_len: usize, b: *mut u8, b_len: usize, x: f64, y: f64, z: f64) -> u32 {
+pub unsafe extern "C" fn conn_call(id: u32, call: u32, a: *mut u8, a_len: usize, b: *mut u8, b_len: usize, x: f64, y: f64, z: f64) -> f64 {
     let a = take(a, a_len);
     let b = take(b, b_len);
-    command(id, |client| match abi::call(call) {
-        Some(Call::Publish) => client.publish(&a),
-        Some(Call::SendTo) => client.direct(&a, &b),
-        Some(Call::History) => client.history(optional(x), optional(y), optional(z)),
-        Some(Call::Broadcast) => client.broadcast(&a, x > 0.0).map(Option::unwrap_or_default),
-        Some(Call::Presence) => client.set_presence(&a),
-        None => Err(QueueError::Closed),
+    with(id, |c| {
+        let client = &mut c.client;
+        let result = match abi::call(call) {
+            Some(Call::Publish) => client.publish(&a),
+            Some(Call::SendTo) => client.direct(&a, &b),
+            Some(Call::History) => client.history(optional(x), optional(y), optional(z)),
+            Some(Call::Broadcast) => client.broadcast(&a, x > 0.0).map(Option::unwrap_or_default),
+            Some(Call::Presence) => client.set_presence(&a),
+            None => Err(QueueError::Closed),
+        };
+        Some(answer(client, result))
     })
+    .unwrap_or(-f64::from(abi::queue_failure_code(QueueError::Closed)))
 }
 
-/// Why a call was refused, with the size and limit of [`Client::refused`].
-type Refusal = (QueueError, (u64, u64));
-
-/// Runs a call on connection `id`'s machine: see [`answer`].
-fn command(id: u32, f: impl FnOnce(&mut Client) -> Result<String, QueueError>) -> u32 {
-    answer(with(id, |c| Some(f(&mut c.client).map_err(|e| (e, c.client.refused())))))
-}
-
-/// A call's result for the host: 0 with the call's id given, or the failure's number (with
-/// `"<size> <limit>"` given, which only `too_large` reads). `None` (no such connection: closed
-/// and freed) is `closed`.
-#[inline(never)]
-fn answer(result: Option<Result<String, Refusal>>) -> u32 {
-    match result.unwrap_or(Err((QueueError::Closed, (0, 0)))) {
+/// A call's result for the host (see [`conn_call`]).
+#[allow(clippy::single_char_add_str)] // `push` of a char would bring a UTF-8 encoder into the wasm
+fn answer(client: &Client, result: Result<CallId, QueueError>) -> f64 {
+    match result {
         Ok(id) => {
-            host::give(&id);
-            0
+            host::give(&client.wire_id(id));
+            id as f64
         }
-        Err((e, (size, limit))) => {
+        Err(e) => {
+            let (size, limit) = client.refused();
             let mut text = String::new();
             push_u64(&mut text, size);
-            text.push(' ');
+            text.push_str(" ");
             push_u64(&mut text, limit);
             host::give(&text);
-            abi::queue_failure_code(e)
+            -f64::from(abi::queue_failure_code(e))
         }
     }
 }

@@ -70,8 +70,8 @@ async function instance() {
     },
     emit_gap() {},
     emit_out_of_order() {},
-    emit_settled(conn, ptr, len, seq) {
-      log.push(["settled", conn, text(ptr, len), seq]);
+    emit_settled(conn, call, seq) {
+      log.push(["settled", conn, call, seq]);
     },
     give(ptr, len) {
       log.push(["give", text(ptr, len)]);
@@ -114,7 +114,7 @@ test("an import that throws through the wasm does not stop the other connections
     i.log.some(([k, conn, state]) => k === "status" && conn === 2 && state === 1),
     "connection 2 opened",
   );
-  assert.equal(i.publish(2, '"two"'), 0, "queued (0), not refused as closed");
+  assert.ok(i.publish(2, '"two"') > 0, "queued (its number), not refused as closed");
   const sent = i.log.filter(([k, conn]) => k === "send" && conn === 2).map(([, , , t]) => JSON.parse(t));
   assert.deepEqual(
     sent.map((f) => [f.type, f.data]),
@@ -124,7 +124,7 @@ test("an import that throws through the wasm does not stop the other connections
   // and a third connection can still be made and used
   i.start(3);
   i.welcome(3);
-  assert.equal(i.publish(3, '"three"'), 0);
+  assert.ok(i.publish(3, '"three"') > 0);
 });
 
 test("each handle releases exactly its own resource: one live timer per connection, the newest", async () => {

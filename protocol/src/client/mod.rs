@@ -156,6 +156,11 @@ pub struct Welcome<'a> {
     pub presence_meta_max: Option<u64>,
 }
 
+/// A call's number: 1, 2, … in the order the client's calls were made (0 is none of them). The
+/// call's frame carries it as `<session>-<number>` ([`Client::wire_id`]), a text no other client
+/// or page load uses; numbers are what the machine keeps, compares and settles.
+pub type CallId = u64;
+
 /// What the adapter must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
@@ -188,8 +193,10 @@ pub enum Output {
     },
     /// A call was answered: a publish (with its seq), a direct message, a history read (the
     /// adapter holds the page it answered with), an acknowledged broadcast, or a presence change.
+    ///
+    /// `id` 0: an answer naming an id that is not one of this client's calls.
     Acked {
-        id: String,
+        id: CallId,
         seq: Option<u64>,
     },
     /// A call failed for good: `code` is the room's (an error frame that names its id),
@@ -197,8 +204,12 @@ pub enum Output {
     /// closed), or `disconnected` (a direct message, history read or acknowledged broadcast whose
     /// socket went before its answer: it may or may not have been delivered, and it is not
     /// resent). A presence change is never `disconnected`: it goes again on the next connection.
+    ///
+    /// A refusal no call of the adapter's waits for is still reported: of a presence meta sent
+    /// again after a reconnect (under that frame's own id), or of an id that is not this client's
+    /// at all (`id` 0).
     Rejected {
-        id: String,
+        id: CallId,
         code: String,
     },
 }
@@ -223,7 +234,7 @@ pub enum QueueError {
 
 #[derive(Debug, Clone)]
 struct Queued {
-    id: String,
+    id: CallId,
     text: String,
 }
 
@@ -231,11 +242,11 @@ struct Queued {
 #[derive(Debug, Clone)]
 struct SentPresence {
     /// The frame's id.
-    id: String,
+    id: CallId,
     meta: String,
     /// The calls it settles (the frame's id among them; none for a meta sent again after a
     /// reconnect).
-    calls: Vec<String>,
+    calls: Vec<CallId>,
 }
 
 /// Presence meta: one change in flight at a time, the newest asked for next.
@@ -243,7 +254,7 @@ struct SentPresence {
 struct Presence {
     /// The newest meta asked for and not sent yet, and the calls waiting for it.
     want: Option<String>,
-    waiting: Vec<String>,
+    waiting: Vec<CallId>,
     inflight: Option<SentPresence>,
     /// The meta the room took last: a new connection starts with the token's, so it goes again.
     applied: Option<String>,
@@ -296,7 +307,7 @@ pub struct Client {
     queue: Vec<Queued>,
     /// Calls sent on the current socket and not yet answered (direct messages, history reads,
     /// acknowledged broadcasts): they are not resent, so they fail when the socket goes.
-    calls: Vec<String>,
+    calls: Vec<CallId>,
     presence: Presence,
     /// The room's broadcast and presence meta limits (the last welcome's, or the defaults).
     broadcast_max_bytes: u64,
@@ -340,7 +351,13 @@ pub fn push_u64(out: &mut String, n: u64) {
     if n >= 10 {
         push_u64(out, n / 10);
     }
-    out.push(char::from(b'0' + (n % 10) as u8));
+    push_nth(out, "0123456789", (n % 10) as usize);
+}
+
+/// Appends the `i`th character of the ASCII text `chars`. (`String::push` of a `char` would bring
+/// its UTF-8 encoder into the wasm; nothing the machine writes needs it.)
+fn push_nth(out: &mut String, chars: &str, i: usize) {
+    out.push_str(chars.get(i..i + 1).unwrap_or_default());
 }
 
 /// A client frame: `{"type":"<kind>"`, then `,"id":"<id>"` when there is one, then `,"<key>":<json>`
@@ -348,6 +365,7 @@ pub fn push_u64(out: &mut String, n: u64) {
 /// type and id come first (so the room can name the id even when it refuses the frame as too
 /// large), and the field values come already encoded as JSON (the adapter's `JSON.stringify`),
 /// while types, ids and keys are the machine's own and need no escaping.
+#[allow(clippy::single_char_add_str)] // `push` of a char: see push_nth
 pub fn encode(kind: &str, id: Option<&str>, fields: &[(&str, Option<&str>)]) -> String {
     let mut text = String::new();
     push_all(&mut text, &[r#"{"type":""#, kind, "\""]);
@@ -359,7 +377,7 @@ pub fn encode(kind: &str, id: Option<&str>, fields: &[(&str, Option<&str>)]) -> 
             push_all(&mut text, &[",\"", key, "\":", value]);
         }
     }
-    text.push('}');
+    text.push_str("}");
     text
 }
 
@@ -403,11 +421,11 @@ impl Client {
         let mut rng = Rng::new(seed);
         // Message ids must not repeat across page loads with the same client id (the server
         // would take a new message for a retry), so they carry a random session prefix.
-        const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
+        const ALPHABET: &str = "abcdefghijkmnpqrstuvwxyz23456789";
         let mut session = String::with_capacity(10);
         let mut bits = rng.next_u64();
         for _ in 0..10 {
-            session.push(ALPHABET[(bits & 31) as usize] as char);
+            push_nth(&mut session, ALPHABET, (bits & 31) as usize);
             bits >>= 5;
         }
         let ping_interval = config.ping_interval_ms;
@@ -477,6 +495,16 @@ impl Client {
         self.ping_interval
     }
 
+    /// The id call `id`'s frames carry: `<session>-<id>`, the session a random prefix drawn from
+    /// the seed, so ids do not repeat across page loads with the same client id.
+    #[allow(clippy::single_char_add_str)] // `push` of a char: see push_nth
+    pub fn wire_id(&self, id: CallId) -> String {
+        let mut text = self.session.clone();
+        text.push_str("-");
+        push_u64(&mut text, id);
+        text
+    }
+
     /// How large the last frame refused as [`QueueError::TooLarge`] was (for a presence change,
     /// its meta) and the limit it went over, in bytes, so the adapter can say by how much.
     pub fn refused(&self) -> (u64, u64) {
@@ -503,7 +531,7 @@ impl Client {
     /// open, otherwise on the next open, and resent with the same id after every reconnect until
     /// the room acknowledges or refuses it, so the server applies it once. A frame larger than
     /// the room's limit is refused here and never sent.
-    pub fn publish(&mut self, data_json: &str) -> Result<String, QueueError> {
+    pub fn publish(&mut self, data_json: &str) -> Result<CallId, QueueError> {
         if self.state == State::Closed {
             return Err(QueueError::Closed);
         }
@@ -511,46 +539,47 @@ impl Client {
             return Err(QueueError::Full);
         }
         let id = self.new_id();
-        let text = encode("publish", Some(&id), &[("data", Some(data_json))]);
+        let text = encode("publish", Some(&self.wire_id(id)), &[("data", Some(data_json))]);
         self.fits(&text, self.max_frame_bytes)?;
         if self.state == State::Open {
             self.outputs.push(Output::Send(text.clone()));
         }
-        self.queue.push(Queued { id: id.clone(), text });
+        self.queue.push(Queued { id, text });
         Ok(id)
     }
 
     /// Sends a direct message; `to_json` is `{"user":…}` or `{"clientId":…}`. Direct messages are
     /// not stored by the server, so they are not queued or retried: offline, they fail at once,
     /// and one whose socket goes before the room answered is rejected (`disconnected`).
-    pub fn direct(&mut self, to_json: &str, data_json: &str) -> Result<String, QueueError> {
+    pub fn direct(&mut self, to_json: &str, data_json: &str) -> Result<CallId, QueueError> {
         let id = self.open_call()?;
-        let text = encode("direct", Some(&id), &[("to", Some(to_json)), ("data", Some(data_json))]);
-        self.send_call(Some(id), text, self.max_frame_bytes)
+        let text = encode("direct", Some(&self.wire_id(id)), &[("to", Some(to_json)), ("data", Some(data_json))]);
+        self.send_call(id, text, self.max_frame_bytes)
     }
 
     /// Asks for a page of stored messages (`history`): the latest `limit` (the room's default
     /// when `None`), or those before or since a seq. Not queued, like a direct message; the room
     /// answers with a `history` frame naming the id, which the adapter hands to
     /// [`Client::handle_ack`] (the page itself never enters the machine).
-    pub fn history(&mut self, limit: Option<u64>, before: Option<u64>, since: Option<u64>) -> Result<String, QueueError> {
+    pub fn history(&mut self, limit: Option<u64>, before: Option<u64>, since: Option<u64>) -> Result<CallId, QueueError> {
         let id = self.open_call()?;
         let (limit, before, since) = (decimal(limit), decimal(before), decimal(since));
         let fields = [("limit", limit.as_deref()), ("before", before.as_deref()), ("since", since.as_deref())];
-        let text = encode("history", Some(&id), &fields);
-        self.send_call(Some(id), text, self.max_frame_bytes)
+        let text = encode("history", Some(&self.wire_id(id)), &fields);
+        self.send_call(id, text, self.max_frame_bytes)
     }
 
     /// Sends an ephemeral message to the room's other members (`broadcast`). Not queued, never
     /// resent. With `ack` the frame carries an id, the room answers it, and the id is returned
     /// (settled like a direct message); without, the room sends no answer and `None` comes back
     /// once the frame is handed to the socket. Over `limits.broadcastMaxBytes` it is refused here.
-    pub fn broadcast(&mut self, data_json: &str, ack: bool) -> Result<Option<String>, QueueError> {
+    pub fn broadcast(&mut self, data_json: &str, ack: bool) -> Result<Option<CallId>, QueueError> {
         let id = self.open_call()?;
-        let id = ack.then_some(id);
-        let text = encode("broadcast", id.as_deref(), &[("data", Some(data_json))]);
+        let wire = ack.then(|| self.wire_id(id));
+        let text = encode("broadcast", wire.as_deref(), &[("data", Some(data_json))]);
         let max = self.max_frame_bytes.min(self.broadcast_max_bytes);
-        self.send_call(id.clone(), text, max).map(|_| id)
+        let id = if ack { id } else { 0 };
+        self.send_call(id, text, max).map(|id| (id != 0).then_some(id))
     }
 
     /// Replaces this connection's presence meta (`meta_json`: a JSON object, already encoded) and
@@ -559,14 +588,14 @@ impl Client {
     /// open, the change waits for the connection; one in flight when the socket goes is sent
     /// again; and after every reconnect the last meta the room took goes again. A meta over
     /// `limits.presenceMetaMax` bytes is refused here.
-    pub fn set_presence(&mut self, meta_json: &str) -> Result<String, QueueError> {
+    pub fn set_presence(&mut self, meta_json: &str) -> Result<CallId, QueueError> {
         if self.state == State::Closed {
             return Err(QueueError::Closed);
         }
         self.fits(meta_json, self.presence_meta_max)?;
         let id = self.new_id();
         self.presence.want = Some(meta_json.to_owned());
-        self.presence.waiting.push(id.clone());
+        self.presence.waiting.push(id);
         self.send_presence();
         Ok(id)
     }
@@ -683,11 +712,7 @@ impl Client {
         let outputs = &mut self.outputs;
         self.queue.retain(|q| {
             let fits = q.text.len() as u64 <= max;
-            outputs.push(if fits {
-                Output::Send(q.text.clone())
-            } else {
-                Output::Rejected { id: q.id.clone(), code: "too_large".to_owned() }
-            });
+            outputs.push(if fits { Output::Send(q.text.clone()) } else { Output::Rejected { id: q.id, code: "too_large".to_owned() } });
             fits
         });
         // Then the presence meta: the newest asked for, or the last one the room took.
@@ -725,11 +750,12 @@ impl Client {
     /// message itself does not come back live. So an ack further ahead than the next seq means
     /// messages were lost, exactly like a message that jumps.
     pub fn handle_ack(&mut self, id: &str, seq: Option<u64>, now: u64) {
+        let id = self.call_id(id);
         if self.presence_answered(id, None) {
             return;
         }
         self.forget(id);
-        self.outputs.push(Output::Acked { id: id.to_owned(), seq });
+        self.outputs.push(Output::Acked { id, seq });
         match seq {
             Some(seq) if seq == self.last_seq.saturating_add(1) => self.last_seq = seq,
             Some(seq) if seq > self.last_seq && self.socket && self.state == State::Open => self.out_of_order(seq, now),
@@ -753,11 +779,12 @@ impl Client {
     /// An error frame arrived for one of the client's calls: it is settled as refused and leaves
     /// the queue, so it is never resent.
     pub fn handle_error(&mut self, id: &str, code: &str) {
+        let id = self.call_id(id);
         if self.presence_answered(id, Some(code)) {
             return;
         }
         self.forget(id);
-        self.outputs.push(Output::Rejected { id: id.to_owned(), code: code.to_owned() });
+        self.outputs.push(Output::Rejected { id, code: code.to_owned() });
     }
 
     pub fn handle_pong(&mut self) {
@@ -824,13 +851,26 @@ impl Client {
 
     // ---- internals ---------------------------------------------------------------------------
 
-    fn new_id(&mut self) -> String {
+    fn new_id(&mut self) -> CallId {
         self.next_id += 1;
-        let mut id = String::with_capacity(self.session.len() + 8);
-        id.push_str(&self.session);
-        id.push('-');
-        push_u64(&mut id, self.next_id);
-        id
+        self.next_id
+    }
+
+    /// The call a frame's id names: 0 when it is none of this client's (not `<session>-<n>`
+    /// exactly as [`Client::wire_id`] writes it).
+    fn call_id(&self, wire: &str) -> CallId {
+        let Some((head, digits)) = wire.as_bytes().split_at_checked(self.session.len() + 1) else { return 0 };
+        if head.split_last() != Some((&b'-', self.session.as_bytes())) || digits.first() == Some(&b'0') {
+            return 0;
+        }
+        let mut n: CallId = 0;
+        for &b in digits {
+            if !b.is_ascii_digit() {
+                return 0;
+            }
+            n = n.saturating_mul(10).saturating_add(u64::from(b - b'0'));
+        }
+        n
     }
 
     /// The one place the state changes; every change is emitted with its code and reason.
@@ -870,9 +910,9 @@ impl Client {
     }
 
     /// Takes a settled call off the books.
-    fn forget(&mut self, id: &str) {
+    fn forget(&mut self, id: CallId) {
         self.queue.retain(|q| q.id != id);
-        self.calls.retain(|d| d != id);
+        self.calls.retain(|d| *d != id);
     }
 
     /// The refusal of a frame (or meta) of `text`'s size over `max`.
@@ -885,7 +925,7 @@ impl Client {
     }
 
     /// A new id for a call that needs the open connection (it is not queued).
-    fn open_call(&mut self) -> Result<String, QueueError> {
+    fn open_call(&mut self) -> Result<CallId, QueueError> {
         match self.state {
             State::Open => Ok(self.new_id()),
             State::Closed => Err(QueueError::Closed),
@@ -893,13 +933,13 @@ impl Client {
         }
     }
 
-    /// Sends a call's frame if it fits `max`, and (with an id) expects its answer on this socket.
-    fn send_call(&mut self, id: Option<String>, text: String, max: u64) -> Result<String, QueueError> {
+    /// Sends a call's frame if it fits `max`, and (with an id, not 0) expects its answer on this
+    /// socket.
+    fn send_call(&mut self, id: CallId, text: String, max: u64) -> Result<CallId, QueueError> {
         self.fits(&text, max)?;
         self.outputs.push(Output::Send(text));
-        let id = id.unwrap_or_default();
-        if !id.is_empty() {
-            self.calls.push(id.clone());
+        if id != 0 {
+            self.calls.push(id);
         }
         Ok(id)
     }
@@ -915,10 +955,10 @@ impl Client {
         let Some(meta) = p.want.take() else { return };
         let calls = core::mem::take(&mut p.waiting);
         let id = match calls.last() {
-            Some(id) => id.clone(),
+            Some(id) => *id,
             None => self.new_id(),
         };
-        self.outputs.push(Output::Send(encode("presence", Some(&id), &[("meta", Some(&meta))])));
+        self.outputs.push(Output::Send(encode("presence", Some(&self.wire_id(id)), &[("meta", Some(&meta))])));
         self.presence.inflight = Some(SentPresence { id, meta, calls });
     }
 
@@ -926,7 +966,7 @@ impl Client {
     /// `None`) or refused with that code. Every call it carried settles, and the next goes. A
     /// refusal that no call waits for (of a meta sent again) is still reported, under the
     /// frame's id, which no call of the adapter's knows.
-    fn presence_answered(&mut self, id: &str, refusal: Option<&str>) -> bool {
+    fn presence_answered(&mut self, id: CallId, refusal: Option<&str>) -> bool {
         let Some(sent) = self.presence.inflight.take_if(|s| s.id == id) else { return false };
         let mut calls = sent.calls;
         match refusal {
