@@ -35,7 +35,7 @@ export function sdkParts() {
       target: "es2022",
       write: false,
       logLevel: "error",
-      external: ["*.gz"],
+      external: ["*.txt"],
     }).outputFiles[0].contents,
   );
   const wasm = sized(readFileSync(join(ROOT, "sdk", "pkg", "roomcast_sdk.wasm")));

@@ -8,10 +8,11 @@
 // No import throws: what the WebSocket or the clock throws is caught and reported as an `error`
 // event (`host_error`, with what was thrown as its `cause`) of the connection whose call ran.
 
-// The wasm, gzipped by the build and inlined as base64 into the package file (esbuild's base64
-// loader): the base64 of the gzipped wasm gzips to about the gzipped wasm's size, while the base64
-// of the raw wasm gzips a quarter larger (sdk/README.md, Size).
-import gzipped from "../pkg/roomcast_sdk.wasm.gz";
+// The wasm, gzipped by the build and inlined as text into the package file (esbuild's text
+// loader): 64 characters, then the gzipped wasm written 6 bits a character in them. They are the
+// characters this JavaScript uses most, so the page's gzip codes both with one Huffman table at
+// little cost (sdk/examples/pack.rs; sdk/README.md, Size).
+import packed from "../pkg/roomcast_sdk.wasm.txt";
 import { isStr, SHAPES } from "./shapes.js";
 
 const encoder = new TextEncoder();
@@ -251,9 +252,17 @@ for (const [name, f] of Object.entries(imports)) {
   };
 }
 
-const bytes = await new Response(
-  new Response(Uint8Array.from(atob(gzipped), (c) => c.charCodeAt(0))).body.pipeThrough(new DecompressionStream("gzip")),
-).arrayBuffer();
+const gzipped = new Uint8Array(((packed.length - 64) * 6) >> 3);
+for (let i = 64, acc = 0, bits = 0, j = 0; i < packed.length; i++) {
+  // (the first occurrence of a character is its place among the 64)
+  acc = (acc << 6) | packed.indexOf(packed[i]);
+  bits += 6;
+  if (bits > 7) {
+    bits -= 8;
+    gzipped[j++] = acc >> bits;
+  }
+}
+const bytes = await new Response(new Response(gzipped).body.pipeThrough(new DecompressionStream("gzip"))).arrayBuffer();
 wasm = (await WebAssembly.instantiate(bytes, { host: guarded })).instance.exports;
 
 /**
