@@ -5,9 +5,11 @@
 use crate::host::{self, Socket, Timer, WakeListeners};
 use roomcast_protocol::client::{Client, ClientConfig, Output, State};
 
+// The client first: its fields keep the offsets its own code uses (see `Client`).
+#[repr(C)]
 pub struct Conn {
-    pub id: u32,
     pub client: Client,
+    pub id: u32,
     socket: Option<Socket>,
     timer: Option<Timer>,
     wake: Option<WakeListeners>,
