@@ -22,7 +22,23 @@ const decoder = new TextDecoder();
 const STATES = ["connecting", "open", "reconnecting", "closed"];
 const FAILURES = [, "queue_full", "closed", "offline", "too_large"];
 const RESUMED = ["", "recovered", "not_recovered"];
-const CALLS = ["publish", "send_to", "history", "broadcast", "presence"];
+const EVENTS = [
+  "publish",
+  "send_to",
+  "history",
+  "broadcast",
+  "presence",
+  "token",
+  "refreshed",
+  "message",
+  "settled",
+  "pong",
+  "closed",
+  "timer",
+  "wake",
+  "close",
+  "last_seq",
+];
 /** The subprotocol the server selects (roomcast_protocol::SUBPROTOCOL). */
 const SUBPROTOCOL = "roomcast.v1";
 
@@ -69,6 +85,12 @@ function call(h, f) {
 
 const emit = (h, kind, payload) => queue.push([h, kind, payload]);
 
+/**
+ * Tells host `h`'s wasm half of event `name` (`conn_event`: an EVENTS name, texts `a` and `b`,
+ * numbers `x`, `y`, `z`, NaN when absent); what it answers.
+ */
+const event = (h, name, a = "", b = "", x, y, z) => call(h, (w) => w.conn_event(h.id, EVENTS.indexOf(name), ...str(a), ...str(b), x, y, z));
+
 /** A resource of host `h`: its id. */
 function own(h, k, free, ws) {
   const id = nextId++;
@@ -77,7 +99,7 @@ function own(h, k, free, ws) {
 }
 
 function wake(h) {
-  if (globalThis.document?.visibilityState !== "hidden") call(h, (w) => w.conn_wake(h.id));
+  if (globalThis.document?.visibilityState !== "hidden") event(h, "wake");
 }
 
 const detach = (ws) => {
@@ -85,19 +107,19 @@ const detach = (ws) => {
 };
 
 /** Hands an answer to the wasm half (`code`: the room's refusal), which settles the call it names. */
-function answered(h, w, f, seq, code) {
+function answered(h, f, seq, code) {
   // the settlement the wasm emits for this id carries the frame (a history page, an error's message)
   h.answer = f;
-  w.conn_settled(h.id, ...str(f.id), seq, ...str(code));
+  event(h, "settled", f.id, code, seq);
   h.answer = null;
 }
 
 /** What the wasm half does with each server frame it acts on (SHAPES has checked it). */
 const READ = {
-  welcome(h, w, f) {
+  welcome(h, f) {
     const l = f.limits;
     emit(h, "welcome", f);
-    w.conn_welcome(
+    wasm.conn_welcome(
       h.id,
       ...str(f.epoch),
       f.seq,
@@ -111,17 +133,17 @@ const READ = {
       l?.presenceMetaMax,
     );
   },
-  message(h, w, f) {
+  message(h, f) {
     // With echo off the room still replays this client's own messages (so a replay has no
     // holes); they move lastSeq on but are not delivered.
     const o = h.options;
-    if (w.conn_message(h.id, f.seq) && (o.echo || f.from !== o.clientId)) emit(h, "message", f);
+    if (event(h, "message", "", "", f.seq) && (o.echo || f.from !== o.clientId)) emit(h, "message", f);
   },
-  ack: (h, w, f) => answered(h, w, f, f.seq ?? -1, ""),
-  history: (h, w, f) => answered(h, w, f, -1, ""),
-  error: (h, w, f) => (isStr(f.id) ? answered(h, w, f, -1, f.code) : emit(h, "error", f)),
-  pong: (h, w) => w.conn_pong(h.id),
-  refreshed: (h, w, f) => w.conn_refreshed(h.id, f.expires),
+  ack: (h, f) => answered(h, f, f.seq ?? -1, ""),
+  history: (h, f) => answered(h, f, -1, ""),
+  error: (h, f) => (isStr(f.id) ? answered(h, f, -1, f.code) : emit(h, "error", f)),
+  pong: (h) => event(h, "pong"),
+  refreshed: (h, f) => event(h, "refreshed", "", "", f.expires),
 };
 
 /**
@@ -131,7 +153,7 @@ const READ = {
  * half does not act on (presence, direct, broadcast) go to the API layer.
  */
 function onMessage(h, sid, data) {
-  call(h, (w) => {
+  call(h, () => {
     const lines = isStr(data) ? data.split("\n") : [];
     if (!lines.length) emit(h, "error", { code: "bad_frame", message: "a binary message", frame: "" });
     for (const line of lines) {
@@ -143,7 +165,7 @@ function onMessage(h, sid, data) {
       const shape = SHAPES[f?.type];
       const why = f === undefined ? "not JSON" : !isStr(f?.type) ? "not a frame" : shape && !shape(f) && `invalid ${f.type} frame`;
       if (why) emit(h, "error", { code: "bad_frame", message: why, frame: line.slice(0, 200) });
-      else if (shape) (READ[f.type] ?? ((h) => emit(h, f.type, f)))(h, w, f);
+      else if (shape) (READ[f.type] ?? ((h) => emit(h, f.type, f)))(h, f);
     }
   });
 }
@@ -173,7 +195,7 @@ const imports = {
     ws.onclose = (e) => {
       owned.delete(sid);
       detach(ws);
-      call(h, (w) => w.conn_closed(id, sid, e.code, ...str(e.reason ?? "")));
+      event(h, "closed", e.reason ?? "", "", sid, e.code);
     };
     return sid;
   },
@@ -190,7 +212,7 @@ const imports = {
     const t = c.setTimeout(
       () => {
         owned.delete(tid);
-        call(h, (w) => w.conn_timer(id, tid));
+        event(h, "timer", "", "", tid);
       },
       Math.min(delay, 2 ** 31 - 1),
     ); // longer delays would fire at once
@@ -309,34 +331,34 @@ export class Host {
   setToken(token) {
     if (!hosts.has(this.id)) return;
     this.token = token ?? null;
-    call(this, (w) => w.conn_token(this.id, token !== undefined, ...str(JSON.stringify(token) ?? "")));
+    event(this, "token", JSON.stringify(token) ?? "", "", token !== undefined);
   }
 
   /**
-   * A call the room answers, on the wasm half (`conn_call`: a CALLS name, JSON texts `a` and `b`,
+   * A call the room answers, on the wasm half (`conn_event`: an EVENTS name, JSON texts `a` and `b`,
    * numbers `x`, `y`, `z`, NaN when absent): [its number (0 for a broadcast nobody answers), , the
    * id its frame carries], or [, why not (a FAILURES name), what the wasm gave with it]. Not
    * started yet, it is `offline`; freed, `closed`.
    */
   request(name, a = "", b = "", x = NaN, y = NaN, z = NaN) {
     if (!hosts.has(this.id)) return [, this.finalSeq === undefined ? FAILURES[3] : FAILURES[2]];
-    const [n, text] = call(this, (w) => [w.conn_call(this.id, CALLS.indexOf(name), ...str(a), ...str(b), x, y, z), given]);
-    return n < 0 ? [, FAILURES[-n], text] : [n, , text];
+    const n = event(this, name, a, b, x, y, z);
+    return n < 0 ? [, FAILURES[-n], given] : [n, , given];
   }
 
   lastSeq() {
-    return hosts.has(this.id) ? call(this, (w) => w.conn_last_seq(this.id)) : (this.finalSeq ?? 0);
+    return hosts.has(this.id) ? event(this, "last_seq") : (this.finalSeq ?? 0);
   }
 
   close() {
-    call(this, (w) => w.conn_close(this.id));
+    event(this, "close");
     this.free();
   }
 
   /** Drops the wasm half (it already released the socket, timer and listeners when it closed). */
   free() {
     if (!hosts.has(this.id)) return;
-    this.finalSeq = call(this, (w) => w.conn_last_seq(this.id));
+    this.finalSeq = event(this, "last_seq");
     call(this, (w) => w.conn_free(this.id));
     hosts.delete(this.id);
   }

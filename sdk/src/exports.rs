@@ -15,7 +15,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::RefCell;
-use roomcast_protocol::client::abi::{self, Call};
+use roomcast_protocol::client::abi::{self, Event};
 use roomcast_protocol::client::backoff::Backoff;
 use roomcast_protocol::client::{push_u64, CallId, Client, ClientConfig, QueueError, Resumed, Welcome};
 
@@ -114,28 +114,6 @@ pub extern "C" fn conn_new(
     put_back(Box::new(Conn::start(id, config, setting(seed, 0), fetches_token != 0)));
 }
 
-/// Drops a connection and everything it holds (after its `closed` status, or on `close()`); the
-/// handles release their resources after the connection left the table.
-#[no_mangle]
-pub extern "C" fn conn_free(id: u32) {
-    drop(take_out(id));
-}
-
-/// The token function's result is ready (`ok`, with the token as a JSON string), or it failed.
-/// The host keeps the token to connect with; the machine puts it in a `refresh` frame when it
-/// asked for one, and keeps nothing.
-#[no_mangle]
-pub unsafe extern "C" fn conn_token(id: u32, ok: u32, token: *mut u8, token_len: usize) {
-    let token = take(token, token_len);
-    with(id, |c| c.client.handle_token((ok != 0).then_some(&token), c.now()));
-}
-
-/// A `refreshed` frame: the room took the fresh token, which expires at `expires` (ms).
-#[no_mangle]
-pub extern "C" fn conn_refreshed(id: u32, expires: f64) {
-    with(id, |c| c.client.handle_refreshed(setting(expires, 0), c.now()));
-}
-
 /// A `welcome` frame. `resumed`: 0 no resume asked, 1 recovered, 2 not (with `reason`), as
 /// [`abi::RESUMED`] numbers them. `expires` (when the connection's token expires),
 /// `ping_interval` (`heartbeat.interval`), `max_frame` (`limits.maxFrameBytes`) and `rewound`
@@ -176,90 +154,83 @@ pub unsafe extern "C" fn conn_welcome(
         broadcast_max_bytes: optional(broadcast_max),
         presence_meta_max: optional(meta_max),
     };
-    with(id, |c| c.client.handle_welcome_frame(welcome, c.now()));
+    with(id, |c| c.client.handle_welcome_frame(welcome, host::now(c.id)));
 }
 
-/// A `message` frame with `seq`: 1 to deliver it, 0 not to (a replayed duplicate, or a seq out of
-/// order, which the machine reports and resumes from).
-#[no_mangle]
-pub extern "C" fn conn_message(id: u32, seq: f64) -> u32 {
-    with(id, |c| c.client.handle_message(setting(seq, 0), c.now())).into()
-}
-
-/// An answer to one of our ids: an `ack` frame (`seq < 0`: none) or a `history` page (no seq), or
-/// an `error` frame (`code` non-empty).
-#[no_mangle]
-pub unsafe extern "C" fn conn_settled(id: u32, msg: *mut u8, msg_len: usize, seq: f64, code: *mut u8, code_len: usize) {
-    let msg = take(msg, msg_len);
-    let code = take(code, code_len);
-    with(id, |c| {
-        if code.is_empty() {
-            c.client.handle_ack(&msg, optional(seq), c.now());
-        } else {
-            c.client.handle_error(&msg, &code);
-        }
-    });
-}
-
-#[no_mangle]
-pub extern "C" fn conn_pong(id: u32) {
-    with(id, |c| c.client.handle_pong());
-}
-
-/// Socket `socket` of the connection closed (or failed to open).
-#[no_mangle]
-pub unsafe extern "C" fn conn_closed(id: u32, socket: u32, code: u32, reason: *mut u8, reason_len: usize) {
-    let reason = take(reason, reason_len);
-    with(id, |c| c.on_closed(socket, code.min(u16::MAX.into()) as u16, &reason));
-}
-
-/// Timer `timer` of the connection fired.
-#[no_mangle]
-pub extern "C" fn conn_timer(id: u32, timer: u32) {
-    with(id, |c| c.on_timer(timer));
-}
-
-/// Back online, or the page visible again.
-#[no_mangle]
-pub extern "C" fn conn_wake(id: u32) {
-    with(id, |c| c.client.handle_wake(c.now()));
-}
-
-/// A call the room answers (numbered by [`abi::CALLS`]), with its JSON text arguments `a` and `b`
-/// and its numbers `x`, `y`, `z` (NaN or negative when absent):
+/// Event `event` of connection `id` ([`abi::EVENTS`] numbers them), with UTF-8 texts `a` and `b`
+/// and numbers `x`, `y`, `z` (NaN or negative when absent):
 ///
-/// - publish: `a` the data;
-/// - send_to: `a` the target (`{"user":…}` or `{"clientId":…}`), `b` the data;
-/// - history: `x` limit, `y` before, `z` since;
-/// - broadcast: `a` the data, `x` 1 when the room answers it (without, the id given is empty);
-/// - presence: `a` the meta (a JSON object).
+/// - the calls the room answers: publish (`a` the data), send_to (`a` the target, `{"user":…}` or
+///   `{"clientId":…}`, `b` the data), history (`x` limit, `y` before, `z` since), broadcast (`a`
+///   the data, `x` 1 when the room answers it), presence (`a` the meta, a JSON object). Each
+///   returns the call's number (which its settlement names; 0 for a broadcast nobody answers) and
+///   gives its id as its frames carry it (see `host::give`), or returns why not, negated (a
+///   [`abi::QUEUE_FAILURES`] number: the queue is full, closed, offline (calls that are not
+///   queued), or the frame is over the room's limit, when it gives `"<size> <limit>"`);
+/// - token: the token function's result is ready (`x` 1, `a` the token as a JSON string), or it
+///   failed (`x` 0). The host keeps the token to connect with; the machine puts it in a `refresh`
+///   frame when it asked for one, and keeps nothing;
+/// - refreshed: the room took the fresh token, which expires at `x` (ms);
+/// - message: a `message` frame with seq `x`; returns 1 to deliver it, 0 not to (a replayed
+///   duplicate, or a seq out of order, which the machine reports and resumes from);
+/// - settled: an answer to id `a`: an `ack` (seq `x`, negative when none) or a `history` page (no
+///   seq), or an `error` frame (`b` its code, non-empty);
+/// - pong; closed: socket `x` closed (or failed to open) with code `y` and reason `a` (only the
+///   connection's current socket counts); timer: timer `x` fired; wake: back online, or the page
+///   visible again; close: the app closed the room;
+/// - last_seq: returns the last seq delivered.
 ///
-/// Returns the call's number (which its settlement names; 0 for a broadcast nobody answers) and
-/// gives its id as its frames carry it (see `host::give`), or returns why not, negated (a
-/// [`abi::QUEUE_FAILURES`] number: the queue is full, closed, offline (calls that are not
-/// queued), or the frame is over the room's limit, when it gives `"<size> <limit>"`). One export
-/// for all of them keeps one copy of the argument handling in the wasm.
+/// A connection that is gone (closed and freed) answers a call with `closed`, anything else with
+/// 0.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn conn_call(id: u32, call: u32, a: *mut u8, a_len: usize, b: *mut u8, b_len: usize, x: f64, y: f64, z: f64) -> f64 {
+pub unsafe extern "C" fn conn_event(
+    id: u32,
+    event: u32,
+    a: *mut u8,
+    a_len: usize,
+    b: *mut u8,
+    b_len: usize,
+    x: f64,
+    y: f64,
+    z: f64,
+) -> f64 {
     let a = take(a, a_len);
     let b = take(b, b_len);
+    let closed = -f64::from(abi::queue_failure_code(QueueError::Closed));
+    let Some(event) = abi::event(event) else { return 0.0 };
     with(id, |c| {
         let client = &mut c.client;
-        let result = match abi::call(call) {
-            Some(Call::Publish) => client.publish(&a),
-            Some(Call::SendTo) => client.direct(&a, &b),
-            Some(Call::History) => client.history(optional(x), optional(y), optional(z)),
-            Some(Call::Broadcast) => client.broadcast(&a, x > 0.0).map(Option::unwrap_or_default),
-            Some(Call::Presence) => client.set_presence(&a),
-            None => Err(QueueError::Closed),
+        let call = match event {
+            Event::Publish => client.publish(&a),
+            Event::SendTo => client.direct(&a, &b),
+            Event::History => client.history(optional(x), optional(y), optional(z)),
+            Event::Broadcast => client.broadcast(&a, x > 0.0).map(Option::unwrap_or_default),
+            Event::Presence => client.set_presence(&a),
+            _ => {
+                match event {
+                    Event::Token => client.handle_token((x > 0.0).then_some(&a), host::now(c.id)),
+                    Event::Refreshed => client.handle_refreshed(setting(x, 0), host::now(c.id)),
+                    Event::Message => return Some(f64::from(u8::from(client.handle_message(setting(x, 0), host::now(c.id))))),
+                    Event::Settled if b.is_empty() => client.handle_ack(&a, optional(x), host::now(c.id)),
+                    Event::Settled => client.handle_error(&a, &b),
+                    Event::Pong => client.handle_pong(),
+                    Event::Closed => c.on_closed(x as u32, y.min(u16::MAX.into()) as u16, &a),
+                    Event::Timer => c.on_timer(x as u32),
+                    Event::Wake => client.handle_wake(host::now(c.id)),
+                    Event::Close => client.close(),
+                    Event::LastSeq => return Some(client.last_seq() as f64),
+                    _ => {}
+                }
+                return Some(0.0);
+            }
         };
-        Some(answer(client, result))
+        Some(answer(client, call))
     })
-    .unwrap_or(-f64::from(abi::queue_failure_code(QueueError::Closed)))
+    .unwrap_or(if event.is_call() { closed } else { 0.0 })
 }
 
-/// A call's result for the host (see [`conn_call`]).
+/// A call's result for the host (see [`conn_event`]).
 #[allow(clippy::single_char_add_str)] // `push` of a char would bring a UTF-8 encoder into the wasm
 fn answer(client: &Client, result: Result<CallId, QueueError>) -> f64 {
     match result {
@@ -279,12 +250,9 @@ fn answer(client: &Client, result: Result<CallId, QueueError>) -> f64 {
     }
 }
 
+/// Drops a connection and everything it holds (after its `closed` status, or on `close()`); the
+/// handles release their resources after the connection left the table.
 #[no_mangle]
-pub extern "C" fn conn_close(id: u32) {
-    with(id, |c| c.client.close());
-}
-
-#[no_mangle]
-pub extern "C" fn conn_last_seq(id: u32) -> f64 {
-    with(id, |c| c.client.last_seq() as f64)
+pub extern "C" fn conn_free(id: u32) {
+    drop(take_out(id));
 }
