@@ -685,14 +685,14 @@ impl Client {
         // at exactly the client's seq has nothing to replay, whatever it says.
         let recovered = same_epoch && (seq == self.last_seq || (seq > self.last_seq && matches!(resumed, Some(Resumed::Recovered))));
         if asked && !recovered {
-            let reason = match resumed {
+            let reason = match &resumed {
                 Some(Resumed::NotRecovered(reason)) => reason,
-                _ if !same_epoch => "epoch".to_owned(),
-                _ if seq < self.last_seq => "ahead".to_owned(),
+                _ if !same_epoch => "epoch",
+                _ if seq < self.last_seq => "ahead",
                 // Asked, and the room said nothing about it: nothing will be replayed.
-                _ => "unavailable".to_owned(),
+                _ => "unavailable",
             };
-            self.outputs.push(Output::Gap { reason, since: self.last_seq });
+            self.outputs.push(Output::Gap { reason: reason.to_owned(), since: self.last_seq });
         }
         if !recovered {
             // A rewind (asked for only without a resume point) is the R messages up to `seq`,
@@ -971,24 +971,21 @@ impl Client {
     /// frame's id, which no call of the adapter's knows.
     fn presence_answered(&mut self, id: CallId, refusal: Option<&str>) -> bool {
         let Some(sent) = self.presence.inflight.take_if(|s| s.id == id) else { return false };
-        let mut calls = sent.calls;
         match refusal {
-            None => self.presence.applied = Some(sent.meta),
-            Some(_) => {
+            None => {
+                for &id in &sent.calls {
+                    self.outputs.push(Output::Acked { id, seq: None });
+                }
+                self.presence.applied = Some(sent.meta);
+            }
+            Some(code) => {
                 // The room keeps the token's meta (or the one before) until the app sets one again.
                 if self.presence.applied.as_ref() == Some(&sent.meta) {
                     self.presence.applied = None;
                 }
-                if calls.is_empty() {
-                    calls.push(sent.id);
-                }
+                let own = [sent.id];
+                self.reject(if sent.calls.is_empty() { &own } else { &sent.calls }, code);
             }
-        }
-        for id in calls {
-            self.outputs.push(match refusal {
-                None => Output::Acked { id, seq: None },
-                Some(code) => Output::Rejected { id, code: code.to_owned() },
-            });
         }
         self.send_presence();
         true
@@ -1000,15 +997,21 @@ impl Client {
         self.socket = false;
         self.reject_calls("disconnected");
         let p = &mut self.presence;
-        if let Some(sent) = p.inflight.take() {
-            p.want = p.want.take().or(Some(sent.meta));
-            let waiting = core::mem::replace(&mut p.waiting, sent.calls);
-            p.waiting.extend(waiting);
+        if let Some(mut sent) = p.inflight.take() {
+            p.want.get_or_insert(sent.meta);
+            sent.calls.append(&mut p.waiting);
+            p.waiting = sent.calls;
         }
     }
 
     fn reject_calls(&mut self, code: &str) {
-        for id in core::mem::take(&mut self.calls) {
+        let calls = core::mem::take(&mut self.calls);
+        self.reject(&calls, code);
+    }
+
+    /// Each of `ids` failed with `code`.
+    fn reject(&mut self, ids: &[CallId], code: &str) {
+        for &id in ids {
             self.outputs.push(Output::Rejected { id, code: code.to_owned() });
         }
     }
@@ -1062,15 +1065,16 @@ impl Client {
         self.awaiting_refresh = false;
         self.set_state(State::Closed, 0, code, reason);
         // Everything still pending: calls on the socket, queued publishes, presence changes.
-        let p = core::mem::take(&mut self.presence);
-        for q in core::mem::take(&mut self.queue) {
-            self.calls.push(q.id);
-        }
-        if let Some(sent) = p.inflight {
-            self.calls.extend(sent.calls);
-        }
-        self.calls.extend(p.waiting);
         self.reject_calls("closed");
+        let queue = core::mem::take(&mut self.queue);
+        for q in &queue {
+            self.reject(&[q.id], "closed");
+        }
+        let p = core::mem::take(&mut self.presence);
+        if let Some(sent) = &p.inflight {
+            self.reject(&sent.calls, "closed");
+        }
+        self.reject(&p.waiting, "closed");
     }
 }
 
