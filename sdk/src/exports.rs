@@ -2,8 +2,8 @@
 //! reused, so a late callback for a freed connection finds nothing). Strings come in as buffers
 //! the host filled after [`alloc`]; the export takes them over and frees them.
 //!
-//! The table is borrowed only to take a connection out and to put it back, never while the
-//! connection calls out to the host: an exception thrown through the instance (an import that
+//! The table is taken out of its cell only to take a connection out or put one back, never while
+//! the connection calls out to the host: an exception thrown through the instance (an import that
 //! throws despite the host's guard, or a trap) then costs at most the connection it happened in,
 //! never the table, and every other connection keeps working. No export is ever re-entered (the
 //! host dispatches events only after an export returned); should one be, it finds its connection
@@ -14,7 +14,7 @@ use crate::host;
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::cell::RefCell;
+use core::cell::Cell;
 use roomcast_protocol::client::abi::{self, Event};
 use roomcast_protocol::client::backoff::Backoff;
 use roomcast_protocol::client::{push_u64, CallId, Client, ClientConfig, QueueError, Resumed, Welcome};
@@ -22,23 +22,28 @@ use roomcast_protocol::client::{push_u64, CallId, Client, ClientConfig, QueueErr
 // Boxed: taking a connection out and putting it back moves a pointer, not the whole connection
 // (which in every export cost more wasm than the box).
 #[allow(clippy::vec_box)]
-struct Table(RefCell<Vec<Box<Conn>>>);
+struct Table(Cell<Vec<Box<Conn>>>);
 // SAFETY: wasm32-unknown-unknown without the atomics feature runs one thread.
 unsafe impl Sync for Table {}
 
-static CONNS: Table = Table(RefCell::new(Vec::new()));
+static CONNS: Table = Table(Cell::new(Vec::new()));
 
-/// Takes connection `id` out of the table (the borrow ends before this returns).
+/// Runs `f` on the table, taken out of its cell meanwhile (nothing in `f` calls the host).
+fn table<R>(f: impl FnOnce(&mut Vec<Box<Conn>>) -> R) -> R {
+    let mut conns = CONNS.0.take();
+    let result = f(&mut conns);
+    // (what the cell held meanwhile is the empty vector `take` left, which owns no memory)
+    core::mem::forget(CONNS.0.replace(conns));
+    result
+}
+
+/// Takes connection `id` out of the table.
 fn take_out(id: u32) -> Option<Box<Conn>> {
-    let mut conns = CONNS.0.try_borrow_mut().ok()?;
-    let i = conns.iter().position(|c| c.id == id)?;
-    Some(conns.swap_remove(i))
+    table(|conns| conns.iter().position(|c| c.id == id).map(|i| conns.swap_remove(i)))
 }
 
 fn put_back(conn: Box<Conn>) {
-    if let Ok(mut conns) = CONNS.0.try_borrow_mut() {
-        conns.push(conn);
-    }
+    table(|conns| conns.push(conn));
 }
 
 /// Runs `f` on connection `id` and carries out what it caused, with the connection out of the

@@ -542,7 +542,7 @@ impl Client {
             return Err(QueueError::Full);
         }
         let id = self.new_id();
-        let text = encode("publish", Some(&self.wire_id(id)), &[("data", Some(data_json))]);
+        let text = self.frame("publish", id, &[("data", Some(data_json))]);
         self.fits(&text, self.max_frame_bytes)?;
         if self.state == State::Open {
             self.outputs.push(Output::Send(text.clone()));
@@ -556,7 +556,7 @@ impl Client {
     /// and one whose socket goes before the room answered is rejected (`disconnected`).
     pub fn direct(&mut self, to_json: &str, data_json: &str) -> Result<CallId, QueueError> {
         let id = self.open_call()?;
-        let text = encode("direct", Some(&self.wire_id(id)), &[("to", Some(to_json)), ("data", Some(data_json))]);
+        let text = self.frame("direct", id, &[("to", Some(to_json)), ("data", Some(data_json))]);
         self.send_call(id, text, self.max_frame_bytes)
     }
 
@@ -568,7 +568,7 @@ impl Client {
         let id = self.open_call()?;
         let (limit, before, since) = (decimal(limit), decimal(before), decimal(since));
         let fields = [("limit", limit.as_deref()), ("before", before.as_deref()), ("since", since.as_deref())];
-        let text = encode("history", Some(&self.wire_id(id)), &fields);
+        let text = self.frame("history", id, &fields);
         self.send_call(id, text, self.max_frame_bytes)
     }
 
@@ -578,10 +578,9 @@ impl Client {
     /// once the frame is handed to the socket. Over `limits.broadcastMaxBytes` it is refused here.
     pub fn broadcast(&mut self, data_json: &str, ack: bool) -> Result<Option<CallId>, QueueError> {
         let id = self.open_call()?;
-        let wire = ack.then(|| self.wire_id(id));
-        let text = encode("broadcast", wire.as_deref(), &[("data", Some(data_json))]);
-        let max = self.max_frame_bytes.min(self.broadcast_max_bytes);
         let id = if ack { id } else { 0 };
+        let text = self.frame("broadcast", id, &[("data", Some(data_json))]);
+        let max = self.max_frame_bytes.min(self.broadcast_max_bytes);
         self.send_call(id, text, max).map(|id| (id != 0).then_some(id))
     }
 
@@ -859,6 +858,12 @@ impl Client {
         self.next_id
     }
 
+    /// Call `id`'s frame (0: a frame without an id), by [`encode`].
+    fn frame(&self, kind: &str, id: CallId, fields: &[(&str, Option<&str>)]) -> String {
+        let wire = (id != 0).then(|| self.wire_id(id));
+        encode(kind, wire.as_deref(), fields)
+    }
+
     /// The call a frame's id names: 0 when it is none of this client's (not `<session>-<n>`
     /// exactly as [`Client::wire_id`] writes it).
     fn call_id(&self, wire: &str) -> CallId {
@@ -961,7 +966,7 @@ impl Client {
             Some(id) => *id,
             None => self.new_id(),
         };
-        self.outputs.push(Output::Send(encode("presence", Some(&self.wire_id(id)), &[("meta", Some(&meta))])));
+        self.outputs.push(Output::Send(self.frame("presence", id, &[("meta", Some(&meta))])));
         self.presence.inflight = Some(SentPresence { id, meta, calls });
     }
 
