@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the browser SDK into sdk/dist: Rust -> wasm (no_std, opt-level z, LTO, panic=abort),
 # wasm-opt -Oz, then one ESM file with the wasm inlined (gzipped by Zopfli and written as text in
-# the JavaScript's most frequent characters: sdk/examples/pack.rs; DecompressionStream unpacks it)
+# the JavaScript's own characters: sdk/examples/pack.rs; DecompressionStream unpacks it)
 # and its TypeScript types. Prints the sizes, and fails when the package file (what a page loads)
 # is over its gzipped budget (tools/sdk-size.mjs; sdk/README.md, Size).
 set -euo pipefail
@@ -21,8 +21,8 @@ rm -rf sdk/pkg && mkdir -p sdk/pkg sdk/dist
 wasm-opt -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-nontrapping-float-to-int \
   --enable-sign-ext --enable-mutable-globals --enable-multivalue --strip-target-features --converge --low-memory-unused \
   "${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/release/roomcast_sdk.wasm" -o sdk/pkg/roomcast_sdk.wasm
-# The wasm goes in as text (sdk/examples/pack.rs: Zopfli's gzip, written in the 64 characters the
-# JavaScript uses most), so the JavaScript is bundled once without it to count them.
+# The wasm goes in as text (sdk/examples/pack.rs: Zopfli's gzip, written in characters as frequent
+# as the JavaScript's own), so the JavaScript is bundled once without it to count them.
 bundle() {
   esbuild sdk/js/index.js --bundle --format=esm --platform=browser --target=es2022 --minify \
     --loader:.txt=text --log-level=warning --outfile=sdk/dist/index.js

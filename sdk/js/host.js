@@ -9,9 +9,9 @@
 // event (`host_error`, with what was thrown as its `cause`) of the connection whose call ran.
 
 // The wasm, gzipped by the build and inlined as text into the package file (esbuild's text
-// loader): 64 characters, then the gzipped wasm written 6 bits a character in them. They are the
-// characters this JavaScript uses most, so the page's gzip codes both with one Huffman table at
-// little cost (sdk/examples/pack.rs; sdk/README.md, Size).
+// loader): read as a Huffman-coded text whose code follows this JavaScript's own character
+// frequencies, so the page's gzip codes both with one Huffman table at little cost (each character
+// stands for its code's bits: sdk/examples/pack.rs; sdk/README.md, Size).
 import packed from "../pkg/roomcast_sdk.wasm.txt";
 import { isStr, SHAPES } from "./shapes.js";
 
@@ -274,12 +274,19 @@ for (const [name, f] of Object.entries(imports)) {
   };
 }
 
-const gzipped = new Uint8Array(((packed.length - 64) * 6) >> 3);
-for (let i = 64, acc = 0, bits = 0, j = 0; i < packed.length; i++) {
-  // (the first occurrence of a character is its place among the 64)
-  acc = (acc << 6) | packed.indexOf(packed[i]);
-  bits += 6;
-  if (bits > 7) {
+// (the layout: sdk/examples/pack.rs)
+const codes = {};
+const counts = packed.indexOf(",") + 1;
+let at = counts + 16;
+for (let length = 1, code = 0; length < 17; length++, code <<= 1) {
+  for (let n = packed.charCodeAt(counts + length - 1) - 48; n--; ) codes[packed[at++]] = [code++, length];
+}
+const gzipped = new Uint8Array(parseInt(packed, 10));
+for (let acc = 0, bits = 0, j = 0; at < packed.length; at++) {
+  const [code, length] = codes[packed[at]];
+  acc = (acc << length) | code;
+  bits += length;
+  while (bits > 7) {
     bits -= 8;
     gzipped[j++] = acc >> bits;
   }
