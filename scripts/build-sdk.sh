@@ -18,8 +18,11 @@ CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C llvm-args=-inline-threshold=0 
 rm -rf sdk/pkg && mkdir -p sdk/pkg sdk/dist
 # --low-memory-unused: the low 1 KiB of memory is the far end of rustc's 1 MiB stack (the data
 # starts above it), which the SDK never comes near; it lets wasm-opt fold constant offsets.
+# --always-inline-max-function-size 6 (default 2): inlining the smallest functions everywhere makes
+# the wasm 0.7% larger raw but 0.8% smaller gzipped (measured 2 to 16; 6 was the smallest).
 wasm-opt -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-nontrapping-float-to-int \
   --enable-sign-ext --enable-mutable-globals --enable-multivalue --strip-target-features --converge --low-memory-unused \
+  --always-inline-max-function-size 6 \
   "${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/release/roomcast_sdk.wasm" -o sdk/pkg/roomcast_sdk.wasm
 # The wasm goes in as text (sdk/examples/pack.rs: Zopfli's gzip, written in characters as frequent
 # as the JavaScript's own), so the JavaScript is bundled once without it to count them.
