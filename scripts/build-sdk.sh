@@ -9,8 +9,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 use_toolchain
 cd "$ROOT"
 
-# The allocator the wasm links is tested natively first (sdk/src/heap.rs).
-if ! out="$(cargo test --quiet -p roomcast-sdk --lib 2>&1)"; then printf '%s\n' "$out" >&2; exit 1; fi
+# The allocator the wasm links and the packing of the wasm are tested natively first
+# (sdk/src/heap.rs, sdk/examples/pack.rs).
+if ! out="$(cargo test --quiet -p roomcast-sdk --lib --example pack 2>&1)"; then printf '%s\n' "$out" >&2; exit 1; fi
 # LLVM inlines what is marked #[inline] (most of core's and alloc's small functions) up to a cost
 # of 325 even at opt-level z; without the hint, and at threshold 1 (only what costs nothing: a call
 # that just calls), the wasm is 6% smaller.
