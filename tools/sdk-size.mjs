@@ -19,9 +19,10 @@ const sized = (bytes) => ({ raw: bytes.length, gzip: gzipSync(bytes, { level: 9 
 /**
  * The most `dist/index.js` may weigh gzipped, the whole of what `import "roomcast"` loads. The
  * goal is 13 KiB (socket.io-client is 13.3 KiB gzipped, partysocket 4.1 KiB); the budget holds
- * today's figure so the SDK only gets smaller (sdk/README.md, Size, says where the bytes are).
+ * today's figure (14,523 bytes) so the SDK only gets smaller (sdk/README.md, Size, says where the
+ * bytes are and what each change took off).
  */
-export const PAGE_BUDGET = 17 * 1024;
+export const PAGE_BUDGET = 14.5 * 1024;
 export const PAGE_GOAL = 13 * 1024;
 
 /** The package file and its parts, as built by scripts/build-sdk.sh. */
@@ -35,7 +36,7 @@ export function sdkParts() {
       target: "es2022",
       write: false,
       logLevel: "error",
-      external: ["*.gz"],
+      external: ["*.txt"],
     }).outputFiles[0].contents,
   );
   const wasm = sized(readFileSync(join(ROOT, "sdk", "pkg", "roomcast_sdk.wasm")));

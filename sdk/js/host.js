@@ -8,10 +8,11 @@
 // No import throws: what the WebSocket or the clock throws is caught and reported as an `error`
 // event (`host_error`, with what was thrown as its `cause`) of the connection whose call ran.
 
-// The wasm, gzipped by the build and inlined as base64 into the package file (esbuild's base64
-// loader): the base64 of the gzipped wasm gzips to about the gzipped wasm's size, while the base64
-// of the raw wasm gzips a quarter larger (sdk/README.md, Size).
-import gzipped from "../pkg/roomcast_sdk.wasm.gz";
+// The wasm, gzipped by the build and inlined as text into the package file (esbuild's text
+// loader): read as a Huffman-coded text whose code follows this JavaScript's own character
+// frequencies, so the page's gzip codes both with one Huffman table at little cost (each character
+// stands for its code's bits: sdk/examples/pack.rs; sdk/README.md, Size).
+import packed from "../pkg/roomcast_sdk.wasm.txt";
 import { isStr, SHAPES } from "./shapes.js";
 
 const encoder = new TextEncoder();
@@ -21,7 +22,24 @@ const decoder = new TextDecoder();
 const STATES = ["connecting", "open", "reconnecting", "closed"];
 const FAILURES = [, "queue_full", "closed", "offline", "too_large"];
 const RESUMED = ["", "recovered", "not_recovered"];
-const CALLS = ["publish", "send_to", "history", "broadcast", "presence"];
+const EVENTS = [
+  "publish",
+  "send_to",
+  "history",
+  "broadcast",
+  "presence",
+  "token",
+  "refreshed",
+  "message",
+  "settled",
+  "pong",
+  "closed",
+  "timer",
+  "wake",
+  "close",
+  "last_seq",
+  "mark",
+];
 /** The subprotocol the server selects (roomcast_protocol::SUBPROTOCOL). */
 const SUBPROTOCOL = "roomcast.v1";
 
@@ -68,6 +86,12 @@ function call(h, f) {
 
 const emit = (h, kind, payload) => queue.push([h, kind, payload]);
 
+/**
+ * Tells host `h`'s wasm half of event `name` (`conn_event`: an EVENTS name, texts `a` and `b`,
+ * numbers `x`, `y`, `z`, NaN when absent); what it answers.
+ */
+const event = (h, name, a = "", b = "", x, y, z) => call(h, (w) => w.conn_event(h.id, EVENTS.indexOf(name), ...str(a), ...str(b), x, y, z));
+
 /** A resource of host `h`: its id. */
 function own(h, k, free, ws) {
   const id = nextId++;
@@ -76,7 +100,7 @@ function own(h, k, free, ws) {
 }
 
 function wake(h) {
-  if (globalThis.document?.visibilityState !== "hidden") call(h, (w) => w.conn_wake(h.id));
+  if (globalThis.document?.visibilityState !== "hidden") event(h, "wake");
 }
 
 const detach = (ws) => {
@@ -84,19 +108,19 @@ const detach = (ws) => {
 };
 
 /** Hands an answer to the wasm half (`code`: the room's refusal), which settles the call it names. */
-function answered(h, w, f, seq, code) {
+function answered(h, f, seq, code) {
   // the settlement the wasm emits for this id carries the frame (a history page, an error's message)
   h.answer = f;
-  w.conn_settled(h.id, ...str(f.id), seq, ...str(code));
+  event(h, "settled", f.id, code, seq);
   h.answer = null;
 }
 
 /** What the wasm half does with each server frame it acts on (SHAPES has checked it). */
 const READ = {
-  welcome(h, w, f) {
+  welcome(h, f) {
     const l = f.limits;
     emit(h, "welcome", f);
-    w.conn_welcome(
+    wasm.conn_welcome(
       h.id,
       ...str(f.epoch),
       f.seq,
@@ -110,18 +134,18 @@ const READ = {
       l?.presenceMetaMax,
     );
   },
-  message(h, w, f) {
+  message(h, f) {
     // With echo off the room still replays this client's own messages (so a replay has no
     // holes); they move lastSeq on but are not delivered.
     const o = h.options;
-    if (w.conn_message(h.id, f.seq) && (o.echo || f.from !== o.clientId)) emit(h, "message", f);
+    if (event(h, "message", "", "", f.seq) && (o.echo || f.from !== o.clientId)) emit(h, "message", f);
   },
-  ack: (h, w, f) => answered(h, w, f, f.seq ?? -1, ""),
-  history: (h, w, f) => answered(h, w, f, -1, ""),
-  error: (h, w, f) => (isStr(f.id) ? answered(h, w, f, -1, f.code) : emit(h, "error", f)),
-  pong: (h, w) => w.conn_pong(h.id),
-  mark: (h, w, f) => w.conn_mark(h.id, ...str(f.id)),
-  refreshed: (h, w, f) => w.conn_refreshed(h.id, f.expires),
+  ack: (h, f) => answered(h, f, f.seq ?? -1, ""),
+  history: (h, f) => answered(h, f, -1, ""),
+  error: (h, f) => (isStr(f.id) ? answered(h, f, -1, f.code) : emit(h, "error", f)),
+  pong: (h) => event(h, "pong"),
+  mark: (h, f) => event(h, "mark", f.id),
+  refreshed: (h, f) => event(h, "refreshed", "", "", f.expires),
 };
 
 /**
@@ -131,7 +155,7 @@ const READ = {
  * half does not act on (presence, direct, broadcast) go to the API layer.
  */
 function onMessage(h, sid, data) {
-  call(h, (w) => {
+  call(h, () => {
     const lines = isStr(data) ? data.split("\n") : [];
     if (!lines.length) emit(h, "error", { code: "bad_frame", message: "a binary message", frame: "" });
     for (const line of lines) {
@@ -143,7 +167,7 @@ function onMessage(h, sid, data) {
       const shape = SHAPES[f?.type];
       const why = f === undefined ? "not JSON" : !isStr(f?.type) ? "not a frame" : shape && !shape(f) && `invalid ${f.type} frame`;
       if (why) emit(h, "error", { code: "bad_frame", message: why, frame: line.slice(0, 200) });
-      else if (shape) (READ[f.type] ?? ((h) => emit(h, f.type, f)))(h, w, f);
+      else if (shape) (READ[f.type] ?? ((h) => emit(h, f.type, f)))(h, f);
     }
   });
 }
@@ -173,7 +197,7 @@ const imports = {
     ws.onclose = (e) => {
       owned.delete(sid);
       detach(ws);
-      call(h, (w) => w.conn_closed(id, sid, e.code, ...str(e.reason ?? "")));
+      event(h, "closed", e.reason ?? "", "", sid, e.code);
     };
     return sid;
   },
@@ -190,7 +214,7 @@ const imports = {
     const t = c.setTimeout(
       () => {
         owned.delete(tid);
-        call(h, (w) => w.conn_timer(id, tid));
+        event(h, "timer", "", "", tid);
       },
       Math.min(delay, 2 ** 31 - 1),
     ); // longer delays would fire at once
@@ -229,9 +253,9 @@ const imports = {
     const message = `seq ${received} arrived when ${expected} was next; resuming from ${expected - 1}`;
     emit(hosts.get(id), "error", { code: "out_of_order", message, expected, received });
   },
-  emit_settled(id, ptr, len, seq, codePtr, codeLen) {
+  emit_settled(id, call, seq, codePtr, codeLen) {
     const h = hosts.get(id);
-    emit(h, "settled", { id: text(ptr, len), seq: seq < 0 ? undefined : seq, code: text(codePtr, codeLen), answer: h.answer });
+    emit(h, "settled", { id: call, seq: seq < 0 ? undefined : seq, code: text(codePtr, codeLen), answer: h.answer });
   },
   give(ptr, len) {
     given = text(ptr, len);
@@ -252,9 +276,24 @@ for (const [name, f] of Object.entries(imports)) {
   };
 }
 
-const bytes = await new Response(
-  new Response(Uint8Array.from(atob(gzipped), (c) => c.charCodeAt(0))).body.pipeThrough(new DecompressionStream("gzip")),
-).arrayBuffer();
+// (the layout: sdk/examples/pack.rs)
+const codes = {};
+const counts = packed.indexOf(",") + 1;
+let at = counts + 16;
+for (let length = 1, code = 0; length < 17; length++, code <<= 1) {
+  for (let n = packed.charCodeAt(counts + length - 1) - 48; n--; ) codes[packed[at++]] = [code++, length];
+}
+const gzipped = new Uint8Array(parseInt(packed, 10));
+for (let acc = 0, bits = 0, j = 0; at < packed.length; at++) {
+  const [code, length] = codes[packed[at]];
+  acc = (acc << length) | code;
+  bits += length;
+  while (bits > 7) {
+    bits -= 8;
+    gzipped[j++] = acc >> bits;
+  }
+}
+const bytes = await new Response(new Response(gzipped).body.pipeThrough(new DecompressionStream("gzip"))).arrayBuffer();
 wasm = (await WebAssembly.instantiate(bytes, { host: guarded })).instance.exports;
 
 /**
@@ -301,34 +340,34 @@ export class Host {
   setToken(token) {
     if (!hosts.has(this.id)) return;
     this.token = token ?? null;
-    call(this, (w) => w.conn_token(this.id, token !== undefined, ...str(JSON.stringify(token) ?? "")));
+    event(this, "token", JSON.stringify(token) ?? "", "", token !== undefined);
   }
 
   /**
-   * A call the room answers, on the wasm half (`conn_call`: a CALLS name, JSON texts `a` and `b`,
-   * numbers `x`, `y`, `z`, NaN when absent): [its id] (empty for a broadcast nobody answers), or
-   * [, why not (a FAILURES name), what the wasm gave with it]. Not started yet, it is `offline`;
-   * freed, `closed`.
+   * A call the room answers, on the wasm half (`conn_event`: an EVENTS name, JSON texts `a` and `b`,
+   * numbers `x`, `y`, `z`, NaN when absent): [its number (0 for a broadcast nobody answers), , the
+   * id its frame carries], or [, why not (a FAILURES name), what the wasm gave with it]. Not
+   * started yet, it is `offline`; freed, `closed`.
    */
   request(name, a = "", b = "", x = NaN, y = NaN, z = NaN) {
     if (!hosts.has(this.id)) return [, this.finalSeq === undefined ? FAILURES[3] : FAILURES[2]];
-    const [code, id] = call(this, (w) => [w.conn_call(this.id, CALLS.indexOf(name), ...str(a), ...str(b), x, y, z), given]);
-    return code ? [, FAILURES[code], id] : [id];
+    const n = event(this, name, a, b, x, y, z);
+    return n < 0 ? [, FAILURES[-n], given] : [n, , given];
   }
 
   lastSeq() {
-    return hosts.has(this.id) ? call(this, (w) => w.conn_last_seq(this.id)) : (this.finalSeq ?? 0);
+    return hosts.has(this.id) ? event(this, "last_seq") : (this.finalSeq ?? 0);
   }
 
   close() {
-    call(this, (w) => w.conn_close(this.id));
+    event(this, "close");
     this.free();
   }
 
   /** Drops the wasm half (it already released the socket, timer and listeners when it closed). */
   free() {
     if (!hosts.has(this.id)) return;
-    this.finalSeq = call(this, (w) => w.conn_last_seq(this.id));
+    this.finalSeq = event(this, "last_seq");
     call(this, (w) => w.conn_free(this.id));
     hosts.delete(this.id);
   }

@@ -106,8 +106,9 @@ class Room {
   #handlers = new Map();
   /**
    * Every call the room answers (publish, sendTo, history, broadcast with ack, setPresence), by
-   * the id the wasm half gave it: { resolve, reject, value, what }. The wasm half settles each
-   * exactly once (acknowledged, refused, disconnected or closed), through #settle.
+   * the number the wasm half gave it: { resolve, reject, value, what, id: the id its frame
+   * carries }. The wasm half settles each exactly once (acknowledged, refused, disconnected or
+   * closed), through #settle.
    */
   #pending = new Map();
   #members = new Map();
@@ -267,25 +268,25 @@ class Room {
    */
   #request(name, args, value = () => {}, what = "message") {
     return new Promise((resolve, reject) => {
-      const [id, failure, given] = this.#closed ? [undefined, "closed"] : this.#host.request(name, ...args);
+      const [n, failure, given] = this.#closed ? [0, "closed"] : this.#host.request(name, ...args);
       if (failure) reject(this.#error(failure, undefined, undefined, what, given));
-      else if (id) this.#pending.set(id, { resolve, reject, value, what });
+      else if (n) this.#pending.set(n, { resolve, reject, value, what, id: given });
       else resolve(); // a broadcast nobody answers: handed to the socket
     });
   }
 
-  /** The one settle path: the wasm half's answer to the call `id` (`code`: why it failed). */
+  /** The one settle path: the wasm half's answer to call number `id` (`code`: why it failed). */
   #settle({ id, code, answer, ...rest }) {
     const call = this.#pending.get(id);
     const message = answer?.code === code ? answer.message : undefined;
     if (!call) {
       // a refusal no call waits for (an error frame naming an unknown id, or the presence meta
-      // sent again after a reconnect)
-      if (code) this.#emit("error", { code, message, id });
+      // sent again after a reconnect), under the id the frame named
+      if (code) this.#emit("error", { code, message, id: answer?.id });
       return;
     }
     this.#pending.delete(id);
-    if (code) return call.reject(this.#error(code, message, id, call.what));
+    if (code) return call.reject(this.#error(code, message, call.id, call.what));
     try {
       call.resolve(call.value({ answer, ...rest }));
     } catch (e) {

@@ -5,9 +5,11 @@
 use crate::host::{self, Socket, Timer, WakeListeners};
 use roomcast_protocol::client::{Client, ClientConfig, Output, State};
 
+// The client first: its fields keep the offsets its own code uses (see `Client`).
+#[repr(C)]
 pub struct Conn {
-    pub id: u32,
     pub client: Client,
+    pub id: u32,
     socket: Option<Socket>,
     timer: Option<Timer>,
     wake: Option<WakeListeners>,
@@ -80,8 +82,8 @@ impl Conn {
                 }
                 Output::Gap { reason, since } => host::emit_gap(self.id, &reason, since),
                 Output::OutOfOrder { expected, received } => host::emit_out_of_order(self.id, expected, received),
-                Output::Acked { id, seq } => host::emit_settled(self.id, &id, seq, ""),
-                Output::Rejected { id, code } => host::emit_settled(self.id, &id, None, &code),
+                Output::Acked { id, seq } => host::emit_settled(self.id, id, seq, ""),
+                Output::Rejected { id, code } => host::emit_settled(self.id, id, None, &code),
             }
         }
         let due = self.client.poll_timeout();

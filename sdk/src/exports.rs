@@ -2,8 +2,8 @@
 //! reused, so a late callback for a freed connection finds nothing). Strings come in as buffers
 //! the host filled after [`alloc`]; the export takes them over and frees them.
 //!
-//! The table is borrowed only to take a connection out and to put it back, never while the
-//! connection calls out to the host: an exception thrown through the instance (an import that
+//! The table is taken out of its cell only to take a connection out or put one back, never while
+//! the connection calls out to the host: an exception thrown through the instance (an import that
 //! throws despite the host's guard, or a trap) then costs at most the connection it happened in,
 //! never the table, and every other connection keeps working. No export is ever re-entered (the
 //! host dispatches events only after an export returned); should one be, it finds its connection
@@ -14,28 +14,36 @@ use crate::host;
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::cell::RefCell;
-use roomcast_protocol::client::abi::{self, Call};
+use core::cell::Cell;
+use roomcast_protocol::client::abi::{self, Event};
 use roomcast_protocol::client::backoff::Backoff;
-use roomcast_protocol::client::{push_u64, Client, ClientConfig, QueueError, Resumed, Welcome};
+use roomcast_protocol::client::{push_u64, CallId, Client, ClientConfig, QueueError, Resumed, Welcome};
 
-struct Table(RefCell<Vec<Conn>>);
+// Boxed: taking a connection out and putting it back moves a pointer, not the whole connection
+// (which in every export cost more wasm than the box).
+#[allow(clippy::vec_box)]
+struct Table(Cell<Vec<Box<Conn>>>);
 // SAFETY: wasm32-unknown-unknown without the atomics feature runs one thread.
 unsafe impl Sync for Table {}
 
-static CONNS: Table = Table(RefCell::new(Vec::new()));
+static CONNS: Table = Table(Cell::new(Vec::new()));
 
-/// Takes connection `id` out of the table (the borrow ends before this returns).
-fn take_out(id: u32) -> Option<Conn> {
-    let mut conns = CONNS.0.try_borrow_mut().ok()?;
-    let i = conns.iter().position(|c| c.id == id)?;
-    Some(conns.swap_remove(i))
+/// Runs `f` on the table, taken out of its cell meanwhile (nothing in `f` calls the host).
+fn table<R>(f: impl FnOnce(&mut Vec<Box<Conn>>) -> R) -> R {
+    let mut conns = CONNS.0.take();
+    let result = f(&mut conns);
+    // (what the cell held meanwhile is the empty vector `take` left, which owns no memory)
+    core::mem::forget(CONNS.0.replace(conns));
+    result
 }
 
-fn put_back(conn: Conn) {
-    if let Ok(mut conns) = CONNS.0.try_borrow_mut() {
-        conns.push(conn);
-    }
+/// Takes connection `id` out of the table.
+fn take_out(id: u32) -> Option<Box<Conn>> {
+    table(|conns| conns.iter().position(|c| c.id == id).map(|i| conns.swap_remove(i)))
+}
+
+fn put_back(conn: Box<Conn>) {
+    table(|conns| conns.push(conn));
 }
 
 /// Runs `f` on connection `id` and carries out what it caused, with the connection out of the
@@ -108,29 +116,7 @@ pub extern "C" fn conn_new(
         queue_max: setting(queue_max, d.queue_max as u64) as usize,
         max_token_failures: setting(max_token_failures, d.max_token_failures.into()).min(u32::MAX.into()) as u32,
     };
-    put_back(Conn::start(id, config, setting(seed, 0), fetches_token != 0));
-}
-
-/// Drops a connection and everything it holds (after its `closed` status, or on `close()`); the
-/// handles release their resources after the connection left the table.
-#[no_mangle]
-pub extern "C" fn conn_free(id: u32) {
-    drop(take_out(id));
-}
-
-/// The token function's result is ready (`ok`, with the token as a JSON string), or it failed.
-/// The host keeps the token to connect with; the machine puts it in a `refresh` frame when it
-/// asked for one, and keeps nothing.
-#[no_mangle]
-pub unsafe extern "C" fn conn_token(id: u32, ok: u32, token: *mut u8, token_len: usize) {
-    let token = take(token, token_len);
-    with(id, |c| c.client.handle_token((ok != 0).then_some(&token), c.now()));
-}
-
-/// A `refreshed` frame: the room took the fresh token, which expires at `expires` (ms).
-#[no_mangle]
-pub extern "C" fn conn_refreshed(id: u32, expires: f64) {
-    with(id, |c| c.client.handle_refreshed(setting(expires, 0), c.now()));
+    put_back(Box::new(Conn::start(id, config, setting(seed, 0), fetches_token != 0)));
 }
 
 /// A `welcome` frame. `resumed`: 0 no resume asked, 1 recovered, 2 not (with `reason`), as
@@ -173,125 +159,106 @@ pub unsafe extern "C" fn conn_welcome(
         broadcast_max_bytes: optional(broadcast_max),
         presence_meta_max: optional(meta_max),
     };
-    with(id, |c| c.client.handle_welcome_frame(welcome, c.now()));
+    with(id, |c| c.client.handle_welcome_frame(welcome, host::now(c.id)));
 }
 
-/// A `message` frame with `seq`: 1 to deliver it, 0 not to (a replayed duplicate, or a seq out of
-/// order, which the machine reports and resumes from).
-#[no_mangle]
-pub extern "C" fn conn_message(id: u32, seq: f64) -> u32 {
-    with(id, |c| c.client.handle_message(setting(seq, 0), c.now())).into()
-}
-
-/// An answer to one of our ids: an `ack` frame (`seq < 0`: none) or a `history` page (no seq), or
-/// an `error` frame (`code` non-empty).
-#[no_mangle]
-pub unsafe extern "C" fn conn_settled(id: u32, msg: *mut u8, msg_len: usize, seq: f64, code: *mut u8, code_len: usize) {
-    let msg = take(msg, msg_len);
-    let code = take(code, code_len);
-    with(id, |c| {
-        if code.is_empty() {
-            c.client.handle_ack(&msg, optional(seq), c.now());
-        } else {
-            c.client.handle_error(&msg, &code);
-        }
-    });
-}
-
-/// A `mark` frame with its id.
-#[no_mangle]
-pub unsafe extern "C" fn conn_mark(id: u32, mark: *mut u8, mark_len: usize) {
-    let mark = take(mark, mark_len);
-    with(id, |c| c.client.handle_mark(&mark));
-}
-
-#[no_mangle]
-pub extern "C" fn conn_pong(id: u32) {
-    with(id, |c| c.client.handle_pong());
-}
-
-/// Socket `socket` of the connection closed (or failed to open).
-#[no_mangle]
-pub unsafe extern "C" fn conn_closed(id: u32, socket: u32, code: u32, reason: *mut u8, reason_len: usize) {
-    let reason = take(reason, reason_len);
-    with(id, |c| c.on_closed(socket, code.min(u16::MAX.into()) as u16, &reason));
-}
-
-/// Timer `timer` of the connection fired.
-#[no_mangle]
-pub extern "C" fn conn_timer(id: u32, timer: u32) {
-    with(id, |c| c.on_timer(timer));
-}
-
-/// Back online, or the page visible again.
-#[no_mangle]
-pub extern "C" fn conn_wake(id: u32) {
-    with(id, |c| c.client.handle_wake(c.now()));
-}
-
-/// A call the room answers (numbered by [`abi::CALLS`]), with its JSON text arguments `a` and `b`
-/// and its numbers `x`, `y`, `z` (NaN or negative when absent):
+/// Event `event` of connection `id` ([`abi::EVENTS`] numbers them), with UTF-8 texts `a` and `b`
+/// and numbers `x`, `y`, `z` (NaN or negative when absent):
 ///
-/// - publish: `a` the data;
-/// - send_to: `a` the target (`{"user":…}` or `{"clientId":…}`), `b` the data;
-/// - history: `x` limit, `y` before, `z` since;
-/// - broadcast: `a` the data, `x` 1 when the room answers it (without, the id given is empty);
-/// - presence: `a` the meta (a JSON object).
+/// - the calls the room answers: publish (`a` the data), send_to (`a` the target, `{"user":…}` or
+///   `{"clientId":…}`, `b` the data), history (`x` limit, `y` before, `z` since), broadcast (`a`
+///   the data, `x` 1 when the room answers it), presence (`a` the meta, a JSON object). Each
+///   returns the call's number (which its settlement names; 0 for a broadcast nobody answers) and
+///   gives its id as its frames carry it (see `host::give`), or returns why not, negated (a
+///   [`abi::QUEUE_FAILURES`] number: the queue is full, closed, offline (calls that are not
+///   queued), or the frame is over the room's limit, when it gives `"<size> <limit>"`);
+/// - token: the token function's result is ready (`x` 1, `a` the token as a JSON string), or it
+///   failed (`x` 0). The host keeps the token to connect with; the machine puts it in a `refresh`
+///   frame when it asked for one, and keeps nothing;
+/// - refreshed: the room took the fresh token, which expires at `x` (ms);
+/// - message: a `message` frame with seq `x`; returns 1 to deliver it, 0 not to (a replayed
+///   duplicate, or a seq out of order, which the machine reports and resumes from);
+/// - settled: an answer to id `a`: an `ack` (seq `x`, negative when none) or a `history` page (no
+///   seq), or an `error` frame (`b` its code, non-empty);
+/// - pong; closed: socket `x` closed (or failed to open) with code `y` and reason `a` (only the
+///   connection's current socket counts); timer: timer `x` fired; wake: back online, or the page
+///   visible again; close: the app closed the room;
+/// - last_seq: returns the last seq delivered.
 ///
-/// Returns 0 and gives the call's id (see `host::give`), or why not (a [`abi::QUEUE_FAILURES`]
-/// number: the queue is full, closed, offline (calls that are not queued), or the frame is over
-/// the room's limit, when it gives `"<size> <limit>"`). One export for all of them keeps one copy
-/// of the argument handling in the wasm.
+/// A connection that is gone (closed and freed) answers a call with `closed`, anything else with
+/// 0.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn conn_call(id: u32, call: u32, a: *mut u8, a_len: usize, b: *mut u8, b_len: usize, x: f64, y: f64, z: f64) -> u32 {
+pub unsafe extern "C" fn conn_event(
+    id: u32,
+    event: u32,
+    a: *mut u8,
+    a_len: usize,
+    b: *mut u8,
+    b_len: usize,
+    x: f64,
+    y: f64,
+    z: f64,
+) -> f64 {
     let a = take(a, a_len);
     let b = take(b, b_len);
-    command(id, |client| match abi::call(call) {
-        Some(Call::Publish) => client.publish(&a),
-        Some(Call::SendTo) => client.direct(&a, &b),
-        Some(Call::History) => client.history(optional(x), optional(y), optional(z)),
-        Some(Call::Broadcast) => client.broadcast(&a, x > 0.0).map(Option::unwrap_or_default),
-        Some(Call::Presence) => client.set_presence(&a),
-        None => Err(QueueError::Closed),
+    let closed = -f64::from(abi::queue_failure_code(QueueError::Closed));
+    let Some(event) = abi::event(event) else { return 0.0 };
+    with(id, |c| {
+        let client = &mut c.client;
+        let call = match event {
+            Event::Publish => client.publish(&a),
+            Event::SendTo => client.direct(&a, &b),
+            Event::History => client.history(optional(x), optional(y), optional(z)),
+            Event::Broadcast => client.broadcast(&a, x > 0.0).map(Option::unwrap_or_default),
+            Event::Presence => client.set_presence(&a),
+            _ => {
+                match event {
+                    Event::Token => client.handle_token((x > 0.0).then_some(&a), host::now(c.id)),
+                    Event::Refreshed => client.handle_refreshed(setting(x, 0), host::now(c.id)),
+                    Event::Message => return Some(f64::from(u8::from(client.handle_message(setting(x, 0), host::now(c.id))))),
+                    Event::Settled if b.is_empty() => client.handle_ack(&a, optional(x), host::now(c.id)),
+                    Event::Settled => client.handle_error(&a, &b),
+                    Event::Pong => client.handle_pong(),
+                    Event::Closed => c.on_closed(x as u32, y.min(u16::MAX.into()) as u16, &a),
+                    Event::Timer => c.on_timer(x as u32),
+                    Event::Wake => client.handle_wake(host::now(c.id)),
+                    Event::Close => client.close(),
+                    Event::LastSeq => return Some(client.last_seq() as f64),
+                    Event::Mark => client.handle_mark(&a),
+                    _ => {}
+                }
+                return Some(0.0);
+            }
+        };
+        Some(answer(client, call))
     })
+    .unwrap_or(if event.is_call() { closed } else { 0.0 })
 }
 
-/// Why a call was refused, with the size and limit of [`Client::refused`].
-type Refusal = (QueueError, (u64, u64));
-
-/// Runs a call on connection `id`'s machine: see [`answer`].
-fn command(id: u32, f: impl FnOnce(&mut Client) -> Result<String, QueueError>) -> u32 {
-    answer(with(id, |c| Some(f(&mut c.client).map_err(|e| (e, c.client.refused())))))
-}
-
-/// A call's result for the host: 0 with the call's id given, or the failure's number (with
-/// `"<size> <limit>"` given, which only `too_large` reads). `None` (no such connection: closed
-/// and freed) is `closed`.
-#[inline(never)]
-fn answer(result: Option<Result<String, Refusal>>) -> u32 {
-    match result.unwrap_or(Err((QueueError::Closed, (0, 0)))) {
+/// A call's result for the host (see [`conn_event`]).
+#[allow(clippy::single_char_add_str)] // `push` of a char would bring a UTF-8 encoder into the wasm
+fn answer(client: &Client, result: Result<CallId, QueueError>) -> f64 {
+    match result {
         Ok(id) => {
-            host::give(&id);
-            0
+            host::give(&client.wire_id(id));
+            id as f64
         }
-        Err((e, (size, limit))) => {
+        Err(e) => {
+            let (size, limit) = client.refused();
             let mut text = String::new();
             push_u64(&mut text, size);
-            text.push(' ');
+            text.push_str(" ");
             push_u64(&mut text, limit);
             host::give(&text);
-            abi::queue_failure_code(e)
+            -f64::from(abi::queue_failure_code(e))
         }
     }
 }
 
+/// Drops a connection and everything it holds (after its `closed` status, or on `close()`); the
+/// handles release their resources after the connection left the table.
 #[no_mangle]
-pub extern "C" fn conn_close(id: u32) {
-    with(id, |c| c.client.close());
-}
-
-#[no_mangle]
-pub extern "C" fn conn_last_seq(id: u32) -> f64 {
-    with(id, |c| c.client.last_seq() as f64)
+pub extern "C" fn conn_free(id: u32) {
+    drop(take_out(id));
 }

@@ -11,7 +11,7 @@
 //! handlers may call `publish` or `close` freely. No import throws either: the host catches what
 //! the browser (or an injected WebSocket or clock) throws and reports it as an `error` event.
 
-use roomcast_protocol::client::{abi, Status};
+use roomcast_protocol::client::{abi, CallId, Status};
 use roomcast_protocol::close::CloseCode;
 
 mod imports {
@@ -36,8 +36,9 @@ mod imports {
         pub fn emit_status(conn: u32, state: u32, attempt: u32, delay_ms: f64, code: u32, reason: *const u8, len: usize);
         pub fn emit_gap(conn: u32, reason: *const u8, len: usize, since: f64);
         pub fn emit_out_of_order(conn: u32, expected: f64, received: f64);
-        /// An ack (`code_len == 0`, `seq < 0` when none) or a rejection with its code.
-        pub fn emit_settled(conn: u32, id: *const u8, id_len: usize, seq: f64, code: *const u8, code_len: usize);
+        /// Call `id` was acknowledged (`code_len == 0`, `seq < 0` when none) or rejected with a code
+        /// (`id` 0: a refusal naming an id that is not one of the connection's calls).
+        pub fn emit_settled(conn: u32, id: f64, seq: f64, code: *const u8, code_len: usize);
         /// Hands a string back as the result of the export that is running.
         pub fn give(text: *const u8, len: usize);
     }
@@ -78,10 +79,10 @@ pub fn emit_out_of_order(conn: u32, expected: u64, received: u64) {
 }
 
 /// `code` empty: acknowledged (with the seq a publish got); otherwise rejected with that code.
-pub fn emit_settled(conn: u32, id: &str, seq: Option<u64>, code: &str) {
+pub fn emit_settled(conn: u32, id: CallId, seq: Option<u64>, code: &str) {
     let seq = seq.map_or(-1.0, |s| s as f64);
     // SAFETY: an import; the string is live and only read before it returns.
-    unsafe { imports::emit_settled(conn, id.as_ptr(), id.len(), seq, code.as_ptr(), code.len()) }
+    unsafe { imports::emit_settled(conn, id as f64, seq, code.as_ptr(), code.len()) }
 }
 
 /// One WebSocket. Dropping it closes it (1000) and detaches its handlers.

@@ -10,9 +10,10 @@
 //! [`host::Timer`], [`host::WakeListeners`]), each holding the host's id for that one resource,
 //! so a connection that closes drops them and leaves nothing running.
 //!
-//! Natively (in `cargo test` of the workspace) the crate is empty: the state machine is tested in
-//! `roomcast-protocol`, this bridge through its raw imports and exports and with host.js in Node
-//! (sdk/test/), and end to end in Chromium (tests/e2e/sdk.test.mjs).
+//! Natively the crate holds only its allocator ([`heap`]), for its tests (scripts/build-sdk.sh runs
+//! them before every build): the state machine is tested in `roomcast-protocol`, this bridge
+//! through its raw imports and exports and with host.js in Node (sdk/test/), and end to end in
+//! Chromium (tests/e2e/sdk.test.mjs).
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
@@ -26,13 +27,12 @@ mod exports;
 #[cfg(target_arch = "wasm32")]
 mod host;
 
-// A free-list allocator of a few hundred bytes instead of dlmalloc's several kilobytes: the SDK
-// allocates little and briefly.
+#[cfg(any(target_arch = "wasm32", test))]
+mod heap;
+
 #[cfg(target_arch = "wasm32")]
 #[global_allocator]
-static ALLOCATOR: lol_alloc::AssumeSingleThreaded<lol_alloc::FreeListAllocator> =
-    // SAFETY: wasm32-unknown-unknown without the atomics feature runs one thread.
-    unsafe { lol_alloc::AssumeSingleThreaded::new(lol_alloc::FreeListAllocator::new()) };
+static ALLOCATOR: heap::Heap<heap::Wasm> = heap::Heap::new(heap::Wasm);
 
 /// Nothing here panics on input (no indexing by input, no unwraps); should a bug panic anyway,
 /// the instance traps and the call into it throws in JavaScript. Formatting the message would

@@ -249,7 +249,7 @@ test("no JavaScript file of the SDK builds a client frame: the wasm client machi
   }
 });
 
-const WASM = join(ROOT, "sdk/pkg/roomcast_sdk.wasm.gz");
+const WASM = join(ROOT, "sdk/pkg/roomcast_sdk.wasm.txt");
 
 /** Why the built wasm cannot stand for the sources, or "" when it can. */
 function wasmStale() {
@@ -296,16 +296,16 @@ const until = async (cond, what, ms = 5_000) => {
 async function sdk() {
   const stale = wasmStale();
   if (stale) return { stale };
-  // host.js imports the gzipped wasm as base64 (esbuild's base64 loader in the build); Node gets
-  // the same text through a load hook.
+  // host.js imports the wasm packed as text (esbuild's text loader in the build); Node gets the
+  // same text through a load hook.
   register(
     `data:text/javascript,${encodeURIComponent(`
     import { readFileSync } from "node:fs";
     export async function load(url, context, next) {
-      if (!url.endsWith(".wasm.gz")) return next(url, context);
-      const b64 = readFileSync(new URL(url)).toString("base64");
+      if (!url.endsWith(".wasm.txt")) return next(url, context);
+      const text = readFileSync(new URL(url), "latin1");
       return { format: "module", shortCircuit: true,
-        source: "export default " + JSON.stringify(b64) + ";" };
+        source: "export default " + JSON.stringify(text) + ";" };
     }`)}`,
     import.meta.url,
   );

@@ -23,35 +23,87 @@ pub const QUEUE_FAILURES: [(QueueError, &str); 4] = [
 /// host.js's `RESUMED` lists them.
 pub const RESUMED: [&str; 3] = ["", "recovered", "not_recovered"];
 
-/// The calls of the SDK's `conn_call` export, in the order of their numbers; host.js's `CALLS`
-/// names them.
-pub const CALLS: [(Call, &str); 5] = [
-    (Call::Publish, "publish"),
-    (Call::SendTo, "send_to"),
-    (Call::History, "history"),
-    (Call::Broadcast, "broadcast"),
-    (Call::Presence, "presence"),
+/// What the SDK's `conn_event` export is told, in the order of their numbers; host.js's `EVENTS`
+/// names them. One export for all of them keeps one copy of the argument handling in the wasm.
+pub const EVENTS: [(Event, &str); 16] = [
+    (Event::Publish, "publish"),
+    (Event::SendTo, "send_to"),
+    (Event::History, "history"),
+    (Event::Broadcast, "broadcast"),
+    (Event::Presence, "presence"),
+    (Event::Token, "token"),
+    (Event::Refreshed, "refreshed"),
+    (Event::Message, "message"),
+    (Event::Settled, "settled"),
+    (Event::Pong, "pong"),
+    (Event::Closed, "closed"),
+    (Event::Timer, "timer"),
+    (Event::Wake, "wake"),
+    (Event::Close, "close"),
+    (Event::LastSeq, "last_seq"),
+    (Event::Mark, "mark"),
 ];
 
-/// A call the room answers, as the SDK's `conn_call` export numbers it ([`CALLS`]).
+/// What happened to a connection (or what the app asks of it), as the SDK's `conn_event` export
+/// numbers it ([`EVENTS`]): the calls the room answers first, then what the host reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Call {
+pub enum Event {
     Publish,
     SendTo,
     History,
     Broadcast,
     Presence,
+    /// The token function's result, or its failure.
+    Token,
+    /// A `refreshed` frame.
+    Refreshed,
+    /// A `message` frame: deliver it or not.
+    Message,
+    /// An `ack`, `history` or `error` frame naming an id.
+    Settled,
+    Pong,
+    /// The connection's socket closed (or failed to open).
+    Closed,
+    /// The connection's timer fired.
+    Timer,
+    /// Back online, or the page visible again.
+    Wake,
+    /// The app closed the room.
+    Close,
+    /// The last seq delivered (a question: nothing changes).
+    LastSeq,
+    /// A read mark, with its id: echoed in a `read` frame.
+    Mark,
 }
 
-/// The call numbered `n`, if any (by a match, not from [`CALLS`], whose names the wasm need not
+impl Event {
+    /// A call the room answers (it gets a number and settles later).
+    pub fn is_call(self) -> bool {
+        matches!(self, Event::Publish | Event::SendTo | Event::History | Event::Broadcast | Event::Presence)
+    }
+}
+
+/// The event numbered `n`, if any (by a match, not from [`EVENTS`], whose names the wasm need not
 /// carry).
-pub fn call(n: u32) -> Option<Call> {
+pub fn event(n: u32) -> Option<Event> {
+    use Event::*;
     Some(match n {
-        0 => Call::Publish,
-        1 => Call::SendTo,
-        2 => Call::History,
-        3 => Call::Broadcast,
-        4 => Call::Presence,
+        0 => Publish,
+        1 => SendTo,
+        2 => History,
+        3 => Broadcast,
+        4 => Presence,
+        5 => Token,
+        6 => Refreshed,
+        7 => Message,
+        8 => Settled,
+        9 => Pong,
+        10 => Closed,
+        11 => Timer,
+        12 => Wake,
+        13 => Close,
+        14 => LastSeq,
+        15 => Mark,
         _ => return None,
     })
 }
@@ -80,6 +132,13 @@ mod tests {
         format!("const {name} = [{}];", items.join(", "))
     }
 
+    /// Whether host.js holds `line`, however its formatter broke it over lines: compared without
+    /// whitespace, and without the comma a broken array ends with.
+    fn host_js_holds(line: &str) -> bool {
+        let bare = |s: &str| s.split_whitespace().collect::<String>().replace(",]", "]");
+        bare(HOST_JS).contains(&bare(line))
+    }
+
     #[test]
     fn state_numbers_are_their_position_and_host_js_names_them_in_order() {
         for (i, (state, _)) in STATES.iter().enumerate() {
@@ -87,7 +146,7 @@ mod tests {
         }
         let names: Vec<&str> = STATES.iter().map(|(_, n)| *n).collect();
         let line = js_array("STATES", &names);
-        assert!(HOST_JS.contains(&line), "sdk/js/host.js must hold `{line}`");
+        assert!(host_js_holds(&line), "sdk/js/host.js must hold `{line}`");
     }
 
     #[test]
@@ -98,28 +157,30 @@ mod tests {
         let names: Vec<&str> = QUEUE_FAILURES.iter().map(|(_, n)| *n).collect();
         // `[, "queue_full", …]`: index 0 is a hole (queued)
         let line = format!("const FAILURES = [, {}];", names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", "));
-        assert!(HOST_JS.contains(&line), "sdk/js/host.js must hold `{line}`");
+        assert!(host_js_holds(&line), "sdk/js/host.js must hold `{line}`");
     }
 
     #[test]
-    fn call_numbers_are_their_position_and_host_js_names_them_in_order() {
-        for (i, (c, _)) in CALLS.iter().enumerate() {
-            assert_eq!(call(i as u32), Some(*c));
+    fn event_numbers_are_their_position_and_host_js_names_them_in_order() {
+        for (i, (e, _)) in EVENTS.iter().enumerate() {
+            assert_eq!(event(i as u32), Some(*e));
         }
-        assert_eq!(call(CALLS.len() as u32), None);
-        let names: Vec<&str> = CALLS.iter().map(|(_, n)| *n).collect();
-        let line = js_array("CALLS", &names);
-        assert!(HOST_JS.contains(&line), "sdk/js/host.js must hold `{line}`");
+        assert_eq!(event(EVENTS.len() as u32), None);
+        let names: Vec<&str> = EVENTS.iter().map(|(_, n)| *n).collect();
+        let line = js_array("EVENTS", &names);
+        assert!(host_js_holds(&line), "sdk/js/host.js must hold `{line}`");
     }
 
     #[test]
     fn resume_outcomes_host_js_lists_in_order() {
         let line = js_array("RESUMED", &RESUMED);
-        assert!(HOST_JS.contains(&line), "sdk/js/host.js must hold `{line}`");
+        assert!(host_js_holds(&line), "sdk/js/host.js must hold `{line}`");
     }
 
     #[test]
-    fn the_helper_writes_arrays_as_host_js_does() {
+    fn the_helpers_write_arrays_as_host_js_does_and_find_them_broken_over_lines() {
         assert_eq!(js_array("X", &["a", "b"]), r#"const X = ["a", "b"];"#);
+        assert!(host_js_holds(r#"const EVENTS = ["publish", "send_to","#), "its start, though broken over lines");
+        assert!(!host_js_holds(&js_array("EVENTS", &["send_to", "publish"])));
     }
 }

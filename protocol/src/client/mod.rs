@@ -49,7 +49,6 @@ pub mod backoff;
 use crate::close::{self, CloseCode};
 use crate::PING;
 use alloc::borrow::ToOwned;
-use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 use backoff::{Backoff, Rng};
@@ -157,6 +156,11 @@ pub struct Welcome<'a> {
     pub presence_meta_max: Option<u64>,
 }
 
+/// A call's number: 1, 2, … in the order the client's calls were made (0 is none of them). The
+/// call's frame carries it as `<session>-<number>` ([`Client::wire_id`]), a text no other client
+/// or page load uses; numbers are what the machine keeps, compares and settles.
+pub type CallId = u64;
+
 /// What the adapter must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
@@ -189,8 +193,10 @@ pub enum Output {
     },
     /// A call was answered: a publish (with its seq), a direct message, a history read (the
     /// adapter holds the page it answered with), an acknowledged broadcast, or a presence change.
+    ///
+    /// `id` 0: an answer naming an id that is not one of this client's calls.
     Acked {
-        id: String,
+        id: CallId,
         seq: Option<u64>,
     },
     /// A call failed for good: `code` is the room's (an error frame that names its id),
@@ -198,8 +204,12 @@ pub enum Output {
     /// closed), or `disconnected` (a direct message, history read or acknowledged broadcast whose
     /// socket went before its answer: it may or may not have been delivered, and it is not
     /// resent). A presence change is never `disconnected`: it goes again on the next connection.
+    ///
+    /// A refusal no call of the adapter's waits for is still reported: of a presence meta sent
+    /// again after a reconnect (under that frame's own id), or of an id that is not this client's
+    /// at all (`id` 0).
     Rejected {
-        id: String,
+        id: CallId,
         code: String,
     },
 }
@@ -224,7 +234,7 @@ pub enum QueueError {
 
 #[derive(Debug, Clone)]
 struct Queued {
-    id: String,
+    id: CallId,
     text: String,
 }
 
@@ -232,11 +242,11 @@ struct Queued {
 #[derive(Debug, Clone)]
 struct SentPresence {
     /// The frame's id.
-    id: String,
+    id: CallId,
     meta: String,
     /// The calls it settles (the frame's id among them; none for a meta sent again after a
     /// reconnect).
-    calls: Vec<String>,
+    calls: Vec<CallId>,
 }
 
 /// Presence meta: one change in flight at a time, the newest asked for next.
@@ -244,61 +254,98 @@ struct SentPresence {
 struct Presence {
     /// The newest meta asked for and not sent yet, and the calls waiting for it.
     want: Option<String>,
-    waiting: Vec<String>,
+    waiting: Vec<CallId>,
     inflight: Option<SentPresence>,
     /// The meta the room took last: a new connection starts with the token's, so it goes again.
     applied: Option<String>,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+/// A timer that is not set: a time no clock reaches (`handle_timeout` takes `now` as at most one
+/// millisecond before it). Plain times with this sentinel compile to less wasm than `Option`s.
+const NEVER: u64 = u64::MAX;
+
+/// When each timer is due ([`NEVER`]: not set).
+#[derive(Debug, Clone, Copy)]
 struct Timers {
-    connect_deadline: Option<u64>,
-    reconnect_at: Option<u64>,
-    ping_at: Option<u64>,
-    pong_deadline: Option<u64>,
+    connect_deadline: u64,
+    reconnect_at: u64,
+    ping_at: u64,
+    pong_deadline: u64,
     /// When to fetch a fresh token for the open connection.
-    refresh_at: Option<u64>,
+    refresh_at: u64,
+}
+
+impl Timers {
+    const NONE: Timers = Timers { connect_deadline: NEVER, reconnect_at: NEVER, ping_at: NEVER, pong_deadline: NEVER, refresh_at: NEVER };
 }
 
 /// One client connection to one room, across reconnects.
 #[derive(Debug)]
+// In the order the SDK's wasm reaches the fields most (`repr(C)` keeps it): a field within the first
+// 128 bytes takes one byte less in every instruction that reads or writes it.
+#[repr(C)]
 pub struct Client {
-    config: ClientConfig,
+    outputs: Outputs,
     state: State,
-    attempt: u32,
-    rng: Rng,
+    /// Whether a socket is in use (connecting or open).
+    socket: bool,
     fetches_token: bool,
     /// Waiting for the adapter's token before connecting.
     awaiting_token: bool,
     /// Waiting for the adapter's token to refresh the open connection's.
     awaiting_refresh: bool,
-    /// When the open connection's token expires (ms), as the room said.
-    expires: Option<u64>,
+    attempt: u32,
+    timers: Timers,
+    last_seq: u64,
+    next_id: u64,
+    queue: Vec<Queued>,
+    /// Calls sent on the current socket and not yet answered (direct messages, history reads,
+    /// acknowledged broadcasts): they are not resent, so they fail when the socket goes.
+    calls: Vec<CallId>,
     /// Failed token fetches in a row for connection attempts.
     token_failures: u32,
-    /// Whether a socket is in use (connecting or open).
-    socket: bool,
     /// The room's frame limit (the last welcome's, or the default).
     max_frame_bytes: u64,
     /// The ping interval of the open connection: min(config, the welcome's heartbeat interval).
     ping_interval: u64,
-    epoch: Option<String>,
-    last_seq: u64,
-    opened_at: Option<u64>,
-    queue: Vec<Queued>,
-    /// Calls sent on the current socket and not yet answered (direct messages, history reads,
-    /// acknowledged broadcasts): they are not resent, so they fail when the socket goes.
-    calls: Vec<String>,
     presence: Presence,
+    session: String,
+    epoch: Option<String>,
+    /// When the open connection's token expires (ms), as the room said.
+    expires: Option<u64>,
+    opened_at: Option<u64>,
     /// The room's broadcast and presence meta limits (the last welcome's, or the defaults).
     broadcast_max_bytes: u64,
     presence_meta_max: u64,
     /// The size and the limit of the last frame (or meta) refused as [`QueueError::TooLarge`].
     refused: (u64, u64),
-    session: String,
-    next_id: u64,
-    timers: Timers,
-    outputs: VecDeque<Output>,
+    rng: Rng,
+    config: ClientConfig,
+}
+
+/// The outputs in order: pushed at the back, taken from the front. (A `VecDeque` costs more wasm.)
+#[derive(Debug, Default)]
+struct Outputs {
+    slots: Vec<Option<Output>>,
+    /// The first slot not taken yet.
+    next: usize,
+}
+
+impl Outputs {
+    fn push(&mut self, out: Output) {
+        self.slots.push(Some(out));
+    }
+
+    fn pop_front(&mut self) -> Option<Output> {
+        let out = self.slots.get_mut(self.next).and_then(Option::take);
+        if out.is_some() {
+            self.next += 1;
+        } else {
+            self.slots.clear();
+            self.next = 0;
+        }
+        out
+    }
 }
 
 /// Appends `n` in decimal; the SDK avoids `format!` and its machinery in the wasm build (and
@@ -307,7 +354,13 @@ pub fn push_u64(out: &mut String, n: u64) {
     if n >= 10 {
         push_u64(out, n / 10);
     }
-    out.push(char::from(b'0' + (n % 10) as u8));
+    push_nth(out, "0123456789", (n % 10) as usize);
+}
+
+/// Appends the `i`th character of the ASCII text `chars`. (`String::push` of a `char` would bring
+/// its UTF-8 encoder into the wasm; nothing the machine writes needs it.)
+fn push_nth(out: &mut String, chars: &str, i: usize) {
+    out.push_str(chars.get(i..i + 1).unwrap_or_default());
 }
 
 /// A client frame: `{"type":"<kind>"`, then `,"id":"<id>"` when there is one, then `,"<key>":<json>`
@@ -315,6 +368,7 @@ pub fn push_u64(out: &mut String, n: u64) {
 /// type and id come first (so the room can name the id even when it refuses the frame as too
 /// large), and the field values come already encoded as JSON (the adapter's `JSON.stringify`),
 /// while types, ids and keys are the machine's own and need no escaping.
+#[allow(clippy::single_char_add_str)] // `push` of a char: see push_nth
 pub fn encode(kind: &str, id: Option<&str>, fields: &[(&str, Option<&str>)]) -> String {
     let mut text = String::new();
     push_all(&mut text, &[r#"{"type":""#, kind, "\""]);
@@ -326,7 +380,7 @@ pub fn encode(kind: &str, id: Option<&str>, fields: &[(&str, Option<&str>)]) -> 
             push_all(&mut text, &[",\"", key, "\":", value]);
         }
     }
-    text.push('}');
+    text.push_str("}");
     text
 }
 
@@ -370,11 +424,11 @@ impl Client {
         let mut rng = Rng::new(seed);
         // Message ids must not repeat across page loads with the same client id (the server
         // would take a new message for a retry), so they carry a random session prefix.
-        const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
+        const ALPHABET: &str = "abcdefghijkmnpqrstuvwxyz23456789";
         let mut session = String::with_capacity(10);
         let mut bits = rng.next_u64();
         for _ in 0..10 {
-            session.push(ALPHABET[(bits & 31) as usize] as char);
+            push_nth(&mut session, ALPHABET, (bits & 31) as usize);
             bits >>= 5;
         }
         let ping_interval = config.ping_interval_ms;
@@ -402,8 +456,8 @@ impl Client {
             refused: (0, 0),
             session,
             next_id: 0,
-            timers: Timers::default(),
-            outputs: VecDeque::new(),
+            timers: Timers::NONE,
+            outputs: Outputs::default(),
         };
         client.emit_status(0, 0, "");
         client.begin_attempt(now);
@@ -444,6 +498,16 @@ impl Client {
         self.ping_interval
     }
 
+    /// The id call `id`'s frames carry: `<session>-<id>`, the session a random prefix drawn from
+    /// the seed, so ids do not repeat across page loads with the same client id.
+    #[allow(clippy::single_char_add_str)] // `push` of a char: see push_nth
+    pub fn wire_id(&self, id: CallId) -> String {
+        let mut text = self.session.clone();
+        text.push_str("-");
+        push_u64(&mut text, id);
+        text
+    }
+
     /// How large the last frame refused as [`QueueError::TooLarge`] was (for a presence change,
     /// its meta) and the limit it went over, in bytes, so the adapter can say by how much.
     pub fn refused(&self) -> (u64, u64) {
@@ -460,7 +524,8 @@ impl Client {
     /// closed client has no timers at all).
     pub fn poll_timeout(&self) -> Option<u64> {
         let t = self.timers;
-        [t.connect_deadline, t.reconnect_at, t.ping_at, t.pong_deadline, t.refresh_at].into_iter().flatten().min()
+        let at = t.connect_deadline.min(t.reconnect_at).min(t.ping_at).min(t.pong_deadline).min(t.refresh_at);
+        (at != NEVER).then_some(at)
     }
 
     // ---- commands ----------------------------------------------------------------------------
@@ -469,7 +534,7 @@ impl Client {
     /// open, otherwise on the next open, and resent with the same id after every reconnect until
     /// the room acknowledges or refuses it, so the server applies it once. A frame larger than
     /// the room's limit is refused here and never sent.
-    pub fn publish(&mut self, data_json: &str) -> Result<String, QueueError> {
+    pub fn publish(&mut self, data_json: &str) -> Result<CallId, QueueError> {
         if self.state == State::Closed {
             return Err(QueueError::Closed);
         }
@@ -477,46 +542,46 @@ impl Client {
             return Err(QueueError::Full);
         }
         let id = self.new_id();
-        let text = encode("publish", Some(&id), &[("data", Some(data_json))]);
+        let text = self.frame("publish", id, &[("data", Some(data_json))]);
         self.fits(&text, self.max_frame_bytes)?;
         if self.state == State::Open {
-            self.outputs.push_back(Output::Send(text.clone()));
+            self.outputs.push(Output::Send(text.clone()));
         }
-        self.queue.push(Queued { id: id.clone(), text });
+        self.queue.push(Queued { id, text });
         Ok(id)
     }
 
     /// Sends a direct message; `to_json` is `{"user":…}` or `{"clientId":…}`. Direct messages are
     /// not stored by the server, so they are not queued or retried: offline, they fail at once,
     /// and one whose socket goes before the room answered is rejected (`disconnected`).
-    pub fn direct(&mut self, to_json: &str, data_json: &str) -> Result<String, QueueError> {
+    pub fn direct(&mut self, to_json: &str, data_json: &str) -> Result<CallId, QueueError> {
         let id = self.open_call()?;
-        let text = encode("direct", Some(&id), &[("to", Some(to_json)), ("data", Some(data_json))]);
-        self.send_call(Some(id), text, self.max_frame_bytes)
+        let text = self.frame("direct", id, &[("to", Some(to_json)), ("data", Some(data_json))]);
+        self.send_call(id, text, self.max_frame_bytes)
     }
 
     /// Asks for a page of stored messages (`history`): the latest `limit` (the room's default
     /// when `None`), or those before or since a seq. Not queued, like a direct message; the room
     /// answers with a `history` frame naming the id, which the adapter hands to
     /// [`Client::handle_ack`] (the page itself never enters the machine).
-    pub fn history(&mut self, limit: Option<u64>, before: Option<u64>, since: Option<u64>) -> Result<String, QueueError> {
+    pub fn history(&mut self, limit: Option<u64>, before: Option<u64>, since: Option<u64>) -> Result<CallId, QueueError> {
         let id = self.open_call()?;
         let (limit, before, since) = (decimal(limit), decimal(before), decimal(since));
         let fields = [("limit", limit.as_deref()), ("before", before.as_deref()), ("since", since.as_deref())];
-        let text = encode("history", Some(&id), &fields);
-        self.send_call(Some(id), text, self.max_frame_bytes)
+        let text = self.frame("history", id, &fields);
+        self.send_call(id, text, self.max_frame_bytes)
     }
 
     /// Sends an ephemeral message to the room's other members (`broadcast`). Not queued, never
     /// resent. With `ack` the frame carries an id, the room answers it, and the id is returned
     /// (settled like a direct message); without, the room sends no answer and `None` comes back
     /// once the frame is handed to the socket. Over `limits.broadcastMaxBytes` it is refused here.
-    pub fn broadcast(&mut self, data_json: &str, ack: bool) -> Result<Option<String>, QueueError> {
+    pub fn broadcast(&mut self, data_json: &str, ack: bool) -> Result<Option<CallId>, QueueError> {
         let id = self.open_call()?;
-        let id = ack.then_some(id);
-        let text = encode("broadcast", id.as_deref(), &[("data", Some(data_json))]);
+        let id = if ack { id } else { 0 };
+        let text = self.frame("broadcast", id, &[("data", Some(data_json))]);
         let max = self.max_frame_bytes.min(self.broadcast_max_bytes);
-        self.send_call(id.clone(), text, max).map(|_| id)
+        self.send_call(id, text, max).map(|id| (id != 0).then_some(id))
     }
 
     /// Replaces this connection's presence meta (`meta_json`: a JSON object, already encoded) and
@@ -525,14 +590,14 @@ impl Client {
     /// open, the change waits for the connection; one in flight when the socket goes is sent
     /// again; and after every reconnect the last meta the room took goes again. A meta over
     /// `limits.presenceMetaMax` bytes is refused here.
-    pub fn set_presence(&mut self, meta_json: &str) -> Result<String, QueueError> {
+    pub fn set_presence(&mut self, meta_json: &str) -> Result<CallId, QueueError> {
         if self.state == State::Closed {
             return Err(QueueError::Closed);
         }
         self.fits(meta_json, self.presence_meta_max)?;
         let id = self.new_id();
         self.presence.want = Some(meta_json.to_owned());
-        self.presence.waiting.push(id.clone());
+        self.presence.waiting.push(id);
         self.send_presence();
         Ok(id)
     }
@@ -544,7 +609,7 @@ impl Client {
         }
         if self.socket {
             self.socket = false;
-            self.outputs.push_back(Output::CloseSocket(close::CLIENT_CLOSED));
+            self.outputs.push(Output::CloseSocket(close::CLIENT_CLOSED));
         }
         self.finish(close::CLIENT_CLOSED.code, close::CLIENT_CLOSED.reason);
     }
@@ -581,11 +646,11 @@ impl Client {
         } else if self.awaiting_refresh {
             self.awaiting_refresh = false;
             if token_json.is_some() {
-                self.outputs.push_back(Output::Send(encode("refresh", None, &[("token", token_json)])));
+                self.outputs.push(Output::Send(encode("refresh", None, &[("token", token_json)])));
             } else {
                 // Tried again while the token is still valid; past that, the room closes the
                 // connection with 4002 and the reconnect fetches one.
-                self.timers.refresh_at = self.expires.and_then(|e| retry_refresh_at(now, e));
+                self.timers.refresh_at = self.expires.and_then(|e| retry_refresh_at(now, e)).unwrap_or(NEVER);
             }
         }
     }
@@ -619,14 +684,14 @@ impl Client {
         // at exactly the client's seq has nothing to replay, whatever it says.
         let recovered = same_epoch && (seq == self.last_seq || (seq > self.last_seq && matches!(resumed, Some(Resumed::Recovered))));
         if asked && !recovered {
-            let reason = match resumed {
+            let reason = match &resumed {
                 Some(Resumed::NotRecovered(reason)) => reason,
-                _ if !same_epoch => "epoch".to_owned(),
-                _ if seq < self.last_seq => "ahead".to_owned(),
+                _ if !same_epoch => "epoch",
+                _ if seq < self.last_seq => "ahead",
                 // Asked, and the room said nothing about it: nothing will be replayed.
-                _ => "unavailable".to_owned(),
+                _ => "unavailable",
             };
-            self.outputs.push_back(Output::Gap { reason, since: self.last_seq });
+            self.outputs.push(Output::Gap { reason: reason.to_owned(), since: self.last_seq });
         }
         if !recovered {
             // A rewind (asked for only without a resume point) is the R messages up to `seq`,
@@ -637,11 +702,11 @@ impl Client {
         }
         self.epoch = Some(epoch.to_owned());
         self.opened_at = Some(now);
-        self.timers.connect_deadline = None;
-        self.timers.ping_at = Some(now.saturating_add(self.ping_interval));
-        self.timers.pong_deadline = None;
+        self.timers.connect_deadline = NEVER;
+        self.timers.ping_at = now.saturating_add(self.ping_interval);
+        self.timers.pong_deadline = NEVER;
         self.expires = expires;
-        self.timers.refresh_at = expires.filter(|_| self.fetches_token).map(|e| refresh_at(now, e));
+        self.timers.refresh_at = expires.filter(|_| self.fetches_token).map_or(NEVER, |e| refresh_at(now, e));
         self.set_state(State::Open, 0, 0, "");
         // Queued publishes over the room's limit would only be refused: they settle here. The rest
         // go out in order, with their original ids; the server drops what it has.
@@ -649,11 +714,7 @@ impl Client {
         let outputs = &mut self.outputs;
         self.queue.retain(|q| {
             let fits = q.text.len() as u64 <= max;
-            outputs.push_back(if fits {
-                Output::Send(q.text.clone())
-            } else {
-                Output::Rejected { id: q.id.clone(), code: "too_large".to_owned() }
-            });
+            outputs.push(if fits { Output::Send(q.text.clone()) } else { Output::Rejected { id: q.id, code: "too_large".to_owned() } });
             fits
         });
         // Then the presence meta: the newest asked for, or the last one the room took.
@@ -691,11 +752,12 @@ impl Client {
     /// message itself does not come back live. So an ack further ahead than the next seq means
     /// messages were lost, exactly like a message that jumps.
     pub fn handle_ack(&mut self, id: &str, seq: Option<u64>, now: u64) {
+        let id = self.call_id(id);
         if self.presence_answered(id, None) {
             return;
         }
         self.forget(id);
-        self.outputs.push_back(Output::Acked { id: id.to_owned(), seq });
+        self.outputs.push(Output::Acked { id, seq });
         match seq {
             Some(seq) if seq == self.last_seq.saturating_add(1) => self.last_seq = seq,
             Some(seq) if seq > self.last_seq && self.socket && self.state == State::Open => self.out_of_order(seq, now),
@@ -712,18 +774,19 @@ impl Client {
         // A token that expires no later than the last one (the app's function handed back a
         // cached token) would be refreshed again at once, over and over; wait a while instead.
         let extended = self.expires.is_none_or(|old| expires > old);
-        self.timers.refresh_at = if extended { Some(refresh_at(now, expires)) } else { retry_refresh_at(now, expires) };
+        self.timers.refresh_at = if extended { refresh_at(now, expires) } else { retry_refresh_at(now, expires).unwrap_or(NEVER) };
         self.expires = Some(expires);
     }
 
     /// An error frame arrived for one of the client's calls: it is settled as refused and leaves
     /// the queue, so it is never resent.
     pub fn handle_error(&mut self, id: &str, code: &str) {
+        let id = self.call_id(id);
         if self.presence_answered(id, Some(code)) {
             return;
         }
         self.forget(id);
-        self.outputs.push_back(Output::Rejected { id: id.to_owned(), code: code.to_owned() });
+        self.outputs.push(Output::Rejected { id, code: code.to_owned() });
     }
 
     /// A read mark: echoed at once in a `read` frame, the proof the room asks for that this
@@ -732,12 +795,12 @@ impl Client {
         // Marks are the room's hex ids; anything else is not echoed (the encoder writes ids
         // unescaped, so only plain ones may reach it).
         if self.socket && (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            self.outputs.push_back(Output::Send(encode("read", Some(id), &[])));
+            self.outputs.push(Output::Send(encode("read", Some(id), &[])));
         }
     }
 
     pub fn handle_pong(&mut self) {
-        self.timers.pong_deadline = None;
+        self.timers.pong_deadline = NEVER;
     }
 
     /// The socket closed (or failed to open). A close without a reason gets the table's
@@ -759,23 +822,24 @@ impl Client {
     /// open connection with a ping.
     pub fn handle_wake(&mut self, now: u64) {
         match self.state {
-            State::Reconnecting if self.timers.reconnect_at.is_some() => {
-                self.timers.reconnect_at = None;
+            State::Reconnecting if self.timers.reconnect_at != NEVER => {
+                self.timers.reconnect_at = NEVER;
                 self.begin_attempt(now);
             }
-            State::Open if self.timers.pong_deadline.is_none() => self.ping(now),
+            State::Open if self.timers.pong_deadline == NEVER => self.ping(now),
             _ => {}
         }
     }
 
     pub fn handle_timeout(&mut self, now: u64) {
+        let now = now.min(NEVER - 1);
         let t = self.timers;
-        if t.reconnect_at.is_some_and(|at| at <= now) {
-            self.timers.reconnect_at = None;
+        if t.reconnect_at <= now {
+            self.timers.reconnect_at = NEVER;
             self.begin_attempt(now);
         }
-        if t.connect_deadline.is_some_and(|at| at <= now) {
-            self.timers.connect_deadline = None;
+        if t.connect_deadline <= now {
+            self.timers.connect_deadline = NEVER;
             if self.awaiting_token {
                 // The token function did not answer in time: a failed fetch (its late answer is
                 // ignored).
@@ -785,27 +849,46 @@ impl Client {
                 self.drop_socket(close::CONNECT_TIMEOUT, now);
             }
         }
-        if t.pong_deadline.is_some_and(|at| at <= now) {
+        if t.pong_deadline <= now {
             self.drop_socket(close::HEARTBEAT_MISSED, now);
-        } else if t.ping_at.is_some_and(|at| at <= now) && self.state == State::Open {
+        } else if t.ping_at <= now && self.state == State::Open {
             self.ping(now);
         }
-        if self.timers.refresh_at.is_some_and(|at| at <= now) && self.state == State::Open && self.socket {
-            self.timers.refresh_at = None;
+        if self.timers.refresh_at <= now && self.state == State::Open && self.socket {
+            self.timers.refresh_at = NEVER;
             self.awaiting_refresh = true;
-            self.outputs.push_back(Output::FetchToken);
+            self.outputs.push(Output::FetchToken);
         }
     }
 
     // ---- internals ---------------------------------------------------------------------------
 
-    fn new_id(&mut self) -> String {
+    fn new_id(&mut self) -> CallId {
         self.next_id += 1;
-        let mut id = String::with_capacity(self.session.len() + 8);
-        id.push_str(&self.session);
-        id.push('-');
-        push_u64(&mut id, self.next_id);
-        id
+        self.next_id
+    }
+
+    /// Call `id`'s frame (0: a frame without an id), by [`encode`].
+    fn frame(&self, kind: &str, id: CallId, fields: &[(&str, Option<&str>)]) -> String {
+        let wire = (id != 0).then(|| self.wire_id(id));
+        encode(kind, wire.as_deref(), fields)
+    }
+
+    /// The call a frame's id names: 0 when it is none of this client's (not `<session>-<n>`
+    /// exactly as [`Client::wire_id`] writes it).
+    fn call_id(&self, wire: &str) -> CallId {
+        let Some((head, digits)) = wire.as_bytes().split_at_checked(self.session.len() + 1) else { return 0 };
+        if head.split_last() != Some((&b'-', self.session.as_bytes())) || digits.first() == Some(&b'0') {
+            return 0;
+        }
+        let mut n: CallId = 0;
+        for &b in digits {
+            if !b.is_ascii_digit() {
+                return 0;
+            }
+            n = n.saturating_mul(10).saturating_add(u64::from(b - b'0'));
+        }
+        n
     }
 
     /// The one place the state changes; every change is emitted with its code and reason.
@@ -818,20 +901,14 @@ impl Client {
     }
 
     fn emit_status(&mut self, delay_ms: u64, code: u16, reason: &str) {
-        self.outputs.push_back(Output::Status(Status {
-            state: self.state,
-            attempt: self.attempt,
-            delay_ms,
-            code,
-            reason: reason.to_owned(),
-        }));
+        self.outputs.push(Output::Status(Status { state: self.state, attempt: self.attempt, delay_ms, code, reason: reason.to_owned() }));
     }
 
     fn begin_attempt(&mut self, now: u64) {
         if self.fetches_token {
             self.awaiting_token = true;
-            self.timers.connect_deadline = Some(now.saturating_add(self.config.connect_timeout_ms));
-            self.outputs.push_back(Output::FetchToken);
+            self.timers.connect_deadline = now.saturating_add(self.config.connect_timeout_ms);
+            self.outputs.push(Output::FetchToken);
         } else {
             self.connect(now);
         }
@@ -839,21 +916,21 @@ impl Client {
 
     fn connect(&mut self, now: u64) {
         self.socket = true;
-        self.timers.connect_deadline = Some(now.saturating_add(self.config.connect_timeout_ms));
+        self.timers.connect_deadline = now.saturating_add(self.config.connect_timeout_ms);
         let resume = self.epoch.clone().map(|e| (e, self.last_seq));
-        self.outputs.push_back(Output::Connect { resume });
+        self.outputs.push(Output::Connect { resume });
     }
 
     fn ping(&mut self, now: u64) {
-        self.outputs.push_back(Output::Send(PING.to_owned()));
-        self.timers.pong_deadline = Some(now.saturating_add(self.config.pong_timeout_ms));
-        self.timers.ping_at = Some(now.saturating_add(self.ping_interval));
+        self.outputs.push(Output::Send(PING.to_owned()));
+        self.timers.pong_deadline = now.saturating_add(self.config.pong_timeout_ms);
+        self.timers.ping_at = now.saturating_add(self.ping_interval);
     }
 
     /// Takes a settled call off the books.
-    fn forget(&mut self, id: &str) {
+    fn forget(&mut self, id: CallId) {
         self.queue.retain(|q| q.id != id);
-        self.calls.retain(|d| d != id);
+        self.calls.retain(|d| *d != id);
     }
 
     /// The refusal of a frame (or meta) of `text`'s size over `max`.
@@ -866,7 +943,7 @@ impl Client {
     }
 
     /// A new id for a call that needs the open connection (it is not queued).
-    fn open_call(&mut self) -> Result<String, QueueError> {
+    fn open_call(&mut self) -> Result<CallId, QueueError> {
         match self.state {
             State::Open => Ok(self.new_id()),
             State::Closed => Err(QueueError::Closed),
@@ -874,13 +951,13 @@ impl Client {
         }
     }
 
-    /// Sends a call's frame if it fits `max`, and (with an id) expects its answer on this socket.
-    fn send_call(&mut self, id: Option<String>, text: String, max: u64) -> Result<String, QueueError> {
+    /// Sends a call's frame if it fits `max`, and (with an id, not 0) expects its answer on this
+    /// socket.
+    fn send_call(&mut self, id: CallId, text: String, max: u64) -> Result<CallId, QueueError> {
         self.fits(&text, max)?;
-        self.outputs.push_back(Output::Send(text));
-        let id = id.unwrap_or_default();
-        if !id.is_empty() {
-            self.calls.push(id.clone());
+        self.outputs.push(Output::Send(text));
+        if id != 0 {
+            self.calls.push(id);
         }
         Ok(id)
     }
@@ -896,10 +973,10 @@ impl Client {
         let Some(meta) = p.want.take() else { return };
         let calls = core::mem::take(&mut p.waiting);
         let id = match calls.last() {
-            Some(id) => id.clone(),
+            Some(id) => *id,
             None => self.new_id(),
         };
-        self.outputs.push_back(Output::Send(encode("presence", Some(&id), &[("meta", Some(&meta))])));
+        self.outputs.push(Output::Send(self.frame("presence", id, &[("meta", Some(&meta))])));
         self.presence.inflight = Some(SentPresence { id, meta, calls });
     }
 
@@ -907,26 +984,23 @@ impl Client {
     /// `None`) or refused with that code. Every call it carried settles, and the next goes. A
     /// refusal that no call waits for (of a meta sent again) is still reported, under the
     /// frame's id, which no call of the adapter's knows.
-    fn presence_answered(&mut self, id: &str, refusal: Option<&str>) -> bool {
+    fn presence_answered(&mut self, id: CallId, refusal: Option<&str>) -> bool {
         let Some(sent) = self.presence.inflight.take_if(|s| s.id == id) else { return false };
-        let mut calls = sent.calls;
         match refusal {
-            None => self.presence.applied = Some(sent.meta),
-            Some(_) => {
+            None => {
+                for &id in &sent.calls {
+                    self.outputs.push(Output::Acked { id, seq: None });
+                }
+                self.presence.applied = Some(sent.meta);
+            }
+            Some(code) => {
                 // The room keeps the token's meta (or the one before) until the app sets one again.
                 if self.presence.applied.as_ref() == Some(&sent.meta) {
                     self.presence.applied = None;
                 }
-                if calls.is_empty() {
-                    calls.push(sent.id);
-                }
+                let own = [sent.id];
+                self.reject(if sent.calls.is_empty() { &own } else { &sent.calls }, code);
             }
-        }
-        for id in calls {
-            self.outputs.push_back(match refusal {
-                None => Output::Acked { id, seq: None },
-                Some(code) => Output::Rejected { id, code: code.to_owned() },
-            });
         }
         self.send_presence();
         true
@@ -938,16 +1012,22 @@ impl Client {
         self.socket = false;
         self.reject_calls("disconnected");
         let p = &mut self.presence;
-        if let Some(sent) = p.inflight.take() {
-            p.want = p.want.take().or(Some(sent.meta));
-            let waiting = core::mem::replace(&mut p.waiting, sent.calls);
-            p.waiting.extend(waiting);
+        if let Some(mut sent) = p.inflight.take() {
+            p.want.get_or_insert(sent.meta);
+            sent.calls.append(&mut p.waiting);
+            p.waiting = sent.calls;
         }
     }
 
     fn reject_calls(&mut self, code: &str) {
-        for id in core::mem::take(&mut self.calls) {
-            self.outputs.push_back(Output::Rejected { id, code: code.to_owned() });
+        let calls = core::mem::take(&mut self.calls);
+        self.reject(&calls, code);
+    }
+
+    /// Each of `ids` failed with `code`.
+    fn reject(&mut self, ids: &[CallId], code: &str) {
+        for &id in ids {
+            self.outputs.push(Output::Rejected { id, code: code.to_owned() });
         }
     }
 
@@ -968,13 +1048,13 @@ impl Client {
         if self.socket {
             self.socket_gone();
             // Browsers may only send 1000 or 3000-4999; the reason says why.
-            self.outputs.push_back(Output::CloseSocket(CloseCode { code: 1000, reason: code.reason }));
+            self.outputs.push(Output::CloseSocket(CloseCode { code: 1000, reason: code.reason }));
         }
         self.schedule_reconnect(code.code, code.reason, now);
     }
 
     fn out_of_order(&mut self, received: u64, now: u64) {
-        self.outputs.push_back(Output::OutOfOrder { expected: self.last_seq.saturating_add(1), received });
+        self.outputs.push(Output::OutOfOrder { expected: self.last_seq.saturating_add(1), received });
         self.drop_socket(close::OUT_OF_ORDER, now);
     }
 
@@ -985,7 +1065,7 @@ impl Client {
         self.opened_at = None;
         self.attempt = self.attempt.saturating_add(1);
         let delay = self.config.backoff.delay(self.attempt, &mut self.rng);
-        self.timers = Timers { reconnect_at: Some(now.saturating_add(delay)), ..Timers::default() };
+        self.timers = Timers { reconnect_at: now.saturating_add(delay), ..Timers::NONE };
         // A refresh belongs to the connection that is gone; the next one fetches its own token.
         self.awaiting_refresh = false;
         self.expires = None;
@@ -995,20 +1075,21 @@ impl Client {
     /// Closed for good. The status comes first, so the adapter knows the close code and reason
     /// when it rejects what was still pending.
     fn finish(&mut self, code: u16, reason: &str) {
-        self.timers = Timers::default();
+        self.timers = Timers::NONE;
         self.awaiting_token = false;
         self.awaiting_refresh = false;
         self.set_state(State::Closed, 0, code, reason);
         // Everything still pending: calls on the socket, queued publishes, presence changes.
-        let p = core::mem::take(&mut self.presence);
-        for q in core::mem::take(&mut self.queue) {
-            self.calls.push(q.id);
-        }
-        if let Some(sent) = p.inflight {
-            self.calls.extend(sent.calls);
-        }
-        self.calls.extend(p.waiting);
         self.reject_calls("closed");
+        let queue = core::mem::take(&mut self.queue);
+        for q in &queue {
+            self.reject(&[q.id], "closed");
+        }
+        let p = core::mem::take(&mut self.presence);
+        if let Some(sent) = &p.inflight {
+            self.reject(&sent.calls, "closed");
+        }
+        self.reject(&p.waiting, "closed");
     }
 }
 

@@ -188,16 +188,17 @@ fn a_resume_the_server_cannot_serve_is_reported_as_a_gap() {
 fn the_queue_is_bounded_and_flushed_in_order_with_the_same_ids_after_a_reconnect() {
     let mut c = Client::new(config(), 11, false, 0);
     drain(&mut c);
-    let ids: Vec<String> = ["1", "2", "3"].iter().map(|d| c.publish(d).unwrap()).collect();
+    let ids: Vec<CallId> = ["1", "2", "3"].iter().map(|d| c.publish(d).unwrap()).collect();
     assert_eq!(c.publish("4"), Err(QueueError::Full), "the newest publish is refused");
     assert!(sends(&drain(&mut c)).is_empty(), "nothing is sent before the welcome");
     let out = open(&mut c, 0, 0);
     let sent = sends(&out);
     assert_eq!(sent.len(), 3);
     for (text, (id, data)) in sent.iter().zip(ids.iter().zip(["1", "2", "3"])) {
+        let id = c.wire_id(*id);
         assert_eq!(text, &format!(r#"{{"type":"publish","id":"{id}","data":{data}}}"#));
     }
-    c.handle_ack(&ids[0], Some(1), 0);
+    c.handle_ack(&c.wire_id(ids[0]), Some(1), 0);
     // the connection drops before 2 and 3 are acknowledged: they go again, same ids
     c.handle_close(1006, "lost", 10);
     drain(&mut c);
@@ -205,18 +206,20 @@ fn the_queue_is_bounded_and_flushed_in_order_with_the_same_ids_after_a_reconnect
     reconnect(&mut c, &mut now);
     let again = sends(&open(&mut c, now, 1));
     assert_eq!(again, sent[1..]);
-    c.handle_ack(&ids[1], Some(2), 0);
-    c.handle_error(&ids[2], "forbidden");
+    c.handle_ack(&c.wire_id(ids[1]), Some(2), 0);
+    c.handle_error(&c.wire_id(ids[2]), "forbidden");
     assert_eq!(c.queued(), 0);
     let out = drain(&mut c);
-    assert!(out.contains(&Output::Rejected { id: ids[2].clone(), code: "forbidden".into() }));
+    assert!(out.contains(&Output::Rejected { id: ids[2], code: "forbidden".into() }));
 }
 
 #[test]
 fn message_ids_differ_between_clients_with_different_seeds() {
     let mut a = Client::new(config(), 1, false, 0);
     let mut b = Client::new(config(), 2, false, 0);
-    assert_ne!(a.publish("1").unwrap(), b.publish("1").unwrap());
+    let (x, y) = (a.publish("1").unwrap(), b.publish("1").unwrap());
+    assert_eq!(x, y, "both clients' first call");
+    assert_ne!(a.wire_id(x), b.wire_id(y), "but not the same id on the wire");
 }
 
 #[test]
@@ -229,7 +232,7 @@ fn final_close_codes_stop_retrying_and_say_why() {
         let out = drain(&mut c);
         let s = statuses(&out);
         assert_eq!((s[0].state, s[0].code, s[0].reason.as_str()), (State::Closed, code, "refused"));
-        assert!(out.contains(&Output::Rejected { id: id.clone(), code: "closed".into() }));
+        assert!(out.contains(&Output::Rejected { id, code: "closed".into() }));
         assert_eq!(c.poll_timeout(), None, "no retry is scheduled");
     }
     // retryable ones do retry
@@ -315,6 +318,7 @@ fn direct_messages_are_not_queued_offline() {
     drain(&mut c);
     open(&mut c, 0, 0);
     let id = c.direct(r#"{"user":"bob"}"#, r#""hi""#).unwrap();
+    let id = c.wire_id(id);
     assert_eq!(sends(&drain(&mut c)), [format!(r#"{{"type":"direct","id":"{id}","to":{{"user":"bob"}},"data":"hi"}}"#)]);
 }
 
@@ -371,11 +375,11 @@ fn an_ack_ahead_of_the_sequence_settles_its_publish_and_resumes_before_it() {
     let b = c.publish("2").unwrap();
     drain(&mut c);
     // echo off: the ack stands for the message itself, so 6 moves last_seq on
-    c.handle_ack(&a, Some(6), 1);
+    c.handle_ack(&c.wire_id(a), Some(6), 1);
     assert_eq!(c.last_seq(), 6);
     assert_eq!(drain(&mut c), [Output::Acked { id: a, seq: Some(6) }]);
     // 7 and 8 never came: the publish is settled, and the client goes back for them
-    c.handle_ack(&b, Some(9), 2);
+    c.handle_ack(&c.wire_id(b), Some(9), 2);
     let out = drain(&mut c);
     assert_eq!(out[0], Output::Acked { id: b, seq: Some(9) });
     assert_eq!(out[1], Output::OutOfOrder { expected: 7, received: 9 });
@@ -645,8 +649,8 @@ fn per_user_limit_removal_and_a_taken_client_id_are_final_with_their_reason() {
 
 // ---- issue #14: every call settles, every refusal says why ---------------------------------------
 
-fn rejected(out: &[Output]) -> Vec<(String, String)> {
-    out.iter().filter_map(|o| if let Output::Rejected { id, code } = o { Some((id.clone(), code.clone())) } else { None }).collect()
+fn rejected(out: &[Output]) -> Vec<(CallId, String)> {
+    out.iter().filter_map(|o| if let Output::Rejected { id, code } = o { Some((*id, code.clone())) } else { None }).collect()
 }
 
 /// A data payload (JSON text) whose publish frame, with the client's next id, is exactly
@@ -664,8 +668,8 @@ fn frames_put_type_then_id_first() {
     let mut c = Client::new(config(), 71, false, 0);
     drain(&mut c);
     open(&mut c, 0, 0);
-    let id = c.publish(r#"{"big":"payload"}"#).unwrap();
-    let to = c.direct(r#"{"user":"bob"}"#, "1").unwrap();
+    let (id, to) = (c.publish(r#"{"big":"payload"}"#).unwrap(), c.direct(r#"{"user":"bob"}"#, "1").unwrap());
+    let (id, to) = (c.wire_id(id), c.wire_id(to));
     let out = sends(&drain(&mut c));
     assert!(out[0].starts_with(&format!(r#"{{"type":"publish","id":"{id}","#)), "{}", out[0]);
     assert!(out[1].starts_with(&format!(r#"{{"type":"direct","id":"{to}","#)), "{}", out[1]);
@@ -683,7 +687,7 @@ fn a_publish_over_the_default_frame_limit_is_refused_before_the_first_welcome_an
     assert_eq!(c.queued(), 1, "the refused one was never queued");
     let out = open(&mut c, 0, 0);
     assert_eq!(sends(&out).len(), 1);
-    assert!(sends(&out)[0].contains(&ok));
+    assert!(sends(&out)[0].contains(&c.wire_id(ok)));
     assert_eq!(sends(&out)[0].len() as u64, DEFAULT_MAX_FRAME_BYTES);
 }
 
@@ -697,10 +701,10 @@ fn the_welcome_sets_the_frame_limit_and_queued_publishes_over_it_are_rejected_no
     let after = c.publish("2").unwrap();
     c.handle_welcome_frame(Welcome { epoch: "e1", seq: 0, max_frame_bytes: Some(1_024), ..Welcome::default() }, 0);
     let out = drain(&mut c);
-    assert_eq!(rejected(&out), [(big.clone(), "too_large".to_owned())]);
+    assert_eq!(rejected(&out), [(big, "too_large".to_owned())]);
     let sent = sends(&out);
     assert_eq!(sent.len(), 2);
-    assert!(sent[0].contains(&small) && sent[1].contains(&after), "the rest in order: {sent:?}");
+    assert!(sent[0].contains(&c.wire_id(small)) && sent[1].contains(&c.wire_id(after)), "the rest in order: {sent:?}");
     assert_eq!(c.queued(), 2);
     // and from now on the room's limit holds for new publishes
     assert_eq!(c.max_frame_bytes(), 1_024);
@@ -714,7 +718,7 @@ fn the_welcome_sets_the_frame_limit_and_queued_publishes_over_it_are_rejected_no
     c.handle_welcome_frame(w("e1", 0, None, None), now);
     let again = sends(&drain(&mut c));
     assert_eq!(again.len(), 2);
-    assert!(!again.iter().any(|t| t.contains(&big)));
+    assert!(!again.iter().any(|t| t.contains(&c.wire_id(big))));
 }
 
 #[test]
@@ -725,8 +729,8 @@ fn a_publish_the_room_refuses_is_rejected_once_and_never_resent() {
     let refused = c.publish("1").unwrap();
     let kept = c.publish("2").unwrap();
     drain(&mut c);
-    c.handle_error(&refused, "rate_limited");
-    assert_eq!(rejected(&drain(&mut c)), [(refused.clone(), "rate_limited".to_owned())]);
+    c.handle_error(&c.wire_id(refused), "rate_limited");
+    assert_eq!(rejected(&drain(&mut c)), [(refused, "rate_limited".to_owned())]);
     assert_eq!(c.queued(), 1);
     // the connection drops before `kept` is acknowledged: only `kept` goes out again
     c.handle_close(1006, "lost", 5);
@@ -736,9 +740,9 @@ fn a_publish_the_room_refuses_is_rejected_once_and_never_resent() {
     c.handle_welcome_frame(w("e1", 0, Some(Resumed::Recovered), None), now);
     let out = sends(&drain(&mut c));
     assert_eq!(out.len(), 1);
-    assert!(out[0].contains(&kept) && !out[0].contains(&refused), "{out:?}");
+    assert!(out[0].contains(&c.wire_id(kept)) && !out[0].contains(&c.wire_id(refused)), "{out:?}");
     // a late duplicate refusal settles nothing new beyond reporting it
-    c.handle_ack(&kept, Some(1), now);
+    c.handle_ack(&c.wire_id(kept), Some(1), now);
     assert_eq!(c.queued(), 0);
 }
 
@@ -750,11 +754,11 @@ fn a_direct_message_in_flight_when_the_socket_goes_is_rejected_and_not_resent() 
     let answered = c.direct(r#"{"user":"bob"}"#, "1").unwrap();
     let lost = c.direct(r#"{"user":"bob"}"#, "2").unwrap();
     drain(&mut c);
-    c.handle_ack(&answered, None, 1);
+    c.handle_ack(&c.wire_id(answered), None, 1);
     drain(&mut c);
     c.handle_close(1006, "lost", 2);
     let out = drain(&mut c);
-    assert_eq!(rejected(&out), [(lost.clone(), "disconnected".to_owned())]);
+    assert_eq!(rejected(&out), [(lost, "disconnected".to_owned())]);
     let mut now = 2;
     reconnect(&mut c, &mut now);
     let out = open(&mut c, now, 0);
@@ -827,7 +831,7 @@ fn a_token_function_that_keeps_failing_stops_the_client_after_the_bound() {
             assert_eq!(reconnect(&mut c, &mut now), [Output::FetchToken]);
         } else {
             assert_eq!((s[0].state, s[0].code, s[0].reason.as_str()), (State::Closed, 4000, "token fetch failed too many times in a row"));
-            assert_eq!(rejected(&out), [(publish.clone(), "closed".to_owned())]);
+            assert_eq!(rejected(&out), [(publish, "closed".to_owned())]);
         }
     }
     assert_eq!(reconnecting, [1, 2, 3, 4], "backing off as it retries");
@@ -974,8 +978,8 @@ fn a_rewind_applies_only_without_a_resume_point() {
 
 // ---- issue #21: every frame from one encoder, every call settled by the machine -----------------
 
-fn acked(out: &[Output]) -> Vec<String> {
-    out.iter().filter_map(|o| if let Output::Acked { id, .. } = o { Some(id.clone()) } else { None }).collect()
+fn acked(out: &[Output]) -> Vec<CallId> {
+    out.iter().filter_map(|o| if let Output::Acked { id, .. } = o { Some(*id) } else { None }).collect()
 }
 
 #[test]
@@ -1002,10 +1006,13 @@ fn history_reads_are_sent_when_open_settled_by_their_answer_and_disconnected_wit
     let out = sends(&drain(&mut c));
     assert_eq!(
         out,
-        [format!(r#"{{"type":"history","id":"{a}","limit":5,"before":9}}"#), format!(r#"{{"type":"history","id":"{b}","since":3}}"#)]
+        [
+            format!(r#"{{"type":"history","id":"{}","limit":5,"before":9}}"#, c.wire_id(a)),
+            format!(r#"{{"type":"history","id":"{}","since":3}}"#, c.wire_id(b))
+        ]
     );
     // the page answers `a` (the adapter hands it over like an ack); `b`'s socket goes first
-    c.handle_ack(&a, None, 1);
+    c.handle_ack(&c.wire_id(a), None, 1);
     assert_eq!(acked(&drain(&mut c)), [a]);
     c.handle_close(1006, "", 2);
     assert_eq!(rejected(&drain(&mut c)), [(b, "disconnected".to_owned())]);
@@ -1024,14 +1031,14 @@ fn broadcasts_carry_an_id_only_with_ack_and_are_held_to_the_broadcast_limit() {
     let id = c.broadcast("2", true).unwrap().expect("an id with ack");
     assert_eq!(
         sends(&drain(&mut c)),
-        [r#"{"type":"broadcast","data":{"x":1}}"#.to_owned(), format!(r#"{{"type":"broadcast","id":"{id}","data":2}}"#)]
+        [r#"{"type":"broadcast","data":{"x":1}}"#.to_owned(), format!(r#"{{"type":"broadcast","id":"{}","data":2}}"#, c.wire_id(id))]
     );
     // 28 bytes of frame around the data: 32 more is 60 (fits), 33 more is 61 (refused, never sent)
     assert_eq!(c.broadcast(&"1".repeat(32), false), Ok(None));
     assert_eq!(c.broadcast(&"1".repeat(33), false), Err(QueueError::TooLarge));
     assert_eq!(c.refused(), (61, 60));
     assert_eq!(sends(&drain(&mut c)).len(), 1);
-    c.handle_error(&id, "rate_limited");
+    c.handle_error(&c.wire_id(id), "rate_limited");
     assert_eq!(rejected(&drain(&mut c)), [(id, "rate_limited".to_owned())]);
 }
 
@@ -1044,15 +1051,15 @@ fn presence_keeps_one_change_in_flight_and_the_newest_settles_every_call_since()
     let b = c.set_presence(r#"{"n":2}"#).unwrap();
     assert!(sends(&drain(&mut c)).is_empty());
     let out = open(&mut c, 0, 0);
-    assert_eq!(sends(&out), [format!(r#"{{"type":"presence","id":"{b}","meta":{{"n":2}}}}"#)]);
+    assert_eq!(sends(&out), [format!(r#"{{"type":"presence","id":"{}","meta":{{"n":2}}}}"#, c.wire_id(b))]);
     // calls made while one is in flight wait for its answer
     let d = c.set_presence(r#"{"n":3}"#).unwrap();
     assert!(sends(&drain(&mut c)).is_empty(), "one in flight at a time");
-    c.handle_ack(&b, None, 1);
+    c.handle_ack(&c.wire_id(b), None, 1);
     let out = drain(&mut c);
     assert_eq!(acked(&out), [a, b]);
-    assert_eq!(sends(&out), [format!(r#"{{"type":"presence","id":"{d}","meta":{{"n":3}}}}"#)]);
-    c.handle_ack(&d, None, 2);
+    assert_eq!(sends(&out), [format!(r#"{{"type":"presence","id":"{}","meta":{{"n":3}}}}"#, c.wire_id(d))]);
+    c.handle_ack(&c.wire_id(d), None, 2);
     assert_eq!(acked(&drain(&mut c)), [d]);
     // over the room's meta limit: refused here
     c.handle_welcome_frame(Welcome { presence_meta_max: Some(8), ..w("e1", 0, None, None) }, 3);
@@ -1067,7 +1074,7 @@ fn after_a_reconnect_the_meta_in_flight_goes_again_else_the_last_one_taken() {
     open(&mut c, 0, 0);
     let a = c.set_presence(r#"{"n":1}"#).unwrap();
     drain(&mut c);
-    c.handle_ack(&a, None, 1);
+    c.handle_ack(&c.wire_id(a), None, 1);
     drain(&mut c);
     let b = c.set_presence(r#"{"n":2}"#).unwrap();
     drain(&mut c);
@@ -1078,8 +1085,8 @@ fn after_a_reconnect_the_meta_in_flight_goes_again_else_the_last_one_taken() {
     reconnect(&mut c, &mut now);
     c.handle_welcome_frame(w("e1", 0, Some(Resumed::Recovered), None), now);
     let out = drain(&mut c);
-    assert_eq!(sends(&out), [format!(r#"{{"type":"presence","id":"{b}","meta":{{"n":2}}}}"#)]);
-    c.handle_ack(&b, None, now);
+    assert_eq!(sends(&out), [format!(r#"{{"type":"presence","id":"{}","meta":{{"n":2}}}}"#, c.wire_id(b))]);
+    c.handle_ack(&c.wire_id(b), None, now);
     assert_eq!(acked(&drain(&mut c)), [b]);
     // the next connection sends the last meta the room took, under an id no call has
     c.handle_close(1006, "", now);
@@ -1090,9 +1097,13 @@ fn after_a_reconnect_the_meta_in_flight_goes_again_else_the_last_one_taken() {
     assert_eq!(resent.len(), 1);
     assert!(resent[0].ends_with(r#","meta":{"n":2}}"#), "{}", resent[0]);
     let id = resent[0].split('"').nth(7).unwrap().to_owned();
-    // refused: reported under that id (the adapter's error event), and not sent on the next one
+    // refused: reported under that id's number (the adapter's error event gives the frame's id),
+    // which no call has, and not sent on the next one
     c.handle_error(&id, "forbidden");
-    assert_eq!(rejected(&drain(&mut c)), [(id, "forbidden".to_owned())]);
+    let out = rejected(&drain(&mut c));
+    assert_eq!(out.len(), 1);
+    assert_eq!((c.wire_id(out[0].0), out[0].1.as_str()), (id, "forbidden"));
+    assert!(![a, b].contains(&out[0].0));
     c.handle_close(1006, "", now);
     drain(&mut c);
     reconnect(&mut c, &mut now);
@@ -1115,7 +1126,7 @@ fn closing_rejects_every_call_it_holds_and_a_resend_nobody_waits_for_says_nothin
     c.close();
     let mut ids = rejected(&drain(&mut c));
     ids.sort();
-    let mut expected: Vec<(String, String)> = [queued, waiting, read, later, to].into_iter().map(|id| (id, "closed".to_owned())).collect();
+    let mut expected: Vec<(CallId, String)> = [queued, waiting, read, later, to].into_iter().map(|id| (id, "closed".to_owned())).collect();
     expected.sort();
     assert_eq!(ids, expected);
     // a meta sent again after a reconnect has no call: closing says nothing of it
@@ -1124,7 +1135,7 @@ fn closing_rejects_every_call_it_holds_and_a_resend_nobody_waits_for_says_nothin
     open(&mut c, 0, 0);
     let a = c.set_presence("{}").unwrap();
     drain(&mut c);
-    c.handle_ack(&a, None, 0);
+    c.handle_ack(&c.wire_id(a), None, 0);
     c.handle_close(1006, "", 0);
     let mut now = 0;
     drain(&mut c);
@@ -1156,4 +1167,26 @@ fn read_marks_are_echoed_and_only_plain_ids() {
         c.handle_mark(bad);
         assert_eq!(drain(&mut c), [], "{bad:?}");
     }
+}
+
+#[test]
+fn an_answer_settles_a_call_only_under_the_exact_id_its_frame_carried() {
+    let mut c = Client::new(config(), 5, false, 0);
+    drain(&mut c);
+    open(&mut c, 0, 0);
+    let id = c.direct(r#"{"user":"bob"}"#, "1").unwrap();
+    let wire = c.wire_id(id);
+    assert_eq!(sends(&drain(&mut c))[0], format!(r#"{{"type":"direct","id":"{wire}","to":{{"user":"bob"}},"data":1}}"#));
+    let session = wire.strip_suffix(&format!("-{id}")).expect("<session>-<number>").to_owned();
+    let other = Client::new(config(), 6, false, 0).wire_id(id);
+    assert_ne!(other, wire, "another session");
+    // none of these is the call's id: each refusal is reported as naming no call (0)
+    for foreign in
+        [other, format!("{session}-0{id}"), format!("{session}-"), format!("{session}{id}"), format!("{session}-{id}x"), String::new()]
+    {
+        c.handle_error(&foreign, "forbidden");
+        assert_eq!(rejected(&drain(&mut c)), [(0, "forbidden".to_owned())], "{foreign:?}");
+    }
+    c.handle_ack(&wire, None, 1);
+    assert_eq!(acked(&drain(&mut c)), [id]);
 }
