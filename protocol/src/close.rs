@@ -55,6 +55,9 @@ pub const POLICY_VIOLATION: CloseCode = CloseCode { code: 4029, reason: "too man
 pub const RATE_LIMITED: CloseCode = CloseCode { code: 4029, reason: "rate limited" };
 /// A resume replay or history read went over the user's read budget; reconnect after backing off.
 pub const READ_BUDGET: CloseCode = CloseCode { code: 4029, reason: "read budget exceeded; retry later" };
+/// The room's webhook outbox is full even for presence (twice its bound), so it cannot record the
+/// join this connection would make; reconnect after backing off (docs/WEBHOOKS.md, *Bounds*).
+pub const WEBHOOK_BACKLOG: CloseCode = CloseCode { code: 4029, reason: "webhook backlog full; retry later" };
 /// The upgrade request was invalid (bad room name, bad query); final.
 pub const BAD_REQUEST: CloseCode = CloseCode { code: 4400, reason: "bad request" };
 /// The token was missing, malformed, expired or forged; final until the app has a new token.
@@ -81,6 +84,7 @@ pub const SERVER: &[CloseCode] = &[
     POLICY_VIOLATION,
     RATE_LIMITED,
     READ_BUDGET,
+    WEBHOOK_BACKLOG,
     BAD_REQUEST,
     UNAUTHORIZED,
     FORBIDDEN,

@@ -91,6 +91,7 @@ pub enum ErrorCode {
     Unauthorized,
     Forbidden,
     RateLimited,
+    Backpressure,
 }
 
 impl ErrorCode {
@@ -106,6 +107,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Backpressure => "backpressure",
         }
     }
 }

@@ -52,6 +52,16 @@ fn top_level_vars_equal_the_defaults_in_code() {
     }
 }
 
+/// Every webhook var the Worker reads is listed in `[vars]` with its default (the secret is set
+/// with `wrangler secret put`), so wrangler.toml is where an operator finds them all.
+#[test]
+fn every_webhook_var_is_listed() {
+    let tables = tables();
+    for name in roomcast_protocol::config::WEBHOOK_VARS {
+        assert_eq!(tables["vars"].contains_key(name), name != "WEBHOOK_SECRET", "{name}");
+    }
+}
+
 #[test]
 fn environments_set_only_vars_the_worker_reads() {
     let tables = tables();

@@ -52,8 +52,9 @@ export declare class RoomcastError extends Error {
   status: number;
   /**
    * The server's error code (`{"error":{"code",…}}`: "bad_request", "unauthorized",
-   * "forbidden", "not_found", "too_large", "rate_limited", "storage"; docs/PROTOCOL.md "Errors
-   * over HTTP"), or the client's: "network", "timeout", "bad_response" (a 2xx answer that is not
+   * "forbidden", "not_found", "too_large", "rate_limited", "storage", "backpressure" (507: the
+   * room's webhook outbox is full; retry after `retryAfter`); docs/PROTOCOL.md "Errors over
+   * HTTP"), or the client's: "network", "timeout", "bad_response" (a 2xx answer that is not
    * a JSON object), "http_error" (a refusal without the edge's error body whose status the
    * table does not name, e.g. a proxy's 502 or 503; a 4xx without one gets the table's code).
    */
@@ -65,6 +66,7 @@ export declare class RoomcastError extends Error {
     | "too_large"
     | "rate_limited"
     | "storage"
+    | "backpressure"
     | "network"
     | "timeout"
     | "bad_response"
@@ -180,6 +182,14 @@ export interface WebhookStats {
   /** The last event the receiver refused, or null. */
   lastRefused: { id: string; status: number } | null;
   delivered: number;
+  /** Bytes of every event the outbox holds, pending and dead letters (what WEBHOOK_OUTBOX_MAX_BYTES bounds). */
+  bytes: number;
+  /** Whether the pending events hold the outbox's bound: a publish is refused now ("backpressure"). */
+  full: boolean;
+  /** Publishes and joins refused because the outbox was full, since `countersSince`. */
+  backpressure: number;
+  /** Dead letters deleted (their time was up, or a new event needed their room), since `countersSince`. */
+  expired: number;
 }
 
 export interface Stats {

@@ -213,8 +213,10 @@ export interface StatusEvent {
    * reading (the client fell behind echoing the room's read marks; the SDK echoes them), 4009 frame too
    * large (a frame far over the room's frame limit, which this SDK never sends), 4013 room reset
    * (the backend deleted the room's history: the reconnect reports a `gap`), 4029 too many
-   * errors, rate limited, or read budget exceeded; retry later; and the standard 1001 going
-   * away, 1006 connection lost, 1009 message too big. 1000 client closed: `close()`.
+   * errors, rate limited, read budget exceeded; retry later, or webhook backlog full; retry later
+   * (the room cannot record this user's arrival until its webhook receiver catches up); and the
+   * standard 1001 going away, 1006 connection lost, 1009 message too big. 1000 client closed:
+   * `close()`.
    * 4000 is the SDK's own, never sent by a server: retried after a connect timeout, heartbeat
    * missed (no pong), message out of order, or token fetch failed; final (`closed`) after token
    * fetch failed too many times in a row, or when the WebSocket could not be created.

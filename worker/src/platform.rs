@@ -79,7 +79,7 @@ pub fn fanout<'a>(sockets: &js_sys::Array, text: &str, except: impl IntoIterator
   try {
     const res = await fetch(url, { method: 'POST', headers, body, redirect: 'manual', signal: controller.signal });
     try { await res.body?.cancel(); } catch {}
-    return res.status;
+    return [res.status, res.headers.get('retry-after')];
   } catch (e) {
     if (controller.signal.aborted) return 'timeout after ' + timeoutMs + ' ms';
     return 'network error: ' + String((e && e.message) || e);
@@ -88,14 +88,16 @@ pub fn fanout<'a>(sockets: &js_sys::Array, text: &str, except: impl IntoIterator
   }
 }")]
 extern "C" {
-    /// POSTs `body` to `url`, aborted after `timeout_ms`; resolves with the status (a number) or
-    /// a description of the failure (a string). Never rejects; redirects are not followed.
+    /// POSTs `body` to `url`, aborted after `timeout_ms`; resolves with `[status, retryAfter]`
+    /// (a number, and the `Retry-After` header or null) or a description of the failure (a
+    /// string). Never rejects; redirects are not followed.
     #[wasm_bindgen(js_name = postWebhook)]
     fn post_webhook_js(url: &str, headers: &js_sys::Array, body: &str, timeout_ms: f64) -> js_sys::Promise;
 }
 
 /// Makes a webhook POST the room asked for. The caller holds no borrow of the room meanwhile:
-/// other events run while it waits.
+/// other events run while it waits. The receiver's `Retry-After` is passed on as it came; the
+/// outbox decides what it means (`roomcast_protocol::webhook::retry_after`).
 pub async fn post_webhook(request: &roomcast_protocol::webhook::WebhookRequest) -> roomcast_protocol::webhook::WebhookOutcome {
     use roomcast_protocol::webhook::WebhookOutcome;
     let headers = js_sys::Array::new();
@@ -104,11 +106,14 @@ pub async fn post_webhook(request: &roomcast_protocol::webhook::WebhookRequest) 
     }
     let promise = post_webhook_js(&request.url, &headers, &request.body, request.timeout_ms as f64);
     match worker::wasm_bindgen_futures::JsFuture::from(promise).await {
-        Ok(v) => match (v.as_f64(), v.as_string()) {
-            (Some(status), _) => WebhookOutcome::Status(status as u16),
-            (None, Some(text)) => WebhookOutcome::Failed(text),
-            (None, None) => WebhookOutcome::Failed("no answer".into()),
-        },
+        Ok(v) if js_sys::Array::is_array(&v) => {
+            let answer = js_sys::Array::from(&v);
+            match answer.get(0).as_f64() {
+                Some(status) => WebhookOutcome::Status(status as u16, answer.get(1).as_string()),
+                None => WebhookOutcome::Failed("no status".into()),
+            }
+        }
+        Ok(v) => WebhookOutcome::Failed(v.as_string().unwrap_or_else(|| "no answer".into())),
         Err(e) => WebhookOutcome::Failed(e.as_string().unwrap_or_else(|| "fetch failed".into())),
     }
 }

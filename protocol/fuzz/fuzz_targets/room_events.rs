@@ -29,7 +29,7 @@ enum Event {
     Kick { user: u8, ban: Option<u16> },
     Binary { pick: u8, len: u16 },
     Oversized { pick: u8, len: u32, head: String },
-    Deliver { status: u16, random: u64 },
+    Deliver { status: u16, random: u64, retry_after: Option<String> },
     Reset,
     Requeue,
 }
@@ -48,6 +48,10 @@ fuzz_target!(|events: Vec<Event>| {
             "WEBHOOK_EVENTS" => Some("message.published,presence.joined,presence.left,room.occupied,room.vacated".into()),
             "WEBHOOK_MAX_AGE_SECONDS" => Some("1".into()),
             "WEBHOOK_BATCH_MAX" => Some("4".into()),
+            // Small bounds, so that publishes and joins meet them and dead letters make room.
+            "WEBHOOK_OUTBOX_MAX_EVENTS" => Some("6".into()),
+            "WEBHOOK_OUTBOX_MAX_BYTES" => Some("1500".into()),
+            "WEBHOOK_DEAD_LETTER_SECONDS" => Some("2".into()),
             _ => None,
         }),
         ..RoomConfig::default()
@@ -120,7 +124,7 @@ fuzz_target!(|events: Vec<Event>| {
                     room.handle_oversized(c, len as usize, &head, now, &mut store);
                 }
             }
-            Event::Deliver { status, random } => {
+            Event::Deliver { status, random, retry_after } => {
                 if let Some(request) = room.poll_webhook(now, &mut store) {
                     let body: serde_json::Value = serde_json::from_str(&request.body).unwrap();
                     let rows: Vec<u64> = body["events"]
@@ -131,7 +135,7 @@ fuzz_target!(|events: Vec<Event>| {
                         .collect();
                     assert!(rows.windows(2).all(|w| w[0] < w[1]), "row order, no repeat: {rows:?}");
                     assert_eq!(rows.len(), request.events);
-                    room.handle_webhook_result(request.attempt, WebhookOutcome::Status(status), now, random, &mut store);
+                    room.handle_webhook_result(request.attempt, WebhookOutcome::Status(status, retry_after), now, random, &mut store);
                 }
             }
             Event::Reset => {
@@ -161,5 +165,9 @@ fuzz_target!(|events: Vec<Event>| {
             assert_eq!(newest.last().unwrap().seq, room.seq());
         }
         assert_eq!(room.connection_count(), open.len());
+        // The outbox's sizes, kept in memory for its bounds, are what the store holds.
+        if let (Some(outbox), Ok(c)) = (room.outbox(), store.outbox_counts()) {
+            assert_eq!(outbox.size(), (c.pending_size(), c.dead_size()));
+        }
     }
 });

@@ -35,10 +35,13 @@ pub enum RefusalKind {
     LengthRequired,
     /// Transient: the room's storage failed (only the room answers this).
     Unavailable,
+    /// Transient: the room's webhook outbox is full, so it stores no message until delivery
+    /// makes room (only the room answers this, with a `Retry-After`).
+    Backpressure,
 }
 
 impl RefusalKind {
-    pub const ALL: [RefusalKind; 10] = [
+    pub const ALL: [RefusalKind; 11] = [
         RefusalKind::BadRequest,
         RefusalKind::Unauthorized,
         RefusalKind::Forbidden,
@@ -49,6 +52,7 @@ impl RefusalKind {
         RefusalKind::TooLarge,
         RefusalKind::LengthRequired,
         RefusalKind::Unavailable,
+        RefusalKind::Backpressure,
     ];
 
     /// The HTTP status (docs/PROTOCOL.md, *Errors over HTTP*).
@@ -64,6 +68,9 @@ impl RefusalKind {
             RefusalKind::TooLarge => 413,
             RefusalKind::LengthRequired => 411,
             RefusalKind::Unavailable => 503,
+            // 507 Insufficient Storage: "unable to store the representation needed to complete
+            // the request", a condition "considered to be temporary" (RFC 4918, 11.5).
+            RefusalKind::Backpressure => 507,
         }
     }
 
@@ -78,6 +85,7 @@ impl RefusalKind {
             RefusalKind::TooLarge => ErrorCode::TooLarge,
             RefusalKind::LengthRequired => ErrorCode::BadRequest,
             RefusalKind::Unavailable => ErrorCode::Storage,
+            RefusalKind::Backpressure => ErrorCode::Backpressure,
         }
     }
 
@@ -95,7 +103,7 @@ impl RefusalKind {
             RefusalKind::Forbidden => close::FORBIDDEN,
             // Retryable, like the rate limit: the same request may succeed later. Never sent as
             // a close today (upgrades are refused before the room's storage is touched).
-            RefusalKind::RateLimited | RefusalKind::Unavailable => close::RATE_LIMITED,
+            RefusalKind::RateLimited | RefusalKind::Unavailable | RefusalKind::Backpressure => close::RATE_LIMITED,
         }
     }
 }
@@ -105,13 +113,19 @@ impl RefusalKind {
 pub struct Refusal {
     pub kind: RefusalKind,
     pub message: Cow<'static, str>,
-    /// For a rate limit: how long to wait, sent as `Retry-After` (whole seconds, rounded up).
+    /// For a rate limit or backpressure: how long to wait, sent as `Retry-After` (whole seconds,
+    /// rounded up).
     pub retry_after_ms: Option<u64>,
 }
 
 impl Refusal {
     pub fn new(kind: RefusalKind, message: impl Into<Cow<'static, str>>) -> Refusal {
         Refusal { kind, message: message.into(), retry_after_ms: None }
+    }
+
+    /// The room's webhook outbox is full; the same request may succeed after `retry_after_ms`.
+    pub fn backpressure(message: impl Into<Cow<'static, str>>, retry_after_ms: u64) -> Refusal {
+        Refusal { kind: RefusalKind::Backpressure, message: message.into(), retry_after_ms: Some(retry_after_ms) }
     }
 
     /// Over a rate or a budget; the same request may succeed after `retry_after_ms`.
@@ -194,7 +208,7 @@ pub fn error_body(code: ErrorCode, message: &str) -> String {
 /// tests of the other modules check every refusal against them.
 #[cfg(test)]
 pub(crate) mod documented {
-    pub const STATUSES: [u16; 10] = [400, 401, 403, 404, 405, 411, 413, 426, 429, 503];
+    pub const STATUSES: [u16; 11] = [400, 401, 403, 404, 405, 411, 413, 426, 429, 503, 507];
     pub const CLOSES: [u16; 4] = [4400, 4401, 4403, 4029];
 
     pub fn is_documented(r: &super::Refusal) -> bool {
@@ -214,7 +228,7 @@ mod tests {
             assert!(DOCUMENTED_STATUSES.contains(&kind.status()), "{kind:?}");
             assert!(DOCUMENTED_CLOSES.contains(&kind.close().code), "{kind:?}");
             // final exactly when retrying the same request cannot help
-            let retryable = matches!(kind, RefusalKind::RateLimited | RefusalKind::Unavailable);
+            let retryable = matches!(kind, RefusalKind::RateLimited | RefusalKind::Unavailable | RefusalKind::Backpressure);
             assert_eq!(CloseCode::is_final(kind.close().code), !retryable, "{kind:?}");
         }
         assert_eq!(RefusalKind::BadRequest.close().code, 4400);

@@ -168,13 +168,17 @@ const VARS: [(&str, Setter); 24] = [
 ];
 
 /// The webhook vars (read by [`WebhookConfig::from_vars`]; `WEBHOOK_SECRET` is a secret).
-pub const WEBHOOK_VARS: [&str; 7] = [
+pub const WEBHOOK_VARS: [&str; 11] = [
     "WEBHOOK_URL",
     "WEBHOOK_EVENTS",
     "WEBHOOK_ROOMS",
     "WEBHOOK_MAX_AGE_SECONDS",
     "WEBHOOK_TIMEOUT_MS",
     "WEBHOOK_BATCH_MAX",
+    "WEBHOOK_BATCH_MAX_BYTES",
+    "WEBHOOK_OUTBOX_MAX_EVENTS",
+    "WEBHOOK_OUTBOX_MAX_BYTES",
+    "WEBHOOK_DEAD_LETTER_SECONDS",
     "WEBHOOK_SECRET",
 ];
 

@@ -121,12 +121,22 @@ impl fmt::Debug for SigningKey {
     }
 }
 
-/// Most bytes of events in one POST (the first event always goes, whatever its size).
-pub const BATCH_MAX_BYTES: usize = 256 * 1024;
+/// The default of `WEBHOOK_BATCH_MAX_BYTES`: a POST's body is at most this long, unless it holds
+/// one event (which always goes, whatever its size). At 150 ms a POST, 2 MiB a batch drains about
+/// 10 MiB/s locally, more than one member may publish (6 MiB/s at the default limits:
+/// docs/RELIABILITY.md).
+pub const BATCH_MAX_BYTES: usize = 2 * 1024 * 1024;
+/// The largest `WEBHOOK_BATCH_MAX_BYTES` honoured.
+pub const BATCH_MAX_BYTES_LIMIT: usize = 16 * 1024 * 1024;
 /// The largest `WEBHOOK_BATCH_MAX` honoured.
 pub const BATCH_MAX_LIMIT: usize = 1000;
 /// The longest `WEBHOOK_TIMEOUT_MS` honoured: a POST never holds a room's alarm longer.
 pub const TIMEOUT_MAX_MS: u64 = 60_000;
+/// The largest `WEBHOOK_OUTBOX_MAX_EVENTS` honoured.
+pub const OUTBOX_MAX_EVENTS_LIMIT: u64 = 1_000_000;
+/// The largest `WEBHOOK_OUTBOX_MAX_BYTES` honoured: with presence's reserve (twice the cap) and
+/// history's own ceiling (100,000 messages of 64 KiB), a room stays within an object's 10 GB.
+pub const OUTBOX_MAX_BYTES_LIMIT: u64 = 1024 * 1024 * 1024;
 
 /// The webhook settings of a room.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,8 +155,16 @@ pub struct WebhookConfig {
     pub timeout_ms: u64,
     /// `WEBHOOK_BATCH_MAX`: most events per POST.
     pub batch_max: usize,
-    /// Most bytes of events per POST ([`BATCH_MAX_BYTES`]).
+    /// `WEBHOOK_BATCH_MAX_BYTES`: most bytes of a POST's body, unless it holds one event.
     pub batch_max_bytes: usize,
+    /// `WEBHOOK_OUTBOX_MAX_EVENTS`: most events the outbox holds (pending and dead letters) before
+    /// a message is refused; presence and occupancy may take it to twice this.
+    pub outbox_max_events: u64,
+    /// `WEBHOOK_OUTBOX_MAX_BYTES`: the same bound in bytes of events as stored.
+    pub outbox_max_bytes: u64,
+    /// `WEBHOOK_DEAD_LETTER_SECONDS`, in ms: a dead letter is deleted this long after it was set
+    /// aside.
+    pub dead_letter_ms: u64,
 }
 
 impl Default for WebhookConfig {
@@ -158,8 +176,11 @@ impl Default for WebhookConfig {
             rooms: "*".into(),
             max_age_ms: 86_400 * 1000,
             timeout_ms: 10_000,
-            batch_max: 100,
+            batch_max: 500,
             batch_max_bytes: BATCH_MAX_BYTES,
+            outbox_max_events: 100_000,
+            outbox_max_bytes: 128 * 1024 * 1024,
+            dead_letter_ms: 7 * 86_400 * 1000,
         }
     }
 }
@@ -185,6 +206,18 @@ impl WebhookConfig {
         }
         if let Some(n) = number("WEBHOOK_BATCH_MAX") {
             c.batch_max = usize::try_from(n).unwrap_or(BATCH_MAX_LIMIT).min(BATCH_MAX_LIMIT);
+        }
+        if let Some(n) = number("WEBHOOK_BATCH_MAX_BYTES") {
+            c.batch_max_bytes = usize::try_from(n).unwrap_or(BATCH_MAX_BYTES_LIMIT).min(BATCH_MAX_BYTES_LIMIT);
+        }
+        if let Some(n) = number("WEBHOOK_OUTBOX_MAX_EVENTS") {
+            c.outbox_max_events = n.min(OUTBOX_MAX_EVENTS_LIMIT);
+        }
+        if let Some(n) = number("WEBHOOK_OUTBOX_MAX_BYTES") {
+            c.outbox_max_bytes = n.min(OUTBOX_MAX_BYTES_LIMIT);
+        }
+        if let Some(s) = number("WEBHOOK_DEAD_LETTER_SECONDS") {
+            c.dead_letter_ms = s.saturating_mul(1000);
         }
         c
     }
@@ -227,7 +260,8 @@ mod tests {
         assert!(!c.applies_to("any"));
         assert_eq!(c.events, EventSet::DEFAULT);
         assert!(!c.events.contains(EventKind::MessagePublished), "messages only when listed");
-        assert_eq!((c.max_age_ms, c.timeout_ms, c.batch_max), (86_400_000, 10_000, 100));
+        assert_eq!((c.max_age_ms, c.timeout_ms, c.batch_max, c.batch_max_bytes), (86_400_000, 10_000, 500, 2 << 20));
+        assert_eq!((c.outbox_max_events, c.outbox_max_bytes, c.dead_letter_ms), (100_000, 128 << 20, 604_800_000));
     }
 
     #[test]
@@ -240,6 +274,10 @@ mod tests {
             ("WEBHOOK_MAX_AGE_SECONDS", "60"),
             ("WEBHOOK_TIMEOUT_MS", "999999"),
             ("WEBHOOK_BATCH_MAX", "5000"),
+            ("WEBHOOK_BATCH_MAX_BYTES", "999999999999"),
+            ("WEBHOOK_OUTBOX_MAX_EVENTS", "99999999"),
+            ("WEBHOOK_OUTBOX_MAX_BYTES", "99999999999"),
+            ("WEBHOOK_DEAD_LETTER_SECONDS", "3600"),
         ]);
         assert_eq!(c.url, "https://hooks.example.com/roomcast");
         assert!(c.key.is_ok());
@@ -248,6 +286,17 @@ mod tests {
         assert!(!c.events.contains(EventKind::PresenceJoined) && !c.events.contains(EventKind::RoomOccupied));
         assert!(c.applies_to("chat:1") && c.applies_to("support") && !c.applies_to("supports") && !c.applies_to("other"));
         assert_eq!((c.max_age_ms, c.timeout_ms, c.batch_max), (60_000, TIMEOUT_MAX_MS, BATCH_MAX_LIMIT));
+        assert_eq!(c.batch_max_bytes, BATCH_MAX_BYTES_LIMIT);
+        assert_eq!(
+            (c.outbox_max_events, c.outbox_max_bytes, c.dead_letter_ms),
+            (OUTBOX_MAX_EVENTS_LIMIT, OUTBOX_MAX_BYTES_LIMIT, 3_600_000)
+        );
+        let small = vars(&[("WEBHOOK_OUTBOX_MAX_EVENTS", "3"), ("WEBHOOK_OUTBOX_MAX_BYTES", "1000"), ("WEBHOOK_BATCH_MAX_BYTES", "0")]);
+        assert_eq!(
+            (small.outbox_max_events, small.outbox_max_bytes, small.batch_max_bytes),
+            (3, 1000, BATCH_MAX_BYTES),
+            "0 keeps the default"
+        );
         assert!(!format!("{c:?}").contains("MfKQ"), "the key is never printed");
     }
 

@@ -9,7 +9,7 @@
 //! bytes the connection has left closes it at once (4009). So a peer that makes the runtime
 //! inflate or carry huge frames gets one of them in per connection, not one per ping.
 
-use super::{expiry_deadline, Action, ConnId, Page, ReadError, Recipients, Room};
+use super::{expiry_deadline, Action, ConnId, Page, PublishError, ReadError, Recipients, Room};
 use crate::close;
 use crate::compact::CompactJson;
 use crate::frame::{self, ClientFrame, ErrorCode, MessageFrame, Target};
@@ -234,8 +234,12 @@ impl Room {
             (info.client_id.clone(), info.user.clone(), info.echo)
         };
         let except = if echo { None } else { Some(conn) };
-        match self.append(&from, &user, Some(id), data, except, now, store) {
+        match self.append(&from, &user, Some(id), data, except, false, now, store) {
             Ok(p) => self.send_to(conn, frame::encode_ack(id, p.seq, p.duplicate)),
+            // Not the sender's fault: no strike.
+            Err(e @ PublishError::Backpressure { .. }) => {
+                self.send_to(conn, frame::encode_error(Some(id), ErrorCode::Backpressure, &e.to_string()))
+            }
             Err(e) => {
                 let msg = e.to_string();
                 self.send_to(conn, frame::encode_error(Some(id), ErrorCode::Storage, &msg))

@@ -5,9 +5,9 @@
 
 use super::Room;
 use crate::compact::CompactJson;
-use crate::store::{PendingLeave, Store, StoreError};
+use crate::store::{OutboxSize, PendingLeave, Store, StoreError};
 use crate::webhook::event::Event as HookEvent;
-use crate::webhook::{Outbox, WebhookOutcome, WebhookRequest};
+use crate::webhook::{EventClass, Outbox, WebhookOutcome, WebhookRequest};
 
 impl Room {
     /// Turns webhooks on for this room when the config applies to `name` (the adapter knows the
@@ -63,6 +63,22 @@ impl Room {
             // the backoff state in memory only.
             let _ = hooks.handle_result(attempt, outcome, now, random, store);
         }
+    }
+
+    /// Whether the outbox can record the join (and the occupancy) that `user`, not present now,
+    /// would make by connecting: presence's bound (twice the outbox's: [`crate::webhook::outbox`],
+    /// *Bounds*). A store that fails to answer lets the connection in.
+    pub(super) fn hooks_admit_join(&mut self, user: &str, meta: Option<&CompactJson>, now: u64, store: &mut impl Store) -> bool {
+        let was_empty = self.presence.is_empty();
+        let Some(hooks) = self.hooks.as_mut() else { return true };
+        let occupied = if was_empty { hooks.encode(&HookEvent::Occupied, now) } else { None };
+        let joined = hooks.encode(&HookEvent::Joined { user, meta }, now);
+        let need = [occupied, joined].iter().flatten().fold(OutboxSize::ZERO, |n, body| n.plus(OutboxSize::one(body.len())));
+        if need == OutboxSize::ZERO || hooks.admit(EventClass::Presence, need, store).unwrap_or(true) {
+            return true;
+        }
+        hooks.count_refusal();
+        false
     }
 
     /// A user became present: `room.occupied` first if nobody was, then `presence.joined`; the

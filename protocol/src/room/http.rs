@@ -9,7 +9,9 @@ use crate::api::refusal::{Refusal, RefusalKind};
 use crate::api::Caller;
 use crate::close;
 use crate::frame;
-use crate::store::{RoomMeta, Store, StoreError, StoredMessage};
+use crate::store::{OutboxSize, RoomMeta, Store, StoreError, StoredMessage};
+use crate::webhook::event::Event as HookEvent;
+use crate::webhook::EventClass;
 use crate::webhook::WebhookStats;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -20,6 +22,7 @@ impl PublishError {
         match self {
             PublishError::Banned => Refusal::forbidden(self.to_string()),
             PublishError::RateLimited { retry_after_ms } => Refusal::rate_limited(self.to_string(), *retry_after_ms),
+            PublishError::Backpressure { retry_after_ms } => Refusal::backpressure(self.to_string(), *retry_after_ms),
             PublishError::Store(e) => e.refusal(),
         }
     }
@@ -142,11 +145,53 @@ impl Room {
         self.guards
             .publish(&caller.user, items.len() as u64, bytes as u64, now)
             .map_err(|retry_after_ms| PublishError::RateLimited { retry_after_ms })?;
+        self.admit_batch(caller, items, now, store)?;
         let mut out = Vec::with_capacity(items.len());
         for item in items {
-            out.push(self.append(&caller.from, &caller.user, item.id.as_deref(), &item.data, None, now, store)?);
+            out.push(self.append(&caller.from, &caller.user, item.id.as_deref(), &item.data, None, true, now, store)?);
         }
         Ok(out)
+    }
+
+    /// A batch is stored whole or not at all: when the room records `message.published`, the
+    /// outbox must hold every new message's event (each measured as encoded with the highest seq
+    /// the batch could reach, so never less than it will take), or the batch is refused with
+    /// backpressure. Messages already in history (retries) need no room.
+    fn admit_batch(&mut self, caller: &Caller, items: &[PublishItem], now: u64, store: &mut impl Store) -> Result<(), PublishError> {
+        let Some(hooks) = self.hooks.as_mut() else { return Ok(()) };
+        let last = self.meta.seq.saturating_add(items.len() as u64);
+        let mut sizes = Vec::with_capacity(items.len());
+        for item in items {
+            let event = HookEvent::Message {
+                epoch: &self.meta.epoch,
+                seq: last,
+                from: &caller.from,
+                user: &caller.user,
+                data: &item.data,
+                message_id: item.id.as_deref(),
+            };
+            let Some(body) = hooks.encode(&event, now) else { return Ok(()) };
+            sizes.push(OutboxSize::one(body.len()));
+        }
+        let need = sizes.iter().fold(OutboxSize::ZERO, |a, b| a.plus(*b));
+        if hooks.admit(EventClass::Message, need, store)? {
+            return Ok(());
+        }
+        let mut new = OutboxSize::ZERO;
+        for (item, size) in items.iter().zip(&sizes) {
+            let stored = match item.id.as_deref() {
+                Some(id) => store.find(&caller.user, &caller.from, id)?.is_some(),
+                None => false,
+            };
+            if !stored {
+                new = new.plus(*size);
+            }
+        }
+        if new == OutboxSize::ZERO || (new != need && hooks.admit(EventClass::Message, new, store)?) {
+            return Ok(());
+        }
+        hooks.count_refusal();
+        Err(PublishError::Backpressure { retry_after_ms: hooks.retry_after_ms(now) })
     }
 
     /// Up to `limit` (clamped to 1..`HISTORY_PAGE_MAX`) messages of `page`, in seq order, read by
@@ -239,7 +284,7 @@ impl Room {
     pub fn requeue_webhooks(&mut self, now: u64, store: &mut impl Store) -> Result<u64, StoreError> {
         match self.hooks.as_mut() {
             Some(hooks) => hooks.requeue(now, store),
-            None => store.outbox_requeue(now),
+            None => store.outbox_requeue(now).map(|moved| moved.events),
         }
     }
 }
@@ -300,6 +345,7 @@ mod answer_tests {
         let refusals = [
             (PublishError::Banned.refusal(), 403),
             (PublishError::RateLimited { retry_after_ms: 1_001 }.refusal(), 429),
+            (PublishError::Backpressure { retry_after_ms: 4_500 }.refusal(), 507),
             (PublishError::Store(store.clone()).refusal(), 503),
             (ReadError::Banned.refusal(), 403),
             (ReadError::RateLimited { retry_after_ms: 1 }.refusal(), 429),
@@ -309,9 +355,11 @@ mod answer_tests {
         for (refusal, status) in refusals {
             assert_eq!(refusal.status(), status, "{refusal:?}");
             assert!(documented::is_documented(&refusal), "{refusal:?}");
-            assert_eq!(refusal.retry_after_ms.is_some(), status == 429, "{refusal:?}");
+            assert_eq!(refusal.retry_after_ms.is_some(), status == 429 || status == 507, "{refusal:?}");
         }
         assert_eq!(PublishError::RateLimited { retry_after_ms: 1_001 }.refusal().retry_after_seconds(), Some(2));
+        let full = PublishError::Backpressure { retry_after_ms: 4_500 }.refusal();
+        assert_eq!((full.retry_after_seconds(), full.kind.code().as_str()), (Some(5), "backpressure"));
         assert_eq!(ReadError::RateLimited { retry_after_ms: 1 }.refusal().retry_after_seconds(), Some(1));
         let body: serde_json::Value = serde_json::from_str(&Answer::refused(&store.refusal()).body).unwrap();
         assert_eq!(body["error"]["code"], "storage");

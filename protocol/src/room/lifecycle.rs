@@ -43,8 +43,9 @@ impl Room {
     /// it, and the others hear about a presence change. Refused, it returns the close code the
     /// adapter closes the socket with, and nothing else happened: the token reached its expiry
     /// ([`token::is_expired`], 4002) on the way from the edge, the room is full (4409), the
-    /// user is banned (4411) or holds `MAX_CONNECTIONS_PER_USER` connections (4410), the client id
-    /// belongs to another user (4412), or the replay is over the user's read budget (4029).
+    /// user is banned (4411) or holds `MAX_CONNECTIONS_PER_USER` connections (4410), the webhook
+    /// outbox cannot record the user's join (4029), the client id belongs to another user (4412),
+    /// or the replay is over the user's read budget (4029).
     pub fn handle_start(&mut self, identity: Identity, start: Start, now: u64, store: &mut impl Store) -> Result<ConnId, CloseCode> {
         self.admit(&identity, now, store)?;
         let (resume, rewind, replay) = self.plan_start(&identity.user, &start, now, store)?;
@@ -193,6 +194,9 @@ impl Room {
         }
         if self.presence.get(&identity.user).is_some_and(|m| m.connections >= self.config.max_connections_per_user) {
             return Err(close::USER_CONNECTIONS);
+        }
+        if self.presence.get(&identity.user).is_none() && !self.hooks_admit_join(&identity.user, identity.meta.as_ref(), now, store) {
+            return Err(close::WEBHOOK_BACKLOG);
         }
         self.bind_client_id(&identity.client_id, &identity.user, now, store)
     }

@@ -25,7 +25,7 @@
 //!   `requeue_webhooks`, `attach_webhooks`, `set_token_check`, and `load`, which makes a room.
 //! - **Getters**, nouns (`is_*` for a yes or no): take `&self` and change nothing, though they
 //!   may read the store: `epoch`, `seq`, `config`, `connection`, `connection_count`, `is_full`,
-//!   `members_json`, `presence`, `stats`.
+//!   `members_json`, `presence`, `outbox`, `stats`.
 //!
 //! Inside, the handler of one client frame type is `*_frame` (`publish_frame`, `history_frame`,
 //! …), called by `handle_text` once the frame passed its checks; `hook_*` records a webhook event.
@@ -83,10 +83,10 @@ use crate::compact::CompactJson;
 use crate::config::RoomConfig;
 use crate::frame::{self, PresenceEvent};
 use crate::limit::Bucket;
-use crate::store::{RoomMeta, Store, StoreError, StoredMessage};
+use crate::store::{OutboxSize, RoomMeta, Store, StoreError, StoredMessage};
 use crate::token;
 use crate::webhook::event::Event as HookEvent;
-use crate::webhook::Outbox;
+use crate::webhook::{EventClass, Outbox};
 use announce::Announcer;
 use guard::Guards;
 use presence::Presence;
@@ -290,6 +290,11 @@ impl Room {
         &self.presence
     }
 
+    /// The webhook outbox, when webhooks apply to this room.
+    pub fn outbox(&self) -> Option<&Outbox> {
+        self.hooks.as_ref()
+    }
+
     // ---- outputs (`poll_webhook` is in hooks.rs) ----------------------------------------------
 
     /// The next action to carry out, in order. What goes to each connection is counted here, as
@@ -303,8 +308,9 @@ impl Room {
     }
 
     /// When [`Room::handle_timeout`] (and [`Room::poll_webhook`]) should next run: the heartbeat
-    /// sweep, the end of a presence grace period, a held presence announcement, a token's expiry
-    /// or the webhook's next attempt, whichever is first. A time in the past means now.
+    /// sweep, the end of a presence grace period, a held presence announcement, a token's expiry,
+    /// the webhook's next attempt or its dead letters' expiry, whichever is first. A time in the
+    /// past means now.
     pub fn poll_timeout(&self) -> Option<u64> {
         [
             self.next_sweep,
@@ -360,7 +366,11 @@ impl Room {
         self.actions.push_back(Action::Send { to, text });
     }
 
-    /// Stores one message and queues its broadcast, or finds the earlier copy of a retry.
+    /// Stores one message and queues its broadcast, or finds the earlier copy of a retry. When
+    /// the room records `message.published`, the message is stored only if the outbox can hold
+    /// its event (asked here unless `admitted`: the caller asked for a whole batch); otherwise it
+    /// is refused with backpressure, and nothing is stored (a retry of a stored message is still
+    /// answered as a duplicate: it needs no room).
     #[allow(clippy::too_many_arguments)]
     fn append(
         &mut self,
@@ -369,10 +379,24 @@ impl Room {
         id: Option<&str>,
         data: &CompactJson,
         except: Option<ConnId>,
+        admitted: bool,
         now: u64,
         store: &mut impl Store,
-    ) -> Result<Published, StoreError> {
+    ) -> Result<Published, PublishError> {
         let seq = self.meta.seq + 1;
+        let event = self
+            .hooks
+            .as_ref()
+            .and_then(|hooks| hooks.encode(&HookEvent::Message { epoch: &self.meta.epoch, seq, from, user, data, message_id: id }, now));
+        if let (Some(hooks), Some(body), false) = (self.hooks.as_mut(), &event, admitted) {
+            if !hooks.admit(EventClass::Message, OutboxSize::one(body.len()), store)? {
+                if let Some(seq) = id.map(|id| store.find(user, from, id)).transpose()?.flatten() {
+                    return Ok(Published { seq, id: id.map(str::to_owned), duplicate: true });
+                }
+                hooks.count_refusal();
+                return Err(PublishError::Backpressure { retry_after_ms: hooks.retry_after_ms(now) });
+            }
+        }
         let message =
             StoredMessage { seq, ts: now, from: from.to_owned(), user: user.to_owned(), id: id.map(str::to_owned), data: data.clone() };
         // Stored first: a message nobody could recover is never broadcast or acknowledged.
@@ -381,10 +405,9 @@ impl Room {
             return Ok(Published { seq, id: message.id, duplicate: true });
         }
         self.meta.seq = seq;
-        if let Some(hooks) = self.hooks.as_mut() {
-            let event = HookEvent::Message { epoch: &self.meta.epoch, seq, from, user, data, message_id: id };
+        if let (Some(hooks), Some(body)) = (self.hooks.as_mut(), event) {
             // See `hook_joined` on a failed write.
-            let _ = hooks.push(event, now, store);
+            let _ = hooks.push_body(&body, now, store);
         }
         let recipients = self.conns.len() - usize::from(except.is_some_and(|c| self.conns.contains_key(&c)));
         self.messages_in += 1;

@@ -152,6 +152,10 @@ pub enum PublishError {
     /// Normal under load: the caller or the room is over its HTTP publish rate.
     #[error("too many publishes; retry after {retry_after_ms} ms")]
     RateLimited { retry_after_ms: u64 },
+    /// Transient: the room's webhook outbox holds as much as it may (`WEBHOOK_OUTBOX_MAX_*`) until
+    /// its receiver takes more; the message was not stored (docs/WEBHOOKS.md, *Bounds*).
+    #[error("the room's webhook backlog is full; retry after {retry_after_ms} ms")]
+    Backpressure { retry_after_ms: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -2,6 +2,7 @@
 //! in-memory store, and rooms loaded afresh (hibernation, restarts) in between.
 
 use super::*;
+use crate::api::call::{RoomCall, RoomRequest};
 use crate::api::Caller;
 use crate::close::{self, CloseCode};
 use crate::compact::CompactJson;
@@ -113,7 +114,7 @@ impl H {
     fn deliver(&mut self, status: u16, random: u64) -> Option<Vec<Value>> {
         let request = self.room.poll_webhook(self.now, &mut self.store)?;
         let body: Value = serde_json::from_str(&request.body).unwrap();
-        self.room.handle_webhook_result(request.attempt, WebhookOutcome::Status(status), self.now, random, &mut self.store);
+        self.room.handle_webhook_result(request.attempt, WebhookOutcome::Status(status, None), self.now, random, &mut self.store);
         Some(body["events"].as_array().unwrap().clone())
     }
 }
@@ -287,7 +288,7 @@ fn delivery_sends_signed_batches_in_order_and_deletes_what_was_acknowledged() {
     assert!(!request.body.contains('\n'));
     // An event recorded while the batch is in flight waits for the next one.
     h.connect("e", None);
-    h.room.handle_webhook_result(request.attempt, WebhookOutcome::Status(204), h.now, 0, &mut h.store);
+    h.room.handle_webhook_result(request.attempt, WebhookOutcome::Status(204, None), h.now, 0, &mut h.store);
     assert_eq!(h.store.outbox_rows().iter().map(|r| r.0).collect::<Vec<_>>(), [4, 5, 6], "exactly the rows sent were deleted");
     assert_eq!(h.room.poll_timeout(), Some(0), "the rest goes at once");
     let next = h.deliver(200, 0).unwrap();
@@ -347,7 +348,7 @@ fn a_batch_whose_result_never_comes_is_sent_again() {
     assert_eq!(due, h.now + 10_000 + 5_000);
     h.now = due;
     assert!(h.room.poll_webhook(h.now, &mut h.store).is_some());
-    h.room.handle_webhook_result(again.attempt, WebhookOutcome::Status(200), h.now, 0, &mut h.store);
+    h.room.handle_webhook_result(again.attempt, WebhookOutcome::Status(200, None), h.now, 0, &mut h.store);
     assert_eq!(h.store.outbox_rows().len(), 2, "a stale result is ignored");
 }
 
@@ -380,6 +381,7 @@ fn old_events_become_dead_letters_and_requeue_delivers_them_with_their_ids() {
 fn a_big_backlog_goes_in_batches_capped_in_bytes() {
     let mut config = hooked("message.published", 0);
     config.webhook.batch_max = 1000;
+    config.webhook.batch_max_bytes = 256 * 1024;
     let mut h = H::new(config);
     let a = h.connect("a", None);
     let data = format!("\"{}\"", "x".repeat(60_000));
@@ -387,11 +389,14 @@ fn a_big_backlog_goes_in_batches_capped_in_bytes() {
         h.room.handle_text(a, &format!(r#"{{"type":"publish","id":"m{i}","data":{data}}}"#), h.now, &mut h.store);
     }
     let mut seen = Vec::new();
+    let mut sizes = Vec::new();
     while let Some(events) = h.deliver(200, 0) {
-        assert!(events.len() <= 5, "256 KiB per batch: {}", events.len());
+        sizes.push(events.len());
         seen.extend(events.iter().map(|e| e["seq"].as_u64().unwrap()));
     }
     assert_eq!(seen, (1..=10).collect::<Vec<_>>());
+    // Four events of 60 KB make a body under 256 KiB; a fifth would not fit.
+    assert_eq!(sizes, [4, 4, 2], "the body's bytes are the bound, exactly");
 }
 
 /// Issue #22: one message whose event the receiver refuses (400: its parser will not take it)
@@ -424,7 +429,7 @@ fn an_event_the_receiver_refuses_is_set_aside_and_the_rest_arrives_in_order() {
                     .map(|e| e["type"].as_str().unwrap().to_owned() + &e["seq"].as_u64().map(|s| format!(" {s}")).unwrap_or_default()),
             );
         }
-        h.room.handle_webhook_result(request.attempt, WebhookOutcome::Status(status), h.now, 0, &mut h.store);
+        h.room.handle_webhook_result(request.attempt, WebhookOutcome::Status(status, None), h.now, 0, &mut h.store);
         if posts == 4 {
             h.reload(true); // a restart mid-split: the search starts over
             h.room.handle_text(a, r#"{"type":"publish","id":"late","data":"after"}"#, h.now, &mut h.store);
@@ -529,4 +534,157 @@ proptest! {
         prop_assert!(!occupied);
         prop_assert!(present.values().all(|p| !p));
     }
+}
+
+// ---- the outbox's bounds (issue #22) ------------------------------------------------------------
+
+/// A room whose outbox holds at most `max_events` events.
+fn bounded(max_events: u64, grace: u64) -> RoomConfig {
+    let mut config = hooked(ALL, grace);
+    config.webhook.outbox_max_events = max_events;
+    config
+}
+
+/// The last frame sent to `conn` among `actions`.
+fn last_to(actions: &[Action], conn: ConnId) -> Option<Value> {
+    actions.iter().rev().find_map(|a| match a {
+        Action::Send { to: Recipients::One(c), text } if *c == conn => serde_json::from_str(text.lines().last()?).ok(),
+        _ => None,
+    })
+}
+
+/// Issue #22: once the outbox holds its bound (the receiver is down), a publish is refused with
+/// `backpressure` (WebSocket) or 507 and a Retry-After (HTTP), and nothing is stored, broadcast
+/// or recorded for it; a retry of a stored message is still answered as a duplicate. Once the
+/// receiver is back and a batch is delivered, publishing goes on, and every event arrives in
+/// order: none was lost for the refusals.
+#[test]
+fn publishing_is_refused_at_the_bound_and_goes_on_once_drained() {
+    let mut h = H::new(bounded(6, 0));
+    let a = h.connect("alice", None); // room.occupied, presence.joined: 2 events
+    let b = h.connect("bob", None); // 1 more
+    assert_eq!(h.deliver(503, 0).map(|e| e.len()), Some(3), "the receiver is down");
+    for i in 1..=3 {
+        h.room.handle_text(a, &format!(r#"{{"type":"publish","id":"m{i}","data":{i}}}"#), h.now, &mut h.store);
+        while h.room.poll_action().is_some() {}
+    }
+    assert_eq!((h.room.seq(), h.events().len()), (3, 6), "the bound");
+    // the 4th over the socket: refused, with the frame's id, and nothing happens
+    h.room.handle_text(a, r#"{"type":"publish","id":"m4","data":4}"#, h.now, &mut h.store);
+    let actions: Vec<Action> = std::iter::from_fn(|| h.room.poll_action()).collect();
+    let e = last_to(&actions, a).unwrap();
+    assert_eq!((e["type"].as_str(), e["code"].as_str(), e["id"].as_str()), (Some("error"), Some("backpressure"), Some("m4")), "{e}");
+    assert_eq!(e["message"], "the room's webhook backlog is full; retry after 1000 ms");
+    assert!(actions.iter().all(|a| !matches!(a, Action::Send { to: Recipients::All { .. }, .. })), "no broadcast");
+    assert_eq!((h.room.seq(), h.store.count().unwrap(), h.events().len()), (3, 3, 6), "nothing stored");
+    // a retry of a stored message needs no room: acknowledged as the duplicate it is
+    h.room.handle_text(a, r#"{"type":"publish","id":"m2","data":2}"#, h.now, &mut h.store);
+    let actions: Vec<Action> = std::iter::from_fn(|| h.room.poll_action()).collect();
+    assert_eq!(last_to(&actions, a).unwrap(), serde_json::json!({"type":"ack","id":"m2","seq":2,"duplicate":true}));
+    // HTTP: 507, the code, and a Retry-After (the next attempt's time, 1 s at least)
+    let call = |items: &str| RoomRequest {
+        caller: Caller::backend(),
+        call: RoomCall::Publish(crate::api::publish::PublishBatch::parse(items, &RoomConfig::default()).unwrap()),
+    };
+    let answer = h.room.serve(&call(r#"[{"data":5},{"data":6}]"#), "unused", h.now, &mut h.store);
+    assert_eq!((answer.status, answer.retry_after), (507, Some(1)), "{}", answer.body);
+    let body: Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(body["error"]["code"], "backpressure");
+    assert_eq!(h.store.count().unwrap(), 3, "the whole batch refused");
+    let stats = h.room.stats(h.now, &mut h.store).unwrap().webhook;
+    assert_eq!((stats.full, stats.backpressure, stats.pending), (true, 2, 6));
+    // the receiver is back: a batch of 3 makes room for 3
+    h.now = h.room.poll_timeout().unwrap().max(h.now);
+    assert_eq!(h.deliver(204, 0).map(|e| e.len()), Some(3));
+    let answer = h.room.serve(&call(r#"[{"data":5},{"data":6},{"data":7},{"data":8}]"#), "unused", h.now, &mut h.store);
+    assert_eq!(answer.status, 507, "4 do not fit in 3: all or nothing");
+    let answer = h.room.serve(&call(r#"[{"data":5},{"data":6}]"#), "unused", h.now, &mut h.store);
+    assert_eq!((answer.status, answer.body.as_str()), (200, r#"{"messages":[{"seq":4},{"seq":5}]}"#));
+    h.room.handle_text(b, r#"{"type":"publish","id":"m6","data":6}"#, h.now, &mut h.store);
+    let actions: Vec<Action> = std::iter::from_fn(|| h.room.poll_action()).collect();
+    assert_eq!(last_to(&actions, b).unwrap(), serde_json::json!({"type":"ack","id":"m6","seq":6}));
+    let mut delivered = Vec::new();
+    while let Some(events) = h.deliver(204, 0) {
+        delivered.extend(events.iter().filter_map(|e| e["seq"].as_u64()));
+    }
+    assert_eq!(delivered, [1, 2, 3, 4, 5, 6], "every stored message, once, in order");
+    assert!(!h.room.stats(h.now, &mut h.store).unwrap().webhook.full);
+}
+
+/// Presence and occupancy are the backend's view of who is there: a backlog of messages never
+/// stops them (they may take the outbox to twice its bound). Beyond that a connection that would
+/// make someone present is refused with 4029 (retryable), while departures are still recorded
+/// and a member's own reconnect (no join) still gets in.
+#[test]
+fn presence_goes_past_the_message_bound_and_joins_are_refused_at_twice_it() {
+    let mut h = H::new(bounded(4, 1_000));
+    let a = h.connect("alice", None);
+    for i in 1..=2 {
+        h.room.handle_text(a, &format!(r#"{{"type":"publish","id":"m{i}","data":{i}}}"#), h.now, &mut h.store);
+    }
+    while h.room.poll_action().is_some() {}
+    assert_eq!(h.events().len(), 4, "messages filled the bound");
+    let b = h.connect("bob", None);
+    let c = h.connect("carol", None);
+    let d = h.connect("dave", None);
+    assert_eq!(h.events().len(), 7, "joins still recorded");
+    let e = h.connect("erin", None);
+    assert_eq!(h.events().len(), 8, "twice the bound");
+    let frank = Identity { client_id: "c-frank".into(), user: "frank".into(), meta: None, echo: false, rights: Rights::ALL, expires: None };
+    assert_eq!(h.room.handle_open(frank.clone(), None, h.now, &mut h.store), Err(close::WEBHOOK_BACKLOG));
+    assert_eq!(close::WEBHOOK_BACKLOG.code, 4029);
+    assert!(!CloseCode::is_final(close::WEBHOOK_BACKLOG.code), "retryable");
+    // a member already present opens another connection: no join, so it gets in
+    let alice_again = Identity { client_id: "c-alice-2".into(), user: "alice".into(), ..frank.clone() };
+    let a2 = h.room.handle_open(alice_again, None, h.now, &mut h.store).unwrap();
+    while h.room.poll_action().is_some() {}
+    // departures are always recorded
+    for id in [a, a2, b, c, d, e] {
+        h.close(id);
+    }
+    h.advance(1_000);
+    let types = h.types();
+    assert_eq!(types.len(), 8 + 5 + 1, "five lefts and the vacated, past twice the bound: {types:?}");
+    assert_eq!(types.last().map(String::as_str), Some("room.vacated"));
+    assert_eq!(h.room.stats(h.now, &mut h.store).unwrap().webhook.backpressure, 1);
+    // once delivered, frank gets in and is reported
+    while h.deliver(204, 0).is_some() {}
+    h.room.handle_open(frank, None, h.now, &mut h.store).unwrap();
+    assert_eq!(h.types(), ["room.occupied", "presence.joined frank"]);
+}
+
+/// A dead letter that a new message needs room for is deleted, and a dead letter expires on the
+/// room's alarm after `WEBHOOK_DEAD_LETTER_SECONDS`, even in a room where nothing else happens.
+#[test]
+fn dead_letters_make_room_and_expire_on_the_alarm() {
+    let mut config = bounded(3, 0);
+    config.webhook.dead_letter_ms = 3_600_000;
+    config.heartbeat_timeout_ms = 10 * 3_600_000; // alice stays without pinging
+    let mut h = H::new(config);
+    let a = h.connect("alice", None);
+    h.room.handle_text(a, r#"{"type":"publish","id":"m1","data":1}"#, h.now, &mut h.store);
+    while h.room.poll_action().is_some() {}
+    assert_eq!(h.deliver(503, 0).map(|e| e.len()), Some(3));
+    h.advance(61_000); // past WEBHOOK_MAX_AGE_SECONDS (60 s): the three become dead letters
+    assert!(h.room.poll_webhook(h.now, &mut h.store).is_none());
+    let stats = h.room.stats(h.now, &mut h.store).unwrap().webhook;
+    assert_eq!((stats.dead_letters, stats.pending), (3, 0));
+    h.room.handle_text(a, r#"{"type":"publish","id":"m2","data":2}"#, h.now, &mut h.store);
+    while h.room.poll_action().is_some() {}
+    let stats = h.room.stats(h.now, &mut h.store).unwrap().webhook;
+    assert_eq!((stats.dead_letters, stats.pending, stats.expired), (2, 1, 1), "the first dead letter made room");
+    assert_eq!(h.room.seq(), 2);
+    let set_aside = h.now;
+    h.close(a);
+    while h.deliver(204, 0).is_some() {}
+    // a quiet room: only the expiry is left for the alarm
+    assert_eq!(h.room.poll_timeout(), Some(set_aside + 3_600_000));
+    h.reload(false);
+    assert_eq!(h.room.poll_timeout(), Some(set_aside + 3_600_000), "known again after a restart");
+    h.now = set_aside + 3_600_000;
+    h.room.handle_timeout(h.now, |_| None, &mut h.store);
+    assert!(h.room.poll_webhook(h.now, &mut h.store).is_none());
+    let stats = h.room.stats(h.now, &mut h.store).unwrap().webhook;
+    assert_eq!((stats.dead_letters, stats.bytes), (0, 0));
+    assert_eq!(h.room.poll_timeout(), None);
 }

@@ -7,7 +7,7 @@
 //! What the contract leaves open is left open here too: error messages, and integers at or above
 //! 2^53 (which a store may saturate, never wrap: [`above_max_int_saturates_never_wraps`]).
 
-use super::{OutboxCounts, PendingLeave, RoomMeta, Store, StoredMessage, WebhookState};
+use super::{OutboxCounts, OutboxSize, PendingLeave, RoomMeta, Store, StoredMessage, WebhookState};
 use crate::compact::CompactJson;
 
 /// 2^53 − 1: integers up to it come back exactly from every store.
@@ -331,65 +331,117 @@ pub fn outbox_take_limits(s: &mut impl Store) {
     assert_eq!(ns(s.outbox_take(10, 44).unwrap()), [4, 5], "40 bytes before 5: below 44");
     assert_eq!(ns(s.outbox_take(10, 40).unwrap()), [4]);
     s.outbox_push(1_000, "late").unwrap();
-    s.outbox_mark_dead(2).unwrap();
+    s.outbox_mark_dead(2, 5).unwrap();
     assert_eq!(ns(s.outbox_take(10, usize::MAX).unwrap()), [6], "dead letters are skipped");
 }
 
-/// Dead letters: pending rows queued before a time become dead (counted); a requeue makes every
-/// dead letter pending again, queued now, with its row number.
+/// Dead letters: pending rows queued before a time become dead letters, set aside now (counted,
+/// with their bytes); a requeue makes every dead letter pending again, queued now, with its row
+/// number. Each change says what it changed.
 pub fn outbox_dead_letters(s: &mut impl Store) {
-    for ts in [1, 2, 3] {
-        s.outbox_push(ts, "e").unwrap();
+    for (ts, body) in [(1, "e"), (2, "éé"), (3, "eee")] {
+        s.outbox_push(ts, body).unwrap();
     }
-    assert_eq!(s.outbox_counts().unwrap(), OutboxCounts { pending: 3, dead: 0, oldest_pending: Some(1), ..OutboxCounts::default() });
-    assert_eq!(s.outbox_mark_dead(3).unwrap(), 2, "ts 1 and 2 are below 3");
-    assert_eq!(s.outbox_mark_dead(3).unwrap(), 0, "already dead");
-    assert_eq!(s.outbox_counts().unwrap(), OutboxCounts { pending: 1, dead: 2, oldest_pending: Some(3), ..OutboxCounts::default() });
+    let c = OutboxCounts { pending: 3, pending_bytes: 8, oldest_pending: Some(1), ..OutboxCounts::default() };
+    assert_eq!(s.outbox_counts().unwrap(), c, "bytes, not characters");
+    assert_eq!(s.outbox_mark_dead(3, 10).unwrap(), OutboxSize { events: 2, bytes: 5 }, "ts 1 and 2 are below 3");
+    assert_eq!(s.outbox_mark_dead(3, 11).unwrap(), OutboxSize::ZERO, "already dead");
+    let c = OutboxCounts { pending: 1, pending_bytes: 3, oldest_pending: Some(3), dead: 2, dead_bytes: 5, oldest_dead: Some(10), ..c };
+    assert_eq!(s.outbox_counts().unwrap(), c, "set aside at 10");
+    assert_eq!(s.outbox_oldest_dead().unwrap(), Some(10));
     assert!(s.outbox_any_pending().unwrap());
-    assert_eq!(s.outbox_mark_dead(4).unwrap(), 1);
+    assert_eq!(s.outbox_mark_dead(4, 12).unwrap(), OutboxSize::one(3));
     assert!(!s.outbox_any_pending().unwrap());
-    assert_eq!(s.outbox_counts().unwrap(), OutboxCounts { pending: 0, dead: 3, oldest_pending: None, ..OutboxCounts::default() });
-    assert_eq!(s.outbox_requeue(50).unwrap(), 3);
-    assert_eq!(s.outbox_requeue(60).unwrap(), 0, "none is dead");
+    let c = OutboxCounts { pending: 0, pending_bytes: 0, oldest_pending: None, dead: 3, dead_bytes: 8, ..c };
+    assert_eq!(s.outbox_counts().unwrap(), c);
+    assert_eq!(s.outbox_requeue(50).unwrap(), OutboxSize { events: 3, bytes: 8 });
+    assert_eq!(s.outbox_requeue(60).unwrap(), OutboxSize::ZERO, "none is dead");
+    assert_eq!(s.outbox_oldest_dead().unwrap(), None);
     let rows = s.outbox_take(10, usize::MAX).unwrap();
     assert_eq!(rows.iter().map(|r| (r.n, r.ts)).collect::<Vec<_>>(), [(1, 50), (2, 50), (3, 50)], "same rows, queued again");
-    assert_eq!(s.outbox_counts().unwrap(), OutboxCounts { pending: 3, dead: 0, oldest_pending: Some(50), ..OutboxCounts::default() });
-    s.outbox_mark_dead(51).unwrap();
-    s.outbox_delete(&[2]).unwrap();
-    assert_eq!(
-        s.outbox_counts().unwrap(),
-        OutboxCounts { pending: 0, dead: 2, oldest_pending: None, ..OutboxCounts::default() },
-        "a dead letter can be deleted"
-    );
+    let c = OutboxCounts { pending: 3, pending_bytes: 8, oldest_pending: Some(50), ..OutboxCounts::default() };
+    assert_eq!(s.outbox_counts().unwrap(), c);
+    s.outbox_mark_dead(51, 60).unwrap();
+    assert_eq!(s.outbox_delete(&[2]).unwrap(), OutboxSize::ZERO, "a dead letter is not a delivered batch");
+    assert_eq!(s.outbox_counts().unwrap().dead, 3);
 }
 
 /// Refused events (issue #22): `outbox_refuse` makes one pending row a dead letter that keeps the
-/// receiver's status; counted in `dead` and in `refused`, the last one (by row number) with its
-/// status. A row that is not pending is left alone. A requeue brings refused letters back too,
-/// and a refused letter can be deleted like any other.
+/// receiver's status, set aside now; counted in `dead` and in `refused`, the last one (by row
+/// number) with its status. A row that is not pending is left alone. A requeue brings refused
+/// letters back too.
 pub fn outbox_refused_letters(s: &mut impl Store) {
     for ts in [1, 2, 3, 4, 5] {
         s.outbox_push(ts, "e").unwrap();
     }
-    s.outbox_refuse(4, 422).unwrap();
-    s.outbox_refuse(2, 400).unwrap();
+    assert_eq!(s.outbox_refuse(4, 422, 20).unwrap(), OutboxSize::one(1));
+    assert_eq!(s.outbox_refuse(2, 400, 21).unwrap(), OutboxSize::one(1));
     let c = s.outbox_counts().unwrap();
-    assert_eq!(c, OutboxCounts { pending: 3, dead: 2, oldest_pending: Some(1), refused: 2, last_refused: Some((4, 422)) });
+    let expect = OutboxCounts {
+        pending: 3,
+        pending_bytes: 3,
+        oldest_pending: Some(1),
+        dead: 2,
+        dead_bytes: 2,
+        oldest_dead: Some(20),
+        refused: 2,
+        last_refused: Some((4, 422)),
+    };
+    assert_eq!(c, expect);
     assert_eq!(outbox_ns(s), [1, 3, 5], "refused rows are not taken");
-    s.outbox_mark_dead(2).unwrap(); // row 1, for its age: dead, not refused
-    s.outbox_refuse(1, 413).unwrap();
-    s.outbox_refuse(4, 400).unwrap();
-    s.outbox_refuse(99, 400).unwrap();
+    s.outbox_mark_dead(2, 22).unwrap(); // row 1, for its age: dead, not refused
+    assert_eq!(s.outbox_refuse(1, 413, 23).unwrap(), OutboxSize::ZERO);
+    assert_eq!(s.outbox_refuse(4, 400, 23).unwrap(), OutboxSize::ZERO);
+    assert_eq!(s.outbox_refuse(99, 400, 23).unwrap(), OutboxSize::ZERO);
     let c = s.outbox_counts().unwrap();
     assert_eq!((c.dead, c.refused, c.last_refused), (3, 2, Some((4, 422))), "dead letters keep what made them dead");
-    s.outbox_refuse(5, 0).unwrap(); // a status below 2 still reads as refused
+    s.outbox_refuse(5, 0, 24).unwrap(); // a status below 2 still reads as refused
     assert_eq!(s.outbox_counts().unwrap().refused, 3);
-    s.outbox_delete(&[5]).unwrap();
-    assert_eq!(s.outbox_requeue(70).unwrap(), 3);
-    assert_eq!(s.outbox_counts().unwrap(), OutboxCounts { pending: 4, dead: 0, oldest_pending: Some(3), ..OutboxCounts::default() });
-    assert_eq!(outbox_ns(s), [1, 2, 3, 4], "the same rows, pending again");
-    s.outbox_refuse(3, 503).unwrap();
+    assert_eq!(s.outbox_requeue(70).unwrap().events, 4);
+    let c = OutboxCounts { pending: 5, pending_bytes: 5, oldest_pending: Some(3), ..OutboxCounts::default() };
+    assert_eq!(s.outbox_counts().unwrap(), c);
+    assert_eq!(outbox_ns(s), [1, 2, 3, 4, 5], "the same rows, pending again");
+    s.outbox_refuse(3, 503, 80).unwrap();
     assert_eq!(s.outbox_counts().unwrap().last_refused, Some((3, 503)));
+}
+
+/// Expiry: dead letters set aside before a time are deleted (pending events never are, however
+/// old); what was deleted is returned.
+pub fn outbox_expire_by_set_aside_time(s: &mut impl Store) {
+    for ts in [1, 2, 3, 4] {
+        s.outbox_push(ts, "ab").unwrap();
+    }
+    s.outbox_mark_dead(2, 100).unwrap(); // row 1, set aside at 100
+    s.outbox_refuse(3, 400, 200).unwrap(); // row 3, at 200
+    assert_eq!(s.outbox_expire(100).unwrap(), OutboxSize::ZERO, "set aside at 100: not before 100");
+    assert_eq!(s.outbox_expire(101).unwrap(), OutboxSize::one(2));
+    assert_eq!(s.outbox_oldest_dead().unwrap(), Some(200));
+    assert_eq!(s.outbox_expire(1_000).unwrap(), OutboxSize::one(2));
+    assert_eq!(s.outbox_oldest_dead().unwrap(), None);
+    assert_eq!(outbox_ns(s), [2, 4], "pending events are never expired");
+    assert_eq!(s.outbox_counts().unwrap().dead, 0);
+}
+
+/// Eviction: dead letters go in the order they were set aside (row order among equals) until
+/// both the events and the bytes asked for are gone, or none is left; pending events never go.
+pub fn outbox_evict_first_set_aside_first(s: &mut impl Store) {
+    for (ts, bytes) in [(1, 10), (2, 20), (3, 30), (4, 40), (5, 50), (6, 60)] {
+        s.outbox_push(ts, &"x".repeat(bytes)).unwrap();
+    }
+    s.outbox_refuse(5, 400, 100).unwrap(); // 50 bytes, set aside at 100
+    s.outbox_refuse(2, 400, 300).unwrap(); // 20 bytes, at 300
+    s.outbox_mark_dead(2, 200).unwrap(); // row 1, 10 bytes, at 200
+    s.outbox_refuse(4, 400, 100).unwrap(); // 40 bytes, at 100 too: before row 5 in row order
+    assert_eq!(s.outbox_evict(OutboxSize::ZERO).unwrap(), OutboxSize::ZERO);
+    // set-aside order: row 4 (100), row 5 (100), row 1 (200), row 2 (300)
+    assert_eq!(s.outbox_evict(OutboxSize { events: 1, bytes: 0 }).unwrap(), OutboxSize::one(40));
+    assert_eq!(s.outbox_evict(OutboxSize { events: 1, bytes: 55 }).unwrap(), OutboxSize { events: 2, bytes: 60 }, "rows 5 and 1");
+    assert_eq!(s.outbox_oldest_dead().unwrap(), Some(300));
+    assert_eq!(s.outbox_evict(OutboxSize { events: 5, bytes: 0 }).unwrap(), OutboxSize::one(20), "all that is left");
+    assert_eq!(s.outbox_evict(OutboxSize { events: 1, bytes: 1 }).unwrap(), OutboxSize::ZERO);
+    assert_eq!(outbox_ns(s), [3, 6]);
+    let c = s.outbox_counts().unwrap();
+    assert_eq!((c.pending, c.pending_bytes, c.dead), (2, 90, 0));
 }
 
 /// `outbox_delete` deletes exactly the rows named, ignores unknown ones, and takes any number.
@@ -397,11 +449,11 @@ pub fn outbox_delete_exactly(s: &mut impl Store) {
     for i in 0..250 {
         s.outbox_push(i, "e").unwrap();
     }
-    s.outbox_delete(&[]).unwrap();
-    s.outbox_delete(&[999, 0]).unwrap();
+    assert_eq!(s.outbox_delete(&[]).unwrap(), OutboxSize::ZERO);
+    assert_eq!(s.outbox_delete(&[999, 0]).unwrap(), OutboxSize::ZERO);
     assert_eq!(s.outbox_counts().unwrap().pending, 250);
     let even: Vec<u64> = (1..=250).filter(|n| n % 2 == 0).collect();
-    s.outbox_delete(&even).unwrap();
+    assert_eq!(s.outbox_delete(&even).unwrap(), OutboxSize { events: 125, bytes: 125 });
     assert_eq!(outbox_ns(s), (1..=250).filter(|n| n % 2 == 1).collect::<Vec<_>>());
 }
 
@@ -454,7 +506,8 @@ macro_rules! conformance_tests {
             after_reads_forward, before_reads_backward, pages_stop_at_max_bytes, oldest_and_count,
             trim_by_seq_or_age, trim_before_create, reset_keeps_all_but_history, reset_before_create,
             pending_leaves_by_user, client_bindings, bans, outbox_numbers_rows, outbox_take_limits,
-            outbox_dead_letters, outbox_refused_letters, outbox_delete_exactly, webhook_state_replaced, present_users_by_user,
+            outbox_dead_letters, outbox_refused_letters, outbox_expire_by_set_aside_time,
+            outbox_evict_first_set_aside_first, outbox_delete_exactly, webhook_state_replaced, present_users_by_user,
             above_max_int_saturates_never_wraps);
     };
     (@cases $fresh:expr; $($case:ident),* $(,)?) => {

@@ -1,7 +1,7 @@
 //! An in-memory [`Store`]: what the room's tests, the fuzz targets and the examples run on, and
 //! the reference the conformance suite holds every other store to.
 
-use super::{OutboxCounts, OutboxRow, PendingLeave, RoomMeta, Store, StoreError, StoredMessage, WebhookState};
+use super::{OutboxCounts, OutboxRow, OutboxSize, PendingLeave, RoomMeta, Store, StoreError, StoredMessage, WebhookState};
 use std::collections::BTreeMap;
 
 /// The first `limit` messages, stopping once the `data` bytes before one reach `max_bytes` (the
@@ -40,8 +40,8 @@ pub struct MemoryStore {
     leaves: BTreeMap<String, PendingLeave>,
     clients: BTreeMap<String, (String, u64)>,
     bans: BTreeMap<String, u64>,
-    /// (row, queued at, body, dead): dead is 0 for pending, 1 for too old, else the HTTP status
-    /// that refused it (as the SQL store keeps it).
+    /// (row, queued at or set aside at, body, dead): dead is 0 for pending, 1 for too old, else
+    /// the HTTP status that refused it (as the SQL store keeps it).
     outbox: BTreeMap<u64, (u64, String, u16)>,
     outbox_next: u64,
     webhook: Option<WebhookState>,
@@ -170,54 +170,97 @@ impl Store for MemoryStore {
     fn outbox_any_pending(&mut self) -> Result<bool, StoreError> {
         Ok(self.outbox.values().any(|(_, _, dead)| *dead == 0))
     }
-    fn outbox_delete(&mut self, rows: &[u64]) -> Result<(), StoreError> {
+    fn outbox_delete(&mut self, rows: &[u64]) -> Result<OutboxSize, StoreError> {
         self.writable()?;
+        let mut gone = OutboxSize::ZERO;
         for n in rows {
-            self.outbox.remove(n);
-        }
-        Ok(())
-    }
-    fn outbox_mark_dead(&mut self, before_ts: u64) -> Result<u64, StoreError> {
-        self.writable()?;
-        let mut n = 0;
-        for (ts, _, dead) in self.outbox.values_mut() {
-            if *dead == 0 && *ts < before_ts {
-                *dead = 1;
-                n += 1;
+            if self.outbox.get(n).is_some_and(|(_, _, dead)| *dead == 0) {
+                if let Some((_, body, _)) = self.outbox.remove(n) {
+                    gone = gone.plus(OutboxSize::one(body.len()));
+                }
             }
         }
-        Ok(n)
+        Ok(gone)
     }
-    fn outbox_refuse(&mut self, n: u64, status: u16) -> Result<(), StoreError> {
+    fn outbox_mark_dead(&mut self, before_ts: u64, now: u64) -> Result<OutboxSize, StoreError> {
         self.writable()?;
-        if let Some((_, _, dead)) = self.outbox.get_mut(&n).filter(|(_, _, dead)| *dead == 0) {
-            *dead = status.max(2);
+        let mut moved = OutboxSize::ZERO;
+        for (ts, body, dead) in self.outbox.values_mut() {
+            if *dead == 0 && *ts < before_ts {
+                *dead = 1;
+                *ts = now;
+                moved = moved.plus(OutboxSize::one(body.len()));
+            }
         }
-        Ok(())
+        Ok(moved)
     }
-    fn outbox_requeue(&mut self, now: u64) -> Result<u64, StoreError> {
+    fn outbox_refuse(&mut self, n: u64, status: u16, now: u64) -> Result<OutboxSize, StoreError> {
         self.writable()?;
-        let mut n = 0;
-        for (ts, _, dead) in self.outbox.values_mut() {
+        match self.outbox.get_mut(&n).filter(|(_, _, dead)| *dead == 0) {
+            Some((ts, body, dead)) => {
+                *dead = status.max(2);
+                *ts = now;
+                Ok(OutboxSize::one(body.len()))
+            }
+            None => Ok(OutboxSize::ZERO),
+        }
+    }
+    fn outbox_requeue(&mut self, now: u64) -> Result<OutboxSize, StoreError> {
+        self.writable()?;
+        let mut moved = OutboxSize::ZERO;
+        for (ts, body, dead) in self.outbox.values_mut() {
             if *dead != 0 {
                 *dead = 0;
                 *ts = now;
-                n += 1;
+                moved = moved.plus(OutboxSize::one(body.len()));
             }
         }
-        Ok(n)
+        Ok(moved)
+    }
+    fn outbox_expire(&mut self, before_ts: u64) -> Result<OutboxSize, StoreError> {
+        self.writable()?;
+        let mut gone = OutboxSize::ZERO;
+        self.outbox.retain(|_, (ts, body, dead)| {
+            let expired = *dead != 0 && *ts < before_ts;
+            if expired {
+                gone = gone.plus(OutboxSize::one(body.len()));
+            }
+            !expired
+        });
+        Ok(gone)
+    }
+    fn outbox_evict(&mut self, need: OutboxSize) -> Result<OutboxSize, StoreError> {
+        self.writable()?;
+        let mut dead: Vec<(u64, u64, usize)> =
+            self.outbox.iter().filter(|(_, (_, _, d))| *d != 0).map(|(n, (ts, body, _))| (*ts, *n, body.len())).collect();
+        dead.sort_unstable();
+        let mut gone = OutboxSize::ZERO;
+        for (_, n, bytes) in dead {
+            if gone.events >= need.events && gone.bytes >= need.bytes {
+                break;
+            }
+            self.outbox.remove(&n);
+            gone = gone.plus(OutboxSize::one(bytes));
+        }
+        Ok(gone)
+    }
+    fn outbox_oldest_dead(&mut self) -> Result<Option<u64>, StoreError> {
+        Ok(self.outbox.values().filter(|(_, _, dead)| *dead != 0).map(|(ts, _, _)| *ts).min())
     }
     fn outbox_counts(&mut self) -> Result<OutboxCounts, StoreError> {
         let mut c = OutboxCounts::default();
-        for (n, (ts, _, dead)) in &self.outbox {
+        for (n, (ts, body, dead)) in &self.outbox {
             if *dead > 1 {
                 c.refused += 1;
                 c.last_refused = Some((*n, *dead));
             }
             if *dead != 0 {
                 c.dead += 1;
+                c.dead_bytes += body.len() as u64;
+                c.oldest_dead = Some(c.oldest_dead.map_or(*ts, |o: u64| o.min(*ts)));
             } else {
                 c.pending += 1;
+                c.pending_bytes += body.len() as u64;
                 c.oldest_pending = Some(c.oldest_pending.map_or(*ts, |o: u64| o.min(*ts)));
             }
         }

@@ -58,12 +58,44 @@ pub struct PendingLeave {
 pub struct OutboxRow {
     /// The row number: grows with every event and is never reused (the event's id ends with it).
     pub n: u64,
-    /// When the event was queued (or last re-queued), for its age.
+    /// When a pending event was queued (or last re-queued), for its age; when a dead letter was
+    /// set aside, for its expiry.
     pub ts: u64,
     pub body: String,
 }
 
-/// How many events wait, how many are dead letters, and when the oldest waiting one was queued.
+/// A number of outbox events and their bytes: the UTF-8 bytes of their bodies as stored (the
+/// event's JSON without its id), what the outbox's bounds count (`webhook::outbox`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxSize {
+    pub events: u64,
+    pub bytes: u64,
+}
+
+impl OutboxSize {
+    pub const ZERO: OutboxSize = OutboxSize { events: 0, bytes: 0 };
+
+    /// One event of `bytes` bytes.
+    pub fn one(bytes: usize) -> OutboxSize {
+        OutboxSize { events: 1, bytes: bytes as u64 }
+    }
+
+    pub fn plus(self, other: OutboxSize) -> OutboxSize {
+        OutboxSize { events: self.events.saturating_add(other.events), bytes: self.bytes.saturating_add(other.bytes) }
+    }
+
+    pub fn minus(self, other: OutboxSize) -> OutboxSize {
+        OutboxSize { events: self.events.saturating_sub(other.events), bytes: self.bytes.saturating_sub(other.bytes) }
+    }
+
+    /// Whether both counts are within `bound`'s.
+    pub fn within(self, bound: OutboxSize) -> bool {
+        self.events <= bound.events && self.bytes <= bound.bytes
+    }
+}
+
+/// What the outbox holds: how many events wait and their bytes, how many are dead letters and
+/// theirs, when the oldest waiting one was queued and the first dead letter set aside.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OutboxCounts {
     pub pending: u64,
@@ -73,6 +105,20 @@ pub struct OutboxCounts {
     pub refused: u64,
     /// The last of those: its row number and the HTTP status that refused it.
     pub last_refused: Option<(u64, u16)>,
+    pub pending_bytes: u64,
+    pub dead_bytes: u64,
+    /// When the dead letter set aside first (of those kept) was set aside.
+    pub oldest_dead: Option<u64>,
+}
+
+impl OutboxCounts {
+    pub fn pending_size(&self) -> OutboxSize {
+        OutboxSize { events: self.pending, bytes: self.pending_bytes }
+    }
+
+    pub fn dead_size(&self) -> OutboxSize {
+        OutboxSize { events: self.dead, bytes: self.dead_bytes }
+    }
 }
 
 /// The webhook delivery state that survives hibernation and restarts (one row).
@@ -157,17 +203,28 @@ pub trait Store {
     fn outbox_take(&mut self, limit: usize, max_bytes: usize) -> Result<Vec<OutboxRow>, StoreError>;
     /// Whether any event is pending.
     fn outbox_any_pending(&mut self) -> Result<bool, StoreError>;
-    /// Deletes exactly these rows (a delivered batch), pending or dead; unknown ones are ignored.
-    fn outbox_delete(&mut self, rows: &[u64]) -> Result<(), StoreError>;
-    /// Makes pending events queued before `before_ts` dead letters; returns how many.
-    fn outbox_mark_dead(&mut self, before_ts: u64) -> Result<u64, StoreError>;
-    /// Makes the pending event `n` a dead letter that the receiver refused, keeping the HTTP
-    /// `status` it answered (see `webhook::outbox`: a refused event must not hold up the rest).
-    /// A row that is not pending (a dead letter already, or gone) is left as it is.
-    fn outbox_refuse(&mut self, n: u64, status: u16) -> Result<(), StoreError>;
+    /// Deletes exactly these rows where they are pending (a delivered batch); unknown rows and
+    /// dead letters are left alone. Returns what it deleted.
+    fn outbox_delete(&mut self, rows: &[u64]) -> Result<OutboxSize, StoreError>;
+    /// Makes pending events queued before `before_ts` dead letters, set aside at `now`; returns
+    /// what it set aside.
+    fn outbox_mark_dead(&mut self, before_ts: u64, now: u64) -> Result<OutboxSize, StoreError>;
+    /// Makes the pending event `n` a dead letter that the receiver refused, set aside at `now`,
+    /// keeping the HTTP `status` it answered (see `webhook::outbox`: a refused event must not
+    /// hold up the rest). A row that is not pending (a dead letter already, or gone) is left as
+    /// it is. Returns what it set aside.
+    fn outbox_refuse(&mut self, n: u64, status: u16, now: u64) -> Result<OutboxSize, StoreError>;
     /// Makes every dead letter pending again (too old or refused), queued at `now` (it keeps
-    /// its row number, so its id); returns how many.
-    fn outbox_requeue(&mut self, now: u64) -> Result<u64, StoreError>;
+    /// its row number, so its id); returns what it moved.
+    fn outbox_requeue(&mut self, now: u64) -> Result<OutboxSize, StoreError>;
+    /// Deletes the dead letters set aside before `before_ts`; returns what it deleted.
+    fn outbox_expire(&mut self, before_ts: u64) -> Result<OutboxSize, StoreError>;
+    /// Deletes dead letters, the first set aside first (in row order among those set aside at
+    /// the same time), until at least `need.events` events and `need.bytes` bytes are gone or
+    /// none is left; returns what it deleted.
+    fn outbox_evict(&mut self, need: OutboxSize) -> Result<OutboxSize, StoreError>;
+    /// When the first dead letter still kept was set aside.
+    fn outbox_oldest_dead(&mut self) -> Result<Option<u64>, StoreError>;
     fn outbox_counts(&mut self) -> Result<OutboxCounts, StoreError>;
     fn webhook_state(&mut self) -> Result<Option<WebhookState>, StoreError>;
     fn put_webhook_state(&mut self, state: &WebhookState) -> Result<(), StoreError>;

@@ -15,12 +15,14 @@
 //! Integers the store is given above [`MAX_INT`] are stored as [`MAX_INT`] (the order of times
 //! and seqs is kept; no seq or time in milliseconds gets near it).
 
-use super::{OutboxCounts, OutboxRow, PendingLeave, RoomMeta, Store, StoreError, StoredMessage, WebhookState};
+use super::{OutboxCounts, OutboxRow, OutboxSize, PendingLeave, RoomMeta, Store, StoreError, StoredMessage, WebhookState};
 use crate::compact::CompactJson;
 
 /// The tables, made if missing every time a store is opened. `outbox.dead`: 0 pending; 1 a dead
 /// letter for its age; otherwise the HTTP status with which the receiver refused the event
-/// ([`Store::outbox_refuse`]), also a dead letter.
+/// ([`Store::outbox_refuse`]), also a dead letter. `outbox.ts`: when a pending event was queued,
+/// when a dead letter was set aside. An event's bytes are `octet_length(body)`, which SQLite
+/// reads from the row's header without loading the body.
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (k INTEGER PRIMARY KEY CHECK (k = 1), epoch TEXT NOT NULL, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
@@ -187,6 +189,13 @@ impl<E: SqlExec> SqlStore<E> {
         }
     }
 
+    /// The (count, byte sum) of a one-row query as an [`OutboxSize`] (a NULL sum is 0).
+    fn size(&mut self, sql: &str, params: &[Param<'_>]) -> Result<OutboxSize, StoreError> {
+        let Some(row) = self.query(sql, params)?.pop() else { return Ok(OutboxSize::ZERO) };
+        let mut c = Cols::new(row);
+        Ok(OutboxSize { events: c.int()?, bytes: c.opt_int()?.unwrap_or(0) })
+    }
+
     fn run(&mut self, sql: &str, params: &[Param<'_>]) -> Result<bool, StoreError> {
         self.wrote = true;
         self.sql.execute(sql, params)
@@ -338,10 +347,9 @@ impl<E: SqlExec> Store for SqlStore<E> {
     }
 
     /// Two reads, so a backlog never loads more than one batch: the sizes of the first `limit`
-    /// rows (numbers only), then the bodies of the rows within `max_bytes`.
+    /// rows (numbers only, not the bodies), then the bodies of the rows within `max_bytes`.
     fn outbox_take(&mut self, limit: usize, max_bytes: usize) -> Result<Vec<OutboxRow>, StoreError> {
-        let sizes =
-            self.query("SELECT n, length(CAST(body AS BLOB)) FROM outbox WHERE dead = 0 ORDER BY n LIMIT ?", &[int(limit as u64)])?;
+        let sizes = self.query("SELECT n, octet_length(body) FROM outbox WHERE dead = 0 ORDER BY n LIMIT ?", &[int(limit as u64)])?;
         let (mut total, mut count, mut last) = (0u64, 0u64, None);
         for row in sizes {
             if count > 0 && total >= max_bytes as u64 {
@@ -367,31 +375,84 @@ impl<E: SqlExec> Store for SqlStore<E> {
         Ok(!self.query("SELECT n FROM outbox WHERE dead = 0 LIMIT 1", &[])?.is_empty())
     }
 
-    fn outbox_delete(&mut self, rows: &[u64]) -> Result<(), StoreError> {
+    // Each change is measured before it is made (the platform's `rowsWritten` counts index
+    // writes too, and the bytes are needed anyway), and made only when there is one.
+    fn outbox_delete(&mut self, rows: &[u64]) -> Result<OutboxSize, StoreError> {
         // One bound parameter whatever the batch size (the platform allows 100 per statement).
         let list = serde_json::to_string(rows).map_err(|e| StoreError(e.to_string()))?;
-        self.run("DELETE FROM outbox WHERE n IN (SELECT value FROM json_each(?))", &[text(&list)]).map(drop)
-    }
-
-    // Counted before they change: the platform's `rowsWritten` counts index writes too.
-    fn outbox_mark_dead(&mut self, before_ts: u64) -> Result<u64, StoreError> {
-        let n = self.number("SELECT COUNT(*) FROM outbox WHERE dead = 0 AND ts < ?", &[int(before_ts)])?.unwrap_or(0);
-        if n > 0 {
-            self.run("UPDATE outbox SET dead = 1 WHERE dead = 0 AND ts < ?", &[int(before_ts)])?;
+        let gone = self.size(
+            "SELECT COUNT(*), SUM(octet_length(body)) FROM outbox WHERE dead = 0 AND n IN (SELECT value FROM json_each(?))",
+            &[text(&list)],
+        )?;
+        if gone.events > 0 {
+            self.run("DELETE FROM outbox WHERE dead = 0 AND n IN (SELECT value FROM json_each(?))", &[text(&list)])?;
         }
-        Ok(n)
+        Ok(gone)
     }
 
-    fn outbox_refuse(&mut self, n: u64, status: u16) -> Result<(), StoreError> {
-        self.run("UPDATE outbox SET dead = ? WHERE n = ? AND dead = 0", &[int(u64::from(status.max(2))), int(n)]).map(drop)
+    fn outbox_mark_dead(&mut self, before_ts: u64, now: u64) -> Result<OutboxSize, StoreError> {
+        let moved = self.size("SELECT COUNT(*), SUM(octet_length(body)) FROM outbox WHERE dead = 0 AND ts < ?", &[int(before_ts)])?;
+        if moved.events > 0 {
+            self.run("UPDATE outbox SET dead = 1, ts = ? WHERE dead = 0 AND ts < ?", &[int(now), int(before_ts)])?;
+        }
+        Ok(moved)
     }
 
-    fn outbox_requeue(&mut self, now: u64) -> Result<u64, StoreError> {
-        let n = self.number("SELECT COUNT(*) FROM outbox WHERE dead <> 0", &[])?.unwrap_or(0);
-        if n > 0 {
+    fn outbox_refuse(&mut self, n: u64, status: u16, now: u64) -> Result<OutboxSize, StoreError> {
+        let moved = self.size("SELECT COUNT(*), SUM(octet_length(body)) FROM outbox WHERE n = ? AND dead = 0", &[int(n)])?;
+        if moved.events > 0 {
+            self.run("UPDATE outbox SET dead = ?, ts = ? WHERE n = ? AND dead = 0", &[int(u64::from(status.max(2))), int(now), int(n)])?;
+        }
+        Ok(moved)
+    }
+
+    fn outbox_requeue(&mut self, now: u64) -> Result<OutboxSize, StoreError> {
+        let moved = self.size("SELECT COUNT(*), SUM(octet_length(body)) FROM outbox WHERE dead <> 0", &[])?;
+        if moved.events > 0 {
             self.run("UPDATE outbox SET dead = 0, ts = ? WHERE dead <> 0", &[int(now)])?;
         }
-        Ok(n)
+        Ok(moved)
+    }
+
+    fn outbox_expire(&mut self, before_ts: u64) -> Result<OutboxSize, StoreError> {
+        let gone = self.size("SELECT COUNT(*), SUM(octet_length(body)) FROM outbox WHERE dead <> 0 AND ts < ?", &[int(before_ts)])?;
+        if gone.events > 0 {
+            self.run("DELETE FROM outbox WHERE dead <> 0 AND ts < ?", &[int(before_ts)])?;
+        }
+        Ok(gone)
+    }
+
+    /// One read finds the last dead letter to delete (the first whose running totals, in the
+    /// order they were set aside, reach `need`), one statement deletes it and those before it.
+    fn outbox_evict(&mut self, need: OutboxSize) -> Result<OutboxSize, StoreError> {
+        if need == OutboxSize::ZERO {
+            return Ok(OutboxSize::ZERO);
+        }
+        let cut = self
+            .query(
+                "SELECT ts, n, k, total FROM (
+                   SELECT ts, n, ROW_NUMBER() OVER w AS k, SUM(octet_length(body)) OVER w AS total
+                   FROM outbox WHERE dead <> 0 WINDOW w AS (ORDER BY ts, n ROWS UNBOUNDED PRECEDING))
+                 WHERE k >= ? AND total >= ? ORDER BY ts, n LIMIT 1",
+                &[int(need.events), int(need.bytes)],
+            )?
+            .pop();
+        let Some(cut) = cut else {
+            // Not enough dead letters for `need`: all of them go.
+            let gone = self.size("SELECT COUNT(*), SUM(octet_length(body)) FROM outbox WHERE dead <> 0", &[])?;
+            if gone.events > 0 {
+                self.run("DELETE FROM outbox WHERE dead <> 0", &[])?;
+            }
+            return Ok(gone);
+        };
+        let mut c = Cols::new(cut);
+        let (ts, n, events, bytes) = (c.int()?, c.int()?, c.int()?, c.int()?);
+        self.run("DELETE FROM outbox WHERE dead <> 0 AND (ts < ? OR (ts = ? AND n <= ?))", &[int(ts), int(ts), int(n)])?;
+        Ok(OutboxSize { events, bytes })
+    }
+
+    fn outbox_oldest_dead(&mut self) -> Result<Option<u64>, StoreError> {
+        self.number("SELECT MIN(ts) FROM outbox WHERE dead <> 0", &[])
     }
 
     fn outbox_counts(&mut self) -> Result<OutboxCounts, StoreError> {
@@ -399,7 +460,9 @@ impl<E: SqlExec> Store for SqlStore<E> {
             .query(
                 "SELECT COALESCE(SUM(dead = 0), 0), COALESCE(SUM(dead <> 0), 0), MIN(CASE WHEN dead = 0 THEN ts END), \
                  COALESCE(SUM(dead > 1), 0), MAX(CASE WHEN dead > 1 THEN n END), \
-                 (SELECT dead FROM outbox WHERE dead > 1 ORDER BY n DESC LIMIT 1) FROM outbox",
+                 (SELECT dead FROM outbox WHERE dead > 1 ORDER BY n DESC LIMIT 1), \
+                 COALESCE(SUM(CASE WHEN dead = 0 THEN octet_length(body) END), 0), \
+                 COALESCE(SUM(CASE WHEN dead <> 0 THEN octet_length(body) END), 0), MIN(CASE WHEN dead <> 0 THEN ts END) FROM outbox",
                 &[],
             )?
             .pop();
@@ -408,7 +471,8 @@ impl<E: SqlExec> Store for SqlStore<E> {
         let (pending, dead, oldest_pending, refused) = (c.int()?, c.int()?, c.opt_int()?, c.int()?);
         let (last, status) = (c.opt_int()?, c.opt_int()?);
         let last_refused = last.zip(status).map(|(n, status)| (n, u16::try_from(status).unwrap_or(u16::MAX)));
-        Ok(OutboxCounts { pending, dead, oldest_pending, refused, last_refused })
+        let (pending_bytes, dead_bytes, oldest_dead) = (c.int()?, c.int()?, c.opt_int()?);
+        Ok(OutboxCounts { pending, dead, oldest_pending, refused, last_refused, pending_bytes, dead_bytes, oldest_dead })
     }
 
     fn webhook_state(&mut self) -> Result<Option<WebhookState>, StoreError> {
@@ -625,8 +689,11 @@ mod tests {
         Take(usize, usize),
         AnyPending,
         Delete(Vec<u64>),
-        MarkDead(u64),
-        Refuse(u64, u16),
+        MarkDead(u64, u64),
+        Refuse(u64, u16, u64),
+        Expire(u64),
+        Evict(u64, u64),
+        OldestDead,
         Requeue(u64),
         Counts,
         State,
@@ -666,8 +733,11 @@ mod tests {
             (0usize..8, 0usize..80).prop_map(|(l, b)| Op::Take(l, b)),
             Just(Op::AnyPending),
             proptest::collection::vec(0u64..12, 0..4).prop_map(Op::Delete),
-            t.clone().prop_map(Op::MarkDead),
-            (0u64..12, prop::sample::select(vec![0u16, 1, 400, 413, 422])).prop_map(|(n, st)| Op::Refuse(n, st)),
+            (t.clone(), t.clone()).prop_map(|(b, n)| Op::MarkDead(b, n)),
+            (0u64..12, prop::sample::select(vec![0u16, 1, 400, 413, 422]), t.clone()).prop_map(|(n, st, now)| Op::Refuse(n, st, now)),
+            t.clone().prop_map(Op::Expire),
+            (0u64..4, 0u64..60).prop_map(|(e, b)| Op::Evict(e, b)),
+            Just(Op::OldestDead),
             t.clone().prop_map(Op::Requeue),
             Just(Op::Counts),
             Just(Op::State),
@@ -718,8 +788,11 @@ mod tests {
             Op::Take(l, b) => show(s.outbox_take(*l, *b)),
             Op::AnyPending => show(s.outbox_any_pending()),
             Op::Delete(rows) => show(s.outbox_delete(rows)),
-            Op::MarkDead(t) => show(s.outbox_mark_dead(*t)),
-            Op::Refuse(n, st) => show(s.outbox_refuse(*n, *st)),
+            Op::MarkDead(t, now) => show(s.outbox_mark_dead(*t, *now)),
+            Op::Refuse(n, st, now) => show(s.outbox_refuse(*n, *st, *now)),
+            Op::Expire(t) => show(s.outbox_expire(*t)),
+            Op::Evict(e, b) => show(s.outbox_evict(OutboxSize { events: *e, bytes: *b })),
+            Op::OldestDead => show(s.outbox_oldest_dead()),
             Op::Requeue(t) => show(s.outbox_requeue(*t)),
             Op::Counts => show(s.outbox_counts()),
             Op::State => show(s.webhook_state()),
