@@ -183,7 +183,11 @@ async function member(size) {
         perMessageDeflate: false,
       });
       ws.on("message", (buf) => {
-        for (const line of buf.toString().split("\n")) if (line.startsWith('{"type":"ack"')) acks.push(performance.now());
+        for (const line of buf.toString().split("\n")) {
+          if (line.startsWith('{"type":"ack"')) acks.push(performance.now());
+          // Read marks are echoed, as the SDK does (a socket that does not is closed with 4008).
+          else if (line.startsWith('{"type":"mark"')) ws.send(JSON.stringify({ type: "read", id: JSON.parse(line).id }));
+        }
       });
       await new Promise((resolve, reject) => {
         ws.once("open", resolve);
