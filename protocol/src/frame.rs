@@ -483,7 +483,6 @@ pub fn encode_history_page(epoch: &str, seq: u64, more: bool, messages: &[String
     out
 }
 
-/// The answer to a broadcast or a presence change: done (there is nothing more to say).
 /// A read mark: the client echoes its id in a `read` frame (docs/PROTOCOL.md, *Read marks*).
 pub fn encode_mark(id: &str) -> String {
     to_text(&MarkFrame { kind: "mark", id })
@@ -496,6 +495,7 @@ struct MarkFrame<'a> {
     id: &'a str,
 }
 
+/// The answer to a broadcast or a presence change: done (there is nothing more to say).
 pub fn encode_done(id: &str) -> String {
     to_text(&AckFrame { kind: "ack", id, seq: None, delivered: None, duplicate: false })
 }

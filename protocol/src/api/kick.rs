@@ -18,8 +18,8 @@ pub struct KickRequest {
     /// Refuse the user's new connections for this long (0 or absent: no ban).
     #[serde(rename = "banSeconds", default, skip_serializing_if = "Option::is_none")]
     pub ban_seconds: Option<u64>,
-    /// A reason for the app; the close reason stays "removed from the room". At most a close
-    /// reason's 123 bytes, so the room may also send it as one.
+    /// The kicked connections' close reason (else "removed from the room"): at most a close
+    /// reason's 123 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
