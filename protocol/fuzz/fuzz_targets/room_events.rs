@@ -42,6 +42,8 @@ fuzz_target!(|events: Vec<Event>| {
         rate_messages_burst: 5,
         max_strikes: 6,
         max_frame_bytes: 256,
+        // Read marks on, small: a mark every 256 bytes a connection is sent, closed 8 behind.
+        unread_max_bytes: 2048,
         webhook: WebhookConfig::from_vars(&|name| match name {
             "WEBHOOK_URL" => Some("https://hooks.test/".into()),
             "WEBHOOK_SECRET" => Some("whsec_AAAA".into()),
@@ -58,6 +60,7 @@ fuzz_target!(|events: Vec<Event>| {
     };
     let mut store = MemoryStore::default();
     let Ok(mut room) = Room::load(config, &mut store, "e", 1_000, []) else { return };
+    room.set_mark_key(b"fuzz-mark-key-16");
     if room.attach_webhooks("r", "0011223344556677", 1_000, &mut store).is_err() {
         return;
     }
