@@ -63,8 +63,6 @@ pub struct Gate<F> {
     written: u64,
     /// The generation known durable: every write up to it is.
     durable: u64,
-    /// The highest generation a wait in flight covers (meaningful while `in_flight > 0`).
-    covering: u64,
     /// How many waits for durability are in flight.
     in_flight: u32,
     /// The alarm the adapter last set (`None`: no alarm).
@@ -135,7 +133,7 @@ enum Phase {
 
 impl<F> Default for Gate<F> {
     fn default() -> Self {
-        Gate { queued: VecDeque::new(), written: 0, durable: 0, covering: 0, in_flight: 0, alarm_at: None }
+        Gate { queued: VecDeque::new(), written: 0, durable: 0, in_flight: 0, alarm_at: None }
     }
 }
 
@@ -157,17 +155,6 @@ impl<F> Gate<F> {
     /// Whether every write so far is known durable.
     pub fn is_durable(&self) -> bool {
         self.durable == self.written
-    }
-
-    /// The newest write generation some wait (ended or in flight) covers: a send queued after a
-    /// write the runtime has not been asked to make durable would be one no wait stands behind.
-    pub fn covering(&self) -> u64 {
-        self.covering
-    }
-
-    /// Writes so far (a generation: each run that wrote is one more).
-    pub fn written(&self) -> u64 {
-        self.written
     }
 
     /// The alarm the adapter last set, as far as the gate knows.
@@ -289,7 +276,6 @@ impl<F> Gate<F> {
 
     fn start_wait(&mut self, task: &mut Task<F>) {
         task.covers = self.written;
-        self.covering = self.covering.max(self.written);
         self.in_flight += 1;
     }
 

@@ -57,8 +57,9 @@ pub(super) struct Reading {
 
 /// A mark's id for one connection: 16 hex digits of a keyed hash.
 fn mark_id(key: &[u8], conn: ConnId, index: u64) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::new().chain_update(key).chain_update(conn.to_be_bytes()).chain_update(index.to_be_bytes()).finalize();
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    digest.iter().take(8).flat_map(|b| [char::from(HEX[usize::from(b >> 4)]), char::from(HEX[usize::from(b & 15)])]).collect()
 }
 
 impl Room {
@@ -104,7 +105,7 @@ impl Room {
             }
             Recipients::One(conn) => self.add_own(*conn, bytes),
             Recipients::List(list) => {
-                for conn in list.clone() {
+                for &conn in list {
                     self.add_own(conn, bytes);
                 }
             }
