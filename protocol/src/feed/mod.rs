@@ -20,8 +20,16 @@
 //!
 //! Positions are durable on both sides (the adapters store them with the messages they follow),
 //! so a restart resumes rather than replays.
+//!
+//! **Extras** ride the same calls: ephemeral items a subscriber must get in the order they were
+//! made (a session's per-device frames: welcomes, broadcasts, presence, acks, closes). They are
+//! numbered per subscriber, kept by the sender until an answer confirms them, and passed on by
+//! the receiver once each (it answers with the highest number it has seen). They are not
+//! stored: a sender that restarts has none, and says so with [`Sender::lost_extras`] so the
+//! adapter can make the subscriber start over. A **probe** (a call with nothing in it, every
+//! `probe_ms` while a subscriber is quiet) lets the receiver say what it still holds.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -47,12 +55,33 @@ pub struct FeedConfig {
     /// Full-jitter backoff after failed calls: the first delay's ceiling, and the cap.
     pub retry_min_ms: u64,
     pub retry_max_ms: u64,
+    /// Most extras held for one subscriber; past it they are dropped and the subscriber is
+    /// [`Sender::overflowed`] (a slow consumer, like a socket that does not read).
+    pub extras_max: usize,
+    /// A quiet subscriber is called with nothing in it this often (0: never).
+    pub probe_ms: u64,
 }
 
 impl Default for FeedConfig {
     fn default() -> Self {
-        FeedConfig { batch_max: 100, call_timeout_ms: 10_000, retry_min_ms: 100, retry_max_ms: 30_000 }
+        FeedConfig { batch_max: 100, call_timeout_ms: 10_000, retry_min_ms: 100, retry_max_ms: 30_000, extras_max: 4_096, probe_ms: 0 }
     }
+}
+
+/// One ephemeral item for a subscriber: its number in the subscriber's order, whom it is for
+/// (the subscriber's own address, such as a device), and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extra {
+    pub n: u64,
+    pub to: u64,
+    pub text: String,
+}
+
+/// A receiver's answer: where it stands in the stream, and the last extra it has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub position: Position,
+    pub extras: u64,
 }
 
 /// One call to make: send `subscriber` the first `limit` messages of `epoch` after `after`, read
@@ -69,6 +98,8 @@ pub struct Delivery {
     /// The room's latest seq when the call was made: sent along, so a receiver behind a history
     /// that holds nothing after `after` any more learns what it lost.
     pub head: u64,
+    /// The extras not yet confirmed, in order.
+    pub extras: Vec<Extra>,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +112,36 @@ struct Subscriber {
     failures: u32,
     /// No call before this (backoff).
     not_before: u64,
+    /// Extras not yet confirmed, and the next one's number.
+    extras: VecDeque<Extra>,
+    next_extra: u64,
+    /// When the receiver last answered (or the subscription began), for probes.
+    last_answer: u64,
+    /// Extras were dropped (over `extras_max`, or made before a restart) and not yet said.
+    overflowed: bool,
+}
+
+impl Subscriber {
+    fn new(acked: Position, now: u64) -> Subscriber {
+        Subscriber {
+            acked,
+            in_flight: None,
+            failures: 0,
+            not_before: 0,
+            extras: VecDeque::new(),
+            next_extra: 1,
+            last_answer: now,
+            overflowed: false,
+        }
+    }
+
+    fn behind(&self, head: &Position) -> bool {
+        self.acked.epoch != head.epoch || self.acked.seq < head.seq || !self.extras.is_empty()
+    }
+
+    fn probe_due(&self, probe_ms: u64) -> Option<u64> {
+        (probe_ms > 0).then(|| self.last_answer.saturating_add(probe_ms))
+    }
 }
 
 /// The room's side: who subscribes, what each has confirmed, and the next call to make.
@@ -90,12 +151,28 @@ pub struct Sender {
     head: Position,
     subscribers: BTreeMap<String, Subscriber>,
     next_call: u64,
+    /// The first extra's number for new subscribers: extras made by a restarted sender must not
+    /// reuse numbers a receiver has seen, so the adapter starts each instance past the last
+    /// (from the clock, as connection ids are).
+    extras_from: u64,
 }
 
 impl Sender {
     /// A sender for a room at `head` (its epoch and latest seq).
     pub fn new(config: FeedConfig, head: Position) -> Sender {
-        Sender { config, head, subscribers: BTreeMap::new(), next_call: 1 }
+        Sender { config, head, subscribers: BTreeMap::new(), next_call: 1, extras_from: 1 }
+    }
+
+    /// Numbers this instance's extras from `first` on (see the field's doc).
+    pub fn number_extras_from(&mut self, first: u64) {
+        self.extras_from = first.max(1);
+        for s in self.subscribers.values_mut() {
+            s.next_extra = s.next_extra.max(self.extras_from);
+        }
+    }
+
+    pub fn config(&self) -> &FeedConfig {
+        &self.config
     }
 
     pub fn head(&self) -> &Position {
@@ -110,14 +187,69 @@ impl Sender {
     /// `subscriber` follows the stream from `from` (its resume point; a new subscriber's is the
     /// room's head). Subscribing again moves the position only forward within an epoch.
     pub fn subscribe(&mut self, subscriber: &str, from: Position) {
+        self.subscribe_at(subscriber, from, 0);
+    }
+
+    /// [`Sender::subscribe`] at `now` (the start of its probe interval).
+    pub fn subscribe_at(&mut self, subscriber: &str, from: Position, now: u64) {
         match self.subscribers.get_mut(subscriber) {
             Some(s) if s.acked.epoch == from.epoch && s.acked.seq >= from.seq => {}
             Some(s) => s.acked = from,
             None => {
-                let s = Subscriber { acked: from, in_flight: None, failures: 0, not_before: 0 };
+                let mut s = Subscriber::new(from, now);
+                s.next_extra = self.extras_from;
                 self.subscribers.insert(subscriber.into(), s);
             }
         }
+    }
+
+    /// A subscriber restored after a restart that had extras in flight: they are gone, which
+    /// [`Sender::overflowed`] reports as for an overflow.
+    pub fn lost_extras(&mut self, subscriber: &str) {
+        if let Some(s) = self.subscribers.get_mut(subscriber) {
+            s.overflowed = true;
+        }
+    }
+
+    pub fn is_subscribed(&self, subscriber: &str) -> bool {
+        self.subscribers.contains_key(subscriber)
+    }
+
+    /// Whether `subscriber` holds extras not yet confirmed (what the adapter stores, so a restart
+    /// knows some were lost).
+    pub fn has_extras(&self, subscriber: &str) -> bool {
+        self.subscribers.get(subscriber).is_some_and(|s| !s.extras.is_empty())
+    }
+
+    /// Queues an extra for `subscriber`. Past `extras_max` the queue is dropped and the
+    /// subscriber marked: see [`Sender::overflowed`]. Nothing happens for one not subscribed.
+    pub fn push_extra(&mut self, subscriber: &str, to: u64, text: String) {
+        let max = self.config.extras_max;
+        let Some(s) = self.subscribers.get_mut(subscriber) else { return };
+        if s.overflowed {
+            return;
+        }
+        if s.extras.len() >= max {
+            s.extras.clear();
+            s.overflowed = true;
+            return;
+        }
+        let n = s.next_extra;
+        s.next_extra += 1;
+        s.extras.push_back(Extra { n, to, text });
+    }
+
+    /// Subscribers whose extras were dropped since the last call, each once: the adapter must
+    /// make them start over (the room closes their connections), since they missed frames.
+    pub fn overflowed(&mut self) -> Vec<String> {
+        self.subscribers
+            .iter_mut()
+            .filter(|(_, s)| s.overflowed)
+            .map(|(name, s)| {
+                s.overflowed = false;
+                name.clone()
+            })
+            .collect()
     }
 
     pub fn unsubscribe(&mut self, subscriber: &str) {
@@ -138,28 +270,42 @@ impl Sender {
     /// The next call to make, if a subscriber is behind, has nothing in flight and is not
     /// backing off. A subscriber in another epoch gets a call too (with no messages before the
     /// head's seq 0), which tells it of the reset.
+    /// A probe (`probe_ms`) is a call too, with nothing in it.
     pub fn poll_delivery(&mut self, now: u64) -> Option<Delivery> {
         let head = &self.head;
-        let (name, s) = self
-            .subscribers
-            .iter_mut()
-            .find(|(_, s)| s.in_flight.is_none() && now >= s.not_before && (s.acked.epoch != head.epoch || s.acked.seq < head.seq))?;
+        let probe_ms = self.config.probe_ms;
+        let (name, s) = self.subscribers.iter_mut().find(|(_, s)| {
+            s.in_flight.is_none() && now >= s.not_before && (s.behind(head) || s.probe_due(probe_ms).is_some_and(|t| now >= t))
+        })?;
         let call = self.next_call;
         self.next_call += 1;
         s.in_flight = Some((call, now.saturating_add(self.config.call_timeout_ms)));
         let after = if s.acked.epoch == head.epoch { s.acked.seq } else { 0 };
-        Some(Delivery { call, subscriber: name.clone(), epoch: head.epoch.clone(), after, limit: self.config.batch_max, head: head.seq })
+        let extras = s.extras.iter().cloned().collect();
+        Some(Delivery {
+            call,
+            subscriber: name.clone(),
+            epoch: head.epoch.clone(),
+            after,
+            limit: self.config.batch_max,
+            head: head.seq,
+            extras,
+        })
     }
 
     /// The receiver answered `call` with where it stands now.
-    pub fn handle_answer(&mut self, subscriber: &str, call: u64, position: Position) {
+    pub fn handle_answer(&mut self, subscriber: &str, call: u64, answer: Answer, now: u64) {
         let Some(s) = self.subscribers.get_mut(subscriber) else { return };
         if s.in_flight.map(|(c, _)| c) != Some(call) {
             return; // an answer to a call already given up on: the next call asks again
         }
         s.in_flight = None;
         s.failures = 0;
-        s.acked = position;
+        s.last_answer = now;
+        s.acked = answer.position;
+        while s.extras.front().is_some_and(|e| e.n <= answer.extras) {
+            s.extras.pop_front();
+        }
     }
 
     /// `call` failed (the call threw, or timed out). It is retried after a full-jitter delay;
@@ -195,8 +341,8 @@ impl Sender {
             .values()
             .filter_map(|s| match s.in_flight {
                 Some((_, deadline)) => Some(deadline),
-                None if s.acked.epoch != head.epoch || s.acked.seq < head.seq => Some(s.not_before),
-                None => None,
+                None if s.behind(head) => Some(s.not_before),
+                None => s.probe_due(self.config.probe_ms).map(|t| t.max(s.not_before)),
             })
             .min()
     }
@@ -209,7 +355,7 @@ pub struct Received<T> {
     pub fresh: Vec<T>,
     /// Messages that cannot be delivered any more, said before `fresh`.
     pub gap: Option<Gap>,
-    /// The answer to the sender: where the receiver stands now.
+    /// Where the receiver stands now (the answer's position).
     pub position: Position,
 }
 
@@ -222,10 +368,17 @@ pub enum Gap {
     Retention { after: u64, until: u64 },
 }
 
+/// Where a receiver stands in one room: messages and extras.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Follow {
+    at: Position,
+    extras: u64,
+}
+
 /// The subscriber's side: per room, where it stands.
 #[derive(Debug, Clone, Default)]
 pub struct Receiver {
-    rooms: BTreeMap<String, Position>,
+    rooms: BTreeMap<String, Follow>,
 }
 
 impl Receiver {
@@ -235,16 +388,44 @@ impl Receiver {
 
     /// Where the receiver stands in `room`, if it follows it.
     pub fn position(&self, room: &str) -> Option<&Position> {
-        self.rooms.get(room)
+        self.rooms.get(room).map(|f| &f.at)
     }
 
-    /// Follow `room` from `from` (restored from storage, or where a join starts).
+    /// The answer to give `room` now: where the receiver stands, if it follows it.
+    pub fn answer(&self, room: &str) -> Option<Answer> {
+        self.rooms.get(room).map(|f| Answer { position: f.at.clone(), extras: f.extras })
+    }
+
+    /// Follow `room` from `from` (restored from storage, or where a join starts), with extras
+    /// passed on up to `extras`.
     pub fn follow(&mut self, room: &str, from: Position) {
-        self.rooms.insert(room.into(), from);
+        self.follow_with(room, from, 0);
+    }
+
+    pub fn follow_with(&mut self, room: &str, from: Position, extras: u64) {
+        self.rooms.insert(room.into(), Follow { at: from, extras });
     }
 
     pub fn unfollow(&mut self, room: &str) {
         self.rooms.remove(room);
+    }
+
+    pub fn is_following(&self, room: &str) -> bool {
+        self.rooms.contains_key(room)
+    }
+
+    /// The extras of one call from `room`: those not passed on before, in order. Nothing for a
+    /// room not followed.
+    pub fn handle_extras(&mut self, room: &str, extras: Vec<Extra>) -> Vec<Extra> {
+        let Some(f) = self.rooms.get_mut(room) else { return Vec::new() };
+        let mut fresh = Vec::new();
+        for e in extras {
+            if e.n > f.extras {
+                f.extras = e.n;
+                fresh.push(e);
+            }
+        }
+        fresh
     }
 
     /// One call from `room`: the messages of `epoch` after `after` that history still held, as
@@ -256,7 +437,8 @@ impl Receiver {
     /// may follow: only then can the receiver tell that a position behind the head lost what
     /// history no longer holds.
     pub fn handle_call<T>(&mut self, room: &str, epoch: &str, end: Option<u64>, messages: Vec<(u64, T)>) -> Received<T> {
-        let at = self.rooms.entry(room.into()).or_insert_with(|| Position { epoch: epoch.into(), seq: 0 });
+        let at =
+            &mut self.rooms.entry(room.into()).or_insert_with(|| Follow { at: Position { epoch: epoch.into(), seq: 0 }, extras: 0 }).at;
         let mut gap = None;
         if at.epoch != epoch {
             gap = Some(Gap::Epoch);

@@ -21,6 +21,8 @@ enum Op {
     Reset,
     /// The room restarts: its sender is rebuilt from the positions it stored.
     RestartSender,
+    /// The room queues an extra for the subscriber.
+    Extra,
 }
 
 fn any_op() -> impl Strategy<Value = Op> {
@@ -31,6 +33,7 @@ fn any_op() -> impl Strategy<Value = Op> {
         1 => (0u8..10).prop_map(|keep| Op::Trim { keep }),
         1 => Just(Op::Reset),
         1 => Just(Op::RestartSender),
+        4 => Just(Op::Extra),
     ]
 }
 
@@ -48,6 +51,12 @@ struct World {
     /// Seqs the subscriber was told it lost, per epoch.
     lost: BTreeMap<String, Vec<u64>>,
     epoch_gaps: usize,
+    /// Extras: each one's payload is its push order; what the receiver passed on; the first
+    /// pushed since the sender last lost its queue (a restart).
+    pushed: u64,
+    extras_passed: Vec<u64>,
+    extras_kept_from: u64,
+    restarts: u64,
 }
 
 impl World {
@@ -68,10 +77,14 @@ impl World {
             passed: BTreeMap::new(),
             lost: BTreeMap::new(),
             epoch_gaps: 0,
+            pushed: 0,
+            extras_passed: Vec::new(),
+            extras_kept_from: 0,
+            restarts: 0,
         }
     }
 
-    fn deliver(&mut self, d: &Delivery) -> Position {
+    fn deliver(&mut self, d: &Delivery) -> Answer {
         let messages: Vec<(u64, u64)> = self.history.iter().copied().filter(|(seq, _)| *seq > d.after).take(d.limit).collect();
         let end = (messages.len() < d.limit).then_some(d.head);
         let got = self.receiver.handle_call("room", &d.epoch, end, messages);
@@ -84,7 +97,10 @@ impl World {
             // payload == seq in this model
             self.passed.entry(d.epoch.clone()).or_default().push(payload);
         }
-        got.position
+        for e in self.receiver.handle_extras("room", d.extras.clone()) {
+            self.extras_passed.push(e.text.parse().unwrap());
+        }
+        self.receiver.answer("room").unwrap()
     }
 
     fn step(&mut self, op: Op) {
@@ -108,8 +124,8 @@ impl World {
                     2 => {}
                     // answered
                     _ => {
-                        let position = self.deliver(&d);
-                        self.sender.handle_answer(&d.subscriber, d.call, position);
+                        let answer = self.deliver(&d);
+                        self.sender.handle_answer(&d.subscriber, d.call, answer, self.now);
                     }
                 }
             }
@@ -133,10 +149,17 @@ impl World {
             Op::RestartSender => {
                 let stored: Vec<(String, Position)> = self.sender.subscribers().map(|(n, p)| (n.into(), p.clone())).collect();
                 let mut sender = Sender::new(self.sender.config, Position { epoch: self.epoch.clone(), seq: self.head });
+                self.restarts += 1;
+                sender.number_extras_from(self.restarts * 1_000_000);
                 for (name, position) in stored {
                     sender.subscribe(&name, position);
                 }
                 self.sender = sender;
+                self.extras_kept_from = self.pushed;
+            }
+            Op::Extra => {
+                self.sender.push_extra("s", 7, alloc::format!("{}", self.pushed));
+                self.pushed += 1;
             }
         }
     }
@@ -146,8 +169,8 @@ impl World {
         for _ in 0..10_000 {
             match self.sender.poll_delivery(self.now) {
                 Some(d) => {
-                    let position = self.deliver(&d);
-                    self.sender.handle_answer(&d.subscriber, d.call, position);
+                    let answer = self.deliver(&d);
+                    self.sender.handle_answer(&d.subscriber, d.call, answer, self.now);
                 }
                 None => match self.sender.poll_timeout() {
                     Some(t) => {
@@ -188,6 +211,12 @@ proptest! {
         let lost = w.lost.get(&w.epoch).cloned().unwrap_or_default();
         for seq in 1..=w.head {
             prop_assert!(passed.contains(&seq) || lost.contains(&seq), "seq {seq} neither passed on nor said lost");
+        }
+        // Extras: each at most once, in the order pushed; all those pushed since the last
+        // restart arrived.
+        prop_assert!(w.extras_passed.windows(2).all(|p| p[0] < p[1]), "{:?}", w.extras_passed);
+        for n in w.extras_kept_from..w.pushed {
+            prop_assert!(w.extras_passed.contains(&n), "extra {n} lost: {:?}", w.extras_passed);
         }
         // A reset reaches the subscriber as an epoch gap (several resets may fold into one).
         prop_assert!(w.epoch_gaps <= resets && (resets == 0) == (w.epoch_gaps == 0));
@@ -232,8 +261,33 @@ fn a_failed_call_backs_off_with_jitter_within_the_cap() {
     assert!(s.poll_delivery(retry.saturating_sub(1)).is_none() || retry == 0);
     let d2 = s.poll_delivery(retry).unwrap();
     // A stale answer to the first call is ignored.
-    s.handle_answer("a", d.call, Position { epoch: "e".into(), seq: 3 });
+    s.handle_answer("a", d.call, Answer { position: Position { epoch: "e".into(), seq: 3 }, extras: 0 }, retry);
     assert!(s.poll_delivery(retry).is_none(), "still in flight: {d2:?}");
-    s.handle_answer("a", d2.call, Position { epoch: "e".into(), seq: 3 });
+    s.handle_answer("a", d2.call, Answer { position: Position { epoch: "e".into(), seq: 3 }, extras: 0 }, retry);
     assert_eq!(s.poll_timeout(), None);
+}
+
+#[test]
+fn extras_past_the_bound_mark_the_subscriber_once() {
+    let mut s = Sender::new(FeedConfig { extras_max: 2, ..FeedConfig::default() }, Position { epoch: "e".into(), seq: 0 });
+    s.subscribe("a", Position { epoch: "e".into(), seq: 0 });
+    for i in 0..3 {
+        s.push_extra("a", 1, alloc::format!("{i}"));
+    }
+    assert_eq!(s.overflowed(), vec![String::from("a")]);
+    assert!(s.overflowed().is_empty());
+    assert!(!s.has_extras("a"), "the queue is dropped");
+    assert!(s.poll_delivery(0).is_none());
+}
+
+#[test]
+fn a_quiet_subscriber_is_probed() {
+    let mut s = Sender::new(FeedConfig { probe_ms: 1_000, ..FeedConfig::default() }, Position { epoch: "e".into(), seq: 0 });
+    s.subscribe_at("a", Position { epoch: "e".into(), seq: 0 }, 5_000);
+    assert_eq!(s.poll_timeout(), Some(6_000));
+    assert!(s.poll_delivery(5_999).is_none());
+    let d = s.poll_delivery(6_000).unwrap();
+    assert!(d.extras.is_empty() && d.after == 0 && d.head == 0);
+    s.handle_answer("a", d.call, Answer { position: Position { epoch: "e".into(), seq: 0 }, extras: 0 }, 6_010);
+    assert_eq!(s.poll_timeout(), Some(7_010));
 }
