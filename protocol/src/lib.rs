@@ -34,6 +34,8 @@ pub mod limit;
 #[cfg(feature = "server")]
 pub mod name;
 #[cfg(feature = "server")]
+pub mod relay;
+#[cfg(feature = "server")]
 pub mod room;
 #[cfg(feature = "server")]
 pub mod store;

@@ -171,7 +171,7 @@ impl Room {
         // Past its token's expiry (and the leeway) a connection acts no more, even if the alarm
         // that closes it has not run yet.
         if self.conns.get(&conn).and_then(|l| l.info.expires).is_some_and(|exp| expiry_deadline(exp) <= now) {
-            self.actions.push_back(Action::Close { conn, code: close::TOKEN_EXPIRED.into() });
+            self.emit(Action::Close { conn, code: close::TOKEN_EXPIRED.into() });
             self.handle_close(conn, now, store);
             return false;
         }
@@ -191,7 +191,7 @@ impl Room {
         if covered {
             return self.strike(conn, Strike::Lasting, now, store);
         }
-        self.actions.push_back(Action::Close { conn, code: close::FRAME_TOO_LARGE.into() });
+        self.emit(Action::Close { conn, code: close::FRAME_TOO_LARGE.into() });
         self.handle_close(conn, now, store);
     }
 
@@ -223,7 +223,7 @@ impl Room {
             Strike::Lasting => live.oversized += 1,
         }
         if live.strikes.saturating_add(live.oversized) >= self.config.max_strikes {
-            self.actions.push_back(Action::Close { conn, code: close::POLICY_VIOLATION.into() });
+            self.emit(Action::Close { conn, code: close::POLICY_VIOLATION.into() });
             self.handle_close(conn, now, store);
         }
     }
@@ -276,7 +276,7 @@ impl Room {
         let delivered = targets.len();
         if delivered > 0 {
             self.messages_out += delivered as u64;
-            self.actions.push_back(Action::Send { to: Recipients::List(targets), text });
+            self.emit(Action::Send { to: Recipients::List(targets), text });
         }
         self.send_to(conn, frame::encode_direct_ack(id, sees_presence.then_some(delivered)));
     }
@@ -307,7 +307,7 @@ impl Room {
         let except = if echo { None } else { Some(conn) };
         let recipients = self.conns.len() - usize::from(except.is_some());
         self.messages_out += recipients as u64;
-        self.actions.push_back(Action::Send { to: Recipients::All { except }, text });
+        self.emit(Action::Send { to: Recipients::All { except }, text });
         if let Some(id) = id {
             self.send_to(conn, frame::encode_done(id));
         }

@@ -255,7 +255,7 @@ impl Room {
                 // The edge held it to a close frame's 123 bytes (api::kick).
                 code.reason = reason.to_owned().into();
             }
-            self.actions.push_back(Action::Close { conn: *id, code });
+            self.emit(Action::Close { conn: *id, code });
             self.handle_close(*id, now, store);
         }
         Ok(ids.len())
@@ -270,10 +270,11 @@ impl Room {
         let meta = RoomMeta { epoch: fresh_epoch.to_owned(), seq: 0 };
         let deleted = store.reset(&meta)?;
         self.meta = meta;
+        self.relays.reset(&self.meta.epoch);
         self.appends_since_trim = 0;
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
         for id in ids {
-            self.actions.push_back(Action::Close { conn: id, code: close::ROOM_RESET.into() });
+            self.emit(Action::Close { conn: id, code: close::ROOM_RESET.into() });
             self.handle_close(id, now, store);
         }
         Ok(Reset { epoch: self.meta.epoch.clone(), deleted })

@@ -226,6 +226,9 @@ impl Room {
     /// connection does nothing, so the adapter may report a socket more than once.
     pub fn handle_close(&mut self, conn: ConnId, now: u64, store: &mut impl Store) {
         let Some(live) = self.conns.remove(&conn) else { return };
+        if live.relayed {
+            self.relay_closed(conn, store);
+        }
         if let Some(exp) = live.info.expires {
             self.expiries.remove(&(expiry_deadline(exp), conn));
         }
@@ -257,6 +260,7 @@ impl Room {
     /// time and any number of times: it only acts on what is due.
     /// `last_pong` gives the runtime's last auto-response time of a connection, if any.
     pub fn handle_timeout(&mut self, now: u64, last_pong: impl Fn(ConnId) -> Option<u64>, store: &mut impl Store) {
+        self.relays.handle_timeout(now);
         let left = self.presence.expire(now);
         for (user, meta) in &left {
             // One step: the pending leave goes and its event comes, so a restart either finds the
@@ -278,7 +282,7 @@ impl Room {
                 break;
             }
             self.expiries.pop_first();
-            self.actions.push_back(Action::Close { conn, code: close::TOKEN_EXPIRED.into() });
+            self.emit(Action::Close { conn, code: close::TOKEN_EXPIRED.into() });
             self.handle_close(conn, now, store);
         }
         if self.next_sweep.is_some_and(|t| t <= now) {
@@ -286,14 +290,17 @@ impl Room {
             let dead: Vec<ConnId> = self
                 .conns
                 .iter()
+                // A session's connections live as long as its answers list them (`relay.rs`).
                 .filter(|(id, live)| {
-                    let last = live.last_seen.max(last_pong(**id).unwrap_or(0));
-                    now.saturating_sub(last) > timeout
+                    !live.relayed && {
+                        let last = live.last_seen.max(last_pong(**id).unwrap_or(0));
+                        now.saturating_sub(last) > timeout
+                    }
                 })
                 .map(|(id, _)| *id)
                 .collect();
             for id in dead {
-                self.actions.push_back(Action::Close { conn: id, code: close::HEARTBEAT_TIMEOUT.into() });
+                self.emit(Action::Close { conn: id, code: close::HEARTBEAT_TIMEOUT.into() });
                 self.handle_close(id, now, store);
             }
             self.next_sweep = if self.conns.is_empty() { None } else { Some(now.saturating_add(self.sweep_interval())) };

@@ -69,6 +69,7 @@ mod hooks;
 mod http;
 mod lifecycle;
 mod reading;
+mod relay;
 mod types;
 
 pub use frames::encode_stored;
@@ -81,6 +82,7 @@ pub use types::{
 use crate::api::Caller;
 use crate::compact::CompactJson;
 use crate::config::RoomConfig;
+use crate::feed;
 use crate::frame::{self, PresenceEvent};
 use crate::limit::Bucket;
 use crate::store::{OutboxSize, RoomMeta, Store, StoreError, StoredMessage};
@@ -112,6 +114,8 @@ struct Live {
     oversized: u32,
     /// What this connection was sent and what it proved it read (`reading.rs`).
     reading: reading::Reading,
+    /// Opened through a session (`relay.rs`): no socket, no pings, no read marks.
+    relayed: bool,
 }
 
 impl Live {
@@ -127,6 +131,7 @@ impl Live {
             strikes: 0,
             oversized: 0,
             reading: reading::Reading::default(),
+            relayed: false,
         }
     }
 }
@@ -160,6 +165,8 @@ pub struct Room {
     hooks: Option<Outbox>,
     /// Read marks: proof that a connection reads what it is sent (`reading.rs`).
     marks: reading::Marks,
+    /// Connections through sessions, and the feed to those sessions (`relay.rs`).
+    relays: relay::Relays,
 }
 
 impl Room {
@@ -185,6 +192,7 @@ impl Room {
         for info in connections {
             room.restore(info, now);
         }
+        room.restore_relays(store, now);
         for leave in store.pending_leaves()? {
             if room.presence.get(&leave.user).is_some() {
                 // They came back before the object slept; the row is stale.
@@ -205,6 +213,7 @@ impl Room {
 
     /// A room with no connections yet.
     fn new(config: RoomConfig, meta: RoomMeta, now: u64) -> Room {
+        let relays = relay::Relays::new(feed::Position { epoch: meta.epoch.clone(), seq: meta.seq }, config.heartbeat_timeout_ms, now);
         Room {
             announcer: Announcer::new(config.presence_rate_per_sec),
             heartbeat: frame::Heartbeat {
@@ -245,6 +254,7 @@ impl Room {
             counters_since: now,
             hooks: None,
             marks: reading::Marks::default(),
+            relays,
         }
     }
 
@@ -320,6 +330,8 @@ impl Room {
             self.hooks.as_ref().and_then(Outbox::poll_timeout),
             // Connections far behind in echoing read marks: checked again after a grace period.
             self.reading_deadline(),
+            // The feed to sessions: a call's deadline, a retry, a probe (`relay.rs`).
+            self.relays.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -342,7 +354,7 @@ impl Room {
     }
 
     pub(super) fn send_to(&mut self, conn: ConnId, text: String) {
-        self.actions.push_back(Action::Send { to: Recipients::One(conn), text });
+        self.emit(Action::Send { to: Recipients::One(conn), text });
     }
 
     /// A user's presence changed: announce it now, or later when the user's presence budget has
@@ -363,7 +375,7 @@ impl Room {
             let ids = self.conns.iter().filter(|(id, l)| l.info.rights.presence && Some(**id) != except).map(|(id, _)| *id).collect();
             Recipients::List(ids)
         };
-        self.actions.push_back(Action::Send { to, text });
+        self.emit(Action::Send { to, text });
     }
 
     /// Stores one message and queues its broadcast, or finds the earlier copy of a retry. When
@@ -412,7 +424,9 @@ impl Room {
         let recipients = self.conns.len() - usize::from(except.is_some_and(|c| self.conns.contains_key(&c)));
         self.messages_in += 1;
         self.messages_out += recipients as u64;
+        // To the sockets only: the feed takes it to sessions, once per user (`relay.rs`).
         self.actions.push_back(Action::Send { to: Recipients::All { except }, text: encode_stored(&message) });
+        self.relays.appended(seq);
         self.appends_since_trim += 1;
         if self.appends_since_trim >= (self.config.history_max_messages / 16).clamp(1, 64) {
             self.trim(now, store);

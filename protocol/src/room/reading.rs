@@ -123,7 +123,7 @@ impl Room {
     fn mark_if_due(&mut self, conn: ConnId) {
         let (fanout, interval) = (self.marks.fanout, self.mark_interval());
         let Some(key) = self.marks.key.as_deref() else { return };
-        let Some(live) = self.conns.get_mut(&conn) else { return };
+        let Some(live) = self.conns.get_mut(&conn).filter(|l| !l.relayed) else { return };
         let r = &mut live.reading;
         let total = r.own.saturating_add(fanout.saturating_sub(r.fanout_base));
         if total < r.next_mark_at {
@@ -136,7 +136,7 @@ impl Room {
         }
         let text = frame::encode_mark(&mark_id(key, conn, r.sent));
         // Pushed, not counted: a mark is not what it asks about.
-        self.actions.push_back(Action::Send { to: Recipients::One(conn), text });
+        self.emit(Action::Send { to: Recipients::One(conn), text });
     }
 
     /// A `read` frame: the client echoes the id of a mark it read. Only the marks that could
@@ -193,7 +193,7 @@ impl Room {
             }
         }
         for conn in closing {
-            self.actions.push_back(Action::Close { conn, code: close::NOT_READING.into() });
+            self.emit(Action::Close { conn, code: close::NOT_READING.into() });
             self.handle_close(conn, now, store);
         }
     }

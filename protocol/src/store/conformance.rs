@@ -7,7 +7,7 @@
 //! What the contract leaves open is left open here too: error messages, and integers at or above
 //! 2^53 (which a store may saturate, never wrap: [`above_max_int_saturates_never_wraps`]).
 
-use super::{OutboxCounts, OutboxSize, PendingLeave, RoomMeta, Store, StoredMessage, WebhookState};
+use super::{OutboxCounts, OutboxSize, PendingLeave, RelayRow, RoomMeta, Store, StoredMessage, SubscriberRow, WebhookState};
 use crate::compact::CompactJson;
 
 /// 2^53 − 1: integers up to it come back exactly from every store.
@@ -480,6 +480,32 @@ pub fn present_users_by_user(s: &mut impl Store) {
     assert_eq!(s.present_users().unwrap(), expect(&[("alice", None), ("zoë", None)]));
 }
 
+/// Session connections: by conn, replaced whole, deleted exactly; kept by a history reset.
+pub fn relays_by_conn(s: &mut impl Store) {
+    created(s);
+    let row = |conn: u64, device: u64, info: &str| RelayRow { conn, session: "alice".into(), device, info: info.into() };
+    s.put_relay(&row(9, 2, "{}")).unwrap();
+    s.put_relay(&row(3, 1, r#"{"u":"zoë"}"#)).unwrap();
+    s.put_relay(&row(9, 2, r#"{"x":1}"#)).unwrap();
+    assert_eq!(s.relays().unwrap(), vec![row(3, 1, r#"{"u":"zoë"}"#), row(9, 2, r#"{"x":1}"#)]);
+    s.reset(&RoomMeta { epoch: "e2".into(), seq: 0 }).unwrap();
+    s.delete_relay(3).unwrap();
+    s.delete_relay(77).unwrap();
+    assert_eq!(s.relays().unwrap(), vec![row(9, 2, r#"{"x":1}"#)]);
+}
+
+/// Feed subscribers: by session, replaced whole, deleted exactly.
+pub fn subscribers_by_session(s: &mut impl Store) {
+    let row = |session: &str, seq: u64, extras: bool| SubscriberRow { session: session.into(), epoch: "e1".into(), seq, extras };
+    s.put_subscriber(&row("bob", 4, true)).unwrap();
+    s.put_subscriber(&row("alice", 1, false)).unwrap();
+    s.put_subscriber(&row("bob", 7, false)).unwrap();
+    assert_eq!(s.subscribers().unwrap(), vec![row("alice", 1, false), row("bob", 7, false)]);
+    s.delete_subscriber("alice").unwrap();
+    s.delete_subscriber("nobody").unwrap();
+    assert_eq!(s.subscribers().unwrap(), vec![row("bob", 7, false)]);
+}
+
 /// Integers up to 2^53 − 1 come back exactly; larger ones may be saturated, but never come back
 /// smaller than that (a wrapped ban or due time would end at once).
 pub fn above_max_int_saturates_never_wraps(s: &mut impl Store) {
@@ -508,7 +534,7 @@ macro_rules! conformance_tests {
             pending_leaves_by_user, client_bindings, bans, outbox_numbers_rows, outbox_take_limits,
             outbox_dead_letters, outbox_refused_letters, outbox_expire_by_set_aside_time,
             outbox_evict_first_set_aside_first, outbox_delete_exactly, webhook_state_replaced, present_users_by_user,
-            above_max_int_saturates_never_wraps);
+            relays_by_conn, subscribers_by_session, above_max_int_saturates_never_wraps);
     };
     (@cases $fresh:expr; $($case:ident),* $(,)?) => {
         $(

@@ -1,7 +1,9 @@
 //! An in-memory [`Store`]: what the room's tests, the fuzz targets and the examples run on, and
 //! the reference the conformance suite holds every other store to.
 
-use super::{OutboxCounts, OutboxRow, OutboxSize, PendingLeave, RoomMeta, Store, StoreError, StoredMessage, WebhookState};
+use super::{
+    OutboxCounts, OutboxRow, OutboxSize, PendingLeave, RelayRow, RoomMeta, Store, StoreError, StoredMessage, SubscriberRow, WebhookState,
+};
 use std::collections::BTreeMap;
 
 /// The first `limit` messages, stopping once the `data` bytes before one reach `max_bytes` (the
@@ -38,6 +40,8 @@ pub struct MemoryStore {
     meta: Option<RoomMeta>,
     messages: BTreeMap<u64, StoredMessage>,
     leaves: BTreeMap<String, PendingLeave>,
+    relays: BTreeMap<u64, RelayRow>,
+    subscribers: BTreeMap<String, SubscriberRow>,
     clients: BTreeMap<String, (String, u64)>,
     bans: BTreeMap<String, u64>,
     /// (row, queued at or set aside at, body, dead): dead is 0 for pending, 1 for too old, else
@@ -293,6 +297,32 @@ impl Store for MemoryStore {
         self.messages.clear();
         self.meta = Some(meta.clone());
         Ok(deleted)
+    }
+    fn relays(&mut self) -> Result<Vec<RelayRow>, StoreError> {
+        Ok(self.relays.values().cloned().collect())
+    }
+    fn put_relay(&mut self, row: &RelayRow) -> Result<(), StoreError> {
+        self.writable()?;
+        self.relays.insert(row.conn, row.clone());
+        Ok(())
+    }
+    fn delete_relay(&mut self, conn: u64) -> Result<(), StoreError> {
+        self.writable()?;
+        self.relays.remove(&conn);
+        Ok(())
+    }
+    fn subscribers(&mut self) -> Result<Vec<SubscriberRow>, StoreError> {
+        Ok(self.subscribers.values().cloned().collect())
+    }
+    fn put_subscriber(&mut self, row: &SubscriberRow) -> Result<(), StoreError> {
+        self.writable()?;
+        self.subscribers.insert(row.session.clone(), row.clone());
+        Ok(())
+    }
+    fn delete_subscriber(&mut self, session: &str) -> Result<(), StoreError> {
+        self.writable()?;
+        self.subscribers.remove(session);
+        Ok(())
     }
 }
 

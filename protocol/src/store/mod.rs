@@ -133,6 +133,27 @@ pub struct WebhookState {
     pub last_error: Option<String>,
 }
 
+/// A connection opened through a session ([`crate::relay`]): the room's id for it, the session and
+/// device it belongs to, and the connection's identity as JSON (the room's `Connection`, as a
+/// socket's attachment holds it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayRow {
+    pub conn: u64,
+    pub session: String,
+    pub device: u64,
+    pub info: String,
+}
+
+/// A session the room delivers to ([`crate::feed`]): the position it confirmed, and whether it
+/// had extras not yet confirmed when this was written (a restart then knows they were lost).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriberRow {
+    pub session: String,
+    pub epoch: String,
+    pub seq: u64,
+    pub extras: bool,
+}
+
 /// A storage failure. Transient from the room's point of view: the event that met it is answered
 /// with an error and nothing is broadcast, so no client sees a message that was not stored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -239,4 +260,15 @@ pub trait Store {
     /// `meta`'s epoch at its seq (creating the room if need be); everything else is kept.
     /// Returns how many messages were deleted.
     fn reset(&mut self, meta: &RoomMeta) -> Result<u64, StoreError>;
+
+    /// Connections opened through sessions, by `conn`.
+    fn relays(&mut self) -> Result<Vec<RelayRow>, StoreError>;
+    /// Inserts or replaces the row of `row.conn`.
+    fn put_relay(&mut self, row: &RelayRow) -> Result<(), StoreError>;
+    fn delete_relay(&mut self, conn: u64) -> Result<(), StoreError>;
+    /// Sessions the room delivers to, by name.
+    fn subscribers(&mut self) -> Result<Vec<SubscriberRow>, StoreError>;
+    /// Inserts or replaces the row of `row.session`.
+    fn put_subscriber(&mut self, row: &SubscriberRow) -> Result<(), StoreError>;
+    fn delete_subscriber(&mut self, session: &str) -> Result<(), StoreError>;
 }

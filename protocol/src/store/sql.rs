@@ -15,7 +15,9 @@
 //! Integers the store is given above [`MAX_INT`] are stored as [`MAX_INT`] (the order of times
 //! and seqs is kept; no seq or time in milliseconds gets near it).
 
-use super::{OutboxCounts, OutboxRow, OutboxSize, PendingLeave, RoomMeta, Store, StoreError, StoredMessage, WebhookState};
+use super::{
+    OutboxCounts, OutboxRow, OutboxSize, PendingLeave, RelayRow, RoomMeta, Store, StoreError, StoredMessage, SubscriberRow, WebhookState,
+};
 use crate::compact::CompactJson;
 
 /// The tables, made if missing every time a store is opened. `outbox.dead`: 0 pending; 1 a dead
@@ -40,6 +42,8 @@ CREATE TABLE IF NOT EXISTS webhook_state (
   k INTEGER PRIMARY KEY CHECK (k = 1), key TEXT NOT NULL, failures INTEGER NOT NULL, next_at INTEGER NOT NULL, last_error TEXT);
 CREATE TABLE IF NOT EXISTS webhook_present (user TEXT PRIMARY KEY, meta TEXT);
 CREATE TABLE IF NOT EXISTS object_name (k INTEGER PRIMARY KEY CHECK (k = 1), name TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS relays (conn INTEGER PRIMARY KEY, session TEXT NOT NULL, device INTEGER NOT NULL, info TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS subscribers (session TEXT PRIMARY KEY, epoch TEXT NOT NULL, seq INTEGER NOT NULL, extras INTEGER NOT NULL);
 ";
 
 /// The largest integer the store binds: 2^53 − 1, the largest a JavaScript number holds exactly.
@@ -515,6 +519,50 @@ impl<E: SqlExec> Store for SqlStore<E> {
         self.run("DELETE FROM messages", &[])?;
         self.run("INSERT OR REPLACE INTO meta (k, epoch, seq) VALUES (1, ?, ?)", &[text(&meta.epoch), int(meta.seq)])?;
         Ok(deleted)
+    }
+
+    fn relays(&mut self) -> Result<Vec<RelayRow>, StoreError> {
+        let rows = self.query("SELECT conn, session, device, info FROM relays ORDER BY conn", &[])?;
+        rows.into_iter()
+            .map(|row| {
+                let mut c = Cols::new(row);
+                Ok(RelayRow { conn: c.int()?, session: c.text()?, device: c.int()?, info: c.text()? })
+            })
+            .collect()
+    }
+
+    fn put_relay(&mut self, row: &RelayRow) -> Result<(), StoreError> {
+        self.run(
+            "INSERT OR REPLACE INTO relays (conn, session, device, info) VALUES (?, ?, ?, ?)",
+            &[int(row.conn), text(&row.session), int(row.device), text(&row.info)],
+        )
+        .map(drop)
+    }
+
+    fn delete_relay(&mut self, conn: u64) -> Result<(), StoreError> {
+        self.run("DELETE FROM relays WHERE conn = ?", &[int(conn)]).map(drop)
+    }
+
+    fn subscribers(&mut self) -> Result<Vec<SubscriberRow>, StoreError> {
+        let rows = self.query("SELECT session, epoch, seq, extras FROM subscribers ORDER BY session", &[])?;
+        rows.into_iter()
+            .map(|row| {
+                let mut c = Cols::new(row);
+                Ok(SubscriberRow { session: c.text()?, epoch: c.text()?, seq: c.int()?, extras: c.int()? != 0 })
+            })
+            .collect()
+    }
+
+    fn put_subscriber(&mut self, row: &SubscriberRow) -> Result<(), StoreError> {
+        self.run(
+            "INSERT OR REPLACE INTO subscribers (session, epoch, seq, extras) VALUES (?, ?, ?, ?)",
+            &[text(&row.session), text(&row.epoch), int(row.seq), int(u64::from(row.extras))],
+        )
+        .map(drop)
+    }
+
+    fn delete_subscriber(&mut self, session: &str) -> Result<(), StoreError> {
+        self.run("DELETE FROM subscribers WHERE session = ?", &[text(session)]).map(drop)
     }
 }
 

@@ -1,0 +1,160 @@
+//! The contract between a session object and a room object: what a session asks of a room
+//! ([`RelayRequest`] to the room's [`RELAY_PATH`]: open a device's connection, pass it a frame,
+//! close it, read history for a device catching up) and what a room delivers to a session
+//! ([`FeedCall`] to the session's [`FEED_PATH`], answered by a [`FeedReply`]). Both objects are
+//! reached only through the worker's own stubs: no client can send either.
+//!
+//! A device joined through a session is, to the room, a connection like a socket's (rights,
+//! rates, presence, echo, acks all apply as they do to sockets), with two differences: its
+//! frames go to the session as the feed's extras, addressed to the device, and it gets no
+//! stored message one by one: those reach the session once per user through the feed
+//! ([`crate::feed`]), and the session passes them to each device that joined.
+
+use crate::compact::CompactJson;
+use crate::feed::{Answer, Extra};
+use crate::token::Rights;
+use serde::{Deserialize, Serialize};
+
+/// The room object's path for a session's calls.
+pub const RELAY_PATH: &str = "/relay";
+/// The session object's path for a room's feed calls.
+pub const FEED_PATH: &str = "/feed";
+
+/// Who a device is in a room, established by the session from its verified token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayIdentity {
+    pub cid: String,
+    pub user: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<CompactJson>,
+    pub echo: bool,
+    pub rights: Rights,
+    pub expires: u64,
+}
+
+/// One thing a session asks of a room for one of its devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RelayOp {
+    /// The device joins: a connection opens, its welcome comes as an extra.
+    Open { device: u64, identity: RelayIdentity },
+    /// A frame from the device, as it sent it.
+    Text { device: u64, text: String },
+    /// The device left the room or closed its socket.
+    Close { device: u64 },
+    /// Stored messages of `epoch` after `after`, for a device that is behind the session.
+    Read { epoch: String, after: u64, limit: usize },
+}
+
+/// A session's call: its user (the session's name) and what it asks, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayRequest {
+    pub session: String,
+    pub ops: Vec<RelayOp>,
+}
+
+/// The room's answer to one [`RelayOp`], in the same order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RelayResult {
+    /// Done (an open's welcome follows as an extra).
+    Done,
+    /// The open was refused, with the close code a socket would have got.
+    Refused { code: u16, reason: String },
+    /// No connection of this device in the room (it was closed).
+    Unknown,
+    /// A read's page.
+    Page(FeedPage),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayReply {
+    pub results: Vec<RelayResult>,
+}
+
+/// One stored message as it goes to sessions: its seq, its sender's client id (for echo) and
+/// its `message` frame, encoded by the room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedMessage {
+    pub seq: u64,
+    pub from: String,
+    pub text: String,
+}
+
+/// Stored messages read from history: `end` is the room's head when the page holds the end of
+/// history (see [`crate::feed::Receiver::handle_call`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedPage {
+    pub epoch: String,
+    pub end: Option<u64>,
+    pub messages: Vec<FeedMessage>,
+}
+
+/// A room's delivery to a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedCall {
+    pub room: String,
+    pub page: FeedPage,
+    pub extras: Vec<WireExtra>,
+}
+
+/// [`Extra`] on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireExtra {
+    pub n: u64,
+    pub to: u64,
+    pub text: String,
+}
+
+impl From<Extra> for WireExtra {
+    fn from(e: Extra) -> WireExtra {
+        WireExtra { n: e.n, to: e.to, text: e.text }
+    }
+}
+
+impl From<WireExtra> for Extra {
+    fn from(e: WireExtra) -> Extra {
+        Extra { n: e.n, to: e.to, text: e.text }
+    }
+}
+
+/// A session's answer to a feed call: where it stands (`None`: it does not follow this room, so
+/// the room drops it), and the devices it still has joined to the room (the room closes the
+/// others it opened before the call).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedReply {
+    pub answer: Option<WireAnswer>,
+    pub devices: Vec<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireAnswer {
+    pub epoch: String,
+    pub seq: u64,
+    pub extras: u64,
+}
+
+impl From<Answer> for WireAnswer {
+    fn from(a: Answer) -> WireAnswer {
+        WireAnswer { epoch: a.position.epoch, seq: a.position.seq, extras: a.extras }
+    }
+}
+
+impl From<WireAnswer> for Answer {
+    fn from(a: WireAnswer) -> Answer {
+        Answer { position: crate::feed::Position { epoch: a.epoch, seq: a.seq }, extras: a.extras }
+    }
+}
+
+/// The `left` frame a room sends a device whose connection it closed (the session passes it on
+/// with the room's name and forgets the join).
+pub fn encode_left(code: u16, reason: &str) -> String {
+    #[derive(Serialize)]
+    struct Left<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        code: u16,
+        reason: &'a str,
+    }
+    serde_json::to_string(&Left { kind: "left", code, reason }).unwrap_or_default()
+}
