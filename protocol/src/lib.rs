@@ -38,6 +38,8 @@ pub mod relay;
 #[cfg(feature = "server")]
 pub mod room;
 #[cfg(feature = "server")]
+pub mod session;
+#[cfg(feature = "server")]
 pub mod store;
 #[cfg(feature = "server")]
 pub mod token;

@@ -410,6 +410,11 @@ impl Receiver {
         self.rooms.remove(room);
     }
 
+    /// The rooms it follows.
+    pub fn rooms(&self) -> impl Iterator<Item = &str> {
+        self.rooms.keys().map(String::as_str)
+    }
+
     pub fn is_following(&self, room: &str) -> bool {
         self.rooms.contains_key(room)
     }

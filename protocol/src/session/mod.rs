@@ -1,0 +1,709 @@
+//! A user's session as a pure state machine: every socket (device) of one user, and the rooms
+//! each has joined, over one object. Sans-IO like the room: the adapter feeds it socket frames,
+//! the rooms' answers and feed calls, and carries out its [`Output`]s.
+//!
+//! What it promises a device, per room it joined: every stored message exactly once, in seq
+//! order, from where the device asked to start, or a `gap` frame saying what it cannot have;
+//! every other frame of the room (welcome as `joined`, acks, broadcasts, presence, direct
+//! messages, errors, `left`) in the room's order. How:
+//!
+//! - The room feeds the session once per user ([`crate::feed`], [`crate::relay`]); the session's
+//!   [`Receiver`] keeps its position in each room (the answer the room resumes from).
+//! - Each device keeps its own cursor per room (a [`Receiver`] of its own). A feed page goes to
+//!   the devices whose cursor stands where the session stood before it; a device behind (it
+//!   joined to resume from an older seq, or its welcome came after the page) catches up from the
+//!   room's history with reads ([`RelayOp::Read`]) until it stands with the session. A cursor only
+//!   moves forward over messages it passed on or said lost, so nothing is doubled or skipped.
+//! - Frames from a device carry the room's name; the session checks the device joined that room
+//!   and passes the frame to the room as it is (the room ignores the extra field): every rule of
+//!   the room applies to it. Joins are checked against the device's verified token here
+//!   (`Claims::rights_for`, user-limited names included) and again by the room's admission.
+//!
+//! Read positions (`mark_read`) are the user's, per room, stored and sent to every device.
+
+use crate::feed::{Gap, Position, Receiver};
+use crate::frame::ErrorCode;
+use crate::relay::{FeedCall, FeedPage, FeedReply, RelayIdentity, RelayOp, RelayResult};
+use crate::token::{self, Claims};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+
+#[cfg(test)]
+mod tests;
+
+/// Most rooms one device may have joined at once.
+pub const MAX_ROOMS_PER_DEVICE: usize = 200;
+/// Messages per catch-up read.
+const READ_LIMIT: usize = 100;
+
+/// Who a device is: what its socket's attachment keeps (the session is rebuilt from the live
+/// sockets after hibernation).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    #[serde(rename = "d")]
+    pub id: u64,
+    #[serde(rename = "c")]
+    pub client_id: String,
+    /// The token's claims: its user, expiry, room patterns and meta.
+    #[serde(rename = "k")]
+    pub claims: Claims,
+}
+
+/// How a join starts, as the device asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JoinStart {
+    Fresh,
+    Resume { epoch: String, since: u64 },
+    Rewind(u64),
+}
+
+/// A device's join of one room, as stored (restored after hibernation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinRow {
+    pub device: u64,
+    pub room: String,
+    pub start: JoinStart,
+    pub echo: bool,
+    /// Welcomed: its cursor stands with the session's position (a session only sleeps caught up).
+    pub live: bool,
+}
+
+/// What the session stores, as rows the adapter keeps under their key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Row {
+    Join(JoinRow),
+    /// The session's position in a room's feed.
+    Feed {
+        room: String,
+        epoch: String,
+        seq: u64,
+        extras: u64,
+    },
+    /// The user's read position in a room.
+    Read {
+        room: String,
+        seq: u64,
+    },
+}
+
+impl Row {
+    /// The row's key: one row per join, per followed room, per read room.
+    pub fn key(&self) -> String {
+        match self {
+            Row::Join(j) => format!("j {} {}", j.device, j.room),
+            Row::Feed { room, .. } => format!("f {room}"),
+            Row::Read { room, .. } => format!("r {room}"),
+        }
+    }
+}
+
+/// What the adapter must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// A frame to a device's socket.
+    Send {
+        device: u64,
+        text: String,
+    },
+    /// Close a device's socket.
+    Close {
+        device: u64,
+        code: u16,
+        reason: String,
+    },
+    /// Ask a room; report the result with [`Session::handle_relay_result`] quoting `device`.
+    /// Calls to one room must be made in order (one in flight per room).
+    Relay {
+        room: String,
+        device: u64,
+        op: RelayOp,
+    },
+    Save(Row),
+    Delete(String),
+}
+
+#[derive(Debug, Clone)]
+struct Join {
+    start: JoinStart,
+    echo: bool,
+    live: bool,
+    /// A catch-up read in flight.
+    reading: bool,
+}
+
+#[derive(Debug)]
+struct Device {
+    info: DeviceInfo,
+    joins: BTreeMap<String, Join>,
+    /// Per room: what this device was passed.
+    cursor: Receiver,
+    last_seen: u64,
+}
+
+/// The frames a device sends to the session itself, or with a room.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    room: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    since: Option<u64>,
+    #[serde(default)]
+    epoch: Option<String>,
+    #[serde(default)]
+    rewind: Option<u64>,
+    #[serde(default)]
+    echo: Option<bool>,
+    #[serde(default)]
+    seq: Option<u64>,
+    #[serde(default)]
+    token: Option<String>,
+}
+
+/// What a room's welcome says that the session needs.
+#[derive(Deserialize)]
+struct WelcomeHead {
+    epoch: String,
+    seq: u64,
+}
+
+/// What the session needs to verify a `refresh`: the signing secret and the previous one.
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    pub current: Vec<u8>,
+    pub previous: Vec<u8>,
+}
+
+/// One user's session.
+#[derive(Debug)]
+pub struct Session {
+    user: String,
+    devices: BTreeMap<u64, Device>,
+    /// Where the session stands in each room's feed.
+    feed: Receiver,
+    reads: BTreeMap<String, u64>,
+    out: VecDeque<Output>,
+    secrets: Secrets,
+    next_device: u64,
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+/// A room's frame with the room's name: `{"room":…,` before the rest of it. A welcome becomes
+/// `joined`. The room encodes every frame as an object starting `{"type":"…"`.
+pub fn with_room(room: &str, text: &str) -> String {
+    let room = json_str(room);
+    match text.strip_prefix("{\"type\":\"welcome\"") {
+        Some(rest) => format!("{{\"type\":\"joined\",\"room\":{room}{rest}"),
+        None => format!("{{\"room\":{room},{}", text.strip_prefix('{').unwrap_or(text)),
+    }
+}
+
+fn frame_type(text: &str) -> &str {
+    text.strip_prefix("{\"type\":\"").and_then(|r| r.split('"').next()).unwrap_or("")
+}
+
+fn error_frame(room: Option<&str>, id: Option<&str>, code: ErrorCode, message: &str) -> String {
+    #[derive(Serialize)]
+    struct E<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+        code: &'static str,
+        message: &'a str,
+    }
+    serde_json::to_string(&E { kind: "error", room, id, code: code.as_str(), message }).unwrap_or_default()
+}
+
+fn left_frame(room: &str, code: u16, reason: &str) -> String {
+    with_room(room, &crate::relay::encode_left(code, reason))
+}
+
+fn gap_frame(room: &str, gap: &Gap) -> String {
+    match gap {
+        Gap::Epoch => format!("{{\"type\":\"gap\",\"room\":{},\"reason\":\"epoch\"}}", json_str(room)),
+        Gap::Retention { after, until } => {
+            format!("{{\"type\":\"gap\",\"room\":{},\"reason\":\"retention\",\"after\":{after},\"until\":{until}}}", json_str(room))
+        }
+    }
+}
+
+impl Session {
+    /// A session for `user`, numbering its devices from `now` × 1024 (ids never repeat across
+    /// instances, as the room's connection ids do not).
+    pub fn new(user: &str, secrets: Secrets, now: u64) -> Session {
+        Session {
+            user: user.to_owned(),
+            devices: BTreeMap::new(),
+            feed: Receiver::new(),
+            reads: BTreeMap::new(),
+            out: VecDeque::new(),
+            secrets,
+            next_device: now.saturating_mul(1024).max(1),
+        }
+    }
+
+    /// Rebuilds the session after hibernation from its live sockets' devices and its rows.
+    /// Devices without a socket lose their joins (the rows are deleted).
+    pub fn restore(&mut self, devices: Vec<DeviceInfo>, rows: Vec<Row>, now: u64) {
+        for info in devices {
+            self.next_device = self.next_device.max(info.id + 1);
+            self.devices.insert(info.id, Device { info, joins: BTreeMap::new(), cursor: Receiver::new(), last_seen: now });
+        }
+        let mut joins = Vec::new();
+        for row in rows {
+            match row {
+                Row::Feed { room, epoch, seq, extras } => self.feed.follow_with(&room, Position { epoch, seq }, extras),
+                Row::Read { room, seq } => {
+                    self.reads.insert(room, seq);
+                }
+                Row::Join(j) => joins.push(j),
+            }
+        }
+        for j in joins {
+            let at = self.feed.position(&j.room).cloned();
+            match self.devices.get_mut(&j.device) {
+                Some(d) => {
+                    // A session sleeps only with every live device caught up.
+                    if let (true, Some(at)) = (j.live, at) {
+                        d.cursor.follow(&j.room, at);
+                    }
+                    d.joins.insert(j.room.clone(), Join { start: j.start, echo: j.echo, live: j.live, reading: false });
+                }
+                None => {
+                    let key = Row::Join(j.clone()).key();
+                    self.out.push_back(Output::Delete(key));
+                    self.out.push_back(Output::Relay { room: j.room, device: j.device, op: RelayOp::Close { device: j.device } });
+                }
+            }
+        }
+        self.drop_unjoined_rooms();
+    }
+
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    pub fn device(&self, id: u64) -> Option<&DeviceInfo> {
+        self.devices.get(&id).map(|d| &d.info)
+    }
+
+    /// The rooms a device joined.
+    pub fn rooms_of(&self, device: u64) -> Vec<String> {
+        self.devices.get(&device).map(|d| d.joins.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    fn send(&mut self, device: u64, text: String) {
+        self.out.push_back(Output::Send { device, text });
+    }
+
+    /// A socket opened with a verified token (`claims`) and a client id; returns the device id
+    /// (its attachment is [`Session::device`]) and queues the session's welcome.
+    pub fn handle_open(&mut self, client_id: String, claims: Claims, now: u64) -> u64 {
+        let id = self.next_device;
+        self.next_device += 1;
+        let expires = claims.expires_ms();
+        let info = DeviceInfo { id, client_id, claims };
+        let welcome = format!(
+            "{{\"type\":\"session\",\"user\":{},\"clientId\":{},\"expires\":{expires},\"maxRooms\":{MAX_ROOMS_PER_DEVICE}}}",
+            json_str(&self.user),
+            json_str(&info.client_id)
+        );
+        self.devices.insert(id, Device { info, joins: BTreeMap::new(), cursor: Receiver::new(), last_seen: now });
+        self.send(id, welcome);
+        for (room, seq) in self.reads.clone() {
+            self.send(id, read_frame(&room, seq));
+        }
+        id
+    }
+
+    /// A socket closed: its joins end in every room.
+    pub fn handle_close(&mut self, device: u64) {
+        let Some(d) = self.devices.remove(&device) else { return };
+        for (room, join) in d.joins {
+            self.out.push_back(Output::Delete(
+                Row::Join(JoinRow { device, room: room.clone(), start: join.start, echo: join.echo, live: join.live }).key(),
+            ));
+            self.out.push_back(Output::Relay { room, device, op: RelayOp::Close { device } });
+        }
+        self.drop_unjoined_rooms();
+    }
+
+    /// Devices whose last sign of life (a frame, or the runtime's auto-answered ping, from
+    /// `last_pong`) is older than `timeout_ms` are closed (4001), like a room's sockets.
+    pub fn handle_sweep(&mut self, now: u64, timeout_ms: u64, last_pong: impl Fn(u64) -> Option<u64>) {
+        let dead: Vec<u64> = self
+            .devices
+            .iter()
+            .filter(|(id, d)| now.saturating_sub(d.last_seen.max(last_pong(**id).unwrap_or(0))) > timeout_ms)
+            .map(|(id, _)| *id)
+            .collect();
+        for device in dead {
+            let c = crate::close::HEARTBEAT_TIMEOUT;
+            self.out.push_back(Output::Close { device, code: c.code, reason: c.reason.into() });
+            self.handle_close(device);
+        }
+    }
+
+    /// A frame from a device.
+    pub fn handle_text(&mut self, device: u64, text: &str, now: u64) {
+        let Some(d) = self.devices.get_mut(&device) else { return };
+        d.last_seen = now;
+        if !text.trim_start().starts_with('{') {
+            return self.send(device, error_frame(None, None, ErrorCode::BadFrame, "a frame is a JSON object"));
+        }
+        let env: Envelope<'_> = match serde_json::from_str(text) {
+            Ok(env) => env,
+            Err(e) => return self.send(device, error_frame(None, None, ErrorCode::BadFrame, &e.to_string())),
+        };
+        let id = env.id.as_deref();
+        match (env.kind.as_ref(), env.room.as_deref()) {
+            ("ping", None) => self.send(device, crate::frame::PONG.to_owned()),
+            ("refresh", None) => match env.token.as_deref() {
+                Some(t) => self.refresh(device, t, now),
+                None => self.send(device, error_frame(None, None, ErrorCode::BadFrame, "refresh needs a token")),
+            },
+            ("join", Some(room)) => {
+                let start = match (env.epoch, env.since, env.rewind) {
+                    (Some(epoch), Some(since), _) if !epoch.is_empty() && epoch.len() <= 64 => JoinStart::Resume { epoch, since },
+                    (None, None, Some(n)) => JoinStart::Rewind(n),
+                    (None, None, None) => JoinStart::Fresh,
+                    _ => {
+                        return self.send(
+                            device,
+                            error_frame(Some(room), id, ErrorCode::BadFrame, "a resume needs both since and epoch; rewind goes alone"),
+                        )
+                    }
+                };
+                self.join(device, room, start, env.echo.unwrap_or(true), now)
+            }
+            ("leave", Some(room)) => self.leave(device, room, 1000, "left"),
+            ("mark_read", Some(room)) => match env.seq {
+                Some(seq) if self.devices.get(&device).is_some_and(|d| d.joins.contains_key(room)) => self.mark_read(room, seq),
+                Some(_) => self.send(device, error_frame(Some(room), id, ErrorCode::BadFrame, "join the room before marking it read")),
+                None => self.send(device, error_frame(Some(room), id, ErrorCode::BadFrame, "mark_read needs a seq")),
+            },
+            (_, Some(room)) => {
+                if !self.devices.get(&device).is_some_and(|d| d.joins.contains_key(room)) {
+                    return self.send(device, error_frame(Some(room), id, ErrorCode::BadFrame, "this device has not joined that room"));
+                }
+                let (room, text) = (room.to_owned(), text.to_owned());
+                self.out.push_back(Output::Relay { room, device, op: RelayOp::Text { device, text } });
+            }
+            (_, None) => self.send(device, error_frame(None, id, ErrorCode::BadFrame, "a room frame needs a room")),
+        }
+    }
+
+    fn join(&mut self, device: u64, room: &str, start: JoinStart, echo: bool, now: u64) {
+        if let Err(e) = crate::name::validate_room(room) {
+            return self.send(device, error_frame(Some(room), None, ErrorCode::BadFrame, &e.to_string()));
+        }
+        let Some(d) = self.devices.get_mut(&device) else { return };
+        if d.joins.contains_key(room) {
+            return self.send(device, error_frame(Some(room), None, ErrorCode::BadFrame, "already joined; leave first"));
+        }
+        if d.joins.len() >= MAX_ROOMS_PER_DEVICE {
+            let message = format!("a device joins at most {MAX_ROOMS_PER_DEVICE} rooms");
+            return self.send(device, error_frame(Some(room), None, ErrorCode::BadFrame, &message));
+        }
+        let claims = &d.info.claims;
+        if token::is_expired(claims.expires_ms(), now) {
+            let c = crate::close::TOKEN_EXPIRED;
+            return self.send(device, left_frame(room, c.code, c.reason));
+        }
+        let rights = claims.rights_for(room);
+        if !rights.subscribe {
+            let c = crate::close::FORBIDDEN;
+            return self.send(device, left_frame(room, c.code, "the token does not grant this room"));
+        }
+        let identity = RelayIdentity {
+            cid: d.info.client_id.clone(),
+            user: self.user.clone(),
+            meta: claims.meta.clone(),
+            echo,
+            rights,
+            expires: claims.expires_ms(),
+        };
+        d.joins.insert(room.to_owned(), Join { start: start.clone(), echo, live: false, reading: false });
+        self.out.push_back(Output::Save(Row::Join(JoinRow { device, room: room.to_owned(), start, echo, live: false })));
+        self.out.push_back(Output::Relay { room: room.to_owned(), device, op: RelayOp::Open { device, identity } });
+    }
+
+    /// The device leaves `room` (it asked, the room refused or closed it, or the token lost the
+    /// right): `left` goes to it, the room's connection closes.
+    fn leave(&mut self, device: u64, room: &str, code: u16, reason: &str) {
+        let Some(d) = self.devices.get_mut(&device) else { return };
+        let Some(join) = d.joins.remove(room) else {
+            return self.send(device, error_frame(Some(room), None, ErrorCode::BadFrame, "this device has not joined that room"));
+        };
+        d.cursor.unfollow(room);
+        let row = JoinRow { device, room: room.to_owned(), start: join.start, echo: join.echo, live: join.live };
+        self.out.push_back(Output::Delete(Row::Join(row).key()));
+        self.out.push_back(Output::Relay { room: room.to_owned(), device, op: RelayOp::Close { device } });
+        self.send(device, left_frame(room, code, reason));
+        self.drop_unjoined_rooms();
+    }
+
+    /// A room no device has joined any more is not followed (the room's next call is answered
+    /// with no position, and it stops).
+    fn drop_unjoined_rooms(&mut self) {
+        let followed: Vec<String> = self.feed_rooms();
+        for room in followed {
+            if !self.devices.values().any(|d| d.joins.contains_key(&room)) {
+                self.feed.unfollow(&room);
+                self.out.push_back(Output::Delete(format!("f {room}")));
+            }
+        }
+    }
+
+    fn feed_rooms(&self) -> Vec<String> {
+        let mut rooms: Vec<String> = self.devices.values().flat_map(|d| d.joins.keys().cloned()).collect();
+        rooms.extend(self.followed());
+        rooms.sort();
+        rooms.dedup();
+        rooms
+    }
+
+    fn followed(&self) -> Vec<String> {
+        self.feed.rooms().map(str::to_owned).collect()
+    }
+
+    /// A fresh token for a device: it must verify and be for this session's user. Every room
+    /// the device joined is checked again: those it no longer grants are left (4403), the
+    /// others get the token too (each room checks it against its name, as for a socket).
+    fn refresh(&mut self, device: u64, token_text: &str, now: u64) {
+        let keys = [self.secrets.current.as_slice(), self.secrets.previous.as_slice()];
+        let claims = match token::verify_any(token_text, &keys, now) {
+            Ok(c) => c,
+            Err(e) => return self.send(device, error_frame(None, None, ErrorCode::Unauthorized, &e.to_string())),
+        };
+        if claims.sub != self.user {
+            return self.send(device, error_frame(None, None, ErrorCode::Forbidden, "the token is for another user"));
+        }
+        let Some(d) = self.devices.get_mut(&device) else { return };
+        let expires = claims.expires_ms();
+        d.info.claims = claims;
+        let rooms: Vec<String> = d.joins.keys().cloned().collect();
+        let frame = format!("{{\"type\":\"refresh\",\"token\":{}}}", json_str(token_text));
+        for room in rooms {
+            let granted = self.devices.get(&device).is_some_and(|d| d.info.claims.rights_for(&room).subscribe);
+            if granted {
+                self.out.push_back(Output::Relay { room, device, op: RelayOp::Text { device, text: frame.clone() } });
+            } else {
+                let c = crate::close::FORBIDDEN;
+                self.leave(device, &room, c.code, "the token no longer grants this room");
+            }
+        }
+        self.send(device, format!("{{\"type\":\"refreshed\",\"expires\":{expires}}}"));
+    }
+
+    fn mark_read(&mut self, room: &str, seq: u64) {
+        let at = self.reads.entry(room.to_owned()).or_insert(0);
+        if seq <= *at {
+            return; // read positions never move back
+        }
+        *at = seq;
+        self.out.push_back(Output::Save(Row::Read { room: room.to_owned(), seq }));
+        let devices: Vec<u64> = self.devices.keys().copied().collect();
+        for device in devices {
+            self.send(device, read_frame(room, seq));
+        }
+    }
+
+    /// A room answered one op the session asked of it for `device`.
+    pub fn handle_relay_result(&mut self, room: &str, device: u64, result: RelayResult) {
+        match result {
+            RelayResult::Refused { code, reason } => {
+                let joined = self.devices.get(&device).is_some_and(|d| d.joins.contains_key(room));
+                if joined {
+                    if let Some(d) = self.devices.get_mut(&device) {
+                        if let Some(join) = d.joins.remove(room) {
+                            let row = JoinRow { device, room: room.to_owned(), start: join.start, echo: join.echo, live: join.live };
+                            self.out.push_back(Output::Delete(Row::Join(row).key()));
+                        }
+                    }
+                    self.send(device, left_frame(room, code, &reason));
+                    self.drop_unjoined_rooms();
+                }
+            }
+            RelayResult::Page(page) => self.caught_up_by(room, device, page),
+            RelayResult::Done | RelayResult::Unknown => {}
+        }
+    }
+
+    /// A relay call failed as a whole (the room could not be reached): the device's join fails
+    /// like a refused one, with 1011, so it may try again.
+    pub fn handle_relay_failure(&mut self, room: &str, device: u64, op: &RelayOp) {
+        match op {
+            RelayOp::Open { .. } => {
+                self.handle_relay_result(room, device, RelayResult::Refused { code: 1011, reason: "the room could not be reached".into() })
+            }
+            RelayOp::Read { .. } => {
+                // Try again: the device stays behind until its read succeeds.
+                if let Some(j) = self.devices.get_mut(&device).and_then(|d| d.joins.get_mut(room)) {
+                    j.reading = false;
+                }
+                self.catch_up(room, device);
+            }
+            RelayOp::Text { text, .. } => {
+                let id = serde_json::from_str::<Envelope<'_>>(text).ok().and_then(|e| e.id);
+                self.send(device, error_frame(Some(room), id.as_deref(), ErrorCode::Storage, "the room could not be reached; retry"));
+            }
+            RelayOp::Close { .. } => {}
+        }
+    }
+
+    /// A feed call from `call.room`: messages to the devices that stand with the session,
+    /// extras to their devices; the answer to give.
+    pub fn handle_feed(&mut self, call: FeedCall) -> FeedReply {
+        let room = call.room.as_str();
+        let joined: Vec<u64> = self.devices.iter().filter(|(_, d)| d.joins.contains_key(room)).map(|(id, _)| *id).collect();
+        if joined.is_empty() {
+            return FeedReply { answer: None, devices: Vec::new() };
+        }
+        if !self.feed.is_following(room) {
+            // The first call since the session followed: it stands where the room's page starts.
+            let start = call.page.messages.first().map_or(call.page.end.unwrap_or(0), |m| m.seq.saturating_sub(1));
+            self.feed.follow(room, Position { epoch: call.page.epoch.clone(), seq: start });
+        }
+        let before = self.feed.position(room).cloned();
+        let messages: Vec<(u64, (String, String))> = call.page.messages.iter().map(|m| (m.seq, (m.from.clone(), m.text.clone()))).collect();
+        self.feed.handle_call(room, &call.page.epoch, call.page.end, messages.clone());
+        for device in &joined {
+            let standing = self.devices.get(device).and_then(|d| d.cursor.position(room)).cloned();
+            if standing.is_some() && standing == before {
+                // With the session: the same page, through its own cursor.
+                self.pass_page(room, *device, &call.page);
+            } else {
+                self.catch_up(room, *device);
+            }
+        }
+        let extras = self.feed.handle_extras(room, call.extras.into_iter().map(Into::into).collect());
+        for extra in extras {
+            self.extra(room, extra.to, extra.text);
+        }
+        if let Some(answer) = self.feed.answer(room) {
+            let row =
+                Row::Feed { room: room.to_owned(), epoch: answer.position.epoch.clone(), seq: answer.position.seq, extras: answer.extras };
+            self.out.push_back(Output::Save(row));
+        }
+        let devices = self.devices.iter().filter(|(_, d)| d.joins.contains_key(room)).map(|(id, _)| *id).collect();
+        FeedReply { answer: self.feed.answer(room).map(Into::into), devices }
+    }
+
+    /// Passes a page of stored messages to one device through its cursor: each once, in order,
+    /// what it cannot have said as a gap; its own publishes only with echo on.
+    fn pass_page(&mut self, room: &str, device: u64, page: &FeedPage) {
+        let Some(d) = self.devices.get_mut(&device) else { return };
+        let echo = d.joins.get(room).is_none_or(|j| j.echo);
+        let cid = d.info.client_id.clone();
+        let messages: Vec<(u64, (String, String))> = page.messages.iter().map(|m| (m.seq, (m.from.clone(), m.text.clone()))).collect();
+        let got = d.cursor.handle_call(room, &page.epoch, page.end, messages);
+        if let Some(gap) = &got.gap {
+            self.send(device, gap_frame(room, gap));
+        }
+        for (from, text) in got.fresh {
+            if echo || from != cid {
+                self.send(device, with_room(room, &text));
+            }
+        }
+    }
+
+    /// A device behind the session reads from the room's history until it stands with it.
+    fn catch_up(&mut self, room: &str, device: u64) {
+        let target = self.feed.position(room).cloned();
+        let Some(d) = self.devices.get_mut(&device) else { return };
+        let Some(join) = d.joins.get_mut(room) else { return };
+        if !join.live || join.reading {
+            return;
+        }
+        let Some(at) = d.cursor.position(room).cloned() else { return };
+        let behind = match &target {
+            Some(t) => t.epoch != at.epoch || t.seq > at.seq,
+            None => false,
+        };
+        if !behind {
+            return;
+        }
+        join.reading = true;
+        let op = RelayOp::Read { epoch: at.epoch, after: at.seq, limit: READ_LIMIT };
+        self.out.push_back(Output::Relay { room: room.to_owned(), device, op });
+    }
+
+    fn caught_up_by(&mut self, room: &str, device: u64, page: FeedPage) {
+        let Some(j) = self.devices.get_mut(&device).and_then(|d| d.joins.get_mut(room)) else { return };
+        j.reading = false;
+        self.pass_page(room, device, &page);
+        self.catch_up(room, device);
+    }
+
+    /// One extra from the room for `device`.
+    fn extra(&mut self, room: &str, device: u64, text: String) {
+        let Some(d) = self.devices.get_mut(&device) else { return };
+        let Some(join) = d.joins.get_mut(room) else { return };
+        match frame_type(&text) {
+            "welcome" => {
+                let Ok(head) = serde_json::from_str::<WelcomeHead>(&text) else { return };
+                join.live = true;
+                let (start, echo) = (join.start.clone(), join.echo);
+                let mut gap = None;
+                let from = match &start {
+                    JoinStart::Fresh => head.seq,
+                    JoinStart::Rewind(n) => head.seq.saturating_sub(*n),
+                    JoinStart::Resume { epoch, since } if *epoch == head.epoch => (*since).min(head.seq),
+                    JoinStart::Resume { .. } => {
+                        gap = Some(Gap::Epoch);
+                        head.seq
+                    }
+                };
+                d.cursor.follow(room, Position { epoch: head.epoch.clone(), seq: from });
+                let read = self.reads.get(room).copied();
+                let mut joined = with_room(room, &text);
+                if let Some(read) = read {
+                    joined = joined.replacen(",", &format!(",\"read\":{read},"), 1);
+                }
+                self.send(device, joined);
+                if let Some(gap) = gap {
+                    self.send(device, gap_frame(room, &gap));
+                }
+                let row = JoinRow { device, room: room.to_owned(), start, echo, live: true };
+                self.out.push_back(Output::Save(Row::Join(row)));
+                // Everything up to the welcome's seq (and what the session has beyond it) comes
+                // from history; then the feed.
+                let target = self.feed.position(room).cloned();
+                let needs = target.is_none_or(|t| t.epoch != head.epoch || t.seq < head.seq);
+                if needs {
+                    let extras = self.feed.answer(room).map_or(0, |a| a.extras);
+                    self.feed.follow_with(room, Position { epoch: head.epoch.clone(), seq: head.seq }, extras);
+                }
+                self.catch_up(room, device);
+            }
+            "left" => {
+                d.joins.remove(room);
+                d.cursor.unfollow(room);
+                self.out.push_back(Output::Delete(format!("j {device} {room}")));
+                self.send(device, with_room(room, &text));
+                self.drop_unjoined_rooms();
+            }
+            // The session answers a device's refresh itself, once for all its rooms.
+            "refreshed" => {}
+            _ => self.send(device, with_room(room, &text)),
+        }
+    }
+}
+
+fn read_frame(room: &str, seq: u64) -> String {
+    format!("{{\"type\":\"read_position\",\"room\":{},\"seq\":{seq}}}", json_str(room))
+}

@@ -1,0 +1,358 @@
+//! Sessions and rooms wired together natively: a simulated adapter carries the session's relay
+//! calls to the rooms and the rooms' feed calls to the session (optionally losing them), with a
+//! simulated clock and in-memory stores. What each device receives is checked per room: every
+//! message exactly once, in order, or said lost.
+
+use super::*;
+use crate::config::RoomConfig;
+use crate::relay::RelayRequest;
+use crate::room::Room;
+use crate::store::MemoryStore;
+use crate::token::{Claims, Right};
+use proptest::prelude::*;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+const USER: &str = "alice";
+
+struct World {
+    now: u64,
+    session: Session,
+    rooms: BTreeMap<String, (Room, MemoryStore)>,
+    /// Frames each device received.
+    inbox: BTreeMap<u64, Vec<Value>>,
+    /// Feed calls lost before the session saw them, or their answers lost, by `fate`.
+    lossy: bool,
+    fates: Vec<u8>,
+    rows: BTreeMap<String, Row>,
+}
+
+fn claims(user: &str, patterns: &[&str]) -> Claims {
+    let rooms = patterns.iter().map(|p| (p.to_string(), vec![Right::Subscribe, Right::Publish, Right::Presence])).collect();
+    Claims { sub: user.into(), exp: 4_000_000_000, nbf: None, iat: None, rooms, meta: None }
+}
+
+impl World {
+    fn new(user: &str) -> World {
+        World {
+            now: 1_000,
+            session: Session::new(user, Secrets::default(), 1_000),
+            rooms: BTreeMap::new(),
+            inbox: BTreeMap::new(),
+            lossy: false,
+            fates: Vec::new(),
+            rows: BTreeMap::new(),
+        }
+    }
+
+    fn room(&mut self, name: &str) -> &mut (Room, MemoryStore) {
+        let now = self.now;
+        self.rooms.entry(name.into()).or_insert_with(|| {
+            let mut store = MemoryStore::default();
+            let room = Room::load(RoomConfig::default(), &mut store, &format!("ep-{name}"), now, []).unwrap();
+            (room, store)
+        })
+    }
+
+    fn device(&mut self, patterns: &[&str]) -> u64 {
+        let user = self.session.user().to_owned();
+        let n = self.inbox.len();
+        let id = self.session.handle_open(format!("dev{n}"), claims(&user, patterns), self.now);
+        self.inbox.insert(id, Vec::new());
+        self.pump();
+        id
+    }
+
+    fn send(&mut self, device: u64, frame: &str) {
+        self.session.handle_text(device, frame, self.now);
+        self.pump();
+    }
+
+    fn fate(&mut self) -> u8 {
+        if self.lossy {
+            self.fates.pop().unwrap_or(3)
+        } else {
+            3
+        }
+    }
+
+    /// Carries out everything until nothing moves.
+    fn pump(&mut self) {
+        for _ in 0..10_000 {
+            let mut moved = false;
+            while let Some(out) = self.session.poll_output() {
+                moved = true;
+                match out {
+                    Output::Send { device, text } => {
+                        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+                        self.inbox.entry(device).or_default().push(v);
+                    }
+                    Output::Close { device, .. } => {
+                        self.inbox.remove(&device);
+                    }
+                    Output::Relay { room, device, op } => {
+                        let user = self.session.user().to_owned();
+                        let now = self.now;
+                        let (r, store) = self.room(&room);
+                        let mut reply = r.serve_relay(&RelayRequest { session: user, ops: vec![op] }, now, store);
+                        while r.poll_action().is_some() {}
+                        self.session.handle_relay_result(&room, device, reply.results.remove(0));
+                    }
+                    Output::Save(row) => {
+                        self.rows.insert(row.key(), row);
+                    }
+                    Output::Delete(key) => {
+                        self.rows.remove(&key);
+                    }
+                }
+            }
+            let names: Vec<String> = self.rooms.keys().cloned().collect();
+            for name in names {
+                let now = self.now;
+                let call = {
+                    let (r, store) = self.room(&name);
+                    r.poll_feed(&name, now, store)
+                };
+                if let Some((session, call_no, call)) = call {
+                    moved = true;
+                    let fate = self.fate();
+                    let (r, store) = self.rooms.get_mut(&name).unwrap();
+                    match fate % 4 {
+                        0 => r.handle_feed_failure(&session, call_no, now, 7, store),
+                        1 => {
+                            let _ = self.session.handle_feed(call);
+                            r.handle_feed_failure(&session, call_no, now, 7, store);
+                        }
+                        _ => {
+                            let reply = self.session.handle_feed(call);
+                            r.handle_feed_answer(&session, call_no, reply, now, store);
+                        }
+                    }
+                    while r.poll_action().is_some() {}
+                }
+            }
+            if !moved {
+                // Backoffs: let time pass to the next deadline.
+                let next = self.rooms.values().filter_map(|(r, _)| r.poll_timeout()).min();
+                match next {
+                    Some(t) if t <= self.now + 1_000 => {
+                        self.now = self.now.max(t) + 1;
+                        let now = self.now;
+                        for (r, store) in self.rooms.values_mut() {
+                            r.handle_timeout(now, |_| Some(now), store);
+                            r.settle_relays(now, store);
+                            while r.poll_action().is_some() {}
+                        }
+                    }
+                    _ => return,
+                }
+            }
+        }
+        panic!("the world did not settle");
+    }
+
+    fn frames(&self, device: u64, room: &str, kind: &str) -> Vec<Value> {
+        self.inbox[&device].iter().filter(|v| v["room"] == room && v["type"] == kind).cloned().collect()
+    }
+
+    fn seqs(&self, device: u64, room: &str) -> Vec<u64> {
+        self.frames(device, room, "message").iter().map(|v| v["seq"].as_u64().unwrap()).collect()
+    }
+
+    fn publish(&mut self, device: u64, room: &str, id: &str) {
+        self.send(device, &format!(r#"{{"type":"publish","room":"{room}","id":"{id}","data":"{id}"}}"#));
+    }
+}
+
+#[test]
+fn one_socket_many_rooms_each_message_once_per_device() {
+    let mut w = World::new(USER);
+    let a = w.device(&["*"]);
+    let b = w.device(&["*"]);
+    for room in ["r1", "r2", "r3"] {
+        w.send(a, &format!(r#"{{"type":"join","room":"{room}"}}"#));
+    }
+    w.send(b, r#"{"type":"join","room":"r1"}"#);
+    assert_eq!(w.frames(a, "r1", "joined").len(), 1);
+    assert_eq!(w.frames(a, "r3", "joined").len(), 1);
+    w.publish(a, "r1", "m1");
+    w.publish(b, "r1", "m2");
+    w.publish(a, "r2", "m3");
+    assert_eq!(w.seqs(a, "r1"), vec![1, 2]);
+    assert_eq!(w.seqs(b, "r1"), vec![1, 2]);
+    assert_eq!(w.seqs(a, "r2"), vec![1]);
+    assert!(w.seqs(b, "r2").is_empty(), "b did not join r2");
+    assert_eq!(w.frames(a, "r1", "ack").len(), 1, "acks go to the publishing device only");
+    // The room sees two connections of one user: presence counts devices.
+    let (r1, _) = w.room("r1");
+    assert_eq!(r1.presence().get(USER).map(|m| m.connections), Some(2));
+}
+
+#[test]
+fn a_device_resumes_from_its_own_point() {
+    let mut w = World::new(USER);
+    let a = w.device(&["*"]);
+    w.send(a, r#"{"type":"join","room":"r"}"#);
+    for i in 0..5 {
+        w.publish(a, "r", &format!("m{i}"));
+    }
+    let b = w.device(&["*"]);
+    w.send(b, r#"{"type":"join","room":"r","epoch":"ep-r","since":2}"#);
+    assert_eq!(w.seqs(b, "r"), vec![3, 4, 5]);
+    w.publish(a, "r", "m5");
+    assert_eq!(w.seqs(b, "r"), vec![3, 4, 5, 6]);
+    assert_eq!(w.seqs(a, "r"), vec![1, 2, 3, 4, 5, 6]);
+    // A resume from another epoch is a gap, then live.
+    let c = w.device(&["*"]);
+    w.send(c, r#"{"type":"join","room":"r","epoch":"old","since":2}"#);
+    assert_eq!(w.frames(c, "r", "gap")[0]["reason"], "epoch");
+    assert!(w.seqs(c, "r").is_empty());
+    // Rewind: the last two.
+    let d = w.device(&["*"]);
+    w.send(d, r#"{"type":"join","room":"r","rewind":2}"#);
+    assert_eq!(w.seqs(d, "r"), vec![5, 6]);
+}
+
+#[test]
+fn rooms_the_token_does_not_grant_and_user_limited_rooms_are_refused() {
+    let mut w = World::new("carol");
+    let a = w.device(&["chat:*", "dm~*"]);
+    w.send(a, r#"{"type":"join","room":"secret"}"#);
+    assert_eq!(w.frames(a, "secret", "left")[0]["code"], 4403);
+    w.send(a, r#"{"type":"join","room":"dm~alice,bob"}"#);
+    assert_eq!(w.frames(a, "dm~alice,bob", "left")[0]["code"], 4403);
+    w.send(a, r#"{"type":"join","room":"dm~bob,carol"}"#);
+    assert_eq!(w.frames(a, "dm~bob,carol", "joined").len(), 1);
+    // A frame for a room not joined is refused, not passed on.
+    w.send(a, r#"{"type":"publish","room":"chat:x","id":"1","data":1}"#);
+    assert_eq!(w.frames(a, "chat:x", "error").len(), 1);
+    assert!(!w.rooms.contains_key("chat:x"), "a refused frame never reaches (or makes) a room");
+}
+
+#[test]
+fn kick_and_reset_leave_one_room_and_keep_the_others() {
+    let mut w = World::new(USER);
+    let a = w.device(&["*"]);
+    w.send(a, r#"{"type":"join","room":"r1"}"#);
+    w.send(a, r#"{"type":"join","room":"r2"}"#);
+    let now = w.now;
+    {
+        let (r1, store) = w.room("r1");
+        r1.kick(USER, None, Some("spam"), now, store).unwrap();
+        r1.settle_relays(now, store);
+    }
+    w.pump();
+    let left = w.frames(a, "r1", "left");
+    assert_eq!((left[0]["code"].as_u64(), left[0]["reason"].as_str()), (Some(4411), Some("spam")));
+    w.publish(a, "r2", "still");
+    assert_eq!(w.seqs(a, "r2"), vec![1]);
+    w.send(a, r#"{"type":"publish","room":"r1","id":"x","data":1}"#);
+    assert_eq!(w.frames(a, "r1", "error").len(), 1, "r1 was left");
+    {
+        let (r2, store) = w.room("r2");
+        r2.reset("ep2", now, store).unwrap();
+        r2.settle_relays(now, store);
+    }
+    w.pump();
+    assert_eq!(w.frames(a, "r2", "left")[0]["code"], 4013);
+}
+
+#[test]
+fn read_positions_reach_every_device_and_never_move_back() {
+    let mut w = World::new(USER);
+    let a = w.device(&["*"]);
+    let b = w.device(&["*"]);
+    w.send(a, r#"{"type":"join","room":"r"}"#);
+    w.send(a, r#"{"type":"mark_read","room":"r","seq":4}"#);
+    w.send(a, r#"{"type":"mark_read","room":"r","seq":2}"#);
+    let reads =
+        |w: &World, d| w.inbox[&d].iter().filter(|v| v["type"] == "read_position").map(|v| v["seq"].as_u64().unwrap()).collect::<Vec<_>>();
+    assert_eq!(reads(&w, a), vec![4]);
+    assert_eq!(reads(&w, b), vec![4]);
+    assert!(w.rows.contains_key("r r"));
+    let c = w.device(&["*"]);
+    assert_eq!(reads(&w, c), vec![4], "a new device learns the read positions");
+}
+
+#[test]
+fn a_closed_device_leaves_its_rooms() {
+    let mut w = World::new(USER);
+    let a = w.device(&["*"]);
+    w.send(a, r#"{"type":"join","room":"r"}"#);
+    w.session.handle_close(a);
+    w.pump();
+    let (r, _) = w.room("r");
+    assert_eq!(r.connection_count(), 0);
+    assert!(w.rows.is_empty(), "{:?}", w.rows.keys().collect::<Vec<_>>());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// Devices join, publish, leave and rejoin with resume points while feed calls and their
+    /// answers are lost: each device sees each room's messages once, in order, per join.
+    #[test]
+    fn every_device_gets_every_message_once_in_order(ops in prop::collection::vec((0u8..6, 0u8..3, 0u8..2), 1..60), fates in prop::collection::vec(any::<u8>(), 0..200)) {
+        let mut w = World::new(USER);
+        w.lossy = true;
+        w.fates = fates;
+        let devices = [w.device(&["*"]), w.device(&["*"]), w.device(&["*"])];
+        let rooms = ["r0", "r1"];
+        let mut n = 0;
+        for (op, d, r) in ops {
+            let (device, room) = (devices[d as usize], rooms[r as usize]);
+            match op {
+                0 | 1 => w.send(device, &format!(r#"{{"type":"join","room":"{room}"}}"#)),
+                2 | 3 => { n += 1; w.publish(device, room, &format!("m{n}")); }
+                4 => w.send(device, &format!(r#"{{"type":"leave","room":"{room}"}}"#)),
+                _ => {
+                    // Leave, then join again from the last seq it saw.
+                    let last = w.seqs(device, room).last().copied();
+                    w.send(device, &format!(r#"{{"type":"leave","room":"{room}"}}"#));
+                    let epoch = format!("ep-{room}");
+                    match last {
+                        Some(s) => {
+                            w.send(device, &format!(r#"{{"type":"join","room":"{room}","epoch":"{epoch}","since":{s}}}"#));
+                            // The resume brought everything after `s`, once.
+                            let head = w.rooms.get(room).map_or(0, |(r, _)| r.seq());
+                            let seen = w.seqs(device, room);
+                            for seq in s + 1..=head {
+                                prop_assert!(seen.contains(&seq), "resume from {s} lost {seq}: {seen:?}");
+                            }
+                        }
+                        None => w.send(device, &format!(r#"{{"type":"join","room":"{room}"}}"#)),
+                    }
+                }
+            }
+        }
+        w.lossy = false;
+        w.pump();
+        for device in devices {
+            for room in rooms {
+                // Rejoins resume from the last seq seen or start at the head: across all of a
+                // device's joins, its seqs strictly increase (nothing doubled or reordered).
+                let (mut last, mut covered) = (0, 0);
+                for v in &w.inbox[&device] {
+                    if v["room"] != room { continue; }
+                    match v["type"].as_str() {
+                        // A fresh join starts at the welcome's seq.
+                        Some("joined") => covered = covered.max(v["seq"].as_u64().unwrap()),
+                        Some("message") => {
+                            let seq = v["seq"].as_u64().unwrap();
+                            prop_assert!(seq > last, "device {device} room {room}: {seq} after {last}");
+                            last = seq;
+                            covered = covered.max(seq);
+                        }
+                        _ => {}
+                    }
+                }
+                // A device still joined has everything up to the room's head since its join.
+                let joined = w.session.rooms_of(device).contains(&room.to_string());
+                if joined {
+                    let head = w.rooms.get(room).map_or(0, |(r, _)| r.seq());
+                    prop_assert_eq!(covered, head, "device {} room {} is behind", device, room);
+                }
+            }
+        }
+    }
+}
