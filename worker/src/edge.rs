@@ -9,7 +9,9 @@ use roomcast_protocol::api::admission::{self, offers_subprotocol, AuthConfig, Up
 use roomcast_protocol::api::call::{RoomRequest, CALL_PATH};
 use roomcast_protocol::api::client_ip::{self, Runtime, UpgradeBudget};
 use roomcast_protocol::api::creation;
-use roomcast_protocol::api::{dev_token, origin, query, request_url, Endpoint, Refusal, RefusalKind, Route, CONNECT_HEADER, EDGE_VARS};
+use roomcast_protocol::api::{
+    dev_token, origin, query, request_url, Endpoint, Refusal, RefusalKind, Route, CONNECT_HEADER, EDGE_VARS, SESSION_HEADER,
+};
 use roomcast_protocol::config::RoomConfig;
 use worker::{Env, Headers, Method, Request, RequestInit, Response, Result};
 
@@ -57,6 +59,7 @@ pub async fn handle(req: Request, env: Env) -> Result<web_sys::Response> {
     let outcome = match roomcast_protocol::api::route(method, request_url::path(&url)) {
         Ok(Route::DevToken) => return dev_token(&req, &env, &raw_query).map(Into::into),
         Ok(Route::Room { room, endpoint: Endpoint::Connect }) => connect(&req, &env, &room, &raw_query, &protocols, upgrade).await,
+        Ok(Route::Session) => connect_session(&req, &env, &raw_query, &protocols, upgrade).await,
         Ok(Route::Preflight { .. }) => return preflight(&req, &env).map(Into::into),
         Ok(Route::Room { room, endpoint: Endpoint::History }) => {
             // Pages on allowed origins read history (CORS): the answer, refusals included, carries
@@ -134,6 +137,32 @@ async fn connect(
     headers.set(CONNECT_HEADER, &serde_json::to_string(&info)?)?;
     let internal = Request::new_with_init("https://room/ws", RequestInit::new().with_headers(headers))?;
     Ok(platform::fetch_room(&env.durable_object("ROOMS")?, room, &internal).await?)
+}
+
+/// A session upgrade: the same origin, token and upgrade-rate checks as a room's, then to the
+/// session object of the token's user, which answers with its own socket.
+async fn connect_session(
+    req: &Request,
+    env: &Env,
+    raw_query: &str,
+    protocols: &str,
+    upgrade: bool,
+) -> std::result::Result<web_sys::Response, Failure> {
+    if !upgrade {
+        return Err(Refusal::new(RefusalKind::UpgradeRequired, "expected a WebSocket upgrade").into());
+    }
+    origin::check_socket_origin(header(req, "Origin").as_deref(), &var(env, "ALLOWED_ORIGINS"))?;
+    let (secret, previous_secret) = (secret(env, "ROOMCAST_SECRET"), secret(env, "ROOMCAST_SECRET_PREVIOUS"));
+    let config = AuthConfig { secret: &secret, previous_secret: &previous_secret, ..AuthConfig::default() };
+    let admitted = admission::admit_session(raw_query, protocols, &config, platform::now_ms(), || platform::random_hex(12));
+    let budget = if admitted.is_ok() { UpgradeBudget::Token } else { UpgradeBudget::Unverified };
+    check_upgrade_rate(env, &address_key(req, env), budget).await?;
+    let connect = admitted?;
+    let headers = Headers::new();
+    headers.set("Upgrade", "websocket")?;
+    headers.set(SESSION_HEADER, &serde_json::to_string(&connect)?)?;
+    let internal = Request::new_with_init("https://session/ws", RequestInit::new().with_headers(headers))?;
+    Ok(platform::fetch_room(&env.durable_object("SESSIONS")?, &connect.claims.sub, &internal).await?)
 }
 
 /// The per-IP upgrade limits: the budget an upgrade spends (`client_ip::UpgradeBudget`) is held

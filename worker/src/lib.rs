@@ -8,9 +8,11 @@ mod edge;
 mod http;
 mod platform;
 mod room_object;
+mod session_object;
 mod sql_store;
 
 pub use room_object::RoomObject;
+pub use session_object::SessionObject;
 
 use worker::{event, Context, Env, Request, Result};
 

@@ -8,21 +8,26 @@ use crate::sql_store::SqlStore;
 use crate::{http, platform};
 use roomcast_protocol::api::call::{RoomCall, RoomRequest, CALL_PATH};
 use roomcast_protocol::api::creation::Creator;
-use roomcast_protocol::api::{ConnectInfo, Endpoint, Refusal, CONNECT_HEADER};
+use roomcast_protocol::api::{Caller, ConnectInfo, Endpoint, Refusal, CONNECT_HEADER};
 use roomcast_protocol::config::RoomConfig;
 use roomcast_protocol::frame;
 use roomcast_protocol::gate::{AlarmChange, Gate, Step, Task};
+use roomcast_protocol::relay::{FeedCall, FeedReply, RelayOp, RelayReply, RelayRequest, RelayResult, FEED_PATH, RELAY_PATH};
 use roomcast_protocol::room::batch::{self, Group};
 use roomcast_protocol::room::{ConnId, Connection, Identity, ResumePoint, Room, Start, TokenCheck};
 use serde::Deserialize;
 use std::cell::{RefCell, RefMut};
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use worker::{durable_object, DurableObject, Env, Headers, Method, Request, Response, Result, State, WebSocket, WebSocketPair};
+use worker::{
+    durable_object, DurableObject, Env, Headers, Method, Request, RequestInit, Response, Result, State, WebSocket, WebSocketPair,
+};
 
 /// The room and what it needs, loaded on the first event after construction.
 struct Loaded {
     room: Room,
+    /// The room's name (the object's), which its feed calls to sessions carry.
+    name: String,
     store: SqlStore,
     sockets: Sockets,
     /// Socket → connection id, kept current on open, so a message finds its sender without
@@ -86,6 +91,8 @@ impl std::ops::Deref for RoomObject {
 }
 
 pub struct Core {
+    /// This core, for the feed calls it starts (they outlive the event that starts them).
+    me: std::rc::Weak<Core>,
     state: State,
     env: Env,
     loaded: RefCell<Option<Loaded>>,
@@ -209,6 +216,7 @@ impl Core {
         let now = platform::now_ms();
         let mut room = Room::load(self.config(), &mut store, &epoch, now, connections).map_err(|e| worker::Error::RustError(e.0))?;
         let name = store.room_name(platform::object_name(&self.state)).map_err(|e| worker::Error::RustError(e.0))?;
+        let room_name = name.clone().unwrap_or_default();
         // Webhooks are per room name (WEBHOOK_ROOMS); the outbox key is drawn once per room.
         if let Some(name) = &name {
             room.attach_webhooks(name, &platform::random_hex(8), now, &mut store).map_err(|e| worker::Error::RustError(e.0))?;
@@ -222,7 +230,7 @@ impl Core {
         }
         // Read marks (room/reading.rs): a key of this instance's own, so no client can make a mark's id.
         room.set_mark_key(platform::random_hex(16).as_bytes());
-        Ok(Loaded { room, store, sockets, ids })
+        Ok(Loaded { room, name: room_name, store, sockets, ids })
     }
 
     /// The loaded room, loaded first if this is the instance's first event.
@@ -282,13 +290,19 @@ impl Core {
                             *result = Some(f(&mut l, now));
                         }
                     }
+                    // Connections through sessions the event closed, and the rows that follow.
+                    let Loaded { room, store, .. } = &mut *l;
+                    room.settle_relays(now, store);
                     save_changed(&mut l);
                     let wrote = l.store.take_wrote();
                     drop(l);
                     self.gate.borrow_mut().handle_ran(task, wrote);
                 }
                 Step::Sync => return Ok(Some(Await::Sync)),
-                Step::Flush => carry_out(&mut *self.loaded()?),
+                Step::Flush => {
+                    carry_out(&mut *self.loaded()?);
+                    self.start_feeds()?;
+                }
                 Step::Deadline => {
                     let next = self.loaded()?.room.poll_timeout();
                     if let Some(change) = self.gate.borrow_mut().handle_deadline(task, next) {
@@ -466,10 +480,72 @@ impl Core {
     }
 }
 
+impl Core {
+    /// A session's call for its devices (`relay`): served by the room through the gate, like an
+    /// HTTP call; a join that would create the room counts against the user's creation limit.
+    async fn relay(&self, mut req: Request) -> Result<Response> {
+        let Some(request) = serde_json::from_str::<RelayRequest>(&req.text().await?).ok() else {
+            return http::refused(&Refusal::bad_request("relay calls come from sessions"), None);
+        };
+        if request.ops.iter().any(|op| matches!(op, RelayOp::Open { .. })) {
+            let caller = Caller { user: request.session.clone(), from: roomcast_protocol::api::HTTP_ORIGIN.to_owned() };
+            if let Err(r) = self.may_create(&Creator::of_call(&caller)).await {
+                let results = request
+                    .ops
+                    .iter()
+                    .map(|_| RelayResult::Refused { code: r.close_code(), reason: r.close_reason().to_owned() })
+                    .collect();
+                return http::json_text(200, serde_json::to_string(&RelayReply { results }).unwrap_or_default(), None);
+            }
+        }
+        let reply = self.with_room(|l, now| l.room.serve_relay(&request, now, &mut l.store)).await?;
+        http::json_text(200, serde_json::to_string(&reply).unwrap_or_default(), None)
+    }
+
+    /// Starts the feed calls the room has for sessions (after a flush: what they carry is
+    /// durable). Each runs on its own; its answer is an event of the room's.
+    fn start_feeds(&self) -> Result<()> {
+        loop {
+            let next = {
+                let mut l = self.loaded()?;
+                let Loaded { room, name, store, .. } = &mut *l;
+                room.poll_feed(name, platform::now_ms(), store)
+            };
+            let Some((session, call, body)) = next else { return Ok(()) };
+            let Some(core) = self.me.upgrade() else { return Ok(()) };
+            let work = async move {
+                let reply = core.call_session(&session, &body).await;
+                let random = platform::random_u64();
+                core.with_room(|l, now| match reply {
+                    Some(reply) => l.room.handle_feed_answer(&session, call, reply, now, &mut l.store),
+                    None => l.room.handle_feed_failure(&session, call, now, random, &mut l.store),
+                })
+                .await
+                .map(|_| wasm_bindgen::JsValue::UNDEFINED)
+                .map_err(wasm_bindgen::JsValue::from)
+            };
+            // If the runtime refuses the promise, the call's deadline retries it.
+            let _ = self.state.as_raw().wait_until(&worker::wasm_bindgen_futures::future_to_promise(work));
+        }
+    }
+
+    async fn call_session(&self, session: &str, body: &FeedCall) -> Option<FeedReply> {
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post).with_body(Some(serde_json::to_string(body).ok()?.into()));
+        let req = Request::new_with_init(&format!("https://session{FEED_PATH}"), &init).ok()?;
+        let stub = self.env.durable_object("SESSIONS").ok()?.get_by_name(session).ok()?;
+        let mut response = stub.fetch_with_request(req).await.ok()?;
+        if response.status_code() != 200 {
+            return None;
+        }
+        serde_json::from_str(&response.text().await.ok()?).ok()
+    }
+}
+
 impl DurableObject for RoomObject {
     fn new(state: State, env: Env) -> Self {
-        let core = Core { state, env, loaded: RefCell::new(None), gate: RefCell::new(Gate::new()) };
-        RoomObject { core: Rc::new(core) }
+        let core = Rc::new_cyclic(|me| Core { me: me.clone(), state, env, loaded: RefCell::new(None), gate: RefCell::new(Gate::new()) });
+        RoomObject { core }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
@@ -480,6 +556,8 @@ impl DurableObject for RoomObject {
             self.accept(&req).await
         } else if path == CALL_PATH && req.method() == Method::Post {
             self.serve(req).await
+        } else if path == RELAY_PATH && req.method() == Method::Post {
+            self.relay(req).await
         } else {
             http::refused(&Refusal::not_found("no such room endpoint"), None)
         }

@@ -1,7 +1,7 @@
 //! Admission: who a WebSocket upgrade becomes in the room ([`ConnectInfo`]), and who an HTTP API
 //! call acts as ([`Caller`]), established from the request alone, before the room is touched.
 
-use super::identity::{Caller, ConnectInfo};
+use super::identity::{Caller, ConnectInfo, SessionConnect};
 use super::query;
 use super::refusal::Refusal;
 use super::route::Access;
@@ -134,6 +134,32 @@ pub fn admit(
     Ok(ConnectInfo { cid, user, meta, echo: q.echo, resume, rights, subprotocol, exp, rewind: q.rewind, address: None })
 }
 
+/// A session upgrade (`GET /session/ws`): a token is required (a session is a user's; anonymous
+/// users have none), from the subprotocol list or `?token=`; `cid` as for a room. Rights are not
+/// checked here: each join is checked against the token's patterns.
+pub fn admit_session(
+    query: &str,
+    protocols: &str,
+    config: &AuthConfig<'_>,
+    now_ms: u64,
+    fresh_cid: impl FnOnce() -> String,
+) -> Result<SessionConnect, Refusal> {
+    let q = ConnectQuery::parse(query)?;
+    let cid = match q.cid {
+        Some(cid) => {
+            name::validate_client_id(&cid).map_err(|e| Refusal::bad_request(e.to_string()))?;
+            cid
+        }
+        None => fresh_cid(),
+    };
+    let bearer = protocols.split(',').map(str::trim).find_map(|p| p.strip_prefix("bearer."));
+    let Some(token) = bearer.or(q.token.as_deref()) else {
+        return Err(Refusal::unauthorized("a session needs a token"));
+    };
+    let claims = verify(config, token, now_ms)?;
+    Ok(SessionConnect { cid, claims, subprotocol: offers_subprotocol(protocols) })
+}
+
 /// An anonymous connection's `meta` query value: a JSON object, compacted (the raw text may hold
 /// line feeds between tokens, which must never reach a frame or a header).
 fn anonymous_meta(meta: Option<String>) -> Result<Option<CompactJson>, Refusal> {
@@ -229,6 +255,25 @@ mod tests {
         let mut m = <Hmac<sha2::Sha256> as Mac>::new_from_slice(SECRET.as_bytes()).unwrap();
         m.update(format!("{h}.{p}").as_bytes());
         format!("{h}.{p}.{}", URL_SAFE_NO_PAD.encode(m.finalize().into_bytes()))
+    }
+
+    #[test]
+    fn a_session_needs_a_valid_token_and_checks_no_room() {
+        let session = |query: &str, protocols: &str| admit_session(query, protocols, &CONFIG, NOW_MS, || "fresh".into());
+        let token = token_for("alice", &[("chat:*", &[Right::Subscribe])]);
+        let s = session(&format!("token={token}&cid=tab1"), "").unwrap();
+        assert_eq!((s.cid.as_str(), s.claims.sub.as_str(), s.subprotocol), ("tab1", "alice", false));
+        let s = session("", &format!("roomcast.v1, bearer.{token}")).unwrap();
+        assert_eq!((s.cid.as_str(), s.subprotocol), ("fresh", true));
+        assert_eq!(session("", "").unwrap_err().status(), 401, "anonymous users have no session");
+        assert_eq!(session("token=nope", "").unwrap_err().status(), 401);
+        assert_eq!(session(&format!("token={token}&cid=a%20b"), "").unwrap_err().status(), 400);
+        let other = mint(
+            &Claims { sub: "alice".into(), exp: NOW_MS / 1000 + 600, nbf: None, iat: None, rooms: BTreeMap::new(), meta: None },
+            b"other",
+        )
+        .unwrap();
+        assert_eq!(session(&format!("token={other}"), "").unwrap_err().status(), 401, "signed with another secret");
     }
 
     fn connect(room: &str, query: &str, protocols: &str) -> Result<ConnectInfo, Refusal> {

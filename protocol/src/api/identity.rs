@@ -7,6 +7,17 @@ use serde::{Deserialize, Serialize};
 
 /// The header carrying [`ConnectInfo`] from the edge to the room.
 pub const CONNECT_HEADER: &str = "x-roomcast-connect";
+/// The header of a session upgrade the edge forwards: a [`SessionConnect`] as JSON.
+pub const SESSION_HEADER: &str = "x-roomcast-session";
+
+/// What the edge established about a new session socket: its client id, the verified token's
+/// claims (rights are decided per room at each join) and whether it offered `roomcast.v1`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionConnect {
+    pub cid: String,
+    pub claims: crate::token::Claims,
+    pub subprotocol: bool,
+}
 /// The header carrying [`Caller`] on HTTP API calls from the edge to the room.
 pub const CALLER_HEADER: &str = "x-roomcast-caller";
 /// The origin (and user) recorded for messages the backend publishes with the API key; client ids

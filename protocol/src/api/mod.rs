@@ -43,6 +43,6 @@ pub const EDGE_VARS: [(&str, &str); 6] = [
     ("DEV_TOKEN_HOSTS", ""),
     (creation::LIMITER_VAR, creation::LIMITER_DEFAULT),
 ];
-pub use identity::{Caller, ConnectInfo, API_ORIGIN, CALLER_HEADER, CONNECT_HEADER, HTTP_ORIGIN};
+pub use identity::{Caller, ConnectInfo, SessionConnect, API_ORIGIN, CALLER_HEADER, CONNECT_HEADER, HTTP_ORIGIN, SESSION_HEADER};
 pub use refusal::{Refusal, RefusalKind};
 pub use route::{route, Endpoint, Method, Route};

@@ -110,6 +110,8 @@ pub enum Route {
         endpoint: Endpoint,
     },
     DevToken,
+    /// `GET /session/ws`: one socket for any number of rooms, to the user's session object.
+    Session,
 }
 
 /// Routes a request by method and path (the path as the URL carries it, percent-encoded: a room
@@ -138,6 +140,10 @@ pub fn route(method: Method, path: &str) -> Result<Route, Refusal> {
             Ok(Route::Room { room: room.to_owned(), endpoint })
         }
         (Some("dev"), Some("token"), None, None, None) if method == Method::Get => Ok(Route::DevToken),
+        (Some("session"), Some("ws"), None, None, None) if method == Method::Get => Ok(Route::Session),
+        (Some("session"), Some("ws"), None, None, None) => {
+            Err(Refusal::new(RefusalKind::MethodNotAllowed, "method not allowed for this endpoint"))
+        }
         (Some("dev"), Some("token"), None, None, None) => {
             Err(Refusal::new(RefusalKind::MethodNotAllowed, "method not allowed for this endpoint"))
         }
@@ -164,6 +170,9 @@ mod tests {
         assert_eq!(route(Method::Get, "/rooms/a/stats"), room("a", Endpoint::Stats));
         assert_eq!(route(Method::Post, "/rooms/a/kick"), room("a", Endpoint::Kick));
         assert_eq!(route(Method::Get, "/dev/token"), Ok(Route::DevToken));
+        assert_eq!(route(Method::Get, "/session/ws"), Ok(Route::Session));
+        assert_eq!(route(Method::Post, "/session/ws").unwrap_err().status(), 405);
+        assert_eq!(route(Method::Get, "/session/ws/x").unwrap_err().status(), 404);
         let status = |m, p| route(m, p).unwrap_err().status();
         assert_eq!(status(Method::Get, "/rooms/a/kick"), 405);
         assert_eq!(status(Method::Post, "/rooms/a/ws"), 405);
@@ -207,6 +216,7 @@ mod tests {
                     prop_assert_eq!(endpoint.method(), method);
                 }
                 Ok(Route::DevToken) => prop_assert_eq!(path.as_str(), "/dev/token"),
+                Ok(Route::Session) => prop_assert_eq!(path.as_str(), "/session/ws"),
                 Ok(Route::Preflight { .. }) => prop_assert!(false, "no preflight without OPTIONS"),
                 Err(r) => prop_assert!(documented::is_documented(&r)),
             }

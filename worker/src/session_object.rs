@@ -1,0 +1,331 @@
+//! The Session Durable Object, one per user (by the token's `sub`): every socket of that user
+//! that came through `GET /session/ws`, and the rooms each joined. It feeds socket events, the
+//! rooms' answers and their feed calls into [`Session`] and carries out its outputs: frames to
+//! sockets, calls to rooms (in order, one in flight per room, queued ops batched), rows in its
+//! SQLite. It holds no rules of its own.
+//!
+//! After hibernation the object is constructed anew: the first event rebuilds the session from
+//! the live sockets' attachments (each device's identity) and the stored rows (joins, feed
+//! positions, read positions).
+
+use crate::{http, platform};
+use roomcast_protocol::api::{Refusal, SessionConnect, SESSION_HEADER};
+use roomcast_protocol::close;
+use roomcast_protocol::config::RoomConfig;
+use roomcast_protocol::frame;
+use roomcast_protocol::relay::{FeedCall, RelayOp, RelayReply, RelayRequest, FEED_PATH, RELAY_PATH};
+use roomcast_protocol::session::{DeviceInfo, Output, Row, Secrets, Session};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use worker::{
+    durable_object, DurableObject, Env, Headers, Method, Request, RequestInit, Response, Result, State, WebSocket, WebSocketPair,
+};
+
+#[durable_object(fetch)]
+pub struct SessionObject {
+    core: Rc<Core>,
+}
+
+impl std::ops::Deref for SessionObject {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
+/// Calls to one room: queued ops (with the device each is for) and whether a call is in flight.
+#[derive(Default)]
+struct RoomCalls {
+    queued: Vec<(u64, RelayOp)>,
+    busy: bool,
+}
+
+pub struct Core {
+    state: State,
+    env: Env,
+    session: RefCell<Option<Session>>,
+    sockets: RefCell<BTreeMap<u64, WebSocket>>,
+    /// Socket → device id, kept current on open (the runtime hands the same socket object back).
+    ids: js_sys::WeakMap,
+    calls: RefCell<BTreeMap<String, RoomCalls>>,
+}
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS session_rows (k TEXT PRIMARY KEY, v TEXT NOT NULL);";
+
+/// See room_object.rs: no compression is ever negotiated.
+const NO_EXTENSIONS: &str = "roomcast-no-compression";
+
+#[derive(serde::Deserialize)]
+struct StoredRow {
+    v: String,
+}
+
+impl Core {
+    fn config(&self) -> RoomConfig {
+        RoomConfig::from_vars(|name| self.env.var(name).ok().map(|v| v.to_string()))
+    }
+
+    fn secret(&self, name: &str) -> Vec<u8> {
+        self.env.secret(name).map(|s| s.to_string().into_bytes()).unwrap_or_default()
+    }
+
+    /// The session, loaded first if this is the instance's first event.
+    fn with<R>(&self, f: impl FnOnce(&mut Session, u64) -> R) -> Result<R> {
+        let now = platform::now_ms();
+        let mut slot = self.session.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(self.load(now)?);
+        }
+        let session = slot.as_mut().ok_or_else(|| worker::Error::RustError("session not loaded".into()))?;
+        Ok(f(session, now))
+    }
+
+    fn load(&self, now: u64) -> Result<Session> {
+        let pair = worker::worker_sys::WebSocketRequestResponsePair::new(frame::PING, frame::PONG)
+            .map_err(|_| worker::Error::RustError("auto-response pair".into()))?;
+        self.state.set_websocket_auto_response(&pair);
+        let sql = self.state.storage().sql();
+        sql.exec(SCHEMA, None)?;
+        let rows: Vec<StoredRow> = sql.exec("SELECT v FROM session_rows", None)?.to_array()?;
+        let rows: Vec<Row> = rows.iter().filter_map(|r| serde_json::from_str(&r.v).ok()).collect();
+        let mut devices = Vec::new();
+        for ws in self.state.get_websockets() {
+            let Some(info) = attachment(&ws) else { continue };
+            self.ids.set(ws.as_ref(), &wasm_bindgen::JsValue::from_f64(info.id as f64));
+            self.sockets.borrow_mut().insert(info.id, ws);
+            devices.push(info);
+        }
+        let user = platform::object_name(&self.state).unwrap_or_default();
+        let secrets = Secrets { current: self.secret("ROOMCAST_SECRET"), previous: self.secret("ROOMCAST_SECRET_PREVIOUS") };
+        let mut session = Session::new(&user, secrets, now);
+        session.restore(devices, rows, now);
+        Ok(session)
+    }
+
+    fn device_of(&self, ws: &WebSocket) -> Option<u64> {
+        match self.ids.get(ws.as_ref()).as_f64() {
+            Some(id) => Some(id as u64),
+            None => attachment(ws).map(|d| d.id),
+        }
+    }
+
+    /// Carries out what the session queued: frames and closes now, rows now, room calls in order.
+    fn carry_out(self: &Rc<Self>) {
+        loop {
+            let next = self.session.borrow_mut().as_mut().and_then(Session::poll_output);
+            let Some(output) = next else { break };
+            match output {
+                Output::Send { device, text } => {
+                    if let Some(ws) = self.sockets.borrow().get(&device) {
+                        // A closing socket refuses; its close event follows.
+                        let _ = ws.send_with_str(&text);
+                    }
+                }
+                Output::Close { device, code, reason } => {
+                    if let Some(ws) = self.sockets.borrow_mut().remove(&device) {
+                        let _ = ws.serialize_attachment("");
+                        let _ = ws.close(Some(code), Some(reason));
+                    }
+                }
+                Output::Save(row) => {
+                    let v = serde_json::to_string(&row).unwrap_or_default();
+                    let bind = vec![row.key().into(), v.into()];
+                    // A failed write is forgotten at the next wake at worst: the device then joins again.
+                    let _ = self.state.storage().sql().exec("INSERT OR REPLACE INTO session_rows (k, v) VALUES (?, ?)", bind);
+                }
+                Output::Delete(key) => {
+                    let _ = self.state.storage().sql().exec("DELETE FROM session_rows WHERE k = ?", vec![key.into()]);
+                }
+                Output::Relay { room, device, op } => {
+                    let start = {
+                        let mut calls = self.calls.borrow_mut();
+                        let entry = calls.entry(room.clone()).or_default();
+                        entry.queued.push((device, op));
+                        !std::mem::replace(&mut entry.busy, true)
+                    };
+                    if start {
+                        self.spawn_calls(room);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Calls `room` with everything queued for it, then again while more was queued meanwhile.
+    fn spawn_calls(self: &Rc<Self>, room: String) {
+        let core = self.clone();
+        let work = async move {
+            loop {
+                let ops = match core.calls.borrow_mut().get_mut(&room) {
+                    Some(c) if !c.queued.is_empty() => std::mem::take(&mut c.queued),
+                    Some(c) => {
+                        c.busy = false;
+                        break;
+                    }
+                    None => break,
+                };
+                let user = core.session.borrow().as_ref().map(|s| s.user().to_owned()).unwrap_or_default();
+                let request = RelayRequest { session: user, ops: ops.iter().map(|(_, op)| op.clone()).collect() };
+                let reply = core.call_room(&room, &request).await;
+                let _ = core.with(|s, _| match reply {
+                    Some(reply) if reply.results.len() == ops.len() => {
+                        for ((device, _), result) in ops.iter().zip(reply.results) {
+                            s.handle_relay_result(&room, *device, result);
+                        }
+                    }
+                    _ => {
+                        for (device, op) in &ops {
+                            s.handle_relay_failure(&room, *device, op);
+                        }
+                    }
+                });
+                core.carry_out();
+            }
+            Ok(wasm_bindgen::JsValue::UNDEFINED)
+        };
+        // `waitUntil` keeps the calls alive after the event that queued them returned.
+        let _ = self.state.as_raw().wait_until(&worker::wasm_bindgen_futures::future_to_promise(work));
+    }
+
+    async fn call_room(&self, room: &str, request: &RelayRequest) -> Option<RelayReply> {
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post).with_body(Some(serde_json::to_string(request).ok()?.into()));
+        let req = Request::new_with_init(&format!("https://room{RELAY_PATH}"), &init).ok()?;
+        let stub = self.env.durable_object("ROOMS").ok()?.get_by_name(room).ok()?;
+        let mut response = stub.fetch_with_request(req).await.ok()?;
+        if response.status_code() != 200 {
+            return None;
+        }
+        serde_json::from_str(&response.text().await.ok()?).ok()
+    }
+
+    async fn accept(self: &Rc<Self>, req: &Request) -> Result<Response> {
+        let Some(header) = req.headers().get(SESSION_HEADER)? else {
+            return http::refused(&Refusal::bad_request("sessions come through the edge"), None);
+        };
+        let Ok(connect) = serde_json::from_str::<SessionConnect>(&header) else {
+            return http::refused(&Refusal::bad_request("bad session header"), None);
+        };
+        let pair = WebSocketPair::new()?;
+        let server = pair.server;
+        self.state.accept_web_socket(&server);
+        let subprotocol = connect.subprotocol;
+        let device = self.with(|s, now| s.handle_open(connect.cid, connect.claims, now))?;
+        if let Some(info) = self.session.borrow().as_ref().and_then(|s| s.device(device)) {
+            let _ = server.serialize_attachment(serde_json::to_string(info).unwrap_or_default());
+        }
+        self.ids.set(server.as_ref(), &wasm_bindgen::JsValue::from_f64(device as f64));
+        self.sockets.borrow_mut().insert(device, server);
+        self.carry_out();
+        let headers = Headers::new();
+        headers.set("Sec-WebSocket-Extensions", NO_EXTENSIONS)?;
+        if subprotocol {
+            headers.set("Sec-WebSocket-Protocol", roomcast_protocol::SUBPROTOCOL)?;
+        }
+        Ok(Response::from_websocket(pair.client)?.with_headers(headers))
+    }
+
+    /// A room's feed call: dead sockets are closed first (the answer then lists only live
+    /// devices), then the call is handled and answered.
+    async fn feed(self: &Rc<Self>, mut req: Request) -> Result<Response> {
+        let Ok(call) = serde_json::from_str::<FeedCall>(&req.text().await?) else {
+            return http::refused(&Refusal::bad_request("feed calls come from rooms"), None);
+        };
+        let timeout = self.config().heartbeat_timeout_ms;
+        let state = &self.state;
+        let sockets = self.sockets.borrow().clone();
+        let reply = self.with(|s, now| {
+            s.handle_sweep(now, timeout, |d| sockets.get(&d).and_then(|ws| platform::last_auto_response(state, ws)));
+            s.handle_feed(call)
+        })?;
+        self.carry_out();
+        http::json_text(200, serde_json::to_string(&reply).unwrap_or_default(), None)
+    }
+
+    fn closed(self: &Rc<Self>, ws: &WebSocket) {
+        let device = self.device_of(ws);
+        let _ = ws.serialize_attachment("");
+        if let Some(device) = device {
+            self.sockets.borrow_mut().remove(&device);
+            let _ = self.with(|s, _| s.handle_close(device));
+            self.carry_out();
+        }
+    }
+}
+
+fn attachment(ws: &WebSocket) -> Option<DeviceInfo> {
+    let text: String = ws.deserialize_attachment().ok()??;
+    serde_json::from_str(&text).ok()
+}
+
+impl DurableObject for SessionObject {
+    fn new(state: State, env: Env) -> Self {
+        let core = Core {
+            state,
+            env,
+            session: RefCell::new(None),
+            sockets: RefCell::new(BTreeMap::new()),
+            ids: js_sys::WeakMap::new(),
+            calls: RefCell::new(BTreeMap::new()),
+        };
+        SessionObject { core: Rc::new(core) }
+    }
+
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        let url = req.inner().url();
+        let path = roomcast_protocol::api::request_url::path(&url);
+        if path == "/ws" && req.method() == Method::Get {
+            self.core.accept(&req).await
+        } else if path == FEED_PATH && req.method() == Method::Post {
+            self.core.feed(req).await
+        } else {
+            http::refused(&Refusal::not_found("no such session endpoint"), None)
+        }
+    }
+}
+
+/// The socket events, exported by hand as the room's are: a frame's length is read before it is
+/// copied into wasm (a frame over the limit closes the socket with 4009, never copied).
+#[wasm_bindgen::prelude::wasm_bindgen]
+impl SessionObject {
+    #[wasm_bindgen(js_name = webSocketMessage)]
+    pub fn web_socket_message(&self, ws: web_sys::WebSocket, message: wasm_bindgen::JsValue) -> wasm_bindgen::JsValue {
+        use wasm_bindgen::JsCast;
+        let ws = WebSocket::from(ws);
+        let limit = self.core.config().max_frame_bytes;
+        let Some(text) = message.dyn_ref::<js_sys::JsString>() else {
+            let _ = ws.send_with_str(r#"{"type":"error","code":"bad_frame","message":"frames are text"}"#);
+            return wasm_bindgen::JsValue::UNDEFINED;
+        };
+        if text.length() as usize > limit {
+            let c = close::FRAME_TOO_LARGE;
+            self.core.closed(&ws);
+            let _ = ws.close(Some(c.code), Some(c.reason));
+            return wasm_bindgen::JsValue::UNDEFINED;
+        }
+        let text = String::from(text);
+        if let Some(device) = self.core.device_of(&ws) {
+            match self.core.with(|s, now| s.handle_text(device, &text, now)) {
+                Ok(()) => self.core.carry_out(),
+                Err(e) => return js_sys::Promise::reject(&e.into()).into(),
+            }
+        }
+        wasm_bindgen::JsValue::UNDEFINED
+    }
+
+    #[wasm_bindgen(js_name = webSocketClose)]
+    pub fn web_socket_close(&self, ws: web_sys::WebSocket, code: u16, reason: String, _was_clean: bool) -> wasm_bindgen::JsValue {
+        let code = if code == 1000 || (3000..5000).contains(&code) { code } else { 1000 };
+        let ws = WebSocket::from(ws);
+        let _ = ws.close(Some(code), Some(reason));
+        self.core.closed(&ws);
+        wasm_bindgen::JsValue::UNDEFINED
+    }
+
+    #[wasm_bindgen(js_name = webSocketError)]
+    pub fn web_socket_error(&self, ws: web_sys::WebSocket, _error: wasm_bindgen::JsValue) -> wasm_bindgen::JsValue {
+        self.core.closed(&WebSocket::from(ws));
+        wasm_bindgen::JsValue::UNDEFINED
+    }
+}
