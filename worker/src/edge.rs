@@ -11,7 +11,7 @@ use roomcast_protocol::api::client_ip::{self, Runtime, UpgradeBudget};
 use roomcast_protocol::api::creation;
 use roomcast_protocol::api::{dev_token, origin, query, request_url, Endpoint, Refusal, RefusalKind, Route, CONNECT_HEADER, EDGE_VARS};
 use roomcast_protocol::config::RoomConfig;
-use worker::{Env, Headers, Method, Request, RequestInit, Response, Result};
+use worker::{Env, Headers, Method, Request, Response, Result};
 
 /// Why a request was not answered normally: the policy refused it, or the platform failed.
 enum Failure {
@@ -132,7 +132,7 @@ async fn connect(
     let headers = Headers::new();
     headers.set("Upgrade", "websocket")?;
     headers.set(CONNECT_HEADER, &serde_json::to_string(&info)?)?;
-    let internal = Request::new_with_init("https://room/ws", RequestInit::new().with_headers(headers))?;
+    let internal = platform::internal_request("https://room/ws", "GET", &headers, None)?;
     Ok(platform::fetch_room(&env.durable_object("ROOMS")?, room, &internal).await?)
 }
 
@@ -195,10 +195,8 @@ async fn api_call(mut req: Request, env: &Env, room: &str, endpoint: Endpoint, r
         _ => None,
     };
     let request = RoomRequest::build(endpoint, raw_query, body.as_deref(), caller, &limits)?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(request.to_json().into()));
-    let internal = Request::new_with_init(&format!("https://room{CALL_PATH}"), &init)?;
-    Ok(stub(env, room)?.fetch_with_request(internal).await?)
+    let internal = platform::internal_request(&format!("https://room{CALL_PATH}"), "POST", &Headers::new(), Some(&request.to_json()))?;
+    Ok(platform::fetch_room(&env.durable_object("ROOMS")?, room, &internal).await?.into())
 }
 
 /// `OPTIONS /rooms/:room/history`: a page on an allowed origin may GET it with an Authorization
@@ -252,8 +250,4 @@ fn var(env: &Env, name: &str) -> String {
 /// A secret, or "" when it is not set (the policy treats "" as not configured).
 fn secret(env: &Env, name: &str) -> String {
     env.secret(name).map(|s| s.to_string()).unwrap_or_default()
-}
-
-fn stub(env: &Env, room: &str) -> Result<worker::Stub> {
-    env.durable_object("ROOMS")?.get_by_name(room)
 }

@@ -134,10 +134,23 @@ extern "C" {
 /// The room's answer to `request`, as the runtime's own Response object: returned unchanged to
 /// the client, a WebSocket upgrade's socket is passed through, not pumped through one more pipe
 /// (`worker::Stub::fetch_with_request` rebuilds the response).
-pub async fn fetch_room(rooms: &worker::ObjectNamespace, room: &str, request: &worker::Request) -> worker::Result<web_sys::Response> {
-    let promise = fetch_room_js(rooms.as_ref(), room, request.inner())?;
+pub async fn fetch_room(rooms: &worker::ObjectNamespace, room: &str, request: &web_sys::Request) -> worker::Result<web_sys::Response> {
+    let promise = fetch_room_js(rooms.as_ref(), room, request)?;
     let response = worker::wasm_bindgen_futures::JsFuture::from(promise).await?;
     Ok(response.dyn_into::<web_sys::Response>()?)
+}
+
+/// A request the edge builds for a room, made with the runtime's own types: `worker::Request`'s
+/// constructor converts a `RequestInit` that can carry every `cf` option, code the Worker never
+/// needs (issue #21, the wasm's size).
+pub fn internal_request(url: &str, method: &str, headers: &worker::Headers, body: Option<&str>) -> worker::Result<web_sys::Request> {
+    let init = web_sys::RequestInit::new();
+    init.set_method(method);
+    init.set_headers(&headers.0);
+    if let Some(body) = body {
+        init.set_body(&JsValue::from_str(body));
+    }
+    Ok(web_sys::Request::new_with_str_and_init(url, &init)?)
 }
 
 /// Sends an already-converted JS string; errors (a closing socket) are the caller's to ignore.

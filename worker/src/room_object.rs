@@ -43,6 +43,9 @@ enum Incoming {
 /// A socket frame as it arrived.
 type Frame = (WebSocket, Incoming);
 
+/// An event's work on the room, run once when the gate lets it (see [`Core::drive`]).
+type Event<'a> = &'a mut dyn FnMut(&mut Loaded, u64);
+
 /// Reads a frame's size before its content. A JS string's length, in UTF-16 code units, is at
 /// most its length in UTF-8 bytes, so a text longer than `limit` units is over the frame limit
 /// too and is never copied whole into wasm (the runtime may already have inflated it from a
@@ -240,7 +243,7 @@ impl Core {
     async fn with_room<R>(&self, f: impl FnOnce(&mut Loaded, u64) -> R) -> Result<R> {
         self.loaded()?;
         let task = self.gate.borrow_mut().begin();
-        self.drive(task, f).await
+        self.run(task, f).await
     }
 
     /// [`Core::with_room`] for a joining socket: what the room queued before it is carried out
@@ -248,26 +251,39 @@ impl Core {
     async fn join<R>(&self, f: impl FnOnce(&mut Loaded, u64) -> R) -> Result<R> {
         self.loaded()?;
         let task = self.gate.borrow_mut().begin_join();
-        self.drive(task, f).await
+        self.run(task, f).await
     }
 
-    async fn drive<R>(&self, mut task: Task<Frame>, f: impl FnOnce(&mut Loaded, u64) -> R) -> Result<R> {
-        let (mut event, mut result) = (Some(f), None);
-        while let Some(wait) = self.advance(&mut task, &mut event, &mut result)? {
+    /// Drives `task` with `f` as its event and hands back what `f` returned. The driving itself
+    /// ([`Core::drive`], [`Core::advance`]) is not generic: one copy in the wasm, not one per
+    /// kind of event (issue #21, the wasm's size).
+    async fn run<R>(&self, task: Task<Frame>, f: impl FnOnce(&mut Loaded, u64) -> R) -> Result<R> {
+        let (mut f, mut result) = (Some(f), None);
+        self.drive(task, &mut |l, now| {
+            if let Some(f) = f.take() {
+                result = Some(f(l, now));
+            }
+        })
+        .await?;
+        result.ok_or_else(|| worker::Error::RustError("the event did not run".into()))
+    }
+
+    /// Drives `task` until it is done; `event` runs at most once, when the gate says so.
+    async fn drive(&self, mut task: Task<Frame>, event: Event<'_>) -> Result<()> {
+        let mut event = Some(event);
+        while let Some(wait) = self.advance(&mut task, &mut event)? {
             self.wait(&mut task, wait).await?;
         }
-        result.ok_or_else(|| worker::Error::RustError("the event did not run".into()))
+        match event {
+            None => Ok(()),
+            Some(_) => Err(worker::Error::RustError("the event did not run".into())),
+        }
     }
 
     /// Carries out the gate's steps for `task` until it must wait (returned) or is done.
     /// Everything here is synchronous: a frame that writes nothing and moves no alarm never
     /// becomes a promise.
-    fn advance<R>(
-        &self,
-        task: &mut Task<Frame>,
-        event: &mut Option<impl FnOnce(&mut Loaded, u64) -> R>,
-        result: &mut Option<R>,
-    ) -> Result<Option<Await>> {
+    fn advance(&self, task: &mut Task<Frame>, event: &mut Option<Event<'_>>) -> Result<Option<Await>> {
         loop {
             let step = self.gate.borrow_mut().poll_step(task);
             match step {
@@ -279,7 +295,7 @@ impl Core {
                     }
                     if run_event {
                         if let Some(f) = event.take() {
-                            *result = Some(f(&mut l, now));
+                            f(&mut l, now);
                         }
                     }
                     save_changed(&mut l);
@@ -316,7 +332,7 @@ impl Core {
     /// Finishes a frame's task that had to wait, as a promise the runtime waits for.
     async fn finish_frame(&self, mut task: Task<Frame>, first: Await) -> Result<()> {
         self.wait(&mut task, first).await?;
-        self.drive(task, |_, _| ()).await
+        self.drive(task, &mut |_, _| ()).await
     }
 
     async fn move_alarm(&self, at: Option<u64>) -> Result<()> {
@@ -545,7 +561,7 @@ impl RoomObject {
         let Some(mut task) = self.gate.borrow_mut().handle_frame((ws, message)) else {
             return wasm_bindgen::JsValue::UNDEFINED;
         };
-        match self.advance(&mut task, &mut None::<fn(&mut Loaded, u64)>, &mut None) {
+        match self.advance(&mut task, &mut None) {
             Ok(None) => wasm_bindgen::JsValue::UNDEFINED,
             Ok(Some(wait)) => self.later(|core| async move { core.finish_frame(task, wait).await }),
             Err(e) => js_sys::Promise::reject(&e.into()).into(),
