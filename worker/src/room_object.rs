@@ -149,8 +149,7 @@ const NO_EXTENSIONS: &str = "roomcast-no-compression";
 
 /// The attachment holds just the JSON of [`Connection`], well under the 2,048-byte budget.
 fn attachment(ws: &WebSocket) -> Option<Connection> {
-    let text: String = ws.deserialize_attachment().ok()??;
-    serde_json::from_str(&text).ok()
+    serde_json::from_str(&platform::attachment_text(ws)?).ok()
 }
 
 #[derive(Deserialize)]
@@ -159,8 +158,7 @@ struct IdOnly {
 }
 
 fn attached_id(ws: &WebSocket) -> Option<ConnId> {
-    let text: String = ws.deserialize_attachment().ok()??;
-    serde_json::from_str::<IdOnly>(&text).ok().map(|c| c.i)
+    serde_json::from_str::<IdOnly>(&platform::attachment_text(ws)?).ok().map(|c| c.i)
 }
 
 impl Loaded {
@@ -185,7 +183,7 @@ impl Loaded {
 /// event ran; a wake in between (the close event itself wakes a hibernated room) restores it, and
 /// the close event then ends it like any other, grace period and presence events included.
 fn forget_attachment(ws: &WebSocket) {
-    let _ = ws.serialize_attachment("");
+    platform::set_attachment(ws, "");
 }
 
 impl Core {
@@ -375,7 +373,7 @@ impl Core {
                 }
             };
             if let Some(conn) = l.room.connection(id) {
-                let _ = server.serialize_attachment(serde_json::to_string(conn).unwrap_or_default());
+                platform::set_attachment(&server, &serde_json::to_string(conn).unwrap_or_default());
             }
             l.remember(&server, id);
             l.sockets.insert(id, server);
@@ -416,7 +414,7 @@ fn handle_frame(l: &mut Loaded, ws: &WebSocket, message: &Incoming, now: u64) {
 fn save_changed(l: &mut Loaded) {
     while let Some(id) = l.room.poll_changed() {
         if let (Some(ws), Some(conn)) = (l.sockets.get(&id), l.room.connection(id)) {
-            let _ = ws.serialize_attachment(serde_json::to_string(conn).unwrap_or_default());
+            platform::set_attachment(ws, &serde_json::to_string(conn).unwrap_or_default());
         }
     }
 }
