@@ -4,8 +4,7 @@
 
 use roomcast_protocol::api::creation::{self, Creator};
 use roomcast_protocol::api::Refusal;
-use serde::Deserialize;
-use worker::{Env, State};
+use worker::{Env, SqlStorageValue, State};
 
 /// Whether a request from `creator` may go on into this object (`loaded`: the room is already
 /// loaded in memory, so it has stored state). Refused, nothing was written.
@@ -15,8 +14,8 @@ pub async fn admit(state: &State, env: &Env, loaded: bool, creator: &Creator) ->
     let Some((binding, key)) = creation::must_ask(has_state, creator, &limiter) else { return Ok(()) };
     // If the binding is missing or fails, the room is created rather than the request refused.
     let Ok(limiter) = env.rate_limiter(binding) else { return Ok(()) };
-    match limiter.limit(key).await {
-        Ok(outcome) if !outcome.success => Err(creator.refusal()),
+    match crate::platform::rate_limit(&limiter, &key).await {
+        Some(false) => Err(creator.refusal()),
         _ => Ok(()),
     }
 }
@@ -25,14 +24,19 @@ pub async fn admit(state: &State, env: &Env, loaded: bool, creator: &Creator) ->
 /// among them), and nothing removes them. A read of the schema writes nothing. If it fails, the
 /// room counts as existing (the request is served, as it was before the limit).
 fn has_stored_state(state: &State) -> bool {
-    #[derive(Deserialize)]
-    struct Count {
-        n: f64,
-    }
-    state
+    let count = state
         .storage()
         .sql()
         .exec("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'meta'", None)
-        .and_then(|cursor| cursor.to_array::<Count>())
-        .map_or(true, |rows| rows.first().is_some_and(|r| r.n > 0.0))
+        .map(|cursor| cursor.raw().next());
+    match count {
+        Ok(Some(Ok(row))) => match row.first() {
+            Some(SqlStorageValue::Integer(n)) => *n > 0,
+            Some(SqlStorageValue::Float(n)) => *n > 0.0,
+            // Not a count: read as existing, like a failed read.
+            _ => true,
+        },
+        Ok(None) => false,
+        Ok(Some(Err(_))) | Err(_) => true,
+    }
 }

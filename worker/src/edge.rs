@@ -13,7 +13,7 @@ use roomcast_protocol::api::{
     dev_token, origin, query, request_url, Endpoint, Refusal, RefusalKind, Route, CONNECT_HEADER, EDGE_VARS, SESSION_HEADER,
 };
 use roomcast_protocol::config::RoomConfig;
-use worker::{Env, Headers, Method, Request, RequestInit, Response, Result};
+use worker::{Env, Headers, Method, Request, Response, Result};
 
 /// Why a request was not answered normally: the policy refused it, or the platform failed.
 enum Failure {
@@ -39,7 +39,8 @@ impl From<serde_json::Error> for Failure {
     }
 }
 
-type Outcome = std::result::Result<Response, Failure>;
+/// The room's answer as the runtime's own Response object (see [`api_call`]).
+type Outcome = std::result::Result<web_sys::Response, Failure>;
 
 /// The answer is the runtime's own Response type: an upgrade is answered with the room's response
 /// object as it came (see [`connect`]); everything else is converted once at the end.
@@ -67,10 +68,10 @@ pub async fn handle(req: Request, env: Env) -> Result<web_sys::Response> {
             let origin = header(&req, "Origin");
             let cors = origin::cors_origin(origin.as_deref(), &var(&env, "ALLOWED_ORIGINS")).map(str::to_owned);
             let answer = match api_call(req, &env, &room, Endpoint::History, &raw_query).await {
-                Ok(mut response) => {
-                    let status = response.status_code();
+                Ok(response) => {
+                    let status = response.status();
                     let retry_after = response.headers().get("Retry-After").ok().flatten();
-                    let rebuilt = http::json_text(status, response.text().await?, cors.as_deref())?;
+                    let rebuilt = http::json_text(status, platform::response_text(&response).await?, cors.as_deref())?;
                     match retry_after {
                         // A read-budget 429 keeps its Retry-After, readable by the page too.
                         Some(seconds) => {
@@ -88,7 +89,7 @@ pub async fn handle(req: Request, env: Env) -> Result<web_sys::Response> {
             };
             return answer.map(Into::into);
         }
-        Ok(Route::Room { room, endpoint }) => api_call(req, &env, &room, endpoint, &raw_query).await.map(Into::into),
+        Ok(Route::Room { room, endpoint }) => api_call(req, &env, &room, endpoint, &raw_query).await,
         Err(r) => Err(r.into()),
     };
     match outcome {
@@ -135,7 +136,7 @@ async fn connect(
     let headers = Headers::new();
     headers.set("Upgrade", "websocket")?;
     headers.set(CONNECT_HEADER, &serde_json::to_string(&info)?)?;
-    let internal = Request::new_with_init("https://room/ws", RequestInit::new().with_headers(headers))?;
+    let internal = platform::internal_request("https://room/ws", "GET", &headers, None)?;
     Ok(platform::fetch_room(&env.durable_object("ROOMS")?, room, &internal).await?)
 }
 
@@ -176,8 +177,8 @@ async fn check_upgrade_rate(env: &Env, address: &str, budget: UpgradeBudget) -> 
     let (normal, unverified) = (var(env, "UPGRADE_LIMITER"), var(env, "UNVERIFIED_UPGRADE_LIMITER"));
     let Some(binding) = budget.limiter(&normal, &unverified) else { return Ok(()) };
     let Ok(limiter) = env.rate_limiter(binding) else { return Ok(()) };
-    match limiter.limit(address.to_owned()).await {
-        Ok(outcome) if !outcome.success => Err(budget.refusal()),
+    match platform::rate_limit(&limiter, address).await {
+        Some(false) => Err(budget.refusal()),
         // If the limiter itself fails, connections are let through rather than refused.
         _ => Ok(()),
     }
@@ -224,10 +225,8 @@ async fn api_call(mut req: Request, env: &Env, room: &str, endpoint: Endpoint, r
         _ => None,
     };
     let request = RoomRequest::build(endpoint, raw_query, body.as_deref(), caller, &limits)?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(request.to_json().into()));
-    let internal = Request::new_with_init(&format!("https://room{CALL_PATH}"), &init)?;
-    Ok(stub(env, room)?.fetch_with_request(internal).await?)
+    let internal = platform::internal_request(&format!("https://room{CALL_PATH}"), "POST", &Headers::new(), Some(&request.to_json()))?;
+    Ok(platform::fetch_room(&env.durable_object("ROOMS")?, room, &internal).await?)
 }
 
 /// `OPTIONS /rooms/:room/history`: a page on an allowed origin may GET it with an Authorization
@@ -281,8 +280,4 @@ fn var(env: &Env, name: &str) -> String {
 /// A secret, or "" when it is not set (the policy treats "" as not configured).
 fn secret(env: &Env, name: &str) -> String {
     env.secret(name).map(|s| s.to_string()).unwrap_or_default()
-}
-
-fn stub(env: &Env, room: &str) -> Result<worker::Stub> {
-    env.durable_object("ROOMS")?.get_by_name(room)
 }

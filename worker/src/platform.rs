@@ -134,10 +134,59 @@ extern "C" {
 /// The room's answer to `request`, as the runtime's own Response object: returned unchanged to
 /// the client, a WebSocket upgrade's socket is passed through, not pumped through one more pipe
 /// (`worker::Stub::fetch_with_request` rebuilds the response).
-pub async fn fetch_room(rooms: &worker::ObjectNamespace, room: &str, request: &worker::Request) -> worker::Result<web_sys::Response> {
-    let promise = fetch_room_js(rooms.as_ref(), room, request.inner())?;
+pub async fn fetch_room(rooms: &worker::ObjectNamespace, room: &str, request: &web_sys::Request) -> worker::Result<web_sys::Response> {
+    let promise = fetch_room_js(rooms.as_ref(), room, request)?;
     let response = worker::wasm_bindgen_futures::JsFuture::from(promise).await?;
     Ok(response.dyn_into::<web_sys::Response>()?)
+}
+
+/// A socket's attachment, when it is a string. `worker::WebSocket`'s own attachment methods (and
+/// its rate limiter's `limit`) convert through `serde_wasm_bindgen`, code the Worker needs nowhere
+/// else (issue #21): the room's attachments are JSON texts (`room_object::attachment`), passed as
+/// JS strings here.
+pub fn attachment_text(ws: &worker::WebSocket) -> Option<String> {
+    use worker::worker_sys::ext::WebSocketExt;
+    let raw: &web_sys::WebSocket = ws.as_ref();
+    raw.deserialize_attachment().ok()?.as_string()
+}
+
+/// Replaces a socket's attachment with `text` (see [`attachment_text`]).
+pub fn set_attachment(ws: &worker::WebSocket, text: &str) {
+    use worker::worker_sys::ext::WebSocketExt;
+    let raw: &web_sys::WebSocket = ws.as_ref();
+    let _ = raw.serialize_attachment(JsValue::from_str(text));
+}
+
+#[wasm_bindgen(inline_js = "export async function rateLimit(limiter, key) { return (await limiter.limit({ key })).success; }")]
+extern "C" {
+    #[wasm_bindgen(js_name = rateLimit)]
+    fn rate_limit_js(limiter: &JsValue, key: &str) -> js_sys::Promise;
+}
+
+/// Asks a rate-limiting binding about `key`: `Some(false)` when it refused, `Some(true)` when it
+/// let the key through, `None` when it failed or answered something else.
+pub async fn rate_limit(limiter: &worker::RateLimiter, key: &str) -> Option<bool> {
+    worker::wasm_bindgen_futures::JsFuture::from(rate_limit_js(limiter.as_ref(), key)).await.ok()?.as_bool()
+}
+
+/// A response's body as text, read by the runtime (`worker::Response::text` reads it through a
+/// Rust byte stream, code the Worker needs nowhere else: issue #21).
+pub async fn response_text(response: &web_sys::Response) -> worker::Result<String> {
+    let text = worker::wasm_bindgen_futures::JsFuture::from(response.text()?).await?;
+    Ok(text.as_string().unwrap_or_default())
+}
+
+/// A request the edge builds for a room, made with the runtime's own types: `worker::Request`'s
+/// constructor converts a `RequestInit` that can carry every `cf` option, code the Worker never
+/// needs (issue #21, the wasm's size).
+pub fn internal_request(url: &str, method: &str, headers: &worker::Headers, body: Option<&str>) -> worker::Result<web_sys::Request> {
+    let init = web_sys::RequestInit::new();
+    init.set_method(method);
+    init.set_headers(&headers.0);
+    if let Some(body) = body {
+        init.set_body(&JsValue::from_str(body));
+    }
+    Ok(web_sys::Request::new_with_str_and_init(url, &init)?)
 }
 
 /// Sends an already-converted JS string; errors (a closing socket) are the caller's to ignore.

@@ -48,6 +48,9 @@ enum Incoming {
 /// A socket frame as it arrived.
 type Frame = (WebSocket, Incoming);
 
+/// An event's work on the room, run once when the gate lets it (see [`Core::drive`]).
+type Event<'a> = &'a mut dyn FnMut(&mut Loaded, u64);
+
 /// Reads a frame's size before its content. A JS string's length, in UTF-16 code units, is at
 /// most its length in UTF-8 bytes, so a text longer than `limit` units is over the frame limit
 /// too and is never copied whole into wasm (the runtime may already have inflated it from a
@@ -153,8 +156,7 @@ const NO_EXTENSIONS: &str = "roomcast-no-compression";
 
 /// The attachment holds just the JSON of [`Connection`], well under the 2,048-byte budget.
 fn attachment(ws: &WebSocket) -> Option<Connection> {
-    let text: String = ws.deserialize_attachment().ok()??;
-    serde_json::from_str(&text).ok()
+    serde_json::from_str(&platform::attachment_text(ws)?).ok()
 }
 
 #[derive(Deserialize)]
@@ -163,8 +165,7 @@ struct IdOnly {
 }
 
 fn attached_id(ws: &WebSocket) -> Option<ConnId> {
-    let text: String = ws.deserialize_attachment().ok()??;
-    serde_json::from_str::<IdOnly>(&text).ok().map(|c| c.i)
+    serde_json::from_str::<IdOnly>(&platform::attachment_text(ws)?).ok().map(|c| c.i)
 }
 
 impl Loaded {
@@ -189,7 +190,7 @@ impl Loaded {
 /// event ran; a wake in between (the close event itself wakes a hibernated room) restores it, and
 /// the close event then ends it like any other, grace period and presence events included.
 fn forget_attachment(ws: &WebSocket) {
-    let _ = ws.serialize_attachment("");
+    platform::set_attachment(ws, "");
 }
 
 impl Core {
@@ -248,7 +249,7 @@ impl Core {
     async fn with_room<R>(&self, f: impl FnOnce(&mut Loaded, u64) -> R) -> Result<R> {
         self.loaded()?;
         let task = self.gate.borrow_mut().begin();
-        self.drive(task, f).await
+        self.run(task, f).await
     }
 
     /// [`Core::with_room`] for a joining socket: what the room queued before it is carried out
@@ -256,26 +257,39 @@ impl Core {
     async fn join<R>(&self, f: impl FnOnce(&mut Loaded, u64) -> R) -> Result<R> {
         self.loaded()?;
         let task = self.gate.borrow_mut().begin_join();
-        self.drive(task, f).await
+        self.run(task, f).await
     }
 
-    async fn drive<R>(&self, mut task: Task<Frame>, f: impl FnOnce(&mut Loaded, u64) -> R) -> Result<R> {
-        let (mut event, mut result) = (Some(f), None);
-        while let Some(wait) = self.advance(&mut task, &mut event, &mut result)? {
+    /// Drives `task` with `f` as its event and hands back what `f` returned. The driving itself
+    /// ([`Core::drive`], [`Core::advance`]) is not generic: one copy in the wasm, not one per
+    /// kind of event (issue #21, the wasm's size).
+    async fn run<R>(&self, task: Task<Frame>, f: impl FnOnce(&mut Loaded, u64) -> R) -> Result<R> {
+        let (mut f, mut result) = (Some(f), None);
+        self.drive(task, &mut |l, now| {
+            if let Some(f) = f.take() {
+                result = Some(f(l, now));
+            }
+        })
+        .await?;
+        result.ok_or_else(|| worker::Error::RustError("the event did not run".into()))
+    }
+
+    /// Drives `task` until it is done; `event` runs at most once, when the gate says so.
+    async fn drive(&self, mut task: Task<Frame>, event: Event<'_>) -> Result<()> {
+        let mut event = Some(event);
+        while let Some(wait) = self.advance(&mut task, &mut event)? {
             self.wait(&mut task, wait).await?;
         }
-        result.ok_or_else(|| worker::Error::RustError("the event did not run".into()))
+        match event {
+            None => Ok(()),
+            Some(_) => Err(worker::Error::RustError("the event did not run".into())),
+        }
     }
 
     /// Carries out the gate's steps for `task` until it must wait (returned) or is done.
     /// Everything here is synchronous: a frame that writes nothing and moves no alarm never
     /// becomes a promise.
-    fn advance<R>(
-        &self,
-        task: &mut Task<Frame>,
-        event: &mut Option<impl FnOnce(&mut Loaded, u64) -> R>,
-        result: &mut Option<R>,
-    ) -> Result<Option<Await>> {
+    fn advance(&self, task: &mut Task<Frame>, event: &mut Option<Event<'_>>) -> Result<Option<Await>> {
         loop {
             let step = self.gate.borrow_mut().poll_step(task);
             match step {
@@ -287,7 +301,7 @@ impl Core {
                     }
                     if run_event {
                         if let Some(f) = event.take() {
-                            *result = Some(f(&mut l, now));
+                            f(&mut l, now);
                         }
                     }
                     // Connections through sessions the event closed, and the rows that follow.
@@ -330,7 +344,7 @@ impl Core {
     /// Finishes a frame's task that had to wait, as a promise the runtime waits for.
     async fn finish_frame(&self, mut task: Task<Frame>, first: Await) -> Result<()> {
         self.wait(&mut task, first).await?;
-        self.drive(task, |_, _| ()).await
+        self.drive(task, &mut |_, _| ()).await
     }
 
     async fn move_alarm(&self, at: Option<u64>) -> Result<()> {
@@ -373,7 +387,7 @@ impl Core {
                 }
             };
             if let Some(conn) = l.room.connection(id) {
-                let _ = server.serialize_attachment(serde_json::to_string(conn).unwrap_or_default());
+                platform::set_attachment(&server, &serde_json::to_string(conn).unwrap_or_default());
             }
             l.remember(&server, id);
             l.sockets.insert(id, server);
@@ -414,7 +428,7 @@ fn handle_frame(l: &mut Loaded, ws: &WebSocket, message: &Incoming, now: u64) {
 fn save_changed(l: &mut Loaded) {
     while let Some(id) = l.room.poll_changed() {
         if let (Some(ws), Some(conn)) = (l.sockets.get(&id), l.room.connection(id)) {
-            let _ = ws.serialize_attachment(serde_json::to_string(conn).unwrap_or_default());
+            platform::set_attachment(ws, &serde_json::to_string(conn).unwrap_or_default());
         }
     }
 }
@@ -623,7 +637,7 @@ impl RoomObject {
         let Some(mut task) = self.gate.borrow_mut().handle_frame((ws, message)) else {
             return wasm_bindgen::JsValue::UNDEFINED;
         };
-        match self.advance(&mut task, &mut None::<fn(&mut Loaded, u64)>, &mut None) {
+        match self.advance(&mut task, &mut None) {
             Ok(None) => wasm_bindgen::JsValue::UNDEFINED,
             Ok(Some(wait)) => self.later(|core| async move { core.finish_frame(task, wait).await }),
             Err(e) => js_sys::Promise::reject(&e.into()).into(),
