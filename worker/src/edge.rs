@@ -162,7 +162,7 @@ async fn connect_session(
     let headers = Headers::new();
     headers.set("Upgrade", "websocket")?;
     headers.set(SESSION_HEADER, &serde_json::to_string(&connect)?)?;
-    let internal = Request::new_with_init("https://session/ws", RequestInit::new().with_headers(headers))?;
+    let internal = platform::internal_request("https://session/ws", "GET", &headers, None)?;
     Ok(platform::fetch_room(&env.durable_object("SESSIONS")?, &connect.claims.sub, &internal).await?)
 }
 

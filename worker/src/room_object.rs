@@ -19,9 +19,7 @@ use serde::Deserialize;
 use std::cell::{RefCell, RefMut};
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use worker::{
-    durable_object, DurableObject, Env, Headers, Method, Request, RequestInit, Response, Result, State, WebSocket, WebSocketPair,
-};
+use worker::{durable_object, DurableObject, Env, Headers, Method, Request, Response, Result, State, WebSocket, WebSocketPair};
 
 /// The room and what it needs, loaded on the first event after construction.
 struct Loaded {
@@ -544,15 +542,9 @@ impl Core {
     }
 
     async fn call_session(&self, session: &str, body: &FeedCall) -> Option<FeedReply> {
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post).with_body(Some(serde_json::to_string(body).ok()?.into()));
-        let req = Request::new_with_init(&format!("https://session{FEED_PATH}"), &init).ok()?;
-        let stub = self.env.durable_object("SESSIONS").ok()?.get_by_name(session).ok()?;
-        let mut response = stub.fetch_with_request(req).await.ok()?;
-        if response.status_code() != 200 {
-            return None;
-        }
-        serde_json::from_str(&response.text().await.ok()?).ok()
+        let sessions = self.env.durable_object("SESSIONS").ok()?;
+        let text = platform::call_object(&sessions, session, FEED_PATH, &serde_json::to_string(body).ok()?).await?;
+        serde_json::from_str(&text).ok()
     }
 }
 

@@ -18,9 +18,7 @@ use roomcast_protocol::session::{DeviceInfo, Output, Row, Secrets, Session};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use worker::{
-    durable_object, DurableObject, Env, Headers, Method, Request, RequestInit, Response, Result, State, WebSocket, WebSocketPair,
-};
+use worker::{durable_object, DurableObject, Env, Headers, Method, Request, Response, Result, State, WebSocket, WebSocketPair};
 
 #[durable_object(fetch)]
 pub struct SessionObject {
@@ -124,7 +122,7 @@ impl Core {
                 }
                 Output::Close { device, code, reason } => {
                     if let Some(ws) = self.sockets.borrow_mut().remove(&device) {
-                        let _ = ws.serialize_attachment("");
+                        platform::set_attachment(&ws, "");
                         let _ = ws.close(Some(code), Some(reason));
                     }
                 }
@@ -189,15 +187,9 @@ impl Core {
     }
 
     async fn call_room(&self, room: &str, request: &RelayRequest) -> Option<RelayReply> {
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post).with_body(Some(serde_json::to_string(request).ok()?.into()));
-        let req = Request::new_with_init(&format!("https://room{RELAY_PATH}"), &init).ok()?;
-        let stub = self.env.durable_object("ROOMS").ok()?.get_by_name(room).ok()?;
-        let mut response = stub.fetch_with_request(req).await.ok()?;
-        if response.status_code() != 200 {
-            return None;
-        }
-        serde_json::from_str(&response.text().await.ok()?).ok()
+        let rooms = self.env.durable_object("ROOMS").ok()?;
+        let text = platform::call_object(&rooms, room, RELAY_PATH, &serde_json::to_string(request).ok()?).await?;
+        serde_json::from_str(&text).ok()
     }
 
     async fn accept(self: &Rc<Self>, req: &Request) -> Result<Response> {
@@ -213,7 +205,7 @@ impl Core {
         let subprotocol = connect.subprotocol;
         let device = self.with(|s, now| s.handle_open(connect.cid, connect.claims, now))?;
         if let Some(info) = self.session.borrow().as_ref().and_then(|s| s.device(device)) {
-            let _ = server.serialize_attachment(serde_json::to_string(info).unwrap_or_default());
+            platform::set_attachment(&server, &serde_json::to_string(info).unwrap_or_default());
         }
         self.ids.set(server.as_ref(), &wasm_bindgen::JsValue::from_f64(device as f64));
         self.sockets.borrow_mut().insert(device, server);
@@ -245,7 +237,7 @@ impl Core {
 
     fn closed(self: &Rc<Self>, ws: &WebSocket) {
         let device = self.device_of(ws);
-        let _ = ws.serialize_attachment("");
+        platform::set_attachment(ws, "");
         if let Some(device) = device {
             self.sockets.borrow_mut().remove(&device);
             let _ = self.with(|s, _| s.handle_close(device));
@@ -255,8 +247,7 @@ impl Core {
 }
 
 fn attachment(ws: &WebSocket) -> Option<DeviceInfo> {
-    let text: String = ws.deserialize_attachment().ok()??;
-    serde_json::from_str(&text).ok()
+    serde_json::from_str(&platform::attachment_text(ws)?).ok()
 }
 
 impl DurableObject for SessionObject {
