@@ -14,10 +14,12 @@
 use roomcast_protocol::client::{self, Client, ClientConfig, Output};
 use roomcast_protocol::compact::CompactJson;
 use roomcast_protocol::config::RoomConfig;
+use roomcast_protocol::feed::Gap;
 use roomcast_protocol::frame::{
     self, ClientFrame, ErrorCode, GapReason, Heartbeat, Limits, MemberView, PresenceEvent, ResumeOutcome, Rewound, Target, Welcome,
 };
 use roomcast_protocol::room::{self, Action, Identity, Recipients, Room, Start};
+use roomcast_protocol::session;
 use roomcast_protocol::store::{MemoryStore, StoredMessage};
 use roomcast_protocol::token::Rights;
 use serde_json::Value;
@@ -345,6 +347,17 @@ fn build(src: &Value) -> Option<String> {
             Some(i) => room_answer(src).get(i as usize).cloned().expect("that many answers"),
             None => one(room_answer(src), f),
         },
+        "session::encode_hello" => session::encode_hello(s(src, "user"), s(src, "clientId"), n(src, "expires")),
+        "session::with_room" => session::with_room(s(src, "room"), s(src, "text")),
+        "session::encode_left" => session::encode_left(s(src, "room"), n(src, "code") as u16, s(src, "reason")),
+        "session::encode_gap" => {
+            let gap = match s(src, "reason") {
+                "epoch" => Gap::Epoch,
+                _ => Gap::Retention { after: n(src, "after"), until: n(src, "until") },
+            };
+            session::encode_gap(s(src, "room"), &gap)
+        }
+        "session::encode_read_position" => session::encode_read_position(s(src, "room"), n(src, "seq")),
         js if js.starts_with("sdk/") || js.starts_with("tests/") => return None,
         other => panic!("golden source {other:?} has no builder in protocol/tests/golden.rs"),
     };
@@ -426,10 +439,10 @@ fn server_frames_are_single_lines_and_every_type_is_covered() {
     let frames = golden();
     let mut seen = BTreeSet::new();
     for g in &frames {
-        assert!(matches!(g.direction.as_str(), "client" | "server"), "{}: direction", g.name);
+        assert!(matches!(g.direction.as_str(), "client" | "server" | "session-client" | "session-server"), "{}: direction", g.name);
         let v: Value = serde_json::from_str(&g.text).unwrap_or_else(|e| panic!("{}: not JSON: {e}", g.name));
         let kind = v["type"].as_str().unwrap_or_else(|| panic!("{}: no string type", g.name)).to_owned();
-        if g.direction == "server" {
+        if g.direction == "server" || g.direction == "session-server" {
             assert!(g.text.bytes().all(|b| b >= 0x20), "{}: a server frame is one line with no control byte", g.name);
             // What the room writes is compact: no whitespace between tokens.
             let compact = CompactJson::parse(&g.text).unwrap();
@@ -460,7 +473,47 @@ fn server_frames_are_single_lines_and_every_type_is_covered() {
         "server refreshed",
         "server history",
         "server broadcast",
+        "session-client join",
+        "session-client leave",
+        "session-client mark_read",
+        "session-server session",
+        "session-server joined",
+        "session-server left",
+        "session-server gap",
+        "session-server read_position",
     ] {
         assert!(seen.contains(needed), "no golden frame for {needed}");
+    }
+}
+
+/// Every session client frame of the golden file is one a session takes: no error comes back,
+/// and a join reaches the room as an open.
+#[test]
+fn every_session_client_frame_is_taken_by_a_session() {
+    use roomcast_protocol::session::{Output as SessionOutput, Secrets, Session};
+    use roomcast_protocol::token::{Claims, Right};
+    let frames: Vec<_> = golden().into_iter().filter(|g| g.direction == "session-client").collect();
+    assert!(frames.len() >= 4, "only {} session client frames", frames.len());
+    for g in frames {
+        let mut session = Session::new("alice", Secrets::default(), 1_000);
+        let rights = vec![Right::Subscribe, Right::Publish, Right::Presence];
+        let claims =
+            Claims { sub: "alice".into(), exp: 4_000_000_000, nbf: None, iat: None, rooms: [("*".to_owned(), rights)].into(), meta: None };
+        let device = session.handle_open("tab-1".into(), claims, 1_000);
+        let parsed: Value = serde_json::from_str(&g.text).unwrap();
+        let room = parsed["room"].as_str().unwrap();
+        // Frames other than a join need the room joined first.
+        if parsed["type"] != "join" {
+            session.handle_text(device, &format!(r#"{{"type":"join","room":"{room}"}}"#), 1_000);
+        }
+        while session.poll_output().is_some() {}
+        session.handle_text(device, &g.text, 1_000);
+        let outputs: Vec<SessionOutput> = std::iter::from_fn(|| session.poll_output()).collect();
+        for o in &outputs {
+            if let SessionOutput::Send { text, .. } = o {
+                assert!(!text.contains(r#""type":"error""#), "{}: {text}", g.name);
+            }
+        }
+        assert!(!outputs.is_empty(), "{}: the session did nothing with it", g.name);
     }
 }

@@ -23,6 +23,8 @@ const validators = {
   client: ajv.getSchema(`${schema.$id}#/$defs/clientFrame`),
   server: ajv.getSchema(`${schema.$id}#/$defs/serverFrame`),
   any: ajv.getSchema(schema.$id),
+  "session-client": ajv.getSchema(`${schema.$id}#/$defs/sessionClientFrame`),
+  "session-server": ajv.getSchema(`${schema.$id}#/$defs/sessionServerFrame`),
 };
 
 /** Asserts that `text` is one frame of `direction` the schema accepts. */
@@ -427,4 +429,31 @@ test("frames the SDK sends validate, and golden answers settle its calls", async
   } finally {
     room.close();
   }
+});
+
+test("session frames: the examples in docs/PROTOCOL.md validate, and malformed ones do not", () => {
+  const doc = readFileSync(join(ROOT, "docs/PROTOCOL.md"), "utf8");
+  const start = doc.indexOf("## Sessions");
+  const text = doc.slice(start, doc.indexOf("\n## ", start + 1));
+  const quoted = [...text.matchAll(/`(\{"type":[^`]*\})`/g)].map((m) => m[1]);
+  let checked = 0;
+  for (const q of quoted) {
+    let f;
+    try {
+      f = JSON.parse(q);
+    } catch {
+      continue; // a quote with placeholders (…) is not JSON
+    }
+    const ok = validators["session-client"](f) || validators["session-server"](f);
+    assert.ok(ok, `docs/PROTOCOL.md, Sessions, quotes ${q}`);
+    checked++;
+  }
+  assert.ok(checked >= 8, `only ${checked} session examples checked`);
+  assertInvalid("session-client", { type: "join" }, "a join without a room");
+  assertInvalid("session-client", { type: "join", room: "r", since: 3 }, "a resume without its epoch");
+  assertInvalid("session-client", { type: "publish", id: "m", data: 1 }, "a room frame without its room");
+  assertInvalid("session-client", { type: "mark_read", room: "r" }, "mark_read without a seq");
+  assertInvalid("session-server", { type: "welcome", room: "r", epoch: "e", seq: 0 }, "a welcome (it comes as joined)");
+  assertInvalid("session-server", { type: "left", room: "r", code: 4411 }, "left without its reason");
+  assertInvalid("session-server", { type: "gap", room: "r", reason: "retention" }, "a retention gap without its bounds");
 });

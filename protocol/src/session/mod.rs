@@ -223,11 +223,22 @@ fn error_frame(room: Option<&str>, id: Option<&str>, code: ErrorCode, message: &
     serde_json::to_string(&E { kind: "error", room, id, code: code.as_str(), message }).unwrap_or_default()
 }
 
-fn left_frame(room: &str, code: u16, reason: &str) -> String {
+/// `left`: the socket is no longer in `room`.
+pub fn encode_left(room: &str, code: u16, reason: &str) -> String {
     with_room(room, &crate::relay::encode_left(code, reason))
 }
 
-fn gap_frame(room: &str, gap: &Gap) -> String {
+/// `session`: the first frame on a session socket.
+pub fn encode_hello(user: &str, client_id: &str, expires: u64) -> String {
+    format!(
+        "{{\"type\":\"session\",\"user\":{},\"clientId\":{},\"expires\":{expires},\"maxRooms\":{MAX_ROOMS_PER_DEVICE}}}",
+        json_str(user),
+        json_str(client_id)
+    )
+}
+
+/// `gap`: messages of `room` this socket cannot have.
+pub fn encode_gap(room: &str, gap: &Gap) -> String {
     match gap {
         Gap::Epoch => format!("{{\"type\":\"gap\",\"room\":{},\"reason\":\"epoch\"}}", json_str(room)),
         Gap::Retention { after, until } => {
@@ -316,15 +327,11 @@ impl Session {
         self.next_device += 1;
         let expires = claims.expires_ms();
         let info = DeviceInfo { id, client_id, claims };
-        let welcome = format!(
-            "{{\"type\":\"session\",\"user\":{},\"clientId\":{},\"expires\":{expires},\"maxRooms\":{MAX_ROOMS_PER_DEVICE}}}",
-            json_str(&self.user),
-            json_str(&info.client_id)
-        );
+        let welcome = encode_hello(&self.user, &info.client_id, expires);
         self.devices.insert(id, Device { info, joins: BTreeMap::new(), cursor: Receiver::new(), last_seen: now });
         self.send(id, welcome);
         for (room, seq) in self.reads.clone() {
-            self.send(id, read_frame(&room, seq));
+            self.send(id, encode_read_position(&room, seq));
         }
         id
     }
@@ -421,12 +428,12 @@ impl Session {
         let claims = &d.info.claims;
         if token::is_expired(claims.expires_ms(), now) {
             let c = crate::close::TOKEN_EXPIRED;
-            return self.send(device, left_frame(room, c.code, c.reason));
+            return self.send(device, encode_left(room, c.code, c.reason));
         }
         let rights = claims.rights_for(room);
         if !rights.subscribe {
             let c = crate::close::FORBIDDEN;
-            return self.send(device, left_frame(room, c.code, "the token does not grant this room"));
+            return self.send(device, encode_left(room, c.code, "the token does not grant this room"));
         }
         let identity = RelayIdentity {
             cid: d.info.client_id.clone(),
@@ -452,7 +459,7 @@ impl Session {
         let row = JoinRow { device, room: room.to_owned(), start: join.start, echo: join.echo, live: join.live };
         self.out.push_back(Output::Delete(Row::Join(row).key()));
         self.out.push_back(Output::Relay { room: room.to_owned(), device, op: RelayOp::Close { device } });
-        self.send(device, left_frame(room, code, reason));
+        self.send(device, encode_left(room, code, reason));
         self.drop_unjoined_rooms();
     }
 
@@ -518,7 +525,7 @@ impl Session {
         self.out.push_back(Output::Save(Row::Read { room: room.to_owned(), seq }));
         let devices: Vec<u64> = self.devices.keys().copied().collect();
         for device in devices {
-            self.send(device, read_frame(room, seq));
+            self.send(device, encode_read_position(room, seq));
         }
     }
 
@@ -534,7 +541,7 @@ impl Session {
                             self.out.push_back(Output::Delete(Row::Join(row).key()));
                         }
                     }
-                    self.send(device, left_frame(room, code, &reason));
+                    self.send(device, encode_left(room, code, &reason));
                     self.drop_unjoined_rooms();
                 }
             }
@@ -612,7 +619,7 @@ impl Session {
         let messages: Vec<(u64, (String, String))> = page.messages.iter().map(|m| (m.seq, (m.from.clone(), m.text.clone()))).collect();
         let got = d.cursor.handle_call(room, &page.epoch, page.end, messages);
         if let Some(gap) = &got.gap {
-            self.send(device, gap_frame(room, gap));
+            self.send(device, encode_gap(room, gap));
         }
         for (from, text) in got.fresh {
             if echo || from != cid {
@@ -676,7 +683,7 @@ impl Session {
                 }
                 self.send(device, joined);
                 if let Some(gap) = gap {
-                    self.send(device, gap_frame(room, &gap));
+                    self.send(device, encode_gap(room, &gap));
                 }
                 let row = JoinRow { device, room: room.to_owned(), start, echo, live: true };
                 self.out.push_back(Output::Save(Row::Join(row)));
@@ -704,6 +711,7 @@ impl Session {
     }
 }
 
-fn read_frame(room: &str, seq: u64) -> String {
+/// `read_position`: the user's read position in `room`.
+pub fn encode_read_position(room: &str, seq: u64) -> String {
     format!("{{\"type\":\"read_position\",\"room\":{},\"seq\":{seq}}}", json_str(room))
 }
