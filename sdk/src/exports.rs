@@ -115,6 +115,7 @@ pub extern "C" fn conn_new(
         pong_timeout_ms: setting(pong_timeout, d.pong_timeout_ms),
         queue_max: setting(queue_max, d.queue_max as u64) as usize,
         max_token_failures: setting(max_token_failures, d.max_token_failures.into()).min(u32::MAX.into()) as u32,
+        relayed: false,
     };
     put_back(Box::new(Conn::start(id, config, setting(seed, 0), fetches_token != 0)));
 }

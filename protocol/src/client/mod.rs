@@ -45,6 +45,7 @@
 
 pub mod abi;
 pub mod backoff;
+pub mod session;
 
 use crate::close::{self, CloseCode};
 use crate::PING;
@@ -70,6 +71,10 @@ pub struct ClientConfig {
     pub queue_max: usize,
     /// After this many failed token fetches in a row (for connection attempts) the client stops.
     pub max_token_failures: u32,
+    /// One room of a session socket ([`session`]): its "socket" is a join on the session's, whose
+    /// own machine pings and refreshes the token. Acks then settle their calls only: through a
+    /// session an ack may come before its message (they travel apart between the objects).
+    pub relayed: bool,
 }
 
 impl Default for ClientConfig {
@@ -82,6 +87,7 @@ impl Default for ClientConfig {
             pong_timeout_ms: 10_000,
             queue_max: 1_000,
             max_token_failures: 5,
+            relayed: false,
         }
     }
 }
@@ -758,6 +764,9 @@ impl Client {
         }
         self.forget(id);
         self.outputs.push(Output::Acked { id, seq });
+        if self.config.relayed {
+            return;
+        }
         match seq {
             Some(seq) if seq == self.last_seq.saturating_add(1) => self.last_seq = seq,
             Some(seq) if seq > self.last_seq && self.socket && self.state == State::Open => self.out_of_order(seq, now),
@@ -796,6 +805,15 @@ impl Client {
         // unescaped, so only plain ones may reach it).
         if self.socket && (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
             self.outputs.push(Output::Send(encode("read", Some(id), &[])));
+        }
+    }
+
+    /// Through a session: messages after `last_seq` up to `until` can no longer be delivered
+    /// (trimmed from history). They are reported as a gap and the next one expected is `until + 1`.
+    pub fn handle_gap(&mut self, until: u64) {
+        if until > self.last_seq && self.socket && self.state == State::Open {
+            self.outputs.push(Output::Gap { reason: "retention".to_owned(), since: self.last_seq });
+            self.last_seq = until;
         }
     }
 

@@ -15,6 +15,7 @@ fn config() -> ClientConfig {
         pong_timeout_ms: 300,
         queue_max: 3,
         max_token_failures: 5,
+        relayed: false,
     }
 }
 
@@ -1189,4 +1190,34 @@ fn an_answer_settles_a_call_only_under_the_exact_id_its_frame_carried() {
     }
     c.handle_ack(&wire, None, 1);
     assert_eq!(acked(&drain(&mut c)), [id]);
+}
+
+/// A room of a session socket: an ack may come before its message (they travel apart between the
+/// objects), so it settles its call and moves nothing; the messages then come in order.
+#[test]
+fn through_a_session_an_ack_before_its_message_settles_and_moves_nothing() {
+    let mut c = Client::new(ClientConfig { relayed: true, ..config() }, 43, false, 0);
+    drain(&mut c);
+    open(&mut c, 0, 5);
+    let a = c.publish("1").unwrap();
+    drain(&mut c);
+    c.handle_ack(&c.wire_id(a), Some(7), 1);
+    assert_eq!(drain(&mut c), [Output::Acked { id: a, seq: Some(7) }], "no out-of-order");
+    assert_eq!(c.last_seq(), 5);
+    assert!(c.handle_message(6, 2) && c.handle_message(7, 2));
+    assert_eq!(c.last_seq(), 7);
+}
+
+/// A session's `gap` (trimmed history while a room caught up) is reported once and delivery goes
+/// on after it.
+#[test]
+fn through_a_session_a_gap_moves_the_next_expected_seq() {
+    let mut c = Client::new(ClientConfig { relayed: true, ..config() }, 44, false, 0);
+    drain(&mut c);
+    open(&mut c, 0, 10);
+    c.handle_gap(17);
+    assert_eq!(drain(&mut c), [Output::Gap { reason: "retention".into(), since: 10 }]);
+    c.handle_gap(12);
+    assert!(drain(&mut c).is_empty(), "a gap behind the client says nothing");
+    assert!(c.handle_message(18, 1));
 }

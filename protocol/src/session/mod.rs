@@ -665,26 +665,31 @@ impl Session {
                 let Ok(head) = serde_json::from_str::<WelcomeHead>(&text) else { return };
                 join.live = true;
                 let (start, echo) = (join.start.clone(), join.echo);
-                let mut gap = None;
-                let from = match &start {
-                    JoinStart::Fresh => head.seq,
-                    JoinStart::Rewind(n) => head.seq.saturating_sub(*n),
-                    JoinStart::Resume { epoch, since } if *epoch == head.epoch => (*since).min(head.seq),
-                    JoinStart::Resume { .. } => {
-                        gap = Some(Gap::Epoch);
-                        head.seq
+                // What the welcome says of the join's start, as a room socket's welcome would
+                // (`resume` for a resume point, `rewind` for the last N): the messages it promises
+                // follow it, read from history.
+                let (from, said) = match &start {
+                    JoinStart::Fresh => (head.seq, String::new()),
+                    JoinStart::Rewind(n) => {
+                        let from = head.seq.saturating_sub(*n);
+                        (from, format!(",\"rewind\":{{\"replayed\":{}}}", head.seq - from))
+                    }
+                    JoinStart::Resume { epoch, since } if *epoch == head.epoch && *since <= head.seq => {
+                        (*since, format!(",\"resume\":{{\"status\":\"recovered\",\"replayed\":{}}}", head.seq - since))
+                    }
+                    JoinStart::Resume { epoch, since } => {
+                        let reason = if *epoch == head.epoch { "ahead" } else { "epoch" };
+                        (head.seq, format!(",\"resume\":{{\"status\":\"not_recovered\",\"reason\":\"{reason}\",\"since\":{since}}}"))
                     }
                 };
                 d.cursor.follow(room, Position { epoch: head.epoch.clone(), seq: from });
-                let read = self.reads.get(room).copied();
-                let mut joined = with_room(room, &text);
-                if let Some(read) = read {
-                    joined = joined.replacen(",", &format!(",\"read\":{read},"), 1);
-                }
+                let read = self.reads.get(room).map(|r| format!(",\"read\":{r}")).unwrap_or_default();
+                // `{"type":"joined","room":…` and the user's read position and the start's
+                // outcome, then the rest of the room's welcome.
+                let joined = with_room(room, &text);
+                let at = joined.find(",\"epoch\":").unwrap_or(joined.len());
+                let joined = format!("{}{read}{said}{}", joined.get(..at).unwrap_or_default(), joined.get(at..).unwrap_or_default());
                 self.send(device, joined);
-                if let Some(gap) = gap {
-                    self.send(device, encode_gap(room, &gap));
-                }
                 let row = JoinRow { device, room: room.to_owned(), start, echo, live: true };
                 self.out.push_back(Output::Save(Row::Join(row)));
                 // Everything up to the welcome's seq (and what the session has beyond it) comes

@@ -199,18 +199,26 @@ fn a_device_resumes_from_its_own_point() {
     let b = w.device(&["*"]);
     w.send(b, r#"{"type":"join","room":"r","epoch":"ep-r","since":2}"#);
     assert_eq!(w.seqs(b, "r"), vec![3, 4, 5]);
+    // The joined frame says so, as a room socket's welcome would.
+    let joined = &w.frames(b, "r", "joined")[0];
+    assert_eq!(
+        (joined["resume"]["status"].as_str(), joined["resume"]["replayed"].as_u64(), joined["seq"].as_u64()),
+        (Some("recovered"), Some(3), Some(5))
+    );
     w.publish(a, "r", "m5");
     assert_eq!(w.seqs(b, "r"), vec![3, 4, 5, 6]);
     assert_eq!(w.seqs(a, "r"), vec![1, 2, 3, 4, 5, 6]);
-    // A resume from another epoch is a gap, then live.
+    // A resume from another epoch is not recovered: live from the joined frame's seq.
     let c = w.device(&["*"]);
     w.send(c, r#"{"type":"join","room":"r","epoch":"old","since":2}"#);
-    assert_eq!(w.frames(c, "r", "gap")[0]["reason"], "epoch");
+    let joined = &w.frames(c, "r", "joined")[0];
+    assert_eq!((joined["resume"]["status"].as_str(), joined["resume"]["reason"].as_str()), (Some("not_recovered"), Some("epoch")));
     assert!(w.seqs(c, "r").is_empty());
     // Rewind: the last two.
     let d = w.device(&["*"]);
     w.send(d, r#"{"type":"join","room":"r","rewind":2}"#);
     assert_eq!(w.seqs(d, "r"), vec![5, 6]);
+    assert_eq!(w.frames(d, "r", "joined")[0]["rewind"]["replayed"], 2);
 }
 
 #[test]
