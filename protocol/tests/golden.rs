@@ -357,6 +357,7 @@ fn build(src: &Value) -> Option<String> {
             };
             session::encode_gap(s(src, "room"), &gap)
         }
+        "session::encode_watch" => session::encode_watch(s(src, "room"), n(src, "seq"), n(src, "unread")),
         "session::encode_read_position" => session::encode_read_position(s(src, "room"), n(src, "seq")),
         js if js.starts_with("sdk/") || js.starts_with("tests/") => return None,
         other => panic!("golden source {other:?} has no builder in protocol/tests/golden.rs"),
@@ -481,6 +482,8 @@ fn server_frames_are_single_lines_and_every_type_is_covered() {
         "session-server left",
         "session-server gap",
         "session-server read_position",
+        "session-client watch",
+        "session-server watch",
     ] {
         assert!(seen.contains(needed), "no golden frame for {needed}");
     }
@@ -501,9 +504,8 @@ fn every_session_client_frame_is_taken_by_a_session() {
             Claims { sub: "alice".into(), exp: 4_000_000_000, nbf: None, iat: None, rooms: [("*".to_owned(), rights)].into(), meta: None };
         let device = session.handle_open("tab-1".into(), claims, 1_000);
         let parsed: Value = serde_json::from_str(&g.text).unwrap();
-        let room = parsed["room"].as_str().unwrap();
-        // Frames other than a join need the room joined first.
-        if parsed["type"] != "join" {
+        // Room frames other than a join need the room joined first.
+        if let (Some(room), false) = (parsed["room"].as_str(), parsed["type"] == "join") {
             session.handle_text(device, &format!(r#"{{"type":"join","room":"{room}"}}"#), 1_000);
         }
         while session.poll_output().is_some() {}

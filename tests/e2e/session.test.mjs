@@ -199,3 +199,24 @@ test("each room resumes from the device's own point after the runtime is killed"
     await local.stop();
   }
 });
+
+test("watch: a sidebar's rooms report their latest seq and unread count without being joined", async () => {
+  const [a, b] = [roomName("side-a"), roomName("side-b")];
+  await api(edge, "POST", `/rooms/${a}/messages`, [{ data: 1 }, { data: 2 }]);
+  const tab = await session(edge, "hana");
+  tab.send({ type: "watch", rooms: [a, b] });
+  const first = await tab.next((f) => f.type === "watch" && f.room === a);
+  assert.deepEqual([first.seq, first.unread], [2, 2]);
+  tab.send({ type: "join", room: b });
+  await tab.next((f) => f.type === "joined" && f.room === b);
+  tab.send({ type: "mark_read", room: a, seq: 1 });
+  await tab.next((f) => f.type === "read_position" && f.room === a);
+  for (let i = 0; i < 10; i++) await api(edge, "POST", `/rooms/${a}/messages`, { data: i });
+  const last = await tab.next((f) => f.type === "watch" && f.room === a && f.seq === 12, 15_000);
+  assert.equal(last.unread, 11);
+  assert.ok(tab.inRoom(a, "watch").length < 11, "coalesced, at most one a second");
+  assert.deepEqual(tab.seqs(a), [], "watching is not joining");
+  const presence = await api(edge, "GET", `/rooms/${a}/presence`);
+  assert.deepEqual(presence.json.members, [], "a watcher is no member");
+  await tab.close();
+});

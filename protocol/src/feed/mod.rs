@@ -60,11 +60,23 @@ pub struct FeedConfig {
     pub extras_max: usize,
     /// A quiet subscriber is called with nothing in it this often (0: never).
     pub probe_ms: u64,
+    /// No call to a subscriber sooner than this after its last answer: what it gets in between
+    /// is coalesced into the next call (0: no wait). A head-only feed (`batch_max` 0, a
+    /// sidebar's unread count) is called at most once per interval, however busy the room.
+    pub min_interval_ms: u64,
 }
 
 impl Default for FeedConfig {
     fn default() -> Self {
-        FeedConfig { batch_max: 100, call_timeout_ms: 10_000, retry_min_ms: 100, retry_max_ms: 30_000, extras_max: 4_096, probe_ms: 0 }
+        FeedConfig {
+            batch_max: 100,
+            call_timeout_ms: 10_000,
+            retry_min_ms: 100,
+            retry_max_ms: 30_000,
+            extras_max: 4_096,
+            probe_ms: 0,
+            min_interval_ms: 0,
+        }
     }
 }
 
@@ -295,6 +307,7 @@ impl Sender {
 
     /// The receiver answered `call` with where it stands now.
     pub fn handle_answer(&mut self, subscriber: &str, call: u64, answer: Answer, now: u64) {
+        let min_interval = self.config.min_interval_ms;
         let Some(s) = self.subscribers.get_mut(subscriber) else { return };
         if s.in_flight.map(|(c, _)| c) != Some(call) {
             return; // an answer to a call already given up on: the next call asks again
@@ -302,6 +315,7 @@ impl Sender {
         s.in_flight = None;
         s.failures = 0;
         s.last_answer = now;
+        s.not_before = now.saturating_add(min_interval);
         s.acked = answer.position;
         while s.extras.front().is_some_and(|e| e.n <= answer.extras) {
             s.extras.pop_front();

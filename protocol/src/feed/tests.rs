@@ -291,3 +291,21 @@ fn a_quiet_subscriber_is_probed() {
     s.handle_answer("a", d.call, Answer { position: Position { epoch: "e".into(), seq: 0 }, extras: 0 }, 6_010);
     assert_eq!(s.poll_timeout(), Some(7_010));
 }
+
+#[test]
+fn a_head_only_feed_is_called_at_most_once_per_interval() {
+    let config = FeedConfig { batch_max: 0, min_interval_ms: 1_000, ..FeedConfig::default() };
+    let mut s = Sender::new(config, Position { epoch: "e".into(), seq: 0 });
+    s.subscribe("a", Position { epoch: "e".into(), seq: 0 });
+    s.handle_appended(1);
+    let d = s.poll_delivery(0).unwrap();
+    assert_eq!((d.limit, d.head), (0, 1));
+    s.handle_answer("a", d.call, Answer { position: Position { epoch: "e".into(), seq: 1 }, extras: 0 }, 10);
+    for seq in 2..50 {
+        s.handle_appended(seq);
+        assert!(s.poll_delivery(500).is_none(), "coalesced until the interval passed");
+    }
+    assert_eq!(s.poll_timeout(), Some(1_010));
+    let d = s.poll_delivery(1_010).unwrap();
+    assert_eq!(d.head, 49, "one call carries the latest head");
+}

@@ -20,6 +20,10 @@ pub const RELAY_PATH: &str = "/relay";
 /// The session object's path for a room's feed calls.
 pub const FEED_PATH: &str = "/feed";
 
+/// How the room names a session's watch subscription among its stored subscribers: a prefix no
+/// user id can start with (user ids have no spaces).
+pub const WATCH_PREFIX: &str = "watch ";
+
 /// Who a device is in a room, established by the session from its verified token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RelayIdentity {
@@ -44,6 +48,10 @@ pub enum RelayOp {
     Close { device: u64 },
     /// Stored messages of `epoch` after `after`, for a device that is behind the session.
     Read { epoch: String, after: u64, limit: usize },
+    /// The session follows (`on`) or stops following the room's latest seq, for rooms its user
+    /// shows but has not joined (a sidebar's unread counts): feed calls with no messages, at most
+    /// one a second ([`FeedCall::watch`]).
+    Watch { on: bool },
 }
 
 /// A session's call: its user (the session's name) and what it asks, in order.
@@ -96,6 +104,9 @@ pub struct FeedCall {
     pub room: String,
     pub page: FeedPage,
     pub extras: Vec<WireExtra>,
+    /// A call of the watch feed ([`RelayOp::Watch`]): its page has no messages, only the head.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub watch: bool,
 }
 
 /// [`Extra`] on the wire.

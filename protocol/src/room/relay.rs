@@ -20,7 +20,9 @@
 use super::{Action, ConnId, Connection, Identity, Recipients, Room, Start};
 use crate::close;
 use crate::feed::{Delivery, FeedConfig, Position, Sender};
-use crate::relay::{encode_left, FeedCall, FeedMessage, FeedPage, FeedReply, RelayOp, RelayReply, RelayRequest, RelayResult, WireExtra};
+use crate::relay::{
+    encode_left, FeedCall, FeedMessage, FeedPage, FeedReply, RelayOp, RelayReply, RelayRequest, RelayResult, WireExtra, WATCH_PREFIX,
+};
 use crate::store::{RelayRow, Store, SubscriberRow};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -33,6 +35,9 @@ pub(super) struct Relays {
     by_conn: BTreeMap<ConnId, (String, u64)>,
     by_key: BTreeMap<(String, u64), ConnId>,
     feed: Sender,
+    /// Sessions that follow only the room's latest seq (`RelayOp::Watch`): calls with no
+    /// messages, at most one a second per session.
+    watch: Sender,
     /// Relayed connections the room closed (their `left` is queued), to end in `settle_relays`.
     closing: Vec<ConnId>,
     /// Per call in flight: the first connection id opened after it was made (an answer that
@@ -48,10 +53,13 @@ impl Relays {
         let mut feed = Sender::new(config, head);
         // Extras of this instance are numbered past any an earlier instance made.
         feed.number_extras_from(now.saturating_mul(1024));
+        let watch_config = FeedConfig { batch_max: 0, min_interval_ms: 1_000, ..FeedConfig::default() };
+        let watch = Sender::new(watch_config, feed.head().clone());
         Relays {
             by_conn: BTreeMap::new(),
             by_key: BTreeMap::new(),
             feed,
+            watch,
             closing: Vec::new(),
             calls: BTreeMap::new(),
             saved_extras: BTreeMap::new(),
@@ -78,14 +86,16 @@ impl Relays {
 
     pub(super) fn appended(&mut self, seq: u64) {
         self.feed.handle_appended(seq);
+        self.watch.handle_appended(seq);
     }
 
     pub(super) fn reset(&mut self, epoch: &str) {
         self.feed.handle_reset(epoch);
+        self.watch.handle_reset(epoch);
     }
 
     pub(super) fn poll_timeout(&self) -> Option<u64> {
-        self.feed.poll_timeout()
+        [self.feed.poll_timeout(), self.watch.poll_timeout()].into_iter().flatten().min()
     }
 
     pub(super) fn handle_timeout(&mut self, now: u64) {
@@ -93,6 +103,7 @@ impl Relays {
         // since the timer's sweep takes no random value (a failed call's retry takes the
         // adapter's, `handle_feed_failure`).
         self.feed.handle_timeout(now, now.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        self.watch.handle_timeout(now, now.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     }
 }
 
@@ -172,6 +183,19 @@ impl Room {
                     None => RelayResult::Unknown,
                 },
                 RelayOp::Read { epoch, after, limit } => RelayResult::Page(self.feed_page(epoch, *after, *limit, store)),
+                RelayOp::Watch { on } => {
+                    let key = format!("{WATCH_PREFIX}{session}");
+                    if *on {
+                        // From seq 0: the first call says the head at once (none while it is 0).
+                        let from = Position { epoch: self.meta.epoch.clone(), seq: 0 };
+                        self.relays.watch.subscribe_at(session, from.clone(), now);
+                        let _ = store.put_subscriber(&SubscriberRow { session: key, epoch: from.epoch, seq: 0, extras: false });
+                    } else {
+                        self.relays.watch.unsubscribe(session);
+                        let _ = store.delete_subscriber(&key);
+                    }
+                    RelayResult::Done
+                }
             })
             .collect();
         self.settle_relays(now, store);
@@ -265,6 +289,10 @@ impl Room {
             }
         }
         for row in store.subscribers().unwrap_or_default() {
+            if let Some(session) = row.session.strip_prefix(WATCH_PREFIX) {
+                self.relays.watch.subscribe_at(session, Position { epoch: row.epoch, seq: row.seq }, now);
+                continue;
+            }
             self.relays.feed.subscribe_at(&row.session, Position { epoch: row.epoch, seq: row.seq }, now);
             if row.extras {
                 // Frames for its devices were lost with the last instance's memory.
@@ -312,11 +340,16 @@ impl Room {
     /// The next feed call to make, with its messages read from history, if a session is behind,
     /// has extras waiting or is due a probe.
     pub fn poll_feed(&mut self, room: &str, now: u64, store: &mut impl Store) -> Option<(String, u64, FeedCall)> {
+        if let Some(d) = self.relays.watch.poll_delivery(now) {
+            // Watch calls are told apart by their number: odd (the feed's are even).
+            let page = FeedPage { epoch: d.epoch, end: Some(d.head), messages: Vec::new() };
+            return Some((d.subscriber, d.call * 2 + 1, FeedCall { room: room.to_owned(), page, extras: Vec::new(), watch: true }));
+        }
         let Delivery { call, subscriber, epoch, after, limit, head: _, extras } = self.relays.feed.poll_delivery(now)?;
         self.relays.calls.insert(call, self.next_conn);
         let page = self.feed_page(&epoch, after, limit, store);
         let extras = extras.into_iter().map(WireExtra::from).collect();
-        Some((subscriber, call, FeedCall { room: room.to_owned(), page, extras }))
+        Some((subscriber, call * 2, FeedCall { room: room.to_owned(), page, extras, watch: false }))
     }
 
     /// Stored messages of `epoch` after `after`: none when the room is in another epoch (the
@@ -332,6 +365,28 @@ impl Room {
 
     /// A session answered a feed call.
     pub fn handle_feed_answer(&mut self, session: &str, call: u64, reply: FeedReply, now: u64, store: &mut impl Store) {
+        if call % 2 == 1 {
+            let call = call / 2;
+            match reply.answer {
+                Some(answer) => {
+                    let answer: crate::feed::Answer = answer.into();
+                    let row = SubscriberRow {
+                        session: format!("{WATCH_PREFIX}{session}"),
+                        epoch: answer.position.epoch.clone(),
+                        seq: answer.position.seq,
+                        extras: false,
+                    };
+                    self.relays.watch.handle_answer(session, call, answer, now);
+                    let _ = store.put_subscriber(&row);
+                }
+                None => {
+                    self.relays.watch.unsubscribe(session);
+                    let _ = store.delete_subscriber(&format!("{WATCH_PREFIX}{session}"));
+                }
+            }
+            return;
+        }
+        let call = call / 2;
         let opened_before = self.relays.calls.remove(&call).unwrap_or(0);
         let conns: Vec<ConnId> = self.relays.conns_of(session).collect();
         match reply.answer {
@@ -365,6 +420,11 @@ impl Room {
 
     /// A feed call failed (it threw, or timed out in the adapter); `random` spreads the retry.
     pub fn handle_feed_failure(&mut self, session: &str, call: u64, now: u64, random: u64, store: &mut impl Store) {
+        if call % 2 == 1 {
+            self.relays.watch.handle_failure(session, call / 2, now, random);
+            return;
+        }
+        let call = call / 2;
         self.relays.calls.remove(&call);
         self.relays.feed.handle_failure(session, call, now, random);
         self.settle_relays(now, store);

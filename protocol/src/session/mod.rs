@@ -26,7 +26,7 @@ use crate::frame::ErrorCode;
 use crate::relay::{FeedCall, FeedPage, FeedReply, RelayIdentity, RelayOp, RelayResult};
 use crate::token::{self, Claims};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 #[cfg(test)]
 mod tests;
@@ -84,6 +84,11 @@ pub enum Row {
         room: String,
         seq: u64,
     },
+    /// The rooms a device watches (`watch`).
+    Watch {
+        device: u64,
+        rooms: Vec<String>,
+    },
 }
 
 impl Row {
@@ -93,6 +98,7 @@ impl Row {
             Row::Join(j) => format!("j {} {}", j.device, j.room),
             Row::Feed { room, .. } => format!("f {room}"),
             Row::Read { room, .. } => format!("r {room}"),
+            Row::Watch { device, .. } => format!("w {device}"),
         }
     }
 }
@@ -161,6 +167,8 @@ struct Envelope<'a> {
     seq: Option<u64>,
     #[serde(default)]
     token: Option<String>,
+    #[serde(default)]
+    rooms: Option<Vec<String>>,
 }
 
 /// What a room's welcome says that the session needs.
@@ -188,6 +196,9 @@ pub struct Session {
     out: VecDeque<Output>,
     secrets: Secrets,
     next_device: u64,
+    /// Rooms watched (`watch`) and the devices watching each; the latest head each room said.
+    watching: BTreeMap<String, BTreeSet<u64>>,
+    heads: BTreeMap<String, Position>,
 }
 
 fn json_str(s: &str) -> String {
@@ -228,6 +239,12 @@ pub fn encode_left(room: &str, code: u16, reason: &str) -> String {
     with_room(room, &crate::relay::encode_left(code, reason))
 }
 
+/// `watch`: a watched room's latest seq, and how many of its messages are after the user's read
+/// position.
+pub fn encode_watch(room: &str, seq: u64, unread: u64) -> String {
+    format!("{{\"type\":\"watch\",\"room\":{},\"seq\":{seq},\"unread\":{unread}}}", json_str(room))
+}
+
 /// `session`: the first frame on a session socket.
 pub fn encode_hello(user: &str, client_id: &str, expires: u64) -> String {
     format!(
@@ -259,6 +276,8 @@ impl Session {
             out: VecDeque::new(),
             secrets,
             next_device: now.saturating_mul(1024).max(1),
+            watching: BTreeMap::new(),
+            heads: BTreeMap::new(),
         }
     }
 
@@ -276,6 +295,12 @@ impl Session {
                 Row::Read { room, seq } => {
                     self.reads.insert(room, seq);
                 }
+                Row::Watch { device, rooms } if self.devices.contains_key(&device) => {
+                    for room in rooms {
+                        self.watching.entry(room).or_default().insert(device);
+                    }
+                }
+                Row::Watch { device, .. } => self.out.push_back(Output::Delete(format!("w {device}"))),
                 Row::Join(j) => joins.push(j),
             }
         }
@@ -338,6 +363,10 @@ impl Session {
 
     /// A socket closed: its joins end in every room.
     pub fn handle_close(&mut self, device: u64) {
+        if !self.devices.contains_key(&device) {
+            return;
+        }
+        self.watch(device, Vec::new());
         let Some(d) = self.devices.remove(&device) else { return };
         for (room, join) in d.joins {
             self.out.push_back(Output::Delete(
@@ -397,9 +426,21 @@ impl Session {
                 self.join(device, room, start, env.echo.unwrap_or(true), now)
             }
             ("leave", Some(room)) => self.leave(device, room, 1000, "left"),
+            ("watch", None) => match env.rooms {
+                Some(rooms) => self.watch(device, rooms),
+                None => self.send(device, error_frame(None, id, ErrorCode::BadFrame, "watch needs rooms (a list of room names)")),
+            },
             ("mark_read", Some(room)) => match env.seq {
-                Some(seq) if self.devices.get(&device).is_some_and(|d| d.joins.contains_key(room)) => self.mark_read(room, seq),
-                Some(_) => self.send(device, error_frame(Some(room), id, ErrorCode::BadFrame, "join the room before marking it read")),
+                // A room this device joined or watches (its token granted it either way).
+                Some(seq)
+                    if self.devices.get(&device).is_some_and(|d| d.joins.contains_key(room))
+                        || self.watching.get(room).is_some_and(|ds| ds.contains(&device)) =>
+                {
+                    self.mark_read(room, seq)
+                }
+                Some(_) => {
+                    self.send(device, error_frame(Some(room), id, ErrorCode::BadFrame, "join or watch the room before marking it read"))
+                }
                 None => self.send(device, error_frame(Some(room), id, ErrorCode::BadFrame, "mark_read needs a seq")),
             },
             (_, Some(room)) => {
@@ -529,6 +570,69 @@ impl Session {
         }
     }
 
+    /// A device's `watch`: the rooms it shows without joining them (a sidebar), replacing the
+    /// ones it watched. Each is checked like a join (name, the token's right to subscribe); the
+    /// session follows a room's head while any device watches it, and tells each watcher the
+    /// latest seq and the unread count at once and then as it moves (at most once a second).
+    fn watch(&mut self, device: u64, rooms: Vec<String>) {
+        let Some(d) = self.devices.get(&device) else { return };
+        let mut wanted = BTreeSet::new();
+        let mut refused = Vec::new();
+        for room in rooms {
+            if crate::name::validate_room(&room).is_ok() && d.info.claims.rights_for(&room).subscribe && wanted.len() < MAX_ROOMS_PER_DEVICE
+            {
+                wanted.insert(room);
+            } else {
+                refused.push(room);
+            }
+        }
+        if !refused.is_empty() {
+            let message = format!("not watched (a bad name, no right to it, or over {MAX_ROOMS_PER_DEVICE} rooms): {}", refused.join(", "));
+            self.send(device, error_frame(None, None, ErrorCode::Forbidden, &message));
+        }
+        let had: Vec<String> = self.watching.iter().filter(|(_, ds)| ds.contains(&device)).map(|(r, _)| r.clone()).collect();
+        for room in had.iter().filter(|r| !wanted.contains(*r)) {
+            let Some(devices) = self.watching.get_mut(room) else { continue };
+            devices.remove(&device);
+            if devices.is_empty() {
+                self.watching.remove(room);
+                self.heads.remove(room);
+                self.out.push_back(Output::Relay { room: room.clone(), device, op: RelayOp::Watch { on: false } });
+            }
+        }
+        for room in wanted.iter().filter(|r| !had.contains(*r)) {
+            let devices = self.watching.entry(room.clone()).or_default();
+            let first = devices.is_empty();
+            devices.insert(device);
+            if first {
+                self.out.push_back(Output::Relay { room: room.clone(), device, op: RelayOp::Watch { on: true } });
+            } else if let Some(head) = self.heads.get(room) {
+                let unread = head.seq.saturating_sub(self.reads.get(room).copied().unwrap_or(0));
+                self.send(device, encode_watch(room, head.seq, unread));
+            }
+        }
+        if wanted.is_empty() {
+            self.out.push_back(Output::Delete(format!("w {device}")));
+        } else {
+            self.out.push_back(Output::Save(Row::Watch { device, rooms: wanted.into_iter().collect() }));
+        }
+    }
+
+    /// A watched room's head moved.
+    fn watched_head(&mut self, room: &str, page: FeedPage) -> FeedReply {
+        let Some(devices) = self.watching.get(room).cloned() else { return FeedReply { answer: None, devices: Vec::new() } };
+        let head = Position { epoch: page.epoch, seq: page.end.unwrap_or(0) };
+        let unread = head.seq.saturating_sub(self.reads.get(room).copied().unwrap_or(0));
+        for &device in &devices {
+            self.send(device, encode_watch(room, head.seq, unread));
+        }
+        self.heads.insert(room.to_owned(), head.clone());
+        FeedReply {
+            answer: Some(crate::relay::WireAnswer { epoch: head.epoch, seq: head.seq, extras: 0 }),
+            devices: devices.into_iter().collect(),
+        }
+    }
+
     /// A room answered one op the session asked of it for `device`.
     pub fn handle_relay_result(&mut self, room: &str, device: u64, result: RelayResult) {
         match result {
@@ -568,13 +672,16 @@ impl Session {
                 let id = serde_json::from_str::<Envelope<'_>>(text).ok().and_then(|e| e.id);
                 self.send(device, error_frame(Some(room), id.as_deref(), ErrorCode::Storage, "the room could not be reached; retry"));
             }
-            RelayOp::Close { .. } => {}
+            RelayOp::Close { .. } | RelayOp::Watch { .. } => {}
         }
     }
 
     /// A feed call from `call.room`: messages to the devices that stand with the session,
     /// extras to their devices; the answer to give.
     pub fn handle_feed(&mut self, call: FeedCall) -> FeedReply {
+        if call.watch {
+            return self.watched_head(&call.room, call.page);
+        }
         let room = call.room.as_str();
         let joined: Vec<u64> = self.devices.iter().filter(|(_, d)| d.joins.contains_key(room)).map(|(id, _)| *id).collect();
         if joined.is_empty() {

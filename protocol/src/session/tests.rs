@@ -364,3 +364,38 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn watched_rooms_report_their_latest_seq_and_unread_count_coalesced() {
+    let mut w = World::new(USER);
+    let sidebar = w.device(&["chat:*"]);
+    let writer = w.device(&["chat:*"]);
+    w.send(writer, r#"{"type":"join","room":"chat:a"}"#);
+    w.publish(writer, "chat:a", "m1");
+    w.send(sidebar, r#"{"type":"watch","rooms":["chat:a","chat:b","secret"]}"#);
+    let refused = w.inbox[&sidebar].iter().filter(|v| v["type"] == "error").count();
+    assert_eq!(refused, 1, "a room the token does not grant is not watched");
+    let heads = |w: &World, room: &str| {
+        w.frames(sidebar, room, "watch").iter().map(|v| (v["seq"].as_u64().unwrap(), v["unread"].as_u64().unwrap())).collect::<Vec<_>>()
+    };
+    assert_eq!(heads(&w, "chat:a"), vec![(1, 1)], "the head at once");
+    assert!(heads(&w, "chat:b").is_empty(), "a room at seq 0 says nothing");
+    // A burst: the room stores 19 messages before its next watch call may go.
+    for i in 2..=20 {
+        let frame = format!(r#"{{"type":"publish","room":"chat:a","id":"m{i}","data":{i}}}"#);
+        w.session.handle_text(writer, &frame, w.now);
+    }
+    w.pump();
+    let got = heads(&w, "chat:a");
+    assert_eq!(got.last(), Some(&(20, 20)));
+    assert!(got.len() < 20, "coalesced: {got:?}");
+    assert!(w.seqs(sidebar, "chat:a").is_empty(), "watching is not joining: no messages");
+    w.send(writer, r#"{"type":"mark_read","room":"chat:a","seq":15}"#);
+    w.publish(writer, "chat:a", "m21");
+    assert_eq!(heads(&w, "chat:a").last(), Some(&(21, 6)));
+    // Unwatching everything stops the room's calls.
+    w.send(sidebar, r#"{"type":"watch","rooms":[]}"#);
+    let before = heads(&w, "chat:a").len();
+    w.publish(writer, "chat:a", "m22");
+    assert_eq!(heads(&w, "chat:a").len(), before);
+}
