@@ -8,7 +8,7 @@
 // No import throws: what the WebSocket or the clock throws is caught and reported as an `error`
 // event (`host_error`, with what was thrown as its `cause`) of the connection whose call ran.
 
-// The wasm, gzipped by the build and inlined as text into the package file (esbuild's text
+// The wasm, deflated by the build (zlib format) and inlined as text into the package file (esbuild's text
 // loader): read as a Huffman-coded text whose code follows this JavaScript's own character
 // frequencies, so the page's gzip codes both with one Huffman table at little cost (each character
 // stands for its code's bits: sdk/examples/pack.rs; sdk/README.md, Size).
@@ -283,17 +283,17 @@ let at = counts + 16;
 for (let length = 1, code = 0; length < 17; length++, code <<= 1) {
   for (let n = packed.charCodeAt(counts + length - 1) - 48; n--; ) codes[packed[at++]] = [code++, length];
 }
-const gzipped = new Uint8Array(parseInt(packed, 10));
+const deflated = new Uint8Array(parseInt(packed, 10));
 for (let acc = 0, bits = 0, j = 0; at < packed.length; at++) {
   const [code, length] = codes[packed[at]];
   acc = (acc << length) | code;
   bits += length;
   while (bits > 7) {
     bits -= 8;
-    gzipped[j++] = acc >> bits;
+    deflated[j++] = acc >> bits;
   }
 }
-const bytes = await new Response(new Response(gzipped).body.pipeThrough(new DecompressionStream("gzip"))).arrayBuffer();
+const bytes = await new Response(new Response(deflated).body.pipeThrough(new DecompressionStream("deflate"))).arrayBuffer();
 wasm = (await WebAssembly.instantiate(bytes, { host: guarded })).instance.exports;
 
 /**
