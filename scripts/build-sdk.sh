@@ -39,8 +39,11 @@ optimize sdk/pkg/optimized.wat -o sdk/pkg/roomcast_sdk.wasm
 rm sdk/pkg/linked.wat sdk/pkg/optimized.wasm sdk/pkg/optimized.wat
 # The wasm goes in as text (sdk/examples/pack.rs: Zopfli's gzip, written in characters as frequent
 # as the JavaScript's own), so the JavaScript is bundled once without it to count them.
+# Properties named `_…` are the package's own (between js/host.js and js/index.js): esbuild renames
+# them; `_resources` (the tests read it) and `__proto__` keep their names.
 bundle() {
   esbuild sdk/js/index.js --bundle --format=esm --platform=browser --target=es2022 --minify \
+    --mangle-props='^_' --reserve-props='^(_resources|__proto__)$' \
     --loader:.txt=text --log-level=warning --outfile=sdk/dist/index.js
 }
 : > sdk/pkg/roomcast_sdk.wasm.txt

@@ -32,6 +32,8 @@ export function sdkParts() {
       entryPoints: [join(ROOT, "sdk", "js", "host.js")],
       bundle: true,
       minify: true,
+      mangleProps: /^_/,
+      reserveProps: /^(_resources|__proto__)$/,
       format: "esm",
       target: "es2022",
       write: false,
