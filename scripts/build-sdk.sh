@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the browser SDK into sdk/dist: Rust -> wasm (no_std, opt-level z, LTO, panic=abort),
-# wasm-opt -Oz, then one ESM file with the wasm inlined (gzipped by Zopfli and written as text in
-# the JavaScript's own characters: sdk/examples/pack.rs; DecompressionStream unpacks it)
+# wasm-opt -Oz (with tools/wasm-trim.mjs), then one ESM file with the wasm inlined (deflated by
+# Zopfli and written as text in the JavaScript's own characters: sdk/examples/pack.rs;
+# DecompressionStream unpacks it)
 # and its TypeScript types. Prints the sizes, and fails when the package file (what a page loads)
 # is over its gzipped budget (tools/sdk-size.mjs; sdk/README.md, Size).
 set -euo pipefail
@@ -37,7 +38,7 @@ wasm-dis sdk/pkg/optimized.wasm -o sdk/pkg/optimized.wat
 node tools/wasm-trim.mjs tail sdk/pkg/optimized.wat
 optimize sdk/pkg/optimized.wat -o sdk/pkg/roomcast_sdk.wasm
 rm sdk/pkg/linked.wat sdk/pkg/optimized.wasm sdk/pkg/optimized.wat
-# The wasm goes in as text (sdk/examples/pack.rs: Zopfli's gzip, written in characters as frequent
+# The wasm goes in as text (sdk/examples/pack.rs: Zopfli's deflate, written in characters as frequent
 # as the JavaScript's own), so the JavaScript is bundled once without it to count them.
 # Properties named `_…` are the package's own (between js/host.js and js/index.js): esbuild renames
 # them; `_resources` (the tests read it) and `__proto__` keep their names.
