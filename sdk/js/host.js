@@ -104,6 +104,13 @@ function wake(h) {
   if (globalThis.document?.visibilityState !== "hidden") event(h, "wake");
 }
 
+/**
+ * Reports what crosses host `h`'s socket to the `debug` or `logger` option's function, if any:
+ * connects, frames both ways, closes. Tokens are never logged (they travel in the subprotocol,
+ * and in `refresh` frames, which are logged without theirs).
+ */
+const log = (h, kind, detail) => h._options._log?.(kind, detail);
+
 const detach = (ws) => {
   ws.onmessage = ws.onclose = null;
 };
@@ -183,6 +190,7 @@ const imports = {
     if (since >= 0) url += `&since=${since}&epoch=${encodeURIComponent(text(ep, epLen))}`;
     else if (o.rewind) url += `&rewind=${o.rewind}`;
     const token = typeof o.token === "function" ? h._token : o.token;
+    log(h, "connect", url);
     // A constructor that throws (a URL or subprotocol the browser refuses) returns 0 (see guard).
     const ws = new o.WebSocket(url, token ? [SUBPROTOCOL, `bearer.${token}`] : [SUBPROTOCOL]);
     const sid = own(
@@ -190,12 +198,19 @@ const imports = {
       0,
       (code = 1000, reason = "") => {
         detach(ws);
-        if (ws.readyState < 2) ws.close(code, reason);
+        if (ws.readyState < 2) {
+          log(h, "close", { code, reason });
+          ws.close(code, reason);
+        }
       },
       ws,
     );
-    ws.onmessage = (e) => onMessage(h, sid, e.data);
+    ws.onmessage = (e) => {
+      log(h, "receive", e.data);
+      onMessage(h, sid, e.data);
+    };
     ws.onclose = (e) => {
+      log(h, "closed", { code: e.code, reason: e.reason });
       owned.delete(sid);
       detach(ws);
       event(h, "closed", e.reason ?? "", "", sid, e.code);
@@ -203,7 +218,13 @@ const imports = {
     return sid;
   },
   ws_send(sid, ptr, len) {
-    owned.get(sid)?._ws.send(text(ptr, len));
+    const r = owned.get(sid);
+    if (r) {
+      const t = text(ptr, len);
+      // (a refresh frame's token is not logged)
+      log(r.h, "send", t.startsWith('{"type":"refresh"') ? '{"type":"refresh","token":"(not logged)"}' : t);
+      r._ws.send(t);
+    }
   },
   ws_close(sid, code, ptr, len) {
     imports.release(sid, code, text(ptr, len));

@@ -53,44 +53,6 @@ const toMessage = (f) => {
 };
 const isMessage = (f) => isCount(f?.seq) && isStr(f.from) && isStr(f.user);
 
-/**
- * The `WebSocket` option wrapped to report what crosses it to `log` (the `debug` and `logger`
- * options): connects, frames both ways, closes. Only wrapped when asked for, so logging off costs
- * nothing. Tokens are never logged (they travel in the subprotocol, and in `refresh` frames,
- * which are logged without theirs).
- */
-function logged(WS, log) {
-  return function LoggedWebSocket(url, protocols) {
-    log("connect", url);
-    const ws = new WS(url, protocols);
-    const wrap = (kind, f, detail) =>
-      f
-      && ((e) => {
-        log(kind, detail(e));
-        f(e);
-      });
-    return {
-      get readyState() {
-        return ws.readyState;
-      },
-      set onmessage(f) {
-        ws.onmessage = wrap("receive", f, (e) => e.data);
-      },
-      set onclose(f) {
-        ws.onclose = wrap("closed", f, (e) => ({ code: e.code, reason: e.reason }));
-      },
-      send(text) {
-        log("send", text.startsWith('{"type":"refresh"') ? '{"type":"refresh","token":"(not logged)"}' : text);
-        ws.send(text);
-      },
-      close(code, reason) {
-        log("close", { code, reason });
-        ws.close(code, reason);
-      },
-    };
-  };
-}
-
 /** The platform's clock, called the way the platform needs (unbound timers throw in browsers). */
 const CLOCK = { now: () => Date.now(), setTimeout: (f, ms) => setTimeout(f, ms), clearTimeout: (t) => clearTimeout(t) };
 
@@ -166,7 +128,9 @@ class Room {
     this.#log = log;
     this.#host = new Host(this, {
       ...options,
-      WebSocket: log ? logged(WebSocket, log) : WebSocket,
+      WebSocket,
+      // what crosses the socket is logged by the host (connects, frames, closes)
+      _log: log,
       clock,
       clientId: this.clientId,
       endpoint: ep,
