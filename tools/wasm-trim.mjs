@@ -13,22 +13,26 @@
 //                                            location path (`/rustc/…`) on, if nothing outside it
 //                                            points into it; else leaves it and says so
 //
-// Both rewrite FILE in place and fail if they do not find what they expect (a new toolchain may
-// lay things out otherwise: then this tool needs a look, not a silent pass).
+// Both rewrite FILE in place, and say so when they find nothing to do (a new toolchain may name or
+// lay things out otherwise: then this tool needs a look; the size budget fails the build anyway).
 import { readFileSync, writeFileSync } from "node:fs";
 
 /**
  * The functions that only build a panic message and trap: the out-of-memory handler ("memory
  * allocation of N bytes failed"), `capacity_overflow`, and `raw_vec::handle_error`, which calls
- * one or the other (Rust's v0 or legacy symbol names).
+ * one or the other. Each name with its length, as Rust's v0 and legacy manglings both write it,
+ * so a longer name cannot match.
  */
-const MESSAGE_BUILDERS = [/___rdl_alloc_error_handler\b/, /raw_vec17capacity_overflow\b/, /raw_vec12handle_error\b/];
+const MESSAGE_BUILDERS = [/25___rdl_alloc_error_handler|9__rdl_oom/, /7raw_vec17capacity_overflow/, /7raw_vec12handle_error/];
 
 function stub(wat) {
   const lines = wat.split("\n");
   for (const name of MESSAGE_BUILDERS) {
     const at = lines.findIndex((l) => l.startsWith(" (func $") && name.test(l.split(" ")[2]));
-    if (at < 0) throw new Error(`no function matching ${name}`);
+    if (at < 0) {
+      console.warn(`wasm-trim: no function matching ${name} (left as it is)`);
+      continue;
+    }
     const end = lines.indexOf(" )", at);
     lines.splice(at + 1, end - at - 1, "  (unreachable)");
   }
@@ -63,7 +67,10 @@ function tail(wat) {
     return m ? [{ line: i, name: m[1] ?? "", start: Number(m[2]), bytes: bytesOf(m[3]) }] : [];
   });
   const ro = segments.find((s) => s.bytes.includes("/rustc/"));
-  if (!ro) throw new Error("no data segment holds a /rustc/ path");
+  if (!ro) {
+    console.warn("wasm-trim: no data segment holds a /rustc/ path (nothing dropped)");
+    return wat;
+  }
   const cut = ro.start + ro.bytes.indexOf("/rustc/");
   const end = ro.start + ro.bytes.length;
   // Every address the code names (constants and load/store offsets, which wasm-opt folds
