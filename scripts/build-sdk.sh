@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the browser SDK into sdk/dist: Rust -> wasm (no_std, opt-level z, LTO, panic=abort),
-# wasm-opt -Oz, then one ESM file with the wasm inlined (gzipped by Zopfli and written as text in
-# the JavaScript's own characters: sdk/examples/pack.rs; DecompressionStream unpacks it)
+# wasm-opt -Oz (with tools/wasm-trim.mjs), then one ESM file with the wasm inlined (deflated by
+# Zopfli and written as text in the JavaScript's own characters: sdk/examples/pack.rs;
+# DecompressionStream unpacks it)
 # and its TypeScript types. Prints the sizes, and fails when the package file (what a page loads)
 # is over its gzipped budget (tools/sdk-size.mjs; sdk/README.md, Size).
 set -euo pipefail
@@ -22,14 +23,28 @@ rm -rf sdk/pkg && mkdir -p sdk/pkg sdk/dist
 # starts above it), which the SDK never comes near; it lets wasm-opt fold constant offsets.
 # --always-inline-max-function-size 6 (default 2): inlining the smallest functions everywhere makes
 # the wasm 0.7% larger raw but 0.8% smaller gzipped (measured 2 to 16; 6 was the smallest).
-wasm-opt -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-nontrapping-float-to-int \
-  --enable-sign-ext --enable-mutable-globals --enable-multivalue --strip-target-features --converge --low-memory-unused \
-  --always-inline-max-function-size 6 \
-  "${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/release/roomcast_sdk.wasm" -o sdk/pkg/roomcast_sdk.wasm
-# The wasm goes in as text (sdk/examples/pack.rs: Zopfli's gzip, written in characters as frequent
+# The linker's `__heap_base` and `__data_end` exports go first: the host reads neither.
+optimize() {
+  wasm-opt --remove-exports --pass-arg='remove-exports@__*' -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-nontrapping-float-to-int \
+    --enable-sign-ext --enable-mutable-globals --enable-multivalue --strip-target-features --converge --low-memory-unused \
+    --always-inline-max-function-size 6 "$@"
+}
+# tools/wasm-trim.mjs: std's out-of-memory and capacity-overflow message builders become bare traps
+# (the panic handler never reads a message), then the data only they reached is dropped.
+wasm-dis "${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/release/roomcast_sdk.wasm" -o sdk/pkg/linked.wat
+node tools/wasm-trim.mjs stub sdk/pkg/linked.wat
+optimize sdk/pkg/linked.wat -o sdk/pkg/optimized.wasm
+wasm-dis sdk/pkg/optimized.wasm -o sdk/pkg/optimized.wat
+node tools/wasm-trim.mjs tail sdk/pkg/optimized.wat
+optimize sdk/pkg/optimized.wat -o sdk/pkg/roomcast_sdk.wasm
+rm sdk/pkg/linked.wat sdk/pkg/optimized.wasm sdk/pkg/optimized.wat
+# The wasm goes in as text (sdk/examples/pack.rs: Zopfli's deflate, written in characters as frequent
 # as the JavaScript's own), so the JavaScript is bundled once without it to count them.
+# Properties named `_…` are the package's own (between js/host.js and js/index.js): esbuild renames
+# them; `_resources` (the tests read it) and `__proto__` keep their names.
 bundle() {
   esbuild sdk/js/index.js --bundle --format=esm --platform=browser --target=es2022 --minify \
+    --mangle-props='^_' --reserve-props='^(_resources|__proto__)$' \
     --loader:.txt=text --log-level=warning --outfile=sdk/dist/index.js
 }
 : > sdk/pkg/roomcast_sdk.wasm.txt

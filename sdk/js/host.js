@@ -8,7 +8,7 @@
 // No import throws: what the WebSocket or the clock throws is caught and reported as an `error`
 // event (`host_error`, with what was thrown as its `cause`) of the connection whose call ran.
 
-// The wasm, gzipped by the build and inlined as text into the package file (esbuild's text
+// The wasm, deflated by the build (zlib format) and inlined as text into the package file (esbuild's text
 // loader): read as a Huffman-coded text whose code follows this JavaScript's own character
 // frequencies, so the page's gzip codes both with one Huffman table at little cost (each character
 // stands for its code's bits: sdk/examples/pack.rs; sdk/README.md, Size).
@@ -45,7 +45,7 @@ const SUBPROTOCOL = "roomcast.v1";
 
 /** Connection id -> its host. */
 const hosts = new Map();
-/** Resource id -> { h: its connection's host, k: 0 socket | 1 timer | 2 listeners, free(code, reason), ws }. */
+/** Resource id -> { h: its connection's host, k: 0 socket | 1 timer | 2 listeners, _free(code, reason), _ws }. */
 const owned = new Map();
 const queue = [];
 let nextId = 1;
@@ -79,7 +79,7 @@ function call(h, f) {
   }
   while (!depth && queue.length) {
     const [h, kind, payload] = queue.shift();
-    h.room._dispatch(kind, payload);
+    h._room._dispatch(kind, payload);
   }
   return result;
 }
@@ -90,18 +90,26 @@ const emit = (h, kind, payload) => queue.push([h, kind, payload]);
  * Tells host `h`'s wasm half of event `name` (`conn_event`: an EVENTS name, texts `a` and `b`,
  * numbers `x`, `y`, `z`, NaN when absent); what it answers.
  */
-const event = (h, name, a = "", b = "", x, y, z) => call(h, (w) => w.conn_event(h.id, EVENTS.indexOf(name), ...str(a), ...str(b), x, y, z));
+const event = (h, name, a = "", b = "", x, y, z) =>
+  call(h, (w) => w.conn_event(h._id, EVENTS.indexOf(name), ...str(a), ...str(b), x, y, z));
 
 /** A resource of host `h`: its id. */
 function own(h, k, free, ws) {
   const id = nextId++;
-  owned.set(id, { h, k, free, ws });
+  owned.set(id, { h, k, _free: free, _ws: ws });
   return id;
 }
 
 function wake(h) {
   if (globalThis.document?.visibilityState !== "hidden") event(h, "wake");
 }
+
+/**
+ * Reports what crosses host `h`'s socket to the `debug` or `logger` option's function, if any:
+ * connects, frames both ways, closes. Tokens are never logged (they travel in the subprotocol,
+ * and in `refresh` frames, which are logged without theirs).
+ */
+const log = (h, kind, detail) => h._options._log?.(kind, detail);
 
 const detach = (ws) => {
   ws.onmessage = ws.onclose = null;
@@ -110,9 +118,9 @@ const detach = (ws) => {
 /** Hands an answer to the wasm half (`code`: the room's refusal), which settles the call it names. */
 function answered(h, f, seq, code) {
   // the settlement the wasm emits for this id carries the frame (a history page, an error's message)
-  h.answer = f;
+  h._answer = f;
   event(h, "settled", f.id, code, seq);
-  h.answer = null;
+  h._answer = null;
 }
 
 /** What the wasm half does with each server frame it acts on (SHAPES has checked it). */
@@ -121,7 +129,7 @@ const READ = {
     const l = f.limits;
     emit(h, "welcome", f);
     wasm.conn_welcome(
-      h.id,
+      h._id,
       ...str(f.epoch),
       f.seq,
       f.resume ? (f.resume.status === RESUMED[1] ? 1 : 2) : 0,
@@ -137,7 +145,7 @@ const READ = {
   message(h, f) {
     // With echo off the room still replays this client's own messages (so a replay has no
     // holes); they move lastSeq on but are not delivered.
-    const o = h.options;
+    const o = h._options;
     if (event(h, "message", "", "", f.seq) && (o.echo || f.from !== o.clientId)) emit(h, "message", f);
   },
   ack: (h, f) => answered(h, f, f.seq ?? -1, ""),
@@ -173,15 +181,16 @@ function onMessage(h, sid, data) {
 }
 
 const imports = {
-  now: (id) => hosts.get(id).clock.now(),
+  now: (id) => hosts.get(id)._clock.now(),
   ws_open(id, ep, epLen, since) {
     const h = hosts.get(id);
-    const o = h.options;
+    const o = h._options;
     let url = `${o.endpoint}?errors=close&cid=${encodeURIComponent(o.clientId)}${o.echo ? "&echo=1" : ""}`;
     // Without a resume point (the first connection, or none welcomed yet) the room rewinds.
     if (since >= 0) url += `&since=${since}&epoch=${encodeURIComponent(text(ep, epLen))}`;
     else if (o.rewind) url += `&rewind=${o.rewind}`;
-    const token = typeof o.token === "function" ? h.token : o.token;
+    const token = typeof o.token === "function" ? h._token : o.token;
+    log(h, "connect", url);
     // A constructor that throws (a URL or subprotocol the browser refuses) returns 0 (see guard).
     const ws = new o.WebSocket(url, token ? [SUBPROTOCOL, `bearer.${token}`] : [SUBPROTOCOL]);
     const sid = own(
@@ -189,12 +198,19 @@ const imports = {
       0,
       (code = 1000, reason = "") => {
         detach(ws);
-        if (ws.readyState < 2) ws.close(code, reason);
+        if (ws.readyState < 2) {
+          log(h, "close", { code, reason });
+          ws.close(code, reason);
+        }
       },
       ws,
     );
-    ws.onmessage = (e) => onMessage(h, sid, e.data);
+    ws.onmessage = (e) => {
+      log(h, "receive", e.data);
+      onMessage(h, sid, e.data);
+    };
     ws.onclose = (e) => {
+      log(h, "closed", { code: e.code, reason: e.reason });
       owned.delete(sid);
       detach(ws);
       event(h, "closed", e.reason ?? "", "", sid, e.code);
@@ -202,14 +218,20 @@ const imports = {
     return sid;
   },
   ws_send(sid, ptr, len) {
-    owned.get(sid)?.ws.send(text(ptr, len));
+    const r = owned.get(sid);
+    if (r) {
+      const t = text(ptr, len);
+      // (a refresh frame's token is not logged)
+      log(r.h, "send", t.startsWith('{"type":"refresh"') ? '{"type":"refresh","token":"(not logged)"}' : t);
+      r._ws.send(t);
+    }
   },
   ws_close(sid, code, ptr, len) {
     imports.release(sid, code, text(ptr, len));
   },
   timer_set(id, delay) {
     const h = hosts.get(id);
-    const c = h.clock;
+    const c = h._clock;
     const tid = own(h, 1, () => c.clearTimeout(t));
     const t = c.setTimeout(
       () => {
@@ -235,7 +257,7 @@ const imports = {
     const r = owned.get(rid);
     if (r) {
       owned.delete(rid);
-      r.free(code, reason);
+      r._free(code, reason);
     }
   },
   fetch_token(id) {
@@ -243,8 +265,8 @@ const imports = {
   },
   emit_status(id, state, attempt, delayMs, code, ptr, len) {
     const h = hosts.get(id);
-    h.state = STATES[state];
-    emit(h, "status", { state: h.state, attempt, delayMs, code, reason: text(ptr, len) });
+    h._state = STATES[state];
+    emit(h, "status", { state: h._state, attempt, delayMs, code, reason: text(ptr, len) });
   },
   emit_gap(id, ptr, len, since) {
     emit(hosts.get(id), "gap", { reason: text(ptr, len), since });
@@ -255,7 +277,7 @@ const imports = {
   },
   emit_settled(id, call, seq, codePtr, codeLen) {
     const h = hosts.get(id);
-    emit(h, "settled", { id: call, seq: seq < 0 ? undefined : seq, code: text(codePtr, codeLen), answer: h.answer });
+    emit(h, "settled", { id: call, seq: seq < 0 ? undefined : seq, code: text(codePtr, codeLen), _answer: h._answer });
   },
   give(ptr, len) {
     given = text(ptr, len);
@@ -283,17 +305,17 @@ let at = counts + 16;
 for (let length = 1, code = 0; length < 17; length++, code <<= 1) {
   for (let n = packed.charCodeAt(counts + length - 1) - 48; n--; ) codes[packed[at++]] = [code++, length];
 }
-const gzipped = new Uint8Array(parseInt(packed, 10));
+const deflated = new Uint8Array(parseInt(packed, 10));
 for (let acc = 0, bits = 0, j = 0; at < packed.length; at++) {
   const [code, length] = codes[packed[at]];
   acc = (acc << length) | code;
   bits += length;
   while (bits > 7) {
     bits -= 8;
-    gzipped[j++] = acc >> bits;
+    deflated[j++] = acc >> bits;
   }
 }
-const bytes = await new Response(new Response(gzipped).body.pipeThrough(new DecompressionStream("gzip"))).arrayBuffer();
+const bytes = await new Response(new Response(deflated).body.pipeThrough(new DecompressionStream("deflate"))).arrayBuffer();
 wasm = (await WebAssembly.instantiate(bytes, { host: guarded })).instance.exports;
 
 /**
@@ -303,23 +325,23 @@ wasm = (await WebAssembly.instantiate(bytes, { host: guarded })).instance.export
  */
 export class Host {
   constructor(room, options) {
-    this.room = room;
-    this.options = options;
-    this.clock = options.clock;
-    this.id = nextId++;
-    this.state = "connecting";
-    this.token = this.answer = null;
+    this._room = room;
+    this._options = options;
+    this._clock = options.clock;
+    this._id = nextId++;
+    this._state = "connecting";
+    this._token = this._answer = null;
   }
 
-  start() {
-    if (hosts.has(this.id) || this.finalSeq !== undefined) return;
-    const o = this.options;
+  _start() {
+    if (hosts.has(this._id) || this._finalSeq !== undefined) return;
+    const o = this._options;
     // Settings the app left out (or that are not numbers) arrive as NaN: the wasm's defaults.
     const n = (v) => (typeof v === "number" ? v : NaN);
-    hosts.set(this.id, this);
+    hosts.set(this._id, this);
     call(this, (w) =>
       w.conn_new(
-        this.id,
+        this._id,
         n(o.seed ?? Math.random() * 2 ** 53),
         typeof o.token === "function",
         n(o.minReconnectDelayMs),
@@ -337,9 +359,9 @@ export class Host {
   }
 
   /** The token function's result (undefined: it failed), for a connection attempt or a refresh. */
-  setToken(token) {
-    if (!hosts.has(this.id)) return;
-    this.token = token ?? null;
+  _setToken(token) {
+    if (!hosts.has(this._id)) return;
+    this._token = token ?? null;
     event(this, "token", JSON.stringify(token) ?? "", "", token !== undefined);
   }
 
@@ -349,31 +371,31 @@ export class Host {
    * id its frame carries], or [, why not (a FAILURES name), what the wasm gave with it]. Not
    * started yet, it is `offline`; freed, `closed`.
    */
-  request(name, a = "", b = "", x = NaN, y = NaN, z = NaN) {
-    if (!hosts.has(this.id)) return [, this.finalSeq === undefined ? FAILURES[3] : FAILURES[2]];
+  _request(name, a = "", b = "", x = NaN, y = NaN, z = NaN) {
+    if (!hosts.has(this._id)) return [, this._finalSeq === undefined ? FAILURES[3] : FAILURES[2]];
     const n = event(this, name, a, b, x, y, z);
     return n < 0 ? [, FAILURES[-n], given] : [n, , given];
   }
 
-  lastSeq() {
-    return hosts.has(this.id) ? event(this, "last_seq") : (this.finalSeq ?? 0);
+  _lastSeq() {
+    return hosts.has(this._id) ? event(this, "last_seq") : (this._finalSeq ?? 0);
   }
 
-  close() {
+  _close() {
     event(this, "close");
-    this.free();
+    this._free();
   }
 
   /** Drops the wasm half (it already released the socket, timer and listeners when it closed). */
-  free() {
-    if (!hosts.has(this.id)) return;
-    this.finalSeq = event(this, "last_seq");
-    call(this, (w) => w.conn_free(this.id));
-    hosts.delete(this.id);
+  _free() {
+    if (!hosts.has(this._id)) return;
+    this._finalSeq = event(this, "last_seq");
+    call(this, (w) => w.conn_free(this._id));
+    hosts.delete(this._id);
   }
 
   /** For tests: open [sockets, timers, listeners]. */
-  resources() {
+  _resources() {
     const n = [0, 0, 0];
     for (const r of owned.values()) if (r.h === this) n[r.k] += r.k > 1 ? 2 : 1;
     return n;

@@ -53,49 +53,11 @@ const toMessage = (f) => {
 };
 const isMessage = (f) => isCount(f?.seq) && isStr(f.from) && isStr(f.user);
 
-/**
- * The `WebSocket` option wrapped to report what crosses it to `log` (the `debug` and `logger`
- * options): connects, frames both ways, closes. Only wrapped when asked for, so logging off costs
- * nothing. Tokens are never logged (they travel in the subprotocol, and in `refresh` frames,
- * which are logged without theirs).
- */
-function logged(WS, log) {
-  return function LoggedWebSocket(url, protocols) {
-    log("connect", url);
-    const ws = new WS(url, protocols);
-    const wrap = (kind, f, detail) =>
-      f
-      && ((e) => {
-        log(kind, detail(e));
-        f(e);
-      });
-    return {
-      get readyState() {
-        return ws.readyState;
-      },
-      set onmessage(f) {
-        ws.onmessage = wrap("receive", f, (e) => e.data);
-      },
-      set onclose(f) {
-        ws.onclose = wrap("closed", f, (e) => ({ code: e.code, reason: e.reason }));
-      },
-      send(text) {
-        log("send", text.startsWith('{"type":"refresh"') ? '{"type":"refresh","token":"(not logged)"}' : text);
-        ws.send(text);
-      },
-      close(code, reason) {
-        log("close", { code, reason });
-        ws.close(code, reason);
-      },
-    };
-  };
-}
-
 /** The platform's clock, called the way the platform needs (unbound timers throw in browsers). */
 const CLOCK = { now: () => Date.now(), setTimeout: (f, ms) => setTimeout(f, ms), clearTimeout: (t) => clearTimeout(t) };
 
 /** A history answer as the app gets it (a malformed one rejects the call). */
-function toPage({ answer: f }) {
+function toPage({ _answer: f }) {
   if (!Array.isArray(f?.messages) || !f.messages.every(isMessage))
     throw new RoomcastError("bad_frame", "the room's history answer is malformed", { id: f?.id });
   return { messages: f.messages.map(toMessage), more: f.more === true };
@@ -166,7 +128,9 @@ class Room {
     this.#log = log;
     this.#host = new Host(this, {
       ...options,
-      WebSocket: log ? logged(WebSocket, log) : WebSocket,
+      WebSocket,
+      // what crosses the socket is logged by the host (connects, frames, closes)
+      _log: log,
       clock,
       clientId: this.clientId,
       endpoint: ep,
@@ -176,17 +140,17 @@ class Room {
   }
 
   #start() {
-    if (!this.#closed) this.#host.start();
+    if (!this.#closed) this.#host._start();
   }
 
   /** close() was called (perhaps before the connection started, when the host never ran). */
   #closed = false;
 
   get state() {
-    return this.#closed ? "closed" : this.#host.state;
+    return this.#closed ? "closed" : this.#host._state;
   }
   get lastSeq() {
-    return this.#host.lastSeq();
+    return this.#host._lastSeq();
   }
   /** The room's limits from the last welcome (the server's defaults before one came). */
   get limits() {
@@ -257,7 +221,7 @@ class Room {
 
   close() {
     this.#closed = true;
-    this.#host.close();
+    this.#host._close();
     // (the wasm half rejected what it held; before the connection started it held nothing)
     for (const id of this.#pending.keys()) this.#settle({ id, code: "closed" });
   }
@@ -268,15 +232,15 @@ class Room {
    */
   #request(name, args, value = () => {}, what = "message") {
     return new Promise((resolve, reject) => {
-      const [n, failure, given] = this.#closed ? [0, "closed"] : this.#host.request(name, ...args);
+      const [n, failure, given] = this.#closed ? [0, "closed"] : this.#host._request(name, ...args);
       if (failure) reject(this.#error(failure, undefined, undefined, what, given));
-      else if (n) this.#pending.set(n, { resolve, reject, value, what, id: given });
+      else if (n) this.#pending.set(n, { _resolve: resolve, _reject: reject, _value: value, _what: what, _id: given });
       else resolve(); // a broadcast nobody answers: handed to the socket
     });
   }
 
   /** The one settle path: the wasm half's answer to call number `id` (`code`: why it failed). */
-  #settle({ id, code, answer, ...rest }) {
+  #settle({ id, code, _answer: answer, ...rest }) {
     const call = this.#pending.get(id);
     const message = answer?.code === code ? answer.message : undefined;
     if (!call) {
@@ -286,11 +250,11 @@ class Room {
       return;
     }
     this.#pending.delete(id);
-    if (code) return call.reject(this.#error(code, message, call.id, call.what));
+    if (code) return call._reject(this.#error(code, message, call._id, call._what));
     try {
-      call.resolve(call.value({ answer, ...rest }));
+      call._resolve(call._value({ _answer: answer, ...rest }));
     } catch (e) {
-      call.reject(e);
+      call._reject(e);
     }
   }
 
@@ -332,7 +296,7 @@ class Room {
   #tokenFailed(message, cause) {
     this.#cause = cause;
     this.#emit("error", { code: "token_failed", message, cause });
-    this.#host.setToken(undefined);
+    this.#host._setToken(undefined);
   }
 
   /** The wasm half needs a token (to connect, or to refresh the open connection's). */
@@ -343,7 +307,7 @@ class Room {
       .then(
         (t) => {
           if (n !== this.#fetches) return;
-          if (isStr(t)) this.#host.setToken(t);
+          if (isStr(t)) this.#host._setToken(t);
           else this.#tokenFailed(`the token function resolved to ${t === null ? "null" : typeof t}, not a string`, t);
         },
         (e) => {
@@ -385,7 +349,7 @@ class Room {
     this.#emit("status", p);
     // Closed for good (close(), or a final code): the wasm half has released everything, and the
     // rejections it made follow this event.
-    if (p.state === "closed") this.#host.free();
+    if (p.state === "closed") this.#host._free();
   }
 
   /** What each event from the host does (see host.js); anything else goes to the app as it is. */
@@ -412,7 +376,7 @@ class Room {
 
   /** For tests: open [sockets, timers, listeners]. */
   _resources() {
-    return this.#host.resources();
+    return this.#host._resources();
   }
 }
 

@@ -113,7 +113,7 @@ export interface ConnectOptions {
   rewind?: number;
   /**
    * Logs state transitions and frames with `console.debug` (default false). Off, nothing is
-   * wrapped or formatted: it costs nothing.
+   * formatted: it costs nothing.
    */
   debug?: boolean;
   /**
