@@ -39,6 +39,9 @@ const EVENTS = [
   "close",
   "last_seq",
   "mark",
+  "gap",
+  "mark_read",
+  "watch",
 ];
 /** The subprotocol the server selects (roomcast_protocol::SUBPROTOCOL). */
 const SUBPROTOCOL = "roomcast.v1";
@@ -154,6 +157,35 @@ const READ = {
   pong: (h) => event(h, "pong"),
   mark: (h, f) => event(h, "mark", f.id),
   refreshed: (h, f) => event(h, "refreshed", "", "", f.expires),
+  // A session socket's first frame: the link is open (as a room's welcome opens a room). Its rooms
+  // then join at once: those waiting for it, and those backing off since it dropped.
+  session(h, f) {
+    emit(h, "session", f);
+    wasm.conn_welcome(h._id, ...str(""), 0, 0, ...str(""), f.expires, NaN, NaN, NaN, NaN, NaN);
+    h._open = true;
+    for (const r of h._rooms.values()) {
+      if (r._pendingJoin) h._ws.send(r._pendingJoin);
+      else event(r, "wake");
+      r._pendingJoin = null;
+    }
+  },
+  watch: (h, f) => emit(h, "watch", f),
+  read_position: (h, f) => emit(h, "read_position", f),
+};
+
+/**
+ * A frame of session `h` for one of its rooms (`r`): what the room's socket would have got, its
+ * `joined` as the welcome (without a heartbeat: the session's socket pings), its `left` as the
+ * close of its join.
+ */
+const ROOM_READ = {
+  joined: (r, f) => READ.welcome(r, { ...f, heartbeat: undefined }),
+  left(r, f) {
+    const sid = r._vsid;
+    owned.delete(sid);
+    event(r, "closed", f.reason, "", sid, f.code);
+  },
+  gap: (r, f) => event(r, "gap", "", "", f.until),
 };
 
 /**
@@ -174,8 +206,13 @@ function onMessage(h, sid, data) {
       } catch {}
       const shape = SHAPES[f?.type];
       const why = f === undefined ? "not JSON" : !isStr(f?.type) ? "not a frame" : shape && !shape(f) && `invalid ${f.type} frame`;
+      // A session socket's room frame goes to that room (the session's own frames carry no
+      // room, but for its watch and read positions); one for a room it has not joined is dropped.
       if (why) emit(h, "error", { code: "bad_frame", message: why, frame: line.slice(0, 200) });
-      else if (shape) (READ[f.type] ?? ((h) => emit(h, f.type, f)))(h, f);
+      else if (h._rooms && isStr(f.room) && f.type !== "watch" && f.type !== "read_position") {
+        const r = shape && h._rooms.get(f.room);
+        if (r) call(r, () => (ROOM_READ[f.type] ?? READ[f.type] ?? ((r) => emit(r, f.type, f)))(r, f));
+      } else if (shape) (READ[f.type] ?? ((h) => emit(h, f.type, f)))(h, f);
     }
   });
 }
@@ -185,10 +222,14 @@ const imports = {
   ws_open(id, ep, epLen, since) {
     const h = hosts.get(id);
     const o = h._options;
-    let url = `${o.endpoint}?errors=close&cid=${encodeURIComponent(o.clientId)}${o.echo ? "&echo=1" : ""}`;
-    // Without a resume point (the first connection, or none welcomed yet) the room rewinds.
-    if (since >= 0) url += `&since=${since}&epoch=${encodeURIComponent(text(ep, epLen))}`;
-    else if (o.rewind) url += `&rewind=${o.rewind}`;
+    let url = `${o.endpoint}?errors=close&cid=${encodeURIComponent(o.clientId)}`;
+    // (a session socket resumes nothing: its rooms do, each in its join)
+    if (!h._rooms) {
+      if (o.echo) url += "&echo=1";
+      // Without a resume point (the first connection, or none welcomed yet) the room rewinds.
+      if (since >= 0) url += `&since=${since}&epoch=${encodeURIComponent(text(ep, epLen))}`;
+      else if (o.rewind) url += `&rewind=${o.rewind}`;
+    }
     const token = typeof o.token === "function" ? h._token : o.token;
     log(h, "connect", url);
     // A constructor that throws (a URL or subprotocol the browser refuses) returns 0 (see guard).
@@ -214,8 +255,24 @@ const imports = {
       owned.delete(sid);
       detach(ws);
       event(h, "closed", e.reason ?? "", "", sid, e.code);
+      // A session socket: every room's join went with it.
+      h._open = false;
+      for (const r of h._rooms?.values() ?? []) {
+        if (owned.delete(r._vsid)) event(r, "closed", e.reason ?? "", "", r._vsid, e.code);
+      }
     };
+    h._ws = ws;
     return sid;
+  },
+  ws_join(id, ptr, len) {
+    const r = hosts.get(id);
+    const link = r._options._link;
+    const t = text(ptr, len);
+    // Released (the room gave up on it, or left), a join not sent yet never goes.
+    r._vsid = own(r, 0, () => (r._pendingJoin = null), { send: (t) => link._open && link._ws.send(t) });
+    if (link._open) link._ws.send(t);
+    else r._pendingJoin = t;
+    return r._vsid;
   },
   ws_send(sid, ptr, len) {
     const r = owned.get(sid);
@@ -331,6 +388,9 @@ export class Host {
     this._id = nextId++;
     this._state = "connecting";
     this._token = this._answer = null;
+    // A session socket knows its rooms' hosts by name; a room of one registers with it.
+    if (options._session) this._rooms = new Map();
+    options._link?._rooms.set(options.room, this);
   }
 
   _start() {
@@ -354,6 +414,10 @@ export class Host {
         n(o.pongTimeoutMs),
         n(o.queueMax),
         n(o.maxTokenFailures),
+        // a room of a session socket: its name (as JSON), its rewind and echo go in its join
+        ...str(o._link ? JSON.stringify(o.room) : ""),
+        n(o.rewind),
+        !!o.echo,
       ),
     );
   }
@@ -386,12 +450,29 @@ export class Host {
     this._free();
   }
 
+  /** A session socket's room: the user read it up to `seq`. */
+  _markRead(seq) {
+    if (hosts.has(this._id)) event(this, "mark_read", "", "", seq);
+  }
+
+  /** A session socket: the rooms it watches. */
+  _watch(rooms) {
+    if (hosts.has(this._id)) event(this, "watch", JSON.stringify(rooms));
+  }
+
+  /** Back online (the app says so): reconnect now if waiting, or check the link. */
+  _wake() {
+    if (hosts.has(this._id)) event(this, "wake");
+  }
+
   /** Drops the wasm half (it already released the socket, timer and listeners when it closed). */
   _free() {
     if (!hosts.has(this._id)) return;
     this._finalSeq = event(this, "last_seq");
     call(this, (w) => w.conn_free(this._id));
     hosts.delete(this._id);
+    const link = this._options._link;
+    if (link?._rooms.get(this._options.room) === this) link._rooms.delete(this._options.room);
   }
 
   /** For tests: open [sockets, timers, listeners]. */

@@ -4,7 +4,7 @@ import { RoomcastError } from "./error.js";
 import { Host } from "./host.js";
 import { isStr } from "./shapes.js";
 
-const EVENTS = ["message", "presence", "status", "gap", "direct", "broadcast", "error"];
+const EVENTS = ["message", "presence", "status", "gap", "direct", "broadcast", "error", "read"];
 /** Room names as the server takes them (protocol::name::validate_room). */
 // A user-limited room (`dm~alice,bob`) lists user ids after a `~`; the server checks their order.
 const ROOM_NAME = /^(?=.{1,128}$)[A-Za-z0-9_.:-]+(~[A-Za-z0-9_.:@-]{1,64}(,[A-Za-z0-9_.:@-]{1,64})*)?$/;
@@ -23,11 +23,12 @@ const TEXT = {
   disconnected: "the connection dropped before the room answered: the message may or may not have been delivered",
 };
 
-function endpoint(url, room) {
+/** The WebSocket URL of `path` (`/rooms/<room>/ws`, `/session/ws`) under the app's `url`. */
+function endpoint(url, path) {
   const base = new URL(url, globalThis.location?.href);
   if (base.protocol === "http:") base.protocol = "ws:";
   if (base.protocol === "https:") base.protocol = "wss:";
-  base.pathname = `${base.pathname.replace(/\/$/, "")}/rooms/${room}/ws`;
+  base.pathname = `${base.pathname.replace(/\/$/, "")}${path}`;
   base.search = "";
   return base.href;
 }
@@ -86,6 +87,8 @@ class Room {
   #echo;
   /** The `debug` or `logger` option's function (undefined: logging off). */
   #log;
+  /** Joined through a session (createClient): the user's read position here. */
+  #readSeq = 0;
 
   constructor(options) {
     if (!options?.url || !options?.room) throw new TypeError("roomcast: connect() needs url and room");
@@ -107,7 +110,7 @@ class Room {
       throw new TypeError(`roomcast: rewind must be a whole number of messages, not ${quote(options.rewind)}`);
     }
     if (options.logger !== undefined && !isFn(options.logger)) throw new TypeError("roomcast: logger must be a function (kind, detail)");
-    const ep = endpoint(options.url, options.room);
+    const ep = endpoint(options.url, `/rooms/${options.room}/ws`);
     this.#token = options.token;
     this.#echo = !!options.echo;
     // One client id per connect() (per tab): the room filters echo by client id.
@@ -219,6 +222,39 @@ class Room {
     return Array.from(this.#members.values());
   }
 
+  /**
+   * A room joined through createClient(): the user has read it up to `seq`. Every device of the
+   * user learns it (a `read` event) and `unread` follows. Sent while joined; never moves back.
+   */
+  markRead(seq) {
+    if (!this._session) throw new TypeError("roomcast: markRead() is for rooms joined with createClient().join()");
+    if (!isCount(seq)) throw new TypeError(`roomcast: markRead takes a seq, not ${quote(seq)}`);
+    this.#host._markRead(seq);
+  }
+
+  /** A room joined through createClient(): the messages after the user's read position. */
+  get unread() {
+    return Math.max(0, this.lastSeq - this.#readSeq);
+  }
+
+  /** The user's read position in this room (0 before any). */
+  get readSeq() {
+    return this.#readSeq;
+  }
+
+  /** Leaves a room joined through createClient() (the same as close()). */
+  leave() {
+    this.close();
+  }
+
+  /** The session's read position for this room moved (or a joined frame said it). */
+  _read(seq) {
+    if (seq > this.#readSeq) {
+      this.#readSeq = seq;
+      this.#emit("read", { seq, unread: this.unread });
+    }
+  }
+
   close() {
     this.#closed = true;
     this.#host._close();
@@ -318,6 +354,7 @@ class Room {
 
   /** A welcome: the room's limits, and the member list (a reconnect may have missed changes). */
   #welcomed(p) {
+    if (isCount(p.read)) this._read(p.read);
     if (p.limits && typeof p.limits === "object") this.#limits = p.limits;
     const before = this.#members;
     this.#members = new Map(p.members.map((m) => [m.user, m]));
@@ -383,6 +420,146 @@ class Room {
 /** Opens a room; see index.d.ts for the options and events. */
 export function connect(options) {
   return new Room(options);
+}
+
+const CLIENT_EVENTS = ["status", "error", "watch", "read"];
+
+/**
+ * One socket for any number of rooms (docs/PROTOCOL.md, Sessions): one backoff, one heartbeat,
+ * one token refresh; after a reconnect every joined room resumes at once. Each joined room is a
+ * Room with the interface of connect()'s (its own client machine, relayed over this socket).
+ */
+class Client {
+  #host;
+  #handlers = new Map();
+  #options;
+  #rooms = new Map();
+  /** The rooms watched (sent again on every connection), their heads, the user's read positions. */
+  #watched = [];
+  #heads = new Map();
+  #reads = new Map();
+  #fetches = 0;
+
+  constructor(options) {
+    if (!options?.url) throw new TypeError("roomcast: createClient() needs url");
+    if (!isStr(options.token) && !isFn(options.token))
+      throw new TypeError("roomcast: createClient() needs a token (a string or a function)");
+    if (options.clientId !== undefined && !CLIENT_ID.test(options.clientId)) {
+      throw new TypeError(`roomcast: invalid clientId ${quote(options.clientId)}: 1-64 characters of A-Z a-z 0-9 _ -`);
+    }
+    const WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    if (!isFn(WebSocket)) throw new TypeError("roomcast: no WebSocket here: pass one as the WebSocket option");
+    const clock = options.clock ?? CLOCK;
+    this.clientId = options.clientId ?? randomId();
+    this.#options = { ...options, WebSocket, clock, clientId: this.clientId };
+    this.#host = new Host(this, { ...this.#options, endpoint: endpoint(options.url, "/session/ws"), _session: true });
+    queueMicrotask(() => this.#host._start());
+  }
+
+  get status() {
+    return this.#host._state;
+  }
+
+  on(event, handler) {
+    if (!CLIENT_EVENTS.includes(event)) throw new TypeError(`roomcast: unknown event ${event}`);
+    if (!this.#handlers.has(event)) this.#handlers.set(event, new Set());
+    this.#handlers.get(event).add(handler);
+    return () => this.#handlers.get(event)?.delete(handler);
+  }
+
+  /**
+   * Joins `room` over this client's socket: a Room with the same interface and events as
+   * connect()'s, plus leave(), markRead(seq) and unread. Joining a room already joined returns it.
+   */
+  join(room, options = {}) {
+    const open = this.#rooms.get(room);
+    if (open && open.state !== "closed") return open;
+    const { token, ...own } = this.#options;
+    const r = new Room({ ...own, ...options, room, clientId: this.clientId, _link: this.#host });
+    r._session = this;
+    this.#rooms.set(room, r);
+    if (this.#reads.has(room)) r._read(this.#reads.get(room));
+    return r;
+  }
+
+  /** The rooms to show without joining them (a sidebar): their seq and unread count follow. */
+  watch(rooms) {
+    if (!Array.isArray(rooms) || !rooms.every((r) => isStr(r) && ROOM_NAME.test(r))) {
+      throw new TypeError("roomcast: watch() takes an array of room names");
+    }
+    this.#watched = [...rooms];
+    this.#host._watch(this.#watched);
+  }
+
+  /** The rooms joined or watched, with their latest seq, the user's read position and unread count. */
+  rooms() {
+    const list = new Map();
+    for (const [room, seq] of this.#heads) list.set(room, seq);
+    for (const [room, r] of this.#rooms) if (r.state !== "closed") list.set(room, r.lastSeq);
+    return [...list].map(([room, seq]) => {
+      const readSeq = this.#reads.get(room) ?? 0;
+      return { room, seq, readSeq, unread: Math.max(0, seq - readSeq) };
+    });
+  }
+
+  /** Reconnects now if waiting (after an outage the app noticed), or checks the link at once. */
+  reconnect() {
+    this.#host._wake();
+  }
+
+  close() {
+    for (const r of this.#rooms.values()) r.close();
+    this.#host._close();
+  }
+
+  #emit(event, payload) {
+    for (const h of this.#handlers.get(event) ?? []) {
+      try {
+        h(payload);
+      } catch (e) {
+        queueMicrotask(() => {
+          throw e;
+        });
+      }
+    }
+  }
+
+  #fetchToken() {
+    const n = ++this.#fetches;
+    const t = this.#options.token;
+    Promise.resolve()
+      .then(() => (isFn(t) ? t() : t))
+      .then(
+        (t) => n === this.#fetches && this.#host._setToken(isStr(t) ? t : undefined),
+        (e) => {
+          if (n !== this.#fetches) return;
+          this.#emit("error", { code: "token_failed", message: `the token function failed: ${e?.message ?? e}`, cause: e });
+          this.#host._setToken(undefined);
+        },
+      );
+  }
+
+  /** Events from the host (see host.js); not part of the API. */
+  _dispatch(kind, p) {
+    if (kind === "token") return this.#fetchToken();
+    if (kind === "status") {
+      this.#emit("status", p);
+      if (p.state === "open" && this.#watched.length) this.#host._watch(this.#watched);
+      if (p.state === "closed") this.#host._free();
+    } else if (kind === "watch") {
+      this.#heads.set(p.room, p.seq);
+      this.#emit("watch", { room: p.room, seq: p.seq, unread: p.unread });
+    } else if (kind === "read_position") {
+      this.#reads.set(p.room, p.seq);
+      this.#rooms.get(p.room)?._read(p.seq);
+      this.#emit("read", { room: p.room, seq: p.seq });
+    } else if (kind === "error") this.#emit("error", p);
+  }
+}
+
+/** One socket for any number of rooms; see index.d.ts. */
+export function createClient(options) {
+  return new Client(options);
 }
 
 export { RoomcastError };

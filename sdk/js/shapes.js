@@ -28,4 +28,11 @@ export const SHAPES = {
   // its messages are checked by the API layer, which settles the call either way
   history: (f) => isStr(f.id),
   refreshed: (f) => isSeq(f.expires),
+  // a session socket's own frames (docs/PROTOCOL.md, Sessions); its rooms' frames carry `room`
+  session: (f) => isStr(f.user) && isStr(f.clientId),
+  joined: (f) => isStr(f.room) && SHAPES.welcome(f) && (f.read === undefined || isSeq(f.read)),
+  left: (f) => isStr(f.room) && isSeq(f.code),
+  gap: (f) => isStr(f.room) && isStr(f.reason) && (f.until === undefined || isSeq(f.until)),
+  watch: (f) => isStr(f.room) && isSeq(f.seq) && isSeq(f.unread),
+  read_position: (f) => isStr(f.room) && isSeq(f.seq),
 };

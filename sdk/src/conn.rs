@@ -3,7 +3,15 @@
 //! machine returned and keeps one timer at its next deadline.
 
 use crate::host::{self, Socket, Timer, WakeListeners};
-use roomcast_protocol::client::{Client, ClientConfig, Output, State};
+use alloc::string::String;
+use roomcast_protocol::client::{session, Client, ClientConfig, Output, State};
+
+/// A room of a session socket: its name (as a JSON string) and how it joins.
+pub struct Relay {
+    pub room: String,
+    pub rewind: Option<u64>,
+    pub echo: bool,
+}
 
 // The client first: its fields keep the offsets its own code uses (see `Client`).
 #[repr(C)]
@@ -13,14 +21,18 @@ pub struct Conn {
     socket: Option<Socket>,
     timer: Option<Timer>,
     wake: Option<WakeListeners>,
+    /// Set for a room of a session socket: its "socket" is its join on the session's.
+    relay: Option<Relay>,
 }
 
 impl Conn {
     /// Starts connecting at once (the host creates connections once the app could attach its
     /// handlers).
-    pub fn start(id: u32, config: ClientConfig, seed: u64, fetches_token: bool) -> Conn {
+    pub fn start(id: u32, config: ClientConfig, seed: u64, fetches_token: bool, relay: Option<Relay>) -> Conn {
         let client = Client::new(config, seed, fetches_token, host::now(id));
-        let mut conn = Conn { id, client, socket: None, timer: None, wake: Some(WakeListeners::add(id)) };
+        // A session's rooms wake with their session (the host wakes them when it opens).
+        let wake = if relay.is_none() { Some(WakeListeners::add(id)) } else { None };
+        let mut conn = Conn { id, client, socket: None, timer: None, wake, relay };
         conn.pump();
         conn
     }
@@ -51,23 +63,42 @@ impl Conn {
         }
     }
 
+    /// Sends a frame on the connection's socket, if it has one; a session's room adds its name.
+    pub fn send(&self, text: &str) {
+        let Some(s) = &self.socket else { return };
+        match &self.relay {
+            Some(r) => s.send(&session::with_room(&r.room, text)),
+            None => s.send(text),
+        }
+    }
+
+    /// A session's frame of this connection's own (`mark_read`, `watch`), sent only while open.
+    pub fn send_own(&self, frame: impl FnOnce(Option<&str>) -> String) {
+        if let (Some(s), State::Open) = (&self.socket, self.client.state()) {
+            s.send(&frame(self.relay.as_ref().map(|r| r.room.as_str())));
+        }
+    }
+
     pub fn pump(&mut self) {
         while let Some(out) = self.client.poll_output() {
             match out {
                 Output::FetchToken => host::fetch_token(self.id),
                 Output::Connect { resume } => {
-                    self.socket = Socket::open(self.id, resume.as_ref().map(|(e, s)| (e.as_str(), *s)));
+                    let resume = resume.as_ref().map(|(e, s)| (e.as_str(), *s));
+                    self.socket = match &self.relay {
+                        Some(r) => Some(Socket::join(self.id, &session::join_frame(&r.room, resume, r.rewind, r.echo))),
+                        None => Socket::open(self.id, resume),
+                    };
                     if self.socket.is_none() {
                         // The browser refused outright (the host reported why): it would again.
                         self.client.handle_socket_refused();
                     }
                 }
-                Output::Send(text) => {
-                    if let Some(s) = &self.socket {
-                        s.send(&text);
-                    }
-                }
+                Output::Send(text) => self.send(&text),
                 Output::CloseSocket(code) => {
+                    if let Some(r) = &self.relay {
+                        self.send(&session::leave_frame(&r.room));
+                    }
                     if let Some(s) = self.socket.take() {
                         s.close(code);
                     }

@@ -9,7 +9,7 @@
 //! host dispatches events only after an export returned); should one be, it finds its connection
 //! out of the table and does nothing.
 
-use crate::conn::Conn;
+use crate::conn::{Conn, Relay};
 use crate::host;
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -17,7 +17,7 @@ use alloc::vec::Vec;
 use core::cell::Cell;
 use roomcast_protocol::client::abi::{self, Event};
 use roomcast_protocol::client::backoff::Backoff;
-use roomcast_protocol::client::{push_u64, CallId, Client, ClientConfig, QueueError, Resumed, Welcome};
+use roomcast_protocol::client::{push_u64, session, CallId, Client, ClientConfig, QueueError, Resumed, Welcome};
 
 // Boxed: taking a connection out and putting it back moves a pointer, not the whole connection
 // (which in every export cost more wasm than the box).
@@ -100,7 +100,16 @@ pub extern "C" fn conn_new(
     pong_timeout: f64,
     queue_max: f64,
     max_token_failures: f64,
+    room: *mut u8,
+    room_len: usize,
+    rewind: f64,
+    echo: u32,
 ) {
+    // SAFETY: `room` comes from `alloc`, filled by the host (see `take`).
+    let room = unsafe { take(room, room_len) };
+    // A room of a session socket (its name given, as JSON): no pings (the session's socket has
+    // them), no token (the session's), acks that move nothing (see ClientConfig::relayed).
+    let relay = (!room.is_empty()).then(|| Relay { room, rewind: optional(rewind), echo: echo != 0 });
     let d = ClientConfig::default();
     let config = ClientConfig {
         backoff: Backoff {
@@ -115,9 +124,11 @@ pub extern "C" fn conn_new(
         pong_timeout_ms: setting(pong_timeout, d.pong_timeout_ms),
         queue_max: setting(queue_max, d.queue_max as u64) as usize,
         max_token_failures: setting(max_token_failures, d.max_token_failures.into()).min(u32::MAX.into()) as u32,
-        relayed: false,
+        relayed: relay.is_some(),
     };
-    put_back(Box::new(Conn::start(id, config, setting(seed, 0), fetches_token != 0)));
+    let config = if relay.is_some() { ClientConfig { ping_interval_ms: u64::MAX / 4, ..config } } else { config };
+    let fetches_token = fetches_token != 0 && relay.is_none();
+    put_back(Box::new(Conn::start(id, config, setting(seed, 0), fetches_token, relay)));
 }
 
 /// A `welcome` frame. `resumed`: 0 no resume asked, 1 recovered, 2 not (with `reason`), as
@@ -227,6 +238,9 @@ pub unsafe extern "C" fn conn_event(
                     Event::Close => client.close(),
                     Event::LastSeq => return Some(client.last_seq() as f64),
                     Event::Mark => client.handle_mark(&a),
+                    Event::Gap => client.handle_gap(setting(x, 0)),
+                    Event::MarkRead => c.send_own(|room| session::mark_read_frame(room.unwrap_or_default(), setting(x, 0))),
+                    Event::Watch => c.send_own(|_| session::watch_frame(&a)),
                     _ => {}
                 }
                 return Some(0.0);

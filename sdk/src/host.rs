@@ -23,6 +23,9 @@ mod imports {
         /// browser refused to create it (the constructor threw).
         pub fn ws_open(conn: u32, epoch: *const u8, epoch_len: usize, since: f64) -> u32;
         pub fn ws_send(socket: u32, text: *const u8, len: usize);
+        /// A room of a session socket joins: `text` is its `join` frame, which the host sends on
+        /// the session's socket (now, or once that socket is open); the join's id, like a socket's.
+        pub fn ws_join(conn: u32, text: *const u8, len: usize) -> u32;
         /// Detaches the socket's handlers and closes it with a code and reason.
         pub fn ws_close(socket: u32, code: u32, reason: *const u8, len: usize);
         /// Starts a timer for the connection: its id.
@@ -96,6 +99,12 @@ impl Socket {
         // SAFETY: an import; the string is live and only read before it returns.
         let id = unsafe { imports::ws_open(conn, epoch.as_ptr(), epoch.len(), since) };
         (id != 0).then_some(Socket(id))
+    }
+
+    /// A room's join on its session's socket (see `ws_join`).
+    pub fn join(conn: u32, frame: &str) -> Socket {
+        // SAFETY: an import; the string is live and only read before it returns.
+        Socket(unsafe { imports::ws_join(conn, frame.as_ptr(), frame.len()) })
     }
 
     pub fn id(&self) -> u32 {

@@ -38,6 +38,12 @@ async function instance() {
       log.push(["open", conn, id]);
       return id;
     },
+    ws_join(conn, ptr, len) {
+      const id = nextId++;
+      live.sockets.set(id, conn);
+      log.push(["join", conn, id, text(ptr, len)]);
+      return id;
+    },
     ws_send(socket, ptr, len) {
       const conn = live.sockets.get(socket);
       maybeThrow("ws_send", conn);
@@ -92,7 +98,7 @@ async function instance() {
     str,
     clock,
     throwOn: (name, conn) => throwing.add(`${name}:${conn}`),
-    start: (conn) => w.conn_new(conn, conn, 0, NaN, NaN, NaN, 1, NaN, NaN, NaN, NaN, NaN, NaN),
+    start: (conn) => w.conn_new(conn, conn, 0, NaN, NaN, NaN, 1, NaN, NaN, NaN, NaN, NaN, NaN, ...str(""), NaN, 0),
     welcome: (conn) => w.conn_welcome(conn, ...str("e1"), 0, 0, ...str(""), NaN, NaN, NaN),
     // conn_event 0: publish (protocol/src/client/abi.rs EVENTS)
     publish: (conn, json) => w.conn_event(conn, 0, ...str(json), ...str("")),

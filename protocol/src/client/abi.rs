@@ -25,7 +25,7 @@ pub const RESUMED: [&str; 3] = ["", "recovered", "not_recovered"];
 
 /// What the SDK's `conn_event` export is told, in the order of their numbers; host.js's `EVENTS`
 /// names them. One export for all of them keeps one copy of the argument handling in the wasm.
-pub const EVENTS: [(Event, &str); 16] = [
+pub const EVENTS: [(Event, &str); 19] = [
     (Event::Publish, "publish"),
     (Event::SendTo, "send_to"),
     (Event::History, "history"),
@@ -42,6 +42,9 @@ pub const EVENTS: [(Event, &str); 16] = [
     (Event::Close, "close"),
     (Event::LastSeq, "last_seq"),
     (Event::Mark, "mark"),
+    (Event::Gap, "gap"),
+    (Event::MarkRead, "mark_read"),
+    (Event::Watch, "watch"),
 ];
 
 /// What happened to a connection (or what the app asks of it), as the SDK's `conn_event` export
@@ -74,6 +77,12 @@ pub enum Event {
     LastSeq,
     /// A read mark, with its id: echoed in a `read` frame.
     Mark,
+    /// Through a session: a `gap` frame (messages up to `until` cannot be delivered).
+    Gap,
+    /// Through a session: the app marked the room read up to a seq.
+    MarkRead,
+    /// A session socket: the rooms the app watches (a JSON array of names).
+    Watch,
 }
 
 impl Event {
@@ -104,6 +113,9 @@ pub fn event(n: u32) -> Option<Event> {
         13 => Close,
         14 => LastSeq,
         15 => Mark,
+        16 => Gap,
+        17 => MarkRead,
+        18 => Watch,
         _ => return None,
     })
 }

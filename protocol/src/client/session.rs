@@ -55,6 +55,12 @@ pub fn leave_frame(room_json: &str) -> String {
     encode("leave", None, &[("room", Some(room_json))])
 }
 
+/// `watch`: the rooms a session socket shows without joining them (`rooms_json`: a JSON array of
+/// names, the adapter's `JSON.stringify`).
+pub fn watch_frame(rooms_json: &str) -> String {
+    encode("watch", None, &[("rooms", Some(rooms_json))])
+}
+
 /// `mark_read`: the user read the room up to `seq`.
 pub fn mark_read_frame(room_json: &str, seq: u64) -> String {
     let seq = decimal(Some(seq));
