@@ -287,6 +287,15 @@ export interface Events<TData = unknown, TMeta extends object = Record<string, u
   direct: DirectEvent;
   broadcast: BroadcastEvent<TBroadcast>;
   error: ErrorEvent;
+  /** A room joined with createClient(): the user's read position moved (on any of their devices). */
+  read: ReadEvent;
+}
+
+export interface ReadEvent {
+  /** The user's read position: every message up to this seq is read. */
+  seq: number;
+  /** The messages after it that this room has delivered (`lastSeq - seq`). */
+  unread: number;
 }
 
 /**
@@ -394,7 +403,87 @@ export interface Room<TData = unknown, TMeta extends object = Record<string, unk
    * presence changes reject with "closed".
    */
   close(): void;
+  /**
+   * A room joined with createClient() only (a TypeError otherwise): the user has read the room up
+   * to `seq`. Stored by the user's session and sent to every device of theirs (`read` event);
+   * never moves back. Sent while the room is open.
+   */
+  markRead(seq: number): void;
+  /** A room joined with createClient(): the user's read position (0 before any). */
+  readonly readSeq: number;
+  /** A room joined with createClient(): the messages delivered after the read position. */
+  readonly unread: number;
+  /** Leaves a room joined with createClient() (the same as close()). */
+  leave(): void;
 }
+
+/**
+ * createClient()'s options: those of connect() but `room` (each join names its room), with the
+ * token required (a session is a user's: anonymous users have none).
+ */
+export interface ClientOptions extends Omit<ConnectOptions, "room" | "token" | "rewind" | "echo"> {
+  token: string | (() => string | Promise<string>);
+}
+
+/** What join() takes: how this room starts, as connect() does. */
+export interface JoinOptions {
+  /** The last N stored messages first (on the first join; a rejoin resumes). */
+  rewind?: number;
+  /** Receive your own publishes too (default false, as connect()). */
+  echo?: boolean;
+}
+
+/** A watched room's latest seq and the messages after the user's read position. */
+export interface WatchEvent {
+  room: string;
+  seq: number;
+  unread: number;
+}
+
+export interface ClientEvents {
+  /** The socket's state, as a room's (one backoff for all the rooms). */
+  status: StatusEvent;
+  error: ErrorEvent;
+  watch: WatchEvent;
+  /** The user's read position in a room moved (on any of their devices). */
+  read: { room: string; seq: number };
+}
+
+/** One socket (GET /session/ws) for any number of rooms: see createClient(). */
+export interface Client {
+  readonly clientId: string;
+  readonly status: State;
+  on<E extends keyof ClientEvents>(event: E, handler: (payload: ClientEvents[E]) => void): () => void;
+  /**
+   * Joins a room over this client's socket: a Room with connect()'s interface and events, plus
+   * markRead(), readSeq, unread and leave(). The room is checked against the token at each join
+   * (a refusal closes that Room with the room socket's close code; the socket stays). Joining a
+   * room that is joined returns it.
+   */
+  join<TData = unknown, TMeta extends object = Record<string, unknown>, TBroadcast = TData>(
+    room: string,
+    options?: JoinOptions,
+  ): Room<TData, TMeta, TBroadcast>;
+  /**
+   * The rooms to show without joining them (a sidebar): `watch` events with their latest seq and
+   * unread count, at most one per room per second; replaces the last list. Costs the room one call
+   * to the user's session per second while it is busy, nothing while it is quiet.
+   */
+  watch(rooms: string[]): void;
+  /** The rooms joined or watched: their latest seq, the user's read position, the unread count. */
+  rooms(): { room: string; seq: number; readSeq: number; unread: number }[];
+  /** Reconnects now if waiting (the app knows the network is back), or checks the link at once. */
+  reconnect(): void;
+  /** Leaves every room and closes the socket for good. */
+  close(): void;
+}
+
+/**
+ * One socket for any number of rooms (docs/PROTOCOL.md, Sessions): one backoff, one heartbeat and
+ * one token refresh for all of them; after a reconnect every joined room resumes at once from its
+ * own seq. A user's sockets (tabs, devices) share their read positions.
+ */
+export declare function createClient(options: ClientOptions): Client;
 
 /**
  * Opens a room. The type parameters describe the payloads (see the top of this file); the room

@@ -73,6 +73,20 @@ node.publish(1).catch((e: unknown) => {
     console.log(code, close, e.message, e.id, e.cause);
   }
 });
+// issue #23: one socket for many rooms, each room typed as connect()'s
+import { createClient, type Client, type WatchEvent } from "roomcast";
+const client: Client = createClient({ url: "wss://example.com", token: async () => "t" });
+const general = client.join<{ text: string }>("chat:general", { rewind: 50 });
+general.on("message", (m) => console.log(m.data.text));
+general.on("read", (r) => console.log(r.seq, r.unread));
+general.markRead(general.lastSeq);
+const unread: number = general.unread;
+client.watch(["chat:random"]);
+client.on("watch", (w: WatchEvent) => console.log(w.room, w.unread));
+client.rooms().forEach((r) => console.log(r.room, r.readSeq, unread));
+client.reconnect();
+general.leave();
+client.close();
 `,
   );
   writeFileSync(
