@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use worker::{durable_object, DurableObject, Env, Headers, Method, Request, Response, Result, State, WebSocket, WebSocketPair};
 
-#[durable_object(fetch)]
+#[durable_object(alarm)]
 pub struct SessionObject {
     core: Rc<Core>,
 }
@@ -208,14 +208,37 @@ impl Core {
             platform::set_attachment(&server, &serde_json::to_string(info).unwrap_or_default());
         }
         self.ids.set(server.as_ref(), &wasm_bindgen::JsValue::from_f64(device as f64));
+        let first = self.sockets.borrow().is_empty();
         self.sockets.borrow_mut().insert(device, server);
         self.carry_out();
+        if first {
+            self.arm_sweep().await?;
+        }
         let headers = Headers::new();
         headers.set("Sec-WebSocket-Extensions", NO_EXTENSIONS)?;
         if subprotocol {
             headers.set("Sec-WebSocket-Protocol", roomcast_protocol::SUBPROTOCOL)?;
         }
         Ok(Response::from_websocket(pair.client)?.with_headers(headers))
+    }
+
+    /// The sweep: sockets silent for longer than the heartbeat timeout are closed (their rooms
+    /// told), every half timeout while the session has sockets. One alarm per user, not per room.
+    fn sweep(self: &Rc<Self>) -> Result<bool> {
+        let timeout = self.config().heartbeat_timeout_ms;
+        let state = &self.state;
+        let sockets = self.sockets.borrow().clone();
+        let any = self.with(|s, now| {
+            s.handle_sweep(now, timeout, |d| sockets.get(&d).and_then(|ws| platform::last_auto_response(state, ws)));
+            s.has_devices()
+        })?;
+        self.carry_out();
+        Ok(any)
+    }
+
+    async fn arm_sweep(&self) -> Result<()> {
+        let half = (self.config().heartbeat_timeout_ms / 2).max(1_000);
+        self.state.storage().set_alarm(std::time::Duration::from_millis(half)).await
     }
 
     /// A room's feed call: dead sockets are closed first (the answer then lists only live
@@ -273,6 +296,13 @@ impl DurableObject for SessionObject {
         } else {
             http::refused(&Refusal::not_found("no such session endpoint"), None)
         }
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        if self.core.sweep()? {
+            self.core.arm_sweep().await?;
+        }
+        Response::ok("")
     }
 }
 

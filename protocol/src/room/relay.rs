@@ -9,8 +9,10 @@
 //! - stored messages are not sent to it one by one: the feed delivers each to the session once
 //!   per user, read from history, and the session passes it to every device that joined.
 //!
-//! Its liveness is the session's answers (a probe every half heartbeat timeout while quiet), not
-//! pings: a session that answers without a device closes that device's connection here.
+//! Its liveness is the session's: the session sweeps its sockets itself (an alarm every half
+//! heartbeat timeout while it has any) and closes a dead device's connections here; its answers
+//! list the devices it still has, and a quiet session is probed every ten heartbeat timeouts, so
+//! a session that lost its sockets without a word is found too.
 //!
 //! What the room keeps: the connections (`relays` rows, with the identity a socket's attachment
 //! would hold) and each session's confirmed position (`subscribers` rows), so a wake or a restart
@@ -25,6 +27,9 @@ use crate::relay::{
 };
 use crate::store::{RelayRow, Store, SubscriberRow};
 use std::collections::{BTreeMap, BTreeSet};
+
+/// A quiet session is probed every this many heartbeat timeouts (10 minutes by default).
+const PROBE_TIMEOUTS: u64 = 10;
 
 /// The largest page of messages one feed call or read carries, in bytes of data.
 const PAGE_MAX_BYTES: usize = 1 << 20;
@@ -49,7 +54,10 @@ pub(super) struct Relays {
 
 impl Relays {
     pub(super) fn new(head: Position, heartbeat_timeout_ms: u64, now: u64) -> Relays {
-        let config = FeedConfig { probe_ms: (heartbeat_timeout_ms / 2).max(1), ..FeedConfig::default() };
+        // The session sweeps its own sockets (every half heartbeat timeout, on its alarm) and
+        // closes a dead device's connections here; the probe only finds a session that lost its
+        // sockets without a word (its instance was reset), so it can be rare.
+        let config = FeedConfig { probe_ms: heartbeat_timeout_ms.saturating_mul(PROBE_TIMEOUTS).max(1), ..FeedConfig::default() };
         let mut feed = Sender::new(config, head);
         // Extras of this instance are numbered past any an earlier instance made.
         feed.number_extras_from(now.saturating_mul(1024));

@@ -377,6 +377,11 @@ impl Session {
         self.drop_unjoined_rooms();
     }
 
+    /// Whether the session holds any socket (the adapter sweeps, on an alarm, while it does).
+    pub fn has_devices(&self) -> bool {
+        !self.devices.is_empty()
+    }
+
     /// Devices whose last sign of life (a frame, or the runtime's auto-answered ping, from
     /// `last_pong`) is older than `timeout_ms` are closed (4001), like a room's sockets.
     pub fn handle_sweep(&mut self, now: u64, timeout_ms: u64, last_pong: impl Fn(u64) -> Option<u64>) {
