@@ -1,11 +1,11 @@
-// React bindings: `import { useRoom, usePresence, useConnectionState, useMessages } from "roomcast/react"`.
+// React bindings: `import { useRoom, usePresence, useConnectionState, useMessages, useClient, useUnread } from "roomcast/react"`.
 //
 // One connection per room and options, whatever React does: StrictMode mounts every effect twice
 // and hot reload re-runs them, so connections live in a registry with a reference count, and the
 // last release closes the connection only after a microtask, by which time a re-mount has taken
 // it again.
 import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore } from "react";
-import { connect } from "roomcast";
+import { connect, createClient } from "roomcast";
 
 const registry = new Map(); // key -> { room, refs, token }
 
@@ -17,7 +17,7 @@ function keyOf({ token, ...rest }) {
   );
 }
 
-function acquire(key, options, tokenRef) {
+function acquire(key, options, tokenRef, open = connect) {
   let entry = registry.get(key);
   if (!entry) {
     // The token is read through a ref, so a new token function does not mean a new connection.
@@ -28,7 +28,7 @@ function acquire(key, options, tokenRef) {
             const t = tokenRef.current;
             return typeof t === "function" ? t() : t;
           };
-    entry = { room: connect({ ...options, token }), refs: 0 };
+    entry = { room: open({ ...options, token }), refs: 0 };
     registry.set(key, entry);
   }
   entry.refs++;
@@ -47,19 +47,68 @@ function release(key) {
   });
 }
 
-/** The room for these options (null until mounted); closed when the last user unmounts. */
-export function useRoom(options) {
-  const key = keyOf(options);
-  const tokenRef = useRef(options.token);
-  tokenRef.current = options.token;
+/**
+ * The room for these options (null until mounted); closed when the last user unmounts. With a
+ * client (`useRoom(client, "chat:general", { rewind })`): that room joined over the client's
+ * socket, left when the last user unmounts.
+ */
+export function useRoom(options, name, joinOptions) {
+  const client = typeof options?.join === "function" ? options : null;
+  // useRoom(client, name) before useClient() mounted its client: no room yet
+  const waiting = !client && name !== undefined;
+  const key = waiting ? "" : client ? `${client.clientId} ${name} ${JSON.stringify(joinOptions ?? {})}` : keyOf(options);
+  const tokenRef = useRef(options?.token);
+  tokenRef.current = options?.token;
   const [room, setRoom] = useState(null);
   useEffect(() => {
-    const r = acquire(key, options, tokenRef);
+    if (waiting) {
+      setRoom(null);
+      return;
+    }
+    if (!client) {
+      const r = acquire(key, options, tokenRef);
+      setRoom(r);
+      return () => release(key);
+    }
+    const r = acquire(key, joinOptions ?? {}, tokenRef, (o) => client.join(name, o));
     setRoom(r);
     return () => release(key);
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [key]);
+  }, [key, client]);
   return room;
+}
+
+/**
+ * One socket for many rooms (createClient) for these options (null until mounted), shared by the
+ * components that ask for the same options; closed when the last one unmounts.
+ */
+export function useClient(options) {
+  const key = `client ${keyOf(options)}`;
+  const tokenRef = useRef(options.token);
+  tokenRef.current = options.token;
+  const [client, setClient] = useState(null);
+  useEffect(() => {
+    const c = acquire(key, options, tokenRef, createClient);
+    setClient(c);
+    return () => release(key);
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [key]);
+  return client;
+}
+
+/** A room joined over a client: its unread count, kept current (messages and read positions). */
+export function useUnread(room) {
+  const [, rerender] = useState(0);
+  useEffect(() => {
+    if (!room) return;
+    // a new message, or a read position from any of the user's devices
+    const bump = () => rerender((n) => n + 1);
+    const offs = [room.on("message", bump), room.on("read", bump)];
+    return () => {
+      for (const off of offs) off();
+    };
+  }, [room]);
+  return room ? room.unread : 0;
 }
 
 /** Subscribes to one of the room's events with a value derived from the room. */

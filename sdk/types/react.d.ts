@@ -1,4 +1,4 @@
-import type { ConnectOptions, Member, Message, Room, State } from "roomcast";
+import type { Client, ClientOptions, ConnectOptions, JoinOptions, Member, Message, Room, State } from "roomcast";
 
 /**
  * The room for these options (null until mounted). One connection per room and options, also
@@ -8,6 +8,19 @@ import type { ConnectOptions, Member, Message, Room, State } from "roomcast";
 export declare function useRoom<TData = unknown, TMeta extends object = Record<string, unknown>, TBroadcast = TData>(
   options: ConnectOptions,
 ): Room<TData, TMeta, TBroadcast> | null;
+/**
+ * A room joined over a client's socket (null until mounted), left when the last component using it
+ * unmounts. Typed like `client.join<TData, TMeta, TBroadcast>()`.
+ */
+export declare function useRoom<TData = unknown, TMeta extends object = Record<string, unknown>, TBroadcast = TData>(
+  client: Client | null,
+  room: string,
+  options?: JoinOptions,
+): Room<TData, TMeta, TBroadcast> | null;
+/** One socket for many rooms (createClient) for these options (null until mounted), shared and closed with its last user. */
+export declare function useClient(options: ClientOptions): Client | null;
+/** A joined room's unread count (messages after the user's read position), re-rendering as it moves. */
+export declare function useUnread(room: Room<any, any, any> | null): number;
 /** The member list, re-rendering on presence changes (joins, leaves, `setPresence()` anywhere). */
 export declare function usePresence<TMeta extends object = Record<string, unknown>>(
   room: Room<any, TMeta, any> | null,

@@ -149,7 +149,7 @@ test("typed: connect<TData, TMeta, TBroadcast> types publish, broadcast, history
     join(project, "typed.ts"),
     `
 import { connect, RoomcastError, type BroadcastEvent, type HistoryPage, type Member, type Message, type PresenceEvent, type Room } from "roomcast";
-import { useMessages, usePresence, useRoom, type MessagesState } from "roomcast/react";
+import { useClient, useMessages, usePresence, useRoom, useUnread, type MessagesState } from "roomcast/react";
 interface Chat { text: string }
 interface Meta { name: string; cursor?: [number, number] }
 type Typing = { typing: boolean };
@@ -181,6 +181,15 @@ export function useChat() {
   const texts: string[] = list.messages.map((m) => m.data.text);
   const older: Promise<void> = list.loadOlder();
   return [first, texts, list.more, list.loading, older] as const;
+}
+// issue #23: one socket, many rooms, unread counts
+export function useChannel(name: string) {
+  const client = useClient({ url: "wss://example.com", token: () => "t" });
+  const channel = useRoom<Chat, Meta>(client, name, { rewind: 50 });
+  const unread: number = useUnread(channel);
+  const list: MessagesState<Chat> = useMessages(channel);
+  channel?.markRead(channel.lastSeq);
+  return [unread, list.messages.length] as const;
 }
 const rate: number | undefined = room.limits.broadcastsPerSec;
 const max: number = room.limits.maxFrameBytes;
