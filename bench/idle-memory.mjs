@@ -1,6 +1,6 @@
 // A diagnostic: the runtime's memory per idle connection, systems taking turns (a fresh server
 // each, the order reversed every round), and where it goes.
-//   node bench/idle-memory.mjs A,B 1x1000 3 [--snapshot] [--next]  (systems, rooms x members, rounds)
+//   node bench/idle-memory.mjs A,B 1x1000 3 [--snapshot] [--next] [--gc]  (systems, rooms x members, rounds)
 // One line per system and round, then medians (ratios to the last system), in KiB per connection:
 //   rss       the runtime's resident memory after the members joined, minus before (as the bench)
 //   2 s later the same once the joins have settled
@@ -10,6 +10,9 @@
 //             growth per connection: the process already warm (code compiled to its top tier,
 //             the compiler's own code paged in, the allocator's caches and V8's heap reserve grown
 //             by the first batch), so the memory a connection adds and nothing that is paid once
+//   after GC  with --gc, last: V8's heap total (what it keeps committed) after a full collection
+//             (a heap snapshot's), minus before the joins, per connection of all batches: the
+//             garbage's share of the V8 heap is gone from it (rss then also holds the snapshot)
 // With --snapshot, heap snapshots (through wrangler's inspector; V8 collects garbage first) before
 // and after: the live V8 objects per connection and what grew most, by node type and name. The
 // snapshot's own memory then stays in the runtime's RSS, so read rss from a run without it.
@@ -21,6 +24,7 @@ import { SYSTEMS } from "./systems.mjs";
 const args = process.argv.slice(2).filter((a) => !a.startsWith("--"));
 const snapshot = process.argv.includes("--snapshot");
 const next = process.argv.includes("--next");
+const gc = process.argv.includes("--gc");
 const [ids = "A,B", shape = "1x1000", roundsArg = "3"] = args;
 const [rooms, members] = shape.split("x").map(Number);
 const rounds = Number(roundsArg);
@@ -178,6 +182,10 @@ async function measure(id) {
       row.nextHeap = (heap2.used - heapAfter.used) / n;
       row.nextHeapTotal = (heap2.total - heapAfter.total) / n;
     }
+    if (gc) {
+      await session.byConstructor();
+      row.gcHeapTotal = ((await session.heap()).total - heap0.total) / (next ? 2 * n : n);
+    }
     session.close();
     return row;
   } finally {
@@ -198,8 +206,9 @@ for (let round = 1; round <= rounds; round++) {
       row.next === undefined
         ? ""
         : `, next ${row.next.toFixed(1)} (V8 heap used ${row.nextHeap.toFixed(2)}, total ${row.nextHeapTotal.toFixed(2)})`;
+    const collected = row.gcHeapTotal === undefined ? "" : `, V8 heap total after GC ${row.gcHeapTotal.toFixed(2)}`;
     console.log(
-      `round ${round} ${id}: rss ${row.rss.toFixed(1)}, 2 s later ${row.settled.toFixed(1)}, V8 heap used ${row.heap.toFixed(2)}, total ${row.heapTotal.toFixed(2)}${live}${more} KiB per connection`,
+      `round ${round} ${id}: rss ${row.rss.toFixed(1)}, 2 s later ${row.settled.toFixed(1)}, V8 heap used ${row.heap.toFixed(2)}, total ${row.heapTotal.toFixed(2)}${live}${more}${collected} KiB per connection`,
     );
     for (const g of row.grew ?? []) console.log(`    ${g.kib.toFixed(1).padStart(9)} KiB ${String(g.count).padStart(7)} × ${g.k}`);
   }
