@@ -1,11 +1,18 @@
 // A diagnostic: the runtime's memory per idle connection, systems taking turns (a fresh server
 // each, the order reversed every round), and where it goes.
-//   node bench/idle-memory.mjs A,B 1x1000 3 [--snapshot]     (systems, rooms x members, rounds)
+//   node bench/idle-memory.mjs A,B 1x1000 3 [--snapshot] [--next] [--gc]  (systems, rooms x members, rounds)
 // One line per system and round, then medians (ratios to the last system), in KiB per connection:
 //   rss       the runtime's resident memory after the members joined, minus before (as the bench)
 //   2 s later the same once the joins have settled
 //   V8 heap   the isolate's V8 heap, after minus before: used (live objects and uncollected
 //             garbage; wasm memory is outside it) and total (what V8 reserved)
+//   next      with --next, as many members again join the same rooms, and this is their rss
+//             growth per connection: the process already warm (code compiled to its top tier,
+//             the compiler's own code paged in, the allocator's caches and V8's heap reserve grown
+//             by the first batch), so the memory a connection adds and nothing that is paid once
+//   after GC  with --gc, last: V8's heap total (what it keeps committed) after a full collection
+//             (a heap snapshot's), minus before the joins, per connection of all batches: the
+//             garbage's share of the V8 heap is gone from it (rss then also holds the snapshot)
 // With --snapshot, heap snapshots (through wrangler's inspector; V8 collects garbage first) before
 // and after: the live V8 objects per connection and what grew most, by node type and name. The
 // snapshot's own memory then stays in the runtime's RSS, so read rss from a run without it.
@@ -16,6 +23,8 @@ import { SYSTEMS } from "./systems.mjs";
 
 const args = process.argv.slice(2).filter((a) => !a.startsWith("--"));
 const snapshot = process.argv.includes("--snapshot");
+const next = process.argv.includes("--next");
+const gc = process.argv.includes("--gc");
 const [ids = "A,B", shape = "1x1000", roundsArg = "3"] = args;
 const [rooms, members] = shape.split("x").map(Number);
 const rounds = Number(roundsArg);
@@ -133,13 +142,16 @@ async function measure(id) {
     const rss0 = rssKib(server.pid);
     const before = snapshot ? await session.byConstructor() : null;
     const n = rooms * members;
-    for (let r = 0; r < rooms; r++) {
-      for (let m = 0; m < members; m += 50) {
-        const wave = [];
-        for (let k = m; k < Math.min(members, m + 50); k++) wave.push(join(system, server, r, k));
-        sockets.push(...(await Promise.all(wave)));
+    const batch = async (prefix) => {
+      for (let r = 0; r < rooms; r++) {
+        for (let m = 0; m < members; m += 50) {
+          const wave = [];
+          for (let k = m; k < Math.min(members, m + 50); k++) wave.push(join(system, server, r, `${prefix}${k}`));
+          sockets.push(...(await Promise.all(wave)));
+        }
       }
-    }
+    };
+    await batch("");
     const rss1 = rssKib(server.pid);
     await idle(2000);
     const rss2 = rssKib(server.pid);
@@ -160,6 +172,20 @@ async function measure(id) {
       const total = (snap) => [...snap.values()].reduce((sum, v) => sum + v.size, 0) / 1024;
       row.live = (total(after) - total(before)) / n;
     }
+    if (next) {
+      // After the snapshot's own memory, if any: measured from here.
+      const [rssAfter, heapAfter] = [rssKib(server.pid), await session.heap()];
+      await batch("n");
+      await idle(2000);
+      row.next = (rssKib(server.pid) - rssAfter) / n;
+      const heap2 = await session.heap();
+      row.nextHeap = (heap2.used - heapAfter.used) / n;
+      row.nextHeapTotal = (heap2.total - heapAfter.total) / n;
+    }
+    if (gc) {
+      await session.byConstructor();
+      row.gcHeapTotal = ((await session.heap()).total - heap0.total) / (next ? 2 * n : n);
+    }
     session.close();
     return row;
   } finally {
@@ -176,8 +202,13 @@ for (let round = 1; round <= rounds; round++) {
     const row = await measure(id);
     rows.push(row);
     const live = row.live === undefined ? "" : `, live V8 objects ${row.live.toFixed(2)}`;
+    const more =
+      row.next === undefined
+        ? ""
+        : `, next ${row.next.toFixed(1)} (V8 heap used ${row.nextHeap.toFixed(2)}, total ${row.nextHeapTotal.toFixed(2)})`;
+    const collected = row.gcHeapTotal === undefined ? "" : `, V8 heap total after GC ${row.gcHeapTotal.toFixed(2)}`;
     console.log(
-      `round ${round} ${id}: rss ${row.rss.toFixed(1)}, 2 s later ${row.settled.toFixed(1)}, V8 heap used ${row.heap.toFixed(2)}, total ${row.heapTotal.toFixed(2)}${live} KiB per connection`,
+      `round ${round} ${id}: rss ${row.rss.toFixed(1)}, 2 s later ${row.settled.toFixed(1)}, V8 heap used ${row.heap.toFixed(2)}, total ${row.heapTotal.toFixed(2)}${live}${more}${collected} KiB per connection`,
     );
     for (const g of row.grew ?? []) console.log(`    ${g.kib.toFixed(1).padStart(9)} KiB ${String(g.count).padStart(7)} × ${g.k}`);
   }
@@ -191,6 +222,6 @@ for (const id of systems) {
       ? ` (÷ ${systems.at(-1)} ${(median(mine.map((r) => r[k])) / median(rows.filter((r) => r.id === systems.at(-1)).map((r) => r[k]))).toFixed(2)})`
       : "";
   console.log(
-    `  ${id}: rss ${median(mine.map((r) => r.rss)).toFixed(1)}${ratio("rss")}, 2 s later ${median(mine.map((r) => r.settled)).toFixed(1)}${ratio("settled")}, V8 heap used ${median(mine.map((r) => r.heap)).toFixed(2)}, total ${median(mine.map((r) => r.heapTotal)).toFixed(2)}`,
+    `  ${id}: rss ${median(mine.map((r) => r.rss)).toFixed(1)}${ratio("rss")}, 2 s later ${median(mine.map((r) => r.settled)).toFixed(1)}${ratio("settled")}, V8 heap used ${median(mine.map((r) => r.heap)).toFixed(2)}, total ${median(mine.map((r) => r.heapTotal)).toFixed(2)}${next ? `, next ${median(mine.map((r) => r.next)).toFixed(1)}${ratio("next")}` : ""}`,
   );
 }

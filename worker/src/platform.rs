@@ -14,24 +14,53 @@ extern "C" {
     #[wasm_bindgen(js_namespace = crypto, js_name = getRandomValues)]
     fn get_random_values(buf: &mut [u8]);
 
-    /// A `WebSocket`, seen only for `send` with a JS value: one JS string built once can go to
-    /// many sockets (`send_with_str` would convert the Rust string again for every recipient).
-    pub type SocketExt;
-
-    #[wasm_bindgen(method, catch, js_name = send)]
-    fn send_value(this: &SocketExt, data: &JsValue) -> Result<(), JsValue>;
 }
 
+// `held`: the frames for each socket whose upgrade response is not yet on its way, in order (a
+// string is a frame, a pair a close); see `hold`. Empty but for a moment after a join, so the
+// fanout's check costs one comparison per recipient.
 #[wasm_bindgen(inline_js = "const decoder = new TextDecoder();
+const held = new Map();
 export function text_of(bytes, ascii) {
   if (ascii && bytes.length <= 8192) return String.fromCharCode.apply(null, bytes);
   return decoder.decode(bytes);
 }
+function queued(ws, item) {
+  const frames = held.get(ws);
+  if (frames === undefined) return false;
+  frames.push(item);
+  return true;
+}
 export function fanout(sockets, text, skipOne, skip) {
   for (const ws of sockets) {
     if (ws === skipOne || (skip !== undefined && skip.has(ws))) continue;
+    if (held.size !== 0 && queued(ws, text)) continue;
     try { ws.send(text); } catch {}
   }
+}
+export function send_to(ws, text) {
+  if (held.size !== 0 && queued(ws, text)) return;
+  ws.send(text);
+}
+export function close_socket(ws, code, reason) {
+  if (held.size !== 0 && queued(ws, [code, reason])) return;
+  ws.close(code, reason);
+}
+export function hold(ws) {
+  held.set(ws, []);
+}
+function release(ws) {
+  const frames = held.get(ws);
+  held.delete(ws);
+  for (const item of frames ?? []) {
+    try {
+      if (typeof item === 'string') ws.send(item);
+      else ws.close(item[0], item[1]);
+    } catch {}
+  }
+}
+export function release_soon(ws) {
+  if (held.has(ws)) setTimeout(() => release(ws), 0);
 }")]
 extern "C" {
     /// A JS string of `bytes` (UTF-8). When every byte is ASCII (`ascii`, which Rust checks with
@@ -46,6 +75,50 @@ extern "C" {
     /// so the loop skips it.
     #[wasm_bindgen(js_name = fanout)]
     fn fanout_js(sockets: &js_sys::Array, text: &JsValue, skip_one: &JsValue, skip: &JsValue);
+
+    /// `ws.send(text)`, or queued while `ws` is held.
+    #[wasm_bindgen(catch)]
+    fn send_to(ws: &JsValue, text: &JsValue) -> Result<(), JsValue>;
+
+    /// `ws.close(code, reason)`, or queued after the frames while `ws` is held.
+    #[wasm_bindgen(catch)]
+    fn close_socket(ws: &JsValue, code: u16, reason: &str) -> Result<(), JsValue>;
+
+    #[wasm_bindgen(js_name = hold)]
+    fn hold_js(ws: &JsValue);
+
+    #[wasm_bindgen(js_name = release_soon)]
+    fn release_soon_js(ws: &JsValue);
+}
+
+/// Holds the frames (and a close) sent to a socket that has just been accepted, in order, from
+/// `new` until a moment after it is dropped. A frame written to a new socket before its upgrade
+/// response has reached the client is parked in the runtime's WebSocket pipes (the room's pair,
+/// then the one between the room and the edge); each pipe pump that then starts on a parked frame
+/// stays nested in the one it hands over to for the socket's whole life, about 12 KiB per
+/// connection (bench/README.md, *Memory per connection*, has the allocation stacks). The welcome
+/// is such a frame. Dropped, it sends what it held from a timer: the runtime fires it only after
+/// the events that are ready, which include handing the response to the edge and on to the client
+/// (a microtask would still come before).
+pub struct Held(JsValue);
+
+impl Held {
+    pub fn new(ws: &worker::WebSocket) -> Held {
+        let ws: &JsValue = ws.as_ref();
+        hold_js(ws);
+        Held(ws.clone())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        release_soon_js(&self.0);
+    }
+}
+
+/// Closes `ws` with `code` and `reason`, after the frames [`hold`] keeps for it, if any.
+pub fn close(ws: &worker::WebSocket, code: u16, reason: &str) {
+    let _ = close_socket(ws.as_ref(), code, reason);
 }
 
 /// A frame as a JS string, converted once (see [`text_of`]) to go to many sockets.
@@ -200,11 +273,10 @@ pub async fn call_object(ns: &worker::ObjectNamespace, name: &str, path: &str, b
     response_text(&response).await.ok()
 }
 
-/// Sends an already-converted JS string; errors (a closing socket) are the caller's to ignore.
+/// Sends an already-converted JS string (queued while the socket is held: [`hold`]); errors (a
+/// closing socket) are the caller's to ignore.
 pub fn send_js(ws: &worker::WebSocket, text: &JsValue) -> Result<(), JsValue> {
-    let raw: &web_sys::WebSocket = ws.as_ref();
-    let ext: &SocketExt = raw.unchecked_ref();
-    ext.send_value(text)
+    send_to(ws.as_ref(), text)
 }
 
 /// The last auto-response time of `ws`, in ms since the epoch.

@@ -366,6 +366,8 @@ impl Core {
         let pair = WebSocketPair::new()?;
         let server = pair.server;
         self.state.accept_web_socket(&server);
+        // Its frames (the welcome, a replay) wait until the response below is on its way.
+        let _held = platform::Held::new(&server);
         let subprotocol = info.subprotocol;
         let identity =
             Identity { client_id: info.cid, user: info.user, meta: info.meta, echo: info.echo, rights: info.rights, expires: info.exp };
@@ -460,7 +462,7 @@ fn carry_out(l: &mut Loaded) {
     for (conn, code) in batch.closes {
         if let Some(ws) = l.sockets.remove(&conn) {
             forget_attachment(&ws);
-            let _ = ws.close(Some(code.code), Some(code.reason));
+            platform::close(&ws, code.code, &code.reason);
         }
     }
 }

@@ -116,14 +116,15 @@ impl Core {
             match output {
                 Output::Send { device, text } => {
                     if let Some(ws) = self.sockets.borrow().get(&device) {
-                        // A closing socket refuses; its close event follows.
-                        let _ = ws.send_with_str(&text);
+                        // A closing socket refuses; its close event follows. (Through the
+                        // platform: a new socket's frames wait for its upgrade response.)
+                        let _ = platform::send_js(ws, &platform::js_text(&text));
                     }
                 }
                 Output::Close { device, code, reason } => {
                     if let Some(ws) = self.sockets.borrow_mut().remove(&device) {
                         platform::set_attachment(&ws, "");
-                        let _ = ws.close(Some(code), Some(reason));
+                        platform::close(&ws, code, &reason);
                     }
                 }
                 Output::Save(row) => {
@@ -202,6 +203,8 @@ impl Core {
         let pair = WebSocketPair::new()?;
         let server = pair.server;
         self.state.accept_web_socket(&server);
+        // Its first frames wait until the response below is on its way (see platform::Held).
+        let _held = platform::Held::new(&server);
         let subprotocol = connect.subprotocol;
         let device = self.with(|s, now| s.handle_open(connect.cid, connect.claims, now))?;
         if let Some(info) = self.session.borrow().as_ref().and_then(|s| s.device(device)) {
