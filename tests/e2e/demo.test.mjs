@@ -27,7 +27,7 @@ after(async () => {
 const PHONE = { width: 390, height: 844 };
 const DESK = { width: 1280, height: 800 };
 const WIDTHS = [PHONE, DESK];
-const PAGES = ["/", "/chat.html", "/logs.html", "/cursors.html"];
+const PAGES = ["/", "/chat.html", "/logs.html", "/cursors.html", "/team.html"];
 /** A browser window of `viewport`'s size; the phone one as a phone has it (touch, 2x pixels). */
 const windowOf = (viewport) =>
   browser.newContext(viewport === PHONE ? { viewport, deviceScaleFactor: 2, isMobile: true, hasTouch: true } : { viewport });
@@ -344,7 +344,7 @@ test("forms: every pattern compiles as a v-flag RegExp, and a name with a space 
       checked++;
     }
   }
-  assert.equal(checked, 5, "chat, cursors: name and room; logs: room");
+  assert.equal(checked, 7, "chat, cursors: name and room; logs: room; team: name and a DM's peer");
   await page.close();
 
   for (const path of ["/chat.html", "/cursors.html"]) {
@@ -642,4 +642,62 @@ test("cursors at 390 and 1280 px: a name tag near the right or bottom edge flips
     assert.deepEqual(await page.evaluate(layoutProblems), [], `cursors at ${w} px, (2%, 98%)`);
     await Promise.all([win.close(), desk.close()]);
   }
+});
+
+/** The team chat page, signed in as `name`, counting the page's WebSockets. */
+async function joinTeam(context, name) {
+  const page = await context.newPage();
+  await page.addInitScript(() => {
+    window.sockets = 0;
+    const Native = window.WebSocket;
+    window.WebSocket = class extends Native {
+      constructor(...a) {
+        super(...a);
+        window.sockets++;
+      }
+    };
+  });
+  await page.goto(`${edge.url}/team.html`);
+  await page.fill("#name", name);
+  await page.click("#join button");
+  await page.waitForSelector('#status[data-state="open"]');
+  return page;
+}
+
+const badge = (page, room) => page.$eval(`button[data-room="${room}"]`, (b) => b.querySelector(".badge")?.textContent ?? "");
+
+test("team chat: channels and a DM on one socket, unread badges, read on one tab clears the other's", async () => {
+  const desk = await browser.newContext();
+  const phone = await windowOf(PHONE);
+  const [ann, ben, ben2] = [await joinTeam(desk, "ann"), await joinTeam(desk, "ben"), await joinTeam(phone, "ben")];
+  // ann writes in #random while ben's tabs are in #general: both of ben's tabs get a badge
+  await ann.click('button[data-room="chat:random"]');
+  await ann.waitForFunction(() => document.getElementById("title").textContent === "# random");
+  for (const text of ["one", "two"]) {
+    await ann.fill("#text", text);
+    await ann.press("#text", "Enter");
+  }
+  for (const tab of [ben, ben2]) {
+    await tab.waitForFunction(() => document.querySelector('button[data-room="chat:random"] .badge')?.textContent === "2", null, {
+      timeout: 15_000,
+    });
+  }
+  // ben opens #random on one tab: he reads it there, and the other tab's badge goes too
+  await ben.click('button[data-room="chat:random"]');
+  await ben.waitForFunction(() => document.querySelectorAll("#messages li").length === 2);
+  await ben2.waitForFunction(() => !document.querySelector('button[data-room="chat:random"] .badge'), null, { timeout: 15_000 });
+  assert.equal(await badge(ben, "chat:random"), "");
+  // a DM from ann: ben sees it in his list with a badge, on one socket still
+  await ann.fill("#peer", "ben");
+  await ann.press("#peer", "Enter");
+  await ann.waitForFunction(() => document.getElementById("title").textContent === "@ ben");
+  await ann.fill("#text", "psst");
+  await ann.press("#text", "Enter");
+  await ben.waitForFunction(() => document.querySelector('button[data-room="dm~ann,ben"] .badge')?.textContent === "1", null, {
+    timeout: 15_000,
+  });
+  for (const tab of [ann, ben, ben2]) assert.equal(await tab.evaluate(() => window.sockets), 1, "one socket per tab");
+  assert.deepEqual(await ben2.evaluate(layoutProblems), [], "team chat at 390 px");
+  await ben2.screenshot({ path: join(ARTIFACTS, "team-390.png") });
+  await Promise.all([desk.close(), phone.close()]);
 });
