@@ -65,8 +65,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn check(input: &str) {
-        // Only what the runtime could hand over: URLs that parse, in their serialized form.
-        let Ok(parsed) = url::Url::parse(input) else { return };
+        // Only what the runtime could hand over: URLs that parse, in their serialized form. The
+        // reference itself cannot read a host that percent-decodes to non-ASCII (`http://x.comA%a0`):
+        // the pinned `idna_adapter` stub asserts on it (found by this property test in CI), so such
+        // an input says nothing either way and is skipped.
+        let Ok(Ok(parsed)) = std::panic::catch_unwind(|| url::Url::parse(input)) else { return };
         let serialized = parsed.as_str();
         assert_eq!(path(serialized), parsed.path(), "path of {serialized}");
         assert_eq!(query(serialized), parsed.query().unwrap_or(""), "query of {serialized}");
@@ -95,6 +98,8 @@ mod tests {
             "foo:a://b?c",
             "data:text/plain,hello?x#y",
             "https://xn--nxasmq6b.example/p",
+            // the reference cannot read it (skipped, not a failure): see `check`
+            "http://example.comA%a0",
         ] {
             check(input);
         }
