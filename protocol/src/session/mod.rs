@@ -383,16 +383,24 @@ impl Session {
     }
 
     /// Devices whose last sign of life (a frame, or the runtime's auto-answered ping, from
-    /// `last_pong`) is older than `timeout_ms` are closed (4001), like a room's sockets.
+    /// `last_pong`) is older than `timeout_ms` are closed (4001), like a room's sockets; devices
+    /// whose token expired without a `refresh` are closed with 4002, so the client comes back with
+    /// a fresh token and its rooms join again (the rooms close their own connections at expiry too).
     pub fn handle_sweep(&mut self, now: u64, timeout_ms: u64, last_pong: impl Fn(u64) -> Option<u64>) {
-        let dead: Vec<u64> = self
+        let closing: Vec<(u64, crate::close::CloseCode)> = self
             .devices
             .iter()
-            .filter(|(id, d)| now.saturating_sub(d.last_seen.max(last_pong(**id).unwrap_or(0))) > timeout_ms)
-            .map(|(id, _)| *id)
+            .filter_map(|(id, d)| {
+                if now.saturating_sub(d.last_seen.max(last_pong(*id).unwrap_or(0))) > timeout_ms {
+                    Some((*id, crate::close::HEARTBEAT_TIMEOUT))
+                } else if token::is_expired(d.info.claims.expires_ms(), now) {
+                    Some((*id, crate::close::TOKEN_EXPIRED))
+                } else {
+                    None
+                }
+            })
             .collect();
-        for device in dead {
-            let c = crate::close::HEARTBEAT_TIMEOUT;
+        for (device, c) in closing {
             self.out.push_back(Output::Close { device, code: c.code, reason: c.reason.into() });
             self.handle_close(device);
         }

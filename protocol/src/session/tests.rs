@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::config::RoomConfig;
-use crate::relay::RelayRequest;
+use crate::relay::{RelayRequest, RelayResult};
 use crate::room::Room;
 use crate::store::MemoryStore;
 use crate::token::{Claims, Right};
@@ -398,4 +398,44 @@ fn watched_rooms_report_their_latest_seq_and_unread_count_coalesced() {
     let before = heads(&w, "chat:a").len();
     w.publish(writer, "chat:a", "m22");
     assert_eq!(heads(&w, "chat:a").len(), before);
+}
+
+#[test]
+fn the_sweep_closes_silent_devices_and_expired_tokens_and_their_rooms_let_go() {
+    let mut w = World::new(USER);
+    let quiet = w.device(&["*"]);
+    let short = {
+        let mut c = claims(USER, &["*"]);
+        c.exp = (w.now + 60_000) / 1000;
+        let id = w.session.handle_open("short".into(), c, w.now);
+        w.inbox.insert(id, Vec::new());
+        id
+    };
+    let alive = w.device(&["*"]);
+    for d in [quiet, short, alive] {
+        w.send(d, r#"{"type":"join","room":"r"}"#);
+    }
+    assert_eq!(w.room("r").0.connection_count(), 3);
+    // `alive` pings (the runtime's answer counts); `quiet` says nothing for over the timeout;
+    // `short`'s token expires meanwhile.
+    w.now += 120_000;
+    let now = w.now;
+    w.session.handle_sweep(now, 60_000, |d| (d == alive || d == short).then_some(now));
+    let mut closed = Vec::new();
+    while let Some(out) = w.session.poll_output() {
+        match out {
+            Output::Close { device, code, .. } => closed.push((device, code)),
+            Output::Relay { room, device, op } => {
+                let (r, store) = w.room(&room);
+                let reply = r.serve_relay(&RelayRequest { session: USER.into(), ops: vec![op] }, now, store);
+                assert!(matches!(reply.results[..], [RelayResult::Done]), "{device}: {:?}", reply.results);
+            }
+            _ => {}
+        }
+    }
+    closed.sort();
+    let mut expect = vec![(quiet, 4001), (short, 4002)];
+    expect.sort();
+    assert_eq!(closed, expect);
+    assert_eq!(w.room("r").0.connection_count(), 1, "the room let the closed devices go");
 }
