@@ -178,6 +178,9 @@ test("each room resumes from the device's own point after the runtime is killed"
     }
     await until(() => rooms.every((r) => s.seqs(r).length === 2), { what: "both rooms' messages" });
     for (const room of rooms) points[room].since = 2;
+    // a read position, acknowledged by its echo, must outlive the crash
+    s.send({ type: "mark_read", room: rooms[0], seq: 2 });
+    await s.next((f) => f.type === "read_position" && f.room === rooms[0] && f.seq === 2);
   } finally {
     await local.stop("SIGKILL");
   }
@@ -185,6 +188,8 @@ test("each room resumes from the device's own point after the runtime is killed"
   try {
     for (const room of rooms) await api(local, "POST", `/rooms/${room}/messages`, [{ data: 3 }, { data: 4 }]);
     const s = await session(local, "gina");
+    const read = await s.next((f) => f.type === "read_position" && f.room === rooms[0]);
+    assert.equal(read.seq, 2, "the read position survived the SIGKILL");
     for (const room of rooms) {
       const j = await s.join(room, points[room]);
       assert.equal(j.type, "joined");
