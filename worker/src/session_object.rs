@@ -18,7 +18,9 @@ use roomcast_protocol::session::{DeviceInfo, Output, Row, Secrets, Session};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use worker::{durable_object, DurableObject, Env, Headers, Method, Request, Response, Result, State, WebSocket, WebSocketPair};
+use worker::{
+    durable_object, DurableObject, Env, Headers, Method, Request, Response, Result, SqlStorageValue, State, WebSocket, WebSocketPair,
+};
 
 #[durable_object(fetch)]
 pub struct SessionObject {
@@ -54,11 +56,6 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS session_rows (k TEXT PRIMARY KE
 /// See room_object.rs: no compression is ever negotiated.
 const NO_EXTENSIONS: &str = "roomcast-no-compression";
 
-#[derive(serde::Deserialize)]
-struct StoredRow {
-    v: String,
-}
-
 impl Core {
     fn config(&self) -> RoomConfig {
         RoomConfig::from_vars(|name| self.env.var(name).ok().map(|v| v.to_string()))
@@ -85,8 +82,14 @@ impl Core {
         self.state.set_websocket_auto_response(&pair);
         let sql = self.state.storage().sql();
         sql.exec(SCHEMA, None)?;
-        let rows: Vec<StoredRow> = sql.exec("SELECT v FROM session_rows", None)?.to_array()?;
-        let rows: Vec<Row> = rows.iter().filter_map(|r| serde_json::from_str(&r.v).ok()).collect();
+        // Read with `raw()` as the room's store does: `to_array` would bring serde_wasm_bindgen
+        // (and float formatting through its errors) into the wasm for this one query.
+        let mut rows: Vec<Row> = Vec::new();
+        for row in sql.exec("SELECT v FROM session_rows", None)?.raw() {
+            if let Some(SqlStorageValue::String(v)) = row?.into_iter().next() {
+                rows.extend(serde_json::from_str::<Row>(&v).ok());
+            }
+        }
         let mut devices = Vec::new();
         for ws in self.state.get_websockets() {
             let Some(info) = attachment(&ws) else { continue };
