@@ -199,7 +199,8 @@ impl Core {
         let Some(header) = req.headers().get(SESSION_HEADER)? else {
             return http::refused(&Refusal::bad_request("sessions come through the edge"), None);
         };
-        let Ok(connect) = serde_json::from_str::<SessionConnect>(&header) else {
+        // From bytes, as the token's claims are read: one copy of their deserializer (see `attachment`).
+        let Ok(connect) = serde_json::from_slice::<SessionConnect>(header.as_bytes()) else {
             return http::refused(&Refusal::bad_request("bad session header"), None);
         };
         let pair = WebSocketPair::new()?;
@@ -229,8 +230,9 @@ impl Core {
         };
         let timeout = self.config().heartbeat_timeout_ms;
         let state = &self.state;
-        let sockets = self.sockets.borrow().clone();
         let reply = self.with(|s, now| {
+            // Borrowed once the session is loaded (loading fills the map).
+            let sockets = self.sockets.borrow();
             s.handle_sweep(now, timeout, |d| sockets.get(&d).and_then(|ws| platform::last_auto_response(state, ws)));
             s.handle_feed(call)
         })?;
@@ -249,8 +251,11 @@ impl Core {
     }
 }
 
+/// Read from bytes (`from_slice`), as `token::verify` reads a token's claims: serde_json's
+/// deserializers are generic over the reader, so `from_str` would add a second copy of the
+/// claims' (and their room map's) deserializer.
 fn attachment(ws: &WebSocket) -> Option<DeviceInfo> {
-    serde_json::from_str(&platform::attachment_text(ws)?).ok()
+    serde_json::from_slice(platform::attachment_text(ws)?.as_bytes()).ok()
 }
 
 impl DurableObject for SessionObject {
