@@ -191,8 +191,8 @@ impl Core {
 
     async fn call_room(&self, room: &str, request: &RelayRequest) -> Option<RelayReply> {
         let rooms = self.env.durable_object("ROOMS").ok()?;
-        let text = platform::call_object(&rooms, room, RELAY_PATH, &serde_json::to_string(request).ok()?).await?;
-        serde_json::from_str(&text).ok()
+        let text = platform::call_object(&rooms, room, RELAY_PATH, &request.encode()).await?;
+        RelayReply::decode(&text)
     }
 
     async fn accept(self: &Rc<Self>, req: &Request) -> Result<Response> {
@@ -225,7 +225,7 @@ impl Core {
     /// A room's feed call: dead sockets are closed first (the answer then lists only live
     /// devices), then the call is handled and answered.
     async fn feed(self: &Rc<Self>, mut req: Request) -> Result<Response> {
-        let Ok(call) = serde_json::from_str::<FeedCall>(&req.text().await?) else {
+        let Some(call) = FeedCall::decode(&req.text().await?) else {
             return http::refused(&Refusal::bad_request("feed calls come from rooms"), None);
         };
         let timeout = self.config().heartbeat_timeout_ms;
@@ -237,7 +237,7 @@ impl Core {
             s.handle_feed(call)
         })?;
         self.carry_out();
-        http::json_text(200, serde_json::to_string(&reply).unwrap_or_default(), None)
+        Response::ok(reply.encode())
     }
 
     fn closed(self: &Rc<Self>, ws: &WebSocket) {
