@@ -37,7 +37,9 @@ pub(super) struct Relays {
     closing: Vec<ConnId>,
     /// Per call in flight: the first connection id opened after it was made (an answer that
     /// does not list a device closes only connections opened before its call).
-    calls: BTreeMap<u64, ConnId>,
+    /// A list, not a map: a few calls are in flight at most (one per session), and a map of
+    /// this type was 3.8 KB of the Worker's wasm.
+    calls: Vec<(u64, ConnId)>,
     /// Per session, whether its row says it has extras in flight.
     saved_extras: BTreeMap<String, bool>,
 }
@@ -53,7 +55,7 @@ impl Relays {
             by_key: BTreeMap::new(),
             feed,
             closing: Vec::new(),
-            calls: BTreeMap::new(),
+            calls: Vec::new(),
             saved_extras: BTreeMap::new(),
         }
     }
@@ -68,6 +70,12 @@ impl Relays {
 
     fn conns_of<'a>(&'a self, session: &'a str) -> impl Iterator<Item = ConnId> + 'a {
         self.by_conn.iter().filter(move |(_, (s, _))| s == session).map(|(c, _)| *c)
+    }
+
+    /// The first connection opened after `call` was made, forgetting the call.
+    fn take_call(&mut self, call: u64) -> Option<ConnId> {
+        let i = self.calls.iter().position(|(c, _)| *c == call)?;
+        Some(self.calls.swap_remove(i).1)
     }
 
     fn extra(&mut self, conn: ConnId, text: String) {
@@ -313,7 +321,8 @@ impl Room {
     /// has extras waiting or is due a probe.
     pub fn poll_feed(&mut self, room: &str, now: u64, store: &mut impl Store) -> Option<(String, u64, FeedCall)> {
         let Delivery { call, subscriber, epoch, after, limit, head: _, extras } = self.relays.feed.poll_delivery(now)?;
-        self.relays.calls.insert(call, self.next_conn);
+        self.relays.take_call(call);
+        self.relays.calls.push((call, self.next_conn));
         let page = self.feed_page(&epoch, after, limit, store);
         let extras = extras.into_iter().map(WireExtra::from).collect();
         Some((subscriber, call, FeedCall { room: room.to_owned(), page, extras }))
@@ -332,7 +341,7 @@ impl Room {
 
     /// A session answered a feed call.
     pub fn handle_feed_answer(&mut self, session: &str, call: u64, reply: FeedReply, now: u64, store: &mut impl Store) {
-        let opened_before = self.relays.calls.remove(&call).unwrap_or(0);
+        let opened_before = self.relays.take_call(call).unwrap_or(0);
         let conns: Vec<ConnId> = self.relays.conns_of(session).collect();
         match reply.answer {
             Some(answer) => {
@@ -365,7 +374,7 @@ impl Room {
 
     /// A feed call failed (it threw, or timed out in the adapter); `random` spreads the retry.
     pub fn handle_feed_failure(&mut self, session: &str, call: u64, now: u64, random: u64, store: &mut impl Store) {
-        self.relays.calls.remove(&call);
+        self.relays.take_call(call);
         self.relays.feed.handle_failure(session, call, now, random);
         self.settle_relays(now, store);
     }
