@@ -262,8 +262,9 @@ pub fn internal_request(url: &str, method: &str, headers: &worker::Headers, body
     Ok(web_sys::Request::new_with_str_and_init(url, &init)?)
 }
 
-/// A POST of `body` (JSON) to another object's `path`, answered 200 with a JSON text: the calls
-/// between sessions and rooms. `None` when the call failed or was refused.
+/// A POST of `body` to another object's `path`, answered 200 with a text: the calls between
+/// sessions and rooms, in the relay's compact form (`roomcast_protocol::relay`'s `wire`). `None`
+/// when the call failed or was refused.
 pub async fn call_object(ns: &worker::ObjectNamespace, name: &str, path: &str, body: &str) -> Option<String> {
     let request = internal_request(&format!("https://object{path}"), "POST", &worker::Headers::new(), Some(body)).ok()?;
     let response = fetch_room(ns, name, &request).await.ok()?;

@@ -498,7 +498,7 @@ impl Core {
     /// A session's call for its devices (`relay`): served by the room through the gate, like an
     /// HTTP call; a join that would create the room counts against the user's creation limit.
     async fn relay(&self, mut req: Request) -> Result<Response> {
-        let Some(request) = serde_json::from_str::<RelayRequest>(&req.text().await?).ok() else {
+        let Some(request) = RelayRequest::decode(&req.text().await?) else {
             return http::refused(&Refusal::bad_request("relay calls come from sessions"), None);
         };
         if request.ops.iter().any(|op| matches!(op, RelayOp::Open { .. })) {
@@ -509,11 +509,11 @@ impl Core {
                     .iter()
                     .map(|_| RelayResult::Refused { code: r.close_code(), reason: r.close_reason().to_owned() })
                     .collect();
-                return http::json_text(200, serde_json::to_string(&RelayReply { results }).unwrap_or_default(), None);
+                return Response::ok(RelayReply { results }.encode());
             }
         }
         let reply = self.with_room(|l, now| l.room.serve_relay(&request, now, &mut l.store)).await?;
-        http::json_text(200, serde_json::to_string(&reply).unwrap_or_default(), None)
+        Response::ok(reply.encode())
     }
 
     /// Starts the feed calls the room has for sessions (after a flush: what they carry is
@@ -545,8 +545,8 @@ impl Core {
 
     async fn call_session(&self, session: &str, body: &FeedCall) -> Option<FeedReply> {
         let sessions = self.env.durable_object("SESSIONS").ok()?;
-        let text = platform::call_object(&sessions, session, FEED_PATH, &serde_json::to_string(body).ok()?).await?;
-        serde_json::from_str(&text).ok()
+        let text = platform::call_object(&sessions, session, FEED_PATH, &body.encode()).await?;
+        FeedReply::decode(&text)
     }
 }
 

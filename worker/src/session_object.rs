@@ -18,7 +18,9 @@ use roomcast_protocol::session::{DeviceInfo, Output, Row, Secrets, Session};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use worker::{durable_object, DurableObject, Env, Headers, Method, Request, Response, Result, State, WebSocket, WebSocketPair};
+use worker::{
+    durable_object, DurableObject, Env, Headers, Method, Request, Response, Result, SqlStorageValue, State, WebSocket, WebSocketPair,
+};
 
 #[durable_object(alarm)]
 pub struct SessionObject {
@@ -54,11 +56,6 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS session_rows (k TEXT PRIMARY KE
 /// See room_object.rs: no compression is ever negotiated.
 const NO_EXTENSIONS: &str = "roomcast-no-compression";
 
-#[derive(serde::Deserialize)]
-struct StoredRow {
-    v: String,
-}
-
 impl Core {
     fn config(&self) -> RoomConfig {
         RoomConfig::from_vars(|name| self.env.var(name).ok().map(|v| v.to_string()))
@@ -85,8 +82,14 @@ impl Core {
         self.state.set_websocket_auto_response(&pair);
         let sql = self.state.storage().sql();
         sql.exec(SCHEMA, None)?;
-        let rows: Vec<StoredRow> = sql.exec("SELECT v FROM session_rows", None)?.to_array()?;
-        let rows: Vec<Row> = rows.iter().filter_map(|r| serde_json::from_str(&r.v).ok()).collect();
+        // Read with `raw()` as the room's store does: `to_array` would bring serde_wasm_bindgen
+        // (and float formatting through its errors) into the wasm for this one query.
+        let mut rows: Vec<Row> = Vec::new();
+        for row in sql.exec("SELECT v FROM session_rows", None)?.raw() {
+            if let Some(SqlStorageValue::String(v)) = row?.into_iter().next() {
+                rows.extend(serde_json::from_str::<Row>(&v).ok());
+            }
+        }
         let mut devices = Vec::new();
         for ws in self.state.get_websockets() {
             let Some(info) = attachment(&ws) else { continue };
@@ -189,15 +192,16 @@ impl Core {
 
     async fn call_room(&self, room: &str, request: &RelayRequest) -> Option<RelayReply> {
         let rooms = self.env.durable_object("ROOMS").ok()?;
-        let text = platform::call_object(&rooms, room, RELAY_PATH, &serde_json::to_string(request).ok()?).await?;
-        serde_json::from_str(&text).ok()
+        let text = platform::call_object(&rooms, room, RELAY_PATH, &request.encode()).await?;
+        RelayReply::decode(&text)
     }
 
     async fn accept(self: &Rc<Self>, req: &Request) -> Result<Response> {
         let Some(header) = req.headers().get(SESSION_HEADER)? else {
             return http::refused(&Refusal::bad_request("sessions come through the edge"), None);
         };
-        let Ok(connect) = serde_json::from_str::<SessionConnect>(&header) else {
+        // From bytes, as the token's claims are read: one copy of their deserializer (see `attachment`).
+        let Ok(connect) = serde_json::from_slice::<SessionConnect>(header.as_bytes()) else {
             return http::refused(&Refusal::bad_request("bad session header"), None);
         };
         let pair = WebSocketPair::new()?;
@@ -247,18 +251,19 @@ impl Core {
     /// A room's feed call: dead sockets are closed first (the answer then lists only live
     /// devices), then the call is handled and answered.
     async fn feed(self: &Rc<Self>, mut req: Request) -> Result<Response> {
-        let Ok(call) = serde_json::from_str::<FeedCall>(&req.text().await?) else {
+        let Some(call) = FeedCall::decode(&req.text().await?) else {
             return http::refused(&Refusal::bad_request("feed calls come from rooms"), None);
         };
         let timeout = self.config().heartbeat_timeout_ms;
         let state = &self.state;
-        let sockets = self.sockets.borrow().clone();
         let reply = self.with(|s, now| {
+            // Borrowed once the session is loaded (loading fills the map).
+            let sockets = self.sockets.borrow();
             s.handle_sweep(now, timeout, |d| sockets.get(&d).and_then(|ws| platform::last_auto_response(state, ws)));
             s.handle_feed(call)
         })?;
         self.carry_out();
-        http::json_text(200, serde_json::to_string(&reply).unwrap_or_default(), None)
+        Response::ok(reply.encode())
     }
 
     fn closed(self: &Rc<Self>, ws: &WebSocket) {
@@ -272,8 +277,11 @@ impl Core {
     }
 }
 
+/// Read from bytes (`from_slice`), as `token::verify` reads a token's claims: serde_json's
+/// deserializers are generic over the reader, so `from_str` would add a second copy of the
+/// claims' (and their room map's) deserializer.
 fn attachment(ws: &WebSocket) -> Option<DeviceInfo> {
-    serde_json::from_str(&platform::attachment_text(ws)?).ok()
+    serde_json::from_slice(platform::attachment_text(ws)?.as_bytes()).ok()
 }
 
 impl DurableObject for SessionObject {

@@ -15,6 +15,9 @@ use crate::feed::{Answer, Extra};
 use crate::token::Rights;
 use serde::{Deserialize, Serialize};
 
+/// The compact form the objects exchange these in (`encode`/`decode` on the four messages).
+mod wire;
+
 /// The room object's path for a session's calls.
 pub const RELAY_PATH: &str = "/relay";
 /// The session object's path for a room's feed calls.

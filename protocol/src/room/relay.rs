@@ -47,7 +47,9 @@ pub(super) struct Relays {
     closing: Vec<ConnId>,
     /// Per call in flight: the first connection id opened after it was made (an answer that
     /// does not list a device closes only connections opened before its call).
-    calls: BTreeMap<u64, ConnId>,
+    /// A list, not a map: a few calls are in flight at most (one per session), and a map of
+    /// this type was 3.8 KB of the Worker's wasm.
+    calls: Vec<(u64, ConnId)>,
     /// Per session, whether its row says it has extras in flight.
     saved_extras: BTreeMap<String, bool>,
 }
@@ -69,7 +71,7 @@ impl Relays {
             feed,
             watch,
             closing: Vec::new(),
-            calls: BTreeMap::new(),
+            calls: Vec::new(),
             saved_extras: BTreeMap::new(),
         }
     }
@@ -84,6 +86,12 @@ impl Relays {
 
     fn conns_of<'a>(&'a self, session: &'a str) -> impl Iterator<Item = ConnId> + 'a {
         self.by_conn.iter().filter(move |(_, (s, _))| s == session).map(|(c, _)| *c)
+    }
+
+    /// The first connection opened after `call` was made, forgetting the call.
+    fn take_call(&mut self, call: u64) -> Option<ConnId> {
+        let i = self.calls.iter().position(|(c, _)| *c == call)?;
+        Some(self.calls.swap_remove(i).1)
     }
 
     fn extra(&mut self, conn: ConnId, text: String) {
@@ -354,7 +362,8 @@ impl Room {
             return Some((d.subscriber, d.call * 2 + 1, FeedCall { room: room.to_owned(), page, extras: Vec::new(), watch: true }));
         }
         let Delivery { call, subscriber, epoch, after, limit, head: _, extras } = self.relays.feed.poll_delivery(now)?;
-        self.relays.calls.insert(call, self.next_conn);
+        self.relays.take_call(call);
+        self.relays.calls.push((call, self.next_conn));
         let page = self.feed_page(&epoch, after, limit, store);
         let extras = extras.into_iter().map(WireExtra::from).collect();
         Some((subscriber, call * 2, FeedCall { room: room.to_owned(), page, extras, watch: false }))
@@ -395,7 +404,7 @@ impl Room {
             return;
         }
         let call = call / 2;
-        let opened_before = self.relays.calls.remove(&call).unwrap_or(0);
+        let opened_before = self.relays.take_call(call).unwrap_or(0);
         let conns: Vec<ConnId> = self.relays.conns_of(session).collect();
         match reply.answer {
             Some(answer) => {
@@ -433,7 +442,7 @@ impl Room {
             return;
         }
         let call = call / 2;
-        self.relays.calls.remove(&call);
+        self.relays.take_call(call);
         self.relays.feed.handle_failure(session, call, now, random);
         self.settle_relays(now, store);
     }

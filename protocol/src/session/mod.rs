@@ -520,21 +520,14 @@ impl Session {
     /// A room no device has joined any more is not followed (the room's next call is answered
     /// with no position, and it stops).
     fn drop_unjoined_rooms(&mut self) {
-        let followed: Vec<String> = self.feed_rooms();
-        for room in followed {
+        // The followed rooms, in order (a joined room is never dropped, so the joined rooms need
+        // no merging in: that sort was 4.8 KB of the Worker's wasm).
+        for room in self.followed() {
             if !self.devices.values().any(|d| d.joins.contains_key(&room)) {
                 self.feed.unfollow(&room);
                 self.out.push_back(Output::Delete(format!("f {room}")));
             }
         }
-    }
-
-    fn feed_rooms(&self) -> Vec<String> {
-        let mut rooms: Vec<String> = self.devices.values().flat_map(|d| d.joins.keys().cloned()).collect();
-        rooms.extend(self.followed());
-        rooms.sort();
-        rooms.dedup();
-        rooms
     }
 
     fn followed(&self) -> Vec<String> {
