@@ -23,6 +23,7 @@
 
 use crate::feed::{Gap, Position, Receiver};
 use crate::frame::ErrorCode;
+use crate::limit::Bucket;
 use crate::relay::{FeedCall, FeedPage, FeedReply, RelayIdentity, RelayOp, RelayResult};
 use crate::token::{self, Claims};
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,45 @@ mod tests;
 pub const MAX_ROOMS_PER_DEVICE: usize = 200;
 /// Messages per catch-up read.
 const READ_LIMIT: usize = 100;
+/// Failed catch-up reads in a row retried at once; past them, a device behind waits for the
+/// room's next feed call (at least its probe) to try again, so a room that cannot be reached is
+/// not called in a tight loop.
+const READ_RETRIES: u32 = 3;
+/// Most read positions a session keeps: past it, the one marked longest ago is forgotten (its
+/// room then counts as never read).
+pub const MAX_READ_POSITIONS: usize = 1_000;
+
+/// A device's frame budget: every frame it sends (joins, leaves, read marks, refreshes, room
+/// frames) takes one token. A room's own limits are per connection and start full on every
+/// join, so without this a device could leave and join again to reset them (and make each
+/// room's members see its presence come and go) as fast as it can send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// Frames per second, sustained.
+    pub per_sec: u64,
+    /// Frames a device may send at once.
+    pub burst: u64,
+    /// Frames refused in a row (for the rate) after which the device's socket is closed (4029).
+    pub max_strikes: u32,
+}
+
+impl SessionLimits {
+    /// From a room's limits: a device may publish and broadcast at one socket's rates, summed
+    /// over all its rooms, and rejoin every room at once after a reconnect.
+    pub fn from_config(c: &crate::config::RoomConfig) -> SessionLimits {
+        SessionLimits {
+            per_sec: c.rate_messages_per_sec.saturating_add(c.broadcast_rate_per_sec),
+            burst: c.rate_messages_burst.saturating_add(MAX_ROOMS_PER_DEVICE as u64),
+            max_strikes: c.max_strikes,
+        }
+    }
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits::from_config(&crate::config::RoomConfig::default())
+    }
+}
 
 /// Who a device is: what its socket's attachment keeps (the session is rebuilt from the live
 /// sockets after hibernation).
@@ -79,10 +119,13 @@ pub enum Row {
         seq: u64,
         extras: u64,
     },
-    /// The user's read position in a room.
+    /// The user's read position in a room, and when it was marked (the oldest is forgotten
+    /// past [`MAX_READ_POSITIONS`]).
     Read {
         room: String,
         seq: u64,
+        #[serde(default)]
+        at: u64,
     },
 }
 
@@ -120,6 +163,12 @@ pub enum Output {
     },
     Save(Row),
     Delete(String),
+    /// The device's identity changed (a refresh): its socket's attachment must hold it again
+    /// ([`Session::device`]), since the session is rebuilt from the attachments after
+    /// hibernation.
+    Attach {
+        device: u64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -129,6 +178,8 @@ struct Join {
     live: bool,
     /// A catch-up read in flight.
     reading: bool,
+    /// Catch-up reads that failed in a row.
+    read_failures: u32,
 }
 
 #[derive(Debug)]
@@ -138,6 +189,22 @@ struct Device {
     /// Per room: what this device was passed.
     cursor: Receiver,
     last_seen: u64,
+    /// Its frame budget ([`SessionLimits`]) and the frames refused in a row.
+    budget: Bucket,
+    strikes: u32,
+}
+
+impl Device {
+    fn new(info: DeviceInfo, limits: &SessionLimits, now: u64) -> Device {
+        Device {
+            info,
+            joins: BTreeMap::new(),
+            cursor: Receiver::new(),
+            last_seen: now,
+            budget: Bucket::new(limits.burst, limits.per_sec, now),
+            strikes: 0,
+        }
+    }
 }
 
 /// The frames a device sends to the session itself, or with a room.
@@ -184,9 +251,11 @@ pub struct Session {
     devices: BTreeMap<u64, Device>,
     /// Where the session stands in each room's feed.
     feed: Receiver,
-    reads: BTreeMap<String, u64>,
+    /// Per room: the user's read position and when it was marked.
+    reads: BTreeMap<String, (u64, u64)>,
     out: VecDeque<Output>,
     secrets: Secrets,
+    limits: SessionLimits,
     next_device: u64,
 }
 
@@ -247,8 +316,14 @@ impl Session {
             reads: BTreeMap::new(),
             out: VecDeque::new(),
             secrets,
+            limits: SessionLimits::default(),
             next_device: now.saturating_mul(1024).max(1),
         }
+    }
+
+    /// The devices' frame budget (devices opened from now on, and restored ones).
+    pub fn set_limits(&mut self, limits: SessionLimits) {
+        self.limits = limits;
     }
 
     /// Rebuilds the session after hibernation from its live sockets' devices and its rows.
@@ -256,14 +331,15 @@ impl Session {
     pub fn restore(&mut self, devices: Vec<DeviceInfo>, rows: Vec<Row>, now: u64) {
         for info in devices {
             self.next_device = self.next_device.max(info.id + 1);
-            self.devices.insert(info.id, Device { info, joins: BTreeMap::new(), cursor: Receiver::new(), last_seen: now });
+            let id = info.id;
+            self.devices.insert(id, Device::new(info, &self.limits, now));
         }
         let mut joins = Vec::new();
         for row in rows {
             match row {
                 Row::Feed { room, epoch, seq, extras } => self.feed.follow_with(&room, Position { epoch, seq }, extras),
-                Row::Read { room, seq } => {
-                    self.reads.insert(room, seq);
+                Row::Read { room, seq, at } => {
+                    self.reads.insert(room, (seq, at));
                 }
                 Row::Join(j) => joins.push(j),
             }
@@ -276,7 +352,7 @@ impl Session {
                     if let (true, Some(at)) = (j.live, at) {
                         d.cursor.follow(&j.room, at);
                     }
-                    d.joins.insert(j.room.clone(), Join { start: j.start, echo: j.echo, live: j.live, reading: false });
+                    d.joins.insert(j.room.clone(), Join { start: j.start, echo: j.echo, live: j.live, reading: false, read_failures: 0 });
                 }
                 None => {
                     let key = Row::Join(j.clone()).key();
@@ -310,8 +386,12 @@ impl Session {
     }
 
     /// A socket opened with a verified token (`claims`) and a client id; returns the device id
-    /// (its attachment is [`Session::device`]) and queues the session's welcome.
-    pub fn handle_open(&mut self, client_id: String, claims: Claims, now: u64) -> u64 {
+    /// (its attachment is [`Session::device`]) and queues the session's welcome. A token for
+    /// another user is refused (the session would speak for its own user with it).
+    pub fn handle_open(&mut self, client_id: String, claims: Claims, now: u64) -> Result<u64, crate::close::CloseCode> {
+        if claims.sub != self.user || self.user.is_empty() {
+            return Err(crate::close::FORBIDDEN);
+        }
         let id = self.next_device;
         self.next_device += 1;
         let expires = claims.expires_ms();
@@ -321,12 +401,12 @@ impl Session {
             json_str(&self.user),
             json_str(&info.client_id)
         );
-        self.devices.insert(id, Device { info, joins: BTreeMap::new(), cursor: Receiver::new(), last_seen: now });
+        self.devices.insert(id, Device::new(info, &self.limits, now));
         self.send(id, welcome);
-        for (room, seq) in self.reads.clone() {
+        for (room, (seq, _)) in self.reads.clone() {
             self.send(id, read_frame(&room, seq));
         }
-        id
+        Ok(id)
     }
 
     /// A socket closed: its joins end in every room.
@@ -361,6 +441,22 @@ impl Session {
     pub fn handle_text(&mut self, device: u64, text: &str, now: u64) {
         let Some(d) = self.devices.get_mut(&device) else { return };
         d.last_seen = now;
+        if !d.budget.take(1, now) {
+            d.strikes = d.strikes.saturating_add(1);
+            if d.strikes > self.limits.max_strikes {
+                let c = crate::close::RATE_LIMITED;
+                self.out.push_back(Output::Close { device, code: c.code, reason: c.reason.into() });
+                return self.handle_close(device);
+            }
+            // Only the id and room are read back, to say which frame was refused.
+            let env = serde_json::from_str::<Envelope<'_>>(text).ok();
+            let (room, id) = env.map_or((None, None), |e| (e.room, e.id));
+            return self.send(
+                device,
+                error_frame(room.as_deref(), id.as_deref(), ErrorCode::RateLimited, "too many frames per second; slow down"),
+            );
+        }
+        d.strikes = 0;
         if !text.trim_start().starts_with('{') {
             return self.send(device, error_frame(None, None, ErrorCode::BadFrame, "a frame is a JSON object"));
         }
@@ -391,7 +487,9 @@ impl Session {
             }
             ("leave", Some(room)) => self.leave(device, room, 1000, "left"),
             ("mark_read", Some(room)) => match env.seq {
-                Some(seq) if self.devices.get(&device).is_some_and(|d| d.joins.contains_key(room)) => self.mark_read(room, seq),
+                Some(seq) if self.devices.get(&device).is_some_and(|d| d.joins.get(room).is_some_and(|j| j.live)) => {
+                    self.mark_read(room, seq, now)
+                }
                 Some(_) => self.send(device, error_frame(Some(room), id, ErrorCode::BadFrame, "join the room before marking it read")),
                 None => self.send(device, error_frame(Some(room), id, ErrorCode::BadFrame, "mark_read needs a seq")),
             },
@@ -436,7 +534,7 @@ impl Session {
             rights,
             expires: claims.expires_ms(),
         };
-        d.joins.insert(room.to_owned(), Join { start: start.clone(), echo, live: false, reading: false });
+        d.joins.insert(room.to_owned(), Join { start: start.clone(), echo, live: false, reading: false, read_failures: 0 });
         self.out.push_back(Output::Save(Row::Join(JoinRow { device, room: room.to_owned(), start, echo, live: false })));
         self.out.push_back(Output::Relay { room: room.to_owned(), device, op: RelayOp::Open { device, identity } });
     }
@@ -495,6 +593,7 @@ impl Session {
         let Some(d) = self.devices.get_mut(&device) else { return };
         let expires = claims.expires_ms();
         d.info.claims = claims;
+        self.out.push_back(Output::Attach { device });
         let rooms: Vec<String> = d.joins.keys().cloned().collect();
         let frame = format!("{{\"type\":\"refresh\",\"token\":{}}}", json_str(token_text));
         for room in rooms {
@@ -509,13 +608,22 @@ impl Session {
         self.send(device, format!("{{\"type\":\"refreshed\",\"expires\":{expires}}}"));
     }
 
-    fn mark_read(&mut self, room: &str, seq: u64) {
-        let at = self.reads.entry(room.to_owned()).or_insert(0);
-        if seq <= *at {
+    /// The user read `room` up to `seq`: at most what the session has of the room (a position
+    /// past it would hide messages still to come), never backwards.
+    fn mark_read(&mut self, room: &str, seq: u64, now: u64) {
+        let seq = seq.min(self.feed.position(room).map_or(0, |p| p.seq));
+        if seq <= self.reads.get(room).map_or(0, |r| r.0) {
             return; // read positions never move back
         }
-        *at = seq;
-        self.out.push_back(Output::Save(Row::Read { room: room.to_owned(), seq }));
+        if !self.reads.contains_key(room) && self.reads.len() >= MAX_READ_POSITIONS {
+            let oldest = self.reads.iter().min_by_key(|(_, (_, at))| *at).map(|(r, _)| r.clone());
+            if let Some(oldest) = oldest {
+                self.reads.remove(&oldest);
+                self.out.push_back(Output::Delete(format!("r {oldest}")));
+            }
+        }
+        self.reads.insert(room.to_owned(), (seq, now));
+        self.out.push_back(Output::Save(Row::Read { room: room.to_owned(), seq, at: now }));
         let devices: Vec<u64> = self.devices.keys().copied().collect();
         for device in devices {
             self.send(device, read_frame(room, seq));
@@ -535,6 +643,9 @@ impl Session {
                         }
                     }
                     self.send(device, left_frame(room, code, &reason));
+                    // A refused read leaves a connection open in the room: it closes too (a
+                    // refused open has none, and the room answers that it knows none).
+                    self.out.push_back(Output::Relay { room: room.to_owned(), device, op: RelayOp::Close { device } });
                     self.drop_unjoined_rooms();
                 }
             }
@@ -551,11 +662,14 @@ impl Session {
                 self.handle_relay_result(room, device, RelayResult::Refused { code: 1011, reason: "the room could not be reached".into() })
             }
             RelayOp::Read { .. } => {
-                // Try again: the device stays behind until its read succeeds.
-                if let Some(j) = self.devices.get_mut(&device).and_then(|d| d.joins.get_mut(room)) {
-                    j.reading = false;
+                // Try again: the device stays behind until its read succeeds; past a few
+                // failures in a row, at the room's next feed call.
+                let Some(j) = self.devices.get_mut(&device).and_then(|d| d.joins.get_mut(room)) else { return };
+                j.reading = false;
+                j.read_failures = j.read_failures.saturating_add(1);
+                if j.read_failures <= READ_RETRIES {
+                    self.catch_up(room, device);
                 }
-                self.catch_up(room, device);
             }
             RelayOp::Text { text, .. } => {
                 let id = serde_json::from_str::<Envelope<'_>>(text).ok().and_then(|e| e.id);
@@ -645,6 +759,7 @@ impl Session {
     fn caught_up_by(&mut self, room: &str, device: u64, page: FeedPage) {
         let Some(j) = self.devices.get_mut(&device).and_then(|d| d.joins.get_mut(room)) else { return };
         j.reading = false;
+        j.read_failures = 0;
         self.pass_page(room, device, &page);
         self.catch_up(room, device);
     }
@@ -669,7 +784,7 @@ impl Session {
                     }
                 };
                 d.cursor.follow(room, Position { epoch: head.epoch.clone(), seq: from });
-                let read = self.reads.get(room).copied();
+                let read = self.reads.get(room).map(|r| r.0);
                 let mut joined = with_room(room, &text);
                 if let Some(read) = read {
                     joined = joined.replacen(",", &format!(",\"read\":{read},"), 1);
