@@ -634,20 +634,20 @@ impl Session {
     pub fn handle_relay_result(&mut self, room: &str, device: u64, result: RelayResult) {
         match result {
             RelayResult::Refused { code, reason } => {
-                let joined = self.devices.get(&device).is_some_and(|d| d.joins.contains_key(room));
-                if joined {
-                    if let Some(d) = self.devices.get_mut(&device) {
-                        if let Some(join) = d.joins.remove(room) {
-                            let row = JoinRow { device, room: room.to_owned(), start: join.start, echo: join.echo, live: join.live };
-                            self.out.push_back(Output::Delete(Row::Join(row).key()));
-                        }
-                    }
-                    self.send(device, left_frame(room, code, &reason));
-                    // A refused read leaves a connection open in the room: it closes too (a
-                    // refused open has none, and the room answers that it knows none).
+                let Some(d) = self.devices.get_mut(&device) else { return };
+                let Some(join) = d.joins.remove(room) else { return };
+                d.cursor.unfollow(room);
+                let live = join.live;
+                let row = JoinRow { device, room: room.to_owned(), start: join.start, echo: join.echo, live };
+                self.out.push_back(Output::Delete(Row::Join(row).key()));
+                self.send(device, left_frame(room, code, &reason));
+                if live {
+                    // A refused read (the read budget) leaves the device's connection open in
+                    // the room: it closes too. A refused open has none, and a call for it
+                    // would only wake (or make) the room for nothing.
                     self.out.push_back(Output::Relay { room: room.to_owned(), device, op: RelayOp::Close { device } });
-                    self.drop_unjoined_rooms();
                 }
+                self.drop_unjoined_rooms();
             }
             RelayResult::Page(page) => self.caught_up_by(room, device, page),
             RelayResult::Done | RelayResult::Unknown => {}

@@ -36,6 +36,8 @@ struct World {
     feeds_paused: bool,
     /// The rooms' configuration.
     config: RoomConfig,
+    /// Every op the session asked of a room.
+    relayed: Vec<(String, RelayOp)>,
 }
 
 fn claims(user: &str, patterns: &[&str]) -> Claims {
@@ -59,6 +61,7 @@ impl World {
             closes: Vec::new(),
             feeds_paused: false,
             config: RoomConfig::default(),
+            relayed: Vec::new(),
         }
     }
 
@@ -101,6 +104,9 @@ impl World {
             let mut moved = false;
             while let Some(out) = self.session.poll_output() {
                 moved = true;
+                if let Output::Relay { room, op, .. } = &out {
+                    self.relayed.push((room.clone(), op.clone()));
+                }
                 match out {
                     Output::Send { device, text } => {
                         let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
@@ -518,6 +524,22 @@ fn catch_up_reads_spend_the_users_read_budget() {
     assert_eq!(w.seqs(b, "r").len(), 20, "nothing read past the budget");
     assert!(w.session.rooms_of(b).is_empty());
     assert_eq!(w.room("r").0.connection_count(), 1, "the refused device's connection closed too");
+}
+
+#[test]
+fn a_refused_join_calls_the_room_no_more() {
+    // The worker lets only an open create a room (ROOM_CREATIONS_PER_USER): a close sent after
+    // a refused open would wake the room for nothing, or make it.
+    let mut w = World::new(USER);
+    w.config = RoomConfig { max_connections_per_user: 1, ..RoomConfig::default() };
+    let a = w.device(&["*"]);
+    let b = w.device(&["*"]);
+    w.send(a, r#"{"type":"join","room":"r"}"#);
+    w.relayed.clear();
+    w.send(b, r#"{"type":"join","room":"r"}"#);
+    assert_eq!(w.frames(b, "r", "left")[0]["code"], crate::close::USER_CONNECTIONS.code);
+    assert_eq!(w.relayed.len(), 1, "only the open: {:?}", w.relayed);
+    assert!(w.session.rooms_of(b).is_empty());
 }
 
 #[test]
