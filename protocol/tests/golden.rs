@@ -502,10 +502,16 @@ fn every_session_client_frame_is_taken_by_a_session() {
         let rights = vec![Right::Subscribe, Right::Publish, Right::Presence];
         let claims =
             Claims { sub: "alice".into(), exp: 4_000_000_000, nbf: None, iat: None, rooms: [("*".to_owned(), rights)].into(), meta: None };
-        let device = session.handle_open("tab-1".into(), claims, 1_000);
+        let device = session.handle_open("tab-1".into(), claims, 1_000).unwrap();
         let parsed: Value = serde_json::from_str(&g.text).unwrap();
-        // Room frames other than a join need the room joined first.
-        if let (Some(room), false) = (parsed["room"].as_str(), parsed["type"] == "join") {
+        // A read position needs the room watched (or a join the room admitted); other room
+        // frames but a join need the room joined first.
+        if let (Some(room), true) = (parsed["room"].as_str(), parsed["type"] == "mark_read") {
+            session.handle_text(device, &format!(r#"{{"type":"watch","rooms":["{room}"]}}"#), 1_000);
+            // the room's head, so the position is one the session knows of
+            let page = roomcast_protocol::relay::FeedPage { epoch: "e1".into(), end: Some(50), messages: Vec::new() };
+            session.handle_feed(roomcast_protocol::relay::FeedCall { room: room.into(), page, extras: Vec::new(), watch: true });
+        } else if let (Some(room), false) = (parsed["room"].as_str(), parsed["type"] == "join") {
             session.handle_text(device, &format!(r#"{{"type":"join","room":"{room}"}}"#), 1_000);
         }
         while session.poll_output().is_some() {}

@@ -132,7 +132,9 @@ test("read positions reach the user's other devices and never move back", async 
   const room = roomName("reads");
   const a = await session(edge, "erin");
   const b = await session(edge, "erin");
-  await a.join(room);
+  // A read position stands on messages the session has: the room holds 10.
+  for (let i = 0; i < 10; i++) assert.equal((await api(edge, "POST", `/rooms/${room}/messages`, { data: i })).status, 200);
+  assert.equal((await a.join(room)).seq, 10);
   a.send({ type: "mark_read", room, seq: 7 });
   const seen = await b.next((f) => f.type === "read_position" && f.room === room);
   assert.equal(seen.seq, 7);
@@ -146,6 +148,29 @@ test("read positions reach the user's other devices and never move back", async 
   const c = await session(edge, "erin");
   await c.next((f) => f.type === "read_position" && f.room === room && f.seq === 9);
   await Promise.all([a.close(), b.close(), c.close()]);
+});
+
+test("a device cannot flood rooms by leaving and joining: the session limits its frames", async () => {
+  const room = roomName("flood");
+  const s = await session(edge, "mallory");
+  assert.equal((await s.join(room)).type, "joined");
+  // Each join opens a new connection in the room, whose own publish limit starts full: without
+  // the session's budget, 400 rejoins would store 400 messages at once.
+  const started = Date.now();
+  for (let i = 0; i < 400; i++) {
+    s.send({ type: "leave", room });
+    s.send({ type: "join", room });
+    s.send({ type: "publish", room, id: `m${i}`, data: i });
+  }
+  const closed = await s.closed;
+  const seconds = (Date.now() - started) / 1000;
+  assert.equal(closed.code, 4029, "refused frames past the strikes close the socket");
+  assert.ok(s.frames.some((f) => f.type === "error" && f.code === "rate_limited"));
+  const stats = await api(edge, "GET", `/rooms/${room}/stats`);
+  // A cycle is 3 frames from a budget of 300 (RATE_MESSAGES_BURST + 200 rooms) refilled at
+  // 150 a second (RATE_MESSAGES_PER_SEC + BROADCAST_RATE_PER_SEC).
+  const most = Math.ceil((300 + 150 * seconds) / 3) + 1;
+  assert.ok(stats.json.seq <= most && stats.json.seq < 400, `${stats.json.seq} messages stored in ${seconds} s`);
 });
 
 test("one user in 60 rooms on 2 tabs uses 2 upgrades", async () => {

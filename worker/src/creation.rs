@@ -10,7 +10,7 @@ use worker::{Env, SqlStorageValue, State};
 /// loaded in memory, so it has stored state). Refused, nothing was written.
 pub async fn admit(state: &State, env: &Env, loaded: bool, creator: &Creator) -> Result<(), Refusal> {
     let limiter = env.var(creation::LIMITER_VAR).map(|v| v.to_string()).unwrap_or_else(|_| creation::LIMITER_DEFAULT.into());
-    let has_state = loaded || has_stored_state(state);
+    let has_state = exists(state, loaded);
     let Some((binding, key)) = creation::must_ask(has_state, creator, &limiter) else { return Ok(()) };
     // If the binding is missing or fails, the room is created rather than the request refused.
     let Ok(limiter) = env.rate_limiter(binding) else { return Ok(()) };
@@ -18,6 +18,11 @@ pub async fn admit(state: &State, env: &Env, loaded: bool, creator: &Creator) ->
         Some(false) => Err(creator.refusal()),
         _ => Ok(()),
     }
+}
+
+/// Whether the room has stored state (`loaded`: it is loaded in memory, so it has).
+pub fn exists(state: &State, loaded: bool) -> bool {
+    loaded || has_stored_state(state)
 }
 
 /// Whether the room's tables exist: the first event's `SqlStore::open` creates them all (`meta`

@@ -12,7 +12,7 @@ use roomcast_protocol::api::{Caller, ConnectInfo, Endpoint, Refusal, CONNECT_HEA
 use roomcast_protocol::config::RoomConfig;
 use roomcast_protocol::frame;
 use roomcast_protocol::gate::{AlarmChange, Gate, Step, Task};
-use roomcast_protocol::relay::{FeedCall, FeedReply, RelayOp, RelayReply, RelayRequest, RelayResult, FEED_PATH, RELAY_PATH};
+use roomcast_protocol::relay::{FeedCall, FeedReply, RelayReply, RelayRequest, RelayResult, FEED_PATH, RELAY_PATH};
 use roomcast_protocol::room::batch::{self, Group};
 use roomcast_protocol::room::{ConnId, Connection, Identity, ResumePoint, Room, Start, TokenCheck};
 use serde::Deserialize;
@@ -501,7 +501,14 @@ impl Core {
         let Some(request) = RelayRequest::decode(&req.text().await?) else {
             return http::refused(&Refusal::bad_request("relay calls come from sessions"), None);
         };
-        if request.ops.iter().any(|op| matches!(op, RelayOp::Open { .. })) {
+        let reply_with = |reply: &RelayReply| Response::ok(reply.encode());
+        if !request.opens() {
+            // Only a join may create the room: a session's frames or closes for a join the
+            // creation limit refused must not wake (and so create) it.
+            if !crate::creation::exists(&self.state, self.loaded.borrow().is_some()) {
+                return reply_with(&request.answer_without_room());
+            }
+        } else {
             let caller = Caller { user: request.session.clone(), from: roomcast_protocol::api::HTTP_ORIGIN.to_owned() };
             if let Err(r) = self.may_create(&Creator::of_call(&caller)).await {
                 let results = request
@@ -509,11 +516,11 @@ impl Core {
                     .iter()
                     .map(|_| RelayResult::Refused { code: r.close_code(), reason: r.close_reason().to_owned() })
                     .collect();
-                return Response::ok(RelayReply { results }.encode());
+                return reply_with(&RelayReply { results });
             }
         }
         let reply = self.with_room(|l, now| l.room.serve_relay(&request, now, &mut l.store)).await?;
-        Response::ok(reply.encode())
+        reply_with(&reply)
     }
 
     /// Starts the feed calls the room has for sessions (after a flush: what they carry is

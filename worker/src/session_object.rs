@@ -14,7 +14,7 @@ use roomcast_protocol::close;
 use roomcast_protocol::config::RoomConfig;
 use roomcast_protocol::frame;
 use roomcast_protocol::relay::{FeedCall, RelayOp, RelayReply, RelayRequest, FEED_PATH, RELAY_PATH};
-use roomcast_protocol::session::{DeviceInfo, Output, Row, Secrets, Session};
+use roomcast_protocol::session::{DeviceInfo, Output, Row, Secrets, Session, SessionLimits};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -100,6 +100,7 @@ impl Core {
         let user = platform::object_name(&self.state).unwrap_or_default();
         let secrets = Secrets { current: self.secret("ROOMCAST_SECRET"), previous: self.secret("ROOMCAST_SECRET_PREVIOUS") };
         let mut session = Session::new(&user, secrets, now);
+        session.set_limits(SessionLimits::from_config(&self.config()));
         session.restore(devices, rows, now);
         Ok(session)
     }
@@ -136,6 +137,12 @@ impl Core {
                     // A failed write is forgotten at the next wake at worst: the device then joins again.
                     let _ = self.state.storage().sql().exec("INSERT OR REPLACE INTO session_rows (k, v) VALUES (?, ?)", bind);
                 }
+                Output::Attach { device } => {
+                    let info = self.session.borrow().as_ref().and_then(|s| s.device(device)).and_then(|d| serde_json::to_string(d).ok());
+                    if let (Some(info), Some(ws)) = (info, self.sockets.borrow().get(&device)) {
+                        platform::set_attachment(ws, &info);
+                    }
+                }
                 Output::Delete(key) => {
                     let _ = self.state.storage().sql().exec("DELETE FROM session_rows WHERE k = ?", vec![key.into()]);
                 }
@@ -159,13 +166,17 @@ impl Core {
         let core = self.clone();
         let work = async move {
             loop {
-                let ops = match core.calls.borrow_mut().get_mut(&room) {
-                    Some(c) if !c.queued.is_empty() => std::mem::take(&mut c.queued),
-                    Some(c) => {
-                        c.busy = false;
-                        break;
+                let ops = {
+                    let mut calls = core.calls.borrow_mut();
+                    match calls.get_mut(&room) {
+                        Some(c) if !c.queued.is_empty() => std::mem::take(&mut c.queued),
+                        // Idle: the entry goes (one per room ever called would pile up).
+                        Some(_) => {
+                            calls.remove(&room);
+                            break;
+                        }
+                        None => break,
                     }
-                    None => break,
                 };
                 let user = core.session.borrow().as_ref().map(|s| s.user().to_owned()).unwrap_or_default();
                 let request = RelayRequest { session: user, ops: ops.iter().map(|(_, op)| op.clone()).collect() };
@@ -204,13 +215,16 @@ impl Core {
         let Ok(connect) = serde_json::from_slice::<SessionConnect>(header.as_bytes()) else {
             return http::refused(&Refusal::bad_request("bad session header"), None);
         };
+        let subprotocol = connect.subprotocol;
+        let device = match self.with(|s, now| s.handle_open(connect.cid, connect.claims, now))? {
+            Ok(device) => device,
+            Err(_) => return http::refused(&Refusal::forbidden("the token is for another user"), None),
+        };
         let pair = WebSocketPair::new()?;
         let server = pair.server;
         self.state.accept_web_socket(&server);
         // Its first frames wait until the response below is on its way (see platform::Held).
         let _held = platform::Held::new(&server);
-        let subprotocol = connect.subprotocol;
-        let device = self.with(|s, now| s.handle_open(connect.cid, connect.claims, now))?;
         if let Some(info) = self.session.borrow().as_ref().and_then(|s| s.device(device)) {
             platform::set_attachment(&server, &serde_json::to_string(info).unwrap_or_default());
         }

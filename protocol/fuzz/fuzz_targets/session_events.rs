@@ -118,7 +118,7 @@ impl World {
                             self.session.handle_relay_result(&room, device, reply.results.remove(0));
                         }
                     }
-                    Output::Close { .. } | Output::Save(_) | Output::Delete(_) => {}
+                    Output::Close { .. } | Output::Save(_) | Output::Delete(_) | Output::Attach { .. } => {}
                 }
             }
             let names: Vec<&'static str> = self.rooms.keys().copied().collect();
@@ -180,7 +180,7 @@ fuzz_target!(|events: Vec<Event>| {
                     rooms: [("chat:*".to_owned(), rights.clone()), ("dm~*".to_owned(), rights)].into(),
                     meta: None,
                 };
-                let d = w.session.handle_open(format!("tab{}", w.devices.len()), claims, w.now);
+                let d = w.session.handle_open(format!("tab{}", w.devices.len()), claims, w.now).expect("the session's own user");
                 w.devices.push(d);
             }
             Event::Close { pick } => {

@@ -58,6 +58,9 @@ pub struct FeedConfig {
     /// Most extras held for one subscriber; past it they are dropped and the subscriber is
     /// [`Sender::overflowed`] (a slow consumer, like a socket that does not read).
     pub extras_max: usize,
+    /// Most bytes of extras' text held for one subscriber; past it, as past `extras_max`. Every
+    /// call carries all the extras not yet confirmed, so this bounds a call's size too.
+    pub extras_max_bytes: usize,
     /// A quiet subscriber is called with nothing in it this often (0: never).
     pub probe_ms: u64,
     /// No call to a subscriber sooner than this after its last answer: what it gets in between
@@ -74,6 +77,7 @@ impl Default for FeedConfig {
             retry_min_ms: 100,
             retry_max_ms: 30_000,
             extras_max: 4_096,
+            extras_max_bytes: 4 << 20,
             probe_ms: 0,
             min_interval_ms: 0,
         }
@@ -126,6 +130,8 @@ struct Subscriber {
     not_before: u64,
     /// Extras not yet confirmed, and the next one's number.
     extras: VecDeque<Extra>,
+    /// The bytes of their text.
+    extras_bytes: usize,
     next_extra: u64,
     /// When the receiver last answered (or the subscription began), for probes.
     last_answer: u64,
@@ -141,6 +147,7 @@ impl Subscriber {
             failures: 0,
             not_before: 0,
             extras: VecDeque::new(),
+            extras_bytes: 0,
             next_extra: 1,
             last_answer: now,
             overflowed: false,
@@ -236,18 +243,20 @@ impl Sender {
     /// Queues an extra for `subscriber`. Past `extras_max` the queue is dropped and the
     /// subscriber marked: see [`Sender::overflowed`]. Nothing happens for one not subscribed.
     pub fn push_extra(&mut self, subscriber: &str, to: u64, text: String) {
-        let max = self.config.extras_max;
+        let (max, max_bytes) = (self.config.extras_max, self.config.extras_max_bytes);
         let Some(s) = self.subscribers.get_mut(subscriber) else { return };
         if s.overflowed {
             return;
         }
-        if s.extras.len() >= max {
+        if s.extras.len() >= max || s.extras_bytes.saturating_add(text.len()) > max_bytes {
             s.extras.clear();
+            s.extras_bytes = 0;
             s.overflowed = true;
             return;
         }
         let n = s.next_extra;
         s.next_extra += 1;
+        s.extras_bytes += text.len();
         s.extras.push_back(Extra { n, to, text });
     }
 
@@ -317,8 +326,12 @@ impl Sender {
         s.last_answer = now;
         s.not_before = now.saturating_add(min_interval);
         s.acked = answer.position;
-        while s.extras.front().is_some_and(|e| e.n <= answer.extras) {
-            s.extras.pop_front();
+        while let Some(e) = s.extras.pop_front() {
+            if e.n > answer.extras {
+                s.extras.push_front(e);
+                break;
+            }
+            s.extras_bytes = s.extras_bytes.saturating_sub(e.text.len());
         }
     }
 

@@ -309,3 +309,23 @@ fn a_head_only_feed_is_called_at_most_once_per_interval() {
     let d = s.poll_delivery(1_010).unwrap();
     assert_eq!(d.head, 49, "one call carries the latest head");
 }
+
+#[test]
+fn extras_past_the_byte_bound_mark_the_subscriber_and_confirmed_ones_free_their_bytes() {
+    let config = FeedConfig { extras_max_bytes: 10, ..FeedConfig::default() };
+    let mut s = Sender::new(config, Position { epoch: "e".into(), seq: 0 });
+    s.subscribe("a", Position { epoch: "e".into(), seq: 0 });
+    s.push_extra("a", 1, "12345".into());
+    s.push_extra("a", 1, "12345".into());
+    assert!(s.overflowed().is_empty(), "10 bytes fit");
+    // Confirmed extras no longer count: two more fit after the answer.
+    let d = s.poll_delivery(0).unwrap();
+    s.handle_answer("a", d.call, Answer { position: Position { epoch: "e".into(), seq: 0 }, extras: d.extras[1].n }, 1);
+    s.push_extra("a", 1, "12345".into());
+    s.push_extra("a", 1, "12345".into());
+    assert!(s.overflowed().is_empty());
+    // One byte more than the bound: dropped, and said once.
+    s.push_extra("a", 1, "x".into());
+    assert_eq!(s.overflowed(), vec![String::from("a")]);
+    assert!(!s.has_extras("a"), "the queue is dropped");
+}

@@ -64,6 +64,34 @@ pub struct RelayRequest {
     pub ops: Vec<RelayOp>,
 }
 
+impl RelayRequest {
+    /// Whether the call holds a device's join: the only op that may create the room (and so
+    /// the only one the room-creation limit is asked about).
+    pub fn opens(&self) -> bool {
+        // A watch makes the room too (a sidebar may name a channel nobody has written in yet, and
+        // must hear its first message): it counts against the creation limit like a join.
+        self.ops.iter().any(|op| matches!(op, RelayOp::Open { .. } | RelayOp::Watch { on: true }))
+    }
+
+    /// The answer when the room has nothing stored and the call holds no join (or watch): no device has a
+    /// connection there, so nothing is loaded (which would create the room, past the creation
+    /// limit: a session's frames and closes for a join the limit refused come after it).
+    pub fn answer_without_room(&self) -> RelayReply {
+        let results = self
+            .ops
+            .iter()
+            .map(|op| match op {
+                RelayOp::Read { .. } => {
+                    let c = crate::close::GOING_AWAY;
+                    RelayResult::Refused { code: c.code, reason: c.reason.into() }
+                }
+                _ => RelayResult::Unknown,
+            })
+            .collect();
+        RelayReply { results }
+    }
+}
+
 /// The room's answer to one [`RelayOp`], in the same order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -171,4 +199,26 @@ pub fn encode_left(code: u16, reason: &str) -> String {
         reason: &'a str,
     }
     serde_json::to_string(&Left { kind: "left", code, reason }).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_join_may_create_a_room() {
+        let identity = RelayIdentity { cid: "c".into(), user: "u".into(), meta: None, echo: true, rights: Rights::ALL, expires: 0 };
+        let text = RelayOp::Text { device: 1, text: "{}".into() };
+        let read = RelayOp::Read { epoch: "e".into(), after: 0, limit: 1 };
+        let without = RelayRequest { session: "u".into(), ops: vec![text.clone(), RelayOp::Close { device: 1 }, read] };
+        assert!(!without.opens());
+        let answer = without.answer_without_room();
+        assert_eq!(answer.results[..2], [RelayResult::Unknown, RelayResult::Unknown]);
+        assert!(matches!(answer.results[2], RelayResult::Refused { .. }), "a read is refused, so the device is not left waiting");
+        let with = RelayRequest { session: "u".into(), ops: vec![text, RelayOp::Open { device: 1, identity }] };
+        assert!(with.opens());
+        // a watch makes the room too (and counts against the creation limit); an unwatch does not
+        let watch = |on| RelayRequest { session: "u".into(), ops: vec![RelayOp::Watch { on }] };
+        assert!(watch(true).opens() && !watch(false).opens());
+    }
 }

@@ -198,7 +198,19 @@ impl Room {
                     }
                     None => RelayResult::Unknown,
                 },
-                RelayOp::Read { epoch, after, limit } => RelayResult::Page(self.feed_page(epoch, *after, *limit, store)),
+                // A device catching up reads as a socket's resume does: from its user's read
+                // budget (a device could otherwise leave and join again from seq 0 in a loop,
+                // each time reading the whole history for free). The session's own feed reads
+                // are its delivery, once per user, and not charged.
+                RelayOp::Read { epoch, after, limit } => match self.guards.may_read(session, now) {
+                    Err(_) => RelayResult::Refused { code: close::READ_BUDGET.code, reason: close::READ_BUDGET.reason.into() },
+                    Ok(()) => {
+                        let page = self.feed_page(epoch, *after, *limit, store);
+                        let bytes = page.messages.iter().map(|m| m.text.len() as u64).sum();
+                        self.guards.spend_read(session, bytes, now);
+                        RelayResult::Page(page)
+                    }
+                },
                 RelayOp::Watch { on } => {
                     let key = format!("{WATCH_PREFIX}{session}");
                     if *on {

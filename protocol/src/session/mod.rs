@@ -23,6 +23,7 @@
 
 use crate::feed::{Gap, Position, Receiver};
 use crate::frame::ErrorCode;
+use crate::limit::Bucket;
 use crate::relay::{FeedCall, FeedPage, FeedReply, RelayIdentity, RelayOp, RelayResult};
 use crate::token::{self, Claims};
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,45 @@ mod tests;
 pub const MAX_ROOMS_PER_DEVICE: usize = 200;
 /// Messages per catch-up read.
 const READ_LIMIT: usize = 100;
+/// Failed catch-up reads in a row retried at once; past them, a device behind waits for the
+/// room's next feed call (at least its probe) to try again, so a room that cannot be reached is
+/// not called in a tight loop.
+const READ_RETRIES: u32 = 3;
+/// Most read positions a session keeps: past it, the one marked longest ago is forgotten (its
+/// room then counts as never read).
+pub const MAX_READ_POSITIONS: usize = 1_000;
+
+/// A device's frame budget: every frame it sends (joins, leaves, read marks, refreshes, room
+/// frames) takes one token. A room's own limits are per connection and start full on every
+/// join, so without this a device could leave and join again to reset them (and make each
+/// room's members see its presence come and go) as fast as it can send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// Frames per second, sustained.
+    pub per_sec: u64,
+    /// Frames a device may send at once.
+    pub burst: u64,
+    /// Frames refused in a row (for the rate) after which the device's socket is closed (4029).
+    pub max_strikes: u32,
+}
+
+impl SessionLimits {
+    /// From a room's limits: a device may publish and broadcast at one socket's rates, summed
+    /// over all its rooms, and rejoin every room at once after a reconnect.
+    pub fn from_config(c: &crate::config::RoomConfig) -> SessionLimits {
+        SessionLimits {
+            per_sec: c.rate_messages_per_sec.saturating_add(c.broadcast_rate_per_sec),
+            burst: c.rate_messages_burst.saturating_add(MAX_ROOMS_PER_DEVICE as u64),
+            max_strikes: c.max_strikes,
+        }
+    }
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits::from_config(&crate::config::RoomConfig::default())
+    }
+}
 
 /// Who a device is: what its socket's attachment keeps (the session is rebuilt from the live
 /// sockets after hibernation).
@@ -79,10 +119,13 @@ pub enum Row {
         seq: u64,
         extras: u64,
     },
-    /// The user's read position in a room.
+    /// The user's read position in a room, and when it was marked (the oldest is forgotten
+    /// past [`MAX_READ_POSITIONS`]).
     Read {
         room: String,
         seq: u64,
+        #[serde(default)]
+        at: u64,
     },
     /// The rooms a device watches (`watch`).
     Watch {
@@ -126,6 +169,12 @@ pub enum Output {
     },
     Save(Row),
     Delete(String),
+    /// The device's identity changed (a refresh): its socket's attachment must hold it again
+    /// ([`Session::device`]), since the session is rebuilt from the attachments after
+    /// hibernation.
+    Attach {
+        device: u64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -135,6 +184,8 @@ struct Join {
     live: bool,
     /// A catch-up read in flight.
     reading: bool,
+    /// Catch-up reads that failed in a row.
+    read_failures: u32,
 }
 
 #[derive(Debug)]
@@ -144,6 +195,22 @@ struct Device {
     /// Per room: what this device was passed.
     cursor: Receiver,
     last_seen: u64,
+    /// Its frame budget ([`SessionLimits`]) and the frames refused in a row.
+    budget: Bucket,
+    strikes: u32,
+}
+
+impl Device {
+    fn new(info: DeviceInfo, limits: &SessionLimits, now: u64) -> Device {
+        Device {
+            info,
+            joins: BTreeMap::new(),
+            cursor: Receiver::new(),
+            last_seen: now,
+            budget: Bucket::new(limits.burst, limits.per_sec, now),
+            strikes: 0,
+        }
+    }
 }
 
 /// The frames a device sends to the session itself, or with a room.
@@ -192,9 +259,11 @@ pub struct Session {
     devices: BTreeMap<u64, Device>,
     /// Where the session stands in each room's feed.
     feed: Receiver,
-    reads: BTreeMap<String, u64>,
+    /// Per room: the user's read position and when it was marked.
+    reads: BTreeMap<String, (u64, u64)>,
     out: VecDeque<Output>,
     secrets: Secrets,
+    limits: SessionLimits,
     next_device: u64,
     /// Rooms watched (`watch`) and the devices watching each; the latest head each room said.
     watching: BTreeMap<String, BTreeSet<u64>>,
@@ -275,10 +344,16 @@ impl Session {
             reads: BTreeMap::new(),
             out: VecDeque::new(),
             secrets,
+            limits: SessionLimits::default(),
             next_device: now.saturating_mul(1024).max(1),
             watching: BTreeMap::new(),
             heads: BTreeMap::new(),
         }
+    }
+
+    /// The devices' frame budget (devices opened from now on, and restored ones).
+    pub fn set_limits(&mut self, limits: SessionLimits) {
+        self.limits = limits;
     }
 
     /// Rebuilds the session after hibernation from its live sockets' devices and its rows.
@@ -286,14 +361,15 @@ impl Session {
     pub fn restore(&mut self, devices: Vec<DeviceInfo>, rows: Vec<Row>, now: u64) {
         for info in devices {
             self.next_device = self.next_device.max(info.id + 1);
-            self.devices.insert(info.id, Device { info, joins: BTreeMap::new(), cursor: Receiver::new(), last_seen: now });
+            let id = info.id;
+            self.devices.insert(id, Device::new(info, &self.limits, now));
         }
         let mut joins = Vec::new();
         for row in rows {
             match row {
                 Row::Feed { room, epoch, seq, extras } => self.feed.follow_with(&room, Position { epoch, seq }, extras),
-                Row::Read { room, seq } => {
-                    self.reads.insert(room, seq);
+                Row::Read { room, seq, at } => {
+                    self.reads.insert(room, (seq, at));
                 }
                 Row::Watch { device, rooms } if self.devices.contains_key(&device) => {
                     for room in rooms {
@@ -312,7 +388,7 @@ impl Session {
                     if let (true, Some(at)) = (j.live, at) {
                         d.cursor.follow(&j.room, at);
                     }
-                    d.joins.insert(j.room.clone(), Join { start: j.start, echo: j.echo, live: j.live, reading: false });
+                    d.joins.insert(j.room.clone(), Join { start: j.start, echo: j.echo, live: j.live, reading: false, read_failures: 0 });
                 }
                 None => {
                     let key = Row::Join(j.clone()).key();
@@ -346,19 +422,23 @@ impl Session {
     }
 
     /// A socket opened with a verified token (`claims`) and a client id; returns the device id
-    /// (its attachment is [`Session::device`]) and queues the session's welcome.
-    pub fn handle_open(&mut self, client_id: String, claims: Claims, now: u64) -> u64 {
+    /// (its attachment is [`Session::device`]) and queues the session's welcome. A token for
+    /// another user is refused (the session would speak for its own user with it).
+    pub fn handle_open(&mut self, client_id: String, claims: Claims, now: u64) -> Result<u64, crate::close::CloseCode> {
+        if claims.sub != self.user || self.user.is_empty() {
+            return Err(crate::close::FORBIDDEN);
+        }
         let id = self.next_device;
         self.next_device += 1;
         let expires = claims.expires_ms();
         let info = DeviceInfo { id, client_id, claims };
         let welcome = encode_hello(&self.user, &info.client_id, expires);
-        self.devices.insert(id, Device { info, joins: BTreeMap::new(), cursor: Receiver::new(), last_seen: now });
+        self.devices.insert(id, Device::new(info, &self.limits, now));
         self.send(id, welcome);
-        for (room, seq) in self.reads.clone() {
+        for (room, (seq, _)) in self.reads.clone() {
             self.send(id, encode_read_position(&room, seq));
         }
-        id
+        Ok(id)
     }
 
     /// A socket closed: its joins end in every room.
@@ -410,6 +490,22 @@ impl Session {
     pub fn handle_text(&mut self, device: u64, text: &str, now: u64) {
         let Some(d) = self.devices.get_mut(&device) else { return };
         d.last_seen = now;
+        if !d.budget.take(1, now) {
+            d.strikes = d.strikes.saturating_add(1);
+            if d.strikes > self.limits.max_strikes {
+                let c = crate::close::RATE_LIMITED;
+                self.out.push_back(Output::Close { device, code: c.code, reason: c.reason.into() });
+                return self.handle_close(device);
+            }
+            // Only the id and room are read back, to say which frame was refused.
+            let env = serde_json::from_str::<Envelope<'_>>(text).ok();
+            let (room, id) = env.map_or((None, None), |e| (e.room, e.id));
+            return self.send(
+                device,
+                error_frame(room.as_deref(), id.as_deref(), ErrorCode::RateLimited, "too many frames per second; slow down"),
+            );
+        }
+        d.strikes = 0;
         if !text.trim_start().starts_with('{') {
             return self.send(device, error_frame(None, None, ErrorCode::BadFrame, "a frame is a JSON object"));
         }
@@ -444,12 +540,12 @@ impl Session {
                 None => self.send(device, error_frame(None, id, ErrorCode::BadFrame, "watch needs rooms (a list of room names)")),
             },
             ("mark_read", Some(room)) => match env.seq {
-                // A room this device joined or watches (its token granted it either way).
+                // A room this device was admitted to, or watches (its token granted it either way).
                 Some(seq)
-                    if self.devices.get(&device).is_some_and(|d| d.joins.contains_key(room))
+                    if self.devices.get(&device).is_some_and(|d| d.joins.get(room).is_some_and(|j| j.live))
                         || self.watching.get(room).is_some_and(|ds| ds.contains(&device)) =>
                 {
-                    self.mark_read(room, seq)
+                    self.mark_read(room, seq, now)
                 }
                 Some(_) => {
                     self.send(device, error_frame(Some(room), id, ErrorCode::BadFrame, "join or watch the room before marking it read"))
@@ -497,7 +593,7 @@ impl Session {
             rights,
             expires: claims.expires_ms(),
         };
-        d.joins.insert(room.to_owned(), Join { start: start.clone(), echo, live: false, reading: false });
+        d.joins.insert(room.to_owned(), Join { start: start.clone(), echo, live: false, reading: false, read_failures: 0 });
         self.out.push_back(Output::Save(Row::Join(JoinRow { device, room: room.to_owned(), start, echo, live: false })));
         self.out.push_back(Output::Relay { room: room.to_owned(), device, op: RelayOp::Open { device, identity } });
     }
@@ -549,6 +645,7 @@ impl Session {
         let Some(d) = self.devices.get_mut(&device) else { return };
         let expires = claims.expires_ms();
         d.info.claims = claims;
+        self.out.push_back(Output::Attach { device });
         let rooms: Vec<String> = d.joins.keys().cloned().collect();
         let frame = format!("{{\"type\":\"refresh\",\"token\":{}}}", json_str(token_text));
         for room in rooms {
@@ -563,13 +660,24 @@ impl Session {
         self.send(device, format!("{{\"type\":\"refreshed\",\"expires\":{expires}}}"));
     }
 
-    fn mark_read(&mut self, room: &str, seq: u64) {
-        let at = self.reads.entry(room.to_owned()).or_insert(0);
-        if seq <= *at {
+    /// The user read `room` up to `seq`: at most what the session has of the room (its feed's
+    /// position, or a watched room's head; a position past it would hide messages still to
+    /// come), never backwards.
+    fn mark_read(&mut self, room: &str, seq: u64, now: u64) {
+        let known = self.feed.position(room).map_or(0, |p| p.seq).max(self.heads.get(room).map_or(0, |h| h.seq));
+        let seq = seq.min(known);
+        if seq <= self.reads.get(room).map_or(0, |r| r.0) {
             return; // read positions never move back
         }
-        *at = seq;
-        self.out.push_back(Output::Save(Row::Read { room: room.to_owned(), seq }));
+        if !self.reads.contains_key(room) && self.reads.len() >= MAX_READ_POSITIONS {
+            let oldest = self.reads.iter().min_by_key(|(_, (_, at))| *at).map(|(r, _)| r.clone());
+            if let Some(oldest) = oldest {
+                self.reads.remove(&oldest);
+                self.out.push_back(Output::Delete(format!("r {oldest}")));
+            }
+        }
+        self.reads.insert(room.to_owned(), (seq, now));
+        self.out.push_back(Output::Save(Row::Read { room: room.to_owned(), seq, at: now }));
         let devices: Vec<u64> = self.devices.keys().copied().collect();
         for device in devices {
             self.send(device, encode_read_position(room, seq));
@@ -613,7 +721,7 @@ impl Session {
             if first {
                 self.out.push_back(Output::Relay { room: room.clone(), device, op: RelayOp::Watch { on: true } });
             } else if let Some(head) = self.heads.get(room) {
-                let unread = head.seq.saturating_sub(self.reads.get(room).copied().unwrap_or(0));
+                let unread = head.seq.saturating_sub(self.reads.get(room).map_or(0, |r| r.0));
                 self.send(device, encode_watch(room, head.seq, unread));
             }
         }
@@ -628,7 +736,7 @@ impl Session {
     fn watched_head(&mut self, room: &str, page: FeedPage) -> FeedReply {
         let Some(devices) = self.watching.get(room).cloned() else { return FeedReply { answer: None, devices: Vec::new() } };
         let head = Position { epoch: page.epoch, seq: page.end.unwrap_or(0) };
-        let unread = head.seq.saturating_sub(self.reads.get(room).copied().unwrap_or(0));
+        let unread = head.seq.saturating_sub(self.reads.get(room).map_or(0, |r| r.0));
         for &device in &devices {
             self.send(device, encode_watch(room, head.seq, unread));
         }
@@ -643,17 +751,20 @@ impl Session {
     pub fn handle_relay_result(&mut self, room: &str, device: u64, result: RelayResult) {
         match result {
             RelayResult::Refused { code, reason } => {
-                let joined = self.devices.get(&device).is_some_and(|d| d.joins.contains_key(room));
-                if joined {
-                    if let Some(d) = self.devices.get_mut(&device) {
-                        if let Some(join) = d.joins.remove(room) {
-                            let row = JoinRow { device, room: room.to_owned(), start: join.start, echo: join.echo, live: join.live };
-                            self.out.push_back(Output::Delete(Row::Join(row).key()));
-                        }
-                    }
-                    self.send(device, encode_left(room, code, &reason));
-                    self.drop_unjoined_rooms();
+                let Some(d) = self.devices.get_mut(&device) else { return };
+                let Some(join) = d.joins.remove(room) else { return };
+                d.cursor.unfollow(room);
+                let live = join.live;
+                let row = JoinRow { device, room: room.to_owned(), start: join.start, echo: join.echo, live };
+                self.out.push_back(Output::Delete(Row::Join(row).key()));
+                self.send(device, encode_left(room, code, &reason));
+                if live {
+                    // A refused read (the read budget) leaves the device's connection open in
+                    // the room: it closes too. A refused open has none, and a call for it
+                    // would only wake (or make) the room for nothing.
+                    self.out.push_back(Output::Relay { room: room.to_owned(), device, op: RelayOp::Close { device } });
                 }
+                self.drop_unjoined_rooms();
             }
             RelayResult::Page(page) => self.caught_up_by(room, device, page),
             RelayResult::Done | RelayResult::Unknown => {}
@@ -668,11 +779,14 @@ impl Session {
                 self.handle_relay_result(room, device, RelayResult::Refused { code: 1011, reason: "the room could not be reached".into() })
             }
             RelayOp::Read { .. } => {
-                // Try again: the device stays behind until its read succeeds.
-                if let Some(j) = self.devices.get_mut(&device).and_then(|d| d.joins.get_mut(room)) {
-                    j.reading = false;
+                // Try again: the device stays behind until its read succeeds; past a few
+                // failures in a row, at the room's next feed call.
+                let Some(j) = self.devices.get_mut(&device).and_then(|d| d.joins.get_mut(room)) else { return };
+                j.reading = false;
+                j.read_failures = j.read_failures.saturating_add(1);
+                if j.read_failures <= READ_RETRIES {
+                    self.catch_up(room, device);
                 }
-                self.catch_up(room, device);
             }
             RelayOp::Text { text, .. } => {
                 let id = serde_json::from_str::<Envelope<'_>>(text).ok().and_then(|e| e.id);
@@ -765,6 +879,7 @@ impl Session {
     fn caught_up_by(&mut self, room: &str, device: u64, page: FeedPage) {
         let Some(j) = self.devices.get_mut(&device).and_then(|d| d.joins.get_mut(room)) else { return };
         j.reading = false;
+        j.read_failures = 0;
         self.pass_page(room, device, &page);
         self.catch_up(room, device);
     }
@@ -796,7 +911,7 @@ impl Session {
                     }
                 };
                 d.cursor.follow(room, Position { epoch: head.epoch.clone(), seq: from });
-                let read = self.reads.get(room).map(|r| format!(",\"read\":{r}")).unwrap_or_default();
+                let read = self.reads.get(room).map(|r| format!(",\"read\":{}", r.0)).unwrap_or_default();
                 // `{"type":"joined","room":…` and the user's read position and the start's
                 // outcome, then the rest of the room's welcome.
                 let joined = with_room(room, &text);

@@ -25,6 +25,19 @@ struct World {
     lossy: bool,
     fates: Vec<u8>,
     rows: BTreeMap<String, Row>,
+    /// Each live device's socket attachment, as the adapter keeps it.
+    attachments: BTreeMap<u64, DeviceInfo>,
+    /// Catch-up reads fail (the room cannot be reached), and how many were asked.
+    reads_fail: bool,
+    reads_asked: usize,
+    /// Sockets the session closed, with the code.
+    closes: Vec<(u64, u16)>,
+    /// Rooms make no feed calls (they are held up on the way).
+    feeds_paused: bool,
+    /// The rooms' configuration.
+    config: RoomConfig,
+    /// Every op the session asked of a room.
+    relayed: Vec<(String, RelayOp)>,
 }
 
 fn claims(user: &str, patterns: &[&str]) -> Claims {
@@ -42,14 +55,22 @@ impl World {
             lossy: false,
             fates: Vec::new(),
             rows: BTreeMap::new(),
+            attachments: BTreeMap::new(),
+            reads_fail: false,
+            reads_asked: 0,
+            closes: Vec::new(),
+            feeds_paused: false,
+            config: RoomConfig::default(),
+            relayed: Vec::new(),
         }
     }
 
     fn room(&mut self, name: &str) -> &mut (Room, MemoryStore) {
         let now = self.now;
+        let config = self.config.clone();
         self.rooms.entry(name.into()).or_insert_with(|| {
             let mut store = MemoryStore::default();
-            let room = Room::load(RoomConfig::default(), &mut store, &format!("ep-{name}"), now, []).unwrap();
+            let room = Room::load(config, &mut store, &format!("ep-{name}"), now, []).unwrap();
             (room, store)
         })
     }
@@ -57,7 +78,8 @@ impl World {
     fn device(&mut self, patterns: &[&str]) -> u64 {
         let user = self.session.user().to_owned();
         let n = self.inbox.len();
-        let id = self.session.handle_open(format!("dev{n}"), claims(&user, patterns), self.now);
+        let id = self.session.handle_open(format!("dev{n}"), claims(&user, patterns), self.now).expect("the session's user");
+        self.attachments.insert(id, self.session.device(id).cloned().unwrap());
         self.inbox.insert(id, Vec::new());
         self.pump();
         id
@@ -82,15 +104,32 @@ impl World {
             let mut moved = false;
             while let Some(out) = self.session.poll_output() {
                 moved = true;
+                if let Output::Relay { room, op, .. } = &out {
+                    self.relayed.push((room.clone(), op.clone()));
+                }
                 match out {
                     Output::Send { device, text } => {
                         let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
                         self.inbox.entry(device).or_default().push(v);
                     }
-                    Output::Close { device, .. } => {
+                    Output::Close { device, code, .. } => {
+                        self.closes.push((device, code));
                         self.inbox.remove(&device);
+                        self.attachments.remove(&device);
+                    }
+                    Output::Attach { device } => {
+                        let info = self.session.device(device).cloned().unwrap();
+                        self.attachments.insert(device, info);
+                    }
+                    Output::Relay { room, device, op } if self.reads_fail && matches!(op, RelayOp::Read { .. }) => {
+                        self.reads_asked += 1;
+                        assert!(self.reads_asked < 1_000, "a failing read is retried in a loop");
+                        self.session.handle_relay_failure(&room, device, &op);
                     }
                     Output::Relay { room, device, op } => {
+                        if matches!(op, RelayOp::Read { .. }) {
+                            self.reads_asked += 1;
+                        }
                         let user = self.session.user().to_owned();
                         let now = self.now;
                         let (r, store) = self.room(&room);
@@ -106,7 +145,7 @@ impl World {
                     }
                 }
             }
-            let names: Vec<String> = self.rooms.keys().cloned().collect();
+            let names: Vec<String> = if self.feeds_paused { Vec::new() } else { self.rooms.keys().cloned().collect() };
             for name in names {
                 let now = self.now;
                 let call = {
@@ -131,6 +170,9 @@ impl World {
                     while r.poll_action().is_some() {}
                 }
             }
+            if !moved && self.feeds_paused {
+                return;
+            }
             if !moved {
                 // Backoffs: let time pass to the next deadline.
                 let next = self.rooms.values().filter_map(|(r, _)| r.poll_timeout()).min();
@@ -149,6 +191,29 @@ impl World {
             }
         }
         panic!("the world did not settle");
+    }
+
+    /// The session object is rebuilt after hibernation: from its sockets' attachments and rows.
+    fn restart_session(&mut self) {
+        let devices = self.attachments.values().cloned().collect();
+        let rows = self.rows.values().cloned().collect();
+        let user = self.session.user().to_owned();
+        self.session = Session::new(&user, Secrets::default(), self.now);
+        self.session.restore(devices, rows, self.now);
+        self.pump();
+    }
+
+    /// A room's runtime restarts: the room is loaded again from its store, its memory (extras
+    /// in flight, budgets) gone. Time moves on, as it does across a restart.
+    fn restart_room(&mut self, name: &str) {
+        self.now += 1_000;
+        let now = self.now;
+        if let Some((room, store)) = self.rooms.get_mut(name) {
+            *room = Room::load(self.config.clone(), store, &format!("ep-{name}"), now, []).unwrap();
+            room.settle_relays(now, store);
+            while room.poll_action().is_some() {}
+        }
+        self.pump();
     }
 
     fn frames(&self, device: u64, room: &str, kind: &str) -> Vec<Value> {
@@ -271,6 +336,10 @@ fn read_positions_reach_every_device_and_never_move_back() {
     let a = w.device(&["*"]);
     let b = w.device(&["*"]);
     w.send(a, r#"{"type":"join","room":"r"}"#);
+    // Read positions stand on messages the session has (see the clamping test below).
+    for i in 0..5 {
+        w.publish(a, "r", &format!("m{i}"));
+    }
     w.send(a, r#"{"type":"mark_read","room":"r","seq":4}"#);
     w.send(a, r#"{"type":"mark_read","room":"r","seq":2}"#);
     let reads =
@@ -294,13 +363,238 @@ fn a_closed_device_leaves_its_rooms() {
     assert!(w.rows.is_empty(), "{:?}", w.rows.keys().collect::<Vec<_>>());
 }
 
+#[test]
+fn a_device_cannot_reset_a_rooms_limits_by_rejoining() {
+    // A room's publish limit is per connection and starts full on each join: leaving and
+    // joining again between publishes would lift it, and flood the room with presence.
+    let mut w = World::new(USER);
+    let a = w.device(&["*"]);
+    w.send(a, r#"{"type":"join","room":"r"}"#);
+    // All in one instant (the adapter carries the calls out afterwards, in order).
+    for i in 0..400 {
+        w.session.handle_text(a, r#"{"type":"leave","room":"r"}"#, w.now);
+        w.session.handle_text(a, r#"{"type":"join","room":"r"}"#, w.now);
+        w.session.handle_text(a, &format!(r#"{{"type":"publish","room":"r","id":"m{i}","data":{i}}}"#), w.now);
+    }
+    w.pump();
+    let limits = SessionLimits::default();
+    let stored = w.room("r").0.seq();
+    assert!(stored <= limits.burst / 3 + 1, "{stored} publishes in one instant through rejoins");
+    // Refused frames past the strikes close the socket, as a room does.
+    assert_eq!(w.closes, vec![(a, crate::close::RATE_LIMITED.code)]);
+    assert!(w.session.device(a).is_none());
+    assert_eq!(w.room("r").0.connection_count(), 0);
+}
+
+#[test]
+fn a_device_under_its_rate_is_never_refused_and_refused_frames_say_which() {
+    let mut w = World::new(USER);
+    let a = w.device(&["*"]);
+    let limits = SessionLimits::default();
+    // A reconnect rejoins every room at once: within the burst.
+    for i in 0..MAX_ROOMS_PER_DEVICE {
+        w.session.handle_text(a, &format!(r#"{{"type":"join","room":"r{i}"}}"#), w.now);
+    }
+    w.pump();
+    assert_eq!(w.session.rooms_of(a).len(), MAX_ROOMS_PER_DEVICE);
+    assert!(w.inbox[&a].iter().all(|v| v["type"] != "error"), "no join refused");
+    let left = limits.burst - MAX_ROOMS_PER_DEVICE as u64;
+    for i in 0..left {
+        w.session.handle_text(a, &format!(r#"{{"type":"broadcast","room":"r0","id":"b{i}","data":1}}"#), w.now);
+    }
+    w.session.handle_text(a, r#"{"type":"publish","room":"r1","id":"over","data":1}"#, w.now);
+    w.pump();
+    let errors: Vec<&Value> = w.inbox[&a].iter().filter(|v| v["type"] == "error").collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(
+        (errors[0]["code"].as_str(), errors[0]["id"].as_str(), errors[0]["room"].as_str()),
+        (Some("rate_limited"), Some("over"), Some("r1"))
+    );
+    // A second later the budget has refilled by the rate.
+    w.now += 1_000;
+    for i in 0..limits.per_sec {
+        w.session.handle_text(a, &format!(r#"{{"type":"mark_read","room":"r0","seq":{i}}}"#), w.now);
+    }
+    w.pump();
+    assert_eq!(w.inbox[&a].iter().filter(|v| v["type"] == "error").count(), 1);
+}
+
+#[test]
+fn a_token_for_another_user_opens_no_device() {
+    let mut session = Session::new(USER, Secrets::default(), 1_000);
+    assert_eq!(session.handle_open("x".into(), claims("mallory", &["*"]), 1_000), Err(crate::close::FORBIDDEN));
+    assert!(session.poll_output().is_none(), "nothing is sent or joined");
+    // A session that does not know its user (the runtime gave no name) serves no one.
+    let mut nameless = Session::new("", Secrets::default(), 1_000);
+    assert!(nameless.handle_open("x".into(), claims("", &["*"]), 1_000).is_err());
+}
+
+#[test]
+fn a_narrowing_refresh_holds_after_hibernation() {
+    let secret = b"s3cret".to_vec();
+    let mut w = World::new(USER);
+    w.session = Session::new(USER, Secrets { current: secret.clone(), previous: Vec::new() }, w.now);
+    let a = w.device(&["*"]);
+    w.send(a, r#"{"type":"join","room":"chat:1"}"#);
+    w.send(a, r#"{"type":"join","room":"secret"}"#);
+    let narrow = crate::token::mint(&claims(USER, &["chat:*"]), &secret).unwrap();
+    w.send(a, &format!(r#"{{"type":"refresh","token":"{narrow}"}}"#));
+    assert_eq!(w.frames(a, "secret", "left")[0]["code"], 4403, "the refresh left the room it no longer grants");
+    // The session sleeps and wakes: it must still know the narrower token.
+    w.restart_session();
+    w.session.set_limits(SessionLimits::default());
+    w.send(a, r#"{"type":"join","room":"secret"}"#);
+    assert_eq!(w.frames(a, "secret", "left").len(), 2, "the old token's rights came back after hibernation");
+    assert!(w.frames(a, "secret", "joined").len() == 1, "joined only before the refresh");
+}
+
+#[test]
+fn read_positions_need_an_admitted_join_stand_on_known_messages_and_are_bounded() {
+    let mut w = World::new(USER);
+    let a = w.device(&["*"]);
+    let reads = |w: &World, room: &str| {
+        w.inbox[&a]
+            .iter()
+            .filter(|v| v["type"] == "read_position" && v["room"] == room)
+            .map(|v| v["seq"].as_u64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let b = w.device(&["*"]);
+    w.send(b, r#"{"type":"join","room":"r"}"#);
+    for i in 0..3 {
+        w.publish(b, "r", &format!("m{i}"));
+    }
+    // Marked before the room admitted the join (a room that may refuse it): nothing is kept.
+    w.session.handle_text(a, r#"{"type":"join","room":"r"}"#, w.now);
+    w.session.handle_text(a, r#"{"type":"mark_read","room":"r","seq":2}"#, w.now);
+    w.pump();
+    assert!(reads(&w, "r").is_empty());
+    assert!(!w.rows.contains_key("r r"));
+    // A position past what the room has is the room's head: later messages stay unread.
+    w.send(a, &format!(r#"{{"type":"mark_read","room":"r","seq":{}}}"#, u64::MAX));
+    assert_eq!(reads(&w, "r"), vec![3]);
+    // Read positions kept are bounded: the one marked longest ago goes.
+    let mut rows = w.rows.clone();
+    for i in 0..MAX_READ_POSITIONS as u64 - 1 {
+        let row = Row::Read { room: format!("old{i}"), seq: 1, at: i };
+        rows.insert(row.key(), row);
+    }
+    w.rows = rows;
+    w.restart_session();
+    w.send(a, r#"{"type":"join","room":"q"}"#);
+    w.publish(a, "q", "q0");
+    w.send(a, r#"{"type":"mark_read","room":"q","seq":1}"#);
+    assert_eq!(reads(&w, "q"), vec![1]);
+    assert!(!w.rows.contains_key("r old0"), "the oldest read position was forgotten");
+    assert!(w.rows.contains_key("r old1") && w.rows.contains_key("r r"));
+    assert_eq!(w.rows.keys().filter(|k| k.starts_with("r ")).count(), MAX_READ_POSITIONS);
+}
+
+#[test]
+fn a_room_that_cannot_be_read_is_not_called_in_a_loop() {
+    let mut w = World::new(USER);
+    let a = w.device(&["*"]);
+    w.send(a, r#"{"type":"join","room":"r"}"#);
+    for i in 0..5 {
+        w.publish(a, "r", &format!("m{i}"));
+    }
+    w.reads_fail = true;
+    let b = w.device(&["*"]);
+    w.send(b, r#"{"type":"join","room":"r","epoch":"ep-r","since":0}"#);
+    assert!(w.reads_asked <= 1 + READ_RETRIES as usize, "{} reads", w.reads_asked);
+    assert!(w.seqs(b, "r").is_empty());
+    // The room's next feed call tries again, and the device catches up.
+    w.reads_fail = false;
+    w.publish(a, "r", "m5");
+    assert_eq!(w.seqs(b, "r"), vec![1, 2, 3, 4, 5, 6]);
+}
+
+#[test]
+fn catch_up_reads_spend_the_users_read_budget() {
+    let mut w = World::new(USER);
+    w.config = RoomConfig { read_bytes_burst: 1_000, read_bytes_per_sec: 10, ..RoomConfig::default() };
+    let a = w.device(&["*"]);
+    w.send(a, r#"{"type":"join","room":"r"}"#);
+    for i in 0..20 {
+        w.publish(a, "r", &format!("message number {i:04}, long enough"));
+    }
+    // One resume from the start passes (a budget not in debt lets one read of any size).
+    let b = w.device(&["*"]);
+    w.send(b, r#"{"type":"join","room":"r","epoch":"ep-r","since":0}"#);
+    assert_eq!(w.seqs(b, "r").len(), 20);
+    // Leaving and resuming from the start again in a loop is refused, as a socket's resume is.
+    for _ in 0..3 {
+        w.send(b, r#"{"type":"leave","room":"r"}"#);
+        w.send(b, r#"{"type":"join","room":"r","epoch":"ep-r","since":0}"#);
+    }
+    let left = w.frames(b, "r", "left");
+    assert!(left.iter().any(|l| l["code"] == crate::close::READ_BUDGET.code), "{left:?}");
+    assert_eq!(w.seqs(b, "r").len(), 20, "nothing read past the budget");
+    assert!(w.session.rooms_of(b).is_empty());
+    assert_eq!(w.room("r").0.connection_count(), 1, "the refused device's connection closed too");
+}
+
+#[test]
+fn a_refused_join_calls_the_room_no_more() {
+    // The worker lets only an open create a room (ROOM_CREATIONS_PER_USER): a close sent after
+    // a refused open would wake the room for nothing, or make it.
+    let mut w = World::new(USER);
+    w.config = RoomConfig { max_connections_per_user: 1, ..RoomConfig::default() };
+    let a = w.device(&["*"]);
+    let b = w.device(&["*"]);
+    w.send(a, r#"{"type":"join","room":"r"}"#);
+    w.relayed.clear();
+    w.send(b, r#"{"type":"join","room":"r"}"#);
+    assert_eq!(w.frames(b, "r", "left")[0]["code"], crate::close::USER_CONNECTIONS.code);
+    assert_eq!(w.relayed.len(), 1, "only the open: {:?}", w.relayed);
+    assert!(w.session.rooms_of(b).is_empty());
+}
+
+#[test]
+fn restarts_of_the_session_and_of_a_room_neither_double_nor_skip() {
+    let mut w = World::new(USER);
+    let a = w.device(&["*"]);
+    let b = w.device(&["*"]);
+    for room in ["r1", "r2"] {
+        w.send(a, &format!(r#"{{"type":"join","room":"{room}"}}"#));
+        w.send(b, &format!(r#"{{"type":"join","room":"{room}"}}"#));
+        for i in 0..3 {
+            w.publish(a, room, &format!("{room}-{i}"));
+        }
+    }
+    w.restart_session();
+    w.publish(b, "r1", "after");
+    for d in [a, b] {
+        assert_eq!(w.seqs(d, "r1"), vec![1, 2, 3, 4]);
+        assert_eq!(w.seqs(d, "r2"), vec![1, 2, 3]);
+    }
+    // r2 restarts with a message and its ack on the way: the message still comes, once; the
+    // lost ack makes both devices leave (1001) and join again from where they stood.
+    w.feeds_paused = true;
+    w.publish(a, "r2", "in flight");
+    w.restart_room("r2");
+    w.feeds_paused = false;
+    w.pump();
+    for d in [a, b] {
+        assert_eq!(w.seqs(d, "r2"), vec![1, 2, 3, 4]);
+        assert_eq!(w.frames(d, "r2", "left")[0]["code"], 1001);
+        w.send(d, r#"{"type":"join","room":"r2","epoch":"ep-r2","since":4}"#);
+    }
+    w.publish(b, "r2", "again");
+    w.restart_session();
+    w.publish(a, "r2", "and again");
+    for d in [a, b] {
+        assert_eq!(w.seqs(d, "r2"), vec![1, 2, 3, 4, 5, 6]);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
     /// Devices join, publish, leave and rejoin with resume points while feed calls and their
-    /// answers are lost: each device sees each room's messages once, in order, per join.
+    /// answers are lost, the session hibernates and rooms restart: each device sees each room's messages once, in order, per join.
     #[test]
-    fn every_device_gets_every_message_once_in_order(ops in prop::collection::vec((0u8..6, 0u8..3, 0u8..2), 1..60), fates in prop::collection::vec(any::<u8>(), 0..200)) {
+    fn every_device_gets_every_message_once_in_order(ops in prop::collection::vec((0u8..8, 0u8..3, 0u8..2), 1..60), fates in prop::collection::vec(any::<u8>(), 0..200)) {
         let mut w = World::new(USER);
         w.lossy = true;
         w.fates = fates;
@@ -313,6 +607,10 @@ proptest! {
                 0 | 1 => w.send(device, &format!(r#"{{"type":"join","room":"{room}"}}"#)),
                 2 | 3 => { n += 1; w.publish(device, room, &format!("m{n}")); }
                 4 => w.send(device, &format!(r#"{{"type":"leave","room":"{room}"}}"#)),
+                // The session hibernates and wakes (from its sockets' attachments and rows).
+                6 => w.restart_session(),
+                // The room's runtime restarts (its extras in flight are lost).
+                7 => w.restart_room(room),
                 _ => {
                     // Leave, then join again from the last seq it saw.
                     let last = w.seqs(device, room).last().copied();
@@ -407,7 +705,7 @@ fn the_sweep_closes_silent_devices_and_expired_tokens_and_their_rooms_let_go() {
     let short = {
         let mut c = claims(USER, &["*"]);
         c.exp = (w.now + 60_000) / 1000;
-        let id = w.session.handle_open("short".into(), c, w.now);
+        let id = w.session.handle_open("short".into(), c, w.now).unwrap();
         w.inbox.insert(id, Vec::new());
         id
     };
