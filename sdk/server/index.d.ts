@@ -261,6 +261,11 @@ export interface RoomcastClient {
   stats(room: string): Promise<Stats>;
   /** `POST /rooms/:room/kick` (API key only): closes the user's connections, optionally bans them. */
   kick(room: string, options: KickOptions): Promise<KickResult>;
+  /**
+   * `DELETE /sessions/:user` (API key only): closes every session socket of the user (created by
+   * `createClient()` in the browser SDK) with 4411, which leaves their rooms; `closed` says how many.
+   */
+  closeSession(user: string): Promise<{ closed: number }>;
   /** `POST /rooms/:room/webhooks/requeue` (API key only): the room's dead letters back to pending. */
   requeueWebhooks(room: string): Promise<RequeueResult>;
   /**

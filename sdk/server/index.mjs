@@ -314,10 +314,10 @@ export function createClient({ url, apiKey, fetch: fetchImpl, timeoutMs = DEFAUL
   }
 
   /** One call; settles within timeoutMs even with a fetch that ignores its signal. */
-  async function request(method, room, endpoint, { query, body } = {}) {
-    checkRoom(room);
+  async function request(method, room, endpoint, { query, body, at } = {}) {
+    if (at === undefined) checkRoom(room);
     const search = query ? query.toString() : "";
-    const path = `/rooms/${room}/${endpoint}${search ? `?${search}` : ""}`;
+    const path = at ?? `/rooms/${room}/${endpoint}${search ? `?${search}` : ""}`;
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const controller = new AbortController();
     let timer;
@@ -376,6 +376,13 @@ export function createClient({ url, apiKey, fetch: fetchImpl, timeoutMs = DEFAUL
       if (banSeconds !== undefined) body.banSeconds = banSeconds;
       if (reason !== undefined) body.reason = reason;
       return request("POST", room, "kick", { body });
+    },
+    /** `DELETE /sessions/:user`: closes every session socket of the user (4411). */
+    async closeSession(user) {
+      if (typeof user !== "string" || !/^[A-Za-z0-9_.:@-]{1,64}$/.test(user)) {
+        throw new TypeError("roomcast: closeSession: user must be a user id (1-64 of A-Z a-z 0-9 _ - . : @)");
+      }
+      return request("DELETE", undefined, undefined, { at: `/sessions/${user}` });
     },
     async requeueWebhooks(room) {
       return request("POST", room, "webhooks/requeue");

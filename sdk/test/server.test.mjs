@@ -468,6 +468,18 @@ describe("createClient", () => {
     );
   });
 
+  test("closeSession: DELETE /sessions/:user; a bad user id is a TypeError before any request", async () => {
+    const { fetch, calls } = fakeFetch({ body: { closed: 3 } });
+    const rc = client(fetch);
+    assert.deepEqual(await rc.closeSession("alice"), { closed: 3 });
+    await assert.rejects(rc.closeSession("a b"), TypeError);
+    await assert.rejects(rc.closeSession(""), TypeError);
+    assert.deepEqual(
+      calls.map((c) => [c.method, c.url, c.body]),
+      [["DELETE", "https://rooms.example/sessions/alice", undefined]],
+    );
+  });
+
   test("requeueWebhooks: POST /rooms/:room/webhooks/requeue without a body; deleteHistory: DELETE /rooms/:room/history", async () => {
     const { fetch, calls } = fakeFetch({ body: { requeued: 3 } }, { body: { epoch: "9f2c", deleted: 41 } });
     const rc = client(fetch);

@@ -51,6 +51,7 @@ const EXCUSED = new Map([
     "POST /rooms/{room}/webhooks/requeue",
   ].map((op) => [`${op} 503`, "the room's storage failing (protocol/src/room/http.rs answer_tests covers the table)"]),
   ["GET /dev/token 401", "an edge without ROOMCAST_SECRET (protocol/src/api/dev_token.rs tests)"],
+  ["DELETE /sessions/{user} 503", "the session object failing to answer (worker/src/edge.rs close_session)"],
   [
     "POST /rooms/{room}/messages 507",
     "a full webhook outbox: tests/e2e/webhooks-outbox.test.mjs provokes it and checks it against this document",
@@ -318,6 +319,22 @@ test("kick: removes and bans a user, whose token is then refused on publish and 
   await call(edge, "POST", `/rooms/${BAD_ROOM}/kick`, 400, { body: { user: "v" } });
   await call(edge, "POST", `/rooms/${room}/kick`, 401, { auth: "Bearer wrong", body: { user: "v" } });
   await call(edge, "POST", `/rooms/${room}/kick`, 403, { auth: bearer(token("mod", { [room]: ALL_RIGHTS })), body: { user: "v" } });
+});
+
+test("closing a user's session: every session socket closes with 4411; and its refusals", async () => {
+  const t = token("sess-user", { "*": ALL_RIGHTS });
+  const ws = new WebSocket(`${edge.wsUrl}/session/ws`, ["roomcast.v1", `bearer.${t}`], { headers: { Origin: ORIGIN } });
+  const closed = new Promise((resolve) => ws.once("close", (code) => resolve(code)));
+  await new Promise((resolve, reject) => {
+    ws.once("message", resolve);
+    ws.once("error", reject);
+  });
+  assert.deepEqual((await call(edge, "DELETE", "/sessions/sess-user", 200)).json, { closed: 1 });
+  assert.equal(await closed, 4411);
+  assert.deepEqual((await call(edge, "DELETE", "/sessions/nobody-here", 200)).json, { closed: 0 });
+  await call(edge, "DELETE", "/sessions/a%20b", 400);
+  await call(edge, "DELETE", "/sessions/sess-user", 401, { auth: "Bearer wrong" });
+  await call(edge, "DELETE", "/sessions/sess-user", 403, { auth: bearer(t) });
 });
 
 test("the WebSocket upgrade: 101 with the subprotocol, and every refusal before it", async () => {

@@ -290,6 +290,7 @@ test("the document's operations are the edge's routes, and PROTOCOL.md links it"
   );
   assert.ok(endpoints.size >= 8, `route.rs names ${endpoints.size} endpoints`);
   endpoints.add("GET /dev/token");
+  endpoints.add("DELETE /sessions/{user}");
   endpoints.add("OPTIONS /rooms/{room}/history");
   const documented = new Set(operations().map(([t, m]) => `${m.toUpperCase()} ${t}`));
   assert.deepEqual([...documented].sort(), [...endpoints].sort());

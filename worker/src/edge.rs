@@ -61,6 +61,7 @@ pub async fn handle(req: Request, env: Env) -> Result<web_sys::Response> {
         Ok(Route::DevToken) => return dev_token(&req, &env, &raw_query).map(Into::into),
         Ok(Route::Room { room, endpoint: Endpoint::Connect }) => connect(&req, &env, &room, &raw_query, &protocols, upgrade).await,
         Ok(Route::Session) => connect_session(&req, &env, &raw_query, &protocols, upgrade).await,
+        Ok(Route::CloseSession { user }) => close_session(&req, &env, &user).await,
         Ok(Route::Preflight { .. }) => return preflight(&req, &env).map(Into::into),
         Ok(Route::Room { room, endpoint: Endpoint::History }) => {
             // Pages on allowed origins read history (CORS): the answer, refusals included, carries
@@ -164,6 +165,27 @@ async fn connect_session(
     headers.set(SESSION_HEADER, &serde_json::to_string(&connect)?)?;
     let internal = platform::internal_request("https://session/ws", "GET", &headers, None)?;
     Ok(platform::fetch_room(&env.durable_object("SESSIONS")?, &connect.claims.sub, &internal).await?)
+}
+
+/// `DELETE /sessions/:user` (API key only): the user's session object closes every socket of
+/// theirs with 4411 and answers how many.
+async fn close_session(req: &Request, env: &Env, user: &str) -> Outcome {
+    let (api_key, previous_api_key) = (secret(env, "ROOMCAST_API_KEY"), secret(env, "ROOMCAST_API_KEY_PREVIOUS"));
+    let (secret, previous_secret) = (secret(env, "ROOMCAST_SECRET"), secret(env, "ROOMCAST_SECRET_PREVIOUS"));
+    let config = AuthConfig {
+        secret: &secret,
+        previous_secret: &previous_secret,
+        api_key: &api_key,
+        previous_api_key: &previous_api_key,
+        anonymous_rooms: "",
+    };
+    let authorization = header(req, "Authorization");
+    admission::authorize_api(authorization.as_deref(), &config, "", roomcast_protocol::api::Access::Key, platform::now_ms())?;
+    let sessions = env.durable_object("SESSIONS")?;
+    match platform::call_object(&sessions, user, "/close", "").await {
+        Some(body) => Ok(http::json_text(200, body, None)?.into()),
+        None => Err(Refusal::new(RefusalKind::Unavailable, "the session could not be reached").into()),
+    }
 }
 
 /// The per-IP upgrade limits: the budget an upgrade spends (`client_ip::UpgradeBudget`) is held

@@ -318,6 +318,11 @@ impl DurableObject for SessionObject {
             self.core.accept(&req).await
         } else if path == FEED_PATH && req.method() == Method::Post {
             self.core.feed(req).await
+        } else if path == "/close" && req.method() == Method::Post {
+            // the backend closes this user's session (the edge checked the API key)
+            let closed = self.core.with(|s, _| s.handle_removed())?;
+            self.core.carry_out();
+            http::json_text(200, format!("{{\"closed\":{closed}}}"), None)
         } else {
             http::refused(&Refusal::not_found("no such session endpoint"), None)
         }

@@ -45,4 +45,4 @@ pub const EDGE_VARS: [(&str, &str); 6] = [
 ];
 pub use identity::{Caller, ConnectInfo, SessionConnect, API_ORIGIN, CALLER_HEADER, CONNECT_HEADER, HTTP_ORIGIN, SESSION_HEADER};
 pub use refusal::{Refusal, RefusalKind};
-pub use route::{route, Endpoint, Method, Route};
+pub use route::{route, Access, Endpoint, Method, Route};

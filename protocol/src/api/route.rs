@@ -112,6 +112,10 @@ pub enum Route {
     DevToken,
     /// `GET /session/ws`: one socket for any number of rooms, to the user's session object.
     Session,
+    /// `DELETE /sessions/:user` (API key only): closes every session socket of `user` (4411).
+    CloseSession {
+        user: String,
+    },
 }
 
 /// Routes a request by method and path (the path as the URL carries it, percent-encoded: a room
@@ -144,6 +148,13 @@ pub fn route(method: Method, path: &str) -> Result<Route, Refusal> {
         (Some("session"), Some("ws"), None, None, None) => {
             Err(Refusal::new(RefusalKind::MethodNotAllowed, "method not allowed for this endpoint"))
         }
+        (Some("sessions"), Some(user), None, None, None) => {
+            name::validate_user(user).map_err(|e| Refusal::bad_request(e.to_string()))?;
+            if method != Method::Delete {
+                return Err(Refusal::new(RefusalKind::MethodNotAllowed, "method not allowed for this endpoint"));
+            }
+            Ok(Route::CloseSession { user: user.to_owned() })
+        }
         (Some("dev"), Some("token"), None, None, None) => {
             Err(Refusal::new(RefusalKind::MethodNotAllowed, "method not allowed for this endpoint"))
         }
@@ -173,6 +184,9 @@ mod tests {
         assert_eq!(route(Method::Get, "/session/ws"), Ok(Route::Session));
         assert_eq!(route(Method::Post, "/session/ws").unwrap_err().status(), 405);
         assert_eq!(route(Method::Get, "/session/ws/x").unwrap_err().status(), 404);
+        assert_eq!(route(Method::Delete, "/sessions/alice"), Ok(Route::CloseSession { user: "alice".into() }));
+        assert_eq!(route(Method::Get, "/sessions/alice").unwrap_err().status(), 405);
+        assert_eq!(route(Method::Delete, "/sessions/a%20b").unwrap_err().status(), 400);
         let status = |m, p| route(m, p).unwrap_err().status();
         assert_eq!(status(Method::Get, "/rooms/a/kick"), 405);
         assert_eq!(status(Method::Post, "/rooms/a/ws"), 405);
@@ -217,6 +231,7 @@ mod tests {
                 }
                 Ok(Route::DevToken) => prop_assert_eq!(path.as_str(), "/dev/token"),
                 Ok(Route::Session) => prop_assert_eq!(path.as_str(), "/session/ws"),
+                Ok(Route::CloseSession { user }) => prop_assert!(name::validate_user(&user).is_ok()),
                 Ok(Route::Preflight { .. }) => prop_assert!(false, "no preflight without OPTIONS"),
                 Err(r) => prop_assert!(documented::is_documented(&r)),
             }

@@ -457,6 +457,18 @@ impl Session {
         self.drop_unjoined_rooms();
     }
 
+    /// The backend closed this user's session (`DELETE /sessions/:user`): every socket closes
+    /// with 4411, as a kick closes a room's, and leaves its rooms. Returns how many.
+    pub fn handle_removed(&mut self) -> usize {
+        let devices: Vec<u64> = self.devices.keys().copied().collect();
+        let c = crate::close::REMOVED;
+        for &device in &devices {
+            self.out.push_back(Output::Close { device, code: c.code, reason: "session closed by the backend".into() });
+            self.handle_close(device);
+        }
+        devices.len()
+    }
+
     /// Whether the session holds any socket (the adapter sweeps, on an alarm, while it does).
     pub fn has_devices(&self) -> bool {
         !self.devices.is_empty()

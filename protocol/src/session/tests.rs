@@ -737,3 +737,16 @@ fn the_sweep_closes_silent_devices_and_expired_tokens_and_their_rooms_let_go() {
     assert_eq!(closed, expect);
     assert_eq!(w.room("r").0.connection_count(), 1, "the room let the closed devices go");
 }
+
+#[test]
+fn the_backend_closes_a_users_session_and_its_rooms_let_go() {
+    let mut w = World::new(USER);
+    let (a, b) = (w.device(&["*"]), w.device(&["*"]));
+    w.send(a, r#"{"type":"join","room":"r"}"#);
+    w.send(b, r#"{"type":"join","room":"r"}"#);
+    assert_eq!(w.session.handle_removed(), 2);
+    w.pump();
+    assert!(!w.inbox.contains_key(&a) && !w.inbox.contains_key(&b), "both sockets closed");
+    assert_eq!(w.room("r").0.connection_count(), 0);
+    assert!(!w.session.has_devices());
+}
