@@ -406,7 +406,8 @@ export interface Room<TData = unknown, TMeta extends object = Record<string, unk
   /**
    * A room joined with createClient() only (a TypeError otherwise): the user has read the room up
    * to `seq`. Stored by the user's session and sent to every device of theirs (`read` event);
-   * never moves back. Sent while the room is open.
+   * never moves back; a seq past the room's latest is taken as the latest. Sent only while the
+   * room is open (ignored before).
    */
   markRead(seq: number): void;
   /** A room joined with createClient(): the user's read position (0 before any). */
