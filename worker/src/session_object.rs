@@ -8,6 +8,7 @@
 //! the live sockets' attachments (each device's identity) and the stored rows (joins, feed
 //! positions, read positions).
 
+use crate::sql_store::SqlStore;
 use crate::{http, platform};
 use roomcast_protocol::api::{Refusal, SessionConnect, SESSION_HEADER};
 use roomcast_protocol::close;
@@ -15,6 +16,8 @@ use roomcast_protocol::config::RoomConfig;
 use roomcast_protocol::frame;
 use roomcast_protocol::relay::{FeedCall, RelayOp, RelayReply, RelayRequest, FEED_PATH, RELAY_PATH};
 use roomcast_protocol::session::{DeviceInfo, Output, Row, Secrets, Session, SessionLimits};
+use roomcast_protocol::webhook::event::Event as HookEvent;
+use roomcast_protocol::webhook::Outbox;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -49,6 +52,9 @@ pub struct Core {
     /// Socket → device id, kept current on open (the runtime hands the same socket object back).
     ids: js_sys::WeakMap,
     calls: RefCell<BTreeMap<String, RoomCalls>>,
+    /// `user.online` / `user.offline` webhooks (when `WEBHOOK_EVENTS` names them): the outbox on
+    /// the session's own SQLite, delivered from the alarm as a room's are.
+    hooks: RefCell<Option<(SqlStore, Outbox)>>,
 }
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS session_rows (k TEXT PRIMARY KEY, v TEXT NOT NULL);";
@@ -99,8 +105,16 @@ impl Core {
         }
         let user = platform::object_name(&self.state).unwrap_or_default();
         let secrets = Secrets { current: self.secret("ROOMCAST_SECRET"), previous: self.secret("ROOMCAST_SECRET_PREVIOUS") };
+        let config = self.config();
         let mut session = Session::new(&user, secrets, now);
-        session.set_limits(SessionLimits::from_config(&self.config()));
+        session.set_limits(SessionLimits::from_config(&config));
+        session.set_offline_grace(config.presence_grace_ms);
+        if config.webhook.enabled() && config.webhook.events.wants_users() {
+            let mut store = SqlStore::open(self.state.storage().sql()).map_err(|e| worker::Error::RustError(e.0))?;
+            let outbox = Outbox::load(&format!("session:{user}"), config.webhook.clone(), &platform::random_hex(8), &mut store)
+                .map_err(|e| worker::Error::RustError(e.0))?;
+            *self.hooks.borrow_mut() = Some((store, outbox));
+        }
         session.restore(devices, rows, now);
         Ok(session)
     }
@@ -145,6 +159,16 @@ impl Core {
                 }
                 Output::Delete(key) => {
                     let _ = self.state.storage().sql().exec("DELETE FROM session_rows WHERE k = ?", vec![key.into()]);
+                }
+                Output::UserOnline | Output::UserOffline => {
+                    let online = matches!(output, Output::UserOnline);
+                    let user = self.session.borrow().as_ref().map(|s| s.user().to_owned()).unwrap_or_default();
+                    if let Some((store, outbox)) = self.hooks.borrow_mut().as_mut() {
+                        let event = if online { HookEvent::UserOnline { user: &user } } else { HookEvent::UserOffline { user: &user } };
+                        // A failed write loses the event (as a room's presence events do).
+                        let _ = outbox.push(event, platform::now_ms(), store);
+                    }
+                    self.arm_soon();
                 }
                 Output::Relay { room, device, op } => {
                     let start = {
@@ -259,7 +283,67 @@ impl Core {
 
     async fn arm_sweep(&self) -> Result<()> {
         let half = (self.config().heartbeat_timeout_ms / 2).max(1_000);
-        self.state.storage().set_alarm(std::time::Duration::from_millis(half)).await
+        self.arm_at(platform::now_ms().saturating_add(half)).await
+    }
+
+    /// When the alarm is next needed: the sweep while sockets are open, the end of an offline
+    /// grace period, the webhook outbox's next attempt.
+    fn next_deadline(&self, now: u64) -> Option<u64> {
+        let sweep = self
+            .session
+            .borrow()
+            .as_ref()
+            .is_some_and(Session::has_devices)
+            .then(|| now.saturating_add((self.config().heartbeat_timeout_ms / 2).max(1_000)));
+        let grace = self.session.borrow().as_ref().and_then(Session::poll_timeout);
+        let hooks = self.hooks.borrow().as_ref().and_then(|(_, o)| o.poll_timeout());
+        [sweep, grace, hooks].into_iter().flatten().min()
+    }
+
+    /// Sets the alarm for `at` unless one is set earlier.
+    async fn arm_at(&self, at: u64) -> Result<()> {
+        let storage = self.state.storage();
+        let current = storage.get_alarm().await?;
+        if current.is_none_or(|c| c.max(0) as u64 > at) {
+            storage.set_alarm(std::time::Duration::from_millis(at.saturating_sub(platform::now_ms()))).await?;
+        }
+        Ok(())
+    }
+
+    /// Brings the alarm forward to the next deadline (after an event that made a new one).
+    fn arm_soon(self: &Rc<Self>) {
+        let core = self.clone();
+        let work = async move {
+            if let Some(at) = core.next_deadline(platform::now_ms()) {
+                core.arm_at(at).await?;
+            }
+            Ok(wasm_bindgen::JsValue::UNDEFINED)
+        };
+        let _ = self.state.as_raw().wait_until(&worker::wasm_bindgen_futures::future_to_promise(work));
+    }
+
+    /// The webhook POST that is due, made on its own (as a room's: the alarm is not held up by
+    /// it); its result is recorded and the alarm moved.
+    fn deliver_hooks(self: &Rc<Self>, now: u64) {
+        let request = {
+            let mut hooks = self.hooks.borrow_mut();
+            let Some((store, outbox)) = hooks.as_mut() else { return };
+            outbox.poll_request(now, store).ok().flatten()
+        };
+        let Some(request) = request else { return };
+        let core = self.clone();
+        let work = async move {
+            let outcome = platform::post_webhook(&request).await;
+            let (now, random) = (platform::now_ms(), platform::random_u64());
+            if let Some((store, outbox)) = core.hooks.borrow_mut().as_mut() {
+                let _ = outbox.handle_result(request.attempt, outcome, now, random, store);
+            }
+            if let Some(at) = core.next_deadline(now) {
+                core.arm_at(at).await?;
+            }
+            Ok(wasm_bindgen::JsValue::UNDEFINED)
+        };
+        let _ = self.state.as_raw().wait_until(&worker::wasm_bindgen_futures::future_to_promise(work));
     }
 
     /// A room's feed call: dead sockets are closed first (the answer then lists only live
@@ -285,8 +369,12 @@ impl Core {
         platform::set_attachment(ws, "");
         if let Some(device) = device {
             self.sockets.borrow_mut().remove(&device);
-            let _ = self.with(|s, _| s.handle_close(device));
+            let _ = self.with(|s, now| s.handle_close(device, now));
             self.carry_out();
+            // the last socket gone: the offline grace period's end is a new deadline
+            if self.session.borrow().as_ref().is_some_and(|s| s.poll_timeout().is_some()) {
+                self.arm_soon();
+            }
         }
     }
 }
@@ -307,6 +395,7 @@ impl DurableObject for SessionObject {
             sockets: RefCell::new(BTreeMap::new()),
             ids: js_sys::WeakMap::new(),
             calls: RefCell::new(BTreeMap::new()),
+            hooks: RefCell::new(None),
         };
         SessionObject { core: Rc::new(core) }
     }
@@ -320,7 +409,7 @@ impl DurableObject for SessionObject {
             self.core.feed(req).await
         } else if path == "/close" && req.method() == Method::Post {
             // the backend closes this user's session (the edge checked the API key)
-            let closed = self.core.with(|s, _| s.handle_removed())?;
+            let closed = self.core.with(|s, now| s.handle_removed(now))?;
             self.core.carry_out();
             http::json_text(200, format!("{{\"closed\":{closed}}}"), None)
         } else {
@@ -328,9 +417,16 @@ impl DurableObject for SessionObject {
         }
     }
 
+    /// The session's one alarm: the sweep, the end of an offline grace period, the webhook's
+    /// next POST.
     async fn alarm(&self) -> Result<Response> {
-        if self.core.sweep()? {
-            self.core.arm_sweep().await?;
+        self.core.sweep()?;
+        self.core.with(|s, now| s.handle_timeout(now))?;
+        self.core.carry_out();
+        let now = platform::now_ms();
+        self.core.deliver_hooks(now);
+        if let Some(at) = self.core.next_deadline(now) {
+            self.core.arm_at(at).await?;
         }
         Response::ok("")
     }

@@ -118,7 +118,12 @@ impl World {
                             self.session.handle_relay_result(&room, device, reply.results.remove(0));
                         }
                     }
-                    Output::Close { .. } | Output::Save(_) | Output::Delete(_) | Output::Attach { .. } => {}
+                    Output::Close { .. }
+                    | Output::Save(_)
+                    | Output::Delete(_)
+                    | Output::Attach { .. }
+                    | Output::UserOnline
+                    | Output::UserOffline => {}
                 }
             }
             let names: Vec<&'static str> = self.rooms.keys().copied().collect();
@@ -185,7 +190,7 @@ fuzz_target!(|events: Vec<Event>| {
             }
             Event::Close { pick } => {
                 if let Some(d) = w.device(pick) {
-                    w.session.handle_close(d);
+                    w.session.handle_close(d, w.now);
                     w.devices.retain(|x| *x != d);
                 }
             }

@@ -16,11 +16,22 @@ pub enum EventKind {
     PresenceLeft,
     RoomOccupied,
     RoomVacated,
+    /// A user's first session socket connected (sessions, `GET /session/ws`): opt-in.
+    UserOnline,
+    /// A user's last session socket went and the grace period passed: opt-in.
+    UserOffline,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 5] =
-        [EventKind::MessagePublished, EventKind::PresenceJoined, EventKind::PresenceLeft, EventKind::RoomOccupied, EventKind::RoomVacated];
+    pub const ALL: [EventKind; 7] = [
+        EventKind::MessagePublished,
+        EventKind::PresenceJoined,
+        EventKind::PresenceLeft,
+        EventKind::RoomOccupied,
+        EventKind::RoomVacated,
+        EventKind::UserOnline,
+        EventKind::UserOffline,
+    ];
 
     /// The event's `type`, as in `WEBHOOK_EVENTS`.
     pub fn name(self) -> &'static str {
@@ -30,6 +41,8 @@ impl EventKind {
             EventKind::PresenceLeft => "presence.left",
             EventKind::RoomOccupied => "room.occupied",
             EventKind::RoomVacated => "room.vacated",
+            EventKind::UserOnline => "user.online",
+            EventKind::UserOffline => "user.offline",
         }
     }
 
@@ -75,6 +88,11 @@ impl EventSet {
 
     pub fn is_empty(self) -> bool {
         self.0 == 0
+    }
+
+    /// Whether a user's sessions are reported (`user.online`, `user.offline`).
+    pub fn wants_users(self) -> bool {
+        self.contains(EventKind::UserOnline) || self.contains(EventKind::UserOffline)
     }
 
     /// Whether presence is tracked for webhooks at all (joins, leaves or occupancy).

@@ -132,6 +132,12 @@ pub enum Row {
         device: u64,
         rooms: Vec<String>,
     },
+    /// The user was reported online (`user.online`) and not yet offline.
+    Online,
+    /// The user's last socket went: `user.offline` is due at `due` unless one comes back.
+    Offline {
+        due: u64,
+    },
 }
 
 impl Row {
@@ -142,6 +148,8 @@ impl Row {
             Row::Feed { room, .. } => format!("f {room}"),
             Row::Read { room, .. } => format!("r {room}"),
             Row::Watch { device, .. } => format!("w {device}"),
+            Row::Online => "online".into(),
+            Row::Offline { .. } => "offline".into(),
         }
     }
 }
@@ -169,6 +177,10 @@ pub enum Output {
     },
     Save(Row),
     Delete(String),
+    /// Report `user.online` (the user's first socket connected), for webhooks.
+    UserOnline,
+    /// Report `user.offline` (the last socket went, the grace period passed), for webhooks.
+    UserOffline,
     /// The device's identity changed (a refresh): its socket's attachment must hold it again
     /// ([`Session::device`]), since the session is rebuilt from the attachments after
     /// hibernation.
@@ -268,6 +280,11 @@ pub struct Session {
     /// Rooms watched (`watch`) and the devices watching each; the latest head each room said.
     watching: BTreeMap<String, BTreeSet<u64>>,
     heads: BTreeMap<String, Position>,
+    /// Whether `user.online` was reported (and `user.offline` not since), and when the pending
+    /// `user.offline` is due.
+    online: bool,
+    offline_due: Option<u64>,
+    offline_grace_ms: u64,
 }
 
 fn json_str(s: &str) -> String {
@@ -348,6 +365,9 @@ impl Session {
             next_device: now.saturating_mul(1024).max(1),
             watching: BTreeMap::new(),
             heads: BTreeMap::new(),
+            online: false,
+            offline_due: None,
+            offline_grace_ms: 5_000,
         }
     }
 
@@ -378,7 +398,21 @@ impl Session {
                 }
                 Row::Watch { device, .. } => self.out.push_back(Output::Delete(format!("w {device}"))),
                 Row::Join(j) => joins.push(j),
+                Row::Online => self.online = true,
+                Row::Offline { due } => self.offline_due = Some(due),
             }
+        }
+        if !self.devices.is_empty() {
+            // A socket is here: whatever grace period was running is over, with nothing to say.
+            if self.offline_due.take().is_some() {
+                self.out.push_back(Output::Delete(Row::Offline { due: 0 }.key()));
+            }
+        } else if self.online && self.offline_due.is_none() {
+            // Reported online, and every socket gone without a close (the runtime restarted):
+            // the grace period starts now.
+            let due = now.saturating_add(self.offline_grace_ms);
+            self.offline_due = Some(due);
+            self.out.push_back(Output::Save(Row::Offline { due }));
         }
         for j in joins {
             let at = self.feed.position(&j.room).cloned();
@@ -438,11 +472,41 @@ impl Session {
         for (room, (seq, _)) in self.reads.clone() {
             self.send(id, encode_read_position(&room, seq));
         }
+        // Back within the grace period: nothing to say. Otherwise the user just came online.
+        if self.offline_due.take().is_some() {
+            self.out.push_back(Output::Delete(Row::Offline { due: 0 }.key()));
+        } else if !self.online {
+            self.online = true;
+            self.out.push_back(Output::Save(Row::Online));
+            self.out.push_back(Output::UserOnline);
+        }
         Ok(id)
     }
 
-    /// A socket closed: its joins end in every room.
-    pub fn handle_close(&mut self, device: u64) {
+    /// When [`Session::handle_timeout`] is next due: the end of an offline grace period.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.offline_due
+    }
+
+    /// A timer fired: a grace period that ended with no socket back reports `user.offline`.
+    pub fn handle_timeout(&mut self, now: u64) {
+        if self.offline_due.is_some_and(|due| due <= now) && self.devices.is_empty() {
+            self.offline_due = None;
+            self.online = false;
+            self.out.push_back(Output::Delete(Row::Offline { due: 0 }.key()));
+            self.out.push_back(Output::Delete(Row::Online.key()));
+            self.out.push_back(Output::UserOffline);
+        }
+    }
+
+    /// How long a user's last socket may be gone before `user.offline` (a reload is not offline).
+    pub fn set_offline_grace(&mut self, ms: u64) {
+        self.offline_grace_ms = ms;
+    }
+
+    /// A socket closed: its joins end in every room. The user's last socket gone, `user.offline`
+    /// is due after the grace period (unless a socket comes back within it).
+    pub fn handle_close(&mut self, device: u64, now: u64) {
         if !self.devices.contains_key(&device) {
             return;
         }
@@ -455,16 +519,21 @@ impl Session {
             self.out.push_back(Output::Relay { room, device, op: RelayOp::Close { device } });
         }
         self.drop_unjoined_rooms();
+        if self.devices.is_empty() && self.online && self.offline_due.is_none() {
+            let due = now.saturating_add(self.offline_grace_ms);
+            self.offline_due = Some(due);
+            self.out.push_back(Output::Save(Row::Offline { due }));
+        }
     }
 
     /// The backend closed this user's session (`DELETE /sessions/:user`): every socket closes
     /// with 4411, as a kick closes a room's, and leaves its rooms. Returns how many.
-    pub fn handle_removed(&mut self) -> usize {
+    pub fn handle_removed(&mut self, now: u64) -> usize {
         let devices: Vec<u64> = self.devices.keys().copied().collect();
         let c = crate::close::REMOVED;
         for &device in &devices {
             self.out.push_back(Output::Close { device, code: c.code, reason: "session closed by the backend".into() });
-            self.handle_close(device);
+            self.handle_close(device, now);
         }
         devices.len()
     }
@@ -494,7 +563,7 @@ impl Session {
             .collect();
         for (device, c) in closing {
             self.out.push_back(Output::Close { device, code: c.code, reason: c.reason.into() });
-            self.handle_close(device);
+            self.handle_close(device, now);
         }
     }
 
@@ -507,7 +576,7 @@ impl Session {
             if d.strikes > self.limits.max_strikes {
                 let c = crate::close::RATE_LIMITED;
                 self.out.push_back(Output::Close { device, code: c.code, reason: c.reason.into() });
-                return self.handle_close(device);
+                return self.handle_close(device, now);
             }
             // Only the id and room are read back, to say which frame was refused.
             let env = serde_json::from_str::<Envelope<'_>>(text).ok();

@@ -25,6 +25,8 @@ struct World {
     lossy: bool,
     fates: Vec<u8>,
     rows: BTreeMap<String, Row>,
+    /// `user.online` / `user.offline` as the session reported them.
+    user_events: Vec<&'static str>,
     /// Each live device's socket attachment, as the adapter keeps it.
     attachments: BTreeMap<u64, DeviceInfo>,
     /// Catch-up reads fail (the room cannot be reached), and how many were asked.
@@ -55,6 +57,7 @@ impl World {
             lossy: false,
             fates: Vec::new(),
             rows: BTreeMap::new(),
+            user_events: Vec::new(),
             attachments: BTreeMap::new(),
             reads_fail: false,
             reads_asked: 0,
@@ -137,6 +140,8 @@ impl World {
                         while r.poll_action().is_some() {}
                         self.session.handle_relay_result(&room, device, reply.results.remove(0));
                     }
+                    Output::UserOnline => self.user_events.push("online"),
+                    Output::UserOffline => self.user_events.push("offline"),
                     Output::Save(row) => {
                         self.rows.insert(row.key(), row);
                     }
@@ -356,11 +361,12 @@ fn a_closed_device_leaves_its_rooms() {
     let mut w = World::new(USER);
     let a = w.device(&["*"]);
     w.send(a, r#"{"type":"join","room":"r"}"#);
-    w.session.handle_close(a);
+    w.session.handle_close(a, w.now);
     w.pump();
     let (r, _) = w.room("r");
     assert_eq!(r.connection_count(), 0);
-    assert!(w.rows.is_empty(), "{:?}", w.rows.keys().collect::<Vec<_>>());
+    // no join or feed row is left; what stays is the user's online state and its grace period
+    assert_eq!(w.rows.keys().collect::<Vec<_>>(), ["offline", "online"]);
 }
 
 #[test]
@@ -744,9 +750,55 @@ fn the_backend_closes_a_users_session_and_its_rooms_let_go() {
     let (a, b) = (w.device(&["*"]), w.device(&["*"]));
     w.send(a, r#"{"type":"join","room":"r"}"#);
     w.send(b, r#"{"type":"join","room":"r"}"#);
-    assert_eq!(w.session.handle_removed(), 2);
+    assert_eq!(w.session.handle_removed(w.now), 2);
     w.pump();
     assert!(!w.inbox.contains_key(&a) && !w.inbox.contains_key(&b), "both sockets closed");
     assert_eq!(w.room("r").0.connection_count(), 0);
     assert!(!w.session.has_devices());
+}
+
+#[test]
+fn online_on_the_first_socket_offline_after_the_last_and_the_grace_period() {
+    let mut w = World::new(USER);
+    w.session.set_offline_grace(5_000);
+    let a = w.device(&["*"]);
+    let b = w.device(&["*"]);
+    assert_eq!(w.user_events, ["online"], "once for the first socket");
+    w.session.handle_close(a, w.now);
+    w.session.handle_close(b, w.now);
+    w.pump();
+    assert_eq!(w.session.poll_timeout(), Some(w.now + 5_000));
+    w.session.handle_timeout(w.now + 4_999);
+    w.pump();
+    assert_eq!(w.user_events, ["online"], "not before the grace period ends");
+    // back within the grace period (a reload): nothing at all
+    let c = w.device(&["*"]);
+    assert_eq!(w.user_events, ["online"]);
+    assert_eq!(w.session.poll_timeout(), None);
+    w.session.handle_close(c, w.now);
+    w.pump();
+    w.session.handle_timeout(w.now + 5_000);
+    w.pump();
+    assert_eq!(w.user_events, ["online", "offline"]);
+    assert!(!w.rows.contains_key("online") && !w.rows.contains_key("offline"));
+    // online again later
+    w.device(&["*"]);
+    assert_eq!(w.user_events, ["online", "offline", "online"]);
+}
+
+#[test]
+fn a_restart_that_took_the_sockets_reports_offline_after_the_grace_period() {
+    let mut w = World::new(USER);
+    w.session.set_offline_grace(5_000);
+    w.device(&["*"]);
+    assert_eq!(w.user_events, ["online"]);
+    // The runtime restarts: a new instance with the stored rows and no socket.
+    let rows: Vec<Row> = w.rows.values().cloned().collect();
+    let mut s = Session::new(USER, Secrets::default(), w.now + 10);
+    s.set_offline_grace(5_000);
+    s.restore(Vec::new(), rows, w.now + 10);
+    assert_eq!(s.poll_timeout(), Some(w.now + 10 + 5_000));
+    s.handle_timeout(w.now + 10 + 5_000);
+    let outs: Vec<Output> = std::iter::from_fn(|| s.poll_output()).collect();
+    assert!(outs.contains(&Output::UserOffline), "{outs:?}");
 }

@@ -36,6 +36,15 @@ struct PresenceEvent<'a> {
     meta: Option<&'a CompactJson>,
 }
 
+/// A user's event (sessions): no room.
+#[derive(Serialize)]
+struct UserEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    ts: u64,
+    user: &'a str,
+}
+
 #[derive(Serialize)]
 struct RoomEvent<'a> {
     #[serde(rename = "type")]
@@ -47,11 +56,32 @@ struct RoomEvent<'a> {
 /// What happened, with what the event reports.
 #[derive(Debug, Clone, Copy)]
 pub enum Event<'a> {
-    Message { epoch: &'a str, seq: u64, from: &'a str, user: &'a str, data: &'a CompactJson, message_id: Option<&'a str> },
-    Joined { user: &'a str, meta: Option<&'a CompactJson> },
-    Left { user: &'a str, meta: Option<&'a CompactJson> },
+    Message {
+        epoch: &'a str,
+        seq: u64,
+        from: &'a str,
+        user: &'a str,
+        data: &'a CompactJson,
+        message_id: Option<&'a str>,
+    },
+    Joined {
+        user: &'a str,
+        meta: Option<&'a CompactJson>,
+    },
+    Left {
+        user: &'a str,
+        meta: Option<&'a CompactJson>,
+    },
     Occupied,
     Vacated,
+    /// A user's first session socket connected.
+    UserOnline {
+        user: &'a str,
+    },
+    /// A user's last session socket went, and the grace period passed.
+    UserOffline {
+        user: &'a str,
+    },
 }
 
 impl Event<'_> {
@@ -62,6 +92,8 @@ impl Event<'_> {
             Event::Left { .. } => EventKind::PresenceLeft,
             Event::Occupied => EventKind::RoomOccupied,
             Event::Vacated => EventKind::RoomVacated,
+            Event::UserOnline { .. } => EventKind::UserOnline,
+            Event::UserOffline { .. } => EventKind::UserOffline,
         }
     }
 
@@ -76,6 +108,8 @@ impl Event<'_> {
                 serde_json::to_string(&PresenceEvent { kind, room, ts, user, meta })
             }
             Event::Occupied | Event::Vacated => serde_json::to_string(&RoomEvent { kind, room, ts }),
+            // A session's outbox is named for the session; its events are the user's, not a room's.
+            Event::UserOnline { user } | Event::UserOffline { user } => serde_json::to_string(&UserEvent { kind, ts, user }),
         };
         // Strings, numbers and compact JSON always serialize.
         json.unwrap_or_default()
