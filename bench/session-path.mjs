@@ -3,6 +3,7 @@
 // servers, in interleaved rounds (docs/SESSIONS.md, *Measured*).
 //   node bench/session-path.mjs [--rooms 20] [--members 10] [--rate 2000] [--rounds 3]
 //        [--slots 2] [--slot-seconds 5] [--memory-users 200] [--memory-rooms 50] [--skip-load] [--skip-memory]
+//        [--memory-kinds direct,session[,session1]]
 // 1. Load. Both systems are roomcast (the bench's system A: its wrangler.toml without the demo's
 //    assets, its limits lifted as in systems.mjs, the runtime's own port, the runtime's process
 //    measured). `direct`: rooms × members, each member its own user with its own socket to its
@@ -22,6 +23,8 @@
 //    (a warm member in each; for (b) a warm session user that joined them all, so the session's
 //    code is loaded too); then --memory-users users connect, (a) spread evenly over the rooms.
 //    Per user: rss after − before, at once, 2 s and 12 s later (once the objects could hibernate).
+//    `session1` (with --memory-kinds): a session socket joined to one room of the same awake rooms
+//    (spread as (a)), which splits (b) into what a session costs and what each more room adds.
 // Prints one line per system and round, then medians and ratios (session ÷ direct), and writes
 // everything to results/<time>-session-path.json. Linux only (/proc).
 import { readFileSync, writeFileSync } from "node:fs";
@@ -45,6 +48,8 @@ const SLOTS = flag("slots", 2); // measured slots per system per round
 const SLOT_MS = flag("slot-seconds", 5) * 1000;
 const MEM_USERS = flag("memory-users", 200);
 const MEM_ROOMS = flag("memory-rooms", 50);
+const kindsAt = process.argv.indexOf("--memory-kinds");
+const MEM_KINDS = kindsAt < 0 ? ["direct", "session"] : process.argv[kindsAt + 1].split(",");
 const PER_ROOM = RATE / ROOMS / (MEMBERS - 1); // publishes per second per room
 const PAYLOAD = 64; // bytes of data, as the bench's 64 B scenarios
 
@@ -110,7 +115,13 @@ function open(url, user, onFrame) {
     next: (pred, what) =>
       new Promise((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`${user}: no ${what} within 30 s`)), 30_000);
-        waiters.push({ pred, resolve: (f) => (clearTimeout(timer), resolve(f)) });
+        waiters.push({
+          pred,
+          resolve: (f) => {
+            clearTimeout(timer);
+            resolve(f);
+          },
+        });
       }),
     send: (frame) => ws.send(JSON.stringify(frame)),
   };
@@ -159,9 +170,7 @@ async function setUp(kind) {
     const members = [];
     for (let m = 0; m < MEMBERS; m++) {
       const user = `${kind[0]}${r}-${m}`;
-      members.push(
-        kind === "direct" ? await direct(server, `r${r}`, user, onMessage) : await session(server, [`r${r}`], user, onMessage),
-      );
+      members.push(kind === "direct" ? await direct(server, `r${r}`, user, onMessage) : await session(server, [`r${r}`], user, onMessage));
     }
     rooms.push({ name: `bench:r${r}`, publisher: members[0], members });
   }
@@ -274,7 +283,7 @@ async function memoryRound(round, kind) {
         wave.push(
           kind === "direct"
             ? direct(server, names[k % MEM_ROOMS], `user${k}`, () => {})
-            : session(server, names, `user${k}`, () => {}),
+            : session(server, kind === "session" ? names : [names[k % MEM_ROOMS]], `user${k}`, () => {}),
         );
       }
       conns.push(...(await Promise.all(wave)));
@@ -288,7 +297,7 @@ async function memoryRound(round, kind) {
       round,
       kind,
       users: MEM_USERS,
-      rooms: kind === "direct" ? 1 : MEM_ROOMS,
+      rooms: kind === "session" ? MEM_ROOMS : 1,
       kib: (rss1 - rss0) / MEM_USERS,
       kib2s: (rss2 - rss0) / MEM_USERS,
       kib12s: (rss3 - rss0) / MEM_USERS,
@@ -314,27 +323,27 @@ const memory = [];
 for (let round = 1; round <= ROUNDS; round++) {
   if (!process.argv.includes("--skip-load")) load.push(...(await loadRound(round)));
   if (!process.argv.includes("--skip-memory")) {
-    for (const kind of round % 2 ? ["direct", "session"] : ["session", "direct"]) memory.push(await memoryRound(round, kind));
+    for (const kind of round % 2 ? MEM_KINDS : [...MEM_KINDS].reverse()) memory.push(await memoryRound(round, kind));
   }
 }
 
-/** The median over rounds of a field, and of the per-round ratio session ÷ direct. */
-function summary(rows, field) {
-  const of = (kind) => rows.filter((r) => r.kind === kind);
-  const ratios = of("session").map((s) => s[field] / of("direct").find((d) => d.round === s.round)[field]);
+/** The median over rounds of a field, and of the per-round ratio `kind` ÷ direct. */
+function summary(rows, field, kind = "session") {
+  const of = (k) => rows.filter((r) => r.kind === k);
+  const ratios = of(kind).map((s) => s[field] / of("direct").find((d) => d.round === s.round)[field]);
   return {
     direct: median(of("direct").map((r) => r[field])),
-    session: median(of("session").map((r) => r[field])),
+    session: median(of(kind).map((r) => r[field])),
     ratio: median(ratios),
     ratios,
   };
 }
 const out = { machine, rooms: ROOMS, members: MEMBERS, rate: RATE, slots: SLOTS, slotMs: SLOT_MS, load, memory };
 console.log(`\nmedians of ${ROUNDS} rounds (session ÷ direct: the median of the per-round ratios, min–max):`);
-const show = (label, s, unit) => {
+const show = (label, s, unit, kind = "session") => {
   if (!s.ratios.length) return;
   console.log(
-    `  ${label}: direct ${s.direct.toFixed(1)}, session ${s.session.toFixed(1)} ${unit}; session ÷ direct ${s.ratio.toFixed(2)} (${Math.min(...s.ratios).toFixed(2)}–${Math.max(...s.ratios).toFixed(2)})`,
+    `  ${label}: direct ${s.direct.toFixed(1)}, ${kind} ${s.session.toFixed(1)} ${unit}; ${kind} ÷ direct ${s.ratio.toFixed(2)} (${Math.min(...s.ratios).toFixed(2)}–${Math.max(...s.ratios).toFixed(2)})`,
   );
 };
 out.summary = {};
@@ -359,6 +368,10 @@ for (const [field, label] of [
   if (!memory.length) break;
   out.summary[field] = summary(memory, field);
   show(label, out.summary[field], "KiB");
+  if (MEM_KINDS.includes("session1")) {
+    out.summary[`${field}Session1`] = summary(memory, field, "session1");
+    show(`${label}, a session in 1 room`, out.summary[`${field}Session1`], "KiB", "session1");
+  }
 }
 const file = join(ROOT, "bench", "results", `${new Date().toISOString().replace(/[:.]/g, "-")}-session-path.json`);
 writeFileSync(file, `${JSON.stringify(out, null, 1)}\n`);
