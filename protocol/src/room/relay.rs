@@ -28,6 +28,9 @@ use crate::relay::{
 use crate::store::{RelayRow, Store, SubscriberRow};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// A session's confirmed position is saved once it moved this many messages past the saved one.
+const SAVE_EVERY: u64 = 64;
+
 /// A quiet session is probed every this many heartbeat timeouts (10 minutes by default).
 const PROBE_TIMEOUTS: u64 = 10;
 
@@ -50,8 +53,9 @@ pub(super) struct Relays {
     /// A list, not a map: a few calls are in flight at most (one per session), and a map of
     /// this type was 3.8 KB of the Worker's wasm.
     calls: Vec<(u64, ConnId)>,
-    /// Per session, whether its row says it has extras in flight.
+    /// Per session, whether its row says it has extras in flight, and the position it holds.
     saved_extras: BTreeMap<String, bool>,
+    saved_seq: BTreeMap<String, (String, u64)>,
 }
 
 impl Relays {
@@ -73,6 +77,7 @@ impl Relays {
             closing: Vec::new(),
             calls: Vec::new(),
             saved_extras: BTreeMap::new(),
+            saved_seq: BTreeMap::new(),
         }
     }
 
@@ -287,9 +292,10 @@ impl Room {
     fn save_subscriber(&mut self, session: &str, store: &mut impl Store) {
         let Some(position) = self.relays.feed.subscribers().find(|(s, _)| *s == session).map(|(_, p)| p.clone()) else { return };
         let extras = self.relays.feed.has_extras(session);
-        let row = SubscriberRow { session: session.to_owned(), epoch: position.epoch, seq: position.seq, extras };
+        let row = SubscriberRow { session: session.to_owned(), epoch: position.epoch.clone(), seq: position.seq, extras };
         if store.put_subscriber(&row).is_ok() {
             self.relays.saved_extras.insert(session.to_owned(), extras);
+            self.relays.saved_seq.insert(session.to_owned(), (position.epoch, position.seq));
         }
     }
 
@@ -358,6 +364,7 @@ impl Room {
             if !has_conns && !extras {
                 self.relays.feed.unsubscribe(&session);
                 self.relays.saved_extras.remove(&session);
+                self.relays.saved_seq.remove(&session);
                 let _ = store.delete_subscriber(&session);
             } else if self.relays.saved_extras.get(&session) != Some(&extras) {
                 self.save_subscriber(&session, store);
@@ -429,7 +436,20 @@ impl Room {
                         self.handle_close(conn, now, store);
                     }
                 }
-                self.save_subscriber(session, store);
+                // The confirmed position is saved now and then, not on every answer (each save is
+                // a commit and an fsync per call: the session path's benchmark): a room restored
+                // from an older one sends again what followed it, which the session drops by its
+                // own position (at least once, never skipped). A change of the extras flag, which
+                // a restart must see, is saved by `settle_relays`.
+                let saved = self.relays.saved_seq.get(session).cloned();
+                let at = self.relays.feed.subscribers().find(|(s, _)| *s == session).map(|(_, p)| (p.epoch.clone(), p.seq));
+                let due = match (saved, at) {
+                    (Some((epoch, seq)), Some((e, s))) => epoch != e || s >= seq.saturating_add(SAVE_EVERY),
+                    _ => true,
+                };
+                if due {
+                    self.save_subscriber(session, store);
+                }
             }
             None => {
                 // The session follows nothing here (it restarted, or every device left).
