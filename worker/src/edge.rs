@@ -121,10 +121,8 @@ async fn connect(
         return Err(Refusal::new(RefusalKind::UpgradeRequired, "expected a WebSocket upgrade").into());
     }
     origin::check_socket_origin(header(req, "Origin").as_deref(), &var(env, "ALLOWED_ORIGINS"))?;
-    let (secret, previous_secret) = (secret(env, "ROOMCAST_SECRET"), secret(env, "ROOMCAST_SECRET_PREVIOUS"));
-    let anonymous_rooms = var(env, "ANONYMOUS_ROOMS");
-    let config =
-        AuthConfig { secret: &secret, previous_secret: &previous_secret, anonymous_rooms: &anonymous_rooms, ..AuthConfig::default() };
+    let credentials = Credentials::of(env, var(env, "ANONYMOUS_ROOMS"));
+    let config = credentials.auth();
     let upgrade = Upgrade { room, query: raw_query, protocols };
     let admitted = admission::admit(&upgrade, &config, platform::now_ms(), || platform::random_hex(12));
     // The rate check comes after the token's, so that upgrades without a valid token spend a
@@ -154,8 +152,8 @@ async fn connect_session(
         return Err(Refusal::new(RefusalKind::UpgradeRequired, "expected a WebSocket upgrade").into());
     }
     origin::check_socket_origin(header(req, "Origin").as_deref(), &var(env, "ALLOWED_ORIGINS"))?;
-    let (secret, previous_secret) = (secret(env, "ROOMCAST_SECRET"), secret(env, "ROOMCAST_SECRET_PREVIOUS"));
-    let config = AuthConfig { secret: &secret, previous_secret: &previous_secret, ..AuthConfig::default() };
+    let credentials = Credentials::of(env, String::new());
+    let config = credentials.auth();
     let admitted = admission::admit_session(raw_query, protocols, &config, platform::now_ms(), || platform::random_hex(12));
     let budget = if admitted.is_ok() { UpgradeBudget::Token } else { UpgradeBudget::Unverified };
     check_upgrade_rate(env, &address_key(req, env), budget).await?;
@@ -170,15 +168,8 @@ async fn connect_session(
 /// `DELETE /sessions/:user` (API key only): the user's session object closes every socket of
 /// theirs with 4411 and answers how many.
 async fn close_session(req: &Request, env: &Env, user: &str) -> Outcome {
-    let (api_key, previous_api_key) = (secret(env, "ROOMCAST_API_KEY"), secret(env, "ROOMCAST_API_KEY_PREVIOUS"));
-    let (secret, previous_secret) = (secret(env, "ROOMCAST_SECRET"), secret(env, "ROOMCAST_SECRET_PREVIOUS"));
-    let config = AuthConfig {
-        secret: &secret,
-        previous_secret: &previous_secret,
-        api_key: &api_key,
-        previous_api_key: &previous_api_key,
-        anonymous_rooms: "",
-    };
+    let credentials = Credentials::of(env, String::new());
+    let config = credentials.auth();
     let authorization = header(req, "Authorization");
     admission::authorize_api(authorization.as_deref(), &config, "", roomcast_protocol::api::Access::Key, platform::now_ms())?;
     let sessions = env.durable_object("SESSIONS")?;
@@ -219,15 +210,8 @@ fn address_key(req: &Request, env: &Env) -> String {
 /// the token's own user for a token), in a request the edge builds itself. Anything refused here
 /// never wakes the room.
 async fn api_call(mut req: Request, env: &Env, room: &str, endpoint: Endpoint, raw_query: &str) -> Outcome {
-    let (api_key, previous_api_key) = (secret(env, "ROOMCAST_API_KEY"), secret(env, "ROOMCAST_API_KEY_PREVIOUS"));
-    let (secret, previous_secret) = (secret(env, "ROOMCAST_SECRET"), secret(env, "ROOMCAST_SECRET_PREVIOUS"));
-    let config = AuthConfig {
-        secret: &secret,
-        previous_secret: &previous_secret,
-        api_key: &api_key,
-        previous_api_key: &previous_api_key,
-        anonymous_rooms: "",
-    };
+    let credentials = Credentials::of(env, String::new());
+    let config = credentials.auth();
     let authorization = header(&req, "Authorization");
     let caller = admission::authorize_api(authorization.as_deref(), &config, room, endpoint.access(), platform::now_ms())?;
     let limits = RoomConfig::from_vars(|name| env.var(name).ok().map(|v| v.to_string()));
@@ -297,6 +281,38 @@ fn header(req: &Request, name: &str) -> Option<String> {
 /// One of the edge's vars, or its value when unset (`api::EDGE_VARS`).
 fn var(env: &Env, name: &str) -> String {
     env.var(name).map(|v| v.to_string()).unwrap_or_else(|_| EDGE_VARS.iter().find(|(n, _)| *n == name).map_or("", |(_, d)| d).to_owned())
+}
+
+/// What checks a token or an API key, read from the Worker's secrets (and the anonymous rooms an
+/// upgrade may admit); one place for every route that authorizes.
+struct Credentials {
+    secret: String,
+    previous_secret: String,
+    api_key: String,
+    previous_api_key: String,
+    anonymous_rooms: String,
+}
+
+impl Credentials {
+    fn of(env: &Env, anonymous_rooms: String) -> Credentials {
+        Credentials {
+            secret: secret(env, "ROOMCAST_SECRET"),
+            previous_secret: secret(env, "ROOMCAST_SECRET_PREVIOUS"),
+            api_key: secret(env, "ROOMCAST_API_KEY"),
+            previous_api_key: secret(env, "ROOMCAST_API_KEY_PREVIOUS"),
+            anonymous_rooms,
+        }
+    }
+
+    fn auth(&self) -> AuthConfig<'_> {
+        AuthConfig {
+            secret: &self.secret,
+            previous_secret: &self.previous_secret,
+            api_key: &self.api_key,
+            previous_api_key: &self.previous_api_key,
+            anonymous_rooms: &self.anonymous_rooms,
+        }
+    }
 }
 
 /// A secret, or "" when it is not set (the policy treats "" as not configured).

@@ -894,8 +894,9 @@ impl Session {
             self.feed.follow(room, Position { epoch: call.page.epoch.clone(), seq: start });
         }
         let before = self.feed.position(room).cloned();
-        let messages: Vec<(u64, (String, String))> = call.page.messages.iter().map(|m| (m.seq, (m.from.clone(), m.text.clone()))).collect();
-        self.feed.handle_call(room, &call.page.epoch, call.page.end, messages.clone());
+        // The session's own position needs the seqs only; the texts go to devices (`pass_page`).
+        let seqs: Vec<(u64, ())> = call.page.messages.iter().map(|m| (m.seq, ())).collect();
+        self.feed.handle_call(room, &call.page.epoch, call.page.end, seqs);
         for device in &joined {
             let standing = self.devices.get(device).and_then(|d| d.cursor.position(room)).cloned();
             if standing.is_some() && standing == before {
@@ -909,13 +910,13 @@ impl Session {
         for extra in extras {
             self.extra(room, extra.to, extra.text);
         }
-        if let Some(answer) = self.feed.answer(room) {
-            let row =
-                Row::Feed { room: room.to_owned(), epoch: answer.position.epoch.clone(), seq: answer.position.seq, extras: answer.extras };
+        let answer = self.feed.answer(room);
+        if let Some(a) = &answer {
+            let row = Row::Feed { room: room.to_owned(), epoch: a.position.epoch.clone(), seq: a.position.seq, extras: a.extras };
             self.out.push_back(Output::Save(row));
         }
         let devices = self.devices.iter().filter(|(_, d)| d.joins.contains_key(room)).map(|(id, _)| *id).collect();
-        FeedReply { answer: self.feed.answer(room).map(Into::into), devices }
+        FeedReply { answer: answer.map(Into::into), devices }
     }
 
     /// Passes a page of stored messages to one device through its cursor: each once, in order,
@@ -924,14 +925,15 @@ impl Session {
         let Some(d) = self.devices.get_mut(&device) else { return };
         let echo = d.joins.get(room).is_none_or(|j| j.echo);
         let cid = d.info.client_id.clone();
-        let messages: Vec<(u64, (String, String))> = page.messages.iter().map(|m| (m.seq, (m.from.clone(), m.text.clone()))).collect();
+        // Borrowed: each device's cursor picks from the one page, nothing copied per device.
+        let messages: Vec<(u64, &crate::relay::FeedMessage)> = page.messages.iter().map(|m| (m.seq, m)).collect();
         let got = d.cursor.handle_call(room, &page.epoch, page.end, messages);
         if let Some(gap) = &got.gap {
             self.send(device, encode_gap(room, gap));
         }
-        for (from, text) in got.fresh {
-            if echo || from != cid {
-                self.send(device, with_room(room, &text));
+        for m in got.fresh {
+            if echo || m.from != cid {
+                self.send(device, with_room(room, &m.text));
             }
         }
     }
