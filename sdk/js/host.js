@@ -179,9 +179,16 @@ const READ = {
  * close of its join.
  */
 const ROOM_READ = {
-  joined: (r, f) => READ.welcome(r, { ...f, heartbeat: undefined }),
+  joined(r, f) {
+    r._joinedSid = r._vsid;
+    READ.welcome(r, { ...f, heartbeat: undefined });
+  },
   left(r, f) {
     const sid = r._vsid;
+    // A 1000 `left` before this join's `joined` answers an earlier `leave` of the room (the app
+    // left and joined again at once, or a join timed out): the session answers in order and never
+    // refuses a join with 1000, so it is not this join's end.
+    if (f.code === 1000 && r._joinedSid !== sid) return;
     owned.delete(sid);
     event(r, "closed", f.reason, "", sid, f.code);
   },

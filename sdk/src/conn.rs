@@ -96,8 +96,10 @@ impl Conn {
                 }
                 Output::Send(text) => self.send(&text),
                 Output::CloseSocket(code) => {
-                    if let Some(r) = &self.relay {
-                        self.send(&session::leave_frame(&r.room));
+                    // `leave` names its room itself: sent as it is (through `send` the room
+                    // went in twice, a frame the session refuses, and the join stayed).
+                    if let (Some(r), Some(s)) = (&self.relay, &self.socket) {
+                        s.send(&session::leave_frame(&r.room));
                     }
                     if let Some(s) = self.socket.take() {
                         s.close(code);

@@ -327,6 +327,111 @@ window.remount = () => {
   }
 });
 
+test("roomcast/react with one client: useClient, useRoom(client, room) and useUnread on one socket under StrictMode", async () => {
+  const [a, b] = [roomName("react-a"), roomName("react-b")];
+  const t = token("rhea", { [a]: ALL_RIGHTS, [b]: ALL_RIGHTS });
+  writeFileSync(
+    join(project, "client.html"),
+    `<!doctype html><title>client app</title><div id="root"></div><script type="module" src="/client-main.js"></script>`,
+  );
+  writeFileSync(
+    join(project, "client-main.js"),
+    `
+import { StrictMode, createElement as h, useState } from "react";
+import { createRoot } from "react-dom/client";
+import { flushSync } from "react-dom";
+import { useClient, useConnectionState, useRoom, useUnread } from "roomcast/react";
+function Channel({ client, name, id }) {
+  const room = useRoom(client, name);
+  const state = useConnectionState(room);
+  const unread = useUnread(room);
+  window.rooms[id] = room;
+  return h("li", { id }, state + " " + unread);
+}
+function App() {
+  const client = useClient({ url: ${JSON.stringify(edge.wsUrl)}, token: () => ${JSON.stringify(t)} });
+  const [showB, setShowB] = useState(true);
+  window.setShowB = (v) => flushSync(() => setShowB(v));
+  if (!client) return h("p", { id: "none" }, "no client yet");
+  return h("ul", null, h(Channel, { client, name: ${JSON.stringify(a)}, id: "a" }), showB ? h(Channel, { client, name: ${JSON.stringify(b)}, id: "b" }) : null);
+}
+window.rooms = {};
+const root = createRoot(document.getElementById("root"));
+root.render(h(StrictMode, null, h(App)));
+window.remount = () => {
+  flushSync(() => root.render(h(StrictMode, null, null)));
+  flushSync(() => root.render(h(StrictMode, null, h(App))));
+};
+`,
+  );
+  const { build } = await import(join(ROOT, "node_modules", "vite", "dist", "node", "index.js"));
+  await build({
+    root: project,
+    logLevel: "error",
+    mode: "development",
+    define: { "process.env.NODE_ENV": JSON.stringify("development") },
+    build: { target: "es2022", outDir: "dist-client", minify: false, rollupOptions: { input: join(project, "client.html") } },
+  });
+  const server = await serveDir(join(project, "dist-client"), "client.html");
+  const shows = async (page, id, text) => {
+    try {
+      await page.waitForFunction(([id, text]) => document.getElementById(id)?.textContent === text, [id, text], { timeout: 10_000 });
+    } catch (e) {
+      assert.equal(await page.evaluate((id) => document.getElementById(id)?.textContent, id), text, e.message);
+    }
+  };
+  const publish = (room, n) =>
+    api(
+      edge,
+      "POST",
+      `/rooms/${room}/messages`,
+      Array.from({ length: n }, (_, i) => ({ data: { i } })),
+    );
+  try {
+    const page = await browser.newPage();
+    await page.addInitScript(() => {
+      window.sockets = [];
+      const Native = window.WebSocket;
+      window.WebSocket = class extends Native {
+        constructor(url, ...rest) {
+          super(url, ...rest);
+          window.sockets.push(new URL(url).pathname);
+        }
+      };
+    });
+    await page.goto(server.url);
+    await shows(page, "a", "open 0");
+    await shows(page, "b", "open 0");
+    assert.deepEqual(
+      await page.evaluate(() => window.sockets),
+      ["/session/ws"],
+      "StrictMode's double mount: one socket for the client and both rooms",
+    );
+    assert.equal((await publish(a, 2)).status, 200);
+    assert.equal((await publish(b, 1)).status, 200);
+    await shows(page, "a", "open 2");
+    await shows(page, "b", "open 1");
+    // a read position taken on the room: this device's count follows at once
+    await page.evaluate(() => window.rooms.a.markRead(window.rooms.a.lastSeq));
+    await shows(page, "a", "open 0");
+    await shows(page, "b", "open 1");
+    // unmounting B leaves it; its unread count while away comes back with the next join
+    await page.evaluate(() => window.setShowB(false));
+    await page.waitForFunction(() => !document.getElementById("b"));
+    assert.equal((await publish(b, 2)).status, 200);
+    await page.evaluate(() => window.setShowB(true));
+    await shows(page, "b", "open 3");
+    // a remount in one task (hot reload) keeps the client's socket and the read positions
+    await page.evaluate(() => window.remount());
+    await shows(page, "a", "open 0");
+    await shows(page, "b", "open 3");
+    assert.deepEqual(await page.evaluate(() => window.sockets), ["/session/ws"], "no second socket after leave, rejoin and remount");
+    await page.close();
+  } finally {
+    await server.close();
+  }
+});
+
 test("roomcast/react useMessages: the latest page, live messages appended, duplicates (a rewind) dropped, loadOlder() to the start", async () => {
   const room = roomName("react-messages");
   const t = token("rosa", { [room]: ALL_RIGHTS });

@@ -153,3 +153,30 @@ test("Node: a kick leaves one room; the socket and the other rooms stay; watch r
   assert.equal(sockets.length, 1);
   client.close();
 });
+
+test("Node: leave() leaves the room for the others too; joining again at once opens it again", async () => {
+  const room = roomName("rejoin");
+  const { client } = nodeClient("lea");
+  const presence = async () => (await api(edge, "GET", `/rooms/${room}/presence`)).json.members.map((m) => m.user);
+  const first = client.join(room);
+  await until(() => first.state === "open", { what: "the first join open" });
+  assert.deepEqual(await presence(), ["lea"]);
+  first.leave();
+  await until(async () => (await presence()).length === 0, { what: "the room's presence without lea after leave()" });
+  // leave and join in one task (a React remount): the session's answer to the leave must not
+  // end the new join
+  const again = client.join(room);
+  await until(() => again.state === "open", { what: "the second join open" });
+  again.leave();
+  const third = client.join(room);
+  const log = record(third);
+  await until(() => third.state === "open", { what: "the third join open" });
+  assert.equal((await api(edge, "POST", `/rooms/${room}/messages`, { data: "after" })).status, 200);
+  await until(() => log.message.length === 1, { what: "a message after rejoining" });
+  assert.deepEqual(await presence(), ["lea"]);
+  assert.deepEqual(
+    log.status.map((s) => s.state),
+    ["connecting", "open"],
+    "the third join neither closed nor reconnected",
+  );
+});
