@@ -1,4 +1,4 @@
-// The README tutorial ("Five minutes to an app of your own") run as a new user runs it: every
+// The README tutorial ("Your own app in five steps") run as a new user runs it: every
 // block of that section, in order, as written, from a temporary folder outside the clone, against
 // a local edge, with two Chromium windows whose users type display names with a space and an
 // accent at the page's prompt. What stands in for the user, and nothing else:
@@ -42,7 +42,7 @@ after(async () => {
 /** The tutorial's blocks in order: `{ lang, text }`. */
 function tutorialBlocks() {
   const readme = readFileSync(join(ROOT, "README.md"), "utf8");
-  const from = readme.indexOf("## Five minutes to an app of your own");
+  const from = readme.indexOf("## Your own app in five steps");
   const to = readme.indexOf("### 5. Deploy", from);
   assert.ok(from >= 0 && to > from, "README.md has the tutorial section");
   return [...readme.slice(from, to).matchAll(/```(\w+)\n([\s\S]*?)```/g)].map((m) => ({ lang: m[1], text: m[2] }));
