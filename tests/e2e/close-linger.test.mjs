@@ -8,14 +8,15 @@
 //   one closed before its 101 keeps TCP open about 10 s. The room therefore closes a socket it
 //   refuses at open only once the 101 is on its way (platform::close, like the frames it holds),
 //   and this test holds the runtime to the prompt cases.
-// - Through the real edge (the `todo` tests): every close the room sends, at open or later, still
-//   leaves TCP open until the room's object goes idle, PRESENCE_GRACE_MS plus about 10 s (15 s by
-//   default, 11-13 s with a 1 s grace); the minimal object with each thing the room adds (the ping
-//   auto-response, attachments, the 101's headers, a held welcome, the edge's own request) does
-//   not. Not found yet: docs/PROTOCOL.md (Close codes) tells clients to treat the close frame as
-//   the end. The tests measure every code a request can provoke cheaply; 4002 (token expiry) and
-//   4008 (not reading) close from the same place as 4001 (the room's timeout pass), and 4029 at
-//   open is the edge's or `may_create`'s socket, accepted without hibernation.
+// - Through the real edge a close the client starts ends TCP at once, but (the `todo` tests) every
+//   close the room sends, at open or later, leaves TCP open until the room's object goes idle:
+//   PRESENCE_GRACE_MS plus about 10 s (15 s by default, 11-13 s with a 1 s grace). The minimal
+//   object with each thing the room adds (the ping auto-response, attachments, the 101's headers,
+//   a held welcome, the edge's own request, a throwing or slow webSocketClose, a pending alarm)
+//   ends it at once. Cause not found: docs/PROTOCOL.md (Close codes) tells clients to treat the
+//   close frame as the end. The tests measure every code a request can provoke cheaply; 4002
+//   (token expiry) and 4008 (not reading) close from the same place as 4001 (the room's timeout
+//   pass), and 4029 at open is the edge's or `may_create`'s socket, accepted without hibernation.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { connect } from "node:net";
@@ -123,7 +124,8 @@ async function rawSocket(path, bearer) {
       waiters.add(check);
       check();
     });
-  return { frames, next, closed, send: (text) => send(0x1, text) };
+  const sendClose = (code) => send(0x8, Buffer.from([code >> 8, code & 0xff]));
+  return { frames, next, closed, send: (text) => send(0x1, text), sendClose };
 }
 
 const open = async (room, user, cid) =>
@@ -165,6 +167,14 @@ test("bare workerd: a hibernatable socket closed after its 101 ends TCP within 1
   } finally {
     await mf.dispose();
   }
+});
+
+test("the edge: a close the client starts ends TCP within 1 s of the room's answer", async () => {
+  const ann = await open(roomName("linger:client"), "ann");
+  await ann.next((f) => f.type === "welcome");
+  ann.sendClose(4000);
+  // the room answers with the client's code (worker/src/room_object.rs, webSocketClose)
+  await assertPromptClose(ann, 4000, "ann's own close");
 });
 
 test("the edge: TCP ends within 1 s of the close handshake for every close code the room sends at open", { todo: EDGE_TODO }, async () => {

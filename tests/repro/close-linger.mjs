@@ -30,6 +30,10 @@ export const VARIANTS = {
   "hibernation-close-again": "acceptWebSocket; ws.close(code); webSocketClose: ws.close()",
   // the same, whose webSocketClose handler answers and then takes 3 s to settle
   "hibernation-slow-close-handler": "acceptWebSocket; ws.close(code); webSocketClose: ws.close(), 3 s",
+  // the same, whose webSocketClose handler answers and then throws
+  "hibernation-throwing-close-handler": "acceptWebSocket; ws.close(code); webSocketClose: ws.close(), throws",
+  // the same, its attachment cleared before the close and again in webSocketClose (as the room does)
+  "hibernation-attach-at-close": "acceptWebSocket; serializeAttachment(''); ws.close(code); webSocketClose: ws.close(), serializeAttachment('')",
   // the same, with an alarm pending (as a room's heartbeat sweep)
   "hibernation-alarm-pending": "acceptWebSocket; an alarm 20 s ahead; ws.close(code)",
   // the same, and a frame sent after the close (a fanout that reaches a closing socket)
@@ -102,6 +106,9 @@ export class Obj extends DurableObject {
     } else if (variant === "hibernation-send-after-close") {
       ws.close(code, "bye");
       try { ws.send('{"type":"presence"}'); } catch {}
+    } else if (variant === "hibernation-attach-at-close") {
+      ws.serializeAttachment("");
+      ws.close(code, "bye");
     } else if (variant === "hibernation-kept") {
       (this.kept ??= []).push(ws);
       ws.close(code, "bye");
@@ -115,6 +122,14 @@ export class Obj extends DurableObject {
   }
   async webSocketClose(ws, code) {
     // roomcast's room answers the client's close frame and then updates its state (a promise)
+    if (this.ctx.getTags(ws)[0] === "hibernation-attach-at-close") {
+      ws.close(code, "bye");
+      ws.serializeAttachment("");
+    }
+    if (this.ctx.getTags(ws)[0] === "hibernation-throwing-close-handler") {
+      ws.close(code, "bye");
+      throw new Error("webSocketClose failed");
+    }
     if (this.ctx.getTags(ws)[0] === "hibernation-slow-close-handler") {
       try { ws.close(code, "bye"); } catch {}
       await new Promise((r) => setTimeout(r, 3000));
