@@ -15,7 +15,9 @@
 // http::refused_socket's way) it ends at once. The options add what roomcast's room does beside
 // (`auto`: the ping auto-response; `attach`: an attachment; `ext`, `proto`: its 101's headers;
 // `send`: a held welcome; `internal`: the edge's own request to the object): none of them changes
-// the result. tests/e2e/close-linger.test.mjs runs the prompt variants, and the real edge.
+// the result, nor a class that does not extend DurableObject, as workers-rs exports the room's
+// (`start({ plainClass: true })`). tests/e2e/close-linger.test.mjs runs the prompt variants, and the
+// real edge.
 import { randomBytes } from "node:crypto";
 import { connect } from "node:net";
 import { parseArgs } from "node:util";
@@ -33,7 +35,8 @@ export const VARIANTS = {
   // the same, whose webSocketClose handler answers and then throws
   "hibernation-throwing-close-handler": "acceptWebSocket; ws.close(code); webSocketClose: ws.close(), throws",
   // the same, its attachment cleared before the close and again in webSocketClose (as the room does)
-  "hibernation-attach-at-close": "acceptWebSocket; serializeAttachment(''); ws.close(code); webSocketClose: ws.close(), serializeAttachment('')",
+  "hibernation-attach-at-close":
+    "acceptWebSocket; serializeAttachment(''); ws.close(code); webSocketClose: ws.close(), serializeAttachment('')",
   // the same, with an alarm pending (as a room's heartbeat sweep)
   "hibernation-alarm-pending": "acceptWebSocket; an alarm 20 s ahead; ws.close(code)",
   // the same, and a frame sent after the close (a fanout that reaches a closing socket)
@@ -55,9 +58,10 @@ export const VARIANTS = {
   "accept-other-request": "ws.accept(); a later fetch: ws.close(code)",
 };
 
-export const workerSource = () => `
+export const workerSource = ({ plainClass = false } = {}) => `
 import { DurableObject } from "cloudflare:workers";
-export class Obj extends DurableObject {
+export class Obj ${plainClass ? "" : "extends DurableObject "}{
+  ${plainClass ? "constructor(state, env) { this.ctx = state; this.env = env; }" : ""}
   async fetch(request) {
     const url = new URL(request.url);
     const variant = url.searchParams.get("v");
@@ -222,10 +226,10 @@ export function closeOnce(port, variant, code, timeoutMs, options = "") {
   });
 }
 
-export async function start({ compatibilityDate = "2026-04-01", compatibilityFlags = [] } = {}) {
+export async function start({ compatibilityDate = "2026-04-01", compatibilityFlags = [], plainClass = false } = {}) {
   const mf = new Miniflare({
     modules: true,
-    script: workerSource(),
+    script: workerSource({ plainClass }),
     compatibilityDate,
     compatibilityFlags,
     durableObjects: { OBJ: { className: "Obj", useSQLite: true } },
