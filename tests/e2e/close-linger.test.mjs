@@ -13,7 +13,9 @@
 //   PRESENCE_GRACE_MS plus about 10 s (15 s by default, 11-13 s with a 1 s grace). The minimal
 //   object with each thing the room adds (the ping auto-response, attachments, the 101's headers,
 //   a held welcome, the edge's own request, a throwing or slow webSocketClose, a pending alarm)
-//   ends it at once. Cause not found: docs/PROTOCOL.md (Close codes) tells clients to treat the
+//   ends it at once. In the room itself (logged, then removed), the client's answer reaches its
+//   webSocketClose 6-50 ms after the room's close, and leaving out its reciprocal close for sockets
+//   it had closed changes nothing. Cause not found: docs/PROTOCOL.md (Close codes) tells clients to treat the
 //   close frame as the end. The tests measure every code a request can provoke cheaply; 4002
 //   (token expiry) and 4008 (not reading) close from the same place as 4001 (the room's timeout
 //   pass), and 4029 at open is the edge's or `may_create`'s socket, accepted without hibernation.

@@ -15,8 +15,9 @@
 // http::refused_socket's way) it ends at once. The options add what roomcast's room does beside
 // (`auto`: the ping auto-response; `attach`: an attachment; `ext`, `proto`: its 101's headers;
 // `send`: a held welcome; `internal`: the edge's own request to the object): none of them changes
-// the result, nor a class that does not extend DurableObject, as workers-rs exports the room's
-// (`start({ plainClass: true })`). tests/e2e/close-linger.test.mjs runs the prompt variants, and the
+// the result (nor `busy`: the upgrade's request kept busy by a 20 s waitUntil), nor a class that
+// does not extend DurableObject, as workers-rs exports the room's (`start({ plainClass: true })`),
+// nor the webSocketClose answers of the variants above. tests/e2e/close-linger.test.mjs runs the prompt variants, and the
 // real edge.
 import { randomBytes } from "node:crypto";
 import { connect } from "node:net";
@@ -32,6 +33,8 @@ export const VARIANTS = {
   "hibernation-close-again": "acceptWebSocket; ws.close(code); webSocketClose: ws.close()",
   // the same, whose webSocketClose handler answers and then takes 3 s to settle
   "hibernation-slow-close-handler": "acceptWebSocket; ws.close(code); webSocketClose: ws.close(), 3 s",
+  // the same, whose webSocketClose handler answers with the code and reason it got, as the room's
+  "hibernation-echo-close": "acceptWebSocket; ws.close(code); webSocketClose(code, reason): ws.close(code, reason)",
   // the same, whose webSocketClose handler answers and then throws
   "hibernation-throwing-close-handler": "acceptWebSocket; ws.close(code); webSocketClose: ws.close(), throws",
   // the same, its attachment cleared before the close and again in webSocketClose (as the room does)
@@ -79,6 +82,8 @@ export class Obj ${plainClass ? "" : "extends DurableObject "}{
     if (variant.startsWith("hibernation")) {
       this.ctx.acceptWebSocket(server, [variant]);
       if (url.searchParams.has("attach")) server.serializeAttachment("{}");
+      // the upgrade's own request kept busy after its 101 (a task of its still running)
+      if (url.searchParams.has("busy")) this.ctx.waitUntil(new Promise((r) => setTimeout(r, 20_000)));
       // roomcast's room sends its welcome once the 101 is on its way (platform::Held)
       if (url.searchParams.has("send")) setTimeout(() => server.send('{"type":"welcome"}'), 0);
       if (variant === "hibernation-at-open") server.close(code, "bye");
@@ -124,8 +129,12 @@ export class Obj ${plainClass ? "" : "extends DurableObject "}{
     if (this.ctx.getWebSockets("hibernation-alarm").length === 0) return;
     for (const ws of this.ctx.getWebSockets("hibernation-alarm")) ws.close(this.code ?? 4001, "bye");
   }
-  async webSocketClose(ws, code) {
+  async webSocketClose(ws, code, reason) {
     // roomcast's room answers the client's close frame and then updates its state (a promise)
+    if (this.ctx.getTags(ws)[0] === "hibernation-echo-close") {
+      // as the room's webSocketClose does: answer with the code and reason that came
+      ws.close(code, reason);
+    }
     if (this.ctx.getTags(ws)[0] === "hibernation-attach-at-close") {
       ws.close(code, "bye");
       ws.serializeAttachment("");
