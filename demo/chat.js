@@ -9,6 +9,7 @@
 //   each message carries a random `nonce` that ties the echo to the line already on screen.
 // - "… is typing" travels as ephemeral broadcasts (see TYPING below).
 import { connect } from "roomcast";
+import { cleanName, devToken, userId } from "./identity.js";
 
 const $ = (id) => document.getElementById(id);
 const REWIND = 50; // messages shown on arrival
@@ -32,7 +33,8 @@ const TYPING_RENEW_MS = 2_000;
 const TYPING_TTL_MS = 5_000;
 
 let room;
-let myUser = "";
+let myUser = ""; // our user id (identity.js: derived from the name)
+let myName = ""; // the name we typed, as others see it
 let countdown;
 let typingSentAt = 0; // when we last said we are typing (0: we are not)
 const bySeq = new Map(); // seq -> <li> of every stored message on screen
@@ -41,15 +43,9 @@ const typists = new Map(); // user -> timer that forgets them
 const members = new Map(); // user -> Member, for display names
 let older = "idle"; // idle | loading | done (no older messages in the room)
 
-async function fetchToken(name, roomName) {
-  const meta = encodeURIComponent(JSON.stringify({ name }));
-  const res = await fetch(`/dev/token?user=${encodeURIComponent(name)}&room=${encodeURIComponent(roomName)}&meta=${meta}`);
-  if (!res.ok) throw new Error(`token: ${res.status} ${await res.text()}`);
-  return (await res.json()).token;
-}
-
 const time = (ts) => new Date(ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-const displayName = (user) => members.get(user)?.meta?.name ?? user;
+/** A user's name: from presence (the token's meta) while known, else the one their message carries. */
+const displayName = (user, carried) => members.get(user)?.meta?.name ?? (typeof carried === "string" ? carried : user);
 const scroller = () => $("scroll");
 const nearBottom = () => {
   const s = scroller();
@@ -60,11 +56,11 @@ const toBottom = () => {
   s.scrollTop = s.scrollHeight;
 };
 
-function line({ user, text, ts, cls }) {
+function line({ user, name, text, ts, cls }) {
   const li = document.createElement("li");
   if (cls) li.className = cls;
   const who = document.createElement("b");
-  who.textContent = displayName(user);
+  who.textContent = displayName(user, name);
   const when = document.createElement("time");
   when.textContent = time(ts);
   const body = document.createElement("span");
@@ -94,7 +90,7 @@ function placeBySeq(li, seq) {
 /** A stored message from the room (live or rewound): appended, following the bottom. */
 function showLive(m) {
   const follow = nearBottom();
-  placeBySeq(line({ user: m.user, text: textOf(m.data), ts: m.ts }), m.seq);
+  placeBySeq(line({ user: m.user, name: m.data?.name, text: textOf(m.data), ts: m.ts }), m.seq);
   if (follow) {
     trim();
     toBottom();
@@ -149,7 +145,7 @@ async function loadOlder() {
     const s = scroller();
     const fromBottom = s.scrollHeight - s.scrollTop;
     for (const m of page.messages) {
-      if (!bySeq.has(m.seq)) placeBySeq(line({ user: m.user, text: textOf(m.data), ts: m.ts }), m.seq);
+      if (!bySeq.has(m.seq)) placeBySeq(line({ user: m.user, name: m.data?.name, text: textOf(m.data), ts: m.ts }), m.seq);
     }
     s.scrollTop = s.scrollHeight - fromBottom;
     setOlder(page.more ? "idle" : "done");
@@ -224,7 +220,9 @@ function sayTyping(on) {
 
 // --- wiring ---------------------------------------------------------------------------------
 
-function join(name, roomName) {
+async function join(name, roomName) {
+  myName = cleanName(name);
+  myUser = await userId(name);
   room?.close();
   for (const t of typists.values()) clearTimeout(t);
   typists.clear();
@@ -233,7 +231,6 @@ function join(name, roomName) {
   $("messages").replaceChildren();
   renderTyping();
   setOlder("idle");
-  myUser = name;
   // One client id per tab (kept across reloads), so two tabs are told apart and a tab's
   // reconnects keep their identity.
   const clientId = sessionStorage.getItem("roomcast-cid") ?? `tab-${crypto.randomUUID().slice(0, 8)}`;
@@ -244,7 +241,7 @@ function join(name, roomName) {
     clientId,
     echo: true,
     rewind: REWIND,
-    token: () => fetchToken(name, roomName),
+    token: () => devToken(name, roomName),
   });
   room.on("status", showStatus);
   room.on("presence", (p) => {
@@ -287,11 +284,11 @@ $("send").addEventListener("submit", (e) => {
   typingSentAt = 0; // the message itself tells the others we stopped
   const nonce = Math.random().toString(36).slice(2, 10);
   // Shown at once as pending; confirmed when the server has stored it (sent later if offline).
-  const li = line({ user: myUser, text, ts: Date.now(), cls: "pending" });
+  const li = line({ user: myUser, name: myName, text, ts: Date.now(), cls: "pending" });
   pending.set(nonce, li);
   $("messages").append(li);
   toBottom();
-  room.publish({ text, nonce }).then(
+  room.publish({ text, nonce, name: myName }).then(
     (seq) => {
       pending.delete(nonce);
       confirm(li, seq);

@@ -12,6 +12,7 @@
 // - A cursor goes when its tab says so (pointer left the board, tab closed: `{ gone: true }`),
 //   and when presence says its user left or has no connection left, so nothing lingers.
 import { connect } from "roomcast";
+import { devToken } from "./identity.js";
 
 const $ = (id) => document.getElementById(id);
 const MAX_RATE = 60; // updates per second we send at most
@@ -31,13 +32,6 @@ const dirty = new Set();
 let frameRequested = false;
 let members = new Map(); // user -> Member
 let boardSize = { w: 1, h: 1 };
-
-async function fetchToken(name, roomName) {
-  const meta = encodeURIComponent(JSON.stringify({ name }));
-  const res = await fetch(`/dev/token?user=${encodeURIComponent(name)}&room=${encodeURIComponent(roomName)}&meta=${meta}`);
-  if (!res.ok) throw new Error(`token: ${res.status} ${await res.text()}`);
-  return (await res.json()).token;
-}
 
 const displayName = (user) => members.get(user)?.meta?.name ?? user;
 function color(user) {
@@ -201,7 +195,7 @@ function join(name, roomName) {
   for (const from of [...cursors.keys()]) removeCursor(from);
   const clientId = sessionStorage.getItem("roomcast-cursors-cid") ?? `tab-${crypto.randomUUID().slice(0, 8)}`;
   sessionStorage.setItem("roomcast-cursors-cid", clientId);
-  room = connect({ url: location.origin, room: roomName, clientId, token: () => fetchToken(name, roomName) });
+  room = connect({ url: location.origin, room: roomName, clientId, token: () => devToken(name, roomName) });
   room.on("status", onStatus);
   room.on("presence", onPresence);
   room.on("broadcast", onBroadcast);

@@ -4,6 +4,7 @@
 // the same user sees the badge go. Tokens come from the development-only endpoint, for every room
 // (`room=*`); direct-message rooms (`dm~alice,bob`) admit only the users they name.
 import { createClient } from "roomcast";
+import { cleanName, devToken, userId } from "./identity.js";
 
 const $ = (id) => document.getElementById(id);
 const CHANNELS = ["chat:general", "chat:random", "chat:ops"];
@@ -15,24 +16,20 @@ let open = null; // { name, room }
 const dms = new Set();
 const unread = new Map(); // room -> unread count shown
 
-async function fetchToken(name) {
-  const meta = encodeURIComponent(JSON.stringify({ name }));
-  const res = await fetch(`/dev/token?user=${encodeURIComponent(name)}&room=*&meta=${meta}`);
-  if (!res.ok) throw new Error(`token: ${res.status} ${await res.text()}`);
-  return (await res.json()).token;
-}
+const names = new Map(); // user id -> the name people see (identity.js)
+const nameOf = (user, carried) => names.get(user) ?? (typeof carried === "string" ? carried : user);
 
 /** The direct-message room of two users: their ids in ascending order, as the server requires. */
 const dmRoom = (a, b) => `dm~${[a, b].sort().join(",")}`;
-const label = (room) =>
-  room.startsWith("dm~")
-    ? `@ ${
-        room
-          .slice(3)
-          .split(",")
-          .find((u) => u !== me) ?? me
-      }`
-    : `# ${room.slice(5)}`;
+const label = (room) => {
+  if (!room.startsWith("dm~")) return `# ${room.slice(5)}`;
+  const other =
+    room
+      .slice(3)
+      .split(",")
+      .find((u) => u !== me) ?? me;
+  return `@ ${nameOf(other)}`;
+};
 
 function renderRooms() {
   for (const [id, rooms] of [
@@ -66,7 +63,7 @@ function renderRooms() {
 function line(m) {
   const li = document.createElement("li");
   const who = document.createElement("b");
-  who.textContent = m.user;
+  who.textContent = nameOf(m.user, m.data?.name);
   const body = document.createElement("span");
   body.textContent = typeof m.data?.text === "string" ? m.data.text : JSON.stringify(m.data);
   li.append(who, " ", body);
@@ -92,6 +89,7 @@ function show(name) {
   // everyone seen in a room gets a DM entry, watched for unread messages
   room.on("presence", ({ members }) => {
     const before = dms.size;
+    for (const m of members) if (typeof m.meta?.name === "string") names.set(m.user, m.meta.name);
     for (const m of members) if (m.user !== me) dms.add(dmRoom(me, m.user));
     if (dms.size !== before) {
       watchOthers();
@@ -110,12 +108,14 @@ function watchOthers() {
   client.watch([...CHANNELS, ...dms].filter((r) => r !== open?.name));
 }
 
-$("join").onsubmit = (e) => {
+$("join").onsubmit = async (e) => {
   e.preventDefault();
-  me = $("name").value;
+  const myName = cleanName($("name").value);
+  me = await userId(myName);
+  names.set(me, myName);
   $("join").hidden = true;
   $("team").hidden = false;
-  client = createClient({ url: location.origin, token: () => fetchToken(me) });
+  client = createClient({ url: location.origin, token: () => devToken(myName, "*") });
   client.on("status", (s) => {
     $("status").textContent = s.state;
     $("status").dataset.state = s.state;
@@ -133,9 +133,12 @@ $("join").onsubmit = (e) => {
   show(CHANNELS[0]);
 };
 
-$("dm").onsubmit = (e) => {
+$("dm").onsubmit = async (e) => {
   e.preventDefault();
-  const room = dmRoom(me, $("peer").value);
+  const peerName = cleanName($("peer").value);
+  const peer = await userId(peerName);
+  names.set(peer, peerName);
+  const room = dmRoom(me, peer);
   $("peer").value = "";
   dms.add(room);
   show(room);
@@ -145,5 +148,5 @@ $("send").onsubmit = async (e) => {
   e.preventDefault();
   const text = $("text").value;
   $("text").value = "";
-  await open?.room.publish({ text });
+  await open?.room.publish({ text, name: names.get(me) });
 };

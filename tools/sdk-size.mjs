@@ -101,12 +101,16 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   }
 }
 
-/** The artifacts whose sizes README.md and sdk/README.md state, by a text their table row names. */
+/**
+ * The artifacts whose sizes README.md and sdk/README.md state, by a text their table row names
+ * (the Worker's in README.md only: tests/unit/figures.test.mjs).
+ */
 export const DOCUMENTED = {
   bundle: "`sdk/dist/index.js`",
   wasm: "`sdk/pkg/roomcast_sdk.wasm`",
   glue: "`sdk/js/host.js`",
   react: "`examples/react`",
+  worker: "`worker/build/index_bg.wasm`",
 };
 
 /**

@@ -205,7 +205,7 @@ export interface Stats {
   oldest: number | null;
   /** Messages stored since `countersSince`. */
   messagesIn: number;
-  /** Message deliveries to connections since `countersSince`. */
+  /** Live deliveries to connections since `countersSince`, one per recipient: stored messages (echoes included), direct messages and broadcasts; not replays or history pages. */
   messagesOut: number;
   /** Connections accepted since `countersSince`. */
   connectionsOpened: number;

@@ -647,6 +647,13 @@ describe("createClient", () => {
     ]) {
       assert.throws(() => createClient(options), TypeError, JSON.stringify(options));
     }
+    // a missing key (an unset environment variable, a typo in its name) is said so at once
+    for (const apiKey of [undefined, "", null, 5]) {
+      assert.throws(() => createClient({ url: "https://x", apiKey }), {
+        name: "TypeError",
+        message: "createClient: apiKey is required (ROOMCAST_API_KEY)",
+      });
+    }
   });
 });
 

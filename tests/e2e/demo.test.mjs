@@ -319,7 +319,7 @@ test("index at 390 and 1280 px: the other pages' look (style.css, header), and t
   }
 });
 
-test("forms: every pattern compiles as a v-flag RegExp, and a name with a space is refused with the form's message, never connecting", async () => {
+test("forms: every pattern compiles as a v-flag RegExp; a room name with a space is refused, a display name with a space and an accent is not", async () => {
   const page = await browser.newPage();
   let checked = 0;
   for (const path of PAGES) {
@@ -333,48 +333,66 @@ test("forms: every pattern compiles as a v-flag RegExp, and a name with a space 
           compiles = false;
         }
         const value = el.value;
-        el.value = "has space"; // a pattern the browser dropped would let this through
-        const mismatch = el.validity.patternMismatch;
+        // a pattern the browser dropped would let every one of these through
+        const mismatches = ["has space", "Zoë Ann", "   "].map((v) => {
+          el.value = v;
+          return el.validity.patternMismatch;
+        });
         el.value = value;
-        return { id: el.id, pattern: el.pattern, compiles, mismatch };
+        return { id: el.id, pattern: el.pattern, compiles, mismatches };
       }),
     );
     for (const input of inputs) {
-      assert.ok(input.compiles && input.mismatch, `${path} #${input.id}: ${JSON.stringify(input)}`);
+      const name = input.id === "name" || input.id === "peer";
+      // a display name is any text but blank; a room name has no spaces
+      const expected = name ? [false, false, true] : [true, true, true];
+      assert.ok(input.compiles, `${path} #${input.id}: ${JSON.stringify(input)}`);
+      assert.deepEqual(input.mismatches, expected, `${path} #${input.id}: ${JSON.stringify(input)}`);
       checked++;
     }
   }
   assert.equal(checked, 7, "chat, cursors: name and room; logs: room; team: name and a DM's peer");
   await page.close();
+});
 
+test("chat and cursors: a display name with a space and an accent joins; the token carries a derived user id and the name in meta", async () => {
   for (const path of ["/chat.html", "/cursors.html"]) {
     const page = await browser.newPage();
-    const sockets = [];
     const tokens = [];
-    page.on("websocket", (ws) => sockets.push(ws.url()));
     page.on("request", (r) => {
-      if (r.url().includes("/dev/token")) tokens.push(r.url());
+      if (r.url().includes("/dev/token")) tokens.push(new URL(r.url()).searchParams);
     });
     await page.goto(`${edge.url}${path}`);
-    await page.fill("#name", "ada lovelace");
+    await page.fill("#name", "   ");
     await page.fill("#room", roomName("chat:form"));
     await page.click("#join button");
-    const form = await page.evaluate(() => ({
-      patternMismatch: document.getElementById("name").validity.patternMismatch,
+    const blank = await page.evaluate(() => ({
+      mismatch: document.getElementById("name").validity.patternMismatch,
       message: document.getElementById("name").validationMessage,
-      formShown: !document.getElementById("join").hidden,
       connected: typeof window.room?.publish === "function", // (window.room alone is the #room input)
     }));
-    assert.equal(form.patternMismatch, true, path);
-    assert.match(form.message, /\S/, `${path}: the browser has a message for it`);
-    assert.ok(form.formShown, path);
-    assert.equal(form.connected, false, `${path}: no connect() call`);
-    // The same form with a valid name connects, and is seen connecting by the same probes.
-    await page.fill("#name", "ada_lovelace");
+    assert.equal(blank.mismatch, true, `${path}: a blank name is refused`);
+    assert.match(blank.message, /\S/, `${path}: the browser has a message for it`);
+    assert.equal(blank.connected, false, `${path}: no connect() call`);
+    await page.fill("#name", "  Zoë Ann ");
     await page.click("#join button");
     await page.waitForSelector('#status[data-state="open"]');
     assert.equal(tokens.length, 1, `${path}: one token fetched, for the valid name only`);
-    assert.equal(sockets.length, 1, `${path}: ${sockets.join(", ")}`);
+    const user = tokens[0].get("user");
+    assert.match(user, /^n-[0-9a-f]{20}$/, `${path}: the user id is derived from the name`);
+    assert.deepEqual(JSON.parse(tokens[0].get("meta")), { name: "Zoë Ann" }, `${path}: the name, trimmed, is the meta`);
+    const members = await page.evaluate(() => window.room.members().map((m) => [m.user, m.meta?.name]));
+    assert.deepEqual(members, [[user, "Zoë Ann"]]);
+    if (path === "/chat.html") {
+      await page.fill("#text", "hej");
+      await page.press("#text", "Enter");
+      await page.waitForSelector("#messages li.confirmed");
+      assert.equal(await page.$eval("#messages li.confirmed b", (b) => b.textContent), "Zoë Ann");
+    } else {
+      // the same name is the same user id, in any tab (identity.js): another page derives it alike
+      const again = await page.evaluate(async () => (await import("/identity.js")).userId("Zoë Ann"));
+      assert.equal(again, user);
+    }
     await page.close();
   }
 });

@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { Webhook } from "standardwebhooks";
 import { devVar, mintToken as mintTokenTool } from "../../tools/token.mjs";
-import { ALL_RIGHTS, apiKey, Client, freePort, ROOT, roomName, startEdge, tempDir, until } from "../harness.mjs";
+import { ALL_RIGHTS, apiKey, Client, ROOT, roomName, startEdge, tempDir } from "../harness.mjs";
 
 let edge, server, rc, project;
 const rejection = (promise) =>
@@ -251,62 +251,8 @@ export default {
   }
 });
 
-/** The README's one js block that starts with `marker`. */
-function readmeBlock(marker) {
-  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
-  const blocks = [...readme.matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1]).filter((b) => b.startsWith(marker));
-  assert.equal(blocks.length, 1, `README.md: one js block starting with ${marker}`);
-  return blocks[0];
-}
-
-test("the README tutorial's backend, as written: server.mjs mints tokens the edge accepts, publish.mjs publishes once", async () => {
-  const port = await freePort();
-  const serverCode = readmeBlock("// my-backend/server.mjs");
-  const code = serverCode.replace(".listen(3000)", `.listen(${port})`);
-  assert.notEqual(code, serverCode, "the tutorial's server listens on 3000");
-  writeFileSync(join(project, "server.mjs"), code);
-  const child = spawn(process.execPath, ["server.mjs"], {
-    cwd: project,
-    env: { ...process.env, ROOMCAST_SECRET: secret() },
-    stdio: ["ignore", "inherit", "inherit"],
-  });
-  const exited = new Promise((resolve) => child.once("exit", resolve));
-  try {
-    const res = await until(() => fetch(`http://127.0.0.1:${port}/?user=ann`).catch(() => null), { what: "the tutorial's server" });
-    assert.equal(res.headers.get("access-control-allow-origin"), "*");
-    const token = await res.text();
-    assert.equal(res.status, 200, token);
-    const ann = await Client.connect(edge, "todo:shared", { cid: "ann-tab" }, { token });
-    assert.deepEqual(
-      ann.welcome.members.map((m) => [m.user, m.meta]),
-      [["ann", { name: "ann" }]],
-    );
-    const refused = await fetch(`http://127.0.0.1:${port}/?user=${encodeURIComponent("ann lee")}`);
-    assert.equal(refused.status, 400);
-    // the edge's own words for it (tests/golden/tokens.json)
-    assert.equal(await refused.text(), "mintToken: token claims are invalid: sub: user id may only contain A-Z a-z 0-9 _ - . : @");
-    // publish.mjs against this edge, twice: stored once
-    const publishCode = readmeBlock("// my-backend/publish.mjs");
-    const pointed = publishCode.replace('"http://127.0.0.1:8787"', JSON.stringify(edge.url));
-    assert.notEqual(pointed, publishCode);
-    writeFileSync(join(project, "publish.mjs"), pointed);
-    const run = () =>
-      execFileSync(process.execPath, ["publish.mjs"], {
-        cwd: project,
-        env: { ...process.env, ROOMCAST_API_KEY: apiKey() },
-        encoding: "utf8",
-      });
-    assert.equal(run(), "seq 1\n");
-    assert.equal(run(), "seq 1 (already published: not stored again)\n");
-    const message = await ann.next((f) => f.type === "message");
-    assert.deepEqual([message.seq, message.user, message.id, message.data], [1, ":api", "job-42", { text: "added by the backend" }]);
-    assert.equal((await rc.stats("todo:shared")).seq, 1);
-    await ann.close();
-  } finally {
-    child.kill();
-    await exited;
-  }
-});
+// The README tutorial's server.mjs and publish.mjs, as written and from a folder outside the
+// clone: tests/e2e/tutorial.test.mjs.
 
 // requeueWebhooks and deleteHistory against the edge, with real deliveries: webhooks-basic.test.mjs.
 

@@ -124,12 +124,33 @@ test("the schema refuses frames that break the protocol", () => {
   assertInvalid("server", { type: "ack", id: "m", delivered: 0 }, "a direct ack that delivered to nobody (that is no_recipient)");
   assertInvalid("server", { type: "message", seq: 1, from: "c", user: "u", ts: 1 }, "a message without data");
   assertInvalid("server", { type: "message", seq: 0, from: "c", user: "u", data: 1, ts: 1 }, "a message with seq 0");
-  assertInvalid("server", { type: "error", code: "teapot", message: "" }, "an error code this version does not send");
-  assertInvalid("server", { type: "presence", event: "wave", member: { user: "u", connections: 1 } }, "an unknown presence event");
+  assertInvalid("server", { type: "error", code: 5, message: "" }, "an error code that is not a string");
+  assertInvalid("server", { type: "error", code: "Not A Code", message: "" }, "an error code that is not snake_case");
+  assertInvalid("server", { type: "presence", event: "", member: { user: "u", connections: 1 } }, "an empty presence event");
   assertInvalid("server", { type: "direct", id: "d", to: { user: "bob" }, data: 1 }, "a client's direct frame as a server frame");
   // Forward compatibility: unknown fields are allowed, required ones are still required.
   assertValid("server", JSON.stringify({ ...welcome, region: "weur" }), "a welcome with a field from a newer server");
   assertValid("client", '{"type":"ping","sentAt":1}', "a ping with an extra field");
+  // The open lists (PROTOCOL.md, Forward compatibility): a value this version does not send
+  // validates, in room frames and in session frames alike.
+  const joined = { ...welcome, type: "joined", room: "chat:lobby" };
+  for (const [direction, frame, what] of [
+    ["server", { type: "error", code: "teapot", message: "" }, "an error code this version does not send"],
+    ["server", { type: "error", id: "m1", code: "quota_exceeded", message: "x" }, "an unknown error code with an id"],
+    ["server", { type: "presence", event: "wave", member: { user: "u", connections: 1 } }, "an unknown presence event"],
+    ["server", { ...welcome, resume: { status: "not_recovered", reason: "moved", since: 3 } }, "an unknown resume reason"],
+    ["session-server", { ...joined, resume: { status: "not_recovered", reason: "moved", since: 3 } }, "a session's unknown resume reason"],
+  ]) {
+    assertValid(direction, JSON.stringify(frame), what);
+  }
+  // and the values this version sends are listed, so a reader of the schema sees them
+  for (const [def, known] of [
+    ["errorCode", "backpressure"],
+    ["presenceEvent", "leave"],
+    ["resumeReason", "unavailable"],
+  ]) {
+    assert.ok(schema.$defs[def].anyOf[0].enum.includes(known), `${def} lists ${known}`);
+  }
 });
 
 test("the frame examples in docs/PROTOCOL.md validate", () => {

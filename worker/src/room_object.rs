@@ -382,7 +382,10 @@ impl Core {
             let id = match l.room.handle_start(identity, start, now, &mut l.store) {
                 Ok(id) => id,
                 Err(code) => {
-                    let _ = server.close(Some(code.code), Some(code.reason));
+                    // After the 101, like the frames it holds: a hibernatable socket closed
+                    // before its upgrade response left keeps the client's TCP connection open
+                    // about 10 s after the close handshake (tests/repro/close-linger.mjs).
+                    platform::close(&server, code.code, code.reason);
                     return;
                 }
             };

@@ -1474,3 +1474,29 @@ proptest! {
         }
     }
 }
+
+/// `stats.messagesOut` as docs/PROTOCOL.md (stats) and docs/openapi.json define it: live deliveries
+/// of stored messages, direct messages and broadcasts to the room's connections (an echo to the
+/// sender included), one per recipient; replays on resume or rewind and history pages are not counted.
+#[test]
+fn messages_out_counts_live_messages_direct_messages_and_broadcasts_per_recipient() {
+    let mut sim = Sim::new(RoomConfig { max_strikes: 100, ..RoomConfig::default() });
+    let out = |sim: &mut Sim| sim.room.stats(sim.now, &mut sim.store).unwrap().messages_out;
+    let a = sim.connect("a", "alice", true, None);
+    let b = sim.connect("b", "bob", false, None);
+    let _c = sim.connect("c", "carol", false, None);
+    assert_eq!(out(&mut sim), 0, "welcomes and presence are not counted");
+    sim.text(a, r#"{"type":"publish","id":"p1","data":1}"#);
+    assert_eq!(out(&mut sim), 3, "a stored message: two others and the echo");
+    sim.text(b, r#"{"type":"publish","id":"p2","data":2}"#);
+    assert_eq!(out(&mut sim), 5, "without echo: the two others");
+    sim.text(a, r#"{"type":"direct","id":"d1","to":{"user":"bob"},"data":3}"#);
+    assert_eq!(out(&mut sim), 6, "a direct message: its one recipient");
+    sim.text(b, r#"{"type":"broadcast","id":"b1","data":4}"#);
+    assert_eq!(out(&mut sim), 8, "a broadcast: the two others");
+    let late = sim.connect("d", "dave", false, Some(ResumePoint { epoch: sim.room.epoch().to_owned(), since: 0 }));
+    assert_eq!(sim.seqs(late), [1, 2], "the replay came");
+    sim.text(late, r#"{"type":"history","id":"h","since":0}"#);
+    assert_eq!(sim.last(late)["type"], "history");
+    assert_eq!(out(&mut sim), 8, "neither the replay nor the history page counts");
+}

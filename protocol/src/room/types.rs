@@ -185,7 +185,8 @@ pub struct Stats {
     pub oldest: Option<u64>,
     /// Messages stored (client and HTTP publishes) since `countersSince`.
     pub messages_in: u64,
-    /// Message deliveries to connections since `countersSince`.
+    /// Live deliveries to connections since `countersSince`, one per recipient: stored messages
+    /// (echoes included), direct messages and broadcasts; replays and history pages not counted.
     pub messages_out: u64,
     /// Connections opened since `countersSince`.
     pub connections_opened: u64,
