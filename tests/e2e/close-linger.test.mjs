@@ -27,7 +27,12 @@ import { ALL_RIGHTS, apiKey, roomName, startEdge, token } from "../harness.mjs";
 import { closeOnce, start as startBareObject } from "../repro/close-linger.mjs";
 
 const LINGER_MAX_MS = 1_000;
-const EDGE_TODO = "through the edge TCP ends when the room goes idle (PRESENCE_GRACE_MS + ~10 s); cause not found (see above)";
+// The two edge measurements of the known linger (about 37 s, and they cannot pass today) run only
+// on request: ROOMCAST_LINGER_EDGE=1 node --experimental-websocket --test tests/e2e/close-linger.test.mjs
+const EDGE_TODO = process.env.ROOMCAST_LINGER_EDGE
+  ? "through the edge TCP ends when the room goes idle (PRESENCE_GRACE_MS + ~10 s); cause not found (see above)"
+  : undefined;
+const EDGE_SKIP = EDGE_TODO ? undefined : "a known runtime linger, measured on request (ROOMCAST_LINGER_EDGE=1)";
 const HEARTBEAT_TIMEOUT_MS = 2_000;
 let edge;
 before(async () => {
@@ -179,7 +184,10 @@ test("the edge: a close the client starts ends TCP within 1 s of the room's answ
   await assertPromptClose(ann, 4000, "ann's own close");
 });
 
-test("the edge: TCP ends within 1 s of the close handshake for every close code the room sends at open", { todo: EDGE_TODO }, async () => {
+test("the edge: TCP ends within 1 s of the close handshake for every close code the room sends at open", {
+  todo: EDGE_TODO,
+  skip: EDGE_SKIP,
+}, async () => {
   const room = roomName("linger:open");
   const ann = await open(room, "ann");
   await ann.next((f) => f.type === "welcome");
@@ -199,7 +207,10 @@ test("the edge: TCP ends within 1 s of the close handshake for every close code 
   console.log(`ms from the close handshake to the end of TCP: ${JSON.stringify(lingers)}`);
 });
 
-test("the edge: TCP ends within 1 s of the close handshake for every close code the room sends later", { todo: EDGE_TODO }, async () => {
+test("the edge: TCP ends within 1 s of the close handshake for every close code the room sends later", {
+  todo: EDGE_TODO,
+  skip: EDGE_SKIP,
+}, async () => {
   const room = roomName("linger:later");
   const lingers = {};
   // 4013: the backend deleted the room's history
