@@ -31,6 +31,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
+/// 64 random bits (from the standard library's per-process random keys and the clock): the
+/// default seed, also handy for ids that must not repeat across runs.
+pub use driver::random_u64;
 pub use frames::{Broadcast, ErrorEvent, HistoryPage, Message, PresenceEvent, Welcome};
 pub use roomcast_protocol::client::backoff::Backoff;
 pub use roomcast_protocol::client::{ClientConfig, State, Status};
