@@ -309,3 +309,23 @@ async fn calls_that_need_the_open_connection_fail_offline_and_bad_urls_are_refus
     assert!(Client::connect("ftp://x", "chat:lobby", Options::default()).await.is_err());
     assert!(Client::connect(&fake.url, "bad/room", Options::default()).await.is_err());
 }
+
+#[tokio::test]
+async fn the_open_connections_token_is_refreshed_before_it_expires() {
+    let mut fake = FakeRoom::start().await;
+    let fetches = Arc::new(AtomicU32::new(0));
+    let counter = fetches.clone();
+    let o = Options::token_fn(move || {
+        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        async move { Ok(format!("t{n}")) }
+    });
+    let (_room, _events) = Client::connect(&fake.url, "chat:lobby", opts(o)).await.unwrap();
+    let mut c = fake.accept().await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    // Expires in 1.5 s: the machine refreshes a fifth of that early, on this socket.
+    let mut w = welcome("e1", 0);
+    w["expires"] = json!(now + 1_500);
+    c.send(&[w]).await;
+    assert_eq!(c.recv().await, json!({"type":"refresh","token":"t2"}));
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+}
