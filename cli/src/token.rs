@@ -7,7 +7,7 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
-const RIGHTS: [&str; 3] = ["subscribe", "publish", "presence"];
+const RIGHTS: [&str; 4] = ["subscribe", "publish", "presence", "input"];
 
 /// What a token grants, and to whom.
 pub struct Mint<'a> {
@@ -111,6 +111,8 @@ mod tests {
         let rights = claims.rights_for("chat:lobby");
         assert!(rights.has(Right::Subscribe) && rights.has(Right::Publish) && !rights.has(Right::Presence));
         assert!(!claims.rights_for("news").has(Right::Subscribe));
+        let typist = verify(&mint_alice("subscribe,input", None).unwrap(), b"s3cret", NOW * 1000).unwrap();
+        assert!(typist.rights_for("chat:x").has(Right::Input) && !typist.rights_for("chat:x").has(Right::Publish));
         assert!(verify(&token, b"other", NOW * 1000).is_err(), "another secret's check fails");
         assert!(verify(&token, b"s3cret", (NOW + 3600 + 31) * 1000).is_err(), "expired after exp + 30 s");
     }

@@ -45,13 +45,24 @@ test("the schema compiles in strict mode and names every frame type", () => {
       const d = schema.$defs[r.$ref.split("/").pop()];
       return d.properties?.type?.const ?? d.oneOf[0].properties.type.const;
     });
-  assert.deepEqual(types("clientFrame").sort(), ["broadcast", "direct", "history", "ping", "presence", "publish", "read", "refresh"]);
+  assert.deepEqual(types("clientFrame").sort(), [
+    "broadcast",
+    "direct",
+    "history",
+    "input",
+    "ping",
+    "presence",
+    "publish",
+    "read",
+    "refresh",
+  ]);
   assert.deepEqual(types("serverFrame").sort(), [
     "ack",
     "broadcast",
     "direct",
     "error",
     "history",
+    "input",
     "mark",
     "message",
     "pong",
@@ -71,6 +82,7 @@ test("every golden frame validates against the schema", () => {
   for (const needed of [
     "client publish",
     "client direct",
+    "client input",
     "client ping",
     "client refresh",
     "client history",
@@ -81,6 +93,7 @@ test("every golden frame validates against the schema", () => {
     "server ack",
     "server error",
     "server direct",
+    "server input",
     "server presence",
     "server pong",
     "server refreshed",
