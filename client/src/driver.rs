@@ -234,6 +234,7 @@ impl Driver {
             Command::History { limit, before, since, reply } => (c.history(limit, before, since), reply),
             Command::Presence { meta, reply } => (c.set_presence(&meta), reply),
             Command::Direct { to, data, reply } => (c.direct(&to, &data), reply),
+            Command::Input { to, data, reply } => (c.input(&to, &data), reply),
             Command::LastSeq(reply) => {
                 let _ = reply.send((c.last_seq(), c.epoch().map(str::to_owned)));
                 return;
@@ -339,8 +340,9 @@ impl Driver {
                 Some(expires) => self.client.handle_refreshed(expires, t),
                 None => self.bad_frame("invalid refreshed frame".to_owned()),
             },
-            "broadcast" | "direct" => match serde_json::from_value::<frames::Broadcast>(f) {
+            "broadcast" | "direct" | "input" => match serde_json::from_value::<frames::Broadcast>(f) {
                 Ok(b) if kind == "broadcast" => self.emit(Event::Broadcast(b)),
+                Ok(b) if kind == "input" => self.emit(Event::Input(b)),
                 Ok(b) => self.emit(Event::Direct(b)),
                 Err(e) => self.bad_frame(format!("invalid {kind} frame: {e}")),
             },

@@ -151,6 +151,8 @@ pub enum Event {
     Broadcast(Broadcast),
     /// A direct message for this connection.
     Direct(Broadcast),
+    /// Input for the shared terminal this connection runs (from a token with the `input` right).
+    Input(Broadcast),
     /// A member changed.
     Presence(PresenceEvent),
     /// Messages after `since` were missed and will not be replayed (`reason`: `retention`,
@@ -191,6 +193,7 @@ pub(crate) enum Command {
     History { limit: Option<u64>, before: Option<u64>, since: Option<u64>, reply: Reply },
     Presence { meta: String, reply: Reply },
     Direct { to: String, data: String, reply: Reply },
+    Input { to: String, data: String, reply: Reply },
     LastSeq(oneshot::Sender<(u64, Option<String>)>),
     Wake,
     Close,
@@ -278,13 +281,18 @@ impl Room {
     /// Sends a direct message; returns how many connections got it when the token has the
     /// `presence` right (`None` without it).
     pub async fn send_to<T: Serialize + ?Sized>(&self, to: &Target, data: &T) -> Result<Option<u64>, Error> {
-        let to = match to {
-            Target::User(u) => serde_json::json!({ "user": u }),
-            Target::ClientId(c) => serde_json::json!({ "clientId": c }),
-        }
-        .to_string();
+        let to = target_json(to);
         let data = serde_json::to_string(data)?;
         let answer = self.call(|reply| Command::Direct { to, data, reply }).await?;
+        Ok(answer.frame.as_ref().and_then(|f| f.get("delivered")).and_then(Value::as_u64))
+    }
+
+    /// Sends input (keystrokes, a resize) to a shared terminal's agent; the token needs the
+    /// `input` right (else `forbidden`). Settled like [`Room::send_to`].
+    pub async fn send_input<T: Serialize + ?Sized>(&self, to: &Target, data: &T) -> Result<Option<u64>, Error> {
+        let to = target_json(to);
+        let data = serde_json::to_string(data)?;
+        let answer = self.call(|reply| Command::Input { to, data, reply }).await?;
         Ok(answer.frame.as_ref().and_then(|f| f.get("delivered")).and_then(Value::as_u64))
     }
 
@@ -306,6 +314,14 @@ impl Room {
     pub fn close(&self) {
         let _ = self.tx.send(Command::Close);
     }
+}
+
+fn target_json(to: &Target) -> String {
+    match to {
+        Target::User(u) => serde_json::json!({ "user": u }),
+        Target::ClientId(c) => serde_json::json!({ "clientId": c }),
+    }
+    .to_string()
 }
 
 impl Message {

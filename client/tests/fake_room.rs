@@ -272,6 +272,18 @@ async fn the_token_function_runs_per_attempt_and_calls_settle_with_their_answers
     assert_eq!(within(direct).await.unwrap().unwrap(), Some(2));
     assert_eq!(c.recv().await, json!({"type":"read","id":"0a1b2c3d4e5f6071"}));
 
+    // terminal input both ways: sent to the agent, and received as an input event
+    let r = room.clone();
+    let input = tokio::spawn(async move { r.send_input(&Target::ClientId("agent".into()), &json!({"keys": "ls\r"})).await });
+    let f = c.recv().await;
+    assert_eq!((&f["type"], &f["to"], &f["data"]), (&json!("input"), &json!({"clientId":"agent"}), &json!({"keys":"ls\r"})));
+    c.send(&[json!({"type":"ack","id":f["id"]}), json!({"type":"input","from":"v","user":"val","data":{"resize":[30,100]},"ts":1})]).await;
+    assert_eq!(within(input).await.unwrap().unwrap(), None);
+    match next_event(&mut events).await {
+        Event::Input(b) => assert_eq!((b.from.as_str(), b.data), ("v", json!({"resize":[30,100]}))),
+        e => panic!("unexpected {e:?}"),
+    }
+
     // a new attempt fetches a new token
     c.close(1001, "going away").await;
     let c2 = fake.accept().await;
