@@ -3,6 +3,7 @@
 //! 2 a usage error.
 
 mod pipe;
+mod terminal;
 mod token;
 
 use clap::{Parser, Subcommand};
@@ -57,6 +58,21 @@ enum Cmd {
         #[arg(long, default_value_t = 48 * 1024)]
         batch_bytes: usize,
     },
+    /// Run a command in a pseudo-terminal and share it: output and keyframes to the room, input
+    /// back from viewers whose token holds the `input` right.
+    Terminal {
+        room: String,
+        #[arg(long, default_value_t = 24)]
+        rows: u16,
+        #[arg(long, default_value_t = 80)]
+        cols: u16,
+        /// Publish the whole screen this often while it changes (and when someone joins).
+        #[arg(long, default_value_t = 2000)]
+        keyframe_ms: u64,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
     /// Mint a token, as `npm run token` does.
     Token {
         #[arg(long)]
@@ -87,7 +103,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(format!("cannot start: {e}")),
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => fail(e),
     }
 }
@@ -97,21 +113,28 @@ fn fail(e: String) -> ExitCode {
     ExitCode::FAILURE
 }
 
-async fn run(cli: Cli) -> Res<()> {
+/// Runs the command; the process's exit code (a terminal's command's own).
+async fn run(cli: Cli) -> Res<u8> {
     let Cli { url, token, api_key, cmd } = cli;
     let url = || url.clone().ok_or_else(|| "no URL: pass --url or set ROOMCAST_URL".to_owned());
     match cmd {
+        Cmd::Terminal { room, rows, cols, keyframe_ms, command } => {
+            let opts = socket_options(token, api_key.as_deref(), "terminal")?;
+            let (room, events) = Client::connect(&url()?, &room, opts).await.map_err(|e| e.to_string())?;
+            let code = terminal::run(room, events, rows, cols, Duration::from_millis(keyframe_ms.max(100)), &command).await?;
+            Ok(u8::try_from(code).unwrap_or(1))
+        }
         Cmd::Token { user, room, rights, ttl, meta, secret } => {
             let secret = secret.or_else(|| std::fs::read_to_string(".dev.vars").ok().and_then(|v| token::dev_var(&v, "ROOMCAST_SECRET")));
             let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
             let m =
                 token::Mint { user: &user, room: &room, rights: &rights, ttl_seconds: token::parse_ttl(&ttl)?, meta: meta.as_deref(), now };
             println!("{}", token::mint(&secret.unwrap_or_default(), &m).map_err(|e| format!("token: {e}"))?);
-            Ok(())
+            Ok(0)
         }
         Cmd::Tail { room, since, rewind, json } => {
             let opts = socket_options(token, api_key.as_deref(), "tail")?;
-            tail(&url()?, &room, Options { rewind, ..opts }, since, json).await
+            tail(&url()?, &room, Options { rewind, ..opts }, since, json).await.map(|()| 0)
         }
         Cmd::Publish { room, data } => {
             let items = if data == "-" { read_json_lines().await? } else { vec![parse_json(&data, "DATA")?] };
@@ -119,6 +142,7 @@ async fn run(cli: Cli) -> Res<()> {
                 (None, Some(key)) => publish_http(&url()?, &room, &key, items).await,
                 (token, _) => publish_socket(&url()?, &room, socket_options(token, None, "publish")?, items).await,
             }
+            .map(|()| 0)
         }
         Cmd::Pipe { room, batch_ms, batch_bytes } => {
             let sink = match (token, api_key) {
@@ -129,7 +153,7 @@ async fn run(cli: Cli) -> Res<()> {
                     Sink::Socket(room, watch_closes(events))
                 }
             };
-            pipe_stdin(sink, Duration::from_millis(batch_ms), batch_bytes).await
+            pipe_stdin(sink, Duration::from_millis(batch_ms), batch_bytes).await.map(|()| 0)
         }
     }
 }
