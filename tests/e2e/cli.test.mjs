@@ -1,13 +1,14 @@
 // The `roomcast` CLI (cli/, on roomcast-client) against the real runtime: token, publish (a
-// token's socket and the API key's HTTP), tail (rewind, since, live), clear failures, and pipe of
-// 100,000 lines across a SIGKILL of the runtime with none lost, duplicated or reordered.
+// token's socket and the API key's HTTP), tail (rewind, since, live), clear failures, pipe of
+// 100,000 lines across a SIGKILL of the runtime with none lost, duplicated or reordered, and a
+// shared terminal (input only with the right, a late joiner's first screen, resize, exit).
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { before, test } from "node:test";
 import { devVar } from "../../tools/token.mjs";
-import { api, apiKey, ROOT, roomName, startEdge, tempDir, until } from "../harness.mjs";
+import { api, apiKey, Client, ROOT, roomName, startEdge, tempDir, token, until } from "../harness.mjs";
 
 const BIN = join(ROOT, "target", "debug", "roomcast");
 
@@ -135,6 +136,54 @@ test("pipe: 100,000 lines across a SIGKILL of the runtime, none lost, duplicated
     assert.equal(got.length, N, "every line once");
     const wrong = got.findIndex((line, i) => line !== expected(i));
     assert.equal(wrong, -1, `line ${wrong} is ${got[wrong]}`);
+  } finally {
+    await edge.stop();
+  }
+});
+
+test("terminal: only the input right types, a late joiner's first screen is the current one, resize and exit", async () => {
+  const edge = await startEdge();
+  const room = roomName("term");
+  try {
+    const env = { ROOMCAST_URL: edge.url, ROOMCAST_TOKEN: await mint(room, "subscribe,publish,presence") };
+    const agent = start(["terminal", room, "--keyframe-ms", "300", "--", "sh", "-c", "printf 'hello\\nworld\\n'; exec cat"], env);
+    const stored = async () => (await api(edge, "GET", `/rooms/${room}/history?since=0&limit=1000`)).json?.messages ?? [];
+    const keyframes = async () => (await stored()).filter((m) => m.data.term === "k");
+    await until(async () => (await keyframes()).some((k) => k.data.text.includes("world")), { what: "a keyframe of the output" });
+    const agentId = (await stored())[0].from;
+    const keys = (id, data) => ({ type: "input", id, to: { clientId: agentId }, data });
+
+    const viewer = await Client.connect(edge, room, { cid: "viewer" }, { token: token("val", { [room]: ["subscribe", "publish"] }) });
+    viewer.send(keys("v1", { keys: "nope\r" }));
+    assert.equal((await viewer.next((f) => f.id === "v1")).code, "forbidden", "a viewer without the right cannot type");
+    const typist = await Client.connect(edge, room, { cid: "typist" }, { token: token("tom", { [room]: ["subscribe", "input"] }) });
+    typist.send(keys("t1", { keys: "abc\r" }));
+    assert.equal((await typist.next((f) => f.id === "t1")).type, "ack");
+    // the tty echoes the line, then cat prints it
+    const screen = "hello\nworld\nabc\nabc";
+    await until(async () => (await keyframes()).at(-1)?.data.text.trimEnd() === screen, { what: "the typed line on screen" });
+
+    // A new member: its join makes the agent publish the current screen, its first one.
+    const late = await Client.connect(edge, room, { cid: "late" }, { token: token("lena", { [room]: ["subscribe"] }) });
+    const first = await late.next((f) => f.type === "message" && f.data.term === "k");
+    assert.equal(first.data.text.trimEnd(), screen);
+    assert.ok(first.seq > late.welcome.seq, "a fresh keyframe, sent for the join");
+
+    typist.send(keys("t2", { resize: [30, 100] }));
+    const resized = await late.next((f) => f.type === "message" && f.data.term === "k" && f.data.rows === 30);
+    assert.deepEqual([resized.data.cols, resized.data.text.trimEnd()], [100, screen]);
+
+    typist.send(keys("t3", { keys: "\u0004" })); // Ctrl-D: cat ends
+    assert.equal(await agent.done, 0, agent.err);
+    const all = await stored();
+    assert.deepEqual(all.at(-1).data, { term: "x", code: 0 });
+    const output = all
+      .filter((m) => m.data.term === "o")
+      .map((m) => m.data.d)
+      .join("");
+    assert.match(output, /hello\r\nworld\r\nabc\r\nabc\r\n/);
+    assert.ok(!output.includes("nope"), "the refused keys never reached the command");
+    for (const c of [viewer, typist, late]) await c.close();
   } finally {
     await edge.stop();
   }
