@@ -188,23 +188,30 @@ async fn read_json_lines() -> Res<Vec<String>> {
     Ok(items)
 }
 
-/// How a message prints: its frame with `--json`; a string as it is; a pipe batch as its lines;
-/// anything else as compact JSON.
+/// How a message prints, line end included: its frame with `--json`; a string as it is; a pipe
+/// batch as its lines; a shared terminal's output as the raw bytes, its keyframe as the escape
+/// codes that redraw the screen (so `tail` of a terminal room is a live view of it); anything
+/// else as compact JSON.
 fn render(m: &Message, json: bool) -> String {
     if json {
-        return m.raw.clone();
+        return format!("{}\n", m.raw);
     }
-    match (&m.data, pipe::batch_lines(&m.data)) {
-        (Value::String(s), _) => s.clone(),
-        (_, Some(lines)) => lines.join("\n"),
-        (data, None) => data.to_string(),
+    let field = |k: &str| m.data.get(k).and_then(Value::as_str);
+    match (&m.data, pipe::batch_lines(&m.data), field("term")) {
+        (Value::String(s), _, _) => format!("{s}\n"),
+        (_, Some(lines), _) => lines.iter().map(|l| format!("{l}\n")).collect(),
+        (_, _, Some("o")) if field("d").is_some() => field("d").unwrap_or_default().to_owned(),
+        // Home and clear, then the screen as the agent's emulator holds it.
+        (_, _, Some("k")) if field("screen").is_some() => format!("\x1b[H\x1b[2J{}", field("screen").unwrap_or_default()),
+        (data, _, Some("x")) => format!("\r\n[the command exited with {}]\r\n", data["code"]),
+        (data, _, _) => format!("{data}\n"),
     }
 }
 
 fn print(text: &str) -> Res<()> {
     let mut out = std::io::stdout().lock();
     // A reader that went away (`| head`) ends the tail quietly.
-    if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
+    if out.write_all(text.as_bytes()).and_then(|()| out.flush()).is_err() {
         std::process::exit(0);
     }
     Ok(())
@@ -295,7 +302,11 @@ async fn publish_once(room: &Room, closes: &mut mpsc::UnboundedReceiver<String>,
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
-            Err(e) if e.code() == Some("closed") => return Err(closes.try_recv().unwrap_or_else(|_| e.to_string())),
+            Err(e) if e.code() == Some("closed") => {
+                // The close's status comes before the rejections it causes; the watcher passes it on.
+                let why = tokio::time::timeout(Duration::from_secs(2), closes.recv()).await.ok().flatten();
+                return Err(why.unwrap_or_else(|| e.to_string()));
+            }
             Err(e) => return Err(format!("publish refused: {e}")),
         }
     }
@@ -305,7 +316,7 @@ async fn publish_socket(url: &str, room: &str, opts: Options, items: Vec<String>
     let (room, events) = Client::connect(url, room, opts).await.map_err(|e| e.to_string())?;
     let mut closes = watch_closes(events);
     for data in items {
-        print(&publish_once(&room, &mut closes, &data).await?.to_string())?;
+        print(&format!("{}\n", publish_once(&room, &mut closes, &data).await?))?;
     }
     room.close();
     Ok(())
@@ -355,7 +366,7 @@ async fn publish_http(url: &str, room: &str, key: &str, items: Vec<String>) -> R
         let body = format!("[{}]", chunk.iter().map(|d| format!(r#"{{"data":{d}}}"#)).collect::<Vec<_>>().join(","));
         let answer = http.post(body).await.map_err(|(_, e)| format!("publish refused: {e}"))?;
         for m in answer["messages"].as_array().into_iter().flatten() {
-            print(&m["seq"].to_string())?;
+            print(&format!("{}\n", m["seq"]))?;
         }
     }
     Ok(())
@@ -485,12 +496,17 @@ mod tests {
 
     #[test]
     fn messages_print_as_text_lines_or_json() {
-        assert_eq!(render(&message("hello".into()), false), "hello");
-        assert_eq!(render(&message(serde_json::json!({"lines":["a","b"]})), false), "a\nb");
-        assert_eq!(render(&message(serde_json::json!({"n": 1})), false), r#"{"n":1}"#);
+        assert_eq!(render(&message("hello".into()), false), "hello\n");
+        assert_eq!(render(&message(serde_json::json!({"lines":["a","b"]})), false), "a\nb\n");
+        assert_eq!(render(&message(serde_json::json!({"n": 1})), false), "{\"n\":1}\n");
         let mut m = message(1.into());
         m.raw = "{\"type\":\"message\"}".into();
-        assert_eq!(render(&m, true), m.raw);
+        assert_eq!(render(&m, true), format!("{}\n", m.raw));
+        // a terminal room: raw output, a keyframe that redraws, the exit
+        assert_eq!(render(&message(serde_json::json!({"term":"o","d":"ls\r\n"})), false), "ls\r\n");
+        assert_eq!(render(&message(serde_json::json!({"term":"k","screen":"S"})), false), "\x1b[H\x1b[2JS");
+        assert_eq!(render(&message(serde_json::json!({"term":"x","code":3})), false), "\r\n[the command exited with 3]\r\n");
+        assert_eq!(render(&message(serde_json::json!({"term":"o"})), false), "{\"term\":\"o\"}\n", "not a terminal message");
     }
 
     #[test]

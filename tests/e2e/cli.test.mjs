@@ -25,6 +25,8 @@ function start(args, env = {}) {
   child.err = "";
   child.stdout.on("data", (d) => (child.out += d));
   child.stderr.on("data", (d) => (child.err += d));
+  // A command that exits without reading its input (a usage error) closes the pipe: not a failure.
+  child.stdin.on("error", () => {});
   child.done = new Promise((resolve) => child.once("close", (code) => resolve(code)));
   return child;
 }
@@ -73,6 +75,32 @@ test("token, publish and tail against the real runtime, with clear failures", as
       [2, 3, 4, 5],
     );
     since.kill();
+
+    // pipe with the API key: the HTTP API, a batch per message, each with its own id
+    const logs = roomName("cli-logs");
+    const input = Array.from({ length: 1000 }, (_, i) => `log ${i}`);
+    r = await run(
+      ["pipe", logs, "--batch-ms", "20", "--batch-bytes", "2000"],
+      { ROOMCAST_URL: edge.url, ROOMCAST_API_KEY: apiKey() },
+      `${input.join("\n")}\n`,
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /1000 lines stored in \d+ messages/);
+    const page = await api(edge, "GET", `/rooms/${logs}/history?since=0&limit=1000`);
+    assert.ok(page.json.messages.length > 1, "several batches");
+    assert.deepEqual(
+      page.json.messages.flatMap((m) => m.data.lines),
+      input,
+    );
+    // tail prints a pipe's batches back as lines
+    const lastTwo = page.json.messages.slice(-2).flatMap((m) => m.data.lines);
+    const logTail = start(["tail", logs, "--rewind", "2"], { ROOMCAST_URL: edge.url, ROOMCAST_TOKEN: await mint(logs) });
+    await until(() => lines(logTail.out).length === lastTwo.length, { what: "the last two batches' lines" });
+    assert.deepEqual(lines(logTail.out), lastTwo);
+    logTail.kill();
+    r = await run(["tail", logs, "--rewind", "1"], env);
+    assert.equal(r.code, 1, "tail of a room the token does not grant");
+    assert.match(r.stderr, /closed: 4403/);
 
     // failures: a clear reason and a non-zero exit
     r = await run(["publish", room, '"x"'], {});
