@@ -19,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+mod conn;
 mod driver;
 mod frames;
 
