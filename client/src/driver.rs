@@ -22,15 +22,15 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Why a socket did not open: a failure worth retrying, or a request that would be refused again.
-enum OpenError {
+pub enum OpenError {
     Failed(String),
     Refused(String),
 }
 
-type Opening = Pin<Box<dyn Future<Output = Result<Ws, OpenError>> + Send>>;
+pub type Opening = Pin<Box<dyn Future<Output = Result<Ws, OpenError>> + Send>>;
 
 /// The subprotocol the server selects (`roomcast_protocol::SUBPROTOCOL`).
 const SUBPROTOCOL: &str = "roomcast.v1";
@@ -72,7 +72,7 @@ pub fn endpoint(url: &str, room: &str) -> Result<String, Error> {
 }
 
 /// `s` percent-encoded for a query value.
-fn query_value(s: &str) -> String {
+pub fn query_value(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
@@ -117,7 +117,7 @@ struct Driver {
 }
 
 /// Awaits the future in `slot`, or forever when there is none; the slot is emptied when it ends.
-async fn take<F: Future + Unpin>(slot: &mut Option<F>) -> F::Output {
+pub async fn take<F: Future + Unpin>(slot: &mut Option<F>) -> F::Output {
     match slot {
         Some(f) => {
             let out = f.await;
@@ -128,14 +128,14 @@ async fn take<F: Future + Unpin>(slot: &mut Option<F>) -> F::Output {
     }
 }
 
-async fn next_message(socket: &mut Option<Ws>) -> Option<Result<WsMessage, tokio_tungstenite::tungstenite::Error>> {
+pub async fn next_message(socket: &mut Option<Ws>) -> Option<Result<WsMessage, tokio_tungstenite::tungstenite::Error>> {
     match socket {
         Some(ws) => ws.next().await,
         None => pending().await,
     }
 }
 
-async fn open(url: String, protocols: String) -> Result<Ws, OpenError> {
+pub async fn open(url: String, protocols: String) -> Result<Ws, OpenError> {
     let mut request = url.as_str().into_client_request().map_err(|e| OpenError::Refused(e.to_string()))?;
     let value = HeaderValue::from_str(&protocols).map_err(|_| OpenError::Refused("the token is not a valid header value".to_owned()))?;
     request.headers_mut().insert(SEC_WEBSOCKET_PROTOCOL, value);

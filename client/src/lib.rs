@@ -22,6 +22,7 @@
 mod conn;
 mod driver;
 mod frames;
+mod session;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -38,6 +39,7 @@ pub use driver::random_u64;
 pub use frames::{Broadcast, ErrorEvent, HistoryPage, Message, PresenceEvent, Welcome};
 pub use roomcast_protocol::client::backoff::Backoff;
 pub use roomcast_protocol::client::{ClientConfig, State, Status};
+pub use session::{JoinOptions, Session};
 
 /// A boxed future returned by a token function.
 pub type TokenFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
@@ -168,7 +170,7 @@ pub enum Event {
 
 /// The stream of [`Event`]s of one room; it ends when the client is closed for good.
 pub struct Events {
-    rx: mpsc::UnboundedReceiver<Event>,
+    pub(crate) rx: mpsc::UnboundedReceiver<Event>,
 }
 
 impl Events {
@@ -204,8 +206,24 @@ pub(crate) enum Command {
 /// [`Room::close`] is called, a final close code arrives, or every handle is dropped.
 #[derive(Clone)]
 pub struct Room {
-    tx: mpsc::UnboundedSender<Command>,
+    tx: RoomTx,
     client_id: Arc<str>,
+}
+
+/// Where a room's commands go: its own socket's driver, or its session's (with its name).
+#[derive(Clone)]
+pub(crate) enum RoomTx {
+    Own(mpsc::UnboundedSender<Command>),
+    Session(mpsc::UnboundedSender<session::SessionCommand>, Arc<str>),
+}
+
+impl RoomTx {
+    fn send(&self, cmd: Command) -> Result<(), ()> {
+        match self {
+            RoomTx::Own(tx) => tx.send(cmd).map_err(|_| ()),
+            RoomTx::Session(tx, room) => tx.send(session::SessionCommand::Room { room: room.clone(), cmd }).map_err(|_| ()),
+        }
+    }
 }
 
 /// The entry point.
@@ -224,7 +242,14 @@ impl Client {
         let (tx, rx) = mpsc::unbounded_channel();
         let (etx, erx) = mpsc::unbounded_channel();
         driver::spawn(endpoint, client_id.clone(), opts, rx, etx);
-        Ok((Room { tx, client_id: client_id.into() }, Events { rx: erx }))
+        Ok((Room { tx: RoomTx::Own(tx), client_id: client_id.into() }, Events { rx: erx }))
+    }
+
+    /// Opens a session socket (`/session/ws`): one socket, and one token, for many rooms
+    /// ([`Session::join`]). A token is required (anonymous users have no session). The events are
+    /// the session socket's own (`Status`, `Error`); each room has its own stream.
+    pub async fn session(url: &str, opts: Options) -> Result<(Session, Events), Error> {
+        session::spawn(url, opts)
     }
 }
 
@@ -236,7 +261,7 @@ impl Room {
 
     async fn call(&self, make: impl FnOnce(Reply) -> Command) -> Result<Answer, Error> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(make(reply)).map_err(|_| Error::gone())?;
+        self.tx.send(make(reply)).map_err(|()| Error::gone())?;
         rx.await.map_err(|_| Error::gone())?
     }
 

@@ -6,7 +6,7 @@
 #![allow(clippy::result_large_err)]
 
 use futures_util::{SinkExt, StreamExt};
-use roomcast_client::{Backoff, Client, ClientConfig, Event, Options, State, Target};
+use roomcast_client::{Backoff, Client, ClientConfig, Event, JoinOptions, Options, State, Target};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::future::Future;
@@ -57,7 +57,7 @@ impl FakeRoom {
                     })
                     .await;
                     if let (Ok(ws), Some((uri, protocols))) = (ws, seen) {
-                        assert!(uri.starts_with("/rooms/chat:lobby/ws?"), "{uri}");
+                        assert!(uri.starts_with("/rooms/chat:lobby/ws?") || uri.starts_with("/session/ws?"), "{uri}");
                         let query = uri.split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_default();
                         let _ = tx.send(Conn { query, protocols, ws });
                     }
@@ -340,4 +340,81 @@ async fn the_open_connections_token_is_refreshed_before_it_expires() {
     c.send(&[w]).await;
     assert_eq!(c.recv().await, json!({"type":"refresh","token":"t2"}));
     assert_eq!(fetches.load(Ordering::SeqCst), 2);
+}
+
+fn joined(room: &str, epoch: &str, seq: u64) -> Value {
+    let mut w = welcome(epoch, seq);
+    w["type"] = json!("joined");
+    w["room"] = json!(room);
+    w
+}
+
+fn in_room(room: &str, mut frame: Value) -> Value {
+    frame["room"] = json!(room);
+    frame
+}
+
+#[tokio::test]
+async fn a_session_carries_many_rooms_each_resuming_from_its_own_seq() {
+    let mut fake = FakeRoom::start().await;
+    let (session, _session_events) = Client::session(&fake.url, opts(Options::token("tok"))).await.unwrap();
+    let (a, mut a_events) = session.join("chat:a", JoinOptions { rewind: Some(2), echo: false }).await.unwrap();
+    let (_b, mut b_events) = session.join("chat:b", JoinOptions::default()).await.unwrap();
+    let mut c = fake.accept().await;
+    assert_eq!(c.protocols, "roomcast.v1, bearer.tok");
+    assert!(c.has("cid=me") && !c.query.contains("since="), "{}", c.query);
+    // Nothing goes before the session frame; then both joins.
+    c.send(&[json!({"type":"session","user":"alice","clientId":"me","maxRooms":200})]).await;
+    let mut joins = vec![c.recv().await, c.recv().await];
+    joins.sort_by_key(|j| j["room"].to_string());
+    assert_eq!(
+        joins,
+        [json!({"type":"join","room":"chat:a","rewind":2,"echo":false}), json!({"type":"join","room":"chat:b","echo":false})]
+    );
+
+    let mut ja = joined("chat:a", "e1", 5);
+    ja["rewind"] = json!({"replayed": 2});
+    c.send(&[ja, in_room("chat:a", message(4, "x", json!("a4"))), in_room("chat:a", message(5, "x", json!("a5")))]).await;
+    c.send(&[joined("chat:b", "e2", 0), in_room("chat:b", message(1, "y", json!("b1")))]).await;
+    for want in [4, 5] {
+        assert!(matches!(next_event(&mut a_events).await, Event::Message(m) if m.seq == want));
+    }
+    assert!(matches!(next_event(&mut b_events).await, Event::Message(m) if m.seq == 1 && m.data == json!("b1")));
+
+    // A call of one room goes out with its name, and its answer settles it.
+    let r = a.clone();
+    let publish = tokio::spawn(async move { r.publish(&json!("hi")).await });
+    let f = c.recv().await;
+    assert_eq!((&f["room"], &f["type"], &f["data"]), (&json!("chat:a"), &json!("publish"), &json!("hi")));
+    c.send(&[in_room("chat:a", json!({"type":"ack","id":f["id"],"seq":6})), in_room("chat:a", message(6, "me", json!("hi")))]).await;
+    assert_eq!(within(publish).await.unwrap().unwrap(), 6);
+
+    // The socket drops: one reconnect, and each room joins again from its own point.
+    c.close(1012, "restart").await;
+    let mut c = fake.accept().await;
+    c.send(&[json!({"type":"session","user":"alice","clientId":"me","maxRooms":200})]).await;
+    let mut joins = vec![c.recv().await, c.recv().await];
+    joins.sort_by_key(|j| j["room"].to_string());
+    assert_eq!(
+        joins,
+        [
+            json!({"type":"join","room":"chat:a","epoch":"e1","since":6,"echo":false}),
+            json!({"type":"join","room":"chat:b","epoch":"e2","since":1,"echo":false})
+        ]
+    );
+
+    // A room refused for good ends alone: its stream closes, the session and the other room stay.
+    c.send(&[json!({"type":"left","room":"chat:b","code":4403,"reason":"no longer granted"})]).await;
+    let s = loop {
+        let s = next_status(&mut b_events).await;
+        if s.state == State::Closed {
+            break s;
+        }
+    };
+    assert_eq!((s.code, s.reason.as_str()), (4403, "no longer granted"));
+    assert!(within(b_events.recv()).await.is_none());
+    let mut w = joined("chat:a", "e1", 7);
+    w["resume"] = json!({"status":"recovered","replayed":1});
+    c.send(&[w, in_room("chat:a", message(7, "x", json!("a7")))]).await;
+    assert!(matches!(next_event(&mut a_events).await, Event::Message(m) if m.seq == 7));
 }
