@@ -7,7 +7,7 @@ mod terminal;
 mod token;
 
 use clap::{Parser, Subcommand};
-use roomcast_client::{Auth, Client, Event, Events, Message, Options, Room, State};
+use roomcast_client::{Auth, Client, Event, Events, JoinOptions, Message, Options, Room, State};
 use serde_json::Value;
 use std::io::Write;
 use std::process::ExitCode;
@@ -33,9 +33,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Follow a room: stored messages, then live ones, resuming across network loss.
+    /// Follow a room: stored messages, then live ones, resuming across network loss. Several
+    /// rooms share one session socket (a token is needed), each line prefixed with its room.
     Tail {
-        room: String,
+        #[arg(required = true)]
+        rooms: Vec<String>,
         /// Start after this seq (history first, then live).
         #[arg(long, conflicts_with = "rewind")]
         since: Option<u64>,
@@ -132,9 +134,16 @@ async fn run(cli: Cli) -> Res<u8> {
             println!("{}", token::mint(&secret.unwrap_or_default(), &m).map_err(|e| format!("token: {e}"))?);
             Ok(0)
         }
-        Cmd::Tail { room, since, rewind, json } => {
+        Cmd::Tail { rooms, since, rewind, json } => {
             let opts = socket_options(token, api_key.as_deref(), "tail")?;
-            tail(&url()?, &room, Options { rewind, ..opts }, since, json).await.map(|()| 0)
+            match rooms.as_slice() {
+                [room] => tail(&url()?, room, Options { rewind, ..opts }, since, json).await.map(|()| 0),
+                _ if since.is_some() => Err("--since takes one room".to_owned()),
+                _ if matches!(opts.auth, Auth::None) => {
+                    Err("tail of several rooms needs a token: they share one session socket".to_owned())
+                }
+                _ => tail_many(&url()?, &rooms, opts, rewind, json).await.map(|()| 0),
+            }
         }
         Cmd::Publish { room, data } => {
             let items = if data == "-" { read_json_lines().await? } else { vec![parse_json(&data, "DATA")?] };
@@ -244,6 +253,57 @@ async fn tail(url: &str, room: &str, opts: Options, since: Option<u64>, json: bo
         }
     }
     Ok(())
+}
+
+/// `tail ROOM ROOM…`: every room joined on one session socket, each line prefixed with its room
+/// (with `--json`, the frame gains a `room` field). Ends when every room (or the session) closed.
+async fn tail_many(url: &str, rooms: &[String], opts: Options, rewind: Option<u64>, json: bool) -> Res<()> {
+    let (session, mut status) = Client::session(url, opts).await.map_err(|e| e.to_string())?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    for name in rooms {
+        let (_room, mut events) = session.join(name, JoinOptions { rewind, echo: false }).await.map_err(|e| e.to_string())?;
+        let (tx, name) = (tx.clone(), name.clone());
+        tokio::spawn(async move {
+            // (the handle is kept so the room stays joined)
+            let _room = _room;
+            while let Some(event) = events.recv().await {
+                if tx.send((name.clone(), event)).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(tx);
+    loop {
+        tokio::select! {
+            event = status.recv() => match event {
+                Some(Event::Status(s)) if s.state == State::Closed => return Err(format!("closed: {} {}", s.code, s.reason)),
+                Some(Event::Status(s)) => {
+                    if let Some(note) = status_note(&s) {
+                        eprintln!("roomcast: {note}");
+                    }
+                }
+                Some(Event::Error(e)) => eprintln!("roomcast: {}: {}", e.code, e.message),
+                Some(_) => {}
+                None => return Ok(()),
+            },
+            event = rx.recv() => match event {
+                Some((room, Event::Message(m))) => {
+                    let text = if json {
+                        format!("{{\"room\":{},{}\n", Value::String(room), m.raw.get(1..).unwrap_or_default())
+                    } else {
+                        render(&m, false).lines().map(|l| format!("{room}: {l}\n")).collect()
+                    };
+                    print(&text)?;
+                }
+                Some((room, Event::Gap { reason, since })) => eprintln!("roomcast: {room}: messages after seq {since} were missed ({reason})"),
+                Some((room, Event::Status(s))) if s.state == State::Closed => eprintln!("roomcast: {room}: closed: {} {}", s.code, s.reason),
+                Some((room, Event::Error(e))) => eprintln!("roomcast: {room}: {}: {}", e.code, e.message),
+                Some(_) => {}
+                None => return Err("every room closed".to_owned()),
+            },
+        }
+    }
 }
 
 /// `tail --since N`: the stored messages after N up to the welcome's seq, page by page; live

@@ -76,6 +76,18 @@ test("token, publish and tail against the real runtime, with clear failures", as
     );
     since.kill();
 
+    // several rooms on one session socket, each line prefixed with its room
+    const other = roomName("cli-b");
+    const both = { ROOMCAST_URL: edge.url, ROOMCAST_TOKEN: token("cli", { [room]: ["subscribe"], [other]: ["subscribe", "publish"] }) };
+    const many = start(["tail", room, other, "--rewind", "1"], both);
+    await until(() => lines(many.out).length === 1, { what: "the last message of the first room" });
+    assert.equal((await run(["publish", other, '"b1"'], both)).code, 0);
+    await until(() => lines(many.out).length === 2, { what: "a live message of the second room" });
+    assert.deepEqual(lines(many.out), [`${room}: live`, `${other}: b1`]);
+    many.kill();
+    r = await run(["tail", room, other], { ROOMCAST_URL: edge.url });
+    assert.deepEqual([r.code, r.stderr.trim()], [1, "roomcast: tail of several rooms needs a token: they share one session socket"]);
+
     // pipe with the API key: the HTTP API, a batch per message, each with its own id
     const logs = roomName("cli-logs");
     const input = Array.from({ length: 1000 }, (_, i) => `log ${i}`);
