@@ -21,8 +21,12 @@ use tokio::time::Instant;
 
 /// Output waits this long for more before it goes, so a burst becomes one message.
 const OUTPUT_DELAY: Duration = Duration::from_millis(30);
-/// The most output bytes in one message.
-const OUTPUT_MAX: usize = 16 * 1024;
+/// The most output bytes in one message: escaped as JSON (a control byte takes 6), it stays under
+/// the room's 64 KiB frame limit.
+const OUTPUT_MAX: usize = 8 * 1024;
+/// The largest size a viewer may ask for.
+const MAX_ROWS: u64 = 200;
+const MAX_COLS: u64 = 400;
 
 /// Output bytes that are whole UTF-8 text, and the start of a character cut at the end (kept
 /// for the next chunk). Bytes that are no UTF-8 at all become U+FFFD.
@@ -68,8 +72,9 @@ pub fn read_input(data: &Value) -> Option<Input> {
         return Some(Input::Keys(keys.to_owned()));
     }
     let size = data.get("resize")?.as_array()?;
-    let n = |i: usize| size.get(i).and_then(Value::as_u64).filter(|n| (1..=1000).contains(n)).map(|n| n as u16);
-    Some(Input::Resize(n(0)?, n(1)?))
+    // At most 200 x 400: a keyframe of the whole screen must fit one message.
+    let n = |i: usize, max: u64| size.get(i).and_then(Value::as_u64).filter(|n| (1..=max).contains(n)).map(|n| n as u16);
+    Some(Input::Resize(n(0, MAX_ROWS)?, n(1, MAX_COLS)?))
 }
 
 /// Runs the command shared into `room` until it exits; its exit code.
@@ -118,6 +123,12 @@ pub async fn run(
                         Err(e) if matches!(e.code(), Some("rate_limited" | "backpressure" | "storage" | "queue_full")) => {
                             tokio::time::sleep(wait).await;
                             wait = (wait * 2).min(Duration::from_secs(5));
+                        }
+                        // A keyframe of a large, busy screen over the room's frame limit: viewers
+                        // catch up at the next one; the terminal goes on.
+                        Err(e) if e.code() == Some("too_large") => {
+                            eprintln!("roomcast: a {} message was over the room's limit and was not sent ({e})", m["term"]);
+                            break;
                         }
                         Err(e) => return Err(format!("publish refused: {e}")),
                     }
@@ -271,6 +282,8 @@ mod tests {
         assert_eq!(read_input(&json!({"keys": "ls\r"})), Some(Input::Keys("ls\r".into())));
         assert_eq!(read_input(&json!({"resize": [30, 100]})), Some(Input::Resize(30, 100)));
         assert_eq!(read_input(&json!({"resize": [0, 100]})), None);
+        assert_eq!(read_input(&json!({"resize": [200, 400]})), Some(Input::Resize(200, 400)));
+        assert_eq!(read_input(&json!({"resize": [201, 100]})), None, "a screen whose keyframe could not be sent");
         assert_eq!(read_input(&json!({"resize": [30]})), None);
         assert_eq!(read_input(&json!("ls")), None);
     }
