@@ -343,6 +343,7 @@ async function openRoom(connect, options) {
 const CALLS = {
   "client::Client::publish": (room, s) => room.publish(JSON.parse(s.data)),
   "client::Client::direct": (room, s) => room.sendTo(JSON.parse(s.to), JSON.parse(s.data)),
+  "client::Client::input": (room, s) => room.sendInput(JSON.parse(s.to), JSON.parse(s.data)),
   "sdk/js/index.js Room.history": (room, s) => room.history(s.options),
   "sdk/js/index.js Room.broadcast": (room, s) => room.broadcast(JSON.parse(s.data), { ack: s.ack }),
   "sdk/js/index.js Room.setPresence": (room, s) => room.setPresence(JSON.parse(s.meta)),
