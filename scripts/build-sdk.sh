@@ -57,5 +57,10 @@ esbuild sdk/js/react.js --format=esm --target=es2022 --minify --log-level=warnin
 cp sdk/types/react.d.ts sdk/dist/react.d.ts
 # The demo pages load the package file as a plain `<script type="module">` app would.
 mkdir -p demo/vendor && cp sdk/dist/index.js demo/vendor/roomcast.js
+# The terminal page's emulator, xterm.js and its fit add-on, from the npm packages (XTERM_MODULES:
+# another node_modules that holds them).
+xterm="${XTERM_MODULES:-node_modules}/@xterm"
+cp "$xterm/xterm/lib/xterm.mjs" "$xterm/xterm/css/xterm.css" "$xterm/addon-fit/lib/addon-fit.mjs" demo/vendor/ \
+  || die "@xterm/xterm or @xterm/addon-fit is missing: run npm run setup"
 
 node tools/sdk-size.mjs

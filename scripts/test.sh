@@ -15,6 +15,7 @@ cargo clippy --quiet -p roomcast-protocol --all-targets -- -D warnings
 cargo clippy --quiet -p roomcast-protocol --no-default-features --all-targets -- -D warnings
 cargo clippy --quiet -p roomcast-worker --target wasm32-unknown-unknown -- -D warnings
 cargo clippy --quiet -p roomcast-sdk --target wasm32-unknown-unknown -- -D warnings
+cargo clippy --quiet -p roomcast-client -p roomcast-cli --all-targets -- -D warnings
 cargo clippy --quiet --manifest-path bench/Cargo.toml --all-targets -- -D warnings
 # The fuzz targets build on stable; running them needs nightly (npm run fuzz).
 cargo build --quiet --manifest-path protocol/fuzz/Cargo.toml
@@ -24,9 +25,12 @@ shellcheck -x -P scripts scripts/*.sh scripts/hooks/commit-msg
 biome lint --diagnostic-level=error
 biome check --error-on-warnings
 
-step "native tests (cargo test; the no_std client build on its own)"
+step "native tests (cargo test; the no_std client build on its own; the native client and CLI)"
 cargo test --quiet -p roomcast-protocol
 cargo test --quiet -p roomcast-protocol --no-default-features
+cargo test --quiet -p roomcast-client -p roomcast-cli
+# The binary tests/e2e/cli.test.mjs runs (target/debug/roomcast).
+cargo build --quiet -p roomcast-cli
 
 step "wasm builds"
 bash scripts/build-worker.sh

@@ -16,7 +16,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-const RIGHTS = new Set(["subscribe", "publish", "presence"]);
+const RIGHTS = new Set(["subscribe", "publish", "presence", "input"]);
 const b64url = (data) => Buffer.from(data).toString("base64url");
 
 /**

@@ -35,6 +35,9 @@ pub enum ClientFrame<'a> {
     Publish { id: Cow<'a, str>, data: CompactJson },
     /// Deliver `data` to the target's connections only; not stored.
     Direct { id: Cow<'a, str>, to: Target<'a>, data: CompactJson },
+    /// Keystrokes (or a resize) for a shared terminal: delivered like a direct message, to the
+    /// target's connections only, but needing the `input` right instead of `publish`.
+    Input { id: Cow<'a, str>, to: Target<'a>, data: CompactJson },
     /// A heartbeat that did not match [`PING`] byte for byte (it reached the room).
     Ping,
     /// A fresh token for this connection, before its current one expires.
@@ -170,15 +173,15 @@ pub fn decode_client(text: &str, max_id_len: usize) -> Result<ClientFrame<'_>, F
     let env: Envelope<'_> = serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
     match env.kind.as_ref() {
         "publish" => Ok(ClientFrame::Publish { id: check_id(env.id, max_id_len)?, data: value(env.data, "data")? }),
-        "direct" => {
+        kind @ ("direct" | "input") => {
             let to = match env.to {
                 Some(TargetFields { client_id: Some(c), user: None }) => Target::Client(c),
                 Some(TargetFields { client_id: None, user: Some(u) }) => Target::User(u),
                 Some(_) => return Err(FrameError::InvalidField { field: "to", problem: "must have exactly one of clientId or user" }),
                 None => return Err(FrameError::MissingField("to")),
             };
-            let data = value(env.data, "data")?;
-            Ok(ClientFrame::Direct { id: check_id(env.id, max_id_len)?, to, data })
+            let (id, data) = (check_id(env.id, max_id_len)?, value(env.data, "data")?);
+            Ok(if kind == "input" { ClientFrame::Input { id, to, data } } else { ClientFrame::Direct { id, to, data } })
         }
         "ping" => Ok(ClientFrame::Ping),
         "read" => Ok(ClientFrame::Read { id: check_id(env.id, max_id_len)? }),
@@ -292,7 +295,7 @@ struct ErrorFrame<'a> {
 
 #[derive(Serialize)]
 struct DirectFrame<'a> {
-    /// `direct` or `broadcast`: the same shape.
+    /// `direct`, `input` or `broadcast`: the same shape.
     #[serde(rename = "type")]
     kind: &'static str,
     from: &'a str,
@@ -510,6 +513,11 @@ pub fn encode_error(id: Option<&str>, code: ErrorCode, message: &str) -> String 
 
 pub fn encode_direct(from: &str, user: &str, data: &CompactJson, ts: u64) -> String {
     to_text(&DirectFrame { kind: "direct", from, user, data, ts })
+}
+
+/// Input for a shared terminal, for the connection it was sent to: a direct message's shape.
+pub fn encode_input(from: &str, user: &str, data: &CompactJson, ts: u64) -> String {
+    to_text(&DirectFrame { kind: "input", from, user, data, ts })
 }
 
 pub fn encode_welcome(w: &Welcome<'_>, members: &[MemberView<'_>]) -> String {

@@ -49,6 +49,9 @@ pub enum Right {
     Publish,
     /// See the member list and presence events.
     Presence,
+    /// Type into a shared terminal: send `input` frames (docs/PROTOCOL.md, *input*). Granted by a
+    /// token only, never to anonymous connections.
+    Input,
 }
 
 /// The rights one connection holds in one room.
@@ -60,16 +63,22 @@ pub struct Rights {
     pub publish: bool,
     #[serde(rename = "m")]
     pub presence: bool,
+    /// Absent in what older edges wrote: no input right.
+    #[serde(rename = "i", default)]
+    pub input: bool,
 }
 
 impl Rights {
-    pub const ALL: Rights = Rights { subscribe: true, publish: true, presence: true };
+    /// What an anonymous connection (and the backend) holds: everything but `input`, which only a
+    /// token grants, so no anonymous peer can type into a terminal.
+    pub const ALL: Rights = Rights { subscribe: true, publish: true, presence: true, input: false };
 
     pub fn has(&self, right: Right) -> bool {
         match right {
             Right::Subscribe => self.subscribe,
             Right::Publish => self.publish,
             Right::Presence => self.presence,
+            Right::Input => self.input,
         }
     }
 
@@ -78,6 +87,7 @@ impl Rights {
             Right::Subscribe => self.subscribe = true,
             Right::Publish => self.publish = true,
             Right::Presence => self.presence = true,
+            Right::Input => self.input = true,
         }
     }
 }
@@ -328,11 +338,11 @@ mod tests {
         let t = mint(&claims(), SECRET).unwrap();
         let c = verify(&t, SECRET, NOW_MS).unwrap();
         assert_eq!(c.sub, "alice");
-        assert_eq!(c.rights_for("chat:lobby"), Rights { subscribe: true, publish: true, presence: false });
-        assert_eq!(c.rights_for("news"), Rights { subscribe: true, publish: false, presence: false });
+        assert_eq!(c.rights_for("chat:lobby"), Rights { subscribe: true, publish: true, presence: false, input: false });
+        assert_eq!(c.rights_for("news"), Rights { subscribe: true, publish: false, presence: false, input: false });
         assert_eq!(c.rights_for("chatroom"), Rights::default(), "chat:* must not match chatroom");
         assert_eq!(c.rights_for("newsroom"), Rights::default());
-        assert_eq!(c.rights_for("chat:"), Rights { subscribe: true, publish: true, presence: false });
+        assert_eq!(c.rights_for("chat:"), Rights { subscribe: true, publish: true, presence: false, input: false });
     }
 
     #[test]
@@ -341,7 +351,7 @@ mod tests {
         claims.rooms.insert("dm~*".into(), vec![Right::Subscribe, Right::Publish]);
         claims.rooms.insert("*".into(), vec![Right::Presence]);
         let c = verify(&mint(&claims, SECRET).unwrap(), SECRET, NOW_MS).unwrap();
-        assert_eq!(c.rights_for("dm~alice,bob"), Rights { subscribe: true, publish: true, presence: true });
+        assert_eq!(c.rights_for("dm~alice,bob"), Rights { subscribe: true, publish: true, presence: true, input: false });
         assert_eq!(c.rights_for("dm~bob,carol"), Rights::default(), "alice is not listed, whatever * grants");
         claims.sub = "carol".into();
         let c = verify(&mint(&claims, SECRET).unwrap(), SECRET, NOW_MS).unwrap();

@@ -214,7 +214,11 @@ fn a_token_in_an_anonymous_room_is_the_tokens_user() {
     let t = mint("alice", &[("public:*", &[Right::Subscribe])], exp);
     let with_token = connect(query, &format!("roomcast.v1, bearer.{t}")).unwrap();
     assert_eq!(with_token.user, "alice", "the token's user, not anon:bob");
-    assert_eq!(with_token.rights, Rights { subscribe: true, publish: false, presence: false }, "the token's rights, not every right");
+    assert_eq!(
+        with_token.rights,
+        Rights { subscribe: true, publish: false, presence: false, input: false },
+        "the token's rights, not every right"
+    );
     assert_eq!(with_token.exp, Some(exp * 1000), "it expires with the token (4002)");
     assert!(with_token.meta.is_none(), "the token's meta (none here), not the query's");
 

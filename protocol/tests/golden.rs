@@ -192,6 +192,7 @@ fn room_answer(src: &Value) -> Vec<String> {
             subscribe: rights.contains("subscribe"),
             publish: rights.contains("publish"),
             presence: rights.contains("presence"),
+            input: rights.contains("input"),
         },
         expires: opt_n(who, "expires"),
     };
@@ -236,6 +237,11 @@ fn build(src: &Value) -> Option<String> {
         "client::Client::direct" => {
             let mut c = open_client(n(src, "seed"));
             c.direct(s(src, "to"), s(src, "data")).expect("direct is sent");
+            one(sent(&mut c), f)
+        }
+        "client::Client::input" => {
+            let mut c = open_client(n(src, "seed"));
+            c.input(s(src, "to"), s(src, "data")).expect("input is sent");
             one(sent(&mut c), f)
         }
         "client::Client::handle_mark" => {
@@ -310,6 +316,7 @@ fn build(src: &Value) -> Option<String> {
         "frame::encode_direct_ack" => frame::encode_direct_ack(s(src, "id"), opt_n(src, "delivered").map(|d| d as usize)),
         "frame::encode_error" => frame::encode_error(opt_s(src, "id"), code(s(src, "code")), s(src, "message")),
         "frame::encode_direct" => frame::encode_direct(s(src, "from"), s(src, "user"), &json(src, "data"), n(src, "ts")),
+        "frame::encode_input" => frame::encode_input(s(src, "from"), s(src, "user"), &json(src, "data"), n(src, "ts")),
         "frame::encode_presence" => {
             let ms = members(&Value::Array(vec![src["member"].clone()]));
             frame::encode_presence(event(s(src, "event")), &view(&ms[0]))
@@ -406,6 +413,15 @@ fn every_client_frame_decodes_as_the_server_reads_it() {
                 }
                 assert!(same_data(&data), "{}: data", g.name);
             }
+            ClientFrame::Input { id, to, data } => {
+                assert_eq!(parsed["type"], "input", "{}", g.name);
+                assert_eq!(parsed["id"], *id, "{}", g.name);
+                match to {
+                    Target::User(u) => assert_eq!(parsed["to"]["user"], *u, "{}", g.name),
+                    Target::Client(c) => assert_eq!(parsed["to"]["clientId"], *c, "{}", g.name),
+                }
+                assert!(same_data(&data), "{}: data", g.name);
+            }
             ClientFrame::Ping => assert_eq!(parsed["type"], "ping", "{}", g.name),
             ClientFrame::Read { id } => {
                 assert_eq!(parsed["type"], "read", "{}", g.name);
@@ -457,6 +473,8 @@ fn server_frames_are_single_lines_and_every_type_is_covered() {
     for needed in [
         "client publish",
         "client direct",
+        "client input",
+        "server input",
         "client ping",
         "client refresh",
         "client history",

@@ -173,9 +173,18 @@ class Room {
     return this.#request("publish", [json(data)], (s) => s.seq);
   }
 
-  sendTo(target, data) {
+  // (`input` 1: a shared terminal's input frame instead of a direct message; see sendInput)
+  sendTo(target, data, input) {
     const to = target?.user !== undefined ? { user: String(target.user) } : { clientId: String(target?.clientId) };
-    return this.#request("send_to", [JSON.stringify(to), json(data)]);
+    return this.#request("send_to", [JSON.stringify(to), json(data), input]);
+  }
+
+  /**
+   * Input for a shared terminal (`roomcast terminal`): `{ keys }` or `{ resize: [rows, cols] }` to
+   * its agent's client id. The room takes it only from a token with the `input` right.
+   */
+  sendInput(target, data) {
+    return this.sendTo(target, data, 1);
   }
 
   /**

@@ -4,7 +4,7 @@
 //   import { mintToken, createClient, verifyWebhook } from "roomcast/server";
 
 /** A right a token grants in the rooms its pattern matches. */
-export type Right = "subscribe" | "publish" | "presence";
+export type Right = "subscribe" | "publish" | "presence" | "input";
 
 export interface MintTokenOptions {
   /** ROOMCAST_SECRET: the HMAC key is its UTF-8 bytes exactly as set. Required. */

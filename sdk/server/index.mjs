@@ -7,7 +7,7 @@
 //
 // Types and documentation of every option: index.d.ts next to this file.
 
-const RIGHTS = new Set(["subscribe", "publish", "presence"]);
+const RIGHTS = new Set(["subscribe", "publish", "presence", "input"]);
 // A user-limited room (`dm~alice,bob`) lists user ids after a `~`; the server checks their order.
 const ROOM_NAME = /^(?=.{1,128}$)[A-Za-z0-9_.:-]+(~[A-Za-z0-9_.:@-]{1,64}(,[A-Za-z0-9_.:@-]{1,64})*)?$/;
 const META_MAX_BYTES = 1024;

@@ -178,7 +178,8 @@ pub unsafe extern "C" fn conn_welcome(
 /// and numbers `x`, `y`, `z` (NaN or negative when absent):
 ///
 /// - the calls the room answers: publish (`a` the data), send_to (`a` the target, `{"user":…}` or
-///   `{"clientId":…}`, `b` the data), history (`x` limit, `y` before, `z` since), broadcast (`a`
+///   `{"clientId":…}`, `b` the data; `x` 1: a shared terminal's `input`, which needs the `input`
+///   right, instead of a direct message), history (`x` limit, `y` before, `z` since), broadcast (`a`
 ///   the data, `x` 1 when the room answers it), presence (`a` the meta, a JSON object). Each
 ///   returns the call's number (which its settlement names; 0 for a broadcast nobody answers) and
 ///   gives its id as its frames carry it (see `host::give`), or returns why not, negated (a
@@ -220,6 +221,7 @@ pub unsafe extern "C" fn conn_event(
         let client = &mut c.client;
         let call = match event {
             Event::Publish => client.publish(&a),
+            Event::SendTo if x > 0.0 => client.input(&a, &b),
             Event::SendTo => client.direct(&a, &b),
             Event::History => client.history(optional(x), optional(y), optional(z)),
             Event::Broadcast => client.broadcast(&a, x > 0.0).map(Option::unwrap_or_default),

@@ -224,6 +224,28 @@ describe("publish", () => {
     room.close();
   });
 
+  test("sendInput sends a terminal's input to its agent; the room's refusal rejects it", async () => {
+    const { room, last } = await setup();
+    const ws = last();
+    openWith(ws);
+    const p = room.sendInput({ clientId: "agent" }, { keys: "ls\r" });
+    const f = ws.frames.at(-1);
+    assert.deepEqual([f.type, f.to, f.data], ["input", { clientId: "agent" }, { keys: "ls\r" }]);
+    ws.receive({ type: "ack", id: f.id });
+    assert.equal(await p, undefined);
+    const refused = room.sendInput({ clientId: "agent" }, { resize: [30, 100] });
+    const g = ws.frames.at(-1);
+    assert.deepEqual([g.type, g.data], ["input", { resize: [30, 100] }]);
+    ws.receive({ type: "error", id: g.id, code: "forbidden", message: "this token may not type into this room" });
+    const e = await rejection(refused);
+    assert.deepEqual([e.code, e.message], ["forbidden", "this token may not type into this room"]);
+    const direct = room.sendTo({ user: "bob" }, 1);
+    assert.equal(ws.frames.at(-1).type, "direct", "sendTo still sends a direct message");
+    ws.receive({ type: "ack", id: ws.frames.at(-1).id });
+    await direct;
+    room.close();
+  });
+
   test("a final close rejects what is pending with the close code and reason", async () => {
     const { room, last } = await setup();
     const p = room.publish(1);

@@ -363,6 +363,12 @@ export interface Room<TData = unknown, TMeta extends object = Record<string, unk
   /** A direct message to one client id, or to every connection of a user. Not queued or resent. */
   sendTo(target: { user: string } | { clientId: string }, data: unknown): Promise<void>;
   /**
+   * Input for a shared terminal (`roomcast terminal`, docs/CLI.md) to its agent's client id:
+   * `{ keys }` types, `{ resize: [rows, cols] }` resizes. Rejects with "forbidden" unless the
+   * token holds the `input` right for the room. Not queued or resent.
+   */
+  sendInput(target: { user: string } | { clientId: string }, data: { keys: string } | { resize: [number, number] }): Promise<void>;
+  /**
    * A page of stored messages, read over the room's socket, in seq order: with neither `before`
    * nor `since` the latest `limit`; `before: seq` pages back, `since: seq` forward. It does not
    * move `lastSeq` or emit `message` events. Not queued: it rejects with "offline" when not open,

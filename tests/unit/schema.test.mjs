@@ -45,13 +45,24 @@ test("the schema compiles in strict mode and names every frame type", () => {
       const d = schema.$defs[r.$ref.split("/").pop()];
       return d.properties?.type?.const ?? d.oneOf[0].properties.type.const;
     });
-  assert.deepEqual(types("clientFrame").sort(), ["broadcast", "direct", "history", "ping", "presence", "publish", "read", "refresh"]);
+  assert.deepEqual(types("clientFrame").sort(), [
+    "broadcast",
+    "direct",
+    "history",
+    "input",
+    "ping",
+    "presence",
+    "publish",
+    "read",
+    "refresh",
+  ]);
   assert.deepEqual(types("serverFrame").sort(), [
     "ack",
     "broadcast",
     "direct",
     "error",
     "history",
+    "input",
     "mark",
     "message",
     "pong",
@@ -71,6 +82,7 @@ test("every golden frame validates against the schema", () => {
   for (const needed of [
     "client publish",
     "client direct",
+    "client input",
     "client ping",
     "client refresh",
     "client history",
@@ -81,6 +93,7 @@ test("every golden frame validates against the schema", () => {
     "server ack",
     "server error",
     "server direct",
+    "server input",
     "server presence",
     "server pong",
     "server refreshed",
@@ -351,6 +364,7 @@ async function openRoom(connect, options) {
 const CALLS = {
   "client::Client::publish": (room, s) => room.publish(JSON.parse(s.data)),
   "client::Client::direct": (room, s) => room.sendTo(JSON.parse(s.to), JSON.parse(s.data)),
+  "client::Client::input": (room, s) => room.sendInput(JSON.parse(s.to), JSON.parse(s.data)),
   "sdk/js/index.js Room.history": (room, s) => room.history(s.options),
   "sdk/js/index.js Room.broadcast": (room, s) => room.broadcast(JSON.parse(s.data), { ack: s.ack }),
   "sdk/js/index.js Room.setPresence": (room, s) => room.setPresence(JSON.parse(s.meta)),

@@ -30,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
     match decode_client(text, 128) {
         Ok(ClientFrame::Publish { id, data })
         | Ok(ClientFrame::Direct { id, data, .. })
+        | Ok(ClientFrame::Input { id, data, .. })
         | Ok(ClientFrame::Broadcast { id: Some(id), data })
         | Ok(ClientFrame::SetPresence { id, meta: data }) => {
             assert!(!id.is_empty() && id.len() <= 128);

@@ -77,7 +77,7 @@ fuzz_target!(|events: Vec<Event>| {
                     user: format!("u{}", user % 4),
                     meta: None,
                     echo,
-                    rights: Rights { subscribe: true, publish, presence },
+                    rights: Rights { subscribe: true, publish, presence, input: publish && presence },
                     expires: expires.map(|e| now + u64::from(e)),
                 };
                 let resume =

@@ -289,7 +289,7 @@ mod tests {
             assert_eq!(got.as_ref().ok().map(|i| i.echo), expected, "echo={echo}");
         }
         assert_eq!((info.cid.as_str(), info.user.as_str(), info.echo, info.subprotocol), ("c1", "alice", true, true));
-        assert_eq!(info.rights, Rights { subscribe: true, publish: true, presence: false });
+        assert_eq!(info.rights, Rights { subscribe: true, publish: true, presence: false, input: false });
         assert_eq!(info.exp, Some((NOW_MS / 1000 + 600) * 1000));
         assert_eq!(info.resume, None);
         let info = connect("chat:lobby", &format!("token={t}&since=5&epoch=e1"), "").unwrap();

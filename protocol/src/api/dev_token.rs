@@ -56,7 +56,8 @@ pub fn dev_token(raw_query: &str, secret: &str, now_ms: u64) -> Result<DevToken,
             "subscribe" => Right::Subscribe,
             "publish" => Right::Publish,
             "presence" => Right::Presence,
-            _ => return Err(Refusal::bad_request("rights are subscribe, publish, presence")),
+            "input" => Right::Input,
+            _ => return Err(Refusal::bad_request("rights are subscribe, publish, presence, input")),
         });
     }
     let meta = match meta {

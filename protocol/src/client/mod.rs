@@ -566,6 +566,15 @@ impl Client {
         self.send_call(id, text, self.max_frame_bytes)
     }
 
+    /// Sends a shared terminal's input (an `input` frame: keystrokes or a resize) to `to_json`
+    /// (`{"clientId":…}`, the terminal's agent). The room takes it only from a token with the
+    /// `input` right; otherwise it is settled like a direct message: not queued, not resent.
+    pub fn input(&mut self, to_json: &str, data_json: &str) -> Result<CallId, QueueError> {
+        let id = self.open_call()?;
+        let text = self.frame("input", id, &[("to", Some(to_json)), ("data", Some(data_json))]);
+        self.send_call(id, text, self.max_frame_bytes)
+    }
+
     /// Asks for a page of stored messages (`history`): the latest `limit` (the room's default
     /// when `None`), or those before or since a seq. Not queued, like a direct message; the room
     /// answers with a `history` frame naming the id, which the adapter hands to

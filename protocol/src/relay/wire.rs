@@ -132,7 +132,9 @@ impl RelayRequest {
             match op {
                 RelayOp::Open { device, identity } => {
                     let RelayIdentity { cid, user, meta, echo, rights, expires } = identity;
-                    let Rights { subscribe, publish, presence } = rights;
+                    // The input right is not carried: a session's rooms take no terminal input
+                    // (a terminal's viewers connect to its room; docs/PROTOCOL.md, *input*).
+                    let Rights { subscribe, publish, presence, input: _ } = rights;
                     put_num(&mut out, 0);
                     put_num(&mut out, *device);
                     put_str(&mut out, cid);
@@ -187,7 +189,7 @@ impl RelayRequest {
                         let user = r.string()?;
                         let meta = if r.bool()? { Some(CompactJson::parse_owned(r.string()?).ok()?) } else { None };
                         let echo = r.bool()?;
-                        let rights = Rights { subscribe: r.bool()?, publish: r.bool()?, presence: r.bool()? };
+                        let rights = Rights { subscribe: r.bool()?, publish: r.bool()?, presence: r.bool()?, input: false };
                         let identity = RelayIdentity { cid, user, meta, echo, rights, expires: r.num()? };
                         RelayOp::Open { device, identity }
                     }
@@ -332,7 +334,7 @@ mod tests {
         prop_oneof![
             (any::<u64>(), text(), text(), meta, any::<[bool; 4]>(), any::<u64>()).prop_map(|(device, cid, user, meta, b, expires)| {
                 let meta = meta.map(|m| CompactJson::parse(m).unwrap());
-                let rights = Rights { subscribe: b[1], publish: b[2], presence: b[3] };
+                let rights = Rights { subscribe: b[1], publish: b[2], presence: b[3], input: false };
                 RelayOp::Open { device, identity: RelayIdentity { cid, user, meta, echo: b[0], rights, expires } }
             }),
             (any::<u64>(), text()).prop_map(|(device, text)| RelayOp::Text { device, text }),

@@ -43,7 +43,12 @@ impl Room {
             }
             ClientFrame::Direct { id, to, data } => {
                 if self.pass(conn, Some(&id), Gate::Publish, now, store) {
-                    self.direct_frame(conn, &id, &to, &data, now);
+                    self.direct_frame(conn, &id, &to, &data, false, now);
+                }
+            }
+            ClientFrame::Input { id, to, data } => {
+                if self.pass(conn, Some(&id), Gate::Input, now, store) {
+                    self.direct_frame(conn, &id, &to, &data, true, now);
                 }
             }
             ClientFrame::History { id, limit, before, since } => {
@@ -136,13 +141,14 @@ impl Room {
             Gate::Publish | Gate::Broadcast(_) | Gate::Presence(_) if !live.info.rights.publish => {
                 Some((ErrorCode::Forbidden, "this token may not send to this room"))
             }
+            Gate::Input if !live.info.rights.input => Some((ErrorCode::Forbidden, "this token may not type into this room")),
             Gate::Broadcast(len) if len > self.config.broadcast_max_bytes => {
                 Some((ErrorCode::TooLarge, "broadcast is larger than the room's broadcast limit"))
             }
             Gate::Presence(len) if len > self.config.presence_meta_max => {
                 Some((ErrorCode::TooLarge, "presence meta is larger than the room's limit"))
             }
-            Gate::Message | Gate::Publish if !live.messages.take(1, now) => {
+            Gate::Message | Gate::Publish | Gate::Input if !live.messages.take(1, now) => {
                 Some((ErrorCode::RateLimited, "too many messages per second; slow down"))
             }
             Gate::Broadcast(_) | Gate::Presence(_) if !live.broadcasts.take(1, now) => {
@@ -251,8 +257,8 @@ impl Room {
     /// belong to one user (client ids are bound to users, see `bind_client_id`); `{user}` reaches
     /// every connection of the user. A sender without the presence right learns nothing about who
     /// is online: the ack never says how many connections got it, and a missing recipient is not
-    /// reported.
-    fn direct_frame(&mut self, conn: ConnId, id: &str, to: &Target<'_>, data: &CompactJson, now: u64) {
+    /// reported. `input`: a terminal's input (an `input` frame), delivered the same way.
+    fn direct_frame(&mut self, conn: ConnId, id: &str, to: &Target<'_>, data: &CompactJson, input: bool, now: u64) {
         let targets: Vec<ConnId> = self
             .conns
             .iter()
@@ -267,7 +273,8 @@ impl Room {
             .collect();
         let (sees_presence, text) = {
             let info = &self.conns[&conn].info;
-            (info.rights.presence, frame::encode_direct(&info.client_id, &info.user, data, now))
+            let encode = if input { frame::encode_input } else { frame::encode_direct };
+            (info.rights.presence, encode(&info.client_id, &info.user, data, now))
         };
         if targets.is_empty() && sees_presence {
             self.send_to(conn, frame::encode_error(Some(id), ErrorCode::NoRecipient, "no connection in the room matches the target"));
@@ -376,6 +383,8 @@ enum Gate {
     Broadcast(usize),
     /// The publish right, a broadcast token, and meta of this size within the meta limit.
     Presence(usize),
+    /// The input right and a message token.
+    Input,
 }
 
 /// The `message` frame of a stored message.

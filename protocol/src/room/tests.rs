@@ -243,6 +243,29 @@ fn direct_messages_reach_only_their_target() {
 }
 
 #[test]
+fn only_the_input_right_types_into_a_terminal_and_only_its_agent_hears_it() {
+    let mut sim = Sim::new(RoomConfig::default());
+    let agent = sim.connect("agent", "host", false, None);
+    // A viewer with every other right (anonymous connections hold Rights::ALL: no input either).
+    let viewer = sim.connect("v", "val", false, None);
+    let typist = sim.connect_with("t", "tom", false, None, Rights { subscribe: true, publish: false, presence: false, input: true });
+    let keys = r#"{"type":"input","id":"i1","to":{"clientId":"agent"},"data":{"keys":"ls\r"}}"#;
+    sim.text(viewer, keys);
+    assert_eq!((sim.last(viewer)["code"].as_str(), sim.last(viewer)["id"].as_str()), (Some("forbidden"), Some("i1")));
+    assert!(sim.frames(agent, "input").is_empty(), "refused by the room, not only the page");
+    sim.text(typist, keys);
+    assert_eq!(sim.last(typist), serde_json::json!({"type":"ack","id":"i1"}), "without presence: no count");
+    let got = sim.frames(agent, "input");
+    assert_eq!(got.len(), 1);
+    assert_eq!((&got[0]["from"], &got[0]["user"], &got[0]["data"]), (&"t".into(), &"tom".into(), &serde_json::json!({"keys":"ls\r"})));
+    assert!(sim.frames(viewer, "input").is_empty() && sim.frames(viewer, "direct").is_empty(), "nobody else hears keystrokes");
+    // the input right does not let it publish, and input is not stored
+    sim.publish(typist, "m", "1");
+    assert_eq!(sim.last(typist)["code"], "forbidden");
+    assert_eq!(sim.room.seq(), 0);
+}
+
+#[test]
 fn resume_replays_exactly_the_missing_suffix() {
     let mut sim = Sim::new(RoomConfig::default());
     let p = sim.connect("p", "pub", false, None);
@@ -404,7 +427,7 @@ fn history_is_trimmed_by_count_and_age() {
 #[test]
 fn rights_gate_publishing_and_presence() {
     let mut sim = Sim::new(RoomConfig::default());
-    let reader_only = Rights { subscribe: true, publish: false, presence: false };
+    let reader_only = Rights { subscribe: true, publish: false, presence: false, input: false };
     let watcher = sim.connect("w", "watcher", true, None);
     let reader = sim.connect_with("r", "reader", true, None, reader_only);
     assert_eq!(sim.frames(reader, "welcome")[0]["members"], serde_json::json!([]), "no presence right, no member list");
@@ -735,7 +758,7 @@ fn nobody_can_make_another_users_publish_a_duplicate() {
 #[test]
 fn direct_answers_reveal_nothing_without_the_presence_right() {
     let mut sim = Sim::new(RoomConfig::default());
-    let no_presence = Rights { subscribe: true, publish: true, presence: false };
+    let no_presence = Rights { subscribe: true, publish: true, presence: false, input: false };
     let s = sim.connect_with("s", "sender", false, None, no_presence);
     let b = sim.connect("b", "bob", false, None);
     sim.text(s, r#"{"type":"direct","id":"1","to":{"user":"bob"},"data":1}"#);
@@ -959,7 +982,7 @@ fn expired_tokens_are_closed_unless_refreshed() {
     sim.text(b, &format!(r#"{{"type":"refresh","token":"{}"}}"#, mint("alice", "chat:x", later)));
     assert_eq!(sim.last(b), serde_json::json!({"type":"refreshed","expires": later * 1000}));
     assert_eq!((sim.room.poll_changed(), sim.room.poll_changed()), (Some(b), None));
-    assert_eq!(sim.room.connection(b).unwrap().rights, Rights { subscribe: true, publish: false, presence: false });
+    assert_eq!(sim.room.connection(b).unwrap().rights, Rights { subscribe: true, publish: false, presence: false, input: false });
     sim.advance(5_000 + leeway - 1, |_| Some(u64::MAX / 4));
     assert!(sim.open.contains(&a), "within the leeway");
     sim.advance(1, |_| Some(u64::MAX / 4));
@@ -1217,7 +1240,7 @@ fn broadcasts_reach_the_others_now_and_are_never_stored() {
     sim.text(a, &format!(r#"{{"type":"broadcast","id":"big","data":"{}"}}"#, "x".repeat(300)));
     assert_eq!((sim.last(a)["code"].as_str(), sim.last(a)["id"].as_str()), (Some("too_large"), Some("big")));
     // it needs the publish right
-    let reader = sim.connect_with("r", "reader", false, None, Rights { subscribe: true, publish: false, presence: true });
+    let reader = sim.connect_with("r", "reader", false, None, Rights { subscribe: true, publish: false, presence: true, input: false });
     sim.text(reader, r#"{"type":"broadcast","id":"x","data":1}"#);
     assert_eq!(sim.last(reader)["code"], "forbidden");
 }
