@@ -40,6 +40,8 @@ pub mod room;
 #[cfg(feature = "server")]
 pub mod session;
 #[cfg(feature = "server")]
+pub mod sorted;
+#[cfg(feature = "server")]
 pub mod store;
 #[cfg(feature = "server")]
 pub mod token;
