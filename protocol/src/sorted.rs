@@ -200,6 +200,15 @@ impl<K, V> IntoIterator for SortedMap<K, V> {
     }
 }
 
+impl<'a, K, V> IntoIterator for &'a SortedMap<K, V> {
+    type Item = (&'a K, &'a V);
+    type IntoIter = core::iter::Zip<core::slice::Iter<'a, K>, core::slice::Iter<'a, V>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.keys.iter().zip(self.vals.iter())
+    }
+}
+
 /// A set ordered by value (see the module's documentation).
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct SortedSet<T> {
@@ -292,6 +301,15 @@ impl<T: Ord> FromIterator<T> for SortedSet<T> {
 impl<T: Ord, const N: usize> From<[T; N]> for SortedSet<T> {
     fn from(items: [T; N]) -> Self {
         items.into_iter().collect()
+    }
+}
+
+impl<T> IntoIterator for SortedSet<T> {
+    type Item = T;
+    type IntoIter = alloc::vec::IntoIter<T>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.into_iter()
     }
 }
 
@@ -391,6 +409,7 @@ mod tests {
             }
             let collected: SortedMap<String, u16> = theirs.clone().into_iter().rev().collect();
             prop_assert!(collected.iter().eq(theirs.iter()));
+            prop_assert!((&ours).into_iter().eq(&theirs));
             prop_assert!(ours.clone().into_iter().eq(theirs.into_iter()));
         }
 
@@ -418,6 +437,7 @@ mod tests {
             }
             let collected: SortedSet<(u8, u8)> = theirs.iter().rev().copied().collect();
             prop_assert!(collected.iter().eq(theirs.iter()));
+            prop_assert!(ours.into_iter().eq(theirs.into_iter()));
         }
     }
 }
