@@ -251,7 +251,7 @@ impl Core {
             return http::refused(&Refusal::bad_request("sessions come through the edge"), None);
         };
         // From bytes, as the token's claims are read: one copy of their deserializer (see `attachment`).
-        let Ok(connect) = serde_json::from_slice::<SessionConnect>(header.as_bytes()) else {
+        let Ok(connect) = serde_json::from_str::<SessionConnect>(&header) else {
             return http::refused(&Refusal::bad_request("bad session header"), None);
         };
         let subprotocol = connect.subprotocol;
@@ -421,7 +421,7 @@ impl Core {
 /// deserializers are generic over the reader, so `from_str` would add a second copy of the
 /// claims' (and their room map's) deserializer.
 fn attachment(ws: &WebSocket) -> Option<DeviceInfo> {
-    serde_json::from_slice(platform::attachment_text(ws)?.as_bytes()).ok()
+    serde_json::from_str(&platform::attachment_text(ws)?).ok()
 }
 
 impl DurableObject for SessionObject {
