@@ -17,6 +17,8 @@ extern crate alloc;
 
 #[cfg(feature = "server")]
 pub mod api;
+#[cfg(feature = "server")]
+pub mod b64;
 pub mod client;
 pub mod close;
 #[cfg(feature = "server")]

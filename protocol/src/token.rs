@@ -24,9 +24,8 @@
 //! `meta` is read into [`CompactJson`]: a token signed with whitespace or line feeds inside its
 //! `meta` is accepted and its meta compacted, so it can never break a frame or a header.
 
+use crate::b64::{self, Form::UrlSafeNoPad};
 use crate::compact::CompactJson;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -209,14 +208,14 @@ pub fn verify_any(token: &str, secrets: &[&[u8]], now_ms: u64) -> Result<Claims,
     let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(TokenError::Malformed);
     };
-    let header = URL_SAFE_NO_PAD.decode(h).map_err(|_| TokenError::Malformed)?;
+    let header = b64::decode(h, UrlSafeNoPad).ok_or(TokenError::Malformed)?;
     // Read as text, as every other JSON is: one copy of serde_json's reader in the Worker's wasm.
     let header = core::str::from_utf8(&header).map_err(|_| TokenError::Malformed)?;
     let header: Header = serde_json::from_str(header).map_err(|_| TokenError::Malformed)?;
     if header.alg != "HS256" {
         return Err(TokenError::Algorithm);
     }
-    let signature = URL_SAFE_NO_PAD.decode(s).map_err(|_| TokenError::Malformed)?;
+    let signature = b64::decode(s, UrlSafeNoPad).ok_or(TokenError::Malformed)?;
     let signed_by = |secret: &[u8]| -> bool {
         if secret.is_empty() {
             return false;
@@ -231,7 +230,7 @@ pub fn verify_any(token: &str, secrets: &[&[u8]], now_ms: u64) -> Result<Claims,
         return Err(TokenError::BadSignature);
     }
 
-    let payload = URL_SAFE_NO_PAD.decode(p).map_err(|_| TokenError::Malformed)?;
+    let payload = b64::decode(p, UrlSafeNoPad).ok_or(TokenError::Malformed)?;
     let payload = core::str::from_utf8(&payload).map_err(|_| TokenError::BadClaims("the claims are not UTF-8".into()))?;
     let claims: Claims = serde_json::from_str(payload).map_err(|e| TokenError::BadClaims(e.to_string()))?;
     crate::name::validate_user(&claims.sub).map_err(|e| TokenError::BadClaims(format!("sub: {e}")))?;
@@ -265,13 +264,13 @@ pub fn mint(claims: &Claims, secret: &[u8]) -> Result<String, TokenError> {
 /// what another language's minting writes, for the contract tests that hold it to the edge's
 /// rules (`tests/golden/tokens.json`).
 pub fn sign(payload_json: &[u8], secret: &[u8]) -> Result<String, TokenError> {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let payload = URL_SAFE_NO_PAD.encode(payload_json);
+    let header = b64::encode(br#"{"alg":"HS256","typ":"JWT"}"#, UrlSafeNoPad);
+    let payload = b64::encode(payload_json, UrlSafeNoPad);
     let mut m = mac(secret)?;
     m.update(header.as_bytes());
     m.update(b".");
     m.update(payload.as_bytes());
-    let signature = URL_SAFE_NO_PAD.encode(m.finalize().into_bytes());
+    let signature = b64::encode(&m.finalize().into_bytes(), UrlSafeNoPad);
     Ok(format!("{header}.{payload}.{signature}"))
 }
 
@@ -302,6 +301,8 @@ pub fn secrets_match(given: &[u8], expected: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
     use proptest::prelude::*;
 
     const SECRET: &[u8] = b"test-secret";
