@@ -17,6 +17,8 @@ extern crate alloc;
 
 #[cfg(feature = "server")]
 pub mod api;
+#[cfg(feature = "server")]
+pub mod b64;
 pub mod client;
 pub mod close;
 #[cfg(feature = "server")]
@@ -39,6 +41,8 @@ pub mod relay;
 pub mod room;
 #[cfg(feature = "server")]
 pub mod session;
+#[cfg(feature = "server")]
+pub mod sorted;
 #[cfg(feature = "server")]
 pub mod store;
 #[cfg(feature = "server")]

@@ -24,9 +24,8 @@
 //! `meta` is read into [`CompactJson`]: a token signed with whitespace or line feeds inside its
 //! `meta` is accepted and its meta compacted, so it can never break a frame or a header.
 
+use crate::b64::{self, Form::UrlSafeNoPad};
 use crate::compact::CompactJson;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -219,12 +218,14 @@ pub fn verify_any(token: &str, secrets: &[&[u8]], now_ms: u64) -> Result<Claims,
     let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(TokenError::Malformed);
     };
-    let header = URL_SAFE_NO_PAD.decode(h).map_err(|_| TokenError::Malformed)?;
-    let header: Header = serde_json::from_slice(&header).map_err(|_| TokenError::Malformed)?;
+    let header = b64::decode(h, UrlSafeNoPad).ok_or(TokenError::Malformed)?;
+    // Read as text, as every other JSON is: one copy of serde_json's reader in the Worker's wasm.
+    let header = core::str::from_utf8(&header).map_err(|_| TokenError::Malformed)?;
+    let header: Header = serde_json::from_str(header).map_err(|_| TokenError::Malformed)?;
     if header.alg != "HS256" {
         return Err(TokenError::Algorithm);
     }
-    let signature = URL_SAFE_NO_PAD.decode(s).map_err(|_| TokenError::Malformed)?;
+    let signature = b64::decode(s, UrlSafeNoPad).ok_or(TokenError::Malformed)?;
     let signed_by = |secret: &[u8]| -> bool {
         if secret.is_empty() {
             return false;
@@ -239,8 +240,9 @@ pub fn verify_any(token: &str, secrets: &[&[u8]], now_ms: u64) -> Result<Claims,
         return Err(TokenError::BadSignature);
     }
 
-    let payload = URL_SAFE_NO_PAD.decode(p).map_err(|_| TokenError::Malformed)?;
-    let claims: Claims = serde_json::from_slice(&payload).map_err(|e| TokenError::BadClaims(e.to_string()))?;
+    let payload = b64::decode(p, UrlSafeNoPad).ok_or(TokenError::Malformed)?;
+    let payload = core::str::from_utf8(&payload).map_err(|_| TokenError::BadClaims("the claims are not UTF-8".into()))?;
+    let claims: Claims = serde_json::from_str(payload).map_err(|e| TokenError::BadClaims(e.to_string()))?;
     crate::name::validate_user(&claims.sub).map_err(|e| TokenError::BadClaims(format!("sub: {e}")))?;
     if crate::name::is_reserved_user(&claims.sub) {
         return Err(TokenError::BadClaims("sub: reserved (starts with ':' or 'anon:')".into()));
@@ -272,13 +274,13 @@ pub fn mint(claims: &Claims, secret: &[u8]) -> Result<String, TokenError> {
 /// what another language's minting writes, for the contract tests that hold it to the edge's
 /// rules (`tests/golden/tokens.json`).
 pub fn sign(payload_json: &[u8], secret: &[u8]) -> Result<String, TokenError> {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let payload = URL_SAFE_NO_PAD.encode(payload_json);
+    let header = b64::encode(br#"{"alg":"HS256","typ":"JWT"}"#, UrlSafeNoPad);
+    let payload = b64::encode(payload_json, UrlSafeNoPad);
     let mut m = mac(secret)?;
     m.update(header.as_bytes());
     m.update(b".");
     m.update(payload.as_bytes());
-    let signature = URL_SAFE_NO_PAD.encode(m.finalize().into_bytes());
+    let signature = b64::encode(&m.finalize().into_bytes(), UrlSafeNoPad);
     Ok(format!("{header}.{payload}.{signature}"))
 }
 
@@ -309,6 +311,8 @@ pub fn secrets_match(given: &[u8], expected: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
     use proptest::prelude::*;
 
     const SECRET: &[u8] = b"test-secret";
@@ -331,6 +335,26 @@ mod tests {
         let mut m = mac(secret).unwrap();
         m.update(format!("{h}.{p}").as_bytes());
         format!("{h}.{p}.{}", URL_SAFE_NO_PAD.encode(m.finalize().into_bytes()))
+    }
+
+    #[test]
+    fn a_header_or_claims_that_are_not_utf8_are_refused() {
+        let forge_bytes = |header: &[u8], payload: &[u8]| {
+            let (h, p) = (URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(payload));
+            let mut m = mac(SECRET).unwrap();
+            m.update(format!("{h}.{p}").as_bytes());
+            format!("{h}.{p}.{}", URL_SAFE_NO_PAD.encode(m.finalize().into_bytes()))
+        };
+        let (h, exp) = (br#"{"alg":"HS256","typ":"JWT"}"#, NOW_MS / 1000 + 60);
+        let good = format!(r#"{{"sub":"a","exp":{exp}}}"#).into_bytes();
+        assert!(verify(&forge_bytes(h, &good), SECRET, NOW_MS).is_ok());
+        // A byte that is not UTF-8 in place of the `a` of the subject, then of the `J` of `JWT`.
+        let mut bad = good.clone();
+        bad[good.iter().position(|b| *b == b'a').unwrap()] = 0xff;
+        assert!(matches!(verify(&forge_bytes(h, &bad), SECRET, NOW_MS), Err(TokenError::BadClaims(_))));
+        let mut bad_header = h.to_vec();
+        bad_header[h.iter().position(|b| *b == b'J').unwrap()] = 0xff;
+        assert!(matches!(verify(&forge_bytes(&bad_header, &good), SECRET, NOW_MS), Err(TokenError::Malformed)));
     }
 
     #[test]

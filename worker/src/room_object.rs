@@ -15,9 +15,9 @@ use roomcast_protocol::gate::{AlarmChange, Gate, Step, Task};
 use roomcast_protocol::relay::{FeedCall, FeedReply, RelayReply, RelayRequest, RelayResult, FEED_PATH, RELAY_PATH};
 use roomcast_protocol::room::batch::{self, Group};
 use roomcast_protocol::room::{ConnId, Connection, Identity, ResumePoint, Room, Start, TokenCheck};
+use roomcast_protocol::sorted::SortedMap;
 use serde::Deserialize;
 use std::cell::{RefCell, RefMut};
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use worker::{durable_object, DurableObject, Env, Headers, Method, Request, Response, Result, State, WebSocket, WebSocketPair};
 
@@ -106,7 +106,7 @@ pub struct Core {
 /// to the runtime in one call (kept current on open and close rather than rebuilt per message).
 #[derive(Default)]
 struct Sockets {
-    by_id: BTreeMap<ConnId, WebSocket>,
+    by_id: SortedMap<ConnId, WebSocket>,
     all: js_sys::Array,
 }
 

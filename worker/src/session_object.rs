@@ -16,10 +16,10 @@ use roomcast_protocol::config::RoomConfig;
 use roomcast_protocol::frame;
 use roomcast_protocol::relay::{FeedCall, RelayOp, RelayReply, RelayRequest, FEED_PATH, RELAY_PATH};
 use roomcast_protocol::session::{DeviceInfo, Output, Row, Secrets, Session, SessionLimits};
+use roomcast_protocol::sorted::SortedMap;
 use roomcast_protocol::webhook::event::Event as HookEvent;
 use roomcast_protocol::webhook::Outbox;
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use worker::{
     durable_object, DurableObject, Env, Headers, Method, Request, Response, Result, SqlStorageValue, State, WebSocket, WebSocketPair,
@@ -48,15 +48,15 @@ pub struct Core {
     state: State,
     env: Env,
     session: RefCell<Option<Session>>,
-    sockets: RefCell<BTreeMap<u64, WebSocket>>,
+    sockets: RefCell<SortedMap<u64, WebSocket>>,
     /// Socket → device id, kept current on open (the runtime hands the same socket object back).
     ids: js_sys::WeakMap,
-    calls: RefCell<BTreeMap<String, RoomCalls>>,
+    calls: RefCell<SortedMap<String, RoomCalls>>,
     /// `user.online` / `user.offline` webhooks (when `WEBHOOK_EVENTS` names them): the outbox on
     /// the session's own SQLite, delivered from the alarm as a room's are.
     hooks: RefCell<Option<(SqlStore, Outbox)>>,
     /// Feed positions not saved yet (key → row), and whether a save is on its way.
-    feed_rows: RefCell<BTreeMap<String, String>>,
+    feed_rows: RefCell<SortedMap<String, String>>,
     feed_save: std::cell::Cell<bool>,
 }
 
@@ -251,7 +251,7 @@ impl Core {
             return http::refused(&Refusal::bad_request("sessions come through the edge"), None);
         };
         // From bytes, as the token's claims are read: one copy of their deserializer (see `attachment`).
-        let Ok(connect) = serde_json::from_slice::<SessionConnect>(header.as_bytes()) else {
+        let Ok(connect) = serde_json::from_str::<SessionConnect>(&header) else {
             return http::refused(&Refusal::bad_request("bad session header"), None);
         };
         let subprotocol = connect.subprotocol;
@@ -421,7 +421,7 @@ impl Core {
 /// deserializers are generic over the reader, so `from_str` would add a second copy of the
 /// claims' (and their room map's) deserializer.
 fn attachment(ws: &WebSocket) -> Option<DeviceInfo> {
-    serde_json::from_slice(platform::attachment_text(ws)?.as_bytes()).ok()
+    serde_json::from_str(&platform::attachment_text(ws)?).ok()
 }
 
 impl DurableObject for SessionObject {
@@ -430,11 +430,11 @@ impl DurableObject for SessionObject {
             state,
             env,
             session: RefCell::new(None),
-            sockets: RefCell::new(BTreeMap::new()),
+            sockets: RefCell::new(SortedMap::new()),
             ids: js_sys::WeakMap::new(),
-            calls: RefCell::new(BTreeMap::new()),
+            calls: RefCell::new(SortedMap::new()),
             hooks: RefCell::new(None),
-            feed_rows: RefCell::new(BTreeMap::new()),
+            feed_rows: RefCell::new(SortedMap::new()),
             feed_save: std::cell::Cell::new(false),
         };
         SessionObject { core: Rc::new(core) }

@@ -4,8 +4,6 @@
 //! stats' `webhook.lastError`). What the outbox does with them is [`crate::webhook`].
 
 use crate::token;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use std::fmt;
 
 /// The kinds of event a room reports.
@@ -122,8 +120,8 @@ impl SigningKey {
             return Err("WEBHOOK_SECRET is not set");
         }
         let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
-        match STANDARD.decode(encoded) {
-            Ok(bytes) if !bytes.is_empty() => Ok(SigningKey(bytes)),
+        match crate::b64::decode(encoded, crate::b64::Form::Standard) {
+            Some(bytes) if !bytes.is_empty() => Ok(SigningKey(bytes)),
             _ => Err("WEBHOOK_SECRET is not whsec_ followed by a base64 key"),
         }
     }

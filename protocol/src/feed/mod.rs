@@ -29,7 +29,9 @@
 //! adapter can make the subscriber start over. A **probe** (a call with nothing in it, every
 //! `probe_ms` while a subscriber is quiet) lets the receiver say what it still holds.
 
-use alloc::collections::{BTreeMap, VecDeque};
+// Sorted vectors under std's names: a fraction of `BTreeMap`'s wasm (bench/README.md, "Worker size").
+use crate::sorted::SortedMap as BTreeMap;
+use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 

@@ -7,7 +7,7 @@
 
 use crate::frame::PresenceEvent;
 use crate::limit::Bucket;
-use std::collections::BTreeMap;
+use crate::sorted::SortedMap;
 
 #[derive(Debug)]
 struct Seen {
@@ -21,7 +21,7 @@ struct Seen {
 #[derive(Debug)]
 pub struct Announcer {
     rate: u64,
-    users: BTreeMap<String, Seen>,
+    users: SortedMap<String, Seen>,
 }
 
 /// What the others must be told, given what they were told and the truth.
@@ -36,7 +36,7 @@ fn event(shown: bool, present: bool) -> Option<PresenceEvent> {
 
 impl Announcer {
     pub fn new(rate_per_sec: u64) -> Announcer {
-        Announcer { rate: rate_per_sec.max(1), users: BTreeMap::new() }
+        Announcer { rate: rate_per_sec.max(1), users: SortedMap::new() }
     }
 
     fn seen(&mut self, user: &str, now: u64) -> &mut Seen {

@@ -6,7 +6,7 @@
 
 use super::{Action, Closing, ConnId, Recipients};
 
-use std::collections::{BTreeMap, BTreeSet};
+use crate::sorted::{SortedMap, SortedSet};
 
 /// Frames joined into one text stay under this size; longer runs are split (a single frame
 /// larger than this still goes alone).
@@ -16,7 +16,7 @@ pub const BATCH_MAX_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Group {
     /// Every open connection but these (the common case: one shared text for the room).
-    AllBut(BTreeSet<ConnId>),
+    AllBut(SortedSet<ConnId>),
     /// Exactly these connections.
     Only(Vec<ConnId>),
 }
@@ -50,14 +50,14 @@ pub fn coalesce(actions: Vec<Action>, is_open: impl Fn(ConnId) -> bool) -> Batch
 struct Plan {
     frames: Vec<String>,
     common: Vec<usize>,
-    special: BTreeMap<ConnId, Vec<usize>>,
+    special: SortedMap<ConnId, Vec<usize>>,
     closes: Vec<(ConnId, Closing)>,
 }
 
 impl Plan {
     fn of<F: Fn(ConnId) -> bool>(actions: Vec<Action>, open: Open<F>) -> Plan {
-        let mut plan = Plan { frames: Vec::new(), common: Vec::new(), special: BTreeMap::new(), closes: Vec::new() };
-        let mut closed: BTreeSet<ConnId> = BTreeSet::new();
+        let mut plan = Plan { frames: Vec::new(), common: Vec::new(), special: SortedMap::new(), closes: Vec::new() };
+        let mut closed: SortedSet<ConnId> = SortedSet::new();
         for action in actions {
             match action {
                 Action::Send { to, text } => {
@@ -85,7 +85,7 @@ impl Plan {
         plan
     }
 
-    fn send_to_all_but<F: Fn(ConnId) -> bool>(&mut self, except: Option<ConnId>, i: usize, closed: &BTreeSet<ConnId>, open: &Open<F>) {
+    fn send_to_all_but<F: Fn(ConnId) -> bool>(&mut self, except: Option<ConnId>, i: usize, closed: &SortedSet<ConnId>, open: &Open<F>) {
         if let Some(c) = except.filter(|c| open.contains(c) && !closed.contains(c)) {
             // From here on `c` differs from the common list: it gets everything common so far,
             // but not this frame.
@@ -102,12 +102,12 @@ impl Plan {
     /// One text per group of connections that get the same frames, then the closes.
     fn deliveries(self) -> Batch {
         let mut deliveries = Vec::new();
-        let excluded: BTreeSet<ConnId> = self.special.keys().copied().collect();
+        let excluded: SortedSet<ConnId> = self.special.keys().copied().collect();
         for text in join(&self.frames, &self.common) {
             deliveries.push(Delivery { text, to: Group::AllBut(excluded.clone()) });
         }
         // Special connections with the same list share their texts.
-        let mut by_list: BTreeMap<Vec<usize>, Vec<ConnId>> = BTreeMap::new();
+        let mut by_list: SortedMap<Vec<usize>, Vec<ConnId>> = SortedMap::new();
         for (c, list) in self.special {
             if !list.is_empty() {
                 by_list.entry(list).or_default().push(c);
@@ -138,9 +138,9 @@ impl<F: Fn(ConnId) -> bool> Open<F> {
 }
 
 fn add_to<F: Fn(ConnId) -> bool>(
-    special: &mut BTreeMap<ConnId, Vec<usize>>,
+    special: &mut SortedMap<ConnId, Vec<usize>>,
     common: &[usize],
-    closed: &BTreeSet<ConnId>,
+    closed: &SortedSet<ConnId>,
     open: &Open<F>,
     c: ConnId,
     i: usize,
@@ -175,6 +175,7 @@ mod tests {
     use super::*;
     use crate::close;
     use proptest::prelude::*;
+    use std::collections::{BTreeMap, BTreeSet};
 
     fn send(to: Recipients, text: &str) -> Action {
         Action::Send { to, text: text.into() }

@@ -8,6 +8,7 @@ use crate::api::Caller;
 use crate::store::MemoryStore;
 use crate::token::Rights;
 use serde_json::value::RawValue;
+use std::collections::BTreeMap;
 
 #[derive(serde::Deserialize)]
 struct Probe<'a> {

@@ -5,7 +5,7 @@
 
 use super::RoomConfig;
 use crate::limit::{Bucket, Budget};
-use std::collections::BTreeMap;
+use crate::sorted::SortedMap;
 
 /// How many times a caller's HTTP limits the room as a whole takes.
 pub const ROOM_HTTP_FACTOR: u64 = 4;
@@ -45,9 +45,9 @@ impl Rate {
 #[derive(Debug)]
 pub struct Guards {
     config: RoomConfig,
-    http: BTreeMap<String, Rate>,
+    http: SortedMap<String, Rate>,
     http_room: Rate,
-    reads: BTreeMap<String, Budget>,
+    reads: SortedMap<String, Budget>,
     room_reads: Budget,
 }
 
@@ -55,9 +55,9 @@ impl Guards {
     pub fn new(config: &RoomConfig, now: u64) -> Guards {
         Guards {
             config: config.clone(),
-            http: BTreeMap::new(),
+            http: SortedMap::new(),
             http_room: Rate::new(config, ROOM_HTTP_FACTOR, now),
-            reads: BTreeMap::new(),
+            reads: SortedMap::new(),
             room_reads: Budget::new(
                 config.read_bytes_burst.saturating_mul(ROOM_READ_FACTOR),
                 config.read_bytes_per_sec.saturating_mul(ROOM_READ_FACTOR),

@@ -85,6 +85,7 @@ use crate::config::RoomConfig;
 use crate::feed;
 use crate::frame::{self, PresenceEvent};
 use crate::limit::Bucket;
+use crate::sorted::{SortedMap, SortedSet};
 use crate::store::{OutboxSize, RoomMeta, Store, StoreError, StoredMessage};
 use crate::token;
 use crate::webhook::event::Event as HookEvent;
@@ -92,7 +93,7 @@ use crate::webhook::{EventClass, Outbox};
 use announce::Announcer;
 use guard::Guards;
 use presence::Presence;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 /// One open connection: its identity (what its socket's attachment keeps) and what lives only
 /// in memory (its last sign of life, its rates, its strikes).
@@ -141,14 +142,14 @@ impl Live {
 pub struct Room {
     config: RoomConfig,
     meta: RoomMeta,
-    conns: BTreeMap<ConnId, Live>,
+    conns: SortedMap<ConnId, Live>,
     next_conn: ConnId,
     presence: Presence,
     actions: VecDeque<Action>,
     announcer: Announcer,
     guards: Guards,
     /// (deadline, connection): when each token-holding connection must have refreshed by.
-    expiries: BTreeSet<(u64, ConnId)>,
+    expiries: SortedSet<(u64, ConnId)>,
     token_check: Option<TokenCheck>,
     /// What every welcome tells the client (from the config).
     heartbeat: frame::Heartbeat,
@@ -235,7 +236,7 @@ impl Room {
             guards: Guards::new(&config, now),
             config,
             meta,
-            conns: BTreeMap::new(),
+            conns: SortedMap::new(),
             // Ids are never reused, even across wakes: a socket that was closing during the wake
             // may still report its close under its old id. Starting each instance at now x 1024
             // stays ahead of every id an earlier instance gave out (at most 1,024 opens per ms)
@@ -243,7 +244,7 @@ impl Room {
             next_conn: now.saturating_mul(1024).max(1),
             presence: Presence::default(),
             actions: VecDeque::new(),
-            expiries: BTreeSet::new(),
+            expiries: SortedSet::new(),
             token_check: None,
             changed: VecDeque::new(),
             next_sweep: None,

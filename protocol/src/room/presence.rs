@@ -3,7 +3,7 @@
 
 use crate::compact::CompactJson;
 use crate::frame::{MemberView, PresenceEvent};
-use std::collections::BTreeMap;
+use crate::sorted::SortedMap;
 
 /// A connection's number in the room (ids grow with time, so the largest is the newest).
 type ConnId = u64;
@@ -17,7 +17,7 @@ pub struct Member {
     /// Set while the user has no connection left: when they leave unless one opens.
     pub leave_at: Option<u64>,
     /// The metas of the live connections, by connection id.
-    metas: BTreeMap<ConnId, Option<CompactJson>>,
+    metas: SortedMap<ConnId, Option<CompactJson>>,
 }
 
 impl Member {
@@ -35,7 +35,7 @@ pub struct Change {
 
 #[derive(Debug, Default, Clone)]
 pub struct Presence {
-    members: BTreeMap<String, Member>,
+    members: SortedMap<String, Member>,
 }
 
 impl Presence {
@@ -44,7 +44,7 @@ impl Presence {
         let (m, event) = match self.members.get_mut(user) {
             Some(m) => (m, PresenceEvent::Update),
             None => {
-                let fresh = Member { connections: 0, meta: None, leave_at: None, metas: BTreeMap::new() };
+                let fresh = Member { connections: 0, meta: None, leave_at: None, metas: SortedMap::new() };
                 (self.members.entry(user.to_owned()).or_insert(fresh), PresenceEvent::Join)
             }
         };
@@ -72,7 +72,7 @@ impl Presence {
 
     /// Restores a user in their grace period after a wake.
     pub fn restore_pending(&mut self, user: &str, meta: Option<CompactJson>, due: u64) {
-        self.members.entry(user.to_owned()).or_insert(Member { connections: 0, meta, leave_at: Some(due), metas: BTreeMap::new() });
+        self.members.entry(user.to_owned()).or_insert(Member { connections: 0, meta, leave_at: Some(due), metas: SortedMap::new() });
     }
 
     /// Connection `conn` of `user` closed. With connections left the member is updated (their

@@ -26,7 +26,8 @@ use crate::relay::{
     encode_left, FeedCall, FeedMessage, FeedPage, FeedReply, RelayOp, RelayReply, RelayRequest, RelayResult, WireExtra, WATCH_PREFIX,
 };
 use crate::store::{RelayRow, Store, SubscriberRow};
-use std::collections::{BTreeMap, BTreeSet};
+// Sorted vectors under std's names: a fraction of `BTreeMap`'s wasm (bench/README.md, "Worker size").
+use crate::sorted::{SortedMap as BTreeMap, SortedSet as BTreeSet};
 
 /// A session's confirmed position is saved once it moved this many messages past the saved one.
 const SAVE_EVERY: u64 = 64;

@@ -11,7 +11,7 @@ use crate::store::{MemoryStore, Store};
 use crate::token::Rights;
 use proptest::prelude::*;
 use serde_json::Value;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 struct Sim {
     room: Room,

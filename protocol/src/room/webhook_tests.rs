@@ -13,6 +13,7 @@ use crate::webhook::WebhookOutcome;
 use crate::webhook::{sign, SigningKey};
 use proptest::prelude::*;
 use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const ALL: &str = "message.published,presence.joined,presence.left,room.occupied,room.vacated";

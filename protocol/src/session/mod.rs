@@ -27,7 +27,9 @@ use crate::limit::Bucket;
 use crate::relay::{FeedCall, FeedPage, FeedReply, RelayIdentity, RelayOp, RelayResult};
 use crate::token::{self, Claims};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+// Sorted vectors under std's names: a fraction of `BTreeMap`'s wasm (bench/README.md, "Worker size").
+use crate::sorted::{SortedMap as BTreeMap, SortedSet as BTreeSet};
+use std::collections::VecDeque;
 
 #[cfg(test)]
 mod tests;

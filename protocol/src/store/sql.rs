@@ -68,6 +68,19 @@ pub enum Value {
     Text(String),
 }
 
+impl Value {
+    /// What kind of value this is, for errors. Not `Debug`: that would print a `Real`, and
+    /// formatting a float costs the Worker's wasm ~15 KB (bench/README.md, "Worker size").
+    fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "NULL",
+            Value::Int(_) => "an integer",
+            Value::Real(_) => "a real number",
+            Value::Text(_) => "text",
+        }
+    }
+}
+
 /// Runs SQL: the port [`SqlStore`] is written against. Synchronous, like the Durable Object's
 /// SQL API, so an event's statements run without interleaving.
 pub trait SqlExec {
@@ -116,7 +129,7 @@ impl Cols {
         match self.next()? {
             Value::Null => Ok(None),
             Value::Int(i) => u64::try_from(i).map(Some).map_err(|_| StoreError(format!("a negative number ({i}) where none is stored"))),
-            other => Err(StoreError(format!("expected an integer, read {other:?}"))),
+            other => Err(StoreError(format!("expected an integer, read {}", other.kind()))),
         }
     }
 
@@ -128,7 +141,7 @@ impl Cols {
         match self.next()? {
             Value::Null => Ok(None),
             Value::Text(s) => Ok(Some(s)),
-            other => Err(StoreError(format!("expected text, read {other:?}"))),
+            other => Err(StoreError(format!("expected text, read {}", other.kind()))),
         }
     }
 
@@ -573,6 +586,20 @@ mod tests {
     use crate::store::MemoryStore;
     use proptest::prelude::*;
     use rusqlite::types::{Value as Sqlite, ValueRef};
+
+    #[test]
+    fn a_column_of_the_wrong_kind_is_named_in_the_error() {
+        let read = |v: Value| (Cols::new(vec![v.clone()]).int().err(), Cols::new(vec![v]).text().err());
+        let (int, text) = read(Value::Real(1.5));
+        assert_eq!(int, Some(StoreError("expected an integer, read a real number".into())));
+        assert_eq!(text, Some(StoreError("expected text, read a real number".into())));
+        assert_eq!(read(Value::Text("x".into())).0, Some(StoreError("expected an integer, read text".into())));
+        assert_eq!(read(Value::Int(7)).1, Some(StoreError("expected text, read an integer".into())));
+        assert_eq!(
+            read(Value::Null),
+            (Some(StoreError("expected an integer, read NULL".into())), Some(StoreError("expected text, read NULL".into())))
+        );
+    }
 
     /// The port over `rusqlite` (SQLite built from source): the Worker's statements, run natively.
     struct Rusqlite(rusqlite::Connection);

@@ -2,9 +2,8 @@
 //! `v1,` + base64(HMAC-SHA256(key, "{webhook-id}.{webhook-timestamp}.{body}")), so a receiver in
 //! any language verifies with the standard's libraries.
 
+use crate::b64;
 use crate::config::webhook::SigningKey;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -19,9 +18,7 @@ pub fn signature(key: &SigningKey, id: &str, timestamp_secs: u64, body: &str) ->
     mac.update(timestamp_secs.to_string().as_bytes());
     mac.update(b".");
     mac.update(body.as_bytes());
-    let mut out = String::from("v1,");
-    STANDARD.encode_string(mac.finalize().into_bytes(), &mut out);
-    out
+    format!("v1,{}", b64::encode(&mac.finalize().into_bytes(), b64::Form::Standard))
 }
 
 #[cfg(test)]
