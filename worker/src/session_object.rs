@@ -119,6 +119,8 @@ impl Core {
         let mut session = Session::new(&user, secrets, now);
         session.set_limits(SessionLimits::from_config(&config));
         session.set_offline_grace(config.presence_grace_ms);
+        // A socket whose token expired waits for a refresh as long as a silent one is kept.
+        session.set_expired_grace(config.heartbeat_timeout_ms);
         if config.webhook.enabled() && config.webhook.events.wants_users() {
             let mut store = SqlStore::open(self.state.storage().sql()).map_err(|e| worker::Error::RustError(e.0))?;
             let outbox = Outbox::load(&format!("session:{user}"), config.webhook.clone(), &platform::random_hex(8), &mut store)

@@ -91,6 +91,8 @@ impl Session {
         let Some(d) = self.devices.get_mut(&device) else { return };
         let expires = claims.expires_ms();
         d.info.claims = claims;
+        // A device whose token had expired (its rooms left) may join again.
+        d.info.expired = None;
         self.out.push_back(Output::Attach { device });
         let rooms: Vec<String> = d.joins.keys().cloned().collect();
         let frame = format!("{{\"type\":\"refresh\",\"token\":{}}}", json_str(token_text));

@@ -17,7 +17,7 @@ impl Session {
         let id = self.next_device;
         self.next_device += 1;
         let expires = claims.expires_ms();
-        let info = DeviceInfo { id, client_id, claims };
+        let info = DeviceInfo { id, client_id, claims, expired: None };
         let welcome = encode_hello(&self.user, &info.client_id, expires);
         self.devices.insert(id, Device::new(info, &self.limits, now));
         self.send(id, welcome);
@@ -35,13 +35,17 @@ impl Session {
         Ok(id)
     }
 
-    /// When [`Session::handle_timeout`] is next due: the end of an offline grace period.
+    /// When [`Session::handle_timeout`] is next due: the end of an offline grace period, or of an
+    /// expired device's grace for a refresh.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.offline_due
+        let expired = self.devices.values().filter_map(|d| d.info.expired).min().map(|at| at.saturating_add(self.expired_grace_ms + 1));
+        self.offline_due.into_iter().chain(expired).min()
     }
 
-    /// A timer fired: a grace period that ended with no socket back reports `user.offline`.
+    /// A timer fired: an expired device whose grace for a refresh is over closes (4002); a grace
+    /// period that ended with no socket back reports `user.offline`.
     pub fn handle_timeout(&mut self, now: u64) {
+        self.close_expired(now);
         if self.offline_due.is_some_and(|due| due <= now) && self.devices.is_empty() {
             self.offline_due = None;
             self.online = false;
@@ -49,6 +53,11 @@ impl Session {
             self.out.push_back(Output::Delete(Row::Online.key()));
             self.out.push_back(Output::UserOffline);
         }
+    }
+
+    /// How long a device whose token expired keeps its socket for a `refresh` (`EXPIRED_GRACE_MS`).
+    pub fn set_expired_grace(&mut self, ms: u64) {
+        self.expired_grace_ms = ms;
     }
 
     /// How long a user's last socket may be gone before `user.offline` (a reload is not offline).
@@ -96,25 +105,57 @@ impl Session {
     }
 
     /// Devices whose last sign of life (a frame, or the runtime's auto-answered ping, from
-    /// `last_pong`) is older than `timeout_ms` are closed (4001), like a room's sockets; devices
-    /// whose token expired without a `refresh` are closed with 4002, so the client comes back with
-    /// a fresh token and its rooms join again (the rooms close their own connections at expiry too).
+    /// `last_pong`) is older than `timeout_ms` are closed (4001), like a room's sockets. A device
+    /// whose token expired leaves every room it joined (`left` with 4002, as a room socket's close
+    /// at expiry says) and keeps its socket for a `refresh` (a valid one lets it join
+    /// again); without one within the grace (`EXPIRED_GRACE_MS`) its socket closes with 4002.
     pub fn handle_sweep(&mut self, now: u64, timeout_ms: u64, last_pong: impl Fn(u64) -> Option<u64>) {
-        let closing: Vec<(u64, crate::close::CloseCode)> = self
+        let silent: Vec<u64> = self
             .devices
             .iter()
-            .filter_map(|(id, d)| {
-                if now.saturating_sub(d.last_seen.max(last_pong(*id).unwrap_or(0))) > timeout_ms {
-                    Some((*id, crate::close::HEARTBEAT_TIMEOUT))
-                } else if token::is_expired(d.info.claims.expires_ms(), now) {
-                    Some((*id, crate::close::TOKEN_EXPIRED))
-                } else {
-                    None
-                }
-            })
+            .filter(|(id, d)| now.saturating_sub(d.last_seen.max(last_pong(**id).unwrap_or(0))) > timeout_ms)
+            .map(|(id, _)| *id)
             .collect();
-        for (device, c) in closing {
+        for device in silent {
+            let c = crate::close::HEARTBEAT_TIMEOUT;
             self.out.push_back(Output::Close { device, code: c.code, reason: c.reason.into() });
+            self.handle_close(device, now);
+        }
+        let expiring: Vec<u64> = self
+            .devices
+            .iter()
+            .filter(|(_, d)| d.info.expired.is_none() && token::is_expired(d.info.claims.expires_ms(), now))
+            .map(|(id, _)| *id)
+            .collect();
+        for device in expiring {
+            self.expire(device, now);
+        }
+        self.close_expired(now);
+    }
+
+    /// `device`'s token expired: each room it joined leaves with 4002; the socket stays.
+    fn expire(&mut self, device: u64, now: u64) {
+        let Some(d) = self.devices.get_mut(&device) else { return };
+        d.info.expired = Some(now);
+        // Kept in the socket's attachment: a session that hibernates keeps counting the grace.
+        self.out.push_back(Output::Attach { device });
+        let c = crate::close::TOKEN_EXPIRED;
+        for room in self.rooms_of(device) {
+            self.leave(device, &room, c.code, c.reason);
+        }
+    }
+
+    /// Expired devices whose grace for a refresh is over close with 4002.
+    fn close_expired(&mut self, now: u64) {
+        let over: Vec<u64> = self
+            .devices
+            .iter()
+            .filter(|(_, d)| d.info.expired.is_some_and(|at| now.saturating_sub(at) > self.expired_grace_ms))
+            .map(|(id, _)| *id)
+            .collect();
+        for device in over {
+            let c = crate::close::TOKEN_EXPIRED;
+            self.out.push_back(Output::Close { device, code: c.code, reason: "the token expired and was not refreshed".into() });
             self.handle_close(device, now);
         }
     }

@@ -50,6 +50,11 @@ const READ_LIMIT: usize = 100;
 /// room's next feed call (at least its probe) to try again, so a room that cannot be reached is
 /// not called in a tight loop.
 const READ_RETRIES: u32 = 3;
+/// How long a device whose token expired may stay connected without a valid `refresh`, unless
+/// [`Session::set_expired_grace`] says otherwise (the adapter uses the heartbeat timeout, 60 s by
+/// default, as long as a silent socket is kept): its rooms leave at once (`left` with 4002), the
+/// socket stays this long for a fresh token, then closes with 4002.
+pub const EXPIRED_GRACE_MS: u64 = 60_000;
 /// Most read positions a session keeps: past it, the one marked longest ago is forgotten (its
 /// room then counts as never read).
 pub const MAX_READ_POSITIONS: usize = 1_000;
@@ -97,6 +102,10 @@ pub struct DeviceInfo {
     /// The token's claims: its user, expiry, room patterns and meta.
     #[serde(rename = "k")]
     pub claims: Claims,
+    /// When the sweep found its token expired (its rooms then left with 4002): the socket stays
+    /// open for a `refresh` until [`EXPIRED_GRACE_MS`] after this, then closes with 4002.
+    #[serde(rename = "x", default, skip_serializing_if = "Option::is_none")]
+    pub expired: Option<u64>,
 }
 
 /// How a join starts, as the device asked.
@@ -295,6 +304,8 @@ pub struct Session {
     online: bool,
     offline_due: Option<u64>,
     offline_grace_ms: u64,
+    /// How long an expired device's socket waits for a refresh ([`EXPIRED_GRACE_MS`]).
+    expired_grace_ms: u64,
 }
 
 impl Session {
@@ -315,6 +326,7 @@ impl Session {
             online: false,
             offline_due: None,
             offline_grace_ms: 5_000,
+            expired_grace_ms: EXPIRED_GRACE_MS,
         }
     }
 
