@@ -18,6 +18,8 @@ impl Session {
         if joined.is_empty() {
             return FeedReply { answer: None, devices: Vec::new() };
         }
+        // What the session last answered (a probe that changes nothing saves nothing).
+        let previous = self.feed.answer(room);
         if !self.feed.is_following(room) {
             // The first call since the session followed: it stands where the room's page starts.
             let start = call.page.messages.first().map_or(call.page.end.unwrap_or(0), |m| m.seq.saturating_sub(1));
@@ -41,7 +43,7 @@ impl Session {
             self.extra(room, extra.to, extra.text);
         }
         let answer = self.feed.answer(room);
-        if let Some(a) = &answer {
+        if let Some(a) = answer.as_ref().filter(|a| previous.as_ref() != Some(*a)) {
             let row = Row::Feed { room: room.to_owned(), epoch: a.position.epoch.clone(), seq: a.position.seq, extras: a.extras };
             self.out.push_back(Output::Save(row));
         }

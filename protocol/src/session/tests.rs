@@ -817,6 +817,33 @@ fn an_expired_socket_without_a_refresh_closes_after_the_grace_even_across_hibern
 }
 
 #[test]
+fn a_feed_call_that_moves_nothing_saves_nothing() {
+    let mut w = World::new(USER);
+    let a = w.device(&["*"]);
+    w.send(a, r#"{"type":"join","room":"r"}"#);
+    w.publish(a, "r", "m1");
+    let Some(Row::Feed { epoch, seq, .. }) = w.rows.get("f r").cloned() else { panic!("the position is saved: {:?}", w.rows) };
+    assert!(seq >= 1);
+    // A probe: the room's head where the session stands, nothing new.
+    let probe = crate::relay::FeedCall {
+        room: "r".into(),
+        page: crate::relay::FeedPage { epoch: epoch.clone(), end: Some(seq), messages: Vec::new() },
+        extras: Vec::new(),
+        watch: false,
+    };
+    let reply = w.session.handle_feed(probe.clone());
+    assert_eq!(reply.answer.map(|a| a.seq), Some(seq), "it still answers where it stands");
+    let mut saves = 0;
+    while let Some(out) = w.session.poll_output() {
+        saves += usize::from(matches!(out, Output::Save(Row::Feed { .. })));
+    }
+    assert_eq!(saves, 0, "nothing to save");
+    // A call that moves it saves again.
+    w.publish(a, "r", "m2");
+    assert!(matches!(w.rows.get("f r"), Some(Row::Feed { seq: s, .. }) if *s > seq));
+}
+
+#[test]
 fn the_backend_closes_a_users_session_and_its_rooms_let_go() {
     let mut w = World::new(USER);
     let (a, b) = (w.device(&["*"]), w.device(&["*"]));
