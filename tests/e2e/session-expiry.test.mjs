@@ -125,7 +125,7 @@ test("the SDK: its rooms leave with 4002, it refreshes the token and they join a
     // Both rooms work again, past the grace the socket would have had without a refresh.
     await new Promise((r) => setTimeout(r, HEARTBEAT_TIMEOUT_MS * 1.5));
     const got = joined.map(() => []);
-    joined.forEach((r, i) => r.on("message", (m) => got[i].push(m.data)));
+    for (const [i, r] of joined.entries()) r.on("message", (m) => got[i].push(m.data));
     for (const name of rooms) await api(edge, "POST", `/rooms/${name}/messages`, [{ data: "after" }]);
     await until(() => got.every((g) => g.includes("after")), { what: "a message in each room after the rejoin" });
     assert.equal(sockets.length, 1);
