@@ -844,6 +844,39 @@ fn a_feed_call_that_moves_nothing_saves_nothing() {
 }
 
 #[test]
+fn a_publishers_confirmed_acks_are_not_saved_one_by_one_and_a_restart_still_loses_nothing() {
+    use crate::store::Store;
+    let mut w = World::new(USER);
+    let a = w.device(&["*"]);
+    let b = w.device(&["*"]);
+    w.send(a, r#"{"type":"join","room":"r"}"#);
+    w.send(b, r#"{"type":"join","room":"r"}"#);
+    let stored = |w: &mut World| {
+        let (_, store) = w.room("r");
+        store.subscribers().unwrap().into_iter().find(|s| s.session == USER).map(|s| s.extras)
+    };
+    // Each publish queues an ack (an extra) for the publisher's session, which the next feed
+    // call's answer confirms: the stored flag is set before the ack goes, and left set after.
+    for i in 0..5 {
+        w.publish(a, "r", &format!("m{i}"));
+        assert_eq!(w.frames(a, "r", "ack").len(), i + 1);
+        assert_eq!(stored(&mut w), Some(true), "not written back to false on every confirmation");
+    }
+    // A restart that finds it set: the session's devices leave (1001) and join again from where
+    // they stood; nothing is lost or doubled.
+    w.restart_room("r");
+    for d in [a, b] {
+        assert_eq!(w.seqs(d, "r"), vec![1, 2, 3, 4, 5]);
+        assert_eq!(w.frames(d, "r", "left")[0]["code"], 1001);
+        w.send(d, r#"{"type":"join","room":"r","epoch":"ep-r","since":5}"#);
+    }
+    w.publish(b, "r", "after");
+    for d in [a, b] {
+        assert_eq!(w.seqs(d, "r"), vec![1, 2, 3, 4, 5, 6]);
+    }
+}
+
+#[test]
 fn the_backend_closes_a_users_session_and_its_rooms_let_go() {
     let mut w = World::new(USER);
     let (a, b) = (w.device(&["*"]), w.device(&["*"]));
