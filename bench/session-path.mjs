@@ -3,7 +3,7 @@
 // servers, in interleaved rounds (docs/SESSIONS.md, *Measured*).
 //   node bench/session-path.mjs [--rooms 20] [--members 10] [--rate 2000] [--rounds 3]
 //        [--slots 2] [--slot-seconds 5] [--memory-users 200] [--memory-rooms 50] [--skip-load] [--skip-memory]
-//        [--memory-kinds direct,session[,session1]]
+//        [--memory-kinds direct,session[,session1]] [--perf DIR] [--baseline <index.js>]
 // 1. Load. Both systems are roomcast (the bench's system A: its wrangler.toml without the demo's
 //    assets, its limits lifted as in systems.mjs, the runtime's own port, the runtime's process
 //    measured). `direct`: rooms × members, each member its own user with its own socket to its
@@ -25,9 +25,17 @@
 //    Per user: rss after − before, at once, 2 s and 12 s later (once the objects could hibernate).
 //    `session1` (with --memory-kinds): a session socket joined to one room of the same awake rooms
 //    (spread as (a)), which splits (b) into what a session costs and what each more room adds.
+// --baseline <index.js>: a third system in the load rounds, `baseline`: the session path served by
+//    another build of the Worker (e.g. main's, copied out of worker/build), interleaved with the
+//    other two, so a change is measured against the build before it in the same rounds (its
+//    ratios: baseline ÷ direct, and session ÷ baseline).
+// --perf DIR: `perf record -g` on the runtime's process during every measured slot, one file per
+//    slot (DIR/<kind>-r<round>-<n>.data; `perf report -i` them). Needs perf and root; it adds its
+//    own cost to the CPU figures, so a run with it is for the profile, not the ratios.
 // Prints one line per system and round, then medians and ratios (session ÷ direct), and writes
 // everything to results/<time>-session-path.json. Linux only (/proc).
-import { readFileSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -50,6 +58,13 @@ const MEM_USERS = flag("memory-users", 200);
 const MEM_ROOMS = flag("memory-rooms", 50);
 const kindsAt = process.argv.indexOf("--memory-kinds");
 const MEM_KINDS = kindsAt < 0 ? ["direct", "session"] : process.argv[kindsAt + 1].split(",");
+const perfAt = process.argv.indexOf("--perf");
+const PERF_DIR = perfAt < 0 ? null : process.argv[perfAt + 1];
+if (PERF_DIR) mkdirSync(PERF_DIR, { recursive: true });
+let perfSlots = 0;
+const baseAt = process.argv.indexOf("--baseline");
+const BASELINE = baseAt < 0 ? null : process.argv[baseAt + 1];
+const KINDS = BASELINE ? ["direct", "session", "baseline"] : ["direct", "session"];
 const PER_ROOM = RATE / ROOMS / (MEMBERS - 1); // publishes per second per room
 const PAYLOAD = 64; // bytes of data, as the bench's 64 B scenarios
 
@@ -71,6 +86,19 @@ function cpuSeconds(root) {
     }
   }
   return ticks / TICK;
+}
+
+/** Bytes the process tree under `root` had written to storage (/proc/<pid>/io `write_bytes`): SQLite's commits. */
+function writtenBytes(root) {
+  let bytes = 0;
+  for (const pid of [root, ...descendants(root)]) {
+    try {
+      bytes += Number(readFileSync(`/proc/${pid}/io`, "utf8").match(/write_bytes:\s+(\d+)/)[1]);
+    } catch {
+      /* exited */
+    }
+  }
+  return bytes;
 }
 
 /** Resident memory of the process tree under `root`, in KiB (as bench/idle-memory.mjs reads it). */
@@ -164,7 +192,9 @@ function onMessage(frame) {
 }
 
 async function setUp(kind) {
-  const server = await SYSTEMS.A.start();
+  if (kind === "baseline") process.env.ROOMCAST_BENCH_BUILD = BASELINE;
+  // (system AX is A's object from the build ROOMCAST_BENCH_BUILD names)
+  const server = await (kind === "baseline" ? SYSTEMS.AX : SYSTEMS.A).start();
   const rooms = [];
   for (let r = 0; r < ROOMS; r++) {
     const members = [];
@@ -179,14 +209,26 @@ async function setUp(kind) {
 
 let tags = 0;
 /** Publishes at RATE deliveries/s for SLOT_MS; resolves once every delivery arrived (or 10 s after). */
-async function slot(system) {
+async function slot(system, profile) {
   const tag = `s${tags++}`;
+  const perf =
+    profile && PERF_DIR
+      ? spawn(
+          "perf",
+          ["record", "-g", "-q", "-p", String(system.server.pid), "-o", join(PERF_DIR, `${system.kind}-${profile}-${perfSlots++}.data`)],
+          {
+            stdio: "ignore",
+          },
+        )
+      : null;
+  if (perf) await sleep(500); // perf attached before the first send
   const perRoom = Math.floor((SLOT_MS / 1000) * PER_ROOM);
   const expected = perRoom * ROOMS * (MEMBERS - 1);
   const state = { latencies: [], received: 0, expected };
   const all = new Promise((resolve) => (state.done = resolve));
   slots.set(tag, state);
   const cpu0 = cpuSeconds(system.server.pid);
+  const written0 = writtenBytes(system.server.pid);
   const start = performance.now() + 20;
   const interval = 1000 / PER_ROOM;
   // Each room's sends evenly spread, the rooms offset from one another.
@@ -199,7 +241,7 @@ async function slot(system) {
       while (n.k < perRoom && n.at <= now) {
         const data = `${tag} ${n.at.toFixed(3)} `.padEnd(PAYLOAD, "x");
         const frame = { type: "publish", id: `${tag}-${n.k}`, data };
-        if (system.kind === "session") frame.room = room.name;
+        if (system.kind !== "direct") frame.room = room.name;
         room.publisher.send(frame);
         n.k++;
         n.at = start + interval * (n.k + r / ROOMS);
@@ -211,12 +253,18 @@ async function slot(system) {
   const publishedAt = performance.now();
   await Promise.race([all, sleep(10_000)]);
   const cpu = cpuSeconds(system.server.pid) - cpu0;
+  const written = writtenBytes(system.server.pid) - written0;
   slots.delete(tag);
-  return { expected, received: state.received, cpu, latencies: state.latencies, seconds: (publishedAt - start) / 1000 };
+  if (perf) {
+    const exited = new Promise((r) => perf.once("exit", r));
+    perf.kill("SIGINT");
+    await exited;
+  }
+  return { expected, received: state.received, cpu, written, latencies: state.latencies, seconds: (publishedAt - start) / 1000 };
 }
 
 async function loadRound(round) {
-  const order = round % 2 ? ["direct", "session"] : ["session", "direct"];
+  const order = round % 2 ? [...KINDS] : [...KINDS].reverse();
   const systems = {};
   for (const kind of order) systems[kind] = await setUp(kind);
   const servers = Object.values(systems).map((s) => s.server);
@@ -225,17 +273,18 @@ async function loadRound(round) {
       await quiet(servers);
       await slot(systems[kind]); // warm-up, not counted
     }
-    const acc = Object.fromEntries(order.map((k) => [k, { expected: 0, received: 0, cpu: 0, latencies: [] }]));
+    const acc = Object.fromEntries(order.map((k) => [k, { expected: 0, received: 0, cpu: 0, written: 0, latencies: [] }]));
     // ABBA: A B B A A B B A … (SLOTS slots each)
     const turns = [];
     for (let i = 0; i < SLOTS; i++) turns.push(...(i % 2 ? [...order].reverse() : order));
     for (const kind of turns) {
       await quiet(servers);
-      const s = await slot(systems[kind]);
+      const s = await slot(systems[kind], `r${round}`);
       const a = acc[kind];
       a.expected += s.expected;
       a.received += s.received;
       a.cpu += s.cpu;
+      a.written += s.written;
       a.latencies.push(...s.latencies);
     }
     const rows = [];
@@ -247,12 +296,13 @@ async function loadRound(round) {
         expected: a.expected,
         received: a.received,
         usPerDelivery: (a.cpu / a.received) * 1e6,
+        writtenPerDelivery: a.written / a.received,
         p50: quantile(a.latencies, 0.5),
         p99: quantile(a.latencies, 0.99),
       };
       rows.push(row);
       console.log(
-        `load round ${round} ${kind}: ${row.received}/${row.expected} delivered, p50 ${row.p50.toFixed(1)} ms, p99 ${row.p99.toFixed(1)} ms, CPU ${row.usPerDelivery.toFixed(1)} µs per delivery`,
+        `load round ${round} ${kind}: ${row.received}/${row.expected} delivered, p50 ${row.p50.toFixed(1)} ms, p99 ${row.p99.toFixed(1)} ms, CPU ${row.usPerDelivery.toFixed(1)} µs per delivery, ${row.writtenPerDelivery.toFixed(0)} B written to disk per delivery`,
       );
     }
     return rows;
@@ -327,10 +377,10 @@ for (let round = 1; round <= ROUNDS; round++) {
   }
 }
 
-/** The median over rounds of a field, and of the per-round ratio `kind` ÷ direct. */
-function summary(rows, field, kind = "session") {
+/** The median over rounds of a field, and of the per-round ratio `kind` ÷ `base`. */
+function summary(rows, field, kind = "session", base = "direct") {
   const of = (k) => rows.filter((r) => r.kind === k);
-  const ratios = of(kind).map((s) => s[field] / of("direct").find((d) => d.round === s.round)[field]);
+  const ratios = of(kind).map((s) => s[field] / of(base).find((d) => d.round === s.round)[field]);
   return {
     direct: median(of("direct").map((r) => r[field])),
     session: median(of(kind).map((r) => r[field])),
@@ -338,7 +388,7 @@ function summary(rows, field, kind = "session") {
     ratios,
   };
 }
-const out = { machine, rooms: ROOMS, members: MEMBERS, rate: RATE, slots: SLOTS, slotMs: SLOT_MS, load, memory };
+const out = { machine, baseline: BASELINE, rooms: ROOMS, members: MEMBERS, rate: RATE, slots: SLOTS, slotMs: SLOT_MS, load, memory };
 console.log(`\nmedians of ${ROUNDS} rounds (session ÷ direct: the median of the per-round ratios, min–max):`);
 const show = (label, s, unit, kind = "session") => {
   if (!s.ratios.length) return;
@@ -351,14 +401,26 @@ for (const [field, label, unit] of [
   ["p50", "p50 latency", "ms"],
   ["p99", "p99 latency", "ms"],
   ["usPerDelivery", "CPU per delivery", "µs"],
+  ["writtenPerDelivery", "bytes written to disk per delivery", "B"],
 ]) {
   if (!load.length) break;
   out.summary[field] = summary(load, field);
   show(label, out.summary[field], unit);
+  if (BASELINE) {
+    out.summary[`${field}Baseline`] = summary(load, field, "baseline");
+    show(label, out.summary[`${field}Baseline`], unit, "baseline");
+    const s = summary(load, field, "session", "baseline");
+    out.summary[`${field}SessionToBaseline`] = s;
+    console.log(
+      `  ${label}: session ÷ baseline ${s.ratio.toFixed(2)} (${Math.min(...s.ratios).toFixed(2)}–${Math.max(...s.ratios).toFixed(2)})`,
+    );
+  }
 }
 if (load.length) {
-  const d = load.filter((r) => r.kind === "session").map((r, i) => r.p50 - load.filter((x) => x.kind === "direct")[i].p50);
-  console.log(`  p50 session − direct: ${median(d).toFixed(1)} ms`);
+  for (const kind of KINDS.slice(1)) {
+    const d = load.filter((r) => r.kind === kind).map((r, i) => r.p50 - load.filter((x) => x.kind === "direct")[i].p50);
+    console.log(`  p50 ${kind} − direct: ${median(d).toFixed(1)} ms`);
+  }
 }
 for (const [field, label] of [
   ["kib", "memory per user"],

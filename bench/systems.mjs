@@ -143,6 +143,15 @@ export const SYSTEMS = {
     start: wrangler("js-do"),
     url: (s) => `${s.wsUrl}/rooms/{room}/ws`,
   },
+  // B's object declared without SQLite (key-value storage, never touched): for
+  // bench/object-floor.mjs, not part of the default comparison.
+  BK: {
+    label: "minimal JS DO without SQLite",
+    protocol: "relay",
+    start: wrangler(() => join(SERVERS, "js-do", "kv.toml")),
+    url: (s) => `${s.wsUrl}/rooms/{room}/ws`,
+    control: true,
+  },
   S: {
     label: "minimal JS DO + SQLite insert per message",
     protocol: "relay",

@@ -42,6 +42,7 @@ const EVENTS = [
   "gap",
   "mark_read",
   "watch",
+  "expired",
 ];
 /** The subprotocol the server selects (roomcast_protocol::SUBPROTOCOL). */
 const SUBPROTOCOL = "roomcast.v1";
@@ -156,7 +157,11 @@ const READ = {
   error: (h, f) => (isStr(f.id) ? answered(h, f, -1, f.code) : emit(h, "error", f)),
   pong: (h) => event(h, "pong"),
   mark: (h, f) => event(h, "mark", f.id),
-  refreshed: (h, f) => event(h, "refreshed", "", "", f.expires),
+  refreshed(h, f) {
+    event(h, "refreshed", "", "", f.expires);
+    // A session socket: rooms that left when its token expired join again now.
+    for (const r of h._rooms?.values() ?? []) if (r._state === "reconnecting") event(r, "wake");
+  },
   // A session socket's first frame: the link is open (as a room's welcome opens a room). Its rooms
   // then join at once: those waiting for it, and those backing off since it dropped.
   session(h, f) {
@@ -191,6 +196,8 @@ const ROOM_READ = {
     if (f.code === 1000 && r._joinedSid !== sid) return;
     owned.delete(sid);
     event(r, "closed", f.reason, "", sid, f.code);
+    // The session socket's token expired (the socket stays): it refreshes, then the room rejoins.
+    if (f.code === 4002) event(r._options._link, "expired");
   },
   gap: (r, f) => event(r, "gap", "", "", f.until),
 };

@@ -196,7 +196,8 @@ pub unsafe extern "C" fn conn_welcome(
 /// - pong; closed: socket `x` closed (or failed to open) with code `y` and reason `a` (only the
 ///   connection's current socket counts); timer: timer `x` fired; wake: back online, or the page
 ///   visible again; close: the app closed the room;
-/// - last_seq: returns the last seq delivered.
+/// - last_seq: returns the last seq delivered;
+/// - expired: a session socket's room left with 4002 (its token expired): refresh the token now.
 ///
 /// A connection that is gone (closed and freed) answers a call with `closed`, anything else with
 /// 0.
@@ -243,6 +244,7 @@ pub unsafe extern "C" fn conn_event(
                     Event::Gap => client.handle_gap(setting(x, 0)),
                     Event::MarkRead => c.send_own(|room| session::mark_read_frame(room.unwrap_or_default(), setting(x, 0))),
                     Event::Watch => c.send_own(|_| session::watch_frame(&a)),
+                    Event::Expired => client.handle_expired(),
                     _ => {}
                 }
                 return Some(0.0);

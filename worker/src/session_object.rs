@@ -55,16 +55,21 @@ pub struct Core {
     /// `user.online` / `user.offline` webhooks (when `WEBHOOK_EVENTS` names them): the outbox on
     /// the session's own SQLite, delivered from the alarm as a room's are.
     hooks: RefCell<Option<(SqlStore, Outbox)>>,
-    /// Feed positions not saved yet (key → row), and whether a save is on its way.
+    /// Feed positions not saved yet (key → row), whether a save is on its way, and how many feed
+    /// positions changed (the save waits until they stop changing).
     feed_rows: RefCell<SortedMap<String, String>>,
     feed_save: std::cell::Cell<bool>,
+    feed_changes: std::cell::Cell<u64>,
 }
 
-/// How long a feed position may wait to be saved. Saving it on every feed call cost a commit and
-/// an fsync per delivery (bench/README.md, the session path: 31 % of the runtime's samples in the
-/// commit, 25 % in its fsync); it is needed only across hibernation (a crash takes the sockets
-/// too, and their devices resume from their own points), and the pending save keeps the object
-/// awake until it is done (`waitUntil`), so it never hibernates with a position unsaved.
+/// How long the feed positions must stay still before they are saved. Saving one on every feed
+/// call cost a commit and an fsync per delivery (docs/SESSIONS.md, *Measured*: 31 % of the
+/// runtime's samples in the commit, 25 % in its fsync), and saving them once a second still cost
+/// one commit per second per busy session, more than the rooms' own commits. They are needed only
+/// across hibernation (a crash takes the sockets too, and their devices resume from their own
+/// points), which comes only after the calls stop; the pending save keeps the object awake until
+/// it is done (`waitUntil`), so it never hibernates with a position unsaved. So: one save once the
+/// calls pause for this long, none while they keep coming.
 const FEED_SAVE_MS: u64 = 1_000;
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS session_rows (k TEXT PRIMARY KEY, v TEXT NOT NULL);";
@@ -119,6 +124,8 @@ impl Core {
         let mut session = Session::new(&user, secrets, now);
         session.set_limits(SessionLimits::from_config(&config));
         session.set_offline_grace(config.presence_grace_ms);
+        // A socket whose token expired waits for a refresh as long as a silent one is kept.
+        session.set_expired_grace(config.heartbeat_timeout_ms);
         if config.webhook.enabled() && config.webhook.events.wants_users() {
             let mut store = SqlStore::open(self.state.storage().sql()).map_err(|e| worker::Error::RustError(e.0))?;
             let outbox = Outbox::load(&format!("session:{user}"), config.webhook.clone(), &platform::random_hex(8), &mut store)
@@ -160,6 +167,7 @@ impl Core {
                     if matches!(row, Row::Feed { .. }) {
                         // A feed position is saved at most once a FEED_SAVE_MS per room (below).
                         self.feed_rows.borrow_mut().insert(row.key(), v);
+                        self.feed_changes.set(self.feed_changes.get().wrapping_add(1));
                         self.save_feed_soon();
                         continue;
                     }
@@ -330,14 +338,20 @@ impl Core {
         let _ = self.state.storage().sql().exec("INSERT OR REPLACE INTO session_rows (k, v) VALUES (?, ?)", vec![key.into(), value.into()]);
     }
 
-    /// Saves the pending feed positions `FEED_SAVE_MS` from now, all in one go.
+    /// Saves the pending feed positions, all in one go, once none changed for `FEED_SAVE_MS`.
     fn save_feed_soon(self: &Rc<Self>) {
         if self.feed_save.replace(true) {
             return;
         }
         let core = self.clone();
         let work = async move {
-            worker::Delay::from(std::time::Duration::from_millis(FEED_SAVE_MS)).await;
+            loop {
+                let seen = core.feed_changes.get();
+                worker::Delay::from(std::time::Duration::from_millis(FEED_SAVE_MS)).await;
+                if core.feed_changes.get() == seen {
+                    break;
+                }
+            }
             core.feed_save.set(false);
             let rows = std::mem::take(&mut *core.feed_rows.borrow_mut());
             for (key, value) in rows {
@@ -436,6 +450,7 @@ impl DurableObject for SessionObject {
             hooks: RefCell::new(None),
             feed_rows: RefCell::new(SortedMap::new()),
             feed_save: std::cell::Cell::new(false),
+            feed_changes: std::cell::Cell::new(0),
         };
         SessionObject { core: Rc::new(core) }
     }

@@ -25,7 +25,7 @@ pub const RESUMED: [&str; 3] = ["", "recovered", "not_recovered"];
 
 /// What the SDK's `conn_event` export is told, in the order of their numbers; host.js's `EVENTS`
 /// names them. One export for all of them keeps one copy of the argument handling in the wasm.
-pub const EVENTS: [(Event, &str); 19] = [
+pub const EVENTS: [(Event, &str); 20] = [
     (Event::Publish, "publish"),
     (Event::SendTo, "send_to"),
     (Event::History, "history"),
@@ -45,6 +45,7 @@ pub const EVENTS: [(Event, &str); 19] = [
     (Event::Gap, "gap"),
     (Event::MarkRead, "mark_read"),
     (Event::Watch, "watch"),
+    (Event::Expired, "expired"),
 ];
 
 /// What happened to a connection (or what the app asks of it), as the SDK's `conn_event` export
@@ -83,6 +84,8 @@ pub enum Event {
     MarkRead,
     /// A session socket: the rooms the app watches (a JSON array of names).
     Watch,
+    /// A session socket: one of its rooms left with 4002 (the socket's token expired): refresh it.
+    Expired,
 }
 
 impl Event {
@@ -116,6 +119,7 @@ pub fn event(n: u32) -> Option<Event> {
         16 => Gap,
         17 => MarkRead,
         18 => Watch,
+        19 => Expired,
         _ => return None,
     })
 }

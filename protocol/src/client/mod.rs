@@ -796,6 +796,19 @@ impl Client {
         self.expires = Some(expires);
     }
 
+    /// The server said the connection's token expired while the socket stays open (a session
+    /// socket's rooms leave with 4002 and the socket waits for a `refresh`): the token is fetched
+    /// and sent in a `refresh` now, unless one is on its way. The rooms join again on their own
+    /// backoff, or at once when the host wakes them after `refreshed`.
+    pub fn handle_expired(&mut self) {
+        if !self.socket || self.state != State::Open || !self.fetches_token || self.awaiting_refresh {
+            return;
+        }
+        self.timers.refresh_at = NEVER;
+        self.awaiting_refresh = true;
+        self.outputs.push(Output::FetchToken);
+    }
+
     /// An error frame arrived for one of the client's calls: it is settled as refused and leaves
     /// the queue, so it is never resent.
     pub fn handle_error(&mut self, id: &str, code: &str) {

@@ -587,6 +587,28 @@ fn a_failed_or_stale_refresh_is_retried_a_few_times_then_left_to_the_expiry_clos
 }
 
 #[test]
+fn a_session_socket_told_its_token_expired_refreshes_at_once_and_once() {
+    // The refreshes all failed before expiry; past it, the session's rooms leave with 4002.
+    let mut c = opened_with_token_fn(100_000, 0);
+    c.handle_expired();
+    assert_eq!(drain(&mut c), [Output::FetchToken], "a fetch now, not at the refresh time");
+    c.handle_expired();
+    assert!(drain(&mut c).is_empty(), "another room's 4002 while the fetch is on its way asks nothing more");
+    c.handle_token(Some(TOKEN), 1_000);
+    assert_eq!(drain(&mut c), [Output::Send(REFRESH.to_owned())]);
+    c.handle_refreshed(3_700_000, 1_000);
+    assert_eq!(c.poll_timeout(), Some(3_700_000 - 60_000), "timed from the new expiry");
+    // Without a token function there is nothing to fetch: the session closes the socket (4002)
+    // after its grace and the reconnect brings the token back.
+    let mut c = Client::new(quiet_config(), 61, false, 0);
+    drain(&mut c);
+    c.handle_welcome_frame(w("e1", 0, None, Some(50_000)), 0);
+    drain(&mut c);
+    c.handle_expired();
+    assert!(drain(&mut c).is_empty());
+}
+
+#[test]
 fn no_refresh_without_a_token_function_or_an_expiry() {
     let mut c = Client::new(quiet_config(), 61, false, 0);
     drain(&mut c);

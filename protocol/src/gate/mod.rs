@@ -307,13 +307,24 @@ impl<F> Gate<F> {
     }
 
     /// The machine's next deadline after this event. Returns the alarm change to carry out, if
-    /// the deadline is not the alarm last set; the task is done either way.
+    /// the deadline is earlier than the alarm last set, or there is none any more; the task is
+    /// done either way.
+    ///
+    /// A deadline that moved later leaves the alarm where it is: it fires early, the machine finds
+    /// nothing due, and the alarm's own event sets the next one. Each move is a storage write (a
+    /// commit and an fsync), and a room that feeds sessions moved its deadline later with nearly
+    /// every event (each feed call's timeout, then the next probe): that was several writes per
+    /// message (docs/SESSIONS.md, *Measured*). At most one early wake per burst replaces them.
     pub fn handle_deadline(&mut self, task: &mut Task<F>, next: Option<u64>) -> Option<AlarmChange> {
         if task.phase != Phase::Deadlining {
             return None;
         }
         task.phase = Phase::Done;
-        if next == self.alarm_at {
+        let keep = match (next, self.alarm_at) {
+            (Some(next), Some(at)) => at <= next,
+            (next, at) => next == at,
+        };
+        if keep {
             return None;
         }
         // Nothing due any more (e.g. a webhook batch came back and nothing else waits): the

@@ -246,12 +246,16 @@ proptest! {
         prop_assert!(gate.is_durable());
     }
 
-    /// The alarm ends at the machine's deadline, and is only written when the deadline moved.
+    /// The alarm is never later than the machine's deadline (nothing is due unseen), is set
+    /// exactly while there is one, and is only written when the deadline moved earlier or went.
     #[test]
     fn alarm_follows_the_deadline(evs in prop::collection::vec(any_ev(), 0..40), choices in prop::collection::vec(any::<u8>(), 0..200)) {
         let (world, gate) = simulate(evs, &choices);
-        prop_assert_eq!(world.alarm, world.machine.deadline);
-        prop_assert_eq!(gate.alarm_at(), world.machine.deadline);
+        prop_assert_eq!(world.alarm.is_some(), world.machine.deadline.is_some());
+        if let (Some(alarm), Some(deadline)) = (world.alarm, world.machine.deadline) {
+            prop_assert!(alarm <= deadline, "the alarm at {} is later than the deadline {}", alarm, deadline);
+        }
+        prop_assert_eq!(gate.alarm_at(), world.alarm);
         prop_assert_eq!(world.redundant_alarm_calls, 0);
     }
 }
@@ -270,6 +274,34 @@ fn a_frame_that_writes_nothing_needs_no_await() {
     assert_eq!(gate.poll_step(&mut task), Step::Deadline);
     assert_eq!(gate.handle_deadline(&mut task, None), None);
     assert_eq!(gate.poll_step(&mut task), Step::Done);
+}
+
+#[test]
+fn a_later_deadline_keeps_the_earlier_alarm_until_it_fires() {
+    let mut gate: Gate<usize> = Gate::new();
+    let deadline = |gate: &mut Gate<usize>, next: Option<u64>| {
+        let mut task = gate.begin();
+        assert!(matches!(gate.poll_step(&mut task), Step::Run { .. }));
+        gate.handle_ran(&mut task, false);
+        assert_eq!(gate.poll_step(&mut task), Step::Flush);
+        assert_eq!(gate.poll_step(&mut task), Step::Deadline);
+        let change = gate.handle_deadline(&mut task, next);
+        assert_eq!(gate.poll_step(&mut task), Step::Done);
+        change
+    };
+    assert_eq!(deadline(&mut gate, Some(10)), Some(Some(10)));
+    // Later deadlines (a feed call's timeout, the next probe): no write, the alarm stays at 10.
+    assert_eq!(deadline(&mut gate, Some(20)), None);
+    assert_eq!(deadline(&mut gate, Some(600)), None);
+    assert_eq!(gate.alarm_at(), Some(10));
+    // An earlier one moves it.
+    assert_eq!(deadline(&mut gate, Some(5)), Some(Some(5)));
+    // Nothing due any more: the alarm goes.
+    assert_eq!(deadline(&mut gate, None), Some(None));
+    assert_eq!(deadline(&mut gate, Some(30)), Some(Some(30)));
+    // It fires (early): the alarm's own event sets the later deadline.
+    gate.handle_alarm();
+    assert_eq!(deadline(&mut gate, Some(600)), Some(Some(600)));
 }
 
 #[test]

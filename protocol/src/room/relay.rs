@@ -340,7 +340,8 @@ impl Room {
     /// Ends what the last event left for relayed connections: the ones the room closed, the
     /// sessions that lost extras (their connections close with 1012, so their devices join
     /// again), sessions with nothing left to deliver, and the rows that say whether a session
-    /// has extras in flight. The adapter calls it after every event; it writes only on change.
+    /// has extras in flight. The adapter calls it after every event; it writes a flag that became
+    /// true at once, one that became false only with the next saved position.
     pub fn settle_relays(&mut self, now: u64, store: &mut impl Store) {
         // Lost frames (an overflow, or a restart) close with 1001: the devices join again and
         // start from a fresh welcome, as a socket does after the runtime went away.
@@ -367,7 +368,13 @@ impl Room {
                 self.relays.saved_extras.remove(&session);
                 self.relays.saved_seq.remove(&session);
                 let _ = store.delete_subscriber(&session);
-            } else if self.relays.saved_extras.get(&session) != Some(&extras) {
+            } else if (extras && self.relays.saved_extras.get(&session) != Some(&true)) || !self.relays.saved_extras.contains_key(&session)
+            {
+                // Stored true before any extra is sent (a restart must know they may be lost);
+                // false waits for the next save of the position (`SAVE_EVERY`): saving it on
+                // every confirmation was a commit per message for a publisher's session (its
+                // ack). A restart that finds it still true makes that session's devices join
+                // again (1001), as a restart makes a direct socket reconnect.
                 self.save_subscriber(&session, store);
             }
         }

@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::config::RoomConfig;
-use crate::relay::{RelayRequest, RelayResult};
+use crate::relay::RelayRequest;
 use crate::room::Room;
 use crate::store::MemoryStore;
 use crate::token::{Claims, Right};
@@ -704,17 +704,22 @@ fn watched_rooms_report_their_latest_seq_and_unread_count_coalesced() {
     assert_eq!(heads(&w, "chat:a").len(), before);
 }
 
+/// A device whose token expires `in_ms` from now (to the second), opened now.
+fn short_device(w: &mut World, in_ms: u64) -> u64 {
+    let mut c = claims(USER, &["*"]);
+    c.exp = (w.now + in_ms) / 1000;
+    let id = w.session.handle_open(format!("short{}", w.inbox.len()), c, w.now).unwrap();
+    w.attachments.insert(id, w.session.device(id).cloned().unwrap());
+    w.inbox.insert(id, Vec::new());
+    w.pump();
+    id
+}
+
 #[test]
-fn the_sweep_closes_silent_devices_and_expired_tokens_and_their_rooms_let_go() {
+fn the_sweep_closes_silent_devices_and_expired_tokens_leave_their_rooms() {
     let mut w = World::new(USER);
     let quiet = w.device(&["*"]);
-    let short = {
-        let mut c = claims(USER, &["*"]);
-        c.exp = (w.now + 60_000) / 1000;
-        let id = w.session.handle_open("short".into(), c, w.now).unwrap();
-        w.inbox.insert(id, Vec::new());
-        id
-    };
+    let short = short_device(&mut w, 60_000);
     let alive = w.device(&["*"]);
     for d in [quiet, short, alive] {
         w.send(d, r#"{"type":"join","room":"r"}"#);
@@ -725,23 +730,150 @@ fn the_sweep_closes_silent_devices_and_expired_tokens_and_their_rooms_let_go() {
     w.now += 120_000;
     let now = w.now;
     w.session.handle_sweep(now, 60_000, |d| (d == alive || d == short).then_some(now));
-    let mut closed = Vec::new();
-    while let Some(out) = w.session.poll_output() {
-        match out {
-            Output::Close { device, code, .. } => closed.push((device, code)),
-            Output::Relay { room, device, op } => {
-                let (r, store) = w.room(&room);
-                let reply = r.serve_relay(&RelayRequest { session: USER.into(), ops: vec![op] }, now, store);
-                assert!(matches!(reply.results[..], [RelayResult::Done]), "{device}: {:?}", reply.results);
-            }
-            _ => {}
-        }
+    w.pump();
+    assert_eq!(w.closes, vec![(quiet, 4001)], "only the silent socket closed");
+    let left = w.frames(short, "r", "left");
+    assert_eq!(left.len(), 1, "{:?}", w.inbox[&short]);
+    assert_eq!(left[0]["code"], 4002);
+    assert_eq!(w.room("r").0.connection_count(), 1, "the room let the closed and the expired devices go");
+    assert_eq!(w.session.rooms_of(short), Vec::<String>::new());
+}
+
+#[test]
+fn an_expired_token_leaves_each_room_keeps_the_socket_and_a_refresh_joins_again() {
+    let secret = b"s3cret".to_vec();
+    let mut w = World::new(USER);
+    w.session = Session::new(USER, Secrets { current: secret.clone(), previous: Vec::new() }, w.now);
+    let a = short_device(&mut w, 60_000);
+    let other = w.device(&["*"]);
+    for room in ["r1", "r2"] {
+        w.send(a, &format!(r#"{{"type":"join","room":"{room}"}}"#));
     }
-    closed.sort();
-    let mut expect = vec![(quiet, 4001), (short, 4002)];
-    expect.sort();
-    assert_eq!(closed, expect);
-    assert_eq!(w.room("r").0.connection_count(), 1, "the room let the closed devices go");
+    w.send(other, r#"{"type":"join","room":"r1"}"#);
+    w.now += 120_000;
+    let now = w.now;
+    w.session.handle_sweep(now, 600_000, |_| Some(now));
+    w.pump();
+    for room in ["r1", "r2"] {
+        let left = w.frames(a, room, "left");
+        assert_eq!(left.len(), 1, "{room}: one left each");
+        assert_eq!(left[0]["code"], 4002);
+    }
+    assert!(w.closes.is_empty(), "the socket stays open for a refresh");
+    assert_eq!(w.room("r1").0.connection_count(), 1, "only the other device is left in r1");
+    assert_eq!(w.room("r2").0.connection_count(), 0);
+    // A sweep again changes nothing: the rooms left once.
+    w.session.handle_sweep(now + 1, 600_000, |_| Some(now));
+    w.pump();
+    assert_eq!(w.frames(a, "r1", "left").len(), 1);
+    // Until a refresh, a join is refused with 4002.
+    w.send(a, r#"{"type":"join","room":"r1"}"#);
+    assert_eq!(w.frames(a, "r1", "left").len(), 2);
+    assert_eq!(w.frames(a, "r1", "left")[1]["code"], 4002);
+    assert_eq!(w.frames(a, "r1", "joined").len(), 1, "only the first join");
+    // An invalid refresh changes nothing; a valid one lets it join again.
+    w.send(a, r#"{"type":"refresh","token":"nope"}"#);
+    w.send(a, r#"{"type":"join","room":"r1"}"#);
+    assert_eq!(w.frames(a, "r1", "left").len(), 3);
+    let fresh = crate::token::mint(&claims(USER, &["*"]), &secret).unwrap();
+    w.send(a, &format!(r#"{{"type":"refresh","token":"{fresh}"}}"#));
+    assert!(w.inbox[&a].iter().any(|v| v["type"] == "refreshed"));
+    assert_eq!(w.attachments[&a].expired, None, "the attachment no longer says expired");
+    w.send(a, r#"{"type":"join","room":"r1"}"#);
+    assert_eq!(w.frames(a, "r1", "joined").len(), 2, "joined again after the refresh");
+    assert_eq!(w.room("r1").0.connection_count(), 2);
+    // Past the grace, the refreshed socket stays.
+    w.now += EXPIRED_GRACE_MS * 2;
+    let now = w.now;
+    w.session.handle_sweep(now, 600_000, |_| Some(now));
+    w.pump();
+    assert!(w.closes.is_empty());
+}
+
+#[test]
+fn an_expired_socket_without_a_refresh_closes_after_the_grace_even_across_hibernation() {
+    let mut w = World::new(USER);
+    let a = short_device(&mut w, 60_000);
+    w.send(a, r#"{"type":"join","room":"r"}"#);
+    w.now += 120_000;
+    let expired_at = w.now;
+    w.session.handle_sweep(expired_at, 600_000, |_| Some(expired_at));
+    w.pump();
+    assert_eq!(w.attachments[&a].expired, Some(expired_at), "kept in the attachment");
+    assert_eq!(w.session.poll_timeout(), Some(expired_at + EXPIRED_GRACE_MS + 1), "the alarm is due at the grace's end");
+    // The session hibernates and wakes within the grace: the socket is still open.
+    w.now += EXPIRED_GRACE_MS / 2;
+    w.restart_session();
+    let now = w.now;
+    w.session.handle_sweep(now, 600_000, |_| Some(now));
+    w.pump();
+    assert!(w.closes.is_empty(), "within the grace");
+    assert_eq!(w.session.poll_timeout(), Some(expired_at + EXPIRED_GRACE_MS + 1), "the grace did not start over");
+    w.now = expired_at + EXPIRED_GRACE_MS + 1;
+    w.session.handle_timeout(w.now);
+    w.pump();
+    assert_eq!(w.closes, vec![(a, 4002)], "closed at the grace's end");
+    assert!(!w.session.has_devices());
+}
+
+#[test]
+fn a_feed_call_that_moves_nothing_saves_nothing() {
+    let mut w = World::new(USER);
+    let a = w.device(&["*"]);
+    w.send(a, r#"{"type":"join","room":"r"}"#);
+    w.publish(a, "r", "m1");
+    let Some(Row::Feed { epoch, seq, .. }) = w.rows.get("f r").cloned() else { panic!("the position is saved: {:?}", w.rows) };
+    assert!(seq >= 1);
+    // A probe: the room's head where the session stands, nothing new.
+    let probe = crate::relay::FeedCall {
+        room: "r".into(),
+        page: crate::relay::FeedPage { epoch: epoch.clone(), end: Some(seq), messages: Vec::new() },
+        extras: Vec::new(),
+        watch: false,
+    };
+    let reply = w.session.handle_feed(probe.clone());
+    assert_eq!(reply.answer.map(|a| a.seq), Some(seq), "it still answers where it stands");
+    let mut saves = 0;
+    while let Some(out) = w.session.poll_output() {
+        saves += usize::from(matches!(out, Output::Save(Row::Feed { .. })));
+    }
+    assert_eq!(saves, 0, "nothing to save");
+    // A call that moves it saves again.
+    w.publish(a, "r", "m2");
+    assert!(matches!(w.rows.get("f r"), Some(Row::Feed { seq: s, .. }) if *s > seq));
+}
+
+#[test]
+fn a_publishers_confirmed_acks_are_not_saved_one_by_one_and_a_restart_still_loses_nothing() {
+    use crate::store::Store;
+    let mut w = World::new(USER);
+    let a = w.device(&["*"]);
+    let b = w.device(&["*"]);
+    w.send(a, r#"{"type":"join","room":"r"}"#);
+    w.send(b, r#"{"type":"join","room":"r"}"#);
+    let stored = |w: &mut World| {
+        let (_, store) = w.room("r");
+        store.subscribers().unwrap().into_iter().find(|s| s.session == USER).map(|s| s.extras)
+    };
+    // Each publish queues an ack (an extra) for the publisher's session, which the next feed
+    // call's answer confirms: the stored flag is set before the ack goes, and left set after.
+    for i in 0..5 {
+        w.publish(a, "r", &format!("m{i}"));
+        assert_eq!(w.frames(a, "r", "ack").len(), i + 1);
+        assert_eq!(stored(&mut w), Some(true), "not written back to false on every confirmation");
+    }
+    // A restart that finds it set: the session's devices leave (1001) and join again from where
+    // they stood; nothing is lost or doubled.
+    w.restart_room("r");
+    for d in [a, b] {
+        assert_eq!(w.seqs(d, "r"), vec![1, 2, 3, 4, 5]);
+        assert_eq!(w.frames(d, "r", "left")[0]["code"], 1001);
+        w.send(d, r#"{"type":"join","room":"r","epoch":"ep-r","since":5}"#);
+    }
+    w.publish(b, "r", "after");
+    for d in [a, b] {
+        assert_eq!(w.seqs(d, "r"), vec![1, 2, 3, 4, 5, 6]);
+    }
 }
 
 #[test]
