@@ -287,23 +287,27 @@ impl Room {
         }
         if self.next_sweep.is_some_and(|t| t <= now) {
             let timeout = self.config.heartbeat_timeout_ms;
-            let dead: Vec<ConnId> = self
-                .conns
-                .iter()
-                // A session's connections live as long as its answers list them (`relay.rs`).
-                .filter(|(id, live)| {
-                    !live.relayed && {
-                        let last = live.last_seen.max(last_pong(**id).unwrap_or(0));
-                        now.saturating_sub(last) > timeout
-                    }
-                })
-                .map(|(id, _)| *id)
-                .collect();
+            let mut dead = Vec::new();
+            // The next sweep: half a timeout on, or sooner when a connection's last sign of life
+            // is older, the moment it would be past the timeout. So a dead connection is closed
+            // at most a millisecond after the timeout the welcome advertises (its member leaves
+            // after the grace period), and the room wakes no more often than every half timeout
+            // unless a connection is going quiet.
+            let mut next = now.saturating_add(self.sweep_interval());
+            // A session's connections live as long as its answers list them (`relay.rs`).
+            for (id, live) in self.conns.iter().filter(|(_, live)| !live.relayed) {
+                let last = live.last_seen.max(last_pong(*id).unwrap_or(0));
+                if now.saturating_sub(last) > timeout {
+                    dead.push(*id);
+                } else {
+                    next = next.min(last.saturating_add(timeout).saturating_add(1));
+                }
+            }
             for id in dead {
                 self.emit(Action::Close { conn: id, code: close::HEARTBEAT_TIMEOUT.into() });
                 self.handle_close(id, now, store);
             }
-            self.next_sweep = if self.conns.is_empty() { None } else { Some(now.saturating_add(self.sweep_interval())) };
+            self.next_sweep = if self.conns.is_empty() { None } else { Some(next.max(now.saturating_add(1))) };
             self.trim(now, store);
             self.guards.prune(now);
             self.announcer.prune(now);

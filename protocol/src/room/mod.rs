@@ -348,8 +348,8 @@ impl Room {
     // ---- shared by the inputs and commands ----------------------------------------------------
 
     fn sweep_interval(&self) -> u64 {
-        // Half the timeout: a dead connection is closed between 1 and 1.5 timeouts after its
-        // last ping, with one wake per half timeout while the room has connections.
+        // Half the timeout, while the room has connections; a sweep comes sooner when a
+        // connection would be past the timeout before then (`handle_timeout`).
         (self.config.heartbeat_timeout_ms / 2).max(1)
     }
 
