@@ -42,6 +42,9 @@ const EVENTS = [
   "gap",
   "mark_read",
   "watch",
+  "network",
+  "visibility",
+  "nudge",
 ];
 /** The subprotocol the server selects (roomcast_protocol::SUBPROTOCOL). */
 const SUBPROTOCOL = "roomcast.v1";
@@ -103,9 +106,11 @@ function own(h, k, free, ws) {
   return id;
 }
 
-function wake(h) {
-  if (globalThis.document?.visibilityState !== "hidden") event(h, "wake");
-}
+/** Whether the page is visible (1) or hidden (0); NaN without a document (the machine's default). */
+const visible = () => {
+  const d = globalThis.document;
+  return d ? +(d.visibilityState !== "hidden") : NaN;
+};
 
 /**
  * Reports what crosses host `h`'s socket to the `debug` or `logger` option's function, if any:
@@ -301,14 +306,19 @@ const imports = {
   },
   wake_listen(id) {
     const h = hosts.get(id);
-    const f = () => wake(h);
+    // What the page says goes to the machine as it is (protocol/src/client/network.rs decides).
+    const on = {
+      online: () => event(h, "network", "", "", 1),
+      offline: () => event(h, "network", "", "", 0),
+      pageshow: () => visible() && event(h, "wake"),
+      visibilitychange: () => event(h, "visibility", "", "", visible()),
+    };
     const d = globalThis.document;
-    globalThis.addEventListener?.("online", f);
-    d?.addEventListener("visibilitychange", f);
-    return own(h, 2, () => {
-      globalThis.removeEventListener?.("online", f);
-      d?.removeEventListener("visibilitychange", f);
-    });
+    const each = (f) => {
+      for (const [k, g] of Object.entries(on)) (k[0] === "v" ? d : globalThis)?.[f]?.(k, g);
+    };
+    each("addEventListener");
+    return own(h, 2, () => each("removeEventListener"));
   },
   release(rid, code, reason) {
     const r = owned.get(rid);
@@ -322,6 +332,11 @@ const imports = {
   },
   emit_status(id, state, attempt, delayMs, code, ptr, len) {
     const h = hosts.get(id);
+    // Open again after an outage: the page's other connections waiting out a backoff try now.
+    if (state === 1 && h._state === STATES[2])
+      queueMicrotask(() => {
+        for (const o of hosts.values()) if (o !== h && !o._options._link) o._nudge();
+      });
     h._state = STATES[state];
     emit(h, "status", { state: h._state, attempt, delayMs, code, reason: text(ptr, len) });
   },
@@ -420,13 +435,21 @@ export class Host {
         !!o.echo,
       ),
     );
+    // What the page is like at the start (a session's rooms follow their session's socket).
+    if (!o._link) {
+      if (globalThis.navigator?.onLine === false) event(this, "network", "", "", 0);
+      event(this, "visibility", "", "", visible());
+    }
   }
 
-  /** The token function's result (undefined: it failed), for a connection attempt or a refresh. */
-  _setToken(token) {
+  /**
+   * The token function's result (undefined: it failed; `away`: because its server could not be
+   * reached, which does not count), for a connection attempt or a refresh.
+   */
+  _setToken(token, away) {
     if (!hosts.has(this._id)) return;
     this._token = token ?? null;
-    event(this, "token", JSON.stringify(token) ?? "", "", token !== undefined);
+    event(this, "token", JSON.stringify(token) ?? "", "", token !== undefined || 2 * !!away);
   }
 
   /**
@@ -463,6 +486,11 @@ export class Host {
   /** Back online (the app says so): reconnect now if waiting, or check the link. */
   _wake() {
     if (hosts.has(this._id)) event(this, "wake");
+  }
+
+  /** Another connection of the page reconnected: reconnect now if waiting. */
+  _nudge() {
+    if (hosts.has(this._id)) event(this, "nudge");
   }
 
   /** Drops the wasm half (it already released the socket, timer and listeners when it closed). */

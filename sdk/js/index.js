@@ -54,6 +54,38 @@ const toMessage = (f) => {
 };
 const isMessage = (f) => isCount(f?.seq) && isStr(f.from) && isStr(f.user);
 
+/** A token as the room takes it: a compact JWS (three base64url parts). */
+const JWS = /^[\w-]+\.[\w-]+\.[\w-]+$/;
+
+/**
+ * Calls the app's token function: `ok(token)`, or `failed(message, cause, away)` (`away`: its
+ * server could not be reached, a failure that does not count) unless `live()` says the answer is
+ * stale. What is not a token never goes to the room: its first bytes are in the message.
+ */
+function fetchToken(f, live, ok, failed) {
+  Promise.resolve()
+    .then(() => (isFn(f) ? f() : f))
+    .then(
+      (t) =>
+        live()
+        && (JWS.test(t)
+          ? ok(t)
+          : failed(
+              isStr(t)
+                ? `the token function resolved to ${JSON.stringify(t.slice(0, 40))}${t.length > 40 ? "…" : ""}, not a token (a compact JWS)`
+                : `the token function resolved to ${t === null ? "null" : typeof t}, not a string`,
+              t,
+            )),
+      (e) =>
+        live()
+        && failed(
+          `the token function failed: ${e?.message ?? e}`,
+          e,
+          e instanceof TypeError && /fetch|network|load failed/i.test(e.message),
+        ),
+    );
+}
+
 /** The platform's clock, called the way the platform needs (unbound timers throw in browsers). */
 const CLOCK = { now: () => Date.now(), setTimeout: (f, ms) => setTimeout(f, ms), clearTimeout: (t) => clearTimeout(t) };
 
@@ -242,6 +274,15 @@ class Room {
     return this.#readSeq;
   }
 
+  /**
+   * Reconnects now if waiting out a backoff, or checks the open connection with a ping (a room
+   * joined through createClient(): its client's socket).
+   */
+  reconnect() {
+    if (this._session) this._session.reconnect();
+    else this.#host._wake();
+  }
+
   /** Leaves a room joined through createClient() (the same as close()). */
   leave() {
     this.close();
@@ -328,28 +369,20 @@ class Room {
     }
   }
 
-  /** A token fetch failed: reported with the app's error, and counted by the wasm half. */
-  #tokenFailed(message, cause) {
-    this.#cause = cause;
-    this.#emit("error", { code: "token_failed", message, cause });
-    this.#host._setToken(undefined);
-  }
-
   /** The wasm half needs a token (to connect, or to refresh the open connection's). */
   #fetchToken() {
     const n = ++this.#fetches;
-    Promise.resolve()
-      .then(() => (isFn(this.#token) ? this.#token() : this.#token))
-      .then(
-        (t) => {
-          if (n !== this.#fetches) return;
-          if (isStr(t)) this.#host._setToken(t);
-          else this.#tokenFailed(`the token function resolved to ${t === null ? "null" : typeof t}, not a string`, t);
-        },
-        (e) => {
-          if (n === this.#fetches) this.#tokenFailed(`the token function failed: ${e?.message ?? e}`, e);
-        },
-      );
+    fetchToken(
+      this.#token,
+      () => n === this.#fetches,
+      (t) => this.#host._setToken(t),
+      // reported with the app's error, and counted by the wasm half (unless unreachable)
+      (message, cause, away) => {
+        this.#cause = cause;
+        this.#emit("error", { code: "token_failed", message, cause });
+        this.#host._setToken(undefined, away);
+      },
+    );
   }
 
   /** A welcome: the room's limits, and the member list (a reconnect may have missed changes). */
@@ -526,17 +559,15 @@ class Client {
 
   #fetchToken() {
     const n = ++this.#fetches;
-    const t = this.#options.token;
-    Promise.resolve()
-      .then(() => (isFn(t) ? t() : t))
-      .then(
-        (t) => n === this.#fetches && this.#host._setToken(isStr(t) ? t : undefined),
-        (e) => {
-          if (n !== this.#fetches) return;
-          this.#emit("error", { code: "token_failed", message: `the token function failed: ${e?.message ?? e}`, cause: e });
-          this.#host._setToken(undefined);
-        },
-      );
+    fetchToken(
+      this.#options.token,
+      () => n === this.#fetches,
+      (t) => this.#host._setToken(t),
+      (message, cause, away) => {
+        this.#emit("error", { code: "token_failed", message, cause });
+        this.#host._setToken(undefined, away);
+      },
+    );
   }
 
   /** Events from the host (see host.js); not part of the API. */

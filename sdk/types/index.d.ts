@@ -44,12 +44,15 @@ export interface ConnectOptions {
    * A fixed string cannot be refreshed: at expiry the room closes the connection (4002) and the
    * reconnect is refused (4401).
    *
-   * A function that throws, rejects, resolves to something that is not a string, or does not
-   * answer within `connectTimeoutMs` has failed: an `error` event (`token_failed`, with what it
-   * threw, or what it returned, as `cause`), and the attempt is retried with backoff. After
-   * `maxTokenFailures` failures in a row the room closes for good (status `closed`, code 4000,
-   * "token fetch failed too many times in a row"). A failed refresh of an open connection is an
-   * `error` event too but does not count: it is retried while the token is valid.
+   * A function that throws, rejects, resolves to something that is not a token (a compact JWS:
+   * three base64url parts; an HTTP error body, say: the message quotes its first 40 characters),
+   * or does not answer within `connectTimeoutMs` has failed: an `error` event (`token_failed`,
+   * with what it threw, or what it returned, as `cause`), and the attempt is retried with backoff.
+   * After `maxTokenFailures` failures in a row the room closes for good (status `closed`, code
+   * 4000, "token fetch failed too many times in a row"). Failures while the browser is offline,
+   * and fetches that could not reach their server (a `TypeError` from `fetch`), do not count: the
+   * room waits for the network, and tries at once when it is back. A failed refresh of an open
+   * connection is an `error` event too but does not count: it is retried while the token is valid.
    */
   token?: string | (() => string | Promise<string>);
   /**
@@ -84,11 +87,17 @@ export interface ConnectOptions {
    * welcome's `heartbeat.interval`), so it never pings less often than the room expects.
    */
   pingIntervalMs?: number;
-  /** A pong later than this marks the connection dead (default 10000). */
+  /**
+   * A pong later than this marks the connection dead (default 10000). While the page is visible
+   * the SDK pings at least every 5 s and waits at most 4 s for the pong (sdk/README.md, Liveness).
+   */
   pongTimeoutMs?: number;
   /** Most unacknowledged publishes kept while offline (default 1000); beyond, publish() rejects. */
   queueMax?: number;
-  /** Failed token fetches in a row before the room closes for good (default 5; Infinity: never). */
+  /**
+   * Failed token fetches in a row before the room closes for good (default 10; Infinity: never).
+   * Failures while offline or unreachable do not count.
+   */
   maxTokenFailures?: number;
   /** Seed for the jitter and message ids (default random). */
   seed?: number;
@@ -398,6 +407,12 @@ export interface Room<TData = unknown, TMeta extends object = Record<string, unk
    */
   setPresence(meta: TMeta): Promise<void>;
   members(): Member<TMeta>[];
+  /**
+   * Reconnects now if waiting out a backoff (the app knows the network is back), or checks the
+   * open connection with a ping (no pong within 4 s: `reconnecting`). A room joined with
+   * createClient(): its client's socket (client.reconnect()).
+   */
+  reconnect(): void;
   /**
    * Closes for good: no timers, no reconnects; pending publishes, history reads, broadcasts and
    * presence changes reject with "closed".
