@@ -4,7 +4,7 @@ import { RoomcastError } from "./error.js";
 import { Host } from "./host.js";
 import { isStr } from "./shapes.js";
 
-const EVENTS = ["message", "presence", "status", "gap", "direct", "broadcast", "error", "read"];
+const EVENTS = ["message", "presence", "status", "gap", "direct", "broadcast", "error", "read", "publish"];
 /** Room names as the server takes them (protocol::name::validate_room). */
 // A user-limited room (`dm~alice,bob`) lists user ids after a `~`; the server checks their order.
 const ROOM_NAME = /^(?=.{1,128}$)[A-Za-z0-9_.:-]+(~[A-Za-z0-9_.:@-]{1,64}(,[A-Za-z0-9_.:@-]{1,64})*)?$/;
@@ -121,6 +121,8 @@ class Room {
   #log;
   /** Joined through a session (createClient): the user's read position here. */
   #readSeq = 0;
+  /** The id the last call's frame carries. */
+  #sent;
 
   constructor(options) {
     if (!options?.url || !options?.room) throw new TypeError("roomcast: connect() needs url and room");
@@ -202,7 +204,10 @@ class Room {
   publish(data) {
     // A publish right after connect() is queued like any other made while not yet open.
     this.#start();
-    return this.#request("publish", [json(data)], (s) => s.seq);
+    const result = this.#request("publish", [json(data)], (s) => s.seq);
+    // (for lists that show it at once: roomcast/messages)
+    this.#emit("publish", { id: this.#sent, data, result });
+    return result;
   }
 
   sendTo(target, data) {
@@ -310,6 +315,7 @@ class Room {
   #request(name, args, value = () => {}, what = "message") {
     return new Promise((resolve, reject) => {
       const [n, failure, given] = this.#closed ? [0, "closed"] : this.#host._request(name, ...args);
+      this.#sent = n && given;
       if (failure) reject(this.#error(failure, undefined, undefined, what, given));
       else if (n) this.#pending.set(n, { _resolve: resolve, _reject: reject, _value: value, _what: what, _id: given });
       else resolve(); // a broadcast nobody answers: handed to the socket
@@ -387,6 +393,8 @@ class Room {
 
   /** A welcome: the room's limits, and the member list (a reconnect may have missed changes). */
   #welcomed(p) {
+    // the user this connection is (the token's), for the stored copies of its own publishes
+    this.user = p.user;
     if (isCount(p.read)) this._read(p.read);
     if (p.limits && typeof p.limits === "object") this.#limits = p.limits;
     const before = this.#members;

@@ -298,6 +298,12 @@ export interface Events<TData = unknown, TMeta extends object = Record<string, u
   error: ErrorEvent;
   /** A room joined with createClient(): the user's read position moved (on any of their devices). */
   read: ReadEvent;
+  /**
+   * publish() was called (before it is sent: offline too): its message id (undefined when refused
+   * at once), its data, and the promise publish() returned. For lists that show it at once
+   * (roomcast/messages).
+   */
+  publish: { id?: string; data: TData; result: Promise<number> };
 }
 
 export interface ReadEvent {
@@ -357,6 +363,8 @@ export interface Limits {
 
 export interface Room<TData = unknown, TMeta extends object = Record<string, unknown>, TBroadcast = TData> {
   readonly clientId: string;
+  /** The user this connection is (the token's `sub`), from the last welcome; undefined before. */
+  readonly user?: string;
   readonly state: State;
   /** The last seq seen (delivered, acknowledged, or an own message skipped with echo off). */
   readonly lastSeq: number;
