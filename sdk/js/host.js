@@ -123,6 +123,12 @@ const detach = (ws) => {
   ws.onmessage = ws.onclose = null;
 };
 
+/** Session `h`'s socket went (closed, or given up on): every room's join went with it. */
+function dropJoins(h, reason, code) {
+  h._open = false;
+  for (const r of h._rooms?.values() ?? []) if (owned.delete(r._vsid)) event(r, "closed", reason, "", r._vsid, code);
+}
+
 /** Hands an answer to the wasm half (`code`: the room's refusal), which settles the call it names. */
 function answered(h, f, seq, code) {
   // the settlement the wasm emits for this id carries the frame (a history page, an error's message)
@@ -248,6 +254,8 @@ const imports = {
           log(h, "close", { code, reason });
           ws.close(code, reason);
         }
+        // (after the wasm call that gave it up has returned)
+        if (h._rooms) queueMicrotask(() => dropJoins(h, reason, code));
       },
       ws,
     );
@@ -260,11 +268,7 @@ const imports = {
       owned.delete(sid);
       detach(ws);
       event(h, "closed", e.reason ?? "", "", sid, e.code);
-      // A session socket: every room's join went with it.
-      h._open = false;
-      for (const r of h._rooms?.values() ?? []) {
-        if (owned.delete(r._vsid)) event(r, "closed", e.reason ?? "", "", r._vsid, e.code);
-      }
+      dropJoins(h, e.reason ?? "", e.code);
     };
     h._ws = ws;
     return sid;

@@ -89,7 +89,7 @@ export interface ConnectOptions {
   pingIntervalMs?: number;
   /**
    * A pong later than this marks the connection dead (default 10000). While the page is visible
-   * the SDK pings at least every 5 s and waits at most 4 s for the pong (sdk/README.md, Liveness).
+   * the SDK pings at least every 4 s and waits at most 4 s for the pong (sdk/README.md, Liveness).
    */
   pongTimeoutMs?: number;
   /** Most unacknowledged publishes kept while offline (default 1000); beyond, publish() rejects. */

@@ -124,68 +124,85 @@ async function newPage() {
 
 /**
  * Connects `rooms` on `page` as `user` through `url`, with the SDK's default options and a token
- * function that fetches from the app's endpoint (as the tutorial's does); each room's events are
- * recorded in `window.logs[room]` and the rooms are `window.rooms[room]`.
+ * function that fetches from the app's endpoint (as the tutorial's does): each with connect(), or
+ * (`session`) all joined on one createClient() (`window.client`). Each room's events are recorded
+ * in `window.logs[room]` and the rooms are `window.rooms[room]`.
  */
-async function connectRooms(page, url, user, rooms, options = {}) {
+async function connectRooms(page, url, user, rooms, { session = false } = {}) {
   await page.evaluate(
-    ({ url, user, rooms, options }) => {
+    ({ url, user, rooms, session }) => {
       const q = `user=${encodeURIComponent(user)}&${rooms.map((r) => `room=${encodeURIComponent(r)}`).join("&")}`;
       const tokenFn = () => fetch(`/token?${q}`).then((r) => r.text());
       window.rooms ??= {};
       window.logs ??= {};
+      if (session) window.client = window.roomcast.createClient({ url, token: tokenFn });
       for (const room of rooms) {
         const log = { status: [], error: [], presence: [], message: [] };
-        const r = window.roomcast.connect({ url, room, token: tokenFn, clientId: `c-${user}`, ...options });
+        const r = session ? window.client.join(room) : window.roomcast.connect({ url, room, token: tokenFn, clientId: `c-${user}` });
         for (const e of Object.keys(log)) r.on(e, (p) => log[e].push({ ...p, at: Date.now() }));
         window.rooms[room] = r;
         window.logs[room] = log;
       }
     },
-    { url, user, rooms, options },
+    { url, user, rooms, session },
   );
   await page.waitForFunction((rooms) => rooms.every((r) => window.rooms[r].state === "open"), rooms);
 }
 
 const history = async (room) => (await api(edge, "GET", `/rooms/${room}/history?since=0`)).json.messages;
 
-test("90 s offline with the default options, then online: the page recovers by itself and every publish made offline is stored once, in order", async (t) => {
-  const room = roomName("offline-90");
+test("90 s offline with the default options, then online: the page recovers by itself and every publish made offline is stored once, in order (connect() and createClient())", async (t) => {
+  const [room, joined] = [roomName("offline-90"), roomName("offline-90-session")];
+  const both = [room, joined];
   const link = await proxy(edge.port);
   const { context, page } = await newPage();
   try {
     await connectRooms(page, link.url, "phone", [room]);
+    await connectRooms(page, link.url, "phone", [joined], { session: true });
     // the phone loses its network: the browser says so, and the link goes dead without a word
     link.set("blackhole");
     await context.setOffline(true);
-    await page.waitForFunction((r) => window.rooms[r].state === "reconnecting", room, { timeout: 10_000 });
-    await page.evaluate((r) => {
-      window.acks = Promise.all([1, 2, 3, 4, 5].map((n) => window.rooms[r].publish({ n })));
+    await page.waitForFunction((rooms) => rooms.every((r) => window.rooms[r].state === "reconnecting"), both, { timeout: 10_000 });
+    await page.evaluate((rooms) => {
+      window.acks = Promise.all(rooms.map((r) => Promise.all([1, 2, 3, 4, 5].map((n) => window.rooms[r].publish({ n })))));
       window.acks.catch((e) => (window.failed = e));
-    }, room);
+    }, both);
     const offlineFor = 90_000;
     await new Promise((r) => setTimeout(r, offlineFor));
-    const during = await page.evaluate((r) => [window.rooms[r].state, window.failed?.code, window.logs[r].error.map((e) => e.code)], room);
-    assert.equal(during[0], "reconnecting", "still trying, not closed");
-    assert.equal(during[1], undefined, "no publish rejected");
+    const during = await page.evaluate(
+      (rooms) => [
+        rooms.map((r) => window.rooms[r].state),
+        window.client.status,
+        window.failed?.code,
+        rooms.flatMap((r) => window.logs[r].error.map((e) => e.code)),
+      ],
+      both,
+    );
+    assert.deepEqual(during.slice(0, 2), [["reconnecting", "reconnecting"], "reconnecting"], "still trying, not closed");
+    assert.equal(during[2], undefined, "no publish rejected");
     assert.ok(
-      during[2].every((c) => c === "token_failed"),
-      during[2].join(),
+      during[3].every((c) => c === "token_failed"),
+      during[3].join(),
     );
     link.set("pass");
     const back = Date.now();
     await context.setOffline(false);
     const acks = await page.evaluate(() => window.acks);
     const recovered = Date.now() - back;
-    assert.deepEqual(acks, [1, 2, 3, 4, 5]);
-    t.diagnostic(`open and acknowledged ${recovered} ms after the network came back`);
-    assert.ok(recovered < 5_000, `open and acknowledged ${recovered} ms after the network came back`);
-    assert.deepEqual(
-      (await history(room)).map((m) => m.data.n),
+    assert.deepEqual(acks, [
       [1, 2, 3, 4, 5],
-      "each once, in order",
-    );
-    const states = await page.evaluate((r) => window.logs[r].status.map((s) => s.state), room);
+      [1, 2, 3, 4, 5],
+    ]);
+    t.diagnostic(`both open and acknowledged ${recovered} ms after the network came back`);
+    assert.ok(recovered < 5_000, `open and acknowledged ${recovered} ms after the network came back`);
+    for (const r of both) {
+      assert.deepEqual(
+        (await history(r)).map((m) => m.data.n),
+        [1, 2, 3, 4, 5],
+        `${r}: each once, in order`,
+      );
+    }
+    const states = await page.evaluate((rooms) => rooms.flatMap((r) => window.logs[r].status.map((s) => s.state)), both);
     assert.ok(!states.includes("closed"), states.join());
   } finally {
     await context.close();
@@ -193,83 +210,91 @@ test("90 s offline with the default options, then online: the page recovers by i
   }
 });
 
-test("a 20 s blackhole is noticed within 10 s while visible; the others see the user leave within the timeout plus grace; pending messages show at once and become stored ones, once each", async (t) => {
-  const room = roomName("blackhole");
+test("a 20 s blackhole is noticed within 10 s while visible; the others see the user leave within the timeout plus grace; pending messages show at once and become stored ones, once each (connect() and createClient())", async (t) => {
+  const [room, joined] = [roomName("blackhole"), roomName("blackhole-session")];
+  const both = [room, joined];
   const link = await proxy(edge.port);
   const user = await newPage();
   const other = await newPage();
   try {
-    await connectRooms(other.page, edge.wsUrl, "watcher", [room]);
+    await connectRooms(other.page, edge.wsUrl, "watcher", both);
     await connectRooms(user.page, link.url, "rider", [room]);
-    await user.page.evaluate((r) => {
+    await connectRooms(user.page, link.url, "rider", [joined], { session: true });
+    await user.page.evaluate((rooms) => {
       window.views = [];
-      window.feed = window.followMessages(window.rooms[r], { limit: 20 }, (v) => window.views.push(v.messages));
-    }, room);
-    await other.page.waitForFunction((r) => window.rooms[r].members().some((m) => m.user === "rider"), room);
+      window.feeds = rooms.map((r) => window.followMessages(window.rooms[r], { limit: 20 }, (v) => window.views.push(v.messages)));
+    }, both);
+    await other.page.waitForFunction((rooms) => rooms.every((r) => window.rooms[r].members().some((m) => m.user === "rider")), both);
     assert.equal(await user.page.evaluate(() => document.visibilityState), "visible");
     const cut = Date.now();
     link.set("blackhole");
-    await user.page.waitForFunction((r) => window.rooms[r].state === "reconnecting", room, { timeout: 12_000 });
-    const noticed = Date.now() - cut;
+    const noticed = [];
+    for (const r of both) {
+      await user.page.waitForFunction((r) => window.rooms[r].state === "reconnecting", r, { timeout: 12_000 });
+      noticed.push(Date.now() - cut);
+    }
     const status = await user.page.evaluate((r) => window.logs[r].status.at(-1), room);
     assert.deepEqual([status.code, status.reason], [4000, "heartbeat missed"]);
-    t.diagnostic(`blackhole noticed after ${noticed} ms`);
-    assert.ok(noticed <= 10_000, `noticed after ${noticed} ms`);
+    t.diagnostic(`blackhole noticed after ${noticed.join(" ms (connect()), ")} ms (createClient())`);
+    assert.ok(Math.max(...noticed) <= 10_000, `noticed after ${noticed} ms`);
     // published into the dead link: shown at once, as pending
-    const shown = await user.page.evaluate((r) => {
-      window.acks = Promise.all(["a", "b", "c"].map((t) => window.rooms[r].publish(t)));
-      return window.feed.view.messages.map((m) => [m.data, !!m.pending]);
-    }, room);
-    assert.deepEqual(shown, [
-      ["a", true],
-      ["b", true],
-      ["c", true],
-    ]);
+    const shown = await user.page.evaluate((rooms) => {
+      window.acks = Promise.all(rooms.map((r) => Promise.all(["a", "b", "c"].map((t) => window.rooms[r].publish(t)))));
+      return window.feeds.map((f) => f.view.messages.map((m) => `${m.data}${m.pending ? "…" : ""}`).join());
+    }, both);
+    assert.deepEqual(shown, ["a…,b…,c…", "a…,b…,c…"]);
     // the room's side: the rider's connection is closed after the heartbeat timeout, and the
     // rider leaves the others' presence after the grace period
-    await other.page.waitForFunction((r) => !window.rooms[r].members().some((m) => m.user === "rider"), room, { timeout: 20_000 });
-    const left = Date.now() - cut;
-    // the room last heard of the rider at most one ping interval (3 s) before the cut
+    const left = [];
+    for (const r of both) {
+      await other.page.waitForFunction((r) => !window.rooms[r].members().some((m) => m.user === "rider"), r, { timeout: 20_000 });
+      left.push(Date.now() - cut);
+    }
+    // the room last heard of the rider at most one ping interval before the cut
     const bound = HEARTBEAT_TIMEOUT_MS + PRESENCE_GRACE_MS + 1_000;
-    t.diagnostic(`left the others' presence ${left} ms after the cut`);
-    assert.ok(left <= bound, `left presence ${left} ms after the cut (timeout + grace + 1 s = ${bound})`);
+    t.diagnostic(`left the others' presence ${left.join(" ms (connect()), ")} ms (createClient()) after the cut`);
+    assert.ok(Math.max(...left) <= bound, `left presence ${left} ms after the cut (timeout + grace + 1 s = ${bound})`);
     const rest = 20_000 - (Date.now() - cut);
     if (rest > 0) await new Promise((r) => setTimeout(r, rest));
     link.set("pass");
-    assert.deepEqual(await user.page.evaluate(() => window.acks), [1, 2, 3]);
-    await user.page.waitForFunction(() => window.feed.view.messages.every((m) => !m.pending));
-    const list = await user.page.evaluate(() => window.feed.view.messages.map((m) => [m.seq, m.data, !!m.pending]));
-    assert.deepEqual(list, [
-      [1, "a", false],
-      [2, "b", false],
-      [3, "c", false],
+    assert.deepEqual(await user.page.evaluate(() => window.acks), [
+      [1, 2, 3],
+      [1, 2, 3],
     ]);
+    await user.page.waitForFunction(() => window.feeds.every((f) => f.view.messages.every((m) => !m.pending)));
+    const lists = await user.page.evaluate(() => window.feeds.map((f) => f.view.messages.map((m) => `${m.seq}:${m.data}`).join()));
+    assert.deepEqual(lists, ["1:a,2:b,3:c", "1:a,2:b,3:c"]);
     // never shown twice on the way
     const twice = await user.page.evaluate(() => window.views.some((v) => new Set(v.map((m) => m.data)).size !== v.length));
     assert.equal(twice, false);
-    assert.deepEqual(
-      (await history(room)).map((m) => m.data),
-      ["a", "b", "c"],
-    );
-    await other.page.waitForFunction((r) => window.rooms[r].members().some((m) => m.user === "rider"), room);
+    for (const r of both) {
+      assert.deepEqual(
+        (await history(r)).map((m) => m.data),
+        ["a", "b", "c"],
+      );
+    }
+    await other.page.waitForFunction((rooms) => rooms.every((r) => window.rooms[r].members().some((m) => m.user === "rider")), both);
   } finally {
     await Promise.all([user.context.close(), other.context.close()]);
     await link.close();
   }
 });
 
-test("after an edge restart a page with 5 rooms is live in all of them within 3 s of the first", async (t) => {
+test("after an edge restart a page with 5 rooms (and 5 more on one createClient()) is live in all of them within 3 s of the first", async (t) => {
   const rooms = Array.from({ length: 5 }, (_, i) => roomName(`restart-${i}`));
+  const joined = Array.from({ length: 5 }, (_, i) => roomName(`restart-session-${i}`));
+  const all = [...rooms, ...joined];
   const { context, page } = await newPage();
   try {
     await connectRooms(page, edge.wsUrl, "five", rooms);
+    await connectRooms(page, edge.wsUrl, "five", joined, { session: true });
     const port = edge.port;
     await edge.stop("SIGKILL");
-    await page.waitForFunction((rooms) => rooms.every((r) => window.rooms[r].state === "reconnecting"), rooms);
+    await page.waitForFunction((rooms) => rooms.every((r) => window.rooms[r].state === "reconnecting"), all);
     edge = await startEdge({ persistDir, port, vars: VARS });
     const up = Date.now();
-    await page.waitForFunction((rooms) => rooms.every((r) => window.rooms[r].state === "open"), rooms, { timeout: 40_000 });
-    const opened = await page.evaluate((rooms) => rooms.map((r) => window.logs[r].status.findLast((s) => s.state === "open").at), rooms);
+    await page.waitForFunction((rooms) => rooms.every((r) => window.rooms[r].state === "open"), all, { timeout: 40_000 });
+    const opened = await page.evaluate((rooms) => rooms.map((r) => window.logs[r].status.findLast((s) => s.state === "open").at), all);
     const first = Math.min(...opened);
     const spread = Math.max(...opened) - first;
     t.diagnostic(`first room open ${first - up} ms after the edge answered, all ${spread} ms later`);

@@ -70,7 +70,7 @@ pub struct ClientConfig {
     pub pong_timeout_ms: u64,
     /// While the page is visible ([`Client::handle_visibility`]) a ping goes out at least this
     /// often, and its pong may be at most `check_timeout_ms` late: a silently dead link is noticed
-    /// within the sum (9 s by default). The runtime answers pings without waking the room.
+    /// within the sum (8 s by default). The runtime answers pings without waking the room.
     pub visible_ping_interval_ms: u64,
     /// How late the pong of a check may be: the ping sent at once when the network comes or goes,
     /// the page becomes visible or is shown again, or the app asks ([`Client::handle_wake`]).
@@ -95,7 +95,7 @@ impl Default for ClientConfig {
             connect_timeout_ms: 10_000,
             ping_interval_ms: 20_000,
             pong_timeout_ms: 10_000,
-            visible_ping_interval_ms: 5_000,
+            visible_ping_interval_ms: 4_000,
             check_timeout_ms: 4_000,
             queue_max: 1_000,
             max_token_failures: 10,

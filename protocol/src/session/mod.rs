@@ -547,6 +547,13 @@ impl Session {
     /// `last_pong`) is older than `timeout_ms` are closed (4001), like a room's sockets; devices
     /// whose token expired without a `refresh` are closed with 4002, so the client comes back with
     /// a fresh token and its rooms join again (the rooms close their own connections at expiry too).
+    /// When the next device would be past the heartbeat timeout (a millisecond after its last sign
+    /// of life plus `timeout_ms`): the adapter sweeps then, if that is before its regular sweep, so
+    /// a dead socket is closed (and its rooms told) as soon as the timeout has run out.
+    pub fn next_sweep(&self, timeout_ms: u64, last_pong: impl Fn(u64) -> Option<u64>) -> Option<u64> {
+        self.devices.iter().map(|(id, d)| d.last_seen.max(last_pong(*id).unwrap_or(0)).saturating_add(timeout_ms).saturating_add(1)).min()
+    }
+
     pub fn handle_sweep(&mut self, now: u64, timeout_ms: u64, last_pong: impl Fn(u64) -> Option<u64>) {
         let closing: Vec<(u64, crate::close::CloseCode)> = self
             .devices

@@ -187,7 +187,7 @@ fn a_nudge_wakes_a_waiting_client_only() {
 
 proptest! {
     /// While visible, a link that goes silent at any moment is dropped within the visible ping
-    /// interval plus the check timeout (the default settings: 9 s), whatever the room's interval.
+    /// interval plus the check timeout (the default settings: 8 s), whatever the room's interval.
     #[test]
     fn a_silent_link_is_noticed_within_interval_plus_check_timeout(seed in any::<u64>(), dies in 0u64..120_000, asked in 1_000u64..60_000) {
         let d = ClientConfig::default();
