@@ -119,6 +119,9 @@ const visible = () => {
  */
 const log = (h, kind, detail) => h._options._log?.(kind, detail);
 
+/** The wait a close's reason names (a 4029's `; retryAfterMs=<n>`: protocol/src/close.rs), else NaN. */
+const waitOf = (reason) => +/; retryAfterMs=(\d+)$/.exec(reason)?.[1];
+
 const detach = (ws) => {
   ws.onmessage = ws.onclose = null;
 };
@@ -194,7 +197,7 @@ const ROOM_READ = {
   left(r, f) {
     const sid = r._vsid;
     owned.delete(sid);
-    event(r, "closed", f.reason, "", sid, f.code);
+    event(r, "closed", f.reason, "", sid, f.code, waitOf(f.reason));
   },
   gap: (r, f) => event(r, "gap", "", "", f.until),
 };
@@ -267,7 +270,7 @@ const imports = {
       log(h, "closed", { code: e.code, reason: e.reason });
       owned.delete(sid);
       detach(ws);
-      event(h, "closed", e.reason ?? "", "", sid, e.code);
+      event(h, "closed", e.reason ?? "", "", sid, e.code, waitOf(e.reason));
       dropJoins(h, e.reason ?? "", e.code);
     };
     h._ws = ws;

@@ -329,11 +329,11 @@ class Room {
     if (!call) {
       // a refusal no call waits for (an error frame naming an unknown id, or the presence meta
       // sent again after a reconnect), under the id the frame named
-      if (code) this.#emit("error", { code, message, id: answer?.id });
+      if (code) this.#emit("error", { code, message, id: answer?.id, retryAfterMs: answer?.retryAfterMs });
       return;
     }
     this.#pending.delete(id);
-    if (code) return call._reject(this.#error(code, message, call._id, call._what));
+    if (code) return call._reject(this.#error(code, message, call._id, call._what, undefined, answer?.retryAfterMs));
     try {
       call._resolve(call._value({ _answer: answer, ...rest }));
     } catch (e) {
@@ -345,7 +345,7 @@ class Room {
    * The rejection for `code`, with what the SDK knows about it (`given`: "<size> <limit>" of what
    * the wasm half refused as too large).
    */
-  #error(code, message, id, what, given) {
+  #error(code, message, id, what, given, retryAfterMs) {
     const c = this.#closedBy;
     if (code === "too_large" && !message) {
       const [size, max = this.#limits.maxFrameBytes ?? DEFAULT_LIMITS.maxFrameBytes] = given?.split(" ") ?? [];
@@ -355,7 +355,7 @@ class Room {
           : `the ${what} is ${size} bytes, over the room's limit (${max} bytes); it was not sent`;
     }
     if (code === "disconnected" && what === "history") message = "the connection dropped before the room answered";
-    if (code !== "closed" || !c) return new RoomcastError(code, message || TEXT[code], { id });
+    if (code !== "closed" || !c) return new RoomcastError(code, message || TEXT[code], { id, retryAfterMs });
     return new RoomcastError(code, `the room is closed: ${c.reason}`, {
       closeCode: c.code,
       cause: c.code === 4000 ? this.#cause : undefined,

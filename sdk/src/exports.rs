@@ -195,7 +195,7 @@ pub unsafe extern "C" fn conn_welcome(
 /// - settled: an answer to id `a`: an `ack` (seq `x`, negative when none) or a `history` page (no
 ///   seq), or an `error` frame (`b` its code, non-empty);
 /// - pong; closed: socket `x` closed (or failed to open) with code `y` and reason `a` (only the
-///   connection's current socket counts); timer: timer `x` fired; wake: back online, or the page
+///   connection's current socket counts; `z` the wait the reason names, `; retryAfterMs=<n>`); timer: timer `x` fired; wake: back online, or the page
 ///   visible again; close: the app closed the room;
 /// - last_seq: returns the last seq delivered;
 /// - network: online (`x` 1) or offline (`x` 0); visibility: visible (`x` 1) or hidden (`x` 0);
@@ -237,7 +237,7 @@ pub unsafe extern "C" fn conn_event(
                     Event::Settled if b.is_empty() => client.handle_ack(&a, optional(x), host::now(c.id)),
                     Event::Settled => client.handle_error(&a, &b),
                     Event::Pong => client.handle_pong(),
-                    Event::Closed => c.on_closed(x as u32, y.min(u16::MAX.into()) as u16, &a),
+                    Event::Closed => c.on_closed(x as u32, y.min(u16::MAX.into()) as u16, &a, optional(z)),
                     Event::Timer => c.on_timer(x as u32),
                     Event::Wake => client.handle_wake(host::now(c.id)),
                     Event::Close => client.close(),

@@ -205,3 +205,20 @@ describe("liveness", () => {
     client.close();
   });
 });
+
+describe("retryAfterMs", () => {
+  test("a rate_limited refusal rejects with the room's retryAfterMs; a 4029 naming its wait is not retried sooner", async () => {
+    const { room, log, last } = await setup({ token: JWT });
+    openWith(last());
+    const p = room.publish("fast").catch((e) => e);
+    const [f] = last().frames.filter((x) => x.type === "publish");
+    last().receive({ type: "error", id: f.id, code: "rate_limited", message: "slow down", retryAfterMs: 120 });
+    const e = await p;
+    assert.deepEqual([e.code, e.retryAfterMs], ["rate_limited", 120]);
+    last().serverClose(4029, "read budget exceeded; retry later; retryAfterMs=45000");
+    const s = log.status.at(-1);
+    assert.equal(s.state, "reconnecting");
+    assert.ok(s.delayMs >= 45_000, `${s.delayMs}`);
+    room.close();
+  });
+});

@@ -280,6 +280,8 @@ export interface ErrorEvent {
   cause?: unknown;
   /** The message id a server error names. */
   id?: string;
+  /** rate_limited: how long until the same frame would pass (the room's `retryAfterMs`). */
+  retryAfterMs?: number;
   /** out_of_order: the seq that was next. */
   expected?: number;
   /** out_of_order: the seq the frame claimed. */
@@ -337,6 +339,8 @@ export declare class RoomcastError extends Error {
   closeCode?: number;
   /** The message id the server named. */
   id?: string;
+  /** "rate_limited": how long until the same call would pass (the room's `retryAfterMs`). */
+  retryAfterMs?: number;
   /** Closed by the SDK itself (closeCode 4000): what the token function or the WebSocket threw. */
   cause?: unknown;
 }

@@ -382,7 +382,9 @@ impl Core {
             let id = match l.room.handle_start(identity, start, now, &mut l.store) {
                 Ok(id) => id,
                 Err(code) => {
-                    let _ = server.close(Some(code.code), Some(code.reason));
+                    // a 4029 that knows its wait says it (`; retryAfterMs=<n>`)
+                    let reason = l.room.take_retry_after().map(|ms| roomcast_protocol::close::with_retry_after(code.reason, ms));
+                    let _ = server.close(Some(code.code), Some(reason.as_deref().unwrap_or(code.reason)));
                     return;
                 }
             };
@@ -514,7 +516,7 @@ impl Core {
                 let results = request
                     .ops
                     .iter()
-                    .map(|_| RelayResult::Refused { code: r.close_code(), reason: r.close_reason().to_owned() })
+                    .map(|_| RelayResult::Refused { code: r.close_code(), reason: r.close_reason().into_owned() })
                     .collect();
                 return reply_with(&RelayReply { results });
             }

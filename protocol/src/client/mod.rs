@@ -326,6 +326,8 @@ pub struct Client {
     /// ([`network`]); online and not visible until told otherwise.
     online: bool,
     visible: bool,
+    /// The wait the last close named (a 4029's `retryAfterMs`): the next delay's floor.
+    wait_floor: u64,
     /// The room's frame limit (the last welcome's, or the default).
     max_frame_bytes: u64,
     /// The ping interval of the open connection: min(config, the welcome's heartbeat interval).
@@ -466,6 +468,7 @@ impl Client {
             token_failures: 0,
             online: true,
             visible: false,
+            wait_floor: 0,
             socket: false,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             ping_interval,
@@ -841,7 +844,15 @@ impl Client {
 
     /// The socket closed (or failed to open). A close without a reason gets the table's
     /// ([`CloseCode::reason_for`]), so the status always says why.
+    /// A 4029 whose reason names a wait ([`close::retry_after_ms`]) is not retried sooner.
     pub fn handle_close(&mut self, code: u16, reason: &str, now: u64) {
+        let wait = if code == 4029 { close::retry_after_ms(reason) } else { None };
+        self.handle_close_after(code, reason, wait, now);
+    }
+
+    /// [`Client::handle_close`] with the wait already read from the reason (the SDK's adapter
+    /// reads it in JavaScript, which costs the wasm nothing): the next attempt comes no sooner.
+    pub fn handle_close_after(&mut self, code: u16, reason: &str, wait: Option<u64>, now: u64) {
         if !self.socket || self.state == State::Closed {
             return;
         }
@@ -850,6 +861,7 @@ impl Client {
         if CloseCode::is_final(code) {
             self.finish(code, reason);
         } else {
+            self.wait_floor = wait.unwrap_or(0);
             self.schedule_reconnect(code, reason, now);
         }
     }
@@ -1105,7 +1117,8 @@ impl Client {
         }
         self.opened_at = None;
         self.attempt = self.attempt.saturating_add(1);
-        let delay = self.config.backoff.delay(self.attempt, &mut self.rng);
+        // A close that named its wait is not tried sooner.
+        let delay = self.config.backoff.delay(self.attempt, &mut self.rng).max(core::mem::take(&mut self.wait_floor));
         self.timers = Timers { reconnect_at: now.saturating_add(delay), ..Timers::NONE };
         // A refresh belongs to the connection that is gone; the next one fetches its own token.
         self.awaiting_refresh = false;

@@ -92,12 +92,12 @@ impl Room {
         let planned = match start {
             Start::Fresh => return Ok((None, None, Vec::new())),
             Start::Resume(point) => {
-                self.guards.may_read(user, now).map_err(|_| close::READ_BUDGET)?;
+                self.guards.may_read(user, now).map_err(|wait| self.refused_for(wait, close::READ_BUDGET))?;
                 let (outcome, replay) = self.plan_resume(point, store);
                 (Some(outcome), None, replay)
             }
             Start::Rewind(n) => {
-                self.guards.may_read(user, now).map_err(|_| close::READ_BUDGET)?;
+                self.guards.may_read(user, now).map_err(|wait| self.refused_for(wait, close::READ_BUDGET))?;
                 let n = (*n).min(self.config.history_page_max as u64) as usize;
                 // A failed read rewinds nothing; the welcome says so and live messages follow.
                 let cap = self.config.history_page_max_bytes;
@@ -196,7 +196,8 @@ impl Room {
             return Err(close::USER_CONNECTIONS);
         }
         if self.presence.get(&identity.user).is_none() && !self.hooks_admit_join(&identity.user, identity.meta.as_ref(), now, store) {
-            return Err(close::WEBHOOK_BACKLOG);
+            let wait = self.hooks.as_ref().map_or(1_000, |h| h.retry_after_ms(now));
+            return Err(self.refused_for(wait, close::WEBHOOK_BACKLOG));
         }
         self.bind_client_id(&identity.client_id, &identity.user, now, store)
     }

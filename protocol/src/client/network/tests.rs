@@ -215,3 +215,17 @@ proptest! {
         prop_assert!(now > dies && now - dies <= bound, "died at {dies}, dropped at {now}");
     }
 }
+
+#[test]
+fn a_4029_that_names_its_wait_is_not_retried_sooner() {
+    for (reason, at_least) in [("read budget exceeded; retry later; retryAfterMs=45000", 45_000), ("too many errors", 0)] {
+        let mut c = Client::new(config(), 9, false, 0);
+        drain(&mut c);
+        open(&mut c, 0, 0);
+        c.handle_close(4029, reason, 10);
+        let s = statuses(&drain(&mut c));
+        assert_eq!((s[0].state, s[0].code), (State::Reconnecting, 4029));
+        assert!(s[0].delay_ms >= at_least && s[0].delay_ms <= at_least.max(config().backoff.max_ms), "{reason}: {}", s[0].delay_ms);
+        assert_eq!(c.poll_timeout(), Some(10 + s[0].delay_ms));
+    }
+}
