@@ -326,8 +326,10 @@ pub struct Client {
     /// ([`network`]); online and not visible until told otherwise.
     online: bool,
     visible: bool,
-    /// The wait the last close named (a 4029's `retryAfterMs`): the next delay's floor.
+    /// The wait the last close named (a 4029's `retryAfterMs`): the next delay's floor, and the
+    /// time before which no wake or nudge tries early.
     wait_floor: u64,
+    not_before: u64,
     /// The room's frame limit (the last welcome's, or the default).
     max_frame_bytes: u64,
     /// The ping interval of the open connection: min(config, the welcome's heartbeat interval).
@@ -469,6 +471,7 @@ impl Client {
             online: true,
             visible: false,
             wait_floor: 0,
+            not_before: 0,
             socket: false,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             ping_interval,
@@ -872,10 +875,7 @@ impl Client {
     /// `check_timeout_ms` late.
     pub fn handle_wake(&mut self, now: u64) {
         match self.state {
-            State::Reconnecting if self.timers.reconnect_at != NEVER => {
-                self.timers.reconnect_at = NEVER;
-                self.begin_attempt(now);
-            }
+            State::Reconnecting => self.handle_nudge(now),
             State::Open => self.check(now),
             _ => {}
         }
@@ -1117,8 +1117,10 @@ impl Client {
         }
         self.opened_at = None;
         self.attempt = self.attempt.saturating_add(1);
-        // A close that named its wait is not tried sooner.
-        let delay = self.config.backoff.delay(self.attempt, &mut self.rng).max(core::mem::take(&mut self.wait_floor));
+        // A close that named its wait is not tried sooner (a wake or a nudge included).
+        let floor = core::mem::take(&mut self.wait_floor);
+        self.not_before = now.saturating_add(floor);
+        let delay = self.config.backoff.delay(self.attempt, &mut self.rng).max(floor);
         self.timers = Timers { reconnect_at: now.saturating_add(delay), ..Timers::NONE };
         // A refresh belongs to the connection that is gone; the next one fetches its own token.
         self.awaiting_refresh = false;

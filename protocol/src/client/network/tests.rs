@@ -227,5 +227,10 @@ fn a_4029_that_names_its_wait_is_not_retried_sooner() {
         assert_eq!((s[0].state, s[0].code), (State::Reconnecting, 4029));
         assert!(s[0].delay_ms >= at_least && s[0].delay_ms <= at_least.max(config().backoff.max_ms), "{reason}: {}", s[0].delay_ms);
         assert_eq!(c.poll_timeout(), Some(10 + s[0].delay_ms));
+        // neither the network coming back nor another room's reconnect cuts the wait short
+        c.handle_network(false, 20);
+        c.handle_network(true, 30);
+        c.handle_nudge(40);
+        assert_eq!(drain(&mut c).iter().any(|o| matches!(o, Output::Connect { .. })), at_least == 0, "{reason}");
     }
 }
