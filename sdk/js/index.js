@@ -315,7 +315,7 @@ class Room {
   #request(name, args, value = () => {}, what = "message") {
     return new Promise((resolve, reject) => {
       const [n, failure, given] = this.#closed ? [0, "closed"] : this.#host._request(name, ...args);
-      this.#sent = n && given;
+      this.#sent = n ? given : undefined;
       if (failure) reject(this.#error(failure, undefined, undefined, what, given));
       else if (n) this.#pending.set(n, { _resolve: resolve, _reject: reject, _value: value, _what: what, _id: given });
       else resolve(); // a broadcast nobody answers: handed to the socket
