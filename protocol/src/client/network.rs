@@ -45,7 +45,12 @@ impl Client {
     /// Another connection of the page reconnected after an outage: reconnect now if waiting out a
     /// backoff (an open connection is left alone), unless the last close named a wait (a 4029's
     /// `retryAfterMs`) that is not over.
+    /// The backoff starts over (the outage is over for the page): an attempt under way that fails
+    /// anyway tries again after the shortest delay.
     pub fn handle_nudge(&mut self, now: u64) {
+        if self.state == State::Reconnecting {
+            self.attempt = 0;
+        }
         if self.state == State::Reconnecting && self.timers.reconnect_at != NEVER && now >= self.not_before {
             self.timers.reconnect_at = NEVER;
             self.begin_attempt(now);

@@ -183,6 +183,17 @@ fn a_nudge_wakes_a_waiting_client_only() {
     assert_eq!(drain(&mut c), [Output::Connect { resume: Some(("e1".into(), 0)) }]);
     c.handle_nudge(4);
     assert!(drain(&mut c).is_empty(), "connecting already");
+    // an attempt under way when the nudge came that fails anyway: the backoff started over
+    for _ in 0..6 {
+        c.handle_close(1006, "refused", 5);
+        drain(&mut c);
+        c.handle_nudge(5);
+        drain(&mut c);
+    }
+    c.handle_close(1006, "refused", 5);
+    let s = statuses(&drain(&mut c));
+    assert_eq!(s[0].attempt, 1);
+    assert!(s[0].delay_ms <= 2 * config().backoff.min_ms, "{}", s[0].delay_ms);
 }
 
 proptest! {
