@@ -55,6 +55,9 @@ cp sdk/types/index.d.ts sdk/dist/index.d.ts
 # roomcast/react: kept as its own module that imports "roomcast" and "react" (both stay external).
 esbuild sdk/js/react.js --format=esm --target=es2022 --minify --log-level=warning --outfile=sdk/dist/react.js
 cp sdk/types/react.d.ts sdk/dist/react.d.ts
+# roomcast/messages: the message list without React (useMessages is it with a hook around it).
+esbuild sdk/js/messages.js --format=esm --target=es2022 --minify --log-level=warning --outfile=sdk/dist/messages.js
+cp sdk/types/messages.d.ts sdk/dist/messages.d.ts
 # The demo pages load the package file as a plain `<script type="module">` app would.
 mkdir -p demo/vendor && cp sdk/dist/index.js demo/vendor/roomcast.js
 # The terminal page's emulator, xterm.js and its fit add-on, from the npm packages (XTERM_MODULES:

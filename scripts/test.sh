@@ -41,4 +41,6 @@ node --test sdk/test/*.test.mjs tests/unit/*.test.mjs
 
 step "end-to-end tests (node --test, wrangler dev, Chromium)"
 node_ws_flags
-node "${NODE_WS_FLAGS[@]}" --test --test-concurrency=2 --test-timeout=120000 --test-reporter=spec "tests/e2e/"*.test.mjs
+# (the timeout holds each file: offline-90s.test.mjs keeps a page offline for 90 s, after its
+# edge and Chromium started on a machine busy with the other file)
+node "${NODE_WS_FLAGS[@]}" --test --test-concurrency=2 --test-timeout=150000 --test-reporter=spec "tests/e2e/"*.test.mjs

@@ -148,10 +148,59 @@ pub const SOCKET_REFUSED: CloseCode = CloseCode { code: CLIENT_OWN, reason: "the
 
 pub const CLIENT: &[CloseCode] = &[CONNECT_TIMEOUT, HEARTBEAT_MISSED, OUT_OF_ORDER, TOKEN_FAILED, TOKEN_GAVE_UP, SOCKET_REFUSED];
 
+/// The most bytes a close reason may have (a close frame's payload is at most 125 bytes).
+pub const REASON_MAX: usize = 123;
+
+/// What a 4029 close's reason ends with when the server knows how long the client should wait
+/// before it connects again: `; retryAfterMs=<n>` (docs/PROTOCOL.md, *Reconnecting*).
+pub const RETRY_AFTER: &str = "; retryAfterMs=";
+
+/// `reason` with the wait appended ([`RETRY_AFTER`]), the reason cut on a character boundary so
+/// the whole fits [`REASON_MAX`] bytes.
+pub fn with_retry_after(reason: &str, retry_after_ms: u64) -> alloc::string::String {
+    let mut digits = alloc::string::String::new();
+    crate::client::push_u64(&mut digits, retry_after_ms);
+    let mut end = reason.len().min(REASON_MAX.saturating_sub(RETRY_AFTER.len() + digits.len()));
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut text = alloc::string::String::from(reason.get(..end).unwrap_or_default());
+    text.push_str(RETRY_AFTER);
+    text.push_str(&digits);
+    text
+}
+
+/// The wait a close reason names ([`with_retry_after`]), if it names one.
+pub fn retry_after_ms(reason: &str) -> Option<u64> {
+    // (bytes, not a pattern search: the SDK's wasm reads this)
+    let b = reason.as_bytes();
+    let digits = b.iter().rev().take_while(|c| c.is_ascii_digit()).count();
+    let (head, tail) = b.split_at_checked(b.len() - digits)?;
+    let tag = RETRY_AFTER.as_bytes();
+    // (compared by hand: a slice comparison links `memcmp` into the wasm)
+    if !(1..=12).contains(&digits) || head.len() < tag.len() || !head.iter().rev().zip(tag.iter().rev()).all(|(a, b)| a == b) {
+        return None;
+    }
+    Some(tail.iter().fold(0, |n, c| n * 10 + u64::from(c - b'0')))
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
     use super::*;
+
+    #[test]
+    fn a_wait_rides_at_the_end_of_a_reason_that_still_fits_and_reads_back() {
+        assert_eq!(with_retry_after("rate limited", 1_500), "rate limited; retryAfterMs=1500");
+        assert_eq!(retry_after_ms("rate limited; retryAfterMs=1500"), Some(1_500));
+        let long = "é".repeat(100);
+        let cut = with_retry_after(&long, 60_000);
+        assert!(cut.len() <= REASON_MAX && cut.ends_with("; retryAfterMs=60000"), "{cut}");
+        assert_eq!(retry_after_ms(&cut), Some(60_000));
+        for plain in ["rate limited", "retryAfterMs=5", "; retryAfterMs=", "; retryAfterMs=1x", "; retryAfterMs=9999999999999"] {
+            assert_eq!(retry_after_ms(plain), None, "{plain}");
+        }
+    }
 
     #[test]
     fn retryable_and_final_ranges_do_not_overlap() {

@@ -291,6 +291,8 @@ struct ErrorFrame<'a> {
     id: Option<&'a str>,
     code: ErrorCode,
     message: &'a str,
+    #[serde(rename = "retryAfterMs", skip_serializing_if = "Option::is_none")]
+    retry_after_ms: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -508,7 +510,13 @@ pub fn encode_refreshed(expires: u64) -> String {
 }
 
 pub fn encode_error(id: Option<&str>, code: ErrorCode, message: &str) -> String {
-    to_text(&ErrorFrame { kind: "error", id, code, message })
+    encode_error_after(id, code, message, None)
+}
+
+/// An error frame that says how long to wait before the same frame may succeed (`retryAfterMs`:
+/// every `rate_limited` refusal carries it).
+pub fn encode_error_after(id: Option<&str>, code: ErrorCode, message: &str, retry_after_ms: Option<u64>) -> String {
+    to_text(&ErrorFrame { kind: "error", id, code, message, retry_after_ms })
 }
 
 pub fn encode_direct(from: &str, user: &str, data: &CompactJson, ts: u64) -> String {

@@ -315,6 +315,9 @@ fn build(src: &Value) -> Option<String> {
         "frame::encode_ack" => frame::encode_ack(s(src, "id"), n(src, "seq"), src["duplicate"].as_bool().expect("duplicate")),
         "frame::encode_direct_ack" => frame::encode_direct_ack(s(src, "id"), opt_n(src, "delivered").map(|d| d as usize)),
         "frame::encode_error" => frame::encode_error(opt_s(src, "id"), code(s(src, "code")), s(src, "message")),
+        "frame::encode_error_after" => {
+            frame::encode_error_after(opt_s(src, "id"), code(s(src, "code")), s(src, "message"), opt_n(src, "retryAfterMs"))
+        }
         "frame::encode_direct" => frame::encode_direct(s(src, "from"), s(src, "user"), &json(src, "data"), n(src, "ts")),
         "frame::encode_input" => frame::encode_input(s(src, "from"), s(src, "user"), &json(src, "data"), n(src, "ts")),
         "frame::encode_presence" => {

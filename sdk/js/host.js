@@ -42,6 +42,9 @@ const EVENTS = [
   "gap",
   "mark_read",
   "watch",
+  "network",
+  "visibility",
+  "nudge",
   "expired",
 ];
 /** The subprotocol the server selects (roomcast_protocol::SUBPROTOCOL). */
@@ -104,9 +107,11 @@ function own(h, k, free, ws) {
   return id;
 }
 
-function wake(h) {
-  if (globalThis.document?.visibilityState !== "hidden") event(h, "wake");
-}
+/** Whether the page is visible (1) or hidden (0); NaN without a document (the machine's default). */
+const visible = () => {
+  const d = globalThis.document;
+  return d ? +(d.visibilityState !== "hidden") : NaN;
+};
 
 /**
  * Reports what crosses host `h`'s socket to the `debug` or `logger` option's function, if any:
@@ -115,9 +120,18 @@ function wake(h) {
  */
 const log = (h, kind, detail) => h._options._log?.(kind, detail);
 
+/** The wait a close's reason names (a 4029's `; retryAfterMs=<n>`: protocol/src/close.rs), else NaN. */
+const waitOf = (reason) => +/; retryAfterMs=(\d+)$/.exec(reason)?.[1];
+
 const detach = (ws) => {
   ws.onmessage = ws.onclose = null;
 };
+
+/** Session `h`'s socket went (closed, or given up on): every room's join went with it. */
+function dropJoins(h, reason, code) {
+  h._open = false;
+  for (const r of h._rooms?.values() ?? []) if (owned.delete(r._vsid)) event(r, "closed", reason, "", r._vsid, code);
+}
 
 /** Hands an answer to the wasm half (`code`: the room's refusal), which settles the call it names. */
 function answered(h, f, seq, code) {
@@ -195,7 +209,7 @@ const ROOM_READ = {
     // refuses a join with 1000, so it is not this join's end.
     if (f.code === 1000 && r._joinedSid !== sid) return;
     owned.delete(sid);
-    event(r, "closed", f.reason, "", sid, f.code);
+    event(r, "closed", f.reason, "", sid, f.code, waitOf(f.reason));
     // The session socket's token expired (the socket stays): it refreshes, then the room rejoins.
     if (f.code === 4002) event(r._options._link, "expired");
   },
@@ -257,6 +271,8 @@ const imports = {
           log(h, "close", { code, reason });
           ws.close(code, reason);
         }
+        // (after the wasm call that gave it up has returned)
+        if (h._rooms) queueMicrotask(() => dropJoins(h, reason, code));
       },
       ws,
     );
@@ -268,12 +284,8 @@ const imports = {
       log(h, "closed", { code: e.code, reason: e.reason });
       owned.delete(sid);
       detach(ws);
-      event(h, "closed", e.reason ?? "", "", sid, e.code);
-      // A session socket: every room's join went with it.
-      h._open = false;
-      for (const r of h._rooms?.values() ?? []) {
-        if (owned.delete(r._vsid)) event(r, "closed", e.reason ?? "", "", r._vsid, e.code);
-      }
+      event(h, "closed", e.reason ?? "", "", sid, e.code, waitOf(e.reason));
+      dropJoins(h, e.reason ?? "", e.code);
     };
     h._ws = ws;
     return sid;
@@ -315,14 +327,19 @@ const imports = {
   },
   wake_listen(id) {
     const h = hosts.get(id);
-    const f = () => wake(h);
+    // What the page says goes to the machine as it is (protocol/src/client/network.rs decides).
+    const on = {
+      online: () => event(h, "network", "", "", 1),
+      offline: () => event(h, "network", "", "", 0),
+      pageshow: () => visible() && event(h, "wake"),
+      visibilitychange: () => event(h, "visibility", "", "", visible()),
+    };
     const d = globalThis.document;
-    globalThis.addEventListener?.("online", f);
-    d?.addEventListener("visibilitychange", f);
-    return own(h, 2, () => {
-      globalThis.removeEventListener?.("online", f);
-      d?.removeEventListener("visibilitychange", f);
-    });
+    const each = (f) => {
+      for (const [k, g] of Object.entries(on)) (k[0] === "v" ? d : globalThis)?.[f]?.(k, g);
+    };
+    each("addEventListener");
+    return own(h, 2, () => each("removeEventListener"));
   },
   release(rid, code, reason) {
     const r = owned.get(rid);
@@ -336,6 +353,11 @@ const imports = {
   },
   emit_status(id, state, attempt, delayMs, code, ptr, len) {
     const h = hosts.get(id);
+    // Open again after an outage: the page's other connections waiting out a backoff try now.
+    if (state === 1 && h._state === STATES[2])
+      queueMicrotask(() => {
+        for (const o of hosts.values()) if (o !== h && !o._options._link) o._nudge();
+      });
     h._state = STATES[state];
     emit(h, "status", { state: h._state, attempt, delayMs, code, reason: text(ptr, len) });
   },
@@ -434,13 +456,21 @@ export class Host {
         !!o.echo,
       ),
     );
+    // What the page is like at the start (a session's rooms follow their session's socket).
+    if (!o._link) {
+      if (globalThis.navigator?.onLine === false) event(this, "network", "", "", 0);
+      event(this, "visibility", "", "", visible());
+    }
   }
 
-  /** The token function's result (undefined: it failed), for a connection attempt or a refresh. */
-  _setToken(token) {
+  /**
+   * The token function's result (undefined: it failed; `away`: because its server could not be
+   * reached, which does not count), for a connection attempt or a refresh.
+   */
+  _setToken(token, away) {
     if (!hosts.has(this._id)) return;
     this._token = token ?? null;
-    event(this, "token", JSON.stringify(token) ?? "", "", token !== undefined);
+    event(this, "token", JSON.stringify(token) ?? "", "", token !== undefined || 2 * !!away);
   }
 
   /**
@@ -477,6 +507,11 @@ export class Host {
   /** Back online (the app says so): reconnect now if waiting, or check the link. */
   _wake() {
     if (hosts.has(this._id)) event(this, "wake");
+  }
+
+  /** Another connection of the page reconnected: reconnect now if waiting. */
+  _nudge() {
+    if (hosts.has(this._id)) event(this, "nudge");
   }
 
   /** Drops the wasm half (it already released the socket, timer and listeners when it closed). */

@@ -4,7 +4,7 @@ import { RoomcastError } from "./error.js";
 import { Host } from "./host.js";
 import { isStr } from "./shapes.js";
 
-const EVENTS = ["message", "presence", "status", "gap", "direct", "broadcast", "error", "read"];
+const EVENTS = ["message", "presence", "status", "gap", "direct", "broadcast", "error", "read", "publish"];
 /** Room names as the server takes them (protocol::name::validate_room). */
 // A user-limited room (`dm~alice,bob`) lists user ids after a `~`; the server checks their order.
 const ROOM_NAME = /^(?=.{1,128}$)[A-Za-z0-9_.:-]+(~[A-Za-z0-9_.:@-]{1,64}(,[A-Za-z0-9_.:@-]{1,64})*)?$/;
@@ -54,6 +54,38 @@ const toMessage = (f) => {
 };
 const isMessage = (f) => isCount(f?.seq) && isStr(f.from) && isStr(f.user);
 
+/** A token as the room takes it: a compact JWS (three base64url parts). */
+const JWS = /^[\w-]+\.[\w-]+\.[\w-]+$/;
+
+/**
+ * Calls the app's token function: `ok(token)`, or `failed(message, cause, away)` (`away`: its
+ * server could not be reached, a failure that does not count) unless `live()` says the answer is
+ * stale. What is not a token never goes to the room: its first bytes are in the message.
+ */
+function fetchToken(f, live, ok, failed) {
+  Promise.resolve()
+    .then(() => (isFn(f) ? f() : f))
+    .then(
+      (t) =>
+        live()
+        && (JWS.test(t)
+          ? ok(t)
+          : failed(
+              isStr(t)
+                ? `the token function resolved to ${JSON.stringify(t.slice(0, 40))}${t.length > 40 ? "…" : ""}, not a token (a compact JWS)`
+                : `the token function resolved to ${t === null ? "null" : typeof t}, not a string`,
+              t,
+            )),
+      (e) =>
+        live()
+        && failed(
+          `the token function failed: ${e?.message ?? e}`,
+          e,
+          e instanceof TypeError && /fetch|network|load failed/i.test(e.message),
+        ),
+    );
+}
+
 /** The platform's clock, called the way the platform needs (unbound timers throw in browsers). */
 const CLOCK = { now: () => Date.now(), setTimeout: (f, ms) => setTimeout(f, ms), clearTimeout: (t) => clearTimeout(t) };
 
@@ -89,6 +121,8 @@ class Room {
   #log;
   /** Joined through a session (createClient): the user's read position here. */
   #readSeq = 0;
+  /** The id the last call's frame carries. */
+  #sent;
 
   constructor(options) {
     if (!options?.url || !options?.room) throw new TypeError("roomcast: connect() needs url and room");
@@ -170,7 +204,10 @@ class Room {
   publish(data) {
     // A publish right after connect() is queued like any other made while not yet open.
     this.#start();
-    return this.#request("publish", [json(data)], (s) => s.seq);
+    const result = this.#request("publish", [json(data)], (s) => s.seq);
+    // (for lists that show it at once: roomcast/messages)
+    this.#emit("publish", { id: this.#sent, data, result });
+    return result;
   }
 
   // (`input` 1: a shared terminal's input frame instead of a direct message; see sendInput)
@@ -251,6 +288,15 @@ class Room {
     return this.#readSeq;
   }
 
+  /**
+   * Reconnects now if waiting out a backoff, or checks the open connection with a ping (a room
+   * joined through createClient(): its client's socket).
+   */
+  reconnect() {
+    if (this._session) this._session.reconnect();
+    else this.#host._wake();
+  }
+
   /** Leaves a room joined through createClient() (the same as close()). */
   leave() {
     this.close();
@@ -278,6 +324,7 @@ class Room {
   #request(name, args, value = () => {}, what = "message") {
     return new Promise((resolve, reject) => {
       const [n, failure, given] = this.#closed ? [0, "closed"] : this.#host._request(name, ...args);
+      this.#sent = n ? given : undefined;
       if (failure) reject(this.#error(failure, undefined, undefined, what, given));
       else if (n) this.#pending.set(n, { _resolve: resolve, _reject: reject, _value: value, _what: what, _id: given });
       else resolve(); // a broadcast nobody answers: handed to the socket
@@ -291,11 +338,11 @@ class Room {
     if (!call) {
       // a refusal no call waits for (an error frame naming an unknown id, or the presence meta
       // sent again after a reconnect), under the id the frame named
-      if (code) this.#emit("error", { code, message, id: answer?.id });
+      if (code) this.#emit("error", { code, message, id: answer?.id, retryAfterMs: answer?.retryAfterMs });
       return;
     }
     this.#pending.delete(id);
-    if (code) return call._reject(this.#error(code, message, call._id, call._what));
+    if (code) return call._reject(this.#error(code, message, call._id, call._what, undefined, answer?.retryAfterMs));
     try {
       call._resolve(call._value({ _answer: answer, ...rest }));
     } catch (e) {
@@ -307,7 +354,7 @@ class Room {
    * The rejection for `code`, with what the SDK knows about it (`given`: "<size> <limit>" of what
    * the wasm half refused as too large).
    */
-  #error(code, message, id, what, given) {
+  #error(code, message, id, what, given, retryAfterMs) {
     const c = this.#closedBy;
     if (code === "too_large" && !message) {
       const [size, max = this.#limits.maxFrameBytes ?? DEFAULT_LIMITS.maxFrameBytes] = given?.split(" ") ?? [];
@@ -317,7 +364,7 @@ class Room {
           : `the ${what} is ${size} bytes, over the room's limit (${max} bytes); it was not sent`;
     }
     if (code === "disconnected" && what === "history") message = "the connection dropped before the room answered";
-    if (code !== "closed" || !c) return new RoomcastError(code, message || TEXT[code], { id });
+    if (code !== "closed" || !c) return new RoomcastError(code, message || TEXT[code], { id, retryAfterMs });
     return new RoomcastError(code, `the room is closed: ${c.reason}`, {
       closeCode: c.code,
       cause: c.code === 4000 ? this.#cause : undefined,
@@ -337,32 +384,26 @@ class Room {
     }
   }
 
-  /** A token fetch failed: reported with the app's error, and counted by the wasm half. */
-  #tokenFailed(message, cause) {
-    this.#cause = cause;
-    this.#emit("error", { code: "token_failed", message, cause });
-    this.#host._setToken(undefined);
-  }
-
   /** The wasm half needs a token (to connect, or to refresh the open connection's). */
   #fetchToken() {
     const n = ++this.#fetches;
-    Promise.resolve()
-      .then(() => (isFn(this.#token) ? this.#token() : this.#token))
-      .then(
-        (t) => {
-          if (n !== this.#fetches) return;
-          if (isStr(t)) this.#host._setToken(t);
-          else this.#tokenFailed(`the token function resolved to ${t === null ? "null" : typeof t}, not a string`, t);
-        },
-        (e) => {
-          if (n === this.#fetches) this.#tokenFailed(`the token function failed: ${e?.message ?? e}`, e);
-        },
-      );
+    fetchToken(
+      this.#token,
+      () => n === this.#fetches,
+      (t) => this.#host._setToken(t),
+      // reported with the app's error, and counted by the wasm half (unless unreachable)
+      (message, cause, away) => {
+        this.#cause = cause;
+        this.#emit("error", { code: "token_failed", message, cause });
+        this.#host._setToken(undefined, away);
+      },
+    );
   }
 
   /** A welcome: the room's limits, and the member list (a reconnect may have missed changes). */
   #welcomed(p) {
+    // the user this connection is (the token's), for the stored copies of its own publishes
+    this.user = p.user;
     if (isCount(p.read)) this._read(p.read);
     if (p.limits && typeof p.limits === "object") this.#limits = p.limits;
     const before = this.#members;
@@ -535,17 +576,15 @@ class Client {
 
   #fetchToken() {
     const n = ++this.#fetches;
-    const t = this.#options.token;
-    Promise.resolve()
-      .then(() => (isFn(t) ? t() : t))
-      .then(
-        (t) => n === this.#fetches && this.#host._setToken(isStr(t) ? t : undefined),
-        (e) => {
-          if (n !== this.#fetches) return;
-          this.#emit("error", { code: "token_failed", message: `the token function failed: ${e?.message ?? e}`, cause: e });
-          this.#host._setToken(undefined);
-        },
-      );
+    fetchToken(
+      this.#options.token,
+      () => n === this.#fetches,
+      (t) => this.#host._setToken(t),
+      (message, cause, away) => {
+        this.#emit("error", { code: "token_failed", message, cause });
+        this.#host._setToken(undefined, away);
+      },
+    );
   }
 
   /** Events from the host (see host.js); not part of the API. */

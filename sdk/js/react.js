@@ -6,6 +6,7 @@
 // it again.
 import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore } from "react";
 import { connect, createClient } from "roomcast";
+import { followMessages } from "roomcast/messages";
 
 const registry = new Map(); // key -> { room, refs, token }
 
@@ -147,13 +148,11 @@ const EMPTY = Object.freeze([]);
 const NO_MESSAGES = Object.freeze({ messages: EMPTY, more: false, loading: false, error: undefined });
 
 /**
- * The room's messages, each seq once, in seq order: the latest `limit` stored ones (read when the
- * room is open, again after a reconnect if that read failed), then the live ones as they arrive
- * (a live message the page also holds is dropped by its seq). `loadOlder()` prepends the page
- * before the oldest held; it resolves when done (a failure is in `error`). After a `gap` the list
- * starts over from the latest page, so it never shows messages on both sides of a hole.
+ * The room's messages (roomcast/messages' followMessages, kept current): the stored ones in seq
+ * order, then this page's publishes not stored yet (`pending`, or `failed` with the `error`), each
+ * replaced by its stored copy when the room acknowledges it. At most `max` (default 500).
  */
-export function useMessages(room, { limit = 50 } = {}) {
+export function useMessages(room, { limit = 50, max = 500 } = {}) {
   const [view, setView] = useState(NO_MESSAGES);
   const feed = useRef(null);
   useEffect(() => {
@@ -161,100 +160,13 @@ export function useMessages(room, { limit = 50 } = {}) {
       setView(NO_MESSAGES);
       return undefined;
     }
-    const f = follow(room, limit, setView);
+    const f = followMessages(room, { limit, max }, setView);
     feed.current = f;
     return () => {
       f.stop();
       if (feed.current === f) feed.current = null;
     };
-  }, [room, limit]);
+  }, [room, limit, max]);
   const loadOlder = useCallback(() => feed.current?.loadOlder() ?? Promise.resolve(), []);
   return useMemo(() => ({ ...view, loadOlder }), [view, loadOlder]);
-}
-
-/** Keeps `show` told of the room's messages (see useMessages) until `stop()`. */
-function follow(room, limit, show) {
-  let view = { ...NO_MESSAGES, loading: true };
-  let seqs = new Set();
-  /** Bumped by a gap: answers to reads made before it are dropped. */
-  let generation = 0;
-  let latest = null;
-  let older = null;
-  let loaded = false;
-  let stopped = false;
-  const set = (patch) => {
-    view = { ...view, ...patch };
-    if (!stopped) show(view);
-  };
-  const add = (list) => {
-    const fresh = list.filter((m) => !seqs.has(m.seq));
-    if (!fresh.length) return;
-    for (const m of fresh) seqs.add(m.seq);
-    const last = view.messages.at(-1)?.seq ?? -1;
-    const messages = fresh.every((m, i) => m.seq > (i ? fresh[i - 1].seq : last))
-      ? [...view.messages, ...fresh]
-      : [...view.messages, ...fresh].sort((a, b) => a.seq - b.seq);
-    set({ messages });
-  };
-  /** A read; its answer counts only if no gap came in between. */
-  const read = (page, done) => {
-    const g = generation;
-    set({ loading: true });
-    return room.history({ limit, ...page }).then(
-      (answer) => {
-        if (g === generation && !stopped) done(answer);
-      },
-      (error) => {
-        if (g === generation && !stopped) set({ loading: false, error });
-      },
-    );
-  };
-  const loadLatest = () => {
-    if (latest || stopped) return;
-    const p = read({}, ({ messages, more }) => {
-      loaded = true;
-      add(messages);
-      // `more`: whether messages older than the page exist (loadOlder reads before the oldest held)
-      set({ more, loading: false, error: undefined });
-    }).finally(() => {
-      if (latest === p) latest = null;
-    });
-    latest = p;
-  };
-  const offs = [
-    room.on("message", (m) => add([m])),
-    room.on("status", (s) => {
-      if (s.state === "open" && !loaded) loadLatest();
-    }),
-    room.on("gap", () => {
-      generation++;
-      seqs = new Set();
-      latest = older = null;
-      loaded = false;
-      set({ messages: EMPTY, more: false });
-      // the gap comes with the welcome: the room is open (or about to be, and the status loads)
-      if (room.state === "open") loadLatest();
-    }),
-  ];
-  if (room.state === "open") loadLatest();
-  else set({});
-  return {
-    loadOlder() {
-      if (older) return older;
-      const oldest = view.messages[0]?.seq;
-      if (!loaded || !view.more || oldest === undefined) return Promise.resolve();
-      const p = read({ before: oldest }, ({ messages, more }) => {
-        add(messages);
-        set({ more, loading: false, error: undefined });
-      }).finally(() => {
-        if (older === p) older = null;
-      });
-      older = p;
-      return p;
-    },
-    stop() {
-      stopped = true;
-      for (const off of offs) off();
-    },
-  };
 }

@@ -54,12 +54,13 @@ impl Conn {
     }
 
     /// Socket `socket` closed (or failed). Only the connection's current socket counts.
-    pub fn on_closed(&mut self, socket: u32, code: u16, reason: &str) {
+    /// `wait`: the `retryAfterMs` the reason names (read by the host).
+    pub fn on_closed(&mut self, socket: u32, code: u16, reason: &str, wait: Option<u64>) {
         if self.socket.as_ref().is_some_and(|s| s.id() == socket) {
             if let Some(s) = self.socket.take() {
                 s.closed();
             }
-            self.client.handle_close(code, reason, self.now());
+            self.client.handle_close_after(code, reason, wait, self.now());
         }
     }
 

@@ -125,6 +125,8 @@ pub extern "C" fn conn_new(
         queue_max: setting(queue_max, d.queue_max as u64) as usize,
         max_token_failures: setting(max_token_failures, d.max_token_failures.into()).min(u32::MAX.into()) as u32,
         relayed: relay.is_some(),
+        // (the visible-page interval and the check's timeout: the machine's; sdk/README.md)
+        ..d
     };
     let config = if relay.is_some() { ClientConfig { ping_interval_ms: u64::MAX / 4, ..config } } else { config };
     let fetches_token = fetches_token != 0 && relay.is_none();
@@ -186,7 +188,7 @@ pub unsafe extern "C" fn conn_welcome(
 ///   [`abi::QUEUE_FAILURES`] number: the queue is full, closed, offline (calls that are not
 ///   queued), or the frame is over the room's limit, when it gives `"<size> <limit>"`);
 /// - token: the token function's result is ready (`x` 1, `a` the token as a JSON string), or it
-///   failed (`x` 0). The host keeps the token to connect with; the machine puts it in a `refresh`
+///   failed (`x` 0; `x` 2 when its server could not be reached, which does not count). The host keeps the token to connect with; the machine puts it in a `refresh`
 ///   frame when it asked for one, and keeps nothing;
 /// - refreshed: the room took the fresh token, which expires at `x` (ms);
 /// - message: a `message` frame with seq `x`; returns 1 to deliver it, 0 not to (a replayed
@@ -194,9 +196,11 @@ pub unsafe extern "C" fn conn_welcome(
 /// - settled: an answer to id `a`: an `ack` (seq `x`, negative when none) or a `history` page (no
 ///   seq), or an `error` frame (`b` its code, non-empty);
 /// - pong; closed: socket `x` closed (or failed to open) with code `y` and reason `a` (only the
-///   connection's current socket counts); timer: timer `x` fired; wake: back online, or the page
+///   connection's current socket counts; `z` the wait the reason names, `; retryAfterMs=<n>`); timer: timer `x` fired; wake: back online, or the page
 ///   visible again; close: the app closed the room;
 /// - last_seq: returns the last seq delivered;
+/// - network: online (`x` 1) or offline (`x` 0); visibility: visible (`x` 1) or hidden (`x` 0);
+///   nudge: another connection of the page reconnected after an outage.
 /// - expired: a session socket's room left with 4002 (its token expired): refresh the token now.
 ///
 /// A connection that is gone (closed and freed) answers a call with `closed`, anything else with
@@ -229,13 +233,14 @@ pub unsafe extern "C" fn conn_event(
             Event::Presence => client.set_presence(&a),
             _ => {
                 match event {
+                    Event::Token if x == 2.0 => client.handle_token_unreachable(host::now(c.id)),
                     Event::Token => client.handle_token((x > 0.0).then_some(&a), host::now(c.id)),
                     Event::Refreshed => client.handle_refreshed(setting(x, 0), host::now(c.id)),
                     Event::Message => return Some(f64::from(u8::from(client.handle_message(setting(x, 0), host::now(c.id))))),
                     Event::Settled if b.is_empty() => client.handle_ack(&a, optional(x), host::now(c.id)),
                     Event::Settled => client.handle_error(&a, &b),
                     Event::Pong => client.handle_pong(),
-                    Event::Closed => c.on_closed(x as u32, y.min(u16::MAX.into()) as u16, &a),
+                    Event::Closed => c.on_closed(x as u32, y.min(u16::MAX.into()) as u16, &a, optional(z)),
                     Event::Timer => c.on_timer(x as u32),
                     Event::Wake => client.handle_wake(host::now(c.id)),
                     Event::Close => client.close(),
@@ -244,6 +249,9 @@ pub unsafe extern "C" fn conn_event(
                     Event::Gap => client.handle_gap(setting(x, 0)),
                     Event::MarkRead => c.send_own(|room| session::mark_read_frame(room.unwrap_or_default(), setting(x, 0))),
                     Event::Watch => c.send_own(|_| session::watch_frame(&a)),
+                    Event::Network => client.handle_network(x > 0.0, host::now(c.id)),
+                    Event::Visibility => client.handle_visibility(x > 0.0, host::now(c.id)),
+                    Event::Nudge => client.handle_nudge(host::now(c.id)),
                     Event::Expired => client.handle_expired(),
                     _ => {}
                 }

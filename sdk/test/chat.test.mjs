@@ -558,7 +558,7 @@ describe("debug and logger", () => {
     const entries = [];
     let calls = 0;
     const { room, clock, last } = await setup({
-      token: async () => `secret-${++calls}`,
+      token: async () => `h.p.secret-${++calls}`,
       logger: (kind, detail) => entries.push([kind, detail]),
       pingIntervalMs: 1e9,
     });
@@ -568,7 +568,7 @@ describe("debug and logger", () => {
     room.broadcast("hi").catch(() => {});
     await clock.advance(80_000); // the refresh
     assert.ok(
-      ws.frames.some((f) => f.type === "refresh" && f.token === "secret-2"),
+      ws.frames.some((f) => f.type === "refresh" && f.token === "h.p.secret-2"),
       "the real frame carries the token",
     );
     room.close();

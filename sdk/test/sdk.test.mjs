@@ -407,14 +407,14 @@ describe("tokens", () => {
   test("a token function is called before every attempt, and refreshes the open connection's token before it expires", async () => {
     let calls = 0;
     const { room, clock, last } = await setup({
-      token: async () => `t${++calls}`,
+      token: async () => `h.p.t${++calls}`,
       minReconnectDelayMs: 10,
       maxReconnectDelayMs: 10,
       pingIntervalMs: 1e9,
     });
     await flush();
     const ws = last();
-    assert.equal(ws.bearer, "t1");
+    assert.equal(ws.bearer, "h.p.t1");
     const expires = clock.now() + 100_000;
     openWith(ws, welcome(0, { expires, heartbeat: { interval: 1e9, timeout: 3e9 } }));
     const refreshes = () => ws.frames.filter((f) => f.type === "refresh");
@@ -422,12 +422,12 @@ describe("tokens", () => {
     await clock.advance(80_000 - 1);
     assert.deepEqual(refreshes(), []);
     await clock.advance(1);
-    assert.deepEqual(refreshes(), [{ type: "refresh", token: "t2" }]);
+    assert.deepEqual(refreshes(), [{ type: "refresh", token: "h.p.t2" }]);
     ws.receive({ type: "refreshed", expires: clock.now() + 100_000 });
     ws.serverClose(4002, "token expired");
     await clock.advance(10);
     await flush();
-    assert.equal(last().bearer, "t3");
+    assert.equal(last().bearer, "h.p.t3");
     room.close();
   });
 
@@ -449,6 +449,7 @@ describe("tokens", () => {
       token: () => answers[calls++](),
       minReconnectDelayMs: 10,
       maxReconnectDelayMs: 10,
+      maxTokenFailures: 5,
     });
     const pending = rejection(room.publish("waiting"));
     for (let i = 0; i < 5; i++) {
@@ -487,7 +488,7 @@ describe("tokens", () => {
     const { room, clock, log, last } = await setup({
       token: async () => {
         if (!script[calls++]) throw new Error("no");
-        return "ok";
+        return "h.p.ok";
       },
       maxTokenFailures: 3,
       minReconnectDelayMs: 10,
@@ -497,7 +498,7 @@ describe("tokens", () => {
       await flush();
       await clock.advance(10);
     }
-    assert.equal(last()?.bearer, "ok");
+    assert.equal(last()?.bearer, "h.p.ok");
     last().serverClose(1006);
     for (let i = 0; i < 4; i++) {
       await flush();

@@ -44,12 +44,15 @@ export interface ConnectOptions {
    * A fixed string cannot be refreshed: at expiry the room closes the connection (4002) and the
    * reconnect is refused (4401).
    *
-   * A function that throws, rejects, resolves to something that is not a string, or does not
-   * answer within `connectTimeoutMs` has failed: an `error` event (`token_failed`, with what it
-   * threw, or what it returned, as `cause`), and the attempt is retried with backoff. After
-   * `maxTokenFailures` failures in a row the room closes for good (status `closed`, code 4000,
-   * "token fetch failed too many times in a row"). A failed refresh of an open connection is an
-   * `error` event too but does not count: it is retried while the token is valid.
+   * A function that throws, rejects, resolves to something that is not a token (a compact JWS:
+   * three base64url parts; an HTTP error body, say: the message quotes its first 40 characters),
+   * or does not answer within `connectTimeoutMs` has failed: an `error` event (`token_failed`,
+   * with what it threw, or what it returned, as `cause`), and the attempt is retried with backoff.
+   * After `maxTokenFailures` failures in a row the room closes for good (status `closed`, code
+   * 4000, "token fetch failed too many times in a row"). Failures while the browser is offline,
+   * and fetches that could not reach their server (a `TypeError` from `fetch`), do not count: the
+   * room waits for the network, and tries at once when it is back. A failed refresh of an open
+   * connection is an `error` event too but does not count: it is retried while the token is valid.
    */
   token?: string | (() => string | Promise<string>);
   /**
@@ -84,11 +87,17 @@ export interface ConnectOptions {
    * welcome's `heartbeat.interval`), so it never pings less often than the room expects.
    */
   pingIntervalMs?: number;
-  /** A pong later than this marks the connection dead (default 10000). */
+  /**
+   * A pong later than this marks the connection dead (default 10000). While the page is visible
+   * the SDK pings at least every 4 s and waits at most 4 s for the pong (sdk/README.md, Liveness).
+   */
   pongTimeoutMs?: number;
   /** Most unacknowledged publishes kept while offline (default 1000); beyond, publish() rejects. */
   queueMax?: number;
-  /** Failed token fetches in a row before the room closes for good (default 5; Infinity: never). */
+  /**
+   * Failed token fetches in a row before the room closes for good (default 10; Infinity: never).
+   * Failures while offline or unreachable do not count.
+   */
   maxTokenFailures?: number;
   /** Seed for the jitter and message ids (default random). */
   seed?: number;
@@ -271,6 +280,8 @@ export interface ErrorEvent {
   cause?: unknown;
   /** The message id a server error names. */
   id?: string;
+  /** rate_limited: how long until the same frame would pass (the room's `retryAfterMs`). */
+  retryAfterMs?: number;
   /** out_of_order: the seq that was next. */
   expected?: number;
   /** out_of_order: the seq the frame claimed. */
@@ -289,6 +300,12 @@ export interface Events<TData = unknown, TMeta extends object = Record<string, u
   error: ErrorEvent;
   /** A room joined with createClient(): the user's read position moved (on any of their devices). */
   read: ReadEvent;
+  /**
+   * publish() was called (before it is sent: offline too): its message id (undefined when refused
+   * at once), its data, and the promise publish() returned. For lists that show it at once
+   * (roomcast/messages).
+   */
+  publish: { id?: string; data: TData; result: Promise<number> };
 }
 
 export interface ReadEvent {
@@ -322,6 +339,8 @@ export declare class RoomcastError extends Error {
   closeCode?: number;
   /** The message id the server named. */
   id?: string;
+  /** "rate_limited": how long until the same call would pass (the room's `retryAfterMs`). */
+  retryAfterMs?: number;
   /** Closed by the SDK itself (closeCode 4000): what the token function or the WebSocket threw. */
   cause?: unknown;
 }
@@ -348,6 +367,8 @@ export interface Limits {
 
 export interface Room<TData = unknown, TMeta extends object = Record<string, unknown>, TBroadcast = TData> {
   readonly clientId: string;
+  /** The user this connection is (the token's `sub`), from the last welcome; undefined before. */
+  readonly user?: string;
   readonly state: State;
   /** The last seq seen (delivered, acknowledged, or an own message skipped with echo off). */
   readonly lastSeq: number;
@@ -404,6 +425,12 @@ export interface Room<TData = unknown, TMeta extends object = Record<string, unk
    */
   setPresence(meta: TMeta): Promise<void>;
   members(): Member<TMeta>[];
+  /**
+   * Reconnects now if waiting out a backoff (the app knows the network is back), or checks the
+   * open connection with a ping (no pong within 4 s: `reconnecting`). A room joined with
+   * createClient(): its client's socket (client.reconnect()).
+   */
+  reconnect(): void;
   /**
    * Closes for good: no timers, no reconnects; pending publishes, history reads, broadcasts and
    * presence changes reject with "closed".

@@ -1,4 +1,5 @@
-import type { Client, ClientOptions, ConnectOptions, JoinOptions, Member, Message, Room, State } from "roomcast";
+import type { Client, ClientOptions, ConnectOptions, JoinOptions, Member, Room, State } from "roomcast";
+import type { MessagesOptions, MessagesView } from "./messages";
 
 /**
  * The room for these options (null until mounted). One connection per room and options, also
@@ -28,20 +29,9 @@ export declare function usePresence<TMeta extends object = Record<string, unknow
 /** The connection state, re-rendering on changes. */
 export declare function useConnectionState(room: Room<any, any, any> | null): State;
 
-export interface MessagesOptions {
-  /** Messages per page: the latest page on open, and each `loadOlder()` (default 50). */
-  limit?: number;
-}
+export type { ListedMessage, MessagesOptions } from "./messages";
 
-export interface MessagesState<TData = unknown> {
-  /** Each seq once, in seq order: the pages read and the live messages since. */
-  messages: readonly Message<TData>[];
-  /** Whether older messages exist than the oldest held (`loadOlder()` reads them). */
-  more: boolean;
-  /** A page is being read (or the room is not open yet and the first page waits for it). */
-  loading: boolean;
-  /** Why the last read failed (RoomcastError); cleared by the next one that succeeds. */
-  error: unknown;
+export interface MessagesState<TData = unknown> extends MessagesView<TData> {
   /**
    * Reads the page before the oldest message held and prepends it. Resolves when done (at once
    * when there is nothing older or a read is running); a failure is in `error`, not a rejection.
@@ -50,9 +40,11 @@ export interface MessagesState<TData = unknown> {
 }
 
 /**
- * The room's messages for a list: the latest `limit` stored ones, read when the room is open, then
- * live ones appended as they arrive, each seq once (duplicates dropped by seq); `loadOlder()`
- * pages back. After a `gap` it starts over from the latest page. With echo off your own messages
- * come only from pages, not live: connect with `echo: true` for a chat.
+ * The room's messages for a list (roomcast/messages' followMessages, re-rendering): the latest
+ * `limit` stored ones, read when the room is open, then live ones appended as they arrive, each
+ * seq once (duplicates dropped by seq); `loadOlder()` pages back. This page's publishes show at
+ * once as `pending` and turn into their stored copies on the room's ack (`failed` with the `error`
+ * when refused). At most `max` messages (default 500). After a `gap` it starts over from the
+ * latest page.
  */
 export declare function useMessages<TData = unknown>(room: Room<TData, any, any> | null, options?: MessagesOptions): MessagesState<TData>;

@@ -386,6 +386,9 @@ test("one token creates at most ROOM_CREATIONS_PER_USER new rooms a window; exis
   // a connection that would create a room is refused too, before any welcome (4029, retryable)
   const socket = await attempt(edge, `/rooms/${prefix}:by-socket/ws`, { protocols: bearerFor(t) });
   assert.equal(socket.close, 4029, JSON.stringify(socket));
+  // its reason names the wait, as the HTTP answer's Retry-After does
+  const wait = Number(/; retryAfterMs=(\d+)$/.exec(String(socket.reason))?.[1]);
+  assert.ok(wait > 0 && wait <= period * 1000, String(socket.reason));
   // the rooms it made are not limited: publishes, history and connections go on
   for (const room of created.slice(0, 3)) {
     assert.equal((await publish(room)).status, 200, room);

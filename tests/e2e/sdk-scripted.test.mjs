@@ -174,11 +174,12 @@ test("a welcome behind what the client saw is a gap, and the room's messages fro
   room.close();
 });
 
+// (token functions answer compact-JWS-shaped tokens: anything else is a token_failed)
 test("a token function refreshes the token on the open connection; a refused refresh is an error; 4002 reconnects with a fresh token", async () => {
   let calls = 0;
-  const { room, log } = open(server.url, { token: async () => `t${++calls}` });
+  const { room, log } = open(server.url, { token: async () => `h.p.t${++calls}` });
   const c1 = await server.next();
-  assert.equal(c1.bearer, "t1");
+  assert.equal(c1.bearer, "h.p.t1");
   // a short-lived token: refreshed a fifth of its life before it expires
   const expires = Date.now() + 1_000;
   c1.send(welcome(0, { expires }));
@@ -186,13 +187,13 @@ test("a token function refreshes the token on the open connection; a refused ref
   const at = Date.now();
   assert.deepEqual(
     c1.frames.filter((f) => f.type === "refresh"),
-    [{ type: "refresh", token: "t2" }],
+    [{ type: "refresh", token: "h.p.t2" }],
   );
   assert.ok(at >= expires - 200 - 50 && at < expires, `refreshed ${expires - at} ms before expiry`);
   // the room took it: the next refresh is timed from the new expiry
   c1.send({ type: "refreshed", expires: Date.now() + 500 });
   await until(() => c1.frames.filter((f) => f.type === "refresh").length === 2, { what: "a second refresh" });
-  assert.equal(c1.frames.at(-1).token, "t3");
+  assert.equal(c1.frames.at(-1).token, "h.p.t3");
   // the room refuses it: an error event, and the connection goes on until the room closes it
   c1.send({ type: "error", code: "forbidden", message: "the fresh token does not grant this room" });
   await until(() => log.error.length === 1, { what: "the refusal" });
@@ -201,7 +202,7 @@ test("a token function refreshes the token on the open connection; a refused ref
   // expired: 4002 is retryable, and the new attempt gets a fresh token
   c1.ws.close(4002, "token expired");
   const c2 = await server.next();
-  assert.equal(c2.bearer, "t4");
+  assert.equal(c2.bearer, "h.p.t4");
   const reconnecting = log.status.find((s) => s.state === "reconnecting");
   assert.deepEqual([reconnecting.code, reconnecting.reason], [4002, "token expired"]);
   c2.send(welcome(0, { expires: Date.now() + 3_600_000 }));

@@ -174,6 +174,12 @@ test("a flood gets errors, the excess reaches nobody, the flooder is cut off, ot
   const acks = flooder.frames.filter((f) => f.type === "ack").length;
   const limited = flooder.frames.filter((f) => f.type === "error" && f.code === "rate_limited").length;
   assert.ok(limited >= 30, `rate-limited errors: ${limited}`);
+  // each says how long until the same frame would pass
+  const waits = flooder.frames.filter((f) => f.code === "rate_limited").map((f) => f.retryAfterMs);
+  assert.ok(
+    waits.every((ms) => Number.isInteger(ms) && ms > 0 && ms <= 1_000),
+    JSON.stringify(waits.slice(0, 5)),
+  );
   assert.ok(acks < 30, `accepted: ${acks}`);
   await calm.publish("c1", "calm message");
   await watcher.next((f) => f.type === "message" && f.data === "calm message");

@@ -120,7 +120,10 @@ test("a receiver that is down: publishing is refused at the bound and nothing is
     if (outcome) closed = { i, ...outcome };
     else others.push(c);
   }
-  assert.deepEqual(closed, { i: MAX_EVENTS, code: 4029, reason: "webhook backlog full; retry later" });
+  // the reason names how long to wait (the outbox's next attempt, within its 2 s Retry-After)
+  const wait = Number(/; retryAfterMs=(\d+)$/.exec(closed.reason)?.[1]);
+  assert.ok(wait > 0 && wait <= 2_000, closed.reason);
+  assert.deepEqual(closed, { i: MAX_EVENTS, code: 4029, reason: `webhook backlog full; retry later; retryAfterMs=${wait}` });
   const alice2 = await Client.connect(edge, room, { cid: "a2", user: "alice" });
   s = await stats(room);
   assert.equal(s.pending, 2 * MAX_EVENTS, "twice the bound");

@@ -44,7 +44,7 @@ pub fn json_text(status: u16, body: String, cors_origin: Option<&str>) -> Result
 pub fn refused_socket(r: &Refusal, subprotocol: bool) -> Result<Response> {
     let pair = WebSocketPair::new()?;
     pair.server.accept()?;
-    pair.server.close(Some(r.close_code()), Some(r.close_reason()))?;
+    pair.server.close(Some(r.close_code()), Some(&r.close_reason()))?;
     let response = Response::from_websocket(pair.client)?;
     if subprotocol {
         let headers = Headers::new();

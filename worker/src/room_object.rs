@@ -385,7 +385,9 @@ impl Core {
                     // After the 101, like the frames it holds: a hibernatable socket closed
                     // before its upgrade response left keeps the client's TCP connection open
                     // about 10 s after the close handshake (tests/repro/close-linger.mjs).
-                    platform::close(&server, code.code, code.reason);
+                    // A 4029 that knows its wait says it (`; retryAfterMs=<n>`).
+                    let reason = l.room.take_retry_after().map(|ms| roomcast_protocol::close::with_retry_after(code.reason, ms));
+                    platform::close(&server, code.code, reason.as_deref().unwrap_or(code.reason));
                     return;
                 }
             };
@@ -517,7 +519,7 @@ impl Core {
                 let results = request
                     .ops
                     .iter()
-                    .map(|_| RelayResult::Refused { code: r.close_code(), reason: r.close_reason().to_owned() })
+                    .map(|_| RelayResult::Refused { code: r.close_code(), reason: r.close_reason().into_owned() })
                     .collect();
                 return reply_with(&RelayReply { results });
             }

@@ -291,7 +291,8 @@ impl Core {
     }
 
     /// The sweep: sockets silent for longer than the heartbeat timeout are closed (their rooms
-    /// told), every half timeout while the session has sockets. One alarm per user, not per room.
+    /// told), every half timeout while the session has sockets, and as soon as one would be past
+    /// the timeout (`next_deadline`). One alarm per user, not per room.
     fn sweep(self: &Rc<Self>) -> Result<bool> {
         let timeout = self.config().heartbeat_timeout_ms;
         let state = &self.state;
@@ -312,12 +313,13 @@ impl Core {
     /// When the alarm is next needed: the sweep while sockets are open, the end of an offline
     /// grace period, the webhook outbox's next attempt.
     fn next_deadline(&self, now: u64) -> Option<u64> {
-        let sweep = self
-            .session
-            .borrow()
-            .as_ref()
-            .is_some_and(Session::has_devices)
-            .then(|| now.saturating_add((self.config().heartbeat_timeout_ms / 2).max(1_000)));
+        let timeout = self.config().heartbeat_timeout_ms;
+        let sockets = self.sockets.borrow();
+        // Every half timeout, or sooner when a socket would be past the timeout before then.
+        let sweep = self.session.borrow().as_ref().filter(|s| s.has_devices()).map(|s| {
+            let due = s.next_sweep(timeout, |d| sockets.get(&d).and_then(|ws| platform::last_auto_response(&self.state, ws)));
+            now.saturating_add((timeout / 2).max(1_000)).min(due.unwrap_or(u64::MAX)).max(now)
+        });
         let grace = self.session.borrow().as_ref().and_then(Session::poll_timeout);
         let hooks = self.hooks.borrow().as_ref().and_then(|(_, o)| o.poll_timeout());
         [sweep, grace, hooks].into_iter().flatten().min()

@@ -162,9 +162,13 @@ impl Refusal {
         self.kind.close().code
     }
 
-    /// The close reason: the message cut to [`CLOSE_REASON_MAX`] bytes.
-    pub fn close_reason(&self) -> &str {
-        close_reason(&self.message)
+    /// The close reason: the message cut to [`CLOSE_REASON_MAX`] bytes; a refusal with a wait
+    /// ends with it ([`crate::close::with_retry_after`]: `; retryAfterMs=<n>`).
+    pub fn close_reason(&self) -> Cow<'_, str> {
+        match self.retry_after_ms {
+            Some(ms) => Cow::Owned(crate::close::with_retry_after(&self.message, ms)),
+            None => Cow::Borrowed(close_reason(&self.message)),
+        }
     }
 
     /// The JSON body of the HTTP answer.

@@ -25,7 +25,7 @@ pub const RESUMED: [&str; 3] = ["", "recovered", "not_recovered"];
 
 /// What the SDK's `conn_event` export is told, in the order of their numbers; host.js's `EVENTS`
 /// names them. One export for all of them keeps one copy of the argument handling in the wasm.
-pub const EVENTS: [(Event, &str); 20] = [
+pub const EVENTS: [(Event, &str); 23] = [
     (Event::Publish, "publish"),
     (Event::SendTo, "send_to"),
     (Event::History, "history"),
@@ -45,6 +45,9 @@ pub const EVENTS: [(Event, &str); 20] = [
     (Event::Gap, "gap"),
     (Event::MarkRead, "mark_read"),
     (Event::Watch, "watch"),
+    (Event::Network, "network"),
+    (Event::Visibility, "visibility"),
+    (Event::Nudge, "nudge"),
     (Event::Expired, "expired"),
 ];
 
@@ -57,7 +60,7 @@ pub enum Event {
     History,
     Broadcast,
     Presence,
-    /// The token function's result, or its failure.
+    /// The token function's result, or its failure (counted, or not: the network unreachable).
     Token,
     /// A `refreshed` frame.
     Refreshed,
@@ -84,6 +87,12 @@ pub enum Event {
     MarkRead,
     /// A session socket: the rooms the app watches (a JSON array of names).
     Watch,
+    /// `online` or `offline` (or `navigator.onLine` at the start).
+    Network,
+    /// The page became visible or hidden (or its state at the start).
+    Visibility,
+    /// Another connection of the page reconnected after an outage.
+    Nudge,
     /// A session socket: one of its rooms left with 4002 (the socket's token expired): refresh it.
     Expired,
 }
@@ -119,7 +128,10 @@ pub fn event(n: u32) -> Option<Event> {
         16 => Gap,
         17 => MarkRead,
         18 => Watch,
-        19 => Expired,
+        19 => Network,
+        20 => Visibility,
+        21 => Nudge,
+        22 => Expired,
         _ => return None,
     })
 }

@@ -45,6 +45,7 @@
 
 pub mod abi;
 pub mod backoff;
+mod network;
 pub mod session;
 
 use crate::close::{self, CloseCode};
@@ -67,9 +68,18 @@ pub struct ClientConfig {
     pub ping_interval_ms: u64,
     /// A connection whose pong is this late is dead.
     pub pong_timeout_ms: u64,
+    /// While the page is visible ([`Client::handle_visibility`]) a ping goes out at least this
+    /// often, and its pong may be at most `check_timeout_ms` late: a silently dead link is noticed
+    /// within the sum (8 s by default). The runtime answers pings without waking the room.
+    pub visible_ping_interval_ms: u64,
+    /// How late the pong of a check may be: the ping sent at once when the network comes or goes,
+    /// the page becomes visible or is shown again, or the app asks ([`Client::handle_wake`]).
+    pub check_timeout_ms: u64,
     /// Most unacknowledged publishes kept (sent or waiting to be).
     pub queue_max: usize,
     /// After this many failed token fetches in a row (for connection attempts) the client stops.
+    /// Failures while offline, or that the adapter reports as the network being unreachable, do
+    /// not count ([`Client::handle_token_unreachable`]).
     pub max_token_failures: u32,
     /// One room of a session socket ([`session`]): its "socket" is a join on the session's, whose
     /// own machine pings and refreshes the token. Acks then settle their calls only: through a
@@ -85,8 +95,10 @@ impl Default for ClientConfig {
             connect_timeout_ms: 10_000,
             ping_interval_ms: 20_000,
             pong_timeout_ms: 10_000,
+            visible_ping_interval_ms: 4_000,
+            check_timeout_ms: 4_000,
             queue_max: 1_000,
-            max_token_failures: 5,
+            max_token_failures: 10,
             relayed: false,
         }
     }
@@ -310,6 +322,14 @@ pub struct Client {
     calls: Vec<CallId>,
     /// Failed token fetches in a row for connection attempts.
     token_failures: u32,
+    /// What the adapter last said of the network (`online`/`offline`) and the page's visibility
+    /// ([`network`]); online and not visible until told otherwise.
+    online: bool,
+    visible: bool,
+    /// The wait the last close named (a 4029's `retryAfterMs`): the next delay's floor, and the
+    /// time before which no wake or nudge tries early.
+    wait_floor: u64,
+    not_before: u64,
     /// The room's frame limit (the last welcome's, or the default).
     max_frame_bytes: u64,
     /// The ping interval of the open connection: min(config, the welcome's heartbeat interval).
@@ -448,6 +468,10 @@ impl Client {
             awaiting_refresh: false,
             expires: None,
             token_failures: 0,
+            online: true,
+            visible: false,
+            wait_floor: 0,
+            not_before: 0,
             socket: false,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             ping_interval,
@@ -656,7 +680,7 @@ impl Client {
                 self.token_failures = 0;
                 self.connect(now);
             } else {
-                self.token_failed(now);
+                self.token_failed(self.online, now);
             }
         } else if self.awaiting_refresh {
             self.awaiting_refresh = false;
@@ -718,7 +742,7 @@ impl Client {
         self.epoch = Some(epoch.to_owned());
         self.opened_at = Some(now);
         self.timers.connect_deadline = NEVER;
-        self.timers.ping_at = now.saturating_add(self.ping_interval);
+        self.timers.ping_at = now.saturating_add(self.heartbeat().0);
         self.timers.pong_deadline = NEVER;
         self.expires = expires;
         self.timers.refresh_at = expires.filter(|_| self.fetches_token).map_or(NEVER, |e| refresh_at(now, e));
@@ -845,7 +869,15 @@ impl Client {
 
     /// The socket closed (or failed to open). A close without a reason gets the table's
     /// ([`CloseCode::reason_for`]), so the status always says why.
+    /// A 4029 whose reason names a wait ([`close::retry_after_ms`]) is not retried sooner.
     pub fn handle_close(&mut self, code: u16, reason: &str, now: u64) {
+        let wait = if code == 4029 { close::retry_after_ms(reason) } else { None };
+        self.handle_close_after(code, reason, wait, now);
+    }
+
+    /// [`Client::handle_close`] with the wait already read from the reason (the SDK's adapter
+    /// reads it in JavaScript, which costs the wasm nothing): the next attempt comes no sooner.
+    pub fn handle_close_after(&mut self, code: u16, reason: &str, wait: Option<u64>, now: u64) {
         if !self.socket || self.state == State::Closed {
             return;
         }
@@ -854,19 +886,19 @@ impl Client {
         if CloseCode::is_final(code) {
             self.finish(code, reason);
         } else {
+            self.wait_floor = wait.unwrap_or(0);
             self.schedule_reconnect(code, reason, now);
         }
     }
 
-    /// The network came back or the page became visible: reconnect now if waiting, or check an
-    /// open connection with a ping.
+    /// The page was shown again (`pageshow`) or the app asks (`reconnect()`); also part of the
+    /// network coming back and the page becoming visible ([`network`]): reconnect now if waiting
+    /// out a backoff, or check an open connection with a ping whose pong may be at most
+    /// `check_timeout_ms` late.
     pub fn handle_wake(&mut self, now: u64) {
         match self.state {
-            State::Reconnecting if self.timers.reconnect_at != NEVER => {
-                self.timers.reconnect_at = NEVER;
-                self.begin_attempt(now);
-            }
-            State::Open if self.timers.pong_deadline == NEVER => self.ping(now),
+            State::Reconnecting => self.handle_nudge(now),
+            State::Open => self.check(now),
             _ => {}
         }
     }
@@ -884,7 +916,7 @@ impl Client {
                 // The token function did not answer in time: a failed fetch (its late answer is
                 // ignored).
                 self.awaiting_token = false;
-                self.token_failed(now);
+                self.token_failed(self.online, now);
             } else {
                 self.drop_socket(close::CONNECT_TIMEOUT, now);
             }
@@ -961,10 +993,12 @@ impl Client {
         self.outputs.push(Output::Connect { resume });
     }
 
+    /// Sends a ping. A pong already awaited keeps its deadline (a ping never extends it).
     fn ping(&mut self, now: u64) {
         self.outputs.push(Output::Send(PING.to_owned()));
-        self.timers.pong_deadline = now.saturating_add(self.config.pong_timeout_ms);
-        self.timers.ping_at = now.saturating_add(self.ping_interval);
+        let (every, timeout) = self.heartbeat();
+        self.timers.pong_deadline = self.timers.pong_deadline.min(now.saturating_add(timeout));
+        self.timers.ping_at = now.saturating_add(every);
     }
 
     /// Takes a settled call off the books.
@@ -1072,10 +1106,11 @@ impl Client {
     }
 
     /// A token fetch for a connection attempt failed (or timed out): retried with backoff, or,
-    /// after `max_token_failures` in a row, the end.
-    fn token_failed(&mut self, now: u64) {
-        self.token_failures = self.token_failures.saturating_add(1);
-        if self.token_failures >= self.config.max_token_failures {
+    /// after `max_token_failures` in a row that `count`, the end. Failures while offline or
+    /// unreachable do not count: the queue waits for the network however long it is gone.
+    fn token_failed(&mut self, count: bool, now: u64) {
+        self.token_failures = self.token_failures.saturating_add(count.into());
+        if count && self.token_failures >= self.config.max_token_failures {
             self.finish(close::TOKEN_GAVE_UP.code, close::TOKEN_GAVE_UP.reason);
         } else {
             self.schedule_reconnect(close::TOKEN_FAILED.code, close::TOKEN_FAILED.reason, now);
@@ -1104,7 +1139,10 @@ impl Client {
         }
         self.opened_at = None;
         self.attempt = self.attempt.saturating_add(1);
-        let delay = self.config.backoff.delay(self.attempt, &mut self.rng);
+        // A close that named its wait is not tried sooner (a wake or a nudge included).
+        let floor = core::mem::take(&mut self.wait_floor);
+        self.not_before = now.saturating_add(floor);
+        let delay = self.config.backoff.delay(self.attempt, &mut self.rng).max(floor);
         self.timers = Timers { reconnect_at: now.saturating_add(delay), ..Timers::NONE };
         // A refresh belongs to the connection that is gone; the next one fetches its own token.
         self.awaiting_refresh = false;

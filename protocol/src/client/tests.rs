@@ -6,13 +6,15 @@ use super::*;
 extern crate std;
 use std::{format, string::String, vec::Vec};
 
-fn config() -> ClientConfig {
+pub(super) fn config() -> ClientConfig {
     ClientConfig {
         backoff: Backoff { min_ms: 100, max_ms: 2_000, factor: 2.0, jitter: true },
         min_uptime_ms: 1_000,
         connect_timeout_ms: 500,
         ping_interval_ms: 1_000,
         pong_timeout_ms: 300,
+        visible_ping_interval_ms: 500,
+        check_timeout_ms: 200,
         queue_max: 3,
         max_token_failures: 5,
         relayed: false,
@@ -20,23 +22,23 @@ fn config() -> ClientConfig {
 }
 
 /// A token as the adapter hands it over (a JSON string), and the refresh frame that carries it.
-const TOKEN: &str = r#""a.b.c""#;
+pub(super) const TOKEN: &str = r#""a.b.c""#;
 const REFRESH: &str = r#"{"type":"refresh","token":"a.b.c"}"#;
 
-fn drain(c: &mut Client) -> Vec<Output> {
+pub(super) fn drain(c: &mut Client) -> Vec<Output> {
     std::iter::from_fn(|| c.poll_output()).collect()
 }
 
-fn statuses(out: &[Output]) -> Vec<Status> {
+pub(super) fn statuses(out: &[Output]) -> Vec<Status> {
     out.iter().filter_map(|o| if let Output::Status(s) = o { Some(s.clone()) } else { None }).collect()
 }
 
-fn sends(out: &[Output]) -> Vec<String> {
+pub(super) fn sends(out: &[Output]) -> Vec<String> {
     out.iter().filter_map(|o| if let Output::Send(t) = o { Some(t.clone()) } else { None }).collect()
 }
 
 /// Runs the timers up to `until`, collecting outputs.
-fn run_until(c: &mut Client, now: &mut u64, until: u64) -> Vec<Output> {
+pub(super) fn run_until(c: &mut Client, now: &mut u64, until: u64) -> Vec<Output> {
     let mut out = Vec::new();
     while let Some(t) = c.poll_timeout() {
         if t > until {
@@ -51,7 +53,7 @@ fn run_until(c: &mut Client, now: &mut u64, until: u64) -> Vec<Output> {
 }
 
 /// Fires the pending reconnect timer once, returning its outputs (the new Connect).
-fn reconnect(c: &mut Client, now: &mut u64) -> Vec<Output> {
+pub(super) fn reconnect(c: &mut Client, now: &mut u64) -> Vec<Output> {
     *now = c.poll_timeout().expect("a reconnect is scheduled");
     c.handle_timeout(*now);
     drain(c)
@@ -62,7 +64,7 @@ fn w(epoch: &str, seq: u64, resumed: Option<Resumed>, expires: Option<u64>) -> W
     Welcome { epoch, seq, resumed, expires, ..Welcome::default() }
 }
 
-fn open(c: &mut Client, now: u64, seq: u64) -> Vec<Output> {
+pub(super) fn open(c: &mut Client, now: u64, seq: u64) -> Vec<Output> {
     c.handle_welcome_frame(w("e1", seq, None, None), now);
     drain(c)
 }

@@ -98,7 +98,8 @@ impl Room {
         }
         let Some(live) = self.conns.get_mut(&conn) else { return };
         if !live.bytes.take(len as u64, now) {
-            return self.refuse(conn, None, ErrorCode::RateLimited, "too many bytes per second; slow down", now, store);
+            let wait = live.bytes.wait_ms(len as u64, now);
+            return self.refuse_after(conn, None, ErrorCode::RateLimited, "too many bytes per second; slow down", Some(wait), now, store);
         }
         self.refuse(conn, None, ErrorCode::BadFrame, "binary frames are not part of the protocol; send JSON text", now, store);
     }
@@ -116,10 +117,11 @@ impl Room {
             self.oversized(conn, id, text.len(), now, store);
             return None;
         }
-        if !self.conns.get_mut(&conn).is_some_and(|l| l.bytes.take(text.len() as u64, now)) {
+        let len = text.len() as u64;
+        if let Some(wait) = self.conns.get_mut(&conn).and_then(|l| (!l.bytes.take(len, now)).then(|| l.bytes.wait_ms(len, now))) {
             // Not parsed either; the id from the frame's start settles the right publish.
             let id = frame::salvage_id_prefix(text, self.config.message_id_max).map(str::to_owned);
-            self.refuse(conn, id.as_deref(), ErrorCode::RateLimited, "too many bytes per second; slow down", now, store);
+            self.refuse_after(conn, id.as_deref(), ErrorCode::RateLimited, "too many bytes per second; slow down", Some(wait), now, store);
             return None;
         }
         match frame::decode_client(text, self.config.message_id_max) {
@@ -156,9 +158,15 @@ impl Room {
             }
             _ => None,
         };
+        // A rate refusal says when the bucket it emptied has a token again.
+        let wait = match gate {
+            Gate::Message | Gate::Publish => live.messages.wait_ms(1, now),
+            _ => live.broadcasts.wait_ms(1, now),
+        };
         match refusal {
             Some((code, message)) => {
-                self.refuse(conn, id, code, message, now, store);
+                let wait = (code == ErrorCode::RateLimited).then_some(wait);
+                self.refuse_after(conn, id, code, message, wait, now, store);
                 false
             }
             None => {
@@ -218,7 +226,22 @@ impl Room {
     /// oversized frames') close the connection (4029), so a flood costs the room one cheap check
     /// per frame and then nothing.
     pub(super) fn refuse(&mut self, conn: ConnId, id: Option<&str>, code: ErrorCode, message: &str, now: u64, store: &mut impl Store) {
-        self.send_to(conn, frame::encode_error(id, code, message));
+        self.refuse_after(conn, id, code, message, None, now, store);
+    }
+
+    /// [`Room::refuse`], with how long to wait before the same frame may pass (`retryAfterMs`).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn refuse_after(
+        &mut self,
+        conn: ConnId,
+        id: Option<&str>,
+        code: ErrorCode,
+        message: &str,
+        retry_after_ms: Option<u64>,
+        now: u64,
+        store: &mut impl Store,
+    ) {
+        self.send_to(conn, frame::encode_error_after(id, code, message, retry_after_ms));
         self.strike(conn, Strike::Forgivable, now, store);
     }
 
@@ -296,8 +319,8 @@ impl Room {
                 let texts: Vec<String> = page.messages.iter().map(encode_stored).collect();
                 self.send_to(conn, frame::encode_history(id, &texts, page.more));
             }
-            Err(e @ ReadError::RateLimited { .. }) => {
-                self.send_to(conn, frame::encode_error(Some(id), ErrorCode::RateLimited, &e.to_string()))
+            Err(e @ ReadError::RateLimited { retry_after_ms }) => {
+                self.send_to(conn, frame::encode_error_after(Some(id), ErrorCode::RateLimited, &e.to_string(), Some(retry_after_ms)))
             }
             Err(e @ ReadError::Banned) => self.send_to(conn, frame::encode_error(Some(id), ErrorCode::Forbidden, &e.to_string())),
             Err(ReadError::Store(e)) => self.send_to(conn, frame::encode_error(Some(id), ErrorCode::Storage, &e.to_string())),

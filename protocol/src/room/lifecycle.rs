@@ -92,12 +92,12 @@ impl Room {
         let planned = match start {
             Start::Fresh => return Ok((None, None, Vec::new())),
             Start::Resume(point) => {
-                self.guards.may_read(user, now).map_err(|_| close::READ_BUDGET)?;
+                self.guards.may_read(user, now).map_err(|wait| self.refused_for(wait, close::READ_BUDGET))?;
                 let (outcome, replay) = self.plan_resume(point, store);
                 (Some(outcome), None, replay)
             }
             Start::Rewind(n) => {
-                self.guards.may_read(user, now).map_err(|_| close::READ_BUDGET)?;
+                self.guards.may_read(user, now).map_err(|wait| self.refused_for(wait, close::READ_BUDGET))?;
                 let n = (*n).min(self.config.history_page_max as u64) as usize;
                 // A failed read rewinds nothing; the welcome says so and live messages follow.
                 let cap = self.config.history_page_max_bytes;
@@ -196,7 +196,8 @@ impl Room {
             return Err(close::USER_CONNECTIONS);
         }
         if self.presence.get(&identity.user).is_none() && !self.hooks_admit_join(&identity.user, identity.meta.as_ref(), now, store) {
-            return Err(close::WEBHOOK_BACKLOG);
+            let wait = self.hooks.as_ref().map_or(1_000, |h| h.retry_after_ms(now));
+            return Err(self.refused_for(wait, close::WEBHOOK_BACKLOG));
         }
         self.bind_client_id(&identity.client_id, &identity.user, now, store)
     }
@@ -287,23 +288,27 @@ impl Room {
         }
         if self.next_sweep.is_some_and(|t| t <= now) {
             let timeout = self.config.heartbeat_timeout_ms;
-            let dead: Vec<ConnId> = self
-                .conns
-                .iter()
-                // A session's connections live as long as its answers list them (`relay.rs`).
-                .filter(|(id, live)| {
-                    !live.relayed && {
-                        let last = live.last_seen.max(last_pong(**id).unwrap_or(0));
-                        now.saturating_sub(last) > timeout
-                    }
-                })
-                .map(|(id, _)| *id)
-                .collect();
+            let mut dead = Vec::new();
+            // The next sweep: half a timeout on, or sooner when a connection's last sign of life
+            // is older, the moment it would be past the timeout. So a dead connection is closed
+            // at most a millisecond after the timeout the welcome advertises (its member leaves
+            // after the grace period), and the room wakes no more often than every half timeout
+            // unless a connection is going quiet.
+            let mut next = now.saturating_add(self.sweep_interval());
+            // A session's connections live as long as its answers list them (`relay.rs`).
+            for (id, live) in self.conns.iter().filter(|(_, live)| !live.relayed) {
+                let last = live.last_seen.max(last_pong(*id).unwrap_or(0));
+                if now.saturating_sub(last) > timeout {
+                    dead.push(*id);
+                } else {
+                    next = next.min(last.saturating_add(timeout).saturating_add(1));
+                }
+            }
             for id in dead {
                 self.emit(Action::Close { conn: id, code: close::HEARTBEAT_TIMEOUT.into() });
                 self.handle_close(id, now, store);
             }
-            self.next_sweep = if self.conns.is_empty() { None } else { Some(now.saturating_add(self.sweep_interval())) };
+            self.next_sweep = if self.conns.is_empty() { None } else { Some(next.max(now.saturating_add(1))) };
             self.trim(now, store);
             self.guards.prune(now);
             self.announcer.prune(now);

@@ -157,6 +157,8 @@ pub struct Room {
     /// Connections whose info changed (a refresh): the adapter re-saves their attachments.
     changed: VecDeque<ConnId>,
     next_sweep: Option<u64>,
+    /// The wait of the last connection refused with a 4029 ([`Room::take_retry_after`]).
+    retry_after: Option<u64>,
     appends_since_trim: u64,
     messages_in: u64,
     messages_out: u64,
@@ -248,6 +250,7 @@ impl Room {
             token_check: None,
             changed: VecDeque::new(),
             next_sweep: None,
+            retry_after: None,
             appends_since_trim: 0,
             messages_in: 0,
             messages_out: 0,
@@ -348,9 +351,22 @@ impl Room {
 
     // ---- shared by the inputs and commands ----------------------------------------------------
 
+    /// A connection is refused with `code` (a 4029) for at least `wait` ms: the adapter reads the
+    /// wait back with [`Room::take_retry_after`] to put it in the close's reason.
+    pub(super) fn refused_for(&mut self, wait: u64, code: crate::close::CloseCode) -> crate::close::CloseCode {
+        self.retry_after = Some(wait);
+        code
+    }
+
+    /// How long the connection just refused (4029: read budget, webhook backlog) should wait
+    /// before it tries again, once: the adapter closes with [`crate::close::with_retry_after`].
+    pub fn take_retry_after(&mut self) -> Option<u64> {
+        self.retry_after.take()
+    }
+
     fn sweep_interval(&self) -> u64 {
-        // Half the timeout: a dead connection is closed between 1 and 1.5 timeouts after its
-        // last ping, with one wake per half timeout while the room has connections.
+        // Half the timeout, while the room has connections; a sweep comes sooner when a
+        // connection would be past the timeout before then (`handle_timeout`).
         (self.config.heartbeat_timeout_ms / 2).max(1)
     }
 

@@ -187,7 +187,13 @@ impl Room {
                     };
                     match self.relay_open(session, *device, identity, now, store) {
                         Ok(_) => RelayResult::Done,
-                        Err(c) => RelayResult::Refused { code: c.code, reason: c.reason.into_owned() },
+                        Err(c) => {
+                            let reason = match self.take_retry_after() {
+                                Some(wait) => close::with_retry_after(&c.reason, wait),
+                                None => c.reason.into_owned(),
+                            };
+                            RelayResult::Refused { code: c.code, reason }
+                        }
                     }
                 }
                 RelayOp::Text { device, text } => match self.relays.by_key.get(&(session.to_owned(), *device)) {
@@ -209,7 +215,10 @@ impl Room {
                 // each time reading the whole history for free). The session's own feed reads
                 // are its delivery, once per user, and not charged.
                 RelayOp::Read { epoch, after, limit } => match self.guards.may_read(session, now) {
-                    Err(_) => RelayResult::Refused { code: close::READ_BUDGET.code, reason: close::READ_BUDGET.reason.into() },
+                    Err(wait) => RelayResult::Refused {
+                        code: close::READ_BUDGET.code,
+                        reason: close::with_retry_after(close::READ_BUDGET.reason, wait),
+                    },
                     Ok(()) => {
                         let page = self.feed_page(epoch, *after, *limit, store);
                         let bytes = page.messages.iter().map(|m| m.text.len() as u64).sum();

@@ -26,6 +26,17 @@ pub(super) fn frame_type(text: &str) -> &str {
 }
 
 pub(super) fn error_frame(room: Option<&str>, id: Option<&str>, code: ErrorCode, message: &str) -> String {
+    error_frame_after(room, id, code, message, None)
+}
+
+/// An error frame with how long to wait before the same frame may pass (`retryAfterMs`).
+pub(super) fn error_frame_after(
+    room: Option<&str>,
+    id: Option<&str>,
+    code: ErrorCode,
+    message: &str,
+    retry_after_ms: Option<u64>,
+) -> String {
     #[derive(Serialize)]
     struct E<'a> {
         #[serde(rename = "type")]
@@ -36,8 +47,10 @@ pub(super) fn error_frame(room: Option<&str>, id: Option<&str>, code: ErrorCode,
         id: Option<&'a str>,
         code: &'static str,
         message: &'a str,
+        #[serde(rename = "retryAfterMs", skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     }
-    serde_json::to_string(&E { kind: "error", room, id, code: code.as_str(), message }).unwrap_or_default()
+    serde_json::to_string(&E { kind: "error", room, id, code: code.as_str(), message, retry_after_ms }).unwrap_or_default()
 }
 
 /// `left`: the socket is no longer in `room`.
@@ -90,9 +103,16 @@ impl Session {
             // Only the id and room are read back, to say which frame was refused.
             let env = serde_json::from_str::<Envelope<'_>>(text).ok();
             let (room, id) = env.map_or((None, None), |e| (e.room, e.id));
+            let wait = d.budget.wait_ms(1, now);
             return self.send(
                 device,
-                error_frame(room.as_deref(), id.as_deref(), ErrorCode::RateLimited, "too many frames per second; slow down"),
+                error_frame_after(
+                    room.as_deref(),
+                    id.as_deref(),
+                    ErrorCode::RateLimited,
+                    "too many frames per second; slow down",
+                    Some(wait),
+                ),
             );
         }
         d.strikes = 0;

@@ -104,6 +104,13 @@ impl Session {
         !self.devices.is_empty()
     }
 
+    /// When the next device would be past the heartbeat timeout (a millisecond after its last sign
+    /// of life plus `timeout_ms`): the adapter sweeps then, if that is before its regular sweep, so
+    /// a dead socket is closed (and its rooms told) as soon as the timeout has run out.
+    pub fn next_sweep(&self, timeout_ms: u64, last_pong: impl Fn(u64) -> Option<u64>) -> Option<u64> {
+        self.devices.iter().map(|(id, d)| d.last_seen.max(last_pong(*id).unwrap_or(0)).saturating_add(timeout_ms).saturating_add(1)).min()
+    }
+
     /// Devices whose last sign of life (a frame, or the runtime's auto-answered ping, from
     /// `last_pong`) is older than `timeout_ms` are closed (4001), like a room's sockets. A device
     /// whose token expired leaves every room it joined (`left` with 4002, as a room socket's close

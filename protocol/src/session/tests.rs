@@ -934,3 +934,18 @@ fn a_restart_that_took_the_sockets_reports_offline_after_the_grace_period() {
     let outs: Vec<Output> = std::iter::from_fn(|| s.poll_output()).collect();
     assert!(outs.contains(&Output::UserOffline), "{outs:?}");
 }
+
+#[test]
+fn the_next_sweep_is_when_the_quietest_device_would_pass_the_timeout() {
+    let mut w = World::new(USER);
+    assert_eq!(w.session.next_sweep(60_000, |_| None), None, "no devices, no sweep");
+    let start = w.now;
+    let quiet = w.device(&["*"]);
+    let pinging = w.device(&["*"]);
+    // `pinging`'s pings, answered by the runtime 50 s on; `quiet` was last heard of at its open
+    assert_eq!(w.session.next_sweep(60_000, |d| (d == pinging).then_some(start + 50_000)), Some(start + 60_001));
+    w.now = start + 60_001;
+    w.session.handle_sweep(w.now, 60_000, |d| (d == pinging).then_some(start + 50_000));
+    assert!(w.session.poll_output().is_some_and(|o| matches!(o, Output::Close { device, code: 4001, .. } if device == quiet)));
+    assert_eq!(w.session.next_sweep(60_000, |d| (d == pinging).then_some(start + 50_000)), Some(start + 110_001));
+}
