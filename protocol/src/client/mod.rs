@@ -45,8 +45,13 @@
 
 pub mod abi;
 pub mod backoff;
+mod calls;
 mod network;
 pub mod session;
+mod wire;
+
+use wire::{decimal, push_all, push_nth};
+pub use wire::{encode, push_u64};
 
 use crate::close::{self, CloseCode};
 use crate::PING;
@@ -374,59 +379,6 @@ impl Outputs {
     }
 }
 
-/// Appends `n` in decimal; the SDK avoids `format!` and its machinery in the wasm build (and
-/// indexing, whose bounds check alone would link `core::fmt`).
-pub fn push_u64(out: &mut String, n: u64) {
-    if n >= 10 {
-        push_u64(out, n / 10);
-    }
-    push_nth(out, "0123456789", (n % 10) as usize);
-}
-
-/// Appends the `i`th character of the ASCII text `chars`. (`String::push` of a `char` would bring
-/// its UTF-8 encoder into the wasm; nothing the machine writes needs it.)
-fn push_nth(out: &mut String, chars: &str, i: usize) {
-    out.push_str(chars.get(i..i + 1).unwrap_or_default());
-}
-
-/// A client frame: `{"type":"<kind>"`, then `,"id":"<id>"` when there is one, then `,"<key>":<json>`
-/// for each field that is present, then `}`. The one encoder of everything a client sends: the
-/// type and id come first (so the room can name the id even when it refuses the frame as too
-/// large), and the field values come already encoded as JSON (the adapter's `JSON.stringify`),
-/// while types, ids and keys are the machine's own and need no escaping.
-#[allow(clippy::single_char_add_str)] // `push` of a char: see push_nth
-pub fn encode(kind: &str, id: Option<&str>, fields: &[(&str, Option<&str>)]) -> String {
-    let mut text = String::new();
-    push_all(&mut text, &[r#"{"type":""#, kind, "\""]);
-    if let Some(id) = id {
-        push_all(&mut text, &[r#","id":""#, id, "\""]);
-    }
-    for (key, value) in fields {
-        if let Some(value) = value {
-            push_all(&mut text, &[",\"", key, "\":", value]);
-        }
-    }
-    text.push_str("}");
-    text
-}
-
-/// Appends each piece (one loop: a single copy of `push_str` in the wasm).
-#[inline(never)]
-fn push_all(text: &mut String, pieces: &[&str]) {
-    for piece in pieces {
-        text.push_str(piece);
-    }
-}
-
-/// `n` in decimal, for [`encode`].
-fn decimal(n: Option<u64>) -> Option<String> {
-    n.map(|n| {
-        let mut s = String::new();
-        push_u64(&mut s, n);
-        s
-    })
-}
-
 /// When to refresh a token that expires at `expires`: a fifth of its remaining life early, at
 /// most a minute early (the room's leeway after expiry is 30 s, so a refresh has time to land),
 /// and never in the past.
@@ -556,89 +508,6 @@ impl Client {
         let t = self.timers;
         let at = t.connect_deadline.min(t.reconnect_at).min(t.ping_at).min(t.pong_deadline).min(t.refresh_at);
         (at != NEVER).then_some(at)
-    }
-
-    // ---- commands ----------------------------------------------------------------------------
-
-    /// Queues a publish of `data_json` (already JSON) and returns its id. It is sent at once when
-    /// open, otherwise on the next open, and resent with the same id after every reconnect until
-    /// the room acknowledges or refuses it, so the server applies it once. A frame larger than
-    /// the room's limit is refused here and never sent.
-    pub fn publish(&mut self, data_json: &str) -> Result<CallId, QueueError> {
-        if self.state == State::Closed {
-            return Err(QueueError::Closed);
-        }
-        if self.queue.len() >= self.config.queue_max {
-            return Err(QueueError::Full);
-        }
-        let id = self.new_id();
-        let text = self.frame("publish", id, &[("data", Some(data_json))]);
-        self.fits(&text, self.max_frame_bytes)?;
-        if self.state == State::Open {
-            self.outputs.push(Output::Send(text.clone()));
-        }
-        self.queue.push(Queued { id, text });
-        Ok(id)
-    }
-
-    /// Sends a direct message; `to_json` is `{"user":…}` or `{"clientId":…}`. Direct messages are
-    /// not stored by the server, so they are not queued or retried: offline, they fail at once,
-    /// and one whose socket goes before the room answered is rejected (`disconnected`).
-    pub fn direct(&mut self, to_json: &str, data_json: &str) -> Result<CallId, QueueError> {
-        let id = self.open_call()?;
-        let text = self.frame("direct", id, &[("to", Some(to_json)), ("data", Some(data_json))]);
-        self.send_call(id, text, self.max_frame_bytes)
-    }
-
-    /// Sends a shared terminal's input (an `input` frame: keystrokes or a resize) to `to_json`
-    /// (`{"clientId":…}`, the terminal's agent). The room takes it only from a token with the
-    /// `input` right; otherwise it is settled like a direct message: not queued, not resent.
-    pub fn input(&mut self, to_json: &str, data_json: &str) -> Result<CallId, QueueError> {
-        let id = self.open_call()?;
-        let text = self.frame("input", id, &[("to", Some(to_json)), ("data", Some(data_json))]);
-        self.send_call(id, text, self.max_frame_bytes)
-    }
-
-    /// Asks for a page of stored messages (`history`): the latest `limit` (the room's default
-    /// when `None`), or those before or since a seq. Not queued, like a direct message; the room
-    /// answers with a `history` frame naming the id, which the adapter hands to
-    /// [`Client::handle_ack`] (the page itself never enters the machine).
-    pub fn history(&mut self, limit: Option<u64>, before: Option<u64>, since: Option<u64>) -> Result<CallId, QueueError> {
-        let id = self.open_call()?;
-        let (limit, before, since) = (decimal(limit), decimal(before), decimal(since));
-        let fields = [("limit", limit.as_deref()), ("before", before.as_deref()), ("since", since.as_deref())];
-        let text = self.frame("history", id, &fields);
-        self.send_call(id, text, self.max_frame_bytes)
-    }
-
-    /// Sends an ephemeral message to the room's other members (`broadcast`). Not queued, never
-    /// resent. With `ack` the frame carries an id, the room answers it, and the id is returned
-    /// (settled like a direct message); without, the room sends no answer and `None` comes back
-    /// once the frame is handed to the socket. Over `limits.broadcastMaxBytes` it is refused here.
-    pub fn broadcast(&mut self, data_json: &str, ack: bool) -> Result<Option<CallId>, QueueError> {
-        let id = self.open_call()?;
-        let id = if ack { id } else { 0 };
-        let text = self.frame("broadcast", id, &[("data", Some(data_json))]);
-        let max = self.max_frame_bytes.min(self.broadcast_max_bytes);
-        self.send_call(id, text, max).map(|id| (id != 0).then_some(id))
-    }
-
-    /// Replaces this connection's presence meta (`meta_json`: a JSON object, already encoded) and
-    /// returns the id the call settles with. One change is in flight at a time: calls made
-    /// meanwhile wait, and only the newest meta goes next (settling every call made since). Not
-    /// open, the change waits for the connection; one in flight when the socket goes is sent
-    /// again; and after every reconnect the last meta the room took goes again. A meta over
-    /// `limits.presenceMetaMax` bytes is refused here.
-    pub fn set_presence(&mut self, meta_json: &str) -> Result<CallId, QueueError> {
-        if self.state == State::Closed {
-            return Err(QueueError::Closed);
-        }
-        self.fits(meta_json, self.presence_meta_max)?;
-        let id = self.new_id();
-        self.presence.want = Some(meta_json.to_owned());
-        self.presence.waiting.push(id);
-        self.send_presence();
-        Ok(id)
     }
 
     /// Closes for good: no timers, no attempts, queued publishes rejected.
@@ -786,27 +655,6 @@ impl Client {
         false
     }
 
-    /// An ack arrived (or a `history` page, which answers its call the same way). A publish's seq
-    /// also moves `last_seq`: the server sent everything before it first, and with echo off the
-    /// message itself does not come back live. So an ack further ahead than the next seq means
-    /// messages were lost, exactly like a message that jumps.
-    pub fn handle_ack(&mut self, id: &str, seq: Option<u64>, now: u64) {
-        let id = self.call_id(id);
-        if self.presence_answered(id, None) {
-            return;
-        }
-        self.forget(id);
-        self.outputs.push(Output::Acked { id, seq });
-        if self.config.relayed {
-            return;
-        }
-        match seq {
-            Some(seq) if seq == self.last_seq.saturating_add(1) => self.last_seq = seq,
-            Some(seq) if seq > self.last_seq && self.socket && self.state == State::Open => self.out_of_order(seq, now),
-            _ => {}
-        }
-    }
-
     /// The room took the fresh token from a `refresh` frame: the connection's token now expires
     /// at `expires` (ms).
     pub fn handle_refreshed(&mut self, expires: u64, now: u64) {
@@ -831,27 +679,6 @@ impl Client {
         self.timers.refresh_at = NEVER;
         self.awaiting_refresh = true;
         self.outputs.push(Output::FetchToken);
-    }
-
-    /// An error frame arrived for one of the client's calls: it is settled as refused and leaves
-    /// the queue, so it is never resent.
-    pub fn handle_error(&mut self, id: &str, code: &str) {
-        let id = self.call_id(id);
-        if self.presence_answered(id, Some(code)) {
-            return;
-        }
-        self.forget(id);
-        self.outputs.push(Output::Rejected { id, code: code.to_owned() });
-    }
-
-    /// A read mark: echoed at once in a `read` frame, the proof the room asks for that this
-    /// client reads what it is sent (a client that does not is closed with 4008).
-    pub fn handle_mark(&mut self, id: &str) {
-        // Marks are the room's hex ids; anything else is not echoed (the encoder writes ids
-        // unescaped, so only plain ones may reach it).
-        if self.socket && (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            self.outputs.push(Output::Send(encode("read", Some(id), &[])));
-        }
     }
 
     /// Through a session: messages after `last_seq` up to `until` can no longer be delivered
@@ -933,36 +760,6 @@ impl Client {
         }
     }
 
-    // ---- internals ---------------------------------------------------------------------------
-
-    fn new_id(&mut self) -> CallId {
-        self.next_id += 1;
-        self.next_id
-    }
-
-    /// Call `id`'s frame (0: a frame without an id), by [`encode`].
-    fn frame(&self, kind: &str, id: CallId, fields: &[(&str, Option<&str>)]) -> String {
-        let wire = (id != 0).then(|| self.wire_id(id));
-        encode(kind, wire.as_deref(), fields)
-    }
-
-    /// The call a frame's id names: 0 when it is none of this client's (not `<session>-<n>`
-    /// exactly as [`Client::wire_id`] writes it).
-    fn call_id(&self, wire: &str) -> CallId {
-        let Some((head, digits)) = wire.as_bytes().split_at_checked(self.session.len() + 1) else { return 0 };
-        if head.split_last() != Some((&b'-', self.session.as_bytes())) || digits.first() == Some(&b'0') {
-            return 0;
-        }
-        let mut n: CallId = 0;
-        for &b in digits {
-            if !b.is_ascii_digit() {
-                return 0;
-            }
-            n = n.saturating_mul(10).saturating_add(u64::from(b - b'0'));
-        }
-        n
-    }
-
     /// The one place the state changes; every change is emitted with its code and reason.
     fn set_state(&mut self, state: State, delay_ms: u64, code: u16, reason: &str) {
         if self.state == state && state != State::Reconnecting {
@@ -1001,85 +798,6 @@ impl Client {
         self.timers.ping_at = now.saturating_add(every);
     }
 
-    /// Takes a settled call off the books.
-    fn forget(&mut self, id: CallId) {
-        self.queue.retain(|q| q.id != id);
-        self.calls.retain(|d| *d != id);
-    }
-
-    /// The refusal of a frame (or meta) of `text`'s size over `max`.
-    fn fits(&mut self, text: &str, max: u64) -> Result<(), QueueError> {
-        if text.len() as u64 > max {
-            self.refused = (text.len() as u64, max);
-            return Err(QueueError::TooLarge);
-        }
-        Ok(())
-    }
-
-    /// A new id for a call that needs the open connection (it is not queued).
-    fn open_call(&mut self) -> Result<CallId, QueueError> {
-        match self.state {
-            State::Open => Ok(self.new_id()),
-            State::Closed => Err(QueueError::Closed),
-            _ => Err(QueueError::Offline),
-        }
-    }
-
-    /// Sends a call's frame if it fits `max`, and (with an id, not 0) expects its answer on this
-    /// socket.
-    fn send_call(&mut self, id: CallId, text: String, max: u64) -> Result<CallId, QueueError> {
-        self.fits(&text, max)?;
-        self.outputs.push(Output::Send(text));
-        if id != 0 {
-            self.calls.push(id);
-        }
-        Ok(id)
-    }
-
-    /// Sends the newest presence meta asked for, when open and none is in flight. The frame takes
-    /// the id of the newest call it settles; a meta sent again with no call waiting (after a
-    /// reconnect) gets an id of its own.
-    fn send_presence(&mut self) {
-        let p = &mut self.presence;
-        if !self.socket || self.state != State::Open || p.inflight.is_some() {
-            return;
-        }
-        let Some(meta) = p.want.take() else { return };
-        let calls = core::mem::take(&mut p.waiting);
-        let id = match calls.last() {
-            Some(id) => *id,
-            None => self.new_id(),
-        };
-        self.outputs.push(Output::Send(self.frame("presence", id, &[("meta", Some(&meta))])));
-        self.presence.inflight = Some(SentPresence { id, meta, calls });
-    }
-
-    /// The presence change in flight was answered, if `id` is its frame's: taken (`refusal`
-    /// `None`) or refused with that code. Every call it carried settles, and the next goes. A
-    /// refusal that no call waits for (of a meta sent again) is still reported, under the
-    /// frame's id, which no call of the adapter's knows.
-    fn presence_answered(&mut self, id: CallId, refusal: Option<&str>) -> bool {
-        let Some(sent) = self.presence.inflight.take_if(|s| s.id == id) else { return false };
-        match refusal {
-            None => {
-                for &id in &sent.calls {
-                    self.outputs.push(Output::Acked { id, seq: None });
-                }
-                self.presence.applied = Some(sent.meta);
-            }
-            Some(code) => {
-                // The room keeps the token's meta (or the one before) until the app sets one again.
-                if self.presence.applied.as_ref() == Some(&sent.meta) {
-                    self.presence.applied = None;
-                }
-                let own = [sent.id];
-                self.reject(if sent.calls.is_empty() { &own } else { &sent.calls }, code);
-            }
-        }
-        self.send_presence();
-        true
-    }
-
     /// The socket went: calls bound to it fail (`disconnected`), and a presence change in flight
     /// waits to go again (the newest meta asked for wins, and it settles every call made since).
     fn socket_gone(&mut self) {
@@ -1090,18 +808,6 @@ impl Client {
             p.want.get_or_insert(sent.meta);
             sent.calls.append(&mut p.waiting);
             p.waiting = sent.calls;
-        }
-    }
-
-    fn reject_calls(&mut self, code: &str) {
-        let calls = core::mem::take(&mut self.calls);
-        self.reject(&calls, code);
-    }
-
-    /// Each of `ids` failed with `code`.
-    fn reject(&mut self, ids: &[CallId], code: &str) {
-        for &id in ids {
-            self.outputs.push(Output::Rejected { id, code: code.to_owned() });
         }
     }
 
