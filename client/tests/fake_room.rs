@@ -174,6 +174,32 @@ async fn publish_returns_the_acks_seq_and_messages_arrive_typed_in_seq_order() {
 }
 
 #[tokio::test]
+async fn a_message_many_times_the_read_buffer_arrives_whole_among_small_ones() {
+    // The client reads at most 8 KiB per read (driver::READ_BUFFER_BYTES); a frame of 200 KiB and
+    // a coalesced message around it must still arrive whole and in order.
+    let mut fake = FakeRoom::start().await;
+    let (_room, mut events) = Client::connect(&fake.url, "chat:lobby", opts(Options::token("tok"))).await.unwrap();
+    let mut c = fake.accept().await;
+    c.send(&[welcome("e1", 0)]).await;
+    let big: String = (0..200 * 1024).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    c.send(&[
+        message(1, "other", json!({"text": "a"})),
+        message(2, "other", json!({"text": big})),
+        message(3, "other", json!({"text": "c"})),
+    ])
+    .await;
+    c.send(&[message(4, "other", json!({"text": "d"}))]).await;
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        match next_event(&mut events).await {
+            Event::Message(m) => got.push((m.seq, m.data_as::<Chat>().unwrap().text)),
+            e => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(got, [(1, "a".to_owned()), (2, big), (3, "c".to_owned()), (4, "d".to_owned())]);
+}
+
+#[tokio::test]
 async fn a_dropped_socket_resumes_and_the_unacked_publish_goes_again_with_its_id() {
     let mut fake = FakeRoom::start().await;
     let (room, mut events) = Client::connect(&fake.url, "chat:lobby", opts(Options::default())).await.unwrap();
