@@ -239,15 +239,33 @@ where
     F: Fn(Value) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
+    for m in output_messages(pending) {
+        send(m).await?;
+    }
+    Ok(())
+}
+
+/// The output messages for the pending bytes (whole characters; a cut one stays pending), each
+/// of at most `OUTPUT_MAX` bytes of text: what the pty gave since the last flush may be more
+/// (the loop flushes once `OUTPUT_MAX` is reached, after a read of up to 8 KiB), and one message
+/// of it all, escaped as JSON, could be over the room's frame limit and then never sent.
+pub fn output_messages(pending: &mut Vec<u8>) -> Vec<Value> {
     if pending.is_empty() {
-        return Ok(());
+        return Vec::new();
     }
     let (text, rest) = split_utf8(pending);
     *pending = rest;
-    if text.is_empty() {
-        return Ok(());
+    let mut out = Vec::new();
+    let mut text = text.as_str();
+    while !text.is_empty() {
+        let mut end = text.len().min(OUTPUT_MAX);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.push(json!({"term": "o", "d": &text[..end]}));
+        text = &text[end..];
     }
-    send(json!({"term": "o", "d": text})).await
+    out
 }
 
 #[cfg(test)]
@@ -261,6 +279,25 @@ mod tests {
         assert_eq!(split_utf8(&[b"a", &euro[..2]].concat()), ("a".to_owned(), euro[..2].to_vec()));
         let (text, rest) = split_utf8(&[&[0xff][..], b"x", &euro[..1]].concat());
         assert_eq!((text.as_str(), rest), ("\u{fffd}x", euro[..1].to_vec()));
+    }
+
+    #[test]
+    fn output_messages_fit_a_frame_whatever_the_pty_printed() {
+        // The most the loop holds before a flush: just under OUTPUT_MAX, then one more read.
+        for fill in [&b"\x01"[..], b"\xff", "\u{20ac}".as_bytes(), b"x"] {
+            let mut pending: Vec<u8> = fill.iter().copied().cycle().take(OUTPUT_MAX - 1 + 8192).collect();
+            pending.extend_from_slice(&"\u{20ac}".as_bytes()[..2]);
+            let all = pending.clone();
+            let messages = output_messages(&mut pending);
+            assert_eq!(pending, "\u{20ac}".as_bytes()[..2], "the cut character waits for its rest");
+            let mut text = String::new();
+            for m in &messages {
+                let frame = json!({"type": "publish", "id": "p-123456789", "data": m}).to_string();
+                assert!(frame.len() <= 64 * 1024, "{} bytes: over the room's frame limit", frame.len());
+                text.push_str(m["d"].as_str().unwrap());
+            }
+            assert_eq!(text, String::from_utf8_lossy(&all[..all.len() - 2]), "nothing lost or doubled");
+        }
     }
 
     #[test]
