@@ -24,6 +24,10 @@ const OUTPUT_DELAY: Duration = Duration::from_millis(30);
 /// The most output bytes in one message: escaped as JSON (a control byte takes 6), it stays under
 /// the room's 64 KiB frame limit.
 const OUTPUT_MAX: usize = 8 * 1024;
+/// At most one keyframe for new members this often, however many join: each is the whole screen
+/// (33 KB for a colourful 24 x 80 one), stored and sent to every viewer, and comes out of the
+/// agent's own byte rate (256 KiB/s by default), ahead of the command's output.
+const JOIN_KEYFRAME_GAP: Duration = Duration::from_secs(1);
 /// The largest size a viewer may ask for.
 const MAX_ROWS: u64 = 200;
 const MAX_COLS: u64 = 400;
@@ -58,6 +62,41 @@ pub fn keyframe(parser: &vt100::Parser) -> Value {
         "screen": String::from_utf8_lossy(&screen.state_formatted()),
         "text": screen.contents(),
     })
+}
+
+/// When the keyframe for new members goes: at once after a join, unless a keyframe went less
+/// than the gap ago; then once at the gap's end, for everyone who joined meanwhile. Any member,
+/// even an anonymous one in a room that admits them, makes a join, so one keyframe per join let
+/// a stream of joiners fill the room's history and starve the command's output.
+#[derive(Debug)]
+pub struct JoinKeyframes {
+    gap: Duration,
+    last: Option<Instant>,
+    due: Option<Instant>,
+}
+
+impl JoinKeyframes {
+    pub fn new(gap: Duration) -> Self {
+        JoinKeyframes { gap, last: None, due: None }
+    }
+
+    /// Someone joined at `now`.
+    pub fn joined(&mut self, now: Instant) {
+        if self.due.is_none() {
+            self.due = Some(self.last.map_or(now, |last| (last + self.gap).max(now)));
+        }
+    }
+
+    /// When the keyframe new members wait for is due.
+    pub fn due(&self) -> Option<Instant> {
+        self.due
+    }
+
+    /// A keyframe went at `now` (for whatever reason): everyone who joined before has it.
+    pub fn sent(&mut self, now: Instant) {
+        self.last = Some(now);
+        self.due = None;
+    }
 }
 
 /// What a viewer asked: keys to type, or a new size.
@@ -147,7 +186,9 @@ pub async fn run(
     let mut flush_at: Option<Instant> = None;
     let mut dirty = true;
     let mut next_keyframe = Instant::now() + keyframe_every;
+    let mut joins = JoinKeyframes::new(JOIN_KEYFRAME_GAP);
     send(keyframe(&parser)).await?;
+    joins.sent(Instant::now());
     loop {
         tokio::select! {
             chunk = bytes_rx.recv() => match chunk {
@@ -173,9 +214,18 @@ pub async fn run(
                     flush(&mut pending, &send).await?;
                     flush_at = None;
                     send(keyframe(&parser)).await?;
+                    joins.sent(Instant::now());
                     dirty = false;
                 }
                 next_keyframe = Instant::now() + keyframe_every;
+            }
+            // Someone new is watching: the current screen.
+            _ = tokio::time::sleep_until(joins.due().unwrap_or_else(far)), if joins.due().is_some() => {
+                flush(&mut pending, &send).await?;
+                flush_at = None;
+                send(keyframe(&parser)).await?;
+                joins.sent(Instant::now());
+                dirty = false;
             }
             event = events.recv() => match event {
                 Some(roomcast_client::Event::Input(i)) => match read_input(&i.data) {
@@ -190,16 +240,12 @@ pub async fn run(
                         flush_at = None;
                         parser.screen_mut().set_size(r, c);
                         send(keyframe(&parser)).await?;
+                        joins.sent(Instant::now());
                     }
                     None => eprintln!("roomcast: input from {} not understood: {}", i.from, i.data),
                 },
-                // Someone new is watching: the current screen, now.
-                Some(roomcast_client::Event::Presence(p)) if p.event == "join" => {
-                    flush(&mut pending, &send).await?;
-                    flush_at = None;
-                    send(keyframe(&parser)).await?;
-                    dirty = false;
-                }
+                // Someone new is watching: the current screen, at once or at the gap's end.
+                Some(roomcast_client::Event::Presence(p)) if p.event == "join" => joins.joined(Instant::now()),
                 Some(roomcast_client::Event::Status(s)) if s.state == roomcast_client::State::Closed => {
                     let _ = child.kill();
                     return Err(format!("closed: {} {}", s.code, s.reason));
@@ -298,6 +344,38 @@ mod tests {
             }
             assert_eq!(text, String::from_utf8_lossy(&all[..all.len() - 2]), "nothing lost or doubled");
         }
+    }
+
+    #[test]
+    fn joiners_get_a_keyframe_at_once_or_one_at_the_gap_end_however_many_they_are() {
+        let gap = Duration::from_secs(1);
+        let t0 = Instant::now();
+        let mut k = JoinKeyframes::new(gap);
+        assert_eq!(k.due(), None);
+        k.joined(t0);
+        assert_eq!(k.due(), Some(t0), "the first joiner: at once");
+        k.sent(t0);
+        // A stream of joiners, one every 10 ms for 5 s: a keyframe when due, as the loop does.
+        let mut sent = 0;
+        for i in 1..=500 {
+            let now = t0 + Duration::from_millis(10 * i);
+            k.joined(now);
+            if k.due().is_some_and(|due| due <= now) {
+                k.sent(now);
+                sent += 1;
+            }
+        }
+        assert_eq!(sent, 5, "one a second, not one a join");
+        // A keyframe for another reason (the periodic one, a resize) serves who joined before it.
+        let now = t0 + Duration::from_millis(5_005);
+        k.joined(now);
+        assert_eq!(k.due(), Some(t0 + Duration::from_millis(6_000)));
+        k.sent(now + Duration::from_millis(100));
+        assert_eq!(k.due(), None);
+        // After a quiet while: at once again.
+        let later = now + Duration::from_secs(10);
+        k.joined(later);
+        assert_eq!(k.due(), Some(later));
     }
 
     #[test]
