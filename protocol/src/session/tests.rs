@@ -990,3 +990,37 @@ fn a_session_device_never_types_into_a_terminal_not_even_after_a_refresh() {
     let got = [answer(id, 1), answer(plain, 2), answer(plain, 3)];
     assert_eq!(got, [forbidden.clone(), forbidden.clone(), forbidden]);
 }
+
+/// A socket whose token expired keeps, until a refresh or the grace's end, the rooms it watched
+/// and the user's read positions, but adds no watch and moves no position (a `watch` or
+/// `mark_read` before the sweep noticed the expiry, too).
+#[test]
+fn an_expired_token_neither_watches_more_rooms_nor_moves_read_positions() {
+    let mut w = World::new(USER);
+    let other = w.device(&["*"]);
+    w.send(other, r#"{"type":"join","room":"r"}"#);
+    for i in 0..3 {
+        w.publish(other, "r", &format!("m{i}"));
+    }
+    let a = short_device(&mut w, 60_000);
+    w.send(a, r#"{"type":"watch","rooms":["r"]}"#);
+    let watched = |w: &World| w.relayed.iter().filter(|(_, op)| matches!(op, RelayOp::Watch { on: true })).count();
+    assert_eq!(watched(&w), 1, "watched while its token is valid");
+    w.now += 120_000;
+    // Before the sweep and after it.
+    for sweep in [false, true] {
+        if sweep {
+            let now = w.now;
+            w.session.handle_sweep(now, 600_000, |_| Some(now));
+            w.pump();
+        }
+        w.inbox.get_mut(&a).unwrap().clear();
+        w.send(a, r#"{"type":"watch","rooms":["r","s"]}"#);
+        w.send(a, r#"{"type":"mark_read","room":"r","seq":3}"#);
+        let errors: Vec<&str> = w.inbox[&a].iter().filter(|v| v["type"] == "error").filter_map(|v| v["code"].as_str()).collect();
+        assert_eq!(errors, ["unauthorized", "unauthorized"], "sweep {sweep}: {:?}", w.inbox[&a]);
+        assert_eq!(watched(&w), 1, "sweep {sweep}: no room watched afresh");
+        assert!(!w.rows.contains_key("r r"), "sweep {sweep}: no read position moved");
+        assert!(w.rows.contains_key(&format!("w {a}")), "sweep {sweep}: what it watched stays");
+    }
+}
