@@ -99,6 +99,33 @@ impl JoinKeyframes {
     }
 }
 
+/// How many viewers' `keys` may wait for a command that is not reading its input.
+const KEYS_WAITING: usize = 64;
+
+/// The pty's input, written on a thread of its own: a write to a pty whose command stopped reading
+/// blocks once the pty's buffer is full (a few KiB), and written from the loop it stopped
+/// everything, the output, the keyframes and the room's events, until the command read again.
+pub struct Keys(std::sync::mpsc::SyncSender<String>);
+
+impl Keys {
+    pub fn start(mut writer: Box<dyn Write + Send>) -> Keys {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<String>(KEYS_WAITING);
+        std::thread::spawn(move || {
+            while let Ok(keys) = rx.recv() {
+                if writer.write_all(keys.as_bytes()).and_then(|()| writer.flush()).is_err() {
+                    break;
+                }
+            }
+        });
+        Keys(tx)
+    }
+
+    /// Hands `keys` to the writer without waiting; false when they were dropped (too many wait).
+    pub fn send(&self, keys: String) -> bool {
+        self.0.try_send(keys).is_ok()
+    }
+}
+
 /// What a viewer asked: keys to type, or a new size.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Input {
@@ -136,7 +163,7 @@ pub async fn run(
     let mut child = pair.slave.spawn_command(cmd).map_err(|e| format!("cannot run {}: {e}", command[0]))?;
     drop(pair.slave);
     let mut reader = pair.master.try_clone_reader().map_err(|e| e.to_string())?;
-    let mut writer = pair.master.take_writer().map_err(|e| e.to_string())?;
+    let keys_to_pty = Keys::start(pair.master.take_writer().map_err(|e| e.to_string())?);
 
     // The pty is read on a thread of its own; a full channel stops it reading (backpressure).
     let (bytes_tx, mut bytes_rx) = mpsc::channel::<Vec<u8>>(64);
@@ -230,9 +257,9 @@ pub async fn run(
             event = events.recv() => match event {
                 Some(roomcast_client::Event::Input(i)) => match read_input(&i.data) {
                     Some(Input::Keys(keys)) => {
-                        // A command that stopped reading must not stall the room's events: the
-                        // pty's buffer takes what a person types.
-                        let _ = writer.write_all(keys.as_bytes()).and_then(|()| writer.flush());
+                        if !keys_to_pty.send(keys) {
+                            eprintln!("roomcast: the command is not reading its input; keys from {} dropped", i.from);
+                        }
                     }
                     Some(Input::Resize(r, c)) => {
                         let _ = pair.master.resize(PtySize { rows: r, cols: c, pixel_width: 0, pixel_height: 0 });
@@ -376,6 +403,44 @@ mod tests {
         let later = now + Duration::from_secs(10);
         k.joined(later);
         assert_eq!(k.due(), Some(later));
+    }
+
+    /// A pty whose command does not read: every write blocks until the test lets it go.
+    struct Stuck(std::sync::Arc<std::sync::Mutex<Vec<u8>>>, std::sync::mpsc::Receiver<()>);
+
+    impl Write for Stuck {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let _ = self.1.recv();
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn keys_for_a_command_that_does_not_read_never_stall_the_loop() {
+        let written = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (go, wait) = std::sync::mpsc::channel();
+        let keys = Keys::start(Box::new(Stuck(written.clone(), wait)));
+        let started = std::time::Instant::now();
+        let sent: Vec<bool> = (0..KEYS_WAITING + 10).map(|i| keys.send(format!("{i},"))).collect();
+        assert!(started.elapsed() < Duration::from_secs(1), "sending never waits for the pty");
+        let taken = sent.iter().filter(|s| **s).count();
+        assert!((KEYS_WAITING..=KEYS_WAITING + 1).contains(&taken), "{taken}: the queue holds what it may, the rest is dropped");
+        assert!(!sent[KEYS_WAITING + 9], "the newest, past the bound, was dropped");
+        // The command reads again: what was taken arrives in order.
+        for _ in 0..taken {
+            go.send(()).unwrap();
+        }
+        drop(keys);
+        let expected: String = (0..taken).map(|i| format!("{i},")).collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while written.lock().unwrap().len() < expected.len() && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert_eq!(String::from_utf8(written.lock().unwrap().clone()).unwrap(), expected);
     }
 
     #[test]
