@@ -4,6 +4,10 @@
 // output after it, so a late joiner sees the current screen at once. With the input right (the
 // "type" box asks /dev/token for it) keys go to the agent as `input` frames, and the terminal
 // follows this window's size; without it the room refuses them, and the page only watches.
+// Only the agent's user (`?agent=`, default `demo-agent`, the user `npm run demo:terminal` runs it
+// as) draws the terminal and gets the keys: a client id is bound to its user, but any member with
+// `publish` can post a `term` message, and a page that took the agent to be whoever posted last
+// would send that member what its typist types next.
 import { FitAddon } from "@xterm/addon-fit";
 import { Terminal } from "@xterm/xterm";
 import { connect } from "roomcast";
@@ -13,6 +17,8 @@ const term = new Terminal({ convertEol: false, cursorBlink: true, fontSize: 14, 
 const fit = new FitAddon();
 term.loadAddon(fit);
 term.open($("screen"));
+const query = new URLSearchParams(location.search);
+const agentUser = query.get("agent") ?? "demo-agent";
 let room;
 let agent; // the agent's client id: the `from` of the terminal's messages
 let size = [24, 80];
@@ -21,7 +27,7 @@ let early; // live messages that came while the history was read, drawn after it
 
 /** Draws one stored message of the terminal (in seq order). */
 function draw(m) {
-  if (m.seq <= applied || typeof m.data?.term !== "string") return;
+  if (m.seq <= applied || m.user !== agentUser || typeof m.data?.term !== "string") return;
   applied = m.seq;
   agent = m.from;
   const d = m.data;
@@ -80,7 +86,7 @@ function open(roomName) {
     if (s.state !== "open" || !early) return;
     // The newest keyframe and what followed it, then the live ones that came meanwhile.
     const page = await room.history({ limit: 200 }).catch(() => ({ messages: [] }));
-    const last = page.messages.findLastIndex((m) => m.data?.term === "k");
+    const last = page.messages.findLastIndex((m) => m.user === agentUser && m.data?.term === "k");
     for (const m of [...page.messages.slice(Math.max(last, 0)), ...early]) draw(m);
     early = undefined;
     follow();
@@ -98,7 +104,6 @@ $("room").addEventListener("change", (e) => {
   if (e.target.reportValidity()) open(e.target.value);
 });
 $("type").addEventListener("change", () => open($("room").value));
-const query = new URLSearchParams(location.search);
 $("room").value = query.get("room") ?? $("room").value;
 $("type").checked = query.get("type") === "1";
 open($("room").value);

@@ -24,6 +24,10 @@ const OUTPUT_DELAY: Duration = Duration::from_millis(30);
 /// The most output bytes in one message: escaped as JSON (a control byte takes 6), it stays under
 /// the room's 64 KiB frame limit.
 const OUTPUT_MAX: usize = 8 * 1024;
+/// At most one keyframe for new members this often, however many join: each is the whole screen
+/// (33 KB for a colourful 24 x 80 one), stored and sent to every viewer, and comes out of the
+/// agent's own byte rate (256 KiB/s by default), ahead of the command's output.
+const JOIN_KEYFRAME_GAP: Duration = Duration::from_secs(1);
 /// The largest size a viewer may ask for.
 const MAX_ROWS: u64 = 200;
 const MAX_COLS: u64 = 400;
@@ -58,6 +62,68 @@ pub fn keyframe(parser: &vt100::Parser) -> Value {
         "screen": String::from_utf8_lossy(&screen.state_formatted()),
         "text": screen.contents(),
     })
+}
+
+/// When the keyframe for new members goes: at once after a join, unless a keyframe went less
+/// than the gap ago; then once at the gap's end, for everyone who joined meanwhile. Any member,
+/// even an anonymous one in a room that admits them, makes a join, so one keyframe per join let
+/// a stream of joiners fill the room's history and starve the command's output.
+#[derive(Debug)]
+pub struct JoinKeyframes {
+    gap: Duration,
+    last: Option<Instant>,
+    due: Option<Instant>,
+}
+
+impl JoinKeyframes {
+    pub fn new(gap: Duration) -> Self {
+        JoinKeyframes { gap, last: None, due: None }
+    }
+
+    /// Someone joined at `now`.
+    pub fn joined(&mut self, now: Instant) {
+        if self.due.is_none() {
+            self.due = Some(self.last.map_or(now, |last| (last + self.gap).max(now)));
+        }
+    }
+
+    /// When the keyframe new members wait for is due.
+    pub fn due(&self) -> Option<Instant> {
+        self.due
+    }
+
+    /// A keyframe went at `now` (for whatever reason): everyone who joined before has it.
+    pub fn sent(&mut self, now: Instant) {
+        self.last = Some(now);
+        self.due = None;
+    }
+}
+
+/// How many viewers' `keys` may wait for a command that is not reading its input.
+const KEYS_WAITING: usize = 64;
+
+/// The pty's input, written on a thread of its own: a write to a pty whose command stopped reading
+/// blocks once the pty's buffer is full (a few KiB), and written from the loop it stopped
+/// everything, the output, the keyframes and the room's events, until the command read again.
+pub struct Keys(std::sync::mpsc::SyncSender<String>);
+
+impl Keys {
+    pub fn start(mut writer: Box<dyn Write + Send>) -> Keys {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<String>(KEYS_WAITING);
+        std::thread::spawn(move || {
+            while let Ok(keys) = rx.recv() {
+                if writer.write_all(keys.as_bytes()).and_then(|()| writer.flush()).is_err() {
+                    break;
+                }
+            }
+        });
+        Keys(tx)
+    }
+
+    /// Hands `keys` to the writer without waiting; false when they were dropped (too many wait).
+    pub fn send(&self, keys: String) -> bool {
+        self.0.try_send(keys).is_ok()
+    }
 }
 
 /// What a viewer asked: keys to type, or a new size.
@@ -97,7 +163,7 @@ pub async fn run(
     let mut child = pair.slave.spawn_command(cmd).map_err(|e| format!("cannot run {}: {e}", command[0]))?;
     drop(pair.slave);
     let mut reader = pair.master.try_clone_reader().map_err(|e| e.to_string())?;
-    let mut writer = pair.master.take_writer().map_err(|e| e.to_string())?;
+    let keys_to_pty = Keys::start(pair.master.take_writer().map_err(|e| e.to_string())?);
 
     // The pty is read on a thread of its own; a full channel stops it reading (backpressure).
     let (bytes_tx, mut bytes_rx) = mpsc::channel::<Vec<u8>>(64);
@@ -147,7 +213,9 @@ pub async fn run(
     let mut flush_at: Option<Instant> = None;
     let mut dirty = true;
     let mut next_keyframe = Instant::now() + keyframe_every;
+    let mut joins = JoinKeyframes::new(JOIN_KEYFRAME_GAP);
     send(keyframe(&parser)).await?;
+    joins.sent(Instant::now());
     loop {
         tokio::select! {
             chunk = bytes_rx.recv() => match chunk {
@@ -173,16 +241,25 @@ pub async fn run(
                     flush(&mut pending, &send).await?;
                     flush_at = None;
                     send(keyframe(&parser)).await?;
+                    joins.sent(Instant::now());
                     dirty = false;
                 }
                 next_keyframe = Instant::now() + keyframe_every;
             }
+            // Someone new is watching: the current screen.
+            _ = tokio::time::sleep_until(joins.due().unwrap_or_else(far)), if joins.due().is_some() => {
+                flush(&mut pending, &send).await?;
+                flush_at = None;
+                send(keyframe(&parser)).await?;
+                joins.sent(Instant::now());
+                dirty = false;
+            }
             event = events.recv() => match event {
                 Some(roomcast_client::Event::Input(i)) => match read_input(&i.data) {
                     Some(Input::Keys(keys)) => {
-                        // A command that stopped reading must not stall the room's events: the
-                        // pty's buffer takes what a person types.
-                        let _ = writer.write_all(keys.as_bytes()).and_then(|()| writer.flush());
+                        if !keys_to_pty.send(keys) {
+                            eprintln!("roomcast: the command is not reading its input; keys from {} dropped", i.from);
+                        }
                     }
                     Some(Input::Resize(r, c)) => {
                         let _ = pair.master.resize(PtySize { rows: r, cols: c, pixel_width: 0, pixel_height: 0 });
@@ -190,16 +267,12 @@ pub async fn run(
                         flush_at = None;
                         parser.screen_mut().set_size(r, c);
                         send(keyframe(&parser)).await?;
+                        joins.sent(Instant::now());
                     }
                     None => eprintln!("roomcast: input from {} not understood: {}", i.from, i.data),
                 },
-                // Someone new is watching: the current screen, now.
-                Some(roomcast_client::Event::Presence(p)) if p.event == "join" => {
-                    flush(&mut pending, &send).await?;
-                    flush_at = None;
-                    send(keyframe(&parser)).await?;
-                    dirty = false;
-                }
+                // Someone new is watching: the current screen, at once or at the gap's end.
+                Some(roomcast_client::Event::Presence(p)) if p.event == "join" => joins.joined(Instant::now()),
                 Some(roomcast_client::Event::Status(s)) if s.state == roomcast_client::State::Closed => {
                     let _ = child.kill();
                     return Err(format!("closed: {} {}", s.code, s.reason));
@@ -239,15 +312,33 @@ where
     F: Fn(Value) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
+    for m in output_messages(pending) {
+        send(m).await?;
+    }
+    Ok(())
+}
+
+/// The output messages for the pending bytes (whole characters; a cut one stays pending), each
+/// of at most `OUTPUT_MAX` bytes of text: what the pty gave since the last flush may be more
+/// (the loop flushes once `OUTPUT_MAX` is reached, after a read of up to 8 KiB), and one message
+/// of it all, escaped as JSON, could be over the room's frame limit and then never sent.
+pub fn output_messages(pending: &mut Vec<u8>) -> Vec<Value> {
     if pending.is_empty() {
-        return Ok(());
+        return Vec::new();
     }
     let (text, rest) = split_utf8(pending);
     *pending = rest;
-    if text.is_empty() {
-        return Ok(());
+    let mut out = Vec::new();
+    let mut text = text.as_str();
+    while !text.is_empty() {
+        let mut end = text.len().min(OUTPUT_MAX);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.push(json!({"term": "o", "d": &text[..end]}));
+        text = &text[end..];
     }
-    send(json!({"term": "o", "d": text})).await
+    out
 }
 
 #[cfg(test)]
@@ -261,6 +352,95 @@ mod tests {
         assert_eq!(split_utf8(&[b"a", &euro[..2]].concat()), ("a".to_owned(), euro[..2].to_vec()));
         let (text, rest) = split_utf8(&[&[0xff][..], b"x", &euro[..1]].concat());
         assert_eq!((text.as_str(), rest), ("\u{fffd}x", euro[..1].to_vec()));
+    }
+
+    #[test]
+    fn output_messages_fit_a_frame_whatever_the_pty_printed() {
+        // The most the loop holds before a flush: just under OUTPUT_MAX, then one more read.
+        for fill in [&b"\x01"[..], b"\xff", "\u{20ac}".as_bytes(), b"x"] {
+            let mut pending: Vec<u8> = fill.iter().copied().cycle().take(OUTPUT_MAX - 1 + 8192).collect();
+            pending.extend_from_slice(&"\u{20ac}".as_bytes()[..2]);
+            let all = pending.clone();
+            let messages = output_messages(&mut pending);
+            assert_eq!(pending, "\u{20ac}".as_bytes()[..2], "the cut character waits for its rest");
+            let mut text = String::new();
+            for m in &messages {
+                let frame = json!({"type": "publish", "id": "p-123456789", "data": m}).to_string();
+                assert!(frame.len() <= 64 * 1024, "{} bytes: over the room's frame limit", frame.len());
+                text.push_str(m["d"].as_str().unwrap());
+            }
+            assert_eq!(text, String::from_utf8_lossy(&all[..all.len() - 2]), "nothing lost or doubled");
+        }
+    }
+
+    #[test]
+    fn joiners_get_a_keyframe_at_once_or_one_at_the_gap_end_however_many_they_are() {
+        let gap = Duration::from_secs(1);
+        let t0 = Instant::now();
+        let mut k = JoinKeyframes::new(gap);
+        assert_eq!(k.due(), None);
+        k.joined(t0);
+        assert_eq!(k.due(), Some(t0), "the first joiner: at once");
+        k.sent(t0);
+        // A stream of joiners, one every 10 ms for 5 s: a keyframe when due, as the loop does.
+        let mut sent = 0;
+        for i in 1..=500 {
+            let now = t0 + Duration::from_millis(10 * i);
+            k.joined(now);
+            if k.due().is_some_and(|due| due <= now) {
+                k.sent(now);
+                sent += 1;
+            }
+        }
+        assert_eq!(sent, 5, "one a second, not one a join");
+        // A keyframe for another reason (the periodic one, a resize) serves who joined before it.
+        let now = t0 + Duration::from_millis(5_005);
+        k.joined(now);
+        assert_eq!(k.due(), Some(t0 + Duration::from_millis(6_000)));
+        k.sent(now + Duration::from_millis(100));
+        assert_eq!(k.due(), None);
+        // After a quiet while: at once again.
+        let later = now + Duration::from_secs(10);
+        k.joined(later);
+        assert_eq!(k.due(), Some(later));
+    }
+
+    /// A pty whose command does not read: every write blocks until the test lets it go.
+    struct Stuck(std::sync::Arc<std::sync::Mutex<Vec<u8>>>, std::sync::mpsc::Receiver<()>);
+
+    impl Write for Stuck {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let _ = self.1.recv();
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn keys_for_a_command_that_does_not_read_never_stall_the_loop() {
+        let written = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (go, wait) = std::sync::mpsc::channel();
+        let keys = Keys::start(Box::new(Stuck(written.clone(), wait)));
+        let started = std::time::Instant::now();
+        let sent: Vec<bool> = (0..KEYS_WAITING + 10).map(|i| keys.send(format!("{i},"))).collect();
+        assert!(started.elapsed() < Duration::from_secs(1), "sending never waits for the pty");
+        let taken = sent.iter().filter(|s| **s).count();
+        assert!((KEYS_WAITING..=KEYS_WAITING + 1).contains(&taken), "{taken}: the queue holds what it may, the rest is dropped");
+        assert!(!sent[KEYS_WAITING + 9], "the newest, past the bound, was dropped");
+        // The command reads again: what was taken arrives in order.
+        for _ in 0..taken {
+            go.send(()).unwrap();
+        }
+        drop(keys);
+        let expected: String = (0..taken).map(|i| format!("{i},")).collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while written.lock().unwrap().len() < expected.len() && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert_eq!(String::from_utf8(written.lock().unwrap().clone()).unwrap(), expected);
     }
 
     #[test]

@@ -144,6 +144,10 @@ impl Room {
                 Some((ErrorCode::Forbidden, "this token may not send to this room"))
             }
             Gate::Input if !live.info.rights.input => Some((ErrorCode::Forbidden, "this token may not type into this room")),
+            // A session device never types into a terminal, whatever its token says: the wire
+            // drops the right at open, but a `refresh` (the session's, or one the device sends
+            // with a room) sets the rights afresh from a token that may hold it.
+            Gate::Input if live.relayed => Some((ErrorCode::Forbidden, "a session device may not type into a terminal")),
             Gate::Broadcast(len) if len > self.config.broadcast_max_bytes => {
                 Some((ErrorCode::TooLarge, "broadcast is larger than the room's broadcast limit"))
             }

@@ -124,8 +124,17 @@ impl Session {
             Err(e) => return self.send(device, error_frame(None, None, ErrorCode::BadFrame, &e.to_string())),
         };
         let id = env.id.as_deref();
+        // A socket whose token expired keeps what it watched and the read positions until a
+        // refresh or the grace's end, but adds no watch and moves no position.
+        let expired = self
+            .devices
+            .get(&device)
+            .is_some_and(|d| d.info.expired.is_some() || crate::token::is_expired(d.info.claims.expires_ms(), now));
         match (env.kind.as_ref(), env.room.as_deref()) {
             ("ping", None) => self.send(device, crate::frame::PONG.to_owned()),
+            ("watch", None) | ("mark_read", Some(_)) if expired => {
+                self.send(device, error_frame(env.room.as_deref(), id, ErrorCode::Unauthorized, "the token expired; refresh it first"))
+            }
             ("refresh", None) => match env.token.as_deref() {
                 Some(t) => self.refresh(device, t, now),
                 None => self.send(device, error_frame(None, None, ErrorCode::BadFrame, "refresh needs a token")),

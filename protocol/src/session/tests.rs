@@ -949,3 +949,93 @@ fn the_next_sweep_is_when_the_quietest_device_would_pass_the_timeout() {
     assert!(w.session.poll_output().is_some_and(|o| matches!(o, Output::Close { device, code: 4001, .. } if device == quiet)));
     assert_eq!(w.session.next_sweep(60_000, |d| (d == pinging).then_some(start + 50_000)), Some(start + 110_001));
 }
+
+/// A terminal's room takes input from its own sockets only: a session device never types into
+/// it, whether its token held the `input` right when it joined or gained it by a `refresh`
+/// (which the session passes on to each room, and which a device can also send itself).
+#[test]
+fn a_session_device_never_types_into_a_terminal_not_even_after_a_refresh() {
+    let secret = b"s3cret".to_vec();
+    let mut w = World::new(USER);
+    w.session = Session::new(USER, Secrets { current: secret.clone(), previous: Vec::new() }, w.now);
+    let now = w.now;
+    let (room, store) = w.room("term");
+    room.set_token_check(crate::room::TokenCheck { room: "term".into(), secret: secret.clone(), previous: Vec::new() });
+    let agent = crate::room::Identity {
+        client_id: "agent".into(),
+        user: "host".into(),
+        meta: None,
+        echo: false,
+        rights: crate::token::Rights { subscribe: true, publish: true, presence: false, input: false },
+        expires: None,
+    };
+    room.handle_open(agent, None, now, store).expect("the agent is admitted");
+    while room.poll_action().is_some() {}
+    let typist = |rights: Vec<Right>| {
+        let mut c = claims(USER, &[]);
+        c.rooms.insert("term".into(), rights);
+        c
+    };
+    let all = vec![Right::Subscribe, Right::Publish, Right::Presence, Right::Input];
+    // Joined with the right in its token.
+    let id = w.session.handle_open("dev-typist".into(), typist(all.clone()), w.now).unwrap();
+    w.inbox.insert(id, Vec::new());
+    w.pump();
+    w.send(id, r#"{"type":"join","room":"term"}"#);
+    assert_eq!(w.frames(id, "term", "joined").len(), 1);
+    let keys = |n: u32| format!(r#"{{"type":"input","room":"term","id":"i{n}","to":{{"clientId":"agent"}},"data":{{"keys":"id\r"}}}}"#);
+    w.send(id, &keys(1));
+    // Joined without it, then refreshed (by the session, and by the device itself) with it.
+    let plain = w.session.handle_open("dev-plain".into(), typist(vec![Right::Subscribe]), w.now).unwrap();
+    w.inbox.insert(plain, Vec::new());
+    w.pump();
+    w.send(plain, r#"{"type":"join","room":"term"}"#);
+    let fresh = crate::token::mint(&typist(all), &secret).unwrap();
+    w.send(plain, &format!(r#"{{"type":"refresh","token":"{fresh}"}}"#));
+    assert!(w.inbox[&plain].iter().any(|v| v["type"] == "refreshed"));
+    w.send(plain, &keys(2));
+    w.send(plain, &format!(r#"{{"type":"refresh","room":"term","token":"{fresh}"}}"#));
+    w.send(plain, &keys(3));
+    let answer = |device: u64, n: u32| {
+        let answers: Vec<&Value> = w.inbox[&device].iter().filter(|v| v["id"] == format!("i{n}")).collect();
+        assert_eq!(answers.len(), 1, "i{n}: {:?}", w.inbox[&device]);
+        (answers[0]["type"].as_str().map(str::to_owned), answers[0]["code"].as_str().map(str::to_owned))
+    };
+    let forbidden = (Some("error".to_owned()), Some("forbidden".to_owned()));
+    let got = [answer(id, 1), answer(plain, 2), answer(plain, 3)];
+    assert_eq!(got, [forbidden.clone(), forbidden.clone(), forbidden]);
+}
+
+/// A socket whose token expired keeps, until a refresh or the grace's end, the rooms it watched
+/// and the user's read positions, but adds no watch and moves no position (a `watch` or
+/// `mark_read` before the sweep noticed the expiry, too).
+#[test]
+fn an_expired_token_neither_watches_more_rooms_nor_moves_read_positions() {
+    let mut w = World::new(USER);
+    let other = w.device(&["*"]);
+    w.send(other, r#"{"type":"join","room":"r"}"#);
+    for i in 0..3 {
+        w.publish(other, "r", &format!("m{i}"));
+    }
+    let a = short_device(&mut w, 60_000);
+    w.send(a, r#"{"type":"watch","rooms":["r"]}"#);
+    let watched = |w: &World| w.relayed.iter().filter(|(_, op)| matches!(op, RelayOp::Watch { on: true })).count();
+    assert_eq!(watched(&w), 1, "watched while its token is valid");
+    w.now += 120_000;
+    // Before the sweep and after it.
+    for sweep in [false, true] {
+        if sweep {
+            let now = w.now;
+            w.session.handle_sweep(now, 600_000, |_| Some(now));
+            w.pump();
+        }
+        w.inbox.get_mut(&a).unwrap().clear();
+        w.send(a, r#"{"type":"watch","rooms":["r","s"]}"#);
+        w.send(a, r#"{"type":"mark_read","room":"r","seq":3}"#);
+        let errors: Vec<&str> = w.inbox[&a].iter().filter(|v| v["type"] == "error").filter_map(|v| v["code"].as_str()).collect();
+        assert_eq!(errors, ["unauthorized", "unauthorized"], "sweep {sweep}: {:?}", w.inbox[&a]);
+        assert_eq!(watched(&w), 1, "sweep {sweep}: no room watched afresh");
+        assert!(!w.rows.contains_key("r r"), "sweep {sweep}: no read position moved");
+        assert!(w.rows.contains_key(&format!("w {a}")), "sweep {sweep}: what it watched stays");
+    }
+}
