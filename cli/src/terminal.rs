@@ -51,17 +51,30 @@ pub fn split_utf8(bytes: &[u8]) -> (String, Vec<u8>) {
     }
 }
 
-/// A keyframe of the emulator's screen.
+/// The most JSON a keyframe may take and still fit the room's 64 KiB frame with the message's
+/// envelope (seq, ids, user, timestamp) around it.
+const KEYFRAME_MAX_JSON: usize = 60 * 1024;
+
+/// A keyframe of the emulator's screen. The plain `text` is a convenience (`screen` alone redraws
+/// it): it is left out when the keyframe would not fit a frame with it, which doubles the screen
+/// sizes whose keyframes reach viewers (a full 100 x 400 screen of plain text). One still over is
+/// refused by the room and skipped (see `run`).
 pub fn keyframe(parser: &vt100::Parser) -> Value {
     let screen = parser.screen();
     let (rows, cols) = screen.size();
-    json!({
+    let mut k = json!({
         "term": "k",
         "rows": rows,
         "cols": cols,
         "screen": String::from_utf8_lossy(&screen.state_formatted()),
         "text": screen.contents(),
-    })
+    });
+    if k.to_string().len() > KEYFRAME_MAX_JSON {
+        if let Some(fields) = k.as_object_mut() {
+            fields.remove("text");
+        }
+    }
+    k
 }
 
 /// When the keyframe for new members goes: at once after a join, unless a keyframe went less
@@ -441,6 +454,23 @@ mod tests {
             std::thread::yield_now();
         }
         assert_eq!(String::from_utf8(written.lock().unwrap().clone()).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_keyframe_too_large_with_its_plain_text_goes_without_it() {
+        let mut agent = vt100::Parser::new(100, 400, 0);
+        let line = "x".repeat(399);
+        for _ in 0..99 {
+            agent.process(format!("{line}\r\n").as_bytes());
+        }
+        let k = keyframe(&agent);
+        assert!(k.get("text").is_none(), "a 100 x 400 screen of text leaves its plain copy out");
+        assert!(k.to_string().len() <= KEYFRAME_MAX_JSON, "{} bytes", k.to_string().len());
+        let mut viewer = vt100::Parser::new(100, 400, 0);
+        viewer.process(k["screen"].as_str().unwrap().as_bytes());
+        assert_eq!(viewer.screen().contents(), agent.screen().contents(), "`screen` alone redraws it");
+        let small = keyframe(&vt100::Parser::new(24, 80, 0));
+        assert!(small.get("text").is_some(), "a keyframe that fits keeps its plain text");
     }
 
     #[test]
