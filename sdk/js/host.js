@@ -130,7 +130,14 @@ const detach = (ws) => {
 /** Session `h`'s socket went (closed, or given up on): every room's join went with it. */
 function dropJoins(h, reason, code) {
   h._open = false;
-  for (const r of h._rooms?.values() ?? []) if (owned.delete(r._vsid)) event(r, "closed", reason, "", r._vsid, code);
+  for (const r of h._rooms?.values() ?? []) {
+    if (!owned.delete(r._vsid)) continue;
+    // A join still waiting for the socket ends with it: sent on the next socket, it was answered
+    // while the room was backing off (the answer lost), and the room's own next join was then
+    // refused as "already joined" until its connect timeout (issue #23).
+    r._pendingJoin = null;
+    event(r, "closed", reason, "", r._vsid, code);
+  }
 }
 
 /** Hands an answer to the wasm half (`code`: the room's refusal), which settles the call it names. */

@@ -206,6 +206,68 @@ describe("liveness", () => {
   });
 });
 
+describe("a session socket that drops again before it opens (issue #23)", () => {
+  // A room's backoff ran out while the session's socket was down: its join waited for the socket.
+  // That socket failed too, which ended the join; the join must not go out on the next socket
+  // anyway (the room, backing off again, then joined a second time: "already joined; leave
+  // first", and the room stayed closed until its connect timeout, 10 s after the restart).
+  test("a join that waited on a failed socket does not go out on the next; each room joins once and opens", async () => {
+    const clock = new FakeClock();
+    const fake = fakeSockets();
+    const client = createClient({ url: "https://rooms.example", token: JWT, WebSocket: fake.FakeSocket, clock, seed: 7 });
+    await flush();
+    // Each room backs off on its own (its own seed, as each draws its own jitter in a page).
+    const rooms = ["a", "b", "c"].map((name, i) => client.join(name, { seed: 100 + i }));
+    const session = () => ({ type: "session", user: "u", clientId: "c", expires: clock.now() + 3_600_000 });
+    const joined = (room) => ({ ...welcome(0), type: "joined", room });
+    const joins = (ws) => ws.frames.filter((f) => f.type === "join").map((f) => f.room);
+    fake.last().open();
+    fake.last().receive(session());
+    await flush();
+    assert.deepEqual(joins(fake.last()), ["a", "b", "c"]);
+    for (const name of ["a", "b", "c"]) fake.last().receive(joined(name));
+    assert.deepEqual(
+      rooms.map((r) => r.state),
+      ["open", "open", "open"],
+    );
+    // The runtime goes away: the socket drops, and each next attempt fails at once, while the
+    // rooms' own backoffs run out (each then waits for the session's socket with its join).
+    fake.last().serverClose(1006);
+    for (let failed = 0; failed < 4; ) {
+      const n = fake.sockets.length;
+      await clock.advance(100);
+      if (fake.sockets.length > n) {
+        fake.last().serverClose(1006);
+        failed++;
+      }
+    }
+    // The runtime is back: the next attempt opens.
+    const n = fake.sockets.length;
+    while (fake.sockets.length === n) await clock.advance(100);
+    const ws = fake.last();
+    ws.open();
+    ws.receive(session());
+    await flush();
+    // The session answers each join in order: `joined`, or (a room this device joined already)
+    // the error it sends then. Every room must be open within 5 s, having joined once.
+    const answered = new Set();
+    for (let sent = 0, t = 0; t < 5_000; t += 100) {
+      for (const room of joins(ws).slice(sent)) {
+        ws.receive(answered.has(room) ? { type: "error", room, code: "bad_frame", message: "already joined; leave first" } : joined(room));
+        answered.add(room);
+      }
+      sent = joins(ws).length;
+      await clock.advance(100);
+    }
+    assert.deepEqual(joins(ws).sort(), ["a", "b", "c"], "one join per room on the new socket");
+    assert.deepEqual(
+      rooms.map((r) => r.state),
+      ["open", "open", "open"],
+    );
+    client.close();
+  });
+});
+
 describe("retryAfterMs", () => {
   test("a rate_limited refusal rejects with the room's retryAfterMs; a 4029 naming its wait is not retried sooner", async () => {
     const { room, log, last } = await setup({ token: JWT });

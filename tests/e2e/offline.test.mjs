@@ -90,35 +90,41 @@ test("a 20 s blackhole is noticed within 10 s while visible; the others see the 
   }
 });
 
-test("after an edge restart a page with 5 rooms is live in all of them within 3 s of the first", async (t) => {
-  // (connect()'s rooms: each backs off on its own, and the first one back nudges the others. A
-  // createClient()'s rooms come back together with its one socket: sdk-session.test.mjs.)
+test("after an edge restart a page with 5 rooms (and 5 more on one createClient()) is live in all of them within 3 s of the first", async (t) => {
+  // connect()'s rooms each back off on their own, and the first one back nudges the others; a
+  // createClient()'s rooms join again as soon as its one socket is back. (Its rooms once waited
+  // out a 10 s join timeout here: a join queued for a session socket that failed went out on
+  // the next one, issue #23; sdk/test/offline.test.mjs has the case with a fake clock.)
   const rooms = Array.from({ length: 5 }, (_, i) => roomName(`restart-${i}`));
+  const joined = Array.from({ length: 5 }, (_, i) => roomName(`restart-session-${i}`));
+  const all = [...rooms, ...joined];
   const { context, page } = await newPage(browser, site);
   try {
     await connectRooms(page, edge.wsUrl, "five", rooms);
+    await connectRooms(page, edge.wsUrl, "five", joined, { session: true });
     const port = edge.port;
     await edge.stop("SIGKILL");
-    await page.waitForFunction((rooms) => rooms.every((r) => window.rooms[r].state === "reconnecting"), rooms);
+    await page.waitForFunction((rooms) => rooms.every((r) => window.rooms[r].state === "reconnecting"), all);
     edge = await startEdge({ persistDir, port, vars: VARS });
     const up = Date.now();
     await page
-      .waitForFunction((rooms) => rooms.every((r) => window.rooms[r].state === "open"), rooms, { timeout: 40_000 })
+      .waitForFunction((rooms) => rooms.every((r) => window.rooms[r].state === "open"), all, { timeout: 40_000 })
       .catch(async (e) => {
         // what each room went through, to say why
         const states = await page.evaluate(
           (rooms) => rooms.map((r) => [r, window.logs[r].status.slice(-4).map((s) => `${s.state} ${s.code} ${s.reason} ${s.delayMs}`)]),
-          rooms,
+          all,
         );
         assert.fail(`${e.message}\n${JSON.stringify(states, null, 1)}`);
       });
-    const opened = await page.evaluate((rooms) => rooms.map((r) => window.logs[r].status.findLast((s) => s.state === "open").at), rooms);
+    const opened = await page.evaluate((rooms) => rooms.map((r) => window.logs[r].status.findLast((s) => s.state === "open").at), all);
     const first = Math.min(...opened);
     const spread = Math.max(...opened) - first;
+    const late = all.filter((_, i) => opened[i] - first > 1_500).map((r) => `${r} +${opened[all.indexOf(r)] - first} ms`);
     t.diagnostic(`first room open ${first - up} ms after the edge answered, all ${spread} ms later`);
-    assert.ok(spread <= 3_000, `live in all ${spread} ms after the first (first ${first - up} ms after the edge answered)`);
+    assert.ok(spread <= 3_000, `live in all ${spread} ms after the first (first ${first - up} ms after the edge answered): ${late}`);
     // nudged: the others opened right after the first, not on their own backoff
-    assert.ok(spread <= 1_500, `the others followed the first within ${spread} ms`);
+    assert.ok(spread <= 1_500, `the others followed the first within ${spread} ms: ${late}`);
   } finally {
     await context.close();
   }
