@@ -47,6 +47,10 @@ enum Cmd {
         /// Print each message frame as one JSON line.
         #[arg(long)]
         json: bool,
+        /// Print strings and log lines as they came, control characters included (colours, but
+        /// also whatever codes another member of the room sent); without it they show escaped.
+        #[arg(long)]
+        raw: bool,
     },
     /// Publish DATA (JSON), or with `-` each JSON line of stdin; prints each seq.
     Publish { room: String, data: String },
@@ -134,15 +138,16 @@ async fn run(cli: Cli) -> Res<u8> {
             println!("{}", token::mint(&secret.unwrap_or_default(), &m).map_err(|e| format!("token: {e}"))?);
             Ok(0)
         }
-        Cmd::Tail { rooms, since, rewind, json } => {
+        Cmd::Tail { rooms, since, rewind, json, raw } => {
+            let style = Style { json, raw };
             let opts = socket_options(token, api_key.as_deref(), "tail")?;
             match rooms.as_slice() {
-                [room] => tail(&url()?, room, Options { rewind, ..opts }, since, json).await.map(|()| 0),
+                [room] => tail(&url()?, room, Options { rewind, ..opts }, since, style).await.map(|()| 0),
                 _ if since.is_some() => Err("--since takes one room".to_owned()),
                 _ if matches!(opts.auth, Auth::None) => {
                     Err("tail of several rooms needs a token: they share one session socket".to_owned())
                 }
-                _ => tail_many(&url()?, &rooms, opts, rewind, json).await.map(|()| 0),
+                _ => tail_many(&url()?, &rooms, opts, rewind, style).await.map(|()| 0),
             }
         }
         Cmd::Publish { room, data } => {
@@ -197,24 +202,51 @@ async fn read_json_lines() -> Res<Vec<String>> {
     Ok(items)
 }
 
+/// How `tail` prints: message frames as JSON lines, or text; text with control characters as
+/// they came, or escaped.
+#[derive(Debug, Clone, Copy, Default)]
+struct Style {
+    json: bool,
+    raw: bool,
+}
+
 /// How a message prints, line end included: its frame with `--json`; a string as it is; a pipe
 /// batch as its lines; a shared terminal's output as the raw bytes, its keyframe as the escape
 /// codes that redraw the screen (so `tail` of a terminal room is a live view of it); anything
-/// else as compact JSON.
-fn render(m: &Message, json: bool) -> String {
-    if json {
+/// else as compact JSON. Strings and lines come from any member with `publish`: their control
+/// characters (an escape code that rewrites the screen, a `\r` over the room's prefix, a line
+/// feed that forges a line) show escaped unless `--raw`.
+fn render(m: &Message, style: Style) -> String {
+    if style.json {
         return format!("{}\n", m.raw);
     }
     let field = |k: &str| m.data.get(k).and_then(Value::as_str);
     match (&m.data, pipe::batch_lines(&m.data), field("term")) {
-        (Value::String(s), _, _) => format!("{s}\n"),
-        (_, Some(lines), _) => lines.iter().map(|l| format!("{l}\n")).collect(),
+        (Value::String(s), _, _) => format!("{}\n", shown(s, style.raw)),
+        (_, Some(lines), _) => lines.iter().map(|l| format!("{}\n", shown(l, style.raw))).collect(),
         (_, _, Some("o")) if field("d").is_some() => field("d").unwrap_or_default().to_owned(),
         // Home and clear, then the screen as the agent's emulator holds it.
         (_, _, Some("k")) if field("screen").is_some() => format!("\x1b[H\x1b[2J{}", field("screen").unwrap_or_default()),
         (data, _, Some("x")) => format!("\r\n[the command exited with {}]\r\n", data["code"]),
         (data, _, _) => format!("{data}\n"),
     }
+}
+
+/// `s` with its control characters but tabs written as `\xNN` (`\u{NNNN}` above 0xff), unless raw.
+fn shown(s: &str, raw: bool) -> std::borrow::Cow<'_, str> {
+    if raw || !s.chars().any(|c| c.is_control() && c != '\t') {
+        return s.into();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\t' => out.push(c),
+            c if c.is_control() && (c as u32) < 0x100 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.into()
 }
 
 fn print(text: &str) -> Res<()> {
@@ -230,17 +262,17 @@ fn status_note(s: &roomcast_client::Status) -> Option<String> {
     (s.state == State::Reconnecting).then(|| format!("reconnecting in {:.1} s ({} {})", s.delay_ms as f64 / 1000.0, s.code, s.reason))
 }
 
-async fn tail(url: &str, room: &str, opts: Options, since: Option<u64>, json: bool) -> Res<()> {
+async fn tail(url: &str, room: &str, opts: Options, since: Option<u64>, style: Style) -> Res<()> {
     let (handle, mut events) = Client::connect(url, room, opts).await.map_err(|e| e.to_string())?;
     let mut pending_since = since;
     while let Some(event) = events.recv().await {
         match event {
             Event::Welcome(w) => {
                 if let Some(from) = pending_since.take() {
-                    catch_up(&handle, from, w.seq, json).await?;
+                    catch_up(&handle, from, w.seq, style).await?;
                 }
             }
-            Event::Message(m) => print(&render(&m, json))?,
+            Event::Message(m) => print(&render(&m, style))?,
             Event::Gap { reason, since } => eprintln!("roomcast: messages after seq {since} were missed ({reason})"),
             Event::Status(s) if s.state == State::Closed => return Err(format!("closed: {} {}", s.code, s.reason)),
             Event::Status(s) => {
@@ -257,7 +289,7 @@ async fn tail(url: &str, room: &str, opts: Options, since: Option<u64>, json: bo
 
 /// `tail ROOM ROOM…`: every room joined on one session socket, each line prefixed with its room
 /// (with `--json`, the frame gains a `room` field). Ends when every room (or the session) closed.
-async fn tail_many(url: &str, rooms: &[String], opts: Options, rewind: Option<u64>, json: bool) -> Res<()> {
+async fn tail_many(url: &str, rooms: &[String], opts: Options, rewind: Option<u64>, style: Style) -> Res<()> {
     let (session, mut status) = Client::session(url, opts).await.map_err(|e| e.to_string())?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     for name in rooms {
@@ -289,10 +321,10 @@ async fn tail_many(url: &str, rooms: &[String], opts: Options, rewind: Option<u6
             },
             event = rx.recv() => match event {
                 Some((room, Event::Message(m))) => {
-                    let text = if json {
+                    let text = if style.json {
                         format!("{{\"room\":{},{}\n", Value::String(room), m.raw.get(1..).unwrap_or_default())
                     } else {
-                        render(&m, false).lines().map(|l| format!("{room}: {l}\n")).collect()
+                        render(&m, style).lines().map(|l| format!("{room}: {l}\n")).collect()
                     };
                     print(&text)?;
                 }
@@ -308,13 +340,13 @@ async fn tail_many(url: &str, rooms: &[String], opts: Options, rewind: Option<u6
 
 /// `tail --since N`: the stored messages after N up to the welcome's seq, page by page; live
 /// ones after it wait in the event stream meanwhile.
-async fn catch_up(room: &Room, from: u64, until: u64, json: bool) -> Res<()> {
+async fn catch_up(room: &Room, from: u64, until: u64, style: Style) -> Res<()> {
     let mut cursor = from;
     while cursor < until {
         let page = room.history(Some(1000), None, Some(cursor)).await.map_err(|e| format!("history: {e}"))?;
         let start = cursor;
         for m in page.messages.iter().filter(|m| m.seq > start && m.seq <= until) {
-            print(&render(m, json))?;
+            print(&render(m, style))?;
             cursor = m.seq;
         }
         if !page.more || page.messages.is_empty() {
@@ -556,17 +588,27 @@ mod tests {
 
     #[test]
     fn messages_print_as_text_lines_or_json() {
-        assert_eq!(render(&message("hello".into()), false), "hello\n");
-        assert_eq!(render(&message(serde_json::json!({"lines":["a","b"]})), false), "a\nb\n");
-        assert_eq!(render(&message(serde_json::json!({"n": 1})), false), "{\"n\":1}\n");
+        assert_eq!(render(&message("hello".into()), Style::default()), "hello\n");
+        assert_eq!(render(&message(serde_json::json!({"lines":["a","b"]})), Style::default()), "a\nb\n");
+        assert_eq!(render(&message(serde_json::json!({"n": 1})), Style::default()), "{\"n\":1}\n");
         let mut m = message(1.into());
         m.raw = "{\"type\":\"message\"}".into();
-        assert_eq!(render(&m, true), format!("{}\n", m.raw));
+        assert_eq!(render(&m, Style { json: true, raw: false }), format!("{}\n", m.raw));
         // a terminal room: raw output, a keyframe that redraws, the exit
-        assert_eq!(render(&message(serde_json::json!({"term":"o","d":"ls\r\n"})), false), "ls\r\n");
-        assert_eq!(render(&message(serde_json::json!({"term":"k","screen":"S"})), false), "\x1b[H\x1b[2JS");
-        assert_eq!(render(&message(serde_json::json!({"term":"x","code":3})), false), "\r\n[the command exited with 3]\r\n");
-        assert_eq!(render(&message(serde_json::json!({"term":"o"})), false), "{\"term\":\"o\"}\n", "not a terminal message");
+        assert_eq!(render(&message(serde_json::json!({"term":"o","d":"ls\r\n"})), Style::default()), "ls\r\n");
+        assert_eq!(render(&message(serde_json::json!({"term":"k","screen":"S"})), Style::default()), "\x1b[H\x1b[2JS");
+        assert_eq!(render(&message(serde_json::json!({"term":"x","code":3})), Style::default()), "\r\n[the command exited with 3]\r\n");
+        assert_eq!(render(&message(serde_json::json!({"term":"o"})), Style::default()), "{\"term\":\"o\"}\n", "not a terminal message");
+    }
+
+    #[test]
+    fn strings_and_lines_from_members_show_their_control_characters_escaped_unless_raw() {
+        let forged = "\x1b[2J\x1b[31mpwned\rchat:b: fake\nline\ttab\u{85}";
+        let escaped = "\\x1b[2J\\x1b[31mpwned\\x0dchat:b: fake\\x0aline\ttab\\x85\n";
+        assert_eq!(render(&message(forged.into()), Style::default()), escaped);
+        assert_eq!(render(&message(serde_json::json!({"lines": [forged]})), Style::default()), escaped);
+        assert_eq!(render(&message(forged.into()), Style { json: false, raw: true }), format!("{forged}\n"));
+        assert_eq!(render(&message("plain ünïcode\tline".into()), Style::default()), "plain ünïcode\tline\n");
     }
 
     #[test]
