@@ -13,40 +13,35 @@
 // frequencies, so the page's gzip codes both with one Huffman table at little cost (each character
 // stands for its code's bits: sdk/examples/pack.rs; sdk/README.md, Size).
 import packed from "../pkg/roomcast_sdk.wasm.txt";
+import {
+  EV_CLOSE,
+  EV_CLOSED,
+  EV_EXPIRED,
+  EV_GAP,
+  EV_LAST_SEQ,
+  EV_MARK,
+  EV_MARK_READ,
+  EV_MESSAGE,
+  EV_NETWORK,
+  EV_NUDGE,
+  EV_PONG,
+  EV_REFRESHED,
+  EV_SETTLED,
+  EV_TIMER,
+  EV_TOKEN,
+  EV_VISIBILITY,
+  EV_WAKE,
+  EV_WATCH,
+} from "./events.js";
 import { isStr, SHAPES } from "./shapes.js";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 // The numbers that cross the wasm boundary, by position, as protocol/src/client/abi.rs numbers
-// them (a test there checks these four lines).
+// them (a test there checks these three lines, and js/events.js's `EV_…` constants).
 const STATES = ["connecting", "open", "reconnecting", "closed"];
 const FAILURES = [, "queue_full", "closed", "offline", "too_large"];
 const RESUMED = ["", "recovered", "not_recovered"];
-const EVENTS = [
-  "publish",
-  "send_to",
-  "history",
-  "broadcast",
-  "presence",
-  "token",
-  "refreshed",
-  "message",
-  "settled",
-  "pong",
-  "closed",
-  "timer",
-  "wake",
-  "close",
-  "last_seq",
-  "mark",
-  "gap",
-  "mark_read",
-  "watch",
-  "network",
-  "visibility",
-  "nudge",
-  "expired",
-];
 /** The subprotocol the server selects (roomcast_protocol::SUBPROTOCOL). */
 const SUBPROTOCOL = "roomcast.v1";
 
@@ -94,11 +89,10 @@ function call(h, f) {
 const emit = (h, kind, payload) => queue.push([h, kind, payload]);
 
 /**
- * Tells host `h`'s wasm half of event `name` (`conn_event`: an EVENTS name, texts `a` and `b`,
+ * Tells host `h`'s wasm half of event `ev` (`conn_event`: an `EV_…` number, texts `a` and `b`,
  * numbers `x`, `y`, `z`, NaN when absent); what it answers.
  */
-const event = (h, name, a = "", b = "", x, y, z) =>
-  call(h, (w) => w.conn_event(h._id, EVENTS.indexOf(name), ...str(a), ...str(b), x, y, z));
+const event = (h, ev, a = "", b = "", x, y, z) => call(h, (w) => w.conn_event(h._id, ev, ...str(a), ...str(b), x, y, z));
 
 /** A resource of host `h`: its id. */
 function own(h, k, free, ws) {
@@ -136,7 +130,7 @@ function dropJoins(h, reason, code) {
     // while the room was backing off (the answer lost), and the room's own next join was then
     // refused as "already joined" until its connect timeout (issue #23).
     r._pendingJoin = null;
-    event(r, "closed", reason, "", r._vsid, code);
+    event(r, EV_CLOSED, reason, "", r._vsid, code);
   }
 }
 
@@ -144,7 +138,7 @@ function dropJoins(h, reason, code) {
 function answered(h, f, seq, code) {
   // the settlement the wasm emits for this id carries the frame (a history page, an error's message)
   h._answer = f;
-  event(h, "settled", f.id, code, seq);
+  event(h, EV_SETTLED, f.id, code, seq);
   h._answer = null;
 }
 
@@ -171,17 +165,17 @@ const READ = {
     // With echo off the room still replays this client's own messages (so a replay has no
     // holes); they move lastSeq on but are not delivered.
     const o = h._options;
-    if (event(h, "message", "", "", f.seq) && (o.echo || f.from !== o.clientId)) emit(h, "message", f);
+    if (event(h, EV_MESSAGE, "", "", f.seq) && (o.echo || f.from !== o.clientId)) emit(h, "message", f);
   },
   ack: (h, f) => answered(h, f, f.seq ?? -1, ""),
   history: (h, f) => answered(h, f, -1, ""),
   error: (h, f) => (isStr(f.id) ? answered(h, f, -1, f.code) : emit(h, "error", f)),
-  pong: (h) => event(h, "pong"),
-  mark: (h, f) => event(h, "mark", f.id),
+  pong: (h) => event(h, EV_PONG),
+  mark: (h, f) => event(h, EV_MARK, f.id),
   refreshed(h, f) {
-    event(h, "refreshed", "", "", f.expires);
+    event(h, EV_REFRESHED, "", "", f.expires);
     // A session socket: rooms that left when its token expired join again now.
-    for (const r of h._rooms?.values() ?? []) if (r._state === "reconnecting") event(r, "wake");
+    for (const r of h._rooms?.values() ?? []) if (r._state === "reconnecting") event(r, EV_WAKE);
   },
   // A session socket's first frame: the link is open (as a room's welcome opens a room). Its rooms
   // then join at once: those waiting for it, and those backing off since it dropped.
@@ -191,7 +185,7 @@ const READ = {
     h._open = true;
     for (const r of h._rooms.values()) {
       if (r._pendingJoin) h._ws.send(r._pendingJoin);
-      else event(r, "wake");
+      else event(r, EV_WAKE);
       r._pendingJoin = null;
     }
   },
@@ -216,11 +210,11 @@ const ROOM_READ = {
     // refuses a join with 1000, so it is not this join's end.
     if (f.code === 1000 && r._joinedSid !== sid) return;
     owned.delete(sid);
-    event(r, "closed", f.reason, "", sid, f.code, waitOf(f.reason));
+    event(r, EV_CLOSED, f.reason, "", sid, f.code, waitOf(f.reason));
     // The session socket's token expired (the socket stays): it refreshes, then the room rejoins.
-    if (f.code === 4002) event(r._options._link, "expired");
+    if (f.code === 4002) event(r._options._link, EV_EXPIRED);
   },
-  gap: (r, f) => event(r, "gap", "", "", f.until),
+  gap: (r, f) => event(r, EV_GAP, "", "", f.until),
 };
 
 /**
@@ -291,7 +285,7 @@ const imports = {
       log(h, "closed", { code: e.code, reason: e.reason });
       owned.delete(sid);
       detach(ws);
-      event(h, "closed", e.reason ?? "", "", sid, e.code, waitOf(e.reason));
+      event(h, EV_CLOSED, e.reason ?? "", "", sid, e.code, waitOf(e.reason));
       dropJoins(h, e.reason ?? "", e.code);
     };
     h._ws = ws;
@@ -326,7 +320,7 @@ const imports = {
     const t = c.setTimeout(
       () => {
         owned.delete(tid);
-        event(h, "timer", "", "", tid);
+        event(h, EV_TIMER, "", "", tid);
       },
       Math.min(delay, 2 ** 31 - 1),
     ); // longer delays would fire at once
@@ -336,10 +330,10 @@ const imports = {
     const h = hosts.get(id);
     // What the page says goes to the machine as it is (protocol/src/client/network.rs decides).
     const on = {
-      online: () => event(h, "network", "", "", 1),
-      offline: () => event(h, "network", "", "", 0),
-      pageshow: () => visible() && event(h, "wake"),
-      visibilitychange: () => event(h, "visibility", "", "", visible()),
+      online: () => event(h, EV_NETWORK, "", "", 1),
+      offline: () => event(h, EV_NETWORK, "", "", 0),
+      pageshow: () => visible() && event(h, EV_WAKE),
+      visibilitychange: () => event(h, EV_VISIBILITY, "", "", visible()),
     };
     const d = globalThis.document;
     const each = (f) => {
@@ -465,8 +459,8 @@ export class Host {
     );
     // What the page is like at the start (a session's rooms follow their session's socket).
     if (!o._link) {
-      if (globalThis.navigator?.onLine === false) event(this, "network", "", "", 0);
-      event(this, "visibility", "", "", visible());
+      if (globalThis.navigator?.onLine === false) event(this, EV_NETWORK, "", "", 0);
+      event(this, EV_VISIBILITY, "", "", visible());
     }
   }
 
@@ -477,54 +471,54 @@ export class Host {
   _setToken(token, away) {
     if (!hosts.has(this._id)) return;
     this._token = token ?? null;
-    event(this, "token", JSON.stringify(token) ?? "", "", token !== undefined || 2 * !!away);
+    event(this, EV_TOKEN, JSON.stringify(token) ?? "", "", token !== undefined || 2 * !!away);
   }
 
   /**
-   * A call the room answers, on the wasm half (`conn_event`: an EVENTS name, JSON texts `a` and `b`,
+   * A call the room answers, on the wasm half (`conn_event`: an `EV_…` number, JSON texts `a` and `b`,
    * numbers `x`, `y`, `z`, NaN when absent): [its number (0 for a broadcast nobody answers), , the
    * id its frame carries], or [, why not (a FAILURES name), what the wasm gave with it]. Not
    * started yet, it is `offline`; freed, `closed`.
    */
-  _request(name, a = "", b = "", x = NaN, y = NaN, z = NaN) {
+  _request(ev, a = "", b = "", x = NaN, y = NaN, z = NaN) {
     if (!hosts.has(this._id)) return [, this._finalSeq === undefined ? FAILURES[3] : FAILURES[2]];
-    const n = event(this, name, a, b, x, y, z);
+    const n = event(this, ev, a, b, x, y, z);
     return n < 0 ? [, FAILURES[-n], given] : [n, , given];
   }
 
   _lastSeq() {
-    return hosts.has(this._id) ? event(this, "last_seq") : (this._finalSeq ?? 0);
+    return hosts.has(this._id) ? event(this, EV_LAST_SEQ) : (this._finalSeq ?? 0);
   }
 
   _close() {
-    event(this, "close");
+    event(this, EV_CLOSE);
     this._free();
   }
 
   /** A session socket's room: the user read it up to `seq`. */
   _markRead(seq) {
-    if (hosts.has(this._id)) event(this, "mark_read", "", "", seq);
+    if (hosts.has(this._id)) event(this, EV_MARK_READ, "", "", seq);
   }
 
   /** A session socket: the rooms it watches. */
   _watch(rooms) {
-    if (hosts.has(this._id)) event(this, "watch", JSON.stringify(rooms));
+    if (hosts.has(this._id)) event(this, EV_WATCH, JSON.stringify(rooms));
   }
 
   /** Back online (the app says so): reconnect now if waiting, or check the link. */
   _wake() {
-    if (hosts.has(this._id)) event(this, "wake");
+    if (hosts.has(this._id)) event(this, EV_WAKE);
   }
 
   /** Another connection of the page reconnected: reconnect now if waiting. */
   _nudge() {
-    if (hosts.has(this._id)) event(this, "nudge");
+    if (hosts.has(this._id)) event(this, EV_NUDGE);
   }
 
   /** Drops the wasm half (it already released the socket, timer and listeners when it closed). */
   _free() {
     if (!hosts.has(this._id)) return;
-    this._finalSeq = event(this, "last_seq");
+    this._finalSeq = event(this, EV_LAST_SEQ);
     call(this, (w) => w.conn_free(this._id));
     hosts.delete(this._id);
     const link = this._options._link;

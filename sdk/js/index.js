@@ -1,6 +1,7 @@
 // roomcast browser SDK: the public API (see README.md and index.d.ts) around the Rust/wasm core.
 // The wasm is inlined by the build and instantiated on import, so a page needs no init call.
 import { RoomcastError } from "./error.js";
+import { EV_BROADCAST, EV_HISTORY, EV_PRESENCE, EV_PUBLISH, EV_SEND_TO } from "./events.js";
 import { Host } from "./host.js";
 import { isStr } from "./shapes.js";
 
@@ -204,7 +205,7 @@ class Room {
   publish(data) {
     // A publish right after connect() is queued like any other made while not yet open.
     this.#start();
-    const result = this.#request("publish", [json(data)], (s) => s.seq);
+    const result = this.#request(EV_PUBLISH, [json(data)], (s) => s.seq);
     // (for lists that show it at once: roomcast/messages)
     this.#emit("publish", { id: this.#sent, data, result });
     return result;
@@ -213,7 +214,7 @@ class Room {
   // (`input` 1: a shared terminal's input frame instead of a direct message; see sendInput)
   sendTo(target, data, input) {
     const to = target?.user !== undefined ? { user: String(target.user) } : { clientId: String(target?.clientId) };
-    return this.#request("send_to", [JSON.stringify(to), json(data), input]);
+    return this.#request(EV_SEND_TO, [JSON.stringify(to), json(data), input]);
   }
 
   /**
@@ -237,7 +238,7 @@ class Room {
     if (before !== undefined && since !== undefined)
       return Promise.reject(new TypeError("roomcast: history takes before or since, not both"));
     // (an absent bound crosses the wasm boundary as NaN: see Host.request)
-    return this.#request("history", [undefined, undefined, limit, before, since], toPage, "history");
+    return this.#request(EV_HISTORY, [undefined, undefined, limit, before, since], toPage, "history");
   }
 
   /**
@@ -245,7 +246,7 @@ class Room {
    * (refusals come as `error` events), or with `{ ack: true }` once the room answered.
    */
   broadcast(data, { ack = false } = {}) {
-    return this.#request("broadcast", [json(data), undefined, +!!ack], undefined, "broadcast");
+    return this.#request(EV_BROADCAST, [json(data), undefined, +!!ack], undefined, "broadcast");
   }
 
   /**
@@ -261,7 +262,7 @@ class Room {
       return Promise.reject(e);
     }
     this.#start();
-    return this.#request("presence", [text], undefined, "presence meta");
+    return this.#request(EV_PRESENCE, [text], undefined, "presence meta");
   }
 
   members() {
@@ -321,9 +322,9 @@ class Room {
    * A call on the wasm half, which builds and sends its frame and settles it later (#settle).
    * `value` makes the resolution from the settlement; `what` names the call in its errors.
    */
-  #request(name, args, value = () => {}, what = "message") {
+  #request(ev, args, value = () => {}, what = "message") {
     return new Promise((resolve, reject) => {
-      const [n, failure, given] = this.#closed ? [0, "closed"] : this.#host._request(name, ...args);
+      const [n, failure, given] = this.#closed ? [0, "closed"] : this.#host._request(ev, ...args);
       this.#sent = n ? given : undefined;
       if (failure) reject(this.#error(failure, undefined, undefined, what, given));
       else if (n) this.#pending.set(n, { _resolve: resolve, _reject: reject, _value: value, _what: what, _id: given });

@@ -1,6 +1,7 @@
 //! The numbers that cross the SDK's wasm boundary, defined once. The SDK's Rust half
-//! (`sdk/src`) converts with these; its JavaScript half (`sdk/js/host.js`) holds the same tables
-//! as literal lines, which a test here reads and checks, so the two halves cannot drift apart.
+//! (`sdk/src`) converts with these; its JavaScript half (`sdk/js/host.js`, and `sdk/js/events.js`
+//! for the events) holds the same tables as literal lines, which a test here reads and checks, so
+//! the two halves cannot drift apart.
 //! Close codes cross the boundary as plain numbers, with their reasons, from [`crate::close`].
 
 use super::{QueueError, State};
@@ -23,8 +24,9 @@ pub const QUEUE_FAILURES: [(QueueError, &str); 4] = [
 /// host.js's `RESUMED` lists them.
 pub const RESUMED: [&str; 3] = ["", "recovered", "not_recovered"];
 
-/// What the SDK's `conn_event` export is told, in the order of their numbers; host.js's `EVENTS`
-/// names them. One export for all of them keeps one copy of the argument handling in the wasm.
+/// What the SDK's `conn_event` export is told, in the order of their numbers; `sdk/js/events.js`'s
+/// `EV_…` constants number them. One export for all of them keeps one copy of the argument handling
+/// in the wasm.
 pub const EVENTS: [(Event, &str); 23] = [
     (Event::Publish, "publish"),
     (Event::SendTo, "send_to"),
@@ -153,6 +155,7 @@ mod tests {
     use std::{format, string::String, vec::Vec};
 
     const HOST_JS: &str = include_str!("../../../sdk/js/host.js");
+    const EVENTS_JS: &str = include_str!("../../../sdk/js/events.js");
 
     /// `const NAME = ["a", "b"];` as host.js writes it.
     fn js_array(name: &str, items: &[&str]) -> String {
@@ -160,11 +163,15 @@ mod tests {
         format!("const {name} = [{}];", items.join(", "))
     }
 
-    /// Whether host.js holds `line`, however its formatter broke it over lines: compared without
+    /// Whether `js` holds `line`, however its formatter broke it over lines: compared without
     /// whitespace, and without the comma a broken array ends with.
-    fn host_js_holds(line: &str) -> bool {
+    fn js_holds(js: &str, line: &str) -> bool {
         let bare = |s: &str| s.split_whitespace().collect::<String>().replace(",]", "]");
-        bare(HOST_JS).contains(&bare(line))
+        bare(js).contains(&bare(line))
+    }
+
+    fn host_js_holds(line: &str) -> bool {
+        js_holds(HOST_JS, line)
     }
 
     #[test]
@@ -189,14 +196,15 @@ mod tests {
     }
 
     #[test]
-    fn event_numbers_are_their_position_and_host_js_names_them_in_order() {
+    fn event_numbers_are_their_position_and_events_js_numbers_them_alike() {
         for (i, (e, _)) in EVENTS.iter().enumerate() {
             assert_eq!(event(i as u32), Some(*e));
         }
         assert_eq!(event(EVENTS.len() as u32), None);
-        let names: Vec<&str> = EVENTS.iter().map(|(_, n)| *n).collect();
-        let line = js_array("EVENTS", &names);
-        assert!(host_js_holds(&line), "sdk/js/host.js must hold `{line}`");
+        // js/events.js numbers them as constants (esbuild writes the numbers in their place)
+        let consts: Vec<String> = EVENTS.iter().enumerate().map(|(i, (_, n))| format!("EV_{} = {i}", n.to_uppercase())).collect();
+        let line = format!("export const {};", consts.join(", "));
+        assert!(js_holds(EVENTS_JS, &line), "sdk/js/events.js must hold `{line}`");
     }
 
     #[test]
@@ -208,7 +216,8 @@ mod tests {
     #[test]
     fn the_helpers_write_arrays_as_host_js_does_and_find_them_broken_over_lines() {
         assert_eq!(js_array("X", &["a", "b"]), r#"const X = ["a", "b"];"#);
-        assert!(host_js_holds(r#"const EVENTS = ["publish", "send_to","#), "its start, though broken over lines");
-        assert!(!host_js_holds(&js_array("EVENTS", &["send_to", "publish"])));
+        assert!(js_holds(EVENTS_JS, "export const EV_PUBLISH = 0, EV_SEND_TO = 1,"), "its start, though broken over lines");
+        assert!(!js_holds(EVENTS_JS, "export const EV_SEND_TO = 1, EV_PUBLISH = 0,"));
+        assert!(!host_js_holds(&js_array("STATES", &["open", "connecting"])));
     }
 }
