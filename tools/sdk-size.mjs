@@ -19,10 +19,10 @@ const sized = (bytes) => ({ raw: bytes.length, gzip: gzipSync(bytes, { level: 9 
 /**
  * The most `dist/index.js` may weigh gzipped, the whole of what `import "roomcast"` loads. The
  * goal is 13 KiB (socket.io-client is 13.3 KiB gzipped, partysocket 4.1 KiB); the budget holds
- * today's figure (17,015 bytes, rounded up to the next 0.1 KiB) so the SDK only gets smaller
+ * today's figure (16,992 bytes, rounded up to the next 0.1 KiB) so the SDK only gets smaller
  * (sdk/README.md, Size, says where the bytes are and what each change took off).
  */
-export const PAGE_BUDGET = 16.7 * 1024;
+export const PAGE_BUDGET = 16.6 * 1024;
 export const PAGE_GOAL = 13 * 1024;
 
 /** The package file and its parts, as built by scripts/build-sdk.sh. */
