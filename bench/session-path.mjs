@@ -3,8 +3,8 @@
 // servers, in interleaved rounds (docs/SESSIONS.md, *Measured*).
 //   node bench/session-path.mjs [--rooms 20] [--members 10] [--rate 2000] [--rounds 3]
 //        [--slots 2] [--slot-seconds 5] [--memory-users 200] [--memory-rooms 50] [--skip-load] [--skip-memory]
-//        [--memory-kinds direct,session[,session1,devices,devices1]] [--memory-rejoin] [--perf DIR]
-//        [--baseline <index.js>]
+//        [--memory-kinds direct,session[,session1,devices,devices1]] [--memory-v8]
+//        [--perf DIR] [--baseline <index.js>]
 // 1. Load. Both systems are roomcast (the bench's system A: its wrangler.toml without the demo's
 //    assets, its limits lifted as in systems.mjs, the runtime's own port, the runtime's process
 //    measured). `direct`: rooms × members, each member its own user with its own socket to its
@@ -29,11 +29,10 @@
 //    `devices` / `devices1`: as `session` / `session1`, but all the sockets are devices of one
 //    user (one Session object for all, one feed subscription per room): what stays per room is
 //    what a device's join costs, without a Session object, a room's subscriber or the calls
-//    between a pair of objects per user. Each row also has the Worker's V8 heap (used, total;
-//    through wrangler's inspector; garbage included, wasm memory outside it) after − before.
-//    --memory-rejoin: then every session user leaves its rooms and joins them again, twice (10
-//    users at a time), and the rss growth per user after each pass is reported: the same pairs of
-//    objects, another call or two between them per join.
+//    between a pair of objects per user. --memory-v8: each row also has the Worker's V8 heap
+//    (used, total; through wrangler's inspector; garbage included, wasm memory outside it) after
+//    − before. For the 1-room kinds: in one 50-room run with it, wrangler's inspector proxy grew
+//    to 1.6 GB and the run stalled (its inspector events for every call between objects).
 // --baseline <index.js>: a third system in the load rounds, `baseline`: the session path served by
 //    another build of the Worker (e.g. main's, copied out of worker/build), interleaved with the
 //    other two, so a change is measured against the build before it in the same rounds (its
@@ -65,7 +64,7 @@ const SLOTS = flag("slots", 2); // measured slots per system per round
 const SLOT_MS = flag("slot-seconds", 5) * 1000;
 const MEM_USERS = flag("memory-users", 200);
 const MEM_ROOMS = flag("memory-rooms", 50);
-const REJOIN = process.argv.includes("--memory-rejoin");
+const V8 = process.argv.includes("--memory-v8");
 const kindsAt = process.argv.indexOf("--memory-kinds");
 const MEM_KINDS = kindsAt < 0 ? ["direct", "session"] : process.argv[kindsAt + 1].split(",");
 const perfAt = process.argv.indexOf("--perf");
@@ -185,18 +184,7 @@ async function session(server, rooms, user, onFrame, cid = user) {
   for (const f of await Promise.all(joined)) {
     if (f.type !== "joined") throw new Error(`${user}: ${f.room} refused: ${JSON.stringify(f)}`);
   }
-  conn.rooms = rooms;
   return conn;
-}
-
-/** A session user leaves all its rooms, then joins them again (--memory-rejoin). */
-async function rejoin(conn) {
-  const left = conn.rooms.map((room) => conn.next((f) => f.room === `bench:${room}` && f.type === "left", `left ${room}`));
-  for (const room of conn.rooms) conn.send({ type: "leave", room: `bench:${room}` });
-  await Promise.all(left);
-  const joined = conn.rooms.map((room) => conn.next((f) => f.room === `bench:${room}` && f.type === "joined", `joined ${room}`));
-  for (const room of conn.rooms) conn.send({ type: "join", room: `bench:${room}`, echo: false });
-  await Promise.all(joined);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -383,7 +371,7 @@ async function memoryRound(round, kind) {
     else conns.push(await session(server, names, "warm", () => {}));
     await sleep(1000);
     const rss0 = rssKib(server.pid);
-    const heap0 = await v8Heap(server.inspectorPort);
+    const heap0 = V8 ? await v8Heap(server.inspectorPort) : { used: Number.NaN, total: Number.NaN };
     const { oneUser } = MEMORY_KINDS[kind];
     const joins = (k) => (MEMORY_KINDS[kind].rooms(names) === 1 ? [names[k % MEM_ROOMS]] : names);
     for (let u = 0; u < MEM_USERS; u += 10) {
@@ -398,22 +386,11 @@ async function memoryRound(round, kind) {
       conns.push(...(await Promise.all(wave)));
     }
     const rss1 = rssKib(server.pid);
-    const heap1 = await v8Heap(server.inspectorPort);
+    const heap1 = V8 ? await v8Heap(server.inspectorPort) : heap0;
     await sleep(2000);
     const rss2 = rssKib(server.pid);
     await sleep(10_000);
     const rss3 = rssKib(server.pid);
-    // --memory-rejoin: every session user leaves its rooms and joins them again, 10 users at a
-    // time, twice: the same pairs of objects, more calls between them (what persists per pair
-    // stays, what each call leaves behind grows again).
-    const again = [];
-    if (REJOIN && kind !== "direct") {
-      for (let pass = 0; pass < 2; pass++) {
-        for (let u = 1; u < conns.length; u += 10) await Promise.all(conns.slice(u, u + 10).map(rejoin));
-        await sleep(2000);
-        again.push((rssKib(server.pid) - rss3) / MEM_USERS);
-      }
-    }
     const row = {
       round,
       kind,
@@ -424,10 +401,9 @@ async function memoryRound(round, kind) {
       v8TotalKib: (heap1.total - heap0.total) / MEM_USERS,
       kib2s: (rss2 - rss0) / MEM_USERS,
       kib12s: (rss3 - rss0) / MEM_USERS,
-      kibRejoin: again,
     };
     console.log(
-      `memory round ${round} ${kind} (${row.rooms} room${row.rooms > 1 ? "s" : ""} per user): ${row.kib.toFixed(1)} KiB per user (V8 heap used ${row.v8UsedKib.toFixed(1)}, total ${row.v8TotalKib.toFixed(1)}), 2 s later ${row.kib2s.toFixed(1)}, 12 s later ${row.kib12s.toFixed(1)}${again.length ? `; after leaving and joining again, twice: +${again.map((k) => k.toFixed(1)).join(", +")}` : ""}`,
+      `memory round ${round} ${kind} (${row.rooms} room${row.rooms > 1 ? "s" : ""} per user): ${row.kib.toFixed(1)} KiB per user${V8 ? ` (V8 heap used ${row.v8UsedKib.toFixed(1)}, total ${row.v8TotalKib.toFixed(1)})` : ""}, 2 s later ${row.kib2s.toFixed(1)}, 12 s later ${row.kib12s.toFixed(1)}`,
     );
     return row;
   } finally {
