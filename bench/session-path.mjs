@@ -3,7 +3,8 @@
 // servers, in interleaved rounds (docs/SESSIONS.md, *Measured*).
 //   node bench/session-path.mjs [--rooms 20] [--members 10] [--rate 2000] [--rounds 3]
 //        [--slots 2] [--slot-seconds 5] [--memory-users 200] [--memory-rooms 50] [--skip-load] [--skip-memory]
-//        [--memory-kinds direct,session[,session1]] [--perf DIR] [--baseline <index.js>]
+//        [--memory-kinds direct,session[,session1,devices,devices1]] [--memory-v8]
+//        [--perf DIR] [--baseline <index.js>]
 // 1. Load. Both systems are roomcast (the bench's system A: its wrangler.toml without the demo's
 //    assets, its limits lifted as in systems.mjs, the runtime's own port, the runtime's process
 //    measured). `direct`: rooms × members, each member its own user with its own socket to its
@@ -25,6 +26,13 @@
 //    Per user: rss after − before, at once, 2 s and 12 s later (once the objects could hibernate).
 //    `session1` (with --memory-kinds): a session socket joined to one room of the same awake rooms
 //    (spread as (a)), which splits (b) into what a session costs and what each more room adds.
+//    `devices` / `devices1`: as `session` / `session1`, but all the sockets are devices of one
+//    user (one Session object for all, one feed subscription per room): what stays per room is
+//    what a device's join costs, without a Session object, a room's subscriber or the calls
+//    between a pair of objects per user. --memory-v8: each row also has the Worker's V8 heap
+//    (used, total; through wrangler's inspector; garbage included, wasm memory outside it) after
+//    − before. For the 1-room kinds: in one 50-room run with it, wrangler's inspector proxy grew
+//    to 1.6 GB and the run stalled (its inspector events for every call between objects).
 // --baseline <index.js>: a third system in the load rounds, `baseline`: the session path served by
 //    another build of the Worker (e.g. main's, copied out of worker/build), interleaved with the
 //    other two, so a change is measured against the build before it in the same rounds (its
@@ -56,6 +64,7 @@ const SLOTS = flag("slots", 2); // measured slots per system per round
 const SLOT_MS = flag("slot-seconds", 5) * 1000;
 const MEM_USERS = flag("memory-users", 200);
 const MEM_ROOMS = flag("memory-rooms", 50);
+const V8 = process.argv.includes("--memory-v8");
 const kindsAt = process.argv.indexOf("--memory-kinds");
 const MEM_KINDS = kindsAt < 0 ? ["direct", "session"] : process.argv[kindsAt + 1].split(",");
 const perfAt = process.argv.indexOf("--perf");
@@ -165,8 +174,8 @@ async function direct(server, room, user, onFrame) {
 }
 
 /** A session user: one session socket, joined to `rooms` (all joins sent at once). */
-async function session(server, rooms, user, onFrame) {
-  const conn = open(`${server.wsUrl}/session/ws?cid=${user}`, user, onFrame);
+async function session(server, rooms, user, onFrame, cid = user) {
+  const conn = open(`${server.wsUrl}/session/ws?cid=${cid}`, user, onFrame);
   await conn.next((f) => f.type === "session", "session frame");
   const joined = rooms.map((room) =>
     conn.next((f) => f.room === `bench:${room}` && (f.type === "joined" || f.type === "left"), `joined ${room}`),
@@ -317,6 +326,41 @@ async function loadRound(round) {
 // ---------------------------------------------------------------------------------------------
 // 2. Memory per connected user
 
+/** The Worker's V8 heap (used, total) in KiB, through wrangler's inspector (no garbage collected
+ * first: `used` holds garbage not yet collected; wasm memory is outside it). */
+async function v8Heap(port) {
+  const targets = await (await fetch(`http://127.0.0.1:${port}/json`)).json();
+  const target = targets.find((t) => t.webSocketDebuggerUrl) ?? targets[0];
+  const ws = new WebSocket(target.webSocketDebuggerUrl);
+  await new Promise((resolve, reject) => {
+    ws.once("open", resolve);
+    ws.once("error", reject);
+  });
+  try {
+    const answer = new Promise((resolve) =>
+      ws.on("message", (d) => {
+        const m = JSON.parse(d.toString());
+        if (m.id === 1 && !m.method) resolve(m.result);
+      }),
+    );
+    ws.send(JSON.stringify({ id: 1, method: "Runtime.getHeapUsage", params: {} }));
+    const { usedSize, totalSize } = await answer;
+    return { used: usedSize / 1024, total: totalSize / 1024 };
+  } finally {
+    ws.terminate();
+  }
+}
+
+/** What a memory kind's users join: a session user's rooms (all of them, or one), or a direct
+ * socket's room; `devices*` kinds are all devices of one user (one Session object for all). */
+const MEMORY_KINDS = {
+  direct: { rooms: () => 1 },
+  session: { rooms: (names) => names.length },
+  session1: { rooms: () => 1 },
+  devices: { rooms: (names) => names.length, oneUser: true },
+  devices1: { rooms: () => 1, oneUser: true },
+};
+
 async function memoryRound(round, kind) {
   const server = await SYSTEMS.A.start();
   const conns = [];
@@ -327,18 +371,22 @@ async function memoryRound(round, kind) {
     else conns.push(await session(server, names, "warm", () => {}));
     await sleep(1000);
     const rss0 = rssKib(server.pid);
+    const heap0 = V8 ? await v8Heap(server.inspectorPort) : { used: Number.NaN, total: Number.NaN };
+    const { oneUser } = MEMORY_KINDS[kind];
+    const joins = (k) => (MEMORY_KINDS[kind].rooms(names) === 1 ? [names[k % MEM_ROOMS]] : names);
     for (let u = 0; u < MEM_USERS; u += 10) {
       const wave = [];
       for (let k = u; k < Math.min(MEM_USERS, u + 10); k++) {
         wave.push(
           kind === "direct"
             ? direct(server, names[k % MEM_ROOMS], `user${k}`, () => {})
-            : session(server, kind === "session" ? names : [names[k % MEM_ROOMS]], `user${k}`, () => {}),
+            : session(server, joins(k), oneUser ? "oneuser" : `user${k}`, () => {}, `user${k}`),
         );
       }
       conns.push(...(await Promise.all(wave)));
     }
     const rss1 = rssKib(server.pid);
+    const heap1 = V8 ? await v8Heap(server.inspectorPort) : heap0;
     await sleep(2000);
     const rss2 = rssKib(server.pid);
     await sleep(10_000);
@@ -347,13 +395,15 @@ async function memoryRound(round, kind) {
       round,
       kind,
       users: MEM_USERS,
-      rooms: kind === "session" ? MEM_ROOMS : 1,
+      rooms: MEMORY_KINDS[kind].rooms(names),
       kib: (rss1 - rss0) / MEM_USERS,
+      v8UsedKib: (heap1.used - heap0.used) / MEM_USERS,
+      v8TotalKib: (heap1.total - heap0.total) / MEM_USERS,
       kib2s: (rss2 - rss0) / MEM_USERS,
       kib12s: (rss3 - rss0) / MEM_USERS,
     };
     console.log(
-      `memory round ${round} ${kind} (${row.rooms} room${row.rooms > 1 ? "s" : ""} per user): ${row.kib.toFixed(1)} KiB per user, 2 s later ${row.kib2s.toFixed(1)}, 12 s later ${row.kib12s.toFixed(1)}`,
+      `memory round ${round} ${kind} (${row.rooms} room${row.rooms > 1 ? "s" : ""} per user): ${row.kib.toFixed(1)} KiB per user${V8 ? ` (V8 heap used ${row.v8UsedKib.toFixed(1)}, total ${row.v8TotalKib.toFixed(1)})` : ""}, 2 s later ${row.kib2s.toFixed(1)}, 12 s later ${row.kib12s.toFixed(1)}`,
     );
     return row;
   } finally {
@@ -380,7 +430,9 @@ for (let round = 1; round <= ROUNDS; round++) {
 /** The median over rounds of a field, and of the per-round ratio `kind` ÷ `base`. */
 function summary(rows, field, kind = "session", base = "direct") {
   const of = (k) => rows.filter((r) => r.kind === k);
-  const ratios = of(kind).map((s) => s[field] / of(base).find((d) => d.round === s.round)[field]);
+  const ratios = of(kind)
+    .map((s) => s[field] / of(base).find((d) => d.round === s.round)?.[field])
+    .filter(Number.isFinite);
   return {
     direct: median(of("direct").map((r) => r[field])),
     session: median(of(kind).map((r) => r[field])),
