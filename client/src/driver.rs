@@ -32,6 +32,38 @@ pub enum OpenError {
 
 pub type Opening = Pin<Box<dyn Future<Output = Result<Ws, OpenError>> + Send>>;
 
+/// A socket attempt of `conn`'s machine ended (a room's driver or a session's): the socket, or
+/// the machine told why there is none.
+pub(crate) fn opened_socket(conn: &mut Conn, opened: Result<Ws, OpenError>) -> Option<Ws> {
+    match opened {
+        Ok(ws) => Some(ws),
+        Err(OpenError::Failed(reason)) => {
+            conn.client.handle_close(1006, &reason, now());
+            None
+        }
+        Err(OpenError::Refused(reason)) => {
+            conn.emit(Event::Error(ErrorEvent { code: "socket_refused".to_owned(), message: reason }));
+            conn.client.handle_socket_refused();
+            None
+        }
+    }
+}
+
+/// A token fetch for `conn`'s machine ended: the token to present from now on, if it brought one
+/// (the machine is told either way; a failure is an `Error` event too).
+pub(crate) fn fetched_token(conn: &mut Conn, token: Result<String, String>) -> Option<String> {
+    let json = token.as_ref().ok().map(|t| Value::String(t.clone()).to_string());
+    let fresh = match token {
+        Ok(t) => Some(t),
+        Err(e) => {
+            conn.emit(Event::Error(ErrorEvent { code: "token".to_owned(), message: e }));
+            None
+        }
+    };
+    conn.client.handle_token(json.as_deref(), now());
+    fresh
+}
+
 /// The subprotocol the server selects (`roomcast_protocol::SUBPROTOCOL`).
 const SUBPROTOCOL: &str = "roomcast.v1";
 
@@ -174,21 +206,15 @@ impl Driver {
                     }
                 },
                 msg = next_message(&mut self.socket) => self.on_socket(msg).await,
-                opened = take(&mut self.opening) => match opened {
-                    Ok(ws) => self.socket = Some(ws),
-                    Err(OpenError::Failed(reason)) => self.conn.client.handle_close(1006, &reason, now()),
-                    Err(OpenError::Refused(reason)) => {
-                        self.conn.emit(Event::Error(ErrorEvent { code: "socket_refused".to_owned(), message: reason }));
-                        self.conn.client.handle_socket_refused();
+                opened = take(&mut self.opening) => {
+                    if let Some(ws) = opened_socket(&mut self.conn, opened) {
+                        self.socket = Some(ws);
                     }
                 },
                 token = take(&mut self.fetching) => {
-                    let json = token.as_ref().ok().map(|t| Value::String(t.clone()).to_string());
-                    match token {
-                        Ok(t) => self.token = Some(t),
-                        Err(e) => self.conn.emit(Event::Error(ErrorEvent { code: "token".to_owned(), message: e })),
+                    if let Some(t) = fetched_token(&mut self.conn, token) {
+                        self.token = Some(t);
                     }
-                    self.conn.client.handle_token(json.as_deref(), now());
                 },
                 _ = tokio::time::sleep(delay) => self.conn.client.handle_timeout(now()),
             }

@@ -9,8 +9,7 @@
 
 use crate::conn::{Conn, Io};
 use crate::driver::{self, close_socket, next_message, now, parse_line, protocols, send, take, Opening, SocketEvent, Ws};
-use crate::frames::ErrorEvent;
-use crate::{Auth, Command, Error, Event, Events, Options, Room, RoomTx, TokenFuture};
+use crate::{Auth, Command, Error, Events, Options, Room, RoomTx, TokenFuture};
 use roomcast_protocol::client::{session, Client, ClientConfig, State};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -136,21 +135,15 @@ impl Link {
                     None => self.close_all(),
                 },
                 msg = next_message(&mut self.socket) => self.on_socket(msg).await,
-                opened = take(&mut self.opening) => match opened {
-                    Ok(ws) => self.socket = Some(ws),
-                    Err(driver::OpenError::Failed(reason)) => self.session.client.handle_close(1006, &reason, now()),
-                    Err(driver::OpenError::Refused(reason)) => {
-                        self.session.emit(Event::Error(ErrorEvent { code: "socket_refused".to_owned(), message: reason }));
-                        self.session.client.handle_socket_refused();
+                opened = take(&mut self.opening) => {
+                    if let Some(ws) = driver::opened_socket(&mut self.session, opened) {
+                        self.socket = Some(ws);
                     }
                 },
                 token = take(&mut self.fetching) => {
-                    let json = token.as_ref().ok().map(|t| Value::String(t.clone()).to_string());
-                    match token {
-                        Ok(t) => self.token = Some(t),
-                        Err(e) => self.session.emit(Event::Error(ErrorEvent { code: "token".to_owned(), message: e })),
+                    if let Some(t) = driver::fetched_token(&mut self.session, token) {
+                        self.token = Some(t);
                     }
-                    self.session.client.handle_token(json.as_deref(), now());
                 },
                 _ = tokio::time::sleep(delay) => {
                     let t = now();
