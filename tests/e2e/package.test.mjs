@@ -37,6 +37,25 @@ after(async () => {
   await Promise.all([edge?.stop(), browser?.close()]);
 });
 
+/**
+ * A React page of the app: `<name>.html` loading `<name>-main.js` (`source`), built by Vite in
+ * development mode (StrictMode double-mounts effects only in development), and served.
+ */
+async function servedDevPage(name, source) {
+  const html = `<!doctype html><title>${name}</title><div id="root"></div><script type="module" src="/${name}-main.js"></script>`;
+  writeFileSync(join(project, `${name}.html`), html);
+  writeFileSync(join(project, `${name}-main.js`), source);
+  const { build } = await import(join(ROOT, "node_modules", "vite", "dist", "node", "index.js"));
+  await build({
+    root: project,
+    logLevel: "error",
+    mode: "development",
+    define: { "process.env.NODE_ENV": JSON.stringify("development") },
+    build: { target: "es2022", outDir: `dist-${name}`, minify: false, rollupOptions: { input: join(project, `${name}.html`) } },
+  });
+  return serveDir(join(project, `dist-${name}`), `${name}.html`);
+}
+
 test("what a page loads (the packed dist/index.js) fits its gzipped budget", () => {
   const { bundle } = sdkParts();
   const packed = jsAssets(join(project, "node_modules", "roomcast", "dist")).files.find((f) => f.file === "index.js");
@@ -263,12 +282,8 @@ room.on("status", (s) => { document.body.dataset.state = s.state; });
 test("roomcast/react under StrictMode: one connection, live state and members", async () => {
   const room = roomName("react");
   const t = token("rita", { [room]: ALL_RIGHTS });
-  writeFileSync(
-    join(project, "react.html"),
-    `<!doctype html><title>react app</title><div id="root"></div><script type="module" src="/react-main.js"></script>`,
-  );
-  writeFileSync(
-    join(project, "react-main.js"),
+  const server = await servedDevPage(
+    "react",
     `
 import { StrictMode, createElement as h, useEffect } from "react";
 import { createRoot } from "react-dom/client";
@@ -290,17 +305,6 @@ window.remount = () => {
 };
 `,
   );
-  const { build } = await import(join(ROOT, "node_modules", "vite", "dist", "node", "index.js"));
-  // A development build: StrictMode double-mounts effects only in development.
-  await build({
-    root: project,
-    logLevel: "error",
-    mode: "development",
-    define: { "process.env.NODE_ENV": JSON.stringify("development") },
-    build: { target: "es2022", outDir: "dist-react", minify: false, rollupOptions: { input: join(project, "react.html") } },
-  });
-  const dist = join(project, "dist-react");
-  const server = await serveDir(dist, "react.html");
   try {
     const page = await browser.newPage();
     await page.addInitScript(() => {
@@ -330,12 +334,8 @@ window.remount = () => {
 test("roomcast/react with one client: useClient, useRoom(client, room) and useUnread on one socket under StrictMode", async () => {
   const [a, b] = [roomName("react-a"), roomName("react-b")];
   const t = token("rhea", { [a]: ALL_RIGHTS, [b]: ALL_RIGHTS });
-  writeFileSync(
-    join(project, "client.html"),
-    `<!doctype html><title>client app</title><div id="root"></div><script type="module" src="/client-main.js"></script>`,
-  );
-  writeFileSync(
-    join(project, "client-main.js"),
+  const server = await servedDevPage(
+    "client",
     `
 import { StrictMode, createElement as h, useState } from "react";
 import { createRoot } from "react-dom/client";
@@ -364,15 +364,6 @@ window.remount = () => {
 };
 `,
   );
-  const { build } = await import(join(ROOT, "node_modules", "vite", "dist", "node", "index.js"));
-  await build({
-    root: project,
-    logLevel: "error",
-    mode: "development",
-    define: { "process.env.NODE_ENV": JSON.stringify("development") },
-    build: { target: "es2022", outDir: "dist-client", minify: false, rollupOptions: { input: join(project, "client.html") } },
-  });
-  const server = await serveDir(join(project, "dist-client"), "client.html");
   const shows = async (page, id, text) => {
     try {
       await page.waitForFunction(([id, text]) => document.getElementById(id)?.textContent === text, [id, text], { timeout: 10_000 });
@@ -437,12 +428,8 @@ test("roomcast/react useMessages: the latest page, live messages appended, dupli
   const t = token("rosa", { [room]: ALL_RIGHTS });
   const body = Array.from({ length: 12 }, (_, i) => ({ data: { n: i + 1 } }));
   assert.equal((await api(edge, "POST", `/rooms/${room}/messages`, body)).status, 200);
-  writeFileSync(
-    join(project, "messages.html"),
-    `<!doctype html><title>messages</title><div id="root"></div><script type="module" src="/messages-main.js"></script>`,
-  );
-  writeFileSync(
-    join(project, "messages-main.js"),
+  const server = await servedDevPage(
+    "messages",
     `
 import { StrictMode, createElement as h } from "react";
 import { createRoot } from "react-dom/client";
@@ -458,15 +445,6 @@ function App() {
 createRoot(document.getElementById("root")).render(h(StrictMode, null, h(App)));
 `,
   );
-  const { build } = await import(join(ROOT, "node_modules", "vite", "dist", "node", "index.js"));
-  await build({
-    root: project,
-    logLevel: "error",
-    mode: "development",
-    define: { "process.env.NODE_ENV": JSON.stringify("development") },
-    build: { target: "es2022", outDir: "dist-messages", minify: false, rollupOptions: { input: join(project, "messages.html") } },
-  });
-  const server = await serveDir(join(project, "dist-messages"), "messages.html");
   const list = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => `${from + i}:${from + i}`).join(",");
   const shows = async (page, text, more) => {
     try {
