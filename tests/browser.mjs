@@ -23,6 +23,22 @@ export function launchChromium() {
   });
 }
 
+/**
+ * Makes `page` record every WebSocket it opens: `window.sockets` lists their URLs' paths
+ * (`/rooms/<room>/ws`, `/session/ws`), in order. Call before `page.goto`.
+ */
+export function countSockets(page) {
+  return page.addInitScript(() => {
+    window.sockets = [];
+    const Native = window.WebSocket;
+    window.WebSocket = class extends Native {
+      constructor(url, ...rest) {
+        super(url, ...rest);
+        window.sockets.push(new URL(url, location.href).pathname);
+      }
+    };
+  });
+}
 /** Serves `/roomcast.js` (the built package) and a page that exposes it as `window.roomcast`. */
 export function servePackage() {
   const sdk = () => readFileSync(join(ROOT, "sdk", "dist", "index.js"));

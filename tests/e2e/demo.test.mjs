@@ -10,7 +10,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { promisify } from "node:util";
-import { launchChromium } from "../browser.mjs";
+import { countSockets, launchChromium } from "../browser.mjs";
 import { api, ROOT, roomName, startEdge, tempDir } from "../harness.mjs";
 
 const ARTIFACTS = join(ROOT, "tests", "artifacts");
@@ -665,16 +665,7 @@ test("cursors at 390 and 1280 px: a name tag near the right or bottom edge flips
 /** The team chat page, signed in as `name`, counting the page's WebSockets. */
 async function joinTeam(context, name) {
   const page = await context.newPage();
-  await page.addInitScript(() => {
-    window.sockets = 0;
-    const Native = window.WebSocket;
-    window.WebSocket = class extends Native {
-      constructor(...a) {
-        super(...a);
-        window.sockets++;
-      }
-    };
-  });
+  await countSockets(page);
   await page.goto(`${edge.url}/team.html`);
   await page.fill("#name", name);
   await page.click("#join button");
@@ -714,7 +705,7 @@ test("team chat: channels and a DM on one socket, unread badges, read on one tab
   await ben.waitForFunction(() => document.querySelector('button[data-room="dm~ann,ben"] .badge')?.textContent === "1", null, {
     timeout: 15_000,
   });
-  for (const tab of [ann, ben, ben2]) assert.equal(await tab.evaluate(() => window.sockets), 1, "one socket per tab");
+  for (const tab of [ann, ben, ben2]) assert.equal(await tab.evaluate(() => window.sockets.length), 1, "one socket per tab");
   assert.deepEqual(await ben2.evaluate(layoutProblems), [], "team chat at 390 px");
   await ben2.screenshot({ path: join(ARTIFACTS, "team-390.png") });
   await Promise.all([desk.close(), phone.close()]);

@@ -6,7 +6,7 @@ import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { documentedSizes, jsAssets, PAGE_BUDGET, sdkParts } from "../../tools/sdk-size.mjs";
-import { launchChromium, serveDir } from "../browser.mjs";
+import { countSockets, launchChromium, serveDir } from "../browser.mjs";
 import { ALL_RIGHTS, api, ROOT, roomName, startEdge, tempDir, token } from "../harness.mjs";
 
 const npm = (args, cwd) => execFileSync("npm", [...args, "--no-audit", "--no-fund", "--loglevel=error"], { cwd, encoding: "utf8" });
@@ -307,24 +307,15 @@ window.remount = () => {
   );
   try {
     const page = await browser.newPage();
-    await page.addInitScript(() => {
-      window.sockets = 0;
-      const Native = window.WebSocket;
-      window.WebSocket = class extends Native {
-        constructor(...a) {
-          super(...a);
-          window.sockets++;
-        }
-      };
-    });
+    await countSockets(page);
     await page.goto(server.url);
     await page.waitForFunction(() => document.getElementById("app")?.dataset.state === "open");
     await page.waitForFunction(() => document.getElementById("app").textContent === "open: rita");
     assert.equal(await page.evaluate(() => window.effectRuns), 2, "StrictMode ran the effects twice");
-    assert.equal(await page.evaluate(() => window.sockets), 1, "StrictMode's double mount did not open a second connection");
+    assert.equal(await page.evaluate(() => window.sockets.length), 1, "StrictMode's double mount did not open a second connection");
     await page.evaluate(() => window.remount());
     await page.waitForFunction(() => document.getElementById("app")?.textContent === "open: rita");
-    assert.equal(await page.evaluate(() => window.sockets), 1, "a remount in one task keeps the connection");
+    assert.equal(await page.evaluate(() => window.sockets.length), 1, "a remount in one task keeps the connection");
     await page.close();
   } finally {
     await server.close();
@@ -380,16 +371,7 @@ window.remount = () => {
     );
   try {
     const page = await browser.newPage();
-    await page.addInitScript(() => {
-      window.sockets = [];
-      const Native = window.WebSocket;
-      window.WebSocket = class extends Native {
-        constructor(url, ...rest) {
-          super(url, ...rest);
-          window.sockets.push(new URL(url).pathname);
-        }
-      };
-    });
+    await countSockets(page);
     await page.goto(server.url);
     await shows(page, "a", "open 0");
     await shows(page, "b", "open 0");
